@@ -1,0 +1,304 @@
+"""Small shared helpers: devices, seeds, cache folders, atomic writes, progress, checks.
+
+Everything here is import-light (no transformers, no matplotlib) so any layer may use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from .errors import DeviceError, InputError, ShapeError
+
+__all__ = [
+    "resolve_device",
+    "make_generator",
+    "seed_everything",
+    "cache_dir",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_path",
+    "progress",
+    "Timer",
+    "stable_hash",
+    "as_float_matrix",
+    "check_finite",
+]
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- devices
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Turn ``"auto" | "cpu" | "cuda" | "cuda:N" | None`` into a :class:`torch.device`.
+
+    ``"auto"`` and ``None`` pick CUDA when a GPU is visible, else the CPU. Asking for
+    CUDA without a GPU raises :class:`DeviceError` instead of failing deep inside torch.
+    """
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise DeviceError(
+            f"device={device!r} is not a device name; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
+        ) from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device={device!r} was requested but no CUDA GPU is visible to torch "
+                f"{torch.__version__} (torch.cuda.is_available() is False); "
+                "use --device cpu or --device auto, or install a CUDA build of torch."
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"device={device!r} asks for GPU {dev.index} but only "
+                f"{torch.cuda.device_count()} GPU(s) are visible; pick an index below that."
+            )
+    elif dev.type not in {"cpu", "mps"}:
+        raise DeviceError(f"device={device!r} is not supported; use 'auto', 'cpu' or 'cuda'.")
+    return dev
+
+
+def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A :class:`torch.Generator` on ``device`` seeded with ``seed`` (the only source of randomness)."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise InputError(f"seed must be an int, got {type(seed).__name__} {seed!r}.")
+    gen = torch.Generator(device=torch.device(device))
+    gen.manual_seed(int(seed))
+    return gen
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (for third-party code we call)."""
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+# --------------------------------------------------------------------------- folders
+def cache_dir(*parts: str, create: bool = True) -> Path:
+    """The hyperlens cache folder (``$HYPERLENS_CACHE``, default ``~/.cache/hyperlens``).
+
+    Holds converted models, embedding caches and WordNet files. ``parts`` name a
+    sub-folder, created on demand.
+    """
+    root = os.environ.get("HYPERLENS_CACHE")
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "hyperlens"
+    path = base.joinpath(*parts)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --------------------------------------------------------------------------- atomic writes
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+
+    A crash or exception inside the block leaves ``path`` untouched and removes the
+    temporary file, so readers never see a half-written file. Works for files and folders
+    (the yielded path does not exist yet; create a file or a directory there).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    inner = tmp / target.name
+    try:
+        yield inner
+        if not inner.exists():
+            raise FileNotFoundError(f"atomic_path block did not create {inner}")
+        if target.is_dir() and inner.is_dir():
+            backup = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, backup)
+            os.replace(inner, target)
+            _rmtree(backup)
+        else:
+            os.replace(inner, target)
+    finally:
+        _rmtree(tmp)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int = 2) -> Path:
+    """Serialise ``obj`` to JSON (NumPy and torch values converted) and write it atomically."""
+    return atomic_write_text(path, json.dumps(to_jsonable(obj), indent=indent, allow_nan=False) + "\n")
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert NumPy / torch scalars and arrays, paths, sets and dataclasses into JSON types.
+
+    NaN and infinities become ``None`` so the JSON stays standard.
+    """
+    import dataclasses
+    import math
+
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        val = float(obj)
+        return val if math.isfinite(val) else None
+    if isinstance(obj, torch.Tensor):
+        return to_jsonable(obj.detach().cpu().numpy())
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, torch.device | torch.dtype):
+        return str(obj)
+    raise TypeError(f"cannot convert {type(obj).__name__} to JSON")
+
+
+# --------------------------------------------------------------------------- progress, timing
+def progress(
+    iterable: Iterable[T],
+    *,
+    total: int | None = None,
+    desc: str = "",
+    enabled: bool | None = None,
+    unit: str = "it",
+) -> Iterable[T]:
+    """Wrap ``iterable`` in a tqdm bar on stderr when ``enabled`` (default: stderr is a TTY
+    or ``HYPERLENS_PROGRESS=1``; ``HYPERLENS_PROGRESS=0`` silences every bar)."""
+    if enabled is None:
+        env = os.environ.get("HYPERLENS_PROGRESS")
+        enabled = (env == "1") if env in {"0", "1"} else sys.stderr.isatty()
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+
+
+class Timer:
+    """Collect named wall-clock timings: ``with timer("embed"): ...``; ``timer.seconds``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- hashing, checks
+def stable_hash(*parts: Any, length: int = 16) -> str:
+    """A short hex digest of ``parts`` (strings, bytes, numbers, lists) that is stable across runs."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        if isinstance(part, bytes):
+            data = part
+        elif isinstance(part, str):
+            data = part.encode("utf-8")
+        else:
+            data = json.dumps(to_jsonable(part), sort_keys=True).encode("utf-8")
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()[:length]
+
+
+def check_finite(x: torch.Tensor | np.ndarray, name: str) -> None:
+    """Raise :class:`InputError` naming ``name`` and the first bad row if ``x`` has NaN/Inf."""
+    t = torch.as_tensor(x)
+    if t.is_floating_point() or t.is_complex():
+        bad = ~torch.isfinite(t)
+        if bool(bad.any()):
+            idx = torch.nonzero(bad)[0].tolist()
+            raise InputError(
+                f"{name} contains NaN or Inf (first at index {tuple(idx)}, "
+                f"{int(bad.sum())} value(s) in all, shape {tuple(t.shape)}); "
+                "drop or impute those rows before calling."
+            )
+
+
+def as_float_matrix(
+    x: Any,
+    name: str,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    min_rows: int = 1,
+    finite: bool = True,
+) -> torch.Tensor:
+    """Validate and convert ``x`` (array-like) to a 2-D floating tensor ``[n, d]``.
+
+    Raises :class:`ShapeError` for the wrong number of dimensions or too few rows and
+    :class:`InputError` for NaN/Inf (when ``finite``).
+    """
+    if isinstance(x, torch.Tensor):
+        t = x
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(x))
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{name} must be a numeric array, got {type(x).__name__}.") from exc
+    if t.ndim != 2:
+        raise ShapeError(f"{name} must be 2-D [n, d], got shape {tuple(t.shape)}.")
+    if t.shape[0] < min_rows:
+        raise ShapeError(f"{name} needs at least {min_rows} row(s), got shape {tuple(t.shape)}.")
+    if t.shape[1] == 0:
+        raise ShapeError(f"{name} has zero columns (shape {tuple(t.shape)}).")
+    if not (t.is_floating_point() or t.dtype == torch.bool or not t.is_complex()):
+        raise InputError(f"{name} must be real-valued, got dtype {t.dtype}.")
+    t = t.to(dtype=dtype, device=device)
+    if finite:
+        check_finite(t, name)
+    return t
+
+
+def callable_name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", getattr(fn, "__name__", repr(fn)))
