@@ -455,7 +455,8 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Exact ``a @ b.T`` for ``int8`` matrices, accumulated in ``int32``.
 
     Uses ``torch._int_mm`` (oneDNN VNNI kernels on CPU, IMMA on CUDA) and pads the shapes
-    that CUDA requires; falls back to a float64 product (exact for ``d < 2**53``) where the
+    that CUDA requires; small CPU products use float32 (exact: every partial sum of codes
+    in ``{-1, 0, +1}`` is an integer below ``2**24``); falls back to a float64 product (exact for ``d < 2**53``) where the
     integer kernel is unavailable.
 
     Shapes:
@@ -466,6 +467,10 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if n == 0 or m == 0:
         return torch.zeros(n, m, dtype=torch.int32, device=a.device)
     if a.device.type == "cpu":
+        if n * m * d <= 1 << 22 and d < 1 << 24:
+            # Small products: the integer kernel's set-up cost dominates; float32 sums of
+            # at most d < 2**24 terms in {-1, 0, 1} are exact.
+            return (a.to(torch.float32) @ b.to(torch.float32).t()).to(torch.int32)
         try:
             return torch._int_mm(a, b.t())
         except RuntimeError:  # pragma: no cover - very old CPU builds
