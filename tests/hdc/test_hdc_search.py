@@ -90,3 +90,14 @@ def test_mismatched_dimensions_and_types(data) -> None:
         similarity(queries, codes)
     with pytest.raises(HyperlensError, match="-1, 0 and"):
         similarity(queries * 3, packed)
+
+
+@pytest.mark.parametrize("metric", ["dot", "cosine", "hamming"])
+def test_search_with_massive_ties_keeps_index_order(metric: str) -> None:
+    """All codes identical: every score ties, so the answer is the k lowest indices."""
+    code = F.random_hypervectors(1, 256, "ternary", seed=5)
+    codes = code.repeat(120, 1)
+    codes[7] = -code[0]  # one clearly worse code
+    res = search(code, PackedCodes.from_dense(codes), k=30, metric=metric, block_size=50)
+    want = [i for i in range(120) if i != 7][:30]
+    assert res.indices[0].tolist() == want

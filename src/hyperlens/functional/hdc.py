@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import torch
 
 from ..errors import InputError, ShapeError
@@ -63,6 +64,7 @@ __all__ = [
     "packed_width",
     "pack",
     "unpack",
+    "packed_nonzeros",
     "pack_twobit",
     "unpack_twobit",
     "pack_base3",
@@ -278,6 +280,43 @@ def quantile_zero_count(d: int, sparsity: float) -> int:
     return min(d, int(math.floor(sparsity * (d - 1))) + 1)
 
 
+def _partition_rows(a: np.ndarray, kth: int) -> None:
+    """In-place ``np.partition`` of every row, split over threads (NumPy drops the GIL)."""
+    workers = max(1, min(torch.get_num_threads(), a.shape[0] // 64))
+    if workers == 1:
+        a.partition(kth, axis=1)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    bounds = np.linspace(0, a.shape[0], workers + 1).astype(int)
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda i: a[bounds[i] : bounds[i + 1]].partition(kth, axis=1), range(workers)))
+
+
+def _kth_smallest_abs(x2: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k``-th smallest ``|x|`` of every row (1-based), without sorting.
+
+    On the CPU this is NumPy's introselect (``np.partition``) run in place on a scratch
+    copy of ``|x|``, over row blocks in parallel: measured 2-3x faster than ``torch.topk``
+    and ``torch.kthvalue``, which sort (value, index) pairs. Elsewhere ``torch.topk`` on the
+    smaller side of the split.
+
+    Shapes:
+        x2: ``[n, d]`` -> ``[n]`` (dtype of ``x2``)
+    """
+    d = x2.shape[1]
+    if x2.device.type == "cpu" and x2.dtype in (torch.float32, torch.float64):
+        a = x2.abs()  # fresh scratch buffer, safe to reorder in place
+        an = a.numpy()
+        _partition_rows(an, k - 1)
+        return torch.from_numpy(np.ascontiguousarray(an[:, k - 1]))
+    a = x2.abs()
+    m = d - k + 1  # the k-th smallest is the m-th largest; select on the smaller side
+    if m <= k:
+        return torch.topk(a, m, dim=1, largest=True, sorted=False).values.amin(dim=1)
+    return torch.topk(a, k, dim=1, largest=False, sorted=False).values.amax(dim=1)
+
+
 def ternary_thresholds(
     x: torch.Tensor,
     threshold: ThresholdKind = "quantile",
@@ -311,12 +350,7 @@ def ternary_thresholds(
         k = quantile_zero_count(d, s)
         if n == 0:
             return x2.new_zeros(lead)
-        a = x2.abs()
-        m = d - k + 1  # the k-th smallest is the m-th largest; select on the smaller side
-        if m <= k:
-            t = torch.topk(a, m, dim=1, largest=True, sorted=False).values.amin(dim=1)
-        else:
-            t = torch.topk(a, k, dim=1, largest=False, sorted=False).values.amax(dim=1)
+        t = _kth_smallest_abs(x2, k)
     elif threshold == "tau_std":
         tt = _check_tau(tau)
         t = x2.std(dim=1, correction=0).mul_(tt) if n else x2.new_zeros(0)
@@ -360,7 +394,8 @@ def ternarize(
     x = _check_real(x, "x")
     t = ternary_thresholds(x, threshold, sparsity, tau, check_finite=check_finite)
     t = t.unsqueeze(-1)
-    return (x > t).to(torch.int8).sub_((x < -t).to(torch.int8))
+    # bool tensors are bytes holding 0/1, so viewing them as int8 costs nothing
+    return torch.gt(x, t).view(torch.int8) - torch.lt(x, -t).view(torch.int8)
 
 
 # --------------------------------------------------------------------------- algebra
@@ -524,9 +559,15 @@ def cosine_from_dot(dots: torch.Tensor, nnz_a: torch.Tensor, nnz_b: torch.Tensor
     Shapes:
         dots: ``[n, m]`` int32, nnz_a: ``[n]``, nnz_b: ``[m]`` -> ``[n, m]`` float32
     """
-    denom = torch.sqrt(nnz_a.to(torch.float64).unsqueeze(1) * nnz_b.to(torch.float64).unsqueeze(0))
-    out = dots.to(torch.float64) / denom.clamp_min(1.0)
-    return out.masked_fill_(denom == 0, 0.0).to(torch.float32)
+    na = nnz_a.to(torch.float32)
+    nb = nnz_b.to(torch.float32)
+    # float32 throughout: sqrt(n_a n_b) is correctly rounded, so a code against itself gives
+    # exactly 1.0; four passes over the [n, m] block instead of six in float64.
+    denom = torch.outer(na, nb).sqrt_()
+    out = dots.to(torch.float32).div_(denom)
+    if bool((nnz_a == 0).any()) or bool((nnz_b == 0).any()):
+        out.masked_fill_(denom == 0, 0.0)
+    return out
 
 
 def hamming_from_dot(
@@ -619,6 +660,27 @@ def _base3_lut(device: torch.device) -> torch.Tensor:
         lut = (digits - 1).to(torch.int8).to(device)
         _LUT_CACHE[key] = lut
     return lut
+
+
+def packed_nonzeros(packed: torch.Tensor, d: int, scheme: Scheme = "twobit") -> torch.Tensor:
+    """Non-zero count of every packed code, read from the bytes (one table look-up per byte).
+
+    Shapes:
+        packed: ``[n, packed_width(d, scheme)]`` uint8 -> ``[n]`` int32
+    """
+    width = packed_width(d, scheme)
+    packed = _check_packed(packed, width, scheme, d)
+    key = ("nnz_" + scheme, str(packed.device))
+    lut = _LUT_CACHE.get(key)
+    if lut is None:
+        if scheme == "twobit":
+            v = torch.arange(256, dtype=torch.int16).unsqueeze(1)
+            lut = ((v >> torch.arange(8, dtype=torch.int16)) & 1).sum(1)
+        else:
+            lut = (_base3_lut(torch.device("cpu")) != 0).sum(1)
+        lut = lut.to(torch.uint8).to(packed.device)
+        _LUT_CACHE[key] = lut
+    return lut[packed.to(torch.int32)].sum(dim=-1, dtype=torch.int32)
 
 
 def pack_twobit(x: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:

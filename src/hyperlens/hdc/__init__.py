@@ -10,6 +10,6 @@ from __future__ import annotations
 
 from .encoder import TernaryEncoder
 from .packed import PackedCodes
-from .search import SearchResult, search, similarity
+from .retrieval import SearchResult, search, similarity
 
 __all__ = ["TernaryEncoder", "PackedCodes", "SearchResult", "search", "similarity"]

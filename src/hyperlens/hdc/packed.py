@@ -155,9 +155,12 @@ class PackedCodes:
         Shapes:
             returns ``[n]`` int32
         """
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size <= 0:
+            raise InputError(f"block_size must be a positive int, got {block_size!r}.")
         out = torch.empty(len(self), dtype=torch.int32, device=self.device)
-        for start, block in self.iter_blocks(block_size):
-            out[start : start + block.shape[0]] = F.nonzeros(block)
+        for start in range(0, len(self), block_size):
+            chunk = self.data[start : start + block_size]
+            out[start : start + chunk.shape[0]] = F.packed_nonzeros(chunk, self.dim, self.scheme)
         return out
 
     def convert(self, scheme: str, block_size: int = 65536) -> PackedCodes:

@@ -120,29 +120,62 @@ def similarity(
     return out
 
 
-def _to_key(scores: torch.Tensor, metric: str, start: int) -> torch.Tensor:
-    """Order-preserving int64 keys: high 32 bits the score, low 32 bits the inverted index."""
+def _to_key(scores: torch.Tensor, metric: str, index: torch.Tensor) -> torch.Tensor:
+    """Order-preserving int64 keys: high 32 bits the score, low 32 bits the inverted index.
+
+    A larger key is a better match: higher similarity (lower Hamming distance), then the
+    lower code index.
+    """
     if metric == "cosine":
         bits = scores.view(torch.int32)
-        key32 = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+        key32 = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # IEEE order as signed integers
     elif metric == "hamming":
         key32 = -scores
     else:
         key32 = scores
-    idx = torch.arange(start, start + scores.shape[1], dtype=torch.int64, device=scores.device)
-    return (key32.to(torch.int64) << 32) | (_LOW32 - idx)
+    return (key32.to(torch.int64) << 32) | (_LOW32 - index)
 
 
 def _from_key(keys: torch.Tensor, metric: str) -> tuple[torch.Tensor, torch.Tensor]:
     indices = _LOW32 - (keys & _LOW32)
     key32 = (keys >> 32).to(torch.int32)
     if metric == "cosine":
-        scores = torch.where(key32 < 0, key32 ^ 0x7FFFFFFF, key32).view(torch.float32)
+        scores = (key32 ^ ((key32 >> 31) & 0x7FFFFFFF)).view(torch.float32)
     elif metric == "hamming":
         scores = -key32
     else:
         scores = key32
     return scores, indices
+
+
+_TIE_PAD = 16
+
+
+def _block_candidates(sc: torch.Tensor, metric: str, start: int, k: int) -> torch.Tensor:
+    """Keys of a superset of each row's top ``k`` in one block of scores.
+
+    ``torch.topk`` on the raw scores with ``k + 16`` slots is cheap but picks arbitrarily
+    among equal scores; when the last slot is strictly worse than the ``k``-th, every code
+    that can enter the top ``k`` (ties at the ``k``-th score included) is among the
+    candidates. Rows where ties run past the extra slots are ranked by full keys instead.
+
+    Shapes:
+        sc: ``[q, b]`` -> ``[q, min(b, k + 16)]`` int64 keys
+    """
+    b = sc.shape[1]
+    largest = metric != "hamming"
+    kk = min(b, k + _TIE_PAD)
+    if kk == b:
+        idx = torch.arange(start, start + b, device=sc.device).expand(sc.shape[0], b)
+        return _to_key(sc, metric, idx)
+    vals, idx = torch.topk(sc, kk, dim=1, largest=largest, sorted=True)
+    keys = _to_key(vals, metric, idx + start)
+    unsure = torch.nonzero(vals[:, kk - 1] == vals[:, k - 1]).flatten()
+    if unsure.numel():
+        rows = sc.index_select(0, unsure)
+        full = _to_key(rows, metric, torch.arange(start, start + b, device=sc.device).expand(rows.shape[0], b))
+        keys[unsure] = torch.topk(full, kk, dim=1, sorted=False).values
+    return keys
 
 
 def search(
@@ -179,9 +212,11 @@ def search(
     nq = q.shape[0]
     q_nnz = F.nonzeros(q)
     q_abs = q.abs() if metric == "hamming" else None
+    c_nnz = codes.nonzeros() if metric != "dot" else None
     best = torch.full((nq, k), torch.iinfo(torch.int64).min, dtype=torch.int64, device=q.device)
     for start, block in codes.iter_blocks(block_size):
-        b_nnz = F.nonzeros(block) if metric != "dot" else None
+        stop = start + block.shape[0]
+        b_nnz = c_nnz[start:stop] if c_nnz is not None else None
         block_abs = block.abs() if metric == "hamming" else None
         for qs in range(0, nq, query_block_size):
             qe = min(nq, qs + query_block_size)
@@ -194,10 +229,8 @@ def search(
                 sc = F.hamming_from_dot(
                     dots, F.int_matmul(q_abs[qs:qe], block_abs), q_nnz[qs:qe], b_nnz
                 )
-            keys = _to_key(sc, metric, start)
-            kk = min(k, keys.shape[1])
-            top = torch.topk(keys, kk, dim=1, sorted=False).values
-            merged = torch.cat([best[qs:qe], top], dim=1)
+            cand = _block_candidates(sc, metric, start, k)
+            merged = torch.cat([best[qs:qe], cand], dim=1)
             best[qs:qe] = torch.topk(merged, k, dim=1, sorted=False).values
     best = torch.sort(best, dim=1, descending=True).values
     scores, indices = _from_key(best, metric)
