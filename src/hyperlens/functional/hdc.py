@@ -670,17 +670,29 @@ def packed_nonzeros(packed: torch.Tensor, d: int, scheme: Scheme = "twobit") -> 
     """
     width = packed_width(d, scheme)
     packed = _check_packed(packed, width, scheme, d)
-    key = ("nnz_" + scheme, str(packed.device))
+    p2, lead = _as_rows(packed)
+    if scheme == "twobit":
+        nb = width // 2
+        occupied = p2[:, :nb] | p2[:, nb:]  # a trit is non-zero when either plane bit is set
+        pad = (-nb) % 8
+        if pad:
+            occupied = torch.nn.functional.pad(occupied, (0, pad))
+        return _popcount64(occupied.contiguous().view(torch.int64)).sum(dim=1, dtype=torch.int32).reshape(lead)
+    key = ("nnz_base3", str(packed.device))
     lut = _LUT_CACHE.get(key)
     if lut is None:
-        if scheme == "twobit":
-            v = torch.arange(256, dtype=torch.int16).unsqueeze(1)
-            lut = ((v >> torch.arange(8, dtype=torch.int16)) & 1).sum(1)
-        else:
-            lut = (_base3_lut(torch.device("cpu")) != 0).sum(1)
-        lut = lut.to(torch.uint8).to(packed.device)
+        lut = (_base3_lut(torch.device("cpu")) != 0).sum(1).to(torch.int32).to(packed.device)
         _LUT_CACHE[key] = lut
-    return lut[packed.to(torch.int32)].sum(dim=-1, dtype=torch.int32)
+    counts = torch.index_select(lut, 0, p2.reshape(-1).to(torch.int32)).reshape(p2.shape)
+    return counts.sum(dim=1, dtype=torch.int32).reshape(lead)
+
+
+def _popcount64(w: torch.Tensor) -> torch.Tensor:
+    """Set bits of every int64 word (SWAR bit counting; torch has no popcount operator)."""
+    w = w - ((w >> 1) & 0x5555555555555555)
+    w = (w & 0x3333333333333333) + ((w >> 2) & 0x3333333333333333)
+    w = (w + (w >> 4)) & 0x0F0F0F0F0F0F0F0F
+    return (w * 0x0101010101010101) >> 56 & 0xFF
 
 
 def pack_twobit(x: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:
@@ -717,8 +729,9 @@ def unpack_twobit(packed: torch.Tensor, d: int) -> torch.Tensor:
     nb = -(-d // 8)
     packed = _check_packed(packed, 2 * nb, "twobit", d)
     p2, lead = _as_rows(packed)
-    idx = p2[:, :nb].to(torch.int32).mul_(256).add_(p2[:, nb:].to(torch.int32))
-    words = _twobit_lut(p2.device)[idx]  # [n, nb] int64 = 8 int8 trits each
+    idx = (p2[:, :nb].to(torch.int32) << 8) | p2[:, nb:].to(torch.int32)
+    # 1-D index_select is about 3x faster than advanced indexing for table look-ups
+    words = torch.index_select(_twobit_lut(p2.device), 0, idx.reshape(-1))  # int64 = 8 trits
     out = words.view(torch.int8).reshape(p2.shape[0], nb * 8)
     if nb * 8 != d:
         out = out[:, :d]
@@ -756,7 +769,8 @@ def unpack_base3(packed: torch.Tensor, d: int) -> torch.Tensor:
     nb = -(-d // 5)
     packed = _check_packed(packed, nb, "base3", d)
     p2, lead = _as_rows(packed)
-    out = _base3_lut(p2.device)[p2.to(torch.int32)].reshape(p2.shape[0], nb * 5)
+    flat = p2.reshape(-1).to(torch.int32)
+    out = torch.index_select(_base3_lut(p2.device), 0, flat).reshape(p2.shape[0], nb * 5)
     if nb * 5 != d:
         out = out[:, :d]
     return out.reshape(*lead, d)
