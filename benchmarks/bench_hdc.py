@@ -71,7 +71,9 @@ def seed_style_ternarize(x: torch.Tensor, sparsity: float) -> torch.Tensor:
     for i in range(len(x)):
         v = x[i]
         t = torch.quantile(torch.abs(v), sparsity)
-        out[i] = torch.where(v > t, torch.ones_like(v), torch.where(v < -t, -torch.ones_like(v), torch.zeros_like(v)))
+        out[i] = torch.where(
+            v > t, torch.ones_like(v), torch.where(v < -t, -torch.ones_like(v), torch.zeros_like(v))
+        )
     return out
 
 
@@ -87,9 +89,19 @@ def bench_ternarize(n: int, d_in: int, d: int, sparsity: float, repeats: int) ->
     x = emb @ proj
     t_matmul = best_of(lambda: emb @ proj, repeats, "projection_matmul")
     t_ours = best_of(lambda: F.ternarize(x, sparsity=sparsity), repeats, "hyperlens_ternarize")
-    t_dim1 = best_of(lambda: quantile_dim1_ternarize(x, sparsity), max(1, repeats // 2), "torch_quantile_dim1")
+    t_dim1 = best_of(
+        lambda: quantile_dim1_ternarize(x, sparsity), max(1, repeats // 2), "torch_quantile_dim1"
+    )
     t_loop = best_of(lambda: seed_style_ternarize(x, sparsity), 1, "seed_loop_torch_quantile")
-    cpu = {key: CPU_SECONDS[key] for key in ("seed_loop_torch_quantile", "torch_quantile_dim1", "hyperlens_ternarize", "projection_matmul")}
+    cpu = {
+        key: CPU_SECONDS[key]
+        for key in (
+            "seed_loop_torch_quantile",
+            "torch_quantile_dim1",
+            "hyperlens_ternarize",
+            "projection_matmul",
+        )
+    }
     ours = F.ternarize(x, sparsity=sparsity)
     same_as_loop = bool(torch.equal(ours, seed_style_ternarize(x, sparsity).to(torch.int8)))
     same_as_dim1 = bool(torch.equal(ours, quantile_dim1_ternarize(x, sparsity)))
@@ -111,7 +123,10 @@ def bench_ternarize(n: int, d_in: int, d: int, sparsity: float, repeats: int) ->
         "speedup_vs_seed_loop": t_loop / t_ours,
         "speedup_vs_quantile_dim1": t_dim1 / t_ours,
         "ratio_to_matmul": t_ours / t_matmul,
-        "targets": {"speedup_vs_seed_loop>=20": t_loop / t_ours >= 20, "ratio_to_matmul<=2": t_ours / t_matmul <= 2},
+        "targets": {
+            "speedup_vs_seed_loop>=20": t_loop / t_ours >= 20,
+            "ratio_to_matmul<=2": t_ours / t_matmul <= 2,
+        },
         "identical_codes_to_seed_loop": same_as_loop,
         "identical_codes_to_quantile_dim1": same_as_dim1,
         "zeros_per_row": int((ours[0] == 0).sum()),
@@ -168,7 +183,7 @@ def bench_search(
     q32 = queries.to(torch.float32)
     t_f32 = best_of(lambda: q32 @ keys32.T, 1, "float32_slice")
     exact = bool(torch.equal((q32 @ keys32.T).to(torch.int32), F.dot(queries, codes.unpack(0, m))))
-    del keys32
+    keys32 = q32 = torch.empty(0)  # free the slice before the search
     t_f32_full = t_f32 * n_codes / m
 
     # packed search over everything (cosine, top-k)
@@ -194,7 +209,9 @@ def bench_search(
     qp, qn = _planes64(queries[:pc_q])
     cp, cn = _planes64(blk[:pc_c])
     t_pop = best_of(lambda: _popcount_dot(qp, qn, cp, cn), 1)
-    pop_ok = bool(np.array_equal(_popcount_dot(qp, qn, cp, cn), F.dot(queries[:pc_q], blk[:pc_c]).numpy()))
+    pop_ok = bool(
+        np.array_equal(_popcount_dot(qp, qn, cp, cn), F.dot(queries[:pc_q], blk[:pc_c]).numpy())
+    )
     per_pair = {
         "int8_vnni_int_mm": t_int8 / (n_queries * block_size),
         "bf16_matmul": t_bf16 / (n_queries * block_size),
@@ -305,11 +322,21 @@ def main(argv: list[str] | None = None) -> Path:
     results["storage"] = bench_storage(args.dim)
     print("search ...", file=sys.stderr)
     results["search"] = bench_search(
-        args.n_queries, args.n_codes, args.dim, 0.7, f32_slice=10_000, block_size=args.block_size, k=10
+        args.n_queries,
+        args.n_codes,
+        args.dim,
+        0.7,
+        f32_slice=10_000,
+        block_size=args.block_size,
+        k=10,
     )
     if not args.no_sketch:
         sketch = run_sketch_benchmarks()
-        results["sketch"] = sketch if sketch is not None else {"status": "skipped", "note": "benchmarks/bench_sketch.py not present"}
+        results["sketch"] = (
+            sketch
+            if sketch is not None
+            else {"status": "skipped", "note": "benchmarks/bench_sketch.py not present"}
+        )
     results["loadavg_after"] = os.getloadavg()
     atomic_write_json(args.out, results)
     print(args.out)

@@ -47,7 +47,9 @@ def test_seed_reproducible_and_different_seeds_differ(X: np.ndarray) -> None:
 
 
 def test_center_and_scale_are_learned(X: np.ndarray) -> None:
-    enc = TernaryEncoder(dim=256, threshold="tau_std", tau=0.3, center=True, scale=True, batch_size=70).fit(X)
+    enc = TernaryEncoder(
+        dim=256, threshold="tau_std", tau=0.3, center=True, scale=True, batch_size=70
+    ).fit(X)
     Xd = X.astype(np.float64)
     np.testing.assert_allclose(enc.mean_.numpy(), Xd.mean(0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(enc.scale_.numpy(), Xd.std(0), rtol=1e-4)
@@ -131,7 +133,9 @@ def test_sign_codes_follow_the_angle_law(seed: int) -> None:
     angles = np.array([0.1, 0.5, 1.0, 2.0, 3.0])
     unit_b = base / np.linalg.norm(base)
     unit_o = other / np.linalg.norm(other)
-    X = np.vstack([unit_b] + [np.cos(a) * unit_b + np.sin(a) * unit_o for a in angles]).astype(np.float32)
+    X = np.vstack([unit_b] + [np.cos(a) * unit_b + np.sin(a) * unit_o for a in angles]).astype(
+        np.float32
+    )
     enc = TernaryEncoder(dim=20_000, threshold="fixed", tau=0.0, seed=seed).fit(X)
     codes = enc.transform(X)
     assert (codes != 0).all()  # continuous projections are never exactly zero

@@ -108,7 +108,10 @@ def check_codes(x: object, name: str, *, check_values: bool = True) -> torch.Ten
             f"got dtype {x.dtype}; convert with ternarize() or .to(torch.int8)."
         )
     if x.ndim == 0 or x.shape[-1] == 0:
-        raise ShapeError(f"{name} must have a non-empty last (hypervector) dimension, got shape {tuple(x.shape)}.")
+        raise ShapeError(
+            f"{name} must have a non-empty last (hypervector) dimension, got shape "
+            f"{tuple(x.shape)}."
+        )
     if check_values:
         bad = (x < -1) | (x > 1)
         if x.is_floating_point():
@@ -134,7 +137,9 @@ def _check_real(x: object, name: str) -> torch.Tensor:
         try:
             x = torch.as_tensor(x)
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise InputError(f"{name} must be a numeric array or tensor, got {type(x).__name__}.") from exc
+            raise InputError(
+                f"{name} must be a numeric array or tensor, got {type(x).__name__}."
+            ) from exc
     if x.is_complex() or x.dtype == torch.bool:
         raise InputError(f"{name} must be real-valued, got dtype {x.dtype}; pass a float tensor.")
     if x.ndim == 0 or x.shape[-1] == 0:
@@ -207,16 +212,16 @@ def random_projection(
     elif kind == "sparse":
         dens = 1.0 / math.sqrt(d_in) if density is None else density
         if not isinstance(dens, (int, float)) or not 0.0 < float(dens) <= 1.0:
-            raise InputError(f"density must be in (0, 1], got {density!r}; the default is 1/sqrt(d_in).")
+            raise InputError(
+                f"density must be in (0, 1], got {density!r}; the default is 1/sqrt(d_in)."
+            )
         u = torch.rand(d_in, d_out, generator=generator, dtype=torch.float32)
         scale = 1.0 / math.sqrt(float(dens) * d_out)
         mat = torch.zeros(d_in, d_out, dtype=torch.float32)
         mat[u < dens / 2] = scale
         mat[(u >= dens / 2) & (u < dens)] = -scale
     else:
-        raise InputError(
-            f"kind must be 'gaussian', 'rademacher' or 'sparse', got {kind!r}."
-        )
+        raise InputError(f"kind must be 'gaussian', 'rademacher' or 'sparse', got {kind!r}.")
     return mat.to(device=device if device is not None else "cpu", dtype=dtype)
 
 
@@ -256,8 +261,10 @@ def random_hypervectors(
 
 # --------------------------------------------------------------------------- ternarisation
 def _check_sparsity(sparsity: object) -> float:
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not (
-        0.0 < float(sparsity) < 1.0
+    if (
+        isinstance(sparsity, bool)
+        or not isinstance(sparsity, (int, float))
+        or not (0.0 < float(sparsity) < 1.0)
     ):
         raise InputError(
             f"sparsity must be a fraction strictly between 0 and 1 (the share of zeros per "
@@ -267,8 +274,10 @@ def _check_sparsity(sparsity: object) -> float:
 
 
 def _check_tau(tau: object, name: str = "tau") -> float:
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not (
-        math.isfinite(float(tau)) and float(tau) >= 0.0
+    if (
+        isinstance(tau, bool)
+        or not isinstance(tau, (int, float))
+        or not (math.isfinite(float(tau)) and float(tau) >= 0.0)
     ):
         raise InputError(f"{name} must be a finite number >= 0, got {tau!r}.")
     return float(tau)
@@ -290,7 +299,9 @@ def _partition_rows(a: np.ndarray, kth: int) -> None:
 
     bounds = np.linspace(0, a.shape[0], workers + 1).astype(int)
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda i: a[bounds[i] : bounds[i + 1]].partition(kth, axis=1), range(workers)))
+        list(
+            pool.map(lambda i: a[bounds[i] : bounds[i + 1]].partition(kth, axis=1), range(workers))
+        )
 
 
 def _kth_smallest_abs(x2: torch.Tensor, k: int) -> torch.Tensor:
@@ -331,8 +342,8 @@ def ternary_thresholds(
       ``k = floor(sparsity * (d - 1)) + 1``. This equals ``torch.quantile(|x|, sparsity)``
       (linear interpolation) followed by the strict comparison ``|x| > t`` for rows with
       distinct magnitudes: exactly ``k`` zeros (7,000 of 10,000 at ``sparsity=0.7``).
-      Found with one partial selection (``torch.topk`` on the smaller side) per row, with
-      no sort and no Python loop.
+      Found by one selection per row (introselect on the CPU, ``torch.topk`` on other
+      devices), with no sort and no Python loop.
     - ``"tau_std"``: ``t = tau * std(x_row)`` (population standard deviation, i.e.
       ``correction=0``, about the row mean).
     - ``"fixed"``: ``t = tau`` for every row.
@@ -358,9 +369,7 @@ def ternary_thresholds(
         tt = _check_tau(tau)
         t = x2.new_full((n,), tt)
     else:
-        raise InputError(
-            f"threshold must be 'quantile', 'tau_std' or 'fixed', got {threshold!r}."
-        )
+        raise InputError(f"threshold must be 'quantile', 'tau_std' or 'fixed', got {threshold!r}.")
     return t.reshape(lead)
 
 
@@ -447,7 +456,9 @@ def bundle(
     """
     x = check_codes(x, "x")
     if x.ndim < 2:
-        raise ShapeError(f"x must stack at least one code along dim={dim}, got shape {tuple(x.shape)}.")
+        raise ShapeError(
+            f"x must stack at least one code along dim={dim}, got shape {tuple(x.shape)}."
+        )
     if not -x.ndim <= dim < x.ndim or dim in (-1, x.ndim - 1):
         raise InputError(
             f"dim must index a stacking dimension of x (not the last, hypervector one), got "
@@ -490,9 +501,9 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Exact ``a @ b.T`` for ``int8`` matrices, accumulated in ``int32``.
 
     Uses ``torch._int_mm`` (oneDNN VNNI kernels on CPU, IMMA on CUDA) and pads the shapes
-    that CUDA requires; small CPU products use float32 (exact: every partial sum of codes
-    in ``{-1, 0, +1}`` is an integer below ``2**24``); falls back to a float64 product (exact for ``d < 2**53``) where the
-    integer kernel is unavailable.
+    that CUDA requires. Small CPU products use float32, which is exact here: every partial
+    sum of codes in ``{-1, 0, +1}`` is an integer below ``2**24``. Where the integer kernel
+    is unavailable the product falls back to float64 (exact for ``d < 2**53``).
 
     Shapes:
         a: ``[n, d]`` int8, b: ``[m, d]`` int8 -> ``[n, m]`` int32
@@ -598,7 +609,7 @@ def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Pairwise cosine similarity of codes (``dot / sqrt(nnz_a * nnz_b)``; 0 if either code is zero).
+    """Pairwise cosine similarity of codes: ``dot / sqrt(nnz_a * nnz_b)``, 0 for a zero code.
 
     Shapes:
         a: ``[n, d]`` or ``[d]``, b: ``[m, d]`` or ``[d]`` -> ``[n, m]`` float32
@@ -615,9 +626,7 @@ def hamming(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         a: ``[n, d]`` or ``[d]``, b: ``[m, d]`` or ``[d]`` -> ``[n, m]`` int32
     """
     a, b, squeeze = _pairwise_args(a, b)
-    out = hamming_from_dot(
-        int_matmul(a, b), int_matmul(a.abs(), b.abs()), nonzeros(a), nonzeros(b)
-    )
+    out = hamming_from_dot(int_matmul(a, b), int_matmul(a.abs(), b.abs()), nonzeros(a), nonzeros(b))
     return out.reshape(()) if squeeze else out
 
 
@@ -628,7 +637,7 @@ _LUT_CACHE: dict[tuple[str, str], torch.Tensor] = {}
 
 
 def packed_width(d: int, scheme: Scheme) -> int:
-    """Bytes per code of dimension ``d``: ``2 * ceil(d / 8)`` for two-bit, ``ceil(d / 5)`` for base-3."""
+    """Bytes per code of dimension ``d``: ``2 ceil(d/8)`` (two-bit) or ``ceil(d/5)`` (base-3)."""
     d = _check_positive_int(d, "d")
     if scheme == "twobit":
         return 2 * (-(-d // 8))
@@ -638,12 +647,14 @@ def packed_width(d: int, scheme: Scheme) -> int:
 
 
 def _twobit_lut(device: torch.device) -> torch.Tensor:
-    """``[65536]`` int64: entry ``pos * 256 + neg`` holds the 8 trits of that byte pair as int8 bytes."""
+    """``[65536]`` int64: entry ``pos * 256 + neg`` holds that byte pair's 8 trits as int8 bytes."""
     key = ("twobit", str(device))
     lut = _LUT_CACHE.get(key)
     if lut is None:
         idx = torch.arange(256, dtype=torch.int16)
-        bits = ((idx.unsqueeze(1) >> torch.arange(8, dtype=torch.int16)) & 1).to(torch.int8)  # [256, 8]
+        bits = ((idx.unsqueeze(1) >> torch.arange(8, dtype=torch.int16)) & 1).to(
+            torch.int8
+        )  # [256, 8]
         trits = bits.unsqueeze(1) - bits.unsqueeze(0)  # [pos 256, neg 256, 8]
         lut = trits.reshape(65536, 8).contiguous().view(torch.int64).reshape(65536).to(device)
         _LUT_CACHE[key] = lut
@@ -677,7 +688,11 @@ def packed_nonzeros(packed: torch.Tensor, d: int, scheme: Scheme = "twobit") -> 
         pad = (-nb) % 8
         if pad:
             occupied = torch.nn.functional.pad(occupied, (0, pad))
-        return _popcount64(occupied.contiguous().view(torch.int64)).sum(dim=1, dtype=torch.int32).reshape(lead)
+        return (
+            _popcount64(occupied.contiguous().view(torch.int64))
+            .sum(dim=1, dtype=torch.int32)
+            .reshape(lead)
+        )
     key = ("nnz_base3", str(packed.device))
     lut = _LUT_CACHE.get(key)
     if lut is None:

@@ -35,7 +35,9 @@ def _n_rows(X: Any, name: str) -> int:
     if len(shape) != 2:
         raise ShapeError(f"{name} must be 2-D [n, d_in], got shape {tuple(shape)}.")
     if shape[0] == 0 or shape[1] == 0:
-        raise ShapeError(f"{name} must have at least one row and one column, got shape {tuple(shape)}.")
+        raise ShapeError(
+            f"{name} must have at least one row and one column, got shape {tuple(shape)}."
+        )
     return int(shape[0])
 
 
@@ -128,7 +130,11 @@ class TernaryEncoder(TransformerMixin, BaseEstimator):
     def _validate_params(self) -> torch.device:
         if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim <= 0:
             raise InputError(f"dim must be a positive int, got {self.dim!r}; e.g. dim=10000.")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size <= 0:
+        if (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int)
+            or self.batch_size <= 0
+        ):
             raise InputError(f"batch_size must be a positive int, got {self.batch_size!r}.")
         if self.threshold not in ("quantile", "tau_std", "fixed"):
             raise InputError(
@@ -269,7 +275,9 @@ class TernaryEncoder(TransformerMixin, BaseEstimator):
         packed = PackedCodes.empty(n, self.dim, out_kind, self.device_)
         for start in range(0, n, self.batch_size):
             codes = self._encode_batch(self._batch(X, start, self.device_))
-            packed.data[start : start + codes.shape[0]] = F.pack(codes, out_kind, check_values=False)
+            packed.data[start : start + codes.shape[0]] = F.pack(
+                codes, out_kind, check_values=False
+            )
         return packed
 
     def transform_batches(

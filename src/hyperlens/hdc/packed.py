@@ -53,7 +53,10 @@ class PackedCodes:
             data = torch.from_numpy(data)
         if not isinstance(data, torch.Tensor) or data.dtype != torch.uint8:
             got = data.dtype if isinstance(data, torch.Tensor) else type(data).__name__
-            raise InputError(f"data must be a uint8 matrix of packed codes, got {got}; build it with PackedCodes.from_dense().")
+            raise InputError(
+                f"data must be a uint8 matrix of packed codes, got {got}; build it with "
+                "PackedCodes.from_dense()."
+            )
         width = F.packed_width(dim, scheme)  # validates dim and scheme
         if data.ndim != 2 or data.shape[1] != width:
             raise ShapeError(
@@ -78,9 +81,15 @@ class PackedCodes:
         return cls(F.pack(codes, scheme, check_values=False), codes.shape[1], scheme)
 
     @classmethod
-    def empty(cls, n: int, dim: int, scheme: str = "twobit", device: str | torch.device = "cpu") -> PackedCodes:
+    def empty(
+        cls, n: int, dim: int, scheme: str = "twobit", device: str | torch.device = "cpu"
+    ) -> PackedCodes:
         """Zero codes to be filled block by block (``codes.data[i:j] = pack(...)``)."""
-        return cls(torch.zeros(n, F.packed_width(dim, scheme), dtype=torch.uint8, device=device), dim, scheme)
+        return cls(
+            torch.zeros(n, F.packed_width(dim, scheme), dtype=torch.uint8, device=device),
+            dim,
+            scheme,
+        )
 
     @classmethod
     def concat(cls, parts: Sequence[PackedCodes]) -> PackedCodes:
@@ -209,7 +218,9 @@ class PackedCodes:
 
         p = Path(path)
         if not p.is_file():
-            raise DataError(f"path={str(p)!r} does not exist; write codes with PackedCodes.save() first.")
+            raise DataError(
+                f"path={str(p)!r} does not exist; write codes with PackedCodes.save() first."
+            )
         try:
             with safe_open(str(p), framework="pt", device=str(torch.device(device))) as fh:
                 meta = dict(fh.metadata() or {})
@@ -231,9 +242,13 @@ class PackedCodes:
             scheme = meta["scheme"]
             n = int(meta["n"])
         except (KeyError, ValueError) as exc:
-            raise DataError(f"{str(p)!r} has an incomplete header {meta}; re-save the codes.") from exc
+            raise DataError(
+                f"{str(p)!r} has an incomplete header {meta}; re-save the codes."
+            ) from exc
         if data.ndim != 2 or data.shape[0] != n:
-            raise DataError(f"{str(p)!r} header says n={n} but the data has shape {tuple(data.shape)}.")
+            raise DataError(
+                f"{str(p)!r} header says n={n} but the data has shape {tuple(data.shape)}."
+            )
         try:
             return cls(data, dim, scheme), meta
         except (InputError, ShapeError) as exc:
