@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, DependencyError
-from ..utils import atomic_path, cache_dir
 
 __all__ = [
     "wordnet",
@@ -102,6 +101,8 @@ _INSTALL_HELP = (
 
 
 def _default_target() -> Path:
+    from ..utils import cache_dir  # imported here: hyperlens.utils pulls in torch
+
     return cache_dir("nltk_data", create=False)
 
 
@@ -188,6 +189,8 @@ def install_wordnet(
 
     The copy is atomic: a failure leaves no half-installed corpus behind.
     """
+    from ..utils import atomic_path
+
     src = Path(source).expanduser()
     root = Path(target).expanduser() if target is not None else _default_target()
     if root.name != "nltk_data":
