@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
 from pathlib import Path
 
 import pytest
 
-from hyperlens.data import wordnet as wnmod
 from hyperlens.errors import DataError
+
+# ``hyperlens.data.wordnet`` the attribute is the function; the module is reached by name.
+wnmod = importlib.import_module("hyperlens.data.wordnet")
 
 DEBIAN = Path(wnmod.DEBIAN_WORDNET_DIR)
 
