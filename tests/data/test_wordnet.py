@@ -150,7 +150,9 @@ def test_install_from_debian_packages(tmp_path: Path) -> None:
 
 
 def test_module_command_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = wnmod._main(["install", "--source", str(tmp_path / "absent"), "--target", str(tmp_path / "nltk_data")])
+    from hyperlens.data.wordnet_setup import main
+
+    code = main(["install", "--source", str(tmp_path / "absent"), "--target", str(tmp_path / "nltk_data")])
     assert code == 1
     assert "error: source=" in capsys.readouterr().err
 
