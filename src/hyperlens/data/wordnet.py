@@ -160,10 +160,16 @@ def wordnet() -> Any:
             + _INSTALL_HELP.format(target=_default_target() / "corpora" / "wordnet")
         ) from exc
     except (OSError, ValueError) as exc:  # present but broken (e.g. lexnames missing)
+        hint = (
+            " Copies of the Debian files lack the 'lexnames' file NLTK needs; install_wordnet() "
+            "writes it."
+            if "lexnames" in str(exc)
+            else ""
+        )
         raise DataError(
-            f"WordNet files were found but could not be read ({type(exc).__name__}: {exc}). "
-            "Reinstall them: `python -m hyperlens.data.wordnet_setup install` (Debian files) or "
-            "`nltk.download('wordnet')`."
+            f"WordNet files were found but could not be read ({type(exc).__name__}: {exc}).{hint} "
+            "Reinstall them: `python -m hyperlens.data.wordnet_setup install --overwrite` "
+            "(Debian files) or `nltk.download('wordnet')`."
         ) from exc
     return wn
 
