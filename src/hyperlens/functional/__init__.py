@@ -1,0 +1,1 @@
+"""Pure tensor functions: HDC algebra, sketches and geometry."""
