@@ -207,11 +207,18 @@ def _cached_hadamard(n: int, dtype: torch.dtype, device: torch.device) -> torch.
     return h
 
 
-def _fwht_unnormalised(x: torch.Tensor, radix: int) -> torch.Tensor:
+# Below this many elements the radix-2 butterfly is used by default: tiny matrix products
+# pay thread start-up costs that dwarf the arithmetic.
+_SMALL_FWHT = 1 << 16
+
+
+def _fwht_unnormalised(x: torch.Tensor, radix: int | None = None) -> torch.Tensor:
     """``x @ H_d`` over the last dim of a contiguous 2-D ``x`` ([n, d], d a power of two)."""
     n, d = x.shape
     if d == 1:
         return x.clone()
+    if radix is None:
+        radix = 2 if x.numel() < _SMALL_FWHT else 32
     if radix == 2:
         # Classic butterfly: log2(d) steps; step h pairs i with i + h inside blocks of 2h.
         h = 1
@@ -246,7 +253,7 @@ def fwht(
     *,
     normalize: bool = True,
     pad: bool = False,
-    radix: int = 32,
+    radix: int | None = None,
 ) -> torch.Tensor:
     """Fast Walsh–Hadamard transform over the last dimension, in Sylvester (natural) order.
 
@@ -262,9 +269,10 @@ def fwht(
     * Algorithm: ``log2(d)`` reshaped butterfly steps, vectorised over all rows; no Python
       loop over elements. ``radix`` groups ``log2(radix)`` consecutive butterfly steps into
       one product with a ``radix x radix`` Hadamard matrix (Kronecker factorisation of
-      ``H_d``). ``radix=2`` is the textbook add/subtract butterfly; the default 32 measured
-      several times faster on CPU (``benchmarks/bench_sketch.py``) because the small matrix
-      products are compute-bound instead of memory-bound. Results agree to rounding.
+      ``H_d``). ``radix=2`` is the textbook add/subtract butterfly; 32 measured several
+      times faster on large CPU batches (``benchmarks/bench_sketch.py``) because the small
+      matrix products are compute-bound instead of memory-bound. ``radix=None`` (default)
+      uses 2 below 65,536 elements and 32 above. Results agree to rounding.
 
     Cost ``O(d log d)`` per vector; integer inputs are converted to float32.
 
@@ -273,8 +281,10 @@ def fwht(
     """
     x = _as_input(x, "x")
     x = _densify(x)
-    if isinstance(radix, bool) or not isinstance(radix, int) or not _is_power_of_two(radix) or radix < 2:
-        raise InputError(f"radix must be a power of two >= 2, got {radix!r}; use radix=32.")
+    if radix is not None and (
+        isinstance(radix, bool) or not isinstance(radix, int) or radix < 2 or not _is_power_of_two(radix)
+    ):
+        raise InputError(f"radix must be None or a power of two >= 2, got {radix!r}; use radix=32.")
     d = x.shape[-1]
     if not _is_power_of_two(d):
         if not pad:
@@ -528,7 +538,7 @@ class SRHT(SketchOperator):
             chunk = flat[start : start + step] * signs
             if d > self.d_in:
                 chunk = torch.nn.functional.pad(chunk, (0, d - self.d_in))
-            y = _fwht_unnormalised(chunk, 32)
+            y = _fwht_unnormalised(chunk)
             out[start : start + step] = y.index_select(1, self.rows) * scale
         return out.reshape(*lead, self.d_out)
 
@@ -638,7 +648,7 @@ class BlockSRHT(SketchOperator):
             if self.padding:
                 chunk = torch.nn.functional.pad(chunk, (0, self.padding))
             blocks = chunk.reshape(n, p, b) * signs_in  # [n, p, b]
-            y = _fwht_unnormalised(blocks.reshape(n * p, b), 32).reshape(n, p, b)
+            y = _fwht_unnormalised(blocks.reshape(n * p, b)).reshape(n, p, b)
             z = y.index_select(2, self.rows)  # [n, p, d_out]
             out[start : start + step] = torch.einsum("npk,pk->nk", z, signs_out)
         return out.reshape(*lead, self.d_out)
