@@ -465,9 +465,9 @@ class CountSketch(SketchOperator):
             return torch.sparse_coo_tensor(
                 torch.stack((rows, new_cols)), new_vals, (n, self.d_out), check_invariants=False
             ).coalesce()
-        out = torch.zeros(n, self.d_out, dtype=vals.dtype, device=x.device)
-        out.index_put_((rows, new_cols), new_vals, accumulate=True)
-        return out
+        out = torch.zeros(n * self.d_out, dtype=vals.dtype, device=x.device)
+        out.index_add_(0, rows * self.d_out + new_cols, new_vals)  # flat index: fast path
+        return out.view(n, self.d_out)
 
 
 @dataclass(frozen=True, eq=False)
@@ -530,8 +530,8 @@ class SRHT(SketchOperator):
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.d_in)
         d = self.d_padded
-        signs = self.signs.to(flat.dtype)
-        scale = 1.0 / math.sqrt(self.d_out)  # sqrt(d / d_out) * (1 / sqrt(d)) from H
+        # sqrt(d / d_out) * (1 / sqrt(d)) from H = 1 / sqrt(d_out), folded into the signs
+        signs = self.signs.to(flat.dtype) * (1.0 / math.sqrt(self.d_out))
         out = torch.empty(flat.shape[0], self.d_out, dtype=flat.dtype, device=flat.device)
         step = _rows(flat, d)
         for start in range(0, flat.shape[0], step):  # row chunks bound the temporary memory
@@ -539,7 +539,7 @@ class SRHT(SketchOperator):
             if d > self.d_in:
                 chunk = torch.nn.functional.pad(chunk, (0, d - self.d_in))
             y = _fwht_unnormalised(chunk)
-            out[start : start + step] = y.index_select(1, self.rows) * scale
+            out[start : start + step] = y.index_select(1, self.rows)
         return out.reshape(*lead, self.d_out)
 
 
@@ -560,8 +560,9 @@ class BlockSRHT(SketchOperator):
     Padding is below ``b`` coordinates, where :class:`SRHT` pads up to
     ``next_power_of_two(d_in)`` (for ``d_in = 20,000``: 480 zeros with ``b = 4,096`` against
     12,768 for SRHT). The default ``b = next_power_of_two(d_out)`` minimises both padding
-    and work (``O(d_in log b)`` per vector); with ``b == d_out`` every block term is an
-    exact isometry.
+    and work (``O(d_in log b)`` per vector); with ``b == d_out`` every coordinate is kept
+    (``P`` is the identity, as a fixed reordering changes no distance) and every block term
+    is an exact isometry.
 
     Shapes:
         signs_in: ``[p, b]``; rows: ``[d_out]``; signs_out: ``[p, d_out]``.
@@ -614,7 +615,10 @@ class BlockSRHT(SketchOperator):
         p = -(-d_in // b)
         gen = _resolve_generator(seed, generator)
         signs_in = 2 * torch.randint(0, 2, (p, b), generator=gen, device=gen.device) - 1
-        rows = torch.randperm(b, generator=gen, device=gen.device)[:d_out].sort().values
+        if d_out == b:  # every coordinate is kept; a fixed order changes no distance
+            rows = torch.arange(b, device=gen.device)
+        else:
+            rows = torch.randperm(b, generator=gen, device=gen.device)[:d_out].sort().values
         signs_out = 2 * torch.randint(0, 2, (p, d_out), generator=gen, device=gen.device) - 1
         return cls(
             d_in,
@@ -641,6 +645,7 @@ class BlockSRHT(SketchOperator):
         signs_in = self.signs_in.to(flat.dtype)
         signs_out = self.signs_out.to(flat.dtype) * (1.0 / math.sqrt(self.d_out))
         out = torch.empty(flat.shape[0], self.d_out, dtype=flat.dtype, device=flat.device)
+        keep_all = self.d_out == b
         step = _rows(flat, p * b)
         for start in range(0, flat.shape[0], step):  # row chunks bound the temporary memory
             chunk = flat[start : start + step]
@@ -649,8 +654,8 @@ class BlockSRHT(SketchOperator):
                 chunk = torch.nn.functional.pad(chunk, (0, self.padding))
             blocks = chunk.reshape(n, p, b) * signs_in  # [n, p, b]
             y = _fwht_unnormalised(blocks.reshape(n * p, b)).reshape(n, p, b)
-            z = y.index_select(2, self.rows)  # [n, p, d_out]
-            out[start : start + step] = torch.einsum("npk,pk->nk", z, signs_out)
+            z = y if keep_all else y.index_select(2, self.rows)  # [n, p, d_out]
+            out[start : start + step] = (z * signs_out).sum(dim=1)
         return out.reshape(*lead, self.d_out)
 
 
