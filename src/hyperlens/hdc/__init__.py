@@ -1,0 +1,1 @@
+"""Estimators over hyperlens.functional: encoders, packed codes, search, streaming PCA."""
