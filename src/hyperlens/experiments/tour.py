@@ -149,7 +149,7 @@ def run_tour(
                 g["participation_ratio"], g["pr_over_dim"], g["texts_per_s"]] for g in geo_rows])
     sec.plot("tour_cosines.png", {
         "kind": "hist", "title": "Cosine similarity of random text pairs (last layer)",
-        "xlabel": "cosine", "series": [{"label": g["model"], "edges": g["cos_hist"], "counts": g["cos_counts"]}
+        "xlabel": "cosine", "ylabel": "density", "series": [{"label": g["model"], "edges": g["cos_hist"], "counts": g["cos_counts"]}
                                        for g in geo_rows]})
     sec2 = rep.section(
         "Linear probes per layer",
