@@ -273,8 +273,11 @@ def bench_search(
     }
 
 
-def run_sketch_benchmarks() -> dict[str, Any] | None:
-    """Results of ``benchmarks/bench_sketch.py:run()`` when that file exists, else None."""
+def run_sketch_benchmarks(quick: bool = False) -> dict[str, Any] | None:
+    """Results of ``benchmarks/bench_sketch.py:run()`` when that file exists, else None.
+
+    ``quick`` is passed on when ``run`` accepts it.
+    """
     path = HERE / "bench_sketch.py"
     if not path.is_file():
         return None
@@ -287,6 +290,10 @@ def run_sketch_benchmarks() -> dict[str, Any] | None:
         runner = getattr(module, "run", None)
         if runner is None:
             return {"status": "skipped", "note": "bench_sketch.py has no run() function"}
+        import inspect
+
+        if "quick" in inspect.signature(runner).parameters:
+            return runner(quick=quick)
         return runner()
     except Exception as exc:  # a failing neighbour must not lose our results
         return {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
@@ -331,7 +338,8 @@ def main(argv: list[str] | None = None) -> Path:
         k=10,
     )
     if not args.no_sketch:
-        sketch = run_sketch_benchmarks()
+        print("sketch ...", file=sys.stderr)
+        sketch = run_sketch_benchmarks(quick=args.quick)
         results["sketch"] = (
             sketch
             if sketch is not None

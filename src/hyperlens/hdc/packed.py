@@ -2,7 +2,7 @@
 
 :class:`PackedCodes` holds ``n`` codes as a ``uint8`` matrix (two-bit planes or base-3,
 see :func:`hyperlens.functional.hdc.pack`). It unpacks in blocks, so similarity and search
-(:mod:`hyperlens.hdc.search`) never hold the dense ``[n, d]`` matrix. Files are
+(:mod:`hyperlens.hdc.retrieval`) never hold the dense ``[n, d]`` matrix. Files are
 safetensors with the dimension, scheme and format version in the header; writes are
 atomic (temporary file, then rename).
 """
