@@ -89,9 +89,7 @@ class StreamingPCA:
 
     def _validate_params(self) -> None:
         k = self.n_components
-        if k is not None and (
-            isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0
-        ):
+        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0):
             raise InputError(
                 f"n_components must be a positive int or None, got {k!r}; pass e.g. "
                 "n_components=256, or None to keep every axis."
@@ -140,10 +138,8 @@ class StreamingPCA:
         """Fit from scratch on ``X [n, d]`` or on an iterable of batches (consumed once)."""
         self._validate_params()
         self._reset()
-        nested_numbers = (
-            isinstance(X, (list, tuple))
-            and bool(X)
-            and not isinstance(X[0], (torch.Tensor, np.ndarray))
+        nested_numbers = isinstance(X, (list, tuple)) and bool(X) and not isinstance(
+            X[0], (torch.Tensor, np.ndarray)
         )
         if isinstance(X, (torch.Tensor, np.ndarray)) or nested_numbers:
             self.partial_fit(X)
@@ -203,7 +199,8 @@ class StreamingPCA:
         k = d if self.n_components is None else int(self.n_components)
         if k > d:
             raise InputError(
-                f"n_components={k} exceeds the number of features d={d}; pass n_components <= {d}."
+                f"n_components={k} exceeds the number of features d={d}; pass "
+                f"n_components <= {d}."
             )
         cov = self._m2 / (self._n - 1)
         cov = 0.5 * (cov + cov.T)
