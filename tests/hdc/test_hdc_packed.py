@@ -108,3 +108,18 @@ def test_bad_construction() -> None:
         PackedCodes.concat([PackedCodes.empty(1, 8), PackedCodes.empty(1, 16)])
     with pytest.raises(InputError, match="block_size"):
         next(PackedCodes.empty(1, 8).iter_blocks(0))
+
+
+def test_load_as_memory_map_and_search(tmp_path, codes: torch.Tensor) -> None:
+    from hyperlens.hdc import search
+
+    p = PackedCodes.from_dense(codes, "base3")
+    path = p.save(tmp_path / "codes.safetensors")
+    mm = PackedCodes.load(path, mmap=True)
+    assert isinstance(mm.data, torch.Tensor) and torch.equal(mm.data, p.data)
+    assert torch.equal(mm.unpack(100, 150), codes[100:150])
+    a = search(codes[:3], mm, k=4, block_size=64)
+    b = search(codes[:3], p, k=4, block_size=64)
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.scores, b.scores)
+    with pytest.raises(InputError, match="mmap"):
+        PackedCodes.load(path, device="meta", mmap=True)

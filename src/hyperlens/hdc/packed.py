@@ -204,19 +204,35 @@ class PackedCodes:
         return target
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> PackedCodes:
-        """Read codes written by :meth:`save`; checks the header against the data."""
-        codes, _ = cls.load_with_metadata(path, device=device)
+    def load(
+        cls, path: str | os.PathLike[str], device: str | torch.device = "cpu", *, mmap: bool = False
+    ) -> PackedCodes:
+        """Read codes written by :meth:`save`; checks the header against the data.
+
+        With ``mmap=True`` (CPU only) the codes stay on disk as a read-only memory map and
+        are paged in block by block, so :func:`~hyperlens.hdc.search` can scan files larger
+        than memory.
+        """
+        codes, _ = cls.load_with_metadata(path, device=device, mmap=mmap)
         return codes
 
     @classmethod
     def load_with_metadata(
-        cls, path: str | os.PathLike[str], device: str | torch.device = "cpu"
+        cls,
+        path: str | os.PathLike[str],
+        device: str | torch.device = "cpu",
+        *,
+        mmap: bool = False,
     ) -> tuple[PackedCodes, dict[str, str]]:
         """Like :meth:`load`, also returning the file's header entries."""
         from safetensors import SafetensorError, safe_open
 
         p = Path(path)
+        if mmap and torch.device(device).type != "cpu":
+            raise InputError(
+                f"mmap=True maps the file into CPU memory, so it needs device='cpu', got "
+                f"device={device!r}; load with mmap=False to read onto {device}."
+            )
         if not p.is_file():
             raise DataError(
                 f"path={str(p)!r} does not exist; write codes with PackedCodes.save() first."
@@ -229,9 +245,11 @@ class PackedCodes:
                         f"{str(p)!r} is not a hyperlens packed-codes file (header format="
                         f"{meta.get('format')!r}); write it with PackedCodes.save()."
                     )
-                data = fh.get_tensor("codes")
+                data = None if mmap else fh.get_tensor("codes")
         except SafetensorError as exc:
             raise DataError(f"{str(p)!r} is not a readable safetensors file: {exc}.") from exc
+        if data is None:
+            data = _memmap_tensor(p, "codes")
         if meta.get("version") != FORMAT_VERSION:
             raise DataError(
                 f"{str(p)!r} has packed-codes format version {meta.get('version')!r}; this "
@@ -253,3 +271,35 @@ class PackedCodes:
             return cls(data, dim, scheme), meta
         except (InputError, ShapeError) as exc:
             raise DataError(f"{str(p)!r} is inconsistent with its header: {exc}") from exc
+
+
+def _memmap_tensor(path: Path, name: str) -> torch.Tensor:
+    """A read-only memory map of one uint8 tensor in a safetensors file.
+
+    The format is an 8-byte little-endian header length, a JSON header with each tensor's
+    dtype, shape and byte range, then the raw data.
+    """
+    import json
+
+    with open(path, "rb") as fh:
+        header_len = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(header_len))
+    entry = header[name]
+    if entry.get("dtype") != "U8":
+        raise DataError(
+            f"{str(path)!r}: tensor {name!r} has dtype {entry.get('dtype')}, expected U8."
+        )
+    begin, end = entry["data_offsets"]
+    shape = tuple(int(v) for v in entry["shape"])
+    if end - begin != int(np.prod(shape)):
+        raise DataError(
+            f"{str(path)!r}: tensor {name!r} has a byte range that does not fit its shape."
+        )
+    if begin == end:
+        return torch.zeros(shape, dtype=torch.uint8)
+    arr = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + header_len + begin, shape=shape)
+    import warnings
+
+    with warnings.catch_warnings():  # torch warns that the map is read-only; we never write
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(arr)
