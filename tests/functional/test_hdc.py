@@ -150,6 +150,14 @@ def test_ternarize_bad_input(x: torch.Tensor, kwargs: dict, word: str) -> None:
         F.ternarize(x, **kwargs)
 
 
+def test_ternarize_accepts_tensors_that_require_grad_and_strided_views() -> None:
+    x = torch.randn(40, 30, generator=_gen(4))
+    want = F.ternarize(x, sparsity=0.6)
+    assert torch.equal(F.ternarize(x.clone().requires_grad_(True), sparsity=0.6), want)
+    assert torch.equal(F.ternarize(x.T.contiguous().T, sparsity=0.6), want)
+    assert torch.equal(F.ternarize(x.T, sparsity=0.6), F.ternarize(x.T.contiguous(), sparsity=0.6))
+
+
 def test_ternarize_huge_finite_values_are_not_rejected() -> None:
     x = torch.tensor([[1.0, 3.0e38, 3.1e38, 3.2e38, -3.3e38]])
     assert not torch.isfinite(x.abs().sum())  # the row sum overflows; the values are finite

@@ -317,7 +317,7 @@ def _kth_smallest_abs(x2: torch.Tensor, k: int) -> torch.Tensor:
     """
     d = x2.shape[1]
     if x2.device.type == "cpu" and x2.dtype in (torch.float32, torch.float64):
-        a = x2.abs()  # fresh scratch buffer, safe to reorder in place
+        a = x2.detach().abs().contiguous()  # fresh scratch buffer, safe to reorder in place
         an = a.numpy()
         _partition_rows(an, k - 1)
         return torch.from_numpy(np.ascontiguousarray(an[:, k - 1]))
