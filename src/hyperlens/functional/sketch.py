@@ -56,9 +56,11 @@ __all__ = [
     "hadamard_matrix",
 ]
 
-# Rows are processed in chunks of at most this many elements, which bounds the temporary
-# memory of SRHT / block SRHT to a few chunk-sized buffers whatever the batch size.
-_CHUNK_ELEMENTS = 1 << 23
+# SRHT / block SRHT process rows in chunks of about this many elements: this bounds the
+# temporary memory whatever the batch size and, on CPU, keeps each chunk's transform stages
+# inside the caches (2 MiB of float32 per thread measured about 2x less CPU time than 32 MiB
+# chunks on a 2-core EPYC). ``None``: 2^19 elements per CPU thread, 2^25 on CUDA.
+_CHUNK_ELEMENTS: int | None = None
 _SPARSE_LAYOUTS = (torch.sparse_coo, torch.sparse_csr)
 
 
@@ -170,7 +172,13 @@ def _densify(x: torch.Tensor) -> torch.Tensor:
 
 
 def _rows(x: torch.Tensor, d: int) -> int:
-    return max(1, _CHUNK_ELEMENTS // max(d, 1))
+    budget = _CHUNK_ELEMENTS
+    if budget is None:
+        if x.device.type == "cpu":
+            budget = min(1 << 23, (1 << 19) * max(1, torch.get_num_threads()))
+        else:
+            budget = 1 << 25
+    return max(1, budget // max(d, 1))
 
 
 # --------------------------------------------------------------------------- Hadamard
@@ -296,10 +304,13 @@ def fwht(
         x = torch.nn.functional.pad(x, (0, d_pad - d))
         d = d_pad
     lead = x.shape[:-1]
-    flat = x.reshape(-1, d).contiguous()
-    out = _fwht_unnormalised(flat, radix)
-    if normalize:
-        out = out * (1.0 / math.sqrt(d))
+    flat = x.reshape(-1, d)
+    scale = 1.0 / math.sqrt(d) if normalize else 1.0
+    out = torch.empty_like(flat)
+    step = _rows(flat, d)
+    for start in range(0, flat.shape[0], step):  # row chunks: bounded memory, cache-sized
+        y = _fwht_unnormalised(flat[start : start + step].contiguous(), radix)
+        out[start : start + step] = y * scale if normalize else y
     return out.reshape(*lead, d)
 
 
