@@ -135,6 +135,8 @@ def _as_input(x: Any, name: str, d_in: int | None = None) -> torch.Tensor:
                 f"{name} is sparse with shape {tuple(x.shape)}; sparse input must be 2-D "
                 "[n, d_in]. Reshape it or pass a dense tensor."
             )
+        if x.layout == torch.sparse_coo:
+            x = x.coalesce()  # sums duplicate entries; returns x itself when already coalesced
         values = x.values()
         if not values.is_floating_point():
             raise InputError(

@@ -1,1 +1,0 @@
-"""Estimators over hyperlens.functional: encoders, packed codes, search, streaming PCA."""
