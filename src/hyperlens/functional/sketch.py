@@ -228,7 +228,7 @@ def _fwht_unnormalised(x: torch.Tensor, radix: int | None = None) -> torch.Tenso
     if d == 1:
         return x.clone()
     if radix is None:
-        radix = 2 if x.numel() < _SMALL_FWHT else 32
+        radix = 2 if x.numel() < _SMALL_FWHT else 64
     if radix == 2:
         # Classic butterfly: log2(d) steps; step h pairs i with i + h inside blocks of 2h.
         h = 1
@@ -279,10 +279,10 @@ def fwht(
     * Algorithm: ``log2(d)`` reshaped butterfly steps, vectorised over all rows; no Python
       loop over elements. ``radix`` groups ``log2(radix)`` consecutive butterfly steps into
       one product with a ``radix x radix`` Hadamard matrix (Kronecker factorisation of
-      ``H_d``). ``radix=2`` is the textbook add/subtract butterfly; 32 measured several
-      times faster on large CPU batches (``benchmarks/bench_sketch.py``) because the small
-      matrix products are compute-bound instead of memory-bound. ``radix=None`` (default)
-      uses 2 below 65,536 elements and 32 above. Results agree to rounding.
+      ``H_d``). ``radix=2`` is the textbook add/subtract butterfly; 32 or 64 measured
+      several times faster on large CPU batches (``benchmarks/bench_sketch.py``) because the
+      small matrix products are compute-bound instead of memory-bound. ``radix=None``
+      (default) uses 2 below 65,536 elements and 64 above. Results agree to rounding.
 
     Cost ``O(d log d)`` per vector; integer inputs are converted to float32.
 
@@ -546,13 +546,15 @@ class SRHT(SketchOperator):
         # sqrt(d / d_out) * (1 / sqrt(d)) from H = 1 / sqrt(d_out), folded into the signs
         signs = self.signs.to(flat.dtype) * (1.0 / math.sqrt(self.d_out))
         out = torch.empty(flat.shape[0], self.d_out, dtype=flat.dtype, device=flat.device)
-        step = _rows(flat, d)
+        step = max(1, min(_rows(flat, d), flat.shape[0]))
+        # one zeroed buffer per call: the sign flip writes into it, the padding stays zero
+        buf = torch.zeros(step, d, dtype=flat.dtype, device=flat.device)
         for start in range(0, flat.shape[0], step):  # row chunks bound the temporary memory
-            chunk = flat[start : start + step] * signs
-            if d > self.d_in:
-                chunk = torch.nn.functional.pad(chunk, (0, d - self.d_in))
-            y = _fwht_unnormalised(chunk)
-            out[start : start + step] = y.index_select(1, self.rows)
+            chunk = flat[start : start + step]
+            n = chunk.shape[0]
+            torch.mul(chunk, signs, out=buf[:n, : self.d_in])
+            y = _fwht_unnormalised(buf[:n])
+            torch.index_select(y, 1, self.rows, out=out[start : start + n])
         return out.reshape(*lead, self.d_out)
 
 
@@ -659,16 +661,17 @@ class BlockSRHT(SketchOperator):
         signs_out = self.signs_out.to(flat.dtype) * (1.0 / math.sqrt(self.d_out))
         out = torch.empty(flat.shape[0], self.d_out, dtype=flat.dtype, device=flat.device)
         keep_all = self.d_out == b
-        step = _rows(flat, p * b)
+        step = max(1, min(_rows(flat, p * b), flat.shape[0]))
+        signs_in_flat = signs_in.reshape(-1)[: self.d_in]
+        # one zeroed buffer per call: the sign flip writes into it, the padding stays zero
+        buf = torch.zeros(step, p * b, dtype=flat.dtype, device=flat.device)
         for start in range(0, flat.shape[0], step):  # row chunks bound the temporary memory
             chunk = flat[start : start + step]
             n = chunk.shape[0]
-            if self.padding:
-                chunk = torch.nn.functional.pad(chunk, (0, self.padding))
-            blocks = chunk.reshape(n, p, b) * signs_in  # [n, p, b]
-            y = _fwht_unnormalised(blocks.reshape(n * p, b)).reshape(n, p, b)
+            torch.mul(chunk, signs_in_flat, out=buf[:n, : self.d_in])
+            y = _fwht_unnormalised(buf[:n].reshape(n * p, b)).reshape(n, p, b)
             z = y if keep_all else y.index_select(2, self.rows)  # [n, p, d_out]
-            out[start : start + step] = (z * signs_out).sum(dim=1)
+            torch.sum(z.mul_(signs_out), dim=1, out=out[start : start + n])
         return out.reshape(*lead, self.d_out)
 
 
