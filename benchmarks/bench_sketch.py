@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import sys
 import time
@@ -223,6 +224,8 @@ def run(quick: bool = False, device: str = "cpu", repeats: int = 2) -> dict[str,
         "processor": platform.processor(),
         "repeats": repeats,
         "timing": "best of `repeats` wall-clock runs",
+        "load_average_at_start": list(os.getloadavg()),
+        "cpu_count": os.cpu_count(),
     }
     out["srht_vs_gaussian"] = _bench_srht(4096 // scale, 16_384, 4_096, repeats, dev)
     out["block_srht_non_power_of_two"] = _bench_block(4096 // scale, 20_000, 4_096, repeats, dev)
@@ -230,6 +233,7 @@ def run(quick: bool = False, device: str = "cpu", repeats: int = 2) -> dict[str,
         4096 // scale, 65_536, 16_384, 256, 8, repeats, dev
     )
     out["streaming_pca"] = _bench_pca(4096 // scale, 4096, 256, 8, dev)
+    out["load_average_at_end"] = list(os.getloadavg())
     out["total_s"] = time.perf_counter() - t0
     return out
 
@@ -250,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
           f"-> {s['speedup_srht_vs_gaussian']:.1f}x (target 5x)")
     if s["single_thread"]:
         print(f"  one thread: {s['single_thread']['speedup_srht_vs_gaussian']:.1f}x")
-    print(f"FWHT default radix {s['fwht_default_radix_s']:.3f} s vs radix-2 {s['fwht_radix2_s']:.3f} s")
+    print(f"FWHT default radix {s['fwht_default_radix_s']:.3f} s vs radix-2 "
+          f"{s['fwht_radix2_s']:.3f} s")
     print(f"block SRHT {b['block_srht_apply_s']:.3f} s vs padded SRHT "
           f"{b['srht_padded_apply_s']:.3f} s vs Gaussian {b['gaussian_apply_s']:.3f} s")
     print(f"CountSketch COO: {c['coo_dense_output']['vectors_per_s']:.0f} vectors/s, "

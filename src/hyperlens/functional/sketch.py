@@ -284,7 +284,9 @@ def fwht(
       small matrix products are compute-bound instead of memory-bound. ``radix=None``
       (default) uses 2 below 65,536 elements and 64 above. Results agree to rounding.
 
-    Cost ``O(d log d)`` per vector; integer inputs are converted to float32.
+    Cost per vector: ``d log2(d)`` additions with ``radix=2``; about ``d r log_r(d)``
+    multiply-adds with radix ``r`` (more arithmetic, but at matrix-product speed). Integer
+    inputs are converted to float32.
 
     Shapes:
         x: ``[..., d]`` -> ``[..., d]`` (``[..., next_power_of_two(d)]`` with ``pad=True``).
@@ -292,9 +294,14 @@ def fwht(
     x = _as_input(x, "x")
     x = _densify(x)
     if radix is not None and (
-        isinstance(radix, bool) or not isinstance(radix, int) or radix < 2 or not _is_power_of_two(radix)
+        isinstance(radix, bool)
+        or not isinstance(radix, int)
+        or radix < 2
+        or not _is_power_of_two(radix)
     ):
-        raise InputError(f"radix must be None or a power of two >= 2, got {radix!r}; use radix=32.")
+        raise InputError(
+            f"radix must be None or a power of two >= 2, got {radix!r}; use radix=64 or None."
+        )
     d = x.shape[-1]
     if not _is_power_of_two(d):
         if not pad:
@@ -763,7 +770,10 @@ class ComposedSketch:
 
 
 def compose(*ops: SketchOperator) -> ComposedSketch:
-    """Chain sketches; raises :class:`ShapeError` when one's ``d_out`` is not the next's ``d_in``."""
+    """Chain sketches (applied left to right).
+
+    Raises :class:`ShapeError` when one operator's ``d_out`` is not the next one's ``d_in``.
+    """
     if not ops:
         raise InputError("compose needs at least one operator; pass e.g. compose(cs, srht).")
     for i, op in enumerate(ops):

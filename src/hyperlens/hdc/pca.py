@@ -107,7 +107,8 @@ class StreamingPCA:
 
     def _validate_params(self) -> None:
         k = self.n_components
-        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0):
+        bad_type = isinstance(k, bool) or not isinstance(k, (int, np.integer))
+        if k is not None and (bad_type or k <= 0):
             raise InputError(
                 f"n_components must be a positive int or None, got {k!r}; pass e.g. "
                 "n_components=256, or None to keep every axis."
