@@ -184,6 +184,15 @@ def test_countsketch_sparse_coo_csr_and_dense_agree() -> None:
     torch.testing.assert_close(countsketch(xs, 256, seed=7), dense, **F64)
 
 
+def test_uncoalesced_coo_input_sums_duplicates() -> None:
+    idx = torch.tensor([[0, 0, 1, 1], [1, 1, 2, 4]])
+    x = torch.sparse_coo_tensor(idx, torch.tensor([1.0, 2.0, 3.0, -1.0], dtype=torch.float64),
+                                (2, 5))
+    assert not x.is_coalesced()
+    for fn in (countsketch, srht, block_srht, gaussian_sketch):
+        torch.testing.assert_close(fn(x, 3, seed=1), fn(x.to_dense(), 3, seed=1), **F64)
+
+
 def test_structured_sketches_accept_sparse_input() -> None:
     xs = _sparse_batch(5, 300, 10, seed=8)
     for fn in (srht, block_srht, gaussian_sketch):

@@ -158,3 +158,23 @@ def test_not_fitted_raises_hyperlens_error() -> None:
     with pytest.raises(HyperlensError):
         _ = pca.components_
     assert not hasattr(pca, "components_")  # NotFittedError is also an AttributeError
+
+
+def test_randomized_solver_matches_exact_on_decaying_spectrum() -> None:
+    gen = torch.Generator().manual_seed(3)
+    d, n = 300, 2000
+    # ten well separated axes above a flat noise floor (the regime PCA is used in)
+    spectrum = torch.cat((torch.logspace(2, 1, 10, dtype=torch.float64),
+                          torch.logspace(-2, -3, d - 10, dtype=torch.float64)))
+    x = torch.randn(n, d, generator=gen, dtype=torch.float64) * spectrum.sqrt()
+    x = x @ torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64))[0]
+    exact = StreamingPCA(n_components=10, solver="eigh").fit(x.split(500))
+    fast = StreamingPCA(n_components=10, solver="randomized", seed=1).fit(x.split(500))
+    torch.testing.assert_close(fast.explained_variance_, exact.explained_variance_,
+                               rtol=1e-6, atol=0)
+    overlap = (fast.components_ * exact.components_).sum(dim=1)  # signs are canonical
+    torch.testing.assert_close(overlap, torch.ones(10, dtype=torch.float64), atol=1e-5, rtol=0)
+    again = StreamingPCA(n_components=10, solver="randomized", seed=1).fit(x)
+    torch.testing.assert_close(again.components_, fast.components_, atol=1e-9, rtol=0)
+    with pytest.raises(InputError, match="solver"):
+        StreamingPCA(solver="svd").fit(x)

@@ -56,9 +56,11 @@ __all__ = [
     "hadamard_matrix",
 ]
 
-# Rows are processed in chunks of at most this many elements, which bounds the temporary
-# memory of SRHT / block SRHT to a few chunk-sized buffers whatever the batch size.
-_CHUNK_ELEMENTS = 1 << 23
+# SRHT / block SRHT process rows in chunks of about this many elements: this bounds the
+# temporary memory whatever the batch size and, on CPU, keeps each chunk's transform stages
+# inside the caches (small chunks measured about 2x less CPU time than 32 MiB ones
+# on a 2-core EPYC). ``None``: 2^20 elements per CPU thread (at most 2^23), 2^25 on CUDA.
+_CHUNK_ELEMENTS: int | None = None
 _SPARSE_LAYOUTS = (torch.sparse_coo, torch.sparse_csr)
 
 
@@ -133,6 +135,8 @@ def _as_input(x: Any, name: str, d_in: int | None = None) -> torch.Tensor:
                 f"{name} is sparse with shape {tuple(x.shape)}; sparse input must be 2-D "
                 "[n, d_in]. Reshape it or pass a dense tensor."
             )
+        if x.layout == torch.sparse_coo:
+            x = x.coalesce()  # sums duplicate entries; returns x itself when already coalesced
         values = x.values()
         if not values.is_floating_point():
             raise InputError(
@@ -170,7 +174,13 @@ def _densify(x: torch.Tensor) -> torch.Tensor:
 
 
 def _rows(x: torch.Tensor, d: int) -> int:
-    return max(1, _CHUNK_ELEMENTS // max(d, 1))
+    budget = _CHUNK_ELEMENTS
+    if budget is None:
+        if x.device.type == "cpu":
+            budget = min(1 << 23, (1 << 20) * max(1, torch.get_num_threads()))
+        else:
+            budget = 1 << 25
+    return max(1, budget // max(d, 1))
 
 
 # --------------------------------------------------------------------------- Hadamard
@@ -218,7 +228,7 @@ def _fwht_unnormalised(x: torch.Tensor, radix: int | None = None) -> torch.Tenso
     if d == 1:
         return x.clone()
     if radix is None:
-        radix = 2 if x.numel() < _SMALL_FWHT else 32
+        radix = 2 if x.numel() < _SMALL_FWHT else 64
     if radix == 2:
         # Classic butterfly: log2(d) steps; step h pairs i with i + h inside blocks of 2h.
         h = 1
@@ -269,12 +279,14 @@ def fwht(
     * Algorithm: ``log2(d)`` reshaped butterfly steps, vectorised over all rows; no Python
       loop over elements. ``radix`` groups ``log2(radix)`` consecutive butterfly steps into
       one product with a ``radix x radix`` Hadamard matrix (Kronecker factorisation of
-      ``H_d``). ``radix=2`` is the textbook add/subtract butterfly; 32 measured several
-      times faster on large CPU batches (``benchmarks/bench_sketch.py``) because the small
-      matrix products are compute-bound instead of memory-bound. ``radix=None`` (default)
-      uses 2 below 65,536 elements and 32 above. Results agree to rounding.
+      ``H_d``). ``radix=2`` is the textbook add/subtract butterfly; 32 or 64 measured
+      several times faster on large CPU batches (``benchmarks/bench_sketch.py``) because the
+      small matrix products are compute-bound instead of memory-bound. ``radix=None``
+      (default) uses 2 below 65,536 elements and 64 above. Results agree to rounding.
 
-    Cost ``O(d log d)`` per vector; integer inputs are converted to float32.
+    Cost per vector: ``d log2(d)`` additions with ``radix=2``; about ``d r log_r(d)``
+    multiply-adds with radix ``r`` (more arithmetic, but at matrix-product speed). Integer
+    inputs are converted to float32.
 
     Shapes:
         x: ``[..., d]`` -> ``[..., d]`` (``[..., next_power_of_two(d)]`` with ``pad=True``).
@@ -282,9 +294,14 @@ def fwht(
     x = _as_input(x, "x")
     x = _densify(x)
     if radix is not None and (
-        isinstance(radix, bool) or not isinstance(radix, int) or radix < 2 or not _is_power_of_two(radix)
+        isinstance(radix, bool)
+        or not isinstance(radix, int)
+        or radix < 2
+        or not _is_power_of_two(radix)
     ):
-        raise InputError(f"radix must be None or a power of two >= 2, got {radix!r}; use radix=32.")
+        raise InputError(
+            f"radix must be None or a power of two >= 2, got {radix!r}; use radix=64 or None."
+        )
     d = x.shape[-1]
     if not _is_power_of_two(d):
         if not pad:
@@ -296,10 +313,13 @@ def fwht(
         x = torch.nn.functional.pad(x, (0, d_pad - d))
         d = d_pad
     lead = x.shape[:-1]
-    flat = x.reshape(-1, d).contiguous()
-    out = _fwht_unnormalised(flat, radix)
-    if normalize:
-        out = out * (1.0 / math.sqrt(d))
+    flat = x.reshape(-1, d)
+    scale = 1.0 / math.sqrt(d) if normalize else 1.0
+    out = torch.empty_like(flat)
+    step = _rows(flat, d)
+    for start in range(0, flat.shape[0], step):  # row chunks: bounded memory, cache-sized
+        y = _fwht_unnormalised(flat[start : start + step].contiguous(), radix)
+        out[start : start + step] = y * scale if normalize else y
     return out.reshape(*lead, d)
 
 
@@ -533,13 +553,15 @@ class SRHT(SketchOperator):
         # sqrt(d / d_out) * (1 / sqrt(d)) from H = 1 / sqrt(d_out), folded into the signs
         signs = self.signs.to(flat.dtype) * (1.0 / math.sqrt(self.d_out))
         out = torch.empty(flat.shape[0], self.d_out, dtype=flat.dtype, device=flat.device)
-        step = _rows(flat, d)
+        step = max(1, min(_rows(flat, d), flat.shape[0]))
+        # one zeroed buffer per call: the sign flip writes into it, the padding stays zero
+        buf = torch.zeros(step, d, dtype=flat.dtype, device=flat.device)
         for start in range(0, flat.shape[0], step):  # row chunks bound the temporary memory
-            chunk = flat[start : start + step] * signs
-            if d > self.d_in:
-                chunk = torch.nn.functional.pad(chunk, (0, d - self.d_in))
-            y = _fwht_unnormalised(chunk)
-            out[start : start + step] = y.index_select(1, self.rows)
+            chunk = flat[start : start + step]
+            n = chunk.shape[0]
+            torch.mul(chunk, signs, out=buf[:n, : self.d_in])
+            y = _fwht_unnormalised(buf[:n])
+            torch.index_select(y, 1, self.rows, out=out[start : start + n])
         return out.reshape(*lead, self.d_out)
 
 
@@ -646,16 +668,17 @@ class BlockSRHT(SketchOperator):
         signs_out = self.signs_out.to(flat.dtype) * (1.0 / math.sqrt(self.d_out))
         out = torch.empty(flat.shape[0], self.d_out, dtype=flat.dtype, device=flat.device)
         keep_all = self.d_out == b
-        step = _rows(flat, p * b)
+        step = max(1, min(_rows(flat, p * b), flat.shape[0]))
+        signs_in_flat = signs_in.reshape(-1)[: self.d_in]
+        # one zeroed buffer per call: the sign flip writes into it, the padding stays zero
+        buf = torch.zeros(step, p * b, dtype=flat.dtype, device=flat.device)
         for start in range(0, flat.shape[0], step):  # row chunks bound the temporary memory
             chunk = flat[start : start + step]
             n = chunk.shape[0]
-            if self.padding:
-                chunk = torch.nn.functional.pad(chunk, (0, self.padding))
-            blocks = chunk.reshape(n, p, b) * signs_in  # [n, p, b]
-            y = _fwht_unnormalised(blocks.reshape(n * p, b)).reshape(n, p, b)
+            torch.mul(chunk, signs_in_flat, out=buf[:n, : self.d_in])
+            y = _fwht_unnormalised(buf[:n].reshape(n * p, b)).reshape(n, p, b)
             z = y if keep_all else y.index_select(2, self.rows)  # [n, p, d_out]
-            out[start : start + step] = (z * signs_out).sum(dim=1)
+            torch.sum(z.mul_(signs_out), dim=1, out=out[start : start + n])
         return out.reshape(*lead, self.d_out)
 
 
@@ -747,7 +770,10 @@ class ComposedSketch:
 
 
 def compose(*ops: SketchOperator) -> ComposedSketch:
-    """Chain sketches; raises :class:`ShapeError` when one's ``d_out`` is not the next's ``d_in``."""
+    """Chain sketches (applied left to right).
+
+    Raises :class:`ShapeError` when one operator's ``d_out`` is not the next one's ``d_in``.
+    """
     if not ops:
         raise InputError("compose needs at least one operator; pass e.g. compose(cs, srht).")
     for i, op in enumerate(ops):

@@ -15,9 +15,12 @@ the exact PCA of all rows seen, independent of batch sizes and order up to float
 rounding, and shards fitted on different machines merge exactly. Centring each batch on
 its own mean before the merge avoids the cancellation of the naive ``sum x x^T - n m m^T``
 formula. The price is ``d x d`` float64 state (128 MiB at ``d = 4,096``, the sketch
-workspace this is meant for) and an ``O(d^3)`` eigendecomposition, done lazily once, when a
-learned attribute or ``transform`` is first needed after new data. For ``d`` much above
-``10^4`` use an incremental SVD instead.
+workspace this is meant for) and one eigendecomposition, done lazily when a learned
+attribute or ``transform`` is first needed after new data. The full ``O(d^3)``
+``torch.linalg.eigh`` is exact; when only ``k << d`` axes are kept, ``solver="randomized"``
+(seeded randomised subspace iteration on the exact covariance, Halko, Martinsson and Tropp
+2011) costs ``O(d^2 k)`` per power iteration instead. For ``d`` much above ``10^4`` use an
+incremental SVD instead.
 """
 
 from __future__ import annotations
@@ -50,6 +53,11 @@ class StreamingPCA:
         eps: whitening floor, relative to the largest variance: each variance is clamped
             to at least ``eps * explained_variance_[0]`` before its square root is taken,
             so near-zero axes are not blown up.
+        solver: ``"eigh"`` (exact), ``"randomized"`` (top ``k`` axes by subspace iteration
+            with ``k + 10`` columns and ``n_iter`` power steps), or ``"auto"`` (default:
+            randomized when ``d > 1024`` and ``k <= d / 4``, else exact).
+        n_iter: power iterations of the randomized solver.
+        seed: seed of the randomized solver's Gaussian start (CPU generator).
 
     Learned attributes (available after ``fit`` / ``partial_fit``):
         ``n_samples_seen_``, ``n_features_in_``, ``mean_`` ``[d]``, ``covariance_`` ``[d, d]``
@@ -72,11 +80,21 @@ class StreamingPCA:
     """
 
     def __init__(
-        self, n_components: int | None = None, *, whiten: bool = False, eps: float = 1e-6
+        self,
+        n_components: int | None = None,
+        *,
+        whiten: bool = False,
+        eps: float = 1e-6,
+        solver: str = "auto",
+        n_iter: int = 6,
+        seed: int = 0,
     ) -> None:
         self.n_components = n_components
         self.whiten = whiten
         self.eps = eps
+        self.solver = solver
+        self.n_iter = n_iter
+        self.seed = seed
         self._reset()
 
     # ------------------------------------------------------------------ state
@@ -89,7 +107,8 @@ class StreamingPCA:
 
     def _validate_params(self) -> None:
         k = self.n_components
-        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0):
+        bad_type = isinstance(k, bool) or not isinstance(k, (int, np.integer))
+        if k is not None and (bad_type or k <= 0):
             raise InputError(
                 f"n_components must be a positive int or None, got {k!r}; pass e.g. "
                 "n_components=256, or None to keep every axis."
@@ -98,15 +117,28 @@ class StreamingPCA:
             raise InputError(f"whiten must be True or False, got {self.whiten!r}.")
         if not (isinstance(self.eps, (int, float)) and 0.0 <= float(self.eps) < 1.0):
             raise InputError(f"eps must be a float in [0, 1), got {self.eps!r}; use eps=1e-6.")
+        if self.solver not in ("auto", "eigh", "randomized"):
+            raise InputError(
+                f"solver must be 'auto', 'eigh' or 'randomized', got {self.solver!r}."
+            )
+        if isinstance(self.n_iter, bool) or not isinstance(self.n_iter, int) or self.n_iter < 0:
+            raise InputError(f"n_iter must be an int >= 0, got {self.n_iter!r}; use n_iter=6.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
+            raise InputError(f"seed must be an int, got {type(self.seed).__name__} {self.seed!r}.")
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"n_components": self.n_components, "whiten": self.whiten, "eps": self.eps}
+        return {
+            "n_components": self.n_components,
+            "whiten": self.whiten,
+            "eps": self.eps,
+            "solver": self.solver,
+            "n_iter": self.n_iter,
+            "seed": self.seed,
+        }
 
     def __repr__(self) -> str:
-        return (
-            f"StreamingPCA(n_components={self.n_components!r}, whiten={self.whiten!r}, "
-            f"eps={self.eps!r})"
-        )
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"StreamingPCA({args})"
 
     # ------------------------------------------------------------------ fitting
     def partial_fit(self, X: Any) -> StreamingPCA:
@@ -202,11 +234,19 @@ class StreamingPCA:
                 f"n_components={k} exceeds the number of features d={d}; pass "
                 f"n_components <= {d}."
             )
+        self._validate_params()
         cov = self._m2 / (self._n - 1)
         cov = 0.5 * (cov + cov.T)
-        evals, evecs = torch.linalg.eigh(cov)  # ascending
-        evals = evals.flip(0)[:k].clamp_min(0.0)
-        comps = evecs.flip(1)[:, :k].T.contiguous()  # [k, d]
+        solver = self.solver
+        if solver == "auto":
+            solver = "randomized" if d > 1024 and 4 * k <= d else "eigh"
+        if solver == "randomized" and k + 10 < d:
+            evals, comps = _randomized_top_eigh(cov, k, self.n_iter, int(self.seed))
+        else:
+            evals_all, evecs = torch.linalg.eigh(cov)  # ascending
+            evals = evals_all.flip(0)[:k]
+            comps = evecs.flip(1)[:, :k].T.contiguous()  # [k, d]
+        evals = evals.clamp_min(0.0)
         # deterministic signs: the largest-magnitude entry of every axis is positive
         idx = comps.abs().argmax(dim=1)
         signs = torch.sign(comps.gather(1, idx[:, None])).squeeze(1)
@@ -302,6 +342,28 @@ class StreamingPCA:
         if self.whiten:
             y = y / scale
         return y @ comps + mean
+
+
+def _randomized_top_eigh(
+    cov: torch.Tensor, k: int, n_iter: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` eigenpairs of a symmetric PSD ``cov [d, d]`` by randomised subspace iteration.
+
+    Returns eigenvalues ``[k]`` (descending) and eigenvectors as rows ``[k, d]``.
+    """
+    d = cov.shape[0]
+    width = min(d, k + 10)
+    gen = torch.Generator().manual_seed(seed)
+    omega = torch.randn(d, width, generator=gen, dtype=cov.dtype).to(cov.device)
+    q, _ = torch.linalg.qr(cov @ omega)
+    for _ in range(n_iter):  # power iterations sharpen the spectrum's decay
+        q, _ = torch.linalg.qr(cov @ q)
+    small = q.T @ cov @ q  # [width, width]
+    small = 0.5 * (small + small.T)
+    evals, vecs = torch.linalg.eigh(small)
+    evals = evals.flip(0)[:k]
+    comps = (q @ vecs.flip(1)[:, :k]).T.contiguous()
+    return evals, comps
 
 
 def _chan_merge(
