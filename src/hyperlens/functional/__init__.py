@@ -1,0 +1,1 @@
+"""Pure tensor functions: geometry (simplex volumes, spectra, CKA, k-NN overlap)."""
