@@ -149,7 +149,7 @@ def run_tour(
                                        for g in geo_rows]})
     sec2 = rep.section(
         "Linear probes per layer",
-        f"A logistic regression on standardised features, trained on {len(train_idx)} texts and "
+        f"A ridge classifier on standardised features (penalty chosen by leave-one-out CV), trained on {len(train_idx)} texts and "
         f"tested on {len(test_idx)} held-out texts, for every layer (0 = embedding output). Bands "
         "are 95 % Wilson intervals; the dashed line is the majority-class rate.")
     sec2.plot("tour_probes.png", {
@@ -181,11 +181,14 @@ def run_tour(
 
 
 def _split_indices(ds: Any, splits: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices of the train and test parts inside ``ds``."""
-    pos = {t: i for i, t in enumerate(ds.texts)}
-    train = np.array([pos[t] for t in splits.train.texts])
-    test = np.array([pos[t] for t in splits.test.texts])
-    return train, test
+    """Row positions of the train and test parts inside ``ds`` (splits keep source indices)."""
+    order = np.argsort(ds.indices)
+    sorted_idx = ds.indices[order]
+
+    def positions(part: Any) -> np.ndarray:
+        return order[np.searchsorted(sorted_idx, part.indices)]
+
+    return positions(splits.train), positions(splits.test)
 
 
 def main(args: argparse.Namespace) -> Path:
