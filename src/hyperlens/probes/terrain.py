@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, ShapeError
+from ..functional import geometry as G
 from ..utils import as_float_matrix, make_generator
 from . import wordlists
 
@@ -271,10 +272,7 @@ def cosine_statistics(E: torch.Tensor, *, sample: int = 3000, seed: int = 0,
     c_mean, c_std = _exact_pair_cosine_moments(_unit_rows(X - X.mean(dim=0)))
     gen = make_generator(seed)
     idx = _sample_rows(X.shape[0], sample, gen)
-    U = _unit_rows(X[idx])
-    C = U @ U.T
-    iu = torch.triu_indices(C.shape[0], C.shape[0], offset=1)
-    flat = C[iu[0], iu[1]]
+    flat = G.pair_values(X[idx], metric="cosine", max_exact_pairs=len(idx) ** 2)  # every pair i < j
     return {
         "mean": mean, "std": std, "centered_mean": c_mean, "centered_std": c_std,
         "isotropic_std": 1.0 / math.sqrt(d),
@@ -298,10 +296,7 @@ def distance_statistics(E: torch.Tensor, *, sample: int = 2000, seed: int = 0,
     E = as_float_matrix(E, "E", min_rows=2)
     gen = make_generator(seed + 1)
     idx = _sample_rows(E.shape[0], sample, gen)
-    X = E[idx].double()
-    D = torch.cdist(X, X)
-    iu = torch.triu_indices(D.shape[0], D.shape[0], offset=1)
-    flat = D[iu[0], iu[1]]
+    flat = G.pair_values(E[idx], metric="euclidean", max_exact_pairs=len(idx) ** 2)  # every pair i < j
     mean = float(flat.mean())
     return {
         "mean": mean, "std": float(flat.std()), "cv": float(flat.std() / max(mean, 1e-300)),
@@ -321,11 +316,13 @@ def spectrum_statistics(E: torch.Tensor, *, seed: int = 0, blocks: int = 64,
                         n_bootstrap: int = 100) -> dict[str, Any]:
     """Eigenspectrum of the covariance of ``E`` with a bootstrap interval for PR / d.
 
-    The interval comes from a block bootstrap: rows are split at random (seeded) into
-    ``blocks`` groups whose centred second-moment sums are computed once; each resample
-    draws groups with replacement and re-solves a ``d x d`` eigenproblem. For i.i.d. rows
-    this is the row bootstrap at a cost of ``n_bootstrap`` small eigenproblems instead of
-    ``n_bootstrap`` passes over a 49k-row matrix. The null is the column-shuffled matrix
+    Point values come from :func:`hyperlens.functional.geometry.eigenspectrum`. The
+    interval is a block bootstrap: rows are split at random (seeded) into ``blocks`` groups
+    whose centred sums and ``d x d`` second moments are computed in one pass; a resample
+    draws groups with replacement and needs only ``PR = tr(C)^2 / ||C||_F^2`` of the
+    recombined covariance, no eigendecomposition and no new pass over the rows. For
+    i.i.d. rows this approximates the row bootstrap; the generic row bootstrap would cost
+    ``n_bootstrap`` passes over a 49k x 576 matrix. The null is the column-shuffled matrix
     (each dimension permuted on its own): its covariance is the diagonal of the real one,
     so its PR is exact, ``(sum var)^2 / sum var^2``.
 
@@ -334,6 +331,11 @@ def spectrum_statistics(E: torch.Tensor, *, seed: int = 0, blocks: int = 64,
     """
     E = as_float_matrix(E, "E", min_rows=2)
     n, d = E.shape
+    spec = G.eigenspectrum(E)
+    eig = spec.eigenvalues.double().cpu()
+    total = spec.total_variance
+    pr = spec.participation_ratio
+    dims = {f"{int(round(f * 100))}": v for f, v in spec.dims_for().items()}
     X = E.double()
     mu = X.mean(dim=0)
     gen = make_generator(seed + 2)
@@ -343,19 +345,7 @@ def spectrum_statistics(E: torch.Tensor, *, seed: int = 0, blocks: int = 64,
     counts = torch.tensor([float(q.shape[0]) for q in parts], dtype=torch.float64)
     sums = torch.stack([q.sum(0) for q in parts])  # [nb, d]
     outer = torch.stack([q.T @ q for q in parts])  # [nb, d, d]
-    cov = outer.sum(0) / n
-    evals, evecs = torch.linalg.eigh(cov)
-    eig = evals.flip(0).clamp_min(0.0)
-    total = float(eig.sum())
-    cum = torch.cumsum(eig, 0) / max(total, 1e-300)
-    dims = {f"{int(f * 100)}": int(torch.searchsorted(cum, torch.tensor(f, dtype=torch.float64)).item()) + 1
-            for f in (0.80, 0.90, 0.95, 0.99)}
-    p = eig / max(total, 1e-300)
-    p_pos = p[p > 0]
-    eff_rank = float(torch.exp(-(p_pos * p_pos.log()).sum()))
-    stable_rank = total / max(float(eig[0]), 1e-300)
-    pr = float(_pr(eig))
-    # block bootstrap of PR = tr(C)^2 / ||C||_F^2 (no eigendecomposition per resample)
+    var = torch.diagonal(outer.sum(0)) / n
     draws = torch.randint(0, nb, (n_bootstrap, nb), generator=gen)
     wc = torch.zeros(n_bootstrap, nb, dtype=torch.float64).scatter_add_(
         1, draws, torch.ones(n_bootstrap, nb, dtype=torch.float64))
@@ -368,94 +358,67 @@ def spectrum_statistics(E: torch.Tensor, *, seed: int = 0, blocks: int = 64,
         tr = torch.diagonal(covs, dim1=1, dim2=2).sum(-1)
         boot_pr[start:start + 16] = tr * tr / (covs * covs).sum((1, 2)).clamp_min(1e-300)
     lo, hi = torch.quantile(boot_pr / d, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
-    var = torch.diagonal(cov)
     null_pr = float(_pr(var))
     return {
         "n": n, "d": d, "total_variance": total,
         "top_eigenvalue_fraction": float(eig[0]) / max(total, 1e-300),
         "participation_ratio": pr, "pr_over_d": pr / d, "pr_over_d_ci": [lo, hi],
         "null_participation_ratio": null_pr, "null_pr_over_d": null_pr / d,
-        "dims_for_variance": dims, "effective_rank": eff_rank, "stable_rank": stable_rank,
-        "eigenvalues": eig.tolist(), "null_eigenvalues": var.sort(descending=True).values.tolist(),
+        "dims_for_variance": dims, "effective_rank": spec.effective_rank,
+        "stable_rank": total / max(float(eig[0]), 1e-300),
+        "eigenvalues": eig.tolist(),
+        "null_eigenvalues": (var * n / max(n - 1, 1)).sort(descending=True).values.tolist(),
         "mean_norm_of_mean": float(mu.norm()),
-        "_cov_root": evecs * evals.clamp_min(0.0).sqrt(), "_mu": mu,
     }
 
 
-def _simplex_volumes(P: torch.Tensor) -> torch.Tensor:
-    """Volumes of simplices ``[m, k+1, d] -> [m]`` from the Gram matrix of edge vectors.
-
-    ``vol = sqrt(det(A A^T)) / k!`` with ``A`` the ``k`` edges from the first vertex; in
-    float64 and clamped at 0 so degenerate simplices give 0, never NaN.
-    """
-    P = P.double()
-    A = P[:, 1:, :] - P[:, :1, :]
-    G = A @ A.transpose(1, 2)
-    k = A.shape[1]
-    det = torch.linalg.det(G).clamp_min(0.0)
-    return det.sqrt() / math.factorial(k)
+def _cv_rows(v: torch.Tensor) -> torch.Tensor:
+    """CV (population std / mean) along the last axis."""
+    return v.std(dim=-1, unbiased=False) / v.mean(dim=-1).clamp_min(1e-300)
 
 
 def pentachoron_statistics(E: torch.Tensor, *, n_simplices: int = 2000, seed: int = 0,
-                           n_bootstrap: int = 1000, cov_root: torch.Tensor | None = None,
-                           mu: torch.Tensor | None = None, bins: int = 60,
+                           n_bootstrap: int = 1000, bins: int = 60,
                            band: tuple[float, float] = (0.20, 0.23)) -> dict[str, Any]:
     """Coefficient of variation of 4-simplex (pentachoron) volumes against two nulls.
 
-    Token simplices are 5 distinct rows drawn at random (seeded). Nulls: ``gaussian`` draws
-    the 5 vertices from a Gaussian with the embedding mean and covariance; ``isotropic``
-    from a Gaussian with the same total variance spread evenly over ``d`` dimensions. The
-    CV of a Gaussian simplex shrinks like ``sqrt(2 / d)``, so CV depends strongly on ``d``;
-    ``ratio_to_gaussian`` tells whether the embeddings differ from their own covariance.
+    Token simplices are 5 distinct rows drawn at random (seeded); volumes and CV intervals
+    come from :mod:`hyperlens.functional.geometry`. Nulls (``null_points``): ``gaussian``
+    has the embeddings' mean and covariance; ``isotropic`` the same mean and total
+    variance spread evenly over ``d``. Each null cloud holds ``5 * n_simplices`` points cut
+    into disjoint pentachora. The CV of a Gaussian simplex shrinks roughly like
+    ``sqrt(2 / d)``, so a CV says as much about ``d`` as about the embeddings;
+    ``ratio_to_gaussian`` (with an interval from resampling both sides) tells whether the
+    embeddings differ from their own covariance.
 
     Shapes:
-        E: ``[vocab, d]``; ``cov_root``: ``[d, d]`` with ``cov_root @ cov_root.T`` the
-        covariance (computed when absent); ``mu``: ``[d]``.
+        E: ``[vocab, d]``.
     """
     E = as_float_matrix(E, "E")
     n, d = E.shape
     if n < 5:
         raise ShapeError(f"E needs at least 5 rows to form pentachora, got shape {tuple(E.shape)}.")
-    gen = make_generator(seed + 3)
-    # 5 distinct rows per simplex: sample with replacement, redraw rows with repeats
-    idx = torch.randint(0, n, (n_simplices, 5), generator=gen)
-    for _ in range(20):
-        srt = idx.sort(dim=1).values
-        bad = (srt[:, 1:] == srt[:, :-1]).any(dim=1)
-        if not bool(bad.any()):
-            break
-        idx[bad] = torch.randint(0, n, (int(bad.sum()), 5), generator=gen)
-    X = E.double()
-    vol = _simplex_volumes(X[idx])
-    if mu is None:
-        mu = X.mean(dim=0)
-    if cov_root is None:
-        Xc = X - mu
-        evals, evecs = torch.linalg.eigh(Xc.T @ Xc / n)
-        cov_root = evecs * evals.clamp_min(0.0).sqrt()  # cov = root root^T
-    root = cov_root.double()
-    z = torch.randn(n_simplices, 5, d, generator=gen, dtype=torch.float64)
-    vol_g = _simplex_volumes(z @ root.T + mu)
-    z2 = torch.randn(n_simplices, 5, d, generator=gen, dtype=torch.float64)
-    vol_i = _simplex_volumes(z2 * math.sqrt(float((root * root).sum()) / d) + mu)
-
-    def cv_rows(v: torch.Tensor) -> torch.Tensor:
-        return v.std(dim=-1) / v.mean(dim=-1).clamp_min(1e-300)
-
+    seeds = [seed * 7919 + s for s in (11, 12, 13, 14, 15, 16, 17)]
+    idx = G.sample_simplices(n, 4, n_simplices, seed=seeds[0])
+    vols = {"embeddings": G.simplex_volumes(E, idx)}
+    for j, null in enumerate(("gaussian", "isotropic")):
+        pts = G.null_points(E, null, n=5 * n_simplices, seed=seeds[1 + j])
+        vols[null] = G.cayley_menger_volume(pts.view(n_simplices, 5, d))
     out: dict[str, Any] = {"n_simplices": n_simplices}
-    for name, v in (("embeddings", vol), ("gaussian", vol_g), ("isotropic", vol_i)):
+    for j, (name, v) in enumerate(vols.items()):
         valid = v[v > 0]
-        cv = float(cv_rows(valid[None])[0]) if valid.numel() > 1 else float("nan")
+        est = G.cv_ci(valid, n_boot=n_bootstrap, seed=seeds[3 + j]) if valid.numel() > 1 else None
         out[name] = {
-            "cv": cv, "cv_ci": list(_bootstrap_mean_ci(valid, n_bootstrap, gen, stat=cv_rows)),
+            "cv": est.value if est else float("nan"), "cv_ci": [est.lo, est.hi] if est else [None, None],
             "mean_volume": float(valid.mean()) if valid.numel() else 0.0,
             "degenerate": int((v <= 0).sum()),
         }
-    # ratio with a paired bootstrap (independent resamples of the two volume sets)
-    ve, vg = vol[vol > 0], vol_g[vol_g > 0]
+    # ratio to the Gaussian null, resampling both volume sets
+    gen = make_generator(seeds[6])
+    ve, vg = vols["embeddings"][vols["embeddings"] > 0], vols["gaussian"][vols["gaussian"] > 0]
     ie = torch.randint(0, ve.numel(), (n_bootstrap, ve.numel()), generator=gen)
     ig = torch.randint(0, vg.numel(), (n_bootstrap, vg.numel()), generator=gen)
-    ratio_boot = cv_rows(ve[ie]) / cv_rows(vg[ig])
+    ratio_boot = _cv_rows(ve[ie]) / _cv_rows(vg[ig])
     q = torch.quantile(ratio_boot, torch.tensor([0.025, 0.975], dtype=torch.float64))
     out["ratio_to_gaussian"] = out["embeddings"]["cv"] / out["gaussian"]["cv"]
     out["ratio_to_gaussian_ci"] = q.tolist()
@@ -465,6 +428,7 @@ def pentachoron_statistics(E: torch.Tensor, *, n_simplices: int = 2000, seed: in
     out["ci_overlaps_band"] = bool(lo <= band[1] and hi >= band[0])
     out["in_band"] = bool(band[0] <= out["embeddings"]["cv"] <= band[1])
     out["gaussian_in_band"] = bool(band[0] <= out["gaussian"]["cv"] <= band[1])
+    vol, vol_g = vols["embeddings"], vols["gaussian"]
     top = float(torch.quantile(torch.cat([vol, vol_g]), 0.995))
     out["histogram_embeddings"] = _histogram(vol[vol <= top], bins)  # top 0.5 % left out of the plot
     out["histogram_gaussian"] = _histogram(vol_g[vol_g <= top], bins)
@@ -925,14 +889,13 @@ def run_terrain(subject: TerrainSubject, config: TerrainConfig | None = None, *,
         E, sample=cfg.distance_sample, seed=seed, bins=cfg.histogram_bins))
     spec = timed("spectrum", lambda: spectrum_statistics(E, seed=seed, blocks=cfg.spectrum_blocks,
                                                          n_bootstrap=cfg.spectrum_bootstrap))
-    root, mu = spec.pop("_cov_root"), spec.pop("_mu")
     lo, hi = spec["pr_over_d_ci"]
     spec["pr_band"] = list(cfg.pr_band)
     spec["pr_in_band"] = bool(cfg.pr_band[0] <= spec["pr_over_d"] <= cfg.pr_band[1])
     spec["pr_ci_overlaps_band"] = bool(lo <= cfg.pr_band[1] and hi >= cfg.pr_band[0])
     out["spectrum"] = spec
     out["pentachoron"] = timed("pentachoron", lambda: pentachoron_statistics(
-        E, n_simplices=cfg.n_simplices, seed=seed, n_bootstrap=cfg.n_bootstrap, cov_root=root, mu=mu,
+        E, n_simplices=cfg.n_simplices, seed=seed, n_bootstrap=cfg.n_bootstrap,
         bins=cfg.histogram_bins, band=cfg.cv_band))
 
     def numbers() -> dict[str, Any]:
