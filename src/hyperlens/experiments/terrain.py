@@ -186,8 +186,7 @@ def add_terrain_sections(rep: Report, results: list[dict[str, Any]], *, prefix: 
         return
     for r in results:
         ms = rep.section(f"Terrain: {r['model']}", _model_text(r))
-        safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in r["model"])
-        ms.plot(f"{prefix}_{safe}_panel.png", terrain_panel(r),
+        ms.plot(f"{prefix}_{_safe(r['model'])}_panel.png", terrain_panel(r),
                 caption="Row 1: norms, cosines, eigenspectrum vs column-shuffled null. Row 2: pentachoron "
                         "volumes vs Gaussian null, number tokens, categories vs permutation null. Row 3: "
                         "layers and positions (static models: distances, category centroids, number words).")
@@ -241,6 +240,12 @@ def add_terrain_sections(rep: Report, results: list[dict[str, Any]], *, prefix: 
                       results, prefix)
 
 
+def _safe(name: str) -> str:
+    """``name`` as a plot file-name part (letters, digits, '.', '_', '-')."""
+    out = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
+    return out.lstrip("._-") or "model"
+
+
 def _side_by_side(sec: Any, results: list[dict[str, Any]], prefix: str) -> None:
     subs: list[dict[str, Any]] = []
     series = []
@@ -277,7 +282,7 @@ def _side_by_side(sec: Any, results: list[dict[str, Any]], prefix: str) -> None:
     subs.append({"kind": "line", "title": "Digit cosine by |i - j|", "xlabel": "|i - j|", "ylabel": "mean cosine",
                  "series": [{"label": r["model"], "x": list(range(1, 10)),
                              "y": r["numbers"]["digits"]["mean_cosine_by_offset"]} for r in dig]})
-    names = "_vs_".join("".join(ch if ch.isalnum() else "_" for ch in r["model"]) for r in results)
+    names = "_vs_".join(_safe(r["model"]) for r in results)
     sec.plot(f"{prefix}_{names}_side_by_side.png",
              {"kind": "panel", "title": "Terrain side by side", "rows": 2, "cols": 3, "subplots": subs})
 
