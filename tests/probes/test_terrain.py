@@ -98,7 +98,7 @@ def test_spectrum_isotropic_gaussian_has_pr_near_d() -> None:
     s = T.spectrum_statistics(x, seed=0, blocks=32, n_bootstrap=50)
     assert s["pr_over_d"] > 0.95
     lo, hi = s["pr_over_d_ci"]
-    assert 0.95 < lo <= hi <= 1.0
+    assert 0.9 < lo < s["pr_over_d"] < hi
     assert s["null_pr_over_d"] > 0.95
     dims = s["dims_for_variance"]
     assert dims["80"] <= dims["90"] <= dims["95"] <= dims["99"] <= 16
@@ -117,7 +117,7 @@ def test_spectrum_pr_matches_closed_form_and_null_sees_correlation() -> None:
     # correlation concentrates variance: PR below its column-shuffled null
     assert s["participation_ratio"] < s["null_participation_ratio"]
     lo, hi = s["pr_over_d_ci"]
-    assert lo <= s["pr_over_d"] <= hi and hi - lo < 0.05
+    assert lo < s["pr_over_d"] < hi and hi - lo < 0.05
     assert s["eigenvalues"] == sorted(s["eigenvalues"], reverse=True)
 
 
