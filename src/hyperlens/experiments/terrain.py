@@ -116,7 +116,7 @@ def _overview_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
             if r["categories"].get("available") else "n/a")),
         ("distance CV", lambda r: r["distances"]["cv"]),
         ("positions", lambda r: r["positions"]["type"]),
-        ("seconds", lambda r: sum(r["timings"].values())),
+        ("seconds (wall / CPU)", lambda r: f"{sum(r['timings'].values()):.1f} / {sum(r['cpu_seconds'].values()):.1f}"),
     ]
     for label, fn in spec:
         row: list[Any] = [label]
@@ -215,9 +215,10 @@ def add_terrain_sections(rep: Report, results: list[dict[str, Any]], *, prefix: 
         lay = r["layers"]
         if lay.get("available"):
             ms.table(f"Layer by layer ({lay['n_sequences']} sequences, {lay['source']})",
-                     ["layer", "tokens", "norm", "norm 95% CI", "cos all tokens", "cos within sentence",
-                      "95% CI", "PR/d tokens", "PR/d sentences"],
-                     [[q["layer"], q["tokens"], q["norm_mean"], _fmt_ci(q["norm_ci"]), q["cos_all"],
+                     ["layer", "tokens", "norm", "norm 95% CI", "median norm", "max / median",
+                      "cos all tokens", "cos within sentence", "95% CI", "PR/d tokens", "PR/d sentences"],
+                     [[q["layer"], q["tokens"], q["norm_mean"], _fmt_ci(q["norm_ci"]), q["norm_median"],
+                       q["norm_max_over_median"], q["cos_all"],
                        q["cos_within"], _fmt_ci(q["cos_within_ci"]), q["pr_over_d"], q["pooled_pr_over_d"]]
                       for q in lay["layers"]])
         pos = r["positions"]

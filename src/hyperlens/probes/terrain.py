@@ -724,8 +724,9 @@ def layer_evolution(subject: TerrainSubject, texts: Sequence[str] | None = None,
     if not seqs:
         raise InputError("texts produced no tokens; pass non-empty sentences.")
     module = subject.module
-    dev = torch.device(device)
-    param = next(module.parameters())
+    # inputs go where the weights are; ``device`` only matters for modules without parameters
+    params = list(module.parameters())
+    dev = params[0].device if params else torch.device(device)
     per_layer_tokens: list[list[torch.Tensor]] = []
     sent_norm: list[list[float]] = []
     sent_cos: list[list[float]] = []
@@ -741,7 +742,7 @@ def layer_evolution(subject: TerrainSubject, texts: Sequence[str] | None = None,
                 ids[b, : len(s)] = torch.as_tensor(s)
                 mask[b, : len(s)] = 1
                 keep[b, : len(s)] = torch.as_tensor([t not in special for t in s])
-            hs = _hidden_states(module, ids.to(dev), mask.to(dev if param.device.type != "meta" else "cpu"))
+            hs = _hidden_states(module, ids.to(dev), mask.to(dev))
             if not per_layer_tokens:
                 per_layer_tokens = [[] for _ in hs]
                 sent_norm = [[] for _ in hs]
@@ -769,6 +770,9 @@ def layer_evolution(subject: TerrainSubject, texts: Sequence[str] | None = None,
         rows.append({
             "layer": li, "tokens": int(X.shape[0]),
             "norm_mean": float(X.norm(dim=1).mean()), "norm_std": float(X.norm(dim=1).std()),
+            "norm_median": float(X.norm(dim=1).median()),
+            # a few "massive activation" tokens (often the first position) can dominate the mean
+            "norm_max_over_median": float(X.norm(dim=1).max() / X.norm(dim=1).median().clamp_min(1e-300)),
             "norm_ci": list(_bootstrap_mean_ci(norms, n_bootstrap, gen)),
             "cos_all": _exact_pair_cosine_moments(_unit_rows(X))[0],
             "cos_within": float(coss.mean()) if coss.numel() else float("nan"),
@@ -899,10 +903,13 @@ def run_terrain(subject: TerrainSubject, config: TerrainConfig | None = None, *,
         "dim": int(E.shape[1]), "num_layers": subject.num_layers, "config": asdict(cfg),
     }
 
+    cpu: dict[str, float] = {}
+
     def timed(name: str, fn: Callable[[], Any]) -> Any:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = fn()
         timings[name] = time.perf_counter() - t0
+        cpu[name] = time.process_time() - c0  # CPU seconds of all threads: robust to a busy machine
         return res
 
     norms = timed("norms", lambda: norm_statistics(E, subject.vocab))
@@ -973,6 +980,7 @@ def run_terrain(subject: TerrainSubject, config: TerrainConfig | None = None, *,
     out["positions"] = timed("positions", lambda: position_structure(
         subject.module, kind=subject.kind, max_positions=cfg.max_positions))
     out["timings"] = timings
+    out["cpu_seconds"] = cpu
     return out
 
 
@@ -1043,9 +1051,11 @@ def terrain_panel(result: dict[str, Any]) -> dict[str, Any]:
     if lay.get("available"):
         rows = lay["layers"]
         x = [r["layer"] for r in rows]
-        subs.append(_line("Hidden-state norm by layer", "layer", "mean token norm",
-                          [{"label": name, "x": x, "y": [r["norm_mean"] for r in rows],
-                            "lo": [r["norm_ci"][0] for r in rows], "hi": [r["norm_ci"][1] for r in rows]}]))
+        subs.append(_line("Hidden-state norm by layer", "layer", "token norm",
+                          [{"label": "mean", "x": x, "y": [r["norm_mean"] for r in rows],
+                            "lo": [r["norm_ci"][0] for r in rows], "hi": [r["norm_ci"][1] for r in rows]},
+                           {"label": "median", "x": x, "y": [r["norm_median"] for r in rows]}],
+                          yscale="log"))
         subs.append(_line("Cosine and PR/d by layer", "layer", "value",
                           [{"label": "cos (all tokens)", "x": x, "y": [r["cos_all"] for r in rows]},
                            {"label": "cos (within sentence)", "x": x, "y": [r["cos_within"] for r in rows],
