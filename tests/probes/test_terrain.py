@@ -345,3 +345,30 @@ def test_run_terrain_bad_input() -> None:
         T.TerrainConfig(cv_band=(0.3, 0.2))
     with pytest.raises(InputError, match="at least 4"):
         T.digit_manifold(E, [0, 1, 2])
+
+
+class _PieceTokenizer:
+    """A stand-in SentencePiece tokenizer: a lone boundary piece, then one piece per word."""
+
+    all_special_ids = [0]
+    all_special_tokens = ["<s>"]
+
+    def __init__(self) -> None:
+        self.vocab = {"<s>": 0, "\u2581": 1, "7": 2, "\u2581cat": 3, "\u2581dog": 4}
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        word = text.strip()
+        if "\u2581" + word in self.vocab:
+            return [self.vocab["\u2581" + word]]
+        return [1] + ([self.vocab[word]] if word in self.vocab else [1, 1])
+
+    def decode(self, ids: list[int]) -> str:
+        inv = {v: k for k, v in self.vocab.items()}
+        return "".join(inv[i] for i in ids).replace("\u2581", " ")
+
+
+def test_find_token_ids_skips_a_lone_boundary_piece() -> None:
+    subject = T.TerrainSubject("sp", "static", _randn(5, 4).float(), tokenizer=_PieceTokenizer())
+    assert T.find_token_ids(["7", "cat", "dog", "emu"], subject, prefer_space=False) == {"7": 2, "cat": 3, "dog": 4}
+    sp = T.special_token_statistics(subject.embeddings, subject.tokenizer, sample=4)
+    assert sp["available"] and sp["tokens"][0]["id"] == 0

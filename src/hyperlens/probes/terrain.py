@@ -465,12 +465,22 @@ def pentachoron_statistics(E: torch.Tensor, *, n_simplices: int = 2000, seed: in
 
 
 # --------------------------------------------------------------------------- token lookup
+def _is_blank(tok: Any, token_id: int) -> bool:
+    """Whether ``token_id`` decodes to whitespace only (a bare word-boundary piece)."""
+    try:
+        return tok.decode([int(token_id)]).strip() == ""
+    except Exception:  # noqa: BLE001 - a tokenizer that cannot decode one id: not blank
+        return False
+
+
 def find_token_ids(words: Sequence[str], subject: TerrainSubject, *,
                    prefer_space: bool = True) -> dict[str, int]:
     """Map each word to one token id where it is a single token; others are left out.
 
     With a tokenizer, the word with a leading space (how it appears mid-sentence in
-    byte-pair vocabularies) is tried first, then the bare word; for word-level vocabularies
+    byte-pair vocabularies) is tried first, then the bare word (``prefer_space=False``
+    swaps the order); a lone leading word-boundary piece (SentencePiece ``"▁"``) is
+    ignored; for word-level vocabularies
     (static models, or no tokenizer) the word is looked up in ``vocab`` (case-insensitively
     when the exact form is missing).
     """
@@ -486,6 +496,8 @@ def find_token_ids(words: Sequence[str], subject: TerrainSubject, *,
                     ids = tok.encode(form, add_special_tokens=False)
                 except Exception:  # noqa: BLE001 - some tokenizers reject odd strings
                     continue
+                if len(ids) == 2 and _is_blank(tok, ids[0]):
+                    ids = ids[1:]  # SentencePiece may emit a lone word-boundary piece first
                 if len(ids) == 1 and 0 <= ids[0] < subject.embeddings.shape[0]:
                     found[w] = int(ids[0])
                     break
