@@ -123,3 +123,16 @@ def test_glove_terrain_real_model(tmp_path: Path) -> None:
     assert cat["available"] and cat["gap"] > cat["null_gap_ci"][1] and cat["p_gap"] < 0.01
     assert res["layers"]["available"] is False and res["positions"]["type"] == "none"
     assert 0.0 < res["spectrum"]["pr_over_d"] < 1.0
+
+
+@pytest.mark.integration
+def test_texts_from_a_dataset() -> None:
+    from hyperlens.errors import DataError
+
+    try:
+        texts, source = cmd._load_texts("rotten-tomatoes", 12, None, 0)
+    except DataError as exc:
+        pytest.skip(f"rotten-tomatoes is not available offline here: {exc}")
+    assert len(texts) == 12 and all(isinstance(t, str) and t for t in texts)
+    assert "rotten-tomatoes" in source
+    assert cmd._load_texts("rotten-tomatoes", 12, None, 0)[0] == texts  # seeded draw
