@@ -88,7 +88,7 @@ def read_table(
                 "dtype": str,
                 "keep_default_na": False,
                 "na_filter": False,
-                "encoding": "utf-8",
+                "encoding": "utf-8-sig",  # also strips a byte-order mark
             }
             if fmt == "tsv":
                 # TSV has no quoting convention; GLUE-style files contain bare quotes.
@@ -256,10 +256,9 @@ def dataset_from_frame(
         blank[is_str] = pd.Series(texts[is_str]).str.strip().eq("").to_numpy()
     missing_text = np.asarray(pd.isna(pd.Series(texts)).to_numpy(), dtype=bool) & ~is_str
     non_string = ~is_str & ~missing_text
-    if labels.dtype == object:
-        label_missing = labels.isna().to_numpy() | labels.astype(str).str.strip().eq("").to_numpy()
-    else:
-        label_missing = labels.isna().to_numpy()
+    label_missing = np.array(labels.isna().to_numpy(), dtype=bool)
+    if not pd.api.types.is_numeric_dtype(labels.dtype):  # object or pandas' str dtype
+        label_missing |= labels.astype(object).fillna("").astype(str).str.strip().eq("").to_numpy(bool)
     if missing_label is not None:
         label_missing |= (labels == missing_label).to_numpy()
 
@@ -281,6 +280,12 @@ def dataset_from_frame(
         raise DataError(
             f"no usable rows in {source}: all {n} rows lack a text or a label "
             f"(text column {text_col!r}, label column {label_col!r}); check the columns and the file."
+            + (
+                f" Every label is {missing_label!r}, which marks hidden labels (as in GLUE test "
+                "splits); use a split that has labels."
+                if missing_label is not None and label_missing.all()
+                else ""
+            )
         )
     if bad.any() and not drop_invalid:
         parts = []

@@ -99,7 +99,7 @@ def run_tour(
         if n_texts and len(ds) > n_texts:
             ds = ds.subsample(n_texts, seed=seed)
         splits = ds.split(test=test_fraction, seed=seed)
-    train_idx, test_idx = _split_indices(ds, splits)
+    train_idx, test_idx = splits.rows["train"], splits.rows["test"]
     y = np.asarray(ds.labels)
 
     probe_series, probe_rows, geo_rows = [], [], []
@@ -108,7 +108,11 @@ def run_tour(
             handle = hmodels.load(name, device=dev)
         t0 = time.perf_counter()
         with rep.timer(f"embed:{name}"):
-            layers = hmodels.embed_layers(ds.texts, handle, pooling=pooling, batch_size=batch_size)
+            if handle.kind == "static":  # word vectors: one "layer", the averaged vectors
+                layers = hmodels.embed(ds.texts, handle, cache=True)[None]
+            else:
+                layers = hmodels.embed_layers(ds.texts, handle, pooling=pooling,
+                                              batch_size=batch_size, cache=True)
         rate = len(ds) / max(time.perf_counter() - t0, 1e-9)
         with rep.timer(f"probe:{name}"):
             accs = []
@@ -145,7 +149,7 @@ def run_tour(
                 g["participation_ratio"], g["pr_over_dim"], g["texts_per_s"]] for g in geo_rows])
     sec.plot("tour_cosines.png", {
         "kind": "hist", "title": "Cosine similarity of random text pairs (last layer)",
-        "xlabel": "cosine", "series": [{"label": g["model"], "edges": g["cos_hist"], "counts": g["cos_counts"]}
+        "xlabel": "cosine", "ylabel": "density", "series": [{"label": g["model"], "edges": g["cos_hist"], "counts": g["cos_counts"]}
                                        for g in geo_rows]})
     sec2 = rep.section(
         "Linear probes per layer",
@@ -178,17 +182,6 @@ def run_tour(
             mod.tour_section(rep, seed=seed, device=str(dev))
         rep.save()
     return rep.save()
-
-
-def _split_indices(ds: Any, splits: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Row positions of the train and test parts inside ``ds`` (splits keep source indices)."""
-    order = np.argsort(ds.indices)
-    sorted_idx = ds.indices[order]
-
-    def positions(part: Any) -> np.ndarray:
-        return order[np.searchsorted(sorted_idx, part.indices)]
-
-    return positions(splits.train), positions(splits.test)
 
 
 def main(args: argparse.Namespace) -> Path:
