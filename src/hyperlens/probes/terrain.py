@@ -7,7 +7,8 @@ One call, :func:`run_terrain`, measures for one model:
   (exact, from the Gram matrix of unit rows), percentiles and a histogram from a seeded
   sample, the same after centring, and the isotropic reference ``1 / sqrt(d)``;
 * **eigenspectrum** of the embedding covariance: participation ratio (PR), PR / d with a
-  bootstrap interval, dimensions for 80/90/95/99 % of the variance, effective and stable
+  bootstrap interval, dimensions for 80/90/95/99 % of the variance, entropy effective rank
+  (of the singular values, as in :mod:`hyperlens.functional.geometry`) and stable
   rank, against the *column-shuffled* null (same per-dimension variances, no correlation);
 * **pentachoron volumes** (Cayley-Menger, k = 4): the coefficient of variation of the
   volumes of random 5-token simplices against a Gaussian with the same mean and
