@@ -1,0 +1,1 @@
+"""Probe batteries built on the functional layer (mha_cv, ...)."""
