@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,9 @@ DESCRIPTION = (
 )
 
 #: Extra sections other experiments contribute: (name, module with ``tour_section``).
-EXTRA_SECTIONS: tuple[tuple[str, str], ...] = ()
+EXTRA_SECTIONS: tuple[tuple[str, str], ...] = (
+    ("terrain", "hyperlens.experiments.terrain"),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -179,7 +182,10 @@ def run_tour(
             continue
         mod = importlib.import_module(module)
         with rep.timer(f"section:{name}"):
-            mod.tour_section(rep, seed=seed, device=str(dev))
+            kwargs: dict[str, Any] = {"seed": seed, "device": str(dev)}
+            if "models" in inspect.signature(mod.tour_section).parameters:
+                kwargs["models"] = tuple(models)
+            mod.tour_section(rep, **kwargs)
         rep.save()
     return rep.save()
 
