@@ -1,0 +1,1 @@
+"""Batteries that measure frozen models and return report-ready results (weights, geometry)."""
