@@ -163,16 +163,25 @@ def weight_battery(
     edges_t = torch.tensor(_LOG_EDGES, dtype=torch.float32, device=dev)
 
     def _account(label: str, w: torch.Tensor) -> None:
-        """Sparsity counts and the log10 |w| histogram for one batch ``[b, ...]``."""
+        """Sparsity counts and the log10 |w| histogram for one batch ``[b, ...]``.
+
+        Works through the entries in slices of 4M so the int64 bucket indices never cost
+        more than 32 MiB, whatever the tensor's size.
+        """
         nonlocal log_hist
-        a = w.abs().reshape(-1)
-        idx = torch.searchsorted(thr_t, a, right=True)
-        cnt = torch.bincount(idx, minlength=len(thr) + 1).cumsum(0)[: len(thr)]
-        sparsity_counts[label] += cnt.cpu().numpy()
-        sparsity_total[label] += a.numel()
-        la = torch.log10(a.clamp_min(1e-30)).clamp(_LOG_EDGES[0], _LOG_EDGES[-1] - 1e-6)
-        hb = torch.bucketize(la, edges_t, right=True) - 1
-        log_hist += torch.bincount(hb, minlength=len(_LOG_EDGES) - 1)[: len(_LOG_EDGES) - 1].cpu().numpy()
+        flat = w.reshape(-1)
+        cnt = torch.zeros(len(thr) + 1, dtype=torch.long, device=flat.device)
+        hist = torch.zeros(len(_LOG_EDGES) - 1, dtype=torch.long, device=flat.device)
+        step = 1 << 22
+        for i0 in range(0, flat.numel(), step):
+            a = flat[i0:i0 + step].abs()
+            cnt += torch.bincount(torch.searchsorted(thr_t, a, right=True), minlength=len(thr) + 1)
+            la = torch.log10(a.clamp_min(1e-30)).clamp_(_LOG_EDGES[0], _LOG_EDGES[-1] - 1e-6)
+            hb = torch.bucketize(la, edges_t, right=True) - 1
+            hist += torch.bincount(hb, minlength=len(_LOG_EDGES) - 1)[: len(_LOG_EDGES) - 1]
+        sparsity_counts[label] += cnt.cumsum(0)[: len(thr)].cpu().numpy()
+        sparsity_total[label] += flat.numel()
+        log_hist += hist.cpu().numpy()
 
     for (label, shape), items in sorted(groups.items(), key=lambda kv: kv[0]):
         items = sorted(items, key=lambda r: (-1 if r.layer is None else r.layer, r.name))
@@ -380,7 +389,9 @@ def _qk_pass(ckpt: Checkpoint, roles: list[TensorRole], geom: Any, dev: torch.de
     if not keys:
         return {"heads": [], "layers": [], "note": "no separate Q and K matrices found"}
     dh = geom.head_dim
-    per = 4 * (math.prod(qs[keys[0]].canonical_shape) + math.prod(ks[keys[0]].canonical_shape))
+    # Bytes per layer while the heads are analysed: Q and K, K repeated per query head,
+    # their concatenation and its QR basis (all float32), so ~6x the stored Q + K.
+    per = 6 * 4 * 2 * math.prod(qs[keys[0]].canonical_shape)
     for chunk in [keys[i:i + max(1, budget // max(per, 1))] for i in range(0, len(keys),
                                                                             max(1, budget // max(per, 1)))]:
         # group by shapes so a chunk stacks cleanly

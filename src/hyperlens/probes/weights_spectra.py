@@ -204,13 +204,11 @@ def qk_head_geometry(a: torch.Tensor, b: torch.Tensor, *, rtol: float = 1e-8) ->
     Shapes:
         a, b ``[B, d_head, d]`` -> every output ``[B]``.
     """
-    a = a.double()
-    b = b.double()
     x = torch.cat([a, b], dim=1).mT  # [B, d, 2dh]
-    q, _ = torch.linalg.qr(x)  # [B, d, r]
-    ap = a @ q  # [B, dh, r]
-    bp = b @ q
-    m = ap.mT @ bp  # [B, r, r]; M = Q m Qᵀ
+    q, _ = torch.linalg.qr(x)  # [B, d, r], orthonormal columns (float32 is ample for a basis)
+    ap = (a @ q).double()  # [B, dh, r]
+    bp = (b @ q).double()
+    m = ap.mT @ bp  # [B, r, r] in float64; M = Q m Qᵀ
     s = torch.linalg.svdvals(m)
     fro2 = s.pow(2).sum(-1)
     out: dict[str, torch.Tensor] = {}
