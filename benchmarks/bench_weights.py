@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", nargs="+", default=["hyperlens", "naive", "weightwatcher"])
     ap.add_argument("--ww-path", default=None, help="folder holding weightwatcher (pip install --target)")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--append", action="store_true",
+                    help="keep the other variants already in --out (to run variants one call at a time)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -202,15 +204,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     file_mib = sum(f.stat().st_size for f in args.model.glob("*.safetensors")) / 2**20
     rows = []
+    if args.append and args.out.exists():  # keep earlier variants of a run split over calls
+        rows = [r for r in json.loads(args.out.read_text()).get("variants", [])
+                if r.get("variant") not in args.variants]
     for v in args.variants:
         r = _child(v, args.model, args.threads, args.ww_path)
         rows.append(r)
+        _write(args, file_mib, rows)
         if "error" in r:
             print(f"{v:14s} failed: {r['error'].splitlines()[-1] if r['error'] else '?'}")
         else:
             print(f"{v:14s} {r['seconds']:8.2f} s  peak RSS {r['peak_rss_mib']:7.0f} MiB "
                   f"({r['peak_rss_mib'] / file_mib:.2f}x file)  matrices {r.get('matrices')}  "
                   f"load avg {r['loadavg_before']:.1f}->{r['loadavg_after']:.1f}", flush=True)
+    _write(args, file_mib, rows)
+    return 0
+
+
+def _write(args: argparse.Namespace, file_mib: float, rows: list[dict[str, Any]]) -> None:
+    """Write the results so far (atomically), with speed-ups against the hyperlens variant."""
     by = {r["variant"]: r for r in rows if "error" not in r}
     speedups = {}
     if "hyperlens" in by:
@@ -219,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                 speedups[f"vs_{other}"] = by[other]["seconds"] / by["hyperlens"]["seconds"]
     import torch
 
-    result = {"benchmark": "weights", "model": str(args.model), "file_mib": file_mib, "threads": args.threads,
+    result = {"benchmark": "weights", "model": str(args.model), "file_mib": file_mib,
               "cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
               "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
               "variants": rows, "speedup": speedups,
@@ -229,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = args.out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     tmp.replace(args.out)
-    print("speedup:", {k: round(v, 2) for k, v in speedups.items()}, "->", args.out)
-    return 0
+    print("speedup:", {k: round(v, 2) for k, v in speedups.items()}, "->", args.out, flush=True)
 
 
 if __name__ == "__main__":

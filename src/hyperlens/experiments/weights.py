@@ -21,7 +21,7 @@ import numpy as np
 from ..probes.weights import DEFAULT_THRESHOLDS, weight_battery
 from ..report import Report
 
-__all__ = ["COMMAND", "HELP", "add_arguments", "main", "run_weights", "panel_spec"]
+__all__ = ["COMMAND", "HELP", "add_arguments", "main", "run_weights", "panel_spec", "tour_section"]
 
 COMMAND = "weights"
 HELP = "weight topology battery (spectra, ranks, sparsity, QK heads, dead neurons) from safetensors"
@@ -368,3 +368,10 @@ def run_weights(*, model: str, vs: str | None = None, precision: str = "float32"
 def main(args: argparse.Namespace) -> Path:
     return run_weights(model=args.model, vs=args.vs, precision=args.precision, thresholds=args.thresholds,
                        chunk_mb=args.chunk_mb, device=args.device, seed=args.seed, out=args.out)
+
+
+def tour_section(rep: Report, *, seed: int = 0, device: str = "auto", model: str = "minilm") -> None:
+    """Add the weight battery of ``model`` (default MiniLM) to another report, e.g. the tour."""
+    res = weight_battery(model, device=device)
+    _add_model_sections(rep, res, f"tour-{res['model']}")
+    rep.data.setdefault("weights", []).append(res)
