@@ -138,7 +138,6 @@ def weight_battery(
     roles = ckpt.roles
     cfg = ckpt.config
     geom = attention_geometry(cfg)
-    thr_t = torch.tensor(thr, dtype=torch.float32, device=dev)
 
     # ------------------------------------------------------------------ grouping
     matrices = [r for r in roles if r.is_matrix and r.detail != "relative_bias"
@@ -160,28 +159,28 @@ def weight_battery(
     log_hist = np.zeros(len(_LOG_EDGES) - 1, dtype=np.int64)
     neuron_norms: dict[tuple[str, int, str], np.ndarray] = {}
     cross: dict[str, dict[str, Any]] = {}
-    edges_t = torch.tensor(_LOG_EDGES, dtype=torch.float32, device=dev)
 
     def _account(label: str, w: torch.Tensor) -> None:
         """Sparsity counts and the log10 |w| histogram for one batch ``[b, ...]``.
 
-        Works through the entries in slices of 4M so the int64 bucket indices never cost
-        more than 32 MiB, whatever the tensor's size.
+        Works through the entries in slices of 16M so temporaries stay small whatever the
+        tensor's size.
         """
         nonlocal log_hist
         flat = w.reshape(-1)
-        cnt = torch.zeros(len(thr) + 1, dtype=torch.long, device=flat.device)
-        hist = torch.zeros(len(_LOG_EDGES) - 1, dtype=torch.long, device=flat.device)
-        step = 1 << 22
+        cnt = torch.zeros(len(thr), dtype=torch.long, device=flat.device)
+        hist = torch.zeros(len(_LOG_EDGES) - 1, dtype=torch.float32, device=flat.device)
+        step = 1 << 24
         for i0 in range(0, flat.numel(), step):
             a = flat[i0:i0 + step].abs()
-            cnt += torch.bincount(torch.searchsorted(thr_t, a, right=True), minlength=len(thr) + 1)
-            la = torch.log10(a.clamp_min(1e-30)).clamp_(_LOG_EDGES[0], _LOG_EDGES[-1] - 1e-6)
-            hb = torch.bucketize(la, edges_t, right=True) - 1
-            hist += torch.bincount(hb, minlength=len(_LOG_EDGES) - 1)[: len(_LOG_EDGES) - 1]
-        sparsity_counts[label] += cnt.cumsum(0)[: len(thr)].cpu().numpy()
+            for j, t in enumerate(thr):  # one vectorised compare per threshold
+                cnt[j] += torch.count_nonzero(a < t)
+            la = torch.log10(a.clamp_min_(1e-30)).clamp_(_LOG_EDGES[0], _LOG_EDGES[-1] - 1e-6)
+            hist += torch.histc(la, bins=len(_LOG_EDGES) - 1, min=float(_LOG_EDGES[0]),
+                                max=float(_LOG_EDGES[-1]))
+        sparsity_counts[label] += cnt.cpu().numpy()
         sparsity_total[label] += flat.numel()
-        log_hist += hist.cpu().numpy()
+        log_hist += hist.cpu().numpy().round().astype(np.int64)
 
     for (label, shape), items in sorted(groups.items(), key=lambda kv: kv[0]):
         items = sorted(items, key=lambda r: (-1 if r.layer is None else r.layer, r.name))
