@@ -107,7 +107,7 @@ def panel_spec(res: dict[str, Any]) -> dict[str, Any]:
     p2 = {"kind": "line", "title": "Stable rank by layer", "xlabel": "layer", "ylabel": "stable rank",
           "series": _series_by_layer(mats, "stable_rank")}
     lh = res["log_abs_hist"]
-    p3 = {"kind": "hist", "title": "log10 |w| (all parameters)", "xlabel": "log10 |w|",
+    p3 = {"kind": "hist", "title": "log10 |w| (every 4th parameter)", "xlabel": "log10 |w|",
           "series": [{"label": name, "edges": lh["edges"], "counts": lh["counts"]}],
           "vlines": [{"x": -2.0, "label": "0.01"}]}
     qk_series = []
