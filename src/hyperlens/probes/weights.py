@@ -305,7 +305,7 @@ def weight_battery(
     timings["total_s"] = time.perf_counter() - t_start
     arch = (cfg.get("architectures") or [cfg.get("model_type", "unknown")])[0]
     out: dict[str, Any] = {
-        "model": ckpt.name,
+        "model": str(model) if isinstance(model, str) and not os.path.exists(model) else ckpt.name,
         "path": str(ckpt.path),
         "file_bytes": ckpt.file_bytes,
         "architecture": arch,

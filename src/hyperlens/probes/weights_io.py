@@ -293,7 +293,12 @@ class Checkpoint:
 
     @property
     def name(self) -> str:
-        return self.path.stem if self.path.is_file() else self.path.name
+        """A readable label: the file stem, or the folder (its parent for generic names)."""
+        if self.path.is_file():
+            return self.path.stem if self.path.stem != "model" else self.path.parent.name
+        if self.path.name in {"model", "weights", "checkpoint"} and self.path.parent.name:
+            return self.path.parent.name
+        return self.path.name
 
     def info(self, name: str) -> TensorInfo:
         try:
