@@ -209,7 +209,8 @@ def qk_head_geometry(a: torch.Tensor, b: torch.Tensor, *, rtol: float = 1e-8) ->
     ap = (a @ q).double()  # [B, dh, r]
     bp = (b @ q).double()
     m = ap.mT @ bp  # [B, r, r] in float64; M = Q m Qᵀ
-    s = torch.linalg.svdvals(m)
+    # singular values from the float64 eigenvalues of mᵀm (about half the cost of svdvals)
+    s = torch.linalg.eigvalsh(m.mT @ m).clamp_min(0).sqrt().flip(-1)
     fro2 = s.pow(2).sum(-1)
     out: dict[str, torch.Tensor] = {}
     out["stable_rank"] = torch.where(s[:, 0] > 0, fro2 / s[:, 0].clamp_min(1e-300).pow(2),
