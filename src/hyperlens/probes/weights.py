@@ -61,9 +61,15 @@ def spectra_of(w: torch.Tensor, precision: str = "float32") -> torch.Tensor:
     """Singular values (descending, float64) of ``[B, m, n]`` matrices from the smaller Gram matrix.
 
     ``precision="float32"`` forms the Gram matrix and solves it in float32 (fast; singular
-    values below about ``sqrt(min(m, n) · 6e-8) · σ₁`` are not resolved, see
-    ``condition_resolved``); ``"float64"`` does both in float64 (accurate to ~1e-7 σ₁, about
-    twice the time); ``"svd"`` calls ``torch.linalg.svdvals`` (reference).
+    values below about ``sqrt(20 · min(m, n) · 6e-8) · σ₁`` are not resolved, see
+    ``condition_resolved``); ``"float64"`` does both in float64 (accurate to ~1e-7 σ₁; on
+    SmolLM2 with one CPU thread 16 s against 13.5 s for float32); ``"svd"`` calls
+    ``torch.linalg.svdvals`` (reference).
+
+    Why a Gram matrix: one matrix product plus a symmetric eigensolve of size ``min(m, n)``
+    does less work than the bidiagonalisation behind ``svdvals``/``svd``; measured on 2
+    shared CPU cores (one thread, 30 matrices 1536 x 576) Gram + float32 ``eigvalsh`` took
+    about 0.11 s per matrix against 0.26 s for float32 ``svdvals``.
 
     Shapes:
         w ``[B, m, n]`` -> ``[B, min(m, n)]``.

@@ -1,13 +1,9 @@
 """Pure tensor functions behind the weight battery: spectra, power-law tails, QK geometry.
 
 Everything is batched over a leading dimension so one call handles every layer of a role.
-
-Singular values come from the eigenvalues of the smaller Gram matrix (``W Wᵀ`` or
-``Wᵀ W``) formed in float64 (:func:`singular_values`). That costs one matrix product plus
-one symmetric eigensolve of size ``min(m, n)``, against a full bidiagonalisation for
-``torch.linalg.svdvals``; on 2 CPU cores it was 2-4x faster for the shapes of SmolLM2,
-and the float64 Gram keeps singular values accurate to about ``1e-7 σ_max`` (the same
-absolute accuracy as float32 SVD), which the tests check against ``svdvals``.
+Singular values themselves come from :func:`hyperlens.probes.weights.spectra_of` (the
+eigenvalues of the smaller Gram matrix); the functions here turn them, or small per-head
+factors, into metrics.
 """
 
 from __future__ import annotations
@@ -19,7 +15,6 @@ import numpy as np
 import torch
 
 __all__ = [
-    "singular_values",
     "spectral_metrics",
     "power_law_fit",
     "sparsity_counts",
@@ -27,26 +22,6 @@ __all__ = [
     "t5_bucket_distances",
     "relative_bias_profiles",
 ]
-
-
-def singular_values(w: torch.Tensor, *, method: str = "gram") -> torch.Tensor:
-    """Singular values of a batch of matrices, descending, float64.
-
-    Args:
-        w: ``[..., m, n]`` matrices.
-        method: ``"gram"`` (eigenvalues of the smaller float64 Gram matrix) or ``"svd"``
-            (``torch.linalg.svdvals`` in float64).
-
-    Shapes:
-        returns ``[..., min(m, n)]``.
-    """
-    if method == "svd":
-        return torch.linalg.svdvals(w.double())
-    m, n = w.shape[-2], w.shape[-1]
-    wd = w.double()
-    g = wd.mT @ wd if m >= n else wd @ wd.mT
-    ev = torch.linalg.eigvalsh(g)
-    return ev.clamp_min(0).sqrt().flip(-1)
 
 
 def power_law_fit(eig: torch.Tensor, *, min_tail: int = 10,
