@@ -159,9 +159,12 @@ def qk_head_geometry(a: torch.Tensor, b: torch.Tensor, *, rtol: float = 1e-8) ->
 
     A head scores query ``x`` against key ``y`` as ``(A x)·(B y) = xᵀ (Aᵀ B) y`` with
     ``A = W_Q[head]``, ``B = W_K[kv head]``. ``M`` is ``d × d`` but has rank at most
-    ``2·d_head``: every row of ``A`` and ``B`` lies in a ``2·d_head`` dimensional subspace,
-    so after one batched QR of ``[Aᵀ Bᵀ]`` all quantities are computed on ``r × r``
-    matrices (``r ≤ 2·d_head``) with exactly the same non-zero spectrum.
+    ``2·d_head``, so everything is computed from the ``2·d_head`` square Gram matrix
+    ``G = [A; B][A; B]ᵀ`` and its Cholesky factor ``L``: the non-zero eigenvalues of the
+    symmetric part are those of ``½ Lᵀ J L`` (``J`` swaps the A and B blocks), the squared
+    singular values those of ``L_aᵀ (B Bᵀ) L_a``, and ``‖M‖²``, ``tr(M²)`` are traces of
+    blocks of ``G``. Heads where ``[A; B]`` is rank deficient (Cholesky fails) take an exact
+    QR route instead.
 
     Args:
         a: ``[B, d_head, d]`` query weights per head.
@@ -179,21 +182,52 @@ def qk_head_geometry(a: torch.Tensor, b: torch.Tensor, *, rtol: float = 1e-8) ->
     Shapes:
         a, b ``[B, d_head, d]`` -> every output ``[B]``.
     """
-    x = torch.cat([a, b], dim=1).mT  # [B, d, 2dh]
-    q, _ = torch.linalg.qr(x)  # [B, d, r], orthonormal columns (float32 is ample for a basis)
-    ap = (a @ q).double()  # [B, dh, r]
-    bp = (b @ q).double()
-    m = ap.mT @ bp  # [B, r, r] in float64; M = Q m Qᵀ
-    # singular values from the float64 eigenvalues of mᵀm (about half the cost of svdvals)
-    s = torch.linalg.eigvalsh(m.mT @ m).clamp_min(0).sqrt().flip(-1)
+    bsz, dh, d = a.shape
+    x = torch.cat([a, b], dim=1)  # [B, 2dh, d]
+    xd = x.double()
+    g = xd @ xd.mT  # [B, 2dh, 2dh] Gram of the rows of A and B, float64 (trace differences)
+    del xd
+    # Cholesky route: nonzero eig((Aᵀ B + Bᵀ A)/2) = eig(½ Lᵀ J L) with G = L Lᵀ and
+    # J = [[0, I], [I, 0]]; σ(Aᵀ B)² = eig(L_aᵀ G_b L_a) with L_a the leading block of L.
+    lower, info = torch.linalg.cholesky_ex(g)
+    ok = info == 0
+    jl = torch.cat([lower[:, dh:], lower[:, :dh]], dim=1)  # J L
+    sym_small = 0.5 * (lower.mT @ jl)
+    sym_small = 0.5 * (sym_small + sym_small.mT)
+    la = lower[:, :dh, :dh]
+    gb = g[:, dh:, dh:]
+    s2 = torch.linalg.eigvalsh(la.mT @ gb @ la)
+    if not bool(ok.all()):  # rank-deficient [A; B]: exact QR route for those heads
+        bad = ~ok
+        q, _ = torch.linalg.qr(x[bad].mT)  # [b, d, r]
+        ap = (a[bad] @ q).double()
+        bp = (b[bad] @ q).double()
+        m = ap.mT @ bp  # [b, r, r]; M = Q m Qᵀ
+        r = m.shape[-1]
+        pad = 2 * dh - r
+        ev_bad = torch.linalg.eigvalsh(0.5 * (m + m.mT))
+        s2_bad = torch.linalg.eigvalsh(m.mT @ m)[:, -dh:] if r >= dh else torch.linalg.eigvalsh(m.mT @ m)
+        if pad > 0:
+            ev_bad = torch.cat([ev_bad, ev_bad.new_zeros(ev_bad.shape[0], pad)], dim=1).sort(-1).values
+        if s2_bad.shape[-1] < dh:
+            s2_bad = torch.cat([s2_bad.new_zeros(s2_bad.shape[0], dh - s2_bad.shape[-1]), s2_bad], dim=1)
+        sym_small = sym_small.clone()
+        sym_small[bad] = torch.diag_embed(ev_bad)
+        s2 = s2.clone()
+        s2[bad] = s2_bad
+    s = s2.clamp_min(0).sqrt().flip(-1)  # [B, dh] singular values of M
     fro2 = s.pow(2).sum(-1)
     out: dict[str, torch.Tensor] = {}
     out["stable_rank"] = torch.where(s[:, 0] > 0, fro2 / s[:, 0].clamp_min(1e-300).pow(2),
                                      torch.zeros_like(fro2))
     out["participation_ratio"] = torch.where(fro2 > 0, s.sum(-1).pow(2) / fro2.clamp_min(1e-300),
                                              torch.zeros_like(fro2))
-    out["symmetry_deviation"] = torch.linalg.matrix_norm(m - m.mT) / fro2.sqrt().clamp_min(1e-300)
-    ev = torch.linalg.eigvalsh(0.5 * (m + m.mT))  # [B, r]
+    c = g[:, :dh, dh:]  # A Bᵀ
+    tr_m2 = (c * c.mT).sum((-2, -1))  # tr(C²) = tr(M²)
+    fro2_g = (g[:, :dh, :dh] * gb).sum((-2, -1))  # ‖M‖² = tr(A Aᵀ B Bᵀ), same precision as tr(M²)
+    out["symmetry_deviation"] = ((2.0 * (fro2_g - tr_m2)).clamp_min(0).sqrt()
+                                 / fro2_g.sqrt().clamp_min(1e-300))
+    ev = torch.linalg.eigvalsh(sym_small)  # [B, 2dh]
     tol = rtol * ev.abs().amax(-1, keepdim=True)
     pos = ev > tol
     neg = ev < -tol
