@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hyperlens.experiments.tour",
     "hyperlens.experiments.terrain",
     "hyperlens.experiments.mha_cv",
+    "hyperlens.experiments.weights",
 )
 
 _BUILTIN = {"models", "report"}

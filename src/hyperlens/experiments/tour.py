@@ -31,6 +31,7 @@ DESCRIPTION = (
 #: Extra sections other experiments contribute: (name, module with ``tour_section``).
 EXTRA_SECTIONS: tuple[tuple[str, str], ...] = (
     ("terrain", "hyperlens.experiments.terrain"),
+    ("weights", "hyperlens.experiments.weights"),
 )
 
 
