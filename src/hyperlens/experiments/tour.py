@@ -41,8 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="rotten-tomatoes",
                    help="dataset name or file (default: rotten-tomatoes, shipped offline)")
     p.add_argument("--data-dir", default=None, help="folder holding sst2/ and agnews/ (optional)")
-    p.add_argument("--n-texts", type=int, default=4000,
-                   help="texts drawn (stratified) from the dataset (default: 4000)")
+    p.add_argument("--n-texts", type=int, default=2000,
+                   help="texts drawn (stratified) from the dataset (default: 2000)")
     p.add_argument("--test-fraction", type=float, default=0.3, help="held-out share for probes")
     p.add_argument("--pooling", default="mean", choices=["mean", "cls", "last"])
     p.add_argument("--batch-size", type=int, default=32)
@@ -77,7 +77,7 @@ def run_tour(
     models: list[str],
     dataset: str = "rotten-tomatoes",
     data_dir: str | None = None,
-    n_texts: int = 4000,
+    n_texts: int = 2000,
     test_fraction: float = 0.3,
     pooling: str = "mean",
     batch_size: int = 32,
