@@ -17,8 +17,10 @@ Every variant's vectors are compared with (b) (cosine similarity per text) so a 
 path that changes the numbers shows up. Results go to
 ``benchmarks/results/bench_embed.json``. Run from the project root::
 
-    python benchmarks/bench_embed.py            # full run (several minutes on 2 cores)
-    python benchmarks/bench_embed.py --n 300    # a quick look
+    python benchmarks/bench_embed.py            # both models, 2,000 texts (long on 2 busy cores)
+    python benchmarks/bench_embed.py --models minilm --out benchmarks/results/bench_embed_minilm.json
+    python benchmarks/bench_embed.py --models smollm2 --n 600 --n-single 60 \
+        --out benchmarks/results/bench_embed_smollm2.json
 """
 
 from __future__ import annotations
@@ -58,14 +60,12 @@ def sst2_sentences(n: int) -> list[str]:
         return [r[0] for _, r in zip(range(n), rows)]
 
 
-def timed(fn: Callable[[], np.ndarray], repeat: int = 1) -> tuple[np.ndarray, float]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    assert out is not None
-    return out, best
+def timed(fn: Callable[[], np.ndarray], label: str = "") -> tuple[np.ndarray, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    dt = time.perf_counter() - t0
+    print(f"  {label}: {dt:.1f} s", flush=True)
+    return out, dt
 
 
 def mean_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -128,20 +128,20 @@ def main() -> None:
         # warm-up (first calls allocate)
         embed(texts[:64], h, pooling=pooling)
 
-        ref, t = timed(lambda: naive(module, tok, texts, 32, pool, -1, h.max_length))
+        ref, t = timed(lambda: naive(module, tok, texts, 32, pool, -1, h.max_length), f"{name} b_padded32")
         rec["rates"]["b_padded32"] = len(texts) / t
-        _, t = timed(lambda: naive(backbone, tok, texts, 32, pool, -1, h.max_length))
+        _, t = timed(lambda: naive(backbone, tok, texts, 32, pool, -1, h.max_length), f"{name} b_backbone")
         rec["rates"]["b_padded32_backbone"] = len(texts) / t
-        single, t = timed(lambda: naive(backbone, tok, texts[:ns], 1, pool, -1, h.max_length))
+        single, t = timed(lambda: naive(backbone, tok, texts[:ns], 1, pool, -1, h.max_length), f"{name} a_single")
         rec["rates"]["a_single"] = ns / t
         rec["cos_min"] = {"a_single": cosine_vs(single, ref[:ns])}
 
-        ours, t = timed(lambda: embed(texts, h, pooling=pooling, batch_size=32))
+        ours, t = timed(lambda: embed(texts, h, pooling=pooling, batch_size=32), f"{name} hyperlens fp32")
         rec["rates"]["hyperlens_fp32"] = len(texts) / t
         rec["cos_min"]["hyperlens_fp32"] = cosine_vs(ours, ref)
         rec["max_abs_diff_fp32"] = float(np.abs(ours - ref).max())
         if name == "smollm2":
-            early, t = timed(lambda: embed(texts, h, pooling=pooling, layer=6, batch_size=32))
+            early, t = timed(lambda: embed(texts, h, pooling=pooling, layer=6, batch_size=32), f"{name} layer 6")
             rec["rates"]["hyperlens_fp32_layer6"] = len(texts) / t
             ref6 = naive(backbone, tok, texts[:256], 32, pool, 6, h.max_length)
             rec["cos_min"]["hyperlens_fp32_layer6"] = cosine_vs(early[:256], ref6)
@@ -150,14 +150,14 @@ def main() -> None:
 
             st = SentenceTransformer(str(h.path), device="cpu")
             st_out, t = timed(lambda: st.encode(texts, batch_size=32, normalize_embeddings=False,
-                                                 convert_to_numpy=True))
+                                                 convert_to_numpy=True), f"{name} st.encode")
             rec["rates"]["c_st_encode"] = len(texts) / t
             rec["cos_min"]["c_st_encode"] = cosine_vs(st_out, ref)
             del st
         # bfloat16: opt-in, same texts
         hb = load(name, device="cpu", dtype="bfloat16")
         embed(texts[:64], hb, pooling=pooling)
-        bf, t = timed(lambda: embed(texts, hb, pooling=pooling, batch_size=32))
+        bf, t = timed(lambda: embed(texts, hb, pooling=pooling, batch_size=32), f"{name} bf16")
         rec["rates"]["hyperlens_bf16"] = len(texts) / t
         rec["cos_min"]["hyperlens_bf16"] = cosine_vs(bf, ref)
         del hb
