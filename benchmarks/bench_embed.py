@@ -124,6 +124,14 @@ def main() -> None:
         L = h.num_layers
         rec: dict = {"kind": h.kind, "layers": L, "pooling": pooling, "max_length": h.max_length, "rates": {}}
         ns = results["n_single"]
+        # load-independent view: token positions each scheme pushes through the model
+        lens = np.array([len(x) for x in tok(texts, truncation=True, max_length=h.max_length)["input_ids"]])
+        srt = np.sort(lens)[::-1]
+        rec["token_positions"] = {
+            "real": int(lens.sum()),
+            "padded32_input_order": int(sum(lens[i : i + 32].max() * len(lens[i : i + 32]) for i in range(0, len(lens), 32))),
+            "padded32_length_sorted": int(sum(srt[i : i + 32].max() * len(srt[i : i + 32]) for i in range(0, len(srt), 32))),
+        }
 
         # warm-up (first calls allocate)
         embed(texts[:64], h, pooling=pooling)
