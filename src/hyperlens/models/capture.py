@@ -300,7 +300,7 @@ def _plan(bb: Backbone, wanted: set[str]) -> list[_Register]:
 
 def _attn_regs(bb: Backbone, i: int, parts: set[str]) -> list[_Register]:
     ap = bb.attention(i)
-    H, KV, D = bb.n_heads, bb.n_kv_heads, bb.d_head
+    H, KV = bb.n_heads, bb.n_kv_heads
     prefix = f"blocks.{i}.attn."
     regs: list[_Register] = []
 
@@ -344,5 +344,4 @@ def _attn_regs(bb: Backbone, i: int, parts: set[str]) -> list[_Register]:
             return ap.out.register_forward_pre_hook(hook, with_kwargs=True)
 
         regs.append(register_z)
-    _ = D
     return regs

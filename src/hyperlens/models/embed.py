@@ -59,6 +59,7 @@ class OOVReport:
 
 
 _LAST_OOV: OOVReport | None = None
+_LOADED: dict[tuple[str, str], ModelHandle] = {}
 
 
 def last_oov() -> OOVReport | None:
@@ -108,7 +109,10 @@ def _as_handle(model: ModelHandle | str, device: str | torch.device | None) -> M
     if isinstance(model, str):
         from .zoo import load
 
-        return load(model, device=device if device is not None else "auto")
+        key = (model, str(device))
+        if key not in _LOADED:  # a name loads once per process, then is reused
+            _LOADED[key] = load(model, device=device if device is not None else "auto")
+        return _LOADED[key]
     if isinstance(model, torch.nn.Module):
         raise InputError(
             "model is a bare nn.Module; wrap it with hyperlens.models.from_module(module, tokenizer) "
