@@ -1,0 +1,214 @@
+"""The ``hyperlens`` command line.
+
+Every experiment is one subcommand that writes a report folder (``results.json``, PNG
+plots, ``index.html``). Subcommands live in :mod:`hyperlens.experiments`; each module
+exposes ``COMMAND``, ``HELP``, ``add_arguments(parser)`` and ``main(args) -> Path``.
+
+Options shared by every command: ``--seed``, ``--device``, ``--out``, ``--config``
+(a TOML file whose top-level keys and ``[<command>]`` table fill options not given on the
+command line: flags override the file) and ``--no-progress``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib
+import os
+import sys
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from . import __version__
+from .errors import ConfigError, HyperlensError
+
+__all__ = ["main", "build_parser", "COMMAND_MODULES"]
+
+#: Modules that provide subcommands, in the order ``--help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "hyperlens.experiments.tour",
+)
+
+_BUILTIN = {"models", "report"}
+
+
+def _load_commands() -> list[ModuleType]:
+    mods = []
+    for name in COMMAND_MODULES:
+        mod = importlib.import_module(name)
+        for attr in ("COMMAND", "HELP", "add_arguments", "main"):
+            if not hasattr(mod, attr):
+                raise RuntimeError(f"command module {name} lacks {attr}")
+        mods.append(mod)
+    return mods
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("common options")
+    g.add_argument("--seed", type=int, default=0, help="master random seed (default: 0)")
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    g.add_argument("--out", type=Path, default=None,
+                   help="report folder (default: runs/<command>-<date>-<time>)")
+    g.add_argument("--config", type=Path, default=None,
+                   help="TOML file with option values; command-line flags override it")
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=True,
+                   help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hyperlens",
+        description="Measure frozen networks' geometry, encode them as hyperdimensional codes "
+                    "and move knowledge between models. Each command writes a report folder.",
+    )
+    parser.add_argument("--version", action="version", version=f"hyperlens {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in _load_commands():
+        p = sub.add_parser(mod.COMMAND, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        mod.add_arguments(p)
+        _add_common(p)
+        p.set_defaults(_module=mod.__name__)
+    pm = sub.add_parser("models", help="list the named models and whether each is available here")
+    pm.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    pr = sub.add_parser("report", help="redraw a report's plots and index.html from its results.json")
+    pr.add_argument("folder", type=Path, help="a report folder written by a hyperlens command")
+    return parser
+
+
+def _explicit_options(argv: Sequence[str]) -> set[str]:
+    """Names of the options the user typed (a second parse with every default suppressed)."""
+    shadow = build_parser()
+
+    def suppress(p: argparse.ArgumentParser) -> None:
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    suppress(child)
+            elif action.dest not in ("help", "version"):
+                action.default = argparse.SUPPRESS
+        p.set_defaults(**{k: argparse.SUPPRESS for k in list(p._defaults)})
+
+    suppress(shadow)
+    ns, _ = shadow.parse_known_args(list(argv))
+    return set(vars(ns))
+
+
+def _apply_config(args: argparse.Namespace, argv: Sequence[str], parser: argparse.ArgumentParser) -> None:
+    path: Path = args.config
+    if not path.exists():
+        raise ConfigError(f"--config {path} does not exist; pass the path of a TOML file.")
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config {path} is not valid TOML: {exc}") from exc
+    values: dict[str, Any] = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    table = data.get(args.command, {})
+    if isinstance(table, dict):
+        values.update(table)
+    explicit = _explicit_options(argv)
+    known = set(vars(args)) - {"_module", "command", "config"}
+    for key, value in values.items():
+        dest = key.replace("-", "_")
+        if dest not in known:
+            raise ConfigError(
+                f"--config {path}: key {key!r} is not an option of 'hyperlens {args.command}'; "
+                f"valid keys: {', '.join(sorted(k.replace('_', '-') for k in known))}."
+            )
+        if dest not in explicit:
+            if dest == "out" and value is not None:
+                value = Path(value)
+            setattr(args, dest, value)
+
+
+def _print_table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None) -> None:
+    from .report.html import format_value
+
+    cells = [[format_value(v) for v in r] for r in rows]
+    if header:
+        cells.insert(0, list(header))
+    if not cells:
+        return
+    widths = [max(len(r[i]) for r in cells if i < len(r)) for i in range(max(len(r) for r in cells))]
+    for j, r in enumerate(cells):
+        print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+        if header and j == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    from .models import list_models
+
+    rows = list_models()
+    if args.json:
+        import json
+
+        from .utils import to_jsonable
+
+        print(json.dumps(to_jsonable(rows), indent=2))
+        return 0
+    cols = ["name", "kind", "hidden", "layers", "parameters", "available", "detail"]
+    _print_table([[r.get(c) for c in cols] for r in rows], header=cols)
+    return 0
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from .report import rebuild
+
+    folder = rebuild(args.folder)
+    print(f"report: {folder / 'index.html'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hyperlens`` command; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 0
+    try:
+        if args.command == "models":
+            return _run_models(args)
+        if args.command == "report":
+            return _run_report(args)
+        if args.config is not None:
+            _apply_config(args, argv, parser)
+        if not args.progress:
+            os.environ["HYPERLENS_PROGRESS"] = "0"
+        from .utils import resolve_device
+
+        resolve_device(args.device)  # fail early with a clear message
+        if args.out is None:
+            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            args.out = Path("runs") / f"{args.command}-{stamp}"
+        mod = importlib.import_module(args._module)
+        folder = Path(mod.main(args))
+    except HyperlensError as exc:
+        print(f"hyperlens {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nhyperlens {args.command}: interrupted; finished parts are kept in {args.out}",
+              file=sys.stderr)
+        return 130
+    _print_summary(folder)
+    return 0
+
+
+def _print_summary(folder: Path) -> None:
+    import json
+
+    results_file = folder / "results.json"
+    if results_file.exists():
+        results = json.loads(results_file.read_text("utf-8"))
+        rows = results.get("summary") or []
+        if rows:
+            print()
+            _print_table(rows, header=["result", "value"])
+        total = results.get("timings", {}).get("total_s")
+        if total is not None:
+            print(f"\nfinished in {total:.1f} s")
+    print(f"report: {(folder / 'index.html').resolve()}")

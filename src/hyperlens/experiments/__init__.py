@@ -1,0 +1,1 @@
+"""End-to-end pipelines; each module is one ``hyperlens`` subcommand."""

@@ -1,0 +1,82 @@
+"""Linear probes with confidence intervals, shared by the tour and other experiments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = ["ProbeResult", "linear_probe", "binomial_ci", "wilson_interval"]
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a proportion ``correct / n`` (95 % by default)."""
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (float(centre - half), float(centre + half))
+
+
+binomial_ci = wilson_interval
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Accuracy of a linear probe on held-out data, with its 95 % Wilson interval."""
+
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    balanced_accuracy: float
+    majority: float
+    n_train: int
+    n_test: int
+
+
+def linear_probe(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    C: float = 1.0,
+    seed: int = 0,
+    max_iter: int = 2000,
+) -> ProbeResult:
+    """Standardise features, fit a multinomial logistic regression, score held-out data.
+
+    Shapes:
+        x_train: [n_train, d], x_test: [n_test, d]; labels are integer class ids.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.preprocessing import StandardScaler
+
+    y_train = np.asarray(y_train)
+    y_test = np.asarray(y_test)
+    if np.unique(y_train).size < 2:
+        raise InputError(
+            f"linear_probe needs at least two classes in y_train, got only {np.unique(y_train).tolist()}; "
+            "use a dataset or split with both classes."
+        )
+    scaler = StandardScaler().fit(x_train)
+    clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
+    clf.fit(scaler.transform(x_train), y_train)
+    pred = clf.predict(scaler.transform(x_test))
+    correct = int((pred == y_test).sum())
+    lo, hi = wilson_interval(correct, len(y_test))
+    counts = np.bincount(y_test)
+    return ProbeResult(
+        accuracy=correct / len(y_test),
+        ci_low=lo,
+        ci_high=hi,
+        balanced_accuracy=float(balanced_accuracy_score(y_test, pred)),
+        majority=float(counts.max() / counts.sum()),
+        n_train=len(y_train),
+        n_test=len(y_test),
+    )

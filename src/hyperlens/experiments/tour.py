@@ -1,0 +1,195 @@
+"""``hyperlens tour``: the main job on the offline default.
+
+Embeds a labelled text set with every requested model (MiniLM and SmolLM2 on
+rotten-tomatoes by default), summarises the geometry of each model's sentence space
+(norms, cosine distribution, participation ratio), fits a linear probe on every layer,
+and then adds the sections other capabilities contribute (embedding terrain, transfer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..report import Report
+from .probing import linear_probe
+
+COMMAND = "tour"
+HELP = "the main job: embed, geometry and per-layer probes for MiniLM and SmolLM2 (offline)"
+DESCRIPTION = (
+    "Embed a labelled text set with each model, summarise the geometry of each model's "
+    "sentence space, fit a linear probe on every layer, then run the short terrain and "
+    "transfer sections. Finishes in a few minutes on 2 CPU cores."
+)
+
+#: Extra sections other experiments contribute: (name, module with ``tour_section``).
+EXTRA_SECTIONS: tuple[tuple[str, str], ...] = ()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", nargs="+", default=["minilm", "smollm2"],
+                   help="models to compare (zoo names, Hugging Face ids or paths)")
+    p.add_argument("--dataset", default="rotten-tomatoes",
+                   help="dataset name or file (default: rotten-tomatoes, shipped offline)")
+    p.add_argument("--data-dir", default=None, help="folder holding sst2/ and agnews/ (optional)")
+    p.add_argument("--n-texts", type=int, default=4000,
+                   help="texts drawn (stratified) from the dataset (default: 4000)")
+    p.add_argument("--test-fraction", type=float, default=0.3, help="held-out share for probes")
+    p.add_argument("--pooling", default="mean", choices=["mean", "cls", "last"])
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--sections", nargs="*", default=None,
+                   help=f"extra sections to run (default: all of {[n for n, _ in EXTRA_SECTIONS]}; "
+                        "pass none to skip them)")
+
+
+def _geometry_row(name: str, x: np.ndarray, seed: int) -> dict[str, Any]:
+    from ..functional.geometry import participation_ratio
+
+    norms = np.linalg.norm(x, axis=1)
+    rng = np.random.default_rng(seed)
+    n = x.shape[0]
+    i = rng.integers(0, n, size=20000)
+    j = rng.integers(0, n, size=20000)
+    keep = i != j
+    unit = x / np.maximum(norms[:, None], 1e-12)
+    cos = np.einsum("nd,nd->n", unit[i[keep]], unit[j[keep]])
+    pr = float(participation_ratio(x))
+    return {
+        "model": name, "dim": int(x.shape[1]), "norm_mean": float(norms.mean()),
+        "norm_std": float(norms.std()), "cos_mean": float(cos.mean()), "cos_std": float(cos.std()),
+        "participation_ratio": pr, "pr_over_dim": pr / x.shape[1],
+        "cos_hist": np.histogram(cos, bins=60, range=(-1, 1))[1].tolist(),
+        "cos_counts": np.histogram(cos, bins=60, range=(-1, 1))[0].tolist(),
+    }
+
+
+def run_tour(
+    *,
+    models: list[str],
+    dataset: str = "rotten-tomatoes",
+    data_dir: str | None = None,
+    n_texts: int = 4000,
+    test_fraction: float = 0.3,
+    pooling: str = "mean",
+    batch_size: int = 32,
+    sections: list[str] | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    out: Path,
+) -> Path:
+    """Run the tour and write its report folder; returns the folder."""
+    from .. import data as hdata
+    from .. import models as hmodels
+    from ..utils import resolve_device
+
+    dev = resolve_device(device)
+    config = {"models": models, "dataset": dataset, "data_dir": data_dir, "n_texts": n_texts,
+              "test_fraction": test_fraction, "pooling": pooling, "batch_size": batch_size,
+              "sections": sections, "seed": seed, "device": str(dev)}
+    rep = Report("tour", config, out_dir=out, seed=seed, device=dev,
+                 description="Each model's sentence space on one labelled text set: geometry, "
+                             "linear decodability layer by layer, and the extra sections below.")
+    with rep.timer("load_data"):
+        ds = hdata.load(dataset, data_dir=data_dir)
+        if n_texts and len(ds) > n_texts:
+            ds = ds.subsample(n_texts, seed=seed)
+        splits = ds.split(test=test_fraction, seed=seed)
+    train_idx, test_idx = _split_indices(ds, splits)
+    y = np.asarray(ds.labels)
+
+    probe_series, probe_rows, geo_rows = [], [], []
+    for name in models:
+        with rep.timer(f"load_model:{name}"):
+            handle = hmodels.load(name, device=dev)
+        t0 = time.perf_counter()
+        with rep.timer(f"embed:{name}"):
+            layers = hmodels.embed_layers(ds.texts, handle, pooling=pooling, batch_size=batch_size)
+        rate = len(ds) / max(time.perf_counter() - t0, 1e-9)
+        with rep.timer(f"probe:{name}"):
+            accs = []
+            for li in range(layers.shape[0]):
+                r = linear_probe(layers[li][train_idx], y[train_idx], layers[li][test_idx], y[test_idx],
+                                 seed=seed)
+                accs.append(r)
+                probe_rows.append([name, li, r.accuracy, r.ci_low, r.ci_high, r.balanced_accuracy])
+        best = int(np.argmax([r.accuracy for r in accs]))
+        x_rel = np.arange(layers.shape[0]) / max(layers.shape[0] - 1, 1)
+        probe_series.append({"label": f"{name} ({layers.shape[0] - 1} layers)", "x": x_rel.tolist(),
+                             "y": [r.accuracy for r in accs], "lo": [r.ci_low for r in accs],
+                             "hi": [r.ci_high for r in accs]})
+        with rep.timer(f"geometry:{name}"):
+            g = _geometry_row(name, layers[-1], seed)
+        g.update({"best_layer": best, "best_accuracy": accs[best].accuracy,
+                  "last_layer_accuracy": accs[-1].accuracy, "texts_per_s": rate,
+                  "kind": handle.kind, "num_layers": handle.num_layers})
+        geo_rows.append(g)
+        rep.summary([[f"{r['model']}: best layer / accuracy", f"{r['best_layer']} / {r['best_accuracy']:.3f}"]
+                     for r in geo_rows])
+        del layers
+
+    majority = float(np.bincount(y[test_idx]).max() / len(test_idx))
+    sec = rep.section(
+        "Sentence-space geometry",
+        f"{len(ds)} texts from {ds.name} ({', '.join(ds.label_names)}), {pooling} pooling at the "
+        "last layer. Participation ratio (PR) = (Σλ)²/Σλ² of the covariance eigenvalues: the "
+        "effective number of dimensions the texts occupy. Cosines are over 20,000 random pairs.")
+    sec.table("Geometry of the last layer",
+              ["model", "kind", "dim", "norm mean", "norm std", "cos mean", "cos std", "PR", "PR / dim",
+               "texts/s"],
+              [[g["model"], g["kind"], g["dim"], g["norm_mean"], g["norm_std"], g["cos_mean"], g["cos_std"],
+                g["participation_ratio"], g["pr_over_dim"], g["texts_per_s"]] for g in geo_rows])
+    sec.plot("tour_cosines.png", {
+        "kind": "hist", "title": "Cosine similarity of random text pairs (last layer)",
+        "xlabel": "cosine", "series": [{"label": g["model"], "edges": g["cos_hist"], "counts": g["cos_counts"]}
+                                       for g in geo_rows]})
+    sec2 = rep.section(
+        "Linear probes per layer",
+        f"A logistic regression on standardised features, trained on {len(train_idx)} texts and "
+        f"tested on {len(test_idx)} held-out texts, for every layer (0 = embedding output). Bands "
+        "are 95 % Wilson intervals; the dashed line is the majority-class rate.")
+    sec2.plot("tour_probes.png", {
+        "kind": "line", "title": f"Probe accuracy by relative depth ({ds.name})",
+        "xlabel": "layer / number of layers", "ylabel": "held-out accuracy", "series": probe_series,
+        "hlines": [{"y": majority, "label": f"majority {majority:.3f}"}]})
+    sec2.table("Best layer per model", ["model", "best layer", "accuracy", "last-layer accuracy"],
+               [[g["model"], g["best_layer"], g["best_accuracy"], g["last_layer_accuracy"]] for g in geo_rows])
+    sec2.table("Every layer", ["model", "layer", "accuracy", "CI low", "CI high", "balanced accuracy"],
+               probe_rows)
+    rep.data["geometry"] = geo_rows
+    rep.data["majority"] = majority
+    rep.save()
+
+    wanted = [n for n, _ in EXTRA_SECTIONS] if sections is None else sections
+    unknown = set(wanted) - {n for n, _ in EXTRA_SECTIONS}
+    if unknown:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--sections {sorted(unknown)} unknown; choose from {[n for n, _ in EXTRA_SECTIONS]}.")
+    for name, module in EXTRA_SECTIONS:
+        if name not in wanted:
+            continue
+        mod = importlib.import_module(module)
+        with rep.timer(f"section:{name}"):
+            mod.tour_section(rep, seed=seed, device=str(dev))
+        rep.save()
+    return rep.save()
+
+
+def _split_indices(ds: Any, splits: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the train and test parts inside ``ds``."""
+    pos = {t: i for i, t in enumerate(ds.texts)}
+    train = np.array([pos[t] for t in splits.train.texts])
+    test = np.array([pos[t] for t in splits.test.texts])
+    return train, test
+
+
+def main(args: argparse.Namespace) -> Path:
+    return run_tour(models=list(args.models), dataset=args.dataset, data_dir=args.data_dir,
+                    n_texts=args.n_texts, test_fraction=args.test_fraction, pooling=args.pooling,
+                    batch_size=args.batch_size, sections=args.sections, seed=args.seed,
+                    device=args.device, out=args.out)

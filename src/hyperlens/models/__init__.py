@@ -1,0 +1,35 @@
+"""Models: the offline zoo, sentence embeddings and activation capture.
+
+- :func:`load` / :func:`list_models`: named models (``minilm``, ``smollm2``, ``glove-50d``,
+  ``wordllama``, ``spacy-md``), Hugging Face ids and local folders, as one
+  :class:`ModelHandle`; :func:`from_module` wraps a model you built yourself.
+- :func:`embed` / :func:`embed_layers`: pooled float32 sentence vectors, length-sorted
+  batches, early exit at the requested layer, optional on-disk cache.
+- :func:`capture`: named hook points (hidden states, per-head q/k/v, attention output).
+"""
+
+from __future__ import annotations
+
+from .capture import Activations, StopForward, capture, point_names
+from .embed import OOVReport, embed, embed_layers, last_oov
+from .handle import ModelHandle, StaticVectors, from_module
+from .zoo import convert_smollm2, known_models, list_models, load, smollm2_folder
+
+__all__ = [
+    "load",
+    "list_models",
+    "known_models",
+    "from_module",
+    "ModelHandle",
+    "StaticVectors",
+    "embed",
+    "embed_layers",
+    "last_oov",
+    "OOVReport",
+    "capture",
+    "Activations",
+    "StopForward",
+    "point_names",
+    "convert_smollm2",
+    "smollm2_folder",
+]

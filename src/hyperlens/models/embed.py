@@ -1,0 +1,394 @@
+"""Sentence embeddings from any model in the zoo, fast on CPU.
+
+What makes it fast (see ``benchmarks/bench_embed.py`` for the measured effect):
+
+- all texts are tokenised in one call, then **sorted by token length** and cut into
+  batches, so a batch pads to within a few tokens of its longest text (the order is
+  restored at the end);
+- the **bare backbone** runs (no language-model head: SmolLM2's 49k-wide vocabulary
+  projection would cost about a fifth of the forward pass), under
+  ``torch.inference_mode`` with PyTorch's scaled-dot-product attention kernels;
+- when an **earlier layer** is requested the forward pass **stops** right after that
+  layer (a hook raises a stop signal), so ``layer=6`` on the 30-layer SmolLM2 runs 6
+  blocks, not 30;
+- :func:`embed_layers` collects every hidden state in **one** forward pass.
+
+Static models (GloVe, WordLlama, spaCy vectors) average the vectors of their words or
+tokens; words without a vector are skipped and counted (a warning, plus
+:func:`last_oov`).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..utils import atomic_write_bytes, cache_dir, progress as progress_bar, resolve_device, stable_hash
+from .capture import StopForward, capture
+from .handle import ModelHandle
+
+__all__ = ["embed", "embed_layers", "last_oov", "OOVReport", "validate_texts", "POOLINGS"]
+
+POOLINGS = ("mean", "cls", "last")
+_PROGRESS_MIN = 256  # texts; shorter inputs never show a bar by default
+_CACHE_VERSION = 1
+
+
+@dataclass
+class OOVReport:
+    """Out-of-vocabulary counts of the last static-model :func:`embed` call.
+
+    ``empty_texts`` lists the indices of texts with no known word (their vector is zero).
+    """
+
+    model: str
+    n_words: int
+    n_oov: int
+    empty_texts: list[int]
+
+    @property
+    def rate(self) -> float:
+        return self.n_oov / self.n_words if self.n_words else 0.0
+
+
+_LAST_OOV: OOVReport | None = None
+
+
+def last_oov() -> OOVReport | None:
+    """The out-of-vocabulary report of the most recent static-model embedding, if any."""
+    return _LAST_OOV
+
+
+# --------------------------------------------------------------------------- validation
+def validate_texts(texts: Any, name: str = "texts") -> list[str]:
+    """Check that ``texts`` is a non-empty sequence of strings and return it as a list."""
+    if isinstance(texts, str):
+        raise InputError(
+            f"{name} must be a list of strings, got a single str ({texts[:40]!r}...); wrap it: [text]."
+        )
+    if isinstance(texts, np.ndarray):
+        texts = texts.tolist()
+    if not isinstance(texts, Sequence):
+        try:
+            texts = list(texts)
+        except TypeError as exc:
+            raise InputError(f"{name} must be a list of strings, got {type(texts).__name__}.") from exc
+    if len(texts) == 0:
+        raise InputError(f"{name} is empty; pass at least one string.")
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        i = bad[0]
+        raise InputError(
+            f"{name} must contain only strings; item {i} is {type(texts[i]).__name__} {texts[i]!r} "
+            f"({len(bad)} non-string item(s) in all). Convert or drop them (e.g. [str(t) for t in {name}])."
+        )
+    return list(texts)
+
+
+def _check_pooling(pooling: str) -> None:
+    if pooling not in POOLINGS:
+        raise InputError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
+
+
+def _as_handle(model: ModelHandle | str, device: str | torch.device | None) -> ModelHandle:
+    if isinstance(model, ModelHandle):
+        if device is not None:
+            dev = resolve_device(device)
+            if model.module is not None and dev != model.device:
+                model.module.to(dev)
+                model.device = dev
+        return model
+    if isinstance(model, str):
+        from .zoo import load
+
+        return load(model, device=device if device is not None else "auto")
+    if isinstance(model, torch.nn.Module):
+        raise InputError(
+            "model is a bare nn.Module; wrap it with hyperlens.models.from_module(module, tokenizer) "
+            "so embedding knows its tokenizer."
+        )
+    raise InputError(f"model must be a ModelHandle or a model name, got {type(model).__name__}.")
+
+
+# --------------------------------------------------------------------------- public API
+def embed(
+    texts: Sequence[str],
+    model: ModelHandle | str,
+    pooling: str = "mean",
+    layer: int = -1,
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    cache: bool = False,
+    progress: bool | None = None,
+    max_length: int | None = None,
+) -> np.ndarray:
+    """Embed ``texts`` with ``model`` and pool each text into one vector.
+
+    Args:
+        texts: the sentences (non-empty list of strings).
+        model: a :class:`ModelHandle` or a name for :func:`hyperlens.models.load`.
+        pooling: ``"mean"`` over real tokens, ``"cls"`` (first token) or ``"last"``
+            (last real token, the usual choice for decoders). Ignored by static models.
+        layer: hidden-state index as in Hugging Face's ``hidden_states``: 0 is the
+            embedding output, ``L`` (or -1) the final output. The forward pass stops
+            after the requested layer.
+        batch_size: texts per forward pass (after sorting by length).
+        device: move the model there first (default: where it is).
+        cache: reuse / store the result under ``cache_dir("embeddings")``, keyed by the
+            model's identity, the texts, pooling, layer and max_length.
+        progress: show a progress bar (default: on for 256 texts or more when the
+            terminal allows it).
+        max_length: truncate texts to this many tokens (default: the model's limit).
+
+    Returns:
+        float32 array.
+
+    Shapes:
+        returns: [N, d]
+    """
+    texts = validate_texts(texts)
+    _check_pooling(pooling)
+    h = _as_handle(model, device)
+    if h.kind == "static":
+        return _cached(h, texts, ("static",), cache, lambda: _embed_static(h, texts))
+    if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool):
+        raise InputError(f"layer must be an int, got {type(layer).__name__} {layer!r}.")
+    L = h.num_layers
+    if not -(L + 1) <= layer <= L:
+        raise InputError(
+            f"layer must be in -{L + 1}..{L} for model {h.name!r} ({L} layers; 0 = embedding "
+            f"output, {L} or -1 = final output), got {layer}."
+        )
+    lidx = int(layer) % (L + 1)
+    key = ("layer", lidx, pooling, max_length, h.max_length)
+    return _cached(
+        h, texts, key, cache,
+        lambda: _embed_transformer(h, texts, pooling, [lidx], batch_size, progress, max_length)[0],
+    )
+
+
+def embed_layers(
+    texts: Sequence[str],
+    model: ModelHandle | str,
+    pooling: str = "mean",
+    layers: Sequence[int] | None = None,
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    cache: bool = False,
+    progress: bool | None = None,
+    max_length: int | None = None,
+) -> np.ndarray:
+    """Pooled embeddings at several layers from ONE forward pass per batch.
+
+    ``layers`` are hidden-state indices (default: all, ``0..L``); the pass stops after
+    the deepest one requested. Used for per-layer linear probes.
+
+    Shapes:
+        returns: [len(layers), N, d] (``[L + 1, N, d]`` by default)
+    """
+    texts = validate_texts(texts)
+    _check_pooling(pooling)
+    h = _as_handle(model, device)
+    if h.kind == "static":
+        raise InputError(
+            f"model {h.name!r} is static (word vectors) and has no layers; use embed() instead."
+        )
+    L = h.num_layers
+    if layers is None:
+        lids = list(range(L + 1))
+    else:
+        if isinstance(layers, (int, np.integer)):
+            layers = [int(layers)]
+        lids = []
+        for l in layers:
+            if not isinstance(l, (int, np.integer)) or isinstance(l, bool) or not -(L + 1) <= l <= L:
+                raise InputError(
+                    f"layers must hold ints in -{L + 1}..{L} for model {h.name!r}, got {l!r} in {list(layers)!r}."
+                )
+            lids.append(int(l) % (L + 1))
+        if not lids:
+            raise InputError("layers is empty; pass None for every layer or a list of indices.")
+    key = ("layers", tuple(lids), pooling, max_length, h.max_length)
+    return _cached(
+        h, texts, key, cache,
+        lambda: _embed_transformer(h, texts, pooling, lids, batch_size, progress, max_length),
+    )
+
+
+# --------------------------------------------------------------------------- cache
+def _cached(h: ModelHandle, texts: list[str], key: tuple[Any, ...], use: bool, compute: Any) -> np.ndarray:
+    if not use:
+        return compute()
+    digest = stable_hash(_CACHE_VERSION, h.identity(), list(key), texts, length=32)
+    path = cache_dir("embeddings", h.name.replace("/", "--")) / f"{digest}.npy"
+    if path.exists():
+        try:
+            arr = np.load(path, allow_pickle=False)
+            return arr
+        except (OSError, ValueError):
+            pass  # unreadable entry: recompute and overwrite
+    arr = compute()
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+    return arr
+
+
+# --------------------------------------------------------------------------- transformers
+def _batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Indices grouped into batches of similar token length (longest first)."""
+    order = np.argsort(-lengths, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _pool(h: torch.Tensor, mask: torch.Tensor | None, lengths: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pool hidden states over positions.
+
+    Shapes:
+        h: [batch, pos, d]; mask: [batch, pos] or None; lengths: [batch]; returns [batch, d]
+    """
+    if pooling == "cls":
+        return h[:, 0]
+    if pooling == "last":
+        return h[torch.arange(h.shape[0], device=h.device), lengths - 1]
+    if mask is None:
+        return h.mean(dim=1)
+    m = mask.to(h.dtype).unsqueeze(-1)  # [batch, pos, 1]
+    return (h * m).sum(dim=1) / lengths.to(h.dtype).unsqueeze(-1)
+
+
+def _embed_transformer(
+    h: ModelHandle,
+    texts: list[str],
+    pooling: str,
+    lids: list[int],
+    batch_size: int,
+    show: bool | None,
+    max_length: int | None,
+) -> np.ndarray:
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive int, got {batch_size!r}.")
+    if h.tokenizer is None or h.module is None:
+        raise InputError(
+            f"model {h.name!r} has no tokenizer; build the handle with from_module(module, tokenizer)."
+        )
+    tok = h.tokenizer
+    mlen = int(max_length or h.max_length)
+    enc = tok(texts, add_special_tokens=True, truncation=True, max_length=mlen, padding=False)
+    ids_list: list[list[int]] = enc["input_ids"]
+    lengths = np.fromiter((len(x) for x in ids_list), dtype=np.int64, count=len(ids_list))
+    if (lengths == 0).any():
+        i = int(np.flatnonzero(lengths == 0)[0])
+        raise InputError(f"texts[{i}] = {texts[i]!r} produced no tokens; drop empty texts.")
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    dev = h.device
+    n, d = len(texts), h.hidden_size
+    out = torch.empty((len(lids), n, d), dtype=torch.float32)
+    names = [f"hidden.{l}" for l in lids]
+    batches = _batches(lengths, int(batch_size))
+    if show is None:
+        show = None if n >= _PROGRESS_MIN else False
+    it = progress_bar(batches, total=len(batches), desc=f"embed {h.name}", enabled=show, unit="batch")
+    module = h.module
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.inference_mode(), capture(module, names, stop_early=True) as acts:
+            for idx in it:
+                blen = lengths[idx]
+                T = int(blen.max())
+                arr = np.full((len(idx), T), pad_id, dtype=np.int64)
+                for r, j in enumerate(idx):  # fill rows; the batch is at most batch_size long
+                    arr[r, : blen[r]] = ids_list[j]
+                input_ids = torch.from_numpy(arr).to(dev)
+                lens_t = torch.from_numpy(blen).to(dev)
+                need_mask = bool((blen != T).any())
+                mask = (torch.arange(T, device=dev)[None, :] < lens_t[:, None]).long() if need_mask else None
+                kwargs: dict[str, Any] = {"input_ids": input_ids}
+                if mask is not None:
+                    kwargs["attention_mask"] = mask
+                if h.kind == "encoder" and "token_type_ids" in getattr(tok, "model_input_names", []):
+                    kwargs["token_type_ids"] = torch.zeros_like(input_ids)
+                acts.clear()
+                try:
+                    acts.run(**kwargs)
+                except StopForward:  # pragma: no cover - run() absorbs it
+                    pass
+                sel = torch.from_numpy(idx)
+                for k, name in enumerate(names):
+                    pooled = _pool(acts[name], mask, lens_t, pooling)
+                    out[k, sel] = pooled.float().cpu()
+    finally:
+        module.train(was_training)
+    return out.numpy()
+
+
+# --------------------------------------------------------------------------- static
+_WORD_RE = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
+
+
+def word_tokenize(text: str) -> list[str]:
+    """Split text into words and punctuation marks (what GloVe / spaCy vectors key on)."""
+    return _WORD_RE.findall(text)
+
+
+def _embed_static(h: ModelHandle, texts: list[str]) -> np.ndarray:
+    """Average the vectors of each text's words (or subword tokens).
+
+    Words without a vector are skipped and counted; texts with no known word get a zero
+    vector. Emits a warning with the counts and records them for :func:`last_oov`.
+    """
+    global _LAST_OOV
+    sv = h.static
+    if sv is None:
+        raise InputError(f"model {h.name!r} is marked static but has no vector table.")
+    n = len(texts)
+    if sv.ids_from_tokenizer:
+        rows_per_text = [sv.tokenize(t) for t in texts]
+        n_words = sum(len(r) for r in rows_per_text)
+        n_oov = 0
+    else:
+        rows_per_text = []
+        n_words = n_oov = 0
+        index = sv.index
+        for t in texts:
+            words = sv.tokenize(t.lower() if sv.lowercase else t)
+            rows = []
+            for w in words:
+                r = index.get(w)
+                if r is None and not sv.lowercase:
+                    r = index.get(w.lower())
+                if r is None:
+                    n_oov += 1
+                else:
+                    rows.append(r)
+            n_words += len(words)
+            rows_per_text.append(rows)
+    counts = np.fromiter((len(r) for r in rows_per_text), dtype=np.int64, count=n)
+    flat = np.fromiter((r for rows in rows_per_text for r in rows), dtype=np.int64, count=int(counts.sum()))
+    seg = np.repeat(np.arange(n), counts)
+    vec = sv.vectors.float().cpu()
+    sums = torch.zeros((n, vec.shape[1]), dtype=torch.float32)
+    if flat.size:
+        sums.index_add_(0, torch.from_numpy(seg), vec[torch.from_numpy(flat)])
+    denom = torch.from_numpy(np.maximum(counts, 1)).to(torch.float32).unsqueeze(1)
+    out = (sums / denom).numpy()
+    empty = np.flatnonzero(counts == 0).tolist()
+    _LAST_OOV = OOVReport(h.name, int(n_words), int(n_oov), empty)
+    if n_oov or empty:
+        warnings.warn(
+            f"{h.name}: {n_oov} of {n_words} words ({_LAST_OOV.rate:.1%}) have no vector and were "
+            f"skipped; {len(empty)} text(s) had no known word and embed to zeros "
+            "(hyperlens.models.last_oov() has the details).",
+            stacklevel=3,
+        )
+    return out

@@ -1,0 +1,259 @@
+"""The :class:`Report`: one folder per run with ``results.json``, PNG plots and ``index.html``.
+
+``results.json`` is the single source of truth. It records the schema version, the full
+configuration, seeds, package versions, device, git commit, timings and every number that
+a table or plot shows (plots are stored as specs, see :mod:`hyperlens.report.plots`).
+The PNGs and the page are derived from it and can be rebuilt with :func:`rebuild`
+(``hyperlens report DIR``). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ReportError
+from ..utils import atomic_write_json, atomic_write_text, to_jsonable
+from . import plots as _plots
+
+__all__ = ["Report", "Section", "SCHEMA_VERSION", "rebuild", "load_results", "environment_info"]
+
+SCHEMA_VERSION = 1
+_SAFE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.png$")
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+        if out.returncode != 0:
+            return None
+        commit = out.stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+            capture_output=True, text=True, timeout=5,
+        )
+        return commit + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment_info(device: Any = None) -> dict[str, Any]:
+    """Versions, platform, CPU threads and device: what a reader needs to reproduce a run."""
+    import importlib.metadata as md
+
+    import torch
+
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for pkg in ("hyperlens", "torch", "numpy", "scipy", "scikit-learn", "transformers",
+                "safetensors", "matplotlib", "nltk"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    if versions.get("hyperlens") is None:
+        from .. import __version__
+
+        versions["hyperlens"] = __version__
+    info: dict[str, Any] = {
+        "versions": versions,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(),
+        "device": str(device) if device is not None else None,
+        "git_commit": _git_commit(),
+    }
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+    return info
+
+
+class Section:
+    """A titled part of a report: prose, tables, plots and named numbers."""
+
+    def __init__(self, report: Report, title: str, text: str = "") -> None:
+        self._report = report
+        self.title = title
+        self.text = text
+        self.tables: list[dict[str, Any]] = []
+        self.plots: list[dict[str, Any]] = []
+        self.metrics_: dict[str, Any] = {}
+
+    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+              note: str = "") -> Section:
+        """Add a table; every row must have one value per column."""
+        cols = [str(c) for c in columns]
+        clean = []
+        for i, row in enumerate(rows):
+            row = list(row)
+            if len(row) != len(cols):
+                raise ReportError(
+                    f"table {title!r}: row {i} has {len(row)} values but there are "
+                    f"{len(cols)} columns {cols}; give one value per column."
+                )
+            clean.append(row)
+        self.tables.append({"title": title, "columns": cols, "rows": to_jsonable(clean), "note": note})
+        return self
+
+    def plot(self, filename: str, spec: dict[str, Any], caption: str = "") -> Section:
+        """Add a plot spec; it is drawn to ``filename`` (a ``.png`` name) when the report is saved."""
+        if not _SAFE_FILE.match(filename):
+            raise ReportError(
+                f"plot filename={filename!r} must be a plain name ending in .png "
+                "(letters, digits, '.', '_', '-'; no folders)."
+            )
+        if any(p["file"] == filename for s in self._report.sections for p in s.plots):
+            raise ReportError(f"plot filename={filename!r} is used twice in this report; pick another.")
+        self.plots.append({"file": filename, "spec": to_jsonable(spec), "caption": caption})
+        return self
+
+    def metrics(self, values: dict[str, Any]) -> Section:
+        """Record named numbers (merged into earlier ones)."""
+        self.metrics_.update(to_jsonable(values))
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"title": self.title, "text": self.text, "tables": self.tables,
+                "plots": self.plots, "metrics": self.metrics_}
+
+
+class Report:
+    """Collects an experiment's results and writes its folder.
+
+    Args:
+        name: experiment name (``"tour"``, ``"transfer"`` ...), shown as the page title.
+        config: the full configuration (JSON-serialisable after conversion).
+        out_dir: the report folder; created if missing.
+        seed: the run's master seed.
+        device: the device the run used.
+    """
+
+    def __init__(self, name: str, config: dict[str, Any] | None = None, *,
+                 out_dir: str | os.PathLike[str], seed: int | None = None,
+                 device: Any = None, title: str | None = None, description: str = "") -> None:
+        self.name = name
+        self.title = title or f"hyperlens {name}"
+        self.description = description
+        self.config = to_jsonable(config or {})
+        self.out_dir = Path(out_dir)
+        self.seed = seed
+        self.device = device
+        self.sections: list[Section] = []
+        self.data: dict[str, Any] = {}
+        self.timings: dict[str, float] = {}
+        self.summary_rows: list[list[Any]] = []
+        self.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self._start = time.perf_counter()
+
+    def section(self, title: str, text: str = "") -> Section:
+        """Start a new section (or return the existing one with this title)."""
+        for s in self.sections:
+            if s.title == title:
+                if text and not s.text:
+                    s.text = text
+                return s
+        sec = Section(self, title, text)
+        self.sections.append(sec)
+        return sec
+
+    @contextlib.contextmanager
+    def timer(self, name: str) -> Iterator[None]:
+        """Time a block; the seconds land in ``results.json`` under ``timings``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+    def summary(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Set the short ``[name, value]`` table printed by the CLI at the end of a run."""
+        self.summary_rows = [list(r) for r in rows]
+
+    def to_dict(self) -> dict[str, Any]:
+        timings = dict(self.timings)
+        timings["total_s"] = time.perf_counter() - self._start
+        return to_jsonable({
+            "schema_version": SCHEMA_VERSION,
+            "experiment": self.name,
+            "title": self.title,
+            "description": self.description,
+            "created": self.created,
+            "seed": self.seed,
+            "config": self.config,
+            "environment": environment_info(self.device),
+            "timings": timings,
+            "summary": self.summary_rows,
+            "sections": [s.to_dict() for s in self.sections],
+            "data": self.data,
+        })
+
+    def save(self) -> Path:
+        """Write plots, ``results.json`` and ``index.html`` (each atomically). Returns the folder.
+
+        May be called repeatedly (for example after each stage of a long run).
+        """
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        results = self.to_dict()
+        _render_all(results, self.out_dir)
+        atomic_write_json(self.out_dir / "results.json", results)
+        from .html import render_html
+
+        atomic_write_text(self.out_dir / "index.html", render_html(results))
+        return self.out_dir
+
+
+def _render_all(results: dict[str, Any], out_dir: Path) -> None:
+    for sec in results.get("sections", []):
+        for p in sec.get("plots", []):
+            _plots.render(p["spec"], out_dir / p["file"])
+
+
+def load_results(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check a report folder's ``results.json``."""
+    path = Path(folder)
+    if path.is_file() and path.name == "results.json":
+        path = path.parent
+    file = path / "results.json"
+    if not file.exists():
+        raise ReportError(
+            f"{file} does not exist; pass a report folder written by a hyperlens command "
+            "(it holds results.json)."
+        )
+    try:
+        results = json.loads(file.read_text("utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{file} is not valid JSON ({exc}); re-run the experiment.") from exc
+    version = results.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ReportError(
+            f"{file} has schema_version={version!r}; this hyperlens reads version "
+            f"{SCHEMA_VERSION}. Re-run the experiment with this version."
+        )
+    return results
+
+
+def rebuild(folder: str | os.PathLike[str]) -> Path:
+    """Re-draw every plot and ``index.html`` of a report folder from its ``results.json``."""
+    path = Path(folder)
+    results = load_results(path)
+    if path.is_file():
+        path = path.parent
+    _render_all(results, path)
+    from .html import render_html
+
+    atomic_write_text(path / "index.html", render_html(results))
+    return path

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from hyperlens.errors import DeviceError, HyperlensError, InputError, ShapeError
+from hyperlens.utils import (
+    as_float_matrix,
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    cache_dir,
+    check_finite,
+    make_generator,
+    resolve_device,
+    stable_hash,
+    to_jsonable,
+)
+
+
+def test_resolve_device_auto_and_cpu():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in {"cpu", "cuda"}
+    assert resolve_device(None) == resolve_device("auto")
+
+
+def test_resolve_device_cuda_without_gpu_is_clear():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible; the no-GPU error path cannot be exercised here")
+    with pytest.raises(DeviceError, match="no CUDA GPU"):
+        resolve_device("cuda")
+
+
+def test_resolve_device_rejects_nonsense():
+    with pytest.raises(DeviceError, match="device='gpu0'"):
+        resolve_device("gpu0")
+
+
+def test_generator_is_reproducible_and_validates_seed():
+    a = torch.randn(5, generator=make_generator(3))
+    b = torch.randn(5, generator=make_generator(3))
+    torch.testing.assert_close(a, b)
+    with pytest.raises(InputError, match="seed must be an int"):
+        make_generator("3")  # type: ignore[arg-type]
+
+
+def test_cache_dir_honours_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYPERLENS_CACHE", str(tmp_path / "c"))
+    p = cache_dir("models", "x")
+    assert p == tmp_path / "c" / "models" / "x" and p.is_dir()
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path):
+    target = tmp_path / "out.json"
+    atomic_write_text(target, "old")
+    with pytest.raises(TypeError):
+        atomic_write_json(target, {"bad": object()})
+    assert target.read_text() == "old"
+    assert sorted(os.listdir(tmp_path)) == ["out.json"]
+
+
+def test_atomic_path_replaces_folder_only_on_success(tmp_path):
+    target = tmp_path / "model"
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "a.txt").write_text("1")
+    assert (target / "a.txt").read_text() == "1"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.mkdir()
+            (tmp / "a.txt").write_text("2")
+            raise RuntimeError("crash")
+    assert (target / "a.txt").read_text() == "1"
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+
+
+def test_to_jsonable_handles_numpy_torch_and_nan():
+    out = to_jsonable({"a": np.float32(1.5), "b": torch.tensor([1, 2]), "c": float("nan"), 3: (np.int64(2),)})
+    assert out == {"a": 1.5, "b": [1, 2], "c": None, "3": [2]}
+    json.dumps(out, allow_nan=False)
+
+
+def test_stable_hash_is_stable_and_sensitive():
+    assert stable_hash("a", 1, [1, 2]) == stable_hash("a", 1, [1, 2])
+    assert stable_hash("ab", "c") != stable_hash("a", "bc")
+
+
+def test_as_float_matrix_validates():
+    assert as_float_matrix([[1, 2], [3, 4]], "x").dtype == torch.float32
+    with pytest.raises(ShapeError, match=r"x must be 2-D .* got shape \(3,\)"):
+        as_float_matrix([1, 2, 3], "x")
+    with pytest.raises(InputError, match="NaN"):
+        as_float_matrix([[1.0, float("nan")]], "x")
+    with pytest.raises(ShapeError, match="at least 3 row"):
+        as_float_matrix([[1.0, 2.0]], "x", min_rows=3)
+    with pytest.raises(HyperlensError):
+        check_finite(torch.tensor([float("inf")]), "v")
