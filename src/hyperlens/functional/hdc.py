@@ -1,0 +1,738 @@
+"""Hyperdimensional computing on ternary and bipolar codes: pure tensor functions.
+
+Codes are ``int8`` tensors with values in ``{-1, 0, +1}`` (ternary) or ``{-1, +1}``
+(bipolar); the last dimension is the hypervector dimension ``d``. Every function here
+works on CPU and CUDA tensors alike and keeps the device of its input.
+
+Contents
+--------
+- :func:`random_projection`: seeded Gaussian, Rademacher or sparse (Achlioptas / Li)
+  projection matrices, drawn on the CPU so the same seed gives the same bits everywhere.
+- :func:`ternarize` and :func:`ternary_thresholds`: real vectors to ternary codes by a
+  per-row magnitude quantile, a multiple of the row's standard deviation, or a fixed value.
+- The algebra: :func:`bind`, :func:`bundle`, :func:`permute`, :func:`dot`, :func:`cosine`,
+  :func:`hamming` (exact integer arithmetic; pairwise ``[n, m]`` similarity matrices).
+- Packing: :func:`pack_twobit` / :func:`unpack_twobit` (a positive and a negative bit
+  plane, 2 bits per trit, 16x smaller than float32) and :func:`pack_base3` /
+  :func:`unpack_base3` (five trits per byte, 1.6 bits per trit, 20x smaller).
+
+Exactness: similarities are computed with an ``int8 x int8 -> int32`` matrix product
+(``torch._int_mm``), which is exact and, on CPUs with VNNI, about three times faster than
+a float32 product of the same shape. Where that kernel is unavailable the product falls
+back to float64, which is exact for any ``d < 2**53``.
+
+Examples
+--------
+>>> import torch
+>>> from hyperlens.functional.hdc import random_projection, ternarize, cosine
+>>> x = torch.randn(4, 384, generator=torch.Generator().manual_seed(0))
+>>> codes = ternarize(x @ random_projection(384, 1000, seed=0), sparsity=0.7)
+>>> codes.dtype, tuple(codes.shape), int((codes == 0).sum(1)[0])
+(torch.int8, (4, 1000), 700)
+>>> float(cosine(codes[:1], codes[:1])[0, 0])
+1.0
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+
+from ..errors import InputError, ShapeError
+from ..utils import make_generator
+
+__all__ = [
+    "random_projection",
+    "random_hypervectors",
+    "ternary_thresholds",
+    "ternarize",
+    "bind",
+    "bundle",
+    "permute",
+    "dot",
+    "cosine",
+    "hamming",
+    "nonzeros",
+    "cosine_from_dot",
+    "hamming_from_dot",
+    "int_matmul",
+    "check_codes",
+    "quantile_zero_count",
+    "packed_width",
+    "pack",
+    "unpack",
+    "pack_twobit",
+    "unpack_twobit",
+    "pack_base3",
+    "unpack_base3",
+    "SCHEMES",
+]
+
+ProjectionKind = Literal["gaussian", "rademacher", "sparse"]
+ThresholdKind = Literal["quantile", "tau_std", "fixed"]
+Scheme = Literal["twobit", "base3"]
+SCHEMES: tuple[str, ...] = ("twobit", "base3")
+
+
+# --------------------------------------------------------------------------- validation
+def _check_positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InputError(f"{name} must be a positive int, got {value!r}; pass e.g. {name}=1024.")
+    return int(value)
+
+
+def check_codes(x: object, name: str, *, check_values: bool = True) -> torch.Tensor:
+    """Validate a code tensor and return it as ``int8``.
+
+    Accepts integer, boolean-free floating or ``int8`` tensors whose values lie in
+    ``{-1, 0, +1}``; raises :class:`InputError` naming ``name`` otherwise. ``check_values``
+    can be turned off by callers that produced the codes themselves.
+
+    Shapes:
+        x: ``[..., d]`` -> ``[..., d]`` int8
+    """
+    if not isinstance(x, torch.Tensor):
+        try:
+            x = torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise InputError(
+                f"{name} must be a tensor of codes in {{-1, 0, +1}}, got {type(x).__name__}."
+            ) from exc
+    if x.dtype == torch.bool or x.is_complex():
+        raise InputError(
+            f"{name} must hold codes in {{-1, 0, +1}} as int8 (or another real dtype), "
+            f"got dtype {x.dtype}; convert with ternarize() or .to(torch.int8)."
+        )
+    if x.ndim == 0 or x.shape[-1] == 0:
+        raise ShapeError(f"{name} must have a non-empty last (hypervector) dimension, got shape {tuple(x.shape)}.")
+    if check_values:
+        bad = (x < -1) | (x > 1)
+        if x.is_floating_point():
+            bad |= x != torch.round(x)
+            bad |= ~torch.isfinite(x)
+        if bool(bad.any()):
+            first = tuple(torch.nonzero(bad)[0].tolist())
+            raise InputError(
+                f"{name} must contain only -1, 0 and +1, but holds {x[first].item()!r} at index "
+                f"{first} (shape {tuple(x.shape)}); ternarize real vectors with ternarize() first."
+            )
+    return x if x.dtype == torch.int8 else x.to(torch.int8)
+
+
+def _as_rows(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """Flatten ``[..., d]`` to ``[n, d]``; return the leading shape to restore."""
+    lead = tuple(x.shape[:-1])
+    return x.reshape(-1, x.shape[-1]), lead
+
+
+def _check_real(x: object, name: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        try:
+            x = torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise InputError(f"{name} must be a numeric array or tensor, got {type(x).__name__}.") from exc
+    if x.is_complex() or x.dtype == torch.bool:
+        raise InputError(f"{name} must be real-valued, got dtype {x.dtype}; pass a float tensor.")
+    if x.ndim == 0 or x.shape[-1] == 0:
+        raise ShapeError(f"{name} must be [..., d] with d > 0, got shape {tuple(x.shape)}.")
+    if not x.is_floating_point():
+        x = x.to(torch.float32)
+    return x
+
+
+def _check_finite_rows(x2: torch.Tensor, name: str) -> None:
+    """Raise naming the first non-finite row. One cheap reduction decides the common case."""
+    if x2.numel() == 0:
+        return
+    # A row sum is finite when every entry is; overflow of huge finite values can make it
+    # infinite, so only the exact element check below decides that an error is due.
+    if bool(torch.isfinite(x2.sum(dim=1)).all()):
+        return
+    bad = ~torch.isfinite(x2)
+    if bool(bad.any()):
+        rows = torch.nonzero(bad.any(dim=1)).flatten()
+        raise InputError(
+            f"{name} has NaN or Inf in {rows.numel()} row(s) (first: row {int(rows[0])}, "
+            f"shape {tuple(x2.shape)}); drop or impute those rows before encoding."
+        )
+
+
+# --------------------------------------------------------------------------- random draws
+def random_projection(
+    d_in: int,
+    d_out: int,
+    kind: ProjectionKind = "gaussian",
+    seed: int = 0,
+    *,
+    generator: torch.Generator | None = None,
+    density: float | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """A seeded random projection matrix ``R`` so that ``x @ R`` maps ``d_in -> d_out``.
+
+    Entries are scaled so that ``E ||x @ R||^2 = ||x||^2`` (Johnson-Lindenstrauss scaling):
+
+    - ``"gaussian"``: i.i.d. ``N(0, 1 / d_out)``;
+    - ``"rademacher"``: ``+-1 / sqrt(d_out)`` with equal probability;
+    - ``"sparse"``: ``+-1 / sqrt(density * d_out)`` each with probability ``density / 2``,
+      zero otherwise (Achlioptas 2003, Li et al. 2006); ``density`` defaults to
+      ``1 / sqrt(d_in)``.
+
+    The matrix is drawn on the CPU from ``generator`` (or a fresh generator seeded with
+    ``seed``) and then moved to ``device``, so a seed gives identical bits on every device.
+
+    Shapes:
+        returns ``[d_in, d_out]``
+    """
+    d_in = _check_positive_int(d_in, "d_in")
+    d_out = _check_positive_int(d_out, "d_out")
+    if generator is None:
+        generator = make_generator(seed, "cpu")
+    elif generator.device.type != "cpu":
+        raise InputError(
+            f"generator must be a CPU torch.Generator (projections are drawn on the CPU for "
+            f"device-independent bits), got one on {generator.device}; pass seed= instead."
+        )
+    if kind == "gaussian":
+        mat = torch.randn(d_in, d_out, generator=generator, dtype=torch.float32)
+        mat.mul_(1.0 / math.sqrt(d_out))
+    elif kind == "rademacher":
+        bits = torch.randint(0, 2, (d_in, d_out), generator=generator, dtype=torch.int8)
+        mat = bits.to(torch.float32).mul_(2.0).sub_(1.0).mul_(1.0 / math.sqrt(d_out))
+    elif kind == "sparse":
+        dens = 1.0 / math.sqrt(d_in) if density is None else density
+        if not isinstance(dens, (int, float)) or not 0.0 < float(dens) <= 1.0:
+            raise InputError(f"density must be in (0, 1], got {density!r}; the default is 1/sqrt(d_in).")
+        u = torch.rand(d_in, d_out, generator=generator, dtype=torch.float32)
+        scale = 1.0 / math.sqrt(float(dens) * d_out)
+        mat = torch.zeros(d_in, d_out, dtype=torch.float32)
+        mat[u < dens / 2] = scale
+        mat[(u >= dens / 2) & (u < dens)] = -scale
+    else:
+        raise InputError(
+            f"kind must be 'gaussian', 'rademacher' or 'sparse', got {kind!r}."
+        )
+    return mat.to(device=device if device is not None else "cpu", dtype=dtype)
+
+
+def random_hypervectors(
+    n: int,
+    d: int,
+    kind: Literal["bipolar", "ternary"] = "bipolar",
+    seed: int = 0,
+    *,
+    sparsity: float = 0.5,
+    generator: torch.Generator | None = None,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """``n`` random codes of dimension ``d``: bipolar ``+-1``, or ternary with a fraction
+    ``sparsity`` of zeros in expectation (the non-zeros are ``+-1`` with equal probability).
+
+    Drawn on the CPU (device-independent bits) and moved to ``device``.
+
+    Shapes:
+        returns ``[n, d]`` int8
+    """
+    n = _check_positive_int(n, "n")
+    d = _check_positive_int(d, "d")
+    if generator is None:
+        generator = make_generator(seed, "cpu")
+    signs = torch.randint(0, 2, (n, d), generator=generator, dtype=torch.int8).mul_(2).sub_(1)
+    if kind == "bipolar":
+        out = signs
+    elif kind == "ternary":
+        _check_sparsity(sparsity)
+        keep = torch.rand(n, d, generator=generator) >= sparsity
+        out = signs * keep.to(torch.int8)
+    else:
+        raise InputError(f"kind must be 'bipolar' or 'ternary', got {kind!r}.")
+    return out.to(device if device is not None else "cpu")
+
+
+# --------------------------------------------------------------------------- ternarisation
+def _check_sparsity(sparsity: object) -> float:
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not (
+        0.0 < float(sparsity) < 1.0
+    ):
+        raise InputError(
+            f"sparsity must be a fraction strictly between 0 and 1 (the share of zeros per "
+            f"code), got {sparsity!r}; e.g. sparsity=0.7 keeps the 30 % largest magnitudes."
+        )
+    return float(sparsity)
+
+
+def _check_tau(tau: object, name: str = "tau") -> float:
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not (
+        math.isfinite(float(tau)) and float(tau) >= 0.0
+    ):
+        raise InputError(f"{name} must be a finite number >= 0, got {tau!r}.")
+    return float(tau)
+
+
+def quantile_zero_count(d: int, sparsity: float) -> int:
+    """How many entries per row the ``"quantile"`` rule zeroes when magnitudes are distinct:
+    ``k = floor(sparsity * (d - 1)) + 1`` (the rank of the linearly interpolated quantile)."""
+    return min(d, int(math.floor(sparsity * (d - 1))) + 1)
+
+
+def ternary_thresholds(
+    x: torch.Tensor,
+    threshold: ThresholdKind = "quantile",
+    sparsity: float = 0.7,
+    tau: float = 0.3,
+    *,
+    check_finite: bool = True,
+) -> torch.Tensor:
+    """Per-row magnitude thresholds ``t`` used by :func:`ternarize` (``|x| > t`` survives).
+
+    - ``"quantile"``: ``t`` is the ``k``-th smallest ``|x|`` of the row with
+      ``k = floor(sparsity * (d - 1)) + 1``. This equals ``torch.quantile(|x|, sparsity)``
+      (linear interpolation) followed by the strict comparison ``|x| > t`` for rows with
+      distinct magnitudes: exactly ``k`` zeros (7,000 of 10,000 at ``sparsity=0.7``).
+      Found with one partial selection (``torch.topk`` on the smaller side) per row, with
+      no sort and no Python loop.
+    - ``"tau_std"``: ``t = tau * std(x_row)`` (population standard deviation, i.e.
+      ``correction=0``, about the row mean).
+    - ``"fixed"``: ``t = tau`` for every row.
+
+    Shapes:
+        x: ``[..., d]`` -> ``[...]`` (same floating dtype as ``x``)
+    """
+    x = _check_real(x, "x")
+    x2, lead = _as_rows(x)
+    if check_finite:
+        _check_finite_rows(x2, "x")
+    n, d = x2.shape
+    if threshold == "quantile":
+        s = _check_sparsity(sparsity)
+        k = quantile_zero_count(d, s)
+        if n == 0:
+            return x2.new_zeros(lead)
+        a = x2.abs()
+        m = d - k + 1  # the k-th smallest is the m-th largest; select on the smaller side
+        if m <= k:
+            t = torch.topk(a, m, dim=1, largest=True, sorted=False).values.amin(dim=1)
+        else:
+            t = torch.topk(a, k, dim=1, largest=False, sorted=False).values.amax(dim=1)
+    elif threshold == "tau_std":
+        tt = _check_tau(tau)
+        t = x2.std(dim=1, correction=0).mul_(tt) if n else x2.new_zeros(0)
+    elif threshold == "fixed":
+        tt = _check_tau(tau)
+        t = x2.new_full((n,), tt)
+    else:
+        raise InputError(
+            f"threshold must be 'quantile', 'tau_std' or 'fixed', got {threshold!r}."
+        )
+    return t.reshape(lead)
+
+
+def ternarize(
+    x: torch.Tensor,
+    threshold: ThresholdKind = "quantile",
+    sparsity: float = 0.7,
+    tau: float = 0.3,
+    *,
+    check_finite: bool = True,
+) -> torch.Tensor:
+    """Map real vectors to ternary codes: ``sign(x)`` where ``|x| > t_row``, else ``0``.
+
+    ``t_row`` comes from :func:`ternary_thresholds` (``threshold`` = ``"quantile"`` with
+    ``sparsity``, ``"tau_std"`` or ``"fixed"`` with ``tau``).
+
+    Ties and degenerate rows (exact semantics):
+        - the comparison is strict, so every entry whose magnitude *equals* the threshold
+          becomes 0. Under ``"quantile"`` a row whose magnitudes tie at the threshold gets
+          more than ``k`` zeros, never fewer;
+        - an all-zero row maps to an all-zero code under every rule, and so does any row
+          whose magnitudes are all equal under ``"quantile"`` or ``"tau_std"``;
+        - ``-0.0`` and ``+0.0`` both map to 0.
+
+    All rows are processed at once (no Python loop); NaN or Inf rows raise
+    :class:`InputError` naming the row unless ``check_finite=False``.
+
+    Shapes:
+        x: ``[..., d]`` float -> ``[..., d]`` int8 in ``{-1, 0, +1}``
+    """
+    x = _check_real(x, "x")
+    t = ternary_thresholds(x, threshold, sparsity, tau, check_finite=check_finite)
+    t = t.unsqueeze(-1)
+    return (x > t).to(torch.int8).sub_((x < -t).to(torch.int8))
+
+
+# --------------------------------------------------------------------------- algebra
+def bind(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Bind two codes by elementwise multiplication (MAP binding; self-inverse for bipolar).
+
+    Broadcasts like ``*``; the last dimensions must match.
+
+    Shapes:
+        a: ``[..., d]``, b: ``[..., d]`` -> broadcast ``[..., d]`` int8
+    """
+    a = check_codes(a, "a")
+    b = check_codes(b, "b")
+    if a.shape[-1] != b.shape[-1]:
+        raise ShapeError(
+            f"a and b must share the last (hypervector) dimension, got {tuple(a.shape)} and "
+            f"{tuple(b.shape)}."
+        )
+    try:
+        return a * b
+    except RuntimeError as exc:
+        raise ShapeError(
+            f"a {tuple(a.shape)} and b {tuple(b.shape)} do not broadcast; give them equal "
+            "leading shapes or leading 1s."
+        ) from exc
+
+
+def bundle(
+    x: torch.Tensor,
+    *,
+    dim: int = 0,
+    kind: Literal["majority", "sum"] = "majority",
+    tie: Literal["first", "positive", "negative", "zero"] = "first",
+    threshold: int = 0,
+) -> torch.Tensor:
+    """Superpose codes along ``dim`` into one code per remaining position.
+
+    Let ``s`` be the integer sum along ``dim``.
+
+    - ``kind="majority"``: ``sign(s)``; where ``s == 0`` the ``tie`` rule decides:
+      ``"first"`` takes the element of the first code along ``dim`` (deterministic and
+      unbiased for bipolar inputs), ``"positive"`` gives +1, ``"negative"`` gives -1,
+      ``"zero"`` gives 0. With ``"first"``, ``"positive"`` or ``"negative"`` bipolar inputs
+      give a bipolar result.
+    - ``kind="sum"`` (ternary bundling): ``sign(s)`` where ``|s| > threshold``, else 0.
+
+    Shapes:
+        x: ``[..., n, ..., d]`` (``n`` codes along ``dim``) -> the shape without ``dim``, int8
+    """
+    x = check_codes(x, "x")
+    if x.ndim < 2:
+        raise ShapeError(f"x must stack at least one code along dim={dim}, got shape {tuple(x.shape)}.")
+    if not -x.ndim <= dim < x.ndim or dim in (-1, x.ndim - 1):
+        raise InputError(
+            f"dim must index a stacking dimension of x (not the last, hypervector one), got "
+            f"dim={dim} for shape {tuple(x.shape)}."
+        )
+    if x.shape[dim] == 0:
+        raise ShapeError(f"x has no codes to bundle along dim={dim} (shape {tuple(x.shape)}).")
+    s = x.sum(dim=dim, dtype=torch.int32)
+    out = torch.sign(s).to(torch.int8)
+    if kind == "majority":
+        if tie == "first":
+            out = torch.where(s == 0, x.select(dim, 0), out)
+        elif tie == "positive":
+            out = torch.where(s == 0, torch.ones_like(out), out)
+        elif tie == "negative":
+            out = torch.where(s == 0, -torch.ones_like(out), out)
+        elif tie != "zero":
+            raise InputError(f"tie must be 'first', 'positive', 'negative' or 'zero', got {tie!r}.")
+        return out
+    if kind == "sum":
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
+            raise InputError(f"threshold must be an int >= 0 (a vote count), got {threshold!r}.")
+        return out * (s.abs() > threshold).to(torch.int8)
+    raise InputError(f"kind must be 'majority' or 'sum', got {kind!r}.")
+
+
+def permute(x: torch.Tensor, shifts: int = 1) -> torch.Tensor:
+    """Cyclically shift codes along the hypervector dimension (``permute(x, -s)`` undoes it).
+
+    Shapes:
+        x: ``[..., d]`` -> ``[..., d]``
+    """
+    if isinstance(shifts, bool) or not isinstance(shifts, int):
+        raise InputError(f"shifts must be an int, got {shifts!r}.")
+    x = check_codes(x, "x", check_values=False)
+    return torch.roll(x, shifts=shifts, dims=-1)
+
+
+def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Exact ``a @ b.T`` for ``int8`` matrices, accumulated in ``int32``.
+
+    Uses ``torch._int_mm`` (oneDNN VNNI kernels on CPU, IMMA on CUDA) and pads the shapes
+    that CUDA requires; small CPU products use float32 (exact: every partial sum of codes
+    in ``{-1, 0, +1}`` is an integer below ``2**24``); falls back to a float64 product (exact for ``d < 2**53``) where the
+    integer kernel is unavailable.
+
+    Shapes:
+        a: ``[n, d]`` int8, b: ``[m, d]`` int8 -> ``[n, m]`` int32
+    """
+    n, d = a.shape
+    m = b.shape[0]
+    if n == 0 or m == 0:
+        return torch.zeros(n, m, dtype=torch.int32, device=a.device)
+    if a.device.type == "cpu":
+        if n * m * d <= 1 << 22 and d < 1 << 24:
+            # Small products: the integer kernel's set-up cost dominates; float32 sums of
+            # at most d < 2**24 terms in {-1, 0, 1} are exact.
+            return (a.to(torch.float32) @ b.to(torch.float32).t()).to(torch.int32)
+        try:
+            return torch._int_mm(a, b.t())
+        except RuntimeError:  # pragma: no cover - very old CPU builds
+            pass
+    elif a.device.type == "cuda":
+        try:
+            # cuBLASLt int8 GEMM wants n > 16 and d, m multiples of 8.
+            pn = max(17, n)
+            pd = -(-d // 8) * 8
+            pm = -(-m // 8) * 8
+            ap = torch.nn.functional.pad(a, (0, pd - d, 0, pn - n)) if (pn, pd) != (n, d) else a
+            bp = torch.nn.functional.pad(b, (0, pd - d, 0, pm - m)) if (pm, pd) != (m, d) else b
+            return torch._int_mm(ap, bp.t().contiguous().t())[:n, :m].contiguous()
+        except RuntimeError:  # pragma: no cover - GPUs without int8 tensor cores
+            pass
+    return (a.to(torch.float64) @ b.to(torch.float64).t()).round_().to(torch.int32)
+
+
+def _pairwise_args(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    a = check_codes(a, "a")
+    b = check_codes(b, "b")
+    squeeze = a.ndim == 1 and b.ndim == 1
+    if a.ndim == 1:
+        a = a.unsqueeze(0)
+    if b.ndim == 1:
+        b = b.unsqueeze(0)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ShapeError(
+            f"a and b must be [n, d] and [m, d] (or 1-D [d]) with the same d, got "
+            f"{tuple(a.shape)} and {tuple(b.shape)}."
+        )
+    if a.device != b.device:
+        raise InputError(f"a is on {a.device} but b is on {b.device}; move both to one device.")
+    return a, b, squeeze
+
+
+def nonzeros(x: torch.Tensor) -> torch.Tensor:
+    """Number of non-zero entries per code (the squared norm of a ternary code).
+
+    Shapes:
+        x: ``[n, d]`` int8 -> ``[n]`` int32
+    """
+    return (x != 0).sum(dim=-1, dtype=torch.int32)
+
+
+def cosine_from_dot(dots: torch.Tensor, nnz_a: torch.Tensor, nnz_b: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity from integer dot products and non-zero counts (0 for a zero code).
+
+    Dense and packed paths both call this, so their results agree bit for bit.
+
+    Shapes:
+        dots: ``[n, m]`` int32, nnz_a: ``[n]``, nnz_b: ``[m]`` -> ``[n, m]`` float32
+    """
+    denom = torch.sqrt(nnz_a.to(torch.float64).unsqueeze(1) * nnz_b.to(torch.float64).unsqueeze(0))
+    out = dots.to(torch.float64) / denom.clamp_min(1.0)
+    return out.masked_fill_(denom == 0, 0.0).to(torch.float32)
+
+
+def hamming_from_dot(
+    dots: torch.Tensor, abs_dots: torch.Tensor, nnz_a: torch.Tensor, nnz_b: torch.Tensor
+) -> torch.Tensor:
+    """Hamming distance (number of differing positions) of ternary codes.
+
+    With ``D = a . b``, ``A = |a| . |b|`` and ``n_a, n_b`` the non-zero counts, the number of
+    differing positions is ``n_a + n_b - (3 A + D) / 2`` (for bipolar codes this reduces to
+    ``(d - D) / 2``).
+
+    Shapes:
+        dots, abs_dots: ``[n, m]`` int32; nnz_a: ``[n]``; nnz_b: ``[m]`` -> ``[n, m]`` int32
+    """
+    return nnz_a.unsqueeze(1) + nnz_b.unsqueeze(0) - (3 * abs_dots + dots) // 2
+
+
+def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise dot products of codes, exact in ``int32``.
+
+    Shapes:
+        a: ``[n, d]`` or ``[d]``, b: ``[m, d]`` or ``[d]`` -> ``[n, m]`` int32
+        (a scalar when both are 1-D)
+    """
+    a, b, squeeze = _pairwise_args(a, b)
+    out = int_matmul(a, b)
+    return out.reshape(()) if squeeze else out
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise cosine similarity of codes (``dot / sqrt(nnz_a * nnz_b)``; 0 if either code is zero).
+
+    Shapes:
+        a: ``[n, d]`` or ``[d]``, b: ``[m, d]`` or ``[d]`` -> ``[n, m]`` float32
+    """
+    a, b, squeeze = _pairwise_args(a, b)
+    out = cosine_from_dot(int_matmul(a, b), nonzeros(a), nonzeros(b))
+    return out.reshape(()) if squeeze else out
+
+
+def hamming(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise Hamming distance: the number of positions where two codes differ.
+
+    Shapes:
+        a: ``[n, d]`` or ``[d]``, b: ``[m, d]`` or ``[d]`` -> ``[n, m]`` int32
+    """
+    a, b, squeeze = _pairwise_args(a, b)
+    out = hamming_from_dot(
+        int_matmul(a, b), int_matmul(a.abs(), b.abs()), nonzeros(a), nonzeros(b)
+    )
+    return out.reshape(()) if squeeze else out
+
+
+# --------------------------------------------------------------------------- packing
+_BIT_WEIGHTS = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
+_TRIT_WEIGHTS = torch.tensor([1, 3, 9, 27, 81], dtype=torch.int16)
+_LUT_CACHE: dict[tuple[str, str], torch.Tensor] = {}
+
+
+def packed_width(d: int, scheme: Scheme) -> int:
+    """Bytes per code of dimension ``d``: ``2 * ceil(d / 8)`` for two-bit, ``ceil(d / 5)`` for base-3."""
+    d = _check_positive_int(d, "d")
+    if scheme == "twobit":
+        return 2 * (-(-d // 8))
+    if scheme == "base3":
+        return -(-d // 5)
+    raise InputError(f"scheme must be 'twobit' or 'base3', got {scheme!r}.")
+
+
+def _twobit_lut(device: torch.device) -> torch.Tensor:
+    """``[65536]`` int64: entry ``pos * 256 + neg`` holds the 8 trits of that byte pair as int8 bytes."""
+    key = ("twobit", str(device))
+    lut = _LUT_CACHE.get(key)
+    if lut is None:
+        idx = torch.arange(256, dtype=torch.int16)
+        bits = ((idx.unsqueeze(1) >> torch.arange(8, dtype=torch.int16)) & 1).to(torch.int8)  # [256, 8]
+        trits = bits.unsqueeze(1) - bits.unsqueeze(0)  # [pos 256, neg 256, 8]
+        lut = trits.reshape(65536, 8).contiguous().view(torch.int64).reshape(65536).to(device)
+        _LUT_CACHE[key] = lut
+    return lut
+
+
+def _base3_lut(device: torch.device) -> torch.Tensor:
+    """``[256, 5]`` int8: byte value -> its five trits (bytes above 242 never occur)."""
+    key = ("base3", str(device))
+    lut = _LUT_CACHE.get(key)
+    if lut is None:
+        v = torch.arange(256, dtype=torch.int16).unsqueeze(1)
+        digits = (v // _TRIT_WEIGHTS) % 3
+        lut = (digits - 1).to(torch.int8).to(device)
+        _LUT_CACHE[key] = lut
+    return lut
+
+
+def pack_twobit(x: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:
+    """Pack ternary codes into a positive and a negative bit plane (2 bits per trit).
+
+    Layout per code: ``ceil(d/8)`` bytes of the ``+1`` plane followed by ``ceil(d/8)`` bytes
+    of the ``-1`` plane; bit ``j`` (least significant first) of byte ``i`` is position
+    ``8 i + j``; padding bits are 0. A 10,000-d code takes 2,500 bytes (16x smaller than
+    float32).
+
+    Shapes:
+        x: ``[..., d]`` -> ``[..., 2 * ceil(d / 8)]`` uint8
+    """
+    x = check_codes(x, "x", check_values=check_values)
+    x2, lead = _as_rows(x)
+    n, d = x2.shape
+    nb = -(-d // 8)
+    pad = nb * 8 - d
+    if pad:
+        x2 = torch.nn.functional.pad(x2, (0, pad))
+    w = _BIT_WEIGHTS.to(x2.device)
+    pos = ((x2 > 0).to(torch.uint8).view(n, nb, 8) * w).sum(dim=2, dtype=torch.uint8)
+    neg = ((x2 < 0).to(torch.uint8).view(n, nb, 8) * w).sum(dim=2, dtype=torch.uint8)
+    return torch.cat([pos, neg], dim=1).reshape(*lead, 2 * nb)
+
+
+def unpack_twobit(packed: torch.Tensor, d: int) -> torch.Tensor:
+    """Inverse of :func:`pack_twobit`: one table look-up per byte pair yields 8 trits.
+
+    Shapes:
+        packed: ``[..., 2 * ceil(d / 8)]`` uint8 -> ``[..., d]`` int8
+    """
+    d = _check_positive_int(d, "d")
+    nb = -(-d // 8)
+    packed = _check_packed(packed, 2 * nb, "twobit", d)
+    p2, lead = _as_rows(packed)
+    idx = p2[:, :nb].to(torch.int32).mul_(256).add_(p2[:, nb:].to(torch.int32))
+    words = _twobit_lut(p2.device)[idx]  # [n, nb] int64 = 8 int8 trits each
+    out = words.view(torch.int8).reshape(p2.shape[0], nb * 8)
+    if nb * 8 != d:
+        out = out[:, :d]
+    return out.reshape(*lead, d)
+
+
+def pack_base3(x: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:
+    """Pack ternary codes five trits per byte (``sum_j (t_j + 1) 3^j``, values 0..242).
+
+    Position ``5 i + j`` is digit ``j`` of byte ``i``; the last byte is padded with zero
+    trits. A 10,000-d code takes 2,000 bytes (1.6 bits per trit, 20x smaller than float32).
+
+    Shapes:
+        x: ``[..., d]`` -> ``[..., ceil(d / 5)]`` uint8
+    """
+    x = check_codes(x, "x", check_values=check_values)
+    x2, lead = _as_rows(x)
+    n, d = x2.shape
+    nb = -(-d // 5)
+    pad = nb * 5 - d
+    if pad:
+        x2 = torch.nn.functional.pad(x2, (0, pad))
+    digits = (x2.to(torch.int16) + 1).view(n, nb, 5)
+    out = (digits * _TRIT_WEIGHTS.to(x2.device)).sum(dim=2, dtype=torch.int16).to(torch.uint8)
+    return out.reshape(*lead, nb)
+
+
+def unpack_base3(packed: torch.Tensor, d: int) -> torch.Tensor:
+    """Inverse of :func:`pack_base3` (a 256-entry look-up table of five trits).
+
+    Shapes:
+        packed: ``[..., ceil(d / 5)]`` uint8 -> ``[..., d]`` int8
+    """
+    d = _check_positive_int(d, "d")
+    nb = -(-d // 5)
+    packed = _check_packed(packed, nb, "base3", d)
+    p2, lead = _as_rows(packed)
+    out = _base3_lut(p2.device)[p2.to(torch.int32)].reshape(p2.shape[0], nb * 5)
+    if nb * 5 != d:
+        out = out[:, :d]
+    return out.reshape(*lead, d)
+
+
+def _check_packed(packed: object, width: int, scheme: str, d: int) -> torch.Tensor:
+    if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8:
+        got = packed.dtype if isinstance(packed, torch.Tensor) else type(packed).__name__
+        raise InputError(f"packed must be a uint8 tensor from pack_{scheme}(), got {got}.")
+    if packed.ndim == 0 or packed.shape[-1] != width:
+        raise ShapeError(
+            f"packed must have last dimension {width} for {scheme} codes of d={d}, got shape "
+            f"{tuple(packed.shape)}; check d and the packing scheme."
+        )
+    return packed
+
+
+def pack(x: torch.Tensor, scheme: Scheme = "twobit", *, check_values: bool = True) -> torch.Tensor:
+    """Pack ternary codes with ``scheme`` (``"twobit"`` or ``"base3"``); see the scheme functions.
+
+    Shapes:
+        x: ``[..., d]`` -> ``[..., packed_width(d, scheme)]`` uint8
+    """
+    if scheme == "twobit":
+        return pack_twobit(x, check_values=check_values)
+    if scheme == "base3":
+        return pack_base3(x, check_values=check_values)
+    raise InputError(f"scheme must be 'twobit' or 'base3', got {scheme!r}.")
+
+
+def unpack(packed: torch.Tensor, d: int, scheme: Scheme = "twobit") -> torch.Tensor:
+    """Unpack codes packed by :func:`pack` with the same ``scheme`` and dimension ``d``.
+
+    Shapes:
+        packed: ``[..., packed_width(d, scheme)]`` uint8 -> ``[..., d]`` int8
+    """
+    if scheme == "twobit":
+        return unpack_twobit(packed, d)
+    if scheme == "base3":
+        return unpack_base3(packed, d)
+    raise InputError(f"scheme must be 'twobit' or 'base3', got {scheme!r}.")

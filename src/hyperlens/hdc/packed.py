@@ -1,0 +1,237 @@
+"""Packed ternary codes: a container that knows its dimension and scheme, plus save/load.
+
+:class:`PackedCodes` holds ``n`` codes as a ``uint8`` matrix (two-bit planes or base-3,
+see :func:`hyperlens.functional.hdc.pack`). It unpacks in blocks, so similarity and search
+(:mod:`hyperlens.hdc.search`) never hold the dense ``[n, d]`` matrix. Files are
+safetensors with the dimension, scheme and format version in the header; writes are
+atomic (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError, InputError, ShapeError
+from ..functional import hdc as F
+
+__all__ = ["PackedCodes", "FORMAT_NAME", "FORMAT_VERSION"]
+
+FORMAT_NAME = "hyperlens.packed_codes"
+FORMAT_VERSION = "1"
+
+
+class PackedCodes:
+    """``n`` ternary codes of dimension ``dim`` packed with ``scheme``.
+
+    Args:
+        data: ``uint8`` matrix from :func:`hyperlens.functional.hdc.pack` (a NumPy array,
+            including a ``np.memmap``, is wrapped without copying).
+        dim: the hypervector dimension ``d``.
+        scheme: ``"twobit"`` (2 bits per trit) or ``"base3"`` (1.6 bits per trit).
+
+    Shapes:
+        data: ``[n, packed_width(dim, scheme)]`` uint8
+
+    Examples:
+        >>> import torch
+        >>> from hyperlens.functional.hdc import random_hypervectors
+        >>> codes = random_hypervectors(3, 10_000, "ternary", seed=0)
+        >>> packed = PackedCodes.from_dense(codes, scheme="base3")
+        >>> packed.bytes_per_code, torch.equal(packed.to_dense(), codes)
+        (2000, True)
+    """
+
+    __slots__ = ("data", "dim", "scheme")
+
+    def __init__(self, data: torch.Tensor | np.ndarray, dim: int, scheme: str = "twobit") -> None:
+        if isinstance(data, np.ndarray):
+            data = torch.from_numpy(data)
+        if not isinstance(data, torch.Tensor) or data.dtype != torch.uint8:
+            got = data.dtype if isinstance(data, torch.Tensor) else type(data).__name__
+            raise InputError(f"data must be a uint8 matrix of packed codes, got {got}; build it with PackedCodes.from_dense().")
+        width = F.packed_width(dim, scheme)  # validates dim and scheme
+        if data.ndim != 2 or data.shape[1] != width:
+            raise ShapeError(
+                f"data must be [n, {width}] for {scheme} codes of dim={dim}, got shape "
+                f"{tuple(data.shape)}; check dim and scheme."
+            )
+        self.data = data
+        self.dim = int(dim)
+        self.scheme = scheme
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dense(
+        cls, codes: torch.Tensor, scheme: str = "twobit", *, check_values: bool = True
+    ) -> PackedCodes:
+        """Pack dense codes ``[n, d]`` (values in ``{-1, 0, +1}``)."""
+        codes = F.check_codes(codes, "codes", check_values=check_values)
+        if codes.ndim == 1:
+            codes = codes.unsqueeze(0)
+        if codes.ndim != 2:
+            raise ShapeError(f"codes must be [n, d], got shape {tuple(codes.shape)}.")
+        return cls(F.pack(codes, scheme, check_values=False), codes.shape[1], scheme)
+
+    @classmethod
+    def empty(cls, n: int, dim: int, scheme: str = "twobit", device: str | torch.device = "cpu") -> PackedCodes:
+        """Zero codes to be filled block by block (``codes.data[i:j] = pack(...)``)."""
+        return cls(torch.zeros(n, F.packed_width(dim, scheme), dtype=torch.uint8, device=device), dim, scheme)
+
+    @classmethod
+    def concat(cls, parts: Sequence[PackedCodes]) -> PackedCodes:
+        """Concatenate codes that share dimension and scheme."""
+        if not parts:
+            raise InputError("parts must hold at least one PackedCodes, got an empty sequence.")
+        first = parts[0]
+        for i, p in enumerate(parts):
+            if p.dim != first.dim or p.scheme != first.scheme:
+                raise ShapeError(
+                    f"parts[{i}] has dim={p.dim}, scheme={p.scheme!r} but parts[0] has dim="
+                    f"{first.dim}, scheme={first.scheme!r}; convert them to one format first."
+                )
+        return cls(torch.cat([p.data for p in parts]), first.dim, first.scheme)
+
+    # ------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+    def __repr__(self) -> str:
+        return (
+            f"PackedCodes(n={len(self)}, dim={self.dim}, scheme={self.scheme!r}, "
+            f"bytes={self.nbytes}, device={self.device})"
+        )
+
+    def __getitem__(self, index: int | slice | torch.Tensor | Sequence[int]) -> PackedCodes:
+        if isinstance(index, int):
+            index = slice(index, index + 1 if index != -1 else None)
+        return PackedCodes(self.data[index], self.dim, self.scheme)
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
+
+    @property
+    def bytes_per_code(self) -> int:
+        return int(self.data.shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the packed matrix."""
+        return int(self.data.numel())
+
+    def to(self, device: str | torch.device) -> PackedCodes:
+        return PackedCodes(self.data.to(device), self.dim, self.scheme)
+
+    def unpack(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Dense ``int8`` codes of rows ``start:stop``.
+
+        Shapes:
+            returns ``[stop - start, dim]`` int8
+        """
+        block = self.data[start:stop]
+        if block.device.type == "cpu" and not block.is_contiguous():
+            block = block.contiguous()
+        return F.unpack(block, self.dim, self.scheme)
+
+    def to_dense(self) -> torch.Tensor:
+        """All codes as a dense ``int8`` matrix ``[n, dim]`` (materialises everything)."""
+        return self.unpack()
+
+    def iter_blocks(self, block_size: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """Yield ``(start, dense_block)`` with at most ``block_size`` rows each."""
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size <= 0:
+            raise InputError(f"block_size must be a positive int, got {block_size!r}.")
+        for start in range(0, len(self), block_size):
+            yield start, self.unpack(start, start + block_size)
+
+    def nonzeros(self, block_size: int = 65536) -> torch.Tensor:
+        """Non-zero count per code (squared norm), computed block by block.
+
+        Shapes:
+            returns ``[n]`` int32
+        """
+        out = torch.empty(len(self), dtype=torch.int32, device=self.device)
+        for start, block in self.iter_blocks(block_size):
+            out[start : start + block.shape[0]] = F.nonzeros(block)
+        return out
+
+    def convert(self, scheme: str, block_size: int = 65536) -> PackedCodes:
+        """The same codes re-packed with another ``scheme`` (block by block)."""
+        out = PackedCodes.empty(len(self), self.dim, scheme, self.device)
+        for start, block in self.iter_blocks(block_size):
+            out.data[start : start + block.shape[0]] = F.pack(block, scheme, check_values=False)
+        return out
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> Path:
+        """Write a safetensors file holding ``codes`` and a header with ``dim`` and ``scheme``.
+
+        ``metadata`` adds string entries to the header (e.g. the encoder's settings). The
+        write is atomic: a crash leaves either the old file or the new one.
+        """
+        from safetensors.torch import save_file
+
+        from ..utils import atomic_path
+
+        header = {str(k): str(v) for k, v in (metadata or {}).items()}
+        header.update(
+            format=FORMAT_NAME,
+            version=FORMAT_VERSION,
+            dim=str(self.dim),
+            scheme=self.scheme,
+            n=str(len(self)),
+        )
+        target = Path(path)
+        with atomic_path(target) as tmp:
+            save_file({"codes": self.data.detach().cpu().contiguous()}, str(tmp), metadata=header)
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> PackedCodes:
+        """Read codes written by :meth:`save`; checks the header against the data."""
+        codes, _ = cls.load_with_metadata(path, device=device)
+        return codes
+
+    @classmethod
+    def load_with_metadata(
+        cls, path: str | os.PathLike[str], device: str | torch.device = "cpu"
+    ) -> tuple[PackedCodes, dict[str, str]]:
+        """Like :meth:`load`, also returning the file's header entries."""
+        from safetensors import SafetensorError, safe_open
+
+        p = Path(path)
+        if not p.is_file():
+            raise DataError(f"path={str(p)!r} does not exist; write codes with PackedCodes.save() first.")
+        try:
+            with safe_open(str(p), framework="pt", device=str(torch.device(device))) as fh:
+                meta = dict(fh.metadata() or {})
+                if meta.get("format") != FORMAT_NAME or "codes" not in fh.keys():
+                    raise DataError(
+                        f"{str(p)!r} is not a hyperlens packed-codes file (header format="
+                        f"{meta.get('format')!r}); write it with PackedCodes.save()."
+                    )
+                data = fh.get_tensor("codes")
+        except SafetensorError as exc:
+            raise DataError(f"{str(p)!r} is not a readable safetensors file: {exc}.") from exc
+        if meta.get("version") != FORMAT_VERSION:
+            raise DataError(
+                f"{str(p)!r} has packed-codes format version {meta.get('version')!r}; this "
+                f"hyperlens reads version {FORMAT_VERSION}."
+            )
+        try:
+            dim = int(meta["dim"])
+            scheme = meta["scheme"]
+            n = int(meta["n"])
+        except (KeyError, ValueError) as exc:
+            raise DataError(f"{str(p)!r} has an incomplete header {meta}; re-save the codes.") from exc
+        if data.ndim != 2 or data.shape[0] != n:
+            raise DataError(f"{str(p)!r} header says n={n} but the data has shape {tuple(data.shape)}.")
+        try:
+            return cls(data, dim, scheme), meta
+        except (InputError, ShapeError) as exc:
+            raise DataError(f"{str(p)!r} is inconsistent with its header: {exc}") from exc
