@@ -353,7 +353,7 @@ def _embed_static(h: ModelHandle, texts: list[str]) -> np.ndarray:
         raise InputError(f"model {h.name!r} is marked static but has no vector table.")
     n = len(texts)
     if sv.ids_from_tokenizer:
-        rows_per_text = [sv.tokenize(t) for t in texts]
+        rows_per_text = sv.tokenize(texts)
         n_words = sum(len(r) for r in rows_per_text)
         n_oov = 0
     else:
