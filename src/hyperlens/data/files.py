@@ -256,10 +256,9 @@ def dataset_from_frame(
         blank[is_str] = pd.Series(texts[is_str]).str.strip().eq("").to_numpy()
     missing_text = np.asarray(pd.isna(pd.Series(texts)).to_numpy(), dtype=bool) & ~is_str
     non_string = ~is_str & ~missing_text
-    if labels.dtype == object:
-        label_missing = labels.isna().to_numpy() | labels.astype(str).str.strip().eq("").to_numpy()
-    else:
-        label_missing = labels.isna().to_numpy()
+    label_missing = np.array(labels.isna().to_numpy(), dtype=bool)
+    if not pd.api.types.is_numeric_dtype(labels.dtype):  # object or pandas' str dtype
+        label_missing |= labels.astype(object).fillna("").astype(str).str.strip().eq("").to_numpy(bool)
     if missing_label is not None:
         label_missing |= (labels == missing_label).to_numpy()
 

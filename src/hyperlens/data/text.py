@@ -115,7 +115,8 @@ def encode_labels(
 
 
 def _as_integer_labels(arr: np.ndarray, what: str) -> np.ndarray | None:
-    """``arr`` as int64 if every value is an integer (or an integral float / int string)."""
+    """``arr`` as int64 if every value is a number (or a number written as a string) with
+    no fractional part; None when the labels are names. Raises for fractional numbers."""
     if arr.size == 0:
         return np.zeros(0, dtype=np.int64)
     if arr.dtype.kind in "iub":
@@ -123,33 +124,24 @@ def _as_integer_labels(arr: np.ndarray, what: str) -> np.ndarray | None:
     if arr.dtype.kind == "f":
         floats = arr.astype(np.float64)
     else:
-        try:
-            floats = arr.astype(np.float64)
-        except (TypeError, ValueError):
+        import pandas as pd
+
+        as_text = pd.Series(arr.astype(str)).str.strip()
+        if not as_text.str.fullmatch(_NUMBER).all():
             return None
-        # Strings such as "1e3" or "nan" parse as floats; only accept plain integers.
-        if arr.dtype == object and not all(_looks_integer(v) for v in arr[: min(arr.size, 1000)]):
-            return None
+        floats = as_text.astype(np.float64).to_numpy()
     if not np.isfinite(floats).all():
         return None
-    if (floats != np.round(floats)).any():
-        example = floats[floats != np.round(floats)][0]
+    frac = floats != np.round(floats)
+    if frac.any():
         raise DataError(
-            f"{what} hold non-integer numbers (for example {example!r}): hyperlens needs class "
-            "labels, not regression scores; bin them into classes first (e.g. score >= 0.5 -> 1)."
+            f"{what} hold non-integer numbers (for example {floats[frac][0]!r}): hyperlens needs "
+            "class labels, not regression scores; bin them into classes first (e.g. score >= 0.5 -> 1)."
         )
     return floats.astype(np.int64)
 
 
-def _looks_integer(value: Any) -> bool:
-    if isinstance(value, bool | int | np.integer):
-        return True
-    if isinstance(value, float | np.floating):
-        return True
-    if isinstance(value, str):
-        s = value.strip()
-        return s.lstrip("+-").isdigit() or (s.replace(".", "", 1).lstrip("+-").isdigit() and s.endswith(".0"))
-    return False
+_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 
 
 class TextDataset:
@@ -413,7 +405,13 @@ class TextDataset:
             part: self.select(rows, name=f"{self.name}[{part}]")
             for part, rows in zip(sizes, parts, strict=True)
         }
-        return Splits(train=out["train"], test=out["test"], anchors=out["anchors"], seed=seed, stratify=stratify)
+        rows = dict(zip(sizes, parts, strict=True))
+        for r in rows.values():
+            r.setflags(write=False)
+        return Splits(
+            train=out["train"], test=out["test"], anchors=out["anchors"], seed=seed,
+            stratify=stratify, rows=rows,
+        )
 
     def subsample(self, n: int | float, *, seed: int = 0, stratify: bool = True) -> TextDataset:
         """A seeded random subset of ``n`` rows (a count, or a fraction in ``(0, 1]``), with
@@ -456,13 +454,22 @@ class TextDataset:
 @dataclass(frozen=True)
 class Splits:
     """Three disjoint subsets of one dataset: ``train``, ``test`` and ``anchors`` (the
-    paired rows that alignment methods fit on; empty when not asked for)."""
+    paired rows that alignment methods fit on; empty when not asked for).
+
+    ``rows[part]`` holds each part's positions in the dataset that was split, so features
+    computed once for the whole dataset can be indexed directly:
+    ``X[splits.rows["train"]]`` lines up with ``splits.train.labels``.
+
+    Shapes:
+        rows["train"] ``[n_train]``, rows["test"] ``[n_test]``, rows["anchors"] ``[n_anchors]``.
+    """
 
     train: TextDataset
     test: TextDataset
     anchors: TextDataset
     seed: int
     stratify: bool
+    rows: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[TextDataset]:
         return iter((self.train, self.test, self.anchors))
