@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, ShapeError
-from ..utils import as_float_matrix, make_generator
+from ..utils import as_float_matrix
 from .base import Aligner
 
 __all__ = [
@@ -142,84 +142,61 @@ def chance_corrected_efficiency(acc: float, ceiling: float, majority: float) -> 
 
 # --------------------------------------------------------------------------- linear probe
 class LinearProbe:
-    """Multinomial logistic regression, full-batch L-BFGS in float32 torch.
-
-    The objective is scikit-learn's: ``sum_i CE_i + ||W||^2 / (2 C)`` (bias unpenalised),
-    divided by ``n``. Written here rather than calling ``sklearn.linear_model.
-    LogisticRegression`` because transfer runs fit hundreds of probes on ``[3000, 8192]``
-    ternary codes; scikit-learn's float64 solver took several seconds per fit on two cores,
-    this one a fraction of a second, with the same optimum (tested against scikit-learn
-    in ``tests/align/test_evaluate.py``). For two classes both logits are kept, which
-    equals a binary logistic regression with ``2 C``.
+    """Logistic regression (scikit-learn, L-BFGS) with optional feature standardisation.
 
     Args:
-        C: inverse L2 strength (scikit-learn convention).
+        C: inverse L2 strength (scikit-learn convention: ``sum_i CE_i + ||w||^2 / (2 C)``).
         standardize: z-score features with training statistics (for float embeddings;
             ternary codes are already on one scale).
-        max_iter: L-BFGS iterations.
+        max_iter: solver iterations.
 
     Shapes:
         fit: ``x [n, d]``, ``y [n]``; predict: ``[N, d]`` -> ``[N]``.
     """
 
-    def __init__(self, C: float = 1.0, standardize: bool = False, max_iter: int = 100) -> None:
-        if not C > 0:
+    def __init__(self, C: float = 1.0, standardize: bool = False, max_iter: int = 1000) -> None:
+        if not (isinstance(C, (int, float)) and C > 0):
             raise InputError(f"C={C!r} must be > 0 (inverse regularisation strength).")
         self.C = C
         self.standardize = standardize
         self.max_iter = max_iter
 
     def fit(self, x: Any, y: Any) -> LinearProbe:
-        xt = as_float_matrix(x, "probe features")
+        from sklearn.linear_model import LogisticRegression
+
+        xt = _as_numpy(x, "probe features")
         yy = check_labels(y, "probe labels", xt.shape[0])
         _require_two_classes(yy, "training labels")
-        self.classes_ = np.unique(yy)
-        yi = torch.as_tensor(np.searchsorted(self.classes_, yy))
         if self.standardize:
             self.mean_ = xt.mean(0)
-            self.scale_ = xt.std(0).clamp_min(1e-6)
-        else:
-            self.mean_ = torch.zeros(xt.shape[1])
-            self.scale_ = torch.ones(xt.shape[1])
-        xs = (xt - self.mean_) / self.scale_
-        n, d = xs.shape
-        k = len(self.classes_)
-        w = torch.zeros(d, k, requires_grad=True)
-        b = torch.zeros(k, requires_grad=True)
-        lam = 1.0 / (2.0 * self.C * n)
-        opt = torch.optim.LBFGS(
-            [w, b], lr=1.0, max_iter=self.max_iter, history_size=20,
-            tolerance_grad=1e-6, tolerance_change=1e-10, line_search_fn="strong_wolfe",
-        )
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(xs @ w + b, yi) + lam * w.pow(2).sum()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
-        self.coef_ = w.detach()
-        self.intercept_ = b.detach()
+            self.scale_ = np.maximum(xt.std(0), 1e-6)
+            xt = (xt - self.mean_) / self.scale_
+        self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(xt, yy)
         return self
 
-    def decision_function(self, x: Any) -> torch.Tensor:
-        xt = as_float_matrix(x, "probe features")
-        if xt.shape[1] != self.coef_.shape[0]:
-            raise ShapeError(
-                f"probe was fitted on {self.coef_.shape[0]} features, got shape {tuple(xt.shape)}."
-            )
-        return ((xt - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
-
     def predict(self, x: Any) -> np.ndarray:
-        return self.classes_[self.decision_function(x).argmax(1).numpy()]
+        xt = _as_numpy(x, "probe features")
+        if self.standardize:
+            xt = (xt - self.mean_) / self.scale_
+        return self.model_.predict(xt)
+
+
+def _as_numpy(x: Any, name: str) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        arr = x.detach().cpu().numpy()
+    else:
+        arr = np.asarray(x)
+    if arr.ndim != 2:
+        raise ShapeError(f"{name} must be 2-D [n, d], got shape {arr.shape}.")
+    return arr.astype(np.float32, copy=False)
 
 
 # --------------------------------------------------------------------------- HDC in the shared space
 def shared_projection(dim_in: int, hdc_dim: int, seed: int) -> torch.Tensor:
-    """Gaussian random projection ``[dim_in, hdc_dim]`` (columns ~ N(0, 1/dim_in)), from ``seed``."""
-    gen = make_generator(seed)
-    return torch.randn(dim_in, hdc_dim, generator=gen) / math.sqrt(dim_in)
+    """Gaussian random projection ``[dim_in, hdc_dim]`` drawn from ``seed`` (same bits anywhere)."""
+    from ..functional.hdc import random_projection
+
+    return random_projection(dim_in, hdc_dim, "gaussian", seed=seed)
 
 
 def hdc_codes(z: Any, projection: torch.Tensor, tau: float = 0.3) -> torch.Tensor:
@@ -230,10 +207,10 @@ def hdc_codes(z: Any, projection: torch.Tensor, tau: float = 0.3) -> torch.Tenso
 
     Shapes: ``z [N, k]``, ``projection [k, D]`` -> ``int8 [N, D]`` in ``{-1, 0, +1}``.
     """
+    from ..functional.hdc import ternarize
+
     zt = as_float_matrix(z, "shared-space vectors")
-    p = zt @ projection.to(zt.dtype)
-    thr = tau * p.std(dim=1, keepdim=True)
-    return (p > thr).to(torch.int8) - (p < -thr).to(torch.int8)
+    return ternarize(zt @ projection.to(zt.dtype), threshold="tau_std", tau=tau)
 
 
 def _standardizer(anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
