@@ -24,6 +24,7 @@ from .contrastive import ContrastiveAligner
 from .evaluate import (
     CeilingScores,
     LinearProbe,
+    ProbeScores,
     TransferScores,
     balanced_accuracy,
     ceiling_scores,
@@ -57,6 +58,7 @@ __all__ = [
     "RelativeAligner",
     "ContrastiveAligner",
     "LinearProbe",
+    "ProbeScores",
     "CeilingScores",
     "TransferScores",
     "balanced_accuracy",

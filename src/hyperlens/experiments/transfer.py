@@ -205,6 +205,11 @@ class TransferRun:
         cfg = self.cfg
         with self.report.timer(f"data:{dataset}"):
             ds = hdata.load(dataset, data_dir=cfg.data_dir)
+            # repeated texts would put one text on both sides of a split: keep the first
+            _, first = np.unique(np.asarray(ds.texts, dtype=object), return_index=True)
+            n_dupes = len(ds) - first.size
+            if n_dupes:
+                ds = ds.select(np.sort(first))
             need = cfg.train + cfg.test + cfg.anchor_pool
             if len(ds) < need:
                 raise ConfigError(
@@ -221,6 +226,9 @@ class TransferRun:
                                allow_overlap=cfg.allow_anchor_overlap)
                 rows[seed] = {k: np.asarray(v) for k, v in sp.rows.items()}
         pool = _Pool(list(ds.texts), np.asarray(ds.labels), list(ds.label_names), rows)
+        self.report.data.setdefault("datasets", {})[dataset] = {
+            "pool": len(ds), "duplicates_dropped": int(n_dupes),
+            "class_counts": np.bincount(pool.labels).tolist(), "label_names": pool.label_names}
         self._pools[dataset] = pool
         return pool
 
@@ -578,7 +586,6 @@ def run_transfer(cfg: TransferConfig, out: Path, *, seed: int = 0) -> Path:
         if stage in cfg.stages:
             with rep.timer(f"stage:{stage}"):
                 _STAGE_FUNCS[stage](run)
-            rep.save()
     rep.data["cells"] = {"resumed": run.store.resumed, "computed": run.computed,
                          "file": "cells.jsonl"}
     rows = [["cells computed / resumed", f"{run.computed} / {run.store.resumed}"],
