@@ -36,7 +36,7 @@ def detect_convention(vocab: Sequence[str]) -> str:
         "wordpiece": sum(t.startswith("##") for t in sample),
     }
     best = max(counts, key=lambda k: counts[k])
-    return best if counts[best] >= 0.05 * len(sample) else "words"
+    return best if counts[best] >= 0.02 * len(sample) else "words"
 
 
 def normalize_token(token: str, convention: str, lowercase: bool = True) -> str | None:
