@@ -136,11 +136,14 @@ def test_ridge_recovers_an_affine_map() -> None:
     x = rng.standard_normal((300, 10))
     w = rng.standard_normal((10, 6))
     y = x @ w + 3.0
-    al = make_aligner("ridge", alpha=1e-8).fit(x, y)
+    al = make_aligner("ridge", alpha=1e-8, direction="teacher_to_student").fit(x, y)
     np.testing.assert_allclose(al.coef_.numpy(), w, atol=1e-6)
     np.testing.assert_allclose(al.transform_teacher(x), al.transform_student(y), atol=1e-5)
-    back = make_aligner("ridge", direction="student_to_teacher").fit(x, y)
+    assert al.dim_ == 6
+    back = make_aligner("ridge", alpha=1e-8).fit(x, y)  # student -> teacher
     assert back.dim_ == 10
+    np.testing.assert_allclose(back.transform_teacher(x[:50]) @ w, back.transform_student(y[:50]) @ w,
+                               atol=1e-4)
     auto = make_aligner("ridge").fit(x, y + 0.1 * rng.standard_normal(y.shape))
     assert auto.alpha_ > 0
 

@@ -111,7 +111,7 @@ class ContrastiveAligner(Aligner):
         loss: str = "infonce",
         margin: float = 0.2,
         temperature: float = 0.05,
-        epochs: int = 150,
+        epochs: int = 60,
         batch_size: int | None = None,
         lr: float = 2e-3,
         weight_decay: float = 1e-2,

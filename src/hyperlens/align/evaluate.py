@@ -213,11 +213,24 @@ def hdc_codes(z: Any, projection: torch.Tensor, tau: float = 0.3) -> torch.Tenso
     return ternarize(zt @ projection.to(zt.dtype), threshold="tau_std", tau=tau)
 
 
-def _standardizer(anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centre on the mapped anchors' mean and divide by their RMS norm (one scalar)."""
+STANDARDIZE = ("scalar", "zscore", "center")
+
+
+def _standardizer(anchors: torch.Tensor, mode: str = "scalar") -> tuple[torch.Tensor, torch.Tensor]:
+    """Statistics of one side's mapped anchors: their mean and a scale.
+
+    ``"scalar"``: one scale, the RMS norm of the centred anchors; ``"zscore"``: one scale per
+    shared dimension (undoes per-direction shrinkage of regression maps); ``"center"``:
+    no scaling.
+    """
     mu = anchors.mean(0)
-    scale = (anchors - mu).pow(2).sum(1).mean().sqrt().clamp_min(1e-12)
-    return mu, scale
+    if mode == "zscore":
+        return mu, anchors.std(0).clamp_min(1e-6)
+    if mode == "center":
+        return mu, torch.ones((), dtype=anchors.dtype)
+    if mode != "scalar":
+        raise InputError(f"standardize={mode!r} must be one of {STANDARDIZE}.")
+    return mu, (anchors - mu).pow(2).sum(1).mean().sqrt().clamp_min(1e-12)
 
 
 # --------------------------------------------------------------------------- scores
@@ -314,6 +327,7 @@ def transfer_scores(
     seed: int = 0,
     C: float = 1.0,
     C_float: float = 1.0,
+    standardize: str = "scalar",
     fit: bool = True,
 ) -> TransferScores:
     """Fit ``aligner`` on the anchors, train on the mapped teacher, test on the mapped student.
@@ -339,8 +353,8 @@ def transfer_scores(
             f"teacher_train has {z_tr.shape[0]} rows for {ytr.shape[0]} labels and student_test "
             f"{z_te.shape[0]} rows for {yte.shape[0]} labels; pass one label per row."
         )
-    mu_t, sc_t = _standardizer(za_t)
-    mu_s, sc_s = _standardizer(za_s)
+    mu_t, sc_t = _standardizer(za_t, standardize)
+    mu_s, sc_s = _standardizer(za_s, standardize)
     z_tr = (z_tr - mu_t) / sc_t
     z_te = (z_te - mu_s) / sc_s
     proj = shared_projection(z_tr.shape[1], hdc_dim, seed)

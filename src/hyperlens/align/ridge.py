@@ -38,18 +38,22 @@ def ridge_loo_path(
 class RidgeAligner(Aligner):
     """Affine map between the two spaces by ridge regression, ``Y ~ X W + b``.
 
-    ``direction="teacher_to_student"`` (default) predicts student vectors from teacher
-    vectors, so the shared space is the student's own (centred) space and student test
-    vectors are used as they are. ``alpha="auto"`` picks the penalty that minimises the
+    ``direction="student_to_teacher"`` (default) predicts teacher vectors from student
+    vectors: the shared space is the teacher's own (centred) space, the classifier is
+    trained on real teacher vectors and the student's test vectors arrive as regression
+    estimates ``E[teacher | student]``. The other direction trains the classifier on
+    shrunken predictions and tests it on full student vectors, whose unpredictable
+    directions the classifier never saw constrained; on SST-2 (MiniLM / WordLlama,
+    development seed) that lost 0.3-0.7 of chance-corrected efficiency against this one. ``alpha="auto"`` picks the penalty that minimises the
     exact leave-one-out error on the anchors (closed form, one SVD), so nothing is tuned on
     downstream labels.
 
     Shapes:
-        fit: teacher ``[n, d_t]``, student ``[n, d_s]``; transforms give ``[N, d_s]``
-        (``[N, d_t]`` for ``direction="student_to_teacher"``).
+        fit: teacher ``[n, d_t]``, student ``[n, d_s]``; transforms give ``[N, d_t]``
+        (``[N, d_s]`` for ``direction="teacher_to_student"``).
     """
 
-    def __init__(self, alpha: float | str = "auto", direction: str = "teacher_to_student") -> None:
+    def __init__(self, alpha: float | str = "auto", direction: str = "student_to_teacher") -> None:
         self.alpha = alpha
         self.direction = direction
 
