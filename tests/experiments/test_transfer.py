@@ -146,3 +146,30 @@ def test_bad_configurations(small_csv: Path, tmp_path: Path) -> None:
         tr.run_transfer(_config(small_csv, pair=["ma", "ma"]), tmp_path / "d")
     with pytest.raises(ConfigError, match="rows"):
         tr.run_transfer(_config(small_csv, stages=["0"], train=1000), tmp_path / "e")
+
+
+def test_tour_section_adds_a_transfer_table(small_csv: Path, tmp_path: Path, monkeypatch) -> None:
+    from hyperlens import models as hmodels
+    from hyperlens.report import Report
+
+    def fake_embed(texts, handle, **kw):
+        rng = np.random.default_rng(0)
+        y = np.array([t.endswith("good") for t in texts], dtype=float)
+        z = rng.standard_normal((len(texts), 4))
+        z[:, 0] += 1.6 * y
+        m = np.random.default_rng(zlib.crc32(handle.encode()))
+        return (z @ m.standard_normal((4, WIDTHS[handle]))).astype(np.float32)
+
+    monkeypatch.setattr(hmodels, "load", lambda name, device=None: name)
+    monkeypatch.setattr(hmodels, "embed", fake_embed)
+    rep = Report("tour", {"dataset": str(small_csv), "models": ["ma", "mb"], "n_texts": 200},
+                 out_dir=tmp_path / "tour")
+    tr.tour_section(rep, seed=0, device="cpu")
+    sec = rep.sections[-1]
+    assert sec.title == "Cross-architecture transfer"
+    rows = sec.tables[0]["rows"]
+    assert len(rows) == 4  # two directions x two aligners
+    assert "chance-corr. eff." in sec.tables[0]["columns"]
+    for row in rows:
+        assert 0.0 <= row[2] <= 1.0
+    assert (rep.save() / "index.html").is_file()
