@@ -454,8 +454,14 @@ def stage2(run: TransferRun) -> None:
                          "hdc_acc")
         majority = _stats([run.ceiling(student, cfg.dataset, s, cfg.hdc_dim) for s in cfg.seeds],
                           "majority")
+        teacher_ceiling = _stats([run.ceiling(teacher, cfg.dataset, s, cfg.hdc_dim)
+                                  for s in cfg.seeds], "hdc_acc")
         sec.table(f"{teacher} -> {student}", ["aligner", "anchors", *TRANSFER_COLUMNS], rows,
-                  note=f"student HDC ceiling {_fmt(ceiling)}, majority {majority['mean']:.3f}")
+                  note=f"student HDC ceiling {_fmt(ceiling)}, teacher HDC ceiling "
+                       f"{_fmt(teacher_ceiling)}, majority {majority['mean']:.3f}. A classifier "
+                       "trained on the teacher rarely beats the teacher's own ceiling, so a "
+                       "weaker teacher caps efficiency near teacher / student ceiling = "
+                       f"{teacher_ceiling['mean'] / max(ceiling['mean'], 1e-9):.3f}.")
         sec.plot(f"stage2_{teacher}_to_{student}.png".replace("/", "_"), {
             "kind": "line", "title": f"{teacher} -> {student}: efficiency vs anchors",
             "xlabel": "anchors", "ylabel": "efficiency (transfer / ceiling)", "xscale": "log",
