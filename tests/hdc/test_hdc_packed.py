@@ -46,7 +46,9 @@ def test_memory_is_16x_and_20x_smaller_than_float32() -> None:
 
 def test_numpy_memmap_is_wrapped(tmp_path, codes: torch.Tensor) -> None:
     packed = F.pack(codes, "base3").numpy()
-    mm = np.lib.format.open_memmap(tmp_path / "c.npy", mode="w+", dtype=np.uint8, shape=packed.shape)
+    mm = np.lib.format.open_memmap(
+        tmp_path / "c.npy", mode="w+", dtype=np.uint8, shape=packed.shape
+    )
     mm[:] = packed
     p = PackedCodes(mm, 1003, "base3")
     assert torch.equal(p.to_dense(), codes)
@@ -59,7 +61,9 @@ def test_save_load_round_trip(tmp_path, codes: torch.Tensor, scheme: str) -> Non
     q, meta = PackedCodes.load_with_metadata(path)
     assert torch.equal(q.data, p.data) and q.dim == 1003 and q.scheme == scheme
     assert meta["model"] == "minilm" and meta["dim"] == "1003" and meta["scheme"] == scheme
-    assert [f.name for f in (tmp_path / "sub").iterdir()] == ["codes.safetensors"]  # no temp files left
+    assert [f.name for f in (tmp_path / "sub").iterdir()] == [
+        "codes.safetensors"
+    ]  # no temp files left
     # header is plain JSON at the start of the file (safetensors), readable without hyperlens
     raw = path.read_bytes()
     header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
@@ -74,8 +78,18 @@ def test_load_rejects_foreign_and_broken_files(tmp_path) -> None:
     save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(DataError, match="not a hyperlens packed-codes file"):
         PackedCodes.load(tmp_path / "other.safetensors")
-    meta = {"format": "hyperlens.packed_codes", "version": "1", "dim": "1001", "scheme": "twobit", "n": "2"}
-    save_file({"codes": torch.zeros(2, 250, dtype=torch.uint8)}, str(tmp_path / "bad.safetensors"), metadata=meta)
+    meta = {
+        "format": "hyperlens.packed_codes",
+        "version": "1",
+        "dim": "1001",
+        "scheme": "twobit",
+        "n": "2",
+    }
+    save_file(
+        {"codes": torch.zeros(2, 250, dtype=torch.uint8)},
+        str(tmp_path / "bad.safetensors"),
+        metadata=meta,
+    )
     with pytest.raises(DataError, match="inconsistent"):
         PackedCodes.load(tmp_path / "bad.safetensors")
     (tmp_path / "garbage.safetensors").write_bytes(b"not a file at all")
@@ -94,3 +108,18 @@ def test_bad_construction() -> None:
         PackedCodes.concat([PackedCodes.empty(1, 8), PackedCodes.empty(1, 16)])
     with pytest.raises(InputError, match="block_size"):
         next(PackedCodes.empty(1, 8).iter_blocks(0))
+
+
+def test_load_as_memory_map_and_search(tmp_path, codes: torch.Tensor) -> None:
+    from hyperlens.hdc import search
+
+    p = PackedCodes.from_dense(codes, "base3")
+    path = p.save(tmp_path / "codes.safetensors")
+    mm = PackedCodes.load(path, mmap=True)
+    assert isinstance(mm.data, torch.Tensor) and torch.equal(mm.data, p.data)
+    assert torch.equal(mm.unpack(100, 150), codes[100:150])
+    a = search(codes[:3], mm, k=4, block_size=64)
+    b = search(codes[:3], p, k=4, block_size=64)
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.scores, b.scores)
+    with pytest.raises(InputError, match="mmap"):
+        PackedCodes.load(path, device="meta", mmap=True)

@@ -32,7 +32,9 @@ def test_packed_similarity_equals_dense(data, scheme: str, metric: str) -> None:
     assert got.dtype == want.dtype
     assert torch.equal(got, want)  # bit-for-bit
     naive = {"dot": ref.dot_naive, "cosine": ref.cosine_naive, "hamming": ref.hamming_naive}[metric]
-    np.testing.assert_allclose(got.numpy(), naive(queries.numpy(), codes.numpy()), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        got.numpy(), naive(queries.numpy(), codes.numpy()), rtol=1e-6, atol=1e-7
+    )
     # packed queries give the same answer
     assert torch.equal(similarity(PackedCodes.from_dense(queries, scheme), packed, metric), want)
 
@@ -53,7 +55,9 @@ def test_search_equals_naive_ranking(data, scheme: str, metric: str, k: int) -> 
 
 def test_search_finds_itself_and_duplicates_rank_by_index(data) -> None:
     queries, codes = data
-    res = search(codes[[200, 3]], PackedCodes.from_dense(codes), k=2, metric="cosine", block_size=50)
+    res = search(
+        codes[[200, 3]], PackedCodes.from_dense(codes), k=2, metric="cosine", block_size=50
+    )
     assert res.indices[0].tolist() == [10, 200]  # identical codes: lower index first
     assert res.indices[1, 0] == 3
     assert float(res.scores[0, 0]) == 1.0
@@ -90,3 +94,14 @@ def test_mismatched_dimensions_and_types(data) -> None:
         similarity(queries, codes)
     with pytest.raises(HyperlensError, match="-1, 0 and"):
         similarity(queries * 3, packed)
+
+
+@pytest.mark.parametrize("metric", ["dot", "cosine", "hamming"])
+def test_search_with_massive_ties_keeps_index_order(metric: str) -> None:
+    """All codes identical: every score ties, so the answer is the k lowest indices."""
+    code = F.random_hypervectors(1, 256, "ternary", seed=5)
+    codes = code.repeat(120, 1)
+    codes[7] = -code[0]  # one clearly worse code
+    res = search(code, PackedCodes.from_dense(codes), k=30, metric=metric, block_size=50)
+    want = [i for i in range(120) if i != 7][:30]
+    assert res.indices[0].tolist() == want

@@ -22,9 +22,12 @@ from .sources import (
     rotten_tomatoes_path,
 )
 from .text import Provenance, Splits, TextDataset, encode_labels
+from .wordnet import install_wordnet, wordnet
 
 __all__ = [
     "load",
+    "wordnet",
+    "install_wordnet",
     "TextDataset",
     "Splits",
     "Provenance",

@@ -88,7 +88,7 @@ def read_table(
                 "dtype": str,
                 "keep_default_na": False,
                 "na_filter": False,
-                "encoding": "utf-8",
+                "encoding": "utf-8-sig",  # also strips a byte-order mark
             }
             if fmt == "tsv":
                 # TSV has no quoting convention; GLUE-style files contain bare quotes.
@@ -280,6 +280,12 @@ def dataset_from_frame(
         raise DataError(
             f"no usable rows in {source}: all {n} rows lack a text or a label "
             f"(text column {text_col!r}, label column {label_col!r}); check the columns and the file."
+            + (
+                f" Every label is {missing_label!r}, which marks hidden labels (as in GLUE test "
+                "splits); use a split that has labels."
+                if missing_label is not None and label_missing.all()
+                else ""
+            )
         )
     if bad.any() and not drop_invalid:
         parts = []

@@ -378,7 +378,28 @@ def _is_offline() -> bool:
     return any(os.environ.get(v, "").strip().lower() in truthy for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
+def _hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
+    """Whether the Hugging Face endpoint answers a TCP connection (fails fast offline,
+    instead of ``datasets``' minute of retries)."""
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urlparse(endpoint)
+    host, port = parsed.hostname or "huggingface.co", parsed.port or (80 if parsed.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True, ""
+    except OSError as exc:
+        return False, f"{host}:{port} is unreachable: {exc}"
+
+
 def _offline_message(hf_id: str, reason: str) -> str:
+    import difflib
+
+    known = [n for d in NAMED_DATASETS.values() for n in (d.name, *d.aliases)]
+    close = difflib.get_close_matches(hf_id.lower(), known, n=1, cutoff=0.75)
+    hint = f" Did you mean the named dataset {close[0]!r}?" if close else ""
     return (
         f"{hf_id!r} is not a named dataset ({', '.join(NAMED_DATASETS)}) nor a local file, so it "
         f"was taken as a Hugging Face dataset id, which cannot be fetched without network "
@@ -386,6 +407,7 @@ def _offline_message(hf_id: str, reason: str) -> str:
         "(datasets.load_dataset(id).save_to_disk(folder), or export it to csv/jsonl/parquet) "
         "and pass that folder or file instead, e.g. load('reviews.csv', text_column='text', "
         "label_column='label'). Local csv, tsv, jsonl and parquet files need no network."
+        + hint
     )
 
 
@@ -421,8 +443,16 @@ def _load_hf(
             obj = obj[chosen]
         source, fmt = str(from_disk), "hf-disk"
     else:
-        if _is_offline():
+        # Packaged builders ("csv", "json", "parquet", ...) read local files and need no hub.
+        packaged = hf_id in getattr(
+            getattr(datasets, "packaged_modules", None), "_PACKAGED_DATASETS_MODULES", {}
+        )
+        if not packaged and _is_offline():
             raise DataError(_offline_message(hf_id, "HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set"))
+        if not packaged:
+            reachable, why = _hub_reachable()
+            if not reachable:
+                raise DataError(_offline_message(hf_id, why))
         try:
             obj = datasets.load_dataset(hf_id, config, split=chosen, **dict(hf_options or {}))
         except Exception as exc:  # network, auth, missing id: all end here

@@ -366,14 +366,24 @@ class TextDataset:
             )
         idx = idx.astype(np.int64) % max(len(self), 1)
         texts = self._texts
-        return TextDataset(
-            [texts[i] for i in idx.tolist()],
-            self._labels[idx],
-            self._label_names,
-            name=name or self.name,
-            provenance=self.provenance,
-            indices=self._indices[idx],
+        return self._subset(
+            [texts[i] for i in idx.tolist()], self._labels[idx], self._indices[idx], name or self.name
         )
+
+    def _subset(self, texts: list[str], labels: np.ndarray, indices: np.ndarray, name: str) -> TextDataset:
+        """A dataset of rows already validated by ``self`` (skips the per-text checks)."""
+        out = TextDataset.__new__(TextDataset)
+        labels = np.array(labels, dtype=np.int64)
+        indices = np.array(indices, dtype=np.int64)
+        labels.setflags(write=False)
+        indices.setflags(write=False)
+        out._texts = texts
+        out._labels = labels
+        out._label_names = self._label_names
+        out.name = name
+        out.provenance = self.provenance
+        out._indices = indices
+        return out
 
     def split(
         self,

@@ -9,21 +9,21 @@ outside an ``nltk_data`` folder and symlinks that leave it, hence a copy (about 
 
 Command line (used by ``scripts/install_wordnet.sh``)::
 
-    python -m hyperlens.data.wordnet check
-    python -m hyperlens.data.wordnet install [--source /usr/share/wordnet] [--target DIR]
+    python -m hyperlens.data.wordnet_setup check
+    python -m hyperlens.data.wordnet_setup install [--source /usr/share/wordnet] [--target DIR]
+
+(``hyperlens.data.wordnet`` as an attribute is the :func:`wordnet` function; reach this
+module with ``from hyperlens.data.wordnet import ...`` or ``importlib``.)
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, DependencyError
-from ..utils import atomic_path, cache_dir
 
 __all__ = [
     "wordnet",
@@ -95,13 +95,15 @@ _INSTALL_HELP = (
     "Install it in one of these ways: (1) from a hyperlens checkout run "
     "`bash scripts/install_wordnet.sh` (uses the Debian packages when root, else nltk.download); "
     "(2) on Debian/Ubuntu: `sudo apt-get install wordnet-base wordnet-sense-index` and then "
-    "`python -m hyperlens.data.wordnet install` (copies /usr/share/wordnet into "
+    "`python -m hyperlens.data.wordnet_setup install` (copies /usr/share/wordnet into "
     "{target}); (3) with internet: `python -c \"import nltk; nltk.download('wordnet')\"`; "
     "(4) put an existing nltk_data folder holding corpora/wordnet on NLTK_DATA."
 )
 
 
 def _default_target() -> Path:
+    from ..utils import cache_dir  # imported here: hyperlens.utils pulls in torch
+
     return cache_dir("nltk_data", create=False)
 
 
@@ -158,10 +160,16 @@ def wordnet() -> Any:
             + _INSTALL_HELP.format(target=_default_target() / "corpora" / "wordnet")
         ) from exc
     except (OSError, ValueError) as exc:  # present but broken (e.g. lexnames missing)
+        hint = (
+            " Copies of the Debian files lack the 'lexnames' file NLTK needs; install_wordnet() "
+            "writes it."
+            if "lexnames" in str(exc)
+            else ""
+        )
         raise DataError(
-            f"WordNet files were found but could not be read ({type(exc).__name__}: {exc}). "
-            "Reinstall them: `python -m hyperlens.data.wordnet install` (Debian files) or "
-            "`nltk.download('wordnet')`."
+            f"WordNet files were found but could not be read ({type(exc).__name__}: {exc}).{hint} "
+            "Reinstall them: `python -m hyperlens.data.wordnet_setup install --overwrite` "
+            "(Debian files) or `nltk.download('wordnet')`."
         ) from exc
     return wn
 
@@ -188,6 +196,8 @@ def install_wordnet(
 
     The copy is atomic: a failure leaves no half-installed corpus behind.
     """
+    from ..utils import atomic_path
+
     src = Path(source).expanduser()
     root = Path(target).expanduser() if target is not None else _default_target()
     if root.name != "nltk_data":
@@ -222,34 +232,3 @@ def install_wordnet(
             (tmp / "lexnames").write_text(_lexnames_text(), encoding="utf-8")
     _register(root)
     return root
-
-
-def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m hyperlens.data.wordnet", description="Check or install WordNet for NLTK."
-    )
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("check", help="exit 0 when WordNet loads, 1 otherwise")
-    inst = sub.add_parser("install", help="copy the Debian WordNet files where NLTK finds them")
-    inst.add_argument("--source", default=DEBIAN_WORDNET_DIR)
-    inst.add_argument("--target", default=None, help="an nltk_data folder (default: hyperlens cache)")
-    inst.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        if args.cmd == "install":
-            root = install_wordnet(args.source, args.target, overwrite=args.overwrite)
-            print(f"WordNet installed under {root / 'corpora' / 'wordnet'}")
-        wn = wordnet()
-        dog, cat = wn.synset("dog.n.01"), wn.synset("cat.n.01")
-        print(
-            f"WordNet {wn.get_version()} is usable: path_similarity(dog, cat) = "
-            f"{dog.path_similarity(cat):.3f}, wup = {dog.wup_similarity(cat):.3f}."
-        )
-        return 0
-    except (DataError, DependencyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(_main())

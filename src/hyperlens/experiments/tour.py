@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,10 @@ DESCRIPTION = (
 )
 
 #: Extra sections other experiments contribute: (name, module with ``tour_section``).
-EXTRA_SECTIONS: tuple[tuple[str, str], ...] = ()
+EXTRA_SECTIONS: tuple[tuple[str, str], ...] = (
+    ("terrain", "hyperlens.experiments.terrain"),
+    ("weights", "hyperlens.experiments.weights"),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -99,7 +103,7 @@ def run_tour(
         if n_texts and len(ds) > n_texts:
             ds = ds.subsample(n_texts, seed=seed)
         splits = ds.split(test=test_fraction, seed=seed)
-    train_idx, test_idx = _split_indices(ds, splits)
+    train_idx, test_idx = splits.rows["train"], splits.rows["test"]
     y = np.asarray(ds.labels)
 
     probe_series, probe_rows, geo_rows = [], [], []
@@ -108,7 +112,11 @@ def run_tour(
             handle = hmodels.load(name, device=dev)
         t0 = time.perf_counter()
         with rep.timer(f"embed:{name}"):
-            layers = hmodels.embed_layers(ds.texts, handle, pooling=pooling, batch_size=batch_size)
+            if handle.kind == "static":  # word vectors: one "layer", the averaged vectors
+                layers = hmodels.embed(ds.texts, handle, cache=True)[None]
+            else:
+                layers = hmodels.embed_layers(ds.texts, handle, pooling=pooling,
+                                              batch_size=batch_size, cache=True)
         rate = len(ds) / max(time.perf_counter() - t0, 1e-9)
         with rep.timer(f"probe:{name}"):
             accs = []
@@ -145,11 +153,11 @@ def run_tour(
                 g["participation_ratio"], g["pr_over_dim"], g["texts_per_s"]] for g in geo_rows])
     sec.plot("tour_cosines.png", {
         "kind": "hist", "title": "Cosine similarity of random text pairs (last layer)",
-        "xlabel": "cosine", "series": [{"label": g["model"], "edges": g["cos_hist"], "counts": g["cos_counts"]}
+        "xlabel": "cosine", "ylabel": "density", "series": [{"label": g["model"], "edges": g["cos_hist"], "counts": g["cos_counts"]}
                                        for g in geo_rows]})
     sec2 = rep.section(
         "Linear probes per layer",
-        f"A logistic regression on standardised features, trained on {len(train_idx)} texts and "
+        f"A ridge classifier on standardised features (penalty chosen by leave-one-out CV), trained on {len(train_idx)} texts and "
         f"tested on {len(test_idx)} held-out texts, for every layer (0 = embedding output). Bands "
         "are 95 % Wilson intervals; the dashed line is the majority-class rate.")
     sec2.plot("tour_probes.png", {
@@ -175,17 +183,12 @@ def run_tour(
             continue
         mod = importlib.import_module(module)
         with rep.timer(f"section:{name}"):
-            mod.tour_section(rep, seed=seed, device=str(dev))
+            kwargs: dict[str, Any] = {"seed": seed, "device": str(dev)}
+            if "models" in inspect.signature(mod.tour_section).parameters:
+                kwargs["models"] = tuple(models)
+            mod.tour_section(rep, **kwargs)
         rep.save()
     return rep.save()
-
-
-def _split_indices(ds: Any, splits: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices of the train and test parts inside ``ds``."""
-    pos = {t: i for i, t in enumerate(ds.texts)}
-    train = np.array([pos[t] for t in splits.train.texts])
-    test = np.array([pos[t] for t in splits.test.texts])
-    return train, test
 
 
 def main(args: argparse.Namespace) -> Path:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import torch
 
 from ..errors import InputError, ShapeError
@@ -63,6 +64,7 @@ __all__ = [
     "packed_width",
     "pack",
     "unpack",
+    "packed_nonzeros",
     "pack_twobit",
     "unpack_twobit",
     "pack_base3",
@@ -106,7 +108,10 @@ def check_codes(x: object, name: str, *, check_values: bool = True) -> torch.Ten
             f"got dtype {x.dtype}; convert with ternarize() or .to(torch.int8)."
         )
     if x.ndim == 0 or x.shape[-1] == 0:
-        raise ShapeError(f"{name} must have a non-empty last (hypervector) dimension, got shape {tuple(x.shape)}.")
+        raise ShapeError(
+            f"{name} must have a non-empty last (hypervector) dimension, got shape "
+            f"{tuple(x.shape)}."
+        )
     if check_values:
         bad = (x < -1) | (x > 1)
         if x.is_floating_point():
@@ -132,7 +137,9 @@ def _check_real(x: object, name: str) -> torch.Tensor:
         try:
             x = torch.as_tensor(x)
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise InputError(f"{name} must be a numeric array or tensor, got {type(x).__name__}.") from exc
+            raise InputError(
+                f"{name} must be a numeric array or tensor, got {type(x).__name__}."
+            ) from exc
     if x.is_complex() or x.dtype == torch.bool:
         raise InputError(f"{name} must be real-valued, got dtype {x.dtype}; pass a float tensor.")
     if x.ndim == 0 or x.shape[-1] == 0:
@@ -205,16 +212,16 @@ def random_projection(
     elif kind == "sparse":
         dens = 1.0 / math.sqrt(d_in) if density is None else density
         if not isinstance(dens, (int, float)) or not 0.0 < float(dens) <= 1.0:
-            raise InputError(f"density must be in (0, 1], got {density!r}; the default is 1/sqrt(d_in).")
+            raise InputError(
+                f"density must be in (0, 1], got {density!r}; the default is 1/sqrt(d_in)."
+            )
         u = torch.rand(d_in, d_out, generator=generator, dtype=torch.float32)
         scale = 1.0 / math.sqrt(float(dens) * d_out)
         mat = torch.zeros(d_in, d_out, dtype=torch.float32)
         mat[u < dens / 2] = scale
         mat[(u >= dens / 2) & (u < dens)] = -scale
     else:
-        raise InputError(
-            f"kind must be 'gaussian', 'rademacher' or 'sparse', got {kind!r}."
-        )
+        raise InputError(f"kind must be 'gaussian', 'rademacher' or 'sparse', got {kind!r}.")
     return mat.to(device=device if device is not None else "cpu", dtype=dtype)
 
 
@@ -254,8 +261,10 @@ def random_hypervectors(
 
 # --------------------------------------------------------------------------- ternarisation
 def _check_sparsity(sparsity: object) -> float:
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not (
-        0.0 < float(sparsity) < 1.0
+    if (
+        isinstance(sparsity, bool)
+        or not isinstance(sparsity, (int, float))
+        or not (0.0 < float(sparsity) < 1.0)
     ):
         raise InputError(
             f"sparsity must be a fraction strictly between 0 and 1 (the share of zeros per "
@@ -265,8 +274,10 @@ def _check_sparsity(sparsity: object) -> float:
 
 
 def _check_tau(tau: object, name: str = "tau") -> float:
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not (
-        math.isfinite(float(tau)) and float(tau) >= 0.0
+    if (
+        isinstance(tau, bool)
+        or not isinstance(tau, (int, float))
+        or not (math.isfinite(float(tau)) and float(tau) >= 0.0)
     ):
         raise InputError(f"{name} must be a finite number >= 0, got {tau!r}.")
     return float(tau)
@@ -276,6 +287,45 @@ def quantile_zero_count(d: int, sparsity: float) -> int:
     """How many entries per row the ``"quantile"`` rule zeroes when magnitudes are distinct:
     ``k = floor(sparsity * (d - 1)) + 1`` (the rank of the linearly interpolated quantile)."""
     return min(d, int(math.floor(sparsity * (d - 1))) + 1)
+
+
+def _partition_rows(a: np.ndarray, kth: int) -> None:
+    """In-place ``np.partition`` of every row, split over threads (NumPy drops the GIL)."""
+    workers = max(1, min(torch.get_num_threads(), a.shape[0] // 64))
+    if workers == 1:
+        a.partition(kth, axis=1)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    bounds = np.linspace(0, a.shape[0], workers + 1).astype(int)
+    with ThreadPoolExecutor(workers) as pool:
+        list(
+            pool.map(lambda i: a[bounds[i] : bounds[i + 1]].partition(kth, axis=1), range(workers))
+        )
+
+
+def _kth_smallest_abs(x2: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k``-th smallest ``|x|`` of every row (1-based), without sorting.
+
+    On the CPU this is NumPy's introselect (``np.partition``) run in place on a scratch
+    copy of ``|x|``, over row blocks in parallel: measured 2-3x faster than ``torch.topk``
+    and ``torch.kthvalue``, which sort (value, index) pairs. Elsewhere ``torch.topk`` on the
+    smaller side of the split.
+
+    Shapes:
+        x2: ``[n, d]`` -> ``[n]`` (dtype of ``x2``)
+    """
+    d = x2.shape[1]
+    if x2.device.type == "cpu" and x2.dtype in (torch.float32, torch.float64):
+        a = x2.detach().abs().contiguous()  # fresh scratch buffer, safe to reorder in place
+        an = a.numpy()
+        _partition_rows(an, k - 1)
+        return torch.from_numpy(np.ascontiguousarray(an[:, k - 1]))
+    a = x2.abs()
+    m = d - k + 1  # the k-th smallest is the m-th largest; select on the smaller side
+    if m <= k:
+        return torch.topk(a, m, dim=1, largest=True, sorted=False).values.amin(dim=1)
+    return torch.topk(a, k, dim=1, largest=False, sorted=False).values.amax(dim=1)
 
 
 def ternary_thresholds(
@@ -292,8 +342,8 @@ def ternary_thresholds(
       ``k = floor(sparsity * (d - 1)) + 1``. This equals ``torch.quantile(|x|, sparsity)``
       (linear interpolation) followed by the strict comparison ``|x| > t`` for rows with
       distinct magnitudes: exactly ``k`` zeros (7,000 of 10,000 at ``sparsity=0.7``).
-      Found with one partial selection (``torch.topk`` on the smaller side) per row, with
-      no sort and no Python loop.
+      Found by one selection per row (introselect on the CPU, ``torch.topk`` on other
+      devices), with no sort and no Python loop.
     - ``"tau_std"``: ``t = tau * std(x_row)`` (population standard deviation, i.e.
       ``correction=0``, about the row mean).
     - ``"fixed"``: ``t = tau`` for every row.
@@ -311,12 +361,7 @@ def ternary_thresholds(
         k = quantile_zero_count(d, s)
         if n == 0:
             return x2.new_zeros(lead)
-        a = x2.abs()
-        m = d - k + 1  # the k-th smallest is the m-th largest; select on the smaller side
-        if m <= k:
-            t = torch.topk(a, m, dim=1, largest=True, sorted=False).values.amin(dim=1)
-        else:
-            t = torch.topk(a, k, dim=1, largest=False, sorted=False).values.amax(dim=1)
+        t = _kth_smallest_abs(x2, k)
     elif threshold == "tau_std":
         tt = _check_tau(tau)
         t = x2.std(dim=1, correction=0).mul_(tt) if n else x2.new_zeros(0)
@@ -324,9 +369,7 @@ def ternary_thresholds(
         tt = _check_tau(tau)
         t = x2.new_full((n,), tt)
     else:
-        raise InputError(
-            f"threshold must be 'quantile', 'tau_std' or 'fixed', got {threshold!r}."
-        )
+        raise InputError(f"threshold must be 'quantile', 'tau_std' or 'fixed', got {threshold!r}.")
     return t.reshape(lead)
 
 
@@ -360,7 +403,8 @@ def ternarize(
     x = _check_real(x, "x")
     t = ternary_thresholds(x, threshold, sparsity, tau, check_finite=check_finite)
     t = t.unsqueeze(-1)
-    return (x > t).to(torch.int8).sub_((x < -t).to(torch.int8))
+    # bool tensors are bytes holding 0/1, so viewing them as int8 costs nothing
+    return torch.gt(x, t).view(torch.int8) - torch.lt(x, -t).view(torch.int8)
 
 
 # --------------------------------------------------------------------------- algebra
@@ -412,7 +456,9 @@ def bundle(
     """
     x = check_codes(x, "x")
     if x.ndim < 2:
-        raise ShapeError(f"x must stack at least one code along dim={dim}, got shape {tuple(x.shape)}.")
+        raise ShapeError(
+            f"x must stack at least one code along dim={dim}, got shape {tuple(x.shape)}."
+        )
     if not -x.ndim <= dim < x.ndim or dim in (-1, x.ndim - 1):
         raise InputError(
             f"dim must index a stacking dimension of x (not the last, hypervector one), got "
@@ -455,9 +501,9 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Exact ``a @ b.T`` for ``int8`` matrices, accumulated in ``int32``.
 
     Uses ``torch._int_mm`` (oneDNN VNNI kernels on CPU, IMMA on CUDA) and pads the shapes
-    that CUDA requires; small CPU products use float32 (exact: every partial sum of codes
-    in ``{-1, 0, +1}`` is an integer below ``2**24``); falls back to a float64 product (exact for ``d < 2**53``) where the
-    integer kernel is unavailable.
+    that CUDA requires. Small CPU products use float32, which is exact here: every partial
+    sum of codes in ``{-1, 0, +1}`` is an integer below ``2**24``. Where the integer kernel
+    is unavailable the product falls back to float64 (exact for ``d < 2**53``).
 
     Shapes:
         a: ``[n, d]`` int8, b: ``[m, d]`` int8 -> ``[n, m]`` int32
@@ -524,9 +570,15 @@ def cosine_from_dot(dots: torch.Tensor, nnz_a: torch.Tensor, nnz_b: torch.Tensor
     Shapes:
         dots: ``[n, m]`` int32, nnz_a: ``[n]``, nnz_b: ``[m]`` -> ``[n, m]`` float32
     """
-    denom = torch.sqrt(nnz_a.to(torch.float64).unsqueeze(1) * nnz_b.to(torch.float64).unsqueeze(0))
-    out = dots.to(torch.float64) / denom.clamp_min(1.0)
-    return out.masked_fill_(denom == 0, 0.0).to(torch.float32)
+    na = nnz_a.to(torch.float32)
+    nb = nnz_b.to(torch.float32)
+    # float32 throughout: sqrt(n_a n_b) is correctly rounded, so a code against itself gives
+    # exactly 1.0; four passes over the [n, m] block instead of six in float64.
+    denom = torch.outer(na, nb).sqrt_()
+    out = dots.to(torch.float32).div_(denom)
+    if bool((nnz_a == 0).any()) or bool((nnz_b == 0).any()):
+        out.masked_fill_(denom == 0, 0.0)
+    return out
 
 
 def hamming_from_dot(
@@ -557,7 +609,7 @@ def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Pairwise cosine similarity of codes (``dot / sqrt(nnz_a * nnz_b)``; 0 if either code is zero).
+    """Pairwise cosine similarity of codes: ``dot / sqrt(nnz_a * nnz_b)``, 0 for a zero code.
 
     Shapes:
         a: ``[n, d]`` or ``[d]``, b: ``[m, d]`` or ``[d]`` -> ``[n, m]`` float32
@@ -574,9 +626,7 @@ def hamming(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         a: ``[n, d]`` or ``[d]``, b: ``[m, d]`` or ``[d]`` -> ``[n, m]`` int32
     """
     a, b, squeeze = _pairwise_args(a, b)
-    out = hamming_from_dot(
-        int_matmul(a, b), int_matmul(a.abs(), b.abs()), nonzeros(a), nonzeros(b)
-    )
+    out = hamming_from_dot(int_matmul(a, b), int_matmul(a.abs(), b.abs()), nonzeros(a), nonzeros(b))
     return out.reshape(()) if squeeze else out
 
 
@@ -587,7 +637,7 @@ _LUT_CACHE: dict[tuple[str, str], torch.Tensor] = {}
 
 
 def packed_width(d: int, scheme: Scheme) -> int:
-    """Bytes per code of dimension ``d``: ``2 * ceil(d / 8)`` for two-bit, ``ceil(d / 5)`` for base-3."""
+    """Bytes per code of dimension ``d``: ``2 ceil(d/8)`` (two-bit) or ``ceil(d/5)`` (base-3)."""
     d = _check_positive_int(d, "d")
     if scheme == "twobit":
         return 2 * (-(-d // 8))
@@ -597,12 +647,14 @@ def packed_width(d: int, scheme: Scheme) -> int:
 
 
 def _twobit_lut(device: torch.device) -> torch.Tensor:
-    """``[65536]`` int64: entry ``pos * 256 + neg`` holds the 8 trits of that byte pair as int8 bytes."""
+    """``[65536]`` int64: entry ``pos * 256 + neg`` holds that byte pair's 8 trits as int8 bytes."""
     key = ("twobit", str(device))
     lut = _LUT_CACHE.get(key)
     if lut is None:
         idx = torch.arange(256, dtype=torch.int16)
-        bits = ((idx.unsqueeze(1) >> torch.arange(8, dtype=torch.int16)) & 1).to(torch.int8)  # [256, 8]
+        bits = ((idx.unsqueeze(1) >> torch.arange(8, dtype=torch.int16)) & 1).to(
+            torch.int8
+        )  # [256, 8]
         trits = bits.unsqueeze(1) - bits.unsqueeze(0)  # [pos 256, neg 256, 8]
         lut = trits.reshape(65536, 8).contiguous().view(torch.int64).reshape(65536).to(device)
         _LUT_CACHE[key] = lut
@@ -619,6 +671,43 @@ def _base3_lut(device: torch.device) -> torch.Tensor:
         lut = (digits - 1).to(torch.int8).to(device)
         _LUT_CACHE[key] = lut
     return lut
+
+
+def packed_nonzeros(packed: torch.Tensor, d: int, scheme: Scheme = "twobit") -> torch.Tensor:
+    """Non-zero count of every packed code, read from the bytes (one table look-up per byte).
+
+    Shapes:
+        packed: ``[n, packed_width(d, scheme)]`` uint8 -> ``[n]`` int32
+    """
+    width = packed_width(d, scheme)
+    packed = _check_packed(packed, width, scheme, d)
+    p2, lead = _as_rows(packed)
+    if scheme == "twobit":
+        nb = width // 2
+        occupied = p2[:, :nb] | p2[:, nb:]  # a trit is non-zero when either plane bit is set
+        pad = (-nb) % 8
+        if pad:
+            occupied = torch.nn.functional.pad(occupied, (0, pad))
+        return (
+            _popcount64(occupied.contiguous().view(torch.int64))
+            .sum(dim=1, dtype=torch.int32)
+            .reshape(lead)
+        )
+    key = ("nnz_base3", str(packed.device))
+    lut = _LUT_CACHE.get(key)
+    if lut is None:
+        lut = (_base3_lut(torch.device("cpu")) != 0).sum(1).to(torch.int32).to(packed.device)
+        _LUT_CACHE[key] = lut
+    counts = torch.index_select(lut, 0, p2.reshape(-1).to(torch.int32)).reshape(p2.shape)
+    return counts.sum(dim=1, dtype=torch.int32).reshape(lead)
+
+
+def _popcount64(w: torch.Tensor) -> torch.Tensor:
+    """Set bits of every int64 word (SWAR bit counting; torch has no popcount operator)."""
+    w = w - ((w >> 1) & 0x5555555555555555)
+    w = (w & 0x3333333333333333) + ((w >> 2) & 0x3333333333333333)
+    w = (w + (w >> 4)) & 0x0F0F0F0F0F0F0F0F
+    return (w * 0x0101010101010101) >> 56 & 0xFF
 
 
 def pack_twobit(x: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:
@@ -655,8 +744,9 @@ def unpack_twobit(packed: torch.Tensor, d: int) -> torch.Tensor:
     nb = -(-d // 8)
     packed = _check_packed(packed, 2 * nb, "twobit", d)
     p2, lead = _as_rows(packed)
-    idx = p2[:, :nb].to(torch.int32).mul_(256).add_(p2[:, nb:].to(torch.int32))
-    words = _twobit_lut(p2.device)[idx]  # [n, nb] int64 = 8 int8 trits each
+    idx = (p2[:, :nb].to(torch.int32) << 8) | p2[:, nb:].to(torch.int32)
+    # 1-D index_select is about 3x faster than advanced indexing for table look-ups
+    words = torch.index_select(_twobit_lut(p2.device), 0, idx.reshape(-1))  # int64 = 8 trits
     out = words.view(torch.int8).reshape(p2.shape[0], nb * 8)
     if nb * 8 != d:
         out = out[:, :d]
@@ -694,7 +784,8 @@ def unpack_base3(packed: torch.Tensor, d: int) -> torch.Tensor:
     nb = -(-d // 5)
     packed = _check_packed(packed, nb, "base3", d)
     p2, lead = _as_rows(packed)
-    out = _base3_lut(p2.device)[p2.to(torch.int32)].reshape(p2.shape[0], nb * 5)
+    flat = p2.reshape(-1).to(torch.int32)
+    out = torch.index_select(_base3_lut(p2.device), 0, flat).reshape(p2.shape[0], nb * 5)
     if nb * 5 != d:
         out = out[:, :d]
     return out.reshape(*lead, d)

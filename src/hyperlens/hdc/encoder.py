@@ -35,7 +35,9 @@ def _n_rows(X: Any, name: str) -> int:
     if len(shape) != 2:
         raise ShapeError(f"{name} must be 2-D [n, d_in], got shape {tuple(shape)}.")
     if shape[0] == 0 or shape[1] == 0:
-        raise ShapeError(f"{name} must have at least one row and one column, got shape {tuple(shape)}.")
+        raise ShapeError(
+            f"{name} must have at least one row and one column, got shape {tuple(shape)}."
+        )
     return int(shape[0])
 
 
@@ -76,6 +78,9 @@ class TernaryEncoder(TransformerMixin, BaseEstimator):
         mean_: ``[d_in]`` float32 feature means (``None`` unless ``center``).
         scale_: ``[d_in]`` float32 feature standard deviations, 1 where constant
             (``None`` unless ``scale``).
+        weight_, bias_: the projection with centring and scaling folded in
+            (``((x - mean_) / scale_) @ projection_ == x @ weight_ + bias_``).
+        device_: the resolved torch device.
         n_features_in_: ``d_in``.
 
     Shapes:
@@ -125,7 +130,11 @@ class TernaryEncoder(TransformerMixin, BaseEstimator):
     def _validate_params(self) -> torch.device:
         if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim <= 0:
             raise InputError(f"dim must be a positive int, got {self.dim!r}; e.g. dim=10000.")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size <= 0:
+        if (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int)
+            or self.batch_size <= 0
+        ):
             raise InputError(f"batch_size must be a positive int, got {self.batch_size!r}.")
         if self.threshold not in ("quantile", "tau_std", "fixed"):
             raise InputError(
@@ -161,6 +170,8 @@ class TernaryEncoder(TransformerMixin, BaseEstimator):
             X: ``[n, d_in]``
         """
         device = self._validate_params()
+        if not hasattr(X, "shape"):
+            X = np.asarray(X, dtype=np.float32)
         n = _n_rows(X, "X")
         d_in = int(X.shape[1])
         mean = scale = None
@@ -192,9 +203,9 @@ class TernaryEncoder(TransformerMixin, BaseEstimator):
             weight = weight / scale.unsqueeze(1)
         if mean is not None:
             bias = -(mean.unsqueeze(0) @ weight).squeeze(0)
-        self._weight = weight
-        self._bias = bias
-        self._device = device
+        self.weight_ = weight
+        self.bias_ = bias
+        self.device_ = device
         return self
 
     # ------------------------------------------------------------------ transform
@@ -211,11 +222,13 @@ class TernaryEncoder(TransformerMixin, BaseEstimator):
             X: ``[n, d_in]`` -> ``[n, dim]`` float32
         """
         self._check_fitted()
+        if not hasattr(X, "shape"):
+            X = np.asarray(X, dtype=np.float32)
         n = _n_rows(X, "X")
         self._check_width(X)
-        out = torch.empty(n, self.dim, dtype=torch.float32, device=self._device)
+        out = torch.empty(n, self.dim, dtype=torch.float32, device=self.device_)
         for start in range(0, n, self.batch_size):
-            z = self._project_batch(self._batch(X, start, self._device))
+            z = self._project_batch(self._batch(X, start, self.device_))
             out[start : start + z.shape[0]] = z
         return out
 
@@ -227,9 +240,9 @@ class TernaryEncoder(TransformerMixin, BaseEstimator):
             )
 
     def _project_batch(self, xb: torch.Tensor) -> torch.Tensor:
-        z = xb @ self._weight
-        if self._bias is not None:
-            z += self._bias
+        z = xb @ self.weight_
+        if self.bias_ is not None:
+            z += self.bias_
         return z
 
     def _encode_batch(self, xb: torch.Tensor) -> torch.Tensor:
@@ -249,18 +262,22 @@ class TernaryEncoder(TransformerMixin, BaseEstimator):
         out_kind = self.output if output is None else output
         if out_kind not in ("dense", "twobit", "base3"):
             raise InputError(f"output must be 'dense', 'twobit' or 'base3', got {out_kind!r}.")
+        if not hasattr(X, "shape"):
+            X = np.asarray(X, dtype=np.float32)
         n = _n_rows(X, "X")
         self._check_width(X)
         if out_kind == "dense":
-            dense = torch.empty(n, self.dim, dtype=torch.int8, device=self._device)
+            dense = torch.empty(n, self.dim, dtype=torch.int8, device=self.device_)
             for start in range(0, n, self.batch_size):
-                codes = self._encode_batch(self._batch(X, start, self._device))
+                codes = self._encode_batch(self._batch(X, start, self.device_))
                 dense[start : start + codes.shape[0]] = codes
             return dense
-        packed = PackedCodes.empty(n, self.dim, out_kind, self._device)
+        packed = PackedCodes.empty(n, self.dim, out_kind, self.device_)
         for start in range(0, n, self.batch_size):
-            codes = self._encode_batch(self._batch(X, start, self._device))
-            packed.data[start : start + codes.shape[0]] = F.pack(codes, out_kind, check_values=False)
+            codes = self._encode_batch(self._batch(X, start, self.device_))
+            packed.data[start : start + codes.shape[0]] = F.pack(
+                codes, out_kind, check_values=False
+            )
         return packed
 
     def transform_batches(

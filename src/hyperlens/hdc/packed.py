@@ -2,7 +2,7 @@
 
 :class:`PackedCodes` holds ``n`` codes as a ``uint8`` matrix (two-bit planes or base-3,
 see :func:`hyperlens.functional.hdc.pack`). It unpacks in blocks, so similarity and search
-(:mod:`hyperlens.hdc.search`) never hold the dense ``[n, d]`` matrix. Files are
+(:mod:`hyperlens.hdc.retrieval`) never hold the dense ``[n, d]`` matrix. Files are
 safetensors with the dimension, scheme and format version in the header; writes are
 atomic (temporary file, then rename).
 """
@@ -53,7 +53,10 @@ class PackedCodes:
             data = torch.from_numpy(data)
         if not isinstance(data, torch.Tensor) or data.dtype != torch.uint8:
             got = data.dtype if isinstance(data, torch.Tensor) else type(data).__name__
-            raise InputError(f"data must be a uint8 matrix of packed codes, got {got}; build it with PackedCodes.from_dense().")
+            raise InputError(
+                f"data must be a uint8 matrix of packed codes, got {got}; build it with "
+                "PackedCodes.from_dense()."
+            )
         width = F.packed_width(dim, scheme)  # validates dim and scheme
         if data.ndim != 2 or data.shape[1] != width:
             raise ShapeError(
@@ -78,9 +81,15 @@ class PackedCodes:
         return cls(F.pack(codes, scheme, check_values=False), codes.shape[1], scheme)
 
     @classmethod
-    def empty(cls, n: int, dim: int, scheme: str = "twobit", device: str | torch.device = "cpu") -> PackedCodes:
+    def empty(
+        cls, n: int, dim: int, scheme: str = "twobit", device: str | torch.device = "cpu"
+    ) -> PackedCodes:
         """Zero codes to be filled block by block (``codes.data[i:j] = pack(...)``)."""
-        return cls(torch.zeros(n, F.packed_width(dim, scheme), dtype=torch.uint8, device=device), dim, scheme)
+        return cls(
+            torch.zeros(n, F.packed_width(dim, scheme), dtype=torch.uint8, device=device),
+            dim,
+            scheme,
+        )
 
     @classmethod
     def concat(cls, parts: Sequence[PackedCodes]) -> PackedCodes:
@@ -155,9 +164,12 @@ class PackedCodes:
         Shapes:
             returns ``[n]`` int32
         """
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size <= 0:
+            raise InputError(f"block_size must be a positive int, got {block_size!r}.")
         out = torch.empty(len(self), dtype=torch.int32, device=self.device)
-        for start, block in self.iter_blocks(block_size):
-            out[start : start + block.shape[0]] = F.nonzeros(block)
+        for start in range(0, len(self), block_size):
+            chunk = self.data[start : start + block_size]
+            out[start : start + chunk.shape[0]] = F.packed_nonzeros(chunk, self.dim, self.scheme)
         return out
 
     def convert(self, scheme: str, block_size: int = 65536) -> PackedCodes:
@@ -192,21 +204,39 @@ class PackedCodes:
         return target
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> PackedCodes:
-        """Read codes written by :meth:`save`; checks the header against the data."""
-        codes, _ = cls.load_with_metadata(path, device=device)
+    def load(
+        cls, path: str | os.PathLike[str], device: str | torch.device = "cpu", *, mmap: bool = False
+    ) -> PackedCodes:
+        """Read codes written by :meth:`save`; checks the header against the data.
+
+        With ``mmap=True`` (CPU only) the codes stay on disk as a read-only memory map and
+        are paged in block by block, so :func:`~hyperlens.hdc.search` can scan files larger
+        than memory.
+        """
+        codes, _ = cls.load_with_metadata(path, device=device, mmap=mmap)
         return codes
 
     @classmethod
     def load_with_metadata(
-        cls, path: str | os.PathLike[str], device: str | torch.device = "cpu"
+        cls,
+        path: str | os.PathLike[str],
+        device: str | torch.device = "cpu",
+        *,
+        mmap: bool = False,
     ) -> tuple[PackedCodes, dict[str, str]]:
         """Like :meth:`load`, also returning the file's header entries."""
         from safetensors import SafetensorError, safe_open
 
         p = Path(path)
+        if mmap and torch.device(device).type != "cpu":
+            raise InputError(
+                f"mmap=True maps the file into CPU memory, so it needs device='cpu', got "
+                f"device={device!r}; load with mmap=False to read onto {device}."
+            )
         if not p.is_file():
-            raise DataError(f"path={str(p)!r} does not exist; write codes with PackedCodes.save() first.")
+            raise DataError(
+                f"path={str(p)!r} does not exist; write codes with PackedCodes.save() first."
+            )
         try:
             with safe_open(str(p), framework="pt", device=str(torch.device(device))) as fh:
                 meta = dict(fh.metadata() or {})
@@ -215,9 +245,11 @@ class PackedCodes:
                         f"{str(p)!r} is not a hyperlens packed-codes file (header format="
                         f"{meta.get('format')!r}); write it with PackedCodes.save()."
                     )
-                data = fh.get_tensor("codes")
+                data = None if mmap else fh.get_tensor("codes")
         except SafetensorError as exc:
             raise DataError(f"{str(p)!r} is not a readable safetensors file: {exc}.") from exc
+        if data is None:
+            data = _memmap_tensor(p, "codes")
         if meta.get("version") != FORMAT_VERSION:
             raise DataError(
                 f"{str(p)!r} has packed-codes format version {meta.get('version')!r}; this "
@@ -228,10 +260,46 @@ class PackedCodes:
             scheme = meta["scheme"]
             n = int(meta["n"])
         except (KeyError, ValueError) as exc:
-            raise DataError(f"{str(p)!r} has an incomplete header {meta}; re-save the codes.") from exc
+            raise DataError(
+                f"{str(p)!r} has an incomplete header {meta}; re-save the codes."
+            ) from exc
         if data.ndim != 2 or data.shape[0] != n:
-            raise DataError(f"{str(p)!r} header says n={n} but the data has shape {tuple(data.shape)}.")
+            raise DataError(
+                f"{str(p)!r} header says n={n} but the data has shape {tuple(data.shape)}."
+            )
         try:
             return cls(data, dim, scheme), meta
         except (InputError, ShapeError) as exc:
             raise DataError(f"{str(p)!r} is inconsistent with its header: {exc}") from exc
+
+
+def _memmap_tensor(path: Path, name: str) -> torch.Tensor:
+    """A read-only memory map of one uint8 tensor in a safetensors file.
+
+    The format is an 8-byte little-endian header length, a JSON header with each tensor's
+    dtype, shape and byte range, then the raw data.
+    """
+    import json
+
+    with open(path, "rb") as fh:
+        header_len = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(header_len))
+    entry = header[name]
+    if entry.get("dtype") != "U8":
+        raise DataError(
+            f"{str(path)!r}: tensor {name!r} has dtype {entry.get('dtype')}, expected U8."
+        )
+    begin, end = entry["data_offsets"]
+    shape = tuple(int(v) for v in entry["shape"])
+    if end - begin != int(np.prod(shape)):
+        raise DataError(
+            f"{str(path)!r}: tensor {name!r} has a byte range that does not fit its shape."
+        )
+    if begin == end:
+        return torch.zeros(shape, dtype=torch.uint8)
+    arr = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + header_len + begin, shape=shape)
+    import warnings
+
+    with warnings.catch_warnings():  # torch warns that the map is read-only; we never write
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(arr)

@@ -271,7 +271,7 @@ def _plan(bb: Backbone, wanted: set[str]) -> list[_Register]:
                     put(n, x)
                 stop()
 
-            return module.register_forward_pre_hook(hook, with_kwargs=True)
+            return module.register_forward_pre_hook(hook, with_kwargs=True, prepend=True)
 
         return register
 
