@@ -1,0 +1,231 @@
+"""Contrastive alignment: two small MLP heads trained so paired anchors land together."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+from ..utils import make_generator
+from .base import Aligner, center_stats, register_aligner, top_components
+
+__all__ = ["ContrastiveAligner", "ProjectionHead", "margin_loss", "info_nce_loss"]
+
+
+class ProjectionHead(nn.Module):
+    """``Linear -> GELU -> Dropout -> Linear``, output on the unit sphere.
+
+    Shapes: ``[N, d_in]`` -> ``[N, d_out]``.
+    """
+
+    def __init__(self, d_in: int, d_hidden: int, d_out: int, dropout: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(d_in, d_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_hidden, d_out)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.net(x), dim=1)
+
+
+def margin_loss(t: torch.Tensor, s: torch.Tensor, perm: torch.Tensor, margin: float) -> torch.Tensor:
+    """``mean(1 - cos(t_i, s_i)) + mean(relu(cos(t_i, s_perm(i)) - margin))``.
+
+    Pulls paired rows together and pushes a shuffled partner below ``margin`` cosine.
+    Shapes: ``t, s [n, k]`` (unit rows), ``perm [n]``.
+    """
+    pos = (t * s).sum(1)
+    neg = (t * s[perm]).sum(1)
+    return (1 - pos).mean() + torch.relu(neg - margin).mean()
+
+
+def info_nce_loss(t: torch.Tensor, s: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE: each row must pick its own partner among all rows of the batch.
+
+    Shapes: ``t, s [n, k]`` (unit rows).
+    """
+    logits = t @ s.T / temperature  # [n, n]
+    target = torch.arange(t.shape[0], device=t.device)
+    return 0.5 * (
+        nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.T, target)
+    )
+
+
+@dataclass
+class _Config:
+    shared_dim: int
+    hidden_dim: int
+    pca_dim: int | None
+    loss: str
+    margin: float
+    temperature: float
+    epochs: int
+    batch_size: int | None
+    lr: float
+    weight_decay: float
+    dropout: float
+    seed: int
+    device: str
+
+    def __post_init__(self) -> None:
+        if self.loss not in {"margin", "infonce"}:
+            raise InputError(f"loss={self.loss!r} must be 'margin' or 'infonce'.")
+        for name in ("shared_dim", "hidden_dim", "epochs"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise InputError(f"{name}={v!r} must be a positive int.")
+        if self.pca_dim is not None and (not isinstance(self.pca_dim, int) or self.pca_dim < 1):
+            raise InputError(f"pca_dim={self.pca_dim!r} must be a positive int or None.")
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 2):
+            raise InputError(f"batch_size={self.batch_size!r} must be an int >= 2 or None (full batch).")
+        if not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"dropout={self.dropout!r} must be in [0, 1).")
+        if self.temperature <= 0 or self.lr <= 0:
+            raise InputError("temperature and lr must be > 0.")
+
+
+@register_aligner("contrastive")
+class ContrastiveAligner(Aligner):
+    """Two MLP heads, one per model, trained so that the same text lands at the same point.
+
+    Each side is first reduced to its top ``pca_dim`` principal components on the anchors
+    (at most ``n - 1``) and standardised; this keeps training fast on a CPU (a few
+    seconds for 500 anchors) and removes directions the anchors cannot constrain. Each
+    head maps to
+    ``shared_dim`` coordinates on the unit sphere. ``loss="margin"`` is a cosine pull on
+    pairs plus a hinge on shuffled pairs (``margin``); ``loss="infonce"`` is the symmetric
+    InfoNCE over the batch (``temperature``). Training is full batch by default (anchors
+    are few), with AdamW, on ``device``; everything random comes from ``seed``.
+
+    Shapes:
+        fit: teacher ``[n, d_t]``, student ``[n, d_s]``; transforms give ``[N, shared_dim]``.
+    """
+
+    def __init__(
+        self,
+        shared_dim: int = 128,
+        hidden_dim: int = 256,
+        pca_dim: int | None = 128,
+        loss: str = "infonce",
+        margin: float = 0.2,
+        temperature: float = 0.05,
+        epochs: int = 60,
+        batch_size: int | None = None,
+        lr: float = 2e-3,
+        weight_decay: float = 1e-2,
+        dropout: float = 0.1,
+        seed: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        self.shared_dim = shared_dim
+        self.hidden_dim = hidden_dim
+        self.pca_dim = pca_dim
+        self.loss = loss
+        self.margin = margin
+        self.temperature = temperature
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.dropout = dropout
+        self.seed = seed
+        self.device = device
+
+    def _heads(self) -> tuple[ProjectionHead, ProjectionHead]:
+        cfg = self._config()
+        return (
+            ProjectionHead(self.basis_t_.shape[1], cfg.hidden_dim, cfg.shared_dim, cfg.dropout),
+            ProjectionHead(self.basis_s_.shape[1], cfg.hidden_dim, cfg.shared_dim, cfg.dropout),
+        )
+
+    def _config(self) -> _Config:
+        return _Config(**{k: getattr(self, k) for k in _Config.__dataclass_fields__})
+
+    def _state_names(self) -> list[str]:
+        return ["mean_t_", "mean_s_", "basis_t_", "basis_s_", "std_t_", "std_s_",
+                *self._head_keys()]
+
+    def _head_keys(self) -> list[str]:
+        return [f"head_{side}_{k.replace('.', '_')}" for side in ("t", "s") for k in
+                ("net.0.weight", "net.0.bias", "net.3.weight", "net.3.bias")]
+
+    def _extra_state(self) -> dict[str, object]:
+        return {"loss_history_": self.loss_history_}
+
+    def _set_extra_state(self, extra: dict[str, object]) -> None:
+        super()._set_extra_state(extra)
+        ht, hs = self._heads()
+        for side, head in (("t", ht), ("s", hs)):
+            state = {k: getattr(self, f"head_{side}_{k.replace('.', '_')}") for k in head.state_dict()}
+            head.load_state_dict(state)
+            head.eval()
+        self.head_t_, self.head_s_ = ht, hs
+
+    def _fit(self, teacher: torch.Tensor, student: torch.Tensor) -> None:
+        from ..utils import resolve_device
+
+        cfg = self._config()
+        dev = resolve_device(cfg.device)
+        n = teacher.shape[0]
+        xs_: list[torch.Tensor] = []
+        for side, x in (("t", teacher), ("s", student)):
+            mean, xc = center_stats(x)
+            k = min(x.shape[1], n - 1, cfg.pca_dim or x.shape[1])
+            basis = top_components(xc, k) if k < x.shape[1] else torch.eye(x.shape[1], dtype=x.dtype)
+            z = (xc @ basis).float()
+            std = z.std(0).clamp_min(1e-6)
+            setattr(self, f"mean_{side}_", mean.float())
+            setattr(self, f"basis_{side}_", basis.float())
+            setattr(self, f"std_{side}_", std)
+            xs_.append((z / std).to(dev))
+        xt, xs = xs_
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(cfg.seed)  # module init and dropout masks
+            head_t, head_s = self._heads()
+            head_t.to(dev).train()
+            head_s.to(dev).train()
+            gen = make_generator(cfg.seed, dev)
+            params = [*head_t.parameters(), *head_s.parameters()]
+            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            bs = n if cfg.batch_size is None else min(cfg.batch_size, n)
+            history: list[float] = []
+            for _ in range(cfg.epochs):
+                order = torch.randperm(n, generator=gen, device=dev)
+                total = 0.0
+                for start in range(0, n - bs + 1, bs):
+                    idx = order[start:start + bs]
+                    zt, zs = head_t(xt[idx]), head_s(xs[idx])
+                    if cfg.loss == "infonce":
+                        loss = info_nce_loss(zt, zs, cfg.temperature)
+                    else:
+                        # a derangement-free shuffle: roll a random permutation by one
+                        perm = torch.randperm(len(idx), generator=gen, device=dev)
+                        partner = torch.empty_like(perm)
+                        partner[perm] = perm.roll(1)
+                        loss = margin_loss(zt, zs, partner, cfg.margin)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    total += float(loss.detach())
+                history.append(total)
+        head_t.eval().cpu()
+        head_s.eval().cpu()
+        self.head_t_, self.head_s_ = head_t, head_s
+        for side, head in (("t", head_t), ("s", head_s)):
+            for k, v in head.state_dict().items():
+                setattr(self, f"head_{side}_{k.replace('.', '_')}", v.detach().clone())
+        self.loss_history_ = history
+        self.dim_ = cfg.shared_dim
+
+    def _transform(self, x: torch.Tensor, side: str) -> torch.Tensor:
+        c = "t" if side == "teacher" else "s"
+        head = getattr(self, f"head_{c}_")
+        mean, basis, std = (getattr(self, f"{k}_{c}_") for k in ("mean", "basis", "std"))
+        with torch.no_grad():
+            z = head((x.float() - mean) @ basis / std)
+        return z.double()
+
+    def get_params(self) -> dict[str, object]:
+        return asdict(self._config())

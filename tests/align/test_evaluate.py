@@ -1,0 +1,142 @@
+"""Transfer evaluation: scores, statistics, the shared HDC space, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.metrics import balanced_accuracy_score
+
+from hyperlens.align import (
+    LinearProbe,
+    balanced_accuracy,
+    ceiling_scores,
+    chance_corrected_efficiency,
+    check_disjoint,
+    efficiency,
+    hdc_codes,
+    majority_accuracy,
+    make_aligner,
+    shared_projection,
+    summarize,
+    transfer_scores,
+)
+from hyperlens.errors import InputError, ShapeError
+
+
+def _task(seed: int, n: int = 700, d_t: int = 24, d_s: int = 16, latent: int = 6):
+    """Labels from a latent; teacher and student are two noisy linear views of it."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, latent))
+    y = (z[:, 0] + 0.5 * z[:, 1] > 0.5).astype(np.int64)  # unbalanced on purpose
+    t = z @ rng.standard_normal((latent, d_t)) + 0.2 * rng.standard_normal((n, d_t))
+    s = z @ rng.standard_normal((latent, d_s)) + 0.2 * rng.standard_normal((n, d_s)) + 1.0
+    return t, s, y
+
+
+def test_summarize_is_a_student_t_interval() -> None:
+    vals = [0.80, 0.84, 0.83]
+    st = summarize(vals)
+    mean, sd = np.mean(vals), np.std(vals, ddof=1)
+    half = stats.t.ppf(0.975, 2) * sd / math.sqrt(3)
+    assert st["mean"] == pytest.approx(mean)
+    assert st["std"] == pytest.approx(sd)
+    assert st["lo"] == pytest.approx(mean - half)
+    assert st["hi"] == pytest.approx(mean + half)
+    assert st["n"] == 3
+    one = summarize([0.5])
+    assert one["lo"] == one["hi"] == 0.5 and one["std"] == 0.0
+    assert summarize([float("nan"), 1.0])["n"] == 1
+    assert summarize([])["n"] == 0
+
+
+def test_scores_against_sklearn_and_their_anchor_points() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 200)
+    p = np.where(rng.random(200) < 0.7, y, rng.integers(0, 3, 200))
+    assert balanced_accuracy(y, p) == pytest.approx(balanced_accuracy_score(y, p))
+    y_train = np.array([1, 1, 1, 0])
+    y_test = np.array([1, 1, 0, 0, 1])
+    assert majority_accuracy(y_train, y_test) == pytest.approx(0.6)
+    # the majority answer scores 0, the ceiling 1
+    assert chance_corrected_efficiency(0.6, 0.8, 0.6) == pytest.approx(0.0)
+    assert chance_corrected_efficiency(0.8, 0.8, 0.6) == pytest.approx(1.0)
+    assert efficiency(0.6, 0.8) == pytest.approx(0.75)
+    assert math.isnan(chance_corrected_efficiency(0.6, 0.6, 0.6))
+
+
+def test_hdc_codes_are_ternary_and_shared_by_seed() -> None:
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((20, 8))
+    p1, p2 = shared_projection(8, 64, seed=3), shared_projection(8, 64, seed=3)
+    assert p1.shape == (8, 64)
+    np.testing.assert_array_equal(p1.numpy(), p2.numpy())
+    c = hdc_codes(z, p1, tau=0.3)
+    assert c.shape == (20, 64)
+    assert set(np.unique(c.numpy()).tolist()) <= {-1, 0, 1}
+    # a per-row threshold: rescaling a row does not change its code
+    np.testing.assert_array_equal(hdc_codes(z * 7.0, p1, tau=0.3).numpy(), c.numpy())
+
+
+def test_linear_probe_learns_and_refuses_one_class() -> None:
+    t, _, y = _task(2)
+    probe = LinearProbe(standardize=True).fit(t[:500], y[:500])
+    assert np.mean(probe.predict(t[500:]) == y[500:]) > 0.9
+    with pytest.raises(InputError, match="single class"):
+        LinearProbe().fit(t[:10], np.zeros(10, dtype=np.int64))
+    with pytest.raises(InputError, match="C="):
+        LinearProbe(C=0.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_alignment_recovers_transfer_and_none_does_not(seed: int) -> None:
+    t, s, y = _task(seed)
+    tr, te, an = slice(0, 400), slice(400, 600), slice(600, 700)
+    ceil = ceiling_scores(s[tr], y[tr], s[te], y[te], hdc_dim=512, seed=seed)
+    assert ceil.hdc.acc > 0.85 and ceil.float.acc > 0.9
+    assert 0.5 < ceil.majority < 0.8
+    res = {}
+    for name in ("none", "procrustes", "cca", "ridge"):
+        res[name] = transfer_scores(make_aligner(name), t[an], s[an], t[tr], y[tr], s[te], y[te],
+                                    ceiling=ceil, hdc_dim=512, seed=seed)
+    # the views are related by a general linear map: CCA and ridge model it exactly,
+    # Procrustes (a rotation) only approximately
+    assert res["procrustes"].cc_eff > res["none"].cc_eff + 0.2
+    for name in ("cca", "ridge"):
+        r = res[name]
+        assert r.eff > 0.9, (name, r)
+        assert r.cc_eff > 0.7, (name, r)
+        assert r.float_eff > 0.9, (name, r)
+        assert r.ceiling == ceil.hdc.acc and r.majority == ceil.majority
+    # no alignment: unrelated coordinates, far below the aligned pipelines
+    assert res["none"].cc_eff < res["ridge"].cc_eff - 0.3
+
+
+def test_transfer_is_reproducible() -> None:
+    t, s, y = _task(5)
+    ceil = ceiling_scores(s[:400], y[:400], s[400:600], y[400:600], hdc_dim=256, seed=7)
+    runs = [transfer_scores(make_aligner("cca"), t[600:], s[600:], t[:400], y[:400], s[400:600],
+                            y[400:600], ceiling=ceil, hdc_dim=256, seed=7) for _ in range(2)]
+    a, b = (r.as_dict() for r in runs)
+    a.pop("fit_seconds"), b.pop("fit_seconds")
+    assert a == b
+
+
+def test_bad_input() -> None:
+    t, s, y = _task(6)
+    ceil = ceiling_scores(s[:300], y[:300], s[300:400], y[300:400], hdc_dim=128)
+    with pytest.raises(InputError, match="single class"):
+        ceiling_scores(s[:300], np.ones(300, dtype=np.int64), s[300:400], y[300:400])
+    with pytest.raises(ShapeError, match="paired row by row"):
+        transfer_scores(make_aligner("procrustes"), t[600:], s[610:], t[:300], y[:300],
+                        s[300:400], y[300:400], ceiling=ceil, hdc_dim=128)
+    with pytest.raises(ShapeError, match="labels"):
+        ceiling_scores(s[:300], y[:299], s[300:400], y[300:400])
+    with pytest.raises(InputError, match=">= 0"):
+        ceiling_scores(s[:300], y[:300] - 1, s[300:400], y[300:400])
+    with pytest.raises(InputError, match="disjoint"):
+        check_disjoint(["a", "b"], ["b", "c"])
+    assert check_disjoint(["a", "b"], ["b", "c"], allow_overlap=True) == 1
+    assert check_disjoint(["a"], ["c"]) == 0
