@@ -33,6 +33,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hyperlens.experiments.terrain",
     "hyperlens.experiments.mha_cv",
     "hyperlens.experiments.weights",
+    "hyperlens.experiments.transfer",
+    "hyperlens.experiments.align_vocab",
 )
 
 _BUILTIN = {"models", "report"}

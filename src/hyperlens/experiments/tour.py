@@ -32,6 +32,7 @@ DESCRIPTION = (
 EXTRA_SECTIONS: tuple[tuple[str, str], ...] = (
     ("terrain", "hyperlens.experiments.terrain"),
     ("weights", "hyperlens.experiments.weights"),
+    ("transfer", "hyperlens.experiments.transfer"),
 )
 
 

@@ -220,30 +220,46 @@ def embed_layers(
         if not lids:
             raise InputError("layers is empty; pass None for every layer or a list of indices.")
     key = ("layers", tuple(lids), pooling, max_length, h.max_length)
-    return _cached(
+    out = _cached(
         h, texts, key, cache,
         lambda: _embed_transformer(h, texts, pooling, lids, batch_size, progress, max_length),
     )
+    if cache:
+        # Each layer is also what embed(..., layer=l, cache=True) would return: store it under
+        # that key too, so a later single-layer request on the same texts costs nothing.
+        for pos, lidx in enumerate(lids):
+            _store(h, texts, ("layer", lidx, pooling, max_length, h.max_length), out[pos])
+    return out
 
 
 # --------------------------------------------------------------------------- cache
-def _cached(h: ModelHandle, texts: list[str], key: tuple[Any, ...], use: bool, compute: Any) -> np.ndarray:
-    if not use:
-        return compute()
+def _cache_path(h: ModelHandle, texts: list[str], key: tuple[Any, ...]) -> Any:
     digest = stable_hash(_CACHE_VERSION, h.identity(), list(key), texts, length=32)
-    path = cache_dir("embeddings", h.name.replace("/", "--")) / f"{digest}.npy"
+    return cache_dir("embeddings", h.name.replace("/", "--")) / f"{digest}.npy"
+
+
+def _store(h: ModelHandle, texts: list[str], key: tuple[Any, ...], arr: np.ndarray) -> None:
+    path = _cache_path(h, texts, key)
     if path.exists():
-        try:
-            arr = np.load(path, allow_pickle=False)
-            return arr
-        except (OSError, ValueError):
-            pass  # unreadable entry: recompute and overwrite
-    arr = compute()
+        return
     import io
 
     buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _cached(h: ModelHandle, texts: list[str], key: tuple[Any, ...], use: bool, compute: Any) -> np.ndarray:
+    if not use:
+        return compute()
+    path = _cache_path(h, texts, key)
+    if path.exists():
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)  # unreadable entry: recompute and overwrite
+    arr = compute()
+    _store(h, texts, key, arr)
     return arr
 
 
