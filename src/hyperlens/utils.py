@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -299,6 +299,3 @@ def as_float_matrix(
         check_finite(t, name)
     return t
 
-
-def callable_name(fn: Callable[..., Any]) -> str:
-    return getattr(fn, "__qualname__", getattr(fn, "__name__", repr(fn)))

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["ProbeResult", "linear_probe", "binomial_ci", "wilson_interval"]
+__all__ = ["ProbeResult", "linear_probe", "wilson_interval"]
 
 
 def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -21,8 +21,6 @@ def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, f
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (float(centre - half), float(centre + half))
 
-
-binomial_ci = wilson_interval
 
 
 @dataclass(frozen=True)

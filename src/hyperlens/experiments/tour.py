@@ -64,12 +64,13 @@ def _geometry_row(name: str, x: np.ndarray, seed: int) -> dict[str, Any]:
     unit = x / np.maximum(norms[:, None], 1e-12)
     cos = np.einsum("nd,nd->n", unit[i[keep]], unit[j[keep]])
     pr = float(participation_ratio(x))
+    counts, edges = np.histogram(cos, bins=60, range=(-1, 1))
     return {
         "model": name, "dim": int(x.shape[1]), "norm_mean": float(norms.mean()),
         "norm_std": float(norms.std()), "cos_mean": float(cos.mean()), "cos_std": float(cos.std()),
         "participation_ratio": pr, "pr_over_dim": pr / x.shape[1],
-        "cos_hist": np.histogram(cos, bins=60, range=(-1, 1))[1].tolist(),
-        "cos_counts": np.histogram(cos, bins=60, range=(-1, 1))[0].tolist(),
+        "cos_hist": edges.tolist(),
+        "cos_counts": counts.tolist(),
     }
 
 
