@@ -10,6 +10,7 @@ from scipy import stats
 from sklearn.metrics import balanced_accuracy_score
 
 from hyperlens.align import (
+    FeatureScaler,
     LinearProbe,
     balanced_accuracy,
     ceiling_scores,
@@ -140,3 +141,52 @@ def test_bad_input() -> None:
         check_disjoint(["a", "b"], ["b", "c"])
     assert check_disjoint(["a", "b"], ["b", "c"], allow_overlap=True) == 1
     assert check_disjoint(["a"], ["c"]) == 0
+
+
+def test_feature_scaler_standardises_on_the_fitted_rows_only() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((200, 5)) * [1.0, 10.0, 0.1, 3.0, 1.0] + [0.0, 5.0, -2.0, 1.0, 0.0]
+    x[:, 4] = 7.0  # a constant feature must stay finite, not blow up
+    sc = FeatureScaler("zscore").fit(x[:100])
+    z = sc.transform(x[:100])
+    np.testing.assert_allclose(z[:, :4].mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(z[:, :4].std(0), 1.0, atol=1e-5)
+    assert np.all(np.isfinite(sc.transform(x))) and np.all(z[:, 4] == 0)
+    # the other rows are scaled with the fitted statistics, not their own
+    np.testing.assert_allclose(sc.transform(x[100:]), (x[100:] - sc.mean_) / sc.scale_,
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(FeatureScaler("none").fit(x).transform(x), x.astype(np.float32))
+    with pytest.raises(InputError, match="must be one of"):
+        FeatureScaler("whiten")
+    with pytest.raises(ShapeError, match="own scaler"):
+        sc.transform(x[:, :3])
+    with pytest.raises(InputError, match="at least 2 rows"):
+        FeatureScaler().fit(x[:1])
+
+
+def test_zscore_rescues_codes_dominated_by_loud_features() -> None:
+    """A few high-variance features that carry no label drown the code unless z-scored."""
+    t, s, y = _task(8, n=900)
+    rng = np.random.default_rng(8)
+    s = np.hstack([s, 1000.0 * rng.standard_normal((s.shape[0], 4))])  # "rogue" dimensions
+    tr, te = slice(0, 600), slice(600, 900)
+    raw = ceiling_scores(s[tr], y[tr], s[te], y[te], hdc_dim=512, seed=1)
+    sc = FeatureScaler().fit(s[tr])
+    scaled = ceiling_scores(sc.transform(s[tr]), y[tr], sc.transform(s[te]), y[te],
+                            hdc_dim=512, seed=1)
+    assert scaled.hdc.acc > raw.hdc.acc + 0.1
+    assert scaled.hdc.acc > 0.85
+
+
+@pytest.mark.parametrize("max_dim", [2048, 4])  # 4 forces newton-cg on these 16-d features
+def test_probe_solvers_reach_the_logistic_optimum(max_dim: int, monkeypatch) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    monkeypatch.setattr(LinearProbe, "CHOLESKY_MAX_DIM", max_dim)
+    _, s, y = _task(9, n=600)
+    probe = LinearProbe(C=0.5, standardize=True).fit(s, y)
+    assert probe.solver_ == ("newton-cholesky" if max_dim == 2048 else "newton-cg")
+    z = (s - s.mean(0)) / s.std(0)
+    ref = LogisticRegression(C=0.5, solver="lbfgs", tol=1e-10, max_iter=10_000).fit(z, y)
+    np.testing.assert_allclose(probe.model_.coef_, ref.coef_, rtol=1e-3, atol=1e-2)
+    assert np.mean(probe.predict(s) == ref.predict(z)) > 0.99

@@ -146,6 +146,27 @@ def test_bad_configurations(small_csv: Path, tmp_path: Path) -> None:
         tr.run_transfer(_config(small_csv, pair=["ma", "ma"]), tmp_path / "d")
     with pytest.raises(ConfigError, match="rows"):
         tr.run_transfer(_config(small_csv, stages=["0"], train=1000), tmp_path / "e")
+    with pytest.raises(ConfigError, match="input-scaling"):
+        tr.run_transfer(_config(small_csv, input_scaling="pca"), tmp_path / "f")
+
+
+def test_input_scaling_uses_anchor_statistics(small_csv: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(tr.TransferRun, "embeddings", _fake_embeddings)
+    from hyperlens.report import Report
+
+    cfg = _config(small_csv, seeds=[1])
+    run = tr.TransferRun(cfg, tmp_path, Report("t", {}, out_dir=tmp_path))
+    x = run.inputs("ma", str(small_csv), 1)
+    anchors = run.pool(str(small_csv)).rows[1]["anchors"]
+    np.testing.assert_allclose(x[anchors].mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(x[anchors].std(0), 1.0, atol=1e-4)
+    assert not np.allclose(x, run.embeddings("ma", str(small_csv)))
+    raw = tr.TransferRun(_config(small_csv, seeds=[1], input_scaling="none"), tmp_path,
+                         Report("t", {}, out_dir=tmp_path))
+    np.testing.assert_array_equal(raw.inputs("ma", str(small_csv), 1),
+                                  raw.embeddings("ma", str(small_csv)))
+    # the option is part of the protocol: finished cells of the other setting are not reused
+    assert cfg.fingerprint() != raw.cfg.fingerprint()
 
 
 def test_tour_section_adds_a_transfer_table(small_csv: Path, tmp_path: Path, monkeypatch) -> None:

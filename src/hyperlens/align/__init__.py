@@ -22,7 +22,9 @@ from .base import (
 from .cca import CCAAligner, shrunk_covariance
 from .contrastive import ContrastiveAligner
 from .evaluate import (
+    INPUT_SCALING,
     CeilingScores,
+    FeatureScaler,
     LinearProbe,
     ProbeScores,
     TransferScores,
@@ -58,6 +60,8 @@ __all__ = [
     "RelativeAligner",
     "ContrastiveAligner",
     "LinearProbe",
+    "FeatureScaler",
+    "INPUT_SCALING",
     "ProbeScores",
     "CeilingScores",
     "TransferScores",

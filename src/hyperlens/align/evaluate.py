@@ -46,6 +46,8 @@ __all__ = [
     "check_disjoint",
     "shared_projection",
     "hdc_codes",
+    "INPUT_SCALING",
+    "FeatureScaler",
     "ProbeScores",
     "CeilingScores",
     "TransferScores",
@@ -142,24 +144,36 @@ def chance_corrected_efficiency(acc: float, ceiling: float, majority: float) -> 
 
 # --------------------------------------------------------------------------- linear probe
 class LinearProbe:
-    """Logistic regression (scikit-learn, L-BFGS) with optional feature standardisation.
+    """Logistic regression (scikit-learn) with optional feature standardisation.
 
     Args:
         C: inverse L2 strength (scikit-learn convention: ``sum_i CE_i + ||w||^2 / (2 C)``).
         standardize: z-score features with training statistics (for float embeddings;
             ternary codes are already on one scale).
         max_iter: solver iterations.
+        solver: a scikit-learn solver, or ``"auto"``: ``newton-cholesky`` up to
+            :attr:`CHOLESKY_MAX_DIM` features (one d x d Hessian per step, about six steps),
+            ``newton-cg`` above (Hessian-vector products only). On the transfer study's
+            probes (3,000 rows) both converged to the optimum 2-10x faster than L-BFGS,
+            which needed 130-660 iterations on correlated float features and stopped short
+            of the optimum on 4,096-d codes.
 
     Shapes:
         fit: ``x [n, d]``, ``y [n]``; predict: ``[N, d]`` -> ``[N]``.
     """
 
-    def __init__(self, C: float = 1.0, standardize: bool = False, max_iter: int = 1000) -> None:
+    CHOLESKY_MAX_DIM = 2048
+
+    def __init__(
+        self, C: float = 1.0, standardize: bool = False, max_iter: int = 1000,
+        solver: str = "auto",
+    ) -> None:
         if not (isinstance(C, (int, float)) and C > 0):
             raise InputError(f"C={C!r} must be > 0 (inverse regularisation strength).")
         self.C = C
         self.standardize = standardize
         self.max_iter = max_iter
+        self.solver = solver
 
     def fit(self, x: Any, y: Any) -> LinearProbe:
         from sklearn.linear_model import LogisticRegression
@@ -171,7 +185,11 @@ class LinearProbe:
             self.mean_ = xt.mean(0)
             self.scale_ = np.maximum(xt.std(0), 1e-6)
             xt = (xt - self.mean_) / self.scale_
-        self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(xt, yy)
+        solver = self.solver
+        if solver == "auto":
+            solver = "newton-cholesky" if xt.shape[1] <= self.CHOLESKY_MAX_DIM else "newton-cg"
+        self.solver_ = solver
+        self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter, solver=solver).fit(xt, yy)
         return self
 
     def predict(self, x: Any) -> np.ndarray:
@@ -214,6 +232,50 @@ def hdc_codes(z: Any, projection: torch.Tensor, tau: float = 0.3) -> torch.Tenso
 
 
 STANDARDIZE = ("scalar", "zscore", "center")
+INPUT_SCALING = ("none", "zscore")
+
+
+class FeatureScaler:
+    """Per-feature standardisation of one model's raw embeddings, fitted on label-free rows.
+
+    Decoder hidden states carry a few "rogue" dimensions whose variance is orders of
+    magnitude above the rest (SmolLM2's last layer: mean pairwise cosine 0.84). A random
+    projection, an isotropic ridge penalty or an orthogonal map is then driven by those
+    few directions. ``mode="zscore"`` centres every feature and divides it by its standard
+    deviation on the rows it was fitted on (in ``hyperlens transfer``: the anchor pool,
+    which is disjoint from the test split); ``"none"`` passes vectors through.
+
+    Shapes: ``fit(x [n, d])``; ``transform(x [N, d]) -> [N, d]`` float32.
+    """
+
+    def __init__(self, mode: str = "zscore") -> None:
+        if mode not in INPUT_SCALING:
+            raise InputError(f"input scaling {mode!r} must be one of {INPUT_SCALING}.")
+        self.mode = mode
+
+    def fit(self, x: Any) -> FeatureScaler:
+        arr = _as_numpy(x, "embeddings to scale").astype(np.float64)
+        if arr.shape[0] < 2:
+            raise InputError(
+                f"feature scaling needs at least 2 rows to estimate a spread, got {arr.shape[0]}."
+            )
+        self.mean_ = arr.mean(0)
+        sd = arr.std(0)
+        # a constant feature keeps its (zero) spread instead of being blown up to unit scale
+        floor = max(float(np.median(sd)) * 1e-6, 1e-12)
+        self.scale_ = np.where(sd > floor, sd, 1.0)
+        return self
+
+    def transform(self, x: Any) -> np.ndarray:
+        arr = _as_numpy(x, "embeddings to scale")
+        if self.mode == "none":
+            return arr
+        if arr.shape[1] != self.mean_.shape[0]:
+            raise ShapeError(
+                f"embeddings have {arr.shape[1]} features but the scaler was fitted on "
+                f"{self.mean_.shape[0]}; scale each model with its own scaler."
+            )
+        return ((arr - self.mean_) / self.scale_).astype(np.float32)
 
 
 def _standardizer(anchors: torch.Tensor, mode: str = "scalar") -> tuple[torch.Tensor, torch.Tensor]:

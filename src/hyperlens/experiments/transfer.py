@@ -11,6 +11,11 @@ shared space (see :mod:`hyperlens.align.evaluate` for the exact protocol). Stage
 - ``4``: datasets, main pair both directions;
 - ``teachers``: several teachers into one student.
 
+Before aligning, each model's embeddings are z-scored per feature with statistics of the
+anchor pool (``--input-scaling zscore``, the default; ``none`` keeps raw vectors): decoder
+hidden states have a few dimensions with outsized variance that would otherwise drive the
+random projection and the aligners.
+
 Every (stage, configuration, seed) cell lands in ``cells.jsonl`` in the report folder as
 soon as it finishes (the file is rewritten atomically); a rerun with the same ``--out``
 skips finished cells, so an interrupted run resumes where it stopped. Embeddings go
@@ -30,7 +35,9 @@ from typing import Any
 import numpy as np
 
 from ..align import (
+    INPUT_SCALING,
     CeilingScores,
+    FeatureScaler,
     ProbeScores,
     available_aligners,
     ceiling_scores,
@@ -89,6 +96,7 @@ class TransferConfig:
     student: str = "smollm2"
     C: float = 1.0
     C_float: float = 1.0
+    input_scaling: str = "zscore"
     pooling: str = "mean"
     layer: int = -1
     batch_size: int = 32
@@ -120,6 +128,10 @@ class TransferConfig:
             )
         if len(self.pair) != 2 or self.pair[0] == self.pair[1]:
             raise ConfigError(f"--pair takes two different models, got {self.pair}.")
+        if self.input_scaling not in INPUT_SCALING:
+            raise ConfigError(
+                f"--input-scaling {self.input_scaling!r} unknown; choose from {list(INPUT_SCALING)}."
+            )
         if not self.seeds:
             raise ConfigError("--seeds is empty; give at least one seed.")
         for name, v in (("train", self.train), ("test", self.test), ("anchor_pool", self.anchor_pool)):
@@ -129,7 +141,7 @@ class TransferConfig:
     def fingerprint(self) -> str:
         """Hash of the options that change a cell's numbers (not which cells run)."""
         return stable_hash(self.train, self.test, self.anchor_pool, self.tau, self.C,
-                           self.C_float, self.pooling, self.layer, length=12)
+                           self.C_float, self.pooling, self.layer, self.input_scaling, length=12)
 
 
 # --------------------------------------------------------------------------- resumable cells
@@ -193,6 +205,7 @@ class TransferRun:
         self.store = CellStore(out / "cells.jsonl", cfg.fingerprint(), fresh=cfg.fresh)
         self._pools: dict[str, _Pool] = {}
         self._emb: dict[tuple[str, str], np.ndarray] = {}
+        self._scaled: dict[tuple[str, str, int], np.ndarray] = {}
         self._handles: dict[str, Any] = {}
         self.computed = 0
 
@@ -247,6 +260,22 @@ class TransferRun:
         self._emb[key] = np.asarray(x, dtype=np.float32)
         return self._emb[key]
 
+    def inputs(self, model: str, dataset: str, seed: int) -> np.ndarray:
+        """The pool's embeddings after ``input_scaling``, fitted on this seed's anchor pool.
+
+        The anchor pool is label-free and disjoint from the test split, so the scaling sees
+        no test vector; ceilings and transfer cells read the same scaled vectors.
+        """
+        key = (model, dataset, seed)
+        if key not in self._scaled:
+            x = self.embeddings(model, dataset)
+            if self.cfg.input_scaling == "none":
+                return x
+            anchors = self.pool(dataset).rows[seed]["anchors"]
+            scaler = FeatureScaler(self.cfg.input_scaling).fit(x[anchors])
+            self._scaled[key] = scaler.transform(x)
+        return self._scaled[key]
+
     # ------------------------------------------------------------------ cells
     def _cell(self, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         done = self.store.get(key)
@@ -262,7 +291,7 @@ class TransferRun:
                "hdc_dim": hdc_dim}
 
         def compute() -> dict[str, Any]:
-            x = self.embeddings(model, dataset)
+            x = self.inputs(model, dataset, seed)
             pool = self.pool(dataset)
             r = pool.rows[seed]
             c = ceiling_scores(x[r["train"]], pool.labels[r["train"]], x[r["test"]],
@@ -284,8 +313,8 @@ class TransferRun:
             c = CeilingScores(hdc=ProbeScores(ceil["hdc_acc"], ceil["hdc_bal_acc"]),
                               float=ProbeScores(ceil["float_acc"], ceil["float_bal_acc"]),
                               majority=ceil["majority"])
-            xt = self.embeddings(teacher, dataset)
-            xs = self.embeddings(student, dataset)
+            xt = self.inputs(teacher, dataset, seed)
+            xs = self.inputs(student, dataset, seed)
             pool = self.pool(dataset)
             r = pool.rows[seed]
             anchors = r["anchors"] if str(n_anchors) == "all" else r["anchors"][: int(n_anchors)]
@@ -645,6 +674,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="inverse L2 strength of the probe on HDC codes (1.0)")
     p.add_argument("--C-float", dest="C_float", type=float, default=d.C_float,
                    help="inverse L2 strength of the float probe (1.0)")
+    p.add_argument("--input-scaling", default=d.input_scaling, choices=list(INPUT_SCALING),
+                   help="per-feature scaling of each model's embeddings before aligning and "
+                        "encoding, fitted on the anchor pool (default: zscore; tames the few "
+                        "high-variance dimensions of decoder hidden states)")
     p.add_argument("--pooling", default=d.pooling, choices=["mean", "cls", "last"])
     p.add_argument("--layer", type=int, default=d.layer, help="hidden layer (-1 = last)")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -700,6 +733,8 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
                                    layer=-1, cache=True)
     rows = []
     metrics = {}
+    # the same per-feature scaling as `hyperlens transfer`, fitted on the anchor texts only
+    emb = {m: FeatureScaler("zscore").fit(x[r["anchors"]]).transform(x) for m, x in emb.items()}
     for teacher, student in ((models[0], models[1]), (models[1], models[0])):
         xt, xs = emb[teacher], emb[student]
         ceil = _ceil(xs[r["train"]], y[r["train"]], xs[r["test"]], y[r["test"]], hdc_dim=4096,
@@ -714,8 +749,8 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
     sec = report.section(
         "Cross-architecture transfer",
         f"A classifier trained on one model's 4,096-d ternary codes, tested on the other's "
-        f"after alignment on {n_anchor} anchor texts ({dataset}, {len(r['train'])} train / "
-        f"{n_test} test, one seed). Efficiency = transfer / the student's own HDC ceiling; "
+        f"after z-scoring each model on, and aligning on, {n_anchor} anchor texts ({dataset}, "
+        f"{len(r['train'])} train / {n_test} test, one seed). Efficiency = transfer / the student's own HDC ceiling; "
         "chance-corrected efficiency is 0 for always answering the majority class. "
         "`hyperlens transfer` runs the full study.")
     sec.table("Transfer at a glance", ["pair", "aligner", "acc", "bal. acc", "ceiling",
