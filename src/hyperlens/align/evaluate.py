@@ -189,7 +189,8 @@ class LinearProbe:
         if solver == "auto":
             solver = "newton-cholesky" if xt.shape[1] <= self.CHOLESKY_MAX_DIM else "newton-cg"
         self.solver_ = solver
-        self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter, solver=solver).fit(xt, yy)
+        model = LogisticRegression(C=self.C, max_iter=self.max_iter, solver=solver)
+        self.model_ = model.fit(xt, yy)
         return self
 
     def predict(self, x: Any) -> np.ndarray:

@@ -129,9 +129,8 @@ class TransferConfig:
         if len(self.pair) != 2 or self.pair[0] == self.pair[1]:
             raise ConfigError(f"--pair takes two different models, got {self.pair}.")
         if self.input_scaling not in INPUT_SCALING:
-            raise ConfigError(
-                f"--input-scaling {self.input_scaling!r} unknown; choose from {list(INPUT_SCALING)}."
-            )
+            raise ConfigError(f"--input-scaling {self.input_scaling!r} unknown; "
+                              f"choose from {list(INPUT_SCALING)}.")
         if not self.seeds:
             raise ConfigError("--seeds is empty; give at least one seed.")
         for name, v in (("train", self.train), ("test", self.test), ("anchor_pool", self.anchor_pool)):
@@ -266,11 +265,11 @@ class TransferRun:
         The anchor pool is label-free and disjoint from the test split, so the scaling sees
         no test vector; ceilings and transfer cells read the same scaled vectors.
         """
+        if self.cfg.input_scaling == "none":
+            return self.embeddings(model, dataset)
         key = (model, dataset, seed)
         if key not in self._scaled:
             x = self.embeddings(model, dataset)
-            if self.cfg.input_scaling == "none":
-                return x
             anchors = self.pool(dataset).rows[seed]["anchors"]
             scaler = FeatureScaler(self.cfg.input_scaling).fit(x[anchors])
             self._scaled[key] = scaler.transform(x)
@@ -750,8 +749,8 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
         "Cross-architecture transfer",
         f"A classifier trained on one model's 4,096-d ternary codes, tested on the other's "
         f"after z-scoring each model on, and aligning on, {n_anchor} anchor texts ({dataset}, "
-        f"{len(r['train'])} train / {n_test} test, one seed). Efficiency = transfer / the student's own HDC ceiling; "
-        "chance-corrected efficiency is 0 for always answering the majority class. "
+        f"{len(r['train'])} train / {n_test} test, one seed). Efficiency = transfer / the "
+        "student's own HDC ceiling; chance-corrected efficiency is 0 for always answering the majority class. "
         "`hyperlens transfer` runs the full study.")
     sec.table("Transfer at a glance", ["pair", "aligner", "acc", "bal. acc", "ceiling",
                                        "majority", "efficiency", "chance-corr. eff.",
