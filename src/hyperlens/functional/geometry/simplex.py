@@ -93,7 +93,9 @@ def cayley_menger_volume(points: Any) -> torch.Tensor:
     return out.reshape(batch)
 
 
-def sample_simplices(n: int, k: int, n_samples: int, *, seed: int = 0, device: Any = "cpu") -> torch.Tensor:
+def sample_simplices(
+    n: int, k: int, n_samples: int, *, seed: int = 0, device: Any = "cpu"
+) -> torch.Tensor:
     """Draw ``n_samples`` sets of ``k + 1`` distinct row indices from ``range(n)``.
 
     Each row is a uniform random (k+1)-subset, drawn independently of the others. Small
@@ -351,7 +353,8 @@ def simplex_volume_cv(
     n_deg = int((~good).sum())
     if int(good.sum()) < 2:
         raise InputError(
-            f"X gives only {int(good.sum())} non-degenerate {k}-simplices out of {n_samples}: its rows "
+            f"X gives only {int(good.sum())} non-degenerate {k}-simplices out of {n_samples}: its "
+            "rows "
             f"span fewer than k = {k} dimensions (shape {tuple(Xt.shape)}); use a smaller k."
         )
     v = vols[good]
@@ -381,7 +384,9 @@ def simplex_volume_cv(
     )
 
 
-def _ratio_ci(a: torch.Tensor, b: torch.Tensor, *, n_boot: int, level: float, seed: int) -> Estimate:
+def _ratio_ci(
+    a: torch.Tensor, b: torch.Tensor, *, n_boot: int, level: float, seed: int
+) -> Estimate:
     gen = make_generator(seed, a.device)
     point = _cv(a) / _cv(b)
     ra = torch.empty(n_boot, dtype=torch.float64, device=a.device)
@@ -389,6 +394,12 @@ def _ratio_ci(a: torch.Tensor, b: torch.Tensor, *, n_boot: int, level: float, se
     step = max(1, 8_000_000 // max(a.numel(), b.numel()))
     for s in range(0, n_boot, step):
         m = min(step, n_boot - s)
-        ra[s : s + m] = _cv(a[torch.randint(0, a.numel(), (m, a.numel()), generator=gen, device=a.device)])
-        rb[s : s + m] = _cv(b[torch.randint(0, b.numel(), (m, b.numel()), generator=gen, device=a.device)])
-    return _percentile_estimate(point, ra / rb, level, "percentile bootstrap over simplices, both sides")
+        ra[s : s + m] = _cv(
+            a[torch.randint(0, a.numel(), (m, a.numel()), generator=gen, device=a.device)]
+        )
+        rb[s : s + m] = _cv(
+            b[torch.randint(0, b.numel(), (m, b.numel()), generator=gen, device=a.device)]
+        )
+    return _percentile_estimate(
+        point, ra / rb, level, "percentile bootstrap over simplices, both sides"
+    )

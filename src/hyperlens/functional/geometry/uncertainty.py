@@ -51,7 +51,9 @@ def bootstrap_ci(
     if not callable(fn):
         raise InputError(f"fn must be callable, got {type(fn).__name__}.")
     if not arrays:
-        raise InputError("bootstrap_ci needs at least one array after fn; pass the data to resample.")
+        raise InputError(
+            "bootstrap_ci needs at least one array after fn; pass the data to resample."
+        )
     n_boot = _check_int(n_boot, "n_boot", minimum=2)
     level = _check_level(level)
     tensors = [_as_tensor(a, f"arrays[{i}]") for i, a in enumerate(arrays)]
@@ -77,7 +79,9 @@ def bootstrap_ci(
     return _percentile_estimate(point, r, level, "percentile bootstrap over rows")
 
 
-def seed_ci(fn: Callable[[int], Any], seeds: Iterable[int] | int = 5, *, level: float = 0.95) -> Estimate:
+def seed_ci(
+    fn: Callable[[int], Any], seeds: Iterable[int] | int = 5, *, level: float = 0.95
+) -> Estimate:
     """Mean of ``fn(seed)`` over seeds with a Student-t interval for that mean.
 
     ``seeds`` is an iterable of ints or a count (``range(count)``). Use it for statistics
@@ -90,7 +94,11 @@ def seed_ci(fn: Callable[[int], Any], seeds: Iterable[int] | int = 5, *, level: 
         0.5
     """
     level = _check_level(level)
-    seed_list = list(range(_check_int(seeds, "seeds", minimum=2))) if isinstance(seeds, (int, np.integer)) else list(seeds)
+    seed_list = (
+        list(range(_check_int(seeds, "seeds", minimum=2)))
+        if isinstance(seeds, (int, np.integer))
+        else list(seeds)
+    )
     if len(seed_list) < 2:
         raise InputError(f"seeds must give at least 2 seeds for an interval, got {seed_list!r}.")
     return t_interval([float(fn(int(s))) for s in seed_list], level)

@@ -38,18 +38,27 @@ def _encode_texts(subject: TerrainSubject, texts: Sequence[str] | None, *, max_l
     return seqs, set(), "random token ids (no tokenizer)"
 
 
-def _hidden_states(module: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _hidden_states(
+    module: nn.Module, ids: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     """All hidden states ``(L+1) x [B, T, d]`` of the encoder (encoder-decoder) or the model."""
     cfg = getattr(module, "config", None)
     target = module
-    if cfg is not None and getattr(cfg, "is_encoder_decoder", False) and hasattr(module, "get_encoder"):
+    if (
+        cfg is not None
+        and getattr(cfg, "is_encoder_decoder", False)
+        and hasattr(module, "get_encoder")
+    ):
         target = module.get_encoder()
     out = target(input_ids=ids, attention_mask=mask, output_hidden_states=True)
     hs = getattr(out, "hidden_states", None)
     if hs is None:
         hs = getattr(out, "encoder_hidden_states", None)
     if hs is None:
-        raise InputError(f"module {type(module).__name__} returned no hidden states; it cannot be probed layer by layer.")
+        raise InputError(
+            f"module {type(module).__name__} returned no hidden states; it cannot be probed layer "
+            "by layer."
+        )
     return tuple(hs)
 
 
@@ -69,7 +78,10 @@ def layer_evolution(subject: TerrainSubject, texts: Sequence[str] | None = None,
     ``subject.module`` rather than through pooled embedding helpers.
     """
     if subject.module is None or subject.kind == "static":
-        return {"available": False, "note": f"{subject.name} is a static embedding model: it has no layers"}
+        return {
+            "available": False,
+            "note": f"{subject.name} is a static embedding model: it has no layers",
+        }
     seqs, special, source = _encode_texts(subject, texts, max_length=max_length, seed=seed)
     if not seqs:
         raise InputError("texts produced no tokens; pass non-empty sentences.")
@@ -117,19 +129,25 @@ def layer_evolution(subject: TerrainSubject, texts: Sequence[str] | None = None,
         P = torch.stack(pooled[li])
         norms = torch.tensor(sent_norm[li], dtype=torch.float64)
         coss = torch.tensor(sent_cos[li], dtype=torch.float64)
-        rows.append({
-            "layer": li, "tokens": int(X.shape[0]),
-            "norm_mean": float(X.norm(dim=1).mean()), "norm_std": float(X.norm(dim=1).std()),
-            "norm_median": float(X.norm(dim=1).median()),
-            # a few "massive activation" tokens (often the first position) can dominate the mean
-            "norm_max_over_median": float(X.norm(dim=1).max() / X.norm(dim=1).median().clamp_min(1e-300)),
-            "norm_ci": list(_bootstrap_mean_ci(norms, n_bootstrap, gen)),
-            "cos_all": _exact_pair_cosine_moments(_unit_rows(X))[0],
-            "cos_within": float(coss.mean()) if coss.numel() else float("nan"),
-            "cos_within_ci": list(_bootstrap_mean_ci(coss, n_bootstrap, gen)),
-            "pr_over_d": _pr_of_rows(X) / d,
-            "pooled_pr_over_d": _pr_of_rows(P) / d,
-        })
+        rows.append(
+            {
+                "layer": li,
+                "tokens": int(X.shape[0]),
+                "norm_mean": float(X.norm(dim=1).mean()),
+                "norm_std": float(X.norm(dim=1).std()),
+                "norm_median": float(X.norm(dim=1).median()),
+                # a few "massive activation" tokens (often the first position) can dominate the mean
+                "norm_max_over_median": float(
+                    X.norm(dim=1).max() / X.norm(dim=1).median().clamp_min(1e-300)
+                ),
+                "norm_ci": list(_bootstrap_mean_ci(norms, n_bootstrap, gen)),
+                "cos_all": _exact_pair_cosine_moments(_unit_rows(X))[0],
+                "cos_within": float(coss.mean()) if coss.numel() else float("nan"),
+                "cos_within_ci": list(_bootstrap_mean_ci(coss, n_bootstrap, gen)),
+                "pr_over_d": _pr_of_rows(X) / d,
+                "pooled_pr_over_d": _pr_of_rows(P) / d,
+            }
+        )
     return {"available": True, "source": source, "n_sequences": len(seqs), "layers": rows}
 
 
@@ -145,7 +163,9 @@ def _rope_theta(cfg: Any) -> float | None:
     return float(theta) if theta is not None else None
 
 
-def position_structure(module: nn.Module | None, *, kind: str = "", max_positions: int = 128) -> dict[str, Any]:
+def position_structure(
+    module: nn.Module | None, *, kind: str = "", max_positions: int = 128
+) -> dict[str, Any]:
     """Position structure of a model: learned absolute, T5 relative buckets, rotary, or none.
 
     * learned absolute (BERT, GPT-2, OPT): cosine of position vectors against the offset
@@ -172,7 +192,9 @@ def position_structure(module: nn.Module | None, *, kind: str = "", max_position
             if fn is None:
                 return {"type": "relative", "module": name, "note": "bucket function not found",
                         "bias": W.T.tolist()}
-            b = fn(offsets, bidirectional=bidirectional, num_buckets=buckets, max_distance=max_distance)
+            b = fn(
+                offsets, bidirectional=bidirectional, num_buckets=buckets, max_distance=max_distance
+            )
             curve = W[b]  # [offsets, heads]
             near = curve[(offsets.abs() <= 1)].mean(0)
             far = curve[(offsets.abs() >= span // 2)].mean(0)
