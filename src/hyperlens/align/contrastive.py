@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -154,7 +154,7 @@ class ContrastiveAligner(Aligner):
                 *self._head_keys()]
 
     def _head_keys(self) -> list[str]:
-        return [f"head_{side}_{k.replace('.', '_')}" for side in ("t", "s") for k in
+        return [f"head_{side}_{k.replace('.', '_')}_" for side in ("t", "s") for k in
                 ("net.0.weight", "net.0.bias", "net.3.weight", "net.3.bias")]
 
     def _extra_state(self) -> dict[str, object]:
@@ -165,7 +165,7 @@ class ContrastiveAligner(Aligner):
         ht, hs = self._heads()
         for side, head in (("t", ht), ("s", hs)):
             state = {
-                k: getattr(self, f"head_{side}_{k.replace('.', '_')}") for k in head.state_dict()
+                k: getattr(self, f"head_{side}_{k.replace('.', '_')}_") for k in head.state_dict()
             }
             head.load_state_dict(state)
             head.eval()
@@ -225,7 +225,7 @@ class ContrastiveAligner(Aligner):
         self.head_t_, self.head_s_ = head_t, head_s
         for side, head in (("t", head_t), ("s", head_s)):
             for k, v in head.state_dict().items():
-                setattr(self, f"head_{side}_{k.replace('.', '_')}", v.detach().clone())
+                setattr(self, f"head_{side}_{k.replace('.', '_')}_", v.detach().clone())
         self.loss_history_ = history
         self.dim_ = cfg.shared_dim
 
@@ -237,5 +237,3 @@ class ContrastiveAligner(Aligner):
             z = head((x.float() - mean) @ basis / std)
         return z.double()
 
-    def get_params(self) -> dict[str, object]:
-        return asdict(self._config())

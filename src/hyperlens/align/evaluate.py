@@ -25,7 +25,6 @@ confidence interval.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -446,17 +445,13 @@ def transfer_scores(
 def summarize(values: Iterable[float], confidence: float = 0.95) -> dict[str, float]:
     """Mean, sample standard deviation and Student-t confidence interval of ``values``.
 
-    NaNs are dropped. With one value the interval collapses to the value (``std`` 0).
+    NaNs are dropped. With one value the interval collapses to the value (``std`` 0). The
+    interval is :func:`hyperlens.functional.stats.t_interval`'s; this is its dict form.
     """
-    from scipy import stats
+    from ..functional.stats import t_interval
 
-    arr = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
-    if arr.size == 0:
-        nan = float("nan")
-        return {"mean": nan, "std": nan, "lo": nan, "hi": nan, "n": 0}
-    mean = float(arr.mean())
-    if arr.size == 1:
-        return {"mean": mean, "std": 0.0, "lo": mean, "hi": mean, "n": 1}
-    std = float(arr.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, arr.size - 1) * std / math.sqrt(arr.size))
-    return {"mean": mean, "std": std, "lo": mean - half, "hi": mean + half, "n": int(arr.size)}
+    vals = [float("nan") if v is None else float(v) for v in values]
+    est = t_interval(vals, confidence)
+    if est.n == 1:
+        return {"mean": est.value, "std": 0.0, "lo": est.value, "hi": est.value, "n": 1}
+    return {"mean": est.value, "std": est.std, "lo": est.lo, "hi": est.hi, "n": est.n}

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..align.vocab import align_vocabularies
 from ..report import Report
+from .options import positive_int, unit_fraction
 
 __all__ = ["COMMAND", "HELP", "add_arguments", "main", "run_align_vocab"]
 
@@ -31,16 +32,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "model_a", help="model whose token embeddings are mapped (zoo name, HF id or path)"
     )
     p.add_argument("model_b", help="target model")
-    p.add_argument("--test-fraction", type=float, default=0.2,
+    p.add_argument("--test-fraction", type=unit_fraction, default=0.2,
                    help="share of the shared vocabulary held out for scoring (0.2)")
-    p.add_argument("--max-test", type=int, default=3000, help="cap on held-out tokens (3000)")
-    p.add_argument("--k", type=int, default=10, help="neighbours for the overlap score (10)")
+    p.add_argument(
+        "--max-test", type=positive_int, default=3000, help="cap on held-out tokens (3000)"
+    )
+    p.add_argument(
+        "--k", type=positive_int, default=10, help="neighbours for the overlap score (10)"
+    )
     p.add_argument("--cased", action="store_true", help="match token strings case-sensitively")
     p.add_argument("--whole-words", action="store_true",
                    help="use word-initial tokens only (drop continuation pieces)")
     p.add_argument("--no-scaling", dest="scaling", action="store_false",
                    help="fit a pure rotation (no global scale)")
-    p.add_argument("--n-components", type=int, default=None,
+    p.add_argument("--n-components", type=positive_int, default=None,
                    help="common width (default: the smaller model's width)")
 
 

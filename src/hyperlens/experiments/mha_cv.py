@@ -20,6 +20,7 @@ from ..probes.mha_cv import (
 )
 from ..report import Report
 from ..utils import resolve_device
+from .options import positive_float, positive_int
 
 __all__ = ["COMMAND", "HELP", "add_arguments", "main", "run", "build_report"]
 
@@ -34,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d = MHACVConfig()
     p.add_argument(
         "--dims",
-        type=int,
+        type=positive_int,
         nargs="+",
         default=list(d.dims),
         help=f"model widths (default: {' '.join(map(str, d.dims))}; the original sweep used 64 128 "
@@ -42,28 +43,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--heads",
-        type=int,
+        type=positive_int,
         nargs="+",
         default=list(d.heads),
         help=f"head counts; each must divide every dim (default: {' '.join(map(str, d.heads))})",
     )
     p.add_argument(
-        "--epochs", type=int, default=d.epochs, help=f"full-batch Adam steps (default: {d.epochs})"
+        "--epochs",
+        type=positive_int,
+        default=d.epochs,
+        help=f"full-batch Adam steps (default: {d.epochs})",
     )
-    p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default: {d.lr})")
     p.add_argument(
-        "--vocab", type=int, default=d.vocab, help=f"vocabulary size (default: {d.vocab})"
+        "--lr", type=positive_float, default=d.lr, help=f"learning rate (default: {d.lr})"
     )
     p.add_argument(
-        "--seq-len", type=int, default=d.seq_len, help=f"tokens per sample (default: {d.seq_len})"
+        "--vocab", type=positive_int, default=d.vocab, help=f"vocabulary size (default: {d.vocab})"
+    )
+    p.add_argument(
+        "--seq-len",
+        type=positive_int,
+        default=d.seq_len,
+        help=f"tokens per sample (default: {d.seq_len})",
     )
     p.add_argument(
         "--classes",
-        type=int,
+        type=positive_int,
         default=d.n_classes,
         help=f"noise patterns / classes (default: {d.n_classes})",
     )
-    p.add_argument("--per-class", type=int, default=d.samples_per_class,
+    p.add_argument("--per-class", type=positive_int, default=d.samples_per_class,
                    help=f"training samples per class (default: {d.samples_per_class})")
     p.add_argument(
         "--noise",
@@ -72,13 +81,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"probability that a position is replaced by a random token (default: {d.noise})",
     )
     p.add_argument(
-        "--k", type=int, default=d.k, help=f"simplex dimension (default: {d.k}, pentachora)"
+        "--k",
+        type=positive_int,
+        default=d.k,
+        help=f"simplex dimension (default: {d.k}, pentachora)",
     )
-    p.add_argument("--simplices", type=int, default=d.n_simplices,
+    p.add_argument("--simplices", type=positive_int, default=d.n_simplices,
                    help=f"simplices sampled per measurement (default: {d.n_simplices})")
     p.add_argument(
         "--boot",
-        type=int,
+        type=positive_int,
         default=d.n_boot,
         help=f"bootstrap resamples per interval (default: {d.n_boot})",
     )
@@ -92,7 +104,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"CV band, strict inequalities (default: {d.band[0]} {d.band[1]})")
     p.add_argument(
         "--seeds",
-        type=int,
+        type=positive_int,
         default=d.n_seeds,
         help="independent replicates per grid cell; >= 2 gives t intervals over seeds (default: 1)",
     )

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
 from ..probes import wordlists
 from ..probes.terrain import TerrainConfig, TerrainSubject, run_terrain, terrain_panel
 from ..report import Report
+from .options import add_data_options, count_of_two, data_options
 
 __all__ = ["COMMAND", "HELP", "add_arguments", "main", "run_terrain_report", "tour_section",
            "add_terrain_sections"]
@@ -31,30 +31,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--texts", default="builtin",
                    help="texts for the layer statistics: 'builtin' (48 varied sentences) or a "
                         "dataset name/file for hyperlens.data.load (default: builtin)")
-    p.add_argument("--n-texts", type=int, default=64,
+    p.add_argument("--n-texts", type=count_of_two, default=64,
                    help="texts drawn from --texts when it is a dataset (default: 64)")
     p.add_argument("--data-dir", default=None, help="folder holding the labelled data sets")
-    p.add_argument("--cosine-sample", type=int, default=3000,
+    p.add_argument("--cosine-sample", type=count_of_two, default=3000,
                    help="tokens sampled for the cosine histogram and percentiles (default: 3000)")
-    p.add_argument("--distance-sample", type=int, default=2000,
+    p.add_argument("--distance-sample", type=count_of_two, default=2000,
                    help="tokens sampled for Euclidean distances (default: 2000)")
-    p.add_argument("--n-simplices", type=int, default=2000,
+    p.add_argument("--n-simplices", type=count_of_two, default=2000,
                    help="random pentachora for the volume CV (default: 2000)")
-    p.add_argument("--permutations", type=int, default=2000,
+    p.add_argument("--permutations", type=count_of_two, default=2000,
                    help="label permutations for the digit and category nulls (default: 2000)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for intervals")
-    p.add_argument("--max-length", type=int, default=64, help="tokens kept per text")
+    p.add_argument("--bootstrap", type=count_of_two, default=1000,
+                   help="bootstrap resamples for intervals")
+    p.add_argument("--max-length", type=count_of_two, default=64, help="tokens kept per text")
     p.add_argument(
         "--no-layers", action="store_true", help="skip the layer-by-layer forward passes"
     )
+    add_data_options(p)
 
 
 def _config_from_args(args: argparse.Namespace) -> TerrainConfig:
-    for name in ("cosine_sample", "distance_sample", "n_simplices", "permutations", "bootstrap",
-                 "max_length", "n_texts"):
-        value = getattr(args, name)
-        if not isinstance(value, int) or value < 2:
-            raise ConfigError(f"--{name.replace('_', '-')} must be an integer >= 2, got {value!r}.")
+    """The battery's configuration; the option types have checked each value already."""
     return TerrainConfig(
         cosine_sample=args.cosine_sample,
         distance_sample=args.distance_sample,
@@ -66,12 +64,15 @@ def _config_from_args(args: argparse.Namespace) -> TerrainConfig:
     )
 
 
-def _load_texts(texts: str, n_texts: int, data_dir: str | None, seed: int) -> tuple[list[str], str]:
+def _load_texts(
+    texts: str, n_texts: int, data_dir: str | None, seed: int,
+    read: dict[str, Any] | None = None,
+) -> tuple[list[str], str]:
     if texts == "builtin":
         return list(wordlists.TERRAIN_SENTENCES), "built-in sentences"
     from .. import data as hdata
 
-    ds = hdata.load(texts, data_dir=data_dir)
+    ds = hdata.load(texts, data_dir=data_dir, **(read or {}))
     if len(ds) > n_texts:
         ds = ds.subsample(n_texts, seed=seed)
     return list(ds.texts), f"{n_texts} texts from {ds.name}"
@@ -532,6 +533,7 @@ def run_terrain_report(
     layers: bool = True,
     seed: int = 0,
     device: str = "auto",
+    data_options: dict[str, Any] | None = None,
     out: Path,
 ) -> Path:
     """Run the terrain battery on ``model`` (and ``vs``), write the report, return its folder."""
@@ -539,7 +541,7 @@ def run_terrain_report(
 
     dev = resolve_device(device)
     cfg = config or TerrainConfig(seed=seed)
-    text_list, text_source = _load_texts(texts, n_texts, data_dir, seed)
+    text_list, text_source = _load_texts(texts, n_texts, data_dir, seed, data_options)
     rep = Report("terrain", {"model": model, "vs": vs, "texts": texts, "n_texts": n_texts,
                              "layers": layers, "seed": seed, "device": str(dev), **cfg.__dict__},
                  out_dir=out, seed=seed, device=dev,
@@ -566,6 +568,7 @@ def main(args: argparse.Namespace) -> Path:
     cfg = _config_from_args(args)
     return run_terrain_report(model=args.model, vs=args.vs, texts=args.texts, n_texts=args.n_texts,
                               data_dir=args.data_dir, config=cfg, layers=not args.no_layers,
+                              data_options=data_options(args),
                               seed=int(args.seed), device=args.device, out=args.out)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..probes.weights import DEFAULT_THRESHOLDS, weight_battery
 from ..report import Report
+from .options import positive_float, positive_int
 
 __all__ = ["COMMAND", "HELP", "add_arguments", "main", "run_weights", "panel_spec", "tour_section"]
 
@@ -35,11 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="float32", choices=["float32", "float64", "svd"],
                    help="singular values from a float32 or float64 Gram eigensolve, or full SVD "
                         "(default float32; float64 resolves condition numbers beyond ~1e2)")
-    p.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS),
+    p.add_argument("--thresholds", type=positive_float, nargs="+", default=list(DEFAULT_THRESHOLDS),
                    help="sparsity thresholds on |w| (default 1e-6 ... 1e-1)")
-    p.add_argument("--chunk-mb", type=int, default=None,
+    p.add_argument("--chunk-mb", type=positive_int, default=None,
                    help="most MiB of weights held at once (default: a quarter of the checkpoint)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads for torch (default: torch's choice; 1 is often faster on a "
                         "machine that other jobs keep busy)")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -116,9 +117,28 @@ class PackedCodes:
         )
 
     def __getitem__(self, index: int | slice | torch.Tensor | Sequence[int]) -> PackedCodes:
-        if isinstance(index, int):
-            index = slice(index, index + 1 if index != -1 else None)
+        """Rows as a new :class:`PackedCodes`; an int gives one row (still ``[1, width]``).
+
+        An int outside ``-len(self) <= i < len(self)`` raises :class:`IndexError`, so
+        iteration and NumPy's sequence protocol stop at the end.
+        """
+        if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
+            n = len(self)
+            i = int(index)
+            if not -n <= i < n:
+                raise IndexError(f"row {i} is out of range for {n} packed codes.")
+            i %= n
+            index = slice(i, i + 1)
         return PackedCodes(self.data[index], self.dim, self.scheme)
+
+    def __iter__(self) -> Iterator[PackedCodes]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """The dense codes ``[n, dim]`` (int8 in {-1, 0, +1}): ``np.asarray(codes)``."""
+        dense = self.to_dense().cpu().numpy()
+        return dense if dtype is None else dense.astype(dtype, copy=False)
 
     @property
     def device(self) -> torch.device:

@@ -36,6 +36,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..functional.geometry import SimplexCV, simplex_volume_cv
+from ..functional.stats import t_interval
 from ..utils import make_generator, progress, resolve_device
 
 __all__ = [
@@ -427,12 +428,8 @@ class MHACVResult:
 
 
 def _t_interval(vals: list[float]) -> tuple[float, float, float]:
-    from scipy import stats
-
-    a = np.asarray(vals, dtype=np.float64)
-    m = float(a.mean())
-    half = float(stats.t.ppf(0.975, a.size - 1)) * float(a.std(ddof=1)) / math.sqrt(a.size)
-    return m, m - half, m + half
+    est = t_interval(vals, 0.95)
+    return est.value, est.lo, est.hi
 
 
 def _aggregate(rows: list[dict[str, Any]], band: tuple[float, float]) -> dict[str, Any]:

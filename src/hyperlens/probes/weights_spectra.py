@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..functional.geometry import spectrum_participation_ratio
+
 __all__ = [
     "spectral_metrics",
     "power_law_fit",
@@ -127,8 +129,7 @@ def spectral_metrics(s: torch.Tensor, shape: Sequence[int]) -> dict[str, torch.T
     safe1 = s1.clamp_min(1e-300)
     out: dict[str, torch.Tensor] = {}
     out["stable_rank"] = torch.where(s1 > 0, fro2 / safe1.pow(2), torch.zeros_like(s1))
-    out["participation_ratio"] = torch.where(fro2 > 0, s.sum(-1).pow(2) / fro2.clamp_min(1e-300),
-                                             torch.zeros_like(s1))
+    out["participation_ratio"] = spectrum_participation_ratio(s)
     out["active_fraction"] = (s > 0.01 * s1[:, None]).double().sum(-1) / r
     energy = s2.cumsum(-1) / fro2.clamp_min(1e-300)[:, None]
     out["rank90"] = (energy < 0.9 - 1e-12).sum(-1) + 1
@@ -228,8 +229,7 @@ def qk_head_geometry(
     out: dict[str, torch.Tensor] = {}
     out["stable_rank"] = torch.where(s[:, 0] > 0, fro2 / s[:, 0].clamp_min(1e-300).pow(2),
                                      torch.zeros_like(fro2))
-    out["participation_ratio"] = torch.where(fro2 > 0, s.sum(-1).pow(2) / fro2.clamp_min(1e-300),
-                                             torch.zeros_like(fro2))
+    out["participation_ratio"] = spectrum_participation_ratio(s)
     c = g[:, :dh, dh:]  # A Bᵀ
     tr_m2 = (c * c.mT).sum((-2, -1))  # tr(C²) = tr(M²)
     fro2_g = (g[:, :dh, :dh] * gb).sum((-2, -1))  # ‖M‖² = tr(A Aᵀ B Bᵀ), same precision as tr(M²)

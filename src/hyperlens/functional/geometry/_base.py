@@ -257,9 +257,26 @@ def _second_moment(X: torch.Tensor, *, center: bool) -> torch.Tensor:
     return acc
 
 
+def spectrum_participation_ratio(values: torch.Tensor) -> torch.Tensor:
+    """Participation ratio ``(sum v)^2 / sum v^2`` along the last axis; 0 where all v are 0.
+
+    The one implementation of the formula: on covariance eigenvalues it is the effective
+    number of dimensions a cloud uses; on singular values, that of a weight matrix.
+
+    Shapes:
+        values: ``[..., m]`` -> ``[...]`` (same dtype).
+
+    Example:
+        >>> float(spectrum_participation_ratio(torch.tensor([1.0, 1.0, 0.0])))
+        2.0
+    """
+    s2 = (values * values).sum(-1)
+    pr = values.sum(-1) ** 2 / s2.clamp_min(torch.finfo(values.dtype).tiny)
+    return torch.where(s2 > 0, pr, torch.zeros_like(pr))
+
+
 def _pr_from_eigs(ev: torch.Tensor) -> float:
-    s2 = float((ev * ev).sum())
-    return float(ev.sum()) ** 2 / s2 if s2 > 0 else 0.0
+    return float(spectrum_participation_ratio(ev))
 
 
 def _erank_from_sq_singular(sq: torch.Tensor) -> float:

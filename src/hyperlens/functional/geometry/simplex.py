@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 
 from ...errors import InputError, ShapeError
 from ...utils import check_finite, make_generator
-from ..stats import Estimate, from_replicates
+from ..stats import Estimate, bootstrap_ci, from_replicates
 from ._base import (
     _DEGENERATE_RTOL,
     _INT_DTYPES,
@@ -235,15 +236,8 @@ def cv_ci(
         )
     level = _check_level(level)
     n_boot = _check_int(n_boot, "n_boot", minimum=2)
-    point = _cv(v)
-    gen = make_generator(seed, v.device)
-    reps = torch.empty(n_boot, dtype=torch.float64, device=v.device)
-    step = max(1, 8_000_000 // v.numel())
-    for s in range(0, n_boot, step):
-        b = min(step, n_boot - s)
-        ix = torch.randint(0, v.numel(), (b, v.numel()), generator=gen, device=v.device)
-        reps[s : s + b] = _cv(v[ix])
-    return _percentile_estimate(point, reps, level, "percentile bootstrap over simplices")
+    est = bootstrap_ci(v, _cv, n_boot=n_boot, level=level, seed=seed, vectorized=True)
+    return replace(est, method="percentile bootstrap over simplices")
 
 
 def _cv(v: torch.Tensor) -> torch.Tensor | float:

@@ -149,7 +149,7 @@ def distance_statistics(E: torch.Tensor, *, sample: int = 2000, seed: int = 0,
 
 def _pr(eig: torch.Tensor) -> torch.Tensor:
     """Participation ratio ``(sum l)^2 / sum l^2`` along the last axis."""
-    return eig.sum(-1) ** 2 / (eig * eig).sum(-1).clamp_min(1e-300)
+    return G.spectrum_participation_ratio(eig)
 
 
 def spectrum_statistics(E: torch.Tensor, *, seed: int = 0, blocks: int = 64,
