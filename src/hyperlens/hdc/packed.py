@@ -131,6 +131,11 @@ class PackedCodes:
             index = slice(i, i + 1)
         return PackedCodes(self.data[index], self.dim, self.scheme)
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n, dim)``: the shape of the dense codes these packed rows stand for."""
+        return (len(self), self.dim)
+
     def __iter__(self) -> Iterator[PackedCodes]:
         for i in range(len(self)):
             yield self[i]

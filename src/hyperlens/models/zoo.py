@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -359,17 +360,26 @@ def load(
                 "with save_pretrained (config.json + *.safetensors + tokenizer files)."
             )
         return _load_transformers(str(path), dev, dt, name=path.name, source=f"local folder {path}")
-    looks_like_id = "/" in key and not key.startswith((".", "/", "~")) and key.count("/") == 1
-    if not looks_like_id:
+    if not _HF_ID.fullmatch(key):
         raise ModelNotFoundError(
             f"model {key!r} is not a known name, an existing folder or a Hugging Face id "
-            f"(owner/name); known names: {', '.join(known_models())}."
+            f"(owner/name, or a bare name such as gpt2); known names: "
+            f"{', '.join(known_models())}."
         )
     return _load_transformers(key, dev, dt, name=key, source=f"Hugging Face hub id {key}")
 
 
+# A Hugging Face repository id: ``owner/name`` or an owner-less legacy id (``gpt2``,
+# ``bert-base-uncased``); no path syntax.
+_HF_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
+
+
 def _offline_help(ident: str) -> str:
-    return (
+    import difflib
+
+    close = difflib.get_close_matches(ident.lower(), known_models(), n=2, cutoff=0.6)
+    hint = f"Did you mean {' or '.join(map(repr, close))}? " if close else ""
+    return hint + (
         f"model {ident!r} could not be loaded from the local Hugging Face cache "
         f"(HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}, offline="
         f"{os.environ.get('HF_HUB_OFFLINE', '0')}). To make it available: on a connected machine "
