@@ -223,9 +223,9 @@ class ContrastiveAligner(Aligner):
         head_t.eval().cpu()
         head_s.eval().cpu()
         self.head_t_, self.head_s_ = head_t, head_s
-        for side, head in (("t", head_t), ("s", head_s)):
-            for k, v in head.state_dict().items():
-                setattr(self, f"head_{side}_{k.replace('.', '_')}_", v.detach().clone())
+        for side_name, head in (("t", head_t), ("s", head_s)):
+            for key, v in head.state_dict().items():
+                setattr(self, f"head_{side_name}_{key.replace('.', '_')}_", v.detach().clone())
         self.loss_history_ = history
         self.dim_ = cfg.shared_dim
 

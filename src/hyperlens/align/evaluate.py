@@ -25,6 +25,7 @@ confidence interval.
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -320,7 +321,7 @@ class CeilingScores:
 
     hdc: ProbeScores
     float: ProbeScores
-    majority: float
+    majority: builtins.float
 
 
 def ceiling_scores(

@@ -573,8 +573,15 @@ def main(args: argparse.Namespace) -> Path:
 
 
 #: Sample sizes for the tour: about half the default work, same estimators.
-TOUR_CONFIG = dict(cosine_sample=1500, distance_sample=1000, n_simplices=1000, n_permutations=500,
-                   n_bootstrap=300, spectrum_bootstrap=50, spectrum_blocks=32)
+TOUR_CONFIG: dict[str, Any] = dict(
+    cosine_sample=1500,
+    distance_sample=1000,
+    n_simplices=1000,
+    n_permutations=500,
+    n_bootstrap=300,
+    spectrum_bootstrap=50,
+    spectrum_blocks=32,
+)
 
 
 def tour_section(report: Report, *, models: Sequence[str] = ("minilm", "smollm2"), seed: int = 0,

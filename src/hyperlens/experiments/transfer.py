@@ -201,8 +201,8 @@ class CellStore:
         return None if rec is None else rec["result"]
 
     def put(self, key: dict[str, Any], result: dict[str, Any]) -> None:
-        rec = {"id": self.cell_id(key), "fingerprint": self.fingerprint, "key": key,
-               "result": result}
+        rec: dict[str, Any] = {"id": self.cell_id(key), "fingerprint": self.fingerprint,
+                               "key": key, "result": result}
         self.cells[rec["id"]] = rec
         text = "".join(json.dumps(r, allow_nan=True) + "\n" for r in self.cells.values())
         atomic_write_text(self.path, text)
@@ -398,7 +398,8 @@ def _summary_record(cells: Sequence[dict[str, Any]]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- stages
 def stage0(run: TransferRun) -> None:
     cfg = run.cfg
-    rows, recs, bars_f, bars_h, lo_f, hi_f, lo_h, hi_h = [], {}, [], [], [], [], [], []
+    recs: dict[str, dict[str, Any]] = {}
+    rows, bars_f, bars_h, lo_f, hi_f, lo_h, hi_h = [], [], [], [], [], [], []
     for model in cfg.models:
         cells = [run.ceiling(model, cfg.dataset, s, cfg.hdc_dim) for s in cfg.seeds]
         f, h = _stats(cells, "float_acc"), _stats(cells, "hdc_acc")
@@ -436,7 +437,8 @@ def _directions(cfg: TransferConfig) -> list[tuple[str, str]]:
 
 def stage1(run: TransferRun) -> None:
     cfg = run.cfg
-    rows, series, recs = [], [], {"ceilings": {}, "transfer": {}}
+    recs: dict[str, dict[str, Any]] = {"ceilings": {}, "transfer": {}}
+    rows, series = [], []
     for model in cfg.pair:
         ys, los, his = [], [], []
         for dim in cfg.hdc_dims:

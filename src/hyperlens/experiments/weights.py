@@ -237,7 +237,7 @@ def _add_model_sections(rep: Report, res: dict[str, Any], tag: str) -> None:
         ["attention", res["attention"]], ["precision", res["precision"]], ["device", res["device"]],
         ["battery time (s)", res["timings"]["total_s"]],
     ])
-    counts: dict[str, int] = defaultdict(int)
+    counts: dict[tuple[Any, ...], int] = defaultdict(int)
     for r in res["roles"]:
         counts[(r["location"], r["attention"] or "-", r["role"], r["param"])] += 1
     sec.table("Roles", ["location", "attention", "role", "param", "tensors"],

@@ -49,7 +49,9 @@ class PackedCodes:
 
     __slots__ = ("data", "dim", "scheme")
 
-    def __init__(self, data: torch.Tensor | np.ndarray, dim: int, scheme: str = "twobit") -> None:
+    def __init__(
+        self, data: torch.Tensor | np.ndarray, dim: int, scheme: F.Scheme = "twobit"
+    ) -> None:
         if isinstance(data, np.ndarray):
             data = torch.from_numpy(data)
         if not isinstance(data, torch.Tensor) or data.dtype != torch.uint8:
@@ -71,7 +73,7 @@ class PackedCodes:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_dense(
-        cls, codes: torch.Tensor, scheme: str = "twobit", *, check_values: bool = True
+        cls, codes: torch.Tensor, scheme: F.Scheme = "twobit", *, check_values: bool = True
     ) -> PackedCodes:
         """Pack dense codes ``[n, d]`` (values in ``{-1, 0, +1}``)."""
         codes = F.check_codes(codes, "codes", check_values=check_values)
@@ -83,7 +85,7 @@ class PackedCodes:
 
     @classmethod
     def empty(
-        cls, n: int, dim: int, scheme: str = "twobit", device: str | torch.device = "cpu"
+        cls, n: int, dim: int, scheme: F.Scheme = "twobit", device: str | torch.device = "cpu"
     ) -> PackedCodes:
         """Zero codes to be filled block by block (``codes.data[i:j] = pack(...)``)."""
         return cls(
@@ -197,7 +199,7 @@ class PackedCodes:
             out[start : start + chunk.shape[0]] = F.packed_nonzeros(chunk, self.dim, self.scheme)
         return out
 
-    def convert(self, scheme: str, block_size: int = 65536) -> PackedCodes:
+    def convert(self, scheme: F.Scheme, block_size: int = 65536) -> PackedCodes:
         """The same codes re-packed with another ``scheme`` (block by block)."""
         out = PackedCodes.empty(len(self), self.dim, scheme, self.device)
         for start, block in self.iter_blocks(block_size):

@@ -137,7 +137,7 @@ def convert_smollm2(target: Path | None = None) -> Path:
         str(gguf.parent), gguf_file=gguf.name, local_files_only=True
     )
     tok.pad_token = SMOLLM2_PAD
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.config.pad_token_id = tok.pad_token_id
@@ -423,7 +423,7 @@ def _load_transformers(
             ) from exc
         raise ModelNotFoundError(_offline_help(ident)) from exc
     module.eval()
-    module.to(device)
+    module.to(device)  # type: ignore[arg-type]
     if tokenizer.pad_token is None:
         for cand in (tokenizer.eos_token, tokenizer.unk_token):
             if cand is not None:

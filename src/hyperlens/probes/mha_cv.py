@@ -270,7 +270,7 @@ def _mean_over_heads(rows: list[_CVRow]) -> _CVRow:
         vals = [get(r) for r in ok]
         if any(v is None for v in vals):
             return None, None, None
-        m = float(np.mean(vals))
+        m = float(np.mean([float(v) for v in vals if v is not None]))
         s = [((hi(r) or 0.0) - (lo(r) or 0.0)) / (2 * _Z95) for r in ok]
         half = _Z95 * math.sqrt(sum(x * x for x in s)) / len(ok)
         return m, m - half, m + half

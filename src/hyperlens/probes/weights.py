@@ -221,7 +221,7 @@ def weight_battery(
             met_np = {k: v.cpu().numpy() for k, v in met.items()}
             s_np = s.cpu().numpy()
             for i, r in enumerate(chunk):
-                row = {"key": r.key, "name": r.name, "group": label, "role": r.role,
+                row: dict[str, Any] = {"key": r.key, "name": r.name, "group": label, "role": r.role,
                        "location": r.location, "attention": r.attention, "layer": r.layer,
                        "shape": list(shape)}
                 for k in SPECTRAL_KEYS:
@@ -531,7 +531,7 @@ def _mlp_neurons(norms: dict[tuple[str, int, str], np.ndarray]) -> dict[str, Any
     layers: dict[tuple[str, int], dict[str, np.ndarray]] = defaultdict(dict)
     for (loc, layer, role), v in norms.items():
         layers[(loc, layer)][role] = v
-    rows = []
+    rows: list[dict[str, Any]] = []
     hist_counts = np.zeros(len(_IMP_EDGES) - 1, dtype=np.int64)
     for (loc, layer), parts in sorted(layers.items()):
         if "mlp_down" not in parts or ("mlp_up" not in parts and "mlp_gate" not in parts):
@@ -567,7 +567,7 @@ def _mlp_neurons(norms: dict[tuple[str, int, str], np.ndarray]) -> dict[str, Any
 
 def _position_bias(ckpt: Checkpoint, roles: list[TensorRole], cfg: dict[str, Any], dev: torch.device
                    ) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     rel = [
         r
         for r in roles

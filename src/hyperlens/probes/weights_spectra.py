@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -253,7 +254,7 @@ def qk_head_geometry(
 
 def t5_bucket_distances(
     num_buckets: int, max_distance: int, bidirectional: bool
-) -> list[dict[str, float]]:
+) -> list[dict[str, Any]]:
     """Which relative positions fall into each T5 relative-attention bucket.
 
     Re-derives T5's bucketing (exact buckets for small distances, log-spaced up to
@@ -329,7 +330,7 @@ def relative_bias_profiles(
         }
         peak = int(np.argmax(bias[:, h]))
         for side in sides:
-            idx = [b["bucket"] for b in buckets if b["side"] == side]
+            idx = [int(b["bucket"]) for b in buckets if b["side"] == side]
             idx.sort(key=lambda i: buckets[i]["mean"])
             vals = bias[idx, h]
             dist = np.array([buckets[i]["mean"] for i in idx])

@@ -354,13 +354,17 @@ def simplex_volume_cv(
     v = vols[good]
     cv = cv_ci(v, n_boot=n_boot, level=level, seed=seeds[1])
     if null is None:
-        return SimplexCV(cv, None, None, None, float(v.mean()), None, None, k, n_samples, n_deg, None)
+        return SimplexCV(
+            cv, None, None, None, float(v.mean()), None, None, k, n_samples, n_deg, None
+        )
     Y = null_points(Xt, null, seed=seeds[2])
     nvols = _volumes_at(Y - Y.mean(dim=0, keepdim=True), idx)
     ngood = nvols > 0
     nv = nvols[ngood]
     if nv.numel() < 2:
-        raise InputError(f"the {null!r} null model gave fewer than 2 non-degenerate simplices for X.")
+        raise InputError(
+            f"the {null!r} null model gave fewer than 2 non-degenerate simplices for X."
+        )
     ncv = cv_ci(nv, n_boot=n_boot, level=level, seed=seeds[3])
     ratio = _ratio_ci(v, nv, n_boot=n_boot, level=level, seed=seeds[3] ^ 0x5EED)
     return SimplexCV(
@@ -395,5 +399,5 @@ def _ratio_ci(
             b[torch.randint(0, b.numel(), (m, b.numel()), generator=gen, device=a.device)]
         )
     return _percentile_estimate(
-        point, ra / rb, level, "percentile bootstrap over simplices, both sides"
+        float(point), ra / rb, level, "percentile bootstrap over simplices, both sides"
     )

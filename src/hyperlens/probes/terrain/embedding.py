@@ -250,7 +250,8 @@ def pentachoron_statistics(E: torch.Tensor, *, n_simplices: int = 2000, seed: in
     seeds = [seed * 7919 + s for s in (11, 12, 13, 14, 15, 16, 17)]
     idx = G.sample_simplices(n, 4, n_simplices, seed=seeds[0])
     vols = {"embeddings": G.simplex_volumes(E, idx)}
-    for j, null in enumerate(("gaussian", "isotropic")):
+    nulls: tuple[G.NullModel, G.NullModel] = ("gaussian", "isotropic")
+    for j, null in enumerate(nulls):
         pts = G.null_points(E, null, n=5 * n_simplices, seed=seeds[1 + j])
         vols[null] = G.cayley_menger_volume(pts.view(n_simplices, 5, d))
     out: dict[str, Any] = {"n_simplices": n_simplices}

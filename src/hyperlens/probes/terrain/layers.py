@@ -49,7 +49,7 @@ def _hidden_states(
         and getattr(cfg, "is_encoder_decoder", False)
         and hasattr(module, "get_encoder")
     ):
-        target = module.get_encoder()
+        target = module.get_encoder()  # type: ignore[operator]
     out = target(input_ids=ids, attention_mask=mask, output_hidden_states=True)
     hs = getattr(out, "hidden_states", None)
     if hs is None:

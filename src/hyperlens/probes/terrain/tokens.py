@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -128,7 +128,7 @@ def digit_manifold(E: torch.Tensor, ids: Sequence[int], *, n_permutations: int =
 
 
 # --------------------------------------------------------------------------- categories
-def category_clustering(E: torch.Tensor, groups: dict[str, Sequence[int]], *,
+def category_clustering(E: torch.Tensor, groups: Mapping[str, Sequence[int]], *,
                         n_permutations: int = 2000, seed: int = 0,
                         reference_mean: float | None = None) -> dict[str, Any]:
     """Within- versus between-category cosine of word tokens, with a permutation null.
