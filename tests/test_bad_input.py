@@ -91,12 +91,19 @@ TOML_CASES: list[tuple[str, str, str]] = [
 @pytest.fixture()
 def no_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any model load during a bad-input case is a failure: checks must come first."""
+    import importlib
+
+    import hyperlens.models as models
     from hyperlens.models import zoo
+
+    embed = importlib.import_module("hyperlens.models.embed")  # the module, not the function
 
     def tripwire(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError(f"a model was loaded before the input was checked: {args}")
 
-    monkeypatch.setattr(zoo, "load", tripwire)
+    for mod in (models, zoo):  # the package re-exports load: patch both names
+        monkeypatch.setattr(mod, "load", tripwire)
+    monkeypatch.setattr(embed, "_as_handle", tripwire)
 
 
 def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
