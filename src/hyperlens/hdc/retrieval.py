@@ -234,8 +234,9 @@ def search(
             if metric == "dot":
                 sc = dots
             elif metric == "cosine":
-                sc = F.cosine_from_dot(dots, q_nnz[qs:qe], b_nnz)
+                sc = F.cosine_from_dot(dots, q_nnz[qs:qe], b_nnz)  # type: ignore[arg-type]
             else:
+                assert q_abs is not None and block_abs is not None and b_nnz is not None
                 sc = F.hamming_from_dot(
                     dots, F.int_matmul(q_abs[qs:qe], block_abs), q_nnz[qs:qe], b_nnz
                 )
