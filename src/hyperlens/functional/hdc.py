@@ -326,7 +326,7 @@ def _kth_smallest_abs(
     cpu_float = x2.device.type == "cpu" and x2.dtype in (torch.float32, torch.float64)
     impl = K.kernel_for("select", device=x2.device)
     if cpu_float and impl == "sampled":
-        from .rowselect import kth_smallest_abs_rows
+        from .compiled import kth_smallest_abs_rows
 
         arr = x2.detach().contiguous().numpy()
         thr, out = kth_smallest_abs_rows(arr, k, codes=codes)
@@ -525,6 +525,7 @@ def permute(x: torch.Tensor, shifts: int = 1) -> torch.Tensor:
 
 _GEMM_DTYPES = {
     "int8": torch.int8,
+    "amx_int8": torch.int8,
     "fp32": torch.float32,
     "bf16": torch.bfloat16,
     "fp64": torch.float64,
@@ -558,9 +559,37 @@ def gemm_prepared(a: torch.Tensor, b: torch.Tensor, impl: str) -> torch.Tensor:
             return torch._int_mm(a, b.t())
         except RuntimeError:  # pragma: no cover - builds without the integer kernel
             return (a.to(torch.float64) @ b.to(torch.float64).t()).round_().to(torch.int32)
+    if impl == "amx_int8":
+        return amx_int8_gemm(amx_int8_pack(a), b).t()
     if impl == "bf16":
         return (a @ b.t()).to(torch.float32)
     return a @ b.t()
+
+
+AMX_MIN_ROWS = 3000  # rows streamed past one packed operand before packing pays off
+
+
+def amx_int8_pack(w: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Pack int8 codes ``[m, d]`` as oneDNN int8 matmul weights (AMX tile layout).
+
+    Packing is a reorder of ``m * d`` bytes that costs about as much as multiplying
+    3,000 rows against them, so pack the operand that is reused (a search's queries).
+    """
+    return torch.ops.onednn.qlinear_prepack(w, [AMX_MIN_ROWS, w.shape[1]]), int(w.shape[0])
+
+
+def amx_int8_gemm(packed: tuple[torch.Tensor, int], x: torch.Tensor) -> torch.Tensor:
+    """``x @ w.T`` for int8 ``x`` ``[n, d]`` and packed ``w`` ``[m, d]`` -> ``[n, m]`` float32.
+
+    oneDNN's int8 matmul (AMX tiles on CPUs that have them) accumulates in int32 and
+    writes float32 with unit scales: exact integers while ``d < 2**24``.
+    """
+    w, m = packed
+    ones = torch.ones(m, dtype=torch.float32)
+    zeros = torch.zeros(m, dtype=torch.int64)
+    return torch.ops.onednn.qlinear_pointwise(
+        x, 1.0, 0, w, ones, zeros, None, 1.0, 0, torch.float32, "none", [], ""
+    )
 
 
 def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -568,7 +597,8 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
     On the CPU the implementation is the ``"gemm"`` kernel of
     :mod:`hyperlens.functional.kernels`, chosen by the CPU's capability (or forced):
-    ``torch._int_mm`` (oneDNN int8; fast with VNNI), a float32 GEMM (exact: every partial
+    ``torch._int_mm`` (oneDNN int8; fast with VNNI), oneDNN's int8 matmul on packed
+    weights (AMX tiles; for products with at least 3,000 rows), a float32 GEMM (exact: every partial
     sum of codes in ``{-1, 0, +1}`` is an integer below ``2**24``; the fast exact path
     without VNNI), a bf16 GEMM (exact only for ``d <= 256``; fast with AMX) or float64.
     Small products use float32 (the integer kernel's set-up cost dominates). On CUDA
@@ -583,6 +613,13 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.zeros(n, m, dtype=torch.int32, device=a.device)
     if a.device.type == "cpu":
         impl = K.kernel_for("gemm", d=d, work=n * m * d)
+        if impl == "amx_int8" and max(n, m) < AMX_MIN_ROWS:
+            impl = "int8"  # packing would cost more than it saves
+        elif impl == "amx_int8":
+            # pack the smaller side, stream the larger one past it
+            big, small = (a, b) if n >= m else (b, a)
+            out = amx_int8_gemm(amx_int8_pack(small), big)
+            return (out if n >= m else out.t()).to(torch.int32)
         out = gemm_prepared(gemm_operand(a, impl), gemm_operand(b, impl), impl)
         return out if out.dtype == torch.int32 else out.to(torch.int32)
     if a.device.type == "cuda":
@@ -798,23 +835,38 @@ def pack_twobit(x: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:
     return torch.cat([pos, neg], dim=1).reshape(*lead, 2 * nb)
 
 
-def unpack_twobit(packed: torch.Tensor, d: int) -> torch.Tensor:
+def unpack_twobit(
+    packed: torch.Tensor, d: int, *, dtype: torch.dtype = torch.int8
+) -> torch.Tensor:
     """Inverse of :func:`pack_twobit`: one table look-up per byte pair yields 8 trits.
 
+    ``dtype`` (int8 or float32) is the output's; float32 output feeds a float32 GEMM with
+    no separate conversion pass. The ``"unpack"`` kernel of
+    :mod:`hyperlens.functional.kernels` decides between one compiled pass (CPU) and a
+    torch table look-up; both give the same values.
+
     Shapes:
-        packed: ``[..., 2 * ceil(d / 8)]`` uint8 -> ``[..., d]`` int8
+        packed: ``[..., 2 * ceil(d / 8)]`` uint8 -> ``[..., d]`` (int8 or float32)
     """
     d = _check_positive_int(d, "d")
     nb = -(-d // 8)
     packed = _check_packed(packed, 2 * nb, "twobit", d)
     p2, lead = _as_rows(packed)
+    if dtype not in (torch.int8, torch.float32):
+        raise InputError(f"dtype must be torch.int8 or torch.float32, got {dtype}.")
+    if p2.device.type == "cpu" and K.kernel_for("unpack") == "compiled":
+        from .compiled import unpack_twobit_rows
+
+        name = "int8" if dtype == torch.int8 else "float32"
+        arr = unpack_twobit_rows(p2.contiguous().numpy(), d, name)
+        return torch.from_numpy(arr).reshape(*lead, d)
     idx = (p2[:, :nb].to(torch.int32) << 8) | p2[:, nb:].to(torch.int32)
     # 1-D index_select is about 3x faster than advanced indexing for table look-ups
     words = torch.index_select(_twobit_lut(p2.device), 0, idx.reshape(-1))  # int64 = 8 trits
     out = words.view(torch.int8).reshape(p2.shape[0], nb * 8)
     if nb * 8 != d:
         out = out[:, :d]
-    return out.reshape(*lead, d)
+    return out.reshape(*lead, d).to(dtype)
 
 
 def pack_base3(x: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:

@@ -3,7 +3,9 @@
 Several operations have more than one exact implementation whose speed depends on the CPU:
 
 - ``"gemm"``: products of ternary codes, ``a @ b.T`` for ``{-1, 0, +1}`` matrices.
-  ``"int8"`` (``torch._int_mm``, oneDNN; fast with VNNI), ``"fp32"`` (a float32 GEMM, exact
+  ``"int8"`` (``torch._int_mm``, oneDNN; fast with VNNI), ``"amx_int8"`` (oneDNN's int8
+  matmul on packed weights: AMX tiles, about 2.4x ``torch._int_mm`` on such CPUs; float32
+  output, exact while ``d < 2**24``; used where one operand meets 3,000+ rows), ``"fp32"`` (a float32 GEMM, exact
   while ``d < 2**24`` because every partial sum is an integer below ``2**24``), ``"bf16"``
   (a bfloat16 GEMM; its output keeps 8 mantissa bits, so it is exact only while
   ``d <= 256``; fast with AMX) and ``"fp64"`` (exact for any ``d < 2**53``, the last resort).
@@ -14,6 +16,9 @@ Several operations have more than one exact implementation whose speed depends o
   of the row, one exact count-and-collect pass, a small selection among the collected
   candidates; needs numba), ``"introselect"`` (NumPy's ``np.partition`` on a copy of
   ``|x|``) or ``"topk"`` (``torch.topk``, any device).
+- ``"unpack"``: two-bit packed codes to dense int8 or float32 rows. ``"compiled"`` (one
+  numba pass straight into the GEMM's dtype) or ``"lut"`` (a 65,536-entry table look-up
+  in torch, any device).
 
 Every implementation of an op returns the same bits (tests/functional/test_kernels.py
 checks that); only the time differs. The choice comes, in this order, from
@@ -77,15 +82,17 @@ __all__ = [
     "forced",
     "kernel_for",
     "machine_key",
+    "amx_int8_available",
     "numba_available",
     "probe",
     "rule",
 ]
 
 OPS: dict[str, tuple[str, ...]] = {
-    "gemm": ("int8", "fp32", "bf16", "fp64"),
+    "gemm": ("int8", "amx_int8", "fp32", "bf16", "fp64"),
     "popcount": ("bitwise_count", "swar"),
     "select": ("sampled", "introselect", "topk"),
+    "unpack": ("compiled", "lut"),
 }
 FP32_EXACT_DIM = 1 << 24  # float32 sums of d terms in {-1, 0, 1} are exact while d < 2**24
 BF16_EXACT_DIM = 256  # bf16 outputs hold integers exactly up to 2**8
@@ -280,6 +287,20 @@ def features() -> CpuFeatures:
 
 # --------------------------------------------------------------------------- choice
 _NUMBA: bool | None = None
+_AMX_OP: bool | None = None
+
+
+def amx_int8_available() -> bool:
+    """Whether torch has oneDNN's packed int8 matmul (``torch.ops.onednn.qlinear_*``)."""
+    global _AMX_OP
+    if _AMX_OP is None:
+        try:
+            _AMX_OP = hasattr(torch.ops.onednn, "qlinear_pointwise") and hasattr(
+                torch.ops.onednn, "qlinear_prepack"
+            )
+        except (AttributeError, RuntimeError):
+            _AMX_OP = False
+    return _AMX_OP
 
 
 def numba_available() -> bool:
@@ -298,7 +319,7 @@ def numba_available() -> bool:
 def _exact(op: str, impl: str, d: int | None) -> bool:
     if op != "gemm" or d is None:
         return True
-    if impl == "fp32":
+    if impl in ("fp32", "amx_int8"):
         return d < FP32_EXACT_DIM
     if impl == "bf16":
         return d <= BF16_EXACT_DIM
@@ -308,9 +329,11 @@ def _exact(op: str, impl: str, d: int | None) -> bool:
 def _usable(op: str, impl: str, device: str) -> bool:
     if device != "cpu":
         return (op, impl) in {("gemm", "int8"), ("gemm", "fp64"), ("popcount", "swar"),
-                              ("select", "topk")}
-    if op == "select" and impl == "sampled":
+                              ("select", "topk"), ("unpack", "lut")}
+    if (op, impl) in (("select", "sampled"), ("unpack", "compiled")):
         return numba_available()
+    if (op, impl) == ("gemm", "amx_int8"):
+        return amx_int8_available()
     if op == "popcount" and impl == "bitwise_count":
         return hasattr(np, "bitwise_count")
     return True
@@ -332,6 +355,8 @@ def rule(
             return "fp32"
         if f.amx and f.bf16 and d is not None and d <= BF16_EXACT_DIM:
             return "bf16"
+        if f.amx and (d is None or d < FP32_EXACT_DIM) and amx_int8_available():
+            return "amx_int8"
         if f.vnni:
             return "int8"
         return "fp32" if d is None or d < FP32_EXACT_DIM else "int8"
@@ -339,6 +364,8 @@ def rule(
         return "bitwise_count" if _usable(op, "bitwise_count", "cpu") else "swar"
     if op == "select":
         return "sampled" if numba_available() else "introselect"
+    if op == "unpack":
+        return "compiled" if numba_available() else "lut"
     raise InputError(f"op must be one of {tuple(OPS)}, got {op!r}.")
 
 
@@ -361,14 +388,14 @@ def kernel_for(
         raise InputError(f"op must be one of {tuple(OPS)}, got {op!r}.")
     dev = torch.device(device).type
     if dev != "cpu":
-        return {"gemm": "int8", "popcount": "swar", "select": "topk"}[op]
+        return {"gemm": "int8", "popcount": "swar", "select": "topk", "unpack": "lut"}[op]
     profile, ops = forced()
     impl = ops.get(op)
     if impl is not None and _usable(op, impl, dev) and _exact(op, impl, d):
         return impl
     chosen = rule(op, d=d, work=work)
     if profile is None and op == "gemm" and (work is None or work > SMALL_GEMM):
-        # the probe settles int8 against float32 (the rule's bf16 and fp64 cases stand)
+        # the probe settles int8 against float32 (the rule's other choices stand)
         probed = _probed_gemm() if chosen in ("int8", "fp32") else None
         if probed in ("int8", "fp32") and _exact(op, probed, d):
             return probed
@@ -462,7 +489,7 @@ def probe(repeats: int = 5, *, save: bool = True) -> dict[str, Any]:
             t = time.perf_counter()
             fn()
             best[name] = min(best[name], time.perf_counter() - t)
-    chosen = rule("gemm", cpu_features(), d=4096)
+    chosen = "int8" if cpu_features().vnni else "fp32"  # the rule between these two
     other = "fp32" if chosen == "int8" else "int8"
     if best[other] * _PROBE_MARGIN < best[chosen]:
         chosen = other

@@ -22,7 +22,7 @@ among equal scores the lower code index first.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -93,20 +93,31 @@ class _Gemm:
 
     def __init__(self, impl: str | None) -> None:
         self.impl = impl
+        self._packed: dict[tuple[int, int, int], Any] = {}
 
     def operand(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.impl is None else F.gemm_operand(x, self.impl)
 
     def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``a @ b.T``; ``a`` (a query block) is packed once when the kernel packs."""
         if self.impl is None:
             return F.int_matmul(a, b)
+        if self.impl == "amx_int8":
+            key = (a.data_ptr(), a.shape[0], a.shape[1])
+            packed = self._packed.get(key)
+            if packed is None:
+                packed = self._packed[key] = F.amx_int8_pack(a)
+            return F.amx_int8_gemm(packed, b).t().contiguous()
         return F.gemm_prepared(a, b, self.impl)
 
 
-def _gemm_for(q: torch.Tensor, d: int, block: int) -> _Gemm:
+def _gemm_for(q: torch.Tensor, d: int, n: int, block: int) -> _Gemm:
     if q.device.type != "cpu":
         return _Gemm(None)
-    return _Gemm(K.kernel_for("gemm", d=d, work=q.shape[0] * block * d))
+    impl = K.kernel_for("gemm", d=d, work=q.shape[0] * block * d)
+    if impl == "amx_int8" and n < F.AMX_MIN_ROWS:
+        impl = "int8"  # too few codes to pay for packing the queries
+    return _Gemm(impl)
 
 
 def _scores(
@@ -253,12 +264,15 @@ def search(
     q_nnz = F.nonzeros(q)
     q_abs = q.abs() if metric == "hamming" else None
     c_nnz = codes.nonzeros() if metric != "dot" else None
-    gemm = _gemm_for(q, codes.dim, min(block_size, n))
+    gemm = _gemm_for(q, codes.dim, n, min(block_size, n))
     q_op = gemm.operand(q)
     qa_op = gemm.operand(q_abs) if q_abs is not None else None
     best = torch.full((nq, k), torch.iinfo(torch.int64).min, dtype=torch.int64, device=q.device)
-    for start, block in codes.iter_blocks(block_size):
-        stop = start + block.shape[0]
+    # float32 GEMMs read blocks unpacked straight to float32 (no conversion pass)
+    unpack_dtype = torch.float32 if gemm.impl == "fp32" else torch.int8
+    for start in range(0, n, block_size):
+        stop = min(n, start + block_size)
+        block = codes.unpack(start, stop, dtype=unpack_dtype)
         b_nnz = c_nnz[start:stop] if c_nnz is not None else None
         b_op = gemm.operand(block)
         ba_op = gemm.operand(block.abs()) if metric == "hamming" else None

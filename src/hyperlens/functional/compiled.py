@@ -1,4 +1,6 @@
-"""Compiled per-row selection: the k-th smallest ``|x|`` of every row, and ternary codes.
+"""Compiled per-row kernels (numba): row selection for ternarisation, two-bit unpacking.
+
+Selection: the k-th smallest ``|x|`` of every row, and ternary codes.
 
 This is the ``"sampled"`` implementation of the ``"select"`` kernel
 (:mod:`hyperlens.functional.kernels`). Exact selection over all magnitudes
@@ -26,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SAMPLE", "kth_smallest_abs_rows"]
+__all__ = ["SAMPLE", "kth_smallest_abs_rows", "unpack_twobit_rows"]
 
 SAMPLE = 512  # sampled positions per row
 _Z = 5.0  # bracket half-width in binomial standard deviations
@@ -202,3 +204,84 @@ def kth_smallest_abs_rows(
     if n:
         _kernel()(x, int(k), _cuts(x, k), thr, out, bool(codes))
     return thr, (out if codes else None)
+
+
+# --------------------------------------------------------------------------- unpacking
+_UNPACK: dict[str, Any] = {}
+
+
+def _unpack_kernel(kind: str) -> Any:
+    fn = _UNPACK.get(kind)
+    if fn is not None:
+        return fn
+    import numba
+
+    if kind == "int8":
+
+        @numba.njit(parallel=True, cache=True, nogil=True)
+        def unpack_i8(packed, nb, lut, out64):  # pragma: no cover - jit
+            # out64[i, b]: the 8 trits of byte b as int8 lanes, from a 256-entry table of
+            # 0/1 lanes: p + 255 q per lane (no carries: p and q are disjoint bit sets)
+            for i in numba.prange(packed.shape[0]):
+                for b in range(nb):
+                    p = packed[i, b]
+                    q = packed[i, nb + b]
+                    out64[i, b] = lut[p & ~q] + np.int64(255) * lut[q & ~p]
+
+        fn = unpack_i8
+    else:
+
+        @numba.njit(parallel=True, cache=True, nogil=True)
+        def unpack_f(packed, nb, d, lut, out):  # pragma: no cover - jit
+            # lut[v, j] = bit j of v as a float; a trit is pos bit - neg bit
+            for i in numba.prange(packed.shape[0]):
+                row = out[i]
+                for b in range(nb):
+                    p = packed[i, b]
+                    q = packed[i, nb + b]
+                    base = b * 8
+                    lim = min(8, d - base)
+                    for j in range(lim):
+                        row[base + j] = lut[p, j] - lut[q, j]
+
+        fn = unpack_f
+    _UNPACK[kind] = fn
+    return fn
+
+
+_LANE_LUT: dict[str, np.ndarray] = {}
+
+
+def _lane_lut(kind: str) -> np.ndarray:
+    lut = _LANE_LUT.get(kind)
+    if lut is None:
+        bits = (np.arange(256)[:, None] >> np.arange(8)[None, :]) & 1  # [256, 8]
+        if kind == "int8":
+            lut = np.ascontiguousarray(bits.astype(np.int8)).view(np.int64).reshape(256)
+        else:
+            lut = np.ascontiguousarray(bits.astype(kind))
+        _LANE_LUT[kind] = lut
+    return lut
+
+
+def unpack_twobit_rows(packed: np.ndarray, d: int, dtype: str = "int8") -> np.ndarray:
+    """Two-bit packed codes to dense codes in one compiled pass (``dtype`` int8/float32).
+
+    Same bits as :func:`hyperlens.functional.hdc.unpack_twobit`: a trit is the positive
+    plane's bit minus the negative plane's bit.
+
+    Shapes:
+        packed: ``[n, 2 * ceil(d / 8)]`` uint8 C-contiguous -> ``[n, d]``
+    """
+    n = packed.shape[0]
+    nb = packed.shape[1] // 2
+    if dtype == "int8":
+        out64 = np.empty((n, nb), dtype=np.int64)
+        if n:
+            _unpack_kernel("int8")(packed, nb, _lane_lut("int8"), out64)
+        out = out64.view(np.int8).reshape(n, nb * 8)
+        return out if nb * 8 == d else out[:, :d]
+    out = np.empty((n, d), dtype=dtype)
+    if n:
+        _unpack_kernel("float")(packed, nb, d, _lane_lut(dtype), out)
+    return out
