@@ -5,8 +5,9 @@ Several operations have more than one exact implementation whose speed depends o
 - ``"gemm"``: products of ternary codes, ``a @ b.T`` for ``{-1, 0, +1}`` matrices.
   ``"int8"`` (``torch._int_mm``, oneDNN; fast with VNNI), ``"amx_int8"`` (oneDNN's int8
   matmul on packed weights: AMX tiles, about 2.4x ``torch._int_mm`` on such CPUs; float32
-  output, exact while ``d < 2**24``; used where one operand meets 3,000+ rows), ``"fp32"`` (a float32 GEMM, exact
-  while ``d < 2**24`` because every partial sum is an integer below ``2**24``), ``"bf16"``
+  output, exact while ``d < 2**24``; used where one operand meets 3,000+ rows), ``"fp32"``
+  (a float32 GEMM, exact while ``d < 2**24`` because every partial sum is an integer below
+  ``2**24``), ``"bf16"``
   (a bfloat16 GEMM; its output keeps 8 mantissa bits, so it is exact only while
   ``d <= 256``; fast with AMX) and ``"fp64"`` (exact for any ``d < 2**53``, the last resort).
 - ``"popcount"``: set bits of packed code words. ``"bitwise_count"`` (NumPy's hardware
