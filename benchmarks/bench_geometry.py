@@ -12,7 +12,8 @@
 
 Usage::
 
-    PYTHONPATH=src python benchmarks/bench_geometry.py [--loop-subset 3000] [--out benchmarks/results]
+    PYTHONPATH=src python benchmarks/bench_geometry.py [--loop-subset 3000] \
+        [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ def bench_volumes(n: int, d: int, m: int, loop_subset: int, repeats: int, seed: 
         "loop_subset": loop_subset,
         "loop_subset_s": t_loop_sub,
         "loop_rate_per_s": loop_rate,
-        "loop_note": f"loop timed on the first {loop_subset} of the same simplices and extrapolated to {m}",
+        "loop_note": f"loop timed on the first {loop_subset} of the same simplices and "
+                     f"extrapolated to {m}",
         "speedup_vs_loop": t_loop / t_ours,
         "speedup_vs_numpy_batched": t_np / t_ours,
         "numpy_batched_vs_loop": t_loop / t_np,
@@ -175,7 +177,9 @@ def bench_spectrum(repeats: int, seed: int) -> dict:
         "shape": list(E.shape),
         "eigenspectrum_and_pr_s": t_pr_only,
         "numpy_cov_eigvalsh_s": t_np,
-        "max_rel_diff_top100_vs_numpy": float(np.max(np.abs(ev[:100] - ev_ref[:100]) / ev_ref[:100])),
+        "max_rel_diff_top100_vs_numpy": float(
+            np.max(np.abs(ev[:100] - ev_ref[:100]) / ev_ref[:100])
+        ),
         "participation_ratio": spec_d["participation_ratio"],
         "participation_ratio_over_dim": spec_d["participation_ratio_over_dim"],
         "effective_rank": spec_d["effective_rank"],
@@ -192,7 +196,9 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=512)
     ap.add_argument("--simplices", type=int, default=100_000)
     ap.add_argument("--loop-subset", type=int, default=3000)
-    ap.add_argument("--repeats", type=int, default=3, help="best of this many runs for the fast kernels")
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="best of this many runs for the fast kernels"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
@@ -206,21 +212,32 @@ def main() -> None:
         "numpy": np.__version__,
         "load_average_at_start": list(os.getloadavg()),
     }
-    res = {"environment": info,
-           "volumes": bench_volumes(args.n, args.d, args.simplices, args.loop_subset, args.repeats, args.seed),
-           "smollm2_spectrum": bench_spectrum(args.repeats, args.seed)}
+    res = {
+        "environment": info,
+        "volumes": bench_volumes(
+            args.n, args.d, args.simplices, args.loop_subset, args.repeats, args.seed
+        ),
+        "smollm2_spectrum": bench_spectrum(args.repeats, args.seed),
+    }
     res["environment"]["load_average_at_end"] = list(os.getloadavg())
     path = atomic_write_json(args.out / "bench_geometry.json", res)
     v = res["volumes"]
-    print(f"volumes: hyperlens {v['hyperlens_s']:.3f} s | numpy batched {v['numpy_batched_s']:.2f} s | "
-          f"loop {v['loop_s_extrapolated']:.1f} s (extrapolated from {v['loop_subset']}) -> "
-          f"{v['speedup_vs_loop']:.0f}x loop, {v['speedup_vs_numpy_batched']:.1f}x numpy; "
-          f"max rel diff {v['max_rel_diff_vs_loop']:.1e} (loop) {v['max_rel_diff_vs_numpy_batched']:.1e} (numpy)")
+    print(
+        f"volumes: hyperlens {v['hyperlens_s']:.3f} s | numpy batched {v['numpy_batched_s']:.2f} s "
+        "| "
+        f"loop {v['loop_s_extrapolated']:.1f} s (extrapolated from {v['loop_subset']}) -> "
+        f"{v['speedup_vs_loop']:.0f}x loop, {v['speedup_vs_numpy_batched']:.1f}x numpy; "
+        f"max rel diff {v['max_rel_diff_vs_loop']:.1e} (loop) "
+        f"{v['max_rel_diff_vs_numpy_batched']:.1e} (numpy)"
+    )
     s = res["smollm2_spectrum"]
     if "skipped" not in s:
-        print(f"SmolLM2 {s['shape']}: eigenspectrum + PR {s['eigenspectrum_and_pr_s']:.2f} s, "
-              f"PR {s['participation_ratio']:.1f} ({s['participation_ratio_over_dim']:.3f} of d), "
-              f"CV {s['pentachoron_cv']['cv']['value']:.3f} vs null {s['pentachoron_cv']['null_cv']['value']:.3f}")
+        print(
+            f"SmolLM2 {s['shape']}: eigenspectrum + PR {s['eigenspectrum_and_pr_s']:.2f} s, "
+            f"PR {s['participation_ratio']:.1f} ({s['participation_ratio_over_dim']:.3f} of d), "
+            f"CV {s['pentachoron_cv']['cv']['value']:.3f} vs null "
+            f"{s['pentachoron_cv']['null_cv']['value']:.3f}"
+        )
     else:
         print(s["skipped"])
     print(path)

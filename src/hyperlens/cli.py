@@ -72,13 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hyperlens {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _load_commands():
-        p = sub.add_parser(mod.COMMAND, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        p = sub.add_parser(
+            mod.COMMAND, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP)
+        )
         mod.add_arguments(p)
         _add_common(p)
         p.set_defaults(_module=mod.__name__)
     pm = sub.add_parser("models", help="list the named models and whether each is available here")
     pm.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    pr = sub.add_parser("report", help="redraw a report's plots and index.html from its results.json")
+    pr = sub.add_parser(
+        "report", help="redraw a report's plots and index.html from its results.json"
+    )
     pr.add_argument("folder", type=Path, help="a report folder written by a hyperlens command")
     return parser
 
@@ -101,7 +105,9 @@ def _explicit_options(argv: Sequence[str]) -> set[str]:
     return set(vars(ns))
 
 
-def _apply_config(args: argparse.Namespace, argv: Sequence[str], parser: argparse.ArgumentParser) -> None:
+def _apply_config(
+    args: argparse.Namespace, argv: Sequence[str], parser: argparse.ArgumentParser
+) -> None:
     path: Path = args.config
     if not path.exists():
         raise ConfigError(f"--config {path} does not exist; pass the path of a TOML file.")
@@ -136,7 +142,9 @@ def _print_table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = N
         cells.insert(0, list(header))
     if not cells:
         return
-    widths = [max(len(r[i]) for r in cells if i < len(r)) for i in range(max(len(r) for r in cells))]
+    widths = [
+        max(len(r[i]) for r in cells if i < len(r)) for i in range(max(len(r) for r in cells))
+    ]
     for j, r in enumerate(cells):
         print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
         if header and j == 0:

@@ -73,7 +73,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
-    """A :class:`torch.Generator` on ``device`` seeded with ``seed`` (the only source of randomness)."""
+    """A :class:`torch.Generator` on ``device`` seeded with ``seed`` (the one randomness source)."""
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise InputError(f"seed must be an int, got {type(seed).__name__} {seed!r}.")
     gen = torch.Generator(device=torch.device(device))
@@ -164,7 +164,9 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int = 2) -> Path:
     """Serialise ``obj`` to JSON (NumPy and torch values converted) and write it atomically."""
-    return atomic_write_text(path, json.dumps(to_jsonable(obj), indent=indent, allow_nan=False) + "\n")
+    return atomic_write_text(
+        path, json.dumps(to_jsonable(obj), indent=indent, allow_nan=False) + "\n"
+    )
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -237,7 +239,7 @@ class Timer:
 
 # --------------------------------------------------------------------------- hashing, checks
 def stable_hash(*parts: Any, length: int = 16) -> str:
-    """A short hex digest of ``parts`` (strings, bytes, numbers, lists) that is stable across runs."""
+    """A short hex digest of ``parts`` (strings, bytes, numbers, lists), stable across runs."""
     h = hashlib.blake2b(digest_size=16)
     for part in parts:
         if isinstance(part, bytes):

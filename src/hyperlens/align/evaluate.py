@@ -134,7 +134,7 @@ def efficiency(acc: float, ceiling: float) -> float:
 
 
 def chance_corrected_efficiency(acc: float, ceiling: float, majority: float) -> float:
-    """``(acc - majority) / (ceiling - majority)``: 0 for the majority-class answer, 1 at the ceiling.
+    """``(acc - majority) / (ceiling - majority)``: 0 for the majority answer, 1 at the ceiling.
 
     NaN when the ceiling does not beat the majority answer (nothing to transfer).
     """
@@ -210,7 +210,7 @@ def _as_numpy(x: Any, name: str) -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
-# --------------------------------------------------------------------------- HDC in the shared space
+# ------------------------------------------------------------------------ HDC in the shared space
 def shared_projection(dim_in: int, hdc_dim: int, seed: int) -> torch.Tensor:
     """Gaussian random projection ``[dim_in, hdc_dim]`` drawn from ``seed`` (same bits anywhere)."""
     from ..functional.hdc import random_projection

@@ -66,7 +66,8 @@ def linear_probe(
     y_test = np.asarray(y_test)
     if np.unique(y_train).size < 2:
         raise InputError(
-            f"linear_probe needs at least two classes in y_train, got only {np.unique(y_train).tolist()}; "
+            "linear_probe needs at least two classes in y_train, got only "
+            f"{np.unique(y_train).tolist()}; "
             "use a dataset or split with both classes."
         )
     if len(y_test) == 0:

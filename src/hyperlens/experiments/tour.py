@@ -89,8 +89,7 @@ def run_tour(
     out: Path,
 ) -> Path:
     """Run the tour and write its report folder; returns the folder."""
-    from .. import data as hdata
-    from .. import models as hmodels
+    from .. import data as hdata, models as hmodels
     from ..utils import resolve_device
 
     dev = resolve_device(device)
@@ -123,8 +122,13 @@ def run_tour(
         with rep.timer(f"probe:{name}"):
             accs = []
             for li in range(layers.shape[0]):
-                r = linear_probe(layers[li][train_idx], y[train_idx], layers[li][test_idx], y[test_idx],
-                                 seed=seed)
+                r = linear_probe(
+                    layers[li][train_idx],
+                    y[train_idx],
+                    layers[li][test_idx],
+                    y[test_idx],
+                    seed=seed,
+                )
                 accs.append(r)
                 probe_rows.append([name, li, r.accuracy, r.ci_low, r.ci_high, r.balanced_accuracy])
         best = int(np.argmax([r.accuracy for r in accs]))
@@ -138,8 +142,15 @@ def run_tour(
                   "last_layer_accuracy": accs[-1].accuracy, "texts_per_s": rate,
                   "kind": handle.kind, "num_layers": handle.num_layers})
         geo_rows.append(g)
-        rep.summary([[f"{r['model']}: best layer / accuracy", f"{r['best_layer']} / {r['best_accuracy']:.3f}"]
-                     for r in geo_rows])
+        rep.summary(
+            [
+                [
+                    f"{r['model']}: best layer / accuracy",
+                    f"{r['best_layer']} / {r['best_accuracy']:.3f}",
+                ]
+                for r in geo_rows
+            ]
+        )
         del layers
 
     majority = float(np.bincount(y[test_idx]).max() / len(test_idx))
@@ -148,28 +159,73 @@ def run_tour(
         f"{len(ds)} texts from {ds.name} ({', '.join(ds.label_names)}), {pooling} pooling at the "
         "last layer. Participation ratio (PR) = (Σλ)²/Σλ² of the covariance eigenvalues: the "
         "effective number of dimensions the texts occupy. Cosines are over 20,000 random pairs.")
-    sec.table("Geometry of the last layer",
-              ["model", "kind", "dim", "norm mean", "norm std", "cos mean", "cos std", "PR", "PR / dim",
-               "texts/s"],
-              [[g["model"], g["kind"], g["dim"], g["norm_mean"], g["norm_std"], g["cos_mean"], g["cos_std"],
-                g["participation_ratio"], g["pr_over_dim"], g["texts_per_s"]] for g in geo_rows])
-    sec.plot("tour_cosines.png", {
-        "kind": "hist", "title": "Cosine similarity of random text pairs (last layer)",
-        "xlabel": "cosine", "ylabel": "density", "series": [{"label": g["model"], "edges": g["cos_hist"], "counts": g["cos_counts"]}
-                                       for g in geo_rows]})
+    sec.table(
+        "Geometry of the last layer",
+        [
+            "model",
+            "kind",
+            "dim",
+            "norm mean",
+            "norm std",
+            "cos mean",
+            "cos std",
+            "PR",
+            "PR / dim",
+            "texts/s",
+        ],
+        [
+            [
+                g["model"],
+                g["kind"],
+                g["dim"],
+                g["norm_mean"],
+                g["norm_std"],
+                g["cos_mean"],
+                g["cos_std"],
+                g["participation_ratio"],
+                g["pr_over_dim"],
+                g["texts_per_s"],
+            ]
+            for g in geo_rows
+        ],
+    )
+    sec.plot(
+        "tour_cosines.png",
+        {
+            "kind": "hist",
+            "title": "Cosine similarity of random text pairs (last layer)",
+            "xlabel": "cosine",
+            "ylabel": "density",
+            "series": [
+                {"label": g["model"], "edges": g["cos_hist"], "counts": g["cos_counts"]}
+                for g in geo_rows
+            ],
+        },
+    )
     sec2 = rep.section(
         "Linear probes per layer",
-        f"A ridge classifier on standardised features (penalty chosen by leave-one-out CV), trained on {len(train_idx)} texts and "
+        "A ridge classifier on standardised features (penalty chosen by leave-one-out CV), "
+        f"trained on {len(train_idx)} texts and "
         f"tested on {len(test_idx)} held-out texts, for every layer (0 = embedding output). Bands "
-        "are 95 % Wilson intervals; the dashed line is the majority-class rate.")
+        "are 95 % Wilson intervals; the dashed line is the majority-class rate.",
+    )
     sec2.plot("tour_probes.png", {
         "kind": "line", "title": f"Probe accuracy by relative depth ({ds.name})",
         "xlabel": "layer / number of layers", "ylabel": "held-out accuracy", "series": probe_series,
         "hlines": [{"y": majority, "label": f"majority {majority:.3f}"}]})
-    sec2.table("Best layer per model", ["model", "best layer", "accuracy", "last-layer accuracy"],
-               [[g["model"], g["best_layer"], g["best_accuracy"], g["last_layer_accuracy"]] for g in geo_rows])
-    sec2.table("Every layer", ["model", "layer", "accuracy", "CI low", "CI high", "balanced accuracy"],
-               probe_rows)
+    sec2.table(
+        "Best layer per model",
+        ["model", "best layer", "accuracy", "last-layer accuracy"],
+        [
+            [g["model"], g["best_layer"], g["best_accuracy"], g["last_layer_accuracy"]]
+            for g in geo_rows
+        ],
+    )
+    sec2.table(
+        "Every layer",
+        ["model", "layer", "accuracy", "CI low", "CI high", "balanced accuracy"],
+        probe_rows,
+    )
     rep.data["geometry"] = geo_rows
     rep.data["majority"] = majority
     rep.save()
@@ -179,7 +235,9 @@ def run_tour(
     if unknown:
         from ..errors import ConfigError
 
-        raise ConfigError(f"--sections {sorted(unknown)} unknown; choose from {[n for n, _ in EXTRA_SECTIONS]}.")
+        raise ConfigError(
+            f"--sections {sorted(unknown)} unknown; choose from {[n for n, _ in EXTRA_SECTIONS]}."
+        )
     for name, module in EXTRA_SECTIONS:
         if name not in wanted:
             continue

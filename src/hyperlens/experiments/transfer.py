@@ -63,7 +63,10 @@ __all__ = [
 ]
 
 COMMAND = "transfer"
-HELP = "cross-architecture transfer via shared HDC codes: ceilings, HDC sweep, aligners, pairs, datasets"
+HELP = (
+    "cross-architecture transfer via shared HDC codes: ceilings, HDC sweep, aligners, pairs, "
+    "datasets"
+)
 STAGES = ("0", "1", "2", "3", "4", "teachers")
 METRICS = ("acc", "bal_acc", "eff", "cc_eff", "float_acc", "float_bal_acc", "float_eff",
            "float_cc_eff", "fit_seconds")
@@ -133,7 +136,11 @@ class TransferConfig:
                               f"choose from {list(INPUT_SCALING)}.")
         if not self.seeds:
             raise ConfigError("--seeds is empty; give at least one seed.")
-        for name, v in (("train", self.train), ("test", self.test), ("anchor_pool", self.anchor_pool)):
+        for name, v in (
+            ("train", self.train),
+            ("test", self.test),
+            ("anchor_pool", self.anchor_pool),
+        ):
             if v < 2:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 2, got {v}.")
 
@@ -554,7 +561,9 @@ def stage4(run: TransferRun) -> None:
                          _fmt(rec["ceiling"]), f"{rec['majority']['mean']:.3f}",
                          *_transfer_cols(cells)])
             k = f"{teacher}->{student}"
-            vals[k].append(rec["eff"]["mean"]); los[k].append(rec["eff"]["lo"]); his[k].append(rec["eff"]["hi"])  # noqa: E702
+            vals[k].append(rec["eff"]["mean"])
+            los[k].append(rec["eff"]["lo"])
+            his[k].append(rec["eff"]["hi"])  # noqa: E702
     for k in vals:
         series.append({"label": k, "values": vals[k], "lo": los[k], "hi": his[k]})
     sec = run.report.section(
@@ -667,7 +676,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test", type=int, default=d.test, help="test texts (500)")
     p.add_argument("--anchor-pool", type=int, default=d.anchor_pool,
                    help="anchor texts set aside from the training side (2000)")
-    p.add_argument("--teachers", nargs="+", default=d.teachers, help="teachers for the teacher study")
+    p.add_argument(
+        "--teachers", nargs="+", default=d.teachers, help="teachers for the teacher study"
+    )
     p.add_argument("--student", default=d.student, help="student for the teacher study")
     p.add_argument("--C", dest="C", type=float, default=d.C,
                    help="inverse L2 strength of the probe on HDC codes (1.0)")
@@ -693,7 +704,11 @@ def main(args: argparse.Namespace) -> Path:
         if k in values:
             values[k] = [str(v) for v in values[k]]
     cfg = TransferConfig(**values)
-    out = args.out if args.out is not None else Path("runs") / f"transfer-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = (
+        args.out
+        if args.out is not None
+        else Path("runs") / f"transfer-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     return run_transfer(cfg, Path(out), seed=int(getattr(args, "seed", 0)))
 
 
@@ -705,8 +720,7 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
     the embedding cache, 500 anchors, ridge and Procrustes, one seed. About a minute on two
     cores when the embeddings are cached.
     """
-    from .. import data as hdata
-    from .. import models as hmodels
+    from .. import data as hdata, models as hmodels
     from ..align import ceiling_scores as _ceil
 
     conf = report.config or {}
@@ -750,8 +764,10 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
         f"A classifier trained on one model's 4,096-d ternary codes, tested on the other's "
         f"after z-scoring each model on, and aligning on, {n_anchor} anchor texts ({dataset}, "
         f"{len(r['train'])} train / {n_test} test, one seed). Efficiency = transfer / the "
-        "student's own HDC ceiling; chance-corrected efficiency is 0 for always answering the majority class. "
-        "`hyperlens transfer` runs the full study.")
+        "student's own HDC ceiling; chance-corrected efficiency is 0 for always answering the "
+        "majority class. "
+        "`hyperlens transfer` runs the full study.",
+    )
     sec.table("Transfer at a glance", ["pair", "aligner", "acc", "bal. acc", "ceiling",
                                        "majority", "efficiency", "chance-corr. eff.",
                                        "float eff."], rows)

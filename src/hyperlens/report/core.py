@@ -106,18 +106,22 @@ class Section:
                     f"{len(cols)} columns {cols}; give one value per column."
                 )
             clean.append(row)
-        self.tables.append({"title": title, "columns": cols, "rows": to_jsonable(clean), "note": note})
+        self.tables.append(
+            {"title": title, "columns": cols, "rows": to_jsonable(clean), "note": note}
+        )
         return self
 
     def plot(self, filename: str, spec: dict[str, Any], caption: str = "") -> Section:
-        """Add a plot spec; it is drawn to ``filename`` (a ``.png`` name) when the report is saved."""
+        """Add a plot spec, drawn to ``filename`` (a ``.png`` name) when the report is saved."""
         if not _SAFE_FILE.match(filename):
             raise ReportError(
                 f"plot filename={filename!r} must be a plain name ending in .png "
                 "(letters, digits, '.', '_', '-'; no folders)."
             )
         if any(p["file"] == filename for s in self._report.sections for p in s.plots):
-            raise ReportError(f"plot filename={filename!r} is used twice in this report; pick another.")
+            raise ReportError(
+                f"plot filename={filename!r} is used twice in this report; pick another."
+            )
         self.plots.append({"file": filename, "spec": to_jsonable(spec), "caption": caption})
         return self
 
