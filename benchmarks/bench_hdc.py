@@ -42,8 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hyperlens.functional import hdc as F
-from hyperlens.functional import kernels as K
+from hyperlens.functional import hdc as F, kernels as K
 from hyperlens.hdc import PackedCodes, search
 from hyperlens.utils import atomic_write_json
 

@@ -10,8 +10,7 @@ import torch
 from reference import hdc_reference as ref
 
 from hyperlens.errors import ConfigError, InputError
-from hyperlens.functional import hdc as F
-from hyperlens.functional import kernels as K
+from hyperlens.functional import hdc as F, kernels as K
 from hyperlens.hdc import PackedCodes, search, similarity
 
 numba_only = pytest.mark.skipif(not K.numba_available(), reason="numba is not installed")

@@ -27,8 +27,7 @@ from typing import Any, Literal
 import torch
 
 from ..errors import InputError, ShapeError
-from ..functional import hdc as F
-from ..functional import kernels as K
+from ..functional import hdc as F, kernels as K
 from .packed import PackedCodes
 
 __all__ = ["similarity", "search", "SearchResult", "METRICS"]
