@@ -32,6 +32,18 @@ def test_gram_and_pair_paths_equal_the_bordered_loop() -> None:
     assert torch.allclose(G.simplex_volumes(X, idx), by_gram, rtol=1e-12, atol=0)
 
 
+@pytest.mark.skipif(not numba_available(), reason="numba is not installed")
+def test_compiled_edge_grams_equal_the_pair_products() -> None:
+    X = _cloud(2000, 64, 2)
+    idx = G.sample_simplices(2000, 4, 3000, seed=5)
+    X64 = S._centred64(X)
+    assert not S._use_gram(2000, 3000, 5)  # the compiled path runs
+    ours = S._volumes_at(X64, idx)
+    assert torch.allclose(ours, S._volumes_by_pairs(X64, idx), rtol=1e-12, atol=0)
+    loop = ref.cm_volumes_loop(X.numpy().astype(np.float64), idx.numpy()[:200])
+    assert np.allclose(ours.numpy()[:200], loop, rtol=1e-6, atol=0)
+
+
 def test_gram_path_degenerate_simplices_are_zero() -> None:
     X = torch.zeros(50, 8, dtype=torch.float64)
     X[:, 0] = torch.arange(50, dtype=torch.float64)  # all points on a line

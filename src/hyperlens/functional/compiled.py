@@ -1,4 +1,4 @@
-"""Compiled per-row kernels (numba): row selection for ternarisation, two-bit unpacking.
+"""Compiled kernels (numba): row selection, two-bit unpacking, bootstrap CVs, simplex Grams.
 
 Selection: the k-th smallest ``|x|`` of every row, and ternary codes.
 
@@ -28,7 +28,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SAMPLE", "bootstrap_cv", "kth_smallest_abs_rows", "unpack_twobit_rows"]
+__all__ = [
+    "SAMPLE",
+    "bootstrap_cv",
+    "edge_grams",
+    "kth_smallest_abs_rows",
+    "unpack_twobit_rows",
+]
 
 SAMPLE = 512  # sampled positions per row
 _Z = 5.0  # bracket half-width in binomial standard deviations
@@ -234,14 +240,20 @@ def _unpack_kernel(kind: str) -> Any:
         @numba.njit(parallel=True, cache=True, nogil=True)
         def unpack_f(packed, nb, d, lut, out):  # pragma: no cover - jit
             # lut[v, j] = bit j of v as a float; a trit is pos bit - neg bit
+            full = d // 8
             for i in numba.prange(packed.shape[0]):
                 row = out[i]
-                for b in range(nb):
+                for b in range(full):  # whole bytes: a fixed 8-lane subtraction
                     p = packed[i, b]
                     q = packed[i, nb + b]
                     base = b * 8
-                    lim = min(8, d - base)
-                    for j in range(lim):
+                    for j in range(8):
+                        row[base + j] = lut[p, j] - lut[q, j]
+                for b in range(full, nb):  # the padded last byte
+                    p = packed[i, b]
+                    q = packed[i, nb + b]
+                    base = b * 8
+                    for j in range(d - base):
                         row[base + j] = lut[p, j] - lut[q, j]
 
         fn = unpack_f
@@ -342,4 +354,61 @@ def bootstrap_cv(v: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     center = float(v.mean())
     out = np.empty(n_boot, dtype=np.float64)
     _boot_kernel()(v - center, center, np.uint64(seed & 0xFFFFFFFFFFFFFFFF), out)
+    return out
+
+
+# --------------------------------------------------------------------------- simplex Gram
+_EDGE: Any = None
+
+
+def _edge_kernel() -> Any:
+    global _EDGE
+    if _EDGE is not None:
+        return _EDGE
+    import numba
+
+    @numba.njit(cache=True, nogil=True, fastmath=True)
+    def dot(a, b):  # pragma: no cover - jit
+        acc = 0.0
+        for t in range(a.shape[0]):
+            acc += a[t] * b[t]
+        return acc
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def edge_grams(X, idx, out):  # pragma: no cover - jit
+        m, kp1 = idx.shape
+        k = kp1 - 1
+        d = X.shape[1]
+        chunk = 256
+        for c in numba.prange((m + chunk - 1) // chunk):
+            E = np.empty((k, d), dtype=np.float64)
+            for s in range(c * chunk, min(m, (c + 1) * chunk)):
+                x0 = X[idx[s, 0]]
+                for i in range(k):
+                    xi = X[idx[s, i + 1]]
+                    for t in range(d):
+                        E[i, t] = xi[t] - x0[t]
+                for i in range(k):
+                    for j in range(i, k):
+                        g = dot(E[i], E[j])
+                        out[s, i, j] = g
+                        out[s, j, i] = g
+
+    _EDGE = edge_grams
+    return _EDGE
+
+
+def edge_grams(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Edge Gram matrices ``G_ij = (x_i - x_0) . (x_j - x_0)`` of every simplex, in float64.
+
+    One compiled pass per simplex reads its ``k + 1`` rows in place (no gathered copy, no
+    pair list), forms the edges in float64 and their ``k (k + 1) / 2`` inner products.
+
+    Shapes:
+        X: ``[n, d]`` float64 C-contiguous; idx: ``[m, k+1]`` int64 -> ``[m, k, k]``
+    """
+    m, kp1 = idx.shape
+    out = np.empty((m, kp1 - 1, kp1 - 1), dtype=np.float64)
+    if m:
+        _edge_kernel()(X, np.ascontiguousarray(idx, dtype=np.int64), out)
     return out

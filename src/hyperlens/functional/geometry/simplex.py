@@ -167,10 +167,12 @@ def _centred64(X: torch.Tensor) -> torch.Tensor:
 def _volumes_at(X64: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Volumes of the simplices ``idx`` ``[m, k+1]`` over the rows of ``X64`` ``[n, d]``.
 
-    Two exact float64 paths: when the simplices need more than ``n^2 / 16`` pair products
+    Exact float64 paths: when the simplices need more than ``n^2 / 16`` pair products
     (many simplices per point, e.g. a small pool), one Gram matrix of all rows and a
-    look-up per simplex (:func:`_volumes_by_gram`); otherwise only the inner products a
-    simplex needs are computed: the ``(k+1)k/2`` vertex pairs of
+    look-up per simplex (:func:`_volumes_by_gram`); otherwise, on the CPU with numba, one
+    compiled pass per simplex forms its edges and their inner products from the rows in
+    place (:func:`hyperlens.functional.compiled.edge_grams`); elsewhere only the inner
+    products a simplex needs are computed: the ``(k+1)k/2`` vertex pairs of
     every simplex go into one sparse CSR pattern and a sampled dense-dense product
     (:func:`torch.sparse.sampled_addmm`) fills in ``<x_a, x_b>`` for exactly those pairs,
     reading rows of ``X`` in place. Gathering ``[m, k+1, d]`` vertex blocks instead moves
@@ -180,6 +182,13 @@ def _volumes_at(X64: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """
     if _use_gram(X64.shape[0], idx.shape[0], idx.shape[1]):
         return _volumes_by_gram(X64, idx)
+    from ..kernels import numba_available
+
+    if X64.device.type == "cpu" and numba_available():
+        from ..compiled import edge_grams
+
+        G = edge_grams(X64.contiguous().numpy(), idx.cpu().numpy())
+        return _volumes_from_gram(torch.from_numpy(G), idx.shape[1] - 1)
     return _volumes_by_pairs(X64, idx)
 
 
