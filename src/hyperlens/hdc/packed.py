@@ -163,16 +163,20 @@ class PackedCodes:
     def to(self, device: str | torch.device) -> PackedCodes:
         return PackedCodes(self.data.to(device), self.dim, self.scheme)
 
-    def unpack(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """Dense ``int8`` codes of rows ``start:stop``.
+    def unpack(
+        self, start: int = 0, stop: int | None = None, *, dtype: torch.dtype = torch.int8
+    ) -> torch.Tensor:
+        """Dense codes of rows ``start:stop`` as ``dtype`` (int8, or float32 for a GEMM).
 
         Shapes:
-            returns ``[stop - start, dim]`` int8
+            returns ``[stop - start, dim]``
         """
         block = self.data[start:stop]
         if block.device.type == "cpu" and not block.is_contiguous():
             block = block.contiguous()
-        return F.unpack(block, self.dim, self.scheme)
+        if self.scheme == "twobit":
+            return F.unpack_twobit(block, self.dim, dtype=dtype)
+        return F.unpack(block, self.dim, self.scheme).to(dtype)
 
     def to_dense(self) -> torch.Tensor:
         """All codes as a dense ``int8`` matrix ``[n, dim]`` (materialises everything)."""
