@@ -379,6 +379,8 @@ def _offline_help(ident: str) -> str:
 
     close = difflib.get_close_matches(ident.lower(), known_models(), n=2, cutoff=0.6)
     hint = f"Did you mean {' or '.join(map(repr, close))}? " if close else ""
+    if "/" not in ident:  # a bare name may be a mistyped zoo name as well as a legacy id
+        hint += f"(Known names: {', '.join(known_models())}.) "
     return hint + (
         f"model {ident!r} could not be loaded from the local Hugging Face cache "
         f"(HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}, offline="
