@@ -254,7 +254,8 @@ def test_positions_rotary_per_layer_type_gemma3(tiny_gemma3: torch.nn.Module) ->
     assert pos["type"] == "rotary" and pos["sliding_window"] == 4
     assert set(pos["by_layer_type"]) == {"full_attention", "sliding_attention"}
     assert pos["theta"] == pos["by_layer_type"]["full_attention"]["theta"]
-    assert pos["analytic_similarity"] == pos["by_layer_type"]["full_attention"]["analytic_similarity"]
+    full = pos["by_layer_type"]["full_attention"]
+    assert pos["analytic_similarity"] == full["analytic_similarity"]
 
 
 def test_positions_static() -> None:
