@@ -35,6 +35,13 @@ __version__ = "0.1.0"
 _SUBMODULES = {"models", "data", "functional", "hdc", "align", "train", "probes", "inject", "hft",
                "experiments", "report", "utils", "errors", "cli"}
 
+def _present(name: str) -> bool:
+    """Whether the subpackage exists here (``from hyperlens import *`` imports only those)."""
+    import importlib.util
+
+    return importlib.util.find_spec(f"{__name__}.{name}") is not None
+
+
 __all__ = [
     "__version__",
     "HyperlensError",
@@ -46,7 +53,7 @@ __all__ = [
     "DependencyError",
     "ConfigError",
     "ReportError",
-    *sorted(_SUBMODULES),
+    *sorted(m for m in _SUBMODULES if _present(m)),
 ]
 
 
