@@ -7,6 +7,7 @@ Subpackages (imported on first use, so ``import hyperlens`` stays fast):
 - :mod:`hyperlens.functional`: pure tensor functions (HDC, sketching, geometry)
 - :mod:`hyperlens.hdc`: ternary encoders, packed codes and search
 - :mod:`hyperlens.align`: aligners between models' spaces and transfer evaluation
+- :mod:`hyperlens.train`: the one training loop (seeded, frozen-model guard, resumable)
 - :mod:`hyperlens.probes`: geometry and weight batteries
 - :mod:`hyperlens.experiments`: end-to-end pipelines run by the CLI
 - :mod:`hyperlens.report`: report folders (results.json, plots, index.html)
@@ -40,6 +41,7 @@ _KNOWN_SUBMODULES = ("models", "data", "functional", "hdc", "align", "train", "p
 _HERE = Path(__file__).resolve().parent
 _SUBMODULES = {n for n in _KNOWN_SUBMODULES
                if (_HERE / n / "__init__.py").is_file() or (_HERE / f"{n}.py").is_file()}
+
 
 __all__ = [
     "__version__",
