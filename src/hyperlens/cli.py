@@ -61,6 +61,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="TOML file with option values; command-line flags override it")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=True,
                    help="hide progress bars")
+    g.add_argument("--executor", default=os.environ.get("HYPERLENS_EXECUTOR", "local"),
+                   help="where cells and embedding shards run: local (this process) | ray "
+                        "(default: $HYPERLENS_EXECUTOR or local)")
+    g.add_argument("--ray-address", default=os.environ.get("HYPERLENS_RAY_ADDRESS"),
+                   help="Ray cluster for --executor ray: auto | HOST:PORT (default: "
+                        "$HYPERLENS_RAY_ADDRESS, else a private instance on this machine)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +134,20 @@ def _apply_config(args: argparse.Namespace, argv: Sequence[str], parser: argpars
             setattr(args, dest, value)
 
 
+def _check_executor(args: argparse.Namespace) -> None:
+    """Validate ``--executor`` / ``--ray-address`` (commands opt in with ``USES_EXECUTOR``)."""
+    from .run import check_executor
+
+    args.executor = check_executor(args.executor, args.ray_address)
+    mod = importlib.import_module(args._module)
+    if args.executor != "local" and not getattr(mod, "USES_EXECUTOR", False):
+        users = [m.COMMAND for m in _load_commands() if getattr(m, "USES_EXECUTOR", False)]
+        raise ConfigError(
+            f"hyperlens {args.command} runs in one process; --executor {args.executor} applies "
+            f"to: {', '.join(users)}. Drop --executor for this command."
+        )
+
+
 def _print_table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None) -> None:
     from .report.html import format_value
 
@@ -187,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .utils import resolve_device
 
         resolve_device(args.device)  # fail early with a clear message
+        _check_executor(args)
         if args.out is None:
             stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             args.out = Path("runs") / f"{args.command}-{stamp}"

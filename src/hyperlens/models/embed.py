@@ -24,7 +24,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ from ..errors import InputError
 from ..utils import atomic_write_bytes, cache_dir, progress as progress_bar, resolve_device, stable_hash
 from .capture import StopForward, capture
 from .handle import ModelHandle
+
+if TYPE_CHECKING:
+    from ..run import Executor
 
 __all__ = ["embed", "embed_layers", "last_oov", "OOVReport", "validate_texts", "POOLINGS"]
 
@@ -132,6 +135,8 @@ def embed(
     cache: bool = False,
     progress: bool | None = None,
     max_length: int | None = None,
+    executor: Executor | None = None,
+    shard_size: int = 2048,
 ) -> np.ndarray:
     """Embed ``texts`` with ``model`` and pool each text into one vector.
 
@@ -150,6 +155,12 @@ def embed(
         progress: show a progress bar (default: on for 256 texts or more when the
             terminal allows it).
         max_length: truncate texts to this many tokens (default: the model's limit).
+        executor: a :class:`hyperlens.run.RayExecutor` splits the corpus into shards of
+            about ``shard_size`` texts, embedded by Ray actors that load the model once
+            each (:mod:`hyperlens.models.embed_shards`); the result is bit-identical to a
+            local pass and lands in the same cache entry. ``None`` or a local executor:
+            one pass in this process.
+        shard_size: texts per shard (a whole number of batches) for a sharded pass.
 
     Returns:
         float32 array.
@@ -172,6 +183,11 @@ def embed(
         )
     lidx = int(layer) % (L + 1)
     key = ("layer", lidx, pooling, max_length, h.max_length)
+    if _sharded(executor):
+        from .embed_shards import embed_sharded
+
+        return embed_sharded(h, texts, key, pooling, [lidx], batch_size, max_length, executor,
+                             shard_size=shard_size, cache=cache, show=progress)[0]
     return _cached(
         h, texts, key, cache,
         lambda: _embed_transformer(h, texts, pooling, [lidx], batch_size, progress, max_length)[0],
@@ -188,11 +204,14 @@ def embed_layers(
     cache: bool = False,
     progress: bool | None = None,
     max_length: int | None = None,
+    executor: Executor | None = None,
+    shard_size: int = 2048,
 ) -> np.ndarray:
     """Pooled embeddings at several layers from ONE forward pass per batch.
 
     ``layers`` are hidden-state indices (default: all, ``0..L``); the pass stops after
-    the deepest one requested. Used for per-layer linear probes.
+    the deepest one requested. Used for per-layer linear probes. ``executor`` and
+    ``shard_size`` shard the corpus over Ray actors as in :func:`embed`.
 
     Shapes:
         returns: [len(layers), N, d] (``[L + 1, N, d]`` by default)
@@ -220,16 +239,27 @@ def embed_layers(
         if not lids:
             raise InputError("layers is empty; pass None for every layer or a list of indices.")
     key = ("layers", tuple(lids), pooling, max_length, h.max_length)
-    out = _cached(
-        h, texts, key, cache,
-        lambda: _embed_transformer(h, texts, pooling, lids, batch_size, progress, max_length),
-    )
+    if _sharded(executor):
+        from .embed_shards import embed_sharded
+
+        out = embed_sharded(h, texts, key, pooling, lids, batch_size, max_length, executor,
+                            shard_size=shard_size, cache=cache, show=progress)
+    else:
+        out = _cached(
+            h, texts, key, cache,
+            lambda: _embed_transformer(h, texts, pooling, lids, batch_size, progress, max_length),
+        )
     if cache:
         # Each layer is also what embed(..., layer=l, cache=True) would return: store it under
         # that key too, so a later single-layer request on the same texts costs nothing.
         for pos, lidx in enumerate(lids):
             _store(h, texts, ("layer", lidx, pooling, max_length, h.max_length), out[pos])
     return out
+
+
+def _sharded(executor: Executor | None) -> bool:
+    """Whether ``executor`` asks for a sharded pass (a Ray executor; local runs in-process)."""
+    return executor is not None and getattr(executor, "name", "local") != "local"
 
 
 # --------------------------------------------------------------------------- cache
@@ -295,26 +325,61 @@ def _embed_transformer(
     show: bool | None,
     max_length: int | None,
 ) -> np.ndarray:
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    ids_list, lengths = _tokenize(h, texts, max_length)
+    batches = _batches(lengths, _check_batch_size(batch_size))
+    return _forward_batches(h, ids_list, lengths, batches, pooling, lids, show)
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) \
+            or batch_size < 1:
         raise InputError(f"batch_size must be a positive int, got {batch_size!r}.")
+    return int(batch_size)
+
+
+def _tokenize(
+    h: ModelHandle, texts: list[str], max_length: int | None
+) -> tuple[list[list[int]], np.ndarray]:
+    """Token ids of every text (truncated to the model's limit) and their lengths ``[N]``."""
     if h.tokenizer is None or h.module is None:
         raise InputError(
             f"model {h.name!r} has no tokenizer; build the handle with from_module(module, tokenizer)."
         )
-    tok = h.tokenizer
     mlen = int(max_length or h.max_length)
-    enc = tok(texts, add_special_tokens=True, truncation=True, max_length=mlen, padding=False)
+    enc = h.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=mlen,
+                      padding=False)
     ids_list: list[list[int]] = enc["input_ids"]
     lengths = np.fromiter((len(x) for x in ids_list), dtype=np.int64, count=len(ids_list))
     if (lengths == 0).any():
         i = int(np.flatnonzero(lengths == 0)[0])
         raise InputError(f"texts[{i}] = {texts[i]!r} produced no tokens; drop empty texts.")
+    return ids_list, lengths
+
+
+def _forward_batches(
+    h: ModelHandle,
+    ids_list: list[list[int]],
+    lengths: np.ndarray,
+    batches: list[np.ndarray],
+    pooling: str,
+    lids: list[int],
+    show: bool | None,
+) -> np.ndarray:
+    """Run the given batches (index arrays into ``ids_list``) and pool the requested layers.
+
+    A batch's result depends only on its own texts, so the same batches give the same bits
+    whether they run here in one pass or spread over shard workers.
+
+    Shapes:
+        returns: [len(lids), N, d] with N = len(ids_list)
+    """
+    tok = h.tokenizer
+    assert tok is not None and h.module is not None
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     dev = h.device
-    n, d = len(texts), h.hidden_size
+    n, d = len(ids_list), h.hidden_size
     out = torch.empty((len(lids), n, d), dtype=torch.float32)
     names = [f"hidden.{l}" for l in lids]
-    batches = _batches(lengths, int(batch_size))
     if show is None:
         show = None if n >= _PROGRESS_MIN else False
     it = progress_bar(batches, total=len(batches), desc=f"embed {h.name}", enabled=show, unit="batch")
