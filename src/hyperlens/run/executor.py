@@ -202,12 +202,15 @@ class RayExecutor(Executor):
                     "one with `ray start --head` or leave the address out for a private instance."
                 ) from exc
             self._owned = True
+        #: where other drivers reach this cluster (``ray.init(address=...)``)
+        self.cluster_address: str = ray.get_runtime_context().gcs_address
         self._remote = ray.remote(_call_task)
 
     def describe(self) -> dict[str, Any]:
         ray = self._ray
         res = ray.cluster_resources()
         return {"executor": self.name, "address": self.address or "private instance",
+                "cluster_address": self.cluster_address,
                 "ray_version": ray.__version__, "nodes": len(ray.nodes()),
                 "cpus": res.get("CPU", 0.0), "gpus": res.get("GPU", 0.0)}
 
