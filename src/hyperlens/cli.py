@@ -6,7 +6,8 @@ exposes ``COMMAND``, ``HELP``, ``add_arguments(parser)`` and ``main(args) -> Pat
 
 Options shared by every command: ``--seed``, ``--device``, ``--out``, ``--config``
 (a TOML file whose top-level keys and ``[<command>]`` table fill options not given on the
-command line: flags override the file) and ``--no-progress``.
+command line: flags override the file), ``--no-progress``, and ``--executor local|ray`` /
+``--ray-address`` (:mod:`hyperlens.run`; accepted by commands with ``USES_EXECUTOR``).
 """
 
 from __future__ import annotations

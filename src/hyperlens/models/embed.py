@@ -183,7 +183,7 @@ def embed(
         )
     lidx = int(layer) % (L + 1)
     key = ("layer", lidx, pooling, max_length, h.max_length)
-    if _sharded(executor):
+    if executor is not None and _sharded(executor):
         from .embed_shards import embed_sharded
 
         return embed_sharded(h, texts, key, pooling, [lidx], batch_size, max_length, executor,
@@ -239,7 +239,7 @@ def embed_layers(
         if not lids:
             raise InputError("layers is empty; pass None for every layer or a list of indices.")
     key = ("layers", tuple(lids), pooling, max_length, h.max_length)
-    if _sharded(executor):
+    if executor is not None and _sharded(executor):
         from .embed_shards import embed_sharded
 
         out = embed_sharded(h, texts, key, pooling, lids, batch_size, max_length, executor,

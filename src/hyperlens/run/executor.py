@@ -119,7 +119,19 @@ class Executor:
 
 
 def _resolve(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.ref if isinstance(v, Shared) else v) for k, v in kwargs.items()}
+    """Arguments with every :class:`Shared` replaced by its value (fetched from the object
+    store when it was shared by a Ray executor)."""
+    out = {}
+    for k, v in kwargs.items():
+        if isinstance(v, Shared):
+            if v.local:
+                v = v.ref
+            else:
+                import ray
+
+                v = ray.get(v.ref)
+        out[k] = v
+    return out
 
 
 class LocalExecutor(Executor):

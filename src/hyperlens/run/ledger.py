@@ -68,11 +68,11 @@ class Ledger:
         return None if rec is None else rec["result"]
 
     def put(self, key: dict[str, Any], result: dict[str, Any]) -> None:
-        rec = {"id": self.cell_id(key), "fingerprint": self.fingerprint, "key": key,
-               "result": result}
+        cid = self.cell_id(key)
+        rec = {"id": cid, "fingerprint": self.fingerprint, "key": key, "result": result}
         line = json.dumps(rec, allow_nan=True)
-        self.cells[rec["id"]] = json.loads(line)
-        self._lines[rec["id"]] = line
+        self.cells[cid] = json.loads(line)
+        self._lines[cid] = line
         if self.path is not None:
             atomic_write_text(self.path, "".join(v + "\n" for v in self._lines.values()))
 
