@@ -70,27 +70,6 @@ class _Square:
         return self.k * x * x
 
 
-def test_sharded_equals_local_and_lands_in_the_local_cache(
-    corpus, tiny_folder, tmp_path, monkeypatch, ray_executor
-) -> None:
-    monkeypatch.setenv("HYPERLENS_CACHE", str(tmp_path / "cache"))
-    h = load(str(tiny_folder), device="cpu")
-    local = embed_layers(corpus, h, batch_size=4)
-    sharded = embed_layers(corpus, h, batch_size=4, executor=ray_executor, shard_size=8,
-                           cache=True)
-    np.testing.assert_array_equal(sharded, local)  # bit for bit
-    key = ("layers", (0, 1, 2), "mean", None, h.max_length)
-    path = embed_mod._cache_path(h, corpus, key)
-    assert path.is_file() and not list(path.parent.glob("*.parts-*"))
-
-    def no_compute(*a, **k):
-        raise AssertionError("the cache entry written by the sharded pass was not used")
-
-    monkeypatch.setattr(embed_mod, "_embed_transformer", no_compute)
-    np.testing.assert_array_equal(embed_layers(corpus, h, batch_size=4, cache=True), local)
-    np.testing.assert_array_equal(embed(corpus, h, layer=1, cache=True), local[1])
-
-
 class _CrashOnce(es.EmbedWorker):
     """Kills its own process (SIGKILL) on its shard call once two shards are done."""
 
@@ -106,7 +85,7 @@ class _CrashOnce(es.EmbedWorker):
         return out
 
 
-def test_killed_actor_is_replaced_and_every_shard_lands_once(
+def test_sharded_equals_local_survives_a_killed_actor_and_lands_in_the_cache(
     corpus, tiny_folder, tmp_path, monkeypatch, ray_executor
 ) -> None:
     import ray.cloudpickle
@@ -130,11 +109,55 @@ def test_killed_actor_is_replaced_and_every_shard_lands_once(
 
     monkeypatch.setattr(es, "map_shards", spy)
     h = load(str(tiny_folder), device="cpu")
-    local = embed(corpus, h, batch_size=4)
-    got = embed(corpus, h, batch_size=4, executor=ray_executor, shard_size=8, cache=True)
-    np.testing.assert_array_equal(got, local)
+    local = embed_layers(corpus, h, batch_size=4)
+    got = embed_layers(corpus, h, batch_size=4, executor=ray_executor, shard_size=8,
+                       cache=True)
+    np.testing.assert_array_equal(got, local)  # bit for bit, although an actor died
     assert (tmp_path / "log" / "crashed").exists()
     n = stats["shards"]
-    assert sorted(calls) == list(range(n)) and set(calls.values()) == {1}  # once each
+    assert n == 8 and sorted(calls) == list(range(n)) and set(calls.values()) == {1}  # once each
     assert stats["retried"] == 1 and stats["attempts"] == n + 1
     assert stats["workers_started"] == 3  # two actors and the replacement
+
+    # the result sits in the cache entry a local run reads; the shard parts are gone
+    key = ("layers", (0, 1, 2), "mean", None, h.max_length)
+    path = embed_mod._cache_path(h, corpus, key)
+    assert path.is_file() and not list(path.parent.glob("*.parts-*"))
+
+    def no_compute(*a, **k):
+        raise AssertionError("the cache entry written by the sharded pass was not used")
+
+    monkeypatch.setattr(embed_mod, "_embed_transformer", no_compute)
+    np.testing.assert_array_equal(embed_layers(corpus, h, batch_size=4, cache=True), local)
+    np.testing.assert_array_equal(embed(corpus, h, layer=1, cache=True), local[1])
+
+
+def test_interrupted_sharded_pass_resumes_from_its_stored_shards(
+    corpus, tiny_folder, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("HYPERLENS_CACHE", str(tmp_path / "cache"))
+    h = load(str(tiny_folder), device="cpu")
+    local = embed(corpus, h, batch_size=4)
+    key = ("layer", 2, "mean", None, h.max_length)
+    path = embed_mod._cache_path(h, corpus, key)
+    _, lengths = embed_mod._tokenize(h, corpus, None)
+    shards = es.plan_shards(lengths, 4, 8)
+    parts = path.parent / f"{path.stem}.parts-b4-s8"
+    parts.mkdir(parents=True)
+    for i in (0, 3):  # what a killed driver had stored
+        rows = np.concatenate(shards[i])
+        np.save(parts / f"{i:05d}-of-{len(shards):05d}.npy", local[None, rows])
+    (parts / f"00005-of-{len(shards):05d}.npy").write_bytes(b"torn")  # recomputed
+    seen: dict[str, set[int]] = {}
+    real = es.map_shards
+
+    def spy(*a, skip=None, **kw):
+        seen["skip"] = set(skip or ())
+        return real(*a, skip=skip, **kw)
+
+    monkeypatch.setattr(es, "map_shards", spy)
+    got = es.embed_sharded(h, corpus, key, "mean", [2], 4, None, LocalExecutor(), shard_size=8,
+                           cache=True)
+    assert seen["skip"] == {0, 3}
+    np.testing.assert_array_equal(got[0], local)
+    assert path.is_file() and not parts.exists()
