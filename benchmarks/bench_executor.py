@@ -21,11 +21,13 @@ Every Ray result is compared with the local one bit for bit. Results go to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,20 @@ from hyperlens.utils import atomic_write_json  # noqa: E402
 def noop() -> dict[str, Any]:
     """A cell that does nothing."""
     return {}
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Torch and BLAS on one thread, as in a Ray task that asks for one CPU."""
+    from threadpoolctl import threadpool_limits
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def _timed(cells: list[Cell], ex: Any, one_at_a_time: bool) -> tuple[float, Ledger]:
@@ -101,35 +117,44 @@ def bench_cells(ex: RayExecutor, n_noop: int, n_cells: int) -> dict[str, Any]:
         _timed(cells, ex, False)  # workers import the transfer code once
         out["ray_transfer_warmup_s"] = time.perf_counter() - t0
         tl, led_l = _timed(cells, loc, True)
+        with _one_thread():  # what a Ray task with num_cpus=1 runs with
+            tl1, led_l1 = _timed(cells, loc, True)
         tr1, led_1 = _timed(cells, ex, True)
         trn, led_n = _timed(cells, ex, False)
-        same = _strip(led_l) == _strip(led_1) == _strip(led_n)
+        same = _strip(led_l) == _strip(led_l1) == _strip(led_1) == _strip(led_n)
         out["transfer_cell"] = {
             "n": len(cells), "cell": "ridge, 500 anchors, 4096-d, SST-2 (3000 train / 500 test)",
             "local_per_cell_s": tl / len(cells),
+            "local_one_thread_per_cell_s": tl1 / len(cells),
             "ray_one_at_a_time_per_cell_s": tr1 / len(cells),
             "ray_all_at_once_per_cell_s": trn / len(cells),
-            "overhead_per_cell_s": (tr1 - tl) / len(cells),
+            "overhead_per_cell_s": (tr1 - tl1) / len(cells),
             "identical_results": bool(same)}
     return out
 
 
-def bench_embed(ex: RayExecutor, n: int, shard_size: int) -> dict[str, Any]:
+def bench_embed(ex: RayExecutor, n: int, shard_size: int, local_default: bool) -> dict[str, Any]:
     from hyperlens.models import embed, load
 
     texts = sst2_sentences(n)
     h = load("minilm", device="cpu")
     embed(texts[:64], h)  # warm the local path
+    out: dict[str, Any] = {"n_texts": len(texts), "model": "minilm", "shard_size": shard_size}
     t0 = time.perf_counter()
-    x_local = embed(texts, h, batch_size=32)
-    t_local = time.perf_counter() - t0
+    with _one_thread():  # what each Ray actor (one CPU) runs with
+        x_local1 = embed(texts, h, batch_size=32)
+    out["local_one_thread_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     x_ray = embed(texts, h, batch_size=32, executor=ex, shard_size=shard_size)
-    t_ray = time.perf_counter() - t0
-    return {"n_texts": len(texts), "model": "minilm", "shard_size": shard_size,
-            "local_s": t_local, "ray_s": t_ray, "local_texts_per_s": len(texts) / t_local,
-            "ray_texts_per_s": len(texts) / t_ray,
-            "identical": bool(np.array_equal(x_local, x_ray))}
+    out["ray_s"] = time.perf_counter() - t0
+    out["identical_to_local_one_thread"] = bool(np.array_equal(x_local1, x_ray))
+    if local_default:
+        t0 = time.perf_counter()
+        x_local = embed(texts, h, batch_size=32)
+        out["local_default_threads_s"] = time.perf_counter() - t0
+        out["identical_to_local_default_threads"] = bool(np.array_equal(x_local, x_ray))
+        out["max_abs_diff_to_local_default_threads"] = float(np.abs(x_local - x_ray).max())
+    return out
 
 
 def main() -> None:
@@ -140,7 +165,12 @@ def main() -> None:
     ap.add_argument("--n-embed", type=int, default=10_000)
     ap.add_argument("--shard-size", type=int, default=1024)
     ap.add_argument("--skip", nargs="*", default=[], choices=["cells", "embed"])
+    ap.add_argument("--no-local-default-embed", action="store_true",
+                    help="skip the local embedding pass with the default thread count (slow "
+                         "under load)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_executor.json"))
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the parts of an existing --out file that this run skips")
     args = ap.parse_args()
     import ray
 
@@ -159,9 +189,21 @@ def main() -> None:
             results["cells"] = bench_cells(ex, args.n_noop, args.n_cells)
             print(results["cells"], flush=True)
         if "embed" not in args.skip:
-            results["embed"] = bench_embed(ex, args.n_embed, args.shard_size)
+            results["embed"] = bench_embed(ex, args.n_embed, args.shard_size,
+                                           not args.no_local_default_embed)
             print(results["embed"], flush=True)
     results["load_average_at_end"] = os.getloadavg()
+    if args.merge and Path(args.out).exists():
+        import json
+
+        old = json.loads(Path(args.out).read_text())
+        for part in ("cells", "embed"):
+            if part in old and (part in args.skip or part not in results):
+                results[part] = old[part]
+            elif part in old:
+                results[f"{part}_previous_run"] = old[part]
+        results["previous_run_load_average"] = [old.get("load_average_at_start"),
+                                                old.get("load_average_at_end")]
     atomic_write_json(args.out, results)
     print(f"wrote {args.out}")
 
