@@ -94,7 +94,9 @@ def test_smollm2_early_layer_matches_hidden_states(smollm2):
         rows = []
         for t in TEXTS:
             b = smollm2.tokenizer([t], return_tensors="pt")
-            rows.append(smollm2.module.model(**b, output_hidden_states=True).hidden_states[6][0, -1])
+            rows.append(
+                smollm2.module.model(**b, output_hidden_states=True).hidden_states[6][0, -1]
+            )
     np.testing.assert_allclose(got, torch.stack(rows).numpy(), rtol=1e-4, atol=1e-4)
     layers = embed_layers(TEXTS, smollm2, pooling="last", layers=[0, 6])
     np.testing.assert_allclose(layers[1], got, rtol=1e-5, atol=1e-5)

@@ -118,8 +118,12 @@ def test_gpt2_fused_qkv_split_matches_the_forward(tiny_gpt2, tmp_path: Path) -> 
     up = next(r for r in roles if r.role == "mlp_up" and r.param == "weight" and r.layer == 0)
     assert up.transposed and up.shape == (32, 128) and up.canonical_shape == (128, 32)
     with torch.no_grad():
-        torch.testing.assert_close(x @ _canonical(up, tensors).T + tensors[up.name.replace("weight", "bias")],
-                                   tiny_gpt2.transformer.h[0].mlp.c_fc(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            x @ _canonical(up, tensors).T + tensors[up.name.replace("weight", "bias")],
+            tiny_gpt2.transformer.h[0].mlp.c_fc(x),
+            rtol=1e-5,
+            atol=1e-5,
+        )
     assert any(r.role == "position" for r in roles)
 
 
@@ -127,7 +131,9 @@ def test_t5_roles_encoder_decoder_cross_and_relative_bias(tiny_t5, tmp_path: Pat
     shapes, tensors, config = _saved(tiny_t5, tmp_path)
     roles = classify_tensors(shapes, config)
     _check_common(roles, shapes)
-    att = Counter((r.location, r.attention, r.role) for r in roles if r.role in {"q", "k", "v", "o"})
+    att = Counter(
+        (r.location, r.attention, r.role) for r in roles if r.role in {"q", "k", "v", "o"}
+    )
     for role in ("q", "k", "v", "o"):
         assert att[("encoder", "self", role)] == 2
         assert att[("decoder", "self", role)] == 2
@@ -174,7 +180,9 @@ def test_fallback_patterns_and_unclassified_listing() -> None:
         "blocks.0.mlp.fc2.weight": (32, 128),
         "mystery.table": (7, 3),
     }
-    roles = classify_tensors(shapes, {"model_type": "vit_custom", "hidden_size": 32, "num_attention_heads": 4})
+    roles = classify_tensors(
+        shapes, {"model_type": "vit_custom", "hidden_size": 32, "num_attention_heads": 4}
+    )
     got = {(r.name, r.role) for r in roles}
     assert {("blocks.0.attn.qkv.weight", x) for x in ("q", "k", "v")} <= got
     assert ("blocks.0.mlp.fc1.weight", "mlp_up") in got

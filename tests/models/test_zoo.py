@@ -64,7 +64,10 @@ def test_list_models_rows():
 def test_murmurhash_vectorised_matches_scalar():
     rng = np.random.default_rng(0)
     words = ["", "a", "the", "dog", "abcdefgh", "abcdefghi", "naïve café", "日本語のテキスト"]
-    words += ["".join(chr(int(c)) for c in rng.integers(33, 600, size=n)) for n in rng.integers(1, 40, size=50)]
+    words += [
+        "".join(chr(int(c)) for c in rng.integers(33, 600, size=n))
+        for n in rng.integers(1, 40, size=50)
+    ]
     fast = murmurhash64a_many(words)
     assert [int(x) for x in fast] == [murmurhash64a(w.encode("utf-8")) for w in words]
     # a published value: MurmurHash64A("", seed 0) is 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -30,7 +30,9 @@ class ProjectionHead(nn.Module):
         return nn.functional.normalize(self.net(x), dim=1)
 
 
-def margin_loss(t: torch.Tensor, s: torch.Tensor, perm: torch.Tensor, margin: float) -> torch.Tensor:
+def margin_loss(
+    t: torch.Tensor, s: torch.Tensor, perm: torch.Tensor, margin: float
+) -> torch.Tensor:
     """``mean(1 - cos(t_i, s_i)) + mean(relu(cos(t_i, s_perm(i)) - margin))``.
 
     Pulls paired rows together and pushes a shuffled partner below ``margin`` cosine.
@@ -78,8 +80,12 @@ class _Config:
                 raise InputError(f"{name}={v!r} must be a positive int.")
         if self.pca_dim is not None and (not isinstance(self.pca_dim, int) or self.pca_dim < 1):
             raise InputError(f"pca_dim={self.pca_dim!r} must be a positive int or None.")
-        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 2):
-            raise InputError(f"batch_size={self.batch_size!r} must be an int >= 2 or None (full batch).")
+        if self.batch_size is not None and (
+            not isinstance(self.batch_size, int) or self.batch_size < 2
+        ):
+            raise InputError(
+                f"batch_size={self.batch_size!r} must be an int >= 2 or None (full batch)."
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"dropout={self.dropout!r} must be in [0, 1).")
         if self.temperature <= 0 or self.lr <= 0:
@@ -148,7 +154,7 @@ class ContrastiveAligner(Aligner):
                 *self._head_keys()]
 
     def _head_keys(self) -> list[str]:
-        return [f"head_{side}_{k.replace('.', '_')}" for side in ("t", "s") for k in
+        return [f"head_{side}_{k.replace('.', '_')}_" for side in ("t", "s") for k in
                 ("net.0.weight", "net.0.bias", "net.3.weight", "net.3.bias")]
 
     def _extra_state(self) -> dict[str, object]:
@@ -158,7 +164,9 @@ class ContrastiveAligner(Aligner):
         super()._set_extra_state(extra)
         ht, hs = self._heads()
         for side, head in (("t", ht), ("s", hs)):
-            state = {k: getattr(self, f"head_{side}_{k.replace('.', '_')}") for k in head.state_dict()}
+            state = {
+                k: getattr(self, f"head_{side}_{k.replace('.', '_')}_") for k in head.state_dict()
+            }
             head.load_state_dict(state)
             head.eval()
         self.head_t_, self.head_s_ = ht, hs
@@ -173,7 +181,9 @@ class ContrastiveAligner(Aligner):
         for side, x in (("t", teacher), ("s", student)):
             mean, xc = center_stats(x)
             k = min(x.shape[1], n - 1, cfg.pca_dim or x.shape[1])
-            basis = top_components(xc, k) if k < x.shape[1] else torch.eye(x.shape[1], dtype=x.dtype)
+            basis = (
+                top_components(xc, k) if k < x.shape[1] else torch.eye(x.shape[1], dtype=x.dtype)
+            )
             z = (xc @ basis).float()
             std = z.std(0).clamp_min(1e-6)
             setattr(self, f"mean_{side}_", mean.float())
@@ -213,9 +223,9 @@ class ContrastiveAligner(Aligner):
         head_t.eval().cpu()
         head_s.eval().cpu()
         self.head_t_, self.head_s_ = head_t, head_s
-        for side, head in (("t", head_t), ("s", head_s)):
-            for k, v in head.state_dict().items():
-                setattr(self, f"head_{side}_{k.replace('.', '_')}", v.detach().clone())
+        for side_name, head in (("t", head_t), ("s", head_s)):
+            for key, v in head.state_dict().items():
+                setattr(self, f"head_{side_name}_{key.replace('.', '_')}_", v.detach().clone())
         self.loss_history_ = history
         self.dim_ = cfg.shared_dim
 
@@ -227,5 +237,3 @@ class ContrastiveAligner(Aligner):
             z = head((x.float() - mean) @ basis / std)
         return z.double()
 
-    def get_params(self) -> dict[str, object]:
-        return asdict(self._config())

@@ -73,7 +73,7 @@ class StopForward(Exception):  # noqa: N818 - a control-flow signal, not an erro
 
 def point_names(num_layers: int) -> list[str]:
     """Every valid point name for a model with ``num_layers`` blocks (canonical form)."""
-    names = [f"hidden.{l}" for l in range(num_layers + 1)]
+    names = [f"hidden.{li}" for li in range(num_layers + 1)]
     for i in range(num_layers):
         names += [f"blocks.{i}.{p}" for p in _BLOCK_PARTS]
     return names
@@ -111,7 +111,9 @@ def resolve_points(points: str | Sequence[str], num_layers: int) -> dict[str, st
         elif m_b:
             idx, top, prefix, suffix = m_b.group(1), num_layers, "blocks.", "." + m_b.group(2)
         else:
-            raise InputError(f"unknown capture point {name!r}; valid names: {_valid_help(num_layers)}.")
+            raise InputError(
+                f"unknown capture point {name!r}; valid names: {_valid_help(num_layers)}."
+            )
         if idx == "*":
             for j in range(top):
                 canon = f"{prefix}{j}{suffix}"
@@ -245,11 +247,11 @@ def _plan(bb: Backbone, wanted: set[str]) -> list[_Register]:
     for name in wanted:
         parts = name.split(".")
         if parts[0] == "hidden":
-            l = int(parts[1])
-            if l == 0:
+            li = int(parts[1])
+            if li == 0:
                 pre.setdefault(0, []).append(name)
-            elif l < L or bb.final_norm is None:
-                post.setdefault(l - 1, []).append(name)
+            elif li < L or bb.final_norm is None:
+                post.setdefault(li - 1, []).append(name)
             else:
                 final.append(name)
         else:

@@ -223,12 +223,24 @@ _T5_ATT = r"(?P<stack>encoder|decoder)\.block\.(?P<layer>\d+)\.layer\.\d+\."
 _T5: list[_Rule] = [
     (r"^shared\." + _P, "embedding", None, "model", "token"),
     (r"(encoder|decoder)\.embed_tokens\." + _P, "embedding", None, None, "token"),
-    (_T5_ATT + r"SelfAttention\.relative_attention_bias\." + _P, "position", "self", None, "relative_bias"),
+    (
+        _T5_ATT + r"SelfAttention\.relative_attention_bias\." + _P,
+        "position",
+        "self",
+        None,
+        "relative_bias",
+    ),
     (_T5_ATT + r"SelfAttention\.q\." + _P, "q", "self", None, ""),
     (_T5_ATT + r"SelfAttention\.k\." + _P, "k", "self", None, ""),
     (_T5_ATT + r"SelfAttention\.v\." + _P, "v", "self", None, ""),
     (_T5_ATT + r"SelfAttention\.o\." + _P, "o", "self", None, ""),
-    (_T5_ATT + r"EncDecAttention\.relative_attention_bias\." + _P, "position", "cross", None, "relative_bias"),
+    (
+        _T5_ATT + r"EncDecAttention\.relative_attention_bias\." + _P,
+        "position",
+        "cross",
+        None,
+        "relative_bias",
+    ),
     (_T5_ATT + r"EncDecAttention\.q\." + _P, "q", "cross", None, ""),
     (_T5_ATT + r"EncDecAttention\.k\." + _P, "k", "cross", None, ""),
     (_T5_ATT + r"EncDecAttention\.v\." + _P, "v", "cross", None, ""),
@@ -265,26 +277,62 @@ _BLK = r"(?:layers?|h|blocks?|resblocks|encoderlayer|decoderlayer)\.(?P<layer>\d
 _GENERIC: list[_Rule] = [
     (r"(position_ids|inv_freq|masked_bias|attn\.bias)$", "buffer", None, None, ""),
     (r"relative_attention_bias\." + _P, "position", "self", None, "relative_bias"),
-    (r"(pos_embed|position_embeddings?|positional_embedding|embed_positions|wpe)(\.|$)", "position",
-     None, None, "absolute"),
+    (
+        r"(pos_embed|position_embeddings?|positional_embedding|embed_positions|wpe)(\.|$)",
+        "position",
+        None,
+        None,
+        "absolute",
+    ),
     (_BLK + r".*(norm|ln_?\d?|layernorm|layer_norm)[^.]*\." + _P, "norm", None, None, ""),
     (_BLK + r".*(in_proj_weight|in_proj_bias)$", "qkv", "self", None, "fused"),
     (_BLK + r".*(\.qkv|Wqkv|qkv_proj|query_key_value|c_attn)\." + _P, "qkv", "self", None, "fused"),
     (_BLK + r".*(q_proj|query|\.q|wq|to_q)\." + _P, "q", "self", None, ""),
     (_BLK + r".*(k_proj|key|\.k|wk|to_k)\." + _P, "k", "self", None, ""),
     (_BLK + r".*(v_proj|value|\.v|wv|to_v)\." + _P, "v", "self", None, ""),
-    (_BLK + r".*(o_proj|out_proj|attention\.output\.dense|attn\.proj|\.o|wo_attn|to_out[.\d]*|"
-     r"attn\.c_proj|dense)\." + _P, "o", "self", None, ""),
+    (
+        _BLK + r".*(o_proj|out_proj|attention\.output\.dense|attn\.proj|\.o|wo_attn|to_out[.\d]*|"
+        r"attn\.c_proj|dense)\." + _P,
+        "o",
+        "self",
+        None,
+        "",
+    ),
     (_BLK + r".*(gate_proj|w1|wi_0|fc_gate)\." + _P, "mlp_gate", None, None, ""),
-    (_BLK + r".*(up_proj|fc1|c_fc|intermediate\.dense|w3|wi_1|wi|fc_in|dense_h_to_4h|mlp\.0)\." + _P,
-     "mlp_up", None, None, ""),
-    (_BLK + r".*(down_proj|fc2|mlp\.c_proj|output\.dense|w2|wo|fc_out|dense_4h_to_h|mlp\.2)\." + _P,
-     "mlp_down", None, None, ""),
-    (r"(word_embeddings|embed_tokens|wte|tok_embeddings|token_embedding|shared|patch_embed\w*|"
-     r"embeddings\.\w+)\." + _P, "embedding", None, "model", ""),
+    (
+        _BLK
+        + r".*(up_proj|fc1|c_fc|intermediate\.dense|w3|wi_1|wi|fc_in|dense_h_to_4h|mlp\.0)\."
+        + _P,
+        "mlp_up",
+        None,
+        None,
+        "",
+    ),
+    (
+        _BLK
+        + r".*(down_proj|fc2|mlp\.c_proj|output\.dense|w2|wo|fc_out|dense_4h_to_h|mlp\.2)\."
+        + _P,
+        "mlp_down",
+        None,
+        None,
+        "",
+    ),
+    (
+        r"(word_embeddings|embed_tokens|wte|tok_embeddings|token_embedding|shared|patch_embed\w*|"
+        r"embeddings\.\w+)\." + _P,
+        "embedding",
+        None,
+        "model",
+        "",
+    ),
     (r"(lm_head|output|embed_out|head)\." + _P, "unembedding", None, "model", ""),
-    (r"(norm|ln_f|final_layer_norm|layernorm|LayerNorm|post_layernorm|pre_layrnorm)\." + _P, "norm",
-     None, "model", "final_norm"),
+    (
+        r"(norm|ln_f|final_layer_norm|layernorm|LayerNorm|post_layernorm|pre_layrnorm)\." + _P,
+        "norm",
+        None,
+        "model",
+        "final_norm",
+    ),
     (r"(pooler|classifier|score|proj)\S*\." + _P, "head", None, "model", ""),
 ]
 
