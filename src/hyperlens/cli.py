@@ -10,7 +10,8 @@ Option values, from the command line or the TOML file, are checked by their argp
 
 Options shared by every command: ``--seed``, ``--device``, ``--out``, ``--config``
 (a TOML file whose top-level keys and ``[<command>]`` table fill options not given on the
-command line: flags override the file) and ``--no-progress``.
+command line: flags override the file), ``--no-progress``, and ``--executor local|ray`` /
+``--ray-address`` (:mod:`hyperlens.run`; accepted by commands with ``USES_EXECUTOR``).
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="TOML file with option values; command-line flags override it")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=True,
                    help="hide progress bars")
+    g.add_argument("--executor", default=os.environ.get("HYPERLENS_EXECUTOR", "local"),
+                   help="where cells and embedding shards run: local (this process) | ray "
+                        "(default: $HYPERLENS_EXECUTOR or local)")
+    g.add_argument("--ray-address", default=os.environ.get("HYPERLENS_RAY_ADDRESS"),
+                   help="Ray cluster for --executor ray: auto | HOST:PORT (default: "
+                        "$HYPERLENS_RAY_ADDRESS, else a private instance on this machine)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,6 +199,20 @@ def _kind(action: argparse.Action) -> str:
     return {"int": "an integer", "float": "a number", "str": "a string"}.get(name, name)
 
 
+def _check_executor(args: argparse.Namespace) -> None:
+    """Validate ``--executor`` / ``--ray-address`` (commands opt in with ``USES_EXECUTOR``)."""
+    from .run import check_executor
+
+    args.executor = check_executor(args.executor, args.ray_address)
+    mod = importlib.import_module(args._module)
+    if args.executor != "local" and not getattr(mod, "USES_EXECUTOR", False):
+        users = [m.COMMAND for m in _load_commands() if getattr(m, "USES_EXECUTOR", False)]
+        raise ConfigError(
+            f"hyperlens {args.command} runs in one process; --executor {args.executor} applies "
+            f"to: {', '.join(users)}. Drop --executor for this command."
+        )
+
+
 def _print_table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None) -> None:
     from .report.html import format_value
 
@@ -255,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         # Every check runs here, before any model or dataset is loaded.
         resolve_device(args.device)
+        _check_executor(args)
         if args.out is None:
             stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             args.out = Path("runs") / f"{args.command}-{stamp}"

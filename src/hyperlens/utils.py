@@ -401,7 +401,7 @@ class Registry(dict[str, type]):
                     f"an {self.kind} named {name!r} is already registered ({self[name].__name__}); "
                     "pick another name or pass replace=True."
                 )
-            cls.name = name
+            cls.name = name  # type: ignore[attr-defined]
             self[name] = cls
             return cls
 

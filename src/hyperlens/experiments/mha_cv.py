@@ -16,15 +16,18 @@ from ..probes.mha_cv import (
     WEIGHT_QUANTITIES,
     MHACVConfig,
     MHACVResult,
+    cell_fingerprint,
     run_mha_cv,
 )
 from ..report import Report
+from ..run import Executor, Ledger, LocalExecutor, executor_from_args
 from ..utils import resolve_device
 from .options import positive_float, positive_int
 
 __all__ = ["COMMAND", "HELP", "add_arguments", "main", "run", "build_report"]
 
 COMMAND = "mha-cv"
+USES_EXECUTOR = True  # grid cells run under --executor local | ray
 HELP = "simplex-volume CV of embedding, Q/K/V, output and classifier across dim x heads (seed 004)"
 
 _WEIGHTS_MAIN = ("emb", "W_Q", "W_K", "W_V", "W_out", "W_cls")
@@ -108,6 +111,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=d.n_seeds,
         help="independent replicates per grid cell; >= 2 gives t intervals over seeds (default: 1)",
     )
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="ignore finished models in OUT/cells.jsonl and train everything again",
+    )
 
 
 def main(args: argparse.Namespace) -> Path:
@@ -128,14 +136,23 @@ def main(args: argparse.Namespace) -> Path:
         band=(args.band[0], args.band[1]),
         n_seeds=args.seeds,
     )
-    return run(cfg, seed=args.seed, device=args.device, out=args.out,
-               show_progress=None if getattr(args, "progress", True) else False)
+    with executor_from_args(args) as ex:
+        return run(cfg, seed=args.seed, device=args.device, out=args.out,
+                   show_progress=None if getattr(args, "progress", True) else False,
+                   executor=ex, fresh=bool(getattr(args, "fresh", False)))
 
 
 def run(cfg: MHACVConfig, *, seed: int = 0, device: str = "auto", out: Path,
-        show_progress: bool | None = None) -> Path:
-    """Run the sweep and write its report folder; returns the folder."""
+        show_progress: bool | None = None, executor: Executor | None = None,
+        fresh: bool = False) -> Path:
+    """Run the sweep and write its report folder; returns the folder.
+
+    Every trained model is a cell in ``OUT/cells.jsonl``: a rerun with the same ``out``
+    trains only the missing ones, under whichever executor it is given.
+    """
     dev = resolve_device(device)
+    executor = executor or LocalExecutor()
+    ledger = Ledger(Path(out) / "cells.jsonl", cell_fingerprint(cfg, dev), fresh=fresh)
     rep = Report(
         "mha-cv",
         {"seed": seed, "device": str(dev), **_config_dict(cfg)},
@@ -154,8 +171,13 @@ def run(cfg: MHACVConfig, *, seed: int = 0, device: str = "auto", out: Path,
             f"{cfg.band[0]} < CV < {cfg.band[1]}."
         ),
     )
+    rep.data["executor"] = executor.describe()
+    done_before = ledger.resumed
     with rep.timer("sweep"):
-        result = run_mha_cv(cfg, seed=seed, device=dev, show_progress=show_progress)
+        result = run_mha_cv(cfg, seed=seed, device=dev, show_progress=show_progress,
+                            executor=executor, ledger=ledger)
+    rep.data["cells"] = {"resumed": done_before, "computed": len(ledger) - done_before,
+                         "file": "cells.jsonl"}
     build_report(rep, result)
     return rep.save()
 

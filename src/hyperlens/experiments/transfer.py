@@ -25,7 +25,6 @@ through the :func:`hyperlens.models.embed` cache and are shared by all stages.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -48,7 +47,18 @@ from ..align import (
 )
 from ..errors import ConfigError
 from ..report import Report, check_out_dir
-from ..utils import atomic_write_text, stable_hash
+from ..run import (
+    Cell,
+    Executor,
+    Ledger,
+    LocalExecutor,
+    Resources,
+    Shared,
+    Task,
+    executor_from_args,
+    run_cells,
+)
+from ..utils import stable_hash
 from .options import (
     add_data_options,
     count_of_two,
@@ -71,6 +81,7 @@ __all__ = [
 ]
 
 COMMAND = "transfer"
+USES_EXECUTOR = True  # cells (and missing embeddings) run under --executor local | ray
 HELP = (
     "cross-architecture transfer via shared HDC codes: ceilings, HDC sweep, aligners, pairs, "
     "datasets"
@@ -171,41 +182,62 @@ class TransferConfig:
                            self.C_float, self.pooling, self.layer, self.input_scaling, length=12)
 
 
-# --------------------------------------------------------------------------- resumable cells
-class CellStore:
-    """Finished cells of a run, persisted as JSON lines; the file is rewritten atomically."""
+# --------------------------------------------------------------------------- cells
+#: The ledger of finished cells (kept under its old name for callers of this module).
+CellStore = Ledger
 
-    def __init__(self, path: Path, fingerprint: str, fresh: bool = False) -> None:
-        self.path = path
-        self.fingerprint = fingerprint
-        self.cells: dict[str, dict[str, Any]] = {}
-        self.resumed = 0
-        if path.exists() and not fresh:
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a damaged line is recomputed
-                if rec.get("fingerprint") == fingerprint:
-                    self.cells[rec["id"]] = rec
-            self.resumed = len(self.cells)
 
-    @staticmethod
-    def cell_id(key: dict[str, Any]) -> str:
-        return stable_hash(key, length=20)
+def _scaled(emb: np.ndarray, rows: dict[str, np.ndarray], mode: str) -> np.ndarray:
+    """``emb`` after ``input_scaling`` fitted on this seed's anchor pool (label-free, disjoint
+    from the test split, so the scaling sees no test vector)."""
+    if mode == "none":
+        return emb
+    return FeatureScaler(mode).fit(emb[rows["anchors"]]).transform(emb)
 
-    def get(self, key: dict[str, Any]) -> dict[str, Any] | None:
-        rec = self.cells.get(self.cell_id(key))
-        return None if rec is None else rec["result"]
 
-    def put(self, key: dict[str, Any], result: dict[str, Any]) -> None:
-        rec: dict[str, Any] = {"id": self.cell_id(key), "fingerprint": self.fingerprint,
-                               "key": key, "result": result}
-        self.cells[rec["id"]] = rec
-        text = "".join(json.dumps(r, allow_nan=True) + "\n" for r in self.cells.values())
-        atomic_write_text(self.path, text)
+def ceiling_cell(emb: np.ndarray, pool: dict[str, Any], *, seed: int, hdc_dim: int, tau: float,
+                 C: float, C_float: float, input_scaling: str) -> dict[str, Any]:
+    """One ceiling cell: float and HDC probes trained and tested on one model's embeddings.
+
+    A pure function of its inputs, run in-process or as a Ray task with the same result.
+
+    Shapes: ``emb [N, d]`` (the dataset's pool); ``pool["labels"] [N]``.
+    """
+    r = pool["rows"][seed]
+    labels = pool["labels"]
+    x = _scaled(emb, r, input_scaling)
+    c = ceiling_scores(x[r["train"]], labels[r["train"]], x[r["test"]], labels[r["test"]],
+                       hdc_dim=hdc_dim, tau=tau, seed=seed, C=C, C_float=C_float)
+    return {"hdc_acc": c.hdc.acc, "hdc_bal_acc": c.hdc.bal_acc, "float_acc": c.float.acc,
+            "float_bal_acc": c.float.bal_acc, "majority": c.majority}
+
+
+def transfer_cell(emb_t: np.ndarray, emb_s: np.ndarray, pool: dict[str, Any],
+                  ceil: dict[str, Any], *, aligner: str, n_anchors: str, seed: int, hdc_dim: int,
+                  tau: float, C: float, C_float: float, input_scaling: str,
+                  device: str) -> dict[str, Any]:
+    """One transfer cell: fit ``aligner`` on the anchors, train on the teacher's codes, test
+    on the student's. ``ceil`` is the student's :func:`ceiling_cell` at the same seed and
+    width. Pure, like :func:`ceiling_cell`.
+
+    Shapes: ``emb_t [N, d_t]``, ``emb_s [N, d_s]`` over the same pool.
+    """
+    c = CeilingScores(hdc=ProbeScores(ceil["hdc_acc"], ceil["hdc_bal_acc"]),
+                      float=ProbeScores(ceil["float_acc"], ceil["float_bal_acc"]),
+                      majority=ceil["majority"])
+    r = pool["rows"][seed]
+    labels = pool["labels"]
+    xt, xs = _scaled(emb_t, r, input_scaling), _scaled(emb_s, r, input_scaling)
+    anchors = r["anchors"] if str(n_anchors) == "all" else r["anchors"][: int(n_anchors)]
+    al = make_aligner(aligner, **_aligner_params(aligner, seed, device))
+    s = transfer_scores(al, xt[anchors], xs[anchors], xt[r["train"]], labels[r["train"]],
+                        xs[r["test"]], labels[r["test"]], ceiling=c, hdc_dim=hdc_dim, tau=tau,
+                        seed=seed, C=C, C_float=C_float)
+    out = s.as_dict()
+    out["n_anchors"] = int(len(anchors))
+    if hasattr(al, "correlations_"):
+        out["extra"] = {"top_correlation": float(al.correlations_[0])}
+    return out
 
 
 # --------------------------------------------------------------------------- data and embeddings
@@ -222,17 +254,19 @@ class _Pool:
 class TransferRun:
     """State shared by the stages of one run: pools, embeddings, ceilings, finished cells."""
 
-    def __init__(self, cfg: TransferConfig, out: Path, report: Report) -> None:
+    def __init__(self, cfg: TransferConfig, out: Path, report: Report,
+                 executor: Executor | None = None) -> None:
         from ..utils import resolve_device
 
         self.cfg = cfg
         self.out = out
         self.report = report
         self.device = resolve_device(cfg.device)
-        self.store = CellStore(out / "cells.jsonl", cfg.fingerprint(), fresh=cfg.fresh)
+        self.executor = executor or LocalExecutor()
+        self.store = Ledger(out / "cells.jsonl", cfg.fingerprint(), fresh=cfg.fresh)
         self._pools: dict[str, _Pool] = {}
         self._emb: dict[tuple[str, str], np.ndarray] = {}
-        self._scaled: dict[tuple[str, str, int], np.ndarray] = {}
+        self._shared: dict[tuple[str, ...], Shared] = {}
         self._handles: dict[str, Any] = {}
         self.computed = 0
 
@@ -283,84 +317,136 @@ class TransferRun:
             if model not in self._handles:
                 self._handles[model] = hmodels.load(model, device=self.device)
             x = hmodels.embed(pool.texts, self._handles[model], pooling=self.cfg.pooling,
-                              layer=self.cfg.layer, batch_size=self.cfg.batch_size, cache=True)
+                              layer=self.cfg.layer, batch_size=self.cfg.batch_size, cache=True,
+                              executor=self.executor)
         self._emb[key] = np.asarray(x, dtype=np.float32)
         return self._emb[key]
 
     def inputs(self, model: str, dataset: str, seed: int) -> np.ndarray:
-        """The pool's embeddings after ``input_scaling``, fitted on this seed's anchor pool.
-
-        The anchor pool is label-free and disjoint from the test split, so the scaling sees
-        no test vector; ceilings and transfer cells read the same scaled vectors.
-        """
-        if self.cfg.input_scaling == "none":
-            return self.embeddings(model, dataset)
-        key = (model, dataset, seed)
-        if key not in self._scaled:
-            x = self.embeddings(model, dataset)
-            anchors = self.pool(dataset).rows[seed]["anchors"]
-            scaler = FeatureScaler(self.cfg.input_scaling).fit(x[anchors])
-            self._scaled[key] = scaler.transform(x)
-        return self._scaled[key]
+        """The pool's embeddings after ``input_scaling``, fitted on this seed's anchor pool
+        (what the cells of this seed read; see :func:`_scaled`)."""
+        return _scaled(self.embeddings(model, dataset), self.pool(dataset).rows[seed],
+                       self.cfg.input_scaling)
 
     # ------------------------------------------------------------------ cells
-    def _cell(self, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def _share(self, *key: str) -> Shared:
+        """A cell input handed to the executor once: embeddings or a dataset's labels and rows."""
+        if key not in self._shared:
+            if key[0] == "emb":
+                value: Any = self.embeddings(key[1], key[2])
+            else:
+                p = self.pool(key[1])
+                value = {"labels": p.labels, "rows": p.rows}
+            self._shared[key] = self.executor.share(value)
+        return self._shared[key]
+
+    def _params(self) -> dict[str, Any]:
+        c = self.cfg
+        return {"tau": c.tau, "C": c.C, "C_float": c.C_float, "input_scaling": c.input_scaling}
+
+    @staticmethod
+    def _ceiling_key(model: str, dataset: str, seed: int, hdc_dim: int) -> dict[str, Any]:
+        return {"kind": "ceiling", "model": model, "dataset": dataset, "seed": seed,
+                "hdc_dim": hdc_dim}
+
+    @staticmethod
+    def _transfer_key(teacher: str, student: str, dataset: str, aligner: str,
+                      n_anchors: str | int, seed: int, hdc_dim: int) -> dict[str, Any]:
+        return {"kind": "transfer", "teacher": teacher, "student": student, "dataset": dataset,
+                "aligner": aligner, "anchors": str(n_anchors), "seed": seed, "hdc_dim": hdc_dim}
+
+    def _ceiling_task(self, model: str, dataset: str, seed: int, hdc_dim: int) -> Task:
+        return Task(ceiling_cell, {"emb": self._share("emb", model, dataset),
+                                   "pool": self._share("pool", dataset), "seed": seed,
+                                   "hdc_dim": hdc_dim, **self._params()})
+
+    def _transfer_task(self, teacher: str, student: str, dataset: str, aligner: str,
+                       n_anchors: str | int, seed: int, hdc_dim: int) -> Task:
+        ceil = self.store.get(self._ceiling_key(student, dataset, seed, hdc_dim))
+        if ceil is None:
+            ceil = self.ceiling(student, dataset, seed, hdc_dim)
+        device = str(self.device)
+        # the contrastive aligner is the only cell that runs torch on a GPU
+        gpu = aligner == "contrastive" and "cuda" in device
+        return Task(transfer_cell,
+                    {"emb_t": self._share("emb", teacher, dataset),
+                     "emb_s": self._share("emb", student, dataset),
+                     "pool": self._share("pool", dataset), "ceil": ceil, "aligner": aligner,
+                     "n_anchors": str(n_anchors), "seed": seed, "hdc_dim": hdc_dim,
+                     "device": device, **self._params()},
+                    Resources(num_gpus=1.0 if gpu else 0.0))
+
+    def _cell(self, key: dict[str, Any], task: Callable[[], Task]) -> dict[str, Any]:
         done = self.store.get(key)
         if done is not None:
             return done
-        result = compute()
-        self.store.put(key, result)
-        self.computed += 1
+        self.computed += run_cells([Cell(key, task())], self.store, LocalExecutor())
+        result = self.store.get(key)
+        assert result is not None
         return result
 
     def ceiling(self, model: str, dataset: str, seed: int, hdc_dim: int) -> dict[str, Any]:
-        key = {"kind": "ceiling", "model": model, "dataset": dataset, "seed": seed,
-               "hdc_dim": hdc_dim}
-
-        def compute() -> dict[str, Any]:
-            x = self.inputs(model, dataset, seed)
-            pool = self.pool(dataset)
-            r = pool.rows[seed]
-            c = ceiling_scores(x[r["train"]], pool.labels[r["train"]], x[r["test"]],
-                               pool.labels[r["test"]], hdc_dim=hdc_dim, tau=self.cfg.tau,
-                               seed=seed, C=self.cfg.C, C_float=self.cfg.C_float)
-            return {"hdc_acc": c.hdc.acc, "hdc_bal_acc": c.hdc.bal_acc, "float_acc": c.float.acc,
-                    "float_bal_acc": c.float.bal_acc, "majority": c.majority}
-
+        key = self._ceiling_key(model, dataset, seed, hdc_dim)
         with self.report.timer("ceilings"):
-            return self._cell(key, compute)
+            return self._cell(key, lambda: self._ceiling_task(model, dataset, seed, hdc_dim))
 
     def transfer(self, teacher: str, student: str, dataset: str, aligner: str, n_anchors: str | int,
                  seed: int, hdc_dim: int) -> dict[str, Any]:
-        key = {"kind": "transfer", "teacher": teacher, "student": student, "dataset": dataset,
-               "aligner": aligner, "anchors": str(n_anchors), "seed": seed, "hdc_dim": hdc_dim}
-
-        def compute() -> dict[str, Any]:
-            ceil = self.ceiling(student, dataset, seed, hdc_dim)
-            c = CeilingScores(hdc=ProbeScores(ceil["hdc_acc"], ceil["hdc_bal_acc"]),
-                              float=ProbeScores(ceil["float_acc"], ceil["float_bal_acc"]),
-                              majority=ceil["majority"])
-            xt = self.inputs(teacher, dataset, seed)
-            xs = self.inputs(student, dataset, seed)
-            pool = self.pool(dataset)
-            r = pool.rows[seed]
-            anchors = r["anchors"] if str(n_anchors) == "all" else r["anchors"][: int(n_anchors)]
-            al = make_aligner(aligner, **_aligner_params(aligner, seed, self.device))
-            s = transfer_scores(al, xt[anchors], xs[anchors], xt[r["train"]],
-                                pool.labels[r["train"]], xs[r["test"]], pool.labels[r["test"]],
-                                ceiling=c, hdc_dim=hdc_dim, tau=self.cfg.tau, seed=seed,
-                                C=self.cfg.C, C_float=self.cfg.C_float)
-            out = s.as_dict()
-            out["n_anchors"] = int(len(anchors))
-            if hasattr(al, "correlations_"):
-                out["extra"] = {"top_correlation": float(al.correlations_[0])}
-            return out
-
+        key = self._transfer_key(teacher, student, dataset, aligner, n_anchors, seed, hdc_dim)
         with self.report.timer(f"transfer:{aligner}"):
-            return self._cell(key, compute)
+            return self._cell(key, lambda: self._transfer_task(teacher, student, dataset, aligner,
+                                                               n_anchors, seed, hdc_dim))
+
+    def plan(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """The ceiling and transfer cells the chosen stages read, in stage order (the same
+        loops as the stage functions below)."""
+        cfg = self.cfg
+        ceil: list[tuple[Any, ...]] = []
+        trans: list[tuple[Any, ...]] = []
+        seeds, ds, dim = cfg.seeds, cfg.dataset, cfg.hdc_dim
+        dirs = _directions(cfg)
+        st = set(cfg.stages)
+        if "0" in st:
+            ceil += [(m, ds, s, dim) for m in cfg.models for s in seeds]
+        if "1" in st:
+            ceil += [(m, ds, s, d) for m in cfg.pair for d in cfg.hdc_dims for s in seeds]
+            trans += [(t, u, ds, cfg.aligner, cfg.n_anchors, s, d) for t, u in dirs
+                      for d in cfg.hdc_dims for s in seeds]
+        if "2" in st:
+            trans += [(t, u, ds, al, a, s, dim) for t, u in dirs for al in cfg.aligners
+                      for a in cfg.anchors for s in seeds]
+            ceil += [(m, ds, s, dim) for m in cfg.pair for s in seeds]
+        if "3" in st:
+            trans += [(t, u, ds, cfg.aligner, cfg.n_anchors, s, dim) for t in cfg.models
+                      for u in cfg.models if t != u for s in seeds]
+        if "4" in st:
+            trans += [(t, u, d, cfg.aligner, cfg.n_anchors, s, dim) for d in cfg.datasets
+                      for t, u in dirs for s in seeds]
+        if "teachers" in st:
+            trans += [(t, cfg.student, ds, cfg.aligner, cfg.n_anchors, s, dim)
+                      for t in cfg.teachers if t != cfg.student for s in seeds]
+            ceil += [(t, ds, s, dim) for t in cfg.teachers if t != cfg.student for s in seeds]
+        ceil += [(u, d, s, hd) for _, u, d, _, _, s, hd in trans]  # each transfer's ceiling
+        return ceil, trans
+
+    def prefetch(self, show_progress: bool | None = None) -> int:
+        """Compute every planned cell missing from the ledger with the run's executor:
+        ceilings first (transfer cells read them), then transfers. Returns the count."""
+        ceil, trans = self.plan()
+        n = 0
+        with self.report.timer("cells:ceilings"):
+            n += run_cells([Cell(self._ceiling_key(*c), self._ceiling_task(*c)) for c in ceil
+                            if self._ceiling_key(*c) not in self.store],
+                           self.store, self.executor, desc="ceilings", show_progress=show_progress)
+        with self.report.timer("cells:transfer"):
+            n += run_cells([Cell(self._transfer_key(*t), self._transfer_task(*t)) for t in trans
+                            if self._transfer_key(*t) not in self.store],
+                           self.store, self.executor, desc="transfer", show_progress=show_progress)
+        self.computed += n
+        return n
 
 
-def _aligner_params(name: str, seed: int, device: Any) -> dict[str, Any]:
+def _aligner_params(name: str, seed: int, device: str) -> dict[str, Any]:
     if name == "contrastive":
         return {"seed": int(seed), "device": str(device)}
     return {}
@@ -638,16 +724,25 @@ _STAGE_FUNCS: dict[str, Callable[[TransferRun], None]] = {
 
 
 # --------------------------------------------------------------------------- entry points
-def run_transfer(cfg: TransferConfig, out: Path, *, seed: int = 0) -> Path:
-    """Run the chosen stages and write the report folder; returns the folder."""
+def run_transfer(cfg: TransferConfig, out: Path, *, seed: int = 0,
+                 executor: Executor | None = None) -> Path:
+    """Run the chosen stages and write the report folder; returns the folder.
+
+    Missing cells are computed by ``executor`` (default: in this process; a
+    :class:`~hyperlens.run.RayExecutor` runs them as Ray tasks), then the stages read them
+    from the ledger and build the report.
+    """
     cfg.validate()
     out = check_out_dir(out)
     out.mkdir(exist_ok=True)
     rep = Report("transfer", _config_dict(cfg), out_dir=out, seed=seed, device=cfg.device,
                  description="Cross-architecture transfer: a classifier trained on one model's "
                              "HDC codes, tested on another's after alignment on anchor texts.")
-    run = TransferRun(cfg, out, rep)
+    run = TransferRun(cfg, out, rep, executor=executor)
     start = time.perf_counter()
+    rep.data["executor"] = run.executor.describe()
+    with rep.timer("cells"):
+        run.prefetch()
     for stage in STAGES:
         if stage in cfg.stages:
             with rep.timer(f"stage:{stage}"):
@@ -655,6 +750,7 @@ def run_transfer(cfg: TransferConfig, out: Path, *, seed: int = 0) -> Path:
     rep.data["cells"] = {"resumed": run.store.resumed, "computed": run.computed,
                          "file": "cells.jsonl"}
     rows = [["cells computed / resumed", f"{run.computed} / {run.store.resumed}"],
+            ["executor", run.executor.name],
             ["wall time (s)", f"{time.perf_counter() - start:.1f}"]]
     for d, b in rep.data.get("stage2_best", {}).items():
         rows.append([f"best @{cfg.n_anchors} {d}",
@@ -739,12 +835,14 @@ def validate(args: argparse.Namespace) -> None:
 
 def main(args: argparse.Namespace) -> Path:
     cfg = _config_from_args(args)
+    cfg.validate()  # also for callers of main() that skip the CLI: before an executor starts
     out = (
         args.out
         if args.out is not None
         else Path("runs") / f"transfer-{time.strftime('%Y%m%d-%H%M%S')}"
     )
-    return run_transfer(cfg, Path(out), seed=int(getattr(args, "seed", 0)))
+    with executor_from_args(args) as ex:
+        return run_transfer(cfg, Path(out), seed=int(getattr(args, "seed", 0)), executor=ex)
 
 
 # --------------------------------------------------------------------------- tour

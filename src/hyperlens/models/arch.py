@@ -192,9 +192,9 @@ def resolve_backbone(module: nn.Module) -> Backbone:
 
 def _mlp_module(block: nn.Module, family: str) -> nn.Module:
     if family == "t5":
-        return block.layer[-1].DenseReluDense
+        return block.layer[-1].DenseReluDense  # type: ignore[return-value]
     if family == "bert":
-        return block.output.dense
+        return block.output.dense  # type: ignore[return-value]
     for path in ("mlp", "feed_forward", "fc2", "ffn"):
         mod = _first_attr(block, path)
         if isinstance(mod, nn.Module):

@@ -23,27 +23,28 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..errors import InputError
 from ..utils import (
-    atomic_write_bytes,
-    cache_dir,
-    progress as progress_bar,
     resolve_device,
-    stable_hash,
+)
+from .forward import (
+    _cached,
+    _embed_transformer,
+    _store,
 )
 from .handle import ModelHandle
-from .hooks import StopForward, capture
+
+if TYPE_CHECKING:
+    from ..run import Executor
 
 __all__ = ["embed", "embed_layers", "last_oov", "OOVReport", "validate_texts", "POOLINGS"]
 
 POOLINGS = ("mean", "cls", "last")
-_PROGRESS_MIN = 256  # texts; shorter inputs never show a bar by default
-_CACHE_VERSION = 1
 
 
 @dataclass
@@ -142,6 +143,8 @@ def embed(
     cache: bool = False,
     progress: bool | None = None,
     max_length: int | None = None,
+    executor: Executor | None = None,
+    shard_size: int = 2048,
 ) -> np.ndarray:
     """Embed ``texts`` with ``model`` and pool each text into one vector.
 
@@ -160,6 +163,12 @@ def embed(
         progress: show a progress bar (default: on for 256 texts or more when the
             terminal allows it).
         max_length: truncate texts to this many tokens (default: the model's limit).
+        executor: a :class:`hyperlens.run.RayExecutor` splits the corpus into shards of
+            about ``shard_size`` texts, embedded by Ray actors that load the model once
+            each (:mod:`hyperlens.models.embed_shards`); the result is bit-identical to a
+            local pass and lands in the same cache entry. ``None`` or a local executor:
+            one pass in this process.
+        shard_size: texts per shard (a whole number of batches) for a sharded pass.
 
     Returns:
         float32 array.
@@ -182,6 +191,11 @@ def embed(
         )
     lidx = int(layer) % (L + 1)
     key = ("layer", lidx, pooling, max_length, h.max_length)
+    if executor is not None and _sharded(executor):
+        from .embed_shards import embed_sharded
+
+        return embed_sharded(h, texts, key, pooling, [lidx], batch_size, max_length, executor,
+                             shard_size=shard_size, cache=cache, show=progress)[0]
     return _cached(
         h, texts, key, cache,
         lambda: _embed_transformer(h, texts, pooling, [lidx], batch_size, progress, max_length)[0],
@@ -198,11 +212,14 @@ def embed_layers(
     cache: bool = False,
     progress: bool | None = None,
     max_length: int | None = None,
+    executor: Executor | None = None,
+    shard_size: int = 2048,
 ) -> np.ndarray:
     """Pooled embeddings at several layers from ONE forward pass per batch.
 
     ``layers`` are hidden-state indices (default: all, ``0..L``); the pass stops after
-    the deepest one requested. Used for per-layer linear probes.
+    the deepest one requested. Used for per-layer linear probes. ``executor`` and
+    ``shard_size`` shard the corpus over Ray actors as in :func:`embed`.
 
     Shapes:
         returns: [len(layers), N, d] (``[L + 1, N, d]`` by default)
@@ -235,10 +252,16 @@ def embed_layers(
         if not lids:
             raise InputError("layers is empty; pass None for every layer or a list of indices.")
     key = ("layers", tuple(lids), pooling, max_length, h.max_length)
-    out = _cached(
-        h, texts, key, cache,
-        lambda: _embed_transformer(h, texts, pooling, lids, batch_size, progress, max_length),
-    )
+    if executor is not None and _sharded(executor):
+        from .embed_shards import embed_sharded
+
+        out = embed_sharded(h, texts, key, pooling, lids, batch_size, max_length, executor,
+                            shard_size=shard_size, cache=cache, show=progress)
+    else:
+        out = _cached(
+            h, texts, key, cache,
+            lambda: _embed_transformer(h, texts, pooling, lids, batch_size, progress, max_length),
+        )
     if cache:
         # Each layer is also what embed(..., layer=l, cache=True) would return: store it under
         # that key too, so a later single-layer request on the same texts costs nothing.
@@ -247,140 +270,11 @@ def embed_layers(
     return out
 
 
-# --------------------------------------------------------------------------- cache
-def _cache_path(h: ModelHandle, texts: list[str], key: tuple[Any, ...]) -> Any:
-    digest = stable_hash(_CACHE_VERSION, h.identity(), list(key), texts, length=32)
-    return cache_dir("embeddings", h.name.replace("/", "--")) / f"{digest}.npy"
+def _sharded(executor: Executor | None) -> bool:
+    """Whether ``executor`` asks for a sharded pass (a Ray executor; local runs in-process)."""
+    return executor is not None and getattr(executor, "name", "local") != "local"
 
 
-def _store(h: ModelHandle, texts: list[str], key: tuple[Any, ...], arr: np.ndarray) -> None:
-    path = _cache_path(h, texts, key)
-    if path.exists():
-        return
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _cached(
-    h: ModelHandle, texts: list[str], key: tuple[Any, ...], use: bool, compute: Any
-) -> np.ndarray:
-    if not use:
-        return compute()
-    path = _cache_path(h, texts, key)
-    if path.exists():
-        try:
-            return np.load(path, allow_pickle=False)
-        except (OSError, ValueError):
-            path.unlink(missing_ok=True)  # unreadable entry: recompute and overwrite
-    arr = compute()
-    _store(h, texts, key, arr)
-    return arr
-
-
-# --------------------------------------------------------------------------- transformers
-def _batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Indices grouped into batches of similar token length (longest first)."""
-    order = np.argsort(-lengths, kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def _pool(
-    h: torch.Tensor, mask: torch.Tensor | None, lengths: torch.Tensor, pooling: str
-) -> torch.Tensor:
-    """Pool hidden states over positions.
-
-    Shapes:
-        h: [batch, pos, d]; mask: [batch, pos] or None; lengths: [batch]; returns [batch, d]
-    """
-    if pooling == "cls":
-        return h[:, 0]
-    if pooling == "last":
-        return h[torch.arange(h.shape[0], device=h.device), lengths - 1]
-    if mask is None:
-        return h.mean(dim=1)
-    m = mask.to(h.dtype).unsqueeze(-1)  # [batch, pos, 1]
-    return (h * m).sum(dim=1) / lengths.to(h.dtype).unsqueeze(-1)
-
-
-def _embed_transformer(
-    h: ModelHandle,
-    texts: list[str],
-    pooling: str,
-    lids: list[int],
-    batch_size: int,
-    show: bool | None,
-    max_length: int | None,
-) -> np.ndarray:
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise InputError(f"batch_size must be a positive int, got {batch_size!r}.")
-    if h.tokenizer is None or h.module is None:
-        raise InputError(
-            f"model {h.name!r} has no tokenizer; build the handle with from_module(module, "
-            "tokenizer)."
-        )
-    tok = h.tokenizer
-    mlen = int(max_length or h.max_length)
-    enc = tok(texts, add_special_tokens=True, truncation=True, max_length=mlen, padding=False)
-    ids_list: list[list[int]] = enc["input_ids"]
-    lengths = np.fromiter((len(x) for x in ids_list), dtype=np.int64, count=len(ids_list))
-    if (lengths == 0).any():
-        i = int(np.flatnonzero(lengths == 0)[0])
-        raise InputError(f"texts[{i}] = {texts[i]!r} produced no tokens; drop empty texts.")
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    dev = h.device
-    n, d = len(texts), h.hidden_size
-    out = torch.empty((len(lids), n, d), dtype=torch.float32)
-    names = [f"hidden.{li}" for li in lids]
-    batches = _batches(lengths, int(batch_size))
-    if show is None:
-        show = None if n >= _PROGRESS_MIN else False
-    it = progress_bar(
-        batches, total=len(batches), desc=f"embed {h.name}", enabled=show, unit="batch"
-    )
-    module = h.module
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.inference_mode(), capture(module, names, stop_early=True) as acts:
-            for idx in it:
-                blen = lengths[idx]
-                T = int(blen.max())
-                arr = np.full((len(idx), T), pad_id, dtype=np.int64)
-                for r, j in enumerate(idx):  # fill rows; the batch is at most batch_size long
-                    arr[r, : blen[r]] = ids_list[j]
-                input_ids = torch.from_numpy(arr).to(dev)
-                lens_t = torch.from_numpy(blen).to(dev)
-                need_mask = bool((blen != T).any())
-                mask = (
-                    (torch.arange(T, device=dev)[None, :] < lens_t[:, None]).long()
-                    if need_mask
-                    else None
-                )
-                kwargs: dict[str, Any] = {"input_ids": input_ids}
-                if mask is not None:
-                    kwargs["attention_mask"] = mask
-                if h.kind == "encoder" and "token_type_ids" in getattr(
-                    tok, "model_input_names", []
-                ):
-                    kwargs["token_type_ids"] = torch.zeros_like(input_ids)
-                acts.clear()
-                try:
-                    acts.run(**kwargs)
-                except StopForward:  # pragma: no cover - run() absorbs it
-                    pass
-                sel = torch.from_numpy(idx)
-                for k, name in enumerate(names):
-                    pooled = _pool(acts[name], mask, lens_t, pooling)
-                    out[k, sel] = pooled.float().cpu()
-    finally:
-        module.train(was_training)
-    return out.numpy()
-
-
-# --------------------------------------------------------------------------- static
 def _embed_static(h: ModelHandle, texts: list[str]) -> np.ndarray:
     """Average the vectors of each text's words (or subword tokens).
 

@@ -148,7 +148,7 @@ def convert_gguf(gguf: Path, target: Path, *, pad_token: str | None = None) -> P
     )
     if pad_token is not None:
         tok.pad_token = pad_token
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     if tok.pad_token_id is not None:

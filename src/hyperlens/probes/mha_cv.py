@@ -37,8 +37,9 @@ from torch import nn
 from ..errors import ConfigError
 from ..functional.geometry import SimplexCV, simplex_volume_cv
 from ..functional.stats import t_interval
+from ..run import Cell, Executor, Ledger, Resources, Task, run_cells
 from ..train import TrainConfig, fit
-from ..utils import make_generator, progress, resolve_device
+from ..utils import make_generator, resolve_device, stable_hash
 
 __all__ = [
     "MHACVConfig",
@@ -47,6 +48,8 @@ __all__ = [
     "measure_cv",
     "train_and_measure",
     "run_mha_cv",
+    "mha_cv_cell",
+    "cell_fingerprint",
     "MHACVResult",
     "WEIGHT_QUANTITIES",
     "ACTIVATION_QUANTITIES",
@@ -475,23 +478,44 @@ def _aggregate(rows: list[dict[str, Any]], band: tuple[float, float]) -> dict[st
     return out
 
 
+def mha_cv_cell(dim: int, heads: int, cfg: MHACVConfig, seed: int, device: str) -> dict[str, Any]:
+    """One grid cell (one trained model); a pure function of its arguments, run in-process or
+    as a Ray task. On CPU it runs on one intra-op thread (see :func:`_one_thread`)."""
+    dev = torch.device(device)
+    with _one_thread() if dev.type == "cpu" else contextlib.nullcontext():
+        return train_and_measure(dim, heads, cfg, seed=seed, device=dev)
+
+
+def cell_fingerprint(cfg: MHACVConfig, device: Any) -> str:
+    """Hash of the options that change a cell's numbers (not which cells run)."""
+    d = {k: v for k, v in asdict(cfg).items() if k not in ("dims", "heads", "n_seeds", "band")}
+    return stable_hash(d, torch.device(device).type, length=12)
+
+
 def run_mha_cv(
     cfg: MHACVConfig, *, seed: int = 0, device: Any = "auto", show_progress: bool | None = None,
     on_run: Callable[[dict[str, Any]], None] | None = None,
+    executor: Executor | None = None, ledger: Ledger | None = None,
 ) -> MHACVResult:
     """Run the whole grid ``cfg.dims x cfg.heads`` for ``cfg.n_seeds`` seeds.
 
     Seeds are ``seed, seed + 1, ...``; the same seed gives the same data, initialisation and
-    simplex draws. ``on_run`` is called after each trained model (for incremental saving).
+    simplex draws. Each trained model is a cell: ``executor`` computes the ones missing from
+    ``ledger`` (default: in this process, nothing kept), the ledger records each as it
+    finishes, and ``on_run`` is then called for every run in grid order.
     """
     dev = resolve_device(device)
     result = MHACVResult(cfg)
+    ledger = ledger if ledger is not None else Ledger(None, cell_fingerprint(cfg, dev))
     jobs = [(d, h, seed + s) for d in cfg.dims for h in cfg.heads for s in range(cfg.n_seeds)]
-    for dim, heads, s in progress(
-        jobs, total=len(jobs), desc="mha-cv", enabled=show_progress, unit="model"
-    ):
-        with _one_thread() if dev.type == "cpu" else contextlib.nullcontext():
-            run = train_and_measure(dim, heads, cfg, seed=s, device=dev)
+    cells = [Cell({"kind": "mha-cv", "dim": d, "heads": h, "seed": s},
+                  Task(mha_cv_cell, {"dim": d, "heads": h, "cfg": cfg, "seed": s,
+                                     "device": str(dev)}, Resources.for_device(dev)))
+             for d, h, s in jobs]
+    run_cells(cells, ledger, executor, desc="mha-cv", show_progress=show_progress)
+    for c in cells:
+        run = ledger.get(c.key)
+        assert run is not None
         result.runs.append(run)
         if on_run is not None:
             on_run(run)

@@ -294,7 +294,7 @@ def cv_ci(
         )
     level = _check_level(level)
     n_boot = _check_int(n_boot, "n_boot", minimum=2)
-    point = _cv(v)
+    point = float(_cv(v))  # v is 1-D, so its CV is one number
     reps = _boot_cvs(v, n_boot, seed)
     return _percentile_estimate(point, reps, level, "percentile bootstrap over simplices")
 

@@ -1,0 +1,113 @@
+"""The cell ledger: finished cells of a sweep as JSON lines, and the loop that fills it.
+
+A *cell* is one independent unit of a sweep (a transfer configuration at one seed, one
+trained model of the mha-cv grid), identified by a JSON key. :class:`Ledger` keeps the
+finished ones in ``cells.jsonl`` in the report folder; the file is rewritten atomically after
+every cell, so a crash (even ``kill -9``) never leaves a half-written line, and a rerun skips
+what is there. Records carry a fingerprint of the options that change a cell's numbers;
+records with another fingerprint are ignored.
+
+:func:`run_cells` is the only place that writes the ledger: whatever executor computes the
+cells, results come back to this (the driver) process and are recorded here, once each, in
+the order they finish. Because local and Ray executors compute the same function on the same
+inputs, a sweep started under one can be finished under the other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..utils import atomic_write_text, progress, stable_hash
+from .executor import Executor, LocalExecutor, Task
+
+__all__ = ["Ledger", "Cell", "run_cells"]
+
+
+class Ledger:
+    """Finished cells of a run, persisted as JSON lines in ``path`` (``None``: in memory only).
+
+    Results are stored as their JSON round trip, so a computed cell and a resumed one are
+    the same Python value.
+    """
+
+    def __init__(self, path: Path | None, fingerprint: str, fresh: bool = False) -> None:
+        self.path = None if path is None else Path(path)
+        self.fingerprint = fingerprint
+        self.cells: dict[str, dict[str, Any]] = {}
+        self._lines: dict[str, str] = {}
+        self.resumed = 0
+        if self.path is not None and self.path.exists() and not fresh:
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a damaged line is recomputed
+                if rec.get("fingerprint") == fingerprint:
+                    self.cells[rec["id"]] = rec
+                    self._lines[rec["id"]] = line
+            self.resumed = len(self.cells)
+
+    @staticmethod
+    def cell_id(key: dict[str, Any]) -> str:
+        return stable_hash(key, length=20)
+
+    def __contains__(self, key: dict[str, Any]) -> bool:
+        return self.cell_id(key) in self.cells
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    def get(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        rec = self.cells.get(self.cell_id(key))
+        return None if rec is None else rec["result"]
+
+    def put(self, key: dict[str, Any], result: dict[str, Any]) -> None:
+        cid = self.cell_id(key)
+        rec = {"id": cid, "fingerprint": self.fingerprint, "key": key, "result": result}
+        line = json.dumps(rec, allow_nan=True)
+        self.cells[cid] = json.loads(line)
+        self._lines[cid] = line
+        if self.path is not None:
+            atomic_write_text(self.path, "".join(v + "\n" for v in self._lines.values()))
+
+
+@dataclass
+class Cell:
+    """A ledger key and the task that computes its result (a JSON-ready dict)."""
+
+    key: dict[str, Any]
+    task: Task
+
+
+def run_cells(cells: Sequence[Cell], ledger: Ledger, executor: Executor | None = None, *,
+              desc: str = "cells", show_progress: bool | None = None) -> int:
+    """Compute the cells missing from ``ledger`` with ``executor`` and record each result as
+    it arrives (this process is the single writer). Duplicate keys run once.
+
+    Returns the number of cells computed.
+    """
+    executor = executor or LocalExecutor()
+    todo: list[Cell] = []
+    seen: set[str] = set()
+    for c in cells:
+        cid = ledger.cell_id(c.key)
+        if cid in seen or cid in ledger.cells:
+            continue
+        seen.add(cid)
+        todo.append(c)
+    if not todo:
+        return 0
+    bar = progress(range(len(todo)), total=len(todo), desc=f"{desc} ({executor.name})",
+                   enabled=show_progress, unit="cell")
+    it = iter(bar)
+    for i, result in executor.map([c.task for c in todo]):
+        ledger.put(todo[i].key, result)
+        next(it, None)
+    next(it, None)
+    return len(todo)
