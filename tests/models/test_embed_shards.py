@@ -18,6 +18,7 @@ from hyperlens.models import embed, embed_layers, from_module, load
 from hyperlens.run import LocalExecutor, map_shards
 
 embed_mod = importlib.import_module("hyperlens.models.embed")  # the module, not the function
+forward_mod = importlib.import_module("hyperlens.models.forward")
 es = importlib.import_module("hyperlens.models.embed_shards")
 
 
@@ -39,11 +40,11 @@ def corpus() -> list[str]:
 
 def test_plan_cuts_the_local_batches_into_whole_shards(corpus, tiny_folder) -> None:
     h = load(str(tiny_folder), device="cpu")
-    _, lengths = embed_mod._tokenize(h, corpus, None)
+    _, lengths = forward_mod._tokenize(h, corpus, None)
     shards = es.plan_shards(lengths, 4, 10)  # 10 // 4 = 2 batches per shard
     assert [len(s) for s in shards] == [2] * 7 + [1]
     flat = np.concatenate([b for s in shards for b in s])
-    np.testing.assert_array_equal(flat, np.concatenate(embed_mod._batches(lengths, 4)))
+    np.testing.assert_array_equal(flat, np.concatenate(forward_mod._batches(lengths, 4)))
     assert sorted(flat.tolist()) == list(range(len(corpus)))
     assert es.model_spec(h) == str(tiny_folder)
 
@@ -121,7 +122,7 @@ def test_sharded_equals_local_survives_a_killed_actor_and_lands_in_the_cache(
 
     # the result sits in the cache entry a local run reads; the shard parts are gone
     key = ("layers", (0, 1, 2), "mean", None, h.max_length)
-    path = embed_mod._cache_path(h, corpus, key)
+    path = forward_mod._cache_path(h, corpus, key)
     assert path.is_file() and not list(path.parent.glob("*.parts-*"))
 
     def no_compute(*a, **k):
@@ -139,8 +140,8 @@ def test_interrupted_sharded_pass_resumes_from_its_stored_shards(
     h = load(str(tiny_folder), device="cpu")
     local = embed(corpus, h, batch_size=4)
     key = ("layer", 2, "mean", None, h.max_length)
-    path = embed_mod._cache_path(h, corpus, key)
-    _, lengths = embed_mod._tokenize(h, corpus, None)
+    path = forward_mod._cache_path(h, corpus, key)
+    _, lengths = forward_mod._tokenize(h, corpus, None)
     shards = es.plan_shards(lengths, 4, 8)
     parts = path.parent / f"{path.stem}.parts-b4-s8"
     parts.mkdir(parents=True)
