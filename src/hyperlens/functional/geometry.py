@@ -39,6 +39,7 @@ import torch
 
 from ..errors import InputError, ShapeError
 from ..utils import check_finite, make_generator
+from .stats import Estimate, from_replicates, t_interval
 
 __all__ = [
     "Estimate",
@@ -79,43 +80,6 @@ _CHUNK_BYTES = 16 * 2**20
 
 
 # --------------------------------------------------------------------------- result types
-@dataclass(frozen=True)
-class Estimate:
-    """A statistic with a confidence interval.
-
-    Attributes:
-        value: the point estimate (the statistic on the full input, or the mean over seeds).
-        lo, hi: the confidence interval's bounds.
-        level: the interval's coverage (0.95 for a 95 % interval).
-        std: the standard deviation of the resampled / per-seed values.
-        n: how many resamples or seeds the interval rests on.
-        method: how the interval was made (``"percentile bootstrap"``, ``"t over seeds"``).
-    """
-
-    value: float
-    lo: float
-    hi: float
-    level: float
-    std: float
-    n: int
-    method: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "value": self.value,
-            "lo": self.lo,
-            "hi": self.hi,
-            "level": self.level,
-            "std": self.std,
-            "n": self.n,
-            "method": self.method,
-        }
-
-    def __format__(self, spec: str) -> str:
-        spec = spec or ".4f"
-        return f"{self.value:{spec}} [{self.lo:{spec}}, {self.hi:{spec}}]"
-
-
 @dataclass(frozen=True)
 class SimplexCV:
     """CV of sampled k-simplex volumes, with its null model and confidence intervals.
@@ -550,20 +514,7 @@ def _cv(v: torch.Tensor) -> torch.Tensor | float:
 
 
 def _percentile_estimate(point: float, reps: torch.Tensor, level: float, method: str) -> Estimate:
-    reps = reps[torch.isfinite(reps)]
-    if reps.numel() == 0:
-        return Estimate(point, float("nan"), float("nan"), level, float("nan"), 0, method)
-    alpha = (1.0 - level) / 2.0
-    q = torch.quantile(reps, torch.tensor([alpha, 1.0 - alpha], dtype=reps.dtype, device=reps.device))
-    return Estimate(
-        value=float(point),
-        lo=float(q[0]),
-        hi=float(q[1]),
-        level=level,
-        std=float(reps.std(correction=1)) if reps.numel() > 1 else 0.0,
-        n=int(reps.numel()),
-        method=method,
-    )
+    return from_replicates(float(point), reps, level=level, method=method)
 
 
 def null_points(X: Any, null: NullModel, *, n: int | None = None, seed: int = 0) -> torch.Tensor:
@@ -1121,18 +1072,8 @@ def seed_ci(fn: Callable[[int], Any], seeds: Iterable[int] | int = 5, *, level: 
         >>> est.value
         0.5
     """
-    from scipy import stats
-
     level = _check_level(level)
     seed_list = list(range(_check_int(seeds, "seeds", minimum=2))) if isinstance(seeds, (int, np.integer)) else list(seeds)
     if len(seed_list) < 2:
         raise InputError(f"seeds must give at least 2 seeds for an interval, got {seed_list!r}.")
-    vals = np.array([float(fn(int(s))) for s in seed_list], dtype=np.float64)
-    vals = vals[np.isfinite(vals)]
-    if vals.size < 2:
-        return Estimate(float(vals.mean()) if vals.size else float("nan"), float("nan"), float("nan"),
-                        level, float("nan"), int(vals.size), "t over seeds")
-    mean = float(vals.mean())
-    sd = float(vals.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + level / 2, vals.size - 1)) * sd / math.sqrt(vals.size)
-    return Estimate(mean, mean - half, mean + half, level, sd, int(vals.size), "t over seeds")
+    return t_interval([float(fn(int(s))) for s in seed_list], level)
