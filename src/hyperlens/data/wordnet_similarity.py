@@ -565,7 +565,8 @@ def wordnet_graph(*, cache: bool = True) -> WordNetGraph:
 
 
 # --------------------------------------------------------------------------- public API
-def pair_similarity(a: Sequence[Any], b: Sequence[Any], measure: str = "path",
+def pair_similarity(a: Sequence[Any] | np.ndarray, b: Sequence[Any] | np.ndarray,
+                    measure: str = "path",
                     simulate_root: bool = True) -> np.ndarray:
     """NLTK's ``a[i].<measure>_similarity(b[i], simulate_root=...)`` for every ``i``, exactly.
 
@@ -597,7 +598,7 @@ def pair_similarity(a: Sequence[Any], b: Sequence[Any], measure: str = "path",
     return g.similarity(ia, ib, measure, simulate_root)
 
 
-def similarity_matrix(synsets: Sequence[Any], measure: str = "path",
+def similarity_matrix(synsets: Sequence[Any] | np.ndarray, measure: str = "path",
                       simulate_root: bool = True) -> np.ndarray:
     """All-pairs NLTK similarity: entry ``[i, j]`` is ``synsets[i].<measure>(synsets[j])``.
 
@@ -616,9 +617,23 @@ def similarity_matrix(synsets: Sequence[Any], measure: str = "path",
         return np.zeros((0, 0), dtype=np.float64)
     nr = g.needs_root[ids]
     if measure == "wup":
-        ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-        vals = g.similarity(ids[ii.ravel()], ids[jj.ravel()], "wup", simulate_root)
-        return vals.reshape(n, n)
+        # Wu-Palmer is symmetric unless one synset of the pair is an ancestor of the other
+        # (then which one comes first decides a tie): compute the upper triangle, mirror it,
+        # and recompute the reverse order only for those pairs.
+        iu, ju = np.triu_indices(n, k=1)
+        out = np.empty((n, n), dtype=np.float64)
+        upper = g.similarity(ids[iu], ids[ju], "wup", simulate_root)
+        out[iu, ju] = upper
+        out[ju, iu] = upper
+        sub = g.ancestors[ids][:, ids].tocoo()  # (i, j): synset j is an ancestor of synset i
+        ri, rj = np.minimum(sub.row, sub.col), np.maximum(sub.row, sub.col)
+        keep = ri != rj
+        ri, rj = ri[keep], rj[keep]
+        if ri.size:
+            out[rj, ri] = g.similarity(ids[rj], ids[ri], "wup", simulate_root)
+        diag = np.arange(n)
+        out[diag, diag] = g.similarity(ids, ids, "wup", simulate_root)
+        return out
     if measure == "path":
         root = bool(simulate_root) & (nr[:, None] | nr[None, :])
         d = g.distance_matrix(ids, root)

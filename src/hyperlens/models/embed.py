@@ -36,7 +36,7 @@ from .handle import ModelHandle
 
 __all__ = ["embed", "embed_layers", "last_oov", "OOVReport", "validate_texts", "POOLINGS"]
 
-POOLINGS = ("mean", "cls", "last")
+POOLINGS = ("mean", "cls", "last", "mean_after_first")
 _PROGRESS_MIN = 256  # texts; shorter inputs never show a bar by default
 _CACHE_VERSION = 1
 
@@ -138,8 +138,10 @@ def embed(
     Args:
         texts: the sentences (non-empty list of strings).
         model: a :class:`ModelHandle` or a name for :func:`hyperlens.models.load`.
-        pooling: ``"mean"`` over real tokens, ``"cls"`` (first token) or ``"last"``
-            (last real token, the usual choice for decoders). Ignored by static models.
+        pooling: ``"mean"`` over real tokens, ``"cls"`` (first token), ``"last"``
+            (last real token, the usual choice for decoders) or ``"mean_after_first"``
+            (mean without the first token, a decoder's attention sink). Ignored by static
+            models.
         layer: hidden-state index as in Hugging Face's ``hidden_states``: 0 is the
             embedding output, ``L`` (or -1) the final output. The forward pass stops
             after the requested layer.
@@ -280,6 +282,12 @@ def _pool(h: torch.Tensor, mask: torch.Tensor | None, lengths: torch.Tensor, poo
         return h[:, 0]
     if pooling == "last":
         return h[torch.arange(h.shape[0], device=h.device), lengths - 1]
+    if pooling == "mean_after_first":  # decoders: leave out the first-position attention sink
+        pos = torch.arange(h.shape[1], device=h.device)[None, :]
+        keep = (pos >= 1) & (pos < lengths[:, None])
+        keep = keep | ((lengths[:, None] == 1) & (pos == 0))  # one-token texts keep their token
+        m = keep.to(h.dtype).unsqueeze(-1)
+        return (h * m).sum(dim=1) / m.sum(dim=1)
     if mask is None:
         return h.mean(dim=1)
     m = mask.to(h.dtype).unsqueeze(-1)  # [batch, pos, 1]
