@@ -41,6 +41,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hyperlens.experiments.weights",
     "hyperlens.experiments.transfer",
     "hyperlens.experiments.align_vocab",
+    "hyperlens.experiments.relational",
 )
 
 _BUILTIN = {"models", "report"}

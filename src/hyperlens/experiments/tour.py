@@ -35,6 +35,7 @@ EXTRA_SECTIONS: tuple[tuple[str, str], ...] = (
     ("terrain", "hyperlens.experiments.terrain"),
     ("weights", "hyperlens.experiments.weights"),
     ("transfer", "hyperlens.experiments.transfer"),
+    ("relational", "hyperlens.experiments.relational"),
 )
 
 

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["embed", "embed_layers", "last_oov", "OOVReport", "validate_texts", "POOLINGS"]
 
-POOLINGS = ("mean", "cls", "last")
+POOLINGS = ("mean", "cls", "last", "mean_after_first")
 
 
 @dataclass
@@ -151,8 +151,10 @@ def embed(
     Args:
         texts: the sentences (non-empty list of strings).
         model: a :class:`ModelHandle` or a name for :func:`hyperlens.models.load`.
-        pooling: ``"mean"`` over real tokens, ``"cls"`` (first token) or ``"last"``
-            (last real token, the usual choice for decoders). Ignored by static models.
+        pooling: ``"mean"`` over real tokens, ``"cls"`` (first token), ``"last"``
+            (last real token, the usual choice for decoders) or ``"mean_after_first"``
+            (mean without the first token, a decoder's attention sink). Ignored by static
+            models.
         layer: hidden-state index as in Hugging Face's ``hidden_states``: 0 is the
             embedding output, ``L`` (or -1) the final output. The forward pass stops
             after the requested layer.

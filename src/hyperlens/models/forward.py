@@ -75,6 +75,12 @@ def _pool(
         return h[:, 0]
     if pooling == "last":
         return h[torch.arange(h.shape[0], device=h.device), lengths - 1]
+    if pooling == "mean_after_first":  # decoders: leave out the first-position attention sink
+        pos = torch.arange(h.shape[1], device=h.device)[None, :]
+        keep = (pos >= 1) & (pos < lengths[:, None])
+        keep = keep | ((lengths[:, None] == 1) & (pos == 0))  # one-token texts keep their token
+        m = keep.to(h.dtype).unsqueeze(-1)
+        return (h * m).sum(dim=1) / m.sum(dim=1)
     if mask is None:
         return h.mean(dim=1)
     m = mask.to(h.dtype).unsqueeze(-1)  # [batch, pos, 1]

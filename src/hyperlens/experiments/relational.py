@@ -1,0 +1,429 @@
+"""``hyperlens relational``: does a model's geometry mirror WordNet's?
+
+For one model (two with ``--vs``): the model's single-token WordNet lemmas, each with its
+most frequent sense (:mod:`hyperlens.probes.wordnet_entries`); a seeded, POS-stratified pool
+of them; three representations of every entry (the lemma's static vector, the model's
+encoding of the definition, and the TF-IDF of the definition, the text-only baseline); and
+the battery of :mod:`hyperlens.probes.relational` on all parts of speech, on nouns only and
+per part of speech, plus a stability study that redraws the synsets ``--seeds`` times.
+:func:`tour_section` adds a small version to ``hyperlens tour``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, InputError
+from ..report import Report
+
+__all__ = ["COMMAND", "HELP", "add_arguments", "main", "run_relational", "tour_section",
+           "RelationalSettings"]
+
+COMMAND = "relational"
+HELP = "WordNet relational alignment: cosine vs path / Wu-Palmer similarity, with nulls (--vs Y)"
+
+_POS_LABEL = {"n": "nouns", "v": "verbs", "a": "adjectives", "r": "adverbs"}
+
+
+class RelationalSettings:
+    """Sizes of one relational run (validated before any model is loaded)."""
+
+    def __init__(self, *, pos: str = "all", sense: str = "rank",
+                 measures: tuple[str, ...] = ("path", "wup"), max_entries: int = 2000,
+                 n_main: int = 1500, n_seeds: int = 50, n_sample: int = 800,
+                 n_perm: int = 199, n_boot: int = 300, n_simplices: int = 1000,
+                 decoder_read: str = "last", simulate_root: bool = True, batch_size: int = 32,
+                 cache: bool = True, per_pos: bool = True, seed: int = 0) -> None:
+        from ..data.wordnet_similarity import MEASURES
+        from ..probes.wordnet_entries import parse_pos
+
+        try:
+            self.pos = parse_pos(pos)
+        except InputError as exc:
+            raise ConfigError(f"--pos: {exc}") from exc
+        if sense not in ("rank", "file"):
+            raise ConfigError(f"--sense must be 'rank' or 'file', got {sense!r}.")
+        bad = [m for m in measures if m not in MEASURES]
+        if bad or not measures:
+            raise ConfigError(f"--measures must be among {MEASURES}, got {list(measures)}.")
+        if decoder_read not in ("last", "mean"):
+            raise ConfigError(f"--decoder-read must be 'last' or 'mean', got {decoder_read!r}.")
+        for name, value, lo in (("max-entries", max_entries, 20), ("n-main", n_main, 20),
+                                ("seeds", n_seeds, 0), ("n-sample", n_sample, 20),
+                                ("permutations", n_perm, 9), ("bootstrap", n_boot, 20),
+                                ("n-simplices", n_simplices, 10), ("batch-size", batch_size, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+                raise ConfigError(f"--{name} must be an integer >= {lo}, got {value!r}.")
+        if n_seeds == 1:
+            raise ConfigError("--seeds must be 0 (no stability study) or >= 2 for an interval.")
+        self.sense, self.measures = sense, tuple(measures)
+        self.max_entries, self.n_main, self.n_seeds, self.n_sample = (
+            max_entries, n_main, n_seeds, n_sample)
+        self.n_perm, self.n_boot, self.n_simplices = n_perm, n_boot, n_simplices
+        self.decoder_read, self.simulate_root = decoder_read, simulate_root
+        self.batch_size, self.cache, self.per_pos, self.seed = batch_size, cache, per_pos, seed
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="zoo name, Hugging Face id or local folder")
+    p.add_argument("--vs", default=None, help="a second model shown side by side")
+    p.add_argument("--pos", default="all",
+                   help="parts of speech of the entries: all | n | v | a | r | 'n,v' (default all)")
+    p.add_argument("--sense", default="rank", choices=["rank", "file"],
+                   help="rank: most frequent sense (synsets(w)[0]); file: the seed's file order")
+    p.add_argument("--measures", nargs="+", default=["path", "wup"],
+                   help="WordNet similarities: path wup lch (default: path wup)")
+    p.add_argument("--max-entries", type=int, default=2000,
+                   help="entries encoded per model, a POS-stratified seeded draw (default 2000)")
+    p.add_argument("--n-main", type=int, default=1500,
+                   help="synsets in the main analysis, drawn from the pool (default 1500)")
+    p.add_argument("--seeds", type=int, default=50,
+                   help="stability redraws of the synsets (default 50; 0 skips the study)")
+    p.add_argument("--n-sample", type=int, default=800, help="synsets per stability redraw")
+    p.add_argument("--permutations", type=int, default=199, help="Mantel / label permutations")
+    p.add_argument("--bootstrap", type=int, default=300, help="bootstrap resamples of synsets")
+    p.add_argument("--n-simplices", type=int, default=1000, help="pentachora for the volume CV")
+    p.add_argument("--decoder-read", default="last", choices=["last", "mean"],
+                   help="decoders: read the definition prompt at its last token, or average "
+                        "every token but the first (default last)")
+    p.add_argument("--no-simulate-root", action="store_true",
+                   help="NLTK's simulate_root=False (pairs without a common ancestor are dropped)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--no-cache", action="store_true", help="do not cache definition encodings")
+    p.add_argument("--no-per-pos", action="store_true", help="skip the per-POS analyses")
+
+
+def _settings_from_args(args: argparse.Namespace) -> RelationalSettings:
+    return RelationalSettings(
+        pos=args.pos, sense=args.sense, measures=tuple(args.measures), max_entries=args.max_entries,
+        n_main=args.n_main, n_seeds=args.seeds, n_sample=args.n_sample, n_perm=args.permutations,
+        n_boot=args.bootstrap, n_simplices=args.n_simplices, decoder_read=args.decoder_read,
+        simulate_root=not args.no_simulate_root, batch_size=args.batch_size,
+        cache=not args.no_cache, per_pos=not args.no_per_pos, seed=int(args.seed))
+
+
+def _precheck_model(name: str) -> None:
+    """Refuse a local model folder without tokenizer files before loading its weights."""
+    from ..models import known_models
+
+    p = Path(name).expanduser()
+    if name in known_models() or not p.is_dir():
+        return
+    tok_files = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
+                 "tokenizer.model", "spiece.model")
+    if not any((p / f).exists() for f in tok_files):
+        raise InputError(
+            f"model folder {str(p)!r} has no tokenizer files ({', '.join(tok_files)}), so its "
+            "lemmas cannot be matched to single tokens; save the tokenizer beside the weights "
+            "(tokenizer.save_pretrained(folder))."
+        )
+
+
+# --------------------------------------------------------------------------- one model
+def _model_result(name: str, cfg: RelationalSettings, rep: Report, device: Any) -> dict[str, Any]:
+    from .. import models as hmodels
+    from ..data.wordnet_similarity import similarity_matrix, wordnet_graph
+    from ..probes.relational import align_representations, draw_rows, stability
+    from ..probes.wordnet_entries import build_entries, encode_entries, tfidf_definitions
+
+    g = wordnet_graph()
+    with rep.timer(f"load:{name}"):
+        handle = hmodels.load(name, device=device)
+    with rep.timer(f"entries:{name}"):
+        entries = build_entries(handle, pos=cfg.pos, sense=cfg.sense)
+        n_all = len(entries)
+        pool_rows = draw_rows(g.pos[entries.synsets], cfg.max_entries, cfg.seed)
+        pool = entries.subset(pool_rows)
+    with rep.timer(f"encode:{name}"):
+        enc = encode_entries(handle, pool, decoder_read=cfg.decoder_read,
+                             batch_size=cfg.batch_size, cache=cfg.cache)
+        reps_all: dict[str, Any] = {"contextual": enc["contextual"], "static": enc["static"],
+                                    "tfidf": tfidf_definitions(pool)}
+    kind = handle.kind
+    del handle
+    with rep.timer(f"similarity:{name}"):
+        sims = {m: similarity_matrix(pool.synsets, m, simulate_root=cfg.simulate_root)
+                for m in cfg.measures}
+    pos = g.pos[pool.synsets]
+    coarse = np.where(pos == "s", "a", pos)
+
+    def analyse(rows: np.ndarray) -> dict[str, Any]:
+        ix = np.ix_(rows, rows)
+        reps = {k: v[rows] for k, v in reps_all.items()}
+        return align_representations(
+            reps, pool.synsets[rows], measures=cfg.measures, n_perm=cfg.n_perm,
+            n_boot=cfg.n_boot, seed=cfg.seed, simulate_root=cfg.simulate_root,
+            baseline="tfidf", similarities={m: S[ix] for m, S in sims.items()},
+            n_simplices=cfg.n_simplices, pentachoron=("contextual", "static"), graph=g)
+
+    out: dict[str, Any] = {"model": name, "kind": kind, "n_entries": n_all,
+                           "n_candidates": entries.n_candidates, "pool": len(pool),
+                           "pool_pos": {p: int((coarse == p).sum()) for p in _POS_LABEL},
+                           "examples": [[pool.lemmas[i], g.names[pool.synsets[i]], pool.forms[i]]
+                                        for i in range(0, len(pool), max(1, len(pool) // 8))][:8],
+                           "analyses": {}, "stability": {}}
+    groups: list[tuple[str, np.ndarray]] = [
+        ("all POS", draw_rows(coarse, cfg.n_main, cfg.seed + 1))]
+    nouns = np.flatnonzero(coarse == "n")
+    if nouns.size >= 20 and len(set(coarse.tolist())) > 1:
+        sub = draw_rows(np.zeros(nouns.size), cfg.n_main, cfg.seed + 2)
+        groups.append(("nouns", nouns[sub]))
+    if cfg.per_pos:
+        for p in ("v", "a", "r"):
+            rows = np.flatnonzero(coarse == p)
+            if rows.size >= 30:
+                groups.append((_POS_LABEL[p], rows[draw_rows(np.zeros(rows.size), cfg.n_main,
+                                                             cfg.seed + 3)]))
+    for label, rows in groups:
+        with rep.timer(f"align:{name}:{label}"):
+            out["analyses"][label] = analyse(rows)
+    if cfg.n_seeds >= 2:
+        for label, rows in groups[:2]:
+            with rep.timer(f"stability:{name}:{label}"):
+                reps = {k: v[rows] for k, v in reps_all.items()}
+                out["stability"][label] = stability(
+                    reps, pool.synsets[rows],
+                    similarities={m: S[np.ix_(rows, rows)] for m, S in sims.items()},
+                    n_seeds=cfg.n_seeds, n_sample=cfg.n_sample, seed=cfg.seed, graph=g)
+    return out
+
+
+# --------------------------------------------------------------------------- report
+def _ci(e: dict[str, Any] | None, fmt: str = ".3f") -> str:
+    if not e:
+        return "n/a"
+    return f"{e['value']:{fmt}} [{e['lo']:{fmt}}, {e['hi']:{fmt}}]"
+
+
+_REP_LABEL = {"contextual": "contextual (definition)", "static": "static (lemma vector)",
+              "tfidf": "TF-IDF of the definition"}
+
+
+def _correlation_rows(res: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    for label, a in res["analyses"].items():
+        for m in a["measures"]:
+            for rname in ("contextual", "static", "tfidf"):
+                r = a["reps"][rname][m]
+                vs = a["vs_baseline"].get(rname, {})
+                rows.append([label, a["n"], m, _REP_LABEL[rname], _ci(r["pearson"]),
+                             _ci(r["spearman"]), r["mantel_p_spearman"],
+                             _ci(vs.get(f"{m}.spearman")) if vs else "(baseline)"])
+    return rows
+
+
+def _panel(res: dict[str, Any]) -> dict[str, Any]:
+    an = res["analyses"]
+    labels = list(an)
+    subs: list[dict[str, Any]] = []
+    for m in an[labels[0]]["measures"]:
+        series = []
+        for rname in ("contextual", "static", "tfidf"):
+            vals = [an[lb]["reps"][rname][m]["spearman"] for lb in labels]
+            series.append({"label": _REP_LABEL[rname], "values": [v["value"] for v in vals],
+                           "lo": [v["lo"] for v in vals], "hi": [v["hi"] for v in vals]})
+        subs.append({"kind": "bar", "title": f"Spearman(cosine, {m}) [95% CI]",
+                     "ylabel": "Spearman", "categories": labels, "series": series})
+    main = an[labels[0]]
+    band_series, chain_series = [], []
+    for rname in ("contextual", "static", "tfidf"):
+        r = main["reps"][rname]
+        if "bands" in r:
+            bs = [b for b in r["bands"] if b["mean"] is not None]
+            band_series.append({"label": _REP_LABEL[rname], "x": [b["band"][1] for b in bs],
+                                "y": [b["mean"]["value"] for b in bs],
+                                "lo": [b["mean"]["lo"] for b in bs],
+                                "hi": [b["mean"]["hi"] for b in bs]})
+        hops = [h for h in r["chain_decay"]["hops"] if h["mean"] is not None]
+        chain_series.append({"label": _REP_LABEL[rname], "x": [h["hop"] for h in hops],
+                             "y": [h["mean"]["value"] for h in hops],
+                             "lo": [h["mean"]["lo"] for h in hops],
+                             "hi": [h["mean"]["hi"] for h in hops]})
+    gm = main["reps"]["contextual"]["mean_cosine"]["value"]
+    if band_series:
+        subs.append({"kind": "line", "title": f"Mean cosine by path band ({labels[0]})",
+                     "xlabel": "band upper edge (path similarity)", "ylabel": "mean cosine",
+                     "series": band_series,
+                     "hlines": [{"y": gm, "label": f"contextual global mean {gm:.3f}"}]})
+    subs.append({"kind": "line", "title": f"Cosine to ancestors by hop ({labels[0]})",
+                 "xlabel": "hypernym hops", "ylabel": "mean cosine", "series": chain_series,
+                 "hlines": [{"y": gm, "label": "contextual global mean"}]})
+    lex = [[an[lb]["reps"][r]["lexnames"] for r in ("contextual", "static", "tfidf")]
+           for lb in labels]
+    subs.append({"kind": "bar", "title": "Lexname gap (within - between cosine)", "ylabel": "gap",
+                 "categories": labels,
+                 "series": [{"label": _REP_LABEL[r], "values": [
+                     (lx[k].get("gap") if lx[k].get("available") else 0.0) for lx in lex]}
+                     for k, r in enumerate(("contextual", "static", "tfidf"))]})
+    rows = (len(subs) + 2) // 3
+    return {"kind": "panel", "title": f"{res['model']} x WordNet", "rows": rows, "cols": 3,
+            "subplots": subs}
+
+
+def _add_model_sections(rep: Report, res: dict[str, Any], prefix: str, compact: bool) -> None:
+    an = res["analyses"]
+    first = next(iter(an.values()))
+    sr = first["simulate_root"]
+    sec = rep.section(
+        f"WordNet relational alignment: {res['model']}",
+        f"{res['model']} ({res['kind']}) reads {res['n_entries']} WordNet lemmas as one token "
+        f"({res['n_candidates']} single-token lemmas before keeping one sense per synset and "
+        f"definitions of 11+ characters); a POS-stratified pool of {res['pool']} was encoded "
+        f"({', '.join(f'{v} {_POS_LABEL[k]}' for k, v in res['pool_pos'].items())}). "
+        "Correlations are over all pairs of distinct synsets; intervals are percentile "
+        "bootstraps over synsets (pairs of two copies of one synset left out); the Mantel "
+        "p-value permutes synset labels; 'vs TF-IDF' is the paired bootstrap difference of "
+        "Spearman correlations. With simulate_root, "
+        f"{sr['share_pairs']:.1%} of all-POS pairs and {(sr['share_high_pairs'] or 0):.1%} of "
+        "the high-similarity pairs (path >= 0.25) get their path similarity only through "
+        "NLTK's fake root (every adjective or adverb pair scores 1/3): the all-POS correlation "
+        "partly encodes part of speech, hence the noun-only and per-POS rows.")
+    sec.plot(f"{prefix}_panel.png", _panel(res),
+             caption="Spearman correlations with 95% bootstrap intervals per POS set; mean cosine "
+                     "by path band and by hypernym hop against the global mean; lexname gap.")
+    sec.table("Correlation of cosine with WordNet similarity",
+              ["synsets", "n", "measure", "representation", "Pearson [95% CI]",
+               "Spearman [95% CI]", "Mantel p", "Spearman vs TF-IDF [95% CI]"],
+              _correlation_rows(res))
+    sec.metrics({f"{res['model']}.{lb}.{r}.{m}.spearman": a["reps"][r][m]["spearman"]["value"]
+                 for lb, a in an.items() for r in ("contextual", "static", "tfidf")
+                 for m in a["measures"]})
+    if compact:
+        return
+    main_label = next(iter(an))
+    main = an[main_label]
+    band_rows = []
+    for rname in ("contextual", "static", "tfidf"):
+        r = main["reps"][rname]
+        for b in r.get("bands", []):
+            band_rows.append([_REP_LABEL[rname], f"({b['band'][0]}, {b['band'][1]}]", b["n_pairs"],
+                              _ci(b["mean"]), b["lift"], r["mean_cosine"]["value"]])
+    sec.table(f"Mean cosine per path band ({main_label})",
+              ["representation", "path band", "pairs", "mean cosine [95% CI]",
+               "lift over global mean", "global mean"], band_rows)
+    chain_rows = []
+    for rname in ("contextual", "static", "tfidf"):
+        cd = main["reps"][rname]["chain_decay"]
+        for h in cd["hops"]:
+            chain_rows.append([_REP_LABEL[rname], h["hop"], h["n_pairs"], _ci(h["mean"]),
+                               h["lift"]])
+        if cd["decay"]:
+            chain_rows.append([_REP_LABEL[rname], f"decay 1 -> {cd['decay']['to_hop']}", "",
+                               _ci(cd["decay"]["value"]), ""])
+    sec.table(f"Hypernym-chain cosine by hop ({main_label})",
+              ["representation", "hop", "pairs", "mean cosine [95% CI]", "lift over global mean"],
+              chain_rows)
+    lex_rows, pent_rows = [], []
+    for lb, a in an.items():
+        for rname in ("contextual", "static", "tfidf"):
+            lx = a["reps"][rname]["lexnames"]
+            if lx.get("available"):
+                lex_rows.append([lb, _REP_LABEL[rname], lx["gap"],
+                                 f"[{lx['null_ci'][0]:.4f}, {lx['null_ci'][1]:.4f}]", lx["p"]])
+            pe = a["reps"][rname].get("pentachoron")
+            if pe and pe.get("available"):
+                pent_rows.append([lb, _REP_LABEL[rname], _ci(pe["cv"]), _ci(pe["null_cv"]),
+                                  _ci(pe["ratio"])])
+    sec.table("Lexname clustering against a label-permutation null",
+              ["synsets", "representation", "gap (within - between)", "null 95%", "p"], lex_rows)
+    sec.table("Pentachoron volume CV against a Gaussian null (same mean and covariance)",
+              ["synsets", "representation", "CV [95% CI]", "Gaussian null CV", "ratio"], pent_rows)
+    sr_rows = [[lb, a["n"], a["simulate_root"]["share_pairs"],
+                a["simulate_root"]["share_high_pairs"],
+                a["simulate_root"]["share_high_pairs_with_non_noun"]] for lb, a in an.items()]
+    sec.table("Pairs whose path similarity comes through NLTK's fake root",
+              ["synsets", "n", "share of pairs", "share of pairs with path >= 0.25",
+               "high pairs with a non-noun"], sr_rows)
+    if res["stability"]:
+        st_rows = []
+        for lb, st in res["stability"].items():
+            for key, est in st["estimates"].items():
+                st_rows.append([lb, key, _ci(est, ".4f"), est["std"], est["n"]])
+        sec.table(f"Stability over {next(iter(res['stability'].values()))['n_seeds']} redraws "
+                  "of the synsets (mean [95% t-interval over seeds])",
+                  ["synsets", "measure", "mean [95% CI]", "std over seeds", "seeds"], st_rows)
+    sec.table("Example entries", ["lemma", "synset", "form tokenised"], res["examples"])
+
+
+def _safe(name: str) -> str:
+    out = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
+    return out.lstrip("._-") or "model"
+
+
+def run_relational(*, model: str, vs: str | None = None, settings: RelationalSettings,
+                   device: str = "auto", out: Path) -> Path:
+    """Run the relational battery for ``model`` (and ``vs``) and write the report."""
+    from ..data.wordnet_similarity import wordnet_graph
+    from ..utils import resolve_device
+
+    dev = resolve_device(device)
+    for name in [model] + ([vs] if vs else []):
+        _precheck_model(name)
+    rep = Report("relational", {"model": model, "vs": vs, **settings.as_dict(), "device": str(dev)},
+                 out_dir=out, seed=settings.seed, device=dev,
+                 description=f"WordNet relational alignment of {model}"
+                 + (f" and {vs}" if vs else ""))
+    with rep.timer("wordnet_graph"):
+        g = wordnet_graph()  # DataError with installation steps before any model loads
+    rep.data["wordnet"] = g.source
+    results = []
+    for name in [model] + ([vs] if vs else []):
+        res = _model_result(name, settings, rep, dev)
+        results.append(res)
+        _add_model_sections(rep, res, f"relational_{_safe(name)}", compact=False)
+        rep.data.setdefault("relational", {})[name] = res
+        rep.save()
+    if len(results) > 1:
+        rows = []
+        for res in results:
+            for label, a in res["analyses"].items():
+                for m in a["measures"]:
+                    c, t = a["reps"]["contextual"][m], a["reps"]["tfidf"][m]
+                    rows.append([res["model"], label, m, _ci(c["spearman"]),
+                                 _ci(a["reps"]["static"][m]["spearman"]), _ci(t["spearman"])])
+        rep.section("Side by side", "Each model on its own single-token entries (the entry sets "
+                    "differ between tokenizers), same sizes and seeds.").table(
+            "Spearman correlations", ["model", "synsets", "measure", "contextual", "static",
+                                      "TF-IDF"], rows)
+    summary = []
+    for res in results:
+        a = next(iter(res["analyses"].values()))
+        m = a["measures"][0]
+        summary.append([f"{res['model']}: Spearman({m}) contextual / static / TF-IDF",
+                        " / ".join(f"{a['reps'][r][m]['spearman']['value']:.3f}"
+                                   for r in ("contextual", "static", "tfidf"))])
+        if "nouns" in res["analyses"]:
+            b = res["analyses"]["nouns"]
+            summary.append([f"{res['model']}: nouns only, same",
+                            " / ".join(f"{b['reps'][r][m]['spearman']['value']:.3f}"
+                                       for r in ("contextual", "static", "tfidf"))])
+    rep.summary(summary)
+    return rep.save()
+
+
+def main(args: argparse.Namespace) -> Path:
+    settings = _settings_from_args(args)
+    return run_relational(model=args.model, vs=args.vs, settings=settings, device=args.device,
+                          out=args.out)
+
+
+#: The tour's small version: MiniLM, 600 entries, fewer resamples and redraws.
+TOUR_SETTINGS = {"max_entries": 600, "n_main": 500, "n_seeds": 8, "n_sample": 300,
+                 "n_perm": 49, "n_boot": 100, "n_simplices": 500, "per_pos": False}
+
+
+def tour_section(report: Report, *, seed: int = 0, device: str = "cpu",
+                 models: tuple[str, ...] = ("minilm",)) -> None:
+    """Add a compact WordNet section for the first of ``models`` to ``report``."""
+    name = models[0] if models else "minilm"
+    cfg = RelationalSettings(seed=seed, **TOUR_SETTINGS)  # type: ignore[arg-type]
+    res = _model_result(name, cfg, report, device)
+    _add_model_sections(report, res, f"tour_relational_{_safe(name)}", compact=True)
+    report.data["relational"] = {name: res}
