@@ -234,15 +234,18 @@ def install_wordnet(
     return root
 
 
-# Bulk similarity lives in its own module; it is re-exported here (it imports this module).
-from .wordnet_similarity import (  # noqa: E402, I001
-    MEASURES,
-    POS_TAGS,
-    WordNetGraph,
-    pair_similarity,
-    similarity_matrix,
-    wordnet_graph,
+# Bulk similarity lives in its own module (which reads this one's installer and reader), so
+# its names are resolved here on first access instead of by an import at load time.
+_SIMILARITY_NAMES = (
+    "pair_similarity", "similarity_matrix", "wordnet_graph", "WordNetGraph", "MEASURES",
+    "POS_TAGS",
 )
+__all__ += list(_SIMILARITY_NAMES)
 
-__all__ += ["pair_similarity", "similarity_matrix", "wordnet_graph", "WordNetGraph", "MEASURES",
-            "POS_TAGS"]
+
+def __getattr__(name: str) -> Any:
+    if name in _SIMILARITY_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__package__}.wordnet_similarity"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
