@@ -29,7 +29,9 @@ def _geometry(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _make(kind: str, alpha: float, **extra) -> LerpModulator | FieldModulator:
-    ad = make_adapter(kind, d_model=D, vocab_size=V, n_layers=L, layers=[0, 1], dim=8, alpha=alpha, **extra)
+    ad = make_adapter(
+        kind, d_model=D, vocab_size=V, n_layers=L, layers=[0, 1], dim=8, alpha=alpha, **extra
+    )
     ad.set_geometry(*_geometry())
     return ad
 
@@ -72,8 +74,12 @@ def test_generate_with_kv_cache_matches_full_forward(kind, tiny_llama):
     ad = _make(kind, 0.3)
     prompt = torch.tensor([[12, 40, 5, 77]])
     with torch.no_grad(), attach(tiny_llama, ad):
-        gen = tiny_llama.generate(prompt, max_new_tokens=6, do_sample=False, use_cache=True, pad_token_id=0)
-        nocache = tiny_llama.generate(prompt, max_new_tokens=6, do_sample=False, use_cache=False, pad_token_id=0)
+        gen = tiny_llama.generate(
+            prompt, max_new_tokens=6, do_sample=False, use_cache=True, pad_token_id=0
+        )
+        nocache = tiny_llama.generate(
+            prompt, max_new_tokens=6, do_sample=False, use_cache=False, pad_token_id=0
+        )
         full = tiny_llama(input_ids=gen[:, :-1]).logits.argmax(-1)[:, prompt.shape[1] - 1 :]
     assert torch.equal(gen, nocache)
     assert torch.equal(full, gen[:, prompt.shape[1] :])
@@ -147,7 +153,9 @@ def test_simplex_expert_uses_cayley_menger():
     e = KSimplexExpert(4, in_dim=10, n_out=6)
     gate, val, vol2 = e(torch.randn(3, 10))
     assert gate.shape == (3, 6) and val.shape == (3,)
-    assert torch.all(vol2 > 0)  # near-regular simplices are valid (vol^2 of unit 4-simplex ~ 5.4e-4)
+    assert torch.all(
+        vol2 > 0
+    )  # near-regular simplices are valid (vol^2 of unit 4-simplex ~ 5.4e-4)
 
 
 def test_bad_input_errors(tiny_bert):

@@ -25,7 +25,14 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["MatchedSynset", "SynsetSplit", "match_synsets", "subtree_split", "wup_matrix"]
+__all__ = [
+    "MatchedSynset",
+    "SynsetSplit",
+    "match_synsets",
+    "path_matrix",
+    "subtree_split",
+    "wup_matrix",
+]
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,9 @@ def _single_token(tokenizer: Any, word: str) -> int | None:
     return None
 
 
-def match_synsets(tokenizer: Any, wn: Any, *, min_length: int = 3, min_definition: int = 10) -> list[MatchedSynset]:
+def match_synsets(
+    tokenizer: Any, wn: Any, *, min_length: int = 3, min_definition: int = 10
+) -> list[MatchedSynset]:
     """Noun synsets whose word is a single token of ``tokenizer``, sorted by synset name.
 
     A word (lower-case, alphabetic, ``>= min_length`` letters) is matched to its first
@@ -89,7 +98,9 @@ def match_synsets(tokenizer: Any, wn: Any, *, min_length: int = 3, min_definitio
     characters are skipped.
     """
     if not hasattr(tokenizer, "encode"):
-        raise InputError(f"tokenizer must be a Hugging Face tokenizer, got {type(tokenizer).__name__}.")
+        raise InputError(
+            f"tokenizer must be a Hugging Face tokenizer, got {type(tokenizer).__name__}."
+        )
     words = sorted(
         {
             lem.name()
@@ -221,3 +232,30 @@ def wup_matrix(synsets: Sequence[Any]) -> np.ndarray:
     la = reach[ar[:, None], sub] + depth
     lb = reach[ar[None, :], sub] + depth
     return 2.0 * depth / (la + lb)
+
+
+def path_matrix(synsets: Sequence[Any]) -> np.ndarray:
+    """Path similarity ``1 / (1 + shortest path)`` of every pair of noun synsets, ``[n, n]``.
+
+    NLTK's ``path_similarity`` (the shortest path through a common hypernym), from one
+    ancestor-distance table: ``min_h d(a, h) + d(b, h)`` over the ancestors ``h``.
+    """
+    syns = list(synsets)
+    if any(s.pos() != "n" for s in syns):
+        raise InputError("path_matrix handles noun synsets only (they share the root entity.n.01).")
+    index: dict[Any, int] = {}
+    entries: list[tuple[int, int, int]] = []
+    for i, s in enumerate(syns):
+        for h, d in s._shortest_hypernym_paths(False).items():
+            entries.append((i, index.setdefault(h, len(index)), d))
+    dist = np.full((len(syns), len(index)), np.inf)
+    for i, j, d in entries:
+        dist[i, j] = min(dist[i, j], d)
+    best = np.full((len(syns), len(syns)), np.inf)
+    for j in range(len(index)):
+        col = dist[:, j]
+        rows = np.flatnonzero(np.isfinite(col))
+        if rows.size:
+            sub = col[rows][:, None] + col[rows][None, :]
+            best[np.ix_(rows, rows)] = np.minimum(best[np.ix_(rows, rows)], sub)
+    return 1.0 / (1.0 + best)

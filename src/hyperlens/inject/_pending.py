@@ -1,22 +1,18 @@
 """Local stand-ins for the intervention foundation, used only until it is merged.
 
-The modulators are written against the foundation's contract: ``hyperlens.models.hooks``
-(``intervene`` with ``fn(act, ctx)``), ``hyperlens.inject`` (``AdapterConfig``,
+The modulators are written against the foundation's contract: ``hyperlens.inject`` (``AdapterConfig``,
 ``Adapter``, ``register_adapter``, ``make_adapter``, ``attach``, ``save_adapter``,
 ``load_adapter``) and ``hyperlens.train`` (``TrainConfig``, ``fit``). ``modulator.py`` and
-``experiments/modulate.py`` import those names from there when they exist and fall back to
-this file otherwise. Each piece here implements only what the modulators use:
+``experiments/modulate.py`` import them from this file until they exist; each piece here
+implements only what the modulators use (``attach`` uses the foundation's ``intervene``):
 
-- :func:`intervene`: the sites ``blocks.{i}.resid_pre`` (``act`` ``[batch, pos, d_model]``);
-  ``ctx.input_ids`` are the ids of the current forward call (the new tokens under the KV
-  cache), read from the input embedding module.
 - the adapter registry and one-file safetensors save / load (config and model identity in
   the header, no pickle).
 - :func:`fit`: one seeded loop (Adam(W) with per-pattern learning rates and no-decay
   patterns, constant or cosine schedule, gradient clipping, periodic evaluation, frozen
   model checked unchanged).
 
-When the foundation lands, delete this file and the fallback imports that name it.
+When foundation M2/M3 are merged, delete this file and import those names from there.
 """
 
 from __future__ import annotations
@@ -25,7 +21,6 @@ import contextlib
 import fnmatch
 import json
 import math
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,22 +30,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, InputError
-from ..models.arch import resolve_backbone
 from ..models.handle import ModelHandle
-
-_RESID_RE = re.compile(r"^blocks\.(-?\d+)\.resid_pre$")
-
-
-# --------------------------------------------------------------------------- intervene
-@dataclass
-class SiteContext:
-    """What a site function sees besides the activation (see the foundation's contract)."""
-
-    site: str
-    layer: int
-    input_ids: torch.Tensor | None
-    attention_mask: torch.Tensor | None = None
-    positions: torch.Tensor | None = None
+from ..models.hooks import intervene
 
 
 def _module(model: Any) -> nn.Module:
@@ -58,47 +39,6 @@ def _module(model: Any) -> nn.Module:
     if not isinstance(mod, nn.Module):
         raise InputError(f"model must be a ModelHandle or nn.Module, got {type(model).__name__}.")
     return mod
-
-
-@contextlib.contextmanager
-def intervene(model: Any, fns: dict[str, Callable[[torch.Tensor, SiteContext], torch.Tensor]]) -> Iterator[None]:
-    """Replace the residual stream entering chosen blocks while the block runs."""
-    mod = _module(model)
-    bb = resolve_backbone(mod)
-    L = bb.num_layers
-    state: dict[str, Any] = {"ids": None}
-    handles: list[Any] = []
-    try:
-        emb = mod.get_input_embeddings()  # type: ignore[operator]
-
-        def grab(_m: nn.Module, args: tuple[Any, ...]) -> None:
-            state["ids"] = args[0] if args and isinstance(args[0], torch.Tensor) else None
-
-        handles.append(emb.register_forward_pre_hook(grab))
-        for site, fn in fns.items():
-            m = _RESID_RE.match(site)
-            if not m or not -L <= int(m.group(1)) < L:
-                raise InputError(
-                    f"site {site!r} is not available here; expected blocks.<i>.resid_pre with i in "
-                    f"0..{L - 1}."
-                )
-            i = int(m.group(1)) % L
-
-            def hook(
-                _m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], fn: Any = fn, i: int = i, site: str = site
-            ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-                ctx = SiteContext(site=site, layer=i, input_ids=state["ids"])
-                if args:
-                    return (fn(args[0], ctx),) + tuple(args[1:]), kwargs
-                kwargs = dict(kwargs)
-                kwargs["hidden_states"] = fn(kwargs["hidden_states"], ctx)
-                return args, kwargs
-
-            handles.append(bb.layers[i].register_forward_pre_hook(hook, with_kwargs=True))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 # --------------------------------------------------------------------------- adapters
@@ -242,7 +182,10 @@ def fit(
 
     from ..utils import progress
 
-    frozen_mods = [_module(f) for f in (frozen if isinstance(frozen, list) else [frozen] if frozen is not None else [])]
+    frozen_mods = [
+        _module(f)
+        for f in (frozen if isinstance(frozen, list) else [frozen] if frozen is not None else [])
+    ]
     for f in frozen_mods:
         f.requires_grad_(False)
     before = _checksum(frozen_mods)
@@ -254,7 +197,9 @@ def fit(
         wd = 0.0 if any(fnmatch.fnmatch(name, pat) for pat in cfg.no_decay) else cfg.weight_decay
         groups.setdefault((lr, wd), []).append(p)
     param_groups = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
-    opt_cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}[cfg.optimizer]
+    opt_cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}[
+        cfg.optimizer
+    ]
     opt = opt_cls(param_groups)
     n = len(data)
     per_epoch = math.ceil(n / cfg.batch_size)
@@ -287,7 +232,7 @@ def fit(
             for g, b in zip(opt.param_groups, base, strict=True):
                 g["lr"] = b * factor(step)
             out = loss_fn(module, batch)
-            loss, metrics = (out if isinstance(out, tuple) else (out, {}))
+            loss, metrics = out if isinstance(out, tuple) else (out, {})
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:

@@ -97,7 +97,9 @@ def wordnet_geometry(
     E = _static(token_embeddings)
     vocab = E.shape[0]
     if len(train) <= dim:
-        raise InputError(f"wordnet_geometry needs more than dim={dim} training synsets, got {len(train)}.")
+        raise InputError(
+            f"wordnet_geometry needs more than dim={dim} training synsets, got {len(train)}."
+        )
     for m in list(train) + list(others):
         if not 0 <= m.token_id < vocab:
             raise ShapeError(
@@ -158,7 +160,9 @@ def pca_geometry(token_embeddings: torch.Tensor, like: TokenGeometry) -> TokenGe
     return TokenGeometry(v, like.mask.clone(), "pca", like.anchor_ids.clone())
 
 
-def make_control(kind: str, like: TokenGeometry, token_embeddings: torch.Tensor, *, seed: int = 0) -> TokenGeometry:
+def make_control(
+    kind: str, like: TokenGeometry, token_embeddings: torch.Tensor, *, seed: int = 0
+) -> TokenGeometry:
     """One of :data:`CONTROLS` (or ``"wordnet"``, which returns ``like``)."""
     if kind == "wordnet":
         return like
@@ -171,7 +175,9 @@ def make_control(kind: str, like: TokenGeometry, token_embeddings: torch.Tensor,
     raise InputError(f"geometry must be 'wordnet' or one of {CONTROLS}, got {kind!r}.")
 
 
-def procrustes_projection(geometry: TokenGeometry, token_ids: torch.Tensor, reps: torch.Tensor) -> torch.Tensor:
+def procrustes_projection(
+    geometry: TokenGeometry, token_ids: torch.Tensor, reps: torch.Tensor
+) -> torch.Tensor:
     """Initial ``P`` ``[d_model, k]``: rotate ``geometry[token_ids]`` onto ``reps``' principal subspace.
 
     ``reps`` ``[n, d_model]`` are the model's representations of the same items (e.g. the
@@ -183,7 +189,9 @@ def procrustes_projection(geometry: TokenGeometry, token_ids: torch.Tensor, reps
     G = geometry.vectors[token_ids].double()
     R = reps.double()
     if G.shape[0] != R.shape[0]:
-        raise ShapeError(f"procrustes_projection: {G.shape[0]} geometry rows but {R.shape[0]} reps.")
+        raise ShapeError(
+            f"procrustes_projection: {G.shape[0]} geometry rows but {R.shape[0]} reps."
+        )
     al = ProcrustesAligner(n_components=geometry.dim)
     al.fit(G, R)
     # teacher side: centred, basis_t, rotation -> student PCA coordinates; back to d_model

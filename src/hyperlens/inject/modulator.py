@@ -53,7 +53,14 @@ from ..models.handle import ModelHandle
 # module when it is merged (see _pending.py).
 from ._pending import Adapter, AdapterConfig, register_adapter
 
-__all__ = ["FieldConfig", "FieldModulator", "KSimplexExpert", "LerpConfig", "LerpModulator", "regular_simplex"]
+__all__ = [
+    "FieldConfig",
+    "FieldModulator",
+    "KSimplexExpert",
+    "LerpConfig",
+    "LerpModulator",
+    "regular_simplex",
+]
 
 SiteFn = Callable[[torch.Tensor, Any], torch.Tensor]
 
@@ -69,7 +76,9 @@ def _logit(a: float) -> float:
 def _module(model: Any) -> nn.Module:
     mod = model.module if isinstance(model, ModelHandle) else model
     if not isinstance(mod, nn.Module):
-        raise InputError(f"model must be a ModelHandle or an nn.Module, got {type(model).__name__}.")
+        raise InputError(
+            f"model must be a ModelHandle or an nn.Module, got {type(model).__name__}."
+        )
     return mod
 
 
@@ -81,7 +90,7 @@ def _check_common(cfg: Any) -> None:
     layers = list(cfg.layers)
     if not layers:
         raise InputError("layers must name at least one block index, e.g. layers=[0, 1, 2].")
-    bad = [l for l in layers if not isinstance(l, int) or not 0 <= l < cfg.n_layers]
+    bad = [b for b in layers if not isinstance(b, int) or not 0 <= b < cfg.n_layers]
     if bad:
         raise InputError(
             f"layers {bad} are out of range for a model with n_layers={cfg.n_layers}; "
@@ -91,10 +100,14 @@ def _check_common(cfg: Any) -> None:
         raise InputError(f"layers must not repeat, got {layers}.")
     alphas = cfg.alpha if isinstance(cfg.alpha, (list, tuple)) else [cfg.alpha]
     if isinstance(cfg.alpha, (list, tuple)) and len(alphas) != len(layers):
-        raise InputError(f"alpha has {len(alphas)} values but there are {len(layers)} layers; give one per layer.")
+        raise InputError(
+            f"alpha has {len(alphas)} values but there are {len(layers)} layers; give one per layer."
+        )
     for a in alphas:
         if not isinstance(a, (int, float)) or not 0.0 <= float(a) <= 1.0:
-            raise InputError(f"alpha must be in [0, 1], got {a!r}; it is a mixing weight (0 = no change).")
+            raise InputError(
+                f"alpha must be in [0, 1], got {a!r}; it is a mixing weight (0 = no change)."
+            )
 
 
 class _GeometryAdapter(Adapter):
@@ -131,12 +144,18 @@ class _GeometryAdapter(Adapter):
                 f"has {vocab} rows; build the geometry with this model's tokenizer."
             )
         if bb.d_model != cfg.d_model:
-            raise InputError(f"adapter d_model={cfg.d_model} but the model's width is {bb.d_model}.")
+            raise InputError(
+                f"adapter d_model={cfg.d_model} but the model's width is {bb.d_model}."
+            )
         if bb.num_layers != cfg.n_layers:
-            raise InputError(f"adapter n_layers={cfg.n_layers} but the model has {bb.num_layers} blocks.")
+            raise InputError(
+                f"adapter n_layers={cfg.n_layers} but the model has {bb.num_layers} blocks."
+            )
         return mod
 
-    def _lookup(self, ids: torch.Tensor | None, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _lookup(
+        self, ids: torch.Tensor | None, act: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
         if ids is None or tuple(ids.shape) != tuple(act.shape[:2]):
             return None  # inputs_embeds or prefix tokens: no ids to read a geometry from
         return self.geometry[ids].to(act.dtype), self.token_mask[ids].to(act.dtype)
@@ -203,7 +222,9 @@ class LerpModulator(_GeometryAdapter):
         n = self.theta.numel()
         vals = [float(v) for v in alpha] if isinstance(alpha, (list, tuple)) else [float(alpha)] * n  # type: ignore[arg-type]
         if len(vals) != self.theta.numel() or any(not 0.0 <= float(v) <= 1.0 for v in vals):
-            raise InputError(f"alpha must be in [0, 1] (one value or one per layer), got {alpha!r}.")
+            raise InputError(
+                f"alpha must be in [0, 1] (one value or one per layer), got {alpha!r}."
+            )
         with torch.no_grad():
             self.theta.copy_(torch.tensor([_logit(float(v)) for v in vals]))
 
@@ -224,7 +245,7 @@ class LerpModulator(_GeometryAdapter):
         from ..models.capture import capture
 
         mod = self.check_model(model)
-        points = [f"blocks.{l}.resid_pre" for l in self.config.layers]
+        points = [f"blocks.{b}.resid_pre" for b in self.config.layers]
         sums = torch.zeros(len(points), dtype=torch.float64)
         count = 0.0
         with capture(mod, points) as acts:
@@ -265,7 +286,9 @@ class KSimplexExpert(nn.Module):
     pi: torch.Tensor
     pj: torch.Tensor
 
-    def __init__(self, k: int, in_dim: int, n_out: int, edim: int = 8, deform_scale: float = 0.05) -> None:
+    def __init__(
+        self, k: int, in_dim: int, n_out: int, edim: int = 8, deform_scale: float = 0.05
+    ) -> None:
         super().__init__()
         self.k = k
         self.deform_scale = deform_scale
@@ -282,7 +305,9 @@ class KSimplexExpert(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns ``gate`` ``[..., n_out]``, ``validity`` ``[...]`` and squared volume ``[...]``."""
         t = self.template
-        verts = t + self.deform_scale * self.to_deform(x).unflatten(-1, tuple(t.shape))  # [..., k+1, e]
+        verts = t + self.deform_scale * self.to_deform(x).unflatten(
+            -1, tuple(t.shape)
+        )  # [..., k+1, e]
         d2 = (verts[..., self.pi, :] - verts[..., self.pj, :]).pow(2).sum(-1)  # [..., pairs]
         vol2 = cayley_menger_volume(verts).pow(2).to(x.dtype)  # [...]
         feat = self.norm(torch.cat([d2, vol2[..., None]], dim=-1))
@@ -313,7 +338,9 @@ class FieldConfig(AdapterConfig):
             raise InputError(f"alpha_max must be in (0, 1], got {self.alpha_max!r}.")
         alphas = self.alpha if isinstance(self.alpha, (list, tuple)) else [self.alpha]
         if any(float(a) > self.alpha_max for a in alphas):
-            raise InputError(f"alpha={self.alpha!r} exceeds alpha_max={self.alpha_max}; start at or below it.")
+            raise InputError(
+                f"alpha={self.alpha!r} exceeds alpha_max={self.alpha_max}; start at or below it."
+            )
         if not 0.0 <= self.null_fraction < 1.0:
             raise InputError(f"null_fraction must be in [0, 1), got {self.null_fraction!r}.")
         if self.null_space not in {"tail", "query"}:
@@ -321,7 +348,9 @@ class FieldConfig(AdapterConfig):
         if not self.expert_ks or any(not isinstance(k, int) or k < 1 for k in self.expert_ks):
             raise InputError(f"expert_ks must be positive ints, got {self.expert_ks!r}.")
         if self.expert_edim < max(self.expert_ks):
-            raise InputError(f"expert_edim={self.expert_edim} must be >= max(expert_ks)={max(self.expert_ks)}.")
+            raise InputError(
+                f"expert_edim={self.expert_edim} must be >= max(expert_ks)={max(self.expert_ks)}."
+            )
 
 
 @register_adapter("field")
@@ -341,7 +370,13 @@ class FieldModulator(_GeometryAdapter):
         self.register_buffer("basis", basis[None].repeat(n, 1, 1))  # [n, d, n_active]
         self.in_norm = nn.LayerNorm(self.n_active, elementwise_affine=False)
         self.experts = nn.ModuleList(
-            KSimplexExpert(k, self.n_active + config.dim, self.n_active, config.expert_edim, config.deform_scale)
+            KSimplexExpert(
+                k,
+                self.n_active + config.dim,
+                self.n_active,
+                config.expert_edim,
+                config.deform_scale,
+            )
             for k in config.expert_ks
         )
         a = config.alpha if isinstance(config.alpha, (list, tuple)) else [config.alpha] * n
@@ -357,9 +392,13 @@ class FieldModulator(_GeometryAdapter):
         vals = [float(v) for v in alpha] if isinstance(alpha, (list, tuple)) else [float(alpha)] * n  # type: ignore[arg-type]
         amax = self.config.alpha_max
         if len(vals) != n or any(not 0.0 <= float(v) <= amax for v in vals):
-            raise InputError(f"alpha must be in [0, alpha_max={amax}] (one value or one per layer), got {alpha!r}.")
+            raise InputError(
+                f"alpha must be in [0, alpha_max={amax}] (one value or one per layer), got {alpha!r}."
+            )
         with torch.no_grad():
-            self.theta.copy_(torch.tensor([[_logit(float(v) / amax)] * self.theta.shape[1] for v in vals]))
+            self.theta.copy_(
+                torch.tensor([[_logit(float(v) / amax)] * self.theta.shape[1] for v in vals])
+            )
 
     @torch.no_grad()
     def set_null_space(self, model: Any) -> None:
@@ -376,7 +415,9 @@ class FieldModulator(_GeometryAdapter):
             elif parts.qkv is not None:  # GPT-2 Conv1D: weight [d_model, 3 d_model]
                 W = parts.qkv.weight.detach().double()[:, : self.config.d_model].T  # type: ignore[operator]
             else:
-                raise InputError(f"block {layer} has no query projection to take a null space from.")
+                raise InputError(
+                    f"block {layer} has no query projection to take a null space from."
+                )
             _, _, vh = torch.linalg.svd(W, full_matrices=True)
             self.basis[j].copy_(vh[: self.n_active].T.to(self.basis))
 
@@ -385,12 +426,19 @@ class FieldModulator(_GeometryAdapter):
         if looked is None:
             return act
         g, m = looked
+        sel = m > 0
+        if not bool(sel.any()):
+            return act
+        # only tokens with a geometry are gated (the rest pass unchanged): compute them alone
         U = self.basis[j].to(act.dtype)  # [d, n_active]
-        z = act @ U  # [B, P, n_active]
-        x = torch.cat([self.in_norm(z), g], dim=-1)
+        h = act[sel]  # [N, d]
+        z = h @ U  # [N, n_active]
+        x = torch.cat([self.in_norm(z), g[sel]], dim=-1)
         gate = torch.ones_like(z)
         a = self.alphas()[j].to(act.dtype)
         for e, expert in enumerate(self.experts):
             gk, vk, _ = expert(x)
-            gate = gate * (1.0 + (a[e] * vk * m)[..., None] * (gk - 1.0))
-        return act + (z * gate - z) @ U.T
+            gate = gate * (1.0 + (a[e] * vk)[..., None] * (gk - 1.0))
+        out = act.clone()
+        out[sel] = h + (z * gate - z) @ U.T
+        return out
