@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hyperlens.errors import InputError, ShapeError
+from hyperlens.errors import ConfigError, InputError, ShapeError
 from hyperlens.inject import (
     FieldModulator,
     LerpModulator,
@@ -113,13 +113,19 @@ def test_save_load_round_trip(kind, tiny_llama, tmp_path):
     assert torch.equal(a, b)
 
 
-def test_lerp_alpha_one_replaces_residual_by_scaled_target(tiny_llama):
+def test_lerp_alpha_one_sets_the_geometry_subspace_to_the_scaled_target():
     ad = _make("lerp", 1.0)
     ad.resid_norm.fill_(3.0)
+    P = ad.proj.detach()
+    assert torch.allclose(P.T @ P, torch.eye(8), atol=1e-5)  # orthonormal columns at init
     x = torch.randn(2, 6, D)
-    out = ad.modulate(x, IDS, 0)
+    with torch.no_grad():
+        out = ad.modulate(x, IDS, 0)
     m = ad.token_mask[IDS].bool()
-    assert torch.allclose(out[m].norm(dim=-1), torch.full((int(m.sum()),), 3.0), atol=1e-5)
+    g = ad.geometry[IDS]
+    assert torch.allclose((out @ P)[m], 3.0 * g[m], atol=1e-4)  # coordinates in span(P): r g
+    perp = torch.eye(D) - P @ P.T
+    assert torch.allclose(out @ perp, x @ perp, atol=1e-5)  # the rest passes through
     assert torch.equal(out[~m], x[~m])
 
 
@@ -159,11 +165,11 @@ def test_simplex_expert_uses_cayley_menger():
 
 
 def test_bad_input_errors(tiny_bert):
-    with pytest.raises(InputError, match="out of range"):
+    with pytest.raises(ConfigError, match="out of range"):
         make_adapter("lerp", d_model=D, vocab_size=V, n_layers=L, layers=[0, 2], dim=8)
-    with pytest.raises(InputError, match=r"\[0, 1\]"):
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
         make_adapter("lerp", d_model=D, vocab_size=V, n_layers=L, layers=[0], dim=8, alpha=1.5)
-    with pytest.raises(InputError, match="alpha_max"):
+    with pytest.raises(ConfigError, match="alpha_max"):
         make_adapter("field", d_model=D, vocab_size=V, n_layers=L, layers=[0], dim=8, alpha=0.5)
     ad = make_adapter("lerp", d_model=D, vocab_size=V + 1, n_layers=L, layers=[0], dim=8)
     with pytest.raises(InputError, match="vocabulary"):

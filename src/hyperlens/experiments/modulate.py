@@ -248,7 +248,7 @@ def run_modulate(*, out: Path, seed: int = 0, device: str = "cpu", **opt: Any) -
                     "loss_first": hist.train_loss[0],
                     "loss_last": float(np.mean(hist.train_loss[-5:])),
                     "steps_per_s": steps / hist.seconds,
-                    "history": hist.metrics,
+                    "history": hist.train_metrics,
                     "train_loss": hist.train_loss,
                 }
             )

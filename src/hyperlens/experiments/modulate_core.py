@@ -26,7 +26,7 @@ import torch
 from scipy.stats import rankdata
 
 from ..data.synsets import MatchedSynset, match_synsets, path_matrix, subtree_split, wup_matrix
-from ..inject._pending import TrainConfig, attach, fit, make_adapter
+from ..inject import attach, make_adapter
 from ..inject.geometry import (
     CONTROLS,
     TokenGeometry,
@@ -36,6 +36,7 @@ from ..inject.geometry import (
 )
 from ..models.arch import resolve_backbone
 from ..models.handle import ModelHandle
+from ..train import TrainConfig, fit
 
 PROMPT = "Definition: {d}\nWord:"
 

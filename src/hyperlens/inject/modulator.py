@@ -44,14 +44,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InputError, ShapeError
+from ..errors import ConfigError, InputError, ShapeError
 from ..functional.geometry import cayley_menger_volume
 from ..models.arch import resolve_backbone
 from ..models.handle import ModelHandle
 
-# The foundation's adapter contract (issue 10, M3); replace this import by the foundation's
-# module when it is merged (see _pending.py).
-from ._pending import Adapter, AdapterConfig, register_adapter
+from .base import Adapter, AdapterConfig, register_adapter
 
 __all__ = [
     "FieldConfig",
@@ -86,26 +84,28 @@ def _check_common(cfg: Any) -> None:
     for name in ("d_model", "vocab_size", "n_layers", "dim"):
         v = getattr(cfg, name)
         if not isinstance(v, int) or v < 1:
-            raise InputError(f"{name} must be a positive int, got {v!r}.")
+            raise ConfigError(f"{name} must be a positive int, got {v!r}.")
     layers = list(cfg.layers)
     if not layers:
-        raise InputError("layers must name at least one block index, e.g. layers=[0, 1, 2].")
+        raise ConfigError("layers must name at least one block index, e.g. layers=[0, 1, 2].")
     bad = [b for b in layers if not isinstance(b, int) or not 0 <= b < cfg.n_layers]
     if bad:
-        raise InputError(
+        raise ConfigError(
             f"layers {bad} are out of range for a model with n_layers={cfg.n_layers}; "
             f"use indices in 0..{cfg.n_layers - 1}."
         )
     if len(set(layers)) != len(layers):
-        raise InputError(f"layers must not repeat, got {layers}.")
+        raise ConfigError(f"layers must not repeat, got {layers}.")
     alphas = cfg.alpha if isinstance(cfg.alpha, (list, tuple)) else [cfg.alpha]
     if isinstance(cfg.alpha, (list, tuple)) and len(alphas) != len(layers):
-        raise InputError(
+        raise ConfigError(
             f"alpha has {len(alphas)} values but there are {len(layers)} layers; give one per layer."
         )
+    if cfg.init_geometry not in {"none", "random"}:
+        raise ConfigError(f"init_geometry must be 'none' or 'random', got {cfg.init_geometry!r}.")
     for a in alphas:
         if not isinstance(a, (int, float)) or not 0.0 <= float(a) <= 1.0:
-            raise InputError(
+            raise ConfigError(
                 f"alpha must be in [0, 1], got {a!r}; it is a mixing weight (0 = no change)."
             )
 
@@ -118,8 +118,13 @@ class _GeometryAdapter(Adapter):
     token_mask: torch.Tensor
 
     def _init_geometry(self, cfg: Any) -> None:
-        self.register_buffer("geometry", torch.zeros(cfg.vocab_size, cfg.dim))
-        self.register_buffer("token_mask", torch.zeros(cfg.vocab_size))
+        vec, mask = torch.zeros(cfg.vocab_size, cfg.dim), torch.zeros(cfg.vocab_size)
+        if cfg.init_geometry == "random":  # unit Gaussian rows on every token (a control)
+            gen = torch.Generator().manual_seed(cfg.geometry_seed)
+            vec = torch.randn(cfg.vocab_size, cfg.dim, generator=gen)
+            vec, mask = vec / vec.norm(dim=1, keepdim=True), torch.ones(cfg.vocab_size)
+        self.register_buffer("geometry", vec)
+        self.register_buffer("token_mask", mask)
 
     def set_geometry(self, vectors: torch.Tensor, mask: torch.Tensor) -> None:
         """Install a :class:`~hyperlens.inject.geometry.TokenGeometry`'s ``vectors`` / ``mask``."""
@@ -132,26 +137,36 @@ class _GeometryAdapter(Adapter):
             self.geometry.copy_(vectors.to(self.geometry))
             self.token_mask.copy_(mask.to(self.token_mask))
 
-    def check_model(self, model: Any) -> nn.Module:
-        """Raise :class:`InputError` unless the adapter fits ``model`` (vocabulary, width, depth)."""
+    def check_model(self, model: Any) -> tuple[int, int]:
+        """``(d_model, n_layers)``; raises :class:`InputError` unless the adapter fits ``model``
+        (vocabulary of the geometry, width, depth)."""
+        d, n_layers = super().check_model(model)
         mod = _module(model)
-        bb = resolve_backbone(mod)
         vocab = int(mod.get_input_embeddings().weight.shape[0])  # type: ignore[operator]
         cfg = self.config
         if vocab != cfg.vocab_size:
             raise InputError(
-                f"the geometry covers a vocabulary of {cfg.vocab_size} tokens but the model's embedding "
-                f"has {vocab} rows; build the geometry with this model's tokenizer."
+                f"the geometry covers a vocabulary of {cfg.vocab_size} tokens but the model's "
+                f"embedding has {vocab} rows; build the geometry with this model's tokenizer."
             )
-        if bb.d_model != cfg.d_model:
+        if n_layers != cfg.n_layers:
             raise InputError(
-                f"adapter d_model={cfg.d_model} but the model's width is {bb.d_model}."
+                f"adapter n_layers={cfg.n_layers} but the model has {n_layers} blocks."
             )
-        if bb.num_layers != cfg.n_layers:
-            raise InputError(
-                f"adapter n_layers={cfg.n_layers} but the model has {bb.num_layers} blocks."
-            )
-        return mod
+        return d, n_layers
+
+    @classmethod
+    def example_config(cls, model: Any) -> Any:
+        """A small config for ``model``: two blocks, random geometry on every token, and a
+        zero-initialised learned map (identity at initialisation, trainable)."""
+        mod = _module(model)
+        bb = resolve_backbone(mod)
+        vocab = int(mod.get_input_embeddings().weight.shape[0])  # type: ignore[operator]
+        layers = sorted({0, bb.num_layers - 1})
+        return cls.config_class(
+            d_model=bb.d_model, vocab_size=vocab, n_layers=bb.num_layers, layers=layers, dim=8,
+            alpha=0.3, init_geometry="random", zero_init=True,
+        )
 
     def _lookup(
         self, ids: torch.Tensor | None, act: torch.Tensor
@@ -193,8 +208,12 @@ class LerpConfig(AdapterConfig):
     layers: list[int] = field(default_factory=list)
     dim: int = 64
     alpha: float | list[float] = 0.01
+    init_geometry: str = "none"
+    geometry_seed: int = 0
+    zero_init: bool = False
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
+        super().__post_init__()
         _check_common(self)
 
 
@@ -209,7 +228,12 @@ class LerpModulator(_GeometryAdapter):
         super().__init__(config)
         n = len(config.layers)
         self._init_geometry(config)
-        self.proj = nn.Parameter(torch.randn(config.d_model, config.dim) / math.sqrt(config.dim))
+        if config.zero_init:
+            proj = torch.zeros(config.d_model, config.dim)
+        else:  # orthonormal columns (Procrustes replaces them in the experiment)
+            gen = torch.Generator().manual_seed(config.geometry_seed)
+            proj, _ = torch.linalg.qr(torch.randn(config.d_model, config.dim, generator=gen))
+        self.proj = nn.Parameter(proj)
         a = config.alpha if isinstance(config.alpha, (list, tuple)) else [config.alpha] * n
         self.theta = nn.Parameter(torch.tensor([_logit(float(x)) for x in a]))
         self.register_buffer("resid_norm", torch.ones(n))
@@ -233,10 +257,10 @@ class LerpModulator(_GeometryAdapter):
         if looked is None:
             return act
         g, m = looked  # [B, P, k], [B, P]
-        u = g @ self.proj.to(act.dtype).T  # [B, P, d]
-        target = self.resid_norm[j].to(act.dtype) * u / u.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        P = self.proj.to(act.dtype)  # [d, k]
+        target = self.resid_norm[j].to(act.dtype) * (g @ P.T)  # [B, P, d]
         w = (torch.sigmoid(self.theta[j]).to(act.dtype) * m)[..., None]
-        return act + w * (target - act)
+        return act + w * (target - (act @ P) @ P.T)
 
     @torch.no_grad()
     def calibrate(self, model: Any, batches: Sequence[dict[str, torch.Tensor]]) -> torch.Tensor:
@@ -244,7 +268,8 @@ class LerpModulator(_GeometryAdapter):
         (tokenizer outputs; padding excluded) and store it in ``resid_norm``."""
         from ..models.capture import capture
 
-        mod = self.check_model(model)
+        self.check_model(model)
+        mod = _module(model)
         points = [f"blocks.{b}.resid_pre" for b in self.config.layers]
         sums = torch.zeros(len(points), dtype=torch.float64)
         count = 0.0
@@ -287,7 +312,8 @@ class KSimplexExpert(nn.Module):
     pj: torch.Tensor
 
     def __init__(
-        self, k: int, in_dim: int, n_out: int, edim: int = 8, deform_scale: float = 0.05
+        self, k: int, in_dim: int, n_out: int, edim: int = 8, deform_scale: float = 0.05,
+        zero_init: bool = False,
     ) -> None:
         super().__init__()
         self.k = k
@@ -300,6 +326,9 @@ class KSimplexExpert(nn.Module):
         self.to_deform = nn.Linear(in_dim, (k + 1) * edim)
         self.norm = nn.LayerNorm(n_feat)
         self.gate = nn.Linear(n_feat, n_out)
+        if zero_init:  # gates exactly 1 (identity) until trained
+            nn.init.zeros_(self.gate.weight)
+            nn.init.zeros_(self.gate.bias)
         self.validity = nn.Linear(n_feat, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -311,7 +340,8 @@ class KSimplexExpert(nn.Module):
         d2 = (verts[..., self.pi, :] - verts[..., self.pj, :]).pow(2).sum(-1)  # [..., pairs]
         vol2 = cayley_menger_volume(verts).pow(2).to(x.dtype)  # [...]
         feat = self.norm(torch.cat([d2, vol2[..., None]], dim=-1))
-        return torch.sigmoid(self.gate(feat)), torch.sigmoid(self.validity(feat)).squeeze(-1), vol2
+        gate = 2.0 * torch.sigmoid(self.gate(feat))  # in (0, 2): 1 passes, < 1 damps, > 1 boosts
+        return gate, torch.sigmoid(self.validity(feat)).squeeze(-1), vol2
 
 
 @dataclass
@@ -325,6 +355,9 @@ class FieldConfig(AdapterConfig):
     layers: list[int] = field(default_factory=list)
     dim: int = 64
     alpha: float | list[float] = 0.01
+    init_geometry: str = "none"
+    geometry_seed: int = 0
+    zero_init: bool = False
     alpha_max: float = 0.35
     expert_ks: list[int] = field(default_factory=lambda: [1, 2, 4])
     expert_edim: int = 8
@@ -332,23 +365,24 @@ class FieldConfig(AdapterConfig):
     null_fraction: float = 0.25
     null_space: str = "tail"
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
+        super().__post_init__()
         _check_common(self)
         if not 0.0 < self.alpha_max <= 1.0:
-            raise InputError(f"alpha_max must be in (0, 1], got {self.alpha_max!r}.")
+            raise ConfigError(f"alpha_max must be in (0, 1], got {self.alpha_max!r}.")
         alphas = self.alpha if isinstance(self.alpha, (list, tuple)) else [self.alpha]
         if any(float(a) > self.alpha_max for a in alphas):
-            raise InputError(
+            raise ConfigError(
                 f"alpha={self.alpha!r} exceeds alpha_max={self.alpha_max}; start at or below it."
             )
         if not 0.0 <= self.null_fraction < 1.0:
-            raise InputError(f"null_fraction must be in [0, 1), got {self.null_fraction!r}.")
+            raise ConfigError(f"null_fraction must be in [0, 1), got {self.null_fraction!r}.")
         if self.null_space not in {"tail", "query"}:
-            raise InputError(f"null_space must be 'tail' or 'query', got {self.null_space!r}.")
+            raise ConfigError(f"null_space must be 'tail' or 'query', got {self.null_space!r}.")
         if not self.expert_ks or any(not isinstance(k, int) or k < 1 for k in self.expert_ks):
-            raise InputError(f"expert_ks must be positive ints, got {self.expert_ks!r}.")
+            raise ConfigError(f"expert_ks must be positive ints, got {self.expert_ks!r}.")
         if self.expert_edim < max(self.expert_ks):
-            raise InputError(
+            raise ConfigError(
                 f"expert_edim={self.expert_edim} must be >= max(expert_ks)={max(self.expert_ks)}."
             )
 
@@ -376,6 +410,7 @@ class FieldModulator(_GeometryAdapter):
                 self.n_active,
                 config.expert_edim,
                 config.deform_scale,
+                config.zero_init,
             )
             for k in config.expert_ks
         )
@@ -406,8 +441,8 @@ class FieldModulator(_GeometryAdapter):
         singular directions of its query projection active and pass the rest through."""
         if self.config.null_space != "query":
             return
-        mod = self.check_model(model)
-        bb = resolve_backbone(mod)
+        self.check_model(model)
+        bb = resolve_backbone(_module(model))
         for j, layer in enumerate(self.config.layers):
             parts = bb.attention(layer)
             if parts.q is not None:
