@@ -5,7 +5,8 @@
 * :class:`TextDataset` -- texts, int64 labels, label names, provenance; ``split``,
   ``subsample``, ``select``, class counts and the majority-class rate.
 * :func:`wordnet` -- the NLTK WordNet reader; :func:`install_wordnet` installs the
-  Debian WordNet files where NLTK finds them.
+  Debian WordNet files where NLTK finds them; :func:`pair_similarity` /
+  :func:`similarity_matrix` give NLTK's path, Wu-Palmer and Leacock-Chodorow values in bulk.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ from .sources import (
     rotten_tomatoes_path,
 )
 from .text import Provenance, Splits, TextDataset, encode_labels
-from .wordnet import install_wordnet, wordnet
+from .wordnet import install_wordnet, pair_similarity, similarity_matrix, wordnet, wordnet_graph
 
 __all__ = [
     "load",
     "wordnet",
     "install_wordnet",
+    "pair_similarity",
+    "similarity_matrix",
+    "wordnet_graph",
     "TextDataset",
     "Splits",
     "Provenance",

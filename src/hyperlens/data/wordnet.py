@@ -232,3 +232,17 @@ def install_wordnet(
             (tmp / "lexnames").write_text(_lexnames_text(), encoding="utf-8")
     _register(root)
     return root
+
+
+# Bulk similarity lives in its own module; it is re-exported here (it imports this module).
+from .wordnet_similarity import (  # noqa: E402, I001
+    MEASURES,
+    POS_TAGS,
+    WordNetGraph,
+    pair_similarity,
+    similarity_matrix,
+    wordnet_graph,
+)
+
+__all__ += ["pair_similarity", "similarity_matrix", "wordnet_graph", "WordNetGraph", "MEASURES",
+            "POS_TAGS"]
