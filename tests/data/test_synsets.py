@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from hyperlens.errors import DataError
@@ -16,18 +15,6 @@ def wn():
         return wordnet()
     except DataError as exc:  # pragma: no cover - depends on the machine
         pytest.skip(str(exc))
-
-
-def test_wup_matrix_equals_nltk(wn):
-    from hyperlens.data.synsets import wup_matrix
-
-    rng = np.random.default_rng(3)
-    nouns = list(wn.all_synsets("n"))
-    syn = [nouns[i] for i in rng.choice(len(nouns), 120, replace=False)]
-    syn += [wn.synset("dog.n.01"), wn.synset("canine.n.02"), wn.synset("entity.n.01")]
-    W = wup_matrix(syn)
-    ref = np.array([[a.wup_similarity(b) for b in syn] for a in syn])
-    np.testing.assert_allclose(W, ref, rtol=0, atol=1e-12)
 
 
 def test_subtree_split_is_disjoint_by_subtree(wn):

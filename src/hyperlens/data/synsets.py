@@ -5,14 +5,7 @@ sense of that word (one synset per token, one token per synset). :func:`subtree_
 assigns every matched synset to the hypernym subtree it belongs to (its ancestor at a
 fixed depth on its first hypernym path) and deals out whole subtrees to ``train`` and
 ``test``, so no held-out synset shares that ancestor with a training synset.
-
-:func:`wup_matrix` is the Wu-Palmer similarity of every pair of a list of noun synsets,
-computed from one ancestor table instead of ``n^2`` calls to NLTK (about 170 us per pair
-on this machine, an hour for 3,000 synsets). It follows NLTK's definition: the subsumer
-is the common hypernym of greatest minimum depth (ties by name, the synset itself when it
-qualifies), ``depth = max_depth(subsumer) + 1`` and
-``wup = 2 depth / (d(a, subsumer) + d(b, subsumer) + 2 depth)``. Nouns share the root
-``entity.n.01``, so NLTK's simulated root never applies.
+WordNet similarities come from :func:`hyperlens.data.similarity_matrix`.
 """
 
 from __future__ import annotations
@@ -29,9 +22,7 @@ __all__ = [
     "MatchedSynset",
     "SynsetSplit",
     "match_synsets",
-    "path_matrix",
     "subtree_split",
-    "wup_matrix",
 ]
 
 
@@ -172,90 +163,3 @@ def subtree_split(
             f"{len(test)} test); use a larger depth so there are more subtrees."
         )
     return SynsetSplit(train, test, depth, groups)
-
-
-def wup_matrix(synsets: Sequence[Any]) -> np.ndarray:
-    """Wu-Palmer similarity of every pair of noun synsets, float64 ``[n, n]`` (row = ``self``).
-
-    NLTK's ``a.wup_similarity(b)`` for every ``(a, b)``; see the module docstring for the
-    definition. Cost: one ancestor table ``[n, n_ancestors]`` and one block write per
-    ancestor (sum of squared subtree sizes), a second or two for 3,000 synsets.
-    """
-    syns = list(synsets)
-    n = len(syns)
-    if n == 0:
-        return np.zeros((0, 0))
-    if any(s.pos() != "n" for s in syns):
-        raise InputError("wup_matrix handles noun synsets only (they share the root entity.n.01).")
-    anc_index: dict[Any, int] = {}
-    rows: list[dict[int, int]] = []
-    for s in syns:
-        d: dict[int, int] = {}
-        # NLTK's own breadth-first distances (hypernym_distances() can overcount)
-        for h, dist in s._shortest_hypernym_paths(False).items():
-            j = anc_index.setdefault(h, len(anc_index))
-            d[j] = min(dist, d.get(j, dist))
-        rows.append(d)
-    ancs = list(anc_index)
-    H = len(ancs)
-    dist = np.full((n, H), np.inf)
-    for i, d in enumerate(rows):
-        dist[i, list(d)] = list(d.values())
-    min_depth = np.array([a.min_depth() for a in ancs])
-    max_depth = np.array([a.max_depth() for a in ancs], dtype=np.float64)
-    # write subsumers from worst to best: ascending min depth, names descending within a depth
-    names = [a.name() for a in ancs]
-    order = sorted(range(H), key=lambda j: (min_depth[j], tuple(-ord(c) for c in names[j])))
-    sub = np.full((n, n), -1, dtype=np.int64)
-    has = np.isfinite(dist)
-    for j in order:
-        idx = np.flatnonzero(has[:, j])
-        if idx.size:
-            sub[np.ix_(idx, idx)] = j
-    # NLTK keeps `self` as the subsumer when it is one of the lowest common hypernyms
-    self_col = np.array([anc_index[s] for s in syns])
-    best_depth = min_depth[sub]
-    self_ok = has[:, self_col].T & (min_depth[self_col][:, None] == best_depth)  # [a, b]: a in lch
-    sub = np.where(self_ok, self_col[:, None], sub)
-    # NLTK's shortest_path_distance(x, subsumer) may go up past the subsumer and down again:
-    # reach[x, j] = min over ancestors h of j of dist[x, h] + dist(j, h)
-    reach = np.full((n, H), np.inf)
-    for j in np.unique(sub):
-        best = np.full(n, np.inf)
-        for h, dj in ancs[j]._shortest_hypernym_paths(False).items():
-            col = anc_index.get(h)
-            if col is not None:
-                np.minimum(best, dist[:, col] + dj, out=best)
-        reach[:, j] = best
-    depth = max_depth[sub] + 1.0
-    ar = np.arange(n)
-    la = reach[ar[:, None], sub] + depth
-    lb = reach[ar[None, :], sub] + depth
-    return 2.0 * depth / (la + lb)
-
-
-def path_matrix(synsets: Sequence[Any]) -> np.ndarray:
-    """Path similarity ``1 / (1 + shortest path)`` of every pair of noun synsets, ``[n, n]``.
-
-    NLTK's ``path_similarity`` (the shortest path through a common hypernym), from one
-    ancestor-distance table: ``min_h d(a, h) + d(b, h)`` over the ancestors ``h``.
-    """
-    syns = list(synsets)
-    if any(s.pos() != "n" for s in syns):
-        raise InputError("path_matrix handles noun synsets only (they share the root entity.n.01).")
-    index: dict[Any, int] = {}
-    entries: list[tuple[int, int, int]] = []
-    for i, s in enumerate(syns):
-        for h, d in s._shortest_hypernym_paths(False).items():
-            entries.append((i, index.setdefault(h, len(index)), d))
-    dist = np.full((len(syns), len(index)), np.inf)
-    for i, j, d in entries:
-        dist[i, j] = min(dist[i, j], d)
-    best = np.full((len(syns), len(syns)), np.inf)
-    for j in range(len(index)):
-        col = dist[:, j]
-        rows = np.flatnonzero(np.isfinite(col))
-        if rows.size:
-            sub = col[rows][:, None] + col[rows][None, :]
-            best[np.ix_(rows, rows)] = np.minimum(best[np.ix_(rows, rows)], sub)
-    return 1.0 / (1.0 + best)

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
-from ..data.synsets import MatchedSynset, match_synsets, path_matrix, subtree_split, wup_matrix
+from ..data.synsets import MatchedSynset, match_synsets, subtree_split
+from ..data.wordnet import similarity_matrix
 from ..inject import attach, make_adapter
 from ..inject.geometry import (
     CONTROLS,
@@ -358,8 +359,8 @@ def paired_diff(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
 
 def similarity_targets(test: list[MatchedSynset]) -> dict[str, np.ndarray]:
     syn = [m.synset for m in test]
-    W = wup_matrix(syn)
-    return {"wup": 0.5 * (W + W.T), "path": path_matrix(syn)}
+    W = similarity_matrix(syn, "wup")
+    return {"wup": 0.5 * (W + W.T), "path": similarity_matrix(syn, "path")}
 
 
 @torch.no_grad()

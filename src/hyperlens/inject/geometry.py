@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from ..align.procrustes import ProcrustesAligner
-from ..data.synsets import MatchedSynset, wup_matrix
+from ..data.synsets import MatchedSynset
+from ..data.wordnet import similarity_matrix
 from ..errors import InputError, ShapeError
 
 __all__ = [
@@ -106,7 +107,7 @@ def wordnet_geometry(
                 f"token id {m.token_id} of {m.word!r} is outside the model's vocabulary of {vocab} rows; "
                 "the synsets were matched with another tokenizer."
             )
-    S = wup_matrix([m.synset for m in train])
+    S = similarity_matrix([m.synset for m in train], "wup")
     S = 0.5 * (S + S.T)
     evals, evecs = np.linalg.eigh(S)
     top = np.argsort(evals)[::-1][:dim]
