@@ -1,4 +1,4 @@
-"""The lerp and field modulators on tiny random models: identity, effect, cache, save/load, errors."""
+"""lerp and field modulators on tiny random models: identity, effect, cache, save/load, errors."""
 
 from __future__ import annotations
 

@@ -302,12 +302,18 @@ def _report_model(
     sp = s.split_summary
     sec = rep.section(
         f"{name}: relational alignment on held-out synsets",
-        f"{sp['n_train'] + sp['n_test']:,} WordNet nouns match single tokens; split by hypernym subtree "
-        f"(depth {sp['subtree_depth']}: {sp['n_train_subtrees']} training and {sp['n_test_subtrees']} held-out "
-        f"subtrees, {sp['shared_subtrees']} shared). {len(s.train)} training anchors fit the geometry; "
-        f"{len(s.test)} held-out synsets are scored. Modulated blocks: {s.layers}. {steps} training steps "
-        "per run. Lift = modulated minus plain model on the same bootstrap draw of held-out synsets "
-        "(95 % percentile interval); 'vs WordNet' columns compare each control with the WordNet run of the "
+        f"{sp['n_train'] + sp['n_test']:,} WordNet nouns match single tokens; split by "
+        "hypernym subtree "
+        f"(depth {sp['subtree_depth']}: {sp['n_train_subtrees']} training and "
+        f"{sp['n_test_subtrees']} held-out "
+        f"subtrees, {sp['shared_subtrees']} shared). {len(s.train)} training anchors fit the "
+        "geometry; "
+        f"{len(s.test)} held-out synsets are scored. Modulated blocks: {s.layers}. {steps} "
+        "training steps "
+        "per run. Lift = modulated minus plain model on the same bootstrap draw of held-out "
+        "synsets "
+        "(95 % percentile interval); 'vs WordNet' columns compare each control with the "
+        "WordNet run of the "
         "same seed.",
     )
     for meas in ("wup", "path"):
@@ -521,10 +527,12 @@ def _coherence(
     sec = rep.section(
         f"{name}: coherence on held-out text",
         (
-            "Perplexity of held-out text with and without the trained modulator (seed 0); the change "
+            "Perplexity of held-out text with and without the trained modulator (seed 0); "
+            "the change "
             "in mean token NLL is a paired bootstrap over texts."
             if s.causal
-            else "Cosine between plain and modulated sentence embeddings of held-out text (1 = unchanged)."
+            else "Cosine between plain and modulated sentence embeddings of held-out text "
+            "(1 = unchanged)."
         ),
     )
     rows = []
@@ -626,7 +634,8 @@ def _sweep(
     sec = rep.section(
         f"{name}: alpha sweep (lerp, trained P, seed 0, every block at the same alpha)",
         "Pearson of held-out definition-embedding cosines with WordNet similarity at fixed alphas, "
-        "95 % bootstrap intervals over held-out synsets. 'bump at 0.29154' is the value there minus "
+        "95 % bootstrap intervals over held-out synsets. 'bump at 0.29154' is the value "
+        "there minus "
         "the mean of its two neighbours, on the same draws: a special constant would stand out "
         "from that local null.",
     )
@@ -649,7 +658,8 @@ def _sweep(
                 k,
                 f"{table['path'][k]['pearson']:.4f} [{table['path'][k]['pearson_lo']:.4f}, "
                 f"{table['path'][k]['pearson_hi']:.4f}]",
-                f"{table['wup'][k]['pearson']:.4f} [{table['wup'][k]['pearson_lo']:.4f}, {table['wup'][k]['pearson_hi']:.4f}]",
+                f"{table['wup'][k]['pearson']:.4f} [{table['wup'][k]['pearson_lo']:.4f}, "
+                f"{table['wup'][k]['pearson_hi']:.4f}]",
                 round(acc[k], 4),
             ]
             for k in keys
@@ -738,9 +748,11 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
     d = mc.paired_diff(raw["path"]["wordnet"][:, 0], raw["path"]["shuffled"][:, 0])
     sec = report.section(
         "Residual modulator (lerp) on held-out WordNet synsets",
-        "MiniLM with a trained lerp modulator on every block (contrastive reverse dictionary, 40 steps), "
+        "MiniLM with a trained lerp modulator on every block (contrastive reverse "
+        "dictionary, 40 steps), "
         "WordNet geometry from 400 training synsets against the same vectors on shuffled tokens; "
-        f"Pearson of {len(s.test)} held-out definition embeddings' cosines with WordNet path similarity "
+        f"Pearson of {len(s.test)} held-out definition embeddings' cosines with WordNet path "
+        "similarity "
         "(95 % bootstrap over synsets). `hyperlens modulate` runs the full experiment.",
     )
     sec.table(
@@ -748,8 +760,13 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
         ["geometry", "Pearson", "lift over plain [CI]", "recall@1", "final alpha per block"],
         [["plain", round(t["plain"]["pearson"], 4), "", round(acc["plain"], 4), ""]]
         + [
-            [g, round(t[g]["pearson"], 4), _fmt(t[g]["lift_pearson"], t[g]["lift_pearson_lo"],
-                                               t[g]["lift_pearson_hi"]), round(acc[g], 4), alphas[g]]
+            [
+                g,
+                round(t[g]["pearson"], 4),
+                _fmt(t[g]["lift_pearson"], t[g]["lift_pearson_lo"], t[g]["lift_pearson_hi"]),
+                round(acc[g], 4),
+                alphas[g],
+            ]
             for g in ("wordnet", "shuffled")
         ],
     )

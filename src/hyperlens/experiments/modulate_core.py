@@ -351,7 +351,8 @@ def relational_table(
 
 def paired_diff(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     """Point value and 95 % percentile interval of ``a - b`` from shared bootstrap draws
-    (row 0 the full sample, rows 1.. the resamples), e.g. one column of ``relational_table``'s raw output."""
+    (row 0 the full sample, rows 1.. the resamples), e.g. one column of
+    ``relational_table``'s raw output."""
     d = a - b
     lo, hi = np.percentile(d[1:], [2.5, 97.5])
     return float(d[0]), float(lo), float(hi)

@@ -46,7 +46,8 @@ CONTROLS = ("random", "shuffled", "pca")
 
 @dataclass
 class TokenGeometry:
-    """``vectors`` float32 ``[vocab, k]`` (zero rows where ``mask`` is False), ``mask`` bool ``[vocab]``."""
+    """``vectors`` float32 ``[vocab, k]`` (zero rows where ``mask`` is False); ``mask`` bool
+    ``[vocab]``."""
 
     vectors: torch.Tensor
     mask: torch.Tensor
@@ -104,7 +105,8 @@ def wordnet_geometry(
     for m in list(train) + list(others):
         if not 0 <= m.token_id < vocab:
             raise ShapeError(
-                f"token id {m.token_id} of {m.word!r} is outside the model's vocabulary of {vocab} rows; "
+                f"token id {m.token_id} of {m.word!r} is outside the model's vocabulary of "
+                f"{vocab} rows; "
                 "the synsets were matched with another tokenizer."
             )
     S = similarity_matrix([m.synset for m in train], "wup")
@@ -179,7 +181,8 @@ def make_control(
 def procrustes_projection(
     geometry: TokenGeometry, token_ids: torch.Tensor, reps: torch.Tensor
 ) -> torch.Tensor:
-    """Initial ``P`` ``[d_model, k]``: rotate ``geometry[token_ids]`` onto ``reps``' principal subspace.
+    """Initial ``P`` ``[d_model, k]``: rotate ``geometry[token_ids]`` onto ``reps``' principal
+    subspace.
 
     ``reps`` ``[n, d_model]`` are the model's representations of the same items (e.g. the
     residual stream of their definitions). The rotation is fitted by

@@ -48,7 +48,6 @@ from ..errors import ConfigError, InputError, ShapeError
 from ..functional.geometry import cayley_menger_volume
 from ..models.arch import resolve_backbone
 from ..models.handle import ModelHandle
-
 from .base import Adapter, AdapterConfig, register_adapter
 
 __all__ = [
@@ -99,7 +98,8 @@ def _check_common(cfg: Any) -> None:
     alphas = cfg.alpha if isinstance(cfg.alpha, (list, tuple)) else [cfg.alpha]
     if isinstance(cfg.alpha, (list, tuple)) and len(alphas) != len(layers):
         raise ConfigError(
-            f"alpha has {len(alphas)} values but there are {len(layers)} layers; give one per layer."
+            f"alpha has {len(alphas)} values but there are {len(layers)} layers; give one per "
+            "layer."
         )
     if cfg.init_geometry not in {"none", "random"}:
         raise ConfigError(f"init_geometry must be 'none' or 'random', got {cfg.init_geometry!r}.")
@@ -131,7 +131,8 @@ class _GeometryAdapter(Adapter):
         if tuple(vectors.shape) != tuple(self.geometry.shape):
             raise ShapeError(
                 f"geometry has shape {tuple(vectors.shape)} but the adapter expects "
-                f"{tuple(self.geometry.shape)} = [vocab_size, dim]; build it for this model's tokenizer."
+                f"{tuple(self.geometry.shape)} = [vocab_size, dim]; build it for this model's "
+                "tokenizer."
             )
         with torch.no_grad():
             self.geometry.copy_(vectors.to(self.geometry))
@@ -164,8 +165,14 @@ class _GeometryAdapter(Adapter):
         vocab = int(mod.get_input_embeddings().weight.shape[0])  # type: ignore[operator]
         layers = sorted({0, bb.num_layers - 1})
         return cls.config_class(
-            d_model=bb.d_model, vocab_size=vocab, n_layers=bb.num_layers, layers=layers, dim=8,
-            alpha=0.3, init_geometry="random", zero_init=True,
+            d_model=bb.d_model,
+            vocab_size=vocab,
+            n_layers=bb.num_layers,
+            layers=layers,
+            dim=8,
+            alpha=0.3,
+            init_geometry="random",
+            zero_init=True,
         )
 
     def _lookup(
@@ -301,7 +308,7 @@ def regular_simplex(k: int, edim: int) -> torch.Tensor:
 
 
 class KSimplexExpert(nn.Module):
-    """One Cayley-Menger expert: input ``[..., in_dim]`` -> gate ``[..., n_out]``, validity ``[...]``.
+    """One Cayley-Menger expert: ``[..., in_dim]`` -> gate ``[..., n_out]``, validity ``[...]``.
 
     Features: the ``C(k+1, 2)`` squared edge lengths and the squared volume of the deformed
     simplex ``template + deform_scale * A x``, layer-normalised.
@@ -312,7 +319,12 @@ class KSimplexExpert(nn.Module):
     pj: torch.Tensor
 
     def __init__(
-        self, k: int, in_dim: int, n_out: int, edim: int = 8, deform_scale: float = 0.05,
+        self,
+        k: int,
+        in_dim: int,
+        n_out: int,
+        edim: int = 8,
+        deform_scale: float = 0.05,
         zero_init: bool = False,
     ) -> None:
         super().__init__()
@@ -332,7 +344,7 @@ class KSimplexExpert(nn.Module):
         self.validity = nn.Linear(n_feat, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns ``gate`` ``[..., n_out]``, ``validity`` ``[...]`` and squared volume ``[...]``."""
+        """``gate`` ``[..., n_out]``, ``validity`` ``[...]`` and squared volume ``[...]``."""
         t = self.template
         verts = t + self.deform_scale * self.to_deform(x).unflatten(
             -1, tuple(t.shape)
@@ -428,7 +440,8 @@ class FieldModulator(_GeometryAdapter):
         amax = self.config.alpha_max
         if len(vals) != n or any(not 0.0 <= float(v) <= amax for v in vals):
             raise InputError(
-                f"alpha must be in [0, alpha_max={amax}] (one value or one per layer), got {alpha!r}."
+                f"alpha must be in [0, alpha_max={amax}] (one value or one per layer), got "
+                f"{alpha!r}."
             )
         with torch.no_grad():
             self.theta.copy_(
