@@ -419,7 +419,7 @@ def _report_model(
         {"key": "plain", "kind": "-", "geometry": "plain", "seed": "-", "alpha0": "-"}
     ] + runs:
         sc = task[r["key"]]
-        d = (
+        dt = (
             paired_bootstrap(sc["top1"], base["top1"], n_boot=1000, seed=0)
             if r["key"] != "plain"
             else None
@@ -432,7 +432,7 @@ def _report_model(
                 r["seed"],
                 round(float(sc["top1"].mean()), 4),
                 round(float(sc["top10"].mean()), 4),
-                "" if d is None else f"{d.value:+.4f} [{d.lo:+.4f}, {d.hi:+.4f}]",
+                "" if dt is None else f"{dt.value:+.4f} [{dt.lo:+.4f}, {dt.hi:+.4f}]",
             ]
         )
     label = "next-token lemma accuracy" if s.causal else "reverse-dictionary recall"

@@ -61,6 +61,11 @@ class Setup:
 
 
 # --------------------------------------------------------------------------- forward helpers
+def _mod(h: ModelHandle) -> Any:
+    """The handle's module (the experiment refuses static models before it gets here)."""
+    return h.module
+
+
 def _tok(h: ModelHandle, texts: Sequence[str], max_length: int = 64) -> dict[str, torch.Tensor]:
     tok = h.tokenizer
     if tok.pad_token is None:
@@ -73,7 +78,7 @@ def _tok(h: ModelHandle, texts: Sequence[str], max_length: int = 64) -> dict[str
 
 def _pooled(h: ModelHandle, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean of the final hidden states over real tokens ``[B, d]`` (gradients kept)."""
-    stack = resolve_backbone(h.module).stack
+    stack = resolve_backbone(_mod(h)).stack
     hid = stack(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]
     m = batch["attention_mask"].unsqueeze(-1).to(hid.dtype)
     return (hid * m).sum(1) / m.sum(1).clamp_min(1.0)
@@ -81,11 +86,11 @@ def _pooled(h: ModelHandle, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def _last_logits(h: ModelHandle, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Logits at each row's last real token ``[B, vocab]``: the prediction of the next token."""
-    stack = resolve_backbone(h.module).stack
+    stack = resolve_backbone(_mod(h)).stack
     hid = stack(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]
     last = batch["attention_mask"].sum(1) - 1
     x = hid[torch.arange(hid.shape[0]), last]
-    return h.module.get_output_embeddings()(x)  # type: ignore[operator]
+    return _mod(h).get_output_embeddings()(x)
 
 
 def _batches(n: int, size: int) -> list[range]:
@@ -99,7 +104,7 @@ def encode(
     """Mean-pooled final hidden states ``[N, d]`` float32, with the adapter attached if given."""
     order = np.argsort([len(t) for t in texts])
     out = torch.empty(len(texts), h.hidden_size)
-    ctx = attach(h.module, adapter) if adapter is not None else _null()
+    ctx = attach(_mod(h), adapter) if adapter is not None else _null()
     with ctx:
         for r in _batches(len(texts), batch_size):
             idx = order[r.start : r.stop]
@@ -154,7 +159,7 @@ def prepare(
     chosen = layers if layers is not None else default_layers(handle.num_layers, causal)
     # residual norms and the Procrustes projection, from the anchors' definitions only
     texts = [_text(m, causal) for m in train]
-    probe = make_adapter(
+    probe: Any = make_adapter(
         "lerp",
         d_model=handle.hidden_size,
         vocab_size=E.shape[0],
@@ -164,7 +169,7 @@ def prepare(
         alpha=0.0,
     )
     batches = [_tok(handle, texts[r.start : r.stop]) for r in _batches(min(len(texts), 128), 32)]
-    norms = probe.calibrate(handle.module, batches)
+    norms = probe.calibrate(_mod(handle), batches)
     from ..models import embed
 
     mid = chosen[len(chosen) // 2]
@@ -195,7 +200,7 @@ def build_adapter(s: Setup, kind: str, geometry: str, alpha: float, seed: int) -
         layers=s.layers,
         dim=s.proj0.shape[1],
     )
-    ad = make_adapter(kind, alpha=alpha, **common)
+    ad: Any = make_adapter(kind, alpha=alpha, **common)
     g = s.geometries[geometry]
     ad.set_geometry(g.vectors, g.mask)
     if kind == "lerp":
@@ -210,7 +215,7 @@ def task_loss(
     s: Setup, ad: Any, items: list[MatchedSynset], tau: float = 0.05
 ) -> tuple[torch.Tensor, dict[str, float]]:
     h = s.handle
-    with attach(h.module, ad):
+    with attach(_mod(h), ad):
         if s.causal:
             logits = _last_logits(h, _tok(h, [_text(m, True) for m in items]))
             loss = torch.nn.functional.cross_entropy(
@@ -246,13 +251,13 @@ def train_adapter(
         seed=seed,
         progress=False,
     )
-    s.handle.module.requires_grad_(False)
+    _mod(s.handle).requires_grad_(False)
     return fit(
         ad,
         lambda mod, batch: task_loss(s, mod, batch),
         s.train,
         cfg,
-        frozen=s.handle.module,
+        frozen=_mod(s.handle),
         collate=lambda items: items,
     )
 
@@ -266,7 +271,7 @@ def task_scores(
     h = s.handle
     top1, top10 = np.zeros(len(items)), np.zeros(len(items))
     if s.causal:
-        ctx = attach(h.module, ad) if ad is not None else _null()
+        ctx = attach(_mod(h), ad) if ad is not None else _null()
         with ctx:
             for r in _batches(len(items), batch_size):
                 its = items[r.start : r.stop]
@@ -324,7 +329,7 @@ def relational_table(
     }
     n = next(iter(cos.values())).shape[0]
     rng = np.random.default_rng(seed)
-    draws = [np.arange(n)] + [rng.integers(0, n, n) for _ in range(n_boot)]
+    draws: list[Any] = [np.arange(n)] + [rng.integers(0, n, n) for _ in range(n_boot)]
     out: dict[str, dict[str, dict[str, float]]] = {}
     raw: dict[str, dict[str, np.ndarray]] = {}
     for mname, S in sims.items():
@@ -370,11 +375,11 @@ def nll_per_text(
 ) -> np.ndarray:
     """Mean next-token negative log-likelihood of each text (causal LM), ``[N]``."""
     out = np.zeros(len(texts))
-    ctx = attach(h.module, ad) if ad is not None else _null()
+    ctx = attach(_mod(h), ad) if ad is not None else _null()
     with ctx:
         for r in _batches(len(texts), batch_size):
             b = _tok(h, texts[r.start : r.stop], max_length=64)
-            logits = h.module(**b).logits.float()
+            logits = _mod(h)(**b).logits.float()
             lp = torch.log_softmax(logits[:, :-1], -1)
             tgt = b["input_ids"][:, 1:]
             m = b["attention_mask"][:, 1:].float()
@@ -394,9 +399,9 @@ def generate_pair(
         do_sample=False,
         pad_token_id=tok.pad_token_id or tok.eos_token_id,
     )
-    plain = h.module.generate(**b, **kw)  # type: ignore[operator]
-    with attach(h.module, ad):
-        mod = h.module.generate(**b, **kw)  # type: ignore[operator]
+    plain = _mod(h).generate(**b, **kw)
+    with attach(_mod(h), ad):
+        mod = _mod(h).generate(**b, **kw)
     n = b["input_ids"].shape[1]
     return tok.decode(plain[0, n:], skip_special_tokens=True), tok.decode(
         mod[0, n:], skip_special_tokens=True

@@ -164,7 +164,7 @@ class _GeometryAdapter(Adapter):
         bb = resolve_backbone(mod)
         vocab = int(mod.get_input_embeddings().weight.shape[0])  # type: ignore[operator]
         layers = sorted({0, bb.num_layers - 1})
-        return cls.config_class(
+        return cls.config_class(  # type: ignore[call-arg]
             d_model=bb.d_model,
             vocab_size=vocab,
             n_layers=bb.num_layers,
