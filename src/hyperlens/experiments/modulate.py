@@ -45,7 +45,7 @@ SEED_PROMPTS = (
 )
 _STATIC = {"glove-50d", "wordllama", "spacy-md"}
 _KNOWN_LAYERS = {"minilm": 6, "smollm2": 30}
-_DEFAULT_STEPS = {"minilm": 120, "smollm2": 40}
+_DEFAULT_STEPS = {"minilm": 60, "smollm2": 20}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,11 +70,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="blocks to modulate (default: all of a <=12-block model, else every third)",
     )
     p.add_argument(
-        "--anchors", type=int, default=1000, help="training synsets (WordNet anchors) (1000)"
+        "--anchors", type=int, default=800, help="training synsets (WordNet anchors) (800)"
     )
-    p.add_argument("--test", type=int, default=300, help="held-out synsets scored (300)")
+    p.add_argument("--test", type=int, default=200, help="held-out synsets scored (200)")
     p.add_argument(
-        "--steps", type=int, default=None, help="training steps (default: minilm 120, smollm2 40)"
+        "--steps", type=int, default=None, help="training steps (default: minilm 60, smollm2 20)"
     )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=3e-3, help="learning rate of P and the experts")
@@ -92,9 +92,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--sweep", type=float, nargs="*", default=list(SWEEP), help="alpha sweep values")
     p.add_argument(
-        "--n-boot", type=int, default=200, help="bootstrap resamples over held-out synsets"
+        "--n-boot", type=int, default=100, help="bootstrap resamples over held-out synsets"
     )
-    p.add_argument("--n-coherence", type=int, default=150, help="held-out texts per coherence set")
+    p.add_argument("--n-coherence", type=int, default=100, help="held-out texts per coherence set (100)")
     p.add_argument("--data-dir", default=None, help="folder with SST-2 (default: the usual places)")
 
 
