@@ -94,7 +94,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--n-boot", type=int, default=100, help="bootstrap resamples over held-out synsets"
     )
-    p.add_argument("--n-coherence", type=int, default=100, help="held-out texts per coherence set (100)")
+    p.add_argument("--n-coherence", type=int, default=100, help="held-out texts per set (100)")
     p.add_argument("--data-dir", default=None, help="folder with SST-2 (default: the usual places)")
 
 
