@@ -18,7 +18,8 @@ path that changes the numbers shows up. Results go to
 ``benchmarks/results/bench_embed.json``. Run from the project root::
 
     python benchmarks/bench_embed.py            # both models, 2,000 texts (long on 2 busy cores)
-    python benchmarks/bench_embed.py --models minilm --out benchmarks/results/bench_embed_minilm.json
+    python benchmarks/bench_embed.py --models minilm \
+        --out benchmarks/results/bench_embed_minilm.json
     python benchmarks/bench_embed.py --models smollm2 --n 600 --n-single 60 \
         --out benchmarks/results/bench_embed_smollm2.json
 """
@@ -53,11 +54,14 @@ def sst2_sentences(n: int) -> list[str]:
     path = next((c / "sst2" / "train.tsv" for c in cands if (c / "sst2" / "train.tsv").exists()),
                 cands[0] / "sst2" / "train.tsv")
     if not path.exists():
-        sys.exit(f"SST-2 not found at {path}; set HYPERLENS_DATA_DIR to the folder holding sst2/train.tsv")
+        sys.exit(
+            f"SST-2 not found at {path}; set HYPERLENS_DATA_DIR to the folder holding "
+            "sst2/train.tsv"
+        )
     with path.open(encoding="utf-8") as fh:
         rows = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
         next(rows)
-        return [r[0] for _, r in zip(range(n), rows)]
+        return [r[0] for _, r in zip(range(n), rows, strict=False)]
 
 
 def timed(fn: Callable[[], np.ndarray], label: str = "") -> tuple[np.ndarray, float]:
@@ -78,12 +82,20 @@ def last_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return h[torch.arange(h.shape[0]), idx]
 
 
-def naive(module: torch.nn.Module, tok, texts: list[str], bs: int, pool, layer: int, max_len: int) -> np.ndarray:
+def naive(
+    module: torch.nn.Module, tok, texts: list[str], bs: int, pool, layer: int, max_len: int
+) -> np.ndarray:
     """(a)/(b): input order, padded per batch, all hidden states, no_grad."""
     out = []
     with torch.no_grad():
         for i in range(0, len(texts), bs):
-            b = tok(texts[i : i + bs], return_tensors="pt", padding=bs > 1, truncation=True, max_length=max_len)
+            b = tok(
+                texts[i : i + bs],
+                return_tensors="pt",
+                padding=bs > 1,
+                truncation=True,
+                max_length=max_len,
+            )
             res = module(**b, output_hidden_states=True)
             out.append(pool(res.hidden_states[layer], b["attention_mask"]).float())
     return torch.cat(out).numpy()
@@ -122,34 +134,56 @@ def main() -> None:
         tok, module = h.tokenizer, h.module
         backbone = resolve_backbone(module).stack
         L = h.num_layers
-        rec: dict = {"kind": h.kind, "layers": L, "pooling": pooling, "max_length": h.max_length, "rates": {}}
+        rec: dict = {
+            "kind": h.kind,
+            "layers": L,
+            "pooling": pooling,
+            "max_length": h.max_length,
+            "rates": {},
+        }
         ns = results["n_single"]
         # load-independent view: token positions each scheme pushes through the model
-        lens = np.array([len(x) for x in tok(texts, truncation=True, max_length=h.max_length)["input_ids"]])
+        lens = np.array(
+            [len(x) for x in tok(texts, truncation=True, max_length=h.max_length)["input_ids"]]
+        )
         srt = np.sort(lens)[::-1]
         rec["token_positions"] = {
             "real": int(lens.sum()),
-            "padded32_input_order": int(sum(lens[i : i + 32].max() * len(lens[i : i + 32]) for i in range(0, len(lens), 32))),
-            "padded32_length_sorted": int(sum(srt[i : i + 32].max() * len(srt[i : i + 32]) for i in range(0, len(srt), 32))),
+            "padded32_input_order": int(
+                sum(lens[i : i + 32].max() * len(lens[i : i + 32]) for i in range(0, len(lens), 32))
+            ),
+            "padded32_length_sorted": int(
+                sum(srt[i : i + 32].max() * len(srt[i : i + 32]) for i in range(0, len(srt), 32))
+            ),
         }
 
         # warm-up (first calls allocate)
         embed(texts[:64], h, pooling=pooling)
 
-        ref, t = timed(lambda: naive(module, tok, texts, 32, pool, -1, h.max_length), f"{name} b_padded32")
+        ref, t = timed(
+            lambda: naive(module, tok, texts, 32, pool, -1, h.max_length), f"{name} b_padded32"
+        )
         rec["rates"]["b_padded32"] = len(texts) / t
-        _, t = timed(lambda: naive(backbone, tok, texts, 32, pool, -1, h.max_length), f"{name} b_backbone")
+        _, t = timed(
+            lambda: naive(backbone, tok, texts, 32, pool, -1, h.max_length), f"{name} b_backbone"
+        )
         rec["rates"]["b_padded32_backbone"] = len(texts) / t
-        single, t = timed(lambda: naive(backbone, tok, texts[:ns], 1, pool, -1, h.max_length), f"{name} a_single")
+        single, t = timed(
+            lambda: naive(backbone, tok, texts[:ns], 1, pool, -1, h.max_length), f"{name} a_single"
+        )
         rec["rates"]["a_single"] = ns / t
         rec["cos_min"] = {"a_single": cosine_vs(single, ref[:ns])}
 
-        ours, t = timed(lambda: embed(texts, h, pooling=pooling, batch_size=32), f"{name} hyperlens fp32")
+        ours, t = timed(
+            lambda: embed(texts, h, pooling=pooling, batch_size=32), f"{name} hyperlens fp32"
+        )
         rec["rates"]["hyperlens_fp32"] = len(texts) / t
         rec["cos_min"]["hyperlens_fp32"] = cosine_vs(ours, ref)
         rec["max_abs_diff_fp32"] = float(np.abs(ours - ref).max())
         if name == "smollm2":
-            early, t = timed(lambda: embed(texts, h, pooling=pooling, layer=6, batch_size=32), f"{name} layer 6")
+            early, t = timed(
+                lambda: embed(texts, h, pooling=pooling, layer=6, batch_size=32), f"{name} layer 6"
+            )
             rec["rates"]["hyperlens_fp32_layer6"] = len(texts) / t
             ref6 = naive(backbone, tok, texts[:256], 32, pool, 6, h.max_length)
             rec["cos_min"]["hyperlens_fp32_layer6"] = cosine_vs(early[:256], ref6)
@@ -165,7 +199,7 @@ def main() -> None:
         # bfloat16: opt-in, same texts
         hb = load(name, device="cpu", dtype="bfloat16")
         embed(texts[:64], hb, pooling=pooling)
-        bf, t = timed(lambda: embed(texts, hb, pooling=pooling, batch_size=32), f"{name} bf16")
+        bf, t = timed(lambda h=hb: embed(texts, h, pooling=pooling, batch_size=32), f"{name} bf16")
         rec["rates"]["hyperlens_bf16"] = len(texts) / t
         rec["cos_min"]["hyperlens_bf16"] = cosine_vs(bf, ref)
         del hb
@@ -178,8 +212,13 @@ def main() -> None:
         if "c_st_encode" in r:
             rec["speedup"]["fp32_vs_c_st_encode"] = r["hyperlens_fp32"] / r["c_st_encode"]
         results["models"][name] = rec
-        print(name, {k: round(v, 1) for k, v in r.items()}, {k: round(v, 2) for k, v in rec["speedup"].items()},
-              {k: round(v, 5) for k, v in rec["cos_min"].items()}, flush=True)
+        print(
+            name,
+            {k: round(v, 1) for k, v in r.items()},
+            {k: round(v, 2) for k, v in rec["speedup"].items()},
+            {k: round(v, 5) for k, v in rec["cos_min"].items()},
+            flush=True,
+        )
     results["load_average_at_end"] = os.getloadavg()
     path = atomic_write_json(args.out, results)
     print(f"wrote {path}")

@@ -12,7 +12,8 @@
 
 Usage::
 
-    PYTHONPATH=src python benchmarks/bench_geometry.py [--loop-subset 3000] [--out benchmarks/results]
+    PYTHONPATH=src python benchmarks/bench_geometry.py [--loop-subset 3000] \
+        [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from hyperlens.functional.geometry import (
     simplex_volume_cv,
     simplex_volumes,
 )
+from hyperlens.functional.geometry.simplex import _use_gram
+from hyperlens.functional.kernels import cpu_info
 from hyperlens.utils import atomic_write_json, cache_dir
 
 SMOLLM2 = "smollm2-135m-instruct-f32"
@@ -131,7 +134,8 @@ def bench_volumes(n: int, d: int, m: int, loop_subset: int, repeats: int, seed: 
         "loop_subset": loop_subset,
         "loop_subset_s": t_loop_sub,
         "loop_rate_per_s": loop_rate,
-        "loop_note": f"loop timed on the first {loop_subset} of the same simplices and extrapolated to {m}",
+        "loop_note": f"loop timed on the first {loop_subset} of the same simplices and "
+                     f"extrapolated to {m}",
         "speedup_vs_loop": t_loop / t_ours,
         "speedup_vs_numpy_batched": t_np / t_ours,
         "numpy_batched_vs_loop": t_loop / t_np,
@@ -139,6 +143,62 @@ def bench_volumes(n: int, d: int, m: int, loop_subset: int, repeats: int, seed: 
         "max_rel_diff_vs_numpy_batched": rel(vols_np, vols_b),
         "max_rel_diff_vs_gather_kernel": rel(vols_np, vols_g.numpy()),  # type: ignore[union-attr]
         "cv": cv,
+    }
+
+
+def bench_cv_end_to_end(n: int, d: int, m: int, loop_subset: int, repeats: int, seed: int) -> dict:
+    """``simplex_volume_cv`` end to end against the seed's loop (volumes one by one, then CV).
+
+    The cloud is an isotropic Gaussian ``n x d``. Rounds alternate the contenders (ours,
+    then the loop on its first ``loop_subset`` simplices, extrapolated to ``m``); best of
+    ``repeats`` rounds each. Ours also computes a 1,000-resample bootstrap interval that
+    the loop does not, so it is timed with the default ``n_boot=1000`` and with
+    ``n_boot=2`` (volumes and CV only, like the loop).
+    """
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    Xt = torch.from_numpy(X)
+    idx = sample_simplices(n, 4, m, seed=seed).numpy()
+    sub = idx[:loop_subset]
+
+    def loop() -> float:
+        vols = np.array([loop_volume(X[r]) for r in sub])
+        return float(vols.std() / vols.mean())
+
+    best = {"hyperlens_default_n_boot": float("inf"), "hyperlens_n_boot_2": float("inf"),
+            "loop_subset": float("inf")}
+    res = simplex_volume_cv(Xt, k=4, n_samples=m, seed=seed)  # warm-up (compiles once)
+    for _ in range(repeats):
+        t = time.perf_counter()
+        res = simplex_volume_cv(Xt, k=4, n_samples=m, seed=seed)
+        best["hyperlens_default_n_boot"] = min(best["hyperlens_default_n_boot"],
+                                               time.perf_counter() - t)
+        t = time.perf_counter()
+        simplex_volume_cv(Xt, k=4, n_samples=m, seed=seed, n_boot=2)
+        best["hyperlens_n_boot_2"] = min(best["hyperlens_n_boot_2"], time.perf_counter() - t)
+        t = time.perf_counter()
+        loop_cv = loop()
+        best["loop_subset"] = min(best["loop_subset"], time.perf_counter() - t)
+    t_loop = best["loop_subset"] * m / loop_subset
+    # volumes exact: ours against the loop on the same simplices
+    ours = simplex_volumes(Xt, torch.from_numpy(sub)).numpy()
+    vols_loop = np.array([loop_volume(X[r]) for r in sub])
+    rel = float(np.max(np.abs(ours - vols_loop) / vols_loop))
+    return {
+        "matrix": [n, d],
+        "simplices": m,
+        "seconds": {**best, "loop_extrapolated": t_loop},
+        "speedup_vs_loop_default_n_boot": t_loop / best["hyperlens_default_n_boot"],
+        "speedup_vs_loop_n_boot_2": t_loop / best["hyperlens_n_boot_2"],
+        "volume_path": "gram" if _use_gram(n, m, 5) else "pair products",
+        "max_rel_diff_vs_loop": rel,
+        "cv": res.cv.value,
+        "cv_ci": [res.cv.lo, res.cv.hi],
+        "loop_cv_on_subset": loop_cv,
+        "targets": {"speedup>=100": t_loop / best["hyperlens_default_n_boot"] >= 100,
+                    "volumes_rel_1e-6": rel <= 1e-6},
+        "note": f"loop timed on {loop_subset} simplices and extrapolated to {m}; rounds "
+        "interleaved, best of each",
     }
 
 
@@ -175,7 +235,9 @@ def bench_spectrum(repeats: int, seed: int) -> dict:
         "shape": list(E.shape),
         "eigenspectrum_and_pr_s": t_pr_only,
         "numpy_cov_eigvalsh_s": t_np,
-        "max_rel_diff_top100_vs_numpy": float(np.max(np.abs(ev[:100] - ev_ref[:100]) / ev_ref[:100])),
+        "max_rel_diff_top100_vs_numpy": float(
+            np.max(np.abs(ev[:100] - ev_ref[:100]) / ev_ref[:100])
+        ),
         "participation_ratio": spec_d["participation_ratio"],
         "participation_ratio_over_dim": spec_d["participation_ratio_over_dim"],
         "effective_rank": spec_d["effective_rank"],
@@ -192,7 +254,9 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=512)
     ap.add_argument("--simplices", type=int, default=100_000)
     ap.add_argument("--loop-subset", type=int, default=3000)
-    ap.add_argument("--repeats", type=int, default=3, help="best of this many runs for the fast kernels")
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="best of this many runs for the fast kernels"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
@@ -205,22 +269,42 @@ def main() -> None:
         "torch": torch.__version__,
         "numpy": np.__version__,
         "load_average_at_start": list(os.getloadavg()),
+        "cpu": cpu_info(),
     }
-    res = {"environment": info,
-           "volumes": bench_volumes(args.n, args.d, args.simplices, args.loop_subset, args.repeats, args.seed),
-           "smollm2_spectrum": bench_spectrum(args.repeats, args.seed)}
+    res = {
+        "environment": info,
+        "volumes": bench_volumes(
+            args.n, args.d, args.simplices, args.loop_subset, args.repeats, args.seed
+        ),
+        "cv_end_to_end": bench_cv_end_to_end(
+            args.n, args.d, args.simplices, args.loop_subset, args.repeats, args.seed
+        ),
+        "smollm2_spectrum": bench_spectrum(args.repeats, args.seed),
+    }
     res["environment"]["load_average_at_end"] = list(os.getloadavg())
     path = atomic_write_json(args.out / "bench_geometry.json", res)
     v = res["volumes"]
-    print(f"volumes: hyperlens {v['hyperlens_s']:.3f} s | numpy batched {v['numpy_batched_s']:.2f} s | "
-          f"loop {v['loop_s_extrapolated']:.1f} s (extrapolated from {v['loop_subset']}) -> "
-          f"{v['speedup_vs_loop']:.0f}x loop, {v['speedup_vs_numpy_batched']:.1f}x numpy; "
-          f"max rel diff {v['max_rel_diff_vs_loop']:.1e} (loop) {v['max_rel_diff_vs_numpy_batched']:.1e} (numpy)")
+    print(
+        f"volumes: hyperlens {v['hyperlens_s']:.3f} s | numpy batched {v['numpy_batched_s']:.2f} s "
+        "| "
+        f"loop {v['loop_s_extrapolated']:.1f} s (extrapolated from {v['loop_subset']}) -> "
+        f"{v['speedup_vs_loop']:.0f}x loop, {v['speedup_vs_numpy_batched']:.1f}x numpy; "
+        f"max rel diff {v['max_rel_diff_vs_loop']:.1e} (loop) "
+        f"{v['max_rel_diff_vs_numpy_batched']:.1e} (numpy)"
+    )
+    e = res["cv_end_to_end"]
+    print(f"simplex_volume_cv end to end: {e['seconds']['hyperlens_default_n_boot']:.3f} s "
+          f"(n_boot=2: {e['seconds']['hyperlens_n_boot_2']:.3f} s) vs loop "
+          f"{e['seconds']['loop_extrapolated']:.1f} s -> {e['speedup_vs_loop_default_n_boot']:.0f}x"
+          f" ({e['speedup_vs_loop_n_boot_2']:.0f}x)")
     s = res["smollm2_spectrum"]
     if "skipped" not in s:
-        print(f"SmolLM2 {s['shape']}: eigenspectrum + PR {s['eigenspectrum_and_pr_s']:.2f} s, "
-              f"PR {s['participation_ratio']:.1f} ({s['participation_ratio_over_dim']:.3f} of d), "
-              f"CV {s['pentachoron_cv']['cv']['value']:.3f} vs null {s['pentachoron_cv']['null_cv']['value']:.3f}")
+        print(
+            f"SmolLM2 {s['shape']}: eigenspectrum + PR {s['eigenspectrum_and_pr_s']:.2f} s, "
+            f"PR {s['participation_ratio']:.1f} ({s['participation_ratio_over_dim']:.3f} of d), "
+            f"CV {s['pentachoron_cv']['cv']['value']:.3f} vs null "
+            f"{s['pentachoron_cv']['null_cv']['value']:.3f}"
+        )
     else:
         print(s["skipped"])
     print(path)

@@ -63,7 +63,7 @@ def _naive_battery(model: Any) -> dict[str, Any]:
         wtype = "norm" if "norm" in name else ("embedding" if "embed" in name else leaf)
         catalog[wtype].append({"name": name, "param": w, "layer": layer})
     svd_rows = []
-    for wtype, entries in catalog.items():
+    for entries in catalog.values():
         for e in entries:
             w = e["param"]
             if w.dim() != 2:
@@ -72,28 +72,50 @@ def _naive_battery(model: Any) -> dict[str, Any]:
             s = s.numpy()
             e2 = s**2
             cum = np.cumsum(e2) / e2.sum()
-            svd_rows.append({"name": e["name"], "stable_rank": e2.sum() / e2[0],
-                             "pr": s.sum() ** 2 / e2.sum(), "active": (s > 0.01 * s[0]).mean(),
-                             "rank90": int(np.searchsorted(cum, 0.9) + 1), "cond": s[0] / (s[-1] + 1e-10)})
+            svd_rows.append(
+                {
+                    "name": e["name"],
+                    "stable_rank": e2.sum() / e2[0],
+                    "pr": s.sum() ** 2 / e2.sum(),
+                    "active": (s > 0.01 * s[0]).mean(),
+                    "rank90": int(np.searchsorted(cum, 0.9) + 1),
+                    "cond": s[0] / (s[-1] + 1e-10),
+                }
+            )
     thresholds = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
     sparsity = {}
     for wtype, entries in catalog.items():
         vals = torch.cat([e["param"].abs().flatten() for e in entries])
         sparsity[wtype] = [float((vals < t).sum()) / len(vals) for t in thresholds]
     qk = []
-    heads, kv = cfg.num_attention_heads, getattr(cfg, "num_key_value_heads", cfg.num_attention_heads)
+    heads, kv = (
+        cfg.num_attention_heads,
+        getattr(cfg, "num_key_value_heads", cfg.num_attention_heads),
+    )
     dh = cfg.hidden_size // heads
     q_by = {e["layer"]: e["param"] for e in catalog.get("q_proj", [])}
     k_by = {e["layer"]: e["param"] for e in catalog.get("k_proj", [])}
     for layer in sorted(q_by):
         wq = q_by[layer]
-        wk = k_by[layer].reshape(kv, dh, -1).repeat_interleave(heads // kv, 0).reshape(heads * dh, -1)
+        wk = (
+            k_by[layer]
+            .reshape(kv, dh, -1)
+            .repeat_interleave(heads // kv, 0)
+            .reshape(heads * dh, -1)
+        )
         m_ = wq.T @ wk
         s = torch.linalg.svdvals(m_).numpy()
         sym = float(torch.norm(m_ - m_.T) / torch.norm(m_))
         ev = torch.linalg.eigvalsh((m_ + m_.T) / 2).numpy()
-        qk.append({"layer": layer, "sr": (s**2).sum() / s[0] ** 2, "sym": sym, "pos": int((ev > 0).sum()),
-                   "neg": int((ev < 0).sum())})
+        qk.append(
+            {
+                "layer": layer,
+                "sr": (s**2).sum() / s[0] ** 2,
+                "sym": sym,
+                "pos": int((ev > 0).sum()),
+                "neg": int((ev < 0).sum()),
+            }
+        )
     dead = []
     ups = {e["layer"]: e["param"] for e in catalog.get("up_proj", [])}
     gates = {e["layer"]: e["param"] for e in catalog.get("gate_proj", [])}
@@ -116,8 +138,14 @@ def _naive_battery(model: Any) -> dict[str, Any]:
                 cos[i, j] = float(torch.dot(a, b) / (torch.norm(a) * torch.norm(b) + 1e-8))
         cross[wtype] = cos
     norms = [float(e["param"].mean()) for e in catalog.get("norm", [])]
-    return {"n_matrices": len(svd_rows), "qk_layers": len(qk), "dead": sum(dead), "cross": len(cross),
-            "norms": len(norms), "sparsity": sparsity}
+    return {
+        "n_matrices": len(svd_rows),
+        "qk_layers": len(qk),
+        "dead": sum(dead),
+        "cross": len(cross),
+        "norms": len(norms),
+        "sparsity": sparsity,
+    }
 
 
 def run_variant(variant: str, model_dir: Path, threads: int) -> dict[str, Any]:
@@ -136,8 +164,12 @@ def run_variant(variant: str, model_dir: Path, threads: int) -> dict[str, Any]:
         out["load_seconds"] = 0.0
         out["matrices"] = res["n_matrices"]
         out["stage_seconds"] = res["timings"]
-        out["extras"] = {"qk_heads": len(res["qk"]["heads"]), "mlp_dead": res["mlp"]["dead"],
-                         "cross_layer_roles": len(res["cross_layer"]), "norm_vectors": len(res["norms"])}
+        out["extras"] = {
+            "qk_heads": len(res["qk"]["heads"]),
+            "mlp_dead": res["mlp"]["dead"],
+            "cross_layer_roles": len(res["cross_layer"]),
+            "norm_vectors": len(res["norms"]),
+        }
     else:
         from transformers import AutoModelForCausalLM
 
@@ -187,20 +219,30 @@ def _child(variant: str, model_dir: Path, threads: int, ww_path: str | None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="safetensors folder (SmolLM2 fp32)")
+    ap.add_argument(
+        "--model", type=Path, default=DEFAULT_MODEL, help="safetensors folder (SmolLM2 fp32)"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--variants", nargs="+", default=["hyperlens", "naive", "weightwatcher"])
-    ap.add_argument("--ww-path", default=None, help="folder holding weightwatcher (pip install --target)")
+    ap.add_argument(
+        "--ww-path", default=None, help="folder holding weightwatcher (pip install --target)"
+    )
     ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--append", action="store_true",
-                    help="keep the other variants already in --out (to run variants one call at a time)")
+    ap.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the other variants already in --out (to run variants one call at a time)",
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(run_variant(args.child, args.model, args.threads)))
         return 0
     if not (args.model / "config.json").exists():
-        print(f"model folder {args.model} not found (needs config.json and *.safetensors)", file=sys.stderr)
+        print(
+            f"model folder {args.model} not found (needs config.json and *.safetensors)",
+            file=sys.stderr,
+        )
         return 2
     file_mib = sum(f.stat().st_size for f in args.model.glob("*.safetensors")) / 2**20
     rows = []
@@ -231,12 +273,20 @@ def _write(args: argparse.Namespace, file_mib: float, rows: list[dict[str, Any]]
                 speedups[f"vs_{other}"] = by[other]["seconds"] / by["hyperlens"]["seconds"]
     import torch
 
-    result = {"benchmark": "weights", "model": str(args.model), "file_mib": file_mib,
-              "cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
-              "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "variants": rows, "speedup": speedups,
-              "note": "wall seconds exclude building the model for naive and weightwatcher; hyperlens "
-                      "reads the tensors from disk inside its timing. Peak RSS is ru_maxrss of each child."}
+    result = {
+        "benchmark": "weights",
+        "model": str(args.model),
+        "file_mib": file_mib,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "variants": rows,
+        "speedup": speedups,
+        "note": "wall seconds exclude building the model for naive and weightwatcher; hyperlens "
+        "reads the tensors from disk inside its timing. Peak RSS is ru_maxrss of each child.",
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")

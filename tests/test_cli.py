@@ -61,7 +61,10 @@ def test_config_file_fills_options_and_flags_override(tmp_path, monkeypatch):
     monkeypatch.setattr("hyperlens.experiments.tour.main", fake_main)
     cfg = tmp_path / "c.toml"
     cfg.write_text('seed = 5\n[tour]\nn-texts = 123\nmodels = ["glove-50d"]\n')
-    assert cli.main(["tour", "--config", str(cfg), "--n-texts", "77", "--out", str(tmp_path / "o")]) == 0
+    assert (
+        cli.main(["tour", "--config", str(cfg), "--n-texts", "77", "--out", str(tmp_path / "o")])
+        == 0
+    )
     assert seen["seed"] == 5 and seen["n_texts"] == 77 and seen["models"] == ["glove-50d"]
 
 

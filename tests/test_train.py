@@ -19,12 +19,12 @@ from hyperlens.train import (
     FrozenModelChanged,
     History,
     TrainConfig,
+    _lr_factor as lr_factor,
     checksum,
     fit,
     fit_module,
     step_generator,
 )
-from hyperlens.train import _lr_factor as lr_factor
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -79,7 +79,9 @@ def test_atomic_path_replaces_folder_only_on_success(tmp_path):
 
 
 def test_to_jsonable_handles_numpy_torch_and_nan():
-    out = to_jsonable({"a": np.float32(1.5), "b": torch.tensor([1, 2]), "c": float("nan"), 3: (np.int64(2),)})
+    out = to_jsonable(
+        {"a": np.float32(1.5), "b": torch.tensor([1, 2]), "c": float("nan"), 3: (np.int64(2),)}
+    )
     assert out == {"a": 1.5, "b": [1, 2], "c": None, "3": [2]}
     json.dumps(out, allow_nan=False)
 

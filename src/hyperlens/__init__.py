@@ -16,6 +16,7 @@ Subpackages (imported on first use, so ``import hyperlens`` stays fast):
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 from .errors import (
@@ -26,14 +27,21 @@ from .errors import (
     HyperlensError,
     InputError,
     ModelNotFoundError,
+    NotFittedError,
     ReportError,
     ShapeError,
 )
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"models", "data", "functional", "hdc", "align", "train", "probes", "inject", "hft",
-               "experiments", "report", "utils", "errors", "cli"}
+_KNOWN_SUBMODULES = ("models", "data", "functional", "hdc", "align", "train", "probes",
+                     "inject", "hft", "experiments", "run", "report", "utils", "errors", "cli")
+# Only the pieces this installation has (a checkout may lack an optional one), so that
+# ``from hyperlens import *`` never names a module that is not there.
+_HERE = Path(__file__).resolve().parent
+_SUBMODULES = {n for n in _KNOWN_SUBMODULES
+               if (_HERE / n / "__init__.py").is_file() or (_HERE / f"{n}.py").is_file()}
+
 
 __all__ = [
     "__version__",
@@ -46,6 +54,7 @@ __all__ = [
     "DependencyError",
     "ConfigError",
     "ReportError",
+    "NotFittedError",
     *sorted(_SUBMODULES),
 ]
 

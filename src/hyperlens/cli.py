@@ -2,7 +2,11 @@
 
 Every experiment is one subcommand that writes a report folder (``results.json``, PNG
 plots, ``index.html``). Subcommands live in :mod:`hyperlens.experiments`; each module
-exposes ``COMMAND``, ``HELP``, ``add_arguments(parser)`` and ``main(args) -> Path``.
+exposes ``COMMAND``, ``HELP``, ``add_arguments(parser)`` and ``main(args) -> Path``, and
+may define ``validate(args)`` (checks across options; the CLI calls it before ``main``).
+Option values, from the command line or the TOML file, are checked by their argparse types
+(:mod:`hyperlens.experiments.options`), the output folder by
+:func:`hyperlens.report.check_out_dir`: all before any model is loaded.
 
 Options shared by every command: ``--seed``, ``--device``, ``--out``, ``--config``
 (a TOML file whose top-level keys and ``[<command>]`` table fill options not given on the
@@ -24,6 +28,7 @@ from typing import Any
 
 from . import __version__
 from .errors import ConfigError, HyperlensError
+from .experiments.options import nonnegative_int
 
 __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
@@ -54,7 +59,8 @@ def _load_commands() -> list[ModuleType]:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("common options")
-    g.add_argument("--seed", type=int, default=0, help="master random seed (default: 0)")
+    g.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="master random seed (default: 0)")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     g.add_argument("--out", type=Path, default=None,
                    help="report folder (default: runs/<command>-<date>-<time>)")
@@ -73,13 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hyperlens {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _load_commands():
-        p = sub.add_parser(mod.COMMAND, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        p = sub.add_parser(
+            mod.COMMAND, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP)
+        )
         mod.add_arguments(p)
         _add_common(p)
         p.set_defaults(_module=mod.__name__)
     pm = sub.add_parser("models", help="list the named models and whether each is available here")
     pm.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    pr = sub.add_parser("report", help="redraw a report's plots and index.html from its results.json")
+    pr = sub.add_parser(
+        "report", help="redraw a report's plots and index.html from its results.json"
+    )
     pr.add_argument("folder", type=Path, help="a report folder written by a hyperlens command")
     return parser
 
@@ -102,7 +112,9 @@ def _explicit_options(argv: Sequence[str]) -> set[str]:
     return set(vars(ns))
 
 
-def _apply_config(args: argparse.Namespace, argv: Sequence[str], parser: argparse.ArgumentParser) -> None:
+def _apply_config(
+    args: argparse.Namespace, argv: Sequence[str], parser: argparse.ArgumentParser
+) -> None:
     path: Path = args.config
     if not path.exists():
         raise ConfigError(f"--config {path} does not exist; pass the path of a TOML file.")
@@ -124,9 +136,61 @@ def _apply_config(args: argparse.Namespace, argv: Sequence[str], parser: argpars
                 f"valid keys: {', '.join(sorted(k.replace('_', '-') for k in known))}."
             )
         if dest not in explicit:
-            if dest == "out" and value is not None:
-                value = Path(value)
-            setattr(args, dest, value)
+            setattr(args, dest, _coerce(_action_for(parser, args.command, dest), key, value, path))
+
+
+def _action_for(
+    parser: argparse.ArgumentParser, command: str, dest: str
+) -> argparse.Action | None:
+    """The argparse action of option ``dest`` in subcommand ``command``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            for a in action.choices[command]._actions:
+                if a.dest == dest:
+                    return a
+    return None
+
+
+def _coerce(action: argparse.Action | None, key: str, value: Any, path: Path) -> Any:
+    """A TOML value checked and converted exactly as the same option on the command line."""
+    where = f"--config {path}: {key}"
+    if action is None:
+        return value
+    if action.nargs == 0:  # flags: store_true / store_false
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} is a flag; write {key} = true or false, got {value!r}.")
+        return value  # the key is the option's destination (e.g. progress = false)
+    many = action.nargs in ("+", "*") or isinstance(action.nargs, int)
+    if isinstance(value, dict) or (isinstance(value, list) and not many):
+        raise ConfigError(f"{where} takes one value, got {value!r}.")
+    items = value if isinstance(value, list) else [value]
+    if many and action.nargs == "+" and not items:
+        raise ConfigError(f"{where} needs at least one value, got an empty list.")
+    if isinstance(action.nargs, int) and len(items) != action.nargs:
+        raise ConfigError(f"{where} takes {action.nargs} values, got {value!r}.")
+    out = []
+    for item in items:
+        if isinstance(item, (dict, list)):
+            raise ConfigError(f"{where}: {item!r} is not a single value.")
+        if isinstance(item, bool):
+            raise ConfigError(f"{where} takes {_kind(action)}, got the boolean {item!r}.")
+        text = str(item)
+        try:
+            conv = action.type(text) if callable(action.type) else text
+        except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{where} takes {_kind(action)}, got {item!r} ({exc}).") from None
+        if action.choices is not None and conv not in action.choices:
+            raise ConfigError(
+                f"{where} must be one of {', '.join(map(str, action.choices))}, got {item!r}."
+            )
+        out.append(conv)
+    return out if many else out[0]
+
+
+def _kind(action: argparse.Action) -> str:
+    t = action.type
+    name = getattr(t, "__name__", None) or "a string"
+    return {"int": "an integer", "float": "a number", "str": "a string"}.get(name, name)
 
 
 def _print_table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None) -> None:
@@ -137,7 +201,9 @@ def _print_table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = N
         cells.insert(0, list(header))
     if not cells:
         return
-    widths = [max(len(r[i]) for r in cells if i < len(r)) for i in range(max(len(r) for r in cells))]
+    widths = [
+        max(len(r[i]) for r in cells if i < len(r)) for i in range(max(len(r) for r in cells))
+    ]
     for j, r in enumerate(cells):
         print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
         if header and j == 0:
@@ -185,13 +251,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             _apply_config(args, argv, parser)
         if not args.progress:
             os.environ["HYPERLENS_PROGRESS"] = "0"
+        from .report import check_out_dir
         from .utils import resolve_device
 
-        resolve_device(args.device)  # fail early with a clear message
+        # Every check runs here, before any model or dataset is loaded.
+        resolve_device(args.device)
         if args.out is None:
             stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             args.out = Path("runs") / f"{args.command}-{stamp}"
+        args.out = check_out_dir(args.out)
         mod = importlib.import_module(args._module)
+        validate = getattr(mod, "validate", None)
+        if validate is not None:
+            validate(args)
         folder = Path(mod.main(args))
     except HyperlensError as exc:
         print(f"hyperlens {args.command}: error: {exc}", file=sys.stderr)

@@ -21,6 +21,7 @@ __all__ = [
     "DependencyError",
     "ConfigError",
     "ReportError",
+    "NotFittedError",
 ]
 
 
@@ -58,3 +59,12 @@ class ConfigError(HyperlensError, ValueError):
 
 class ReportError(HyperlensError):
     """A report folder is missing, incomplete or was written by an incompatible version."""
+
+
+class NotFittedError(InputError, AttributeError):
+    """An estimator (encoder, PCA, aligner) was used before ``fit``.
+
+    Derives from ``ValueError`` and ``AttributeError`` like scikit-learn's own
+    ``NotFittedError``, so scikit-learn's checks and ``hasattr``-style probes treat it the
+    same way.
+    """

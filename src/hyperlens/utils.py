@@ -13,7 +13,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -75,7 +75,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
-    """A :class:`torch.Generator` on ``device`` seeded with ``seed`` (the only source of randomness)."""
+    """A :class:`torch.Generator` on ``device`` seeded with ``seed`` (the one randomness source)."""
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise InputError(f"seed must be an int, got {type(seed).__name__} {seed!r}.")
     gen = torch.Generator(device=torch.device(device))
@@ -108,6 +108,21 @@ def cache_dir(*parts: str, create: bool = True) -> Path:
 
 
 # --------------------------------------------------------------------------- atomic writes
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(path: str | os.PathLike[str], *, directory: bool = False) -> None:
+    """Give ``path`` the mode a plain ``open`` / ``mkdir`` would (0666 / 0777 minus umask).
+
+    Temporary files and folders are created private (0600 / 0700); after the rename they
+    would stay that way, so shared or served reports could not be read.
+    """
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
@@ -124,6 +139,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield inner
         if not inner.exists():
             raise FileNotFoundError(f"atomic_path block did not create {inner}")
+        if inner.is_file() and not inner.is_symlink():
+            apply_umask(inner)
         if target.is_dir() and inner.is_dir():
             backup = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, backup)
@@ -151,6 +168,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        apply_umask(tmp)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -166,7 +184,9 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int = 2) -> Path:
     """Serialise ``obj`` to JSON (NumPy and torch values converted) and write it atomically."""
-    return atomic_write_text(path, json.dumps(to_jsonable(obj), indent=indent, allow_nan=False) + "\n")
+    return atomic_write_text(
+        path, json.dumps(to_jsonable(obj), indent=indent, allow_nan=False) + "\n"
+    )
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -239,7 +259,7 @@ class Timer:
 
 # --------------------------------------------------------------------------- hashing, checks
 def stable_hash(*parts: Any, length: int = 16) -> str:
-    """A short hex digest of ``parts`` (strings, bytes, numbers, lists) that is stable across runs."""
+    """A short hex digest of ``parts`` (strings, bytes, numbers, lists), stable across runs."""
     h = hashlib.blake2b(digest_size=16)
     for part in parts:
         if isinstance(part, bytes):
@@ -267,6 +287,42 @@ def check_finite(x: torch.Tensor | np.ndarray, name: str) -> None:
             )
 
 
+def check_array_kind(x: Any, name: str) -> None:
+    """Refuse inputs no hyperlens estimator accepts: sparse matrices and complex values.
+
+    The messages use scikit-learn's wording ("sparse input is not supported", "Complex data
+    not supported") so its estimator checks recognise them.
+    """
+    if type(x).__module__.startswith("scipy.sparse"):
+        raise InputError(
+            f"{name} is a scipy sparse matrix; sparse input is not supported. Pass a dense "
+            f"array ({name}.toarray())."
+        )
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and (
+        (isinstance(dtype, np.dtype) and dtype.kind == "c")
+        or (isinstance(dtype, torch.dtype) and dtype.is_complex)
+    ):
+        raise InputError(
+            f"Complex data not supported: {name} has dtype {dtype}; pass real values "
+            "(e.g. the real part or the magnitude)."
+        )
+
+
+def check_min_shape(shape: Sequence[int], name: str, *, min_rows: int = 1) -> None:
+    """Raise :class:`ShapeError` for too few rows or no columns (``shape`` is ``[n, d]``)."""
+    if shape[0] < min_rows:
+        raise ShapeError(
+            f"{name} needs at least {min_rows} row(s), got n_samples={shape[0]} "
+            f"(shape {tuple(shape)}); pass more rows."
+        )
+    if shape[1] == 0:
+        raise ShapeError(
+            f"{name} has 0 feature(s) (shape={tuple(shape)}) while a minimum of 1 is "
+            "required; pass at least one column."
+        )
+
+
 def as_float_matrix(
     x: Any,
     name: str,
@@ -281,19 +337,26 @@ def as_float_matrix(
     Raises :class:`ShapeError` for the wrong number of dimensions or too few rows and
     :class:`InputError` for NaN/Inf (when ``finite``).
     """
+    check_array_kind(x, name)
     if isinstance(x, torch.Tensor):
         t = x
     else:
         try:
-            t = torch.as_tensor(np.asarray(x))
+            arr = np.asarray(x)
+            if arr.dtype == object:
+                arr = arr.astype(np.float64)
+            t = torch.as_tensor(arr)
         except (TypeError, ValueError) as exc:
-            raise InputError(f"{name} must be a numeric array, got {type(x).__name__}.") from exc
+            raise InputError(
+                f"{name} must be a numeric array, got {type(x).__name__} ({exc}); convert it "
+                "to numbers first."
+            ) from exc
     if t.ndim != 2:
-        raise ShapeError(f"{name} must be 2-D [n, d], got shape {tuple(t.shape)}.")
-    if t.shape[0] < min_rows:
-        raise ShapeError(f"{name} needs at least {min_rows} row(s), got shape {tuple(t.shape)}.")
-    if t.shape[1] == 0:
-        raise ShapeError(f"{name} has zero columns (shape {tuple(t.shape)}).")
+        raise ShapeError(
+            f"{name} must be 2-D [n, d], got shape {tuple(t.shape)}. Reshape your data: "
+            f"{name}.reshape(-1, 1) for one feature or .reshape(1, -1) for one sample."
+        )
+    check_min_shape(tuple(t.shape), name, min_rows=min_rows)
     if not (t.is_floating_point() or t.dtype == torch.bool or not t.is_complex()):
         raise InputError(f"{name} must be real-valued, got dtype {t.dtype}.")
     t = t.to(dtype=dtype, device=device)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from reference.align_reference import cca_correlations_naive, ridge_loo_naive
 
 from hyperlens.align import (
     Aligner,
@@ -18,8 +19,6 @@ from hyperlens.align import (
 from hyperlens.align.base import _REGISTRY
 from hyperlens.align.ridge import ridge_loo_path
 from hyperlens.errors import ConfigError, HyperlensError, InputError, ShapeError
-
-from reference.align_reference import cca_correlations_naive, ridge_loo_naive
 
 FAST = {"contrastive": {"epochs": 30, "hidden_dim": 32, "shared_dim": 16, "pca_dim": 16}}
 
@@ -142,8 +141,9 @@ def test_ridge_recovers_an_affine_map() -> None:
     assert al.dim_ == 6
     back = make_aligner("ridge", alpha=1e-8).fit(x, y)  # student -> teacher
     assert back.dim_ == 10
-    np.testing.assert_allclose(back.transform_teacher(x[:50]) @ w, back.transform_student(y[:50]) @ w,
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        back.transform_teacher(x[:50]) @ w, back.transform_student(y[:50]) @ w, atol=1e-4
+    )
     auto = make_aligner("ridge").fit(x, y + 0.1 * rng.standard_normal(y.shape))
     assert auto.alpha_ > 0
 
@@ -193,7 +193,9 @@ def test_contrastive_bad_config() -> None:
 
 # --------------------------------------------------------------------------- registry, save/load
 def test_registry_lists_the_builtin_aligners() -> None:
-    assert {"none", "procrustes", "cca", "ridge", "relative", "contrastive"} <= set(available_aligners())
+    assert {"none", "procrustes", "cca", "ridge", "relative", "contrastive"} <= set(
+        available_aligners()
+    )
     with pytest.raises(ConfigError, match="available"):
         make_aligner("nope")
     with pytest.raises(ConfigError, match="accepts"):

@@ -40,7 +40,9 @@ def check(ds, *, texts=TEXTS, ids=IDS, names=NAMES) -> None:  # noqa: ANN001
 # ---------------------------------------------------------------------- formats
 def test_csv_with_header(tmp_path: Path) -> None:
     p = tmp_path / "reviews.csv"
-    pd.DataFrame({"id": range(6), "text": TEXTS, "label": [r[1] for r in ROWS]}).to_csv(p, index=False)
+    pd.DataFrame({"id": range(6), "text": TEXTS, "label": [r[1] for r in ROWS]}).to_csv(
+        p, index=False
+    )
     ds = load(p)
     check(ds)
     assert ds.name == "reviews"
@@ -76,7 +78,9 @@ def test_tsv_without_header_guesses_columns(tmp_path: Path) -> None:
 
 
 def test_csv_without_header_numeric_class_first(tmp_path: Path) -> None:
-    body = "".join(f'"{i % 4 + 1}","Title {i}","a longer description number {i}"\n' for i in range(12))
+    body = "".join(
+        f'"{i % 4 + 1}","Title {i}","a longer description number {i}"\n' for i in range(12)
+    )
     ds = load(write(tmp_path / "agnews_like.csv", body))
     assert len(ds) == 12  # the first row is data, not a header
     assert ds.label_names == ["1", "2", "3", "4"]
@@ -89,7 +93,9 @@ def test_header_without_known_names_detected_by_shape(tmp_path: Path) -> None:
     # neither column has a usual name, so the user is asked to name them.
     body = "txt,tag\n" + "".join(f"{t},{lab}\n" for t, lab in ROWS * 3)
     p = write(tmp_path / "odd.csv", body)
-    with pytest.raises(DataError, match=r"could not tell which column .* holds the texts.*'txt', 'tag'"):
+    with pytest.raises(
+        DataError, match=r"could not tell which column .* holds the texts.*'txt', 'tag'"
+    ):
         load(p)
     ds = load(p, text_column="txt", label_column="tag")
     check(ds, texts=TEXTS * 3, ids=IDS * 3)
@@ -170,7 +176,9 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_missing_column(tmp_path: Path) -> None:
     p = tmp_path / "d.csv"
     pd.DataFrame({"text": TEXTS, "label": IDS}).to_csv(p, index=False)
-    with pytest.raises(DataError, match=r"text_column='sentence' is not a column .* \['text', 'label'\]"):
+    with pytest.raises(
+        DataError, match=r"text_column='sentence' is not a column .* \['text', 'label'\]"
+    ):
         load(p, text_column="sentence")
     with pytest.raises(DataError, match=r"label_column=5 is out of range"):
         load(p, label_column=5)
@@ -209,10 +217,16 @@ def test_empty_texts_refused_then_dropped(tmp_path: Path) -> None:
 
 def test_non_string_texts_in_jsonl(tmp_path: Path) -> None:
     records = [{"text": t, "label": lab} for t, lab in ROWS]
-    records += [{"text": 42, "label": "pos"}, {"text": ["a", "list"], "label": "neg"}, {"text": None, "label": "neg"}]
+    records += [
+        {"text": 42, "label": "pos"},
+        {"text": ["a", "list"], "label": "neg"},
+        {"text": None, "label": "neg"},
+    ]
     p = tmp_path / "mixed.jsonl"
     p.write_text("".join(json.dumps(r) + "\n" for r in records))
-    with pytest.raises(DataError, match=r"2 non string text \(data rows \[7, 8\], e\.g\. 42\)") as info:
+    with pytest.raises(
+        DataError, match=r"2 non string text \(data rows \[7, 8\], e\.g\. 42\)"
+    ) as info:
         load(p)
     assert "1 missing text (data rows [9])" in str(info.value)
     ds = load(p, drop_invalid=True)

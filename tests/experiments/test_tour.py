@@ -30,7 +30,9 @@ def test_tour_runs_end_to_end_on_real_models(tmp_path, capsys):
     assert 1.0 < geo["minilm"]["participation_ratio"] < 384
     # minilm separates fresh from rotten reviews better than chance on held-out texts
     assert geo["minilm"]["best_accuracy"] > results["data"]["majority"]
-    rows = [t for s in results["sections"] for t in s["tables"] if t["title"] == "Every layer"][0]["rows"]
+    rows = [t for s in results["sections"] for t in s["tables"] if t["title"] == "Every layer"][0][
+        "rows"
+    ]
     assert len([r for r in rows if r[0] == "minilm"]) == 7  # embedding output + 6 layers
     for png in ("tour_probes.png", "tour_cosines.png"):
         assert (out / png).stat().st_size > 1000

@@ -55,7 +55,9 @@ def _config(csv: Path, **over) -> tr.TransferConfig:
     return tr.TransferConfig(**base)
 
 
-def test_all_stages_write_tables_plots_and_resume(small_csv: Path, tmp_path: Path, monkeypatch) -> None:
+def test_all_stages_write_tables_plots_and_resume(
+    small_csv: Path, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setattr(tr.TransferRun, "embeddings", _fake_embeddings)
     out = tmp_path / "run"
     path = tr.run_transfer(_config(small_csv), out)
@@ -98,14 +100,18 @@ def test_interrupted_runs_resume(small_csv: Path, tmp_path: Path, monkeypatch) -
     assert computed == len(lines) > 0
 
     # a rerun resumes everything
-    res2 = json.loads((tr.run_transfer(_config(small_csv, **cfg), out) / "results.json").read_text())
+    res2 = json.loads(
+        (tr.run_transfer(_config(small_csv, **cfg), out) / "results.json").read_text()
+    )
     assert res2["data"]["cells"] == {"resumed": computed, "computed": 0, "file": "cells.jsonl"}
     assert res2["data"]["stage2"] == s2
 
     # an interrupted run (half the cells on disk, one line torn) computes only the rest
     kept = lines[: len(lines) // 2]
     (out / "cells.jsonl").write_text("\n".join(kept) + "\n" + lines[-1][:25])
-    res3 = json.loads((tr.run_transfer(_config(small_csv, **cfg), out) / "results.json").read_text())
+    res3 = json.loads(
+        (tr.run_transfer(_config(small_csv, **cfg), out) / "results.json").read_text()
+    )
     assert res3["data"]["cells"]["resumed"] == len(kept)
     assert res3["data"]["cells"]["computed"] == computed - len(kept)
     assert _no_timing(res3["data"]["stage2"]) == _no_timing(s2)

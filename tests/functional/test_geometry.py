@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from reference import geometry_reference as ref
 
 from hyperlens.errors import HyperlensError, InputError, ShapeError
 from hyperlens.functional import geometry as G
-from reference import geometry_reference as ref
 
 # Tolerances, stated once: float64 kernels against float64 NumPy loops.
 RTOL64 = 1e-9
@@ -27,22 +27,30 @@ def _random_orthogonal(d: int, seed: int) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- simplex volumes
-@pytest.mark.parametrize(("k", "d"), [(1, 1), (1, 7), (2, 2), (2, 5), (3, 3), (4, 4), (4, 16), (4, 96), (6, 9)])
+@pytest.mark.parametrize(
+    ("k", "d"), [(1, 1), (1, 7), (2, 2), (2, 5), (3, 3), (4, 4), (4, 16), (4, 96), (6, 9)]
+)
 @pytest.mark.parametrize("edge", [1.0, 2.5])
 def test_regular_simplex_matches_closed_form(k: int, d: int, edge: float) -> None:
     pts = torch.from_numpy(ref.regular_simplex(k, d, edge=edge, seed=k * 31 + d))
     vol = G.cayley_menger_volume(pts)
     assert vol.dtype == torch.float64
     assert vol.shape == ()
-    torch.testing.assert_close(vol, torch.tensor(ref.regular_simplex_volume(k, edge), dtype=torch.float64),
-                               rtol=1e-9, atol=0.0)
+    torch.testing.assert_close(
+        vol,
+        torch.tensor(ref.regular_simplex_volume(k, edge), dtype=torch.float64),
+        rtol=1e-9,
+        atol=0.0,
+    )
 
 
 def test_unit_right_simplices() -> None:
     # origin + the k unit vectors: volume 1 / k!
     for k in range(1, 7):
         pts = torch.cat([torch.zeros(1, k), torch.eye(k)])
-        assert math.isclose(float(G.cayley_menger_volume(pts)), 1.0 / math.factorial(k), rel_tol=1e-12)
+        assert math.isclose(
+            float(G.cayley_menger_volume(pts)), 1.0 / math.factorial(k), rel_tol=1e-12
+        )
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
@@ -77,7 +85,9 @@ def test_batched_volumes_equal_naive_loop(k: int, d: int) -> None:
     expected = torch.from_numpy(ref.cm_volumes_loop(X.numpy(), idx.numpy()))
     # explicit-vertex kernel on a [3, 100, k+1, d] batch
     pts = X[idx].reshape(3, 100, k + 1, d)
-    torch.testing.assert_close(G.cayley_menger_volume(pts).reshape(-1), expected, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(
+        G.cayley_menger_volume(pts).reshape(-1), expected, rtol=1e-8, atol=1e-10
+    )
     # index kernel (sparse pair products)
     torch.testing.assert_close(G.simplex_volumes(X, idx), expected, rtol=1e-8, atol=1e-10)
 
@@ -87,7 +97,9 @@ def test_volume_float32_input_computed_in_float64() -> None:
     idx = G.sample_simplices(30, 4, 50, seed=0)
     v32 = G.simplex_volumes(X.float(), idx)
     assert v32.dtype == torch.float64
-    torch.testing.assert_close(v32, G.simplex_volumes(X.float().double(), idx), rtol=RTOL64, atol=ATOL64)
+    torch.testing.assert_close(
+        v32, G.simplex_volumes(X.float().double(), idx), rtol=RTOL64, atol=ATOL64
+    )
 
 
 def test_volume_invariant_to_rotation_translation_and_scales_as_power() -> None:
@@ -109,7 +121,9 @@ def test_sample_simplices_distinct_rows_and_seeded() -> None:
         assert torch.equal(idx, G.sample_simplices(n, k, 2000, seed=3))
         assert not torch.equal(idx, G.sample_simplices(n, k, 2000, seed=4))
     # uniform use of rows
-    counts = torch.bincount(G.sample_simplices(10, 4, 20_000, seed=0).flatten(), minlength=10).double()
+    counts = torch.bincount(
+        G.sample_simplices(10, 4, 20_000, seed=0).flatten(), minlength=10
+    ).double()
     assert float((counts / counts.sum() - 0.1).abs().max()) < 0.01
 
 
@@ -179,12 +193,16 @@ def test_participation_ratio_isotropic_gaussian_close_to_d() -> None:
 
 def test_participation_ratio_matches_svd_and_extremes() -> None:
     X = _randn(200, 30, seed=31) * torch.logspace(0, -2, 30, dtype=torch.float64)
-    assert math.isclose(G.participation_ratio(X), ref.participation_ratio_svd(X.numpy()), rel_tol=1e-9)
+    assert math.isclose(
+        G.participation_ratio(X), ref.participation_ratio_svd(X.numpy()), rel_tol=1e-9
+    )
     line = _randn(100, 1, seed=32) * _randn(1, 30, seed=33)
     assert math.isclose(G.participation_ratio(line), 1.0, rel_tol=1e-9)
     # wide matrix takes the n x n route
     W = _randn(20, 300, seed=34)
-    assert math.isclose(G.participation_ratio(W), ref.participation_ratio_svd(W.numpy()), rel_tol=1e-9)
+    assert math.isclose(
+        G.participation_ratio(W), ref.participation_ratio_svd(W.numpy()), rel_tol=1e-9
+    )
 
 
 def test_eigenspectrum_dims_and_dict() -> None:
@@ -213,7 +231,9 @@ def test_effective_rank_bounds_and_reference() -> None:
     Q = _random_orthogonal(12, seed=5)[:, :7]
     assert math.isclose(G.effective_rank(Q), 7.0, rel_tol=1e-9)
     # rank one: erank = 1
-    assert math.isclose(G.effective_rank(_randn(9, 1, seed=6) @ _randn(1, 5, seed=7)), 1.0, rel_tol=1e-6)
+    assert math.isclose(
+        G.effective_rank(_randn(9, 1, seed=6) @ _randn(1, 5, seed=7)), 1.0, rel_tol=1e-6
+    )
 
 
 def test_stable_rank_orthogonal_and_reference() -> None:
@@ -279,12 +299,15 @@ def test_unbiased_cka_near_zero_for_independent_wide_features() -> None:
 def test_knn_overlap_reference_and_extremes() -> None:
     X = _randn(80, 12, seed=60)
     Y = X @ _randn(12, 12, seed=61) + 0.3 * _randn(80, 12, seed=62)
-    assert math.isclose(G.knn_overlap(X, Y, k=5), ref.knn_overlap_bruteforce(X.numpy(), Y.numpy(), 5),
-                        rel_tol=1e-12)
+    assert math.isclose(
+        G.knn_overlap(X, Y, k=5), ref.knn_overlap_bruteforce(X.numpy(), Y.numpy(), 5), rel_tol=1e-12
+    )
     assert G.knn_overlap(X, 2.0 * X @ _random_orthogonal(12, seed=63), k=7) == 1.0
     per = G.knn_overlap(X, Y, k=5, per_point=True)
     assert isinstance(per, torch.Tensor) and per.shape == (80,)
-    assert G.knn_overlap(X, Y, k=4, metric="euclidean") > G.knn_overlap(X, _randn(80, 12, seed=64), k=4)
+    assert G.knn_overlap(X, Y, k=4, metric="euclidean") > G.knn_overlap(
+        X, _randn(80, 12, seed=64), k=4
+    )
 
 
 # --------------------------------------------------------------------------- uncertainty
@@ -308,8 +331,12 @@ def test_seed_ci_mean_and_t_interval() -> None:
     assert est.value == 3.0 and est.n == 5
     half = 2.7764451051977987 * math.sqrt(2.5) / math.sqrt(5)
     assert math.isclose(est.hi - est.value, half, rel_tol=1e-9)
-    cv = G.seed_ci(lambda s: G.simplex_volume_cv(_randn(200, 8, seed=0), n_samples=200, seed=s, n_boot=50).cv.value,
-                   seeds=4)
+    cv = G.seed_ci(
+        lambda s: (
+            G.simplex_volume_cv(_randn(200, 8, seed=0), n_samples=200, seed=s, n_boot=50).cv.value
+        ),
+        seeds=4,
+    )
     assert cv.lo < cv.value < cv.hi
 
 
@@ -325,10 +352,16 @@ def test_cv_ci_matches_direct() -> None:
 def test_cuda_matches_cpu() -> None:
     X = _randn(500, 64, seed=80)
     idx = G.sample_simplices(500, 4, 1000, seed=0)
-    torch.testing.assert_close(G.simplex_volumes(X.cuda(), idx.cuda()).cpu(), G.simplex_volumes(X, idx),
-                               rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(
+        G.simplex_volumes(X.cuda(), idx.cuda()).cpu(),
+        G.simplex_volumes(X, idx),
+        rtol=1e-9,
+        atol=1e-12,
+    )
     assert math.isclose(G.participation_ratio(X.cuda()), G.participation_ratio(X), rel_tol=1e-9)
-    assert math.isclose(G.unbiased_cka(X.cuda(), X.cuda() ** 2), G.unbiased_cka(X, X**2), rel_tol=1e-9)
+    assert math.isclose(
+        G.unbiased_cka(X.cuda(), X.cuda() ** 2), G.unbiased_cka(X, X**2), rel_tol=1e-9
+    )
     res = G.simplex_volume_cv(X.cuda(), n_samples=500, seed=0, null="gaussian", n_boot=100)
     assert res.cv.lo <= res.cv.value <= res.cv.hi
 

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.exceptions import NotFittedError
 
-from hyperlens.errors import HyperlensError, InputError, ShapeError
+from hyperlens.errors import HyperlensError, InputError, NotFittedError, ShapeError
 from hyperlens.functional import hdc as F
 from hyperlens.hdc import PackedCodes, TernaryEncoder
 
@@ -117,7 +116,7 @@ def test_bad_data(X: np.ndarray) -> None:
         enc.transform(X[:, :40])
     with pytest.raises(ShapeError, match="2-D"):
         enc.transform(X[0])
-    with pytest.raises(ShapeError, match="at least one row"):
+    with pytest.raises(ShapeError, match="at least 1 row"):
         enc.fit(X[:0])
     with pytest.raises(InputError, match="numeric"):
         enc.transform(np.array([["a"] * 48] * 2))

@@ -134,7 +134,7 @@ def test_bad_input_names_the_argument() -> None:
     pca = StreamingPCA().partial_fit(x)
     with pytest.raises(ShapeError, match="X has 7 features"):
         pca.partial_fit(torch.zeros(4, 7))
-    with pytest.raises(ShapeError, match=r"X has shape \(4, 5\)"):
+    with pytest.raises(ShapeError, match=r"X has 5 features, but StreamingPCA is expecting"):
         pca.transform(torch.zeros(4, 5))
     for k in (0, -2, 2.5, True):
         with pytest.raises(InputError, match="n_components"):

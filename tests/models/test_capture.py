@@ -39,12 +39,16 @@ def test_outputs_unchanged_and_hidden_states_match(arch, request):
     for a, b in zip(plain.hidden_states, hooked.hidden_states, strict=True):
         assert torch.equal(a, b)
     # hidden.l is exactly Hugging Face's hidden_states[l]
-    for l in range(L + 1):
-        torch.testing.assert_close(acts[f"hidden.{l}"], plain.hidden_states[l], rtol=0, atol=0)
+    for li in range(L + 1):
+        torch.testing.assert_close(acts[f"hidden.{li}"], plain.hidden_states[li], rtol=0, atol=0)
     for i in range(L):
-        torch.testing.assert_close(acts[f"blocks.{i}.resid_pre"], plain.hidden_states[i], rtol=0, atol=0)
+        torch.testing.assert_close(
+            acts[f"blocks.{i}.resid_pre"], plain.hidden_states[i], rtol=0, atol=0
+        )
     for i in range(L - 1):
-        torch.testing.assert_close(acts[f"blocks.{i}.resid_post"], plain.hidden_states[i + 1], rtol=0, atol=0)
+        torch.testing.assert_close(
+            acts[f"blocks.{i}.resid_post"], plain.hidden_states[i + 1], rtol=0, atol=0
+        )
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -99,12 +103,16 @@ def test_grouped_query_heads(tiny_llama):
 def test_gpt2_fused_qkv_split(tiny_gpt2):
     x = _inputs(tiny_gpt2)
     blk = tiny_gpt2.transformer.h[0]
-    with capture(tiny_gpt2, ["blocks.0.attn.q", "blocks.0.attn.k", "blocks.0.attn.v", "hidden.0"]) as acts:
+    with capture(
+        tiny_gpt2, ["blocks.0.attn.q", "blocks.0.attn.k", "blocks.0.attn.v", "hidden.0"]
+    ) as acts:
         _forward(tiny_gpt2, x)
     fused = blk.attn.c_attn(blk.ln_1(acts["hidden.0"]))  # [3, 7, 96] oracle
     q, k, v = fused[..., :32], fused[..., 32:64], fused[..., 64:]
     for name, ref in (("q", q), ("k", k), ("v", v)):
-        torch.testing.assert_close(acts[f"blocks.0.attn.{name}"], ref.reshape(3, 7, 4, 8), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            acts[f"blocks.0.attn.{name}"], ref.reshape(3, 7, 4, 8), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_attention_out_is_projection_of_z(tiny_bert):
@@ -140,7 +148,9 @@ def test_stop_early_skips_later_blocks(tiny_llama):
     assert acts["hidden.1"].shape == (3, 7, 32)
 
 
-@pytest.mark.parametrize("bad", ["hidden.3", "blocks.2.attn.q", "blocks.0.mlp", "resid", "blocks.x.attn.q"])
+@pytest.mark.parametrize(
+    "bad", ["hidden.3", "blocks.2.attn.q", "blocks.0.mlp", "resid", "blocks.x.attn.q"]
+)
 def test_unknown_points_list_valid_names(tiny_llama, bad):
     with pytest.raises(InputError, match=r"hidden\.0\.\.hidden\.2"):
         with capture(tiny_llama, [bad]):

@@ -18,7 +18,11 @@ def test_smollm2_converts_into_an_empty_cache(tmp_path, monkeypatch):
     folder = smollm2_folder()
     assert folder == tmp_path / "models" / "smollm2-135m-instruct-f32" and not folder.exists()
     h = load("smollm2", device="cpu")
-    assert {p.name for p in folder.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json"}
+    assert {p.name for p in folder.iterdir()} >= {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    }
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no temp leftovers
     assert h.tokenizer.pad_token == "<|im_end|>" and h.num_layers == 30
     ids = h.tokenizer(["Hello there"], return_tensors="pt")

@@ -41,8 +41,10 @@ def test_embed_layers_one_pass_matches_embed(arch, request, tiny_tokenizer, tiny
     h = from_module(request.getfixturevalue(arch), tiny_tokenizer)
     allv = embed_layers(tiny_texts, h, pooling="mean", batch_size=4)
     assert allv.shape == (3, len(tiny_texts), 32) and allv.dtype == np.float32
-    for l in range(3):
-        np.testing.assert_allclose(embed(tiny_texts, h, layer=l, batch_size=4), allv[l], rtol=1e-5, atol=1e-6)
+    for li in range(3):
+        np.testing.assert_allclose(
+            embed(tiny_texts, h, layer=li, batch_size=4), allv[li], rtol=1e-5, atol=1e-6
+        )
     sub = embed_layers(tiny_texts, h, layers=[1, -1])
     np.testing.assert_allclose(sub, allv[[1, 2]], rtol=1e-5, atol=1e-6)
     ref = _reference(h.module, tiny_tokenizer, tiny_texts, "mean", 1)
@@ -69,7 +71,10 @@ def test_earlier_layer_stops_the_forward(tiny_llama, tiny_tokenizer, tiny_texts)
         for hk in hooks:
             hk.remove()
     # the model is left as it was: no hook of ours remains, eval mode kept
-    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in tiny_llama.modules()) == n_before
+    assert (
+        sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in tiny_llama.modules())
+        == n_before
+    )
     assert not tiny_llama.training
 
 
@@ -103,7 +108,12 @@ def test_cache_roundtrip(tiny_gpt2, tiny_tokenizer, tiny_texts, tmp_path, monkey
 
 @pytest.mark.parametrize(
     "texts, match",
-    [([], "empty"), ("just one string", "single str"), (["ok", 3], "item 1 is int"), ([None], "item 0")],
+    [
+        ([], "empty"),
+        ("just one string", "single str"),
+        (["ok", 3], "item 1 is int"),
+        ([None], "item 0"),
+    ],
 )
 def test_bad_texts(tiny_bert, tiny_tokenizer, texts, match):
     h = from_module(tiny_bert, tiny_tokenizer)

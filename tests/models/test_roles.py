@@ -118,8 +118,12 @@ def test_gpt2_fused_qkv_split_matches_the_forward(tiny_gpt2, tmp_path: Path) -> 
     up = next(r for r in roles if r.role == "mlp_up" and r.param == "weight" and r.layer == 0)
     assert up.transposed and up.shape == (32, 128) and up.canonical_shape == (128, 32)
     with torch.no_grad():
-        torch.testing.assert_close(x @ _canonical(up, tensors).T + tensors[up.name.replace("weight", "bias")],
-                                   tiny_gpt2.transformer.h[0].mlp.c_fc(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            x @ _canonical(up, tensors).T + tensors[up.name.replace("weight", "bias")],
+            tiny_gpt2.transformer.h[0].mlp.c_fc(x),
+            rtol=1e-5,
+            atol=1e-5,
+        )
     assert any(r.role == "position" for r in roles)
 
 
@@ -127,7 +131,9 @@ def test_t5_roles_encoder_decoder_cross_and_relative_bias(tiny_t5, tmp_path: Pat
     shapes, tensors, config = _saved(tiny_t5, tmp_path)
     roles = classify_tensors(shapes, config)
     _check_common(roles, shapes)
-    att = Counter((r.location, r.attention, r.role) for r in roles if r.role in {"q", "k", "v", "o"})
+    att = Counter(
+        (r.location, r.attention, r.role) for r in roles if r.role in {"q", "k", "v", "o"}
+    )
     for role in ("q", "k", "v", "o"):
         assert att[("encoder", "self", role)] == 2
         assert att[("decoder", "self", role)] == 2
@@ -174,7 +180,9 @@ def test_fallback_patterns_and_unclassified_listing() -> None:
         "blocks.0.mlp.fc2.weight": (32, 128),
         "mystery.table": (7, 3),
     }
-    roles = classify_tensors(shapes, {"model_type": "vit_custom", "hidden_size": 32, "num_attention_heads": 4})
+    roles = classify_tensors(
+        shapes, {"model_type": "vit_custom", "hidden_size": 32, "num_attention_heads": 4}
+    )
     got = {(r.name, r.role) for r in roles}
     assert {("blocks.0.attn.qkv.weight", x) for x in ("q", "k", "v")} <= got
     assert ("blocks.0.mlp.fc1.weight", "mlp_up") in got
@@ -193,6 +201,21 @@ def test_roles_without_config_use_patterns() -> None:
 
 
 @pytest.mark.integration
+def test_gemma3_roles_and_norm_offset(tiny_gemma3, tmp_path: Path) -> None:
+    from hyperlens.models.roles import norm_offset
+
+    shapes, tensors, config = _saved(tiny_gemma3, tmp_path)
+    assert config["model_type"] == "gemma3_text"
+    roles = classify_tensors(shapes, config)
+    _check_common(roles, shapes)
+    norms = Counter(r.detail for r in roles if r.role == "norm")
+    assert norms == {"attention_norm": 2, "attention_post_norm": 2, "mlp_norm": 2,
+                     "mlp_post_norm": 2, "qk_norm": 4, "final_norm": 1}
+    ks = [r for r in roles if r.role == "k"]
+    assert all(r.canonical_shape == (8, 32) for r in ks)  # one kv head of width 8
+    assert norm_offset(config) == 1.0 and norm_offset({"model_type": "llama"}) == 0.0
+
+
 def test_real_models_fully_classified() -> None:
     import importlib.util
 

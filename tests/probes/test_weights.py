@@ -181,7 +181,7 @@ def test_battery_llama_gqa(llama_dir: Path) -> None:
         assert 1.0 <= row["stable_rank"] <= min(row["shape"]) + 1e-6
         assert 0.0 < row["active_fraction"] <= 1.0
     fr = res["sparsity"]["all"]["fractions"]
-    assert all(a <= b for a, b in zip(fr, fr[1:]))  # monotone in the threshold
+    assert all(a <= b for a, b in zip(fr, fr[1:], strict=False))  # monotone in the threshold
     json.dumps(res)  # JSON-ready (NaN is converted by the report writer)
 
 
@@ -212,11 +212,25 @@ def test_battery_every_architecture(fixture: str, n_mat: int, n_heads: int, requ
         assert any(n["param"] == "bias" for n in res["norms"])
 
 
+def test_battery_gemma3_roles_and_norm_scales(tiny_gemma3, tmp_path: Path) -> None:  # noqa: ANN001
+    tiny_gemma3.save_pretrained(tmp_path / "g")
+    res = weight_battery(tmp_path / "g", device="cpu")
+    assert res["unclassified"] == [] and res["n_matrices"] == 2 * 7 + 1  # tied: one embedding
+    assert len(res["qk"]["heads"]) == 2 * 4  # 4 query heads sharing one key/value head
+    assert res["tied_embeddings"]["tied"] is True
+    w = tiny_gemma3.model.norm.weight.detach().double()
+    final = next(n for n in res["norms"] if n["kind"] == "final_norm")
+    assert final["stored_offset"] == 1.0  # Gemma scales by 1 + w
+    assert final["mean"] == pytest.approx(float((1 + w).mean()), abs=1e-9)
+
+
 def test_dead_neurons_and_duplicate_layers_detected(llama_dir: Path, tmp_path: Path) -> None:
     sd = load_file(str(llama_dir / "model.safetensors"))
     sd["model.layers.0.mlp.up_proj.weight"][:5] = 0.0  # 5 dead neurons in layer 0
     sd["model.layers.0.mlp.down_proj.weight"][:, 5:8] *= 0.05  # 3 weak ones
-    sd["model.layers.1.self_attn.q_proj.weight"] = sd["model.layers.0.self_attn.q_proj.weight"].clone()
+    sd["model.layers.1.self_attn.q_proj.weight"] = sd[
+        "model.layers.0.self_attn.q_proj.weight"
+    ].clone()
     save_file(sd, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
     shutil.copy(llama_dir / "config.json", tmp_path / "config.json")
     res = weight_battery(tmp_path, device="cpu")
@@ -230,12 +244,13 @@ def test_dead_neurons_and_duplicate_layers_detected(llama_dir: Path, tmp_path: P
 def test_chunked_reading_gives_the_same_results(t5_dir: Path) -> None:
     full = weight_battery(t5_dir, device="cpu")
     tiny = weight_battery(t5_dir, device="cpu", chunk_bytes=1)  # one matrix per chunk
-    for a, b in zip(full["matrices"], tiny["matrices"]):
+    for a, b in zip(full["matrices"], tiny["matrices"], strict=True):
         assert a["key"] == b["key"]
         assert a["stable_rank"] == pytest.approx(b["stable_rank"], rel=1e-6)
     for k in full["cross_layer"]:
-        np.testing.assert_allclose(full["cross_layer"][k]["matrix"], tiny["cross_layer"][k]["matrix"],
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            full["cross_layer"][k]["matrix"], tiny["cross_layer"][k]["matrix"], rtol=1e-5, atol=1e-6
+        )
     assert full["sparsity"] == tiny["sparsity"]
     assert [h["pos_mass"] for h in full["qk"]["heads"]] == pytest.approx(
         [h["pos_mass"] for h in tiny["qk"]["heads"]], rel=1e-5)
@@ -292,7 +307,9 @@ def test_experiment_writes_report(bert_dir: Path, opt_dir: Path, tmp_path: Path)
     assert len(results["data"]["models"]) == 2
     titles = [s["title"] for s in results["sections"]]
     assert "Side by side" in titles
-    panel = next(p for s in results["sections"] for p in s["plots"] if p["file"].startswith("weights_panel"))
+    panel = next(
+        p for s in results["sections"] for p in s["plots"] if p["file"].startswith("weights_panel")
+    )
     assert panel["spec"]["kind"] == "panel" and len(panel["spec"]["subplots"]) == 9
     assert (out / panel["file"]).exists()
 

@@ -16,6 +16,7 @@ __all__ = [
     "participation_ratio_svd",
     "effective_rank_svd",
     "stable_rank_svd",
+    "bootstrap_cv_loop",
     "linear_cka_kernels",
     "unbiased_cka_kernels",
     "knn_overlap_bruteforce",
@@ -131,3 +132,13 @@ def knn_overlap_bruteforce(X: np.ndarray, Y: np.ndarray, k: int) -> float:
 
     fr = [len(neighbours(X, i) & neighbours(Y, i)) / k for i in range(X.shape[0])]
     return float(np.mean(fr))
+
+
+def bootstrap_cv_loop(v: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """Percentile-bootstrap replicates of the CV, one NumPy resample at a time."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_boot)
+    for b in range(n_boot):
+        s = v[rng.integers(0, len(v), len(v))]
+        out[b] = s.std() / s.mean()
+    return out

@@ -1,4 +1,4 @@
-"""Naive loop implementations that the terrain battery's vectorised statistics are checked against."""
+"""Naive loops that the terrain battery's vectorised statistics are checked against."""
 
 from __future__ import annotations
 

@@ -29,7 +29,9 @@ def qk_head_naive(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
     return {
         "stable_rank": float((s**2).sum() / s[0] ** 2),
         "participation_ratio": float(s.sum() ** 2 / (s**2).sum()),
-        "symmetry_deviation": float(torch.linalg.matrix_norm(m - m.T) / torch.linalg.matrix_norm(m)),
+        "symmetry_deviation": float(
+            torch.linalg.matrix_norm(m - m.T) / torch.linalg.matrix_norm(m)
+        ),
         "pos_mass": float(ev[ev > 0].sum() / np.abs(ev).sum()),
     }
 

@@ -8,23 +8,55 @@ from hyperlens.errors import ReportError
 from hyperlens.report import Report, histogram, load_results, rebuild
 
 SPECS = {
-    "line.png": {"kind": "line", "title": "t", "xlabel": "x", "ylabel": "y",
-                 "series": [{"label": "a", "x": [1, 2, 3], "y": [0.1, 0.5, None],
-                             "lo": [0, 0.4, 0.1], "hi": [0.2, 0.6, 0.3]}],
-                 "hlines": [{"y": 0.3, "label": "chance"}]},
-    "bar.png": {"kind": "bar", "categories": ["a", "b"], "ylabel": "v",
-                "series": [{"label": "s", "values": [1, 2], "lo": [0.5, 1.5], "hi": [1.5, 2.5]}]},
-    "heat.png": {"kind": "heatmap", "matrix": [[1, 2], [3, None]], "xticklabels": ["a", "b"],
-                 "yticklabels": ["c", "d"]},
-    "hist.png": {"kind": "hist", "series": [{"label": "h", **histogram([0.1, 0.2, 0.2, 0.9], bins=4)}]},
-    "panel.png": {"kind": "panel", "rows": 1, "cols": 2, "title": "p",
-                  "subplots": [{"kind": "scatter", "series": [{"x": [1, 2], "y": [2, 1]}]},
-                               {"kind": "text", "text": "note"}]},
+    "line.png": {
+        "kind": "line",
+        "title": "t",
+        "xlabel": "x",
+        "ylabel": "y",
+        "series": [
+            {
+                "label": "a",
+                "x": [1, 2, 3],
+                "y": [0.1, 0.5, None],
+                "lo": [0, 0.4, 0.1],
+                "hi": [0.2, 0.6, 0.3],
+            }
+        ],
+        "hlines": [{"y": 0.3, "label": "chance"}],
+    },
+    "bar.png": {
+        "kind": "bar",
+        "categories": ["a", "b"],
+        "ylabel": "v",
+        "series": [{"label": "s", "values": [1, 2], "lo": [0.5, 1.5], "hi": [1.5, 2.5]}],
+    },
+    "heat.png": {
+        "kind": "heatmap",
+        "matrix": [[1, 2], [3, None]],
+        "xticklabels": ["a", "b"],
+        "yticklabels": ["c", "d"],
+    },
+    "hist.png": {
+        "kind": "hist",
+        "series": [{"label": "h", **histogram([0.1, 0.2, 0.2, 0.9], bins=4)}],
+    },
+    "panel.png": {
+        "kind": "panel",
+        "rows": 1,
+        "cols": 2,
+        "title": "p",
+        "subplots": [
+            {"kind": "scatter", "series": [{"x": [1, 2], "y": [2, 1]}]},
+            {"kind": "text", "text": "note"},
+        ],
+    },
 }
 
 
 def _report(tmp_path):
-    rep = Report("demo", {"alpha": 1, "path": tmp_path}, out_dir=tmp_path / "r", seed=7, device="cpu")
+    rep = Report(
+        "demo", {"alpha": 1, "path": tmp_path}, out_dir=tmp_path / "r", seed=7, device="cpu"
+    )
     sec = rep.section("Results", "Some prose.")
     sec.table("T", ["name", "value"], [["a", 0.123456], ["b", None]], note="n")
     for name, spec in SPECS.items():

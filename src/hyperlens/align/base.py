@@ -27,8 +27,9 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 
-from ..errors import ConfigError, InputError, ShapeError
+from ..errors import ConfigError, InputError, NotFittedError, ShapeError
 from ..utils import Registry, as_float_matrix, atomic_path
 
 __all__ = [
@@ -106,12 +107,13 @@ def check_anchor_pair(
         )
     if t.shape[0] < min_rows:
         raise ShapeError(
-            f"need at least {min_rows} paired anchors, got {t.shape[0]}; add anchor texts."
+            f"need at least {min_rows} paired anchors, got n_samples={t.shape[0]}; add anchor "
+            "texts."
         )
     return t, s
 
 
-class Aligner:
+class Aligner(BaseEstimator):
     """Base class: maps teacher and student embeddings into one shared space.
 
     Subclasses implement :meth:`_fit` (on validated float64 tensors) and
@@ -131,13 +133,21 @@ class Aligner:
         sig = inspect.signature(cls.__init__)
         return [p for p in sig.parameters if p != "self"]
 
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters (JSON-friendly values)."""
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor parameters (JSON-friendly values); ``deep`` as in scikit-learn."""
         return {p: getattr(self, p) for p in self.param_names()}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn tags: ``fit(teacher, student)`` needs a 2-D ``student`` (the "y")."""
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = False
+        return tags
 
     # ------------------------------------------------------------------ public API
     def fit(self, teacher: ArrayLike, student: ArrayLike) -> Aligner:
@@ -146,7 +156,13 @@ class Aligner:
         Shapes:
             teacher: ``[n, d_t]``; student: ``[n, d_s]``.
         """
+        if student is None:
+            raise InputError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None: "
+                "fit(teacher, student) needs the student's embeddings of the same anchors."
+            )
         t, s = check_anchor_pair(teacher, student, min_rows=self._min_anchors())
+        self.n_features_in_ = int(t.shape[1])
         self.dim_t_ = int(t.shape[1])
         self.dim_s_ = int(s.shape[1])
         self.n_anchors_ = int(t.shape[0])
@@ -190,7 +206,7 @@ class Aligner:
     # ------------------------------------------------------------------ helpers
     def _apply(self, x: ArrayLike, side: str) -> ArrayLike:
         if not self.is_fitted:
-            raise InputError(
+            raise NotFittedError(
                 f"{type(self).__name__} is not fitted; call .fit(teacher_anchors, "
                 "student_anchors) before transform_teacher/transform_student."
             )
@@ -212,7 +228,7 @@ class Aligner:
         from safetensors.torch import save_file
 
         if not self.is_fitted:
-            raise InputError(f"{type(self).__name__} is not fitted; fit it before save().")
+            raise NotFittedError(f"{type(self).__name__} is not fitted; fit it before save().")
         tensors = {
             n: getattr(self, n).detach().to("cpu").contiguous() for n in self._state_names()
         }

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..errors import InputError
-from ..utils import make_generator
+from ..train import TrainConfig, fit_module, step_generator
 from .base import Aligner, center_stats, register_aligner, top_components
 
 __all__ = ["ContrastiveAligner", "ProjectionHead", "margin_loss", "info_nce_loss"]
@@ -30,7 +30,9 @@ class ProjectionHead(nn.Module):
         return nn.functional.normalize(self.net(x), dim=1)
 
 
-def margin_loss(t: torch.Tensor, s: torch.Tensor, perm: torch.Tensor, margin: float) -> torch.Tensor:
+def margin_loss(
+    t: torch.Tensor, s: torch.Tensor, perm: torch.Tensor, margin: float
+) -> torch.Tensor:
     """``mean(1 - cos(t_i, s_i)) + mean(relu(cos(t_i, s_perm(i)) - margin))``.
 
     Pulls paired rows together and pushes a shuffled partner below ``margin`` cosine.
@@ -51,6 +53,14 @@ def info_nce_loss(t: torch.Tensor, s: torch.Tensor, temperature: float) -> torch
     return 0.5 * (
         nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.T, target)
     )
+
+
+class _HeadPair(nn.Module):
+    """The two heads trained together (teacher side ``t``, student side ``s``)."""
+
+    def __init__(self, t: ProjectionHead, s: ProjectionHead) -> None:
+        super().__init__()
+        self.t, self.s = t, s
 
 
 @dataclass
@@ -78,8 +88,12 @@ class _Config:
                 raise InputError(f"{name}={v!r} must be a positive int.")
         if self.pca_dim is not None and (not isinstance(self.pca_dim, int) or self.pca_dim < 1):
             raise InputError(f"pca_dim={self.pca_dim!r} must be a positive int or None.")
-        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 2):
-            raise InputError(f"batch_size={self.batch_size!r} must be an int >= 2 or None (full batch).")
+        if self.batch_size is not None and (
+            not isinstance(self.batch_size, int) or self.batch_size < 2
+        ):
+            raise InputError(
+                f"batch_size={self.batch_size!r} must be an int >= 2 or None (full batch)."
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"dropout={self.dropout!r} must be in [0, 1).")
         if self.temperature <= 0 or self.lr <= 0:
@@ -97,7 +111,9 @@ class ContrastiveAligner(Aligner):
     ``shared_dim`` coordinates on the unit sphere. ``loss="margin"`` is a cosine pull on
     pairs plus a hinge on shuffled pairs (``margin``); ``loss="infonce"`` is the symmetric
     InfoNCE over the batch (``temperature``). Training is full batch by default (anchors
-    are few), with AdamW, on ``device``; everything random comes from ``seed``.
+    are few), with AdamW through :func:`hyperlens.train.fit_module`, on ``device``;
+    everything random (initialisation, batch order, dropout, margin negatives) comes from
+    ``seed``.
 
     Shapes:
         fit: teacher ``[n, d_t]``, student ``[n, d_s]``; transforms give ``[N, shared_dim]``.
@@ -148,7 +164,7 @@ class ContrastiveAligner(Aligner):
                 *self._head_keys()]
 
     def _head_keys(self) -> list[str]:
-        return [f"head_{side}_{k.replace('.', '_')}" for side in ("t", "s") for k in
+        return [f"head_{side}_{k.replace('.', '_')}_" for side in ("t", "s") for k in
                 ("net.0.weight", "net.0.bias", "net.3.weight", "net.3.bias")]
 
     def _extra_state(self) -> dict[str, object]:
@@ -158,7 +174,9 @@ class ContrastiveAligner(Aligner):
         super()._set_extra_state(extra)
         ht, hs = self._heads()
         for side, head in (("t", ht), ("s", hs)):
-            state = {k: getattr(self, f"head_{side}_{k.replace('.', '_')}") for k in head.state_dict()}
+            state = {
+                k: getattr(self, f"head_{side}_{k.replace('.', '_')}_") for k in head.state_dict()
+            }
             head.load_state_dict(state)
             head.eval()
         self.head_t_, self.head_s_ = ht, hs
@@ -173,7 +191,9 @@ class ContrastiveAligner(Aligner):
         for side, x in (("t", teacher), ("s", student)):
             mean, xc = center_stats(x)
             k = min(x.shape[1], n - 1, cfg.pca_dim or x.shape[1])
-            basis = top_components(xc, k) if k < x.shape[1] else torch.eye(x.shape[1], dtype=x.dtype)
+            basis = (
+                top_components(xc, k) if k < x.shape[1] else torch.eye(x.shape[1], dtype=x.dtype)
+            )
             z = (xc @ basis).float()
             std = z.std(0).clamp_min(1e-6)
             setattr(self, f"mean_{side}_", mean.float())
@@ -181,41 +201,36 @@ class ContrastiveAligner(Aligner):
             setattr(self, f"std_{side}_", std)
             xs_.append((z / std).to(dev))
         xt, xs = xs_
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(cfg.seed)  # module init and dropout masks
-            head_t, head_s = self._heads()
-            head_t.to(dev).train()
-            head_s.to(dev).train()
-            gen = make_generator(cfg.seed, dev)
-            params = [*head_t.parameters(), *head_s.parameters()]
-            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-            bs = n if cfg.batch_size is None else min(cfg.batch_size, n)
-            history: list[float] = []
-            for _ in range(cfg.epochs):
-                order = torch.randperm(n, generator=gen, device=dev)
-                total = 0.0
-                for start in range(0, n - bs + 1, bs):
-                    idx = order[start:start + bs]
-                    zt, zs = head_t(xt[idx]), head_s(xs[idx])
-                    if cfg.loss == "infonce":
-                        loss = info_nce_loss(zt, zs, cfg.temperature)
-                    else:
-                        # a derangement-free shuffle: roll a random permutation by one
-                        perm = torch.randperm(len(idx), generator=gen, device=dev)
-                        partner = torch.empty_like(perm)
-                        partner[perm] = perm.roll(1)
-                        loss = margin_loss(zt, zs, partner, cfg.margin)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach())
-                history.append(total)
+        bs = None if cfg.batch_size is None else min(cfg.batch_size, n)
+        train_cfg = TrainConfig(
+            optimizer="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, epochs=cfg.epochs,
+            batch_size=bs, drop_last=True, seed=cfg.seed, progress=False,
+        )
+
+        def build() -> _HeadPair:
+            return _HeadPair(*self._heads()).to(dev)  # initialised under cfg.seed
+
+        def loss_fn(pair: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            assert isinstance(pair, _HeadPair)
+            zt, zs = pair.t(batch[0]), pair.s(batch[1])
+            if cfg.loss == "infonce":
+                return info_nce_loss(zt, zs, cfg.temperature)
+            # a derangement-free shuffle: roll a random permutation by one
+            perm = torch.randperm(zt.shape[0], generator=step_generator()).to(dev)
+            partner = torch.empty_like(perm)
+            partner[perm] = perm.roll(1)
+            return margin_loss(zt, zs, partner, cfg.margin)
+
+        pair, hist = fit_module(build, loss_fn, (xt, xs), train_cfg)
+        assert isinstance(pair, _HeadPair)
+        head_t, head_s = pair.t, pair.s
+        history = hist.epoch_loss("sum")
         head_t.eval().cpu()
         head_s.eval().cpu()
         self.head_t_, self.head_s_ = head_t, head_s
-        for side, head in (("t", head_t), ("s", head_s)):
-            for k, v in head.state_dict().items():
-                setattr(self, f"head_{side}_{k.replace('.', '_')}", v.detach().clone())
+        for side_name, head in (("t", head_t), ("s", head_s)):
+            for key, v in head.state_dict().items():
+                setattr(self, f"head_{side_name}_{key.replace('.', '_')}_", v.detach().clone())
         self.loss_history_ = history
         self.dim_ = cfg.shared_dim
 
@@ -227,5 +242,3 @@ class ContrastiveAligner(Aligner):
             z = head((x.float() - mean) @ basis / std)
         return z.double()
 
-    def get_params(self) -> dict[str, object]:
-        return asdict(self._config())

@@ -25,7 +25,7 @@ confidence interval.
 
 from __future__ import annotations
 
-import math
+import builtins
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -134,7 +134,7 @@ def efficiency(acc: float, ceiling: float) -> float:
 
 
 def chance_corrected_efficiency(acc: float, ceiling: float, majority: float) -> float:
-    """``(acc - majority) / (ceiling - majority)``: 0 for the majority-class answer, 1 at the ceiling.
+    """``(acc - majority) / (ceiling - majority)``: 0 for the majority answer, 1 at the ceiling.
 
     NaN when the ceiling does not beat the majority answer (nothing to transfer).
     """
@@ -210,7 +210,7 @@ def _as_numpy(x: Any, name: str) -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
-# --------------------------------------------------------------------------- HDC in the shared space
+# ------------------------------------------------------------------------ HDC in the shared space
 def shared_projection(dim_in: int, hdc_dim: int, seed: int) -> torch.Tensor:
     """Gaussian random projection ``[dim_in, hdc_dim]`` drawn from ``seed`` (same bits anywhere)."""
     from ..functional.hdc import random_projection
@@ -321,7 +321,7 @@ class CeilingScores:
 
     hdc: ProbeScores
     float: ProbeScores
-    majority: float
+    majority: builtins.float
 
 
 def ceiling_scores(
@@ -446,17 +446,13 @@ def transfer_scores(
 def summarize(values: Iterable[float], confidence: float = 0.95) -> dict[str, float]:
     """Mean, sample standard deviation and Student-t confidence interval of ``values``.
 
-    NaNs are dropped. With one value the interval collapses to the value (``std`` 0).
+    NaNs are dropped. With one value the interval collapses to the value (``std`` 0). The
+    interval is :func:`hyperlens.functional.stats.t_interval`'s; this is its dict form.
     """
-    from scipy import stats
+    from ..functional.stats import t_interval
 
-    arr = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
-    if arr.size == 0:
-        nan = float("nan")
-        return {"mean": nan, "std": nan, "lo": nan, "hi": nan, "n": 0}
-    mean = float(arr.mean())
-    if arr.size == 1:
-        return {"mean": mean, "std": 0.0, "lo": mean, "hi": mean, "n": 1}
-    std = float(arr.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, arr.size - 1) * std / math.sqrt(arr.size))
-    return {"mean": mean, "std": std, "lo": mean - half, "hi": mean + half, "n": int(arr.size)}
+    vals = [float("nan") if v is None else float(v) for v in values]
+    est = t_interval(vals, confidence)
+    if est.n == 1:
+        return {"mean": est.value, "std": 0.0, "lo": est.value, "hi": est.value, "n": 1}
+    return {"mean": est.value, "std": est.std, "lo": est.lo, "hi": est.hi, "n": est.n}

@@ -12,7 +12,7 @@ __all__ = ["ProcrustesAligner", "IdentityAligner"]
 
 @register_aligner("procrustes")
 class ProcrustesAligner(Aligner):
-    """Rotate the teacher's anchor cloud onto the student's: ``min_R ||X R - Y||_F``, ``R`` orthogonal.
+    """Rotate the teacher's anchors onto the student's: ``min_R ||X R - Y||_F``, ``R`` orthogonal.
 
     Both sides are centred on their anchor means and rescaled to unit RMS norm, so the
     rotation (and the optional scale) compares shapes, not units. When the widths differ,

@@ -44,9 +44,9 @@ class RidgeAligner(Aligner):
     estimates ``E[teacher | student]``. The other direction trains the classifier on
     shrunken predictions and tests it on full student vectors, whose unpredictable
     directions the classifier never saw constrained; on SST-2 (MiniLM / WordLlama,
-    development seed) that lost 0.3-0.7 of chance-corrected efficiency against this one. ``alpha="auto"`` picks the penalty that minimises the
-    exact leave-one-out error on the anchors (closed form, one SVD), so nothing is tuned on
-    downstream labels.
+    development seed) that lost 0.3-0.7 of chance-corrected efficiency against this one.
+    ``alpha="auto"`` picks the penalty that minimises the exact leave-one-out error on the
+    anchors (closed form, one SVD), so nothing is tuned on downstream labels.
 
     Shapes:
         fit: teacher ``[n, d_t]``, student ``[n, d_s]``; transforms give ``[N, d_t]``
@@ -66,7 +66,8 @@ class RidgeAligner(Aligner):
     def _fit(self, teacher: torch.Tensor, student: torch.Tensor) -> None:
         if self.direction not in {"teacher_to_student", "student_to_teacher"}:
             raise InputError(
-                f"direction={self.direction!r} must be 'teacher_to_student' or 'student_to_teacher'."
+                f"direction={self.direction!r} must be 'teacher_to_student' or "
+                "'student_to_teacher'."
             )
         self.mean_t_, tc = center_stats(teacher)
         self.mean_s_, sc = center_stats(student)

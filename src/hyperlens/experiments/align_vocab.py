@@ -19,6 +19,7 @@ import numpy as np
 
 from ..align.vocab import align_vocabularies
 from ..report import Report
+from .options import positive_int, unit_fraction
 
 __all__ = ["COMMAND", "HELP", "add_arguments", "main", "run_align_vocab"]
 
@@ -27,18 +28,24 @@ HELP = "Procrustes between two models' token embeddings over their shared vocabu
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model_a", help="model whose token embeddings are mapped (zoo name, HF id or path)")
+    p.add_argument(
+        "model_a", help="model whose token embeddings are mapped (zoo name, HF id or path)"
+    )
     p.add_argument("model_b", help="target model")
-    p.add_argument("--test-fraction", type=float, default=0.2,
+    p.add_argument("--test-fraction", type=unit_fraction, default=0.2,
                    help="share of the shared vocabulary held out for scoring (0.2)")
-    p.add_argument("--max-test", type=int, default=3000, help="cap on held-out tokens (3000)")
-    p.add_argument("--k", type=int, default=10, help="neighbours for the overlap score (10)")
+    p.add_argument(
+        "--max-test", type=positive_int, default=3000, help="cap on held-out tokens (3000)"
+    )
+    p.add_argument(
+        "--k", type=positive_int, default=10, help="neighbours for the overlap score (10)"
+    )
     p.add_argument("--cased", action="store_true", help="match token strings case-sensitively")
     p.add_argument("--whole-words", action="store_true",
                    help="use word-initial tokens only (drop continuation pieces)")
     p.add_argument("--no-scaling", dest="scaling", action="store_false",
                    help="fit a pure rotation (no global scale)")
-    p.add_argument("--n-components", type=int, default=None,
+    p.add_argument("--n-components", type=positive_int, default=None,
                    help="common width (default: the smaller model's width)")
 
 
@@ -86,11 +93,18 @@ def run_align_vocab(
               [[label, getattr(res, key), res.null[key]] for label, key in names])
     edges = np.linspace(-1, 1, 81)
     counts, _ = np.histogram(res.cosines, bins=edges)
-    sec.plot("align_vocab_cosines.png", {
-        "kind": "hist", "title": f"Per-token cosine after alignment ({model_a} -> {model_b})",
-        "xlabel": "cosine(mapped A token, B token)",
-        "series": [{"label": "held-out tokens", "edges": edges.tolist(), "counts": counts.tolist()}],
-        "vlines": [{"x": res.cosine_mean, "label": f"mean {res.cosine_mean:.3f}"}]})
+    sec.plot(
+        "align_vocab_cosines.png",
+        {
+            "kind": "hist",
+            "title": f"Per-token cosine after alignment ({model_a} -> {model_b})",
+            "xlabel": "cosine(mapped A token, B token)",
+            "series": [
+                {"label": "held-out tokens", "edges": edges.tolist(), "counts": counts.tolist()}
+            ],
+            "vlines": [{"x": res.cosine_mean, "label": f"mean {res.cosine_mean:.3f}"}],
+        },
+    )
     order = np.argsort(res.cosines)
     sec.table("Worst and best aligned held-out tokens", ["rank", "worst token", "cosine",
                                                         "best token", "cosine"],
@@ -99,16 +113,30 @@ def run_align_vocab(
                for i in range(min(15, len(order)))])
     sec.metrics(res.metrics() | {"fit_seconds": seconds})
     rep.data["cosine_percentiles"] = res.cosine_percentiles
-    rep.summary([["shared tokens", f"{res.n_shared:,}"],
-                 ["held-out cosine (mean)", f"{res.cosine_mean:.3f} (null {res.null['cosine_mean']:.3f})"],
-                 ["top-1 retrieval", f"{res.top1_retrieval:.3f} (null {res.null['top1_retrieval']:.3f})"],
-                 [f"{k}-NN agreement", f"{res.knn_overlap:.3f} (null {res.null['knn_overlap']:.3f})"],
-                 ["residual", f"{res.residual:.3f}"]])
+    rep.summary(
+        [
+            ["shared tokens", f"{res.n_shared:,}"],
+            [
+                "held-out cosine (mean)",
+                f"{res.cosine_mean:.3f} (null {res.null['cosine_mean']:.3f})",
+            ],
+            [
+                "top-1 retrieval",
+                f"{res.top1_retrieval:.3f} (null {res.null['top1_retrieval']:.3f})",
+            ],
+            [f"{k}-NN agreement", f"{res.knn_overlap:.3f} (null {res.null['knn_overlap']:.3f})"],
+            ["residual", f"{res.residual:.3f}"],
+        ]
+    )
     return rep.save()
 
 
 def main(args: argparse.Namespace) -> Path:
-    out = args.out if args.out is not None else Path("runs") / f"align-vocab-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = (
+        args.out
+        if args.out is not None
+        else Path("runs") / f"align-vocab-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     return run_align_vocab(args.model_a, args.model_b, out=Path(out), seed=int(args.seed),
                            device=str(args.device), test_fraction=args.test_fraction,
                            max_test=args.max_test, k=args.k, lowercase=not args.cased,

@@ -20,6 +20,7 @@ from ..probes.mha_cv import (
 )
 from ..report import Report
 from ..utils import resolve_device
+from .options import positive_float, positive_int
 
 __all__ = ["COMMAND", "HELP", "add_arguments", "main", "run", "build_report"]
 
@@ -32,37 +33,99 @@ _ACTS_MAIN = ("act_emb", "act_Q/head", "act_K/head", "act_V/head", "act_post/hea
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = MHACVConfig()
-    p.add_argument("--dims", type=int, nargs="+", default=list(d.dims),
-                   help=f"model widths (default: {' '.join(map(str, d.dims))}; the original sweep used 64 128 256)")
-    p.add_argument("--heads", type=int, nargs="+", default=list(d.heads),
-                   help=f"head counts; each must divide every dim (default: {' '.join(map(str, d.heads))})")
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"full-batch Adam steps (default: {d.epochs})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default: {d.lr})")
-    p.add_argument("--vocab", type=int, default=d.vocab, help=f"vocabulary size (default: {d.vocab})")
-    p.add_argument("--seq-len", type=int, default=d.seq_len, help=f"tokens per sample (default: {d.seq_len})")
-    p.add_argument("--classes", type=int, default=d.n_classes, help=f"noise patterns / classes (default: {d.n_classes})")
-    p.add_argument("--per-class", type=int, default=d.samples_per_class,
+    p.add_argument(
+        "--dims",
+        type=positive_int,
+        nargs="+",
+        default=list(d.dims),
+        help=f"model widths (default: {' '.join(map(str, d.dims))}; the original sweep used 64 128 "
+             "256)",
+    )
+    p.add_argument(
+        "--heads",
+        type=positive_int,
+        nargs="+",
+        default=list(d.heads),
+        help=f"head counts; each must divide every dim (default: {' '.join(map(str, d.heads))})",
+    )
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=d.epochs,
+        help=f"full-batch Adam steps (default: {d.epochs})",
+    )
+    p.add_argument(
+        "--lr", type=positive_float, default=d.lr, help=f"learning rate (default: {d.lr})"
+    )
+    p.add_argument(
+        "--vocab", type=positive_int, default=d.vocab, help=f"vocabulary size (default: {d.vocab})"
+    )
+    p.add_argument(
+        "--seq-len",
+        type=positive_int,
+        default=d.seq_len,
+        help=f"tokens per sample (default: {d.seq_len})",
+    )
+    p.add_argument(
+        "--classes",
+        type=positive_int,
+        default=d.n_classes,
+        help=f"noise patterns / classes (default: {d.n_classes})",
+    )
+    p.add_argument("--per-class", type=positive_int, default=d.samples_per_class,
                    help=f"training samples per class (default: {d.samples_per_class})")
-    p.add_argument("--noise", type=float, default=d.noise,
-                   help=f"probability that a position is replaced by a random token (default: {d.noise})")
-    p.add_argument("--k", type=int, default=d.k, help=f"simplex dimension (default: {d.k}, pentachora)")
-    p.add_argument("--simplices", type=int, default=d.n_simplices,
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=d.noise,
+        help=f"probability that a position is replaced by a random token (default: {d.noise})",
+    )
+    p.add_argument(
+        "--k",
+        type=positive_int,
+        default=d.k,
+        help=f"simplex dimension (default: {d.k}, pentachora)",
+    )
+    p.add_argument("--simplices", type=positive_int, default=d.n_simplices,
                    help=f"simplices sampled per measurement (default: {d.n_simplices})")
-    p.add_argument("--boot", type=int, default=d.n_boot, help=f"bootstrap resamples per interval (default: {d.n_boot})")
-    p.add_argument("--null", default=d.null, choices=["gaussian", "norms", "isotropic", "none"],
-                   help="null model for every CV (default: gaussian with the same mean and covariance)")
+    p.add_argument(
+        "--boot",
+        type=positive_int,
+        default=d.n_boot,
+        help=f"bootstrap resamples per interval (default: {d.n_boot})",
+    )
+    p.add_argument(
+        "--null",
+        default=d.null,
+        choices=["gaussian", "norms", "isotropic", "none"],
+        help="null model for every CV (default: gaussian with the same mean and covariance)",
+    )
     p.add_argument("--band", type=float, nargs=2, default=list(d.band), metavar=("LO", "HI"),
                    help=f"CV band, strict inequalities (default: {d.band[0]} {d.band[1]})")
-    p.add_argument("--seeds", type=int, default=d.n_seeds,
-                   help="independent replicates per grid cell; >= 2 gives t intervals over seeds (default: 1)")
+    p.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=d.n_seeds,
+        help="independent replicates per grid cell; >= 2 gives t intervals over seeds (default: 1)",
+    )
 
 
 def main(args: argparse.Namespace) -> Path:
     cfg = MHACVConfig(
-        dims=tuple(args.dims), heads=tuple(args.heads), vocab=args.vocab, seq_len=args.seq_len,
-        n_classes=args.classes, samples_per_class=args.per_class, noise=args.noise, epochs=args.epochs,
-        lr=args.lr, k=args.k, n_simplices=args.simplices, n_boot=args.boot,
-        null=None if args.null == "none" else args.null, band=(args.band[0], args.band[1]),
+        dims=tuple(args.dims),
+        heads=tuple(args.heads),
+        vocab=args.vocab,
+        seq_len=args.seq_len,
+        n_classes=args.classes,
+        samples_per_class=args.per_class,
+        noise=args.noise,
+        epochs=args.epochs,
+        lr=args.lr,
+        k=args.k,
+        n_simplices=args.simplices,
+        n_boot=args.boot,
+        null=None if args.null == "none" else args.null,
+        band=(args.band[0], args.band[1]),
         n_seeds=args.seeds,
     )
     return run(cfg, seed=args.seed, device=args.device, out=args.out,
@@ -74,12 +137,18 @@ def run(cfg: MHACVConfig, *, seed: int = 0, device: str = "auto", out: Path,
     """Run the sweep and write its report folder; returns the folder."""
     dev = resolve_device(device)
     rep = Report(
-        "mha-cv", {"seed": seed, "device": str(dev), **_config_dict(cfg)}, out_dir=out, seed=seed, device=dev,
+        "mha-cv",
+        {"seed": seed, "device": str(dev), **_config_dict(cfg)},
+        out_dir=out,
+        seed=seed,
+        device=dev,
         title="hyperlens mha-cv: simplex-volume CV across width and heads",
         description=(
             "A token embedding, one multi-head attention block and a linear classifier learn "
-            f"{cfg.n_classes} seeded noisy token patterns. For each width x head count we measure the "
-            f"coefficient of variation of {cfg.k}-simplex volumes of the weights and of the activations "
+            f"{cfg.n_classes} seeded noisy token patterns. For each width x head count we measure "
+            "the "
+            f"coefficient of variation of {cfg.k}-simplex volumes of the weights and of the "
+            "activations "
             "before, halfway and after training, with bootstrap intervals, against a "
             f"{cfg.null or 'no'} null model, and check membership of the band "
             f"{cfg.band[0]} < CV < {cfg.band[1]}."
@@ -98,7 +167,11 @@ def _config_dict(cfg: MHACVConfig) -> dict[str, Any]:
 
 
 def _fmt(cell: dict[str, Any], key: str = "cv") -> str:
-    lo_key, hi_key = {"cv": ("lo", "hi"), "null_cv": ("null_lo", "null_hi"), "ratio": ("ratio_lo", "ratio_hi")}[key]
+    lo_key, hi_key = {
+        "cv": ("lo", "hi"),
+        "null_cv": ("null_lo", "null_hi"),
+        "ratio": ("ratio_lo", "ratio_hi"),
+    }[key]
     if cell.get(key) is None:
         return "n/a" + (f" ({cell['note']})" if cell.get("note") else "")
     star = "*" if key == "cv" and cell.get("in_band") else ""
@@ -114,23 +187,57 @@ def build_report(rep: Report, result: MHACVResult) -> Report:
                 else "95 % percentile bootstrap interval over the sampled simplices")
     rep.data["runs"] = result.runs
     rep.data["summary"] = [
-        {"dim": d, "heads": h, "head_dim": d // h, "phase": ph, "quantity": q, **result.cell(d, h, ph, q)}
-        for d, h in grid for ph in PHASES for q in (*WEIGHT_QUANTITIES, *ACTIVATION_QUANTITIES)
+        {
+            "dim": d,
+            "heads": h,
+            "head_dim": d // h,
+            "phase": ph,
+            "quantity": q,
+            **result.cell(d, h, ph, q),
+        }
+        for d, h in grid
+        for ph in PHASES
+        for q in (*WEIGHT_QUANTITIES, *ACTIVATION_QUANTITIES)
     ]
     rep.data["quantities"] = {**WEIGHT_QUANTITIES, **ACTIVATION_QUANTITIES}
 
     # ---- training
-    sec = rep.section("Training", "Full-batch Adam on the noise patterns; accuracy on the training set "
-                      "and on a held-out set drawn from the same patterns, with 95 % Wilson intervals.")
+    sec = rep.section(
+        "Training",
+        "Full-batch Adam on the noise patterns; accuracy on the training set "
+        "and on a held-out set drawn from the same patterns, with 95 % Wilson intervals.",
+    )
     rows = []
     for d, h in grid:
         runs = [r for r in result.runs if r["dim"] == d and r["heads"] == h]
         for r in runs:
-            rows.append([d, h, d // h, r["seed"], round(r["loss_first"], 4), round(r["loss_last"], 4),
-                         f"{r['train_acc']:.3f} [{r['train_acc_ci'][0]:.3f}, {r['train_acc_ci'][1]:.3f}]",
-                         f"{r['test_acc']:.3f} [{r['test_acc_ci'][0]:.3f}, {r['test_acc_ci'][1]:.3f}]"])
-    sec.table("Training per model", ["dim", "heads", "head_dim", "seed", "loss (first)", "loss (last)",
-                                     "train acc [95% CI]", "test acc [95% CI]"], rows)
+            rows.append(
+                [
+                    d,
+                    h,
+                    d // h,
+                    r["seed"],
+                    round(r["loss_first"], 4),
+                    round(r["loss_last"], 4),
+                    f"{r['train_acc']:.3f} [{r['train_acc_ci'][0]:.3f}, "
+                    f"{r['train_acc_ci'][1]:.3f}]",
+                    f"{r['test_acc']:.3f} [{r['test_acc_ci'][0]:.3f}, {r['test_acc_ci'][1]:.3f}]",
+                ]
+            )
+    sec.table(
+        "Training per model",
+        [
+            "dim",
+            "heads",
+            "head_dim",
+            "seed",
+            "loss (first)",
+            "loss (last)",
+            "train acc [95% CI]",
+            "test acc [95% CI]",
+        ],
+        rows,
+    )
     sec.plot("mha_cv_accuracy.png", {
         "kind": "bar", "title": "Held-out accuracy (95 % Wilson interval)", "ylabel": "accuracy",
         "categories": [f"D{d}/H{h}" for d, h in grid],
@@ -151,34 +258,53 @@ def build_report(rep: Report, result: MHACVResult) -> Report:
             + ("; ".join(f"{q}: {desc}" for q, desc in quantities.items())) + ".",
         )
         for phase in PHASES:
-            rows = [[d, h, d // h, *[_fmt(result.cell(d, h, phase, q)) for q in quantities]] for d, h in grid]
+            rows = [
+                [d, h, d // h, *[_fmt(result.cell(d, h, phase, q)) for q in quantities]]
+                for d, h in grid
+            ]
             sec.table(f"{title}, {phase}-training", ["dim", "heads", "head_dim", *quantities], rows)
         if cfg.null is not None:
-            rows = [[d, h, d // h, *[_fmt(result.cell(d, h, "post", q), "null_cv") for q in quantities]]
-                    for d, h in grid]
+            rows = [
+                [d, h, d // h, *[_fmt(result.cell(d, h, "post", q), "null_cv") for q in quantities]]
+                for d, h in grid
+            ]
             sec.table(f"{title}, {cfg.null} null model (post-training shapes)",
                       ["dim", "heads", "head_dim", *quantities], rows,
                       note="The same statistic on a matched null point cloud with the same size.")
-            rows = [[d, h, d // h, *[_fmt(result.cell(d, h, "post", q), "ratio") for q in quantities]]
-                    for d, h in grid]
-            sec.table(f"{title}, CV / null CV after training", ["dim", "heads", "head_dim", *quantities], rows,
-                      note="Intervals exclude 1 where the trained geometry differs from the null.")
+            rows = [
+                [d, h, d // h, *[_fmt(result.cell(d, h, "post", q), "ratio") for q in quantities]]
+                for d, h in grid
+            ]
+            sec.table(
+                f"{title}, CV / null CV after training",
+                ["dim", "heads", "head_dim", *quantities],
+                rows,
+                note="Intervals exclude 1 where the trained geometry differs from the null.",
+            )
         main_q = _WEIGHTS_MAIN if title == "Weights" else _ACTS_MAIN
         sec.plot(f"mha_cv_{fname}_heatmap.png", {
             "kind": "panel", "title": f"{title}: post-training CV (rows: dim, columns: heads)",
             "rows": 2, "cols": 3,
             "subplots": [_heatmap(result, q, "post") for q in main_q],
         }, caption=f"Intervals for every cell are in the tables above ({interval}).")
-        sec.plot(f"mha_cv_{fname}_by_head_dim.png", {
-            "kind": "panel", "title": f"{title}: CV against head_dim with 95 % intervals", "rows": 2, "cols": 3,
-            "subplots": [_line(result, q) for q in main_q],
-        })
+        sec.plot(
+            f"mha_cv_{fname}_by_head_dim.png",
+            {
+                "kind": "panel",
+                "title": f"{title}: CV against head_dim with 95 % intervals",
+                "rows": 2,
+                "cols": 3,
+                "subplots": [_line(result, q) for q in main_q],
+            },
+        )
 
     # ---- band membership
     sec = rep.section(
         "Band membership",
-        f"Share of the measured quantities with {lo_b} < CV < {hi_b} per grid cell after training, for the "
-        "trained model and for the matched null. A band that the null also occupies says nothing about "
+        f"Share of the measured quantities with {lo_b} < CV < {hi_b} per grid cell after training, "
+        "for the "
+        "trained model and for the matched null. A band that the null also occupies says nothing "
+        "about "
         "learning; the CV / null ratio and its interval are the quantities to read.",
     )
     qs = [*WEIGHT_QUANTITIES, *ACTIVATION_QUANTITIES]
@@ -191,35 +317,82 @@ def build_report(rep: Report, result: MHACVResult) -> Report:
             valid = [c for c in cells if c["cv"] is not None]
             frac = sum(bool(c["in_band"]) for c in valid) / max(1, len(valid))
             nvalid = [c for c in valid if c["null_in_band"] is not None]
-            nfrac = sum(bool(c["null_in_band"]) for c in nvalid) / max(1, len(nvalid)) if nvalid else float("nan")
+            nfrac = (
+                sum(bool(c["null_in_band"]) for c in nvalid) / max(1, len(nvalid))
+                if nvalid
+                else float("nan")
+            )
             row_d.append(frac)
             row_n.append(nfrac)
-            inb = [q for q, c in zip(qs, cells, strict=True) if c["cv"] is not None and c["in_band"]]
+            inb = [
+                q for q, c in zip(qs, cells, strict=True) if c["cv"] is not None and c["in_band"]
+            ]
             sig = [q for q, c in zip(qs, cells, strict=True)
                    if c.get("ratio_lo") is not None and (c["ratio_lo"] > 1 or c["ratio_hi"] < 1)]
-            rows.append([d, h, d // h, f"{sum(bool(c['in_band']) for c in valid)}/{len(valid)}",
-                         f"{sum(bool(c['null_in_band']) for c in nvalid)}/{len(nvalid)}" if nvalid else "n/a",
-                         ", ".join(inb) or "-", ", ".join(sig) or "-"])
+            rows.append(
+                [
+                    d,
+                    h,
+                    d // h,
+                    f"{sum(bool(c['in_band']) for c in valid)}/{len(valid)}",
+                    f"{sum(bool(c['null_in_band']) for c in nvalid)}/{len(nvalid)}"
+                    if nvalid
+                    else "n/a",
+                    ", ".join(inb) or "-",
+                    ", ".join(sig) or "-",
+                ]
+            )
         counts["data"].append(row_d)
         counts["null"].append(row_n)
     sec.table("In band after training", ["dim", "heads", "head_dim", "in band", "null in band",
                                          "quantities in band", "ratio interval excludes 1"], rows)
-    sec.plot("mha_cv_band.png", {
-        "kind": "panel", "title": "Share of quantities in the band after training", "rows": 1, "cols": 2,
-        "subplots": [
-            {"kind": "heatmap", "title": "trained", "matrix": counts["data"], "xlabel": "heads", "ylabel": "dim",
-             "xticklabels": [str(h) for h in cfg.heads], "yticklabels": [str(d) for d in cfg.dims],
-             "vmin": 0, "vmax": 1, "annotate": True, "fmt": ".2f"},
-            {"kind": "heatmap", "title": f"{cfg.null or 'no'} null", "matrix": counts["null"], "xlabel": "heads",
-             "ylabel": "dim", "xticklabels": [str(h) for h in cfg.heads],
-             "yticklabels": [str(d) for d in cfg.dims], "vmin": 0, "vmax": 1, "annotate": True, "fmt": ".2f"},
-        ],
-    }, caption="Shares of point estimates; see the tables for each CV's interval.")
+    sec.plot(
+        "mha_cv_band.png",
+        {
+            "kind": "panel",
+            "title": "Share of quantities in the band after training",
+            "rows": 1,
+            "cols": 2,
+            "subplots": [
+                {
+                    "kind": "heatmap",
+                    "title": "trained",
+                    "matrix": counts["data"],
+                    "xlabel": "heads",
+                    "ylabel": "dim",
+                    "xticklabels": [str(h) for h in cfg.heads],
+                    "yticklabels": [str(d) for d in cfg.dims],
+                    "vmin": 0,
+                    "vmax": 1,
+                    "annotate": True,
+                    "fmt": ".2f",
+                },
+                {
+                    "kind": "heatmap",
+                    "title": f"{cfg.null or 'no'} null",
+                    "matrix": counts["null"],
+                    "xlabel": "heads",
+                    "ylabel": "dim",
+                    "xticklabels": [str(h) for h in cfg.heads],
+                    "yticklabels": [str(d) for d in cfg.dims],
+                    "vmin": 0,
+                    "vmax": 1,
+                    "annotate": True,
+                    "fmt": ".2f",
+                },
+            ],
+        },
+        caption="Shares of point estimates; see the tables for each CV's interval.",
+    )
     total = [result.cell(d, h, "post", q) for d, h in grid for q in qs]
     valid = [c for c in total if c["cv"] is not None]
     n_in = sum(bool(c["in_band"]) for c in valid)
     n_null = sum(bool(c["null_in_band"]) for c in valid if c["null_in_band"] is not None)
-    n_sig = sum(1 for c in valid if c.get("ratio_lo") is not None and (c["ratio_lo"] > 1 or c["ratio_hi"] < 1))
+    n_sig = sum(
+        1
+        for c in valid
+        if c.get("ratio_lo") is not None and (c["ratio_lo"] > 1 or c["ratio_hi"] < 1)
+    )
     sec.metrics({"in_band_post": n_in, "null_in_band_post": n_null, "measured_post": len(valid),
                  "ratio_excludes_one_post": n_sig})
     best = max(result.runs, key=lambda r: r["test_acc"])

@@ -7,19 +7,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..functional import stats
 
 __all__ = ["ProbeResult", "linear_probe", "wilson_interval"]
 
 
-def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval for a proportion ``correct / n`` (95 % by default)."""
+def wilson_interval(correct: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval ``(lo, hi)`` for a proportion ``correct / n``.
+
+    The bounds of :func:`hyperlens.functional.stats.wilson_interval`; NaN for ``n = 0``.
+    """
     if n <= 0:
         return (float("nan"), float("nan"))
-    p = correct / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (float(centre - half), float(centre + half))
+    est = stats.wilson_interval(int(correct), int(n), level)
+    return (est.lo, est.hi)
 
 
 
@@ -66,7 +67,8 @@ def linear_probe(
     y_test = np.asarray(y_test)
     if np.unique(y_train).size < 2:
         raise InputError(
-            f"linear_probe needs at least two classes in y_train, got only {np.unique(y_train).tolist()}; "
+            "linear_probe needs at least two classes in y_train, got only "
+            f"{np.unique(y_train).tolist()}; "
             "use a dataset or split with both classes."
         )
     if len(y_test) == 0:

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
 from ..probes import wordlists
 from ..probes.terrain import TerrainConfig, TerrainSubject, run_terrain, terrain_panel
 from ..report import Report
+from .options import add_data_options, count_of_two, data_options
 
 __all__ = ["COMMAND", "HELP", "add_arguments", "main", "run_terrain_report", "tour_section",
            "add_terrain_sections"]
@@ -31,39 +31,48 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--texts", default="builtin",
                    help="texts for the layer statistics: 'builtin' (48 varied sentences) or a "
                         "dataset name/file for hyperlens.data.load (default: builtin)")
-    p.add_argument("--n-texts", type=int, default=64,
+    p.add_argument("--n-texts", type=count_of_two, default=64,
                    help="texts drawn from --texts when it is a dataset (default: 64)")
     p.add_argument("--data-dir", default=None, help="folder holding the labelled data sets")
-    p.add_argument("--cosine-sample", type=int, default=3000,
+    p.add_argument("--cosine-sample", type=count_of_two, default=3000,
                    help="tokens sampled for the cosine histogram and percentiles (default: 3000)")
-    p.add_argument("--distance-sample", type=int, default=2000,
+    p.add_argument("--distance-sample", type=count_of_two, default=2000,
                    help="tokens sampled for Euclidean distances (default: 2000)")
-    p.add_argument("--n-simplices", type=int, default=2000,
+    p.add_argument("--n-simplices", type=count_of_two, default=2000,
                    help="random pentachora for the volume CV (default: 2000)")
-    p.add_argument("--permutations", type=int, default=2000,
+    p.add_argument("--permutations", type=count_of_two, default=2000,
                    help="label permutations for the digit and category nulls (default: 2000)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for intervals")
-    p.add_argument("--max-length", type=int, default=64, help="tokens kept per text")
-    p.add_argument("--no-layers", action="store_true", help="skip the layer-by-layer forward passes")
+    p.add_argument("--bootstrap", type=count_of_two, default=1000,
+                   help="bootstrap resamples for intervals")
+    p.add_argument("--max-length", type=count_of_two, default=64, help="tokens kept per text")
+    p.add_argument(
+        "--no-layers", action="store_true", help="skip the layer-by-layer forward passes"
+    )
+    add_data_options(p)
 
 
 def _config_from_args(args: argparse.Namespace) -> TerrainConfig:
-    for name in ("cosine_sample", "distance_sample", "n_simplices", "permutations", "bootstrap",
-                 "max_length", "n_texts"):
-        value = getattr(args, name)
-        if not isinstance(value, int) or value < 2:
-            raise ConfigError(f"--{name.replace('_', '-')} must be an integer >= 2, got {value!r}.")
-    return TerrainConfig(cosine_sample=args.cosine_sample, distance_sample=args.distance_sample,
-                         n_simplices=args.n_simplices, n_permutations=args.permutations,
-                         n_bootstrap=args.bootstrap, max_length=args.max_length, seed=int(args.seed))
+    """The battery's configuration; the option types have checked each value already."""
+    return TerrainConfig(
+        cosine_sample=args.cosine_sample,
+        distance_sample=args.distance_sample,
+        n_simplices=args.n_simplices,
+        n_permutations=args.permutations,
+        n_bootstrap=args.bootstrap,
+        max_length=args.max_length,
+        seed=int(args.seed),
+    )
 
 
-def _load_texts(texts: str, n_texts: int, data_dir: str | None, seed: int) -> tuple[list[str], str]:
+def _load_texts(
+    texts: str, n_texts: int, data_dir: str | None, seed: int,
+    read: dict[str, Any] | None = None,
+) -> tuple[list[str], str]:
     if texts == "builtin":
         return list(wordlists.TERRAIN_SENTENCES), "built-in sentences"
     from .. import data as hdata
 
-    ds = hdata.load(texts, data_dir=data_dir)
+    ds = hdata.load(texts, data_dir=data_dir, **(read or {}))
     if len(ds) > n_texts:
         ds = ds.subsample(n_texts, seed=seed)
     return list(ds.texts), f"{n_texts} texts from {ds.name}"
@@ -86,7 +95,10 @@ def _overview_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
         m = r["numbers"][key]
         if not m.get("available"):
             return "n/a"
-        return f"r={m['corr_offset_cosine']:.3f} (p={m['p_corr']:.3g}), gap={m['adjacency_gap']:.3f} (p={m['p_gap']:.3g})"
+        return (
+            f"r={m['corr_offset_cosine']:.3f} (p={m['p_corr']:.3g}), "
+            f"gap={m['adjacency_gap']:.3f} (p={m['p_gap']:.3g})"
+        )
 
     rows: list[list[Any]] = []
     spec: list[tuple[str, Any]] = [
@@ -95,28 +107,80 @@ def _overview_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
         ("layers", lambda r: r["num_layers"]),
         ("norm mean / CV", lambda r: f"{r['norms']['mean']:.3f} / {r['norms']['cv']:.3f}"),
         ("cosine mean (all pairs)", lambda r: r["cosine"]["mean"]),
-        ("cosine std vs 1/sqrt(d)", lambda r: f"{r['cosine']['std']:.3f} vs {r['cosine']['isotropic_std']:.3f}"),
+        (
+            "cosine std vs 1/sqrt(d)",
+            lambda r: f"{r['cosine']['std']:.3f} vs {r['cosine']['isotropic_std']:.3f}",
+        ),
         ("cosine mean after centring", lambda r: r["cosine"]["centered_mean"]),
-        ("PR / d [95% CI]", lambda r: f"{r['spectrum']['pr_over_d']:.3f} {_fmt_ci(r['spectrum']['pr_over_d_ci'])}"),
+        (
+            "PR / d [95% CI]",
+            lambda r: f"{r['spectrum']['pr_over_d']:.3f} {_fmt_ci(r['spectrum']['pr_over_d_ci'])}",
+        ),
         ("PR / d, column-shuffled null", lambda r: r["spectrum"]["null_pr_over_d"]),
-        ("dims for 90 / 95 / 99 % variance", lambda r: " / ".join(
-            str(r["spectrum"]["dims_for_variance"][k]) for k in ("90", "95", "99"))),
-        ("effective rank / stable rank", lambda r: f"{r['spectrum']['effective_rank']:.1f} / {r['spectrum']['stable_rank']:.1f}"),
-        ("pentachoron CV [95% CI]", lambda r: f"{r['pentachoron']['embeddings']['cv']:.3f} {_fmt_ci(r['pentachoron']['embeddings']['cv_ci'])}"),
-        ("  Gaussian null (same covariance)", lambda r: f"{r['pentachoron']['gaussian']['cv']:.3f} {_fmt_ci(r['pentachoron']['gaussian']['cv_ci'])}"),
-        ("  isotropic null", lambda r: f"{r['pentachoron']['isotropic']['cv']:.3f} {_fmt_ci(r['pentachoron']['isotropic']['cv_ci'])}"),
-        ("  CV ratio to Gaussian [95% CI]", lambda r: f"{r['pentachoron']['ratio_to_gaussian']:.3f} {_fmt_ci(r['pentachoron']['ratio_to_gaussian_ci'])}"),
+        (
+            "dims for 90 / 95 / 99 % variance",
+            lambda r: " / ".join(
+                str(r["spectrum"]["dims_for_variance"][k]) for k in ("90", "95", "99")
+            ),
+        ),
+        (
+            "effective rank / stable rank",
+            lambda r: f"{r['spectrum']['effective_rank']:.1f} / {r['spectrum']['stable_rank']:.1f}",
+        ),
+        (
+            "pentachoron CV [95% CI]",
+            lambda r: (
+                f"{r['pentachoron']['embeddings']['cv']:.3f} "
+                f"{_fmt_ci(r['pentachoron']['embeddings']['cv_ci'])}"
+            ),
+        ),
+        (
+            "  Gaussian null (same covariance)",
+            lambda r: (
+                f"{r['pentachoron']['gaussian']['cv']:.3f} "
+                f"{_fmt_ci(r['pentachoron']['gaussian']['cv_ci'])}"
+            ),
+        ),
+        (
+            "  isotropic null",
+            lambda r: (
+                f"{r['pentachoron']['isotropic']['cv']:.3f} "
+                f"{_fmt_ci(r['pentachoron']['isotropic']['cv_ci'])}"
+            ),
+        ),
+        (
+            "  CV ratio to Gaussian [95% CI]",
+            lambda r: (
+                f"{r['pentachoron']['ratio_to_gaussian']:.3f} "
+                f"{_fmt_ci(r['pentachoron']['ratio_to_gaussian_ci'])}"
+            ),
+        ),
         ("digits 0-9", lambda r: manifold(r, "digits")),
         ("number words zero-nine", lambda r: manifold(r, "number_words")),
-        ("category gap within-between (p)", lambda r: (
-            f"{r['categories']['gap']:.3f} (p={r['categories']['p_gap']:.3g}, null {_fmt_ci(r['categories']['null_gap_ci'])})"
-            if r["categories"].get("available") else "n/a")),
-        ("nearest neighbour in same category", lambda r: (
-            f"{r['categories']['nn_purity']:.2f} (chance {r['categories']['nn_purity_chance']:.2f})"
-            if r["categories"].get("available") else "n/a")),
+        (
+            "category gap within-between (p)",
+            lambda r: (
+                f"{r['categories']['gap']:.3f} (p={r['categories']['p_gap']:.3g}, null "
+                f"{_fmt_ci(r['categories']['null_gap_ci'])})"
+                if r["categories"].get("available")
+                else "n/a"
+            ),
+        ),
+        (
+            "nearest neighbour in same category",
+            lambda r: (
+                f"{r['categories']['nn_purity']:.2f} (chance "
+                f"{r['categories']['nn_purity_chance']:.2f})"
+                if r["categories"].get("available")
+                else "n/a"
+            ),
+        ),
         ("distance CV", lambda r: r["distances"]["cv"]),
         ("positions", lambda r: r["positions"]["type"]),
-        ("seconds (wall / CPU)", lambda r: f"{sum(r['timings'].values()):.1f} / {sum(r['cpu_seconds'].values()):.1f}"),
+        (
+            "seconds (wall / CPU)",
+            lambda r: f"{sum(r['timings'].values()):.1f} / {sum(r['cpu_seconds'].values()):.1f}",
+        ),
     ]
     for label, fn in spec:
         row: list[Any] = [label]
@@ -134,13 +198,17 @@ def _model_text(r: dict[str, Any]) -> str:
     parts = [
         f"{r['model']} ({r['kind']}): {r['vocab_size']} tokens x {r['dim']} dimensions.",
         f"Mean pairwise cosine over all token pairs {c['mean']:.3f} (spread {c['std']:.3f}; random "
-        f"directions would give 0 +/- {c['isotropic_std']:.3f}); after removing the mean embedding it is "
+        f"directions would give 0 +/- {c['isotropic_std']:.3f}); after removing the mean embedding "
+        "it is "
         f"{c['centered_mean']:.3f}.",
-        f"The covariance has participation ratio {s['participation_ratio']:.1f} = {s['pr_over_d']:.3f} d "
+        f"The covariance has participation ratio {s['participation_ratio']:.1f} = "
+        f"{s['pr_over_d']:.3f} d "
         f"(95% CI {_fmt_ci(s['pr_over_d_ci'])}); shuffling each column on its own, which keeps the "
         f"per-dimension variances and removes correlations, gives {s['null_pr_over_d']:.3f} d.",
-        f"Pentachoron volume CV {p['embeddings']['cv']:.3f} against {p['gaussian']['cv']:.3f} for a Gaussian "
-        f"with the same covariance (ratio {p['ratio_to_gaussian']:.2f}, CI {_fmt_ci(p['ratio_to_gaussian_ci'])}).",
+        f"Pentachoron volume CV {p['embeddings']['cv']:.3f} against {p['gaussian']['cv']:.3f} for "
+        "a Gaussian "
+        f"with the same covariance (ratio {p['ratio_to_gaussian']:.2f}, CI "
+        f"{_fmt_ci(p['ratio_to_gaussian_ci'])}).",
     ]
     if not r["layers"].get("available"):
         parts.append(r["layers"].get("note", "No layer statistics."))
@@ -155,10 +223,12 @@ def add_terrain_sections(rep: Report, results: list[dict[str, Any]], *, prefix: 
     sec = rep.section(
         title if compact else "Overview",
         "Token embedding geometry of " + " and ".join(names) + ". Cosine mean and spread are exact "
-        "over all token pairs; PR / d has a block-bootstrap interval; pentachoron CVs have bootstrap "
+        "over all token pairs; PR / d has a block-bootstrap interval; pentachoron CVs have "
+        "bootstrap "
         "intervals and two nulls (a Gaussian with the embeddings' mean and covariance, and an "
         "isotropic Gaussian with the same total variance); digit, number-word and category "
-        "statistics are tested against label permutations.")
+        "statistics are tested against label permutations.",
+    )
     sec.table("Terrain at a glance", ["measure", *names], _overview_rows(results))
     band_rows = []
     for r in results:
@@ -171,11 +241,25 @@ def add_terrain_sections(rep: Report, results: list[dict[str, Any]], *, prefix: 
         ])
     cv_band, pr_band = results[0]["pentachoron"]["band"], results[0]["spectrum"]["pr_band"]
     sec.table(
-        f"Published bands: pentachoron CV {cv_band[0]}-{cv_band[1]}, PR / d {pr_band[0]}-{pr_band[1]}",
-        ["model", "d", "CV", "CV 95% CI", "CI meets band", "Gaussian-null CV", "null in band",
-         "PR / d", "PR / d 95% CI", "CI meets band"], band_rows,
-        note="The CV of a Gaussian simplex shrinks roughly like sqrt(2 / d), so the CV band says as "
-             "much about the dimension as about the embeddings; compare each CV with its own null.")
+        f"Published bands: pentachoron CV {cv_band[0]}-{cv_band[1]}, PR / d "
+        f"{pr_band[0]}-{pr_band[1]}",
+        [
+            "model",
+            "d",
+            "CV",
+            "CV 95% CI",
+            "CI meets band",
+            "Gaussian-null CV",
+            "null in band",
+            "PR / d",
+            "PR / d 95% CI",
+            "CI meets band",
+        ],
+        band_rows,
+        note="The CV of a Gaussian simplex shrinks roughly like sqrt(2 / d), so the CV band says "
+             "as "
+        "much about the dimension as about the embeddings; compare each CV with its own null.",
+    )
     for r in results:
         sec.metrics({f"{r['model']}.pr_over_d": r["spectrum"]["pr_over_d"],
                      f"{r['model']}.pentachoron_cv": r["pentachoron"]["embeddings"]["cv"],
@@ -186,10 +270,14 @@ def add_terrain_sections(rep: Report, results: list[dict[str, Any]], *, prefix: 
         return
     for r in results:
         ms = rep.section(f"Terrain: {r['model']}", _model_text(r))
-        ms.plot(f"{prefix}_{_safe(r['model'])}_panel.png", terrain_panel(r),
-                caption="Row 1: norms, cosines, eigenspectrum vs column-shuffled null. Row 2: pentachoron "
-                        "volumes vs Gaussian null, number tokens, categories vs permutation null. Row 3: "
-                        "layers and positions (static models: distances, category centroids, number words).")
+        ms.plot(
+            f"{prefix}_{_safe(r['model'])}_panel.png",
+            terrain_panel(r),
+            caption="Row 1: norms, cosines, eigenspectrum vs column-shuffled null. Row 2: "
+                    "pentachoron "
+            "volumes vs Gaussian null, number tokens, categories vs permutation null. Row 3: "
+            "layers and positions (static models: distances, category centroids, number words).",
+        )
         nums = []
         for key in ("digits", "number_words"):
             m = r["numbers"][key]
@@ -198,47 +286,141 @@ def add_terrain_sections(rep: Report, results: list[dict[str, Any]], *, prefix: 
                              m["adjacency_gap"], _fmt_ci(m["null_gap_ci"]), m["p_gap"]])
             else:
                 nums.append([key, None, m["note"], None, None, None, None])
-        ms.table("Number manifold: cosine against |i - j|",
-                 ["tokens", "corr(|i-j|, cos)", "null 95%", "p", "adjacency gap", "null 95%", "p"], nums)
+        ms.table(
+            "Number manifold: cosine against |i - j|",
+            ["tokens", "corr(|i-j|, cos)", "null 95%", "p", "adjacency gap", "null 95%", "p"],
+            nums,
+        )
         cat = r["categories"]
         if cat.get("available"):
-            ms.table("Semantic categories (within-category mean cosine vs label permutations)",
-                     ["category", "tokens", "within mean", "lift over vocabulary mean", "null 95%", "p"],
-                     [[q["category"], q["n"], q["within_mean"], q["lift"], _fmt_ci(q["null_ci"]), q["p"]]
-                      for q in cat["per_category"]])
+            ms.table(
+                "Semantic categories (within-category mean cosine vs label permutations)",
+                ["category", "tokens", "within mean", "lift over vocabulary mean", "null 95%", "p"],
+                [
+                    [
+                        q["category"],
+                        q["n"],
+                        q["within_mean"],
+                        q["lift"],
+                        _fmt_ci(q["null_ci"]),
+                        q["p"],
+                    ]
+                    for q in cat["per_category"]
+                ],
+            )
         sp = r["special_tokens"]
         if sp.get("available"):
-            ms.table("Special tokens", ["token", "id", "norm", "norm percentile", "mean cos to tokens",
-                                        "max cos to tokens"],
-                     [[t["token"], t["id"], t["norm"], t["norm_percentile"], t["mean_cos_to_tokens"],
-                       t["max_cos_to_tokens"]] for t in sp["tokens"]])
+            ms.table(
+                "Special tokens",
+                [
+                    "token",
+                    "id",
+                    "norm",
+                    "norm percentile",
+                    "mean cos to tokens",
+                    "max cos to tokens",
+                ],
+                [
+                    [
+                        t["token"],
+                        t["id"],
+                        t["norm"],
+                        t["norm_percentile"],
+                        t["mean_cos_to_tokens"],
+                        t["max_cos_to_tokens"],
+                    ]
+                    for t in sp["tokens"]
+                ],
+            )
         lay = r["layers"]
         if lay.get("available"):
-            ms.table(f"Layer by layer ({lay['n_sequences']} sequences, {lay['source']})",
-                     ["layer", "tokens", "norm", "norm 95% CI", "median norm", "max / median",
-                      "cos all tokens", "cos within sentence", "95% CI", "PR/d tokens", "PR/d sentences"],
-                     [[q["layer"], q["tokens"], q["norm_mean"], _fmt_ci(q["norm_ci"]), q["norm_median"],
-                       q["norm_max_over_median"], q["cos_all"],
-                       q["cos_within"], _fmt_ci(q["cos_within_ci"]), q["pr_over_d"], q["pooled_pr_over_d"]]
-                      for q in lay["layers"]])
+            ms.table(
+                f"Layer by layer ({lay['n_sequences']} sequences, {lay['source']})",
+                [
+                    "layer",
+                    "tokens",
+                    "norm",
+                    "norm 95% CI",
+                    "median norm",
+                    "max / median",
+                    "cos all tokens",
+                    "cos within sentence",
+                    "95% CI",
+                    "PR/d tokens",
+                    "PR/d sentences",
+                ],
+                [
+                    [
+                        q["layer"],
+                        q["tokens"],
+                        q["norm_mean"],
+                        _fmt_ci(q["norm_ci"]),
+                        q["norm_median"],
+                        q["norm_max_over_median"],
+                        q["cos_all"],
+                        q["cos_within"],
+                        _fmt_ci(q["cos_within_ci"]),
+                        q["pr_over_d"],
+                        q["pooled_pr_over_d"],
+                    ]
+                    for q in lay["layers"]
+                ],
+            )
         pos = r["positions"]
         if pos["type"] == "absolute":
-            ms.table("Learned absolute positions", ["module", "positions", "used", "Spearman(offset, cos)",
-                                                    "cos at offset 1", "cos at last offset", "PR / d"],
-                     [[pos["module"], pos["positions_total"], pos["positions_used"],
-                       pos["spearman_offset_cosine"], pos["cosine_by_offset"][0], pos["cosine_by_offset"][-1],
-                       pos["pr_over_d"]]])
+            ms.table(
+                "Learned absolute positions",
+                [
+                    "module",
+                    "positions",
+                    "used",
+                    "Spearman(offset, cos)",
+                    "cos at offset 1",
+                    "cos at last offset",
+                    "PR / d",
+                ],
+                [
+                    [
+                        pos["module"],
+                        pos["positions_total"],
+                        pos["positions_used"],
+                        pos["spearman_offset_cosine"],
+                        pos["cosine_by_offset"][0],
+                        pos["cosine_by_offset"][-1],
+                        pos["pr_over_d"],
+                    ]
+                ],
+            )
         elif pos["type"] == "relative":
-            ms.table("Relative attention buckets", ["module", "buckets", "heads", "bidirectional",
-                                                    "heads favouring near offsets"],
-                     [[pos["module"], pos["buckets"], pos["heads"], pos["bidirectional"], pos["local_heads"]]])
+            ms.table(
+                "Relative attention buckets",
+                ["module", "buckets", "heads", "bidirectional", "heads favouring near offsets"],
+                [
+                    [
+                        pos["module"],
+                        pos["buckets"],
+                        pos["heads"],
+                        pos["bidirectional"],
+                        pos["local_heads"],
+                    ]
+                ],
+            )
         elif pos["type"] == "rotary":
-            ms.table("Rotary positions (no learned vectors)", ["theta", "head dim", "rotary dims", "note"],
-                     [[pos["theta"], pos["head_dim"], pos["rotary_dims"], pos["note"]]])
+            ms.table(
+                "Rotary positions (no learned vectors)",
+                ["theta", "head dim", "rotary dims", "note"],
+                [[pos["theta"], pos["head_dim"], pos["rotary_dims"], pos["note"]]],
+            )
     if len(results) > 1:
-        _side_by_side(rep.section("Side by side", "Both models on shared axes: spectra as fractions of "
-                                  "variance against relative component index, layers against relative depth."),
-                      results, prefix)
+        _side_by_side(
+            rep.section(
+                "Side by side",
+                "Both models on shared axes: spectra as fractions of "
+                "variance against relative component index, layers against relative depth.",
+            ),
+            results,
+            prefix,
+        )
 
 
 def _safe(name: str) -> str:
@@ -254,19 +436,43 @@ def _side_by_side(sec: Any, results: list[dict[str, Any]], prefix: str) -> None:
         ev = r["spectrum"]["eigenvalues"]
         tot = sum(ev) or 1.0
         d = len(ev)
-        series.append({"label": r["model"], "x": [(i + 1) / d for i in range(d)], "y": [v / tot for v in ev]})
-    subs.append({"kind": "line", "title": "Eigenspectrum (fraction of variance)", "xlabel": "component / d",
-                 "ylabel": "fraction", "yscale": "log", "series": series})
+        series.append(
+            {"label": r["model"], "x": [(i + 1) / d for i in range(d)], "y": [v / tot for v in ev]}
+        )
+    subs.append(
+        {
+            "kind": "line",
+            "title": "Eigenspectrum (fraction of variance)",
+            "xlabel": "component / d",
+            "ylabel": "fraction",
+            "yscale": "log",
+            "series": series,
+        }
+    )
     subs.append({"kind": "hist", "title": "Token cosine (sampled pairs)", "xlabel": "cosine",
                  "series": [{"label": r["model"], **r["cosine"]["histogram"]} for r in results]})
-    subs.append({"kind": "bar", "title": "Pentachoron CV vs Gaussian null", "ylabel": "CV",
-                 "categories": [r["model"] for r in results],
-                 "series": [{"label": "embeddings", "values": [r["pentachoron"]["embeddings"]["cv"] for r in results],
-                             "lo": [r["pentachoron"]["embeddings"]["cv_ci"][0] for r in results],
-                             "hi": [r["pentachoron"]["embeddings"]["cv_ci"][1] for r in results]},
-                            {"label": "Gaussian null", "values": [r["pentachoron"]["gaussian"]["cv"] for r in results],
-                             "lo": [r["pentachoron"]["gaussian"]["cv_ci"][0] for r in results],
-                             "hi": [r["pentachoron"]["gaussian"]["cv_ci"][1] for r in results]}]})
+    subs.append(
+        {
+            "kind": "bar",
+            "title": "Pentachoron CV vs Gaussian null",
+            "ylabel": "CV",
+            "categories": [r["model"] for r in results],
+            "series": [
+                {
+                    "label": "embeddings",
+                    "values": [r["pentachoron"]["embeddings"]["cv"] for r in results],
+                    "lo": [r["pentachoron"]["embeddings"]["cv_ci"][0] for r in results],
+                    "hi": [r["pentachoron"]["embeddings"]["cv_ci"][1] for r in results],
+                },
+                {
+                    "label": "Gaussian null",
+                    "values": [r["pentachoron"]["gaussian"]["cv"] for r in results],
+                    "lo": [r["pentachoron"]["gaussian"]["cv_ci"][0] for r in results],
+                    "hi": [r["pentachoron"]["gaussian"]["cv_ci"][1] for r in results],
+                },
+            ],
+        }
+    )
     lay_cos, lay_pr = [], []
     for r in results:
         if r["layers"].get("available"):
@@ -275,17 +481,39 @@ def _side_by_side(sec: Any, results: list[dict[str, Any]], prefix: str) -> None:
             x = [q["layer"] / L for q in rows]
             lay_cos.append({"label": r["model"], "x": x, "y": [q["cos_within"] for q in rows]})
             lay_pr.append({"label": r["model"], "x": x, "y": [q["pr_over_d"] for q in rows]})
-    subs.append({"kind": "line", "title": "Within-sentence token cosine by depth", "xlabel": "layer / layers",
-                 "ylabel": "mean cosine", "series": lay_cos})
+    subs.append(
+        {
+            "kind": "line",
+            "title": "Within-sentence token cosine by depth",
+            "xlabel": "layer / layers",
+            "ylabel": "mean cosine",
+            "series": lay_cos,
+        }
+    )
     subs.append({"kind": "line", "title": "Token-state PR / d by depth", "xlabel": "layer / layers",
                  "ylabel": "PR / d", "series": lay_pr})
     dig = [r for r in results if r["numbers"]["digits"].get("available")]
-    subs.append({"kind": "line", "title": "Digit cosine by |i - j|", "xlabel": "|i - j|", "ylabel": "mean cosine",
-                 "series": [{"label": r["model"], "x": list(range(1, 10)),
-                             "y": r["numbers"]["digits"]["mean_cosine_by_offset"]} for r in dig]})
+    subs.append(
+        {
+            "kind": "line",
+            "title": "Digit cosine by |i - j|",
+            "xlabel": "|i - j|",
+            "ylabel": "mean cosine",
+            "series": [
+                {
+                    "label": r["model"],
+                    "x": list(range(1, 10)),
+                    "y": r["numbers"]["digits"]["mean_cosine_by_offset"],
+                }
+                for r in dig
+            ],
+        }
+    )
     names = "_vs_".join(_safe(r["model"]) for r in results)
-    sec.plot(f"{prefix}_{names}_side_by_side.png",
-             {"kind": "panel", "title": "Terrain side by side", "rows": 2, "cols": 3, "subplots": subs})
+    sec.plot(
+        f"{prefix}_{names}_side_by_side.png",
+        {"kind": "panel", "title": "Terrain side by side", "rows": 2, "cols": 3, "subplots": subs},
+    )
 
 
 def _subject(name: str, device: Any) -> TerrainSubject:
@@ -294,15 +522,26 @@ def _subject(name: str, device: Any) -> TerrainSubject:
     return TerrainSubject.from_handle(hmodels.load(name, device=device))
 
 
-def run_terrain_report(*, model: str, vs: str | None = None, texts: str = "builtin", n_texts: int = 64,
-                       data_dir: str | None = None, config: TerrainConfig | None = None,
-                       layers: bool = True, seed: int = 0, device: str = "auto", out: Path) -> Path:
-    """Run the terrain battery on ``model`` (and ``vs``) and write the report; returns its folder."""
+def run_terrain_report(
+    *,
+    model: str,
+    vs: str | None = None,
+    texts: str = "builtin",
+    n_texts: int = 64,
+    data_dir: str | None = None,
+    config: TerrainConfig | None = None,
+    layers: bool = True,
+    seed: int = 0,
+    device: str = "auto",
+    data_options: dict[str, Any] | None = None,
+    out: Path,
+) -> Path:
+    """Run the terrain battery on ``model`` (and ``vs``), write the report, return its folder."""
     from ..utils import resolve_device
 
     dev = resolve_device(device)
     cfg = config or TerrainConfig(seed=seed)
-    text_list, text_source = _load_texts(texts, n_texts, data_dir, seed)
+    text_list, text_source = _load_texts(texts, n_texts, data_dir, seed, data_options)
     rep = Report("terrain", {"model": model, "vs": vs, "texts": texts, "n_texts": n_texts,
                              "layers": layers, "seed": seed, "device": str(dev), **cfg.__dict__},
                  out_dir=out, seed=seed, device=dev,
@@ -329,12 +568,20 @@ def main(args: argparse.Namespace) -> Path:
     cfg = _config_from_args(args)
     return run_terrain_report(model=args.model, vs=args.vs, texts=args.texts, n_texts=args.n_texts,
                               data_dir=args.data_dir, config=cfg, layers=not args.no_layers,
+                              data_options=data_options(args),
                               seed=int(args.seed), device=args.device, out=args.out)
 
 
 #: Sample sizes for the tour: about half the default work, same estimators.
-TOUR_CONFIG = dict(cosine_sample=1500, distance_sample=1000, n_simplices=1000, n_permutations=500,
-                   n_bootstrap=300, spectrum_bootstrap=50, spectrum_blocks=32)
+TOUR_CONFIG: dict[str, Any] = dict(
+    cosine_sample=1500,
+    distance_sample=1000,
+    n_simplices=1000,
+    n_permutations=500,
+    n_bootstrap=300,
+    spectrum_bootstrap=50,
+    spectrum_blocks=32,
+)
 
 
 def tour_section(report: Report, *, models: Sequence[str] = ("minilm", "smollm2"), seed: int = 0,
@@ -352,7 +599,9 @@ def tour_section(report: Report, *, models: Sequence[str] = ("minilm", "smollm2"
     for name in models:
         with report.timer(f"terrain:{name}"):
             subject = _subject(name, dev)
-            res = run_terrain(subject, cfg, texts=list(wordlists.TERRAIN_SENTENCES[::2]), device=dev)
+            res = run_terrain(
+                subject, cfg, texts=list(wordlists.TERRAIN_SENTENCES[::2]), device=dev
+            )
             res["model"] = name
             results.append(res)
     add_terrain_sections(report, results, prefix="tour_terrain", compact=True)

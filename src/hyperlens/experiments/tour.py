@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..report import Report
+from .options import add_data_options, data_options, positive_int, unit_fraction
 from .probing import linear_probe
 
 COMMAND = "tour"
@@ -43,14 +45,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="rotten-tomatoes",
                    help="dataset name or file (default: rotten-tomatoes, shipped offline)")
     p.add_argument("--data-dir", default=None, help="folder holding sst2/ and agnews/ (optional)")
-    p.add_argument("--n-texts", type=int, default=2000,
+    p.add_argument("--n-texts", type=positive_int, default=2000,
                    help="texts drawn (stratified) from the dataset (default: 2000)")
-    p.add_argument("--test-fraction", type=float, default=0.3, help="held-out share for probes")
+    p.add_argument("--test-fraction", type=unit_fraction, default=0.3,
+                   help="held-out share for probes")
     p.add_argument("--pooling", default="mean", choices=["mean", "cls", "last"])
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--sections", nargs="*", default=None,
                    help=f"extra sections to run (default: all of {[n for n, _ in EXTRA_SECTIONS]}; "
                         "pass none to skip them)")
+    add_data_options(p)
+
+
+def _sections(sections: list[str] | None) -> list[str]:
+    """The extra sections to run: all by default, none for ``none`` (or an empty list)."""
+    names = [n for n, _ in EXTRA_SECTIONS]
+    if sections is None:
+        return names
+    wanted = [s for s in sections if s != "none"]
+    if "none" in sections and wanted:
+        raise ConfigError(
+            f"--sections none cannot be combined with {wanted}; pass one or the other."
+        )
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        raise ConfigError(f"--sections {unknown} unknown; choose from {names} or none.")
+    return wanted
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Checks across options, before any model is loaded."""
+    _sections(args.sections)
 
 
 def _geometry_row(name: str, x: np.ndarray, seed: int) -> dict[str, Any]:
@@ -85,25 +110,27 @@ def run_tour(
     pooling: str = "mean",
     batch_size: int = 32,
     sections: list[str] | None = None,
+    data_options: dict[str, Any] | None = None,
     seed: int = 0,
     device: str = "auto",
     out: Path,
 ) -> Path:
     """Run the tour and write its report folder; returns the folder."""
-    from .. import data as hdata
-    from .. import models as hmodels
+    from .. import data as hdata, models as hmodels
     from ..utils import resolve_device
 
+    wanted = _sections(sections)  # checked before any work
     dev = resolve_device(device)
+    read = dict(data_options or {})
     config = {"models": models, "dataset": dataset, "data_dir": data_dir, "n_texts": n_texts,
               "test_fraction": test_fraction, "pooling": pooling, "batch_size": batch_size,
-              "sections": sections, "seed": seed, "device": str(dev)}
+              "sections": sections, "seed": seed, "device": str(dev), "data_options": read}
     rep = Report("tour", config, out_dir=out, seed=seed, device=dev,
                  description="Each model's sentence space on one labelled text set: geometry, "
                              "linear decodability layer by layer, and the extra sections below.")
     with rep.timer("load_data"):
-        ds = hdata.load(dataset, data_dir=data_dir)
-        if n_texts and len(ds) > n_texts:
+        ds = hdata.load(dataset, data_dir=data_dir, **read)
+        if len(ds) > n_texts:
             ds = ds.subsample(n_texts, seed=seed)
         splits = ds.split(test=test_fraction, seed=seed)
     train_idx, test_idx = splits.rows["train"], splits.rows["test"]
@@ -120,12 +147,18 @@ def run_tour(
             else:
                 layers = hmodels.embed_layers(ds.texts, handle, pooling=pooling,
                                               batch_size=batch_size, cache=True)
-        rate = len(ds) / max(time.perf_counter() - t0, 1e-9)
+        # a throughput is a timing: it lives under the report's timings, not among results
+        rep.timings[f"embed_texts_per_s:{name}"] = len(ds) / max(time.perf_counter() - t0, 1e-9)
         with rep.timer(f"probe:{name}"):
             accs = []
             for li in range(layers.shape[0]):
-                r = linear_probe(layers[li][train_idx], y[train_idx], layers[li][test_idx], y[test_idx],
-                                 seed=seed)
+                r = linear_probe(
+                    layers[li][train_idx],
+                    y[train_idx],
+                    layers[li][test_idx],
+                    y[test_idx],
+                    seed=seed,
+                )
                 accs.append(r)
                 probe_rows.append([name, li, r.accuracy, r.ci_low, r.ci_high, r.balanced_accuracy])
         best = int(np.argmax([r.accuracy for r in accs]))
@@ -136,11 +169,18 @@ def run_tour(
         with rep.timer(f"geometry:{name}"):
             g = _geometry_row(name, layers[-1], seed)
         g.update({"best_layer": best, "best_accuracy": accs[best].accuracy,
-                  "last_layer_accuracy": accs[-1].accuracy, "texts_per_s": rate,
+                  "last_layer_accuracy": accs[-1].accuracy,
                   "kind": handle.kind, "num_layers": handle.num_layers})
         geo_rows.append(g)
-        rep.summary([[f"{r['model']}: best layer / accuracy", f"{r['best_layer']} / {r['best_accuracy']:.3f}"]
-                     for r in geo_rows])
+        rep.summary(
+            [
+                [
+                    f"{r['model']}: best layer / accuracy",
+                    f"{r['best_layer']} / {r['best_accuracy']:.3f}",
+                ]
+                for r in geo_rows
+            ]
+        )
         del layers
 
     majority = float(np.bincount(y[test_idx]).max() / len(test_idx))
@@ -149,38 +189,75 @@ def run_tour(
         f"{len(ds)} texts from {ds.name} ({', '.join(ds.label_names)}), {pooling} pooling at the "
         "last layer. Participation ratio (PR) = (Σλ)²/Σλ² of the covariance eigenvalues: the "
         "effective number of dimensions the texts occupy. Cosines are over 20,000 random pairs.")
-    sec.table("Geometry of the last layer",
-              ["model", "kind", "dim", "norm mean", "norm std", "cos mean", "cos std", "PR", "PR / dim",
-               "texts/s"],
-              [[g["model"], g["kind"], g["dim"], g["norm_mean"], g["norm_std"], g["cos_mean"], g["cos_std"],
-                g["participation_ratio"], g["pr_over_dim"], g["texts_per_s"]] for g in geo_rows])
-    sec.plot("tour_cosines.png", {
-        "kind": "hist", "title": "Cosine similarity of random text pairs (last layer)",
-        "xlabel": "cosine", "ylabel": "density", "series": [{"label": g["model"], "edges": g["cos_hist"], "counts": g["cos_counts"]}
-                                       for g in geo_rows]})
+    sec.table(
+        "Geometry of the last layer",
+        [
+            "model",
+            "kind",
+            "dim",
+            "norm mean",
+            "norm std",
+            "cos mean",
+            "cos std",
+            "PR",
+            "PR / dim",
+        ],
+        [
+            [
+                g["model"],
+                g["kind"],
+                g["dim"],
+                g["norm_mean"],
+                g["norm_std"],
+                g["cos_mean"],
+                g["cos_std"],
+                g["participation_ratio"],
+                g["pr_over_dim"],
+            ]
+            for g in geo_rows
+        ],
+    )
+    sec.plot(
+        "tour_cosines.png",
+        {
+            "kind": "hist",
+            "title": "Cosine similarity of random text pairs (last layer)",
+            "xlabel": "cosine",
+            "ylabel": "density",
+            "series": [
+                {"label": g["model"], "edges": g["cos_hist"], "counts": g["cos_counts"]}
+                for g in geo_rows
+            ],
+        },
+    )
     sec2 = rep.section(
         "Linear probes per layer",
-        f"A ridge classifier on standardised features (penalty chosen by leave-one-out CV), trained on {len(train_idx)} texts and "
+        "A ridge classifier on standardised features (penalty chosen by leave-one-out CV), "
+        f"trained on {len(train_idx)} texts and "
         f"tested on {len(test_idx)} held-out texts, for every layer (0 = embedding output). Bands "
-        "are 95 % Wilson intervals; the dashed line is the majority-class rate.")
+        "are 95 % Wilson intervals; the dashed line is the majority-class rate.",
+    )
     sec2.plot("tour_probes.png", {
         "kind": "line", "title": f"Probe accuracy by relative depth ({ds.name})",
         "xlabel": "layer / number of layers", "ylabel": "held-out accuracy", "series": probe_series,
         "hlines": [{"y": majority, "label": f"majority {majority:.3f}"}]})
-    sec2.table("Best layer per model", ["model", "best layer", "accuracy", "last-layer accuracy"],
-               [[g["model"], g["best_layer"], g["best_accuracy"], g["last_layer_accuracy"]] for g in geo_rows])
-    sec2.table("Every layer", ["model", "layer", "accuracy", "CI low", "CI high", "balanced accuracy"],
-               probe_rows)
+    sec2.table(
+        "Best layer per model",
+        ["model", "best layer", "accuracy", "last-layer accuracy"],
+        [
+            [g["model"], g["best_layer"], g["best_accuracy"], g["last_layer_accuracy"]]
+            for g in geo_rows
+        ],
+    )
+    sec2.table(
+        "Every layer",
+        ["model", "layer", "accuracy", "CI low", "CI high", "balanced accuracy"],
+        probe_rows,
+    )
     rep.data["geometry"] = geo_rows
     rep.data["majority"] = majority
     rep.save()
 
-    wanted = [n for n, _ in EXTRA_SECTIONS] if sections is None else sections
-    unknown = set(wanted) - {n for n, _ in EXTRA_SECTIONS}
-    if unknown:
-        from ..errors import ConfigError
-
-        raise ConfigError(f"--sections {sorted(unknown)} unknown; choose from {[n for n, _ in EXTRA_SECTIONS]}.")
     for name, module in EXTRA_SECTIONS:
         if name not in wanted:
             continue
@@ -197,5 +274,6 @@ def run_tour(
 def main(args: argparse.Namespace) -> Path:
     return run_tour(models=list(args.models), dataset=args.dataset, data_dir=args.data_dir,
                     n_texts=args.n_texts, test_fraction=args.test_fraction, pooling=args.pooling,
-                    batch_size=args.batch_size, sections=args.sections, seed=args.seed,
+                    batch_size=args.batch_size, sections=args.sections,
+                    data_options=data_options(args), seed=args.seed,
                     device=args.device, out=args.out)

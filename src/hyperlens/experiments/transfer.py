@@ -47,8 +47,16 @@ from ..align import (
     transfer_scores,
 )
 from ..errors import ConfigError
-from ..report import Report
+from ..report import Report, check_out_dir
 from ..utils import atomic_write_text, stable_hash
+from .options import (
+    add_data_options,
+    count_of_two,
+    data_options,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 
 __all__ = [
     "COMMAND",
@@ -63,7 +71,10 @@ __all__ = [
 ]
 
 COMMAND = "transfer"
-HELP = "cross-architecture transfer via shared HDC codes: ceilings, HDC sweep, aligners, pairs, datasets"
+HELP = (
+    "cross-architecture transfer via shared HDC codes: ceilings, HDC sweep, aligners, pairs, "
+    "datasets"
+)
 STAGES = ("0", "1", "2", "3", "4", "teachers")
 METRICS = ("acc", "bal_acc", "eff", "cc_eff", "float_acc", "float_bal_acc", "float_eff",
            "float_cc_eff", "fit_seconds")
@@ -103,6 +114,10 @@ class TransferConfig:
     allow_anchor_overlap: bool = False
     fresh: bool = False
     device: str = "auto"
+    text_column: str | None = None
+    label_column: str | None = None
+    drop_invalid: bool = False
+    encoding: str | None = None
 
     def validate(self) -> None:
         bad = sorted(set(self.stages) - set(STAGES))
@@ -122,10 +137,19 @@ class TransferConfig:
                     f"--anchors {a} exceeds --anchor-pool {self.anchor_pool}; raise the pool "
                     "or ask for fewer anchors."
                 )
-        if self.n_anchors > self.anchor_pool:
+        # --n-anchors is read by stages 1, 3, 4 and the teacher study only
+        if set(self.stages) & {"1", "3", "4", "teachers"} and self.n_anchors > self.anchor_pool:
             raise ConfigError(
-                f"--n-anchors {self.n_anchors} exceeds --anchor-pool {self.anchor_pool}."
+                f"--n-anchors {self.n_anchors} exceeds --anchor-pool {self.anchor_pool}; "
+                "raise the pool or use fewer anchors."
             )
+        for name, v in (("n_anchors", self.n_anchors), ("hdc_dim", self.hdc_dim),
+                        ("batch_size", self.batch_size), *(("hdc_dims", d) for d in self.hdc_dims)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be an integer >= 1, got {v!r}.")
+        for name, x in (("tau", self.tau), ("C", self.C), ("C_float", self.C_float)):
+            if not isinstance(x, (int, float)) or isinstance(x, bool) or not x > 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a number > 0, got {x!r}.")
         if len(self.pair) != 2 or self.pair[0] == self.pair[1]:
             raise ConfigError(f"--pair takes two different models, got {self.pair}.")
         if self.input_scaling not in INPUT_SCALING:
@@ -133,7 +157,11 @@ class TransferConfig:
                               f"choose from {list(INPUT_SCALING)}.")
         if not self.seeds:
             raise ConfigError("--seeds is empty; give at least one seed.")
-        for name, v in (("train", self.train), ("test", self.test), ("anchor_pool", self.anchor_pool)):
+        for name, v in (
+            ("train", self.train),
+            ("test", self.test),
+            ("anchor_pool", self.anchor_pool),
+        ):
             if v < 2:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 2, got {v}.")
 
@@ -173,8 +201,8 @@ class CellStore:
         return None if rec is None else rec["result"]
 
     def put(self, key: dict[str, Any], result: dict[str, Any]) -> None:
-        rec = {"id": self.cell_id(key), "fingerprint": self.fingerprint, "key": key,
-               "result": result}
+        rec: dict[str, Any] = {"id": self.cell_id(key), "fingerprint": self.fingerprint,
+                               "key": key, "result": result}
         self.cells[rec["id"]] = rec
         text = "".join(json.dumps(r, allow_nan=True) + "\n" for r in self.cells.values())
         atomic_write_text(self.path, text)
@@ -216,7 +244,7 @@ class TransferRun:
 
         cfg = self.cfg
         with self.report.timer(f"data:{dataset}"):
-            ds = hdata.load(dataset, data_dir=cfg.data_dir)
+            ds = hdata.load(dataset, data_dir=cfg.data_dir, **data_options(cfg))
             # repeated texts would put one text on both sides of a split: keep the first
             _, first = np.unique(np.asarray(ds.texts, dtype=object), return_index=True)
             n_dupes = len(ds) - first.size
@@ -370,7 +398,8 @@ def _summary_record(cells: Sequence[dict[str, Any]]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- stages
 def stage0(run: TransferRun) -> None:
     cfg = run.cfg
-    rows, recs, bars_f, bars_h, lo_f, hi_f, lo_h, hi_h = [], {}, [], [], [], [], [], []
+    recs: dict[str, dict[str, Any]] = {}
+    rows, bars_f, bars_h, lo_f, hi_f, lo_h, hi_h = [], [], [], [], [], [], []
     for model in cfg.models:
         cells = [run.ceiling(model, cfg.dataset, s, cfg.hdc_dim) for s in cfg.seeds]
         f, h = _stats(cells, "float_acc"), _stats(cells, "hdc_acc")
@@ -408,7 +437,8 @@ def _directions(cfg: TransferConfig) -> list[tuple[str, str]]:
 
 def stage1(run: TransferRun) -> None:
     cfg = run.cfg
-    rows, series, recs = [], [], {"ceilings": {}, "transfer": {}}
+    recs: dict[str, dict[str, Any]] = {"ceilings": {}, "transfer": {}}
+    rows, series = [], []
     for model in cfg.pair:
         ys, los, his = [], [], []
         for dim in cfg.hdc_dims:
@@ -554,7 +584,9 @@ def stage4(run: TransferRun) -> None:
                          _fmt(rec["ceiling"]), f"{rec['majority']['mean']:.3f}",
                          *_transfer_cols(cells)])
             k = f"{teacher}->{student}"
-            vals[k].append(rec["eff"]["mean"]); los[k].append(rec["eff"]["lo"]); his[k].append(rec["eff"]["hi"])  # noqa: E702
+            vals[k].append(rec["eff"]["mean"])
+            los[k].append(rec["eff"]["lo"])
+            his[k].append(rec["eff"]["hi"])  # noqa: E702
     for k in vals:
         series.append({"label": k, "values": vals[k], "lo": los[k], "hi": his[k]})
     sec = run.report.section(
@@ -609,8 +641,8 @@ _STAGE_FUNCS: dict[str, Callable[[TransferRun], None]] = {
 def run_transfer(cfg: TransferConfig, out: Path, *, seed: int = 0) -> Path:
     """Run the chosen stages and write the report folder; returns the folder."""
     cfg.validate()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_out_dir(out)
+    out.mkdir(exist_ok=True)
     rep = Report("transfer", _config_dict(cfg), out_dir=out, seed=seed, device=cfg.device,
                  description="Cross-architecture transfer: a classifier trained on one model's "
                              "HDC codes, tested on another's after alignment on anchor texts.")
@@ -655,23 +687,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="aligner for stages 1, 3, 4 and the teacher study (default: ridge)")
     p.add_argument("--anchors", nargs="+", default=d.anchors,
                    help="anchor counts for stage 2 ('all' = the whole anchor pool)")
-    p.add_argument("--n-anchors", type=int, default=d.n_anchors,
+    p.add_argument("--n-anchors", type=positive_int, default=d.n_anchors,
                    help="anchor count for the other stages (default: 500)")
-    p.add_argument("--hdc-dims", nargs="+", type=int, default=d.hdc_dims,
+    p.add_argument("--hdc-dims", nargs="+", type=positive_int, default=d.hdc_dims,
                    help="code widths for stage 1")
-    p.add_argument("--hdc-dim", type=int, default=d.hdc_dim, help="code width (default: 4096)")
-    p.add_argument("--tau", type=float, default=d.tau, help="ternary threshold x row std (0.3)")
-    p.add_argument("--seeds", nargs="+", type=int, default=d.seeds,
+    p.add_argument("--hdc-dim", type=positive_int, default=d.hdc_dim,
+                   help="code width (default: 4096)")
+    p.add_argument("--tau", type=positive_float, default=d.tau,
+                   help="ternary threshold x row std (0.3)")
+    p.add_argument("--seeds", nargs="+", type=nonnegative_int, default=d.seeds,
                    help="seeds: each re-splits the data and redraws projections (42 123 456)")
-    p.add_argument("--train", type=int, default=d.train, help="training texts (3000)")
-    p.add_argument("--test", type=int, default=d.test, help="test texts (500)")
-    p.add_argument("--anchor-pool", type=int, default=d.anchor_pool,
+    p.add_argument("--train", type=count_of_two, default=d.train, help="training texts (3000)")
+    p.add_argument("--test", type=count_of_two, default=d.test, help="test texts (500)")
+    p.add_argument("--anchor-pool", type=count_of_two, default=d.anchor_pool,
                    help="anchor texts set aside from the training side (2000)")
-    p.add_argument("--teachers", nargs="+", default=d.teachers, help="teachers for the teacher study")
+    p.add_argument(
+        "--teachers", nargs="+", default=d.teachers, help="teachers for the teacher study"
+    )
     p.add_argument("--student", default=d.student, help="student for the teacher study")
-    p.add_argument("--C", dest="C", type=float, default=d.C,
+    p.add_argument("--C", dest="C", type=positive_float, default=d.C,
                    help="inverse L2 strength of the probe on HDC codes (1.0)")
-    p.add_argument("--C-float", dest="C_float", type=float, default=d.C_float,
+    p.add_argument("--C-float", dest="C_float", type=positive_float, default=d.C_float,
                    help="inverse L2 strength of the float probe (1.0)")
     p.add_argument("--input-scaling", default=d.input_scaling, choices=list(INPUT_SCALING),
                    help="per-feature scaling of each model's embeddings before aligning and "
@@ -679,21 +715,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "high-variance dimensions of decoder hidden states)")
     p.add_argument("--pooling", default=d.pooling, choices=["mean", "cls", "last"])
     p.add_argument("--layer", type=int, default=d.layer, help="hidden layer (-1 = last)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
     p.add_argument("--allow-anchor-overlap", action="store_true",
                    help="accept anchor texts that also occur in the test set (leaks)")
     p.add_argument("--fresh", action="store_true",
                    help="ignore finished cells in OUT/cells.jsonl and recompute everything")
+    add_data_options(p)
 
 
-def main(args: argparse.Namespace) -> Path:
+def _config_from_args(args: argparse.Namespace) -> TransferConfig:
     fields = TransferConfig.__dataclass_fields__
     values = {k: getattr(args, k) for k in fields if hasattr(args, k)}
     for k in ("anchors", "stages"):
         if k in values:
             values[k] = [str(v) for v in values[k]]
-    cfg = TransferConfig(**values)
-    out = args.out if args.out is not None else Path("runs") / f"transfer-{time.strftime('%Y%m%d-%H%M%S')}"
+    return TransferConfig(**values)
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Checks across options, before any model is loaded."""
+    _config_from_args(args).validate()
+
+
+def main(args: argparse.Namespace) -> Path:
+    cfg = _config_from_args(args)
+    out = (
+        args.out
+        if args.out is not None
+        else Path("runs") / f"transfer-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     return run_transfer(cfg, Path(out), seed=int(getattr(args, "seed", 0)))
 
 
@@ -705,8 +755,7 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
     the embedding cache, 500 anchors, ridge and Procrustes, one seed. About a minute on two
     cores when the embeddings are cached.
     """
-    from .. import data as hdata
-    from .. import models as hmodels
+    from .. import data as hdata, models as hmodels
     from ..align import ceiling_scores as _ceil
 
     conf = report.config or {}
@@ -750,8 +799,10 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
         f"A classifier trained on one model's 4,096-d ternary codes, tested on the other's "
         f"after z-scoring each model on, and aligning on, {n_anchor} anchor texts ({dataset}, "
         f"{len(r['train'])} train / {n_test} test, one seed). Efficiency = transfer / the "
-        "student's own HDC ceiling; chance-corrected efficiency is 0 for always answering the majority class. "
-        "`hyperlens transfer` runs the full study.")
+        "student's own HDC ceiling; chance-corrected efficiency is 0 for always answering the "
+        "majority class. "
+        "`hyperlens transfer` runs the full study.",
+    )
     sec.table("Transfer at a glance", ["pair", "aligner", "acc", "bal. acc", "ceiling",
                                        "majority", "efficiency", "chance-corr. eff.",
                                        "float eff."], rows)

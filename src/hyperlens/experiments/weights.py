@@ -20,6 +20,7 @@ import numpy as np
 
 from ..probes.weights import DEFAULT_THRESHOLDS, weight_battery
 from ..report import Report
+from .options import positive_float, positive_int
 
 __all__ = ["COMMAND", "HELP", "add_arguments", "main", "run_weights", "panel_spec", "tour_section"]
 
@@ -35,11 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="float32", choices=["float32", "float64", "svd"],
                    help="singular values from a float32 or float64 Gram eigensolve, or full SVD "
                         "(default float32; float64 resolves condition numbers beyond ~1e2)")
-    p.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS),
+    p.add_argument("--thresholds", type=positive_float, nargs="+", default=list(DEFAULT_THRESHOLDS),
                    help="sparsity thresholds on |w| (default 1e-6 ... 1e-1)")
-    p.add_argument("--chunk-mb", type=int, default=None,
+    p.add_argument("--chunk-mb", type=positive_int, default=None,
                    help="most MiB of weights held at once (default: a quarter of the checkpoint)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads for torch (default: torch's choice; 1 is often faster on a "
                         "machine that other jobs keep busy)")
 
@@ -58,7 +59,11 @@ _ROLE_ORDER = ("q", "k", "v", "o", "mlp_up", "mlp_gate", "mlp_down")
 def _main_groups(rows: list[dict[str, Any]], limit: int = 6) -> set[str]:
     """The few role groups worth a line in a crowded panel: self-attention Q/K/V/O and the MLP
     of the first stack, then the rest, up to ``limit``."""
-    groups = {(r["group"], r["location"], r["attention"], r["role"]) for r in rows if r["layer"] is not None}
+    groups = {
+        (r["group"], r["location"], r["attention"], r["role"])
+        for r in rows
+        if r["layer"] is not None
+    }
     locs = sorted({g[1] for g in groups})
 
     def prio(g: tuple[str, str, Any, str]) -> tuple[int, int, int]:
@@ -70,7 +75,9 @@ def _main_groups(rows: list[dict[str, Any]], limit: int = 6) -> set[str]:
     return {g[0] for g in (wanted or ranked)[:limit]}
 
 
-def _series_by_layer(rows: list[dict[str, Any]], key: str, transform: Any = None) -> list[dict[str, Any]]:
+def _series_by_layer(
+    rows: list[dict[str, Any]], key: str, transform: Any = None
+) -> list[dict[str, Any]]:
     keep = _main_groups(rows)
     by: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for r in rows:
@@ -104,11 +111,18 @@ def panel_spec(res: dict[str, Any]) -> dict[str, Any]:
         if len({len(y) for y in ys}) != 1:
             continue
         med = np.median(np.array(ys), axis=0)
-        spec_series.append({"label": g, "x": res["spectra"][by_group[g][0]]["x"], "y": med.tolist()})
+        spec_series.append(
+            {"label": g, "x": res["spectra"][by_group[g][0]]["x"], "y": med.tolist()}
+        )
     p1 = {"kind": "line", "title": "Normalised singular values (median per role)",
           "xlabel": "index / rank", "ylabel": "σ / σ₁", "yscale": "log", "series": spec_series}
-    p2 = {"kind": "line", "title": "Stable rank by layer", "xlabel": "layer", "ylabel": "stable rank",
-          "series": _series_by_layer(mats, "stable_rank")}
+    p2 = {
+        "kind": "line",
+        "title": "Stable rank by layer",
+        "xlabel": "layer",
+        "ylabel": "stable rank",
+        "series": _series_by_layer(mats, "stable_rank"),
+    }
     lh = res["log_abs_hist"]
     p3 = {"kind": "hist", "title": "log10 |w| (every 4th parameter)", "xlabel": "log10 |w|",
           "series": [{"label": name, "edges": lh["edges"], "counts": lh["counts"]}],
@@ -120,37 +134,80 @@ def panel_spec(res: dict[str, Any]) -> dict[str, Any]:
     for k in sorted(by_att):
         pts = sorted(by_att[k])
         qk_series.append({"label": k, "x": [p[0] for p in pts], "y": [p[1] for p in pts]})
-    p4 = {"kind": "line", "title": "QK: positive eigenvalue mass (mean over heads)", "xlabel": "layer",
-          "ylabel": "Σλ⁺ / Σ|λ|", "series": qk_series, "hlines": [{"y": 0.5, "label": "balanced"}]}
+    p4 = {
+        "kind": "line",
+        "title": "QK: positive eigenvalue mass (mean over heads)",
+        "xlabel": "layer",
+        "ylabel": "Σλ⁺ / Σ|λ|",
+        "series": qk_series,
+        "hlines": [{"y": 0.5, "label": "balanced"}],
+    }
     mh = res["mlp"]["hist"]
-    p5 = {"kind": "hist", "title": f"MLP neuron importance / layer mean ({res['mlp']['dead']} dead, "
-                                   f"{res['mlp']['weak']} weak of {res['mlp']['total_neurons']})",
-          "xlabel": "importance / layer mean", "xscale": "log", "density": False,
-          "series": [{"label": name, "edges": [max(e, 1e-4) for e in mh["edges"]], "counts": mh["counts"]}],
-          "vlines": [{"x": 0.01, "label": "dead < 1 %"}, {"x": 0.1, "label": "weak < 10 %"}]}
+    p5 = {
+        "kind": "hist",
+        "title": f"MLP neuron importance / layer mean ({res['mlp']['dead']} dead, "
+        f"{res['mlp']['weak']} weak of {res['mlp']['total_neurons']})",
+        "xlabel": "importance / layer mean",
+        "xscale": "log",
+        "density": False,
+        "series": [
+            {"label": name, "edges": [max(e, 1e-4) for e in mh["edges"]], "counts": mh["counts"]}
+        ],
+        "vlines": [{"x": 0.01, "label": "dead < 1 %"}, {"x": 0.1, "label": "weak < 10 %"}],
+    }
     cross = res["cross_layer"]
     ck = next((k for k in sorted(cross) if k.endswith(".q")), next(iter(sorted(cross)), None))
     if ck is not None:
-        p6 = {"kind": "heatmap", "title": f"Cross-layer cosine ({ck})", "matrix": cross[ck]["matrix"],
-              "xticklabels": cross[ck]["labels"], "yticklabels": cross[ck]["labels"], "cmap": "RdBu_r",
-              "vmin": -0.2, "vmax": 0.2, "annotate": False}
+        p6 = {
+            "kind": "heatmap",
+            "title": f"Cross-layer cosine ({ck})",
+            "matrix": cross[ck]["matrix"],
+            "xticklabels": cross[ck]["labels"],
+            "yticklabels": cross[ck]["labels"],
+            "cmap": "RdBu_r",
+            "vmin": -0.2,
+            "vmax": 0.2,
+            "annotate": False,
+        }
     else:
-        p6 = {"kind": "text", "title": "Cross-layer cosine", "text": "fewer than two matrices per role"}
+        p6 = {
+            "kind": "text",
+            "title": "Cross-layer cosine",
+            "text": "fewer than two matrices per role",
+        }
     norm_by: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
     for r in res["norms"]:
         if r["param"] == "weight" and r["layer"] is not None:
             norm_by[f"{r['location']}.{r['kind']}"].append((r["layer"], r["mean"], r["std"]))
-    p7 = {"kind": "line", "title": "Norm scales (mean ± std)", "xlabel": "layer", "ylabel": "scale",
-          "series": [{"label": k, "x": [p[0] for p in sorted(v)], "y": [p[1] for p in sorted(v)],
-                      "lo": [p[1] - p[2] for p in sorted(v)], "hi": [p[1] + p[2] for p in sorted(v)]}
-                     for k, v in sorted(norm_by.items())],
-          "hlines": [{"y": 1.0, "label": "1"}]}
+    p7 = {
+        "kind": "line",
+        "title": "Norm scales (mean ± std)",
+        "xlabel": "layer",
+        "ylabel": "scale",
+        "series": [
+            {
+                "label": k,
+                "x": [p[0] for p in sorted(v)],
+                "y": [p[1] for p in sorted(v)],
+                "lo": [p[1] - p[2] for p in sorted(v)],
+                "hi": [p[1] + p[2] for p in sorted(v)],
+            }
+            for k, v in sorted(norm_by.items())
+        ],
+        "hlines": [{"y": 1.0, "label": "1"}],
+    }
     if res["position_bias"]:
         pb = sorted(res["position_bias"], key=lambda p: (p["location"] != "encoder", p["name"]))[0]
-        p8 = {"kind": "heatmap", "title": f"Relative position bias ({pb['location']}, heads x buckets)",
-              "matrix": np.array(pb["bias"]).T.tolist(), "xticklabels": list(range(pb["num_buckets"])),
-              "yticklabels": [f"h{h}" for h in range(pb["num_heads"])], "cmap": "RdBu_r",
-              "xlabel": "bucket", "annotate": False}
+        p8 = {
+            "kind": "heatmap",
+            "title": f"Relative position bias ({pb['location']}, heads x buckets)",
+            "matrix": np.array(pb["bias"]).T.tolist(),
+            "xticklabels": list(range(pb["num_buckets"])),
+            "yticklabels": [f"h{h}" for h in range(pb["num_heads"])],
+            "cmap": "RdBu_r",
+            "xlabel": "bucket",
+            "annotate": False,
+        }
     else:
         p8 = {"kind": "line", "title": "Power-law exponent α of the ESD tail", "xlabel": "layer",
               "ylabel": "α", "series": _series_by_layer(mats, "alpha"),
@@ -164,10 +221,12 @@ def panel_spec(res: dict[str, Any]) -> dict[str, Any]:
 def _add_model_sections(rep: Report, res: dict[str, Any], tag: str) -> None:
     name = res["model"]
     slug = _slug(tag)
-    sec = rep.section(f"{name}: overview",
-                      "Every tensor was classified from its name and config.json, then read one role "
-                      "group at a time from the safetensors file(s); no model was built and no data "
-                      "was run.")
+    sec = rep.section(
+        f"{name}: overview",
+        "Every tensor was classified from its name and config.json, then read one role "
+        "group at a time from the safetensors file(s); no model was built and no data "
+        "was run.",
+    )
     tied = res["tied_embeddings"]
     sec.table("Model", ["field", "value"], [
         ["architecture", res["architecture"]], ["path", res["path"]],
@@ -178,49 +237,117 @@ def _add_model_sections(rep: Report, res: dict[str, Any], tag: str) -> None:
         ["attention", res["attention"]], ["precision", res["precision"]], ["device", res["device"]],
         ["battery time (s)", res["timings"]["total_s"]],
     ])
-    counts: dict[str, int] = defaultdict(int)
+    counts: dict[tuple[Any, ...], int] = defaultdict(int)
     for r in res["roles"]:
         counts[(r["location"], r["attention"] or "-", r["role"], r["param"])] += 1
     sec.table("Roles", ["location", "attention", "role", "param", "tensors"],
               [[*k, v] for k, v in sorted(counts.items())])
-    sec.plot(f"weights_panel_{slug}.png", panel_spec(res),
-             caption="Top: spectra, stable rank, magnitude distribution. Middle: QK eigenvalue balance, "
-                     "MLP neuron importance, cross-layer cosine. Bottom: norm scales, position bias "
-                     "(or power-law α), condition number.")
+    sec.plot(
+        f"weights_panel_{slug}.png",
+        panel_spec(res),
+        caption="Top: spectra, stable rank, magnitude distribution. Middle: QK eigenvalue balance, "
+        "MLP neuron importance, cross-layer cosine. Bottom: norm scales, position bias "
+        "(or power-law α), condition number.",
+    )
 
-    sec = rep.section(f"{name}: spectra per role",
-                      "Singular values of every matrix from the eigenvalues of its smaller Gram matrix. "
-                      "Stable rank = Σσ²/σ₁²; PR = (Σσ)²/Σσ²; active = share of σ above 1 % of σ₁; "
-                      "rank90 = fewest σ holding 90 % of Σσ²; α = power-law exponent of the tail of the "
-                      "eigenvalue density of WᵀW/m (MLE, xmin by least KS distance); 'KS ok' = share of "
-                      "fits the KS test does not reject at 5 %. Condition numbers are only reported "
-                      "where the precision resolves σ_min ('resolved').")
-    sec.table("Per role", ["role", "n", "shape", "stable rank", "± std", "PR", "active", "rank90",
-                           "median log10 cond", "resolved", "median α", "α IQR", "KS ok"],
-              [[g["group"], g["n"], " ".join(g["shapes"]), g["stable_rank_mean"], g["stable_rank_std"],
-                g["participation_ratio_mean"], g["active_fraction_mean"], g["rank90_mean"],
-                g["log10_condition_median"], g["condition_resolved"], g["alpha_median"],
-                f"{g['alpha_iqr'][0]:.2f}-{g['alpha_iqr'][1]:.2f}", g["ks_ok_fraction"]]
-               for g in res["groups"]])
-    sec.metrics({f"{slug}.{g['group']}.stable_rank_mean": g["stable_rank_mean"] for g in res["groups"]})
+    sec = rep.section(
+        f"{name}: spectra per role",
+        "Singular values of every matrix from the eigenvalues of its smaller Gram matrix. "
+        "Stable rank = Σσ²/σ₁²; PR = (Σσ)²/Σσ²; active = share of σ above 1 % of σ₁; "
+        "rank90 = fewest σ holding 90 % of Σσ²; α = power-law exponent of the tail of the "
+        "eigenvalue density of WᵀW/m (MLE, xmin by least KS distance); 'KS ok' = share of "
+        "fits the KS test does not reject at 5 %. Condition numbers are only reported "
+        "where the precision resolves σ_min ('resolved').",
+    )
+    sec.table(
+        "Per role",
+        [
+            "role",
+            "n",
+            "shape",
+            "stable rank",
+            "± std",
+            "PR",
+            "active",
+            "rank90",
+            "median log10 cond",
+            "resolved",
+            "median α",
+            "α IQR",
+            "KS ok",
+        ],
+        [
+            [
+                g["group"],
+                g["n"],
+                " ".join(g["shapes"]),
+                g["stable_rank_mean"],
+                g["stable_rank_std"],
+                g["participation_ratio_mean"],
+                g["active_fraction_mean"],
+                g["rank90_mean"],
+                g["log10_condition_median"],
+                g["condition_resolved"],
+                g["alpha_median"],
+                f"{g['alpha_iqr'][0]:.2f}-{g['alpha_iqr'][1]:.2f}",
+                g["ks_ok_fraction"],
+            ]
+            for g in res["groups"]
+        ],
+    )
+    sec.metrics(
+        {f"{slug}.{g['group']}.stable_rank_mean": g["stable_rank_mean"] for g in res["groups"]}
+    )
 
-    sec = rep.section(f"{name}: sparsity",
-                      "Share of entries with |w| below each threshold, per role (vectors: norms and biases "
-                      "included) and over all parameters.")
+    sec = rep.section(
+        f"{name}: sparsity",
+        "Share of entries with |w| below each threshold, per role (vectors: norms and biases "
+        "included) and over all parameters.",
+    )
     thr = res["thresholds"]
     sec.table("Share of |w| < t", ["role", "entries", *[f"< {t:g}" for t in thr]],
               [[k, v["total"], *v["fractions"]] for k, v in res["sparsity"].items()])
 
     qk = res["qk"]
-    sec = rep.section(f"{name}: QK geometry per layer and head",
-                      "For every head, M = W_Q[h]ᵀ W_K[g(h)] (grouped-query heads share their key head). "
-                      + qk.get("note", ""))
-    sec.table("Per layer (mean over heads)", ["location", "attention", "layer", "heads", "kv heads",
-                                              "stable rank", "PR", "symmetry dev", "pos mass", "min",
-                                              "max", "pos count share"],
-              [[r["location"], r["attention"], r["layer"], r["heads"], r["kv_heads"], r["stable_rank_mean"],
-                r["participation_ratio_mean"], r["symmetry_deviation_mean"], r["pos_mass_mean"],
-                r["pos_mass_min"], r["pos_mass_max"], r["pos_fraction_mean"]] for r in qk["layers"]])
+    sec = rep.section(
+        f"{name}: QK geometry per layer and head",
+        "For every head, M = W_Q[h]ᵀ W_K[g(h)] (grouped-query heads share their key head). "
+        + qk.get("note", ""),
+    )
+    sec.table(
+        "Per layer (mean over heads)",
+        [
+            "location",
+            "attention",
+            "layer",
+            "heads",
+            "kv heads",
+            "stable rank",
+            "PR",
+            "symmetry dev",
+            "pos mass",
+            "min",
+            "max",
+            "pos count share",
+        ],
+        [
+            [
+                r["location"],
+                r["attention"],
+                r["layer"],
+                r["heads"],
+                r["kv_heads"],
+                r["stable_rank_mean"],
+                r["participation_ratio_mean"],
+                r["symmetry_deviation_mean"],
+                r["pos_mass_mean"],
+                r["pos_mass_min"],
+                r["pos_mass_max"],
+                r["pos_fraction_mean"],
+            ]
+            for r in qk["layers"]
+        ],
+    )
     by_att: dict[str, dict[int, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for h in qk["heads"]:
         by_att[f"{h['location']}.{h['attention']}"][h["layer"]][h["head"]] = h["pos_mass"]
@@ -235,58 +362,162 @@ def _add_model_sections(rep: Report, res: dict[str, Any], tag: str) -> None:
             "annotate": False})
 
     mlp = res["mlp"]
-    sec = rep.section(f"{name}: MLP neurons",
-                      "Importance of hidden neuron i = ‖row i of W_up‖ · ‖column i of W_down‖ "
-                      "(· ‖row i of W_gate‖ for gated MLPs). Dead: below 1 % of the layer mean; weak: "
-                      "below 10 %.")
-    sec.table("Per layer", ["location", "layer", "d_ff", "gated", "dead", "weak", "importance CV",
-                            "max / mean"],
-              [[r["location"], r["layer"], r["d_ff"], r["gated"], r["dead"], r["weak"], r["importance_cv"],
-                r["max_over_mean"]] for r in mlp["layers"]])
+    sec = rep.section(
+        f"{name}: MLP neurons",
+        "Importance of hidden neuron i = ‖row i of W_up‖ · ‖column i of W_down‖ "
+        "(· ‖row i of W_gate‖ for gated MLPs). Dead: below 1 % of the layer mean; weak: "
+        "below 10 %.",
+    )
+    sec.table(
+        "Per layer",
+        ["location", "layer", "d_ff", "gated", "dead", "weak", "importance CV", "max / mean"],
+        [
+            [
+                r["location"],
+                r["layer"],
+                r["d_ff"],
+                r["gated"],
+                r["dead"],
+                r["weak"],
+                r["importance_cv"],
+                r["max_over_mean"],
+            ]
+            for r in mlp["layers"]
+        ],
+    )
     sec.metrics({f"{slug}.mlp_dead": mlp["dead"], f"{slug}.mlp_weak": mlp["weak"],
                  f"{slug}.mlp_neurons": mlp["total_neurons"]})
 
-    sec = rep.section(f"{name}: cross-layer similarity",
-                      "Cosine similarity between the flattened matrices of the same role in different "
-                      "layers (0: unrelated; random matrices of this size give |cos| ~ 1/sqrt(entries)).")
-    sec.table("Per role", ["role", "layers", "adjacent mean", "adjacent min", "adjacent max",
-                           "off-diagonal mean", "max |off-diagonal|"],
-              [[k, len(v["labels"]), v["adjacent_mean"], v["adjacent_min"], v["adjacent_max"],
-                v["offdiag_mean"], v["offdiag_abs_max"]] for k, v in sorted(res["cross_layer"].items())])
+    sec = rep.section(
+        f"{name}: cross-layer similarity",
+        "Cosine similarity between the flattened matrices of the same role in different "
+        "layers (0: unrelated; random matrices of this size give |cos| ~ 1/sqrt(entries)).",
+    )
+    sec.table(
+        "Per role",
+        [
+            "role",
+            "layers",
+            "adjacent mean",
+            "adjacent min",
+            "adjacent max",
+            "off-diagonal mean",
+            "max |off-diagonal|",
+        ],
+        [
+            [
+                k,
+                len(v["labels"]),
+                v["adjacent_mean"],
+                v["adjacent_min"],
+                v["adjacent_max"],
+                v["offdiag_mean"],
+                v["offdiag_abs_max"],
+            ]
+            for k, v in sorted(res["cross_layer"].items())
+        ],
+    )
 
-    sec = rep.section(f"{name}: norm layers", "Learned scales (weights) and shifts (biases) of every norm layer.")
-    sec.table("Norm vectors", ["name", "param", "layer", "mean", "std", "min", "max", "> 1.5", "< 0.5",
-                               "0.8-1.2"],
-              [[r["name"], r["param"], _fmt_layer(r["layer"]), r["mean"], r["std"], r["min"], r["max"],
-                r["frac_above_1_5"], r["frac_below_0_5"], r["frac_near_one"]] for r in res["norms"]])
+    sec = rep.section(
+        f"{name}: norm layers", "Learned scales (weights) and shifts (biases) of every norm layer."
+    )
+    sec.table(
+        "Norm vectors",
+        ["name", "param", "layer", "mean", "std", "min", "max", "> 1.5", "< 0.5", "0.8-1.2"],
+        [
+            [
+                r["name"],
+                r["param"],
+                _fmt_layer(r["layer"]),
+                r["mean"],
+                r["std"],
+                r["min"],
+                r["max"],
+                r["frac_above_1_5"],
+                r["frac_below_0_5"],
+                r["frac_near_one"],
+            ]
+            for r in res["norms"]
+        ],
+    )
 
     if res["position_bias"]:
-        sec = rep.section(f"{name}: relative position bias",
-                          "Per head, buckets ordered by distance on each side. Monotonicity: share of "
-                          "steps to a farther bucket where the bias does not rise; distance corr: "
-                          "Spearman correlation of bias with distance (negative = prefers near tokens); "
-                          "kind: where the largest bias sits (3 nearest buckets: local, 3 farthest: global).")
+        sec = rep.section(
+            f"{name}: relative position bias",
+            "Per head, buckets ordered by distance on each side. Monotonicity: share of "
+            "steps to a farther bucket where the bias does not rise; distance corr: "
+            "Spearman correlation of bias with distance (negative = prefers near tokens); "
+            "kind: where the largest bias sits (3 nearest buckets: local, 3 farthest: global).",
+        )
         rows = []
         for pb in res["position_bias"]:
             for h in pb["heads"]:
                 rows.append([pb["name"], h["head"], h["min"], h["max"], h["monotonicity"],
                              h["distance_corr"], h.get("kind", "-"), h.get("peak_side", "-"),
                              h.get("peak_distance", float("nan"))])
-        sec.table("Per head", ["tensor", "head", "min", "max", "monotonicity", "distance corr", "kind",
-                               "peak side", "peak distance"], rows)
+        sec.table(
+            "Per head",
+            [
+                "tensor",
+                "head",
+                "min",
+                "max",
+                "monotonicity",
+                "distance corr",
+                "kind",
+                "peak side",
+                "peak distance",
+            ],
+            rows,
+        )
 
-    sec = rep.section(f"{name}: every matrix", "One row per analysed matrix (fused tensors are split).")
-    sec.table("Matrices", ["key", "layer", "shape", "stable rank", "PR", "active", "rank90", "cond",
-                           "α", "xmin", "KS", "tail n", "KS ok"],
-              [[r["key"], _fmt_layer(r["layer"]), "x".join(map(str, r["shape"])), r["stable_rank"],
-                r["participation_ratio"], r["active_fraction"], r["rank90"], r["condition"], r["alpha"],
-                r["xmin"], r["ks"], r["n_tail"], r["ks_ok"]] for r in res["matrices"]])
+    sec = rep.section(
+        f"{name}: every matrix", "One row per analysed matrix (fused tensors are split)."
+    )
+    sec.table(
+        "Matrices",
+        [
+            "key",
+            "layer",
+            "shape",
+            "stable rank",
+            "PR",
+            "active",
+            "rank90",
+            "cond",
+            "α",
+            "xmin",
+            "KS",
+            "tail n",
+            "KS ok",
+        ],
+        [
+            [
+                r["key"],
+                _fmt_layer(r["layer"]),
+                "x".join(map(str, r["shape"])),
+                r["stable_rank"],
+                r["participation_ratio"],
+                r["active_fraction"],
+                r["rank90"],
+                r["condition"],
+                r["alpha"],
+                r["xmin"],
+                r["ks"],
+                r["n_tail"],
+                r["ks_ok"],
+            ]
+            for r in res["matrices"]
+        ],
+    )
 
 
 def _add_comparison(rep: Report, a: dict[str, Any], b: dict[str, Any]) -> None:
-    sec = rep.section("Side by side",
-                      f"{a['model']} and {b['model']} per role (roles named by location, attention kind "
-                      "and role, so the same label means the same job in both).")
+    sec = rep.section(
+        "Side by side",
+        f"{a['model']} and {b['model']} per role (roles named by location, attention kind "
+        "and role, so the same label means the same job in both).",
+    )
     ga = {g["group"]: g for g in a["groups"]}
     gb = {g["group"]: g for g in b["groups"]}
     roles = sorted(set(ga) | set(gb))
@@ -309,8 +540,11 @@ def _add_comparison(rep: Report, a: dict[str, Any], b: dict[str, Any]) -> None:
                 acc[r["role"]].append(v)
         return {k: float(np.median(v)) for k, v in acc.items()}
 
-    for key, title in [("stable_rank", "Median stable rank per role"), ("alpha", "Median power-law α per role"),
-                       ("active_fraction", "Median active fraction per role")]:
+    for key, title in [
+        ("stable_rank", "Median stable rank per role"),
+        ("alpha", "Median power-law α per role"),
+        ("active_fraction", "Median active fraction per role"),
+    ]:
         ra, rb = by_role(a, key), by_role(b, key)
         cats = sorted(set(ra) | set(rb))
         sec.plot(f"weights_vs_{key}.png", {
@@ -319,14 +553,21 @@ def _add_comparison(rep: Report, a: dict[str, Any], b: dict[str, Any]) -> None:
                        {"label": b["model"], "values": [rb.get(c, nan) for c in cats]}]})
     sa, sb = a["sparsity"]["all"]["fractions"], b["sparsity"]["all"]["fractions"]
     sec.table("Sparsity, all parameters", ["threshold", a["model"], b["model"]],
-              [[f"< {t:g}", x, y] for t, x, y in zip(a["thresholds"], sa, sb)])
-    sec.table("Other", ["measure", a["model"], b["model"]], [
-        ["MLP dead / weak / neurons", f"{a['mlp']['dead']} / {a['mlp']['weak']} / {a['mlp']['total_neurons']}",
-         f"{b['mlp']['dead']} / {b['mlp']['weak']} / {b['mlp']['total_neurons']}"],
-        ["tied embeddings", a["tied_embeddings"].get("tied"), b["tied_embeddings"].get("tied")],
-        ["matrices", a["n_matrices"], b["n_matrices"]],
-        ["battery time (s)", a["timings"]["total_s"], b["timings"]["total_s"]],
-    ])
+              [[f"< {t:g}", x, y] for t, x, y in zip(a["thresholds"], sa, sb, strict=True)])
+    sec.table(
+        "Other",
+        ["measure", a["model"], b["model"]],
+        [
+            [
+                "MLP dead / weak / neurons",
+                f"{a['mlp']['dead']} / {a['mlp']['weak']} / {a['mlp']['total_neurons']}",
+                f"{b['mlp']['dead']} / {b['mlp']['weak']} / {b['mlp']['total_neurons']}",
+            ],
+            ["tied embeddings", a["tied_embeddings"].get("tied"), b["tied_embeddings"].get("tied")],
+            ["matrices", a["n_matrices"], b["n_matrices"]],
+            ["battery time (s)", a["timings"]["total_s"], b["timings"]["total_s"]],
+        ],
+    )
 
 
 def run_weights(*, model: str, vs: str | None = None, precision: str = "float32",
@@ -337,18 +578,35 @@ def run_weights(*, model: str, vs: str | None = None, precision: str = "float32"
 
     dev = resolve_device(device)
     thr = list(thresholds or DEFAULT_THRESHOLDS)
-    cfg = {"model": model, "vs": vs, "precision": precision, "thresholds": thr, "chunk_mb": chunk_mb,
-           "device": str(dev), "seed": seed}
-    rep = Report("weights", cfg, out_dir=Path(out), seed=seed, device=dev,
-                 description="Geometry of the frozen weights alone: spectra, ranks, sparsity, QK "
-                             "similarity forms, MLP neurons, cross-layer structure, norms and position bias.")
+    cfg = {
+        "model": model,
+        "vs": vs,
+        "precision": precision,
+        "thresholds": thr,
+        "chunk_mb": chunk_mb,
+        "device": str(dev),
+        "seed": seed,
+    }
+    rep = Report(
+        "weights",
+        cfg,
+        out_dir=Path(out),
+        seed=seed,
+        device=dev,
+        description="Geometry of the frozen weights alone: spectra, ranks, sparsity, QK "
+        "similarity forms, MLP neurons, cross-layer structure, norms and position bias.",
+    )
     results = []
     for tag, m in [("a", model)] + ([("b", vs)] if vs else []):
         with rep.timer(f"battery:{m}"):
             res = weight_battery(m, device=dev, precision=precision, thresholds=thr,
                                  chunk_bytes=None if chunk_mb is None else chunk_mb << 20)
         results.append(res)
-        label = res["model"] if tag == "a" or res["model"] != results[0]["model"] else f"{res['model']}-vs"
+        label = (
+            res["model"]
+            if tag == "a" or res["model"] != results[0]["model"]
+            else f"{res['model']}-vs"
+        )
         res["model"] = label
         _add_model_sections(rep, res, f"{tag}-{label}")
     if len(results) == 2:
@@ -357,9 +615,18 @@ def run_weights(*, model: str, vs: str | None = None, precision: str = "float32"
     summary = []
     for res in results:
         sr = {g["group"]: g["stable_rank_mean"] for g in res["groups"]}
-        summary.append([f"{res['model']}: matrices / time", f"{res['n_matrices']} / {res['timings']['total_s']:.1f} s"])
-        summary.append([f"{res['model']}: MLP dead / weak", f"{res['mlp']['dead']} / {res['mlp']['weak']} of "
-                                                            f"{res['mlp']['total_neurons']}"])
+        summary.append(
+            [
+                f"{res['model']}: matrices / time",
+                f"{res['n_matrices']} / {res['timings']['total_s']:.1f} s",
+            ]
+        )
+        summary.append(
+            [
+                f"{res['model']}: MLP dead / weak",
+                f"{res['mlp']['dead']} / {res['mlp']['weak']} of {res['mlp']['total_neurons']}",
+            ]
+        )
         q = [v for k, v in sr.items() if k.endswith(".q")]
         if q:
             summary.append([f"{res['model']}: mean stable rank of Q", f"{np.mean(q):.2f}"])
@@ -377,11 +644,21 @@ def main(args: argparse.Namespace) -> Path:
 
             raise ConfigError(f"--threads must be at least 1, got {args.threads}.")
         torch.set_num_threads(args.threads)
-    return run_weights(model=args.model, vs=args.vs, precision=args.precision, thresholds=args.thresholds,
-                       chunk_mb=args.chunk_mb, device=args.device, seed=args.seed, out=args.out)
+    return run_weights(
+        model=args.model,
+        vs=args.vs,
+        precision=args.precision,
+        thresholds=args.thresholds,
+        chunk_mb=args.chunk_mb,
+        device=args.device,
+        seed=args.seed,
+        out=args.out,
+    )
 
 
-def tour_section(rep: Report, *, seed: int = 0, device: str = "auto", model: str = "minilm") -> None:
+def tour_section(
+    rep: Report, *, seed: int = 0, device: str = "auto", model: str = "minilm"
+) -> None:
     """Add the weight battery of ``model`` (default MiniLM) to another report, e.g. the tour."""
     res = weight_battery(model, device=device)
     _add_model_sections(rep, res, f"tour-{res['model']}")

@@ -16,10 +16,10 @@ Contents
   plane, 2 bits per trit, 16x smaller than float32) and :func:`pack_base3` /
   :func:`unpack_base3` (five trits per byte, 1.6 bits per trit, 20x smaller).
 
-Exactness: similarities are computed with an ``int8 x int8 -> int32`` matrix product
-(``torch._int_mm``), which is exact and, on CPUs with VNNI, about three times faster than
-a float32 product of the same shape. Where that kernel is unavailable the product falls
-back to float64, which is exact for any ``d < 2**53``.
+Exactness: similarities are exact integer products of the codes. Which GEMM computes them
+(``torch._int_mm`` int8 with VNNI, a float32 GEMM, exact while ``d < 2**24``, without it;
+bf16 with AMX for ``d <= 256``; float64 as the last resort) is chosen by the CPU's
+capability in :mod:`hyperlens.functional.kernels`; every choice gives the same bits.
 
 Examples
 --------
@@ -43,6 +43,7 @@ import torch
 
 from ..errors import InputError, ShapeError
 from ..utils import make_generator
+from . import kernels as K
 
 __all__ = [
     "random_projection",
@@ -59,6 +60,8 @@ __all__ = [
     "cosine_from_dot",
     "hamming_from_dot",
     "int_matmul",
+    "gemm_operand",
+    "gemm_prepared",
     "check_codes",
     "quantile_zero_count",
     "packed_width",
@@ -304,28 +307,40 @@ def _partition_rows(a: np.ndarray, kth: int) -> None:
         )
 
 
-def _kth_smallest_abs(x2: torch.Tensor, k: int) -> torch.Tensor:
-    """The ``k``-th smallest ``|x|`` of every row (1-based), without sorting.
+def _kth_smallest_abs(
+    x2: torch.Tensor, k: int, *, codes: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The ``k``-th smallest ``|x|`` of every row (1-based) and, with ``codes``, the codes.
 
-    On the CPU this is NumPy's introselect (``np.partition``) run in place on a scratch
-    copy of ``|x|``, over row blocks in parallel: measured 2-3x faster than ``torch.topk``
-    and ``torch.kthvalue``, which sort (value, index) pairs. Elsewhere ``torch.topk`` on the
-    smaller side of the split.
+    The implementation is the ``"select"`` kernel of :mod:`hyperlens.functional.kernels`
+    (all give the same bits): ``"sampled"`` (compiled; a sampled bracket, one exact
+    count-and-collect pass, codes written in the same visit of the row), ``"introselect"``
+    (NumPy's ``np.partition`` on a scratch copy of ``|x|``, row blocks in parallel) or
+    ``"topk"`` (``torch.topk`` on the smaller side of the split; CUDA). Codes are returned
+    only by the sampled path (None otherwise; the caller compares against the threshold).
 
     Shapes:
-        x2: ``[n, d]`` -> ``[n]`` (dtype of ``x2``)
+        x2: ``[n, d]`` -> (``[n]`` (dtype of ``x2``), ``[n, d]`` int8 or None)
     """
     d = x2.shape[1]
-    if x2.device.type == "cpu" and x2.dtype in (torch.float32, torch.float64):
+    cpu_float = x2.device.type == "cpu" and x2.dtype in (torch.float32, torch.float64)
+    impl = K.kernel_for("select", device=x2.device)
+    if cpu_float and impl == "sampled":
+        from .compiled import kth_smallest_abs_rows
+
+        arr = x2.detach().contiguous().numpy()
+        thr, out = kth_smallest_abs_rows(arr, k, codes=codes)
+        return torch.from_numpy(thr), (torch.from_numpy(out) if out is not None else None)
+    if cpu_float and impl == "introselect":
         a = x2.detach().abs().contiguous()  # fresh scratch buffer, safe to reorder in place
         an = a.numpy()
         _partition_rows(an, k - 1)
-        return torch.from_numpy(np.ascontiguousarray(an[:, k - 1]))
+        return torch.from_numpy(np.ascontiguousarray(an[:, k - 1])), None
     a = x2.abs()
     m = d - k + 1  # the k-th smallest is the m-th largest; select on the smaller side
     if m <= k:
-        return torch.topk(a, m, dim=1, largest=True, sorted=False).values.amin(dim=1)
-    return torch.topk(a, k, dim=1, largest=False, sorted=False).values.amax(dim=1)
+        return torch.topk(a, m, dim=1, largest=True, sorted=False).values.amin(dim=1), None
+    return torch.topk(a, k, dim=1, largest=False, sorted=False).values.amax(dim=1), None
 
 
 def ternary_thresholds(
@@ -342,8 +357,9 @@ def ternary_thresholds(
       ``k = floor(sparsity * (d - 1)) + 1``. This equals ``torch.quantile(|x|, sparsity)``
       (linear interpolation) followed by the strict comparison ``|x| > t`` for rows with
       distinct magnitudes: exactly ``k`` zeros (7,000 of 10,000 at ``sparsity=0.7``).
-      Found by one selection per row (introselect on the CPU, ``torch.topk`` on other
-      devices), with no sort and no Python loop.
+      Found by one selection per row, with no sort and no Python loop: the ``"select"``
+      kernel of :mod:`hyperlens.functional.kernels` (a sampled bracket plus one exact
+      count-and-collect pass, or introselect, on the CPU; ``torch.topk`` on other devices).
     - ``"tau_std"``: ``t = tau * std(x_row)`` (population standard deviation, i.e.
       ``correction=0``, about the row mean).
     - ``"fixed"``: ``t = tau`` for every row.
@@ -361,7 +377,7 @@ def ternary_thresholds(
         k = quantile_zero_count(d, s)
         if n == 0:
             return x2.new_zeros(lead)
-        t = _kth_smallest_abs(x2, k)
+        t = _kth_smallest_abs(x2, k)[0]
     elif threshold == "tau_std":
         tt = _check_tau(tau)
         t = x2.std(dim=1, correction=0).mul_(tt) if n else x2.new_zeros(0)
@@ -401,7 +417,17 @@ def ternarize(
         x: ``[..., d]`` float -> ``[..., d]`` int8 in ``{-1, 0, +1}``
     """
     x = _check_real(x, "x")
-    t = ternary_thresholds(x, threshold, sparsity, tau, check_finite=check_finite)
+    if threshold == "quantile" and x.device.type == "cpu" and x.numel():
+        x2, lead = _as_rows(x)
+        if check_finite:
+            _check_finite_rows(x2, "x")
+        k = quantile_zero_count(x2.shape[1], _check_sparsity(sparsity))
+        t, codes = _kth_smallest_abs(x2, k, codes=True)
+        if codes is not None:
+            return codes.reshape(x.shape)
+        t = t.reshape(lead)
+    else:
+        t = ternary_thresholds(x, threshold, sparsity, tau, check_finite=check_finite)
     t = t.unsqueeze(-1)
     # bool tensors are bytes holding 0/1, so viewing them as int8 costs nothing
     return torch.gt(x, t).view(torch.int8) - torch.lt(x, -t).view(torch.int8)
@@ -497,13 +523,86 @@ def permute(x: torch.Tensor, shifts: int = 1) -> torch.Tensor:
     return torch.roll(x, shifts=shifts, dims=-1)
 
 
+_GEMM_DTYPES = {
+    "int8": torch.int8,
+    "amx_int8": torch.int8,
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp64": torch.float64,
+}
+
+
+def gemm_operand(x: torch.Tensor, impl: str) -> torch.Tensor:
+    """Codes in the dtype the ``impl`` GEMM reads (int8, float32, bfloat16 or float64).
+
+    Convert queries once and reuse them for every block of a search.
+
+    Shapes:
+        x: ``[n, d]`` int8 -> ``[n, d]``
+    """
+    return x.to(_GEMM_DTYPES[impl])
+
+
+def gemm_prepared(a: torch.Tensor, b: torch.Tensor, impl: str) -> torch.Tensor:
+    """Exact ``a @ b.T`` of operands from :func:`gemm_operand` with the same ``impl``.
+
+    Returns int32 for ``"int8"`` and the operands' floating dtype otherwise; the floating
+    results are exact integers (``fp32`` while ``d < 2**24``, ``bf16`` while ``d <= 256``,
+    ``fp64`` while ``d < 2**53``; :func:`hyperlens.functional.kernels.kernel_for` never
+    picks an implementation outside its exact range).
+
+    Shapes:
+        a: ``[n, d]``, b: ``[m, d]`` -> ``[n, m]``
+    """
+    if impl == "int8":
+        try:
+            return torch._int_mm(a, b.t())
+        except RuntimeError:  # pragma: no cover - builds without the integer kernel
+            return (a.to(torch.float64) @ b.to(torch.float64).t()).round_().to(torch.int32)
+    if impl == "amx_int8":
+        return amx_int8_gemm(amx_int8_pack(a), b).t()
+    if impl == "bf16":
+        return (a @ b.t()).to(torch.float32)
+    return a @ b.t()
+
+
+AMX_MIN_ROWS = 3000  # rows streamed past one packed operand before packing pays off
+
+
+def amx_int8_pack(w: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Pack int8 codes ``[m, d]`` as oneDNN int8 matmul weights (AMX tile layout).
+
+    Packing is a reorder of ``m * d`` bytes that costs about as much as multiplying
+    3,000 rows against them, so pack the operand that is reused (a search's queries).
+    """
+    return torch.ops.onednn.qlinear_prepack(w, [AMX_MIN_ROWS, w.shape[1]]), int(w.shape[0])
+
+
+def amx_int8_gemm(packed: tuple[torch.Tensor, int], x: torch.Tensor) -> torch.Tensor:
+    """``x @ w.T`` for int8 ``x`` ``[n, d]`` and packed ``w`` ``[m, d]`` -> ``[n, m]`` float32.
+
+    oneDNN's int8 matmul (AMX tiles on CPUs that have them) accumulates in int32 and
+    writes float32 with unit scales: exact integers while ``d < 2**24``.
+    """
+    w, m = packed
+    ones = torch.ones(m, dtype=torch.float32)
+    zeros = torch.zeros(m, dtype=torch.int64)
+    return torch.ops.onednn.qlinear_pointwise(
+        x, 1.0, 0, w, ones, zeros, None, 1.0, 0, torch.float32, "none", [], ""
+    )
+
+
 def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Exact ``a @ b.T`` for ``int8`` matrices, accumulated in ``int32``.
 
-    Uses ``torch._int_mm`` (oneDNN VNNI kernels on CPU, IMMA on CUDA) and pads the shapes
-    that CUDA requires. Small CPU products use float32, which is exact here: every partial
-    sum of codes in ``{-1, 0, +1}`` is an integer below ``2**24``. Where the integer kernel
-    is unavailable the product falls back to float64 (exact for ``d < 2**53``).
+    On the CPU the implementation is the ``"gemm"`` kernel of
+    :mod:`hyperlens.functional.kernels`, chosen by the CPU's capability (or forced):
+    ``torch._int_mm`` (oneDNN int8; fast with VNNI), oneDNN's int8 matmul on packed
+    weights (AMX tiles; for products with at least 3,000 rows), a float32 GEMM (exact: every partial
+    sum of codes in ``{-1, 0, +1}`` is an integer below ``2**24``; the fast exact path
+    without VNNI), a bf16 GEMM (exact only for ``d <= 256``; fast with AMX) or float64.
+    Small products use float32 (the integer kernel's set-up cost dominates). On CUDA
+    ``torch._int_mm`` with the padding cuBLASLt requires, else float64.
 
     Shapes:
         a: ``[n, d]`` int8, b: ``[m, d]`` int8 -> ``[n, m]`` int32
@@ -513,15 +612,17 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if n == 0 or m == 0:
         return torch.zeros(n, m, dtype=torch.int32, device=a.device)
     if a.device.type == "cpu":
-        if n * m * d <= 1 << 22 and d < 1 << 24:
-            # Small products: the integer kernel's set-up cost dominates; float32 sums of
-            # at most d < 2**24 terms in {-1, 0, 1} are exact.
-            return (a.to(torch.float32) @ b.to(torch.float32).t()).to(torch.int32)
-        try:
-            return torch._int_mm(a, b.t())
-        except RuntimeError:  # pragma: no cover - very old CPU builds
-            pass
-    elif a.device.type == "cuda":
+        impl = K.kernel_for("gemm", d=d, work=n * m * d)
+        if impl == "amx_int8" and max(n, m) < AMX_MIN_ROWS:
+            impl = "int8"  # packing would cost more than it saves
+        elif impl == "amx_int8":
+            # pack the smaller side, stream the larger one past it
+            big, small = (a, b) if n >= m else (b, a)
+            out = amx_int8_gemm(amx_int8_pack(small), big)
+            return (out if n >= m else out.t()).to(torch.int32)
+        out = gemm_prepared(gemm_operand(a, impl), gemm_operand(b, impl), impl)
+        return out if out.dtype == torch.int32 else out.to(torch.int32)
+    if a.device.type == "cuda":
         try:
             # cuBLASLt int8 GEMM wants n > 16 and d, m multiples of 8.
             pn = max(17, n)
@@ -688,11 +789,11 @@ def packed_nonzeros(packed: torch.Tensor, d: int, scheme: Scheme = "twobit") -> 
         pad = (-nb) % 8
         if pad:
             occupied = torch.nn.functional.pad(occupied, (0, pad))
-        return (
-            _popcount64(occupied.contiguous().view(torch.int64))
-            .sum(dim=1, dtype=torch.int32)
-            .reshape(lead)
-        )
+        words = occupied.contiguous().view(torch.int64)
+        if K.kernel_for("popcount", device=words.device) == "bitwise_count":
+            counts = np.bitwise_count(words.numpy().view(np.uint64)).sum(axis=1, dtype=np.int32)
+            return torch.from_numpy(counts).reshape(lead)
+        return _popcount64(words).sum(dim=1, dtype=torch.int32).reshape(lead)
     key = ("nnz_base3", str(packed.device))
     lut = _LUT_CACHE.get(key)
     if lut is None:
@@ -734,23 +835,38 @@ def pack_twobit(x: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:
     return torch.cat([pos, neg], dim=1).reshape(*lead, 2 * nb)
 
 
-def unpack_twobit(packed: torch.Tensor, d: int) -> torch.Tensor:
+def unpack_twobit(
+    packed: torch.Tensor, d: int, *, dtype: torch.dtype = torch.int8
+) -> torch.Tensor:
     """Inverse of :func:`pack_twobit`: one table look-up per byte pair yields 8 trits.
 
+    ``dtype`` (int8 or float32) is the output's; float32 output feeds a float32 GEMM with
+    no separate conversion pass. The ``"unpack"`` kernel of
+    :mod:`hyperlens.functional.kernels` decides between one compiled pass (CPU) and a
+    torch table look-up; both give the same values.
+
     Shapes:
-        packed: ``[..., 2 * ceil(d / 8)]`` uint8 -> ``[..., d]`` int8
+        packed: ``[..., 2 * ceil(d / 8)]`` uint8 -> ``[..., d]`` (int8 or float32)
     """
     d = _check_positive_int(d, "d")
     nb = -(-d // 8)
     packed = _check_packed(packed, 2 * nb, "twobit", d)
     p2, lead = _as_rows(packed)
+    if dtype not in (torch.int8, torch.float32):
+        raise InputError(f"dtype must be torch.int8 or torch.float32, got {dtype}.")
+    if p2.device.type == "cpu" and K.kernel_for("unpack") == "compiled":
+        from .compiled import unpack_twobit_rows
+
+        name = "int8" if dtype == torch.int8 else "float32"
+        arr = unpack_twobit_rows(p2.contiguous().numpy(), d, name)
+        return torch.from_numpy(arr).reshape(*lead, d)
     idx = (p2[:, :nb].to(torch.int32) << 8) | p2[:, nb:].to(torch.int32)
     # 1-D index_select is about 3x faster than advanced indexing for table look-ups
     words = torch.index_select(_twobit_lut(p2.device), 0, idx.reshape(-1))  # int64 = 8 trits
     out = words.view(torch.int8).reshape(p2.shape[0], nb * 8)
     if nb * 8 != d:
         out = out[:, :d]
-    return out.reshape(*lead, d)
+    return out.reshape(*lead, d).to(dtype)
 
 
 def pack_base3(x: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ..errors import InputError, ShapeError
+from ..errors import InputError, NotFittedError, ShapeError
 from ..functional import hdc as F
-from ..utils import resolve_device
+from ..utils import check_array_kind, check_min_shape, resolve_device
 from .packed import PackedCodes
 
 __all__ = ["TernaryEncoder"]
@@ -26,6 +26,7 @@ Output = Literal["dense", "twobit", "base3"]
 
 
 def _n_rows(X: Any, name: str) -> int:
+    check_array_kind(X, name)
     shape = getattr(X, "shape", None)
     if shape is None:
         raise InputError(
@@ -33,11 +34,11 @@ def _n_rows(X: Any, name: str) -> int:
             f"{type(X).__name__}; for a stream of batches use transform_batches()."
         )
     if len(shape) != 2:
-        raise ShapeError(f"{name} must be 2-D [n, d_in], got shape {tuple(shape)}.")
-    if shape[0] == 0 or shape[1] == 0:
         raise ShapeError(
-            f"{name} must have at least one row and one column, got shape {tuple(shape)}."
+            f"{name} must be 2-D [n, d_in], got shape {tuple(shape)}. Reshape your data: "
+            f"{name}.reshape(-1, 1) for one feature or .reshape(1, -1) for one sample."
         )
+    check_min_shape(tuple(shape), name)
     return int(shape[0])
 
 
@@ -46,7 +47,12 @@ def _batch_tensor(batch: Any, device: torch.device, name: str) -> torch.Tensor:
         t = batch
     else:
         arr = np.asarray(batch)
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)):
+        if arr.dtype == object:
+            try:
+                arr = arr.astype(np.float32)
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"{name} must be numeric, got object values ({exc}).") from exc
+        if not np.issubdtype(arr.dtype, np.number):
             raise InputError(f"{name} must be numeric, got dtype {arr.dtype}.")
         t = torch.from_numpy(np.ascontiguousarray(arr))
     if t.is_complex() or t.dtype == torch.bool:
@@ -154,8 +160,6 @@ class TernaryEncoder(TransformerMixin, BaseEstimator):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "projection_"):
-            from sklearn.exceptions import NotFittedError
-
             raise NotFittedError(
                 "This TernaryEncoder is not fitted yet; call fit(X) before transform(X)."
             )
@@ -175,6 +179,9 @@ class TernaryEncoder(TransformerMixin, BaseEstimator):
         n = _n_rows(X, "X")
         d_in = int(X.shape[1])
         mean = scale = None
+        if not (self.center or self.scale):  # no statistics needed, but refuse NaN / Inf
+            for start in range(0, n, self.batch_size):
+                self._batch(X, start, device)
         if self.center or self.scale:
             s1 = torch.zeros(d_in, dtype=torch.float64, device=device)
             s2 = torch.zeros(d_in, dtype=torch.float64, device=device)
@@ -235,8 +242,9 @@ class TernaryEncoder(TransformerMixin, BaseEstimator):
     def _check_width(self, X: Any) -> None:
         if int(X.shape[1]) != self.n_features_in_:
             raise ShapeError(
-                f"X has {int(X.shape[1])} features but this encoder was fitted on "
-                f"{self.n_features_in_}; pass embeddings of the same model or refit."
+                f"X has {int(X.shape[1])} features, but TernaryEncoder is expecting "
+                f"{self.n_features_in_} features as input (the width seen in fit); pass "
+                "embeddings of the same model or refit."
             )
 
     def _project_batch(self, xb: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,7 +49,9 @@ class PackedCodes:
 
     __slots__ = ("data", "dim", "scheme")
 
-    def __init__(self, data: torch.Tensor | np.ndarray, dim: int, scheme: str = "twobit") -> None:
+    def __init__(
+        self, data: torch.Tensor | np.ndarray, dim: int, scheme: F.Scheme = "twobit"
+    ) -> None:
         if isinstance(data, np.ndarray):
             data = torch.from_numpy(data)
         if not isinstance(data, torch.Tensor) or data.dtype != torch.uint8:
@@ -70,7 +73,7 @@ class PackedCodes:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_dense(
-        cls, codes: torch.Tensor, scheme: str = "twobit", *, check_values: bool = True
+        cls, codes: torch.Tensor, scheme: F.Scheme = "twobit", *, check_values: bool = True
     ) -> PackedCodes:
         """Pack dense codes ``[n, d]`` (values in ``{-1, 0, +1}``)."""
         codes = F.check_codes(codes, "codes", check_values=check_values)
@@ -82,7 +85,7 @@ class PackedCodes:
 
     @classmethod
     def empty(
-        cls, n: int, dim: int, scheme: str = "twobit", device: str | torch.device = "cpu"
+        cls, n: int, dim: int, scheme: F.Scheme = "twobit", device: str | torch.device = "cpu"
     ) -> PackedCodes:
         """Zero codes to be filled block by block (``codes.data[i:j] = pack(...)``)."""
         return cls(
@@ -116,9 +119,33 @@ class PackedCodes:
         )
 
     def __getitem__(self, index: int | slice | torch.Tensor | Sequence[int]) -> PackedCodes:
-        if isinstance(index, int):
-            index = slice(index, index + 1 if index != -1 else None)
+        """Rows as a new :class:`PackedCodes`; an int gives one row (still ``[1, width]``).
+
+        An int outside ``-len(self) <= i < len(self)`` raises :class:`IndexError`, so
+        iteration and NumPy's sequence protocol stop at the end.
+        """
+        if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
+            n = len(self)
+            i = int(index)
+            if not -n <= i < n:
+                raise IndexError(f"row {i} is out of range for {n} packed codes.")
+            i %= n
+            index = slice(i, i + 1)
         return PackedCodes(self.data[index], self.dim, self.scheme)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n, dim)``: the shape of the dense codes these packed rows stand for."""
+        return (len(self), self.dim)
+
+    def __iter__(self) -> Iterator[PackedCodes]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """The dense codes ``[n, dim]`` (int8 in {-1, 0, +1}): ``np.asarray(codes)``."""
+        dense = self.to_dense().cpu().numpy()
+        return dense if dtype is None else dense.astype(dtype, copy=False)
 
     @property
     def device(self) -> torch.device:
@@ -136,16 +163,20 @@ class PackedCodes:
     def to(self, device: str | torch.device) -> PackedCodes:
         return PackedCodes(self.data.to(device), self.dim, self.scheme)
 
-    def unpack(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """Dense ``int8`` codes of rows ``start:stop``.
+    def unpack(
+        self, start: int = 0, stop: int | None = None, *, dtype: torch.dtype = torch.int8
+    ) -> torch.Tensor:
+        """Dense codes of rows ``start:stop`` as ``dtype`` (int8, or float32 for a GEMM).
 
         Shapes:
-            returns ``[stop - start, dim]`` int8
+            returns ``[stop - start, dim]``
         """
         block = self.data[start:stop]
         if block.device.type == "cpu" and not block.is_contiguous():
             block = block.contiguous()
-        return F.unpack(block, self.dim, self.scheme)
+        if self.scheme == "twobit":
+            return F.unpack_twobit(block, self.dim, dtype=dtype)
+        return F.unpack(block, self.dim, self.scheme).to(dtype)
 
     def to_dense(self) -> torch.Tensor:
         """All codes as a dense ``int8`` matrix ``[n, dim]`` (materialises everything)."""
@@ -172,7 +203,7 @@ class PackedCodes:
             out[start : start + chunk.shape[0]] = F.packed_nonzeros(chunk, self.dim, self.scheme)
         return out
 
-    def convert(self, scheme: str, block_size: int = 65536) -> PackedCodes:
+    def convert(self, scheme: F.Scheme, block_size: int = 65536) -> PackedCodes:
         """The same codes re-packed with another ``scheme`` (block by block)."""
         out = PackedCodes.empty(len(self), self.dim, scheme, self.device)
         for start, block in self.iter_blocks(block_size):

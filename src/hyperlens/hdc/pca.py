@@ -30,18 +30,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, TransformerMixin
 
-from ..errors import InputError, ShapeError
-from ..utils import as_float_matrix
+from ..errors import InputError, NotFittedError, ShapeError
+from ..utils import as_float_matrix, check_array_kind
 
 __all__ = ["StreamingPCA", "NotFittedError"]
 
 
-class NotFittedError(InputError, AttributeError):
-    """A learned attribute or ``transform`` was used before any data was fitted."""
-
-
-class StreamingPCA:
+class StreamingPCA(TransformerMixin, BaseEstimator):
     """PCA / PCA-whitening estimator fitted from a stream of batches (scikit-learn style).
 
     Args:
@@ -126,31 +123,32 @@ class StreamingPCA:
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
             raise InputError(f"seed must be an int, got {type(self.seed).__name__} {self.seed!r}.")
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {
-            "n_components": self.n_components,
-            "whiten": self.whiten,
-            "eps": self.eps,
-            "solver": self.solver,
-            "n_iter": self.n_iter,
-            "seed": self.seed,
-        }
+    def set_params(self, **params: Any) -> StreamingPCA:
+        """Set constructor parameters (scikit-learn style); a fitted state is kept until the
+        next ``fit`` but its solved axes are recomputed with the new settings."""
+        super().set_params(**params)
+        self._solved = None
+        self._cast = {}
+        return self
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"StreamingPCA({args})"
 
     # ------------------------------------------------------------------ fitting
-    def partial_fit(self, X: Any) -> StreamingPCA:
+    def __sklearn_is_fitted__(self) -> bool:
+        return self._mean is not None
+
+    def partial_fit(self, X: Any, y: Any = None) -> StreamingPCA:
         """Add one batch ``X [n, d]`` to the running mean and scatter matrix."""
         self._validate_params()
         device = self._mean.device if self._mean is not None else None
         x = as_float_matrix(X, "X", dtype=torch.float64, device=device)
         if self._mean is not None and x.shape[1] != self._mean.shape[0]:
             raise ShapeError(
-                f"X has {x.shape[1]} features (shape {tuple(x.shape)}) but this StreamingPCA "
-                f"was fitted on {self._mean.shape[0]}; pass batches with the same width or "
-                "call fit() to start over."
+                f"X has {x.shape[1]} features, but StreamingPCA is expecting "
+                f"{self._mean.shape[0]} features as input (shape {tuple(x.shape)}); pass "
+                "batches with the same width or call fit() to start over."
             )
         n_b = x.shape[0]
         mean_b = x.mean(dim=0)
@@ -173,6 +171,8 @@ class StreamingPCA:
         nested_numbers = isinstance(X, (list, tuple)) and bool(X) and not isinstance(
             X[0], (torch.Tensor, np.ndarray)
         )
+        if type(X).__module__.startswith("scipy.sparse"):
+            check_array_kind(X, "X")
         if isinstance(X, (torch.Tensor, np.ndarray)) or nested_numbers:
             self.partial_fit(X)
         elif isinstance(X, Iterable):
@@ -224,7 +224,7 @@ class StreamingPCA:
             )
         if self._n < 2:
             raise InputError(
-                f"StreamingPCA has seen {self._n} row(s); a covariance needs at least 2. "
+                f"StreamingPCA has seen n_samples={self._n}; a covariance needs at least 2. "
                 "Feed more rows with partial_fit before using the estimator."
             )
         d = self._mean.shape[0]
@@ -317,8 +317,8 @@ class StreamingPCA:
             x = as_float_matrix(X, name, dtype=torch.float32)
         if x.shape[1] != width:
             raise ShapeError(
-                f"{name} has shape {tuple(x.shape)} but {width} columns were expected; pass "
-                f"[n, {width}]."
+                f"{name} has {x.shape[1]} features, but StreamingPCA is expecting {width} "
+                f"features as input (shape {tuple(x.shape)}); pass [n, {width}]."
             )
         return x
 

@@ -1,12 +1,15 @@
 """Similarity and top-k search over packed codes with bounded memory.
 
-Codes stay packed; blocks of ``block_size`` codes are unpacked to ``int8`` (one table
-look-up per byte) and multiplied with the (dense ``int8``) queries by an exact
-``int8 x int8 -> int32`` matrix kernel. On a CPU with VNNI this measured about 1.6x faster
-per query-code pair than a bf16 product (which is also inexact: its output keeps 8
-mantissa bits), about 6x faster than a float32 product and about 20x faster than popcount
-over the uint64 bit planes (``benchmarks/bench_hdc.py``). Results are exact and equal, bit
-for bit, to the dense functions in :mod:`hyperlens.functional.hdc`.
+Codes stay packed; blocks of ``block_size`` codes are unpacked (one table look-up per
+byte) and multiplied with the dense queries by an exact GEMM chosen by the CPU's
+capability (:mod:`hyperlens.functional.kernels`): ``int8 x int8 -> int32``
+(``torch._int_mm``) where VNNI exists, a float32 GEMM (exact on codes while
+``d < 2**24``) where it does not, since oneDNN's int8 kernel without VNNI is several times
+slower than float32. The queries are converted once per search, each block once for all
+query blocks. bf16 products are not used at search sizes (their output keeps 8 mantissa
+bits) and popcount over bit planes measured about 20x slower per pair than int8
+(``benchmarks/bench_hdc.py``). Results are exact and equal, bit for bit, to the dense
+functions in :mod:`hyperlens.functional.hdc` whichever GEMM runs.
 
 Peak memory of :func:`search` is about ``2 * block_size * d`` bytes for the unpacked block
 (twice for Hamming) plus ``12 * query_block_size * block_size`` bytes of scores, whatever
@@ -19,12 +22,12 @@ among equal scores the lower code index first.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
 from ..errors import InputError, ShapeError
-from ..functional import hdc as F
+from ..functional import hdc as F, kernels as K
 from .packed import PackedCodes
 
 __all__ = ["similarity", "search", "SearchResult", "METRICS"]
@@ -77,6 +80,43 @@ def _check_block(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise InputError(f"{name} must be a positive int, got {value!r}.")
     return value
+
+
+class _Gemm:
+    """One GEMM implementation for a whole search: operands converted once per tensor.
+
+    On the CPU the implementation is :func:`hyperlens.functional.kernels.kernel_for`'s
+    choice (int8 ``torch._int_mm`` with VNNI, float32 without; exact either way); other
+    devices use :func:`hyperlens.functional.hdc.int_matmul`.
+    """
+
+    def __init__(self, impl: str | None) -> None:
+        self.impl = impl
+        self._packed: dict[tuple[int, int, int], Any] = {}
+
+    def operand(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.impl is None else F.gemm_operand(x, self.impl)
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``a @ b.T``; ``a`` (a query block) is packed once when the kernel packs."""
+        if self.impl is None:
+            return F.int_matmul(a, b)
+        if self.impl == "amx_int8":
+            key = (a.data_ptr(), a.shape[0], a.shape[1])
+            packed = self._packed.get(key)
+            if packed is None:
+                packed = self._packed[key] = F.amx_int8_pack(a)
+            return F.amx_int8_gemm(packed, b).t().contiguous()
+        return F.gemm_prepared(a, b, self.impl)
+
+
+def _gemm_for(q: torch.Tensor, d: int, n: int, block: int) -> _Gemm:
+    if q.device.type != "cpu":
+        return _Gemm(None)
+    impl = K.kernel_for("gemm", d=d, work=q.shape[0] * block * d)
+    if impl == "amx_int8" and n < F.AMX_MIN_ROWS:
+        impl = "int8"  # too few codes to pay for packing the queries
+    return _Gemm(impl)
 
 
 def _scores(
@@ -223,21 +263,32 @@ def search(
     q_nnz = F.nonzeros(q)
     q_abs = q.abs() if metric == "hamming" else None
     c_nnz = codes.nonzeros() if metric != "dot" else None
+    gemm = _gemm_for(q, codes.dim, n, min(block_size, n))
+    q_op = gemm.operand(q)
+    qa_op = gemm.operand(q_abs) if q_abs is not None else None
     best = torch.full((nq, k), torch.iinfo(torch.int64).min, dtype=torch.int64, device=q.device)
-    for start, block in codes.iter_blocks(block_size):
-        stop = start + block.shape[0]
+    # float32 GEMMs read blocks unpacked straight to float32 (no conversion pass)
+    unpack_dtype = torch.float32 if gemm.impl == "fp32" else torch.int8
+    for start in range(0, n, block_size):
+        stop = min(n, start + block_size)
+        block = codes.unpack(start, stop, dtype=unpack_dtype)
         b_nnz = c_nnz[start:stop] if c_nnz is not None else None
-        block_abs = block.abs() if metric == "hamming" else None
+        b_op = gemm.operand(block)
+        ba_op = gemm.operand(block.abs()) if metric == "hamming" else None
         for qs in range(0, nq, query_block_size):
             qe = min(nq, qs + query_block_size)
-            dots = F.int_matmul(q[qs:qe], block)
+            dots = gemm(q_op[qs:qe], b_op)
             if metric == "dot":
-                sc = dots
+                sc = dots.to(torch.int32)
             elif metric == "cosine":
-                sc = F.cosine_from_dot(dots, q_nnz[qs:qe], b_nnz)
+                sc = F.cosine_from_dot(dots, q_nnz[qs:qe], b_nnz)  # type: ignore[arg-type]
             else:
+                assert qa_op is not None and ba_op is not None and b_nnz is not None
                 sc = F.hamming_from_dot(
-                    dots, F.int_matmul(q_abs[qs:qe], block_abs), q_nnz[qs:qe], b_nnz
+                    dots.to(torch.int32),
+                    gemm(qa_op[qs:qe], ba_op).to(torch.int32),
+                    q_nnz[qs:qe],
+                    b_nnz,
                 )
             cand = _block_candidates(sc, metric, start, k)
             merged = torch.cat([best[qs:qe], cand], dim=1)

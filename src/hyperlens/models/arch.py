@@ -137,14 +137,18 @@ def resolve_backbone(module: nn.Module) -> Backbone:
         )
     cfg = getattr(module, "config", None)
     root: nn.Module = module
-    if cfg is not None and getattr(cfg, "is_encoder_decoder", False) and hasattr(module, "get_encoder"):
+    if (
+        cfg is not None
+        and getattr(cfg, "is_encoder_decoder", False)
+        and hasattr(module, "get_encoder")
+    ):
         root = module.get_encoder()
     else:
         base = getattr(module, "base_model", None)
         if isinstance(base, nn.Module):
             root = base
-    for layers_path, norm_path, family in _LAYOUTS:
-        layers = _first_attr(root, layers_path)
+    for layout in _LAYOUTS:
+        layers = _first_attr(root, layout[0])
         if isinstance(layers, nn.ModuleList) and len(layers) > 0:
             break
     else:
@@ -153,6 +157,7 @@ def resolve_backbone(module: nn.Module) -> Backbone:
             "(looked for .layers, .h, .encoder.layer, .decoder.layers, .block); supported "
             "families are BERT, Llama, GPT-2, T5 and OPT and their close relatives."
         )
+    _, norm_path, family = layout
     final_norm = _first_attr(root, norm_path) if norm_path else None
     cfg = getattr(module, "config", None) or getattr(root, "config", None)
     d_model = int(_cfg_get(cfg, "hidden_size", "n_embd", "d_model"))
@@ -204,20 +209,29 @@ def _attention_parts(block: nn.Module, family: str) -> AttentionParts:
         return AttentionParts(attn, attn.q, attn.k, attn.v, None, attn.o)
     if family == "bert":
         attn = block.attention.self
-        return AttentionParts(attn, attn.query, attn.key, attn.value, None, block.attention.output.dense)
+        return AttentionParts(
+            attn, attn.query, attn.key, attn.value, None, block.attention.output.dense
+        )
     attn = None
     for name in ("self_attn", "attn", "attention", "self_attention"):
         attn = getattr(block, name, None)
         if isinstance(attn, nn.Module):
             break
     if attn is None:
-        raise InputError(f"block of type {type(block).__name__} has no self-attention module hyperlens recognises.")
+        raise InputError(
+            f"block of type {type(block).__name__} has no self-attention module hyperlens "
+            "recognises."
+        )
     if hasattr(attn, "c_attn"):  # GPT-2 fused projection
         return AttentionParts(attn, None, None, None, attn.c_attn, attn.c_proj)
     q = getattr(attn, "q_proj", None)
     k = getattr(attn, "k_proj", None)
     v = getattr(attn, "v_proj", None)
-    out = getattr(attn, "o_proj", None) or getattr(attn, "out_proj", None) or getattr(attn, "dense", None)
+    out = (
+        getattr(attn, "o_proj", None)
+        or getattr(attn, "out_proj", None)
+        or getattr(attn, "dense", None)
+    )
     if q is None or k is None or v is None or out is None:
         raise InputError(
             f"attention module {type(attn).__name__} has no q_proj/k_proj/v_proj/o_proj layout "

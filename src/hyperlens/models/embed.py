@@ -29,7 +29,13 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..utils import atomic_write_bytes, cache_dir, progress as progress_bar, resolve_device, stable_hash
+from ..utils import (
+    atomic_write_bytes,
+    cache_dir,
+    progress as progress_bar,
+    resolve_device,
+    stable_hash,
+)
 from .handle import ModelHandle
 from .hooks import StopForward, capture
 
@@ -71,7 +77,8 @@ def validate_texts(texts: Any, name: str = "texts") -> list[str]:
     """Check that ``texts`` is a non-empty sequence of strings and return it as a list."""
     if isinstance(texts, str):
         raise InputError(
-            f"{name} must be a list of strings, got a single str ({texts[:40]!r}...); wrap it: [text]."
+            f"{name} must be a list of strings, got a single str ({texts[:40]!r}...); wrap it: "
+            "[text]."
         )
     if isinstance(texts, np.ndarray):
         texts = texts.tolist()
@@ -79,7 +86,9 @@ def validate_texts(texts: Any, name: str = "texts") -> list[str]:
         try:
             texts = list(texts)
         except TypeError as exc:
-            raise InputError(f"{name} must be a list of strings, got {type(texts).__name__}.") from exc
+            raise InputError(
+                f"{name} must be a list of strings, got {type(texts).__name__}."
+            ) from exc
     if len(texts) == 0:
         raise InputError(f"{name} is empty; pass at least one string.")
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
@@ -87,7 +96,8 @@ def validate_texts(texts: Any, name: str = "texts") -> list[str]:
         i = bad[0]
         raise InputError(
             f"{name} must contain only strings; item {i} is {type(texts[i]).__name__} {texts[i]!r} "
-            f"({len(bad)} non-string item(s) in all). Convert or drop them (e.g. [str(t) for t in {name}])."
+            f"({len(bad)} non-string item(s) in all). Convert or drop them (e.g. [str(t) for t in "
+            f"{name}])."
         )
     return list(texts)
 
@@ -114,7 +124,8 @@ def _as_handle(model: ModelHandle | str, device: str | torch.device | None) -> M
         return _LOADED[key]
     if isinstance(model, torch.nn.Module):
         raise InputError(
-            "model is a bare nn.Module; wrap it with hyperlens.models.from_module(module, tokenizer) "
+            "model is a bare nn.Module; wrap it with hyperlens.models.from_module(module, "
+            "tokenizer) "
             "so embedding knows its tokenizer."
         )
     raise InputError(f"model must be a ModelHandle or a model name, got {type(model).__name__}.")
@@ -210,12 +221,17 @@ def embed_layers(
         if isinstance(layers, (int, np.integer)):
             layers = [int(layers)]
         lids = []
-        for l in layers:
-            if not isinstance(l, (int, np.integer)) or isinstance(l, bool) or not -(L + 1) <= l <= L:
+        for li in layers:
+            if (
+                not isinstance(li, (int, np.integer))
+                or isinstance(li, bool)
+                or not -(L + 1) <= li <= L
+            ):
                 raise InputError(
-                    f"layers must hold ints in -{L + 1}..{L} for model {h.name!r}, got {l!r} in {list(layers)!r}."
+                    f"layers must hold ints in -{L + 1}..{L} for model {h.name!r}, got {li!r} in "
+                    f"{list(layers)!r}."
                 )
-            lids.append(int(l) % (L + 1))
+            lids.append(int(li) % (L + 1))
         if not lids:
             raise InputError("layers is empty; pass None for every layer or a list of indices.")
     key = ("layers", tuple(lids), pooling, max_length, h.max_length)
@@ -248,7 +264,9 @@ def _store(h: ModelHandle, texts: list[str], key: tuple[Any, ...], arr: np.ndarr
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _cached(h: ModelHandle, texts: list[str], key: tuple[Any, ...], use: bool, compute: Any) -> np.ndarray:
+def _cached(
+    h: ModelHandle, texts: list[str], key: tuple[Any, ...], use: bool, compute: Any
+) -> np.ndarray:
     if not use:
         return compute()
     path = _cache_path(h, texts, key)
@@ -269,7 +287,9 @@ def _batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def _pool(h: torch.Tensor, mask: torch.Tensor | None, lengths: torch.Tensor, pooling: str) -> torch.Tensor:
+def _pool(
+    h: torch.Tensor, mask: torch.Tensor | None, lengths: torch.Tensor, pooling: str
+) -> torch.Tensor:
     """Pool hidden states over positions.
 
     Shapes:
@@ -298,7 +318,8 @@ def _embed_transformer(
         raise InputError(f"batch_size must be a positive int, got {batch_size!r}.")
     if h.tokenizer is None or h.module is None:
         raise InputError(
-            f"model {h.name!r} has no tokenizer; build the handle with from_module(module, tokenizer)."
+            f"model {h.name!r} has no tokenizer; build the handle with from_module(module, "
+            "tokenizer)."
         )
     tok = h.tokenizer
     mlen = int(max_length or h.max_length)
@@ -312,11 +333,13 @@ def _embed_transformer(
     dev = h.device
     n, d = len(texts), h.hidden_size
     out = torch.empty((len(lids), n, d), dtype=torch.float32)
-    names = [f"hidden.{l}" for l in lids]
+    names = [f"hidden.{li}" for li in lids]
     batches = _batches(lengths, int(batch_size))
     if show is None:
         show = None if n >= _PROGRESS_MIN else False
-    it = progress_bar(batches, total=len(batches), desc=f"embed {h.name}", enabled=show, unit="batch")
+    it = progress_bar(
+        batches, total=len(batches), desc=f"embed {h.name}", enabled=show, unit="batch"
+    )
     module = h.module
     was_training = module.training
     module.eval()
@@ -331,11 +354,17 @@ def _embed_transformer(
                 input_ids = torch.from_numpy(arr).to(dev)
                 lens_t = torch.from_numpy(blen).to(dev)
                 need_mask = bool((blen != T).any())
-                mask = (torch.arange(T, device=dev)[None, :] < lens_t[:, None]).long() if need_mask else None
+                mask = (
+                    (torch.arange(T, device=dev)[None, :] < lens_t[:, None]).long()
+                    if need_mask
+                    else None
+                )
                 kwargs: dict[str, Any] = {"input_ids": input_ids}
                 if mask is not None:
                     kwargs["attention_mask"] = mask
-                if h.kind == "encoder" and "token_type_ids" in getattr(tok, "model_input_names", []):
+                if h.kind == "encoder" and "token_type_ids" in getattr(
+                    tok, "model_input_names", []
+                ):
                     kwargs["token_type_ids"] = torch.zeros_like(input_ids)
                 acts.clear()
                 try:
@@ -385,7 +414,9 @@ def _embed_static(h: ModelHandle, texts: list[str]) -> np.ndarray:
             n_words += len(words)
             rows_per_text.append(rows)
     counts = np.fromiter((len(r) for r in rows_per_text), dtype=np.int64, count=n)
-    flat = np.fromiter((r for rows in rows_per_text for r in rows), dtype=np.int64, count=int(counts.sum()))
+    flat = np.fromiter(
+        (r for rows in rows_per_text for r in rows), dtype=np.int64, count=int(counts.sum())
+    )
     seg = np.repeat(np.arange(n), counts)
     vec = sv.vectors.float().cpu()
     sums = torch.zeros((n, vec.shape[1]), dtype=torch.float32)

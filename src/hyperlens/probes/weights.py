@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..models.roles import TensorRole, attention_geometry, unclassified
+from ..models.roles import TensorRole, attention_geometry, norm_offset, unclassified
 from ..utils import resolve_device
 from .weights_io import Checkpoint, resolve_checkpoint
 from .weights_spectra import (
@@ -133,9 +133,11 @@ def weight_battery(
         raise InputError(f"precision={precision!r} is not supported; expected 'float32', 'float64' "
                          "or 'svd'.")
     thr = [float(t) for t in thresholds]
-    if not thr or any(b <= a for a, b in zip(thr, thr[1:])) or thr[0] <= 0:
-        raise InputError(f"thresholds={list(thresholds)!r} must be positive and strictly ascending, "
-                         "for example 1e-6 1e-4 1e-2.")
+    if not thr or any(b <= a for a, b in zip(thr, thr[1:], strict=False)) or thr[0] <= 0:
+        raise InputError(
+            f"thresholds={list(thresholds)!r} must be positive and strictly ascending, "
+            "for example 1e-6 1e-4 1e-2."
+        )
     dev = resolve_device(device)
     t_start = time.perf_counter()
     ckpt = model if isinstance(model, Checkpoint) else Checkpoint(resolve_checkpoint(model))
@@ -208,7 +210,7 @@ def weight_battery(
             else:
                 nn_ = None
             if nn_ is not None:
-                for r, v in zip(chunk, nn_):
+                for r, v in zip(chunk, nn_, strict=True):
                     if r.layer is not None:
                         neuron_norms[(r.location, r.layer, role)] = v
             s = spectra_of(w, precision)
@@ -219,12 +221,16 @@ def weight_battery(
             met_np = {k: v.cpu().numpy() for k, v in met.items()}
             s_np = s.cpu().numpy()
             for i, r in enumerate(chunk):
-                row = {"key": r.key, "name": r.name, "group": label, "role": r.role,
+                row: dict[str, Any] = {"key": r.key, "name": r.name, "group": label, "role": r.role,
                        "location": r.location, "attention": r.attention, "layer": r.layer,
                        "shape": list(shape)}
                 for k in SPECTRAL_KEYS:
                     v = met_np[k][i]
-                    row[k] = bool(v) if k == "ks_ok" else (int(v) if k in {"rank90", "n_tail"} else float(v))
+                    row[k] = (
+                        bool(v)
+                        if k == "ks_ok"
+                        else (int(v) if k in {"rank90", "n_tail"} else float(v))
+                    )
                 row["condition_resolved"] = bool(resolved[i])
                 if not row["condition_resolved"]:
                     row["condition"] = float("nan")
@@ -256,9 +262,15 @@ def weight_battery(
             labels = [f"L{r.layer}" if r.layer is not None else r.name for r in items]
             adj = [float(cos[i, i + 1]) for i in range(n - 1)]
             off = cos[~np.eye(n, dtype=bool)]
-            cross[label] = {"labels": labels, "matrix": cos.tolist(), "adjacent_mean": float(np.mean(adj)),
-                            "adjacent_min": float(np.min(adj)), "adjacent_max": float(np.max(adj)),
-                            "offdiag_mean": float(off.mean()), "offdiag_abs_max": float(np.abs(off).max())}
+            cross[label] = {
+                "labels": labels,
+                "matrix": cos.tolist(),
+                "adjacent_mean": float(np.mean(adj)),
+                "adjacent_min": float(np.min(adj)),
+                "adjacent_max": float(np.max(adj)),
+                "offdiag_mean": float(off.mean()),
+                "offdiag_abs_max": float(np.abs(off).max()),
+            }
     timings["matrices_s"] = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ vectors (norms, biases)
@@ -270,15 +282,28 @@ def weight_battery(
             label = r.group + (".bias" if r.param == "bias" else "")
             _account(label, v[None])
             if r.role == "norm" and v.ndim == 1:
-                vn = v.cpu().double().numpy()
-                norms.append({
-                    "name": r.name, "param": r.param, "location": r.location, "layer": r.layer,
-                    "kind": r.detail or "norm", "size": int(vn.size), "mean": float(vn.mean()),
-                    "std": float(vn.std()), "min": float(vn.min()), "max": float(vn.max()),
-                    "abs_mean": float(np.abs(vn).mean()),
-                    "frac_above_1_5": float((vn > 1.5).mean()), "frac_below_0_5": float((vn < 0.5).mean()),
-                    "frac_near_one": float(((vn > 0.8) & (vn < 1.2)).mean()),
-                })
+                # the scale the norm applies: Gemma stores w with scale 1 + w
+                offset = norm_offset(cfg) if r.param == "weight" else 0.0
+                vn = v.cpu().double().numpy() + offset
+                norms.append(
+                    {
+                        "name": r.name,
+                        "param": r.param,
+                        "location": r.location,
+                        "layer": r.layer,
+                        "stored_offset": offset,
+                        "kind": r.detail or "norm",
+                        "size": int(vn.size),
+                        "mean": float(vn.mean()),
+                        "std": float(vn.std()),
+                        "min": float(vn.min()),
+                        "max": float(vn.max()),
+                        "abs_mean": float(np.abs(vn).mean()),
+                        "frac_above_1_5": float((vn > 1.5).mean()),
+                        "frac_below_0_5": float((vn < 0.5).mean()),
+                        "frac_near_one": float(((vn > 0.8) & (vn < 1.2)).mean()),
+                    }
+                )
     timings["vectors_s"] = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ QK geometry
@@ -306,7 +331,10 @@ def weight_battery(
         all_counts += cnt
         all_total += tot
         sparsity[label] = {"total": int(tot), "fractions": (cnt / max(tot, 1)).tolist()}
-    sparsity["all"] = {"total": int(all_total), "fractions": (all_counts / max(all_total, 1)).tolist()}
+    sparsity["all"] = {
+        "total": int(all_total),
+        "fractions": (all_counts / max(all_total, 1)).tolist(),
+    }
     group_rows = _group_summaries(rows, groups)
     timings["total_s"] = time.perf_counter() - t_start
     arch = (cfg.get("architectures") or [cfg.get("model_type", "unknown")])[0]
@@ -318,14 +346,31 @@ def weight_battery(
         "model_type": cfg.get("model_type"),
         "precision": precision,
         "device": str(dev),
-        "attention": None if geom is None else {"hidden_size": geom.hidden_size, "num_heads": geom.num_heads,
-                                                "num_kv_heads": geom.num_kv_heads, "head_dim": geom.head_dim},
+        "attention": None
+        if geom is None
+        else {
+            "hidden_size": geom.hidden_size,
+            "num_heads": geom.num_heads,
+            "num_kv_heads": geom.num_kv_heads,
+            "head_dim": geom.head_dim,
+        },
         "n_tensors": len(ckpt.tensors),
         "n_parameters": int(sum(math.prod(i.shape) for i in ckpt.tensors.values())),
         "n_matrices": len(rows),
-        "roles": [{"name": r.name, "key": r.key, "role": r.role, "param": r.param, "layer": r.layer,
-                   "location": r.location, "attention": r.attention, "shape": list(r.canonical_shape),
-                   "detail": r.detail} for r in roles],
+        "roles": [
+            {
+                "name": r.name,
+                "key": r.key,
+                "role": r.role,
+                "param": r.param,
+                "layer": r.layer,
+                "location": r.location,
+                "attention": r.attention,
+                "shape": list(r.canonical_shape),
+                "detail": r.detail,
+            }
+            for r in roles
+        ],
         "unclassified": unclassified(roles),
         "thresholds": thr,
         "matrices": rows,
@@ -346,8 +391,9 @@ def weight_battery(
     return out
 
 
-def _group_summaries(rows: list[dict[str, Any]], groups: dict[tuple[str, tuple[int, ...]], list[TensorRole]]
-                     ) -> list[dict[str, Any]]:
+def _group_summaries(
+    rows: list[dict[str, Any]], groups: dict[tuple[str, tuple[int, ...]], list[TensorRole]]
+) -> list[dict[str, Any]]:
     by: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by[r["group"]].append(r)
@@ -355,24 +401,37 @@ def _group_summaries(rows: list[dict[str, Any]], groups: dict[tuple[str, tuple[i
     for label in sorted(by):
         rs = by[label]
 
-        def col(k: str) -> np.ndarray:
-            return np.array([r[k] for r in rs], dtype=float)
+        def col(k: str, rows: list[dict[str, Any]] = rs) -> np.ndarray:
+            return np.array([r[k] for r in rows], dtype=float)
 
         cond = col("condition")
         alpha = col("alpha")
-        out.append({
-            "group": label, "n": len(rs), "shapes": sorted({"x".join(map(str, r["shape"])) for r in rs}),
-            "stable_rank_mean": float(col("stable_rank").mean()), "stable_rank_std": float(col("stable_rank").std()),
-            "participation_ratio_mean": float(col("participation_ratio").mean()),
-            "active_fraction_mean": float(col("active_fraction").mean()),
-            "rank90_mean": float(col("rank90").mean()),
-            "log10_condition_median": float(np.nanmedian(np.log10(cond))) if np.isfinite(cond).any() else float("nan"),
-            "condition_resolved": int(sum(r["condition_resolved"] for r in rs)),
-            "alpha_median": float(np.nanmedian(alpha)) if np.isfinite(alpha).any() else float("nan"),
-            "alpha_iqr": [float(np.nanpercentile(alpha, 25)), float(np.nanpercentile(alpha, 75))]
-            if np.isfinite(alpha).any() else [float("nan"), float("nan")],
-            "ks_ok_fraction": float(np.mean([r["ks_ok"] for r in rs])),
-        })
+        out.append(
+            {
+                "group": label,
+                "n": len(rs),
+                "shapes": sorted({"x".join(map(str, r["shape"])) for r in rs}),
+                "stable_rank_mean": float(col("stable_rank").mean()),
+                "stable_rank_std": float(col("stable_rank").std()),
+                "participation_ratio_mean": float(col("participation_ratio").mean()),
+                "active_fraction_mean": float(col("active_fraction").mean()),
+                "rank90_mean": float(col("rank90").mean()),
+                "log10_condition_median": float(np.nanmedian(np.log10(cond)))
+                if np.isfinite(cond).any()
+                else float("nan"),
+                "condition_resolved": int(sum(r["condition_resolved"] for r in rs)),
+                "alpha_median": float(np.nanmedian(alpha))
+                if np.isfinite(alpha).any()
+                else float("nan"),
+                "alpha_iqr": [
+                    float(np.nanpercentile(alpha, 25)),
+                    float(np.nanpercentile(alpha, 75)),
+                ]
+                if np.isfinite(alpha).any()
+                else [float("nan"), float("nan")],
+                "ks_ok_fraction": float(np.mean([r["ks_ok"] for r in rs])),
+            }
+        )
     return out
 
 
@@ -380,7 +439,11 @@ def _qk_pass(ckpt: Checkpoint, roles: list[TensorRole], geom: Any, dev: torch.de
              ) -> dict[str, Any]:
     """Per-head and per-layer QK geometry for every attention kind with separate Q and K."""
     if geom is None:
-        return {"heads": [], "layers": [], "note": "config gives no head count; QK geometry skipped"}
+        return {
+            "heads": [],
+            "layers": [],
+            "note": "config gives no head count; QK geometry skipped",
+        }
     qs: dict[tuple[str, str, int], TensorRole] = {}
     ks: dict[tuple[str, str, int], TensorRole] = {}
     for r in roles:
@@ -399,15 +462,25 @@ def _qk_pass(ckpt: Checkpoint, roles: list[TensorRole], geom: Any, dev: torch.de
     # Bytes per layer while the heads are analysed: Q and K, K repeated per query head,
     # their concatenation and its QR basis (all float32), so ~6x the stored Q + K.
     per = 6 * 4 * 2 * math.prod(qs[keys[0]].canonical_shape)
-    for chunk in [keys[i:i + max(1, budget // max(per, 1))] for i in range(0, len(keys),
-                                                                            max(1, budget // max(per, 1)))]:
+    for chunk in [
+        keys[i : i + max(1, budget // max(per, 1))]
+        for i in range(0, len(keys), max(1, budget // max(per, 1)))
+    ]:
         # group by shapes so a chunk stacks cleanly
-        by_shape: dict[tuple[tuple[int, ...], tuple[int, ...]], list[tuple[str, str, int]]] = defaultdict(list)
+        by_shape: dict[tuple[tuple[int, ...], tuple[int, ...]], list[tuple[str, str, int]]] = (
+            defaultdict(list)
+        )
         for key in chunk:
             by_shape[(qs[key].canonical_shape, ks[key].canonical_shape)].append(key)
         for (qshape, kshape), kk in by_shape.items():
             hq, hk = qshape[0] // dh, kshape[0] // dh
-            if hq * dh != qshape[0] or hk * dh != kshape[0] or hk == 0 or hq % hk != 0 or qshape[1] != kshape[1]:
+            if (
+                hq * dh != qshape[0]
+                or hk * dh != kshape[0]
+                or hk == 0
+                or hq % hk != 0
+                or qshape[1] != kshape[1]
+            ):
                 continue
             with ckpt.reader(dev) as rd:
                 wq = rd.stack([qs[k] for k in kk])  # [L, Hq·dh, d]
@@ -419,10 +492,19 @@ def _qk_pass(ckpt: Checkpoint, roles: list[TensorRole], geom: Any, dev: torch.de
             res_np = {k_: v.reshape(len(kk), hq).cpu().numpy() for k_, v in res.items()}
             for li, (loc, att, layer) in enumerate(kk):
                 for h in range(hq):
-                    heads_rows.append({"location": loc, "attention": att, "layer": layer, "head": h,
-                                       "kv_head": h // (hq // hk),
-                                       **{k_: (int(v[li, h]) if k_ in {"n_pos", "n_neg"} else float(v[li, h]))
-                                          for k_, v in res_np.items()}})
+                    heads_rows.append(
+                        {
+                            "location": loc,
+                            "attention": att,
+                            "layer": layer,
+                            "head": h,
+                            "kv_head": h // (hq // hk),
+                            **{
+                                k_: (int(v[li, h]) if k_ in {"n_pos", "n_neg"} else float(v[li, h]))
+                                for k_, v in res_np.items()
+                            },
+                        }
+                    )
                 layer_rows.append({
                     "location": loc, "attention": att, "layer": layer, "heads": hq, "kv_heads": hk,
                     "stable_rank_mean": float(res_np["stable_rank"][li].mean()),
@@ -434,19 +516,25 @@ def _qk_pass(ckpt: Checkpoint, roles: list[TensorRole], geom: Any, dev: torch.de
                     "pos_fraction_mean": float(res_np["pos_fraction"][li].mean()),
                 })
     layer_rows.sort(key=lambda r: (r["location"], r["attention"], r["layer"]))
-    return {"heads": heads_rows, "layers": layer_rows, "head_dim": dh,
-            "note": ("Per head, the symmetric part of W_Q[h]^T W_K[h] is a difference of two PSD "
-                     "matrices of rank <= head_dim, so it has at most head_dim positive and head_dim "
-                     "negative eigenvalues and the count balance sits at 0.5 by construction; "
-                     "pos_mass (sum of positive over sum of absolute eigenvalues) is the informative "
-                     "balance: 1 for Q = K, 0.5 for unrelated Q and K, 0 for Q = -K.")}
+    return {
+        "heads": heads_rows,
+        "layers": layer_rows,
+        "head_dim": dh,
+        "note": (
+            "Per head, the symmetric part of W_Q[h]^T W_K[h] is a difference of two PSD "
+            "matrices of rank <= head_dim, so it has at most head_dim positive and head_dim "
+            "negative eigenvalues and the count balance sits at 0.5 by construction; "
+            "pos_mass (sum of positive over sum of absolute eigenvalues) is the informative "
+            "balance: 1 for Q = K, 0.5 for unrelated Q and K, 0 for Q = -K."
+        ),
+    }
 
 
 def _mlp_neurons(norms: dict[tuple[str, int, str], np.ndarray]) -> dict[str, Any]:
     layers: dict[tuple[str, int], dict[str, np.ndarray]] = defaultdict(dict)
     for (loc, layer, role), v in norms.items():
         layers[(loc, layer)][role] = v
-    rows = []
+    rows: list[dict[str, Any]] = []
     hist_counts = np.zeros(len(_IMP_EDGES) - 1, dtype=np.int64)
     for (loc, layer), parts in sorted(layers.items()):
         if "mlp_down" not in parts or ("mlp_up" not in parts and "mlp_gate" not in parts):
@@ -459,11 +547,21 @@ def _mlp_neurons(norms: dict[tuple[str, int, str], np.ndarray]) -> dict[str, Any
         rel = imp / max(mean, 1e-300)
         hist_counts += np.histogram(np.clip(rel, 0, _IMP_EDGES[-1]), bins=_IMP_EDGES)[0]
         n = imp.size
-        rows.append({"location": loc, "layer": layer, "d_ff": int(n), "gated": "mlp_gate" in parts,
-                     "importance_mean": mean, "importance_cv": float(imp.std() / max(mean, 1e-300)),
-                     "dead": int((rel < 0.01).sum()), "weak": int((rel < 0.10).sum()),
-                     "dead_fraction": float((rel < 0.01).mean()), "weak_fraction": float((rel < 0.10).mean()),
-                     "max_over_mean": float(rel.max())})
+        rows.append(
+            {
+                "location": loc,
+                "layer": layer,
+                "d_ff": int(n),
+                "gated": "mlp_gate" in parts,
+                "importance_mean": mean,
+                "importance_cv": float(imp.std() / max(mean, 1e-300)),
+                "dead": int((rel < 0.01).sum()),
+                "weak": int((rel < 0.10).sum()),
+                "dead_fraction": float((rel < 0.01).mean()),
+                "weak_fraction": float((rel < 0.10).mean()),
+                "max_over_mean": float(rel.max()),
+            }
+        )
     total = sum(r["d_ff"] for r in rows)
     return {"layers": rows, "total_neurons": int(total),
             "dead": int(sum(r["dead"] for r in rows)), "weak": int(sum(r["weak"] for r in rows)),
@@ -472,8 +570,12 @@ def _mlp_neurons(norms: dict[tuple[str, int, str], np.ndarray]) -> dict[str, Any
 
 def _position_bias(ckpt: Checkpoint, roles: list[TensorRole], cfg: dict[str, Any], dev: torch.device
                    ) -> list[dict[str, Any]]:
-    out = []
-    rel = [r for r in roles if r.detail == "relative_bias" and r.param == "weight" and len(r.shape) == 2]
+    out: list[dict[str, Any]] = []
+    rel = [
+        r
+        for r in roles
+        if r.detail == "relative_bias" and r.param == "weight" and len(r.shape) == 2
+    ]
     if not rel:
         return out
     max_dist = int(cfg.get("relative_attention_max_distance", 128))
@@ -485,21 +587,41 @@ def _position_bias(ckpt: Checkpoint, roles: list[TensorRole], cfg: dict[str, Any
             buckets = t5_bucket_distances(nb, max_dist, bidir)
             prof = relative_bias_profiles(tab, buckets)
             kinds = [p.get("kind", "mixed") for p in prof]
-            out.append({"name": r.name, "location": r.location, "attention": r.attention,
-                        "layer": r.layer, "bidirectional": bidir, "num_buckets": nb,
-                        "num_heads": int(tab.shape[1]), "buckets": buckets, "bias": tab.tolist(),
-                        "heads": prof, "local": kinds.count("local"), "global": kinds.count("global"),
-                        "mixed": kinds.count("mixed")})
+            out.append(
+                {
+                    "name": r.name,
+                    "location": r.location,
+                    "attention": r.attention,
+                    "layer": r.layer,
+                    "bidirectional": bidir,
+                    "num_buckets": nb,
+                    "num_heads": int(tab.shape[1]),
+                    "buckets": buckets,
+                    "bias": tab.tolist(),
+                    "heads": prof,
+                    "local": kinds.count("local"),
+                    "global": kinds.count("global"),
+                    "mixed": kinds.count("mixed"),
+                }
+            )
     return out
 
 
-def _tied_embeddings(ckpt: Checkpoint, roles: list[TensorRole], cfg: dict[str, Any], dev: torch.device
-                     ) -> dict[str, Any]:
-    emb = [r for r in roles if r.role == "embedding" and r.param == "weight" and r.detail in {"token", ""}]
+def _tied_embeddings(
+    ckpt: Checkpoint, roles: list[TensorRole], cfg: dict[str, Any], dev: torch.device
+) -> dict[str, Any]:
+    emb = [
+        r
+        for r in roles
+        if r.role == "embedding" and r.param == "weight" and r.detail in {"token", ""}
+    ]
     unemb = [r for r in roles if r.role == "unembedding" and r.param == "weight"]
     declared = cfg.get("tie_word_embeddings")
     archs = " ".join(cfg.get("architectures") or [])
-    lm = any(s in archs for s in ("CausalLM", "LMHead", "ConditionalGeneration", "MaskedLM", "ForPreTraining"))
+    lm = any(
+        s in archs
+        for s in ("CausalLM", "LMHead", "ConditionalGeneration", "MaskedLM", "ForPreTraining")
+    )
     if not emb:
         return {"tied": None, "evidence": "no token embedding found", "declared": declared}
     if not unemb:
@@ -511,12 +633,21 @@ def _tied_embeddings(ckpt: Checkpoint, roles: list[TensorRole], cfg: dict[str, A
                 "declared": declared}
     e, u = emb[0], unemb[0]
     if e.canonical_shape != u.canonical_shape:
-        return {"tied": False, "evidence": f"shapes differ {e.canonical_shape} vs {u.canonical_shape}",
-                "declared": declared}
+        return {
+            "tied": False,
+            "evidence": f"shapes differ {e.canonical_shape} vs {u.canonical_shape}",
+            "declared": declared,
+        }
     with ckpt.reader(dev) as rd:
         a = rd.read(e).reshape(-1).double()
         b = rd.read(u).reshape(-1).double()
     equal = bool(torch.equal(a, b))
     cos = float(a @ b / (a.norm() * b.norm()).clamp_min(1e-300))
-    return {"tied": equal, "evidence": "identical tensors" if equal else f"distinct tensors, cosine {cos:.4f}",
-            "cosine": cos, "declared": declared, "embedding": e.name, "unembedding": u.name}
+    return {
+        "tied": equal,
+        "evidence": "identical tensors" if equal else f"distinct tensors, cosine {cos:.4f}",
+        "cosine": cos,
+        "declared": declared,
+        "embedding": e.name,
+        "unembedding": u.name,
+    }

@@ -112,8 +112,10 @@ def resolve_checkpoint(model: str | os.PathLike[str]) -> Path:
     """
     key = str(model).strip()
     if not key:
-        raise ModelNotFoundError("model is empty; pass a folder with config.json and *.safetensors, "
-                                 "a .safetensors file or a zoo name such as 'smollm2'.")
+        raise ModelNotFoundError(
+            "model is empty; pass a folder with config.json and *.safetensors, "
+            "a .safetensors file or a zoo name such as 'smollm2'."
+        )
     path = Path(key).expanduser()
     if path.exists():
         return path
@@ -123,8 +125,8 @@ def resolve_checkpoint(model: str | os.PathLike[str]) -> Path:
     raise ModelNotFoundError(
         f"model={key!r} is neither an existing path nor a model whose weights are available "
         "offline; expected a folder with config.json and *.safetensors, a .safetensors file, "
-        "or a zoo name ('minilm', 'smollm2'). Save a model with save_pretrained(folder) and "
-        "pass the folder.")
+        "or a zoo name ('minilm', 'smollm2', 'gemma3'). Save a model with "
+        "save_pretrained(folder) and pass the folder.")
 
 
 def _zoo_folder(name: str) -> Path | None:
@@ -155,6 +157,11 @@ def _zoo_folder(name: str) -> Path | None:
         cand = cache_dir("models", create=False) / "smollm2-135m-instruct-f32"
         if any(cand.glob("*.safetensors")):
             return cand
+    if low == "gemma3" and zoo is not None and hasattr(zoo, "gemma3_folder"):
+        folder = Path(zoo.gemma3_folder())
+        if not any(folder.glob("*.safetensors")):
+            folder = Path(zoo.convert_gemma3())  # joins and converts once, builds no model here
+        return folder
     if zoo is not None and hasattr(zoo, "load"):
         try:
             handle = zoo.load(name, device="cpu")
@@ -184,8 +191,10 @@ class TensorReader:
             try:
                 h = self._stack.enter_context(safe_open(str(file), framework="pt", device="cpu"))
             except Exception as exc:  # safetensors raises its own error type
-                raise DataError(f"safetensors file {str(file)!r} cannot be opened ({exc}); the file "
-                                "is corrupt or truncated: re-download or re-save it.") from exc
+                raise DataError(
+                    f"safetensors file {str(file)!r} cannot be opened ({exc}); the file "
+                    "is corrupt or truncated: re-download or re-save it."
+                ) from exc
             self._handles[file] = h
         return h
 
@@ -202,7 +211,7 @@ class TensorReader:
         return t.to(device=self._device, dtype=torch.float32)
 
     def read(self, role: TensorRole) -> torch.Tensor:
-        """The tensor (or fused slice) behind ``role`` in canonical ``[out, in]`` orientation, float32.
+        """The tensor (or fused slice) behind ``role``, ``[out, in]`` orientation, float32.
 
         Shapes:
             returns ``role.canonical_shape``.
@@ -217,8 +226,10 @@ class TensorReader:
                 sl = h.get_slice(role.name)
                 t = sl[a:b] if axis == 0 else sl[:, a:b]
         except Exception as exc:
-            raise DataError(f"tensor {role.name!r} in {str(info.file)!r} cannot be read ({exc}); the "
-                            "file is corrupt or truncated: re-download or re-save it.") from exc
+            raise DataError(
+                f"tensor {role.name!r} in {str(info.file)!r} cannot be read ({exc}); the "
+                "file is corrupt or truncated: re-download or re-save it."
+            ) from exc
         if role.transposed and t.ndim == 2:
             t = t.T
         return t.to(device=self._device, dtype=torch.float32).contiguous()

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
+
+from ..functional.geometry import spectrum_participation_ratio
 
 __all__ = [
     "spectral_metrics",
@@ -127,8 +130,7 @@ def spectral_metrics(s: torch.Tensor, shape: Sequence[int]) -> dict[str, torch.T
     safe1 = s1.clamp_min(1e-300)
     out: dict[str, torch.Tensor] = {}
     out["stable_rank"] = torch.where(s1 > 0, fro2 / safe1.pow(2), torch.zeros_like(s1))
-    out["participation_ratio"] = torch.where(fro2 > 0, s.sum(-1).pow(2) / fro2.clamp_min(1e-300),
-                                             torch.zeros_like(s1))
+    out["participation_ratio"] = spectrum_participation_ratio(s)
     out["active_fraction"] = (s > 0.01 * s1[:, None]).double().sum(-1) / r
     energy = s2.cumsum(-1) / fro2.clamp_min(1e-300)[:, None]
     out["rank90"] = (energy < 0.9 - 1e-12).sum(-1) + 1
@@ -154,7 +156,9 @@ def sparsity_counts(w: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     return counts.cumsum(0)[: thresholds.numel()]
 
 
-def qk_head_geometry(a: torch.Tensor, b: torch.Tensor, *, rtol: float = 1e-8) -> dict[str, torch.Tensor]:
+def qk_head_geometry(
+    a: torch.Tensor, b: torch.Tensor, *, rtol: float = 1e-8
+) -> dict[str, torch.Tensor]:
     """Geometry of per-head bilinear forms ``M = Aᵀ B`` (the head's query-key similarity).
 
     A head scores query ``x`` against key ``y`` as ``(A x)·(B y) = xᵀ (Aᵀ B) y`` with
@@ -206,11 +210,17 @@ def qk_head_geometry(a: torch.Tensor, b: torch.Tensor, *, rtol: float = 1e-8) ->
         r = m.shape[-1]
         pad = 2 * dh - r
         ev_bad = torch.linalg.eigvalsh(0.5 * (m + m.mT))
-        s2_bad = torch.linalg.eigvalsh(m.mT @ m)[:, -dh:] if r >= dh else torch.linalg.eigvalsh(m.mT @ m)
+        s2_bad = (
+            torch.linalg.eigvalsh(m.mT @ m)[:, -dh:] if r >= dh else torch.linalg.eigvalsh(m.mT @ m)
+        )
         if pad > 0:
-            ev_bad = torch.cat([ev_bad, ev_bad.new_zeros(ev_bad.shape[0], pad)], dim=1).sort(-1).values
+            ev_bad = (
+                torch.cat([ev_bad, ev_bad.new_zeros(ev_bad.shape[0], pad)], dim=1).sort(-1).values
+            )
         if s2_bad.shape[-1] < dh:
-            s2_bad = torch.cat([s2_bad.new_zeros(s2_bad.shape[0], dh - s2_bad.shape[-1]), s2_bad], dim=1)
+            s2_bad = torch.cat(
+                [s2_bad.new_zeros(s2_bad.shape[0], dh - s2_bad.shape[-1]), s2_bad], dim=1
+            )
         sym_small = sym_small.clone()
         sym_small[bad] = torch.diag_embed(ev_bad)
         s2 = s2.clone()
@@ -220,8 +230,7 @@ def qk_head_geometry(a: torch.Tensor, b: torch.Tensor, *, rtol: float = 1e-8) ->
     out: dict[str, torch.Tensor] = {}
     out["stable_rank"] = torch.where(s[:, 0] > 0, fro2 / s[:, 0].clamp_min(1e-300).pow(2),
                                      torch.zeros_like(fro2))
-    out["participation_ratio"] = torch.where(fro2 > 0, s.sum(-1).pow(2) / fro2.clamp_min(1e-300),
-                                             torch.zeros_like(fro2))
+    out["participation_ratio"] = spectrum_participation_ratio(s)
     c = g[:, :dh, dh:]  # A Bᵀ
     tr_m2 = (c * c.mT).sum((-2, -1))  # tr(C²) = tr(M²)
     fro2_g = (g[:, :dh, :dh] * gb).sum((-2, -1))  # ‖M‖² = tr(A Aᵀ B Bᵀ), same precision as tr(M²)
@@ -233,7 +242,9 @@ def qk_head_geometry(a: torch.Tensor, b: torch.Tensor, *, rtol: float = 1e-8) ->
     neg = ev < -tol
     out["n_pos"] = pos.sum(-1)
     out["n_neg"] = neg.sum(-1)
-    out["pos_fraction"] = out["n_pos"].double() / (out["n_pos"] + out["n_neg"]).clamp_min(1).double()
+    out["pos_fraction"] = (
+        out["n_pos"].double() / (out["n_pos"] + out["n_neg"]).clamp_min(1).double()
+    )
     absum = ev.abs().sum(-1)
     out["pos_mass"] = ev.clamp_min(0).sum(-1) / absum.clamp_min(1e-300)
     out["top_eig"] = ev[:, -1]
@@ -241,7 +252,9 @@ def qk_head_geometry(a: torch.Tensor, b: torch.Tensor, *, rtol: float = 1e-8) ->
     return out
 
 
-def t5_bucket_distances(num_buckets: int, max_distance: int, bidirectional: bool) -> list[dict[str, float]]:
+def t5_bucket_distances(
+    num_buckets: int, max_distance: int, bidirectional: bool
+) -> list[dict[str, Any]]:
     """Which relative positions fall into each T5 relative-attention bucket.
 
     Re-derives T5's bucketing (exact buckets for small distances, log-spaced up to
@@ -260,8 +273,11 @@ def t5_bucket_distances(num_buckets: int, max_distance: int, bidirectional: bool
         dist = -np.minimum(rel, 0)
     max_exact = nb // 2
     with np.errstate(divide="ignore"):
-        large = max_exact + (np.log(np.maximum(dist, 1) / max_exact) / math.log(max_distance / max_exact)
-                             * (nb - max_exact)).astype(np.int64)
+        large = max_exact + (
+            np.log(np.maximum(dist, 1) / max_exact)
+            / math.log(max_distance / max_exact)
+            * (nb - max_exact)
+        ).astype(np.int64)
     large = np.minimum(large, nb - 1)
     bucket = bucket + np.where(dist < max_exact, dist, large)
     side = np.where(rel > 0, "right", "left")
@@ -289,7 +305,9 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(spearmanr(x, y).statistic)
 
 
-def relative_bias_profiles(bias: np.ndarray, buckets: list[dict[str, float]]) -> list[dict[str, object]]:
+def relative_bias_profiles(
+    bias: np.ndarray, buckets: list[dict[str, float]]
+) -> list[dict[str, object]]:
     """Per-head shape of a relative position bias table.
 
     For each head and each side (left/right), the bias is ordered by the buckets' mean
@@ -305,10 +323,14 @@ def relative_bias_profiles(bias: np.ndarray, buckets: list[dict[str, float]]) ->
     out: list[dict[str, object]] = []
     sides = sorted({b["side"] for b in buckets if b["side"] != "unused"})
     for h in range(bias.shape[1]):
-        row: dict[str, object] = {"head": h, "min": float(bias[:, h].min()), "max": float(bias[:, h].max())}
+        row: dict[str, object] = {
+            "head": h,
+            "min": float(bias[:, h].min()),
+            "max": float(bias[:, h].max()),
+        }
         peak = int(np.argmax(bias[:, h]))
         for side in sides:
-            idx = [b["bucket"] for b in buckets if b["side"] == side]
+            idx = [int(b["bucket"]) for b in buckets if b["side"] == side]
             idx.sort(key=lambda i: buckets[i]["mean"])
             vals = bias[idx, h]
             dist = np.array([buckets[i]["mean"] for i in idx])

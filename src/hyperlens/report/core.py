@@ -21,11 +21,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ReportError
-from ..utils import atomic_write_json, atomic_write_text, to_jsonable
+from ..errors import ConfigError, ReportError
+from ..utils import apply_umask, atomic_write_json, atomic_write_text, to_jsonable
 from . import plots as _plots
 
-__all__ = ["Report", "Section", "SCHEMA_VERSION", "rebuild", "load_results", "environment_info"]
+__all__ = ["Report", "Section", "SCHEMA_VERSION", "rebuild", "load_results", "environment_info",
+           "check_out_dir"]
 
 SCHEMA_VERSION = 1
 _SAFE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.png$")
@@ -106,18 +107,22 @@ class Section:
                     f"{len(cols)} columns {cols}; give one value per column."
                 )
             clean.append(row)
-        self.tables.append({"title": title, "columns": cols, "rows": to_jsonable(clean), "note": note})
+        self.tables.append(
+            {"title": title, "columns": cols, "rows": to_jsonable(clean), "note": note}
+        )
         return self
 
     def plot(self, filename: str, spec: dict[str, Any], caption: str = "") -> Section:
-        """Add a plot spec; it is drawn to ``filename`` (a ``.png`` name) when the report is saved."""
+        """Add a plot spec, drawn to ``filename`` (a ``.png`` name) when the report is saved."""
         if not _SAFE_FILE.match(filename):
             raise ReportError(
                 f"plot filename={filename!r} must be a plain name ending in .png "
                 "(letters, digits, '.', '_', '-'; no folders)."
             )
         if any(p["file"] == filename for s in self._report.sections for p in s.plots):
-            raise ReportError(f"plot filename={filename!r} is used twice in this report; pick another.")
+            raise ReportError(
+                f"plot filename={filename!r} is used twice in this report; pick another."
+            )
         self.plots.append({"file": filename, "spec": to_jsonable(spec), "caption": caption})
         return self
 
@@ -202,18 +207,134 @@ class Report:
         })
 
     def save(self) -> Path:
-        """Write plots, ``results.json`` and ``index.html`` (each atomically). Returns the folder.
+        """Write plots, ``results.json`` and ``index.html``; returns the folder.
 
-        May be called repeatedly (for example after each stage of a long run).
+        The new folder is assembled beside ``out_dir`` and renamed into place whole, so a
+        crash or a full disk leaves the previous state (or nothing), never a mix. Files the
+        run keeps in its folder (e.g. ``cells.jsonl``) are carried over. Files get the
+        user's umask. May be called repeatedly (for example after each stage of a long
+        run).
         """
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        results = self.to_dict()
-        _render_all(results, self.out_dir)
-        atomic_write_json(self.out_dir / "results.json", results)
+        import shutil
+
         from .html import render_html
 
-        atomic_write_text(self.out_dir / "index.html", render_html(results))
+        target = check_out_dir(self.out_dir, "out_dir")
+        results = self.to_dict()
+        staging = _stage_folder(target)
+        try:
+            _render_all(results, staging)
+            atomic_write_json(staging / "results.json", results)
+            atomic_write_text(staging / "index.html", render_html(results))
+            if target.is_dir():
+                written = {p.name for p in staging.iterdir()}
+                stale = {f"{p.stem}.png" for p in target.glob("*.png")} - written
+                _carry_over(target, staging, written | stale)
+            _swap_in(staging, target)
+        except OSError as exc:
+            raise ReportError(
+                f"could not write the report to {target} ({exc.strerror or exc}); the "
+                "previous contents are unchanged. Free disk space or pass another --out."
+            ) from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return self.out_dir
+
+
+def check_out_dir(path: str | os.PathLike[str], name: str = "--out") -> Path:
+    """Check that a report can be written to folder ``path``, before any work is done.
+
+    Refused, each with a :class:`~hyperlens.errors.ConfigError` that says what to do: an
+    existing file; a path under a file; an existing folder that is not a hyperlens report
+    and not empty (a report replaces its folder whole, so it would be lost; a folder with a
+    run's resume records, ``cells.jsonl``, is accepted); a parent that
+    cannot be created or written to. Creates the parent folder.
+    """
+    target = Path(path).expanduser()
+    if target.exists() and not target.is_dir():
+        raise ConfigError(
+            f"{name} {target} is an existing file; a report is a folder. Pass a folder path "
+            "(e.g. runs/my-run)."
+        )
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(
+                    f"{name} {target} lies under {parent}, which is a file, not a folder; "
+                    "pass a path whose parents are folders."
+                )
+            break
+    if target.is_dir():
+        entries = [p.name for p in target.iterdir()]
+        if entries and not {"results.json", "cells.jsonl"} & set(entries):
+            raise ConfigError(
+                f"{name} {target} is a folder that holds other files ({', '.join(entries[:3])}"
+                f"{', ...' if len(entries) > 3 else ''}) and no hyperlens report; a report "
+                "replaces its folder whole. Pass a new or empty folder, or an earlier report."
+            )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"{name} {target}: cannot create its parent folder ({exc.strerror}); pass a "
+            "writable location."
+        ) from exc
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{name} {target}: the folder {target.parent} is not writable; pass a writable "
+            "location."
+        )
+    return target
+
+
+def _stage_folder(target: Path) -> Path:
+    """A fresh private folder beside ``target`` to assemble the next version of it."""
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".staging", dir=target.parent))
+
+
+def _carry_over(old: Path, staging: Path, replaced: set[str]) -> None:
+    """Hard-link (or copy) the files of the previous folder that this save does not rewrite
+    (a run's own records such as ``cells.jsonl``) into the staging folder."""
+    import shutil
+
+    for entry in old.iterdir():
+        if entry.name in replaced or entry.name.startswith("."):
+            continue
+        dest = staging / entry.name
+        if entry.is_dir():
+            shutil.copytree(entry, dest, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(entry, dest)
+
+
+def _link_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    import shutil
+
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Rename ``staging`` onto ``target`` (the previous folder, if any, goes only after)."""
+    import shutil
+
+    apply_umask(staging, directory=True)
+    if target.is_dir():
+        backup = target.with_name(f".{target.name}.old-{os.getpid()}")
+        shutil.rmtree(backup, ignore_errors=True)
+        os.replace(target, backup)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            os.replace(backup, target)
+            raise
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        os.replace(staging, target)
 
 
 def _render_all(results: dict[str, Any], out_dir: Path) -> None:

@@ -10,9 +10,10 @@ from typing import Any
 __all__ = ["render_html", "format_value"]
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1180px;margin:2em auto;
-padding:0 1em;color:#1d2330;line-height:1.45}
-h1{font-size:1.7em;margin-bottom:.2em}h2{border-bottom:1px solid #d8dce4;padding-bottom:.2em;margin-top:1.8em}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1180px;
+margin:2em auto;padding:0 1em;color:#1d2330;line-height:1.45}
+h1{font-size:1.7em;margin-bottom:.2em}
+h2{border-bottom:1px solid #d8dce4;padding-bottom:.2em;margin-top:1.8em}
 h3{font-size:1.05em;margin-bottom:.3em}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em}
 th,td{border:1px solid #d8dce4;padding:.25em .6em;text-align:right}
@@ -79,8 +80,13 @@ def render_html(results: dict[str, Any]) -> str:
         parts.append(f"<p>{html.escape(results['description'])}</p>")
     sections = results.get("sections", [])
     if len(sections) > 1:
-        parts.append("<nav>" + "".join(
-            f"<a href='#s{i}'>{html.escape(s['title'])}</a>" for i, s in enumerate(sections)) + "</nav>")
+        parts.append(
+            "<nav>"
+            + "".join(
+                f"<a href='#s{i}'>{html.escape(s['title'])}</a>" for i, s in enumerate(sections)
+            )
+            + "</nav>"
+        )
     if results.get("summary"):
         parts.append("<h2>Summary</h2>")
         parts.append(_table({"title": "", "columns": ["", "value"], "rows": results["summary"]}))
@@ -102,11 +108,23 @@ def render_html(results: dict[str, Any]) -> str:
     parts.append("<h2>Provenance</h2>")
     parts.append("<h3>Timings (s)</h3>" + _kv_table(results.get("timings", {})))
     versions = env.get("versions", {})
-    parts.append("<h3>Environment</h3>" + _kv_table(
-        {**{k: v for k, v in env.items() if k != "versions"}, **{f"version: {k}": v for k, v in versions.items()}}))
-    parts.append("<details><summary>Full configuration</summary><pre>"
-                 + html.escape(json.dumps(results.get("config", {}), indent=2)) + "</pre></details>")
-    parts.append("<p class='meta'>All numbers on this page are in results.json; "
-                 "<code>hyperlens report &lt;folder&gt;</code> redraws the plots and this page from it.</p>")
+    parts.append(
+        "<h3>Environment</h3>"
+        + _kv_table(
+            {
+                **{k: v for k, v in env.items() if k != "versions"},
+                **{f"version: {k}": v for k, v in versions.items()},
+            }
+        )
+    )
+    parts.append(
+        "<details><summary>Full configuration</summary><pre>"
+        + html.escape(json.dumps(results.get("config", {}), indent=2))
+        + "</pre></details>"
+    )
+    parts.append(
+        "<p class='meta'>All numbers on this page are in results.json; "
+        "<code>hyperlens report &lt;folder&gt;</code> redraws the plots and this page from it.</p>"
+    )
     parts.append("</body></html>\n")
     return "\n".join(parts)

@@ -57,9 +57,13 @@ def _common(ax: Any, spec: Spec) -> None:
     if spec.get("yscale"):
         ax.set_yscale(spec["yscale"])
     for i, h in enumerate(spec.get("hlines", []) or []):
-        ax.axhline(h["y"], color=h.get("color", f"C{7 + i % 3}"), ls="--", lw=1, label=h.get("label"))
+        ax.axhline(
+            h["y"], color=h.get("color", f"C{7 + i % 3}"), ls="--", lw=1, label=h.get("label")
+        )
     for i, v in enumerate(spec.get("vlines", []) or []):
-        ax.axvline(v["x"], color=v.get("color", f"C{7 + i % 3}"), ls="--", lw=1, label=v.get("label"))
+        ax.axvline(
+            v["x"], color=v.get("color", f"C{7 + i % 3}"), ls="--", lw=1, label=v.get("label")
+        )
     if spec.get("ylim"):
         ax.set_ylim(*spec["ylim"])
     if spec.get("xlim"):
@@ -114,9 +118,17 @@ def _bar(ax: Any, spec: Spec) -> None:
 
 
 def _heatmap(ax: Any, spec: Spec) -> None:
-    m = np.array([[np.nan if v is None else v for v in row] for row in spec["matrix"]], dtype=np.float64)
-    im = ax.imshow(m, cmap=spec.get("cmap", "viridis"), vmin=spec.get("vmin"), vmax=spec.get("vmax"),
-                   aspect="auto", interpolation="nearest")
+    m = np.array(
+        [[np.nan if v is None else v for v in row] for row in spec["matrix"]], dtype=np.float64
+    )
+    im = ax.imshow(
+        m,
+        cmap=spec.get("cmap", "viridis"),
+        vmin=spec.get("vmin"),
+        vmax=spec.get("vmax"),
+        aspect="auto",
+        interpolation="nearest",
+    )
     ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     xt, yt = spec.get("xticklabels"), spec.get("yticklabels")
     if xt is not None and len(xt) <= 40:
@@ -144,7 +156,14 @@ def _hist(ax: Any, spec: Spec) -> None:
             widths = np.diff(edges)
             total = counts.sum()
             counts = counts / (total * widths) if total > 0 else counts
-        ax.stairs(counts, edges, fill=True, alpha=0.45, color=s.get("color", f"C{i}"), label=s.get("label"))
+        ax.stairs(
+            counts,
+            edges,
+            fill=True,
+            alpha=0.45,
+            color=s.get("color", f"C{i}"),
+            label=s.get("label"),
+        )
     _common(ax, spec)
     ax.grid(alpha=0.3)
     _legend(ax)
@@ -154,7 +173,7 @@ def _scatter(ax: Any, spec: Spec) -> None:
     for i, s in enumerate(spec.get("series", [])):
         ax.scatter(_vals(s["x"]), _vals(s["y"]), s=s.get("size", 10), alpha=s.get("alpha", 0.7),
                    color=s.get("color", f"C{i}"), label=s.get("label"))
-        for x, y, t in zip(s.get("x", []), s.get("y", []), s.get("text", []) or []):
+        for x, y, t in zip(s.get("x", []), s.get("y", []), s.get("text", []) or [], strict=False):
             ax.annotate(str(t), (x, y), fontsize=7)
     if spec.get("diagonal"):
         lo, hi = ax.get_xlim()
@@ -204,7 +223,7 @@ def render(spec: Spec, path: str | Path, *, dpi: int = 110) -> Path:
                 "raise rows/cols or drop subplots."
             )
         fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
-        for ax, sub in zip(axes.ravel(), subplots):
+        for ax, sub in zip(axes.ravel(), subplots, strict=False):
             render_to_axes(ax, sub)
         for ax in axes.ravel()[len(subplots):]:
             ax.axis("off")

@@ -30,7 +30,13 @@ Examples:
 from __future__ import annotations
 
 from ..stats import Estimate
-from ._base import DistributionStats, NullModel, SimplexCV, Spectrum
+from ._base import (
+    DistributionStats,
+    NullModel,
+    SimplexCV,
+    Spectrum,
+    spectrum_participation_ratio,
+)
 from .distributions import cosine_stats, distribution_stats, norm_stats, pair_values, row_norms
 from .similarity import knn_overlap, linear_cka, unbiased_cka
 from .simplex import (
@@ -57,6 +63,7 @@ __all__ = [
     "null_points",
     "eigenspectrum",
     "participation_ratio",
+    "spectrum_participation_ratio",
     "variance_dims",
     "effective_rank",
     "stable_rank",

@@ -124,9 +124,13 @@ class Spectrum:
         for f in fractions:
             f = float(f)
             if not 0.0 < f <= 1.0:
-                raise InputError(f"fractions must lie in (0, 1], got {f!r}; pass e.g. 0.9 for 90 %.")
+                raise InputError(
+                    f"fractions must lie in (0, 1], got {f!r}; pass e.g. 0.9 for 90 %."
+                )
             # tolerance so that 1.0 is reachable despite round-off in the cumulative sum
-            idx = int(torch.searchsorted(cum, torch.tensor(f - 1e-12, dtype=cum.dtype, device=cum.device)))
+            idx = int(
+                torch.searchsorted(cum, torch.tensor(f - 1e-12, dtype=cum.dtype, device=cum.device))
+            )
             out[f] = min(idx + 1, cum.numel())
         return out
 
@@ -187,7 +191,9 @@ def _as_tensor(x: Any, name: str) -> torch.Tensor:
                 "pass a torch.Tensor or numpy array."
             ) from exc
     if t.is_complex() or not (t.is_floating_point() or t.dtype in _INT_DTYPES):
-        raise InputError(f"{name} must be real-valued, got dtype {t.dtype}; cast it to float first.")
+        raise InputError(
+            f"{name} must be real-valued, got dtype {t.dtype}; cast it to float first."
+        )
     return t
 
 
@@ -216,7 +222,9 @@ def _matrix(x: Any, name: str, *, min_rows: int = 1, min_cols: int = 1) -> torch
 
 def _check_int(value: Any, name: str, *, minimum: int, hint: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}.{hint}")
+        raise InputError(
+            f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}.{hint}"
+        )
     if int(value) < minimum:
         raise InputError(f"{name} must be >= {minimum}, got {int(value)}.{hint}")
     return int(value)
@@ -224,7 +232,9 @@ def _check_int(value: Any, name: str, *, minimum: int, hint: str = "") -> int:
 
 def _check_level(level: float) -> float:
     if not isinstance(level, (float, int)) or not 0.0 < float(level) < 1.0:
-        raise InputError(f"level must be a float in (0, 1), got {level!r}; use 0.95 for a 95 % interval.")
+        raise InputError(
+            f"level must be a float in (0, 1), got {level!r}; use 0.95 for a 95 % interval."
+        )
     return float(level)
 
 
@@ -247,9 +257,26 @@ def _second_moment(X: torch.Tensor, *, center: bool) -> torch.Tensor:
     return acc
 
 
+def spectrum_participation_ratio(values: torch.Tensor) -> torch.Tensor:
+    """Participation ratio ``(sum v)^2 / sum v^2`` along the last axis; 0 where all v are 0.
+
+    The one implementation of the formula: on covariance eigenvalues it is the effective
+    number of dimensions a cloud uses; on singular values, that of a weight matrix.
+
+    Shapes:
+        values: ``[..., m]`` -> ``[...]`` (same dtype).
+
+    Example:
+        >>> float(spectrum_participation_ratio(torch.tensor([1.0, 1.0, 0.0])))
+        2.0
+    """
+    s2 = (values * values).sum(-1)
+    pr = values.sum(-1) ** 2 / s2.clamp_min(torch.finfo(values.dtype).tiny)
+    return torch.where(s2 > 0, pr, torch.zeros_like(pr))
+
+
 def _pr_from_eigs(ev: torch.Tensor) -> float:
-    s2 = float((ev * ev).sum())
-    return float(ev.sum()) ** 2 / s2 if s2 > 0 else 0.0
+    return float(spectrum_participation_ratio(ev))
 
 
 def _erank_from_sq_singular(sq: torch.Tensor) -> float:

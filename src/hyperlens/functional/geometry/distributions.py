@@ -105,7 +105,11 @@ def pair_values(
             rows = torch.arange(s, s + blk.shape[0], device=X64.device)[:, None]
             cols = torch.arange(n, device=X64.device)[None, :]
             keep = cols > rows
-            vals = prod if metric == "cosine" else sq[s : s + blk.shape[0], None] + sq[None, :] - 2 * prod
+            vals = (
+                prod
+                if metric == "cosine"
+                else sq[s : s + blk.shape[0], None] + sq[None, :] - 2 * prod
+            )
             parts.append(vals[keep])
         out = torch.cat(parts)
     else:
@@ -128,11 +132,13 @@ def pair_values(
 def cosine_stats(
     X: Any, *, n_pairs: int | None = None, seed: int = 0, max_exact_pairs: int = 5_000_000
 ) -> DistributionStats:
-    """Distribution of pairwise cosine similarities between distinct rows (see :func:`pair_values`)."""
+    """Distribution of pairwise cosines between distinct rows (see :func:`pair_values`)."""
     Xt = _matrix(X, "X", min_rows=2)
     n = Xt.shape[0]
     exact = n_pairs is None and n * (n - 1) // 2 <= max_exact_pairs
-    vals = pair_values(Xt, metric="cosine", n_pairs=n_pairs, seed=seed, max_exact_pairs=max_exact_pairs)
+    vals = pair_values(
+        Xt, metric="cosine", n_pairs=n_pairs, seed=seed, max_exact_pairs=max_exact_pairs
+    )
     return distribution_stats(vals, exact=exact)
 
 

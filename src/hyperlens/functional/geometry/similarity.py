@@ -15,7 +15,7 @@ from ._base import (
 )
 
 
-# --------------------------------------------------------------------------- representation similarity
+# ------------------------------------------------------------------ representation similarity
 def _paired(X: Any, Y: Any, min_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
     Xt = _matrix(X, "X", min_rows=min_rows).to(torch.float64)
     Yt = _matrix(Y, "Y", min_rows=min_rows).to(torch.float64)
@@ -106,7 +106,12 @@ def _knn(X: torch.Tensor, k: int, metric: str) -> torch.Tensor:
 
 
 def knn_overlap(
-    X: Any, Y: Any, k: int = 10, *, metric: Literal["cosine", "euclidean"] = "cosine", per_point: bool = False
+    X: Any,
+    Y: Any,
+    k: int = 10,
+    *,
+    metric: Literal["cosine", "euclidean"] = "cosine",
+    per_point: bool = False,
 ) -> float | torch.Tensor:
     """Mutual k-nearest-neighbour overlap between two representations of the same items.
 

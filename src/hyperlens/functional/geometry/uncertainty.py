@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import torch
 
 from ...errors import InputError, ShapeError
-from ...utils import make_generator
-from ..stats import Estimate, t_interval
+from ..stats import Estimate, bootstrap_ci as stats_bootstrap, t_interval
 from ._base import (
     _as_tensor,
     _check_int,
     _check_level,
 )
-from .simplex import _percentile_estimate
 
 
 # --------------------------------------------------------------------------- uncertainty
@@ -51,33 +49,26 @@ def bootstrap_ci(
     if not callable(fn):
         raise InputError(f"fn must be callable, got {type(fn).__name__}.")
     if not arrays:
-        raise InputError("bootstrap_ci needs at least one array after fn; pass the data to resample.")
+        raise InputError(
+            "bootstrap_ci needs at least one array after fn; pass the data to resample."
+        )
     n_boot = _check_int(n_boot, "n_boot", minimum=2)
     level = _check_level(level)
     tensors = [_as_tensor(a, f"arrays[{i}]") for i, a in enumerate(arrays)]
-    n = tensors[0].shape[0] if tensors[0].ndim else 0
     for i, t in enumerate(tensors):
-        if t.ndim == 0 or t.shape[0] != n:
+        if t.ndim == 0 or t.shape[0] != tensors[0].shape[0]:
             raise ShapeError(
-                f"arrays must share their first dimension (rows); arrays[0] has {n} rows but "
-                f"arrays[{i}] has shape {tuple(t.shape)}."
+                f"arrays must share their first dimension (rows); arrays[0] has shape "
+                f"{tuple(tensors[0].shape)} but arrays[{i}] has shape {tuple(t.shape)}."
             )
-    if n < 2:
-        raise ShapeError(f"bootstrap_ci needs at least 2 rows, got {n}.")
-    point = float(fn(*tensors))
-    gen = make_generator(seed, tensors[0].device)
-    reps = []
-    for _ in range(n_boot):
-        ix = torch.randint(0, n, (n,), generator=gen, device=tensors[0].device)
-        try:
-            reps.append(float(fn(*[t[ix.to(t.device)] for t in tensors])))
-        except InputError:
-            continue
-    r = torch.tensor(reps, dtype=torch.float64)
-    return _percentile_estimate(point, r, level, "percentile bootstrap over rows")
+    data = tensors[0] if len(tensors) == 1 else tuple(tensors)
+    est = stats_bootstrap(data, fn, n_boot=n_boot, level=level, seed=seed)
+    return replace(est, method="percentile bootstrap over rows")
 
 
-def seed_ci(fn: Callable[[int], Any], seeds: Iterable[int] | int = 5, *, level: float = 0.95) -> Estimate:
+def seed_ci(
+    fn: Callable[[int], Any], seeds: Iterable[int] | int = 5, *, level: float = 0.95
+) -> Estimate:
     """Mean of ``fn(seed)`` over seeds with a Student-t interval for that mean.
 
     ``seeds`` is an iterable of ints or a count (``range(count)``). Use it for statistics
@@ -90,7 +81,11 @@ def seed_ci(fn: Callable[[int], Any], seeds: Iterable[int] | int = 5, *, level: 
         0.5
     """
     level = _check_level(level)
-    seed_list = list(range(_check_int(seeds, "seeds", minimum=2))) if isinstance(seeds, (int, np.integer)) else list(seeds)
+    seed_list = (
+        list(range(_check_int(seeds, "seeds", minimum=2)))
+        if isinstance(seeds, (int, np.integer))
+        else list(seeds)
+    )
     if len(seed_list) < 2:
         raise InputError(f"seeds must give at least 2 seeds for an interval, got {seed_list!r}.")
     return t_interval([float(fn(int(s))) for s in seed_list], level)

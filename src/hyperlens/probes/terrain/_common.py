@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import torch
 
+from ...functional.stats import bootstrap_ci
+
 _PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 
 
@@ -50,15 +52,12 @@ def _bootstrap_mean_ci(values: torch.Tensor, n_boot: int, gen: torch.Generator,
     ``stat`` maps a ``[B, n]`` batch of resamples to ``[B]``; all resamples are drawn at once.
     """
     v = values.detach().double().flatten()
-    n = v.numel()
-    if n < 2:
+    if v.numel() < 2:
         return (float("nan"), float("nan"))
-    idx = torch.randint(0, n, (n_boot, n), generator=gen)
-    res = v[idx]
-    s = res.mean(dim=1) if stat is None else stat(res)
-    a = (1.0 - level) / 2.0
-    q = torch.quantile(s, torch.tensor([a, 1.0 - a], dtype=torch.float64))
-    return (float(q[0]), float(q[1]))
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+    est = bootstrap_ci(v, stat, n_boot=n_boot, level=level, seed=seed,
+                       vectorized=stat is not None)
+    return (est.lo, est.hi)
 
 
 def _pearson_rows(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -72,8 +72,10 @@ def run_terrain(subject: TerrainSubject, config: TerrainConfig | None = None, *,
     norm_values = norms.pop("_norms")
     norms["histogram"] = _histogram(norm_values, cfg.histogram_bins)
     out["norms"] = norms
-    out["cosine"] = timed("cosine", lambda: cosine_statistics(E, sample=cfg.cosine_sample, seed=seed,
-                                                              bins=cfg.histogram_bins))
+    out["cosine"] = timed(
+        "cosine",
+        lambda: cosine_statistics(E, sample=cfg.cosine_sample, seed=seed, bins=cfg.histogram_bins),
+    )
     out["distances"] = timed("distances", lambda: distance_statistics(
         E, sample=cfg.distance_sample, seed=seed, bins=cfg.histogram_bins))
     spec = timed("spectrum", lambda: spectrum_statistics(E, seed=seed, blocks=cfg.spectrum_blocks,
@@ -89,7 +91,10 @@ def run_terrain(subject: TerrainSubject, config: TerrainConfig | None = None, *,
 
     def numbers() -> dict[str, Any]:
         res: dict[str, Any] = {}
-        for key, words, space in (("digits", wordlists.DIGITS, False), ("number_words", wordlists.NUMBER_WORDS, True)):
+        for key, words, space in (
+            ("digits", wordlists.DIGITS, False),
+            ("number_words", wordlists.NUMBER_WORDS, True),
+        ):
             ids = find_token_ids(words, subject, prefer_space=space)
             if len(ids) == len(words):
                 res[key] = {"available": True, "tokens": list(words),
@@ -97,8 +102,11 @@ def run_terrain(subject: TerrainSubject, config: TerrainConfig | None = None, *,
                                              n_permutations=cfg.n_permutations, seed=seed)}
             else:
                 missing = [w for w in words if w not in ids]
-                res[key] = {"available": False,
-                            "note": f"not every item is a single token in this vocabulary (missing: {missing})"}
+                res[key] = {
+                    "available": False,
+                    "note": "not every item is a single token in this vocabulary (missing: "
+                            f"{missing})",
+                }
         return res
 
     out["numbers"] = timed("numbers", numbers)

@@ -39,7 +39,9 @@ class TerrainConfig:
         for name in ("cosine_sample", "distance_sample", "n_simplices"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 10:
-                raise InputError(f"TerrainConfig.{name} must be an int >= 10, got {value!r}; raise it.")
+                raise InputError(
+                    f"TerrainConfig.{name} must be an int >= 10, got {value!r}; raise it."
+                )
         for name in ("n_permutations", "n_bootstrap", "spectrum_bootstrap", "spectrum_blocks",
                      "max_positions", "max_length", "batch_size", "histogram_bins"):
             value = getattr(self, name)
@@ -48,7 +50,9 @@ class TerrainConfig:
         for name in ("cv_band", "pr_band"):
             lo, hi = getattr(self, name)
             if not lo < hi:
-                raise InputError(f"TerrainConfig.{name} must be (low, high) with low < high, got {(lo, hi)!r}.")
+                raise InputError(
+                    f"TerrainConfig.{name} must be (low, high) with low < high, got {(lo, hi)!r}."
+                )
 
 
 @dataclass

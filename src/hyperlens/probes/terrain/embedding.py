@@ -1,4 +1,4 @@
-"""Statistics of the token-embedding matrix: norms, cosines, distances, spectrum, simplex volumes."""
+"""Token-embedding statistics: norms, cosines, distances, spectrum, simplex volumes."""
 
 from __future__ import annotations
 
@@ -102,7 +102,9 @@ def cosine_statistics(E: torch.Tensor, *, sample: int = 3000, seed: int = 0,
     nz = E.norm(dim=1) > 1e-6
     X = E[nz]
     if X.shape[0] < 3:
-        raise InputError(f"E needs at least 3 non-zero rows for cosine statistics, got {X.shape[0]}.")
+        raise InputError(
+            f"E needs at least 3 non-zero rows for cosine statistics, got {X.shape[0]}."
+        )
     d = X.shape[1]
     mean, std = _exact_pair_cosine_moments(_unit_rows(X))
     c_mean, c_std = _exact_pair_cosine_moments(_unit_rows(X - X.mean(dim=0)))
@@ -132,7 +134,9 @@ def distance_statistics(E: torch.Tensor, *, sample: int = 2000, seed: int = 0,
     E = as_float_matrix(E, "E", min_rows=2)
     gen = make_generator(seed + 1)
     idx = _sample_rows(E.shape[0], sample, gen)
-    flat = G.pair_values(E[idx], metric="euclidean", max_exact_pairs=len(idx) ** 2)  # every pair i < j
+    flat = G.pair_values(
+        E[idx], metric="euclidean", max_exact_pairs=len(idx) ** 2
+    )  # every pair i < j
     mean = float(flat.mean())
     return {
         "mean": mean, "std": float(flat.std()), "cv": float(flat.std() / max(mean, 1e-300)),
@@ -145,7 +149,7 @@ def distance_statistics(E: torch.Tensor, *, sample: int = 2000, seed: int = 0,
 
 def _pr(eig: torch.Tensor) -> torch.Tensor:
     """Participation ratio ``(sum l)^2 / sum l^2`` along the last axis."""
-    return eig.sum(-1) ** 2 / (eig * eig).sum(-1).clamp_min(1e-300)
+    return G.spectrum_participation_ratio(eig)
 
 
 def spectrum_statistics(E: torch.Tensor, *, seed: int = 0, blocks: int = 64,
@@ -191,7 +195,10 @@ def spectrum_statistics(E: torch.Tensor, *, seed: int = 0, blocks: int = 64,
         w = wc[start:start + 16]
         m = w @ counts
         s1 = (w @ sums) / m[:, None]
-        covs = torch.einsum("bk,kij->bij", w, outer) / m[:, None, None] - s1[:, :, None] * s1[:, None, :]
+        covs = (
+            torch.einsum("bk,kij->bij", w, outer) / m[:, None, None]
+            - s1[:, :, None] * s1[:, None, :]
+        )
         tr = torch.diagonal(covs, dim1=1, dim2=2).sum(-1)
         boot_pr[start:start + 16] = tr * tr / (covs * covs).sum((1, 2)).clamp_min(1e-300)
     # Resampling duplicates rows, which spreads the eigenvalues and biases every resampled
@@ -243,7 +250,8 @@ def pentachoron_statistics(E: torch.Tensor, *, n_simplices: int = 2000, seed: in
     seeds = [seed * 7919 + s for s in (11, 12, 13, 14, 15, 16, 17)]
     idx = G.sample_simplices(n, 4, n_simplices, seed=seeds[0])
     vols = {"embeddings": G.simplex_volumes(E, idx)}
-    for j, null in enumerate(("gaussian", "isotropic")):
+    nulls: tuple[G.NullModel, G.NullModel] = ("gaussian", "isotropic")
+    for j, null in enumerate(nulls):
         pts = G.null_points(E, null, n=5 * n_simplices, seed=seeds[1 + j])
         vols[null] = G.cayley_menger_volume(pts.view(n_simplices, 5, d))
     out: dict[str, Any] = {"n_simplices": n_simplices}
@@ -251,7 +259,8 @@ def pentachoron_statistics(E: torch.Tensor, *, n_simplices: int = 2000, seed: in
         valid = v[v > 0]
         est = G.cv_ci(valid, n_boot=n_bootstrap, seed=seeds[3 + j]) if valid.numel() > 1 else None
         out[name] = {
-            "cv": est.value if est else float("nan"), "cv_ci": [est.lo, est.hi] if est else [None, None],
+            "cv": est.value if est else float("nan"),
+            "cv_ci": [est.lo, est.hi] if est else [None, None],
             "mean_volume": float(valid.mean()) if valid.numel() else 0.0,
             "degenerate": int((v <= 0).sum()),
         }
@@ -264,7 +273,9 @@ def pentachoron_statistics(E: torch.Tensor, *, n_simplices: int = 2000, seed: in
     q = torch.quantile(ratio_boot, torch.tensor([0.025, 0.975], dtype=torch.float64))
     out["ratio_to_gaussian"] = out["embeddings"]["cv"] / out["gaussian"]["cv"]
     out["ratio_to_gaussian_ci"] = q.tolist()
-    out["volume_ratio_to_isotropic"] = out["embeddings"]["mean_volume"] / max(out["isotropic"]["mean_volume"], 1e-300)
+    out["volume_ratio_to_isotropic"] = out["embeddings"]["mean_volume"] / max(
+        out["isotropic"]["mean_volume"], 1e-300
+    )
     lo, hi = out["embeddings"]["cv_ci"]
     out["band"] = list(band)
     out["ci_overlaps_band"] = bool(lo <= band[1] and hi >= band[0])
@@ -272,6 +283,8 @@ def pentachoron_statistics(E: torch.Tensor, *, n_simplices: int = 2000, seed: in
     out["gaussian_in_band"] = bool(band[0] <= out["gaussian"]["cv"] <= band[1])
     vol, vol_g = vols["embeddings"], vols["gaussian"]
     top = float(torch.quantile(torch.cat([vol, vol_g]), 0.995))
-    out["histogram_embeddings"] = _histogram(vol[vol <= top], bins)  # top 0.5 % left out of the plot
+    out["histogram_embeddings"] = _histogram(
+        vol[vol <= top], bins
+    )  # top 0.5 % left out of the plot
     out["histogram_gaussian"] = _histogram(vol_g[vol_g <= top], bins)
     return out

@@ -38,18 +38,27 @@ def _encode_texts(subject: TerrainSubject, texts: Sequence[str] | None, *, max_l
     return seqs, set(), "random token ids (no tokenizer)"
 
 
-def _hidden_states(module: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _hidden_states(
+    module: nn.Module, ids: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     """All hidden states ``(L+1) x [B, T, d]`` of the encoder (encoder-decoder) or the model."""
     cfg = getattr(module, "config", None)
     target = module
-    if cfg is not None and getattr(cfg, "is_encoder_decoder", False) and hasattr(module, "get_encoder"):
-        target = module.get_encoder()
+    if (
+        cfg is not None
+        and getattr(cfg, "is_encoder_decoder", False)
+        and hasattr(module, "get_encoder")
+    ):
+        target = module.get_encoder()  # type: ignore[operator]
     out = target(input_ids=ids, attention_mask=mask, output_hidden_states=True)
     hs = getattr(out, "hidden_states", None)
     if hs is None:
         hs = getattr(out, "encoder_hidden_states", None)
     if hs is None:
-        raise InputError(f"module {type(module).__name__} returned no hidden states; it cannot be probed layer by layer.")
+        raise InputError(
+            f"module {type(module).__name__} returned no hidden states; it cannot be probed layer "
+            "by layer."
+        )
     return tuple(hs)
 
 
@@ -69,7 +78,10 @@ def layer_evolution(subject: TerrainSubject, texts: Sequence[str] | None = None,
     ``subject.module`` rather than through pooled embedding helpers.
     """
     if subject.module is None or subject.kind == "static":
-        return {"available": False, "note": f"{subject.name} is a static embedding model: it has no layers"}
+        return {
+            "available": False,
+            "note": f"{subject.name} is a static embedding model: it has no layers",
+        }
     seqs, special, source = _encode_texts(subject, texts, max_length=max_length, seed=seed)
     if not seqs:
         raise InputError("texts produced no tokens; pass non-empty sentences.")
@@ -117,19 +129,25 @@ def layer_evolution(subject: TerrainSubject, texts: Sequence[str] | None = None,
         P = torch.stack(pooled[li])
         norms = torch.tensor(sent_norm[li], dtype=torch.float64)
         coss = torch.tensor(sent_cos[li], dtype=torch.float64)
-        rows.append({
-            "layer": li, "tokens": int(X.shape[0]),
-            "norm_mean": float(X.norm(dim=1).mean()), "norm_std": float(X.norm(dim=1).std()),
-            "norm_median": float(X.norm(dim=1).median()),
-            # a few "massive activation" tokens (often the first position) can dominate the mean
-            "norm_max_over_median": float(X.norm(dim=1).max() / X.norm(dim=1).median().clamp_min(1e-300)),
-            "norm_ci": list(_bootstrap_mean_ci(norms, n_bootstrap, gen)),
-            "cos_all": _exact_pair_cosine_moments(_unit_rows(X))[0],
-            "cos_within": float(coss.mean()) if coss.numel() else float("nan"),
-            "cos_within_ci": list(_bootstrap_mean_ci(coss, n_bootstrap, gen)),
-            "pr_over_d": _pr_of_rows(X) / d,
-            "pooled_pr_over_d": _pr_of_rows(P) / d,
-        })
+        rows.append(
+            {
+                "layer": li,
+                "tokens": int(X.shape[0]),
+                "norm_mean": float(X.norm(dim=1).mean()),
+                "norm_std": float(X.norm(dim=1).std()),
+                "norm_median": float(X.norm(dim=1).median()),
+                # a few "massive activation" tokens (often the first position) can dominate the mean
+                "norm_max_over_median": float(
+                    X.norm(dim=1).max() / X.norm(dim=1).median().clamp_min(1e-300)
+                ),
+                "norm_ci": list(_bootstrap_mean_ci(norms, n_bootstrap, gen)),
+                "cos_all": _exact_pair_cosine_moments(_unit_rows(X))[0],
+                "cos_within": float(coss.mean()) if coss.numel() else float("nan"),
+                "cos_within_ci": list(_bootstrap_mean_ci(coss, n_bootstrap, gen)),
+                "pr_over_d": _pr_of_rows(X) / d,
+                "pooled_pr_over_d": _pr_of_rows(P) / d,
+            }
+        )
     return {"available": True, "source": source, "n_sequences": len(seqs), "layers": rows}
 
 
@@ -137,15 +155,35 @@ def layer_evolution(subject: TerrainSubject, texts: Sequence[str] | None = None,
 _ABS_NAMES = ("position_embeddings", "wpe", "embed_positions")
 
 
-def _rope_theta(cfg: Any) -> float | None:
+def _rope_thetas(cfg: Any) -> dict[str, float]:
+    """RoPE base per attention kind: ``{"default": theta}``, or one per layer type when the
+    config gives several (Gemma 3: ``full_attention`` and ``sliding_attention``)."""
     params = getattr(cfg, "rope_parameters", None)
-    if isinstance(params, dict) and "rope_theta" in params:
-        return float(params["rope_theta"])
+    if isinstance(params, dict):
+        if "rope_theta" in params:
+            return {"default": float(params["rope_theta"])}
+        per = {
+            k: float(v["rope_theta"])
+            for k, v in params.items()
+            if isinstance(v, dict) and v.get("rope_theta") is not None
+        }
+        if per:
+            return per
     theta = getattr(cfg, "rope_theta", None)
-    return float(theta) if theta is not None else None
+    return {"default": float(theta)} if theta is not None else {}
 
 
-def position_structure(module: nn.Module | None, *, kind: str = "", max_positions: int = 128) -> dict[str, Any]:
+def _rope_theta(cfg: Any) -> float | None:
+    """The RoPE base of the global (full) attention layers, or the only one."""
+    thetas = _rope_thetas(cfg)
+    if not thetas:
+        return None
+    return thetas.get("default", thetas.get("full_attention", next(iter(thetas.values()))))
+
+
+def position_structure(
+    module: nn.Module | None, *, kind: str = "", max_positions: int = 128
+) -> dict[str, Any]:
     """Position structure of a model: learned absolute, T5 relative buckets, rotary, or none.
 
     * learned absolute (BERT, GPT-2, OPT): cosine of position vectors against the offset
@@ -172,7 +210,9 @@ def position_structure(module: nn.Module | None, *, kind: str = "", max_position
             if fn is None:
                 return {"type": "relative", "module": name, "note": "bucket function not found",
                         "bias": W.T.tolist()}
-            b = fn(offsets, bidirectional=bidirectional, num_buckets=buckets, max_distance=max_distance)
+            b = fn(
+                offsets, bidirectional=bidirectional, num_buckets=buckets, max_distance=max_distance
+            )
             curve = W[b]  # [offsets, heads]
             near = curve[(offsets.abs() <= 1)].mean(0)
             far = curve[(offsets.abs() >= span // 2)].mean(0)
@@ -222,8 +262,16 @@ def position_structure(module: nn.Module | None, *, kind: str = "", max_position
         freqs = theta ** (-torch.arange(0, rot, 2, dtype=torch.float64) / rot)
         offsets = torch.arange(0, max_positions)
         curve = torch.cos(offsets[:, None].double() * freqs[None, :]).mean(1)
+        by_type: dict[str, Any] = {}
+        thetas = _rope_thetas(cfg)
+        if len(thetas) > 1:  # e.g. Gemma 3: local (sliding-window) and global layers
+            for layer_kind, th in thetas.items():
+                f_k = th ** (-torch.arange(0, rot, 2, dtype=torch.float64) / rot)
+                c_k = torch.cos(offsets[:, None].double() * f_k[None, :]).mean(1)
+                by_type[layer_kind] = {"theta": th, "analytic_similarity": c_k.tolist()}
         return {
             "type": "rotary", "theta": theta, "head_dim": head_dim, "rotary_dims": rot,
+            "by_layer_type": by_type, "sliding_window": getattr(cfg, "sliding_window", None),
             "offsets": offsets.tolist(), "analytic_similarity": curve.tolist(),
             "note": ("rotary position embedding (RoPE): no learned position vectors; the curve is "
                      "the analytic mean cos(offset * theta_k) over the rotary frequencies, a "

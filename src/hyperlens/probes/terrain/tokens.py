@@ -1,8 +1,8 @@
-"""Measurements on chosen tokens: lookup, the digit manifold, semantic categories, special tokens."""
+"""Measurements on chosen tokens: lookup, digit manifold, semantic categories, special tokens."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -111,18 +111,24 @@ def digit_manifold(E: torch.Tensor, ids: Sequence[int], *, n_permutations: int =
     c0, g0 = float(corr[0]), float(gap[0])
     by_offset = [float(C[iu[0], iu[1]][off == k].mean()) for k in range(1, m)]
     return {
-        "n": m, "cosine": C.tolist(), "corr_offset_cosine": c0,
+        "n": m,
+        "cosine": C.tolist(),
+        "corr_offset_cosine": c0,
         "p_corr": (1 + int((ncorr <= c0).sum())) / (1 + n_permutations),
-        "null_corr_ci": torch.quantile(ncorr, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist(),
+        "null_corr_ci": torch.quantile(
+            ncorr, torch.tensor([0.025, 0.975], dtype=torch.float64)
+        ).tolist(),
         "adjacency_gap": g0,
         "p_gap": (1 + int((ngap >= g0).sum())) / (1 + n_permutations),
-        "null_gap_ci": torch.quantile(ngap, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist(),
+        "null_gap_ci": torch.quantile(
+            ngap, torch.tensor([0.025, 0.975], dtype=torch.float64)
+        ).tolist(),
         "mean_cosine_by_offset": by_offset,
     }
 
 
 # --------------------------------------------------------------------------- categories
-def category_clustering(E: torch.Tensor, groups: dict[str, Sequence[int]], *,
+def category_clustering(E: torch.Tensor, groups: Mapping[str, Sequence[int]], *,
                         n_permutations: int = 2000, seed: int = 0,
                         reference_mean: float | None = None) -> dict[str, Any]:
     """Within- versus between-category cosine of word tokens, with a permutation null.
@@ -173,28 +179,40 @@ def category_clustering(E: torch.Tensor, groups: dict[str, Sequence[int]], *,
     intran = wsn / per_pairs
     per_cat = []
     for c, k in enumerate(names):
-        per_cat.append({
-            "category": k, "n": int(sizes[c]), "within_mean": float(intra0[c]),
-            "lift": float(intra0[c]) - reference_mean if reference_mean is not None else None,
-            "null_mean": float(intran[:, c].mean()),
-            "null_ci": torch.quantile(intran[:, c], torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist(),
-            "p": (1 + int((intran[:, c] >= intra0[c]).sum())) / (1 + n_permutations),
-        })
+        per_cat.append(
+            {
+                "category": k,
+                "n": int(sizes[c]),
+                "within_mean": float(intra0[c]),
+                "lift": float(intra0[c]) - reference_mean if reference_mean is not None else None,
+                "null_mean": float(intran[:, c].mean()),
+                "null_ci": torch.quantile(
+                    intran[:, c], torch.tensor([0.025, 0.975], dtype=torch.float64)
+                ).tolist(),
+                "p": (1 + int((intran[:, c] >= intra0[c]).sum())) / (1 + n_permutations),
+            }
+        )
     cent = _unit_rows(torch.stack([U[labels == c].mean(0) for c in range(C_)]))
     # nearest-neighbour purity: share of tokens whose most similar other token shares its category
     nn_idx = (S - 2.0 * torch.eye(n, dtype=S.dtype)).argmax(dim=1)
     purity = float((labels[nn_idx] == labels).double().mean())
     chance = float((sizes * (sizes - 1)).sum() / (n * (n - 1)))
     return {
-        "n_tokens": n, "categories": names,
+        "n_tokens": n,
+        "categories": names,
         "within_mean": float(ws0.sum() / within_pairs),
         "between_mean": (total_sum - float(ws0.sum())) / (total_pairs - within_pairs),
-        "gap": gap0, "null_gap_ci": torch.quantile(ngap, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist(),
+        "gap": gap0,
+        "null_gap_ci": torch.quantile(
+            ngap, torch.tensor([0.025, 0.975], dtype=torch.float64)
+        ).tolist(),
         "null_gap_mean": float(ngap.mean()),
         "p_gap": (1 + int((ngap >= gap0).sum())) / (1 + n_permutations),
         "z_gap": (gap0 - float(ngap.mean())) / max(float(ngap.std()), 1e-300),
-        "nn_purity": purity, "nn_purity_chance": chance,
-        "per_category": per_cat, "centroid_cosine": (cent @ cent.T).tolist(),
+        "nn_purity": purity,
+        "nn_purity_chance": chance,
+        "per_category": per_cat,
+        "centroid_cosine": (cent @ cent.T).tolist(),
     }
 
 
@@ -210,12 +228,19 @@ def special_token_statistics(E: torch.Tensor, tokenizer: Any, *, norms: torch.Te
         return {"available": False, "note": "no tokenizer, so no special tokens to inspect"}
     ids = getattr(tokenizer, "all_special_ids", None) or []
     toks = getattr(tokenizer, "all_special_tokens", None) or [None] * len(ids)
-    pairs = [(int(i), t) for i, t in zip(ids, toks, strict=False) if i is not None and 0 <= int(i) < E.shape[0]]
+    pairs = [
+        (int(i), t)
+        for i, t in zip(ids, toks, strict=False)
+        if i is not None and 0 <= int(i) < E.shape[0]
+    ]
     seen: dict[int, str | None] = {}
     for i, t in pairs:
         seen.setdefault(i, t)
     if not seen:
-        return {"available": False, "note": "the tokenizer declares no special tokens inside the embedding matrix"}
+        return {
+            "available": False,
+            "note": "the tokenizer declares no special tokens inside the embedding matrix",
+        }
     if norms is None:
         norms = E.double().norm(dim=1)
     sid = torch.as_tensor(list(seen))

@@ -1,0 +1,88 @@
+"""Simplex volumes by one Gram matrix, the compiled bootstrap, against the naive oracles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from reference import geometry_reference as ref
+
+from hyperlens.functional import geometry as G
+from hyperlens.functional.geometry import simplex as S
+from hyperlens.functional.kernels import numba_available
+
+
+def _cloud(n: int, d: int, seed: int) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    scales = np.arange(1, d + 1) ** -0.5
+    return torch.from_numpy((rng.standard_normal((n, d)) * scales + 0.1).astype(np.float32))
+
+
+def test_gram_and_pair_paths_equal_the_bordered_loop() -> None:
+    X = _cloud(300, 40, 0)
+    idx = G.sample_simplices(300, 4, 2000, seed=1)
+    X64 = S._centred64(X)
+    by_gram = S._volumes_by_gram(X64, idx)
+    pairs = S._volumes_by_pairs(X64, idx)
+    loop = ref.cm_volumes_loop(X.numpy().astype(np.float64), idx.numpy()[:300])
+    assert np.allclose(by_gram.numpy()[:300], loop, rtol=1e-6, atol=0)
+    assert torch.allclose(by_gram, pairs, rtol=1e-12, atol=0)
+    # the public path picks the Gram once simplices need more pairs than n^2 / 16
+    assert S._use_gram(300, 2000, 5) and not S._use_gram(5000, 100_000, 5)
+    assert torch.allclose(G.simplex_volumes(X, idx), by_gram, rtol=1e-12, atol=0)
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba is not installed")
+def test_compiled_edge_grams_equal_the_pair_products() -> None:
+    X = _cloud(2000, 64, 2)
+    idx = G.sample_simplices(2000, 4, 3000, seed=5)
+    X64 = S._centred64(X)
+    assert not S._use_gram(2000, 3000, 5)  # the compiled path runs
+    ours = S._volumes_at(X64, idx)
+    assert torch.allclose(ours, S._volumes_by_pairs(X64, idx), rtol=1e-12, atol=0)
+    loop = ref.cm_volumes_loop(X.numpy().astype(np.float64), idx.numpy()[:200])
+    assert np.allclose(ours.numpy()[:200], loop, rtol=1e-6, atol=0)
+
+
+def test_gram_path_degenerate_simplices_are_zero() -> None:
+    X = torch.zeros(50, 8, dtype=torch.float64)
+    X[:, 0] = torch.arange(50, dtype=torch.float64)  # all points on a line
+    idx = G.sample_simplices(50, 3, 400, seed=0)
+    vols = S._volumes_by_gram(S._centred64(X), idx)
+    assert torch.equal(vols, torch.zeros(400, dtype=torch.float64))
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba is not installed")
+def test_compiled_bootstrap_matches_a_numpy_bootstrap() -> None:
+    from hyperlens.functional.compiled import bootstrap_cv
+
+    v = np.random.default_rng(0).gamma(20.0, 1.0, 5000)
+    ours = bootstrap_cv(v, 4000, seed=3)
+    theirs = ref.bootstrap_cv_loop(v, 4000, seed=3)
+    assert np.array_equal(ours, bootstrap_cv(v, 4000, seed=3))  # reproducible
+    assert not np.array_equal(ours, bootstrap_cv(v, 4000, seed=4))
+    # same sampling distribution: mean and spread agree within Monte Carlo error
+    se = theirs.std() / np.sqrt(len(theirs))
+    assert abs(ours.mean() - theirs.mean()) < 5 * se * np.sqrt(2)
+    assert 0.9 < ours.std() / theirs.std() < 1.1
+    lo, hi = np.percentile(ours, [2.5, 97.5])
+    rlo, rhi = np.percentile(theirs, [2.5, 97.5])
+    assert abs(lo - rlo) < 0.1 * (rhi - rlo) and abs(hi - rhi) < 0.1 * (rhi - rlo)
+    # a constant sample has CV 0 in every replicate
+    assert np.array_equal(bootstrap_cv(np.full(100, 2.5), 10, 0), np.zeros(10))
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba is not installed")
+def test_compiled_bootstrap_does_not_depend_on_threads() -> None:
+    import numba
+
+    from hyperlens.functional.compiled import bootstrap_cv
+
+    v = np.random.default_rng(1).random(3000)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = bootstrap_cv(v, 64, seed=9)
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(one, bootstrap_cv(v, 64, seed=9))

@@ -1,0 +1,42 @@
+"""The package's top level: star import and lazy subpackages."""
+
+from __future__ import annotations
+
+import importlib.util
+
+
+def test_star_import_brings_every_present_subpackage():
+    ns: dict[str, object] = {}
+    exec("from hyperlens import *", ns)  # noqa: S102 - the statement under test
+    for name in ("models", "train", "inject", "align", "report", "HyperlensError"):
+        assert name in ns, name
+    import hyperlens
+
+    missing = [m for m in hyperlens._SUBMODULES
+               if importlib.util.find_spec(f"hyperlens.{m}") is None]
+    assert not set(missing) & set(hyperlens.__all__)
+
+
+def test_one_registry_pattern():
+    import pytest
+
+    from hyperlens.align.base import _REGISTRY as aligners
+    from hyperlens.errors import ConfigError
+    from hyperlens.inject.base import _REGISTRY as adapters
+    from hyperlens.utils import Registry
+
+    assert isinstance(aligners, Registry) and isinstance(adapters, Registry)
+    reg = Registry("widget", "Register one with @register_widget.")
+    reg.base = int
+
+    @reg.register("w1")
+    class W(int):
+        pass
+
+    assert reg.lookup("w1") is W and W.name == "w1" and reg.names() == ["w1"]
+    with pytest.raises(ConfigError, match="available: w1"):
+        reg.lookup("w2")
+    with pytest.raises(ConfigError, match="decorates int"):
+        reg.register("w3")(str)
+    with pytest.raises(ConfigError, match="short identifier"):
+        reg.register("two words")
