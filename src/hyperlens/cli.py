@@ -42,6 +42,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hyperlens.experiments.transfer",
     "hyperlens.experiments.align_vocab",
     "hyperlens.experiments.relational",
+    "hyperlens.experiments.modulate",
 )
 
 _BUILTIN = {"models", "report"}

@@ -36,6 +36,7 @@ EXTRA_SECTIONS: tuple[tuple[str, str], ...] = (
     ("weights", "hyperlens.experiments.weights"),
     ("transfer", "hyperlens.experiments.transfer"),
     ("relational", "hyperlens.experiments.relational"),
+    ("modulate", "hyperlens.experiments.modulate"),
 )
 
 

@@ -5,8 +5,9 @@
 >>> with attach(model, ad):                                          # doctest: +SKIP
 ...     logits = model.module(**batch).logits
 
-Registered adapters: ``steer`` (a learned vector per layer) and ``lowrank``
-(``h + B(A h)``); add your own with :func:`register_adapter`. Train one with
+Registered adapters: ``steer`` (a learned vector per layer), ``lowrank``
+(``h + B(A h)``), ``lerp`` and ``field`` (residual modulators steered by a token geometry,
+:mod:`hyperlens.inject.modulator`); add your own with :func:`register_adapter`. Train one with
 :func:`hyperlens.train.fit` (``frozen=model``); store it with :func:`save_adapter`.
 """
 
@@ -25,6 +26,8 @@ from .base import (
     register_adapter,
     save_adapter,
 )
+from .geometry import TokenGeometry, make_control, procrustes_projection, wordnet_geometry
+from .modulator import FieldConfig, FieldModulator, LerpConfig, LerpModulator
 from .resid import RESID_SITES, LowRankAdapter, LowRankConfig, SteerAdapter, SteerConfig
 
 __all__ = [
@@ -44,4 +47,12 @@ __all__ = [
     "SteerConfig",
     "LowRankAdapter",
     "LowRankConfig",
+    "LerpConfig",
+    "LerpModulator",
+    "FieldConfig",
+    "FieldModulator",
+    "TokenGeometry",
+    "wordnet_geometry",
+    "make_control",
+    "procrustes_projection",
 ]
