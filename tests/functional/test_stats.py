@@ -1,0 +1,191 @@
+"""The statistics module against scipy's reference implementations and closed forms."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as sps
+
+from hyperlens.errors import InputError, ShapeError
+from hyperlens.functional import geometry, stats
+from hyperlens.functional.stats import (
+    Estimate,
+    bootstrap_ci,
+    from_replicates,
+    mcnemar,
+    paired_bootstrap,
+    permutation_pvalue,
+    t_interval,
+    wilson_interval,
+)
+
+
+def test_estimate_is_one_type_and_serialises() -> None:
+    assert geometry.Estimate is Estimate
+    e = Estimate(0.5, 0.4, 0.6, 0.9, "t over seeds", 3)
+    assert e.as_dict() == {"value": 0.5, "lo": 0.4, "hi": 0.6, "level": 0.9,
+                           "method": "t over seeds", "n": 3, "std": e.std}
+    assert math.isnan(e.std)
+    with pytest.raises(AttributeError):
+        e.value = 1.0  # type: ignore[misc]
+    assert e.interval == (0.4, 0.6)
+
+
+@pytest.mark.parametrize("level", [0.8, 0.9, 0.95, 0.99])
+def test_t_interval_matches_scipy(level: float) -> None:
+    vals = np.random.default_rng(3).normal(1.0, 0.3, size=7)
+    e = t_interval(vals, level)
+    lo, hi = sps.t.interval(level, len(vals) - 1, loc=vals.mean(), scale=sps.sem(vals))
+    assert e.value == pytest.approx(vals.mean(), rel=1e-12)
+    assert (e.lo, e.hi) == pytest.approx((lo, hi), rel=1e-12)
+    assert e.std == pytest.approx(vals.std(ddof=1), rel=1e-12)
+    assert e.n == 7 and e.level == level and e.method == "t over seeds"
+
+
+def test_t_interval_drops_nan_and_degenerates_cleanly() -> None:
+    assert t_interval([1.0, float("nan"), 3.0]).n == 2
+    one = t_interval([0.5])
+    assert one.value == 0.5 and math.isnan(one.lo) and math.isnan(one.hi) and one.n == 1
+    empty = t_interval([])
+    assert math.isnan(empty.value) and empty.n == 0
+    with pytest.raises(ShapeError):
+        t_interval(np.ones((2, 2)))
+    with pytest.raises(InputError, match="level"):
+        t_interval([1.0, 2.0], level=95)
+
+
+def test_wilson_matches_scipy_binomtest() -> None:
+    for k, n in [(0, 20), (1, 20), (50, 100), (99, 100), (100, 100), (7, 9)]:
+        for level in (0.9, 0.95):
+            ref = sps.binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+            w = wilson_interval(k, n, level)
+            assert (w.lo, w.hi) == pytest.approx((ref.low, ref.high), abs=1e-12)
+            assert w.value == k / n and w.n == n and w.method == "wilson"
+            assert 0.0 <= w.lo <= w.value <= w.hi <= 1.0
+
+
+@pytest.mark.parametrize("k,n", [(5, 3), (-1, 3), (1, 0), (1.5, 3)])
+def test_wilson_rejects_bad_counts(k: object, n: object) -> None:
+    with pytest.raises(InputError):
+        wilson_interval(k, n)  # type: ignore[arg-type]
+
+
+def test_bootstrap_mean_agrees_with_scipy_percentile() -> None:
+    x = np.random.default_rng(0).exponential(size=300)
+    e = bootstrap_ci(x, n_boot=4000, seed=1)
+    ref = sps.bootstrap((x,), np.mean, n_resamples=4000, method="percentile",
+                        random_state=np.random.default_rng(2)).confidence_interval
+    assert e.value == pytest.approx(x.mean())
+    # Two independent Monte Carlo estimates of the same quantiles: agree to ~MC error.
+    assert e.lo == pytest.approx(ref.low, abs=0.02) and e.hi == pytest.approx(ref.high, abs=0.02)
+    assert e.n == 4000 and e.method.startswith("percentile bootstrap")
+
+
+def test_bootstrap_seeded_and_vectorised_equals_loop() -> None:
+    x = np.random.default_rng(5).normal(size=(80, 3))
+    a = bootstrap_ci(x, lambda t: float(t[:, 0].mean()), n_boot=200, seed=4)
+    assert a == bootstrap_ci(x, lambda t: float(t[:, 0].mean()), n_boot=200, seed=4)
+    assert a != bootstrap_ci(x, lambda t: float(t[:, 0].mean()), n_boot=200, seed=5)
+    v = bootstrap_ci(x, lambda t: t[..., 0].mean(-1), n_boot=200, seed=4, vectorized=True)
+    assert (v.value, v.lo, v.hi) == pytest.approx((a.value, a.lo, a.hi), rel=1e-12)
+
+
+def test_bootstrap_torch_input_and_tuple_pairing() -> None:
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(100, 4, generator=g)
+    e = bootstrap_ci(torch.as_tensor(X[:, 0]), n_boot=300, seed=0)
+    n = bootstrap_ci(X[:, 0].numpy(), n_boot=300, seed=0)
+    assert (e.lo, e.hi) == pytest.approx((n.lo, n.hi), rel=1e-6)
+    # Paired resampling: the statistic of (X, X) is always 0.
+    same = bootstrap_ci((X, X), lambda a, b: float((a - b).abs().max()), n_boot=50)
+    assert same.lo == same.hi == 0.0
+
+
+def test_bootstrap_rejects_bad_input() -> None:
+    with pytest.raises(ShapeError):
+        bootstrap_ci([1.0])
+    with pytest.raises(ShapeError):
+        bootstrap_ci(3.0)
+    with pytest.raises(ShapeError):
+        bootstrap_ci((np.ones(4), np.ones(5)), lambda a, b: 0.0)
+    with pytest.raises(InputError, match="n_boot"):
+        bootstrap_ci([1.0, 2.0], n_boot=1)
+    with pytest.raises(InputError, match="statistic"):
+        bootstrap_ci([1.0, 2.0], statistic="mean")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="statistic"):
+        bootstrap_ci((np.ones(4), np.ones(4)))
+
+
+def test_bootstrap_drops_undefined_resamples() -> None:
+    def stat(t: np.ndarray) -> float:
+        if len(np.unique(t)) < 2:
+            raise InputError("degenerate")
+        return float(t.std())
+
+    e = bootstrap_ci(np.array([0.0, 1.0, 1.0]), stat, n_boot=400, seed=0)
+    assert 0 < e.n < 400
+
+
+def test_paired_bootstrap_difference_and_pairing() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=200)
+    a, b = base + 0.1, base  # perfectly paired: the difference never varies
+    d = paired_bootstrap(a, b, n_boot=300)
+    assert d.value == pytest.approx(0.1) and d.lo == pytest.approx(0.1)
+    assert d.hi == pytest.approx(0.1)
+    unpaired_width = bootstrap_ci(a, n_boot=300).hi - bootstrap_ci(a, n_boot=300).lo
+    assert unpaired_width > 10 * (d.hi - d.lo)
+    med = paired_bootstrap(a, b, statistic=lambda x: float(np.median(x)), n_boot=100)
+    assert med.value == pytest.approx(0.1)
+    with pytest.raises(ShapeError):
+        paired_bootstrap(np.ones(3), np.ones(4))
+
+
+def test_mcnemar_exact_and_chi_square() -> None:
+    a = np.array([1] * 10 + [1] * 6 + [0] * 1 + [0] * 3, dtype=bool)
+    b = np.array([1] * 10 + [0] * 6 + [1] * 1 + [0] * 3, dtype=bool)
+    stat, p = mcnemar(a, b)
+    assert stat == 1.0 and p == pytest.approx(sps.binomtest(1, 7, 0.5).pvalue)
+    # Large discordant counts: the continuity-corrected chi-square.
+    a2 = np.r_[np.ones(40), np.zeros(20)].astype(bool)
+    b2 = np.r_[np.zeros(40), np.ones(20)].astype(bool)
+    stat2, p2 = mcnemar(a2, b2)
+    assert stat2 == pytest.approx((abs(40 - 20) - 1) ** 2 / 60)
+    assert p2 == pytest.approx(sps.chi2.sf(stat2, 1))
+    assert mcnemar([1, 0], [1, 0]) == (0.0, 1.0)
+    with pytest.raises(ShapeError):
+        mcnemar([1, 0], [1, 0, 1])
+    with pytest.raises(InputError):
+        mcnemar([2, 0], [1, 0])
+
+
+def test_permutation_pvalue_add_one() -> None:
+    null = np.arange(99, dtype=float)
+    assert permutation_pvalue(1000.0, null) == pytest.approx(1 / 100)
+    assert permutation_pvalue(-1.0, null) == 1.0
+    assert permutation_pvalue(-1.0, null, "less") == pytest.approx(1 / 100)
+    assert permutation_pvalue(49.0, null, "two-sided") == pytest.approx(1.0)
+    assert permutation_pvalue(98.0, null, "two-sided") == pytest.approx(0.04)
+    with pytest.raises(InputError, match="alternative"):
+        permutation_pvalue(1.0, null, "bigger")  # type: ignore[arg-type]
+    with pytest.raises(InputError):
+        permutation_pvalue(float("nan"), null)
+    with pytest.raises(InputError):
+        permutation_pvalue(1.0, [float("nan")])
+
+
+def test_from_replicates_quantiles() -> None:
+    reps = np.linspace(0, 1, 101)
+    e = from_replicates(0.5, reps, level=0.9, method="m")
+    assert (e.lo, e.hi) == pytest.approx((0.05, 0.95))
+    assert e.n == 101 and e.method == "m"
+    assert from_replicates(0.5, []).n == 0
+
+
+def test_module_exports_the_contract() -> None:
+    for name in ("Estimate", "t_interval", "bootstrap_ci", "paired_bootstrap",
+                 "wilson_interval", "mcnemar", "permutation_pvalue"):
+        assert name in stats.__all__ and callable(getattr(stats, name))
