@@ -36,8 +36,8 @@ from ..utils import (
     resolve_device,
     stable_hash,
 )
-from .capture import StopForward, capture
 from .handle import ModelHandle
+from .hooks import StopForward, capture
 
 __all__ = ["embed", "embed_layers", "last_oov", "OOVReport", "validate_texts", "POOLINGS"]
 
