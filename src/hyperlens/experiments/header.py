@@ -227,6 +227,9 @@ def verbalizer_words(cfg: HeaderRunConfig, label_names: list[str]) -> list[str]:
 class Head(nn.Module):
     """The original classifier: standardise, Linear(d, 256), GELU, dropout, Linear(256, C)."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: torch.Tensor, std: torch.Tensor, n_classes: int) -> None:
         super().__init__()
         self.register_buffer("mean", mean.float())
@@ -238,46 +241,45 @@ class Head(nn.Module):
         return self.net((h - self.mean) / self.std)
 
 
-def train_loop(module: nn.Module, groups: list[dict[str, Any]], loss_fn: Any, n: int, *,
-               steps: int, batch_size: int, seed: int, eval_fn: Any, eval_every: int
-               ) -> dict[str, Any]:
-    """AdamW over seeded shuffled batches of ``range(n)``; keeps the best state on ``eval_fn``.
+def train_loop(module: nn.Module, loss_fn: Any, n: int, *, lr: float,
+               param_lr: dict[str, float], steps: int, batch_size: int, seed: int,
+               eval_fn: Any, eval_every: int, frozen: Any = None) -> dict[str, Any]:
+    """:func:`hyperlens.train.fit` over ``range(n)``, keeping the best held-out state.
 
-    Returns ``{"steps", "train_loss", "evals": [{"step", "val_acc"}], "best_step"}`` and
-    leaves ``module`` at its best evaluated state (held-out accuracy, never the test set).
+    ``loss_fn(rows)`` gets a batch of row numbers. ``eval_fn()`` returns the held-out
+    accuracy; the module ends at its best evaluated state (never chosen on the test set).
+    Returns the history dict plus ``best_step`` and ``best_val_acc``.
     """
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(groups, weight_decay=0.0)
-    hist: dict[str, Any] = {"steps": [], "train_loss": [], "evals": []}
-    best, best_state = -1.0, None
-    order = torch.randperm(n, generator=gen)
-    pos = 0
-    for step in range(1, steps + 1):
-        if pos + batch_size > n:
-            order, pos = torch.randperm(n, generator=gen), 0
-        rows = order[pos: pos + batch_size]
-        pos += batch_size
-        module.train()
-        loss = loss_fn(rows)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
-        opt.step()
-        hist["steps"].append(step)
-        hist["train_loss"].append(float(loss.detach()))
-        if step % eval_every == 0 or step == steps:
-            module.eval()
-            acc = float(eval_fn())
-            hist["evals"].append({"step": step, "val_acc": acc})
-            if acc > best:
-                best = acc
-                best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-                hist["best_step"] = step
-    if best_state is not None:
-        module.load_state_dict(best_state)
+    from ..train import TrainConfig, fit
+
+    best: dict[str, Any] = {"acc": -1.0, "state": None, "step": None}
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        acc = float(eval_fn())
+        if acc > best["acc"]:
+            best.update(acc=acc, state={k: v.detach().clone() for k, v in m.state_dict().items()})
+        return {"val_acc": acc}
+
+    epochs = math.ceil(steps * batch_size / n)
+    tc = TrainConfig(optimizer="adamw", lr=lr, param_lr=param_lr, epochs=max(1, epochs),
+                     max_steps=steps, batch_size=batch_size, grad_clip=1.0, seed=seed,
+                     eval_every=eval_every, progress=False)
+    hist = fit(module, lambda _m, rows: loss_fn(rows), torch.arange(n), tc, frozen=frozen,
+               eval_fn=evaluate)
+    if not hist.evals or hist.evals[-1]["step"] != hist.steps[-1]:
+        module.eval()
+        with torch.no_grad():
+            hist.evals.append({"step": hist.steps[-1], **evaluate(module)})
+    if best["state"] is not None:
+        module.load_state_dict(best["state"])
     module.eval()
-    hist["best_val_acc"] = best
-    return hist
+    out: dict[str, Any] = {"steps": hist.steps, "train_loss": hist.train_loss,
+           "evals": [{"step": int(e["step"]), "val_acc": float(e["val_acc"])}
+                     for e in hist.evals]}
+    out["best_val_acc"] = best["acc"]
+    out["best_step"] = next((e["step"] for e in out["evals"] if e["val_acc"] == best["acc"]),
+                            None)
+    return out
 
 
 def logistic(x: np.ndarray, y: np.ndarray, rows: dict[str, np.ndarray],
@@ -325,7 +327,7 @@ class HeaderRun:
 
         cfg = self.cfg
         with self.rep.timer("load models"):
-            self.lm = hmodels.load(cfg.model, device=cfg.device)
+            self.lm: Any = hmodels.load(cfg.model, device=cfg.device)
         if self.lm.kind != "decoder" or self.lm.module is None:
             raise InputError(f"--model {cfg.model!r} is a {self.lm.kind} model; the header "
                              "needs a causal LM (decoder) with input embeddings.")
@@ -461,9 +463,9 @@ def stage_a(run: HeaderRun) -> None:
 
         n = len(r["train"])
         steps = 40 * math.ceil(n / cfg.batch_size)  # 40 epochs; the best on val is kept
-        hist = train_loop(head, [{"params": list(head.parameters()), "lr": cfg.head_lr}],
-                          loss_fn, n, steps=steps, batch_size=cfg.batch_size, seed=seed,
-                          eval_fn=val, eval_every=math.ceil(n / cfg.batch_size))
+        hist = train_loop(head, loss_fn, n, lr=cfg.head_lr, param_lr={}, steps=steps,
+                          batch_size=cfg.batch_size, seed=seed, eval_fn=val,
+                          eval_every=math.ceil(n / cfg.batch_size))
         with torch.no_grad():
             pred = head(xt[r["eval"]]).argmax(1).numpy()
         if save is not None:  # the baseline head warm-starts the head of the stage B arms
@@ -594,9 +596,6 @@ def arm_b(run: HeaderRun, arm: str, seed: int) -> dict[str, Any]:
     cfg, sp = run.cfg, run.split
     r = sp.rows
     model = Arm(run, arm, seed)
-    groups = [{"params": list(model.header.parameters()), "lr": cfg.lr}]
-    if model.head is not None:
-        groups.append({"params": list(model.head.parameters()), "lr": cfg.head_lr})
     train_rows = torch.from_numpy(r["train"])
 
     def loss_fn(rows: torch.Tensor) -> torch.Tensor:
@@ -607,9 +606,10 @@ def arm_b(run: HeaderRun, arm: str, seed: int) -> dict[str, Any]:
         return float((model.predict(r["val"]) == sp.labels[r["val"]]).mean())
 
     t0 = time.perf_counter()
-    hist = train_loop(model, groups, loss_fn, len(r["train"]), steps=cfg.steps,
+    hist = train_loop(model, loss_fn, len(r["train"]), lr=cfg.lr,
+                      param_lr={"head.*": cfg.head_lr}, steps=cfg.steps,
                       batch_size=cfg.batch_size, seed=seed, eval_fn=val,
-                      eval_every=cfg.eval_every)
+                      eval_every=cfg.eval_every, frozen=run.lm.module)
     t1 = time.perf_counter()
     pred = model.predict(r["eval"])
     out = run.record("", seed, pred, {"curve": hist, "train_s": t1 - t0,
@@ -758,7 +758,8 @@ def write_report(run: HeaderRun) -> None:
         "per-seed paired 95 % bootstrap bounds; McNemar p: the largest over seeds. "
         f"Majority class {majority:.3f}. Verdict: {text}")
     sec.table("Accuracy per arm", ["arm", "accuracy [95 % CI]", "per seed",
-                                   "Δ vs baseline [paired CI]", "McNemar p", "time (s, all seeds)"], rows)
+                                   "Δ vs baseline [paired CI]", "McNemar p",
+                                   "time (s, all seeds)"], rows)
     sec.plot("arms.png", {"kind": "bar", "title": f"Accuracy per arm ({cfg.dataset})",
                           "ylabel": "evaluation accuracy", "categories": cats,
                           "series": [{"label": "accuracy", "values": vals, "lo": los,
@@ -864,7 +865,8 @@ def main(args: argparse.Namespace) -> Path:
     if values.get("device") == "auto":
         values["device"] = "cpu"
     cfg = HeaderRunConfig(**values)
-    out = args.out if args.out is not None else Path("runs") / f"header-{time.strftime('%Y%m%d-%H%M%S')}"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out if args.out is not None else Path("runs") / f"header-{stamp}"
     return run_header(cfg, Path(out), seed=int(getattr(args, "seed", 0)))
 
 

@@ -176,6 +176,8 @@ class SemanticHeader(nn.Module):
         if c.variant == "gated":
             self.gate = nn.Parameter(torch.zeros(c.k, 1))
         self._codes: torch.Tensor | None = None
+        self._at: torch.Tensor | None = None
+        self.saved_model: str | None = None
 
     # ------------------------------------------------------------------ codes
     def codes_tensor(self, codes: Any, name: str = "codes") -> torch.Tensor:
@@ -247,9 +249,9 @@ class SemanticHeader(nn.Module):
         The first call of a sequence (no cache yet) inserts the ``k`` vectors; later
         ``generate`` steps only widen the attention mask by ``k`` and shift positions.
         """
-        module = getattr(model, "module", model)
+        module: Any = getattr(model, "module", model)
         check_lm(module, self.config.d_model)
-        embed = module.get_input_embeddings()
+        embed: Any = module.get_input_embeddings()
         header = self
 
         def fn(kw: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
@@ -284,7 +286,7 @@ class SemanticHeader(nn.Module):
                 k = header.config.k
                 if mask is None:
                     mask = torch.ones(b, past + t - k, dtype=torch.long, device=emb.device)
-                at = getattr(header, "_at", torch.zeros(b, dtype=torch.long))
+                at = header._at if header._at is not None else torch.zeros(b, dtype=torch.long)
                 mask = _insert_ones(mask, at.to(mask.device), k)
                 pos = (mask.long().cumsum(-1) - 1).clamp_min(0)[:, -t:]
             out["inputs_embeds"] = emb
@@ -365,28 +367,19 @@ def splice(
 # --------------------------------------------------------------------------- attach
 @contextlib.contextmanager
 def attach(model: Any, header: SemanticHeader) -> Iterator[Any]:
-    """Hook ``header`` into ``model``'s top-level forward (so also into ``generate``).
+    """Hook ``header`` into ``model``'s ``inputs`` site (so also into every ``generate`` step).
 
-    The hook is removed on exit, also when the block raises. Give the codes with
-    ``header.use_codes(codes)``.
+    Goes through :func:`hyperlens.models.intervene`; the hook is removed on exit, also when
+    the block raises. Give the codes with ``header.use_codes(codes)``.
     """
+    from ..models.hooks import intervene
+
     module = getattr(model, "module", model)
     if not isinstance(module, nn.Module):
         raise InputError(f"model must be an nn.Module or ModelHandle, got {type(model).__name__}.")
-    fn = header.interventions(module)["inputs"]
-
-    def hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if args:
-            kwargs = dict(kwargs)
-            kwargs.setdefault("input_ids", args[0])
-            args = ()
-        return args, fn(kwargs)
-
-    handle = module.register_forward_pre_hook(hook, with_kwargs=True)
-    try:
+    fns = header.interventions(module)
+    with intervene(module, fns):
         yield model
-    finally:
-        handle.remove()
 
 
 # --------------------------------------------------------------------------- save / load
@@ -423,5 +416,5 @@ def load_header(path: str | os.PathLike[str]) -> SemanticHeader:
     names = {f.name for f in fields(HeaderConfig)}
     header = SemanticHeader(HeaderConfig(**{k: v for k, v in raw.items() if k in names}))
     header.load_state_dict(load_file(str(path)))
-    header.saved_model = meta.get("model")  # type: ignore[attr-defined]
+    header.saved_model = meta.get("model")  # the identity of the model it was trained on
     return header

@@ -35,7 +35,7 @@ from ..utils import progress as progress_bar
 __all__ = ["PrefixCache", "backbone_of", "output_rows"]
 
 
-def backbone_of(lm: nn.Module) -> nn.Module:
+def backbone_of(lm: nn.Module) -> Any:
     """The bare decoder stack of a Hugging Face causal LM (no LM head)."""
     base = getattr(lm, "base_model", None)
     if isinstance(base, nn.Module) and base is not lm:
@@ -43,13 +43,13 @@ def backbone_of(lm: nn.Module) -> nn.Module:
     return getattr(lm, "model", lm)
 
 
-def output_rows(lm: nn.Module, token_ids: Sequence[int]) -> torch.Tensor:
+def output_rows(lm: Any, token_ids: Sequence[int]) -> torch.Tensor:
     """Rows of the LM's output projection for ``token_ids`` (logits = h @ rows.T + bias).
 
     Shapes:
         returns ``[len(token_ids), d_model]``
     """
-    out = lm.get_output_embeddings()
+    out: Any = lm.get_output_embeddings()
     if out is None:
         raise InputError(f"{type(lm).__name__} has no output embeddings (LM head).")
     return out.weight[list(token_ids)].detach()
@@ -71,15 +71,15 @@ class PrefixCache:
             (Llama-style stacks; other architectures take ``layer=0``).
     """
 
-    def __init__(self, lm: nn.Module, prefix_ids: Sequence[Sequence[int]], cue_ids: Sequence[int],
+    def __init__(self, lm: Any, prefix_ids: Sequence[Sequence[int]], cue_ids: Sequence[int],
                  verbalizer_ids: Sequence[int], *, batch_size: int = 32,
                  kv_dtype: torch.dtype = torch.float16, layer: int = 0,
                  progress: bool | None = None) -> None:
         from transformers import DynamicCache
 
-        self.lm = lm.eval()
-        self.stack = backbone_of(lm)
-        self.cfg = lm.config
+        self.lm: Any = lm.eval()
+        self.stack: Any = backbone_of(lm)
+        self.cfg: Any = lm.config
         self.cue = torch.tensor(list(cue_ids), dtype=torch.long)
         self.verb_rows = output_rows(lm, verbalizer_ids).float()  # [C, d]
         n = len(prefix_ids)
@@ -125,12 +125,12 @@ class PrefixCache:
                 self.stack(input_ids=ids.to(dev), attention_mask=mask.to(dev), cache=cache,
                            use_cache=True)
                 for li in range(layer, L):
-                    kl, vl = cache.layers[li].keys, cache.layers[li].values  # [b, H, T, dh]
+                    lc: Any = cache.layers[li]
+                    kl, vl = lc.keys, lc.values  # [b, H, T, dh]
                     for r, j in enumerate(idx):
-                        o = int(self.offsets[j])
-                        self.keys[li - layer, :, o: o + bl[r]] = kl[r, :, : bl[r]].to(kv_dtype).cpu()
-                        self.values[li - layer, :, o: o + bl[r]] = vl[r, :, : bl[r]].to(
-                            kv_dtype).cpu()
+                        o, m = int(self.offsets[j]), int(bl[r])
+                        self.keys[li - layer, :, o: o + m] = kl[r, :, :m].to(kv_dtype).cpu()
+                        self.values[li - layer, :, o: o + m] = vl[r, :, :m].to(kv_dtype).cpu()
                 # the plain prompt: the cue right after the prefix, no header
                 b = len(idx)
                 full_mask = torch.cat([mask, torch.ones(b, c, dtype=torch.long)], 1).to(dev)
