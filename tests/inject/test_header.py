@@ -20,6 +20,7 @@ from hyperlens.inject.header import (
 from hyperlens.inject.prefix_cache import PrefixCache
 
 PRE = [[5, 6, 7, 8], [9, 10], [11, 12, 13, 14, 15, 16]]
+SHARED = [[3, 4, 5, 6, 7, 8], [3, 4, 9, 10], [3, 4, 11, 12, 13, 14, 15, 16]]
 CUE = [20, 21]
 
 
@@ -87,13 +88,15 @@ def test_generate_under_attach_matches_greedy_by_hand(tiny_llama):
     assert gen[0, 4:].tolist() == want
 
 
-@pytest.mark.parametrize("layer", [0, 1])
-def test_prefix_cache_equals_the_full_forward(tiny_llama, layer):
+@pytest.mark.parametrize(("layer", "prefixes"), [(0, PRE), (1, PRE), (0, SHARED), (1, SHARED)])
+def test_prefix_cache_equals_the_full_forward(tiny_llama, layer, prefixes):
+    PRE = prefixes
     for p in tiny_llama.parameters():
         p.requires_grad_(False)
     before = [p.clone() for p in tiny_llama.parameters()]
     pc = PrefixCache(tiny_llama, PRE, CUE, [30, 31], kv_dtype=torch.float32, batch_size=2,
                      layer=layer)
+    assert pc.shared_tokens == (2 if PRE is SHARED else 0)
     rows = torch.tensor([2, 0, 1])
     plain = pc.suffix_forward(rows, None)
     torch.testing.assert_close(plain, pc.states[-1, rows], atol=1e-5, rtol=1e-5)

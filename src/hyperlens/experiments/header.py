@@ -85,8 +85,8 @@ class HeaderRunConfig:
     data_dir: str | None = None
     model: str = "smollm2"
     encoder: str = "minilm"
-    n_train: int = 640
-    n_val: int = 160
+    n_train: int = 400
+    n_val: int = 100
     n_eval: int = 0  # 0: all SST-2 dev sentences (872); AG News: 1000 test articles
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     stages: list[str] = field(default_factory=lambda: ["A", "B"])
@@ -94,12 +94,12 @@ class HeaderRunConfig:
     k: int = 4
     variant: str = "projector"
     placement: str = "cue"
-    insert_layer: int = 20
+    insert_layer: int = 22
     hdc_dim: int = 10_000
     sparsity: float = 0.7
-    steps: int = 30
-    batch_size: int = 32
-    lr: float = 3e-3
+    steps: int = 20
+    batch_size: int = 16
+    lr: float = 1e-2
     head_lr: float = 1e-3
     eval_every: int = 10
     max_tokens: int = 64
@@ -828,9 +828,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, help="folder holding sst2/ and agnews/")
     p.add_argument("--model", default=d.model, help="frozen causal LM (default: smollm2)")
     p.add_argument("--encoder", default=d.encoder, help="sentence encoder for the codes")
-    p.add_argument("--n-train", type=int, default=d.n_train, help="training texts (640)")
+    p.add_argument("--n-train", type=int, default=d.n_train, help="training texts (400)")
     p.add_argument("--n-val", type=int, default=d.n_val,
-                   help="held-out training texts for every choice (160)")
+                   help="held-out training texts for every choice (100)")
     p.add_argument("--n-eval", type=int, default=d.n_eval,
                    help="evaluation texts (0: all 872 SST-2 dev; AG News 1000)")
     p.add_argument("--seeds", nargs="+", type=int, default=d.seeds)
@@ -847,7 +847,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sparsity", type=float, default=d.sparsity)
     p.add_argument("--steps", type=int, default=d.steps, help="training steps per arm")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr, help="header learning rate (3e-3)")
+    p.add_argument("--lr", type=float, default=d.lr, help="header learning rate (1e-2)")
     p.add_argument("--head-lr", type=float, default=d.head_lr)
     p.add_argument("--eval-every", type=int, default=d.eval_every,
                    help="steps between held-out evaluations (checkpoint choice)")

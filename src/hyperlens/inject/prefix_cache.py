@@ -55,6 +55,20 @@ def output_rows(lm: Any, token_ids: Sequence[int]) -> torch.Tensor:
     return out.weight[list(token_ids)].detach()
 
 
+def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
+    """Leading tokens shared by every sequence, leaving each at least one of its own."""
+    first = list(seqs[0])
+    n = min(len(x) for x in seqs) - 1
+    for x in seqs[1:]:
+        m = 0
+        while m < n and x[m] == first[m]:
+            m += 1
+        n = m
+        if n == 0:
+            break
+    return max(n, 0)
+
+
 class PrefixCache:
     """Cached prefixes of ``N`` prompts (see the module docstring).
 
@@ -112,17 +126,32 @@ class PrefixCache:
         order = np.argsort(-lens, kind="stable")
         batches = [order[i: i + batch_size] for i in range(0, n, batch_size)]
         cue = self.cue.to(dev)
+        # the instruction every prompt starts with does not depend on the text: run it once
+        shared = _common_prefix(prefix_ids)
+        self.shared_tokens = shared
         with torch.inference_mode():
+            head_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+            if shared:
+                c0 = DynamicCache(config=self.cfg)
+                self.stack(input_ids=torch.tensor([list(prefix_ids[0][:shared])], device=dev),
+                           cache=c0, use_cache=True)
+                head_kv = [(c0.layers[li].keys, c0.layers[li].values)  # type: ignore[union-attr]
+                           for li in range(L)]
             for idx in progress_bar(batches, total=len(batches), desc="prefix cache",
                                     enabled=progress, unit="batch"):
                 bl = lens[idx]
                 T = int(bl.max())
-                ids = torch.zeros(len(idx), T, dtype=torch.long)
+                b = len(idx)
+                ids = torch.zeros(b, T - shared, dtype=torch.long)
                 for r, j in enumerate(idx):
-                    ids[r, : bl[r]] = torch.tensor(prefix_ids[j])
+                    ids[r, : bl[r] - shared] = torch.tensor(prefix_ids[j][shared:])
                 mask = (torch.arange(T)[None] < torch.from_numpy(bl)[:, None]).long()
                 cache = DynamicCache(config=self.cfg)
+                for li, (k0, v0) in enumerate(head_kv):
+                    cache.update(k0.expand(b, -1, -1, -1).contiguous(),
+                                 v0.expand(b, -1, -1, -1).contiguous(), li)
                 self.stack(input_ids=ids.to(dev), attention_mask=mask.to(dev), cache=cache,
+                           position_ids=torch.arange(shared, T, device=dev)[None].expand(b, -1),
                            use_cache=True)
                 for li in range(layer, L):
                     lc: Any = cache.layers[li]
@@ -132,7 +161,6 @@ class PrefixCache:
                         self.keys[li - layer, :, o: o + m] = kl[r, :, :m].to(kv_dtype).cpu()
                         self.values[li - layer, :, o: o + m] = vl[r, :, :m].to(kv_dtype).cpu()
                 # the plain prompt: the cue right after the prefix, no header
-                b = len(idx)
                 full_mask = torch.cat([mask, torch.ones(b, c, dtype=torch.long)], 1).to(dev)
                 pos = torch.from_numpy(bl)[:, None].to(dev) + torch.arange(c, device=dev)[None]
                 out = self.stack(input_ids=cue[None].expand(b, c), attention_mask=full_mask,
