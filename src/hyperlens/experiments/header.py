@@ -85,8 +85,8 @@ class HeaderRunConfig:
     data_dir: str | None = None
     model: str = "smollm2"
     encoder: str = "minilm"
-    n_train: int = 400
-    n_val: int = 100
+    n_train: int = 640
+    n_val: int = 160
     n_eval: int = 0  # 0: all SST-2 dev sentences (872); AG News: 1000 test articles
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     stages: list[str] = field(default_factory=lambda: ["A", "B"])
@@ -94,7 +94,7 @@ class HeaderRunConfig:
     k: int = 4
     variant: str = "projector"
     placement: str = "cue"
-    insert_layer: int = 22
+    insert_layer: int = 20
     hdc_dim: int = 10_000
     sparsity: float = 0.7
     steps: int = 20
@@ -828,9 +828,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, help="folder holding sst2/ and agnews/")
     p.add_argument("--model", default=d.model, help="frozen causal LM (default: smollm2)")
     p.add_argument("--encoder", default=d.encoder, help="sentence encoder for the codes")
-    p.add_argument("--n-train", type=int, default=d.n_train, help="training texts (400)")
+    p.add_argument("--n-train", type=int, default=d.n_train, help="training texts (640)")
     p.add_argument("--n-val", type=int, default=d.n_val,
-                   help="held-out training texts for every choice (100)")
+                   help="held-out training texts for every choice (160)")
     p.add_argument("--n-eval", type=int, default=d.n_eval,
                    help="evaluation texts (0: all 872 SST-2 dev; AG News 1000)")
     p.add_argument("--seeds", nargs="+", type=int, default=d.seeds)
@@ -871,18 +871,35 @@ def main(args: argparse.Namespace) -> Path:
 
 
 def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
-    """Stage A at a glance on SST-2 (cached LM states, about a minute when cached)."""
-    cfg = HeaderRunConfig(n_train=200, n_val=100, n_eval=200, seeds=[seed], stages=["A"],
-                          insert_layer=20)
+    """Stage A at a glance on the tour's dataset: cached LM states, no training through the LM.
+
+    400 texts (200 train, 100 held out, 100 evaluation) of the tour's dataset
+    (rotten-tomatoes by default), one seed. `hyperlens header` runs both stages.
+    """
+    conf = report.config or {}
+    dataset = str(conf.get("dataset", "rotten-tomatoes"))
+    if dataset not in PROMPTS:
+        dataset = "rotten-tomatoes"
+    cfg = HeaderRunConfig(dataset=dataset, data_dir=conf.get("data_dir"), n_train=200,
+                          n_val=100, n_eval=100, seeds=[seed], stages=["A"], device=device)
+    cfg.validate()
     out = Path(report.out_dir) / "header"
     sub = Report("header", asdict(cfg), out_dir=out, seed=seed, device=device)
     run = HeaderRun(cfg, out, sub)
-    run.load_models()
-    run.features()
-    run.prefix_cache()
-    stage_a(run)
+    with report.timer("header:stage A"):
+        run.load_models()
+        run.features()
+        run.prefix_cache()
+        stage_a(run)
     table = summarise(run)
-    rows = [[ARM_TITLES[a], f"{table[a]['acc']['value']:.3f}"] for a in ARM_TITLES if a in table]
-    report.section("Semantic header (stage A)", "Cached arms of `hyperlens header` on 200 SST-2 "
-                   "training texts and 200 dev sentences, one seed; `hyperlens header` runs "
-                   "both stages with controls.").table("Stage A", ["arm", "accuracy"], rows)
+    rows = [[ARM_TITLES[a], f"{table[a]['acc']['value']:.3f}",
+             f"[{table[a]['acc']['lo']:.3f}, {table[a]['acc']['hi']:.3f}]"]
+            for a in ARM_TITLES if a in table]
+    report.section(
+        "Semantic header (stage A)",
+        f"The cached arms of `hyperlens header` on {dataset} ({cfg.n_train} training texts, "
+        f"{cfg.n_val} held out for every choice, {cfg.n_eval} evaluation texts, one seed, "
+        f"{cfg.model}): the classifier head and probes on the prompt's last hidden state, "
+        "MiniLM and HDC probes, late fusion and the LM's zero-shot answer (95 % bootstrap "
+        "intervals over texts). `hyperlens header` adds the headers trained through the "
+        "frozen LM and their controls.").table("Stage A", ["arm", "accuracy", "95 % CI"], rows)
