@@ -8,15 +8,8 @@ from torch import nn
 
 from hyperlens.errors import ConfigError, InputError, ShapeError
 from hyperlens.hdc import PackedCodes
-from hyperlens.inject.header import (
-    HeaderConfig,
-    SemanticHeader,
-    attach,
-    insert_index,
-    load_header,
-    save_header,
-    splice,
-)
+from hyperlens.inject import attach, load_adapter, make_adapter, save_adapter
+from hyperlens.inject.header import HeaderConfig, SemanticHeader, add_at, insert_index, splice
 from hyperlens.inject.prefix_cache import PrefixCache
 
 PRE = [[5, 6, 7, 8], [9, 10], [11, 12, 13, 14, 15, 16]]
@@ -116,6 +109,24 @@ def test_prefix_cache_equals_the_full_forward(tiny_llama, layer, prefixes):
     assert all(torch.equal(a, b) for a, b in zip(before, tiny_llama.parameters(), strict=True))
 
 
+def test_added_header_starts_at_the_plain_model(tiny_llama):
+    h = _header(variant="gated", placement="add")
+    codes = torch.randn(2, 10)
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10], [0, 0, 11, 12, 13, 14]])
+    mask = torch.tensor([[1] * 6, [0, 0, 1, 1, 1, 1]])
+    with torch.no_grad():
+        plain = _last_hidden(tiny_llama, ids, mask)
+        with attach(tiny_llama, h), h.use_codes(codes):
+            same = _last_hidden(tiny_llama, ids, mask)
+        h.gate.fill_(1.0)
+        with attach(tiny_llama, h), h.use_codes(codes):
+            moved = _last_hidden(tiny_llama, ids, mask)
+    torch.testing.assert_close(same, plain)
+    assert (moved[:, -1] - plain[:, -1]).abs().max() > 1e-4
+    e = add_at(torch.zeros(1, 5, 1), torch.ones(1, 2, 1), torch.tensor([2]))
+    assert e[0, :, 0].tolist() == [0, 0, 1, 1, 0]
+
+
 def test_variants():
     codes = torch.randint(-1, 2, (5, 10)).float()
     g = _header(variant="gated")
@@ -130,21 +141,21 @@ def test_variants():
     torch.testing.assert_close(p(packed), p(codes))
 
 
-def test_save_load_round_trip(tmp_path):
+def test_save_load_round_trip(tmp_path, tiny_llama):
     h = _header(variant="gated")
     with torch.no_grad():
         h.gate.fill_(0.5)
-    path = save_header(h, tmp_path / "h.safetensors")
-    back = load_header(path)
-    assert back.config == h.config
+    path = save_adapter(h, tmp_path / "h.safetensors", model=tiny_llama)
+    back = load_adapter(path, model=tiny_llama)
+    assert isinstance(back, SemanticHeader) and back.config == h.config
     x = torch.randn(4, 10)
     torch.testing.assert_close(back(x), h(x))
 
 
 def test_bad_input():
-    with pytest.raises(InputError, match="k must be a positive int"):
-        HeaderConfig(code_dim=10, d_model=32, k=0, cue_len=1)
-    with pytest.raises(InputError, match="cue_len"):
+    with pytest.raises(ConfigError, match="k must be a positive int"):
+        make_adapter("header", code_dim=10, d_model=32, k=0, cue_len=1)
+    with pytest.raises(ConfigError, match="cue_len"):
         HeaderConfig(code_dim=10, d_model=32, k=2, placement="cue", cue_len=0)
     h = _header()
     with pytest.raises(ShapeError, match=r"takes \[n, 10\]"):
@@ -156,7 +167,7 @@ def test_bad_input():
 
 def test_header_width_must_match_the_model(tiny_llama):
     h = SemanticHeader(HeaderConfig(code_dim=10, d_model=64, k=2, cue_len=1))
-    with pytest.raises(ShapeError, match="d_model=32"):
+    with pytest.raises(InputError, match="d_model=32"):
         with attach(tiny_llama, h):
             pass
 

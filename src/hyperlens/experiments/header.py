@@ -625,10 +625,10 @@ def arm_b(run: HeaderRun, arm: str, seed: int) -> dict[str, Any]:
         y = sp.labels[r["eval"]]
         out["ablate_correct"] = (pa == y).astype(int).tolist()
         if model.header.config.variant != "static":
-            from ..inject.header import save_header
+            from ..inject import save_adapter
 
-            save_header(model.header, run.out / f"header-{arm}-seed{seed}.safetensors",
-                        model=run.lm)
+            save_adapter(model.header, run.out / f"header-{arm}-seed{seed}.safetensors",
+                         model=run.lm)
     return out
 
 

@@ -1,18 +1,51 @@
-"""Adapters that change what a frozen model computes.
+"""Adapters for frozen models: small trainable modules hooked into a model's sites.
 
-- :mod:`hyperlens.inject.header`: the semantic header, codes of a text as pseudo-tokens
-  spliced into a causal LM's input embeddings (prefix or before the answer cue).
+>>> from hyperlens.inject import make_adapter, attach, available_adapters
+>>> ad = make_adapter("lowrank", d_model=576, layers=(8,), rank=8)   # doctest: +SKIP
+>>> with attach(model, ad):                                          # doctest: +SKIP
+...     logits = model.module(**batch).logits
+
+Registered adapters: ``steer`` (a learned vector per layer), ``lowrank``
+(``h + B(A h)``) and ``header`` (codes of a text as pseudo-tokens, :mod:`.header`); add
+your own with :func:`register_adapter`. Train one with
+:func:`hyperlens.train.fit` (``frozen=model``); store it with :func:`save_adapter`.
 """
 
 from __future__ import annotations
 
-from .header import (
-    HeaderConfig,
-    SemanticHeader,
+from .base import (
+    FORMAT,
+    Adapter,
+    AdapterConfig,
+    adapter_class,
     attach,
-    load_header,
-    save_header,
-    splice,
+    available_adapters,
+    load_adapter,
+    make_adapter,
+    model_identity,
+    register_adapter,
+    save_adapter,
 )
+from .header import HeaderConfig, SemanticHeader
+from .resid import RESID_SITES, LowRankAdapter, LowRankConfig, SteerAdapter, SteerConfig
 
-__all__ = ["HeaderConfig", "SemanticHeader", "attach", "load_header", "save_header", "splice"]
+__all__ = [
+    "FORMAT",
+    "Adapter",
+    "AdapterConfig",
+    "adapter_class",
+    "attach",
+    "available_adapters",
+    "load_adapter",
+    "make_adapter",
+    "model_identity",
+    "register_adapter",
+    "save_adapter",
+    "RESID_SITES",
+    "SteerAdapter",
+    "SteerConfig",
+    "LowRankAdapter",
+    "LowRankConfig",
+    "HeaderConfig",
+    "SemanticHeader",
+]

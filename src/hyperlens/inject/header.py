@@ -18,31 +18,34 @@ Variants (``HeaderConfig.variant``):
   per-token gate ``g`` initialised to zero, so training starts exactly at the static prompt;
 - ``"static"``: the static prompt alone (input-independent prompt tuning; codes ignored).
 
-The header is an adapter: :meth:`SemanticHeader.interventions` returns ``{"inputs": fn}``
-for the input site (``fn(kwargs, ctx) -> kwargs`` rewrites the keyword arguments of the
-top-level forward), and :func:`attach` hooks it into a model for ``forward`` and
-``generate`` (the codes for the batch are given with :meth:`SemanticHeader.use_codes`).
-Weights and configuration save to one safetensors file (:func:`save_header`,
-:func:`load_header`); no pickle.
+The header is the adapter registered as ``header``: :meth:`SemanticHeader.interventions`
+returns ``{"inputs": fn}`` for the input site (``fn(kwargs, ctx) -> kwargs`` rewrites the
+keyword arguments of the top-level forward), so :func:`hyperlens.inject.attach` hooks it
+into ``forward`` and every ``generate`` step; the codes of the batch are given with
+:meth:`SemanticHeader.use_codes`::
+
+    header = make_adapter("header", code_dim=10_000, d_model=576, k=4, placement="cue",
+                          cue_len=4)
+    with attach(lm, header), header.use_codes(codes):     # codes [batch, 10_000]
+        out = lm.module.generate(**batch, max_new_tokens=4)
+
+:func:`hyperlens.inject.save_adapter` / ``load_adapter`` store it (one safetensors file).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DataError, InputError, ShapeError
+from ..errors import ConfigError, InputError, ShapeError
 from ..hdc import PackedCodes
-from ..utils import atomic_path
+from .base import Adapter, AdapterConfig, register_adapter
 
 __all__ = [
     "HeaderConfig",
@@ -51,20 +54,15 @@ __all__ = [
     "PLACEMENTS",
     "splice",
     "insert_index",
-    "attach",
-    "save_header",
-    "load_header",
     "check_lm",
-    "FORMAT_NAME",
 ]
 
 VARIANTS = ("mlp", "projector", "gated", "static")
-PLACEMENTS = ("prefix", "cue")
-FORMAT_NAME = "hyperlens.adapter.header"
+PLACEMENTS = ("prefix", "cue", "add")
 
 
 @dataclass
-class HeaderConfig:
+class HeaderConfig(AdapterConfig):
     """Configuration of a :class:`SemanticHeader` (validated on construction).
 
     Args:
@@ -72,7 +70,10 @@ class HeaderConfig:
         d_model: width of the LM's input embeddings.
         k: number of pseudo-tokens (> 0).
         variant: one of :data:`VARIANTS`.
-        placement: ``"prefix"`` or ``"cue"`` (just before the last ``cue_len`` tokens).
+        placement: ``"prefix"``, ``"cue"`` (inserted just before the last ``cue_len``
+            tokens) or ``"add"`` (no new tokens: added to the embeddings of the ``k`` tokens
+            before the cue; with the static prompt starting at zero this is exactly the
+            plain model at initialisation).
         cue_len: tokens of the answer cue (``placement="cue"``).
         sink_tokens: leading real tokens kept before a prefix header.
         hidden: bottleneck width of the projector / gated variants.
@@ -96,37 +97,35 @@ class HeaderConfig:
     code_kind: str = "ternary"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("code_dim", "d_model", "k"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-                raise InputError(f"HeaderConfig.{name} must be a positive int, got {v!r}"
+                raise ConfigError(f"HeaderConfig.{name} must be a positive int, got {v!r}"
                                  + ("; use k >= 1 pseudo-tokens." if name == "k" else "."))
         for name in ("cue_len", "sink_tokens", "mlp_hidden"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-                raise InputError(f"HeaderConfig.{name} must be an int >= 0, got {v!r}.")
+                raise ConfigError(f"HeaderConfig.{name} must be an int >= 0, got {v!r}.")
         if self.variant not in VARIANTS:
-            raise InputError(f"HeaderConfig.variant must be one of {VARIANTS}, got "
+            raise ConfigError(f"HeaderConfig.variant must be one of {VARIANTS}, got "
                              f"{self.variant!r}.")
         if self.placement not in PLACEMENTS:
-            raise InputError(f"HeaderConfig.placement must be 'prefix' or 'cue', got "
+            raise ConfigError(f"HeaderConfig.placement must be one of {PLACEMENTS}, got "
                              f"{self.placement!r}.")
         if self.placement == "cue" and self.cue_len <= 0:
-            raise InputError("HeaderConfig.cue_len must be >= 1 with placement='cue' (the "
+            raise ConfigError("HeaderConfig.cue_len must be >= 1 with placement='cue' (the "
                              f"number of answer-cue tokens at the end of each prompt), got "
                              f"{self.cue_len}.")
         if self.hidden <= 0:
-            raise InputError(f"HeaderConfig.hidden must be a positive int, got {self.hidden!r}.")
+            raise ConfigError(f"HeaderConfig.hidden must be a positive int, got {self.hidden!r}.")
         if not 0.0 <= float(self.dropout) < 1.0:
-            raise InputError(f"HeaderConfig.dropout must be in [0, 1), got {self.dropout!r}.")
+            raise ConfigError(f"HeaderConfig.dropout must be in [0, 1), got {self.dropout!r}.")
         if not np.isfinite(self.target_norm) or self.target_norm < 0:
-            raise InputError(f"HeaderConfig.target_norm must be >= 0, got {self.target_norm!r}.")
+            raise ConfigError(f"HeaderConfig.target_norm must be >= 0, got {self.target_norm!r}.")
         if self.code_kind not in ("ternary", "float"):
-            raise InputError(f"HeaderConfig.code_kind must be 'ternary' or 'float', got "
+            raise ConfigError(f"HeaderConfig.code_kind must be 'ternary' or 'float', got "
                              f"{self.code_kind!r}.")
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def check_lm(model: nn.Module, d_model: int | None = None) -> int:
@@ -147,20 +146,24 @@ def check_lm(model: nn.Module, d_model: int | None = None) -> int:
     return width
 
 
-class SemanticHeader(nn.Module):
+@register_adapter("header")
+class SemanticHeader(Adapter):
     """Codes ``[n, D]`` -> pseudo-tokens ``[n, k, d_model]`` (see the module docstring).
 
     Shapes:
         forward(codes): ``[n, D]`` (float, int8 or PackedCodes) -> ``[n, k, d_model]`` float32
     """
 
+    name = "header"
+    config_class = HeaderConfig
+    config: HeaderConfig
+
     def __init__(self, config: HeaderConfig | None = None, **kwargs: Any) -> None:
-        super().__init__()
         if config is None:
             config = HeaderConfig(**kwargs)
         elif kwargs:
             raise InputError("pass either a HeaderConfig or keyword options, not both.")
-        self.config = config
+        super().__init__(config)
         c = config
         kd = c.k * c.d_model
         self.net: nn.Module | None = None
@@ -172,7 +175,9 @@ class SemanticHeader(nn.Module):
             self.net = nn.Sequential(nn.Linear(c.code_dim, c.hidden), nn.GELU(),
                                      nn.Linear(c.hidden, kd))
         if c.variant in ("gated", "static"):
-            self.prompt = nn.Parameter(torch.randn(c.k, c.d_model) * 0.02)
+            # an added prompt starts at zero (the plain model); an inserted one near zero
+            scale = 0.0 if c.placement == "add" else 0.02
+            self.prompt = nn.Parameter(torch.randn(c.k, c.d_model) * scale)
         if c.variant == "gated":
             self.gate = nn.Parameter(torch.zeros(c.k, 1))
         self._codes: torch.Tensor | None = None
@@ -205,7 +210,7 @@ class SemanticHeader(nn.Module):
     def forward(self, codes: Any) -> torch.Tensor:
         c = self.config
         dev = self._device()
-        if c.variant == "static":
+        if c.variant == "static":  # input-independent: only the batch size matters
             n = int(codes) if isinstance(codes, int) else int(self.codes_tensor(codes).shape[0])
             return self.prompt.unsqueeze(0).expand(n, -1, -1)
         x = self.codes_tensor(codes).to(dev)
@@ -232,18 +237,28 @@ class SemanticHeader(nn.Module):
             self.prompt.copy_(vectors.to(self.prompt))
 
     # ------------------------------------------------------------------ adapter
+    @classmethod
+    def example_config(cls, model: Any) -> HeaderConfig:
+        """An input-independent added prompt on the last two tokens (identity at start)."""
+        d = check_lm(model)
+        return HeaderConfig(code_dim=1, d_model=d, k=2, variant="static", placement="add")
+
+    def check_model(self, model: Any) -> tuple[int, int]:
+        """The model needs input embeddings of width ``d_model`` (then the base checks)."""
+        check_lm(model, self.config.d_model)
+        return super().check_model(model)
+
     @contextlib.contextmanager
     def use_codes(self, codes: Any) -> Iterator[SemanticHeader]:
         """Codes of the texts of the next forward / generate calls (one row per batch row)."""
         prev = self._codes
-        self._codes = self.codes_tensor(codes) if self.config.variant != "static" else (
-            codes if isinstance(codes, torch.Tensor) else self.codes_tensor(codes))
+        self._codes = self.codes_tensor(codes)
         try:
             yield self
         finally:
             self._codes = prev
 
-    def interventions(self, model: nn.Module) -> dict[str, Callable[..., dict[str, Any]]]:
+    def interventions(self, model: Any) -> dict[str, Callable[..., Any]]:
         """``{"inputs": fn}``: splice the pseudo-tokens into the top-level forward's inputs.
 
         The first call of a sequence (no cache yet) inserts the ``k`` vectors; later
@@ -255,7 +270,8 @@ class SemanticHeader(nn.Module):
         header = self
 
         def fn(kw: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
-            if header._codes is None:
+            static = header.config.variant == "static"
+            if header._codes is None and not static:
                 raise InputError("the header has no codes for this batch; wrap the call in "
                                  "`with header.use_codes(codes):`.")
             ids = kw.get("input_ids")
@@ -271,13 +287,23 @@ class SemanticHeader(nn.Module):
                 cache, "get_seq_length") else 0
             out = dict(kw)
             out.pop("input_ids", None)
+            codes = header._codes
+            if past == 0 and codes is not None and codes.shape[0] != b:
+                raise ShapeError(f"the header holds {codes.shape[0]} codes but the batch has "
+                                 f"{b} rows; give one code per text.")
+            if header.config.placement == "add":
+                if past == 0:  # generate() steps after the first see the change through the cache
+                    m = mask if mask is not None else torch.ones(b, t, dtype=torch.long,
+                                                                 device=emb.device)
+                    pseudo = header(b if codes is None else codes).to(emb)
+                    out["inputs_embeds"] = add_at(emb, pseudo, insert_index(m, header.config))
+                else:
+                    out["inputs_embeds"] = emb
+                return out
             if past == 0:
-                if header._codes.shape[0] != b:
-                    raise ShapeError(f"the header holds {header._codes.shape[0]} codes but the "
-                                     f"batch has {b} rows; give one code per text.")
                 if mask is None:
                     mask = torch.ones(b, t, dtype=torch.long, device=emb.device)
-                pseudo = header(header._codes).to(emb)
+                pseudo = header(b if codes is None else codes).to(emb)
                 at = insert_index(mask, header.config)
                 emb, mask, pos = splice(emb, mask, pseudo, at)
                 header._at = at
@@ -319,10 +345,31 @@ def insert_index(attention_mask: torch.Tensor, config: HeaderConfig) -> torch.Te
         if (n_real < config.sink_tokens).any():
             raise InputError(f"sink_tokens={config.sink_tokens} exceeds a prompt's length.")
         return first + config.sink_tokens
+    if config.placement == "add":
+        if (n_real < config.cue_len + config.k).any():
+            raise InputError(f"an added header needs k + cue_len = {config.k + config.cue_len} "
+                             "real tokens per prompt; some prompt is shorter.")
+        return last + 1 - config.cue_len - config.k
     if (n_real < config.cue_len).any():
         raise InputError(f"cue_len={config.cue_len} exceeds a prompt's length; every prompt "
                          "must end with the answer cue.")
     return last + 1 - config.cue_len
+
+
+def add_at(embeds: torch.Tensor, pseudo: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+    """``embeds`` with ``pseudo`` added at positions ``at .. at + k - 1`` of each row.
+
+    Shapes:
+        embeds: ``[b, T, d]``, pseudo: ``[b, k, d]``, at: ``[b]`` -> ``[b, T, d]``
+    """
+    b, t, d = embeds.shape
+    k = pseudo.shape[1]
+    j = torch.arange(t, device=embeds.device).unsqueeze(0)
+    at = at.to(embeds.device)[:, None]
+    inside = (j >= at) & (j < at + k)
+    pj = (j - at).clamp(0, k - 1)
+    add = pseudo.gather(1, pj.unsqueeze(-1).expand(b, t, d))
+    return embeds + torch.where(inside.unsqueeze(-1), add, torch.zeros_like(add))
 
 
 def _insert_ones(mask: torch.Tensor, at: torch.Tensor, k: int) -> torch.Tensor:
@@ -362,59 +409,3 @@ def splice(
     mask = _insert_ones(attention_mask.to(embeds.device), at[:, 0], k)
     pos = (mask.long().cumsum(-1) - 1).clamp_min(0)
     return out, mask, pos
-
-
-# --------------------------------------------------------------------------- attach
-@contextlib.contextmanager
-def attach(model: Any, header: SemanticHeader) -> Iterator[Any]:
-    """Hook ``header`` into ``model``'s ``inputs`` site (so also into every ``generate`` step).
-
-    Goes through :func:`hyperlens.models.intervene`; the hook is removed on exit, also when
-    the block raises. Give the codes with ``header.use_codes(codes)``.
-    """
-    from ..models.hooks import intervene
-
-    module = getattr(model, "module", model)
-    if not isinstance(module, nn.Module):
-        raise InputError(f"model must be an nn.Module or ModelHandle, got {type(model).__name__}.")
-    fns = header.interventions(module)
-    with intervene(module, fns):
-        yield model
-
-
-# --------------------------------------------------------------------------- save / load
-def save_header(header: SemanticHeader, path: str | os.PathLike[str],
-                model: Any = None) -> Path:
-    """Write weights and config (and the model's identity when given) to one safetensors file."""
-    from safetensors.torch import save_file
-
-    meta = {"format": FORMAT_NAME, "version": "1", "adapter": "header",
-            "config": json.dumps(header.config.as_dict())}
-    if model is not None:
-        ident = getattr(model, "identity", None)
-        meta["model"] = str(ident() if callable(ident) else getattr(model, "name", type(model)))
-    tensors = {k: v.detach().cpu().contiguous() for k, v in header.state_dict().items()}
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
-    return path
-
-
-def load_header(path: str | os.PathLike[str]) -> SemanticHeader:
-    """Rebuild a header written by :func:`save_header`."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"header file {str(path)!r} does not exist.")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("format") != FORMAT_NAME:
-        raise DataError(f"{str(path)!r} is not a header file (format {meta.get('format')!r}).")
-    raw = json.loads(meta["config"])
-    names = {f.name for f in fields(HeaderConfig)}
-    header = SemanticHeader(HeaderConfig(**{k: v for k, v in raw.items() if k in names}))
-    header.load_state_dict(load_file(str(path)))
-    header.saved_model = meta.get("model")  # the identity of the model it was trained on
-    return header

@@ -130,13 +130,13 @@ class PrefixCache:
         shared = _common_prefix(prefix_ids)
         self.shared_tokens = shared
         with torch.inference_mode():
-            head_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+            head_kv: list[tuple[Any, Any]] = []
             if shared:
                 c0 = DynamicCache(config=self.cfg)
                 self.stack(input_ids=torch.tensor([list(prefix_ids[0][:shared])], device=dev),
                            cache=c0, use_cache=True)
-                head_kv = [(c0.layers[li].keys, c0.layers[li].values)  # type: ignore[union-attr]
-                           for li in range(L)]
+                layers: Any = c0.layers
+                head_kv = [(layers[li].keys, layers[li].values) for li in range(L)]
             for idx in progress_bar(batches, total=len(batches), desc="prefix cache",
                                     enabled=progress, unit="batch"):
                 bl = lens[idx]
