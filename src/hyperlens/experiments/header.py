@@ -641,7 +641,8 @@ def stage_b(run: HeaderRun) -> None:
                 if rec is not None and "ablate_correct" in rec:
                     run.correct.setdefault("hdc-ablate", {})[seed] = np.asarray(
                         rec["ablate_correct"], dtype=bool)
-        run.rep.save()  # a partial report after every seed
+        write_report(run)
+        run.rep.save()  # a complete report of what has finished, after every seed
 
 
 # --------------------------------------------------------------------------- summary
