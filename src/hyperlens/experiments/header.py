@@ -707,10 +707,13 @@ def verdict(run: HeaderRun) -> str:
         if not ok_base:
             why.append("it is not >= 2 points above the baseline with the CI above 0 in every "
                        "seed")
-        if not ok_shuf:
-            why.append("it does not beat the shuffled-code control in every seed")
-        if not ok_prompt:
-            why.append("it does not beat input-independent prompt tuning in every seed")
+        for arm, name in (("shuffled", "the shuffled-code control"),
+                          ("prompt", "input-independent prompt tuning")):
+            ok = ok_shuf if arm == "shuffled" else ok_prompt
+            if arm not in run.correct:
+                why.append(f"{name} did not run, so the header cannot be shown to beat it")
+            elif not ok:
+                why.append(f"it does not beat {name} in every seed")
         parts.append("The header does NOT help by the rule: " + "; ".join(why) + ".")
     if "fusion" in run.correct and not ok_fusion:
         fus_up, _ = beats(run, "fusion", "baseline")
@@ -733,6 +736,7 @@ def arm_seconds(run: HeaderRun, arm: str) -> float:
 
 def write_report(run: HeaderRun) -> None:
     cfg, rep = run.cfg, run.rep
+    rep.sections.clear()  # rewritten from the cells each time (after every seed, at the end)
     table = summarise(run)
     rep.data["arms"] = table
     rows, cats, vals, los, his = [], [], [], [], []
