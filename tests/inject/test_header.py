@@ -183,3 +183,21 @@ def test_experiment_checks_come_before_models():
         verbalizer_words(HeaderRunConfig(verbalizer=["yes"]), ["a", "b"])
     assert verbalizer_words(HeaderRunConfig(dataset="agnews"),
                             ["World", "Sports", "Business", "Sci/Tech"])[3] == " Science"
+
+
+def test_prefix_cache_refuses_sliding_window_models(tiny_gemma3):
+    with pytest.raises(InputError, match="sliding-window"):
+        PrefixCache(tiny_gemma3, PRE, CUE, [30, 31], kv_dtype=torch.float32)
+
+
+def test_header_on_gemma3_under_padding(tiny_gemma3):
+    h = SemanticHeader(HeaderConfig(code_dim=10, d_model=32, k=2, cue_len=2))
+    codes = torch.randn(2, 10)
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10], [0, 0, 0, 11, 12, 13]])
+    mask = torch.tensor([[1] * 6, [0, 0, 0, 1, 1, 1]])
+    with torch.no_grad(), attach(tiny_gemma3, h):
+        with h.use_codes(codes):
+            both = _last_hidden(tiny_gemma3, ids, mask)[:, -1]
+        with h.use_codes(codes[1:]):
+            alone = _last_hidden(tiny_gemma3, ids[1:, 3:])[0, -1]
+    torch.testing.assert_close(both[1], alone, atol=1e-5, rtol=1e-5)

@@ -113,6 +113,14 @@ class PrefixCache:
         if not 0 <= layer < L:
             raise InputError(f"layer must be in 0..{L - 1} (the block where the header enters), "
                              f"got {layer}.")
+        types = getattr(self.cfg, "layer_types", None) or ()
+        mixed = hasattr(self.stack, "rotary_emb_local") or any(
+            t != "full_attention" for t in types)  # Gemma 3: sliding layers, two rotaries
+        if mixed:
+            raise InputError(
+                f"{type(lm).__name__} has sliding-window layers, whose cache keeps only the last "
+                "window of a prefix; PrefixCache needs full-attention layers. Use the header "
+                "through hyperlens.inject.attach (full depth) for this model.")
         if layer > 0 and not (hasattr(self.stack, "rotary_emb") and hasattr(self.stack, "norm")):
             raise InputError(f"{type(lm).__name__} is not a Llama-style stack; insert the header "
                              "at layer 0 (the input embeddings).")
