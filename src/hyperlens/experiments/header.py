@@ -898,6 +898,7 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
                           n_val=100, n_eval=100, seeds=[seed], stages=["A"], device=device)
     cfg.validate()
     out = Path(report.out_dir) / "header"
+    out.mkdir(parents=True, exist_ok=True)
     sub = Report("header", asdict(cfg), out_dir=out, seed=seed, device=device)
     run = HeaderRun(cfg, out, sub)
     with report.timer("header:stage A"):
