@@ -43,6 +43,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hyperlens.experiments.align_vocab",
     "hyperlens.experiments.relational",
     "hyperlens.experiments.modulate",
+    "hyperlens.experiments.header",
 )
 
 _BUILTIN = {"models", "report"}

@@ -37,6 +37,7 @@ EXTRA_SECTIONS: tuple[tuple[str, str], ...] = (
     ("transfer", "hyperlens.experiments.transfer"),
     ("relational", "hyperlens.experiments.relational"),
     ("modulate", "hyperlens.experiments.modulate"),
+    ("header", "hyperlens.experiments.header"),
 )
 
 

@@ -6,7 +6,8 @@
 ...     logits = model.module(**batch).logits
 
 Registered adapters: ``steer`` (a learned vector per layer), ``lowrank``
-(``h + B(A h)``), ``lerp`` and ``field`` (residual modulators steered by a token geometry,
+(``h + B(A h)``), ``header`` (codes of a text as pseudo-tokens, :mod:`.header`), ``lerp``
+and ``field`` (residual modulators steered by a token geometry,
 :mod:`hyperlens.inject.modulator`); add your own with :func:`register_adapter`. Train one with
 :func:`hyperlens.train.fit` (``frozen=model``); store it with :func:`save_adapter`.
 """
@@ -27,6 +28,7 @@ from .base import (
     save_adapter,
 )
 from .geometry import TokenGeometry, make_control, procrustes_projection, wordnet_geometry
+from .header import HeaderConfig, SemanticHeader
 from .modulator import FieldConfig, FieldModulator, LerpConfig, LerpModulator
 from .resid import RESID_SITES, LowRankAdapter, LowRankConfig, SteerAdapter, SteerConfig
 
@@ -55,4 +57,6 @@ __all__ = [
     "wordnet_geometry",
     "make_control",
     "procrustes_projection",
+    "HeaderConfig",
+    "SemanticHeader",
 ]

@@ -1,0 +1,248 @@
+"""Run a causal LM once over what a header cannot change, then only over the rest.
+
+Under causal masking, a header placed just before the answer cue cannot change any
+position before it: their keys and values are the same in every arm, every seed and
+every training step. :class:`PrefixCache` runs the LM once over each text's prefix
+(instruction + text, right-padded batches sorted by length) and keeps every layer's keys
+and values (float16 by default, one flat tensor with per-text offsets); it also records
+the plain prompt's (prefix + cue, no header) hidden state at the last position for every
+layer, and the next-token logits of the verbaliser words there.
+
+:meth:`PrefixCache.suffix_forward` then runs only the suffix (pseudo-tokens + cue) for a
+batch of texts, with gradients, attending to the cached prefix: a few positions per text
+instead of the whole prompt. Positions continue from each text's prefix length, and the
+attention mask covers the left padding of the re-assembled batch, so the result equals a
+full forward pass of the spliced prompt (up to float16 rounding of the cache; pass
+``kv_dtype=torch.float32`` for exact equality).
+
+Shapes (``L`` layers, ``H`` key/value heads, ``dh`` head width, ``N`` texts):
+    keys / values: ``[L, H, total_tokens, dh]``; states: ``[L + 1, N, d_model]``;
+    verb_logits: ``[N, n_labels]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputError
+from ..utils import progress as progress_bar
+
+__all__ = ["PrefixCache", "backbone_of", "output_rows"]
+
+
+def backbone_of(lm: nn.Module) -> Any:
+    """The bare decoder stack of a Hugging Face causal LM (no LM head)."""
+    base = getattr(lm, "base_model", None)
+    if isinstance(base, nn.Module) and base is not lm:
+        return base
+    return getattr(lm, "model", lm)
+
+
+def output_rows(lm: Any, token_ids: Sequence[int]) -> torch.Tensor:
+    """Rows of the LM's output projection for ``token_ids`` (logits = h @ rows.T + bias).
+
+    Shapes:
+        returns ``[len(token_ids), d_model]``
+    """
+    out: Any = lm.get_output_embeddings()
+    if out is None:
+        raise InputError(f"{type(lm).__name__} has no output embeddings (LM head).")
+    return out.weight[list(token_ids)].detach()
+
+
+def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
+    """Leading tokens shared by every sequence, leaving each at least one of its own."""
+    first = list(seqs[0])
+    n = min(len(x) for x in seqs) - 1
+    for x in seqs[1:]:
+        m = 0
+        while m < n and x[m] == first[m]:
+            m += 1
+        n = m
+        if n == 0:
+            break
+    return max(n, 0)
+
+
+class PrefixCache:
+    """Cached prefixes of ``N`` prompts (see the module docstring).
+
+    Args:
+        lm: a Hugging Face causal LM (frozen; put in eval mode here).
+        prefix_ids: token ids of each text's prefix (instruction + text).
+        cue_ids: token ids of the answer cue appended after the header.
+        verbalizer_ids: one token id per label (for the zero-shot logits).
+        batch_size: texts per LM batch while building.
+        kv_dtype: storage precision of keys and values.
+        layer: block where the header enters the residual stream (0 = input embeddings).
+            Below it the cue tokens cannot see the header either, so their states there
+            are cached too and :meth:`suffix_forward` runs only blocks ``layer..L-1``
+            (Llama-style stacks; other architectures take ``layer=0``).
+    """
+
+    def __init__(self, lm: Any, prefix_ids: Sequence[Sequence[int]], cue_ids: Sequence[int],
+                 verbalizer_ids: Sequence[int], *, batch_size: int = 32,
+                 kv_dtype: torch.dtype = torch.float16, layer: int = 0,
+                 progress: bool | None = None) -> None:
+        from transformers import DynamicCache
+
+        self.lm: Any = lm.eval()
+        self.stack: Any = backbone_of(lm)
+        self.cfg: Any = lm.config
+        self.cue = torch.tensor(list(cue_ids), dtype=torch.long)
+        self.verb_rows = output_rows(lm, verbalizer_ids).float()  # [C, d]
+        n = len(prefix_ids)
+        lens = np.array([len(p) for p in prefix_ids], dtype=np.int64)
+        if n == 0 or (lens == 0).any():
+            raise InputError("every prefix needs at least one token.")
+        self.lengths = torch.from_numpy(lens)
+        self.offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(lens)]))
+        dev = next(lm.parameters()).device
+        self.device = dev
+        total = int(lens.sum())
+        L = int(self.cfg.num_hidden_layers)
+        H = int(getattr(self.cfg, "num_key_value_heads", None) or self.cfg.num_attention_heads)
+        dh = int(getattr(self.cfg, "head_dim", None) or self.cfg.hidden_size //
+                 self.cfg.num_attention_heads)
+        d = int(self.cfg.hidden_size)
+        if not 0 <= layer < L:
+            raise InputError(f"layer must be in 0..{L - 1} (the block where the header enters), "
+                             f"got {layer}.")
+        types = getattr(self.cfg, "layer_types", None) or ()
+        mixed = hasattr(self.stack, "rotary_emb_local") or any(
+            t != "full_attention" for t in types)  # Gemma 3: sliding layers, two rotaries
+        if mixed:
+            raise InputError(
+                f"{type(lm).__name__} has sliding-window layers, whose cache keeps only the last "
+                "window of a prefix; PrefixCache needs full-attention layers. Use the header "
+                "through hyperlens.inject.attach (full depth) for this model.")
+        if layer > 0 and not (hasattr(self.stack, "rotary_emb") and hasattr(self.stack, "norm")):
+            raise InputError(f"{type(lm).__name__} is not a Llama-style stack; insert the header "
+                             "at layer 0 (the input embeddings).")
+        self.layer = layer
+        self.keys = torch.empty(L - layer, H, total, dh, dtype=kv_dtype)
+        self.values = torch.empty(L - layer, H, total, dh, dtype=kv_dtype)
+        c = len(cue_ids)
+        self.cue_states = torch.empty(n, c, d, dtype=torch.float32)  # input of block `layer`
+        self.states = torch.empty(L + 1, n, d, dtype=torch.float32)
+        self.verb_logits = torch.empty(n, len(verbalizer_ids), dtype=torch.float32)
+        order = np.argsort(-lens, kind="stable")
+        batches = [order[i: i + batch_size] for i in range(0, n, batch_size)]
+        cue = self.cue.to(dev)
+        # the instruction every prompt starts with does not depend on the text: run it once
+        shared = _common_prefix(prefix_ids)
+        self.shared_tokens = shared
+        with torch.inference_mode():
+            head_kv: list[tuple[Any, Any]] = []
+            if shared:
+                c0 = DynamicCache(config=self.cfg)
+                self.stack(input_ids=torch.tensor([list(prefix_ids[0][:shared])], device=dev),
+                           cache=c0, use_cache=True)
+                layers: Any = c0.layers
+                head_kv = [(layers[li].keys, layers[li].values) for li in range(L)]
+            for idx in progress_bar(batches, total=len(batches), desc="prefix cache",
+                                    enabled=progress, unit="batch"):
+                bl = lens[idx]
+                T = int(bl.max())
+                b = len(idx)
+                ids = torch.zeros(b, T - shared, dtype=torch.long)
+                for r, j in enumerate(idx):
+                    ids[r, : bl[r] - shared] = torch.tensor(prefix_ids[j][shared:])
+                mask = (torch.arange(T)[None] < torch.from_numpy(bl)[:, None]).long()
+                cache = DynamicCache(config=self.cfg)
+                for li, (k0, v0) in enumerate(head_kv):
+                    cache.update(k0.expand(b, -1, -1, -1).contiguous(),
+                                 v0.expand(b, -1, -1, -1).contiguous(), li)
+                self.stack(input_ids=ids.to(dev), attention_mask=mask.to(dev), cache=cache,
+                           position_ids=torch.arange(shared, T, device=dev)[None].expand(b, -1),
+                           use_cache=True)
+                for li in range(layer, L):
+                    lc: Any = cache.layers[li]
+                    kl, vl = lc.keys, lc.values  # [b, H, T, dh]
+                    for r, j in enumerate(idx):
+                        o, m = int(self.offsets[j]), int(bl[r])
+                        self.keys[li - layer, :, o: o + m] = kl[r, :, :m].to(kv_dtype).cpu()
+                        self.values[li - layer, :, o: o + m] = vl[r, :, :m].to(kv_dtype).cpu()
+                # the plain prompt: the cue right after the prefix, no header
+                full_mask = torch.cat([mask, torch.ones(b, c, dtype=torch.long)], 1).to(dev)
+                pos = torch.from_numpy(bl)[:, None].to(dev) + torch.arange(c, device=dev)[None]
+                out = self.stack(input_ids=cue[None].expand(b, c), attention_mask=full_mask,
+                                 position_ids=pos, cache=cache, use_cache=True,
+                                 output_hidden_states=True)
+                sel = torch.from_numpy(idx)
+                self.cue_states[sel] = out.hidden_states[layer].float().cpu()
+                for li, h in enumerate(out.hidden_states):
+                    self.states[li, sel] = h[:, -1].float().cpu()
+                last = out.last_hidden_state[:, -1].float()
+                self.verb_logits[sel] = (last @ self.verb_rows.to(last.device).T).cpu()
+
+    def __len__(self) -> int:
+        return int(self.lengths.numel())
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.keys.numel() * self.keys.element_size() * 2)
+
+    def _assemble(self, rows: torch.Tensor) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """A fresh cache for ``rows`` (left-padded), its mask ``[b, T]`` and lengths ``[b]``."""
+        from transformers import DynamicCache
+
+        lens = self.lengths[rows]
+        T = int(lens.max())
+        b = rows.numel()
+        n_kv, H, _, dh = self.keys.shape
+        k = torch.zeros(n_kv, b, H, T, dh, dtype=torch.float32)
+        v = torch.zeros_like(k)
+        for r, j in enumerate(rows.tolist()):
+            o, n = int(self.offsets[j]), int(self.lengths[j])
+            k[:, r, :, T - n:] = self.keys[:, :, o: o + n]
+            v[:, r, :, T - n:] = self.values[:, :, o: o + n]
+        mask = (torch.arange(T)[None] >= (T - lens)[:, None]).long()
+        cache = DynamicCache(config=self.cfg)
+        for i in range(n_kv):
+            cache.update(k[i].to(self.device), v[i].to(self.device), self.layer + i)
+        return cache, mask, lens
+
+    def suffix_forward(self, rows: torch.Tensor, pseudo: torch.Tensor | None) -> torch.Tensor:
+        """Final hidden state at the cue's last position for texts ``rows``.
+
+        ``pseudo`` ``[b, k, d]`` is inserted between prefix and cue (``None``: no header).
+        Gradients flow into ``pseudo``; the LM's weights are untouched.
+
+        Shapes:
+            rows: ``[b]`` -> ``[b, d_model]``
+        """
+        cache, mask, lens = self._assemble(rows)
+        dev = self.device
+        b = rows.numel()
+        if self.layer == 0:  # token embeddings (the model applies any embedding scale itself)
+            suffix = self.lm.get_input_embeddings()(self.cue.to(dev)).unsqueeze(0).expand(b, -1, -1)
+        else:
+            suffix = self.cue_states[rows].to(dev)  # [b, c, d]: the cue's input of block `layer`
+        if pseudo is not None:
+            suffix = torch.cat([pseudo.to(suffix), suffix], dim=1)
+        s = suffix.shape[1]
+        pos = lens[:, None].to(dev) + torch.arange(s, device=dev)[None]
+        if self.layer == 0:
+            full_mask = torch.cat([mask, torch.ones(b, s, dtype=torch.long)], 1).to(dev)
+            out = self.stack(inputs_embeds=suffix, attention_mask=full_mask, position_ids=pos,
+                             cache=cache, use_cache=True)
+            return out.last_hidden_state[:, -1]
+        # blocks layer..L-1 by hand, with the explicit boolean mask [b, 1, s, T + s]
+        T = mask.shape[1]
+        causal = torch.ones(s, s, dtype=torch.bool, device=dev).tril()
+        allowed = torch.cat([mask.bool().to(dev)[:, None, :].expand(b, s, T),
+                             causal[None].expand(b, s, s)], dim=2)[:, None]
+        hidden = suffix
+        pe = self.stack.rotary_emb(hidden, position_ids=pos)
+        for block in self.stack.layers[self.layer:]:
+            hidden = block(hidden, attention_mask=allowed, position_ids=pos, cache=cache,
+                           use_cache=True, position_embeddings=pe)
+            if isinstance(hidden, tuple):
+                hidden = hidden[0]
+        return self.stack.norm(hidden)[:, -1]
