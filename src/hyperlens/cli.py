@@ -35,6 +35,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hyperlens.experiments.weights",
     "hyperlens.experiments.transfer",
     "hyperlens.experiments.align_vocab",
+    "hyperlens.experiments.hft",
 )
 
 _BUILTIN = {"models", "report"}
