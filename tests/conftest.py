@@ -80,6 +80,20 @@ def tiny_opt():
 
 
 @pytest.fixture(scope="session")
+def tiny_gemma3():
+    """Gemma 3 text model: scaled tied embeddings, q/k norms, sliding and global layers."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    cfg = Gemma3TextConfig(
+        vocab_size=120, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=1, head_dim=8, max_position_embeddings=64,
+        sliding_window=4, layer_types=["sliding_attention", "full_attention"],
+        pad_token_id=0, bos_token_id=2, eos_token_id=3,
+    )
+    return _seeded(lambda: Gemma3ForCausalLM(cfg))
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The labelled data folder beside the project (``../shared/data``); skips when absent."""
     root = Path(os.environ.get("HYPERLENS_DATA_DIR", SHARED_DATA))

@@ -7,6 +7,7 @@ Subpackages (imported on first use, so ``import hyperlens`` stays fast):
 - :mod:`hyperlens.functional`: pure tensor functions (HDC, sketching, geometry)
 - :mod:`hyperlens.hdc`: ternary encoders, packed codes and search
 - :mod:`hyperlens.align`: aligners between models' spaces and transfer evaluation
+- :mod:`hyperlens.train`: the one training loop (seeded, frozen-model guard, resumable)
 - :mod:`hyperlens.probes`: geometry and weight batteries
 - :mod:`hyperlens.experiments`: end-to-end pipelines run by the CLI
 - :mod:`hyperlens.report`: report folders (results.json, plots, index.html)
@@ -31,7 +32,7 @@ from .errors import (
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"models", "data", "functional", "hdc", "align", "probes", "inject", "hft",
+_SUBMODULES = {"models", "data", "functional", "hdc", "align", "train", "probes", "inject", "hft",
                "experiments", "report", "utils", "errors", "cli"}
 
 __all__ = [

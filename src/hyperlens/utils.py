@@ -1,4 +1,5 @@
-"""Small shared helpers: devices, seeds, cache folders, atomic writes, progress, checks.
+"""Small shared helpers: devices, seeds, cache folders, atomic writes, progress, checks,
+and the one registry pattern (classes registered by short name).
 
 Everything here is import-light (no transformers, no matplotlib) so any layer may use it.
 """
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from .errors import DeviceError, InputError, ShapeError
+from .errors import ConfigError, DeviceError, InputError, ShapeError
 
 __all__ = [
     "resolve_device",
@@ -35,6 +36,7 @@ __all__ = [
     "stable_hash",
     "as_float_matrix",
     "check_finite",
+    "Registry",
 ]
 
 T = TypeVar("T")
@@ -299,3 +301,59 @@ def as_float_matrix(
         check_finite(t, name)
     return t
 
+
+
+# --------------------------------------------------------------------------- registries
+class Registry(dict[str, type]):
+    """Classes registered under short names: the one pattern behind ``register_aligner``,
+    ``register_adapter`` and friends.
+
+    A ``dict`` from name to class. :meth:`register` is a class decorator that checks the
+    name, that the class derives from ``base`` (set once the base class exists), and that
+    the name is free (``replace=True`` overrides); it sets ``cls.name``. :meth:`lookup`
+    raises :class:`~hyperlens.errors.ConfigError` listing the registered names.
+    """
+
+    def __init__(self, kind: str, how: str) -> None:
+        super().__init__()
+        self.kind = kind  # "aligner", "adapter", ...
+        self.how = how  # how a user registers one, for error messages
+        self.base: type | None = None
+
+    def register(self, name: str, *, replace: bool = False) -> Any:
+        if not isinstance(name, str) or not name or not name.replace("-", "_").isidentifier():
+            raise ConfigError(
+                f"register_{self.kind}(name=...) expects a short identifier such as 'ridge', "
+                f"got {name!r}."
+            )
+
+        def decorate(cls: Any) -> Any:
+            base = self.base
+            if not (isinstance(cls, type) and (base is None or issubclass(cls, base))):
+                want = base.__name__ if base is not None else "class"
+                raise ConfigError(f"register_{self.kind}({name!r}) decorates {want} subclasses, "
+                                  f"got {cls!r}.")
+            if name in self and self[name] is not cls and not replace:
+                raise ConfigError(
+                    f"an {self.kind} named {name!r} is already registered ({self[name].__name__}); "
+                    "pick another name or pass replace=True."
+                )
+            cls.name = name
+            self[name] = cls
+            return cls
+
+        return decorate
+
+    def names(self) -> list[str]:
+        """The registered names, sorted."""
+        return sorted(self)
+
+    def lookup(self, name: str) -> type:
+        """The class registered under ``name``."""
+        try:
+            return self[name]
+        except (KeyError, TypeError):
+            raise ConfigError(
+                f"{self.kind}={name!r} is not registered; available: {', '.join(self.names())}. "
+                f"{self.how}"
+            ) from None

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, InputError, ShapeError
-from ..utils import as_float_matrix, atomic_path
+from ..utils import Registry, as_float_matrix, atomic_path
 
 __all__ = [
     "Aligner",
@@ -46,7 +46,7 @@ FORMAT = "hyperlens.align/1"
 ArrayLike = np.ndarray | torch.Tensor
 A = TypeVar("A", bound="type[Aligner]")
 
-_REGISTRY: dict[str, type[Aligner]] = {}
+_REGISTRY = Registry("aligner", "Register your own with @hyperlens.align.register_aligner('name').")
 
 
 def register_aligner(name: str, *, replace: bool = False) -> Callable[[A], A]:
@@ -57,43 +57,19 @@ def register_aligner(name: str, *, replace: bool = False) -> Callable[[A], A]:
 
     Raises :class:`ConfigError` when ``name`` is taken (pass ``replace=True`` to override).
     """
-    if not isinstance(name, str) or not name or not name.replace("-", "_").isidentifier():
-        raise ConfigError(
-            f"register_aligner(name=...) expects a short identifier such as 'procrustes', "
-            f"got {name!r}."
-        )
-
-    def decorate(cls: A) -> A:
-        if not (isinstance(cls, type) and issubclass(cls, Aligner)):
-            raise ConfigError(
-                f"register_aligner({name!r}) decorates Aligner subclasses, got {cls!r}."
-            )
-        if name in _REGISTRY and _REGISTRY[name] is not cls and not replace:
-            raise ConfigError(
-                f"an aligner named {name!r} is already registered ({_REGISTRY[name].__name__}); "
-                "pick another name or pass replace=True."
-            )
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
+    decorate: Callable[[A], A] = _REGISTRY.register(name, replace=replace)
     return decorate
 
 
 def available_aligners() -> list[str]:
     """Names of every registered aligner, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def aligner_class(name: str) -> type[Aligner]:
     """The class registered under ``name``; :class:`ConfigError` listing the names otherwise."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(
-            f"aligner={name!r} is not registered; available: {', '.join(available_aligners())}. "
-            "Register your own with @hyperlens.align.register_aligner('name')."
-        ) from None
+    cls: type[Aligner] = _REGISTRY.lookup(name)
+    return cls
 
 
 def make_aligner(name: str, **params: Any) -> Aligner:
@@ -262,6 +238,9 @@ class Aligner:
     def load(cls, path: str | os.PathLike[str]) -> Aligner:
         """Load a file written by :meth:`save` (any registered aligner)."""
         return load_aligner(path)
+
+
+_REGISTRY.base = Aligner
 
 
 def load_aligner(path: str | os.PathLike[str]) -> Aligner:

