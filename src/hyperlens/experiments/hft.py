@@ -532,6 +532,12 @@ def main(args: argparse.Namespace) -> Path:
             raise InputError(f"--{name.replace('_', '-')} must be positive, got {v}.")
     if args.top_k > min(args.k1, args.k2):
         raise InputError(f"--top-k ({args.top_k}) must not exceed --k1/--k2.")
+    if str(args.dataset).endswith(".txt") and not Path(str(args.dataset)).exists():
+        raise InputError(f"--dataset {args.dataset}: file not found; pass an existing .txt file.")
+    if args.action in ("eval", "generate") and args.student is None:
+        raise InputError(f"hft {args.action} needs --student DIR (the 'student' folder that "
+                         "`hyperlens hft train` wrote into its --out folder).")
+    _capture_cfg(args)
     out = args.out or Path("runs") / f"hft-{args.action}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.action == "capture":
         return run_capture_only(args, Path(out))
@@ -543,13 +549,14 @@ def main(args: argparse.Namespace) -> Path:
 
 
 def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
-    """A small HyperField run for the tour: rotten-tomatoes, 6k / 1.5k positions, Track A,
-    one seed, a small student, no MLP or online variant (about a minute on 2 cores)."""
+    """A small HyperField run for the tour: rotten-tomatoes, 4,000 / 1,000 positions, Track
+    A, one seed, a small student, no MLP or online variant (about a minute on 2 cores)."""
     ns = argparse.Namespace(
         action="train", teacher="smollm2", dataset="rotten-tomatoes", data_dir=None,
-        text_column=None, train_tokens=6000, heldout_tokens=1500, layer=15, heads=[0, 1, 2],
-        window=32, capture_dir=None, tracks=["A"], seeds=1, k1=256, k2=512, top_k=16,
-        d_sketch=2048, pca=None, stage1_epochs=1, stage2_epochs=1, e2e_epochs=1,
+        text_column=None, train_tokens=4000, heldout_tokens=1000, layer=15, heads=[0, 1, 2],
+        window=32, capture_dir=Path(report.out_dir) / "hft-capture", tracks=["A"], seeds=1,
+        k1=128, k2=256, top_k=16, d_sketch=1024, pca=None, stage1_epochs=1, stage2_epochs=1,
+        e2e_epochs=1,
         batch_size=256, lr=3e-3, online=False, mlp=False, boot=200, student=None,
         prompt="", n_tokens=0, seed=seed, progress=False, out=None)
     sub = Path(report.out_dir) / "hft"
@@ -564,6 +571,6 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
                 rows = [[r[0], r[2], r[5], r[8]] for r in t["rows"]]
     report.section("HyperField transformer (small)", (
         "SmolLM2 distilled into a two-stage HyperTensor mixture on rotten-tomatoes "
-        "(6,000 training / 1,500 held-out positions, one seed); the full experiment is "
+        "(4,000 training / 1,000 held-out positions, one seed); the full experiment is "
         f"`hyperlens hft train`. Full report: {sub}.")).table(
         "Held-out", ["model", "ppl", "KL", "agree"], rows)

@@ -33,6 +33,7 @@ EXTRA_SECTIONS: tuple[tuple[str, str], ...] = (
     ("terrain", "hyperlens.experiments.terrain"),
     ("weights", "hyperlens.experiments.weights"),
     ("transfer", "hyperlens.experiments.transfer"),
+    ("hft", "hyperlens.experiments.hft"),
 )
 
 

@@ -27,15 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..train import TrainConfig, fit
 from ..utils import atomic_path, progress
 from .capture import Capture, CapturedSplit, Unembedding
 from .features import Featurizer
 from .model import HyperFieldModel, MLPStudent, TunedLens, kl_and_ce
 
-try:  # the project's training loop (foundation M2)
-    from ..train import TrainConfig, fit
-except ImportError:  # pragma: no cover - until foundation M2 is merged
-    from ._interim_fit import TrainConfig, fit
 
 __all__ = ["StudentConfig", "FeatureStore", "build_features", "aux_stats", "aux_targets",
            "train_hyperfield", "train_mlp", "train_tuned_lens", "train_online",
@@ -155,6 +152,12 @@ def _distill(model: nn.Module, batch: dict[str, torch.Tensor], teacher: Unembedd
     return loss, mets
 
 
+def _hist(h: Any) -> dict[str, Any]:
+    d = h.as_dict()
+    d.pop("seconds", None)  # timings belong to the report's timings
+    return d
+
+
 def _cfg(sc: StudentConfig, epochs: int, seed: int, show: bool | None, lr: float | None = None
          ) -> Any:
     return TrainConfig(optimizer="adam", lr=lr or sc.lr, epochs=epochs,
@@ -184,7 +187,7 @@ def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSp
         p.requires_grad_(True)
     h1 = fit(model, stage1_loss, {"x1": data["x1"], "aux": data["aux"]},
              _cfg(sc, sc.stage1_epochs, seed, show_progress))
-    out["stage1"] = h1.as_dict()
+    out["stage1"] = _hist(h1)
     model.init_stage2(x1_init, data["tail"][:n_init].float(), data["final"][:n_init].float(),
                       seed)
     counter = {"step": 0, "reseeds": 0}
@@ -201,13 +204,13 @@ def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSp
     for p in s1:
         p.requires_grad_(False)
     h2 = fit(model, loss2, data, _cfg(sc, sc.stage2_epochs, seed + 1, show_progress))
-    out["stage2"] = h2.as_dict()
+    out["stage2"] = _hist(h2)
     if sc.e2e_epochs:
         for p in model.parameters():
             p.requires_grad_(True)
         h3 = fit(model, loss_e2e, data, _cfg(sc, sc.e2e_epochs, seed + 2, show_progress,
                                               lr=sc.lr / 3))
-        out["e2e"] = h3.as_dict()
+        out["e2e"] = _hist(h3)
     teacher.compute_dtype = torch.float32
     out["reseeds"] = counter["reseeds"]
     model.eval()
@@ -229,7 +232,7 @@ def train_mlp(model: MLPStudent, train: FeatureStore, sp: CapturedSplit, teacher
                                     lr=1e-3))
     teacher.compute_dtype = torch.float32
     model.eval()
-    return h.as_dict()
+    return _hist(h)
 
 
 def train_tuned_lens(lens: TunedLens, sp: CapturedSplit, teacher: Unembedding,
@@ -253,7 +256,7 @@ def train_tuned_lens(lens: TunedLens, sp: CapturedSplit, teacher: Unembedding,
                                           seed=seed, progress=show_progress))
     lens.unembed.compute_dtype = torch.float32
     lens.eval()
-    return h.as_dict()
+    return _hist(h)
 
 
 @torch.no_grad()
