@@ -28,3 +28,14 @@ def test_histories_pad_with_start_and_bad_ids_raise():
     assert h.tolist() == [[0, 4, 5]]
     with pytest.raises(InputError):
         KneserNey(3, 5, 0).fit([np.array([1, 7])])
+
+
+def test_small_corpus_never_gives_zero_probability():
+    rng = np.random.default_rng(7)
+    V = 50
+    # few texts with many repeated n-grams: count-of-count estimates leave (0, k]
+    seqs = [np.tile(rng.integers(1, V, size=3), 5) for _ in range(4)]
+    kn = KneserNey(5, V, start_token=0).fit(seqs)
+    P = kn.distribution(rng.integers(0, V, size=(20, 4))).numpy()
+    assert P.min() > 0
+    np.testing.assert_allclose(P.sum(1), 1.0, atol=1e-12)

@@ -23,8 +23,8 @@ def kn_prob(seqs, order, vocab, start, hist, w):
         cc = Counter(c.values())
         n1, n2, n3, n4 = (max(cc.get(k, 0), 1) for k in (1, 2, 3, 4))
         y = n1 / (n1 + 2 * n2)
-        return (max(0, 1 - 2 * y * n2 / n1), max(0, 2 - 3 * y * n3 / n2),
-                max(0, 3 - 4 * y * n4 / n3))
+        D = (1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3)
+        return tuple(d if 0 < d <= k + 1 else y for k, d in enumerate(D))
 
     def d_of(c, D):
         return 0 if c == 0 else D[min(c, 3) - 1]

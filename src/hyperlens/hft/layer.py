@@ -74,7 +74,7 @@ class HyperTensorLayer(nn.Module):
         self.centre = nn.Parameter(torch.randn(K, d_route, generator=g))
         self.log_tau = nn.Parameter(torch.tensor(math.log(tau)))
         self.register_buffer("band_scale", torch.ones(K))
-        self.register_buffer("usage", torch.full((K,), 1.0 / K))
+        self.register_buffer("usage", torch.zeros(K))
         self.register_buffer("queue_x", torch.zeros(queue_size, d_in))
         self.register_buffer("queue_loss", torch.full((queue_size,), -math.inf))
         self.idle_fraction = idle_fraction
@@ -163,6 +163,8 @@ class HyperTensorLayer(nn.Module):
         three controls set to the layer's current output there, so the prediction does
         not jump; gradients then specialise it.
         """
+        if float(self.usage.sum()) <= 0:
+            return 0
         idle = torch.nonzero(self.usage < self.idle_fraction * self.usage.mean()).flatten()
         ok = torch.isfinite(self.queue_loss)
         m = int(min(len(idle), int(ok.sum()), max_tensors))

@@ -8,7 +8,8 @@ Chen and Goodman (1998), interpolated, with three discounts per order::
 where ``c_N`` are raw counts at the highest order and continuation counts
 ``N_1+(. h w)`` below it, ``h'`` drops the oldest context token, and the discounts come
 from each order's counts of counts (``Y = n1 / (n1 + 2 n2)``, ``D_1 = 1 - 2Y n2/n1``,
-``D_2 = 2 - 3Y n3/n2``, ``D_3+ = 3 - 4Y n4/n3``). The unigram level interpolates with the
+``D_2 = 2 - 3Y n3/n2``, ``D_3+ = 3 - 4Y n4/n3``; an estimate outside ``(0, k]``, which
+small corpora produce, is replaced by ``Y``). The unigram level interpolates with the
 uniform distribution over the vocabulary, so every token has non-zero probability and
 each distribution sums to one. Unseen contexts back off with ``gamma = 1``. Texts are
 padded on the left with ``order - 1`` start tokens.
@@ -103,8 +104,10 @@ class KneserNey:
         cc = [float(((c > k - 0.5) & (c < k + 0.5)).sum()) for k in (1, 2, 3, 4)]
         n1, n2, n3, n4 = (max(x, 1.0) for x in cc)
         Y = n1 / (n1 + 2 * n2)
-        D = (max(0.0, 1 - 2 * Y * n2 / n1), max(0.0, 2 - 3 * Y * n3 / n2),
-             max(0.0, 3 - 4 * Y * n4 / n3))
+        D = (1 - 2 * Y * n2 / n1, 2 - 3 * Y * n3 / n2, 3 - 4 * Y * n4 / n3)
+        # on small data the estimates of D_2 / D_3+ can leave (0, k]; such a discount would
+        # give an unseen token zero probability, so it falls back to Ney's single estimate Y
+        D = tuple(d if 0.0 < d <= k + 1 else Y for k, d in enumerate(D))  # type: ignore[assignment]
         o.discounts = D
         n_ctx = int(o.ctx.max()) + 1 if len(o.ctx) else 1
         o.c_start = np.searchsorted(o.ctx, np.arange(n_ctx), side="left")

@@ -33,7 +33,6 @@ from .capture import Capture, CapturedSplit, Unembedding
 from .features import Featurizer
 from .model import HyperFieldModel, MLPStudent, TunedLens, kl_and_ce
 
-
 __all__ = ["StudentConfig", "FeatureStore", "build_features", "aux_stats", "aux_targets",
            "train_hyperfield", "train_mlp", "train_tuned_lens", "train_online",
            "TrainConfig", "fit"]
