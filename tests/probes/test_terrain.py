@@ -248,6 +248,16 @@ def test_positions_rotary_is_stated_as_analytic(tiny_llama: torch.nn.Module) -> 
     assert all(v <= 1.0 for v in pos["analytic_similarity"])
 
 
+def test_positions_rotary_per_layer_type_gemma3(tiny_gemma3: torch.nn.Module) -> None:
+    """Gemma 3 configs give one RoPE base per layer type (sliding-window and global)."""
+    pos = T.position_structure(tiny_gemma3, kind="decoder", max_positions=20)
+    assert pos["type"] == "rotary" and pos["sliding_window"] == 4
+    assert set(pos["by_layer_type"]) == {"full_attention", "sliding_attention"}
+    assert pos["theta"] == pos["by_layer_type"]["full_attention"]["theta"]
+    full = pos["by_layer_type"]["full_attention"]
+    assert pos["analytic_similarity"] == full["analytic_similarity"]
+
+
 def test_positions_static() -> None:
     assert T.position_structure(None, kind="static")["type"] == "none"
 

@@ -212,6 +212,18 @@ def test_battery_every_architecture(fixture: str, n_mat: int, n_heads: int, requ
         assert any(n["param"] == "bias" for n in res["norms"])
 
 
+def test_battery_gemma3_roles_and_norm_scales(tiny_gemma3, tmp_path: Path) -> None:  # noqa: ANN001
+    tiny_gemma3.save_pretrained(tmp_path / "g")
+    res = weight_battery(tmp_path / "g", device="cpu")
+    assert res["unclassified"] == [] and res["n_matrices"] == 2 * 7 + 1  # tied: one embedding
+    assert len(res["qk"]["heads"]) == 2 * 4  # 4 query heads sharing one key/value head
+    assert res["tied_embeddings"]["tied"] is True
+    w = tiny_gemma3.model.norm.weight.detach().double()
+    final = next(n for n in res["norms"] if n["kind"] == "final_norm")
+    assert final["stored_offset"] == 1.0  # Gemma scales by 1 + w
+    assert final["mean"] == pytest.approx(float((1 + w).mean()), abs=1e-9)
+
+
 def test_dead_neurons_and_duplicate_layers_detected(llama_dir: Path, tmp_path: Path) -> None:
     sd = load_file(str(llama_dir / "model.safetensors"))
     sd["model.layers.0.mlp.up_proj.weight"][:5] = 0.0  # 5 dead neurons in layer 0

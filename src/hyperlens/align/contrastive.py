@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..utils import make_generator
+from ..train import TrainConfig, fit_module, step_generator
 from .base import Aligner, center_stats, register_aligner, top_components
 
 __all__ = ["ContrastiveAligner", "ProjectionHead", "margin_loss", "info_nce_loss"]
@@ -51,6 +51,14 @@ def info_nce_loss(t: torch.Tensor, s: torch.Tensor, temperature: float) -> torch
     return 0.5 * (
         nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.T, target)
     )
+
+
+class _HeadPair(nn.Module):
+    """The two heads trained together (teacher side ``t``, student side ``s``)."""
+
+    def __init__(self, t: ProjectionHead, s: ProjectionHead) -> None:
+        super().__init__()
+        self.t, self.s = t, s
 
 
 @dataclass
@@ -97,7 +105,9 @@ class ContrastiveAligner(Aligner):
     ``shared_dim`` coordinates on the unit sphere. ``loss="margin"`` is a cosine pull on
     pairs plus a hinge on shuffled pairs (``margin``); ``loss="infonce"`` is the symmetric
     InfoNCE over the batch (``temperature``). Training is full batch by default (anchors
-    are few), with AdamW, on ``device``; everything random comes from ``seed``.
+    are few), with AdamW through :func:`hyperlens.train.fit_module`, on ``device``;
+    everything random (initialisation, batch order, dropout, margin negatives) comes from
+    ``seed``.
 
     Shapes:
         fit: teacher ``[n, d_t]``, student ``[n, d_s]``; transforms give ``[N, shared_dim]``.
@@ -181,35 +191,30 @@ class ContrastiveAligner(Aligner):
             setattr(self, f"std_{side}_", std)
             xs_.append((z / std).to(dev))
         xt, xs = xs_
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(cfg.seed)  # module init and dropout masks
-            head_t, head_s = self._heads()
-            head_t.to(dev).train()
-            head_s.to(dev).train()
-            gen = make_generator(cfg.seed, dev)
-            params = [*head_t.parameters(), *head_s.parameters()]
-            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-            bs = n if cfg.batch_size is None else min(cfg.batch_size, n)
-            history: list[float] = []
-            for _ in range(cfg.epochs):
-                order = torch.randperm(n, generator=gen, device=dev)
-                total = 0.0
-                for start in range(0, n - bs + 1, bs):
-                    idx = order[start:start + bs]
-                    zt, zs = head_t(xt[idx]), head_s(xs[idx])
-                    if cfg.loss == "infonce":
-                        loss = info_nce_loss(zt, zs, cfg.temperature)
-                    else:
-                        # a derangement-free shuffle: roll a random permutation by one
-                        perm = torch.randperm(len(idx), generator=gen, device=dev)
-                        partner = torch.empty_like(perm)
-                        partner[perm] = perm.roll(1)
-                        loss = margin_loss(zt, zs, partner, cfg.margin)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach())
-                history.append(total)
+        bs = None if cfg.batch_size is None else min(cfg.batch_size, n)
+        train_cfg = TrainConfig(
+            optimizer="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, epochs=cfg.epochs,
+            batch_size=bs, drop_last=True, seed=cfg.seed, progress=False,
+        )
+
+        def build() -> _HeadPair:
+            return _HeadPair(*self._heads()).to(dev)  # initialised under cfg.seed
+
+        def loss_fn(pair: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            assert isinstance(pair, _HeadPair)
+            zt, zs = pair.t(batch[0]), pair.s(batch[1])
+            if cfg.loss == "infonce":
+                return info_nce_loss(zt, zs, cfg.temperature)
+            # a derangement-free shuffle: roll a random permutation by one
+            perm = torch.randperm(zt.shape[0], generator=step_generator()).to(dev)
+            partner = torch.empty_like(perm)
+            partner[perm] = perm.roll(1)
+            return margin_loss(zt, zs, partner, cfg.margin)
+
+        pair, hist = fit_module(build, loss_fn, (xt, xs), train_cfg)
+        assert isinstance(pair, _HeadPair)
+        head_t, head_s = pair.t, pair.s
+        history = hist.epoch_loss("sum")
         head_t.eval().cpu()
         head_s.eval().cpu()
         self.head_t_, self.head_s_ = head_t, head_s

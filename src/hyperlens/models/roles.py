@@ -10,7 +10,9 @@ analysis code never needs to know the architecture.
 Architectures with exact rules: BERT (and RoBERTa-style checkpoints with the same names),
 Llama (grouped-query attention; also Mistral/Qwen2-style names), GPT-2 (``Conv1D`` stores
 ``[in, out]``; ``c_attn`` fuses Q, K, V), T5 (encoder self, decoder self and cross
-attention; relative position bias; gated ``wi_0``/``wi_1`` MLPs) and OPT. Any other
+attention; relative position bias; gated ``wi_0``/``wi_1`` MLPs), OPT and Gemma 3 (q/k
+norms; a norm before and after both attention and MLP, whose stored weights are offsets
+from one: the scale is ``1 + w``). Any other
 architecture falls back to common name patterns; tensors that match nothing are reported
 with ``role="unclassified"`` so callers can list them.
 
@@ -38,6 +40,8 @@ __all__ = [
     "classify_tensors",
     "unclassified",
     "known_architectures",
+    "norm_offset",
+    "NORM_OFFSET_TYPES",
 ]
 
 #: Every role a tensor can get. ``head`` covers poolers, classifier and projection layers
@@ -204,6 +208,14 @@ _LLAMA: list[_Rule] = [
     (r"score\." + _P, "head", None, "model", "classifier"),
 ]
 
+# Gemma 2/3 put a norm before and after both attention and the MLP; Llama's names cover the rest.
+_GEMMA: list[_Rule] = [
+    (rf"layers\.{_L}\.post_attention_layernorm\." + _P, "norm", None, None, "attention_post_norm"),
+    (rf"layers\.{_L}\.pre_feedforward_layernorm\." + _P, "norm", None, None, "mlp_norm"),
+    (rf"layers\.{_L}\.post_feedforward_layernorm\." + _P, "norm", None, None, "mlp_post_norm"),
+    *_LLAMA,
+]
+
 _GPT2: list[_Rule] = [
     (r"wte\." + _P, "embedding", None, None, "token"),
     (r"wpe\." + _P, "position", None, None, "absolute"),
@@ -291,7 +303,7 @@ _GENERIC: list[_Rule] = [
 _RULES: dict[str, list[_Rule]] = {
     "bert": _BERT, "roberta": _BERT, "xlm-roberta": _BERT, "electra": _BERT, "camembert": _BERT,
     "llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA, "qwen3": _LLAMA, "gemma": _LLAMA,
-    "gemma2": _LLAMA, "olmo": _LLAMA, "smollm3": _LLAMA,
+    "gemma2": _GEMMA, "gemma3": _GEMMA, "gemma3_text": _GEMMA, "olmo": _LLAMA, "smollm3": _LLAMA,
     "gpt2": _GPT2,
     "t5": _T5, "mt5": _T5, "umt5": _T5,
     "opt": _OPT,
@@ -299,6 +311,16 @@ _RULES: dict[str, list[_Rule]] = {
 _DEFAULT_LOCATION = {"bert": "encoder", "roberta": "encoder", "xlm-roberta": "encoder",
                      "electra": "encoder", "camembert": "encoder", "t5": "model", "mt5": "model",
                      "umt5": "model"}
+
+
+#: ``model_type`` values whose RMSNorm weights are stored as offsets from one (scale 1 + w).
+NORM_OFFSET_TYPES: frozenset[str] = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text"})
+
+
+def norm_offset(config: Mapping[str, Any] | None) -> float:
+    """What to add to a stored norm weight to get its scale (1.0 for Gemma, else 0.0)."""
+    mt = str((config or {}).get("model_type", "")).lower()
+    return 1.0 if mt in NORM_OFFSET_TYPES else 0.0
 
 
 def known_architectures() -> list[str]:

@@ -36,6 +36,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..functional.geometry import SimplexCV, simplex_volume_cv
+from ..train import TrainConfig, fit
 from ..utils import make_generator, progress, resolve_device
 
 __all__ = [
@@ -354,7 +355,8 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float
 
 
 def train_and_measure(dim: int, n_heads: int, cfg: MHACVConfig, *, seed: int, device: torch.device) -> dict[str, Any]:
-    """Train one model (full-batch Adam) and measure CVs before, halfway and after training.
+    """Train one model (full-batch Adam through :func:`hyperlens.train.fit`) and measure CVs
+    before, halfway and after training.
 
     Returns a JSON-ready dict: configuration, training curve summary, accuracies with Wilson
     intervals, and ``cv[phase][quantity]`` rows.
@@ -366,19 +368,24 @@ def train_and_measure(dim: int, n_heads: int, cfg: MHACVConfig, *, seed: int, de
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         model = MHAClassifier(cfg.vocab, dim, n_heads, cfg.seq_len, cfg.n_classes).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     cv: dict[str, dict[str, Any]] = {"pre": _rows(measure_cv(model, x, cfg, seed=seed * 10 + 1))}
-    losses = []
     mid = cfg.epochs // 2
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        if epoch == mid:
-            cv["mid"] = _rows(measure_cv(model, x, cfg, seed=seed * 10 + 2))
+
+    def at_mid(m: nn.Module) -> dict[str, float]:
+        # evaluated every `mid` steps (one step per epoch); the first call is at epoch `mid`
+        if "mid" not in cv:
+            assert isinstance(m, MHAClassifier)
+            cv["mid"] = _rows(measure_cv(m, x, cfg, seed=seed * 10 + 2))
+        return {}
+
+    def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return F.cross_entropy(m(batch[0]), batch[1])
+
+    # full-batch Adam in data order, one step per epoch
+    train_cfg = TrainConfig(optimizer="adam", lr=cfg.lr, epochs=cfg.epochs, batch_size=None,
+                            shuffle=False, seed=seed, eval_every=mid, progress=False)
+    hist = fit(model, loss_fn, (x, y), train_cfg, eval_fn=at_mid)
+    losses = hist.train_loss
     model.eval()
     cv["post"] = _rows(measure_cv(model, x, cfg, seed=seed * 10 + 3))
     train_acc = _accuracy(model, x, y)

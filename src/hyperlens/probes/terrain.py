@@ -799,12 +799,27 @@ def layer_evolution(subject: TerrainSubject, texts: Sequence[str] | None = None,
 _ABS_NAMES = ("position_embeddings", "wpe", "embed_positions")
 
 
-def _rope_theta(cfg: Any) -> float | None:
+def _rope_thetas(cfg: Any) -> dict[str, float]:
+    """RoPE base per attention kind: ``{"default": theta}``, or one per layer type when the
+    config gives several (Gemma 3: ``full_attention`` and ``sliding_attention``)."""
     params = getattr(cfg, "rope_parameters", None)
-    if isinstance(params, dict) and "rope_theta" in params:
-        return float(params["rope_theta"])
+    if isinstance(params, dict):
+        if "rope_theta" in params:
+            return {"default": float(params["rope_theta"])}
+        per = {k: float(v["rope_theta"]) for k, v in params.items()
+               if isinstance(v, dict) and v.get("rope_theta") is not None}
+        if per:
+            return per
     theta = getattr(cfg, "rope_theta", None)
-    return float(theta) if theta is not None else None
+    return {"default": float(theta)} if theta is not None else {}
+
+
+def _rope_theta(cfg: Any) -> float | None:
+    """The RoPE base of the global (full) attention layers, or the only one."""
+    thetas = _rope_thetas(cfg)
+    if not thetas:
+        return None
+    return thetas.get("default", thetas.get("full_attention", next(iter(thetas.values()))))
 
 
 def position_structure(module: nn.Module | None, *, kind: str = "", max_positions: int = 128) -> dict[str, Any]:
@@ -884,8 +899,16 @@ def position_structure(module: nn.Module | None, *, kind: str = "", max_position
         freqs = theta ** (-torch.arange(0, rot, 2, dtype=torch.float64) / rot)
         offsets = torch.arange(0, max_positions)
         curve = torch.cos(offsets[:, None].double() * freqs[None, :]).mean(1)
+        by_type: dict[str, Any] = {}
+        thetas = _rope_thetas(cfg)
+        if len(thetas) > 1:  # e.g. Gemma 3: local (sliding-window) and global layers
+            for kind, th in thetas.items():
+                f_k = th ** (-torch.arange(0, rot, 2, dtype=torch.float64) / rot)
+                c_k = torch.cos(offsets[:, None].double() * f_k[None, :]).mean(1)
+                by_type[kind] = {"theta": th, "analytic_similarity": c_k.tolist()}
         return {
             "type": "rotary", "theta": theta, "head_dim": head_dim, "rotary_dims": rot,
+            "by_layer_type": by_type, "sliding_window": getattr(cfg, "sliding_window", None),
             "offsets": offsets.tolist(), "analytic_similarity": curve.tolist(),
             "note": ("rotary position embedding (RoPE): no learned position vectors; the curve is "
                      "the analytic mean cos(offset * theta_k) over the rotary frequencies, a "

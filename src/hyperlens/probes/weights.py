@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..models.roles import TensorRole, attention_geometry, unclassified
+from ..models.roles import TensorRole, attention_geometry, norm_offset, unclassified
 from ..utils import resolve_device
 from .weights_io import Checkpoint, resolve_checkpoint
 from .weights_spectra import (
@@ -270,9 +270,12 @@ def weight_battery(
             label = r.group + (".bias" if r.param == "bias" else "")
             _account(label, v[None])
             if r.role == "norm" and v.ndim == 1:
-                vn = v.cpu().double().numpy()
+                # the scale the norm applies: Gemma stores w with scale 1 + w
+                offset = norm_offset(cfg) if r.param == "weight" else 0.0
+                vn = v.cpu().double().numpy() + offset
                 norms.append({
                     "name": r.name, "param": r.param, "location": r.location, "layer": r.layer,
+                    "stored_offset": offset,
                     "kind": r.detail or "norm", "size": int(vn.size), "mean": float(vn.mean()),
                     "std": float(vn.std()), "min": float(vn.min()), "max": float(vn.max()),
                     "abs_mean": float(np.abs(vn).mean()),

@@ -123,8 +123,8 @@ def resolve_checkpoint(model: str | os.PathLike[str]) -> Path:
     raise ModelNotFoundError(
         f"model={key!r} is neither an existing path nor a model whose weights are available "
         "offline; expected a folder with config.json and *.safetensors, a .safetensors file, "
-        "or a zoo name ('minilm', 'smollm2'). Save a model with save_pretrained(folder) and "
-        "pass the folder.")
+        "or a zoo name ('minilm', 'smollm2', 'gemma3'). Save a model with "
+        "save_pretrained(folder) and pass the folder.")
 
 
 def _zoo_folder(name: str) -> Path | None:
@@ -155,6 +155,11 @@ def _zoo_folder(name: str) -> Path | None:
         cand = cache_dir("models", create=False) / "smollm2-135m-instruct-f32"
         if any(cand.glob("*.safetensors")):
             return cand
+    if low == "gemma3" and zoo is not None and hasattr(zoo, "gemma3_folder"):
+        folder = Path(zoo.gemma3_folder())
+        if not any(folder.glob("*.safetensors")):
+            folder = Path(zoo.convert_gemma3())  # joins and converts once, builds no model here
+        return folder
     if zoo is not None and hasattr(zoo, "load"):
         try:
             handle = zoo.load(name, device="cpu")
