@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..errors import InputError
 from ..report import Report
@@ -181,7 +182,8 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
                 else teacher.tokenizer.eos_token_id)
     results: dict[str, dict[str, np.ndarray]] = {}
     seeds_res: dict[str, list[dict[str, float]]] = {}
-    params: dict[str, int] = {"teacher": sum(p.numel() for p in teacher.module.parameters())}
+    tmod: Any = teacher.module
+    params: dict[str, int] = {"teacher": sum(int(p.numel()) for p in tmod.parameters())}
     lu = log_unigram(torch.from_numpy(np.asarray(tr["target"]).astype(np.int64)), V)
 
     sec = rep.section("Data", (
@@ -201,8 +203,7 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
         for N in (3, 5):
             kn = KneserNey(N, V, start).fit(seqs)
             H = KneserNey.histories(he["ctx"], N, start)
-            results[f"KN-{N}"] = score(lambda r, kn=kn, H=H: kn.distribution(H[r]).log().float(),
-                                       he, U)
+            results[f"KN-{N}"] = score(_kn_fn(kn, H), he, U)
         results["teacher"] = score(logprobs_from_final(U, he), he, U)
         results["teacher, context cut to W"] = score(logprobs_from_final(U, he, "final_w"), he, U)
     stats = aux_stats(tr)
@@ -224,18 +225,15 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
             return fn
 
         if track == "B":
-            bb = resolve_backbone(teacher.module)
-            results["B: logit lens"] = score(
-                lambda r, bb=bb: torch.log_softmax(
-                    U(bb.final_norm(he.tensor("state", r).float())), -1),
-                he, U)
+            bb = resolve_backbone(tmod)
+            norm: Any = bb.final_norm
+            results["B: logit lens"] = score(_state_fn(nn.Sequential(norm, U), he), he, U)
             for s in range(args.seeds):
-                lens = TunedLens(d, bb.final_norm, U)
+                lens = TunedLens(d, norm, U)
                 with rep.timer("train tuned lens"):
                     train_tuned_lens(lens, tr, U, sc, seed=args.seed + s,
                                      show_progress=args.progress)
-                r_ = score(lambda r, lens=lens: torch.log_softmax(
-                    lens(he.tensor("state", r).float()), -1), he, U)
+                r_ = score(_state_fn(lens, he), he, U)
                 seeds_res.setdefault("B: tuned lens", []).append(_means(r_))
                 if s == 0:
                     results["B: tuned lens"] = r_
@@ -351,6 +349,20 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
     return rep.save()
 
 
+def _kn_fn(kn: Any, H: np.ndarray) -> Any:
+    def fn(r: slice) -> torch.Tensor:
+        return kn.distribution(H[r]).log().float()
+
+    return fn
+
+
+def _state_fn(to_logits: Any, he: Any) -> Any:
+    def fn(r: slice) -> torch.Tensor:
+        return torch.log_softmax(to_logits(he.tensor("state", r).float()), -1)
+
+    return fn
+
+
 def _means(r: dict[str, np.ndarray]) -> dict[str, float]:
     return {"ppl": float(np.exp(r["nll"].mean())), "kl": float(r["kl"].mean()),
             "agree": float(r["agree"].mean())}
@@ -374,23 +386,23 @@ def _targets(summ: dict[str, Any], results: dict[str, Any], text: np.ndarray,
         if name not in results:
             continue
         r = ratio_ci(name, "unigram")
-        out.append([f"{track}: ppl / unigram ppl <= 0.5", *r, r[2] <= 0.5])
+        out.append([f"{track}: ppl / unigram ppl <= 0.5", *r, bool(r[2] <= 0.5)])
         if track == "A":
             r = ratio_ci(name, "KN-5")
-            out.append(["A: ppl / KN-5 ppl <= 0.85", *r, r[2] <= 0.85])
+            out.append(["A: ppl / KN-5 ppl <= 0.85", *r, bool(r[2] <= 0.85)])
             a = summ[name]["agree"]
-            out.append(["A: top-1 agreement >= 0.5 (ambitious)", *_est(a), a.lo >= 0.5])
+            out.append(["A: top-1 agreement >= 0.5 (ambitious)", *_est(a), bool(a.lo >= 0.5)])
             if "A: MLP (same parameters)" in results:
                 r = ratio_ci(name, "A: MLP (same parameters)")
-                out.append(["A: ppl / MLP ppl < 1 (ambitious)", *r, r[2] < 1.0])
+                out.append(["A: ppl / MLP ppl < 1 (ambitious)", *r, bool(r[2] < 1.0)])
             kn, tw, st = (np.log(summ[k]["ppl"].value) for k in
                           ("KN-5", "teacher, context cut to W", name))
             frac = (kn - st) / max(kn - tw, 1e-9)
             out.append(["A: share of the log-ppl gap KN-5 -> teacher@W closed >= 0.5 (ambitious)",
-                        round(frac, 4), None, None, frac >= 0.5])
+                        round(float(frac), 4), None, None, bool(frac >= 0.5)])
         else:
             r = ratio_ci(name, "B: tuned lens")
-            out.append(["B: ppl / tuned-lens ppl <= 0.85", *r, r[2] <= 0.85])
+            out.append(["B: ppl / tuned-lens ppl <= 0.85", *r, bool(r[2] <= 0.85)])
     return out
 
 

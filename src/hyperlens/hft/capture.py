@@ -120,6 +120,9 @@ class Unembedding(torch.nn.Module):
     be ``torch.bfloat16`` to run the large product on bf16 units (outputs are float32).
     """
 
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None,
                  compute_dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
@@ -131,7 +134,7 @@ class Unembedding(torch.nn.Module):
     @classmethod
     def from_model(cls, model: ModelHandle | torch.nn.Module,
                    compute_dtype: torch.dtype = torch.float32) -> Unembedding:
-        module = model.module if isinstance(model, ModelHandle) else model
+        module: Any = model.module if isinstance(model, ModelHandle) else model
         head = module.get_output_embeddings()
         if head is None:
             raise InputError("the teacher has no output embedding; pass a causal LM.")
@@ -210,7 +213,7 @@ def _run_shard(
     heldout: bool, folder: Path,
 ) -> int:
     """Forward the texts of one shard and write its arrays into ``folder``; returns rows."""
-    module = teacher.module
+    module: Any = teacher.module
     assert module is not None
     dev = teacher.device
     W = cfg.window
@@ -248,13 +251,13 @@ def _run_shard(
         for b0 in range(0, len(order), cfg.batch_size):
             idx = order[b0:b0 + cfg.batch_size]
             T = max(len(seqs[j]) - 1 for j in idx)
-            ids = torch.zeros(len(idx), T, dtype=torch.long)
+            batch_ids = torch.zeros(len(idx), T, dtype=torch.long)
             mask = torch.zeros(len(idx), T, dtype=torch.long)
             for bi, j in enumerate(idx):
                 s = seqs[j][:-1]
-                ids[bi, :len(s)] = torch.tensor(s)
+                batch_ids[bi, :len(s)] = torch.tensor(s)
                 mask[bi, :len(s)] = 1
-            module(input_ids=ids.to(dev), attention_mask=mask.to(dev))
+            module(input_ids=batch_ids.to(dev), attention_mask=mask.to(dev))
             fin = acts[f"hidden.{L}"].float().cpu()
             st = acts[f"hidden.{cfg.layer}"].float().cpu()
             q = acts[f"blocks.{cfg.layer}.attn.q"].float().cpu()
@@ -287,7 +290,7 @@ def _cut_context_final(teacher: ModelHandle, seqs: list[list[int]], out: dict[st
                        W: int, batch: int) -> np.ndarray:
     """Final state of the teacher reading only ``ids[p-W+1..p]`` (rows with ``p < W`` see
     their whole context, so they equal ``final``; the rest run one window each)."""
-    module = teacher.module
+    module: Any = teacher.module
     assert module is not None
     res = out["final"].copy()
     rows = np.nonzero(out["pos"] >= W)[0]
@@ -337,12 +340,13 @@ def run_capture(
                 "folder or delete this one to start over."
             )
     else:
-        head_dim = teacher.hidden_size // int(teacher.module.config.num_attention_heads)
+        tm: Any = teacher.module
+        head_dim = teacher.hidden_size // int(tm.config.num_attention_heads)
         manifest = {
             "version": VERSION, "config": cfg_dict, "teacher": teacher.name,
             "hidden_size": teacher.hidden_size, "num_layers": teacher.num_layers,
-            "vocab_size": int(teacher.module.get_output_embeddings().weight.shape[0]),
-            "head_dim": int(getattr(teacher.module.config, "head_dim", None) or head_dim),
+            "vocab_size": int(tm.get_output_embeddings().weight.shape[0]),
+            "head_dim": int(getattr(tm.config, "head_dim", None) or head_dim),
             "texts": {"train": train_idx, "heldout": held_idx},
             "shards": {"train": [], "heldout": []}, "complete": False,
         }

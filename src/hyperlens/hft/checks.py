@@ -48,7 +48,7 @@ def _state(student: Student, sp: CapturedSplit, rows: Any) -> Any:
 
 @torch.no_grad()
 def token_ablation(student: Student, sp: CapturedSplit, n_rows: int = 512, seed: int = 0
-                   ) -> dict[str, list[float]]:
+                   ) -> dict[str, list[Any]]:
     W = student.feat.cfg.window
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(sp), size=min(n_rows, len(sp)), replace=False))
@@ -210,7 +210,7 @@ def cached_vs_fresh(student: Student, x1_cached: torch.Tensor, tail_cached: torc
 def throughput(student: Student, teacher: ModelHandle, sp: CapturedSplit, *, steps: int = 32,
                batch: int = 512, repeats: int = 2) -> dict[str, float]:
     """Positions per second; teacher at batch 1 uses its KV cache (one new token a step)."""
-    module = teacher.module
+    module: Any = teacher.module
     assert module is not None
     start = int(sp["ctx"][0, -1]) if sp["ctx"][0, -1] >= 0 else 0
     ids = [int(t) for t in np.asarray(sp["target"][:steps])]

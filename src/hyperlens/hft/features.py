@@ -169,6 +169,7 @@ class Featurizer:
                 "the context to the window first."
             )
         cs, bs = self.sketch.ops
+        assert isinstance(cs, CountSketch)
         dense = self._dense(ctx, pos)
         sp = self._ngram_sparse(ctx)
         # the CountSketch is linear: sketch the dense block and the sparse block separately

@@ -51,7 +51,7 @@ class Student:
     Shapes: ``logprobs(ctx [n, W], pos [n], state [n, d] | None) -> [n, V]``.
     """
 
-    def __init__(self, feat: Featurizer, model: nn.Module) -> None:
+    def __init__(self, feat: Featurizer, model: Any) -> None:
         self.feat, self.model = feat, model
 
     @torch.no_grad()

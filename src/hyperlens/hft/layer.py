@@ -47,6 +47,11 @@ __all__ = ["HyperTensorLayer"]
 
 
 class HyperTensorLayer(nn.Module):
+    band_scale: torch.Tensor
+    usage: torch.Tensor
+    queue_x: torch.Tensor
+    queue_loss: torch.Tensor
+
     def __init__(self, d_in: int, d_out: int, n_tensors: int, top_k: int = 16, tau: float = 1.0,
                  d_route: int = 64, control_init: float = 0.0, queue_size: int = 2048,
                  idle_fraction: float = 0.05, seed: int = 0) -> None:

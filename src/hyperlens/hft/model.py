@@ -124,8 +124,10 @@ class MLPStudent(nn.Module):
         torch.manual_seed(seed)
         self.net = nn.Sequential(nn.Linear(d1 + d_tail, hidden), nn.GELU(),
                                  nn.Linear(hidden, d_model))
-        nn.init.zeros_(self.net[2].weight)
-        nn.init.zeros_(self.net[2].bias)
+        last = self.net[2]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
         self.unigram = nn.Parameter(log_unigram.detach().float().clone())
         self.unembed = unembed
         self.use_tail = True

@@ -127,7 +127,7 @@ def _data(store: FeatureStore, sp: CapturedSplit, stats: dict[str, torch.Tensor]
     return d
 
 
-def _distill(model: nn.Module, batch: dict[str, torch.Tensor], teacher: Unembedding,
+def _distill(model: Any, batch: dict[str, torch.Tensor], teacher: Unembedding,
              hard: float, aux_w: float, counter: dict[str, int], reseed_every: int
              ) -> tuple[torch.Tensor, dict[str, float]]:
     x1, tail = batch["x1"].float(), batch["tail"].float()
@@ -175,7 +175,7 @@ def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSp
     out: dict[str, Any] = {}
     s1 = list(model.stage1.parameters()) + list(model.aux.parameters())
 
-    def stage1_loss(m: nn.Module, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    def stage1_loss(m: Any, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         z1 = m.embed(b["x1"].float())
         aux = ((m.aux(z1) - b["aux"].float()) ** 2).mean()
         return aux, {"aux": float(aux.detach())}
@@ -242,13 +242,13 @@ def train_tuned_lens(lens: TunedLens, sp: CapturedSplit, teacher: Unembedding,
             "final": torch.from_numpy(np.ascontiguousarray(sp["final"]))}
     lens.unembed.compute_dtype = torch.bfloat16 if sc.fast_unembed else torch.float32
 
-    def loss(m: nn.Module, b: dict[str, torch.Tensor]) -> Any:
+    def loss(m: Any, b: dict[str, torch.Tensor]) -> Any:
         with torch.no_grad():
             t = m.unembed(b["final"].float())
         q = torch.log_softmax(m(b["state"].float()), -1)
         p = torch.log_softmax(t, -1)
         kl = (p.exp() * (p - q)).sum(-1).mean()
-        return kl, {"kl": float(kl)}
+        return kl, {"kl": float(kl.detach())}
 
     h = fit(lens, loss, data, TrainConfig(optimizer="adam", lr=1e-3, epochs=2,
                                           batch_size=sc.batch_size, schedule="cosine",
