@@ -44,6 +44,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hyperlens.experiments.relational",
     "hyperlens.experiments.modulate",
     "hyperlens.experiments.header",
+    "hyperlens.experiments.hft",
 )
 
 _BUILTIN = {"models", "report"}

@@ -38,6 +38,7 @@ EXTRA_SECTIONS: tuple[tuple[str, str], ...] = (
     ("relational", "hyperlens.experiments.relational"),
     ("modulate", "hyperlens.experiments.modulate"),
     ("header", "hyperlens.experiments.header"),
+    ("hft", "hyperlens.experiments.hft"),
 )
 
 

@@ -1,0 +1,401 @@
+"""Capture a teacher causal LM's context into memory-mapped float16 shards.
+
+One *row* is one prediction position: the teacher has read ``ids[0..p]`` of a text (``ids[0]``
+is a start token) and predicts ``ids[p + 1]``. For every row the capture stores
+
+==============  ===========================  ===============================================
+array           shape, dtype                 what
+==============  ===========================  ===============================================
+``text``        ``[n] int32``                index of the text in the split
+``pos``         ``[n] int32``                position ``p`` inside the text
+``ctx``         ``[n, W] int32``             ``ids[p-W+1 .. p]`` (slot 0 = ``ids[p]``), -1 pad
+``target``      ``[n] int32``                the next token ``ids[p+1]``
+``final``       ``[n, d] float16``           the teacher's final state (after the last norm);
+                                             training *target* only, never a student input
+``state``       ``[n, d] float16``           hidden state ``hidden.{layer}`` (Track B input,
+                                             Stage-1 supervision)
+``qkv``         ``[n, 3 * h * d_head] f16``  q, k, v of the chosen heads at block ``layer``
+``final_w``     ``[n, d] float16``           held-out only: final state of the teacher fed
+                                             only the last ``W`` tokens (baseline)
+==============  ===========================  ===============================================
+
+Teacher logits are recomputed on demand: ``logits = final @ W_U^T`` through the frozen
+unembedding (:class:`Unembedding`), so nothing of size ``vocab`` is stored. The split is
+made *by text* (held-out texts never appear in training rows). Shards are written
+atomically, the manifest is updated after each shard, and a re-run skips finished shards.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..models.capture import capture as capture_points
+from ..models.handle import ModelHandle
+from ..utils import atomic_path, atomic_write_json, progress
+
+__all__ = [
+    "CaptureConfig",
+    "CapturedSplit",
+    "Capture",
+    "Unembedding",
+    "split_texts",
+    "run_capture",
+    "load_capture",
+]
+
+MANIFEST = "manifest.json"
+VERSION = 1
+
+
+@dataclass
+class CaptureConfig:
+    """What to capture (all counts are prediction positions, i.e. tokens predicted)."""
+
+    model: str = "smollm2"
+    dataset: str = "agnews"
+    train_tokens: int = 48_000
+    heldout_tokens: int = 12_000
+    layer: int = 15
+    heads: tuple[int, ...] = (0, 1, 2)
+    window: int = 32
+    max_length: int = 128
+    batch_size: int = 16
+    shard_texts: int = 256
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        for name in ("train_tokens", "heldout_tokens", "window", "max_length", "batch_size",
+                     "shard_texts"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise InputError(f"{name} must be a positive int, got {v!r}.")
+        if self.max_length < 2:
+            raise InputError(f"max_length must be >= 2, got {self.max_length}.")
+        if not self.heads:
+            raise InputError("heads must name at least one attention head, e.g. heads=(0,).")
+
+
+def split_texts(
+    texts: Sequence[str], token_counts: Sequence[int], train_tokens: int, heldout_tokens: int,
+    seed: int,
+) -> tuple[list[int], list[int]]:
+    """Shuffle texts (seeded) and fill the held-out split, then the training split, by text.
+
+    Returns two disjoint lists of text indices whose predicted-token counts reach the budgets
+    (or use every text when the corpus is smaller).
+    """
+    order = np.random.default_rng(seed).permutation(len(texts))
+    held: list[int] = []
+    train: list[int] = []
+    n_h = n_t = 0
+    for i in order.tolist():
+        c = int(token_counts[i])
+        if c <= 0:
+            continue
+        if n_h < heldout_tokens:
+            held.append(i)
+            n_h += c
+        elif n_t < train_tokens:
+            train.append(i)
+            n_t += c
+        else:
+            break
+    return train, held
+
+
+class Unembedding(torch.nn.Module):
+    """The teacher's frozen output map: ``logits = x @ W_U^T (+ b)``.
+
+    ``weight`` is ``[vocab, d]`` float32 (a copy, requires_grad off); ``compute_dtype`` may
+    be ``torch.bfloat16`` to run the large product on bf16 units (outputs are float32).
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                 compute_dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight.detach().float().clone())
+        self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
+        self.compute_dtype = compute_dtype
+        self._low: torch.Tensor | None = None
+
+    @classmethod
+    def from_model(cls, model: ModelHandle | torch.nn.Module,
+                   compute_dtype: torch.dtype = torch.float32) -> Unembedding:
+        module: Any = model.module if isinstance(model, ModelHandle) else model
+        head = module.get_output_embeddings()
+        if head is None:
+            raise InputError("the teacher has no output embedding; pass a causal LM.")
+        return cls(head.weight, getattr(head, "bias", None), compute_dtype)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.weight.shape[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., d] -> [..., vocab]`` float32."""
+        if self.compute_dtype == torch.float32:
+            out = x.float() @ self.weight.T
+        else:
+            if self._low is None or self._low.device != self.weight.device:
+                self._low = self.weight.to(self.compute_dtype)
+            out = (x.to(self.compute_dtype) @ self._low.T).float()
+        return out if self.bias is None else out + self.bias
+
+
+@dataclass
+class CapturedSplit:
+    """The rows of one split, concatenated over shards (memory-mapped, read-only)."""
+
+    arrays: dict[str, np.ndarray]
+    n_texts: int
+
+    def __len__(self) -> int:
+        return int(self.arrays["target"].shape[0])
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.arrays[key]
+
+    def tensor(self, key: str, rows: np.ndarray | slice | None = None,
+               dtype: torch.dtype | None = None) -> torch.Tensor:
+        a = self.arrays[key] if rows is None else self.arrays[key][rows]
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        return t if dtype is None else t.to(dtype)
+
+
+@dataclass
+class Capture:
+    """A finished capture folder: config, per-split rows and model facts."""
+
+    root: Path
+    manifest: dict[str, Any]
+    train: CapturedSplit
+    heldout: CapturedSplit
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.manifest["config"]
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.manifest["vocab_size"])
+
+
+def _tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    start = tokenizer.bos_token_id
+    if start is None:
+        start = tokenizer.eos_token_id
+    if start is None:
+        raise InputError("the tokenizer has neither a BOS nor an EOS token to start texts with.")
+    enc = tokenizer(list(texts), add_special_tokens=False, truncation=True,
+                    max_length=max_length - 1)["input_ids"]
+    return [[int(start)] + list(e) for e in enc]
+
+
+def _shard_names(split: str, k: int) -> str:
+    return f"{split}-{k:05d}"
+
+
+def _run_shard(
+    teacher: ModelHandle, seqs: list[list[int]], text_offset: int, cfg: CaptureConfig,
+    heldout: bool, folder: Path,
+) -> int:
+    """Forward the texts of one shard and write its arrays into ``folder``; returns rows."""
+    module: Any = teacher.module
+    assert module is not None
+    dev = teacher.device
+    W = cfg.window
+    n_rows = sum(len(s) - 1 for s in seqs)
+    d = teacher.hidden_size
+    L = teacher.num_layers
+    out: dict[str, np.ndarray] = {}
+    out["text"] = np.empty(n_rows, np.int32)
+    out["pos"] = np.empty(n_rows, np.int32)
+    out["ctx"] = np.full((n_rows, W), -1, np.int32)
+    out["target"] = np.empty(n_rows, np.int32)
+    out["final"] = np.empty((n_rows, d), np.float16)
+    out["state"] = np.empty((n_rows, d), np.float16)
+    heads = list(cfg.heads)
+    qkv_parts: list[np.ndarray] = []
+    row_start: list[int] = []
+    r = 0
+    for j, s in enumerate(seqs):
+        row_start.append(r)
+        ids = np.asarray(s, np.int64)
+        n = len(s) - 1
+        out["text"][r:r + n] = text_offset + j
+        out["pos"][r:r + n] = np.arange(n)
+        out["target"][r:r + n] = ids[1:]
+        for slot in range(W):
+            p = np.arange(n) - slot
+            ok = p >= 0
+            out["ctx"][r:r + n, slot][ok] = ids[p[ok]]
+        r += n
+    points = [f"hidden.{L}", f"hidden.{cfg.layer}", f"blocks.{cfg.layer}.attn.q",
+              f"blocks.{cfg.layer}.attn.k", f"blocks.{cfg.layer}.attn.v"]
+    order = sorted(range(len(seqs)), key=lambda j: len(seqs[j]))
+    qkv_rows: dict[int, np.ndarray] = {}
+    with torch.no_grad(), capture_points(teacher, points) as acts:
+        for b0 in range(0, len(order), cfg.batch_size):
+            idx = order[b0:b0 + cfg.batch_size]
+            T = max(len(seqs[j]) - 1 for j in idx)
+            batch_ids = torch.zeros(len(idx), T, dtype=torch.long)
+            mask = torch.zeros(len(idx), T, dtype=torch.long)
+            for bi, j in enumerate(idx):
+                s = seqs[j][:-1]
+                batch_ids[bi, :len(s)] = torch.tensor(s)
+                mask[bi, :len(s)] = 1
+            module(input_ids=batch_ids.to(dev), attention_mask=mask.to(dev))
+            fin = acts[f"hidden.{L}"].float().cpu()
+            st = acts[f"hidden.{cfg.layer}"].float().cpu()
+            q = acts[f"blocks.{cfg.layer}.attn.q"].float().cpu()
+            k = acts[f"blocks.{cfg.layer}.attn.k"].float().cpu()
+            v = acts[f"blocks.{cfg.layer}.attn.v"].float().cpu()
+            kv_heads = [h % k.shape[2] for h in heads]
+            parts = torch.cat([q[:, :, heads].flatten(2), k[:, :, kv_heads].flatten(2),
+                               v[:, :, kv_heads].flatten(2)], dim=-1)
+            for bi, j in enumerate(idx):
+                n = len(seqs[j]) - 1
+                a = row_start[j]
+                out["final"][a:a + n] = fin[bi, :n].numpy()
+                out["state"][a:a + n] = st[bi, :n].numpy()
+                qkv_rows[j] = parts[bi, :n].numpy().astype(np.float16)
+    for j in range(len(seqs)):
+        qkv_parts.append(qkv_rows[j])
+    out["qkv"] = np.concatenate(qkv_parts, axis=0)
+    if heldout:
+        out["final_w"] = _cut_context_final(teacher, seqs, out, W, cfg.batch_size * 4)
+    for name, arr in out.items():
+        mm = np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=arr.dtype,
+                                       shape=arr.shape)
+        mm[...] = arr
+        mm.flush()
+        del mm
+    return n_rows
+
+
+def _cut_context_final(teacher: ModelHandle, seqs: list[list[int]], out: dict[str, np.ndarray],
+                       W: int, batch: int) -> np.ndarray:
+    """Final state of the teacher reading only ``ids[p-W+1..p]`` (rows with ``p < W`` see
+    their whole context, so they equal ``final``; the rest run one window each)."""
+    module: Any = teacher.module
+    assert module is not None
+    res = out["final"].copy()
+    rows = np.nonzero(out["pos"] >= W)[0]
+    L = teacher.num_layers
+    with torch.no_grad(), capture_points(teacher, [f"hidden.{L}"], stop_early=True) as acts:
+        for b0 in range(0, len(rows), batch):
+            rr = rows[b0:b0 + batch]
+            ctx = out["ctx"][rr][:, ::-1].astype(np.int64)  # oldest first, all valid
+            acts.run(input_ids=torch.from_numpy(ctx.copy()).to(teacher.device))
+            res[rr] = acts[f"hidden.{L}"][:, -1].float().cpu().numpy()
+    return res
+
+
+def run_capture(
+    teacher: ModelHandle, texts: Sequence[str], cfg: CaptureConfig, out_dir: str | Path, *,
+    show_progress: bool | None = None,
+) -> Capture:
+    """Tokenise, split by text, forward the teacher shard by shard; resumable.
+
+    A folder holding a manifest with the same config continues where it stopped; a
+    different config raises :class:`InputError` (choose another folder).
+    """
+    cfg.validate()
+    if teacher.module is None or teacher.kind != "decoder":
+        raise InputError(
+            f"teacher {teacher.name!r} is a {teacher.kind} model; the HyperField capture needs "
+            "a causal LM (e.g. 'smollm2', 'gemma3' or a Hugging Face causal LM id)."
+        )
+    if not 0 <= cfg.layer < teacher.num_layers:
+        raise InputError(
+            f"layer must be in 0..{teacher.num_layers - 1} for {teacher.name}, got {cfg.layer}."
+        )
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    cfg_dict = asdict(cfg)
+    cfg_dict["heads"] = list(cfg.heads)
+    mpath = root / MANIFEST
+    seqs = _tokenize(teacher.tokenizer, texts, cfg.max_length)
+    counts = [len(s) - 1 for s in seqs]
+    train_idx, held_idx = split_texts(texts, counts, cfg.train_tokens, cfg.heldout_tokens,
+                                      cfg.seed)
+    if mpath.exists():
+        manifest = json.loads(mpath.read_text())
+        if manifest.get("config") != cfg_dict:
+            raise InputError(
+                f"{root} holds a capture with a different configuration; pass another --out "
+                "folder or delete this one to start over."
+            )
+    else:
+        tm: Any = teacher.module
+        head_dim = teacher.hidden_size // int(tm.config.num_attention_heads)
+        manifest = {
+            "version": VERSION, "config": cfg_dict, "teacher": teacher.name,
+            "hidden_size": teacher.hidden_size, "num_layers": teacher.num_layers,
+            "vocab_size": int(tm.get_output_embeddings().weight.shape[0]),
+            "head_dim": int(getattr(tm.config, "head_dim", None) or head_dim),
+            "texts": {"train": train_idx, "heldout": held_idx},
+            "shards": {"train": [], "heldout": []}, "complete": False,
+        }
+        atomic_write_json(mpath, manifest)
+    jobs: list[tuple[str, int, list[int]]] = []
+    for split, idx in (("train", manifest["texts"]["train"]),
+                       ("heldout", manifest["texts"]["heldout"])):
+        for k in range(math.ceil(len(idx) / cfg.shard_texts)):
+            jobs.append((split, k, idx[k * cfg.shard_texts:(k + 1) * cfg.shard_texts]))
+    done = {(s, d["name"]) for s in ("train", "heldout") for d in manifest["shards"][s]}
+    for split, k, idx in progress(jobs, total=len(jobs), desc="hft capture",
+                                  enabled=show_progress):
+        name = _shard_names(split, k)
+        if (split, name) in done:
+            continue
+        with atomic_path(root / name) as tmp:
+            tmp.mkdir(parents=True)
+            rows = _run_shard(teacher, [seqs[i] for i in idx], k * cfg.shard_texts, cfg,
+                              split == "heldout", tmp)
+        manifest["shards"][split].append({"name": name, "rows": rows, "texts": len(idx)})
+        atomic_write_json(mpath, manifest)
+    manifest["complete"] = True
+    manifest["tokens"] = {s: sum(d["rows"] for d in manifest["shards"][s])
+                          for s in ("train", "heldout")}
+    atomic_write_json(mpath, manifest)
+    return load_capture(root)
+
+
+def load_capture(root: str | Path) -> Capture:
+    """Open a capture folder written by :func:`run_capture` (arrays memory-mapped)."""
+    root = Path(root)
+    mpath = root / MANIFEST
+    if not mpath.exists():
+        raise InputError(
+            f"{root} has no {MANIFEST}; run `hyperlens hft capture --out {root}` first."
+        )
+    manifest = json.loads(mpath.read_text())
+    if not manifest.get("complete"):
+        raise InputError(
+            f"the capture in {root} is unfinished; run the same capture command again to "
+            "resume it."
+        )
+    splits = {}
+    for split in ("train", "heldout"):
+        shards = sorted(manifest["shards"][split], key=lambda d: d["name"])
+        parts: dict[str, list[np.ndarray]] = {}
+        for d in shards:
+            for f in sorted((root / d["name"]).glob("*.npy")):
+                parts.setdefault(f.stem, []).append(np.load(f, mmap_mode="c"))
+        arrays = {k: (v[0] if len(v) == 1 else np.concatenate(v)) for k, v in parts.items()}
+        splits[split] = CapturedSplit(arrays, sum(d["texts"] for d in shards))
+    return Capture(root, manifest, splits["train"], splits["heldout"])

@@ -1,0 +1,79 @@
+"""Held-out metrics for any next-token predictor, with bootstrap intervals over texts.
+
+Per held-out row (prediction position): the negative log-likelihood of the true next token,
+``KL(teacher || model)`` over the full vocabulary, top-1 agreement with the teacher's
+argmax, top-1 and top-5 accuracy. Summaries resample *texts* (rows of one text stay
+together): perplexity is ``exp(sum nll / sum tokens)`` per resample.
+
+Shapes:
+    score(logprob_fn, ...) with ``logprob_fn(rows: slice) -> [B, V]`` log-probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..functional.stats import Estimate, bootstrap_ci
+from .capture import CapturedSplit, Unembedding
+
+__all__ = ["score", "summarise", "per_text", "METRICS"]
+
+METRICS = ("ppl", "kl", "agree", "top1", "top5")
+
+
+@torch.no_grad()
+def score(logprob_fn: Callable[[slice], torch.Tensor], sp: CapturedSplit, teacher: Unembedding,
+          *, batch: int = 512) -> dict[str, np.ndarray]:
+    """Per-row metrics of the predictor over every row of ``sp``."""
+    n = len(sp)
+    out = {k: np.empty(n, np.float64) for k in ("nll", "kl", "agree", "top1", "top5")}
+    for a in range(0, n, batch):
+        rows = slice(a, min(n, a + batch))
+        logq = logprob_fn(rows).double()
+        logp = torch.log_softmax(teacher(sp.tensor("final", rows).float()).double(), -1)
+        tgt = sp.tensor("target", rows).long()
+        out["nll"][rows] = (-logq.gather(1, tgt[:, None]).squeeze(1)).numpy()
+        out["kl"][rows] = (logp.exp() * (logp - logq)).sum(-1).clamp_min(0).numpy()
+        top5 = logq.topk(5, dim=1).indices
+        out["agree"][rows] = (top5[:, 0] == logp.argmax(1)).double().numpy()
+        out["top1"][rows] = (top5[:, 0] == tgt).double().numpy()
+        out["top5"][rows] = (top5 == tgt[:, None]).any(1).double().numpy()
+    return out
+
+
+def per_text(values: np.ndarray, text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of ``values`` and row counts per text (texts in sorted order)."""
+    _, inv = np.unique(text, return_inverse=True)
+    return np.bincount(inv, weights=values), np.bincount(inv).astype(np.float64)
+
+
+def summarise(rows: dict[str, np.ndarray], text: np.ndarray, *, n_boot: int = 1000,
+              seed: int = 0) -> dict[str, Estimate]:
+    """Point estimates with percentile-bootstrap 95 % intervals over held-out texts."""
+    res: dict[str, Estimate] = {}
+    sums, cnt = per_text(rows["nll"], text)
+
+    def ppl(s: Any, c: Any) -> Any:
+        return np.exp(s.sum(-1) / c.sum(-1))
+
+    res["ppl"] = bootstrap_ci((sums, cnt), ppl, n_boot=n_boot, seed=seed, vectorized=True)
+    for key in ("kl", "agree", "top1", "top5"):
+        s, c = per_text(rows[key], text)
+
+        def ratio(s: Any, c: Any) -> Any:
+            return s.sum(-1) / c.sum(-1)
+
+        res[key] = bootstrap_ci((s, c), ratio, n_boot=n_boot, seed=seed, vectorized=True)
+    return res
+
+
+def logprobs_from_final(teacher: Unembedding, sp: CapturedSplit, key: str = "final"
+                        ) -> Callable[[slice], torch.Tensor]:
+    def fn(rows: slice) -> torch.Tensor:
+        return torch.log_softmax(teacher(sp.tensor(key, rows).float()), -1)
+
+    return fn

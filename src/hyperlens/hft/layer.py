@@ -1,0 +1,233 @@
+"""The HyperTensor layer: a routed mixture of banded hyperplanes with three control vectors.
+
+Tensor ``k`` holds a hyperplane (unit normal ``n_k = v_k / ||v_k||``, offset ``delta_k``), a
+band ``[d_neg_k, d_pos_k]`` (``d_neg < 0 < d_pos``) and three control vectors
+``c_neg, c_mid, c_pos`` in the output space. For an input ``x`` its signed distance is
+``s = n_k . x - delta_k``, clipped to the band, ``t = clip(s, d_neg, d_pos)``; the output
+interpolates the controls piecewise linearly::
+
+    out_k(x) = c_mid + relu(-t) / |d_neg| * (c_neg - c_mid) + relu(t) / d_pos * (c_pos - c_mid)
+
+so a sample on the plane gets ``c_mid`` and one past the band edge gets ``c_neg`` / ``c_pos``.
+The ``top_k`` tensors *nearest* the input are mixed with ``softmax(-dist / tau)``.
+
+What makes it learn (the original stayed at the uniform distribution):
+
+* **Local selection.** Nearness is measured in a learned routing space,
+  ``dist_k = ||R x - m_k||^2 / d_route`` with a router ``R`` and a centre ``m_k`` per tensor,
+  instead of ``|s_k|`` (with ``||x||`` near 90 every random plane is near every input, so
+  selecting by plane distance picks arbitrary tensors). Centres and planes are seeded at
+  training inputs (:meth:`init_from_data`), so each tensor starts where data is.
+* **Gradients everywhere.** ``dist`` is differentiable, so router, centres and ``tau`` get
+  gradients through the mixing weights; planes, offsets, bands and controls through the
+  interpolation. Parameters are float32.
+* **A high-error queue that reseeds idle tensors** (:meth:`observe`, :meth:`reseed`): usage
+  is an exponential average of mixing mass; tensors below ``idle_fraction`` of the mean
+  usage are moved to the queued inputs with the highest loss, keeping their output (so a
+  reseed never resets the prediction to zero).
+* The seed's **online rule** (:meth:`online_step`, rates ``eta`` for the controls and
+  ``eta_g`` for the geometry) is kept as an alternative to gradient training.
+
+Shapes:
+    forward: ``x [B, d_in] -> [B, d_out]``; ``forward(x, return_info=True)`` also returns
+    ``idx [B, top_k]``, ``weights [B, top_k]``, ``dist [B, top_k]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError, ShapeError
+
+__all__ = ["HyperTensorLayer"]
+
+
+class HyperTensorLayer(nn.Module):
+    band_scale: torch.Tensor
+    usage: torch.Tensor
+    queue_x: torch.Tensor
+    queue_loss: torch.Tensor
+
+    def __init__(self, d_in: int, d_out: int, n_tensors: int, top_k: int = 16, tau: float = 1.0,
+                 d_route: int = 64, control_init: float = 0.0, queue_size: int = 2048,
+                 idle_fraction: float = 0.05, seed: int = 0) -> None:
+        super().__init__()
+        for name, v in (("d_in", d_in), ("d_out", d_out), ("n_tensors", n_tensors),
+                        ("top_k", top_k), ("d_route", d_route)):
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise InputError(f"{name} must be a positive int, got {v!r}.")
+        if top_k > n_tensors:
+            raise InputError(f"top_k ({top_k}) must not exceed n_tensors ({n_tensors}).")
+        if not tau > 0:
+            raise InputError(f"tau must be > 0, got {tau!r}.")
+        g = torch.Generator().manual_seed(seed)
+        K = n_tensors
+        self.d_in, self.d_out, self.n_tensors, self.top_k = d_in, d_out, K, top_k
+        self.normal = nn.Parameter(torch.randn(K, d_in, generator=g))
+        self.offset = nn.Parameter(torch.zeros(K))
+        self.band_neg = nn.Parameter(torch.zeros(K))  # d_neg = -softplus(.) * scale
+        self.band_pos = nn.Parameter(torch.zeros(K))
+        c = control_init
+        self.c_neg = nn.Parameter(c * torch.randn(K, d_out, generator=g))
+        self.c_mid = nn.Parameter(c * torch.randn(K, d_out, generator=g))
+        self.c_pos = nn.Parameter(c * torch.randn(K, d_out, generator=g))
+        self.router = nn.Parameter(torch.randn(d_in, d_route, generator=g) / math.sqrt(d_in))
+        self.centre = nn.Parameter(torch.randn(K, d_route, generator=g))
+        self.log_tau = nn.Parameter(torch.tensor(math.log(tau)))
+        self.register_buffer("band_scale", torch.ones(K))
+        self.register_buffer("usage", torch.zeros(K))
+        self.register_buffer("queue_x", torch.zeros(queue_size, d_in))
+        self.register_buffer("queue_loss", torch.full((queue_size,), -math.inf))
+        self.idle_fraction = idle_fraction
+        self.reseeds = 0
+        self._softplus1 = math.log(math.e - 1.0)  # softplus(_softplus1) == 1
+
+    # ------------------------------------------------------------------ geometry
+    def bands(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(d_neg [K] < 0, d_pos [K] > 0)``."""
+        s = self.band_scale
+        d_neg = -F.softplus(self.band_neg + self._softplus1) * s
+        d_pos = F.softplus(self.band_pos + self._softplus1) * s
+        return d_neg, d_pos
+
+    def route(self, x: torch.Tensor) -> torch.Tensor:
+        """Squared routing distance to every centre ``[B, K]``."""
+        r = x @ self.router  # [B, d_route]
+        d2 = (r * r).sum(1, keepdim=True) - 2 * r @ self.centre.T + (self.centre ** 2).sum(1)
+        return d2.clamp_min(0) / self.centre.shape[1]
+
+    def forward(self, x: torch.Tensor, return_info: bool = False):  # type: ignore[no-untyped-def]
+        if x.ndim != 2 or x.shape[1] != self.d_in:
+            raise ShapeError(f"x must be [batch, {self.d_in}], got {tuple(x.shape)}.")
+        dist_all = self.route(x)  # [B, K]
+        neg, idx = torch.topk(-dist_all, self.top_k, dim=1)  # nearest top_k
+        dist = -neg
+        tau = self.log_tau.exp()
+        w = torch.softmax(-dist / tau, dim=1)  # [B, k]
+        nrm = F.normalize(self.normal[idx], dim=-1)  # [B, k, d_in]
+        s = torch.einsum("bkd,bd->bk", nrm, x) - self.offset[idx]
+        d_neg, d_pos = self.bands()
+        dn, dp = d_neg[idx], d_pos[idx]
+        t = torch.maximum(torch.minimum(s, dp), dn)
+        u_neg = F.relu(-t) / (-dn)
+        u_pos = F.relu(t) / dp
+        cm = self.c_mid[idx]  # [B, k, d_out]
+        out = cm + u_neg[..., None] * (self.c_neg[idx] - cm) + u_pos[..., None] * (
+            self.c_pos[idx] - cm)
+        y = (w[..., None] * out).sum(1)
+        if self.training:
+            with torch.no_grad():
+                mass = torch.zeros_like(self.usage).index_add_(0, idx.reshape(-1),
+                                                               w.detach().reshape(-1))
+                self.usage.mul_(0.99).add_(0.01 * mass / max(1, x.shape[0]))
+        if return_info:
+            return y, {"idx": idx, "weights": w, "dist": dist, "signed": s}
+        return y
+
+    # ------------------------------------------------------------------ data-driven init
+    @torch.no_grad()
+    def init_from_data(self, x: torch.Tensor, seed: int = 0) -> None:
+        """Seed centres and planes at ``n_tensors`` training inputs ``x [n, d_in]``.
+
+        Centres are the routed samples (so every tensor owns a region where data is),
+        planes pass through their sample, bands are one standard deviation of the signed
+        distance over ``x``, and the router is scaled so routing distances are O(1).
+        """
+        g = torch.Generator().manual_seed(seed)
+        n = x.shape[0]
+        pick = torch.randint(0, n, (self.n_tensors,), generator=g)
+        r = x @ self.router
+        self.router.mul_(1.0 / r.std().clamp_min(1e-6))
+        r = x @ self.router
+        self.centre.copy_(r[pick])
+        nrm = F.normalize(self.normal, dim=1)
+        self.offset.copy_((nrm * x[pick]).sum(1))
+        s_std = (x[: min(n, 4096)] @ nrm.T).std(0).clamp_min(1e-3)  # [K]
+        self.band_scale.copy_(s_std)
+
+    # ------------------------------------------------------------------ high-error queue
+    @torch.no_grad()
+    def observe(self, x: torch.Tensor, loss: torch.Tensor) -> None:
+        """Offer samples ``x [B, d_in]`` with per-sample ``loss [B]`` to the high-error queue
+        (the queue keeps the highest losses seen)."""
+        allx = torch.cat([self.queue_x, x.detach().to(self.queue_x.dtype)])
+        alll = torch.cat([self.queue_loss, loss.detach().float()])
+        keep = torch.topk(alll, self.queue_x.shape[0]).indices
+        self.queue_x.copy_(allx[keep])
+        self.queue_loss.copy_(alll[keep])
+
+    @torch.no_grad()
+    def reseed(self, max_tensors: int = 64) -> int:
+        """Move idle tensors to the queued high-error inputs; returns how many moved.
+
+        A reseeded tensor gets its centre at the sample, its plane through it, and all
+        three controls set to the layer's current output there, so the prediction does
+        not jump; gradients then specialise it.
+        """
+        if float(self.usage.sum()) <= 0:
+            return 0
+        idle = torch.nonzero(self.usage < self.idle_fraction * self.usage.mean()).flatten()
+        ok = torch.isfinite(self.queue_loss)
+        m = int(min(len(idle), int(ok.sum()), max_tensors))
+        if m == 0:
+            return 0
+        idle = idle[torch.argsort(self.usage[idle])[:m]]
+        xs = self.queue_x[:m]
+        was = self.training
+        self.eval()
+        y = self.forward(xs)
+        self.train(was)
+        self.centre[idle] = xs @ self.router
+        nrm = F.normalize(self.normal[idle], dim=1)
+        self.offset[idle] = (nrm * xs).sum(1)
+        for c in (self.c_neg, self.c_mid, self.c_pos):
+            c[idle] = y
+        self.usage[idle] = self.usage.mean()
+        self.queue_loss[:m] = -math.inf
+        self.reseeds += m
+        return m
+
+    # ------------------------------------------------------------------ the seed's online rule
+    @torch.no_grad()
+    def online_step(self, x: torch.Tensor, target: torch.Tensor, eta: float = 0.03,
+                    eta_g: float = 0.003) -> torch.Tensor:
+        """One online update toward ``target [B, d_out]`` (no autograd); returns the residual.
+
+        Controls move by ``eta * w_k * (interpolation weight) * residual`` (the least-mean
+        squares step of the interpolation), the plane by ``eta_g`` along the input in the
+        direction that lowers the squared residual, and the centre toward the routed input
+        in proportion to the mixing weight.
+        """
+        y, info = self.forward(x, return_info=True)
+        err = target - y  # [B, d_out]
+        idx, w, s = info["idx"], info["weights"], info["signed"]
+        d_neg, d_pos = self.bands()
+        dn, dp = d_neg[idx], d_pos[idx]
+        t = torch.maximum(torch.minimum(s, dp), dn)
+        u_neg = F.relu(-t) / (-dn)
+        u_pos = F.relu(t) / dp
+        u_mid = 1 - u_neg - u_pos
+        B = x.shape[0]
+        flat = idx.reshape(-1)
+        for c, u in ((self.c_neg, u_neg), (self.c_mid, u_mid), (self.c_pos, u_pos)):
+            step = (eta * w * u)[..., None] * err[:, None, :]  # [B, k, d_out]
+            c.index_add_(0, flat, step.reshape(-1, self.d_out) / B)
+        # d out / d s inside the band: (c_pos - c_mid) / d_pos or (c_mid - c_neg) / |d_neg|
+        inside = ((s > dn) & (s < dp)).float()
+        slope = torch.where((s >= 0)[..., None],
+                            (self.c_pos[idx] - self.c_mid[idx]) / dp[..., None],
+                            (self.c_mid[idx] - self.c_neg[idx]) / (-dn)[..., None])
+        gs = (slope * err[:, None, :]).sum(-1) * w * inside  # [B, k]
+        nrm = F.normalize(self.normal, dim=1)
+        self.normal.copy_(nrm)
+        self.normal.index_add_(0, flat, (eta_g * gs[..., None] * x[:, None, :]).reshape(
+            -1, self.d_in) / B)
+        self.offset.index_add_(0, flat, (-eta_g * gs).reshape(-1) / B)
+        r = x @ self.router
+        pull = (eta_g * w)[..., None] * (r[:, None, :] - self.centre[idx])
+        self.centre.index_add_(0, flat, pull.reshape(-1, self.centre.shape[1]) / B)
+        return err

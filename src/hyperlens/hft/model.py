@@ -1,0 +1,180 @@
+"""Two-stage HyperField student, the equal-size MLP, and the tuned lens.
+
+:class:`HyperFieldModel`
+    Stage 1: a :class:`HyperTensorLayer` from the sketched context ``x1 [B, d1]`` to a
+    ``d_embed`` (1k) context embedding, supervised through a linear ``aux`` head by the
+    teacher's layer-``l`` state and the q/k/v of chosen heads (all z-scored).
+    Stage 2: a second HyperTensor mixture from ``[LayerNorm(z1), tail]`` (the tail is the
+    sketch of the last 16 token embeddings) to a vector ``y`` in the teacher's final-state
+    space; ``logits = W_U y + b`` through the teacher's frozen unembedding ``W_U`` plus a
+    trainable unigram bias ``b`` (initialised to the log unigram distribution).
+:class:`MLPStudent`
+    The same inputs, output map and loss with a two-layer MLP of matched parameter count.
+:class:`TunedLens`
+    Track B baseline: an affine map of the layer-``l`` state, the teacher's final norm and
+    ``W_U`` (identity init, so it starts as the logit lens).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .capture import Unembedding
+from .layer import HyperTensorLayer
+
+__all__ = [
+    "HyperFieldModel", "MLPStudent", "TunedLens", "count_parameters", "mlp_hidden_for",
+    "kl_and_ce", "log_unigram",
+]
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+class HyperFieldModel(nn.Module):
+    """Shapes: ``forward(x1 [B, d1], tail [B, d_tail]) -> (y [B, d], z1 [B, d_embed])``."""
+
+    def __init__(self, d1: int, d_tail: int, d_model: int, d_aux: int, unembed: Unembedding,
+                 log_unigram: torch.Tensor, *, d_embed: int = 1024, k1: int = 1024,
+                 top1: int = 16, tau1: float = 1.0, k2: int = 2048, top2: int = 16,
+                 tau2: float = 0.8, d_route: int = 64, seed: int = 0) -> None:
+        super().__init__()
+        self.stage1 = HyperTensorLayer(d1, d_embed, k1, top1, tau1, d_route, seed=seed)
+        self.norm1 = nn.LayerNorm(d_embed)
+        self.aux = nn.Linear(d_embed, d_aux)
+        self.stage2 = HyperTensorLayer(d_embed + d_tail, d_model, k2, top2, tau2, d_route,
+                                       seed=seed + 1)
+        self.unigram = nn.Parameter(log_unigram.detach().float().clone())
+        self.unembed = unembed  # buffers only: frozen
+        self.d_embed = d_embed
+        self.use_tail = True
+
+    def embed(self, x1: torch.Tensor) -> torch.Tensor:
+        return self.stage1(x1)
+
+    def stage2_input(self, z1: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
+        t = tail if self.use_tail else torch.zeros_like(tail)
+        return torch.cat([self.norm1(z1), t], dim=1)
+
+    def forward(self, x1: torch.Tensor, tail: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z1 = self.embed(x1)
+        return self.stage2(self.stage2_input(z1, tail)), z1
+
+    def logits(self, y: torch.Tensor) -> torch.Tensor:
+        return self.unembed(y) + self.unigram
+
+    @torch.no_grad()
+    def init_stage1(self, x1: torch.Tensor, aux: torch.Tensor, seed: int = 0) -> None:
+        """Seed Stage 1 at training inputs; controls start at the mean aux target of each
+        tensor's region, mapped into the embedding by a random orthonormal map that the aux
+        head starts as the inverse of."""
+        self.stage1.init_from_data(x1, seed)
+        g = torch.Generator().manual_seed(seed)
+        q, _ = torch.linalg.qr(torch.randn(max(aux.shape[1], self.d_embed), self.d_embed,
+                                           generator=g))
+        P = q[: aux.shape[1]]  # [d_aux, d_embed], orthonormal columns when d_aux >= d_embed
+        means = _region_means(self.stage1, x1, aux)  # [K, d_aux]
+        for c in (self.stage1.c_neg, self.stage1.c_mid, self.stage1.c_pos):
+            c.copy_(means @ P)
+        self.aux.weight.copy_(P)
+        self.aux.bias.zero_()
+
+    @torch.no_grad()
+    def init_stage2(self, x1: torch.Tensor, tail: torch.Tensor, final: torch.Tensor,
+                    seed: int = 0) -> None:
+        """Seed Stage 2 at training inputs (after Stage 1 is trained); controls start at the
+        mean teacher final state of each region minus the global mean (the unigram bias
+        carries the rest)."""
+        x2 = torch.cat([self.stage2_input(self.embed(c), t) for c, t in
+                        zip(x1.split(2048), tail.split(2048), strict=True)])
+        self.stage2.init_from_data(x2, seed + 1)
+        means = _region_means(self.stage2, x2, final) - final.mean(0)
+        for c in (self.stage2.c_neg, self.stage2.c_mid, self.stage2.c_pos):
+            c.copy_(means)
+
+
+@torch.no_grad()
+def _region_means(layer: HyperTensorLayer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean of ``y`` over the inputs routed nearest to each tensor (global mean if none)."""
+    K = layer.n_tensors
+    near = torch.cat([layer.route(c).argmin(1) for c in x.split(2048)])
+    sums = torch.zeros(K, y.shape[1]).index_add_(0, near, y.float())
+    cnt = torch.bincount(near, minlength=K).float()[:, None]
+    glob = y.float().mean(0, keepdim=True)
+    return torch.where(cnt > 0, sums / cnt.clamp_min(1), glob)
+
+
+def mlp_hidden_for(n_params: int, d_in: int, d_out: int) -> int:
+    """Hidden width whose two-layer MLP ``d_in -> h -> d_out`` has about ``n_params``."""
+    return max(1, int(round((n_params - d_out) / (d_in + d_out + 1))))
+
+
+class MLPStudent(nn.Module):
+    """``[x1, tail] -> GELU MLP -> y``; ``logits = W_U y + b``.
+
+    Shapes: ``forward(x1 [B, d1], tail [B, d_tail]) -> (y [B, d], None)``.
+    """
+
+    def __init__(self, d1: int, d_tail: int, d_model: int, hidden: int, unembed: Unembedding,
+                 log_unigram: torch.Tensor, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.net = nn.Sequential(nn.Linear(d1 + d_tail, hidden), nn.GELU(),
+                                 nn.Linear(hidden, d_model))
+        last = self.net[2]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.unigram = nn.Parameter(log_unigram.detach().float().clone())
+        self.unembed = unembed
+        self.use_tail = True
+
+    def forward(self, x1: torch.Tensor, tail: torch.Tensor) -> tuple[torch.Tensor, None]:
+        t = tail if self.use_tail else torch.zeros_like(tail)
+        return self.net(torch.cat([x1, t], dim=1)), None
+
+    def logits(self, y: torch.Tensor) -> torch.Tensor:
+        return self.unembed(y) + self.unigram
+
+
+class TunedLens(nn.Module):
+    """``logits = W_U norm(h + A h + b)``, ``A`` and ``b`` zero-initialised (logit lens at
+    start); ``norm`` is the teacher's final norm (frozen copy).
+
+    Shapes: ``forward(h [B, d]) -> logits [B, vocab]``.
+    """
+
+    def __init__(self, d_model: int, final_norm: nn.Module, unembed: Unembedding) -> None:
+        super().__init__()
+        self.A = nn.Linear(d_model, d_model)
+        nn.init.zeros_(self.A.weight)
+        nn.init.zeros_(self.A.bias)
+        self.final_norm = final_norm
+        for p in self.final_norm.parameters():
+            p.requires_grad_(False)
+        self.unembed = unembed
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.unembed(self.final_norm(h + self.A(h)))
+
+
+def kl_and_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+              target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-row ``KL(teacher || student)`` over the full vocabulary, the hard-label cross
+    entropy and the student's log-probabilities. Shapes: ``[B, V], [B, V], [B] -> [B], [B],
+    [B, V]``."""
+    logq = F.log_softmax(student_logits.float(), dim=-1)
+    logp = F.log_softmax(teacher_logits.float(), dim=-1)
+    kl = (logp.exp() * (logp - logq)).sum(-1)
+    ce = -logq.gather(1, target[:, None].long()).squeeze(1)
+    return kl, ce, logq
+
+
+def log_unigram(targets: torch.Tensor, vocab: int, alpha: float = 0.1) -> torch.Tensor:
+    """Add-``alpha`` smoothed log unigram distribution of ``targets`` ``[V]``."""
+    c = torch.bincount(targets.long().flatten(), minlength=vocab).float() + alpha
+    return (c / c.sum()).log()
+

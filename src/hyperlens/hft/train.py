@@ -1,0 +1,293 @@
+"""Features on disk, and training of the HyperField student, the MLP and the tuned lens.
+
+Every gradient-trained model goes through the project's one training loop
+(``hyperlens.train.fit``). Losses (per minibatch, float32 parameters):
+
+* distillation: ``KL(teacher || student)`` over the full vocabulary at every position, plus
+  ``hard * CE(next token)``; teacher logits are recomputed from the stored final state
+  through the frozen unembedding (bf16 products while training when ``fast_unembed``);
+* Stage 1 (HyperField only): mean squared error of the aux head against the z-scored
+  layer-``l`` state and q/k/v, alone while pretraining Stage 1, and with weight ``aux``
+  during end-to-end fine-tuning.
+
+Schedule of :func:`train_hyperfield`: Stage 1 alone (aux loss), Stage 2 with Stage 1
+frozen (distillation), then both end to end (distillation + aux). The high-error queue
+receives every batch's per-sample KL and idle tensors are reseeded every ``reseed_every``
+steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..train import TrainConfig, fit
+from ..utils import atomic_path, progress
+from .capture import Capture, CapturedSplit, Unembedding
+from .features import Featurizer
+from .model import HyperFieldModel, MLPStudent, TunedLens, kl_and_ce
+
+__all__ = ["StudentConfig", "FeatureStore", "build_features", "aux_stats", "aux_targets",
+           "train_hyperfield", "train_mlp", "train_tuned_lens", "train_online",
+           "TrainConfig", "fit"]
+
+
+@dataclass
+class StudentConfig:
+    d_embed: int = 1024
+    k1: int = 1024
+    top1: int = 16
+    tau1: float = 1.0
+    k2: int = 2048
+    top2: int = 16
+    tau2: float = 0.8
+    d_route: int = 64
+    lr: float = 3e-3
+    batch_size: int = 256
+    stage1_epochs: int = 2
+    stage2_epochs: int = 2
+    e2e_epochs: int = 1
+    hard: float = 0.1
+    aux: float = 0.1
+    reseed_every: int = 50
+    fast_unembed: bool = True
+    eta: float = 0.03
+    eta_g: float = 0.003
+    online_epochs: int = 1
+
+
+@dataclass
+class FeatureStore:
+    """Cached projected vectors of one split (float16 memory maps)."""
+
+    x1: np.ndarray  # [n, d1]
+    tail: np.ndarray  # [n, d_tail]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"x1": torch.from_numpy(self.x1), "tail": torch.from_numpy(self.tail)}
+
+
+def _key(feat: Featurizer, capture: Capture) -> str:
+    blob = json.dumps({"f": feat.config(), "c": capture.config}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def build_features(feat: Featurizer, capture: Capture, split: str, *, batch: int = 2048,
+                   show_progress: bool | None = None) -> FeatureStore:
+    """Compute (or reopen) the projected Stage-1 inputs and tails of ``split`` under
+    ``<capture>/features-<hash>/`` (atomic; a re-run reuses them)."""
+    sp: CapturedSplit = capture.train if split == "train" else capture.heldout
+    folder = capture.root / f"features-{_key(feat, capture)}" / split
+    if not (folder / "tail.npy").exists():
+        n = len(sp)
+        with atomic_path(folder) as tmp:
+            tmp.mkdir(parents=True)
+            x1 = np.lib.format.open_memmap(tmp / "x1.npy", "w+", np.float16, (n, feat.d1))
+            tl = np.lib.format.open_memmap(tmp / "tail.npy", "w+", np.float16,
+                                           (n, feat.cfg.d_tail))
+            for a in progress(range(0, n, batch), total=-(-n // batch), desc=f"features {split}",
+                              enabled=show_progress):
+                rows = slice(a, a + batch)
+                state = sp["state"][rows] if feat.cfg.track == "B" else None
+                x1[rows] = feat.stage1(sp["ctx"][rows], sp["pos"][rows], state).numpy()
+                tl[rows] = feat.tail(sp["ctx"][rows]).numpy()
+            x1.flush()
+            tl.flush()
+            del x1, tl
+    return FeatureStore(np.load(folder / "x1.npy", mmap_mode="c"),
+                        np.load(folder / "tail.npy", mmap_mode="c"))
+
+
+def aux_stats(sp: CapturedSplit) -> dict[str, torch.Tensor]:
+    """Mean and std of the Stage-1 targets (layer-l state and q/k/v) on training rows."""
+    a = np.concatenate([sp["state"][:20000], sp["qkv"][:20000]], axis=1).astype(np.float32)
+    t = torch.from_numpy(a)
+    return {"mean": t.mean(0), "std": t.std(0).clamp_min(1e-4)}
+
+
+def aux_targets(sp: CapturedSplit, stats: dict[str, torch.Tensor],
+                rows: Any = slice(None)) -> torch.Tensor:
+    a = np.concatenate([sp["state"][rows], sp["qkv"][rows]], axis=1).astype(np.float32)
+    return (torch.from_numpy(a) - stats["mean"]) / stats["std"]
+
+
+def _data(store: FeatureStore, sp: CapturedSplit, stats: dict[str, torch.Tensor] | None
+          ) -> dict[str, torch.Tensor]:
+    d = store.tensors()
+    d["final"] = torch.from_numpy(np.ascontiguousarray(sp["final"]))
+    d["target"] = torch.from_numpy(np.ascontiguousarray(sp["target"]).astype(np.int64))
+    if stats is not None:
+        d["aux"] = aux_targets(sp, stats).half()
+    return d
+
+
+def _distill(model: Any, batch: dict[str, torch.Tensor], teacher: Unembedding,
+             hard: float, aux_w: float, counter: dict[str, int], reseed_every: int
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+    x1, tail = batch["x1"].float(), batch["tail"].float()
+    y, z1 = model(x1, tail)
+    with torch.no_grad():
+        t_logits = teacher(batch["final"].float())
+    kl, ce, _ = kl_and_ce(model.logits(y), t_logits, batch["target"])
+    loss = kl.mean() + hard * ce.mean()
+    mets = {"kl": float(kl.detach().mean()), "ce": float(ce.detach().mean())}
+    if isinstance(model, HyperFieldModel):
+        if aux_w > 0 and z1 is not None:
+            aux = ((model.aux(z1) - batch["aux"].float()) ** 2).mean()
+            loss = loss + aux_w * aux
+            mets["aux"] = float(aux.detach())
+        with torch.no_grad():
+            x2 = model.stage2_input(z1.detach(), tail)
+            model.stage2.observe(x2, kl.detach())
+            counter["step"] += 1
+            if reseed_every and counter["step"] % reseed_every == 0:
+                counter["reseeds"] += model.stage2.reseed()
+    return loss, mets
+
+
+def _hist(h: Any) -> dict[str, Any]:
+    d = h.as_dict()
+    d.pop("seconds", None)  # timings belong to the report's timings
+    return d
+
+
+def _cfg(sc: StudentConfig, epochs: int, seed: int, show: bool | None, lr: float | None = None
+         ) -> Any:
+    return TrainConfig(optimizer="adam", lr=lr or sc.lr, epochs=epochs,
+                       batch_size=sc.batch_size, schedule="cosine", warmup_steps=20,
+                       grad_clip=5.0, seed=seed, progress=show)
+
+
+def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSplit,
+                     stats: dict[str, torch.Tensor], teacher: Unembedding, sc: StudentConfig,
+                     *, seed: int = 0, show_progress: bool | None = None) -> dict[str, Any]:
+    """The three-phase schedule; returns the histories and reseed counts."""
+    data = _data(train, sp, stats)
+    n_init = min(len(sp), 20000)
+    x1_init = data["x1"][:n_init].float()
+    model.init_stage1(x1_init, data["aux"][:n_init].float(), seed)
+    out: dict[str, Any] = {}
+    s1 = list(model.stage1.parameters()) + list(model.aux.parameters())
+
+    def stage1_loss(m: Any, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        z1 = m.embed(b["x1"].float())
+        aux = ((m.aux(z1) - b["aux"].float()) ** 2).mean()
+        return aux, {"aux": float(aux.detach())}
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in s1:
+        p.requires_grad_(True)
+    h1 = fit(model, stage1_loss, {"x1": data["x1"], "aux": data["aux"]},
+             _cfg(sc, sc.stage1_epochs, seed, show_progress))
+    out["stage1"] = _hist(h1)
+    model.init_stage2(x1_init, data["tail"][:n_init].float(), data["final"][:n_init].float(),
+                      seed)
+    counter = {"step": 0, "reseeds": 0}
+    teacher.compute_dtype = torch.bfloat16 if sc.fast_unembed else torch.float32
+
+    def loss2(m: nn.Module, b: dict[str, torch.Tensor]) -> Any:
+        return _distill(m, b, teacher, sc.hard, 0.0, counter, sc.reseed_every)
+
+    def loss_e2e(m: nn.Module, b: dict[str, torch.Tensor]) -> Any:
+        return _distill(m, b, teacher, sc.hard, sc.aux, counter, sc.reseed_every)
+
+    for p in model.parameters():
+        p.requires_grad_(True)
+    for p in s1:
+        p.requires_grad_(False)
+    h2 = fit(model, loss2, data, _cfg(sc, sc.stage2_epochs, seed + 1, show_progress))
+    out["stage2"] = _hist(h2)
+    if sc.e2e_epochs:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        h3 = fit(model, loss_e2e, data, _cfg(sc, sc.e2e_epochs, seed + 2, show_progress,
+                                              lr=sc.lr / 3))
+        out["e2e"] = _hist(h3)
+    teacher.compute_dtype = torch.float32
+    out["reseeds"] = counter["reseeds"]
+    model.eval()
+    return out
+
+
+def train_mlp(model: MLPStudent, train: FeatureStore, sp: CapturedSplit, teacher: Unembedding,
+              sc: StudentConfig, *, seed: int = 0, show_progress: bool | None = None
+              ) -> dict[str, Any]:
+    """Same data, loss and number of distillation epochs as the HyperField student."""
+    data = _data(train, sp, None)
+    counter = {"step": 0, "reseeds": 0}
+    teacher.compute_dtype = torch.bfloat16 if sc.fast_unembed else torch.float32
+
+    def loss(m: nn.Module, b: dict[str, torch.Tensor]) -> Any:
+        return _distill(m, b, teacher, sc.hard, 0.0, counter, 0)
+
+    h = fit(model, loss, data, _cfg(sc, sc.stage2_epochs + sc.e2e_epochs, seed, show_progress,
+                                    lr=1e-3))
+    teacher.compute_dtype = torch.float32
+    model.eval()
+    return _hist(h)
+
+
+def train_tuned_lens(lens: TunedLens, sp: CapturedSplit, teacher: Unembedding,
+                     sc: StudentConfig, *, seed: int = 0, show_progress: bool | None = None
+                     ) -> dict[str, Any]:
+    """Affine map of the layer-l state trained on the same KL (Track B baseline)."""
+    data = {"state": torch.from_numpy(np.ascontiguousarray(sp["state"])),
+            "final": torch.from_numpy(np.ascontiguousarray(sp["final"]))}
+    lens.unembed.compute_dtype = torch.bfloat16 if sc.fast_unembed else torch.float32
+
+    def loss(m: Any, b: dict[str, torch.Tensor]) -> Any:
+        with torch.no_grad():
+            t = m.unembed(b["final"].float())
+        q = torch.log_softmax(m(b["state"].float()), -1)
+        p = torch.log_softmax(t, -1)
+        kl = (p.exp() * (p - q)).sum(-1).mean()
+        return kl, {"kl": float(kl.detach())}
+
+    h = fit(lens, loss, data, TrainConfig(optimizer="adam", lr=1e-3, epochs=2,
+                                          batch_size=sc.batch_size, schedule="cosine",
+                                          seed=seed, progress=show_progress))
+    lens.unembed.compute_dtype = torch.float32
+    lens.eval()
+    return _hist(h)
+
+
+@torch.no_grad()
+def train_online(model: HyperFieldModel, train: FeatureStore, sp: CapturedSplit,
+                 stats: dict[str, torch.Tensor], sc: StudentConfig, *, seed: int = 0,
+                 batch: int = 64, show_progress: bool | None = None) -> dict[str, Any]:
+    """The seed's online rule, no gradients: Stage 1 regresses the aux targets through the
+    aux head's initial (orthonormal) map, Stage 2 regresses the teacher's final state
+    (minus its mean; the unigram bias carries the mean), each with rates ``eta``/``eta_g``."""
+    data = _data(train, sp, stats)
+    n = len(sp)
+    n_init = min(n, 20000)
+    model.init_stage1(data["x1"][:n_init].float(), data["aux"][:n_init].float(), seed)
+    model.init_stage2(data["x1"][:n_init].float(), data["tail"][:n_init].float(),
+                      data["final"][:n_init].float(), seed)
+    P = model.aux.weight.detach().clone()  # [d_aux, d_embed]
+    mean_final = data["final"][:n_init].float().mean(0)
+    gen = torch.Generator().manual_seed(seed)
+    res: list[float] = []
+    model.train()
+    for _ in range(sc.online_epochs):
+        order = torch.randperm(n, generator=gen)
+        for a in progress(range(0, n, batch), total=-(-n // batch), desc="online",
+                          enabled=show_progress):
+            idx = order[a:a + batch]
+            x1 = data["x1"][idx].float()
+            e1 = model.stage1.online_step(x1, data["aux"][idx].float() @ P, sc.eta, sc.eta_g)
+            z1 = model.embed(x1)
+            x2 = model.stage2_input(z1, data["tail"][idx].float())
+            e2 = model.stage2.online_step(x2, data["final"][idx].float() - mean_final,
+                                          sc.eta, sc.eta_g)
+            res.append(float((e2 ** 2).mean()))
+            _ = e1
+    model.eval()
+    return {"residual": res[:: max(1, len(res) // 200)], "config": asdict(sc)}

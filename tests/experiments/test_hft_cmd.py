@@ -1,0 +1,37 @@
+"""The hft command refuses bad options before loading any model."""
+
+import pytest
+
+from hyperlens.cli import build_parser
+from hyperlens.errors import InputError
+from hyperlens.experiments import hft
+
+
+def _args(*argv):
+    return build_parser().parse_args(["hft", *argv])
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--top-k", "64", "--k1", "32"],
+    ["train", "--train-tokens", "0"],
+    ["train", "--dataset", "no/such/file.txt"],
+    ["eval"],
+    ["generate"],
+    ["capture", "--heads"],
+])
+def test_bad_options_raise_early(argv, monkeypatch):
+    import hyperlens.models as hm
+
+    monkeypatch.setattr(hm, "load", lambda *a, **k: pytest.fail("model loaded before checks"))
+    if argv[-1] == "--heads":
+        with pytest.raises(SystemExit):
+            _args(*argv)
+        return
+    with pytest.raises(InputError):
+        hft.main(_args(*argv))
+
+
+def test_registered_in_cli():
+    from hyperlens.cli import COMMAND_MODULES
+
+    assert "hyperlens.experiments.hft" in COMMAND_MODULES

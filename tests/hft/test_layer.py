@@ -1,0 +1,107 @@
+"""HyperTensor layer: the seed's geometry, gradients through every parameter, locality,
+reseeding that keeps the output, and the online rule lowering the error."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hyperlens.errors import InputError, ShapeError
+from hyperlens.hft.layer import HyperTensorLayer
+
+
+def _layer(**kw):
+    args = dict(d_in=8, d_out=5, n_tensors=12, top_k=3, tau=1.0, d_route=4, seed=0)
+    args.update(kw)
+    return HyperTensorLayer(**args)
+
+
+def test_interpolation_matches_the_three_controls():
+    layer = _layer(n_tensors=1, top_k=1)
+    with torch.no_grad():
+        layer.normal.copy_(torch.eye(8)[:1])
+        layer.offset.fill_(0.5)
+        layer.c_neg.fill_(-1.0)
+        layer.c_mid.fill_(0.0)
+        layer.c_pos.fill_(2.0)
+    d_neg, d_pos = layer.bands()
+    assert float(d_neg.detach()) == pytest.approx(-1.0)
+    assert float(d_pos.detach()) == pytest.approx(1.0)
+    x = torch.zeros(4, 8)
+    x[:, 0] = torch.tensor([0.5, 1.0, 5.0, -10.0])  # on the plane, half band, beyond, beyond
+    y = layer(x)
+    torch.testing.assert_close(y[:, 0], torch.tensor([0.0, 1.0, 2.0, -1.0]))
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    layer = _layer()
+    x = torch.randn(64, 8)
+    layer.init_from_data(x)
+    with torch.no_grad():
+        for c in (layer.c_neg, layer.c_mid, layer.c_pos):
+            c.normal_()
+    layer(x).pow(2).sum().backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and bool(p.grad.abs().sum() > 0), name
+
+
+def test_selection_is_local_after_data_init():
+    torch.manual_seed(1)
+    centres = torch.randn(4, 8) * 10
+    x = (centres[:, None, :] + 0.1 * torch.randn(4, 50, 8)).reshape(-1, 8)
+    layer = _layer(n_tensors=40, top_k=2)
+    layer.init_from_data(x, seed=0)
+    _, info = layer(x, return_info=True)
+    # the selected tensors were seeded from points of the same cluster
+    seed_cluster = torch.cdist(layer.centre, centres @ layer.router).argmin(1)
+    cluster = torch.arange(4).repeat_interleave(50)
+    same = (seed_cluster[info["idx"]] == cluster[:, None]).float().mean()
+    assert same > 0.95
+
+
+def test_reseed_moves_idle_tensors_and_keeps_the_output():
+    torch.manual_seed(2)
+    layer = _layer(n_tensors=20, top_k=2)
+    x = torch.randn(200, 8)
+    layer.init_from_data(x)
+    with torch.no_grad():
+        layer.usage.fill_(1.0)
+        layer.usage[:5] = 0.0
+    hard = torch.randn(3, 8) * 4
+    layer.eval()
+    before = layer(hard)
+    layer.observe(hard, torch.tensor([9.0, 8.0, 7.0]))
+    moved = layer.reseed()
+    assert moved == 3 and layer.reseeds == 3
+    after = layer(hard)
+    # each hard sample now has a tensor centred on it whose controls equal the old output
+    assert torch.allclose(after, before, atol=1e-4)
+    _, info = layer(hard, return_info=True)
+    assert set(info["idx"][:, 0].tolist()) <= set(range(5))
+
+
+def test_online_rule_reduces_error():
+    torch.manual_seed(3)
+    layer = _layer(n_tensors=30, top_k=4)
+    centres = torch.randn(6, 8) * 5
+    cluster = torch.arange(6).repeat_interleave(40)
+    x = centres[cluster] + 0.2 * torch.randn(240, 8)
+    target = torch.randn(6, 5)[cluster] + 0.3 * x[:, :5]
+    layer.init_from_data(x)
+    first = layer.online_step(x, target, eta=0.5, eta_g=0.01).pow(2).mean()
+    for _ in range(100):
+        err = layer.online_step(x, target, eta=0.5, eta_g=0.01)
+    assert err.pow(2).mean() < 0.2 * first
+    assert torch.allclose(F.normalize(layer.normal, dim=1).norm(dim=1), torch.ones(30))
+
+
+def test_bad_arguments():
+    with pytest.raises(InputError):
+        _layer(top_k=13)
+    with pytest.raises(InputError):
+        _layer(tau=0.0)
+    with pytest.raises(ShapeError):
+        _layer()(torch.zeros(2, 7))
+    assert math.isfinite(float(_layer().log_tau))

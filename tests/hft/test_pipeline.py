@@ -1,0 +1,145 @@
+"""Capture -> features -> HyperField training on a tiny random Llama: shards and resume,
+teacher logits recomputed from the stored state, the window and cache properties, and a
+student that learns (training KL falls) and survives save/load."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hyperlens.errors import InputError
+from hyperlens.hft.capture import CaptureConfig, Unembedding, load_capture, run_capture
+from hyperlens.hft.checks import beyond_window, cached_vs_fresh, tail_toggle, token_ablation
+from hyperlens.hft.features import FeatureConfig, Featurizer
+from hyperlens.hft.generate import RollingBuffer, Student, load_student_state, save_student
+from hyperlens.hft.model import HyperFieldModel, log_unigram
+from hyperlens.hft.train import StudentConfig, aux_stats, build_features, train_hyperfield
+from hyperlens.models.handle import from_module
+
+
+class CharTokenizer:
+    bos_token_id = 1
+    eos_token_id = 2
+
+    def __call__(self, texts, add_special_tokens=False, truncation=True, max_length=None):
+        ids = [[3 + (ord(c) % 100) for c in t][:max_length] for t in texts]
+        return {"input_ids": ids}
+
+
+TEXTS = [f"text number {i} says {'abc' * (i % 7)} and {i * 7 % 13}" for i in range(40)]
+
+
+@pytest.fixture(scope="module")
+def cap(tiny_llama, tmp_path_factory):
+    h = from_module(tiny_llama.eval(), CharTokenizer(), name="tiny", kind="decoder")
+    cfg = CaptureConfig(model="tiny", train_tokens=600, heldout_tokens=200, layer=1,
+                        heads=(0, 1), window=8, max_length=40, batch_size=4, shard_texts=6)
+    root = tmp_path_factory.mktemp("cap")
+    return h, cfg, run_capture(h, TEXTS, cfg, root, show_progress=False)
+
+
+def test_capture_split_by_text_and_logits_recomputed(cap):
+    h, cfg, c = cap
+    assert len(c.train) >= 600 and len(c.heldout) >= 200
+    man = json.loads((c.root / "manifest.json").read_text())
+    assert set(man["texts"]["train"]).isdisjoint(man["texts"]["heldout"])
+    assert len(man["shards"]["train"]) > 1 and c.train["final"].dtype == np.float16
+    # recompute teacher logits from the stored final state for the first held-out text
+    idx = man["texts"]["heldout"][0]
+    ids = [1] + CharTokenizer()([TEXTS[idx]], max_length=39)["input_ids"][0]
+    with torch.no_grad():
+        ref = h.module(input_ids=torch.tensor([ids[:-1]])).logits[0]
+    rows = np.flatnonzero(c.heldout["text"] == 0)
+    U = Unembedding.from_model(h)
+    got = U(torch.from_numpy(np.array(c.heldout["final"][rows])).float())
+    torch.testing.assert_close(got, ref, atol=2e-2, rtol=1e-2)
+    assert c.heldout["target"][rows].tolist() == ids[1:]
+    # the cut-context teacher equals a fresh forward of the window alone
+    p = int(np.flatnonzero(c.heldout["pos"][rows] >= cfg.window)[0])
+    win = ids[p - cfg.window + 1:p + 1]
+    with torch.no_grad():
+        out = h.module(input_ids=torch.tensor([win]), output_hidden_states=True)
+    torch.testing.assert_close(U(torch.from_numpy(np.array(c.heldout["final_w"][rows[p]]))[None]
+                                 .float())[0], out.logits[0, -1], atol=2e-2, rtol=1e-2)
+    assert c.train["qkv"].shape[1] == 3 * 2 * 8
+
+
+def test_capture_resumes_and_rejects_other_config(cap, tmp_path):
+    h, cfg, c = cap
+    stamp = {p: p.stat().st_mtime_ns for p in c.root.glob("*/final.npy")}
+    again = run_capture(h, TEXTS, cfg, c.root, show_progress=False)
+    assert {p: p.stat().st_mtime_ns for p in again.root.glob("*/final.npy")} == stamp
+    other = CaptureConfig(**{**cfg.__dict__, "window": 4})
+    with pytest.raises(InputError):
+        run_capture(h, TEXTS, other, c.root, show_progress=False)
+    with pytest.raises(InputError):
+        load_capture(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def trained(cap):
+    h, cfg, c = cap
+    fc = FeatureConfig(window=8, tail=4, hash_bits=12, d_count=2048, d_sketch=512, d_tail=64)
+    feat = Featurizer(h.token_embeddings(), fc).fit(c.train["ctx"], c.train["pos"])
+    ftr = build_features(feat, c, "train", show_progress=False)
+    U = Unembedding.from_model(h)
+    lu = log_unigram(torch.from_numpy(np.array(c.train["target"])), U.vocab_size)
+    stats = aux_stats(c.train)
+    torch.manual_seed(0)
+    model = HyperFieldModel(feat.d1, fc.d_tail, 32, int(stats["mean"].numel()), U, lu,
+                            d_embed=64, k1=32, top1=4, k2=64, top2=4, d_route=8)
+    sc = StudentConfig(stage1_epochs=2, stage2_epochs=4, e2e_epochs=2, batch_size=64,
+                       lr=3e-3, reseed_every=5, fast_unembed=False)
+    hist = train_hyperfield(model, ftr, c.train, stats, U, sc, show_progress=False)
+    return h, c, feat, model, U, hist
+
+
+def test_hyperfield_learns(trained):
+    *_, hist = trained
+    s2 = hist["stage2"]["train_loss"]
+    assert np.mean(s2[-3:]) < np.mean(s2[:3])
+    s1 = hist["stage1"]["train_loss"]
+    assert s1[-1] < s1[0]
+
+
+def test_window_cache_ablation_and_tail(trained):
+    h, c, feat, model, U, _ = trained
+    st = Student(feat, model)
+    assert beyond_window(st, 100, 1, n_pairs=3)["max_abs_logprob_diff"] == 0.0
+    fhe = build_features(feat, c, "heldout", show_progress=False)
+    n = 32
+    cv = cached_vs_fresh(st, torch.from_numpy(fhe.x1[:n]), torch.from_numpy(fhe.tail[:n]),
+                         c.heldout, slice(0, n))
+    assert cv["max_abs_logprob_diff"] < 0.05 and cv["top1_same"] > 0.9
+    ab = token_ablation(st, c.heldout, n_rows=64)
+    assert ab["kl"][0] > 0
+    tt = tail_toggle(model, torch.from_numpy(fhe.x1[:n]).float(),
+                     torch.from_numpy(fhe.tail[:n]).float(),
+                     c.heldout.tensor("final", slice(0, n)), U)
+    assert tt["kl_with_tail"] != tt["kl_without_tail"]
+
+
+def test_rolling_buffer_and_save_load(trained, tmp_path):
+    h, c, feat, model, U, _ = trained
+    buf = RollingBuffer(4, start_token=1)
+    for t in (5, 6, 7, 8, 9):
+        buf.push(t)
+    ctx, pos = buf.row()
+    assert ctx.tolist() == [[9, 8, 7, 6]] and pos.tolist() == [5]
+    st = Student(feat, model)
+    save_student(tmp_path / "s", feat, model, {"teacher": "tiny"})
+    fc, meta, state, stats = load_student_state(tmp_path / "s")
+    feat2 = Featurizer(h.token_embeddings(), fc)
+    feat2.stats = stats
+    m2 = HyperFieldModel(feat.d1, fc.d_tail, 32, model.aux.out_features, U, state["unigram"],
+                         d_embed=64, k1=32, top1=4, k2=64, top2=4, d_route=8)
+    m2.load_state_dict(state, strict=False)
+    m2.eval()
+    rows = slice(0, 16)
+    a = st.logprobs(np.array(c.heldout["ctx"][rows]), np.array(c.heldout["pos"][rows]))
+    b = Student(feat2, m2).logprobs(np.array(c.heldout["ctx"][rows]),
+                                    np.array(c.heldout["pos"][rows]))
+    torch.testing.assert_close(a, b)
+    out = st.generate([5, 6, 7], 5, start_token=1)
+    assert len(out) == 5 and all(0 <= t < 120 for t in out)
