@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from hyperlens.functional.kernels import cpu_info  # noqa: E402
 from hyperlens.models import embed, load  # noqa: E402
 from hyperlens.models.arch import resolve_backbone  # noqa: E402
 from hyperlens.utils import atomic_write_json  # noqa: E402
@@ -124,6 +125,7 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
+        "cpu_info": cpu_info(),
         "load_average_at_start": os.getloadavg(),
         "note": "taken on a shared 2-core machine under load; figures are noisy",
         "models": {},

@@ -36,7 +36,7 @@ from hyperlens.functional.geometry import (
     simplex_volumes,
 )
 from hyperlens.functional.geometry.simplex import _use_gram
-from hyperlens.functional.kernels import cpu_info
+from hyperlens.functional.kernels import cpu_info, numba_available
 from hyperlens.utils import atomic_write_json, cache_dir
 
 SMOLLM2 = "smollm2-135m-instruct-f32"
@@ -190,7 +190,8 @@ def bench_cv_end_to_end(n: int, d: int, m: int, loop_subset: int, repeats: int, 
         "seconds": {**best, "loop_extrapolated": t_loop},
         "speedup_vs_loop_default_n_boot": t_loop / best["hyperlens_default_n_boot"],
         "speedup_vs_loop_n_boot_2": t_loop / best["hyperlens_n_boot_2"],
-        "volume_path": "gram" if _use_gram(n, m, 5) else "pair products",
+        "volume_path": "gram" if _use_gram(n, m, 5)
+        else ("compiled edge grams" if numba_available() else "pair products"),
         "max_rel_diff_vs_loop": rel,
         "cv": res.cv.value,
         "cv_ci": [res.cv.lo, res.cv.hi],

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from hyperlens.functional.kernels import cpu_info
 from hyperlens.functional.sketch import SRHT, BlockSRHT, CountSketch, GaussianSketch, fwht
 from hyperlens.hdc.pca import StreamingPCA
 from hyperlens.utils import atomic_write_json, resolve_device
@@ -222,6 +223,7 @@ def run(quick: bool = False, device: str = "cpu", repeats: int = 2) -> dict[str,
         "python": sys.version.split()[0],
         "machine": platform.machine(),
         "processor": platform.processor(),
+        "cpu_info": cpu_info(),
         "repeats": repeats,
         "timing": "best of `repeats` wall-clock runs",
         "load_average_at_start": list(os.getloadavg()),

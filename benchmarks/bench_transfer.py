@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from hyperlens.align import FeatureScaler, LinearProbe, hdc_codes, make_aligner, shared_projection
+from hyperlens.functional.kernels import cpu_info
 from hyperlens.utils import atomic_write_json
 
 CELLS = [("smollm2", "minilm", "ridge", 500), ("minilm", "smollm2", "procrustes", 500),
@@ -149,7 +150,8 @@ def main() -> None:
     total_h = sum(r["hyperlens_s"] for r in results)
     info = {"python": platform.python_version(), "machine": platform.machine(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "load_average_at_end": list(os.getloadavg())}
+            "torch": torch.__version__, "load_average_at_end": list(os.getloadavg()),
+            "cpu_info": cpu_info()}
     from sklearn import __version__ as skv
 
     info["scikit-learn"] = skv

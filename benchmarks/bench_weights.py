@@ -273,6 +273,8 @@ def _write(args: argparse.Namespace, file_mib: float, rows: list[dict[str, Any]]
                 speedups[f"vs_{other}"] = by[other]["seconds"] / by["hyperlens"]["seconds"]
     import torch
 
+    from hyperlens.functional.kernels import cpu_info
+
     result = {
         "benchmark": "weights",
         "model": str(args.model),
@@ -281,6 +283,7 @@ def _write(args: argparse.Namespace, file_mib: float, rows: list[dict[str, Any]]
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
+        "cpu_info": cpu_info(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "variants": rows,
         "speedup": speedups,

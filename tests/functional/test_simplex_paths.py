@@ -33,7 +33,7 @@ def test_gram_and_pair_paths_equal_the_bordered_loop() -> None:
 
 
 @pytest.mark.skipif(not numba_available(), reason="numba is not installed")
-def test_compiled_edge_grams_equal_the_pair_products() -> None:
+def test_compiled_edge_volumes_equal_the_pair_products() -> None:
     X = _cloud(2000, 64, 2)
     idx = G.sample_simplices(2000, 4, 3000, seed=5)
     X64 = S._centred64(X)
@@ -42,6 +42,13 @@ def test_compiled_edge_grams_equal_the_pair_products() -> None:
     assert torch.allclose(ours, S._volumes_by_pairs(X64, idx), rtol=1e-12, atol=0)
     loop = ref.cm_volumes_loop(X.numpy().astype(np.float64), idx.numpy()[:200])
     assert np.allclose(ours.numpy()[:200], loop, rtol=1e-6, atol=0)
+    # flat simplices (points on a line, k > 1) are exactly 0 on the compiled path too
+    line = torch.zeros(2000, 16, dtype=torch.float64)
+    line[:, 3] = torch.linspace(-5.0, 5.0, 2000, dtype=torch.float64)
+    flat_idx = G.sample_simplices(2000, 3, 100, seed=2)
+    assert not S._use_gram(2000, 100, 4)
+    flat = S._volumes_at(S._centred64(line), flat_idx)
+    assert torch.equal(flat, torch.zeros(100, dtype=torch.float64))
 
 
 def test_gram_path_degenerate_simplices_are_zero() -> None:

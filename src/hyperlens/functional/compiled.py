@@ -31,7 +31,7 @@ import numpy as np
 __all__ = [
     "SAMPLE",
     "bootstrap_cv",
-    "edge_grams",
+    "edge_volumes",
     "kth_smallest_abs_rows",
     "unpack_twobit_rows",
 ]
@@ -374,41 +374,76 @@ def _edge_kernel() -> Any:
             acc += a[t] * b[t]
         return acc
 
+    @numba.njit(cache=True, nogil=True)
+    def det_lu(A, k):  # pragma: no cover - jit
+        """det of a k x k matrix by LU with partial pivoting (A is overwritten)."""
+        det = 1.0
+        for c in range(k):
+            p = c
+            for r in range(c + 1, k):
+                if abs(A[r, c]) > abs(A[p, c]):
+                    p = r
+            if A[p, c] == 0.0:
+                return 0.0
+            if p != c:
+                for t in range(k):
+                    A[c, t], A[p, t] = A[p, t], A[c, t]
+                det = -det
+            det *= A[c, c]
+            for r in range(c + 1, k):
+                f = A[r, c] / A[c, c]
+                for t in range(c, k):
+                    A[r, t] -= f * A[c, t]
+        return det
+
     @numba.njit(parallel=True, cache=True, nogil=True)
-    def edge_grams(X, idx, out):  # pragma: no cover - jit
+    def edge_volumes(X, idx, rtol, inv_fact2, out):  # pragma: no cover - jit
         m, kp1 = idx.shape
         k = kp1 - 1
         d = X.shape[1]
         chunk = 256
         for c in numba.prange((m + chunk - 1) // chunk):
             E = np.empty((k, d), dtype=np.float64)
+            G = np.empty((k, k), dtype=np.float64)
             for s in range(c * chunk, min(m, (c + 1) * chunk)):
                 x0 = X[idx[s, 0]]
                 for i in range(k):
                     xi = X[idx[s, i + 1]]
                     for t in range(d):
                         E[i, t] = xi[t] - x0[t]
+                bound = 1.0
                 for i in range(k):
                     for j in range(i, k):
                         g = dot(E[i], E[j])
-                        out[s, i, j] = g
-                        out[s, j, i] = g
+                        G[i, j] = g
+                        G[j, i] = g
+                    bound *= G[i, i]
+                det = det_lu(G, k)
+                # flat to round-off (Hadamard: det <= prod diag) -> exactly 0
+                if det <= rtol * bound:
+                    out[s] = 0.0
+                else:
+                    out[s] = np.sqrt(det * inv_fact2)
 
-    _EDGE = edge_grams
+    _EDGE = edge_volumes
     return _EDGE
 
 
-def edge_grams(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Edge Gram matrices ``G_ij = (x_i - x_0) . (x_j - x_0)`` of every simplex, in float64.
+def edge_volumes(X: np.ndarray, idx: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
+    """Volumes of simplices from their edge Gram matrices, one compiled pass per simplex.
 
-    One compiled pass per simplex reads its ``k + 1`` rows in place (no gathered copy, no
-    pair list), forms the edges in float64 and their ``k (k + 1) / 2`` inner products.
+    Each simplex reads its ``k + 1`` rows in place (no gathered copy, no pair list), forms
+    the edges ``x_i - x_0`` in float64, their Gram ``G`` and ``det G`` by LU with partial
+    pivoting; ``V = sqrt(det G) / k!``, and exactly 0 when ``det G <= rtol * prod(diag G)``
+    (the rule of :func:`hyperlens.functional.geometry.cayley_menger_volume`).
 
     Shapes:
-        X: ``[n, d]`` float64 C-contiguous; idx: ``[m, k+1]`` int64 -> ``[m, k, k]``
+        X: ``[n, d]`` float64 C-contiguous; idx: ``[m, k+1]`` int64 -> ``[m]`` float64
     """
     m, kp1 = idx.shape
-    out = np.empty((m, kp1 - 1, kp1 - 1), dtype=np.float64)
+    k = kp1 - 1
+    out = np.empty(m, dtype=np.float64)
     if m:
-        _edge_kernel()(X, np.ascontiguousarray(idx, dtype=np.int64), out)
+        inv = 1.0 / float(math.factorial(k)) ** 2
+        _edge_kernel()(X, np.ascontiguousarray(idx, dtype=np.int64), float(rtol), inv, out)
     return out

@@ -171,9 +171,9 @@ def _volumes_at(X64: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     (many simplices per point, e.g. a small pool), one Gram matrix of all rows and a
     look-up per simplex (:func:`_volumes_by_gram`); otherwise, on the CPU with numba, one
     compiled pass per simplex forms its edges and their inner products from the rows in
-    place (:func:`hyperlens.functional.compiled.edge_grams`); elsewhere only the inner
-    products a simplex needs are computed: the ``(k+1)k/2`` vertex pairs of
-    every simplex go into one sparse CSR pattern and a sampled dense-dense product
+    place with its determinant (:func:`hyperlens.functional.compiled.edge_volumes`);
+    elsewhere only the inner products a simplex needs are computed: the ``(k+1)k/2`` vertex
+    pairs of every simplex go into one sparse CSR pattern and a sampled dense-dense product
     (:func:`torch.sparse.sampled_addmm`) fills in ``<x_a, x_b>`` for exactly those pairs,
     reading rows of ``X`` in place. Gathering ``[m, k+1, d]`` vertex blocks instead moves
     ``(k+1) d`` floats per simplex through memory and is several times slower on CPU. The
@@ -185,10 +185,10 @@ def _volumes_at(X64: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     from ..kernels import numba_available
 
     if X64.device.type == "cpu" and numba_available():
-        from ..compiled import edge_grams
+        from ..compiled import edge_volumes
 
-        G = edge_grams(X64.contiguous().numpy(), idx.cpu().numpy())
-        return _volumes_from_gram(torch.from_numpy(G), idx.shape[1] - 1)
+        vols = edge_volumes(X64.contiguous().numpy(), idx.cpu().numpy(), _DEGENERATE_RTOL)
+        return torch.from_numpy(vols)
     return _volumes_by_pairs(X64, idx)
 
 
