@@ -38,8 +38,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..models.capture import capture as capture_points
 from ..models.handle import ModelHandle
+from ..models.hooks import capture as capture_points
 from ..utils import atomic_path, atomic_write_json, progress
 
 __all__ = [

@@ -130,6 +130,11 @@ def _data(store: FeatureStore, sp: CapturedSplit, stats: dict[str, torch.Tensor]
 def _distill(model: Any, batch: dict[str, torch.Tensor], teacher: Unembedding,
              hard: float, aux_w: float, counter: dict[str, int], reseed_every: int
              ) -> tuple[torch.Tensor, dict[str, float]]:
+    if counter.pop("reseed_due", 0) and isinstance(model, HyperFieldModel):
+        # reseeding rewrites parameters in place, so it runs before this step's forward
+        # pass, never between a forward pass and its backward pass
+        with torch.no_grad():
+            counter["reseeds"] += model.stage2.reseed()
     x1, tail = batch["x1"].float(), batch["tail"].float()
     y, z1 = model(x1, tail)
     with torch.no_grad():
@@ -147,7 +152,7 @@ def _distill(model: Any, batch: dict[str, torch.Tensor], teacher: Unembedding,
             model.stage2.observe(x2, kl.detach())
             counter["step"] += 1
             if reseed_every and counter["step"] % reseed_every == 0:
-                counter["reseeds"] += model.stage2.reseed()
+                counter["reseed_due"] = 1
     return loss, mets
 
 

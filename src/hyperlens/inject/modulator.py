@@ -273,7 +273,7 @@ class LerpModulator(_GeometryAdapter):
     def calibrate(self, model: Any, batches: Sequence[dict[str, torch.Tensor]]) -> torch.Tensor:
         """Measure the mean residual norm entering each chosen layer over ``batches``
         (tokenizer outputs; padding excluded) and store it in ``resid_norm``."""
-        from ..models.capture import capture
+        from ..models.hooks import capture
 
         self.check_model(model)
         mod = _module(model)
