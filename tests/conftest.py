@@ -123,3 +123,15 @@ def ray_executor():
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = old
+
+
+@pytest.fixture(scope="session")
+def graph():
+    """The cached WordNet hypernym graph (skips with the install hint when WordNet is absent)."""
+    from hyperlens.data.wordnet_similarity import wordnet_graph
+    from hyperlens.errors import DataError
+
+    try:
+        return wordnet_graph()
+    except DataError as exc:
+        pytest.skip(f"WordNet is not installed: {exc}")

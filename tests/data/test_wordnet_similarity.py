@@ -8,17 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from hyperlens.errors import DataError, InputError, ShapeError
+from hyperlens.errors import InputError, ShapeError
 
 wsim = importlib.import_module("hyperlens.data.wordnet_similarity")
-
-
-@pytest.fixture(scope="module")
-def graph():
-    try:
-        return wsim.wordnet_graph()
-    except DataError as exc:
-        pytest.skip(f"WordNet is not installed: {exc}")
 
 
 @pytest.fixture(scope="module")

@@ -7,19 +7,11 @@ import importlib
 import numpy as np
 import pytest
 
-from hyperlens.errors import ConfigError, DataError, InputError
+from hyperlens.errors import ConfigError, InputError
 
 rel = importlib.import_module("hyperlens.probes.relational")
 ent = importlib.import_module("hyperlens.probes.wordnet_entries")
 wsim = importlib.import_module("hyperlens.data.wordnet_similarity")
-
-
-@pytest.fixture(scope="module")
-def graph():
-    try:
-        return wsim.wordnet_graph()
-    except DataError as exc:
-        pytest.skip(f"WordNet is not installed: {exc}")
 
 
 @pytest.fixture(scope="module")

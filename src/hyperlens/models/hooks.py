@@ -523,6 +523,18 @@ def _install(
     ``prepend_inputs`` puts the input hooks before every other pre-hook of their module.
     """
     handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def apply(group: list[Site], raw: torch.Tensor) -> torch.Tensor:
+        """Run ``action`` on each site of one hook in turn; ``raw`` itself when none writes."""
+        new = raw
+        for s in group:
+            act = action(s, s.read(new, state.lead if state is not None else None))
+            if act is not None:
+                new = s.write(new, act)
+        if after is not None:
+            after()
+        return new
+
     try:
         for module, direction, group in _groups(resolved):
             if direction == "output":
@@ -531,13 +543,7 @@ def _install(
                     if group[0].guard and state is not None and state.depth == 0:
                         return None
                     raw = _first_tensor(out)
-                    new = raw
-                    for s in group:
-                        act = action(s, s.read(new, state.lead if state is not None else None))
-                        if act is not None:
-                            new = s.write(new, act)
-                    if after is not None:
-                        after()
+                    new = apply(group, raw)
                     return None if new is raw else _replace_first(out, new)
 
                 handles.append(module.register_forward_hook(out_hook))
@@ -547,13 +553,7 @@ def _install(
                             group: list[Site] = group) -> Any:
                     key = _input_key(args, kwargs)
                     raw = args[0] if key == 0 else kwargs[key]  # type: ignore[index]
-                    new = raw
-                    for s in group:
-                        act = action(s, s.read(new, state.lead if state is not None else None))
-                        if act is not None:
-                            new = s.write(new, act)
-                    if after is not None:
-                        after()
+                    new = apply(group, raw)
                     if new is raw:
                         return None
                     if key == 0:
