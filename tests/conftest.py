@@ -94,6 +94,21 @@ def tiny_gemma3():
 
 
 @pytest.fixture(scope="session")
+def tiny_gemma3_wide():
+    """Tiny Gemma 3 whose sliding window (32) holds every test prompt."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    cfg = Gemma3TextConfig(
+        vocab_size=120, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=1, head_dim=8, max_position_embeddings=64,
+        sliding_window=32, layer_types=["sliding_attention", "full_attention",
+                                        "sliding_attention"],
+        pad_token_id=0, bos_token_id=2, eos_token_id=3, final_logit_softcapping=5.0,
+    )
+    return _seeded(lambda: Gemma3ForCausalLM(cfg))
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The labelled data folder beside the project (``../shared/data``); skips when absent."""
     root = Path(os.environ.get("HYPERLENS_DATA_DIR", SHARED_DATA))

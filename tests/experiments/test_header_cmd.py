@@ -52,3 +52,63 @@ def test_header_both_stages_on_rotten_tomatoes(tmp_path: Path) -> None:
     assert arms["minilm"]["acc"]["value"] > 0.6  # MiniLM separates fresh from rotten
     assert "verdict" in res["data"] and "HDC header vs baseline" in res["data"]["verdict"]
     assert (tmp_path / "run" / "header-hdc-seed0.safetensors").exists()
+
+
+def _no_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hyperlens import models as hmodels
+
+    def refuse(*a: object, **k: object) -> None:
+        raise AssertionError("a model was loaded before the checks")
+
+    monkeypatch.setattr(hmodels, "load", refuse)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--model", "minilm"], "encoder model without input embeddings"),
+    (["--model", "glove-50d"], "static model without input embeddings"),
+    (["--insert-layer", "30"], "past the last block of smollm2"),
+    (["--lr-grid", "0.01", "20"], "learning rates must be numbers in"),
+    (["--placement", "prefix"], "--insert-layer 0"),
+    (["--dataset", "agnews", "--verbalizer", "yes", "no"], "one each"),
+])
+def test_cli_refuses_bad_input_before_any_model(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 shared_data: Path, argv: list[str],
+                                                 message: str) -> None:
+    from hyperlens import cli
+
+    _no_model_loads(monkeypatch)
+    rc = cli.main(["header", "--data-dir", str(shared_data), "--out", str(tmp_path / "o"),
+                   *argv])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_cli_refuses_labels_that_are_not_the_verbalisers(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    from hyperlens import cli
+
+    _no_model_loads(monkeypatch)
+    data = tmp_path / "mood.csv"
+    data.write_text("text,label\n" + "".join(f"text {i},{'happy' if i % 2 else 'sad'}\n"
+                                             for i in range(40)), "utf-8")
+    rc = cli.main(["header", "--dataset", str(data), "--verbalizer", "a", "b", "c",
+                   "--out", str(tmp_path / "o")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--verbalizer has 3 words but the dataset has 2 classes" in err
+
+
+@pytest.mark.parametrize("argv", [["--k", "0"], ["--k", "-2"], ["--steps", "0"],
+                                  ["--sparsity", "1.5"]])
+def test_cli_option_types_refuse_bad_numbers(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                             argv: list[str]) -> None:
+    from hyperlens import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["header", "--out", str(tmp_path / "o"), *argv])
+    assert exc.value.code == 2
+    assert "must be" in capsys.readouterr().err

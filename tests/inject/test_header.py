@@ -9,7 +9,14 @@ from torch import nn
 from hyperlens.errors import ConfigError, InputError, ShapeError
 from hyperlens.hdc import PackedCodes
 from hyperlens.inject import attach, load_adapter, make_adapter, save_adapter
-from hyperlens.inject.header import HeaderConfig, SemanticHeader, add_at, insert_index, splice
+from hyperlens.inject.header import (
+    HeaderConfig,
+    SemanticHeader,
+    add_at,
+    embedding_norm,
+    insert_index,
+    splice,
+)
 from hyperlens.inject.prefix_cache import PrefixCache
 
 PRE = [[5, 6, 7, 8], [9, 10], [11, 12, 13, 14, 15, 16]]
@@ -81,14 +88,16 @@ def test_generate_under_attach_matches_greedy_by_hand(tiny_llama):
     assert gen[0, 4:].tolist() == want
 
 
+@pytest.mark.parametrize("arch", ["tiny_llama", "tiny_gemma3_wide"])
 @pytest.mark.parametrize(("layer", "prefixes"), [(0, PRE), (1, PRE), (0, SHARED), (1, SHARED)])
-def test_prefix_cache_equals_the_full_forward(tiny_llama, layer, prefixes):
+def test_prefix_cache_equals_the_full_forward(request, arch, layer, prefixes):
     PRE = prefixes
+    tiny_llama = request.getfixturevalue(arch)  # Gemma 3: every prompt inside its window
     for p in tiny_llama.parameters():
         p.requires_grad_(False)
     before = [p.clone() for p in tiny_llama.parameters()]
     pc = PrefixCache(tiny_llama, PRE, CUE, [30, 31], kv_dtype=torch.float32, batch_size=2,
-                     layer=layer)
+                     layer=layer, extra_tokens=3)
     assert pc.shared_tokens == (2 if PRE is SHARED else 0)
     rows = torch.tensor([2, 0, 1])
     plain = pc.suffix_forward(rows, None)
@@ -185,9 +194,28 @@ def test_experiment_checks_come_before_models():
                             ["World", "Sports", "Business", "Sci/Tech"])[3] == " Science"
 
 
-def test_prefix_cache_refuses_sliding_window_models(tiny_gemma3):
-    with pytest.raises(InputError, match="sliding-window"):
+def test_prefix_cache_refuses_prompts_longer_than_the_sliding_window(tiny_gemma3):
+    # window 4: a 6-token prefix + 2 cue tokens would lose its start in the sliding layers
+    with pytest.raises(InputError, match=r"sliding-window layers \(window 4\)"):
         PrefixCache(tiny_gemma3, PRE, CUE, [30, 31], kv_dtype=torch.float32)
+    with pytest.raises(InputError, match="header 3"):
+        PrefixCache(tiny_gemma3, [[5], [6]], [7], [30, 31], extra_tokens=3)
+    pc = PrefixCache(tiny_gemma3, [[5], [6, 7]], [8], [30, 31], kv_dtype=torch.float32)
+    with pytest.raises(InputError, match="exceed the sliding window"):
+        pc.suffix_forward(torch.tensor([0, 1]), torch.zeros(2, 2, 32))
+
+
+def test_prefix_cache_save_load(tmp_path, tiny_gemma3_wide):
+    pc = PrefixCache(tiny_gemma3_wide, PRE, CUE, [30, 31], kv_dtype=torch.float32, layer=1)
+    pc.save(tmp_path / "pc.safetensors")
+    back = PrefixCache.load(tmp_path / "pc.safetensors", tiny_gemma3_wide, CUE, [30, 31], layer=1)
+    rows = torch.tensor([1, 2])
+    pseudo = torch.randn(2, 3, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(back.suffix_forward(rows, pseudo),
+                                   pc.suffix_forward(rows, pseudo))
+    with pytest.raises(InputError, match="layers of keys"):
+        PrefixCache.load(tmp_path / "pc.safetensors", tiny_gemma3_wide, CUE, [30, 31], layer=2)
 
 
 def test_header_on_gemma3_under_padding(tiny_gemma3):
@@ -201,3 +229,30 @@ def test_header_on_gemma3_under_padding(tiny_gemma3):
         with h.use_codes(codes[1:]):
             alone = _last_hidden(tiny_gemma3, ids[1:, 3:])[0, -1]
     torch.testing.assert_close(both[1], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_embedding_norm_is_what_the_lm_sees(tiny_gemma3, tiny_llama):
+    # Gemma 3 scales its embedding table by sqrt(d_model) inside the embedding layer
+    ids = torch.tensor([5, 6, 7])
+    table = tiny_gemma3.get_input_embeddings().weight[ids].norm(dim=-1).mean()
+    seen = {}
+
+    def grab(_m, a, kw):  # the input of the first block: the embeddings the LM uses
+        seen["x"] = (a[0] if a else kw["hidden_states"]).detach()
+
+    hook = tiny_gemma3.model.layers[0].register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            tiny_gemma3(input_ids=ids[None])
+    finally:
+        hook.remove()
+    want = float(seen["x"][0].norm(dim=-1).mean())
+    assert embedding_norm(tiny_gemma3, ids) == pytest.approx(want, rel=1e-5)
+    assert want == pytest.approx(float(table) * 32 ** 0.5, rel=1e-4)
+    llama = tiny_llama.get_input_embeddings().weight.norm(dim=-1).mean()
+    assert embedding_norm(tiny_llama) == pytest.approx(float(llama), rel=1e-5)
+    p = SemanticHeader(HeaderConfig(code_dim=10, d_model=32, k=2, cue_len=2,
+                                    target_norm=embedding_norm(tiny_gemma3, ids)))
+    torch.testing.assert_close(p(torch.randn(3, 10)).norm(dim=-1), torch.full((3, 2), want))
+    with pytest.raises(InputError, match="no input embedding"):
+        embedding_norm(nn.Linear(2, 2))

@@ -44,6 +44,7 @@ from ..errors import ConfigError, InputError
 from ..functional.stats import bootstrap_ci, mcnemar, paired_bootstrap, t_interval
 from ..report import Report
 from ..utils import cache_dir, stable_hash
+from .options import nonnegative_int, positive_float, positive_int, unit_fraction
 
 __all__ = ["COMMAND", "HELP", "add_arguments", "main", "HeaderRunConfig", "run_header",
            "ARMS_B", "PROMPTS", "tour_section"]
@@ -94,12 +95,13 @@ class HeaderRunConfig:
     k: int = 4
     variant: str = "projector"
     placement: str = "cue"
-    insert_layer: int = 20
+    insert_layer: int | None = None  # None: two thirds of the depth (SmolLM2: 20, Gemma 3: 12)
     hdc_dim: int = 10_000
     sparsity: float = 0.7
     steps: int = 20
     batch_size: int = 16
-    lr: float = 1e-2
+    lr: float = 1e-2  # used when lr_grid is empty
+    lr_grid: list[float] = field(default_factory=lambda: [3e-3, 1e-2, 3e-2])
     head_lr: float = 1e-3
     eval_every: int = 10
     max_tokens: int = 64
@@ -123,6 +125,10 @@ class HeaderRunConfig:
             raise ConfigError(f"--stages takes A and/or B, got {self.stages}.")
         if self.placement not in ("cue", "prefix"):
             raise ConfigError(f"--placement must be 'cue' or 'prefix', got {self.placement!r}.")
+        if self.insert_layer is not None and (isinstance(self.insert_layer, bool)
+                                              or self.insert_layer < 0):
+            raise ConfigError(f"--insert-layer must be a block index >= 0, got "
+                              f"{self.insert_layer!r}.")
         if self.placement == "prefix" and self.insert_layer != 0:
             raise ConfigError("--placement prefix changes every position, so it runs at full "
                               "depth: give --insert-layer 0.")
@@ -133,6 +139,10 @@ class HeaderRunConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got "
                                   f"{getattr(self, name)}.")
+        for x in [self.lr, self.head_lr, *self.lr_grid]:
+            if not (isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < 10):
+                raise ConfigError(f"learning rates must be numbers in (0, 10), got {x!r} "
+                                  "(--lr, --head-lr, --lr-grid).")
         if not self.seeds:
             raise ConfigError("--seeds is empty; give at least one seed.")
         if self.kv_dtype not in ("float16", "bfloat16", "float32"):
@@ -144,7 +154,7 @@ class HeaderRunConfig:
     def fingerprint(self) -> str:
         keys = ("dataset", "model", "encoder", "n_train", "n_val", "n_eval", "k", "variant",
                 "placement", "insert_layer", "hdc_dim", "sparsity", "steps", "batch_size", "lr",
-                "head_lr", "eval_every", "max_tokens", "verbalizer", "kv_dtype")
+                "lr_grid", "head_lr", "eval_every", "max_tokens", "verbalizer", "kv_dtype")
         return stable_hash(*[getattr(self, k) for k in keys], length=12)
 
 
@@ -206,6 +216,16 @@ def load_split(cfg: HeaderRunConfig) -> Split:
     a, b = cfg.n_train, cfg.n_train + cfg.n_val
     rows = {"train": np.arange(a), "val": np.arange(a, b), "eval": np.arange(b, len(texts))}
     return Split(texts, labels, list(train.label_names), rows)
+
+
+def label_names_of(cfg: HeaderRunConfig) -> list[str]:
+    """The dataset's class names, read without loading any model."""
+    from .. import data as hdata
+
+    if cfg.dataset in ("agnews", "sst2"):
+        return list(hdata.load(cfg.dataset, split="test" if cfg.dataset == "agnews" else "dev",
+                               data_dir=cfg.data_dir).label_names)
+    return list(hdata.load(cfg.dataset, data_dir=cfg.data_dir).label_names)
 
 
 def verbalizer_words(cfg: HeaderRunConfig, label_names: list[str]) -> list[str]:
@@ -309,16 +329,14 @@ class HeaderRun:
     """State shared by the arms: split, features, the prefix cache, finished cells."""
 
     def __init__(self, cfg: HeaderRunConfig, out: Path, report: Report) -> None:
-        from .transfer import CellStore
-
         self.cfg, self.out, self.rep = cfg, out, report
-        self.store = CellStore(out / "cells.jsonl", cfg.fingerprint(), fresh=cfg.fresh)
         self.split = load_split(cfg)
         self.words = verbalizer_words(cfg, self.split.label_names)
         self.n_classes = len(self.split.label_names)
         self.y = torch.from_numpy(self.split.labels)
         self.correct: dict[str, dict[int, np.ndarray]] = {}
         self.curves: dict[str, dict[str, Any]] = {}
+        self.lrs: dict[str, float] = {}
 
     # ------------------------------------------------------------------ heavy inputs
     def load_models(self) -> None:
@@ -332,6 +350,18 @@ class HeaderRun:
             raise InputError(f"--model {cfg.model!r} is a {self.lm.kind} model; the header "
                              "needs a causal LM (decoder) with input embeddings.")
         self.d_model = check_lm(self.lm.module)
+        lm_config: Any = self.lm.module.config
+        n_layers = int(lm_config.num_hidden_layers)
+        if cfg.insert_layer is None:
+            cfg.insert_layer = round(2 * n_layers / 3)
+            self.rep.config["insert_layer"] = cfg.insert_layer
+        if cfg.insert_layer >= n_layers:
+            raise ConfigError(f"--insert-layer {cfg.insert_layer} is past the last block of "
+                              f"{cfg.model} ({n_layers} blocks: 0..{n_layers - 1}).")
+        self.layer: int = cfg.insert_layer
+        from .transfer import CellStore
+
+        self.store = CellStore(self.out / "cells.jsonl", cfg.fingerprint(), fresh=cfg.fresh)
         tok = self.lm.tokenizer
         self.verb_ids = []
         for w in self.words:
@@ -377,39 +407,24 @@ class HeaderRun:
         return [h_ids + b + t_ids for b in body], tok(cue, add_special_tokens=False)["input_ids"]
 
     def prefix_cache(self) -> Any:
-        from safetensors.torch import load_file, save_file
-
         from ..inject.prefix_cache import PrefixCache
 
         cfg = self.cfg
         prefix, cue = self.prompts()
         self.prefix_ids, self.cue_ids = prefix, cue
-        layer = cfg.insert_layer
+        layer = self.layer
         key = stable_hash(self.lm.identity(), prefix, cue, self.verb_ids, layer, cfg.kv_dtype,
                           length=24)
         path = cache_dir("header") / f"prefix-{key}.safetensors"
         dtype = getattr(torch, cfg.kv_dtype)
-        pc = PrefixCache.__new__(PrefixCache)
         with self.rep.timer("prefix cache"):
             if path.exists():
-                t = load_file(str(path))
-                pc.lm, pc.cfg = self.lm.module, self.lm.module.config
-                from ..inject.prefix_cache import backbone_of, output_rows
-
-                pc.stack = backbone_of(pc.lm)
-                pc.cue = torch.tensor(cue)
-                pc.verb_rows = output_rows(pc.lm, self.verb_ids).float()
-                pc.device, pc.layer = self.lm.device, layer
-                for name in ("keys", "values", "states", "verb_logits", "cue_states", "lengths",
-                             "offsets"):
-                    setattr(pc, name, t[name])
+                pc = PrefixCache.load(path, self.lm.module, cue, self.verb_ids, layer=layer)
                 self.rep.data["prefix_cache"] = {"file": str(path), "reused": True}
             else:
                 pc = PrefixCache(self.lm.module, prefix, cue, self.verb_ids, kv_dtype=dtype,
-                                 layer=layer)
-                save_file({n: getattr(pc, n).contiguous() for n in (
-                    "keys", "values", "states", "verb_logits", "cue_states", "lengths",
-                    "offsets")}, str(path))
+                                 layer=layer, extra_tokens=cfg.k)
+                pc.save(path)
                 self.rep.data["prefix_cache"] = {"file": str(path), "reused": False}
         self.rep.data["prefix_cache"].update({
             "MB": pc.nbytes / 1e6, "prefix_tokens": int(pc.lengths.sum()),
@@ -541,7 +556,7 @@ class Arm(nn.Module):
     """Header (or static prompt) + head, or the LM's verbaliser logits."""
 
     def __init__(self, run: HeaderRun, arm: str, seed: int) -> None:
-        from ..inject.header import HeaderConfig, SemanticHeader
+        from ..inject.header import HeaderConfig, SemanticHeader, embedding_norm
 
         super().__init__()
         cfg, pc = run.cfg, run.pc
@@ -553,12 +568,15 @@ class Arm(nn.Module):
             arm, cfg.variant)
         width = 1 if self.codes is None else int(self.codes.shape[1])
         train_rows = torch.from_numpy(run.split.rows["train"])
-        if cfg.insert_layer > 0:
+        if run.layer > 0:
             ref = pc.cue_states[train_rows]  # [n, c, d] residual stream at the insert layer
         else:
             emb = run.lm.module.get_input_embeddings()
-            ref = emb(pc.cue)[None].detach()
-        norm = float(ref.norm(dim=-1).mean())
+            with torch.no_grad():
+                ref = emb(pc.cue.to(pc.device))[None].float().cpu()
+        # through the embedding module at layer 0, so a scaled embedding (Gemma 3) is matched
+        norm = (float(ref.norm(dim=-1).mean()) if run.layer > 0 else
+                embedding_norm(run.lm.module, pc.cue))
         hc = HeaderConfig(code_dim=width, d_model=run.d_model, k=cfg.k, variant=variant,
                           placement="cue", cue_len=len(run.cue_ids), target_norm=norm,
                           code_kind="float" if arm == "float" else "ternary")
@@ -582,7 +600,7 @@ class Arm(nn.Module):
         h = self.run_.pc.suffix_forward(rows, pseudo)
         if self.head is not None:
             return self.head(h)
-        return h @ self.run_.pc.verb_rows.T
+        return self.run_.pc.label_logits(h)
 
     def predict(self, rows: np.ndarray, codes: torch.Tensor | None = None,
                 batch: int = 64) -> np.ndarray:
@@ -593,7 +611,9 @@ class Arm(nn.Module):
         return torch.cat(out).numpy()
 
 
-def arm_b(run: HeaderRun, arm: str, seed: int) -> dict[str, Any]:
+def arm_b(run: HeaderRun, arm: str, seed: int, lr: float,
+          search: bool = False) -> dict[str, Any]:
+    """Train one stage B arm; ``search=True`` scores only the held-out slice (no evaluation)."""
     cfg, sp = run.cfg, run.split
     r = sp.rows
     model = Arm(run, arm, seed)
@@ -607,13 +627,17 @@ def arm_b(run: HeaderRun, arm: str, seed: int) -> dict[str, Any]:
         return float((model.predict(r["val"]) == sp.labels[r["val"]]).mean())
 
     t0 = time.perf_counter()
-    hist = train_loop(model, loss_fn, len(r["train"]), lr=cfg.lr,
+    hist = train_loop(model, loss_fn, len(r["train"]), lr=lr,
                       param_lr={"head.*": cfg.head_lr}, steps=cfg.steps,
                       batch_size=cfg.batch_size, seed=seed, eval_fn=val,
                       eval_every=cfg.eval_every, frozen=run.lm.module)
     t1 = time.perf_counter()
+    if search:  # the evaluation texts are never touched while choosing
+        vals = [e["val_acc"] for e in hist["evals"]]
+        return {"best_val_acc": hist["best_val_acc"], "mean_val_acc": float(np.mean(vals)),
+                "best_step": hist["best_step"], "lr": lr, "train_s": t1 - t0}
     pred = model.predict(r["eval"])
-    out = run.record("", seed, pred, {"curve": hist, "train_s": t1 - t0,
+    out = run.record("", seed, pred, {"curve": hist, "train_s": t1 - t0, "lr": lr,
                                       "eval_s": time.perf_counter() - t1})
     if arm == "hdc":
         # test-time ablation: the trained header fed codes permuted across evaluation texts
@@ -633,10 +657,59 @@ def arm_b(run: HeaderRun, arm: str, seed: int) -> dict[str, Any]:
     return out
 
 
+#: the arm whose held-out accuracy picks the header learning rate of each family of arms
+LR_FAMILIES: dict[str, tuple[str, ...]] = {
+    "hdc": ("hdc", "float", "shuffled", "random"), "prompt": ("prompt",),
+    "lm-static": ("lm-static",), "lm-hdc": ("lm-hdc",)}
+
+
+def choose_lrs(run: HeaderRun) -> dict[str, float]:
+    """Header learning rate per stage B arm, chosen on the held-out slice of the training set.
+
+    For each family in :data:`LR_FAMILIES` that has an arm to run, its first arm is trained
+    at every ``--lr-grid`` value (first seed, the same steps); the value with the best
+    held-out accuracy (ties: the better mean over the run's evaluations) serves the whole
+    family in every seed. The evaluation texts play no part. An empty grid uses ``--lr``.
+    """
+    cfg = run.cfg
+    grid = list(cfg.lr_grid)
+    chosen: dict[str, float] = {}
+    search: dict[str, Any] = {}
+    s0 = cfg.seeds[0]
+    for probe, family in LR_FAMILIES.items():
+        todo = [a for a in family if a in cfg.arms]
+        if not todo:
+            continue
+        if len(grid) <= 1:
+            best = grid[0] if grid else cfg.lr
+        else:
+            scores: dict[float, dict[str, Any]] = {}
+            for lr in grid:
+                key = {"arm": f"lr-search:{probe}", "lr": lr, "seed": s0}
+                rec = run.store.get(key)
+                if rec is None:
+                    t0 = time.perf_counter()
+                    with run.rep.timer(f"lr search:{probe}"):
+                        rec = arm_b(run, probe, s0, lr, search=True)
+                    rec["seconds"] = time.perf_counter() - t0
+                    run.store.put(key, rec)
+                scores[lr] = rec
+            best = max(grid, key=lambda x: (scores[x]["best_val_acc"], scores[x]["mean_val_acc"]))
+            search[probe] = {"grid": grid, "chosen": best, "arms": todo,
+                             "val_acc": [scores[x]["best_val_acc"] for x in grid],
+                             "seconds": float(sum(scores[x]["seconds"] for x in grid))}
+        for a in todo:
+            chosen[a] = best
+    run.rep.data["lr_search"] = search
+    run.lrs = chosen
+    return chosen
+
+
 def stage_b(run: HeaderRun) -> None:
+    lrs = choose_lrs(run)
     for seed in run.cfg.seeds:
         for arm in run.cfg.arms:
-            run.cell(arm, seed, lambda a=arm, s=seed: arm_b(run, a, s))
+            run.cell(arm, seed, lambda a=arm, s=seed: arm_b(run, a, s, lrs[a]))
             if arm == "hdc":
                 rec = run.store.get({"arm": "hdc", "seed": seed})
                 if rec is not None and "ablate_correct" in rec:
@@ -779,6 +852,17 @@ def write_report(run: HeaderRun) -> None:
                           "series": [{"label": "accuracy", "values": vals, "lo": los,
                                       "hi": his}],
                           "hlines": [{"y": majority, "label": "majority class"}]})
+    search = rep.data.get("lr_search") or {}
+    if search:
+        rep.section("Learning-rate search", "Header learning rate of each family of stage B "
+                    f"arms, chosen by held-out accuracy ({cfg.n_val} texts of the training "
+                    f"split, seed {cfg.seeds[0]}, {cfg.steps} steps); the evaluation texts take "
+                    "no part.").table(
+            "Held-out accuracy per learning rate",
+            ["searched on", "serves", *[f"lr {x:g}" for x in next(iter(search.values()))["grid"]],
+             "chosen", "time (s)"],
+            [[probe, " ".join(v["arms"]), *[f"{a:.3f}" for a in v["val_acc"]],
+              f"{v['chosen']:g}", f"{v['seconds']:.0f}"] for probe, v in search.items()])
     bl = run.store.get({"arm": "best-layer", "seed": cfg.seeds[0]})
     if bl is not None:
         x = list(range(len(bl["val_acc"])))
@@ -840,45 +924,87 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d = HeaderRunConfig()
     p.add_argument("--dataset", default=d.dataset, help="sst2 (default) | agnews | a file")
     p.add_argument("--data-dir", default=None, help="folder holding sst2/ and agnews/")
-    p.add_argument("--model", default=d.model, help="frozen causal LM (default: smollm2)")
+    p.add_argument("--model", default=d.model,
+                   help="frozen causal LM: smollm2 (default), gemma3 or an HF id")
     p.add_argument("--encoder", default=d.encoder, help="sentence encoder for the codes")
-    p.add_argument("--n-train", type=int, default=d.n_train, help="training texts (640)")
-    p.add_argument("--n-val", type=int, default=d.n_val,
-                   help="held-out training texts for every choice (160)")
-    p.add_argument("--n-eval", type=int, default=d.n_eval,
+    p.add_argument("--n-train", type=positive_int, default=d.n_train,
+                   help=f"training texts ({d.n_train})")
+    p.add_argument("--n-val", type=positive_int, default=d.n_val,
+                   help=f"held-out training texts for every choice ({d.n_val})")
+    p.add_argument("--n-eval", type=nonnegative_int, default=d.n_eval,
                    help="evaluation texts (0: all 872 SST-2 dev; AG News 1000)")
-    p.add_argument("--seeds", nargs="+", type=int, default=d.seeds)
+    p.add_argument("--seeds", nargs="+", type=nonnegative_int, default=d.seeds)
     p.add_argument("--stages", nargs="+", default=d.stages, choices=["A", "B"])
     p.add_argument("--arms", nargs="+", default=d.arms, choices=list(ARMS_B),
                    help="stage B arms")
-    p.add_argument("--k", type=int, default=d.k, help="pseudo-tokens (4)")
+    p.add_argument("--k", type=positive_int, default=d.k, help=f"pseudo-tokens ({d.k})")
     p.add_argument("--variant", default=d.variant, choices=["mlp", "projector", "gated"],
                    help="header of the head arms (projector)")
     p.add_argument("--placement", default=d.placement, choices=["cue", "prefix"])
-    p.add_argument("--insert-layer", type=int, default=d.insert_layer,
-                   help="block where the header enters (0 = input embeddings, full depth)")
-    p.add_argument("--hdc-dim", type=int, default=d.hdc_dim)
-    p.add_argument("--sparsity", type=float, default=d.sparsity)
-    p.add_argument("--steps", type=int, default=d.steps, help="training steps per arm")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr, help="header learning rate (1e-2)")
-    p.add_argument("--head-lr", type=float, default=d.head_lr)
-    p.add_argument("--eval-every", type=int, default=d.eval_every,
+    p.add_argument("--insert-layer", type=nonnegative_int, default=d.insert_layer,
+                   help="block where the header enters (0 = input embeddings, full depth; "
+                        "default: two thirds of the depth)")
+    p.add_argument("--hdc-dim", type=positive_int, default=d.hdc_dim)
+    p.add_argument("--sparsity", type=unit_fraction, default=d.sparsity)
+    p.add_argument("--steps", type=positive_int, default=d.steps,
+                   help=f"training steps per arm ({d.steps})")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    p.add_argument("--lr-grid", nargs="*", type=positive_float, default=d.lr_grid,
+                   help="header learning rates tried on the held-out slice (default: "
+                        f"{' '.join(f'{x:g}' for x in d.lr_grid)}; none: use --lr)")
+    p.add_argument("--lr", type=positive_float, default=d.lr,
+                   help="header learning rate when --lr-grid is empty (1e-2)")
+    p.add_argument("--head-lr", type=positive_float, default=d.head_lr)
+    p.add_argument("--eval-every", type=positive_int, default=d.eval_every,
                    help="steps between held-out evaluations (checkpoint choice)")
-    p.add_argument("--max-tokens", type=int, default=d.max_tokens, help="text tokens kept")
+    p.add_argument("--max-tokens", type=positive_int, default=d.max_tokens,
+                   help="text tokens kept")
     p.add_argument("--verbalizer", nargs="+", default=None, help="one answer word per class")
     p.add_argument("--kv-dtype", default=d.kv_dtype, choices=["float16", "bfloat16", "float32"])
     p.add_argument("--threads", default=d.threads, help="torch threads: auto | N")
-    p.add_argument("--n-boot", type=int, default=d.n_boot)
+    p.add_argument("--n-boot", type=positive_int, default=d.n_boot)
     p.add_argument("--fresh", action="store_true", help="ignore finished cells in OUT")
 
 
-def main(args: argparse.Namespace) -> Path:
+def config_from_args(args: argparse.Namespace) -> HeaderRunConfig:
     fields_ = HeaderRunConfig.__dataclass_fields__
     values = {k: getattr(args, k) for k in fields_ if hasattr(args, k)}
     if values.get("device") == "auto":
         values["device"] = "cpu"
-    cfg = HeaderRunConfig(**values)
+    return HeaderRunConfig(**values)
+
+
+def check_inputs(cfg: HeaderRunConfig) -> None:
+    """Checks that need the dataset's labels or the zoo's record of a model, not the model.
+
+    Raises :class:`ConfigError` / :class:`InputError` for a named model without input
+    embeddings (an encoder or static vectors), an insert layer past a named model's last
+    block, or labels that are not the verbaliser's.
+    """
+    from .. import models as hmodels
+
+    cfg.validate()
+    rows = {r["name"]: r for r in hmodels.list_models()}
+    entry = rows.get(str(cfg.model).strip().lower())
+    if entry is not None:
+        if entry["kind"] != "decoder":
+            decoders = sorted(n for n, r in rows.items() if r["kind"] == "decoder")
+            raise InputError(f"--model {cfg.model!r} is a {entry['kind']} model without input "
+                             "embeddings a causal LM reads pseudo-tokens through; use a "
+                             f"causal LM: {', '.join(decoders)} or an HF id.")
+        if cfg.insert_layer is not None and cfg.insert_layer >= entry["layers"]:
+            raise ConfigError(f"--insert-layer {cfg.insert_layer} is past the last block of "
+                              f"{cfg.model} ({entry['layers']} blocks: 0..{entry['layers'] - 1}).")
+    verbalizer_words(cfg, label_names_of(cfg))
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Checks across options, the labels and the model's kind, before any model is loaded."""
+    check_inputs(config_from_args(args))
+
+
+def main(args: argparse.Namespace) -> Path:
+    cfg = config_from_args(args)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out if args.out is not None else Path("runs") / f"header-{stamp}"
     return run_header(cfg, Path(out), seed=int(getattr(args, "seed", 0)))

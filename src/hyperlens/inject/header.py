@@ -55,6 +55,7 @@ __all__ = [
     "splice",
     "insert_index",
     "check_lm",
+    "embedding_norm",
 ]
 
 VARIANTS = ("mlp", "projector", "gated", "static")
@@ -144,6 +145,28 @@ def check_lm(model: nn.Module, d_model: int | None = None) -> int:
         raise ShapeError(f"header d_model={d_model} but the model's input embeddings are "
                          f"{width}-d; build the header with d_model={width}.")
     return width
+
+
+def embedding_norm(model: nn.Module, token_ids: Any = None) -> float:
+    """Mean norm of the vectors the input embedding layer produces for ``token_ids``.
+
+    The tokens go through the embedding module itself, so a scaled embedding (Gemma 3
+    multiplies its table by ``sqrt(d_model)``) gives the norm the LM actually sees: use it
+    as a projector's ``target_norm`` at layer 0. ``None``: the whole vocabulary.
+    """
+    check_lm(model)
+    module: Any = getattr(model, "module", model)
+    emb: Any = module.get_input_embeddings()
+    if token_ids is None:
+        token_ids = torch.arange(int(emb.weight.shape[0]))
+    ids = torch.as_tensor(token_ids, dtype=torch.long).reshape(-1).to(emb.weight.device)
+    if ids.numel() == 0:
+        raise InputError("embedding_norm needs at least one token id.")
+    with torch.no_grad():
+        total = 0.0
+        for chunk in ids.split(8192):  # a 262k vocabulary in pieces
+            total += float(emb(chunk).float().norm(dim=-1).sum())
+    return total / ids.numel()
 
 
 @register_adapter("header")

@@ -32,7 +32,7 @@ from torch import nn
 from ..errors import InputError
 from ..utils import progress as progress_bar
 
-__all__ = ["PrefixCache", "backbone_of", "output_rows"]
+__all__ = ["PrefixCache", "backbone_of", "output_rows", "sliding_window_of"]
 
 
 def backbone_of(lm: nn.Module) -> Any:
@@ -53,6 +53,18 @@ def output_rows(lm: Any, token_ids: Sequence[int]) -> torch.Tensor:
     if out is None:
         raise InputError(f"{type(lm).__name__} has no output embeddings (LM head).")
     return out.weight[list(token_ids)].detach()
+
+
+def sliding_window_of(config: Any, stack: Any = None) -> int | None:
+    """The sliding window of a model with sliding-window layers (None: full attention only)."""
+    types = getattr(config, "layer_types", None) or ()
+    mixed = any(t != "full_attention" for t in types) or hasattr(stack, "rotary_emb_local")
+    window = getattr(config, "sliding_window", None)
+    if not mixed:
+        return None
+    if not window:
+        raise InputError(f"{type(config).__name__} has sliding layers but no sliding_window.")
+    return int(window)
 
 
 def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
@@ -82,13 +94,18 @@ class PrefixCache:
         layer: block where the header enters the residual stream (0 = input embeddings).
             Below it the cue tokens cannot see the header either, so their states there
             are cached too and :meth:`suffix_forward` runs only blocks ``layer..L-1``
-            (Llama-style stacks; other architectures take ``layer=0``).
+            (Llama-style stacks, Gemma 3 included; other architectures take ``layer=0``).
+        extra_tokens: pseudo-tokens that will be inserted (checked against a sliding window).
+
+    Models with sliding-window layers (Gemma 3) are accepted while every prompt, prefix +
+    pseudo-tokens + cue, fits inside the window: then no layer drops a cached position and
+    the cache is exact; longer prompts are refused with an :class:`InputError`.
     """
 
     def __init__(self, lm: Any, prefix_ids: Sequence[Sequence[int]], cue_ids: Sequence[int],
                  verbalizer_ids: Sequence[int], *, batch_size: int = 32,
                  kv_dtype: torch.dtype = torch.float16, layer: int = 0,
-                 progress: bool | None = None) -> None:
+                 extra_tokens: int = 0, progress: bool | None = None) -> None:
         from transformers import DynamicCache
 
         self.lm: Any = lm.eval()
@@ -113,21 +130,27 @@ class PrefixCache:
         if not 0 <= layer < L:
             raise InputError(f"layer must be in 0..{L - 1} (the block where the header enters), "
                              f"got {layer}.")
-        types = getattr(self.cfg, "layer_types", None) or ()
-        mixed = hasattr(self.stack, "rotary_emb_local") or any(
-            t != "full_attention" for t in types)  # Gemma 3: sliding layers, two rotaries
-        if mixed:
-            raise InputError(
-                f"{type(lm).__name__} has sliding-window layers, whose cache keeps only the last "
-                "window of a prefix; PrefixCache needs full-attention layers. Use the header "
-                "through hyperlens.inject.attach (full depth) for this model.")
+        self.window = sliding_window_of(self.cfg, self.stack)
+        c = len(cue_ids)
+        if self.window is not None:
+            # a sliding-window layer keeps only the last window of a prefix; while the whole
+            # prompt (prefix + header + cue) fits inside the window nothing is dropped
+            need = int(lens.max()) + int(extra_tokens) + c
+            if need > self.window:
+                raise InputError(
+                    f"{type(lm).__name__} has sliding-window layers (window {self.window}), and "
+                    f"the longest prompt would be {need} tokens (prefix {int(lens.max())} + "
+                    f"header {int(extra_tokens)} + cue {c}): its cache would drop the start of "
+                    "the prefix. Shorten the texts (e.g. --max-tokens) below the window, or use "
+                    "the header through hyperlens.inject.attach (full forward passes).")
         if layer > 0 and not (hasattr(self.stack, "rotary_emb") and hasattr(self.stack, "norm")):
             raise InputError(f"{type(lm).__name__} is not a Llama-style stack; insert the header "
                              "at layer 0 (the input embeddings).")
+        types = getattr(self.cfg, "layer_types", None) or ()
+        self.layer_types: list[str] = list(types) if len(set(types)) > 1 else []
         self.layer = layer
         self.keys = torch.empty(L - layer, H, total, dh, dtype=kv_dtype)
         self.values = torch.empty(L - layer, H, total, dh, dtype=kv_dtype)
-        c = len(cue_ids)
         self.cue_states = torch.empty(n, c, d, dtype=torch.float32)  # input of block `layer`
         self.states = torch.empty(L + 1, n, d, dtype=torch.float32)
         self.verb_logits = torch.empty(n, len(verbalizer_ids), dtype=torch.float32)
@@ -179,7 +202,51 @@ class PrefixCache:
                 for li, h in enumerate(out.hidden_states):
                     self.states[li, sel] = h[:, -1].float().cpu()
                 last = out.last_hidden_state[:, -1].float()
-                self.verb_logits[sel] = (last @ self.verb_rows.to(last.device).T).cpu()
+                self.verb_logits[sel] = self.label_logits(last).cpu()
+
+    #: tensors that :meth:`save` writes and :meth:`load` reads
+    STORED = ("keys", "values", "states", "verb_logits", "cue_states", "lengths", "offsets")
+
+    def save(self, path: Any) -> None:
+        """Write the cached tensors to one safetensors file."""
+        from safetensors.torch import save_file
+
+        save_file({n: getattr(self, n).contiguous() for n in self.STORED}, str(path))
+
+    @classmethod
+    def load(cls, path: Any, lm: Any, cue_ids: Sequence[int], verbalizer_ids: Sequence[int],
+             *, layer: int = 0) -> PrefixCache:
+        """A cache written by :meth:`save` for the same ``lm``, prompts, cue and ``layer``."""
+        from safetensors.torch import load_file
+
+        pc = cls.__new__(cls)
+        pc.lm = lm.eval()
+        pc.stack, pc.cfg = backbone_of(lm), lm.config
+        pc.cue = torch.tensor(list(cue_ids), dtype=torch.long)
+        pc.verb_rows = output_rows(lm, verbalizer_ids).float()
+        pc.device, pc.layer = next(lm.parameters()).device, layer
+        pc.window = sliding_window_of(pc.cfg, pc.stack)
+        types = getattr(pc.cfg, "layer_types", None) or ()
+        pc.layer_types = list(types) if len(set(types)) > 1 else []
+        t = load_file(str(path))
+        for name in cls.STORED:
+            setattr(pc, name, t[name])
+        pc.shared_tokens = 0
+        if pc.keys.shape[0] != int(pc.cfg.num_hidden_layers) - layer:
+            raise InputError(f"{path} holds {pc.keys.shape[0]} layers of keys, not the "
+                             f"{int(pc.cfg.num_hidden_layers) - layer} above layer {layer}.")
+        return pc
+
+    def label_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The LM's next-token logits of the verbaliser words from final states ``[b, d]``.
+
+        Applies the output softcap of models that have one (``final_logit_softcapping``).
+        """
+        z = hidden @ self.verb_rows.to(hidden).T
+        cap = getattr(self.cfg, "final_logit_softcapping", None)
+        if cap:
+            z = torch.tanh(z / cap) * cap
+        return z
 
     def __len__(self) -> int:
         return int(self.lengths.numel())
@@ -227,6 +294,9 @@ class PrefixCache:
         if pseudo is not None:
             suffix = torch.cat([pseudo.to(suffix), suffix], dim=1)
         s = suffix.shape[1]
+        if self.window is not None and int(lens.max()) + s > self.window:
+            raise InputError(f"prefix {int(lens.max())} + suffix {s} tokens exceed the sliding "
+                             f"window ({self.window}); the cached forward would not be exact.")
         pos = lens[:, None].to(dev) + torch.arange(s, device=dev)[None]
         if self.layer == 0:
             full_mask = torch.cat([mask, torch.ones(b, s, dtype=torch.long)], 1).to(dev)
@@ -239,8 +309,15 @@ class PrefixCache:
         allowed = torch.cat([mask.bool().to(dev)[:, None, :].expand(b, s, T),
                              causal[None].expand(b, s, s)], dim=2)[:, None]
         hidden = suffix
-        pe = self.stack.rotary_emb(hidden, position_ids=pos)
-        for block in self.stack.layers[self.layer:]:
+        if self.layer_types:  # Gemma 3: one rotary table per layer type (local and global)
+            pes = {t: self.stack.rotary_emb(hidden, pos, t) for t in set(self.layer_types)}
+        else:
+            pe = self.stack.rotary_emb(hidden, position_ids=pos)
+        # inside the window a sliding layer sees every position, so one mask serves both kinds
+        for li in range(self.layer, len(self.stack.layers)):
+            block = self.stack.layers[li]
+            if self.layer_types:
+                pe = pes[self.layer_types[li]]
             hidden = block(hidden, attention_mask=allowed, position_ids=pos, cache=cache,
                            use_cache=True, position_embeddings=pe)
             if isinstance(hidden, tuple):
