@@ -112,3 +112,19 @@ def test_cli_option_types_refuse_bad_numbers(tmp_path: Path, capsys: pytest.Capt
         cli.main(["header", "--out", str(tmp_path / "o"), *argv])
     assert exc.value.code == 2
     assert "must be" in capsys.readouterr().err
+
+
+def test_threads_auto_counts_only_normal_priority_work() -> None:
+    import torch
+
+    from hyperlens.experiments.header_core import competing_runnable, set_threads
+
+    before = torch.get_num_threads()
+    try:
+        busy = competing_runnable()
+        assert busy is None or busy >= 0
+        n = set_threads("auto")
+        assert 1 <= n <= max(1, before)
+        assert set_threads("1") == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
