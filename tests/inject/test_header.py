@@ -205,6 +205,21 @@ def test_prefix_cache_refuses_prompts_longer_than_the_sliding_window(tiny_gemma3
         pc.suffix_forward(torch.tensor([0, 1]), torch.zeros(2, 2, 32))
 
 
+def test_prefix_cache_with_eager_attention_matches_sdpa(tiny_gemma3_wide):
+    pc = PrefixCache(tiny_gemma3_wide, PRE, CUE, [30, 31], kv_dtype=torch.float32, layer=1)
+    rows, pseudo = torch.tensor([0, 2]), torch.randn(2, 3, 32)
+    with torch.no_grad():
+        sdpa = pc.suffix_forward(rows, pseudo)
+        cfg = tiny_gemma3_wide.config
+        before = cfg._attn_implementation
+        try:
+            cfg._attn_implementation = "eager"
+            eager = pc.suffix_forward(rows, pseudo)
+        finally:
+            cfg._attn_implementation = before
+    torch.testing.assert_close(eager, sdpa, atol=1e-5, rtol=1e-5)
+
+
 def test_prefix_cache_save_load(tmp_path, tiny_gemma3_wide):
     pc = PrefixCache(tiny_gemma3_wide, PRE, CUE, [30, 31], kv_dtype=torch.float32, layer=1)
     pc.save(tmp_path / "pc.safetensors")

@@ -308,6 +308,10 @@ class PrefixCache:
         causal = torch.ones(s, s, dtype=torch.bool, device=dev).tril()
         allowed = torch.cat([mask.bool().to(dev)[:, None, :].expand(b, s, T),
                              causal[None].expand(b, s, s)], dim=2)[:, None]
+        mask_arg: torch.Tensor = allowed
+        if getattr(self.cfg, "_attn_implementation", "sdpa") == "eager":  # adds its mask
+            mask_arg = torch.zeros(allowed.shape, dtype=suffix.dtype, device=dev).masked_fill(
+                ~allowed, torch.finfo(suffix.dtype).min)
         hidden = suffix
         if self.layer_types:  # Gemma 3: one rotary table per layer type (local and global)
             pes = {t: self.stack.rotary_emb(hidden, pos, t) for t in set(self.layer_types)}
@@ -318,7 +322,7 @@ class PrefixCache:
             block = self.stack.layers[li]
             if self.layer_types:
                 pe = pes[self.layer_types[li]]
-            hidden = block(hidden, attention_mask=allowed, position_ids=pos, cache=cache,
+            hidden = block(hidden, attention_mask=mask_arg, position_ids=pos, cache=cache,
                            use_cache=True, position_embeddings=pe)
             if isinstance(hidden, tuple):
                 hidden = hidden[0]
