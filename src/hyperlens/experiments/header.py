@@ -16,7 +16,7 @@ Stage B (trained through the frozen LM): HDC header + head; float (MiniLM) heade
 shuffled HDC (codes permuted across texts); random ternary codes; input-independent prompt
 tuning with the same ``k``; on the LM side without a head (the LM answers with the label
 word): a static prompt vs an HDC header gated to start exactly at that prompt; and a
-test-time ablation (the trained HDC header fed shuffled codes).
+test-time ablation (the trained HDC headers, head side and LM side, fed shuffled codes).
 
 Cost: under causal masking the header cannot change any position before it, so each
 prefix's keys and values are computed once (:class:`~hyperlens.inject.prefix_cache.PrefixCache`,
@@ -144,7 +144,7 @@ def verdict(run: HeaderRun) -> str:
 
 def arm_seconds(run: HeaderRun, arm: str) -> float:
     """Mean wall time of an arm's cells over seeds (a test-time ablation shares its arm's)."""
-    base = "hdc" if arm == "hdc-ablate" else arm
+    base = arm.removesuffix("-ablate")
     secs = [rec["result"].get("seconds", float("nan")) for rec in run.store.cells.values()
             if rec["key"].get("arm") == base and rec["key"].get("seed") in run.cfg.seeds]
     return float(np.mean(secs)) if secs else float("nan")

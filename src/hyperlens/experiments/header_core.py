@@ -52,7 +52,10 @@ ARM_TITLES = {
     "shuffled": "B: shuffled HDC header + head", "random": "B: random ternary codes + head",
     "prompt": "B: prompt tuning (static k) + head", "lm-static": "B: LM answer, static prompt",
     "lm-hdc": "B: LM answer, gated HDC header", "hdc-ablate": "B: HDC header fed shuffled codes",
+    "lm-hdc-ablate": "B: LM answer, gated HDC fed shuffled codes",
 }
+#: trained arms whose header is also fed codes permuted across evaluation texts at test time
+ABLATED = ("hdc", "lm-hdc")
 
 
 @dataclass
@@ -646,7 +649,7 @@ def arm_b(run: HeaderRun, arm: str, seed: int, lr: float,
     pred = model.predict(r["eval"])
     out = run.record("", seed, pred, {"curve": hist, "train_s": t1 - t0, "lr": lr,
                                       "eval_s": time.perf_counter() - t1})
-    if arm == "hdc":
+    if arm in ABLATED:
         # test-time ablation: the trained header fed codes permuted across evaluation texts
         assert model.codes is not None
         gen = torch.Generator().manual_seed(20_000 + seed)
@@ -718,10 +721,10 @@ def stage_b(run: HeaderRun, after_seed: Callable[[], Any] | None = None) -> None
     for seed in run.cfg.seeds:
         for arm in run.cfg.arms:
             run.cell(arm, seed, lambda a=arm, s=seed: arm_b(run, a, s, lrs[a]))
-            if arm == "hdc":
-                rec = run.store.get({"arm": "hdc", "seed": seed})
+            if arm in ABLATED:
+                rec = run.store.get({"arm": arm, "seed": seed})
                 if rec is not None and "ablate_correct" in rec:
-                    run.correct.setdefault("hdc-ablate", {})[seed] = np.asarray(
+                    run.correct.setdefault(f"{arm}-ablate", {})[seed] = np.asarray(
                         rec["ablate_correct"], dtype=bool)
         if after_seed is not None:
             after_seed()
