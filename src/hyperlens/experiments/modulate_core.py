@@ -222,7 +222,7 @@ def task_loss(
             )
         else:
             q = torch.nn.functional.normalize(
-                _pooled(h, _tok(h, [m.definition for m in items])), dim=-1
+                _pooled(h, _tok(h, [m.definition for m in items])).float(), dim=-1
             )
             assert s.targets is not None
             t = torch.nn.functional.normalize(
