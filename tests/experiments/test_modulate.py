@@ -56,23 +56,39 @@ def test_bad_input_is_refused_before_loading(kw, match, tmp_path, monkeypatch):
         modulate.run_modulate(out=tmp_path, **_opts(**kw))
 
 
-def test_relational_table_pairs_conditions_and_detects_signal():
+def test_relational_table_pairs_conditions_and_detects_signal(graph):
     rng = np.random.default_rng(0)
     n = 60
+    ids = np.sort(rng.choice(np.flatnonzero(graph.pos == "n"), n, replace=False))
     Z = rng.normal(size=(n, 5))
     S = Z @ Z.T
     S = (S - S.min()) / (S.max() - S.min())
     good = torch.tensor(Z + 0.1 * rng.normal(size=Z.shape))
     noise = torch.tensor(rng.normal(size=(n, 5)))
-    table, raw = mc.relational_table(
-        {"plain": noise, "good": good}, {"s": S}, base="plain", n_boot=50, seed=0
+    table, raw, probe = mc.relational_table(
+        {"plain": noise, "good": good},
+        ids,
+        base="plain",
+        n_boot=50,
+        seed=0,
+        similarities={"path": S, "wup": S},
+        n_perm=99,
     )
-    t = table["s"]
+    t = table["path"]
     assert t["plain"]["lift_pearson"] == 0.0
     assert t["good"]["pearson"] > 0.8 and t["good"]["lift_pearson_lo"] > 0.5
+    assert (
+        abs(t["plain"]["pearson"]) < 0.2 and t["plain"]["pearson_lo"] < 0 < t["plain"]["pearson_hi"]
+    )
     assert t["good"]["pearson_lo"] <= t["good"]["pearson"] <= t["good"]["pearson_hi"]
-    v, lo, hi = mc.paired_diff(raw["s"]["good"][:, 0], raw["s"]["plain"][:, 0])
+    assert t["good"]["mantel_p_pearson"] <= 0.02
+    # the lift is the probe's own paired difference against the base, on the same resamples
+    vs = probe["vs_baseline"]["good"]["path.pearson"]
+    assert vs["value"] == pytest.approx(t["good"]["lift_pearson"])
+    assert vs["lo"] == pytest.approx(t["good"]["lift_pearson_lo"])
+    v, lo, hi = mc.paired_diff(raw["path"]["good"][:, 0], raw["path"]["plain"][:, 0])
     assert v == pytest.approx(t["good"]["lift_pearson"]) and lo <= v <= hi
+    assert raw["path"]["good"].shape == (51, 2)
 
 
 @pytest.mark.slow

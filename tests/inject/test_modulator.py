@@ -98,6 +98,32 @@ def test_gradients_reach_adapter_not_model(kind, tiny_llama):
 
 
 @pytest.mark.parametrize("kind", ["lerp", "field"])
+def test_bfloat16_model_float32_adapter(kind, tiny_llama):
+    """A bfloat16 copy of the model: identity at alpha 0, the update matches the float32
+    adapter's to bfloat16 precision, and gradients reach the float32 parameters."""
+    import copy
+
+    model = copy.deepcopy(tiny_llama).to(torch.bfloat16).requires_grad_(False)
+    with torch.no_grad():
+        ref = model(input_ids=IDS).logits
+        with attach(model, _make(kind, 0.0)):
+            assert torch.equal(model(input_ids=IDS).logits, ref)
+    ad = _make(kind, 0.3)
+    with attach(model, ad):
+        out = model(input_ids=IDS).logits
+    assert out.dtype == torch.bfloat16 and not torch.equal(out, ref)
+    out.float().square().mean().backward()
+    grads = [p.grad for p in ad.parameters() if p.requires_grad]
+    assert grads and all(g is not None and g.dtype == torch.float32 for g in grads)
+    assert any(float(g.abs().sum()) > 0 for g in grads)
+    act = torch.randn(2, 6, D)
+    with torch.no_grad():
+        full = ad.modulate(act, IDS, 0)
+        half = ad.modulate(act.to(torch.bfloat16), IDS, 0).float()
+    assert torch.allclose(full, half, atol=0.05, rtol=0.02)
+
+
+@pytest.mark.parametrize("kind", ["lerp", "field"])
 def test_save_load_round_trip(kind, tiny_llama, tmp_path):
     ad = _make(kind, 0.25)
     with torch.no_grad():

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 
 from ..data.synsets import MatchedSynset, match_synsets, subtree_split
 from ..data.wordnet import similarity_matrix
@@ -223,7 +222,7 @@ def task_loss(
             )
         else:
             q = torch.nn.functional.normalize(
-                _pooled(h, _tok(h, [m.definition for m in items])), dim=-1
+                _pooled(h, _tok(h, [m.definition for m in items])).float(), dim=-1
             )
             assert s.targets is not None
             t = torch.nn.functional.normalize(
@@ -264,109 +263,146 @@ def train_adapter(
 
 # --------------------------------------------------------------------------- evaluation
 @torch.no_grad()
+def evaluate(s: Setup, ad: Any, items: list[MatchedSynset], batch_size: int = 32) -> dict[str, Any]:
+    """Held-out scores of one condition from ONE forward pass per batch (``ad=None``: plain).
+
+    Returns ``reps`` (mean-pooled final hidden states of each item's text, ``[N, d]``
+    float32: the definition embeddings the relational measures score) and per-item
+    ``top1`` / ``top10`` correctness of the task (causal: the lemma's rank among the
+    next-token logits at the prompt's last position; encoder: the definition embedding's
+    rank of its lemma among all of ``items``' frozen lemma embeddings).
+    """
+    h = s.handle
+    n = len(items)
+    if not s.causal:
+        reps = encode(h, [m.definition for m in items], ad, batch_size)
+        q = torch.nn.functional.normalize(reps, dim=-1)
+        assert s.targets is not None
+        t = torch.nn.functional.normalize(
+            s.targets[[s.target_index[m.name] for m in items]], dim=-1
+        )
+        sims = q @ t.T
+        rank = (sims > sims.diagonal()[:, None]).sum(1)
+        return {
+            "reps": reps,
+            "top1": (rank < 1).float().numpy(),
+            "top10": (rank < 10).float().numpy(),
+        }
+    texts = [_text(m, True) for m in items]
+    order = np.argsort([len(t) for t in texts])  # similar lengths per batch: less padding
+    reps = torch.empty(n, h.hidden_size)
+    rank = torch.empty(n, dtype=torch.long)
+    stack = resolve_backbone(_mod(h)).stack
+    head = _mod(h).get_output_embeddings()
+    ctx = attach(_mod(h), ad) if ad is not None else _null()
+    with ctx:
+        for r in _batches(n, batch_size):
+            idx = torch.as_tensor(order[r.start : r.stop])
+            b = _tok(h, [texts[i] for i in idx])
+            hid = stack(input_ids=b["input_ids"], attention_mask=b["attention_mask"])[0]
+            m = b["attention_mask"].unsqueeze(-1).to(hid.dtype)
+            reps[idx] = ((hid * m).sum(1) / m.sum(1).clamp_min(1.0)).float()
+            last = b["attention_mask"].sum(1) - 1
+            lg = head(hid[torch.arange(hid.shape[0]), last]).float()
+            tgt = torch.tensor([items[i].token_id for i in idx])
+            rank[idx] = (lg > lg[torch.arange(len(idx)), tgt][:, None]).sum(1)
+    return {"reps": reps, "top1": (rank < 1).float().numpy(), "top10": (rank < 10).float().numpy()}
+
+
 def task_scores(
     s: Setup, ad: Any, items: list[MatchedSynset], batch_size: int = 32
 ) -> dict[str, np.ndarray]:
-    """Per-item top-1 / top-10 correctness (and the loss) on ``items``; ``ad=None``: plain model."""
-    h = s.handle
-    top1, top10 = np.zeros(len(items)), np.zeros(len(items))
-    if s.causal:
-        ctx = attach(_mod(h), ad) if ad is not None else _null()
-        with ctx:
-            for r in _batches(len(items), batch_size):
-                its = items[r.start : r.stop]
-                lg = _last_logits(h, _tok(h, [_text(m, True) for m in its])).float()
-                tgt = torch.tensor([m.token_id for m in its])
-                rank = (lg > lg[torch.arange(len(its)), tgt][:, None]).sum(1)
-                top1[r.start : r.stop] = (rank < 1).numpy()
-                top10[r.start : r.stop] = (rank < 10).numpy()
-        return {"top1": top1, "top10": top10}
-    q = torch.nn.functional.normalize(encode(h, [m.definition for m in items], ad), dim=-1)
-    assert s.targets is not None
-    t = torch.nn.functional.normalize(s.targets[[s.target_index[m.name] for m in items]], dim=-1)
-    sims = q @ t.T
-    rank = (sims > sims.diagonal()[:, None]).sum(1)
-    return {"top1": (rank < 1).float().numpy(), "top10": (rank < 10).float().numpy()}
-
-
-def _corr(x: np.ndarray, y: np.ndarray) -> float:
-    x = x - x.mean()
-    y = y - y.mean()
-    return float((x @ y) / np.sqrt((x @ x) * (y @ y)))
-
-
-def _draw_stats(
-    cos: dict[str, np.ndarray], S: np.ndarray, idx: np.ndarray
-) -> dict[str, tuple[float, float]]:
-    """Pearson and Spearman of every condition's pair cosines with ``S`` on one draw of synsets."""
-    iu = np.triu_indices(len(idx), 1)
-    a, b = idx[iu[0]], idx[iu[1]]
-    keep = a != b
-    a, b = a[keep], b[keep]
-    w = S[a, b]
-    rw = rankdata(w)  # WordNet similarities tie often: average ranks
-    out = {}
-    for k, C in cos.items():
-        c = C[a, b]
-        rc = np.empty(len(c))
-        rc[np.argsort(c, kind="stable")] = np.arange(len(c))  # cosines: continuous, no ties
-        out[k] = (_corr(c, w), _corr(rc, rw))
-    return out
+    """Per-item top-1 / top-10 correctness on ``items`` (see :func:`evaluate`)."""
+    ev = evaluate(s, ad, items, batch_size)
+    return {"top1": ev["top1"], "top10": ev["top10"]}
 
 
 def relational_table(
-    reps: dict[str, torch.Tensor], sims: dict[str, np.ndarray], *, base: str, n_boot: int, seed: int
-) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, dict[str, np.ndarray]]]:
-    """``{measure: {condition: {pearson, spearman, *_lo, *_hi, lift_*, lift_*_lo, lift_*_hi}}}``.
+    reps: dict[str, torch.Tensor],
+    synsets: Sequence[Any],
+    *,
+    base: str,
+    n_boot: int,
+    seed: int,
+    similarities: dict[str, np.ndarray] | None = None,
+    n_perm: int = 199,
+) -> tuple[
+    dict[str, dict[str, dict[str, float]]], dict[str, dict[str, np.ndarray]], dict[str, Any]
+]:
+    """Score every condition with the relational probe on one shared set of resamples.
 
-    Each bootstrap resample draws held-out synsets with replacement (pairs of a synset with
-    itself dropped) and scores every condition on the same draw; lifts are the condition
-    minus ``base`` on each draw. Intervals are 95 % percentile intervals.
+    :func:`hyperlens.probes.relational.align_representations` scores all of ``reps``
+    (``{condition: [n, d]}``, rows aligned with ``synsets``) against path and Wu-Palmer
+    similarity: Pearson / Spearman with a bootstrap over synsets (every condition on the
+    same resamples), Mantel p-values, band means and hypernym-chain decay.
+
+    Returns ``(table, raw, probe)``: ``table[measure][condition]`` holds ``pearson``,
+    ``spearman``, their 95 % ``*_lo`` / ``*_hi``, and ``lift_*`` (condition minus ``base``,
+    paired over the shared resamples) with intervals; ``raw[measure][condition]`` is
+    ``[1 + n_boot, 2]`` (row 0 the full-sample Pearson / Spearman, then the replicates) for
+    :func:`paired_diff` between any two conditions; ``probe`` the probe's own result.
     """
-    cos = {
-        k: (lambda z: (z @ z.T).numpy())(torch.nn.functional.normalize(v.double(), dim=-1))
-        for k, v in reps.items()
-    }
-    n = next(iter(cos.values())).shape[0]
-    rng = np.random.default_rng(seed)
-    draws: list[Any] = [np.arange(n)] + [rng.integers(0, n, n) for _ in range(n_boot)]
-    out: dict[str, dict[str, dict[str, float]]] = {}
+    from ..functional.stats import from_replicates
+    from ..probes.relational import align_representations
+
+    res = align_representations(
+        {k: v.double().numpy() for k, v in reps.items()},
+        [getattr(m, "synset", m) for m in synsets],
+        measures=("path", "wup"),
+        n_perm=n_perm,
+        n_boot=n_boot,
+        seed=seed,
+        baseline=base,
+        similarities=similarities,
+        pentachoron=[],
+        keep_replicates=True,
+    )
+    table: dict[str, dict[str, dict[str, float]]] = {}
     raw: dict[str, dict[str, np.ndarray]] = {}
-    for mname, S in sims.items():
-        per_draw = [_draw_stats(cos, S, d) for d in draws]
-        vals = {k: np.array([pd[k] for pd in per_draw]) for k in cos}  # [1+B, 2]
-        raw[mname] = vals
-        res: dict[str, dict[str, float]] = {}
-        for k, v in vals.items():
+    for meas in ("path", "wup"):
+        table[meas], raw[meas] = {}, {}
+        for k in reps:
+            r = res["reps"][k][meas]
+            rep_b = res["replicates"][k]
+            raw[meas][k] = np.column_stack(
+                [
+                    np.r_[r["pearson"]["value"], rep_b[f"{meas}.pearson"]],
+                    np.r_[r["spearman"]["value"], rep_b[f"{meas}.spearman"]],
+                ]
+            )
+        for k in reps:
             row: dict[str, float] = {}
             for j, stat in enumerate(("pearson", "spearman")):
-                row[stat] = float(v[0, j])
-                row[f"{stat}_lo"], row[f"{stat}_hi"] = (
-                    float(x) for x in np.percentile(v[1:, j], [2.5, 97.5])
+                e = res["reps"][k][meas][stat]
+                row[stat], row[f"{stat}_lo"], row[f"{stat}_hi"] = e["value"], e["lo"], e["hi"]
+                d = raw[meas][k][:, j] - raw[meas][base][:, j]
+                lift = from_replicates(float(d[0]), d[1:])
+                row[f"lift_{stat}"], row[f"lift_{stat}_lo"], row[f"lift_{stat}_hi"] = (
+                    lift.value,
+                    lift.lo,
+                    lift.hi,
                 )
-                diff = v[:, j] - vals[base][:, j]
-                row[f"lift_{stat}"] = float(diff[0])
-                row[f"lift_{stat}_lo"], row[f"lift_{stat}_hi"] = (
-                    float(x) for x in np.percentile(diff[1:], [2.5, 97.5])
-                )
-            res[k] = row
-        out[mname] = res
-    return out, raw
+            row["mantel_p_pearson"] = res["reps"][k][meas]["mantel_p_pearson"]
+            table[meas][k] = row
+    return table, raw, res
 
 
 def paired_diff(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     """Point value and 95 % percentile interval of ``a - b`` from shared bootstrap draws
     (row 0 the full sample, rows 1.. the resamples), e.g. one column of
     ``relational_table``'s raw output."""
-    d = a - b
-    lo, hi = np.percentile(d[1:], [2.5, 97.5])
-    return float(d[0]), float(lo), float(hi)
+    from ..functional.stats import from_replicates
+
+    d = np.asarray(a) - np.asarray(b)
+    e = from_replicates(float(d[0]), d[1:], method="paired bootstrap over synsets")
+    return e.value, e.lo, e.hi
 
 
 def similarity_targets(test: list[MatchedSynset]) -> dict[str, np.ndarray]:
+    """Path and Wu-Palmer similarity of the held-out synsets ``[n, n]`` (computed once and
+    passed to every :func:`relational_table` call)."""
     syn = [m.synset for m in test]
-    W = similarity_matrix(syn, "wup")
-    return {"wup": 0.5 * (W + W.T), "path": similarity_matrix(syn, "path")}
+    return {"wup": similarity_matrix(syn, "wup"), "path": similarity_matrix(syn, "path")}
 
 
 @torch.no_grad()

@@ -13,8 +13,10 @@ tokens without a geometry vector (``mask`` False) untouched.
 ``g[t]`` the token's geometry vector (``[k]``), ``P`` a learned ``[d_model, k]`` projection
 (initialised by Procrustes), ``r_l`` the measured mean residual norm entering layer ``l``
 (:meth:`LerpModulator.calibrate`), so the target lives on the residual's own scale at
-every depth. ``theta`` is the logit of alpha; with an Adam learning rate of about 0.1 it
-crosses (0, 1) in a few dozen steps.
+every depth. ``theta`` is the logit of alpha; with an Adam learning rate of 0.3 (the
+experiment's default) it can cross (0, 1) in about 20 steps. The update is computed in
+float32 and added to the residual in the model's own dtype (a bfloat16 model keeps float32
+adapters).
 
 ``field`` (:class:`FieldModulator`): multiplicative gates from Cayley-Menger "k-simplex"
 experts (k = 1, 2, 4). In an active subspace of the residual (``U_l``, ``[d_model,
@@ -68,6 +70,12 @@ def _logit(a: float) -> float:
     if a >= 1.0:
         return math.inf
     return math.log(a / (1.0 - a))
+
+
+def _compute_dtype(act: torch.Tensor) -> torch.dtype:
+    """float32 for a bfloat16 / float16 residual (the adapters keep float32 parameters),
+    else the residual's own dtype."""
+    return torch.promote_types(act.dtype, torch.float32)
 
 
 def _module(model: Any) -> nn.Module:
@@ -180,7 +188,8 @@ class _GeometryAdapter(Adapter):
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
         if ids is None or tuple(ids.shape) != tuple(act.shape[:2]):
             return None  # inputs_embeds or prefix tokens: no ids to read a geometry from
-        return self.geometry[ids].to(act.dtype), self.token_mask[ids].to(act.dtype)
+        ct = _compute_dtype(act)
+        return self.geometry[ids].to(ct), self.token_mask[ids].to(ct)
 
     def interventions(self, model: Any) -> dict[str, SiteFn]:
         self.check_model(model)
@@ -264,10 +273,12 @@ class LerpModulator(_GeometryAdapter):
         if looked is None:
             return act
         g, m = looked  # [B, P, k], [B, P]
-        P = self.proj.to(act.dtype)  # [d, k]
-        target = self.resid_norm[j].to(act.dtype) * (g @ P.T)  # [B, P, d]
-        w = (torch.sigmoid(self.theta[j]).to(act.dtype) * m)[..., None]
-        return act + w * (target - (act @ P) @ P.T)
+        # the update is computed in float32 (a bfloat16 model keeps float32 adapters)
+        ct = g.dtype
+        P = self.proj.to(ct)  # [d, k]
+        target = self.resid_norm[j].to(ct) * (g @ P.T)  # [B, P, d]
+        w = (torch.sigmoid(self.theta[j]).to(ct) * m)[..., None]
+        return act + (w * (target - (act.to(ct) @ P) @ P.T)).to(act.dtype)
 
     @torch.no_grad()
     def calibrate(self, model: Any, batches: Sequence[dict[str, torch.Tensor]]) -> torch.Tensor:
@@ -280,9 +291,10 @@ class LerpModulator(_GeometryAdapter):
         points = [f"blocks.{b}.resid_pre" for b in self.config.layers]
         sums = torch.zeros(len(points), dtype=torch.float64)
         count = 0.0
-        with capture(mod, points) as acts:
+        # the backbone alone (no language-model head), stopped after the deepest chosen block
+        with capture(mod, points, stop_early=True) as acts:
             for b in batches:
-                mod(**b)
+                acts.run(**b)
                 keep = b.get("attention_mask", torch.ones_like(b["input_ids"])).bool()
                 for j, p in enumerate(points):
                     sums[j] += acts[p].norm(dim=-1)[keep].double().sum()
@@ -478,15 +490,16 @@ class FieldModulator(_GeometryAdapter):
         if not bool(sel.any()):
             return act
         # only tokens with a geometry are gated (the rest pass unchanged): compute them alone
-        U = self.basis[j].to(act.dtype)  # [d, n_active]
+        # experts and gates in float32 (a bfloat16 model keeps float32 adapters)
+        U = self.basis[j]  # [d, n_active]
         h = act[sel]  # [N, d]
-        z = h @ U  # [N, n_active]
+        z = h.to(g.dtype) @ U.to(g.dtype)  # [N, n_active]
         x = torch.cat([self.in_norm(z), g[sel]], dim=-1)
         gate = torch.ones_like(z)
-        a = self.alphas()[j].to(act.dtype)
+        a = self.alphas()[j].to(g.dtype)
         for e, expert in enumerate(self.experts):
             gk, vk, _ = expert(x)
             gate = gate * (1.0 + (a[e] * vk)[..., None] * (gk - 1.0))
         out = act.clone()
-        out[sel] = h + (z * gate - z) @ U.T
+        out[sel] = h + ((z * gate - z) @ U.to(g.dtype).T).to(act.dtype)
         return out

@@ -192,6 +192,7 @@ def align_representations(
     pentachoron: Sequence[str] | None = None,
     max_hops: int = 6,
     graph: WordNetGraph | None = None,
+    keep_replicates: bool = False,
 ) -> dict[str, Any]:
     """Relational alignment of several representations of the same synsets.
 
@@ -205,6 +206,10 @@ def align_representations(
         similarities: precomputed ``similarity_matrix`` results per measure (``[n, n]``).
         mantel_max: the Mantel test runs on a seeded subset of at most this many synsets.
         pentachoron: representations whose pentachoron CV is measured (default: dense ones).
+        keep_replicates: also return the bootstrap replicates of every correlation under
+            ``"replicates"`` (``{name: {"path.pearson": [n_boot], ...}}``, one shared set of
+            resamples for all representations), so a caller can form paired differences
+            between any two of them.
 
     Returns:
         ``{"n", "measures", "reps": {name: {...}}, "vs_baseline": {...}, "simulate_root": {...}}``
@@ -296,6 +301,8 @@ def align_representations(
                                                   method="paired bootstrap over synsets").as_dict()
             out["vs_baseline"][name] = diff
     out["baseline"] = baseline
+    if keep_replicates:
+        out["replicates"] = reps_boot
     out["simulate_root"] = simulate_root_share(
         ids, graph=g, path=sims.get("path") if simulate_root else None)
     out["pos_counts"] = {p: int((g.pos[ids] == p).sum()) for p in ("n", "v", "a", "s", "r")}
