@@ -22,6 +22,7 @@ from hyperlens.hft.capture import Unembedding, load_capture
 from hyperlens.hft.evaluate import score, subset
 from hyperlens.hft.features import FeatureConfig, Featurizer
 from hyperlens.hft.model import MLPStudent, count_parameters, log_unigram, mlp_hidden_for
+from hyperlens.hft.ngram import KneserNey
 from hyperlens.hft.train import (
     FeatureStore,
     StudentConfig,
@@ -53,6 +54,7 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], help="StudentConfig fields, k=v")
     ap.add_argument("--mlp", action="store_true", help="also train the equal-size MLP")
     ap.add_argument("--no-hf", dest="hf", action="store_false")
+    ap.add_argument("--kn", action="store_true", help="also score Kneser-Ney 5-gram")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     known = {f.name for f in fields(StudentConfig)}
@@ -97,6 +99,16 @@ def main() -> None:
     uni = score(lambda r: lu[None].expand(r.stop - r.start, -1), val_sp, U)
     print(json.dumps({**base, "model": "unigram", "ppl": float(np.exp(uni["nll"].mean()))}),
           flush=True)
+    if a.kn:
+        start = int(teacher.tokenizer.bos_token_id if teacher.tokenizer.bos_token_id is not None
+                    else teacher.tokenizer.eos_token_id)
+        tg, tx = np.asarray(fit_sp["target"]), np.asarray(fit_sp["text"])
+        seqs = np.split(tg, np.flatnonzero(np.diff(tx)) + 1)
+        kn = KneserNey(5, U.vocab_size, start).fit(seqs)
+        H = KneserNey.histories(val_sp["ctx"], 5, start)
+        r = score(lambda r: kn.distribution(H[r]).log().float(), val_sp, U)
+        print(json.dumps({**base, "model": "KN-5", "ppl": float(np.exp(r["nll"].mean())),
+                          "kl": float(r["kl"].mean())}), flush=True)
     n_params = 0
     if a.hf:
         model = build_model(sc, feat.d1, fc.d_tail, teacher.hidden_size,

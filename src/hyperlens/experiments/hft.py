@@ -40,9 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(one text per line)")
     g.add_argument("--data-dir", default=None, help="folder holding sst2/ and agnews/")
     g.add_argument("--text-column", default=None, help="text column of a file")
-    g.add_argument("--train-tokens", type=int, default=48_000,
+    g.add_argument("--train-tokens", type=int, default=32_000,
                    help="training prediction positions (issue default 250000)")
-    g.add_argument("--heldout-tokens", type=int, default=12_000,
+    g.add_argument("--heldout-tokens", type=int, default=8_000,
                    help="held-out prediction positions (issue default 50000)")
     g.add_argument("--layer", type=int, default=15,
                    help="teacher layer l (Track B, Stage-1 target)")
@@ -64,7 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "their outputs add)")
     s.add_argument("--d-sketch", type=int, default=4096, help="Stage-1 sketch width")
     s.add_argument("--pca", type=int, default=None, help="StreamingPCA components after the sketch")
-    s.add_argument("--stage1-epochs", type=int, default=2)
+    s.add_argument("--stage1-epochs", type=int, default=1)
     s.add_argument("--stage2-epochs", type=int, default=2)
     s.add_argument("--e2e-epochs", type=int, default=1)
     s.add_argument("--batch-size", type=int, default=256)

@@ -52,8 +52,10 @@ class StudentConfig:
     heads2: int = 1
     lr: float = 3e-3
     mlp_lr: float = 1e-3
+    lens_epochs: int = 4
+    lens_lr: float = 1e-3
     batch_size: int = 256
-    stage1_epochs: int = 2
+    stage1_epochs: int = 1
     stage2_epochs: int = 2
     e2e_epochs: int = 1
     hard: float = 0.1
@@ -267,9 +269,10 @@ def train_tuned_lens(lens: TunedLens, sp: CapturedSplit, teacher: Unembedding,
         kl = (p.exp() * (p - q)).sum(-1).mean()
         return kl, {"kl": float(kl.detach())}
 
-    h = fit(lens, loss, data, TrainConfig(optimizer="adam", lr=1e-3, epochs=2,
-                                          batch_size=sc.batch_size, schedule="cosine",
-                                          seed=seed, progress=show_progress))
+    h = fit(lens, loss, data, TrainConfig(optimizer="adam", lr=sc.lens_lr,
+                                          epochs=sc.lens_epochs, batch_size=sc.batch_size,
+                                          schedule="cosine", warmup_steps=20, seed=seed,
+                                          progress=show_progress))
     lens.unembed.compute_dtype = torch.float32
     lens.eval()
     return _hist(h)
