@@ -105,3 +105,62 @@ def test_bad_arguments():
     with pytest.raises(ShapeError):
         _layer()(torch.zeros(2, 7))
     assert math.isfinite(float(_layer().log_tau))
+
+
+def test_heads_add_up_and_each_mixes_its_own_top_k():
+    torch.manual_seed(4)
+    layer = _layer(n_tensors=12, top_k=2, heads=3)
+    x = torch.randn(30, 8)
+    layer.init_from_data(x)
+    with torch.no_grad():
+        for c in (layer.c_neg, layer.c_mid, layer.c_pos):
+            c.normal_()
+    y, info = layer(x, return_info=True)
+    torch.testing.assert_close(layer.head_outputs(x).sum(1), y, atol=1e-5, rtol=1e-5)
+    head = info["idx"] // 4  # [B, heads * top_k]
+    assert (head == torch.arange(3).repeat_interleave(2)).all()
+    torch.testing.assert_close(info["weights"].view(30, 3, 2).sum(2), torch.ones(30, 3))
+    # a single-head layer is the sum's special case: one convex mixture
+    one = _layer(n_tensors=12, top_k=2, heads=1)
+    assert one.head_outputs(x).shape == (30, 1, 5)
+
+
+def test_reseed_with_heads_keeps_the_output():
+    torch.manual_seed(5)
+    layer = _layer(n_tensors=20, top_k=1, heads=2)
+    layer.init_from_data(torch.randn(200, 8))
+    with torch.no_grad():
+        for c in (layer.c_neg, layer.c_mid, layer.c_pos):
+            c.normal_()
+        layer.usage.fill_(1.0)
+        layer.usage[[0, 1, 10, 11]] = 0.0
+    hard = torch.randn(2, 8) * 4
+    layer.eval()
+    before = layer(hard)
+    layer.observe(hard, torch.tensor([9.0, 8.0]))
+    assert layer.reseed() == 2
+    torch.testing.assert_close(layer(hard), before, atol=1e-4, rtol=1e-4)
+
+
+def test_heads_must_divide_the_tensors():
+    with pytest.raises(InputError, match="multiple of heads"):
+        _layer(n_tensors=12, heads=5)
+    with pytest.raises(InputError, match="tensors per head"):
+        _layer(n_tensors=12, heads=6, top_k=3)
+
+
+def test_distill_loss_matches_autograd_of_kl_and_ce():
+    from hyperlens.hft.model import distill_loss, kl_and_ce
+
+    torch.manual_seed(6)
+    z = torch.randn(16, 50, requires_grad=True)
+    t, y = 3 * torch.randn(16, 50), torch.randint(0, 50, (16,))
+    loss, kl, ce = distill_loss(z * 1.0, t, y, 0.3)
+    loss.backward()
+    g = z.grad.clone()
+    z.grad = None
+    kl2, ce2, _ = kl_and_ce(z * 1.0, t, y)
+    (kl2.mean() + 0.3 * ce2.mean()).backward()
+    torch.testing.assert_close(kl, kl2.detach())
+    torch.testing.assert_close(ce, ce2.detach())
+    torch.testing.assert_close(g, z.grad)

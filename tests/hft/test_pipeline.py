@@ -34,7 +34,8 @@ TEXTS = [f"text number {i} says {'abc' * (i % 7)} and {i * 7 % 13}" for i in ran
 def cap(tiny_llama, tmp_path_factory):
     h = from_module(tiny_llama.eval(), CharTokenizer(), name="tiny", kind="decoder")
     cfg = CaptureConfig(model="tiny", train_tokens=600, heldout_tokens=200, layer=1,
-                        heads=(0, 1), window=8, max_length=40, batch_size=4, shard_texts=6)
+                        heads=(0, 1), window=8, max_length=40, batch_size=4, shard_texts=6,
+                        cut_fraction=1.0)
     root = tmp_path_factory.mktemp("cap")
     return h, cfg, run_capture(h, TEXTS, cfg, root, show_progress=False)
 
@@ -65,6 +66,24 @@ def test_capture_split_by_text_and_logits_recomputed(cap):
     assert c.train["qkv"].shape[1] == 3 * 2 * 8
 
 
+def test_cut_context_subsample_is_weighted(cap, tmp_path):
+    h, cfg, c = cap
+    half = CaptureConfig(**{**cfg.__dict__, "train_tokens": 50, "cut_fraction": 0.5})
+    sub = run_capture(h, TEXTS, half, tmp_path / "half", show_progress=False).heldout
+    past = np.asarray(sub["pos"]) >= cfg.window
+    w = np.asarray(sub["w_weight"])
+    fw = np.asarray(sub["final_w"], np.float32)
+    assert (w[~past] == 1).all() and np.array_equal(fw[~past], np.asarray(sub["final"])[~past]
+                                                    .astype(np.float32))
+    ran = past & (w > 0)
+    # about half of the rows past the window ran, and their weights restore the row count
+    assert 0 < ran.sum() < past.sum() and np.isfinite(fw[ran]).all()
+    assert np.isnan(fw[past & (w == 0)]).all()
+    assert w[past].sum() == pytest.approx(past.sum(), rel=0.1)
+    with pytest.raises(InputError, match="cut_fraction"):
+        CaptureConfig(cut_fraction=0.0).validate()
+
+
 def test_capture_resumes_and_rejects_other_config(cap, tmp_path):
     h, cfg, c = cap
     stamp = {p: p.stat().st_mtime_ns for p in c.root.glob("*/final.npy")}
@@ -88,7 +107,7 @@ def trained(cap):
     stats = aux_stats(c.train)
     torch.manual_seed(0)
     model = HyperFieldModel(feat.d1, fc.d_tail, 32, int(stats["mean"].numel()), U, lu,
-                            d_embed=64, k1=32, top1=4, k2=64, top2=4, d_route=8)
+                            d_embed=64, k1=32, top1=4, k2=64, top2=4, d_route=8, heads2=2)
     sc = StudentConfig(stage1_epochs=2, stage2_epochs=4, e2e_epochs=2, batch_size=64,
                        lr=3e-3, reseed_every=5, fast_unembed=False)
     hist = train_hyperfield(model, ftr, c.train, stats, U, sc, show_progress=False)
@@ -133,7 +152,7 @@ def test_rolling_buffer_and_save_load(trained, tmp_path):
     feat2 = Featurizer(h.token_embeddings(), fc)
     feat2.stats = stats
     m2 = HyperFieldModel(feat.d1, fc.d_tail, 32, model.aux.out_features, U, state["unigram"],
-                         d_embed=64, k1=32, top1=4, k2=64, top2=4, d_route=8)
+                         d_embed=64, k1=32, top1=4, k2=64, top2=4, d_route=8, heads2=2)
     m2.load_state_dict(state, strict=False)
     m2.eval()
     rows = slice(0, 16)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +40,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(one text per line)")
     g.add_argument("--data-dir", default=None, help="folder holding sst2/ and agnews/")
     g.add_argument("--text-column", default=None, help="text column of a file")
-    g.add_argument("--train-tokens", type=int, default=48_000,
+    g.add_argument("--train-tokens", type=int, default=32_000,
                    help="training prediction positions (issue default 250000)")
-    g.add_argument("--heldout-tokens", type=int, default=12_000,
+    g.add_argument("--heldout-tokens", type=int, default=8_000,
                    help="held-out prediction positions (issue default 50000)")
     g.add_argument("--layer", type=int, default=15,
                    help="teacher layer l (Track B, Stage-1 target)")
     g.add_argument("--heads", type=int, nargs="+", default=[0, 1, 2], help="q/k/v heads at layer l")
     g.add_argument("--window", type=int, default=32, help="context window W in tokens")
+    g.add_argument("--cut-fraction", type=float, default=0.25,
+                   help="share of held-out rows past the window that get the one-forward-per-"
+                        "window 'teacher cut to W' baseline (weighted by its inverse)")
     g.add_argument("--capture-dir", type=Path, default=None,
                    help="capture folder (default: runs/hft-capture-<teacher>-<dataset>-<tokens>)")
     s = p.add_argument_group("students")
@@ -55,10 +58,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--seeds", type=int, default=3, help="training seeds per student")
     s.add_argument("--k1", type=int, default=1024, help="Stage-1 HyperTensors")
     s.add_argument("--k2", type=int, default=2048, help="Stage-2 HyperTensors")
-    s.add_argument("--top-k", type=int, default=16)
+    s.add_argument("--top-k", type=int, default=16, help="tensors mixed per routing head")
+    s.add_argument("--mix-heads", type=int, default=1,
+                   help="routing heads per HyperTensor layer (each mixes its own top-k; "
+                        "their outputs add)")
     s.add_argument("--d-sketch", type=int, default=4096, help="Stage-1 sketch width")
     s.add_argument("--pca", type=int, default=None, help="StreamingPCA components after the sketch")
-    s.add_argument("--stage1-epochs", type=int, default=2)
+    s.add_argument("--stage1-epochs", type=int, default=1)
     s.add_argument("--stage2-epochs", type=int, default=2)
     s.add_argument("--e2e-epochs", type=int, default=1)
     s.add_argument("--batch-size", type=int, default=256)
@@ -98,7 +104,7 @@ def _capture_cfg(args: argparse.Namespace) -> Any:
     cfg = CaptureConfig(model=args.teacher, dataset=str(args.dataset),
                         train_tokens=args.train_tokens, heldout_tokens=args.heldout_tokens,
                         layer=args.layer, heads=tuple(args.heads), window=args.window,
-                        seed=args.seed)
+                        cut_fraction=args.cut_fraction, seed=args.seed)
     cfg.validate()
     return cfg
 
@@ -138,11 +144,10 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
     from ..functional.stats import paired_bootstrap, t_interval
     from ..hft import checks
     from ..hft.capture import Unembedding
-    from ..hft.evaluate import logprobs_from_final, per_text, score, summarise
+    from ..hft.evaluate import logprobs_from_final, per_text, score, subset, summarise
     from ..hft.features import FeatureConfig, Featurizer
     from ..hft.generate import Student, save_student
     from ..hft.model import (
-        HyperFieldModel,
         MLPStudent,
         TunedLens,
         count_parameters,
@@ -154,6 +159,7 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
         StudentConfig,
         aux_stats,
         build_features,
+        build_model,
         train_hyperfield,
         train_mlp,
         train_online,
@@ -163,6 +169,7 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
 
     cap_cfg = _capture_cfg(args)
     sc = StudentConfig(k1=args.k1, k2=args.k2, top1=args.top_k, top2=args.top_k, lr=args.lr,
+                       heads1=args.mix_heads, heads2=args.mix_heads,
                        batch_size=args.batch_size, stage1_epochs=args.stage1_epochs,
                        stage2_epochs=args.stage2_epochs, e2e_epochs=args.e2e_epochs)
     config = {"capture": asdict(cap_cfg), "student": asdict(sc), "tracks": args.tracks,
@@ -181,6 +188,7 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
     start = int(teacher.tokenizer.bos_token_id if teacher.tokenizer.bos_token_id is not None
                 else teacher.tokenizer.eos_token_id)
     results: dict[str, dict[str, np.ndarray]] = {}
+    weights: dict[str, np.ndarray] = {}  # predictors scored on a weighted subsample
     seeds_res: dict[str, list[dict[str, float]]] = {}
     tmod: Any = teacher.module
     params: dict[str, int] = {"teacher": sum(int(p.numel()) for p in tmod.parameters())}
@@ -205,7 +213,16 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
             H = KneserNey.histories(he["ctx"], N, start)
             results[f"KN-{N}"] = score(_kn_fn(kn, H), he, U)
         results["teacher"] = score(logprobs_from_final(U, he), he, U)
-        results["teacher, context cut to W"] = score(logprobs_from_final(U, he, "final_w"), he, U)
+        wcut = (np.asarray(he["w_weight"]) if "w_weight" in he.arrays
+                else np.ones(len(he), np.float32))
+        keep = np.flatnonzero(wcut > 0)
+        sub = subset(he, keep)
+        rc = score(logprobs_from_final(U, sub, "final_w"), sub, U)
+        full = {k: np.zeros(len(he)) for k in rc}
+        for k, v in rc.items():
+            full[k][keep] = v
+        results["teacher, context cut to W"] = full
+        weights["teacher, context cut to W"] = wcut
     stats = aux_stats(tr)
     students: dict[str, Any] = {}
     for track in args.tracks:
@@ -241,9 +258,8 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
         for s in range(args.seeds):
             name = f"{track}: HyperField"
             torch.manual_seed(args.seed + s)
-            model = HyperFieldModel(feat.d1, fc.d_tail, d, int(stats["mean"].numel()), U, lu,
-                                    k1=sc.k1, k2=sc.k2, top1=sc.top1, top2=sc.top2,
-                                    seed=args.seed + s)
+            model = build_model(sc, feat.d1, fc.d_tail, d, int(stats["mean"].numel()), U, lu,
+                                seed=args.seed + s)
             with rep.timer(f"train {name}"):
                 hist = train_hyperfield(model, ftr, tr, stats, U, sc, seed=args.seed + s,
                                         show_progress=args.progress)
@@ -269,8 +285,8 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
                     params[mname] = count_parameters(mlp)
         if args.online and track == "A":
             oname = "A: HyperField, online rule"
-            om = HyperFieldModel(feat.d1, fc.d_tail, d, int(stats["mean"].numel()), U, lu,
-                                 k1=sc.k1, k2=sc.k2, top1=sc.top1, top2=sc.top2, seed=args.seed)
+            om = build_model(sc, feat.d1, fc.d_tail, d, int(stats["mean"].numel()), U, lu,
+                             seed=args.seed)
             with rep.timer(f"train {oname}"):
                 oh = train_online(om, ftr, tr, stats, sc, seed=args.seed,
                                   show_progress=args.progress)
@@ -280,7 +296,8 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
         rep.save()
 
     # ---------------------------------------------------------------- metrics table
-    summ = {k: summarise(v, text, n_boot=args.boot, seed=args.seed) for k, v in results.items()}
+    summ = {k: summarise(v, text, n_boot=args.boot, seed=args.seed, weights=weights.get(k))
+            for k, v in results.items()}
     rows = []
     for k, e in summ.items():
         rows.append([k, params.get(k, 0)] + [v for m in ("ppl", "kl", "agree", "top1", "top5")
@@ -290,7 +307,10 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
     sec = rep.section("Held-out metrics", (
         "Full-vocabulary metrics on the same held-out tokens, seed 0 for trained models; "
         "95 % percentile-bootstrap intervals over held-out texts. KL is KL(teacher || model) "
-        "in nats per token; agree is top-1 agreement with the teacher."))
+        "in nats per token; agree is top-1 agreement with the teacher. The teacher cut to W "
+        f"runs one forward per window, so it is scored on a seeded {args.cut_fraction:.0%} of "
+        "the rows past the window (all rows inside it), weighted by inverse inclusion "
+        "probability."))
     sec.table("Held-out metrics (seed 0)", cols, rows)
     seed_rows = []
     for k, lst in seeds_res.items():
@@ -465,7 +485,7 @@ def _load_student(folder: Path) -> tuple[Any, Any, dict[str, Any]]:
     from ..hft.capture import Unembedding
     from ..hft.features import Featurizer
     from ..hft.generate import Student, load_student_state
-    from ..hft.model import HyperFieldModel
+    from ..hft.train import StudentConfig, build_model
 
     fc, meta, state, fstats = load_student_state(folder)
     teacher = hmodels.load(meta["teacher"], device="cpu")
@@ -473,9 +493,9 @@ def _load_student(folder: Path) -> tuple[Any, Any, dict[str, Any]]:
     feat = Featurizer(teacher.token_embeddings(), fc)
     feat.stats = fstats
     sc = meta["student"]
-    model = HyperFieldModel(feat.d1, fc.d_tail, int(meta["d_model"]), int(meta["d_aux"]), U,
-                            state["unigram"], k1=sc["k1"], k2=sc["k2"], top1=sc["top1"],
-                            top2=sc["top2"])
+    known = {f.name for f in fields(StudentConfig)}
+    model = build_model(StudentConfig(**{k: v for k, v in sc.items() if k in known}), feat.d1,
+                        fc.d_tail, int(meta["d_model"]), int(meta["d_aux"]), U, state["unigram"])
     model.load_state_dict(state, strict=False)
     model.eval()
     return Student(feat, model), teacher, meta
@@ -544,8 +564,12 @@ def main(args: argparse.Namespace) -> Path:
         v = getattr(args, name)
         if v <= 0:
             raise InputError(f"--{name.replace('_', '-')} must be positive, got {v}.")
-    if args.top_k > min(args.k1, args.k2):
-        raise InputError(f"--top-k ({args.top_k}) must not exceed --k1/--k2.")
+    if args.mix_heads <= 0 or args.k1 % args.mix_heads or args.k2 % args.mix_heads:
+        raise InputError(f"--mix-heads ({args.mix_heads}) must be positive and divide --k1 "
+                         f"({args.k1}) and --k2 ({args.k2}).")
+    if args.top_k > min(args.k1, args.k2) // args.mix_heads:
+        raise InputError(f"--top-k ({args.top_k}) must not exceed the tensors per head, "
+                         "min(--k1, --k2) / --mix-heads.")
     if str(args.dataset).endswith(".txt") and not Path(str(args.dataset)).exists():
         raise InputError(f"--dataset {args.dataset}: file not found; pass an existing .txt file.")
     if args.action in ("eval", "generate") and args.student is None:
@@ -568,9 +592,9 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
     ns = argparse.Namespace(
         action="train", teacher="smollm2", dataset="rotten-tomatoes", data_dir=None,
         text_column=None, train_tokens=4000, heldout_tokens=1000, layer=15, heads=[0, 1, 2],
-        window=32, capture_dir=Path(report.out_dir) / "hft-capture", tracks=["A"], seeds=1,
-        k1=128, k2=256, top_k=16, d_sketch=1024, pca=None, stage1_epochs=1, stage2_epochs=1,
-        e2e_epochs=1,
+        window=32, cut_fraction=0.25, capture_dir=Path(report.out_dir) / "hft-capture",
+        tracks=["A"], seeds=1, k1=128, k2=256, top_k=16, mix_heads=1, d_sketch=1024, pca=None,
+        stage1_epochs=1, stage2_epochs=1, e2e_epochs=1,
         batch_size=256, lr=3e-3, online=False, mlp=False, boot=200, student=None,
         prompt="", n_tokens=0, seed=seed, progress=False, out=None)
     sub = Path(report.out_dir) / "hft"

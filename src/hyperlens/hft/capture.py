@@ -16,7 +16,12 @@ array           shape, dtype                 what
                                              Stage-1 supervision)
 ``qkv``         ``[n, 3 * h * d_head] f16``  q, k, v of the chosen heads at block ``layer``
 ``final_w``     ``[n, d] float16``           held-out only: final state of the teacher fed
-                                             only the last ``W`` tokens (baseline)
+                                             only the last ``W`` tokens (baseline); NaN on
+                                             rows left out of the subsample
+``w_weight``    ``[n] float32``              held-out only: inverse inclusion probability
+                                             of the row in the cut-context subsample (1 for
+                                             ``p < W``, ``1 / cut_fraction`` for sampled
+                                             rows, 0 for rows left out)
 ==============  ===========================  ===============================================
 
 Teacher logits are recomputed on demand: ``logits = final @ W_U^T`` through the frozen
@@ -70,6 +75,7 @@ class CaptureConfig:
     max_length: int = 128
     batch_size: int = 16
     shard_texts: int = 256
+    cut_fraction: float = 0.25
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -81,6 +87,8 @@ class CaptureConfig:
                 raise InputError(f"{name} must be a positive int, got {v!r}.")
         if self.max_length < 2:
             raise InputError(f"max_length must be >= 2, got {self.max_length}.")
+        if not 0 < self.cut_fraction <= 1:
+            raise InputError(f"cut_fraction must be in (0, 1], got {self.cut_fraction!r}.")
         if not self.heads:
             raise InputError("heads must name at least one attention head, e.g. heads=(0,).")
 
@@ -210,7 +218,7 @@ def _shard_names(split: str, k: int) -> str:
 
 def _run_shard(
     teacher: ModelHandle, seqs: list[list[int]], text_offset: int, cfg: CaptureConfig,
-    heldout: bool, folder: Path,
+    heldout: bool, folder: Path, shard: int = 0,
 ) -> int:
     """Forward the texts of one shard and write its arrays into ``folder``; returns rows."""
     module: Any = teacher.module
@@ -276,7 +284,9 @@ def _run_shard(
         qkv_parts.append(qkv_rows[j])
     out["qkv"] = np.concatenate(qkv_parts, axis=0)
     if heldout:
-        out["final_w"] = _cut_context_final(teacher, seqs, out, W, cfg.batch_size * 4)
+        rng = np.random.default_rng([cfg.seed, shard])
+        out["final_w"], out["w_weight"] = _cut_context_final(
+            teacher, out, W, cfg.batch_size * 4, cfg.cut_fraction, rng)
     for name, arr in out.items():
         mm = np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=arr.dtype,
                                        shape=arr.shape)
@@ -286,14 +296,28 @@ def _run_shard(
     return n_rows
 
 
-def _cut_context_final(teacher: ModelHandle, seqs: list[list[int]], out: dict[str, np.ndarray],
-                       W: int, batch: int) -> np.ndarray:
-    """Final state of the teacher reading only ``ids[p-W+1..p]`` (rows with ``p < W`` see
-    their whole context, so they equal ``final``; the rest run one window each)."""
+def _cut_context_final(teacher: ModelHandle, out: dict[str, np.ndarray], W: int, batch: int,
+                       fraction: float, rng: np.random.Generator
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Final state of the teacher reading only ``ids[p-W+1..p]``, and each row's weight.
+
+    Rows with ``p < W`` see their whole context, so they equal ``final`` (weight 1). The
+    rest need one teacher forward each (``W`` tokens), which costs ``W`` times a row of the
+    capture itself, so only a seeded ``fraction`` of them is run (weight ``1 / fraction``,
+    an unbiased estimate of held-out sums); the others get NaN and weight 0.
+    """
     module: Any = teacher.module
     assert module is not None
     res = out["final"].copy()
+    weight = np.ones(len(res), np.float32)
     rows = np.nonzero(out["pos"] >= W)[0]
+    if fraction < 1 and len(rows):
+        take = np.sort(rng.choice(len(rows), max(1, round(fraction * len(rows))),
+                                  replace=False))
+        weight[rows] = 0.0
+        res[rows] = np.nan
+        rows = rows[take]
+        weight[rows] = len(np.nonzero(out["pos"] >= W)[0]) / len(rows)
     L = teacher.num_layers
     with torch.no_grad(), capture_points(teacher, [f"hidden.{L}"], stop_early=True) as acts:
         for b0 in range(0, len(rows), batch):
@@ -301,7 +325,7 @@ def _cut_context_final(teacher: ModelHandle, seqs: list[list[int]], out: dict[st
             ctx = out["ctx"][rr][:, ::-1].astype(np.int64)  # oldest first, all valid
             acts.run(input_ids=torch.from_numpy(ctx.copy()).to(teacher.device))
             res[rr] = acts[f"hidden.{L}"][:, -1].float().cpu().numpy()
-    return res
+    return res, weight
 
 
 def run_capture(
@@ -365,7 +389,7 @@ def run_capture(
         with atomic_path(root / name) as tmp:
             tmp.mkdir(parents=True)
             rows = _run_shard(teacher, [seqs[i] for i in idx], k * cfg.shard_texts, cfg,
-                              split == "heldout", tmp)
+                              split == "heldout", tmp, k)
         manifest["shards"][split].append({"name": name, "rows": rows, "texts": len(idx)})
         atomic_write_json(mpath, manifest)
     manifest["complete"] = True

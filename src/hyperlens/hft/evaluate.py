@@ -20,7 +20,7 @@ import torch
 from ..functional.stats import Estimate, bootstrap_ci
 from .capture import CapturedSplit, Unembedding
 
-__all__ = ["score", "summarise", "per_text", "METRICS"]
+__all__ = ["score", "summarise", "per_text", "subset", "METRICS"]
 
 METRICS = ("ppl", "kl", "agree", "top1", "top5")
 
@@ -45,24 +45,31 @@ def score(logprob_fn: Callable[[slice], torch.Tensor], sp: CapturedSplit, teache
     return out
 
 
-def per_text(values: np.ndarray, text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sums of ``values`` and row counts per text (texts in sorted order)."""
+def per_text(values: np.ndarray, text: np.ndarray, weights: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of ``values`` and row counts per text (texts in sorted order); with ``weights``
+    the weighted sums and summed weights (rows of weight 0 are ignored, even if NaN)."""
     _, inv = np.unique(text, return_inverse=True)
-    return np.bincount(inv, weights=values), np.bincount(inv).astype(np.float64)
+    if weights is None:
+        return np.bincount(inv, weights=values), np.bincount(inv).astype(np.float64)
+    w = np.asarray(weights, np.float64)
+    v = np.where(w > 0, values, 0.0) * w
+    return np.bincount(inv, weights=v), np.bincount(inv, weights=w)
 
 
 def summarise(rows: dict[str, np.ndarray], text: np.ndarray, *, n_boot: int = 1000,
-              seed: int = 0) -> dict[str, Estimate]:
-    """Point estimates with percentile-bootstrap 95 % intervals over held-out texts."""
+              seed: int = 0, weights: np.ndarray | None = None) -> dict[str, Estimate]:
+    """Point estimates with percentile-bootstrap 95 % intervals over held-out texts
+    (``weights``: per-row inverse inclusion probabilities of a subsampled predictor)."""
     res: dict[str, Estimate] = {}
-    sums, cnt = per_text(rows["nll"], text)
+    sums, cnt = per_text(rows["nll"], text, weights)
 
     def ppl(s: Any, c: Any) -> Any:
         return np.exp(s.sum(-1) / c.sum(-1))
 
     res["ppl"] = bootstrap_ci((sums, cnt), ppl, n_boot=n_boot, seed=seed, vectorized=True)
     for key in ("kl", "agree", "top1", "top5"):
-        s, c = per_text(rows[key], text)
+        s, c = per_text(rows[key], text, weights)
 
         def ratio(s: Any, c: Any) -> Any:
             return s.sum(-1) / c.sum(-1)
@@ -77,3 +84,8 @@ def logprobs_from_final(teacher: Unembedding, sp: CapturedSplit, key: str = "fin
         return torch.log_softmax(teacher(sp.tensor(key, rows).float()), -1)
 
     return fn
+
+
+def subset(sp: CapturedSplit, rows: np.ndarray) -> CapturedSplit:
+    """The rows ``rows`` of a split, materialised (for predictors scored on a subsample)."""
+    return CapturedSplit({k: np.asarray(v[rows]) for k, v in sp.arrays.items()}, sp.n_texts)

@@ -54,19 +54,23 @@ class HyperTensorLayer(nn.Module):
 
     def __init__(self, d_in: int, d_out: int, n_tensors: int, top_k: int = 16, tau: float = 1.0,
                  d_route: int = 64, control_init: float = 0.0, queue_size: int = 2048,
-                 idle_fraction: float = 0.05, seed: int = 0) -> None:
+                 idle_fraction: float = 0.05, heads: int = 1, seed: int = 0) -> None:
         super().__init__()
         for name, v in (("d_in", d_in), ("d_out", d_out), ("n_tensors", n_tensors),
-                        ("top_k", top_k), ("d_route", d_route)):
+                        ("top_k", top_k), ("d_route", d_route), ("heads", heads)):
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise InputError(f"{name} must be a positive int, got {v!r}.")
-        if top_k > n_tensors:
-            raise InputError(f"top_k ({top_k}) must not exceed n_tensors ({n_tensors}).")
+        if n_tensors % heads:
+            raise InputError(f"n_tensors ({n_tensors}) must be a multiple of heads ({heads}).")
+        if top_k > n_tensors // heads:
+            raise InputError(f"top_k ({top_k}) must not exceed the tensors per head "
+                             f"(n_tensors / heads = {n_tensors // heads}).")
         if not tau > 0:
             raise InputError(f"tau must be > 0, got {tau!r}.")
         g = torch.Generator().manual_seed(seed)
         K = n_tensors
         self.d_in, self.d_out, self.n_tensors, self.top_k = d_in, d_out, K, top_k
+        self.heads, self.per_head, self.d_route = heads, K // heads, d_route
         self.normal = nn.Parameter(torch.randn(K, d_in, generator=g))
         self.offset = nn.Parameter(torch.zeros(K))
         self.band_neg = nn.Parameter(torch.zeros(K))  # d_neg = -softplus(.) * scale
@@ -75,7 +79,9 @@ class HyperTensorLayer(nn.Module):
         self.c_neg = nn.Parameter(c * torch.randn(K, d_out, generator=g))
         self.c_mid = nn.Parameter(c * torch.randn(K, d_out, generator=g))
         self.c_pos = nn.Parameter(c * torch.randn(K, d_out, generator=g))
-        self.router = nn.Parameter(torch.randn(d_in, d_route, generator=g) / math.sqrt(d_in))
+        # one routing subspace of d_route per head; tensor k belongs to head k // per_head
+        self.router = nn.Parameter(torch.randn(d_in, heads * d_route, generator=g)
+                                   / math.sqrt(d_in))
         self.centre = nn.Parameter(torch.randn(K, d_route, generator=g))
         self.log_tau = nn.Parameter(torch.tensor(math.log(tau)))
         self.register_buffer("band_scale", torch.ones(K))
@@ -94,39 +100,78 @@ class HyperTensorLayer(nn.Module):
         d_pos = F.softplus(self.band_pos + self._softplus1) * s
         return d_neg, d_pos
 
-    def route(self, x: torch.Tensor) -> torch.Tensor:
-        """Squared routing distance to every centre ``[B, K]``."""
-        r = x @ self.router  # [B, d_route]
-        d2 = (r * r).sum(1, keepdim=True) - 2 * r @ self.centre.T + (self.centre ** 2).sum(1)
-        return d2.clamp_min(0) / self.centre.shape[1]
+    def head_of(self, idx: torch.Tensor) -> torch.Tensor:
+        """The head each tensor index belongs to."""
+        return torch.div(idx, self.per_head, rounding_mode="floor")
 
-    def forward(self, x: torch.Tensor, return_info: bool = False):  # type: ignore[no-untyped-def]
-        if x.ndim != 2 or x.shape[1] != self.d_in:
-            raise ShapeError(f"x must be [batch, {self.d_in}], got {tuple(x.shape)}.")
-        dist_all = self.route(x)  # [B, K]
-        neg, idx = torch.topk(-dist_all, self.top_k, dim=1)  # nearest top_k
-        dist = -neg
+    def routed(self, x: torch.Tensor) -> torch.Tensor:
+        """Routing coordinates ``[B, heads, d_route]``."""
+        return (x @ self.router).view(x.shape[0], self.heads, self.d_route)
+
+    def route(self, x: torch.Tensor) -> torch.Tensor:
+        """Squared routing distance to every centre of each head ``[B, heads, K / heads]``."""
+        r = self.routed(x)
+        c = self.centre.view(self.heads, self.per_head, self.d_route)
+        d2 = ((r * r).sum(-1, keepdim=True) - 2 * torch.einsum("bhd,hkd->bhk", r, c)
+              + (c * c).sum(-1)[None])
+        return d2.clamp_min(0) / self.d_route
+
+    def nearest(self, x: torch.Tensor) -> torch.Tensor:
+        """Index of the nearest tensor in each head ``[B, heads]``."""
+        base = torch.arange(self.heads, device=x.device) * self.per_head
+        return self.route(x).argmin(2) + base
+
+    def _coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Dense control coefficients ``[B, 3K]`` (negative, mid, positive) and the routing
+        info; every head's top-k weights sum to one."""
+        B = x.shape[0]
+        neg, loc = torch.topk(-self.route(x), self.top_k, dim=2)  # nearest top_k per head
+        dist = -neg  # [B, H, k]
         tau = self.log_tau.exp()
-        w = torch.softmax(-dist / tau, dim=1)  # [B, k]
-        nrm = F.normalize(self.normal[idx], dim=-1)  # [B, k, d_in]
-        s = torch.einsum("bkd,bd->bk", nrm, x) - self.offset[idx]
+        w = torch.softmax(-dist / tau, dim=2).reshape(B, -1)  # [B, H*k]
+        base = (torch.arange(self.heads, device=x.device) * self.per_head)[None, :, None]
+        idx = (loc + base).reshape(B, -1)
+        s_all = x @ F.normalize(self.normal, dim=1).T  # [B, K]
+        s = s_all.gather(1, idx) - self.offset[idx]
         d_neg, d_pos = self.bands()
         dn, dp = d_neg[idx], d_pos[idx]
         t = torch.maximum(torch.minimum(s, dp), dn)
         u_neg = F.relu(-t) / (-dn)
         u_pos = F.relu(t) / dp
-        cm = self.c_mid[idx]  # [B, k, d_out]
-        out = cm + u_neg[..., None] * (self.c_neg[idx] - cm) + u_pos[..., None] * (
-            self.c_pos[idx] - cm)
-        y = (w[..., None] * out).sum(1)
+        K = self.n_tensors
+        z = x.new_zeros(B, 3 * K)
+        src = torch.cat([w * u_neg, w * (1 - u_neg - u_pos), w * u_pos], dim=1)
+        cols = torch.cat([idx, idx + K, idx + 2 * K], dim=1)
+        A = z.scatter(1, cols, src)
+        return A, {"idx": idx, "weights": w, "dist": dist.reshape(B, -1), "signed": s}
+
+    def controls(self) -> torch.Tensor:
+        """``[3K, d_out]``: negative, mid and positive controls stacked."""
+        return torch.cat([self.c_neg, self.c_mid, self.c_pos])
+
+    def forward(self, x: torch.Tensor, return_info: bool = False):  # type: ignore[no-untyped-def]
+        if x.ndim != 2 or x.shape[1] != self.d_in:
+            raise ShapeError(f"x must be [batch, {self.d_in}], got {tuple(x.shape)}.")
+        A, info = self._coefficients(x)
+        y = A @ self.controls()  # sum over heads of each head's top-k mixture
         if self.training:
             with torch.no_grad():
+                idx, w = info["idx"], info["weights"]
                 mass = torch.zeros_like(self.usage).index_add_(0, idx.reshape(-1),
                                                                w.detach().reshape(-1))
-                self.usage.mul_(0.99).add_(0.01 * mass / max(1, x.shape[0]))
+                self.usage.mul_(0.99).add_(0.01 * mass / max(1, x.shape[0] * self.heads))
         if return_info:
-            return y, {"idx": idx, "weights": w, "dist": dist, "signed": s}
+            return y, info
         return y
+
+    @torch.no_grad()
+    def head_outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Each head's contribution ``[B, heads, d_out]`` (they sum to ``forward(x)``)."""
+        A, _ = self._coefficients(x)
+        H, Kh = self.heads, self.per_head
+        A3 = A.view(x.shape[0], 3, H, Kh)
+        C = self.controls().view(3, H, Kh, self.d_out)
+        return torch.einsum("bjhk,jhkd->bhd", A3, C)
 
     # ------------------------------------------------------------------ data-driven init
     @torch.no_grad()
@@ -142,8 +187,9 @@ class HyperTensorLayer(nn.Module):
         pick = torch.randint(0, n, (self.n_tensors,), generator=g)
         r = x @ self.router
         self.router.mul_(1.0 / r.std().clamp_min(1e-6))
-        r = x @ self.router
-        self.centre.copy_(r[pick])
+        r = self.routed(x[pick])  # [K, H, d_route]
+        heads = self.head_of(torch.arange(self.n_tensors))
+        self.centre.copy_(r[torch.arange(self.n_tensors), heads])
         nrm = F.normalize(self.normal, dim=1)
         self.offset.copy_((nrm * x[pick]).sum(1))
         s_std = (x[: min(n, 4096)] @ nrm.T).std(0).clamp_min(1e-3)  # [K]
@@ -164,9 +210,9 @@ class HyperTensorLayer(nn.Module):
     def reseed(self, max_tensors: int = 64) -> int:
         """Move idle tensors to the queued high-error inputs; returns how many moved.
 
-        A reseeded tensor gets its centre at the sample, its plane through it, and all
-        three controls set to the layer's current output there, so the prediction does
-        not jump; gradients then specialise it.
+        A reseeded tensor of head ``h`` gets its centre at the sample, its plane through it,
+        and all three controls set to head ``h``'s current output there, so the prediction
+        does not jump; gradients then specialise it.
         """
         if float(self.usage.sum()) <= 0:
             return 0
@@ -177,11 +223,10 @@ class HyperTensorLayer(nn.Module):
             return 0
         idle = idle[torch.argsort(self.usage[idle])[:m]]
         xs = self.queue_x[:m]
-        was = self.training
-        self.eval()
-        y = self.forward(xs)
-        self.train(was)
-        self.centre[idle] = xs @ self.router
+        heads = self.head_of(idle)
+        rows = torch.arange(m)
+        y = self.head_outputs(xs)[rows, heads]  # [m, d_out]
+        self.centre[idle] = self.routed(xs)[rows, heads]
         nrm = F.normalize(self.normal[idle], dim=1)
         self.offset[idle] = (nrm * xs).sum(1)
         for c in (self.c_neg, self.c_mid, self.c_pos):
@@ -214,7 +259,7 @@ class HyperTensorLayer(nn.Module):
         B = x.shape[0]
         flat = idx.reshape(-1)
         for c, u in ((self.c_neg, u_neg), (self.c_mid, u_mid), (self.c_pos, u_pos)):
-            step = (eta * w * u)[..., None] * err[:, None, :]  # [B, k, d_out]
+            step = (eta * w * u)[..., None] * err[:, None, :]  # [B, H*k, d_out]
             c.index_add_(0, flat, step.reshape(-1, self.d_out) / B)
         # d out / d s inside the band: (c_pos - c_mid) / d_pos or (c_mid - c_neg) / |d_neg|
         inside = ((s > dn) & (s < dp)).float()
@@ -227,7 +272,8 @@ class HyperTensorLayer(nn.Module):
         self.normal.index_add_(0, flat, (eta_g * gs[..., None] * x[:, None, :]).reshape(
             -1, self.d_in) / B)
         self.offset.index_add_(0, flat, (-eta_g * gs).reshape(-1) / B)
-        r = x @ self.router
-        pull = (eta_g * w)[..., None] * (r[:, None, :] - self.centre[idx])
+        r = self.routed(x)  # [B, H, d_route]
+        r_sel = r.gather(1, self.head_of(idx)[..., None].expand(-1, -1, self.d_route))
+        pull = (eta_g * w)[..., None] * (r_sel - self.centre[idx])
         self.centre.index_add_(0, flat, pull.reshape(-1, self.centre.shape[1]) / B)
         return err

@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,7 +28,7 @@ from .layer import HyperTensorLayer
 
 __all__ = [
     "HyperFieldModel", "MLPStudent", "TunedLens", "count_parameters", "mlp_hidden_for",
-    "kl_and_ce", "log_unigram",
+    "kl_and_ce", "distill_loss", "log_unigram",
 ]
 
 
@@ -40,13 +42,15 @@ class HyperFieldModel(nn.Module):
     def __init__(self, d1: int, d_tail: int, d_model: int, d_aux: int, unembed: Unembedding,
                  log_unigram: torch.Tensor, *, d_embed: int = 1024, k1: int = 1024,
                  top1: int = 16, tau1: float = 1.0, k2: int = 2048, top2: int = 16,
-                 tau2: float = 0.8, d_route: int = 64, seed: int = 0) -> None:
+                 tau2: float = 0.8, d_route: int = 64, heads1: int = 1, heads2: int = 1,
+                 seed: int = 0) -> None:
         super().__init__()
-        self.stage1 = HyperTensorLayer(d1, d_embed, k1, top1, tau1, d_route, seed=seed)
+        self.stage1 = HyperTensorLayer(d1, d_embed, k1, top1, tau1, d_route, heads=heads1,
+                                       seed=seed)
         self.norm1 = nn.LayerNorm(d_embed)
         self.aux = nn.Linear(d_embed, d_aux)
         self.stage2 = HyperTensorLayer(d_embed + d_tail, d_model, k2, top2, tau2, d_route,
-                                       seed=seed + 1)
+                                       heads=heads2, seed=seed + 1)
         self.unigram = nn.Parameter(log_unigram.detach().float().clone())
         self.unembed = unembed  # buffers only: frozen
         self.d_embed = d_embed
@@ -91,20 +95,23 @@ class HyperFieldModel(nn.Module):
         x2 = torch.cat([self.stage2_input(self.embed(c), t) for c, t in
                         zip(x1.split(2048), tail.split(2048), strict=True)])
         self.stage2.init_from_data(x2, seed + 1)
-        means = _region_means(self.stage2, x2, final) - final.mean(0)
+        means = _region_means(self.stage2, x2, final.float() - final.float().mean(0))
         for c in (self.stage2.c_neg, self.stage2.c_mid, self.stage2.c_pos):
             c.copy_(means)
 
 
 @torch.no_grad()
 def _region_means(layer: HyperTensorLayer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean of ``y`` over the inputs routed nearest to each tensor (global mean if none)."""
-    K = layer.n_tensors
-    near = torch.cat([layer.route(c).argmin(1) for c in x.split(2048)])
-    sums = torch.zeros(K, y.shape[1]).index_add_(0, near, y.float())
-    cnt = torch.bincount(near, minlength=K).float()[:, None]
+    """Mean of ``y`` over the inputs routed nearest to each tensor (global mean if none),
+    divided by the number of heads (the heads' outputs add up)."""
+    K, H = layer.n_tensors, layer.heads
+    near = torch.cat([layer.nearest(c) for c in x.split(2048)])  # [n, H]
+    yy = y.float()[:, None, :].expand(-1, H, -1).reshape(-1, y.shape[1])
+    flat = near.reshape(-1)
+    sums = torch.zeros(K, y.shape[1]).index_add_(0, flat, yy)
+    cnt = torch.bincount(flat, minlength=K).float()[:, None]
     glob = y.float().mean(0, keepdim=True)
-    return torch.where(cnt > 0, sums / cnt.clamp_min(1), glob)
+    return torch.where(cnt > 0, sums / cnt.clamp_min(1), glob) / H
 
 
 def mlp_hidden_for(n_params: int, d_in: int, d_out: int) -> int:
@@ -171,6 +178,48 @@ def kl_and_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     kl = (logp.exp() * (logp - logq)).sum(-1)
     ce = -logq.gather(1, target[:, None].long()).squeeze(1)
     return kl, ce, logq
+
+
+class _DistillLoss(torch.autograd.Function):
+    """``mean KL(p || q) + hard * mean CE`` with its gradient formed in the forward pass.
+
+    The gradient with respect to the student logits is ``((1 + hard) q - p - hard e_y) / B``,
+    so one ``[B, V]`` tensor is kept for the backward pass instead of the several that
+    autograd would keep through two log-softmaxes.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, t: torch.Tensor, target: torch.Tensor,
+                hard: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        B = z.shape[0]
+        logq = torch.log_softmax(z.float(), -1)
+        logp = torch.log_softmax(t.float(), -1)
+        p = logp.exp()
+        kl = (p * (logp - logq)).sum(-1)
+        tg = target[:, None].long()
+        ce = -logq.gather(1, tg).squeeze(1)
+        grad = logq.exp_().mul_(1.0 + hard).sub_(p)
+        grad.scatter_add_(1, tg, torch.full_like(ce[:, None], -hard))
+        ctx.save_for_backward(grad.div_(B))
+        loss = kl.mean() + hard * ce.mean()
+        ctx.mark_non_differentiable(kl, ce)
+        return loss, kl, ce
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor, *_: Any) -> tuple[Any, ...]:
+        (grad,) = ctx.saved_tensors
+        return grad * g, None, None, None
+
+
+def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                 target: torch.Tensor, hard: float = 0.0
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(mean KL(teacher || student) + hard * mean CE, per-row KL, per-row CE)`` over the
+    full vocabulary; the same values and gradient as :func:`kl_and_ce`, in less memory and
+    time. Shapes: ``[B, V], [B, V], [B] -> [], [B], [B]``."""
+    out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] = _DistillLoss.apply(
+        student_logits, teacher_logits.detach(), target, float(hard))
+    return out
 
 
 def log_unigram(targets: torch.Tensor, vocab: int, alpha: float = 0.1) -> torch.Tensor:

@@ -31,10 +31,10 @@ from ..train import TrainConfig, fit
 from ..utils import atomic_path, progress
 from .capture import Capture, CapturedSplit, Unembedding
 from .features import Featurizer
-from .model import HyperFieldModel, MLPStudent, TunedLens, kl_and_ce
+from .model import HyperFieldModel, MLPStudent, TunedLens, distill_loss
 
-__all__ = ["StudentConfig", "FeatureStore", "build_features", "aux_stats", "aux_targets",
-           "train_hyperfield", "train_mlp", "train_tuned_lens", "train_online",
+__all__ = ["StudentConfig", "FeatureStore", "build_model", "build_features", "aux_stats",
+           "aux_targets", "train_hyperfield", "train_mlp", "train_tuned_lens", "train_online",
            "TrainConfig", "fit"]
 
 
@@ -48,9 +48,14 @@ class StudentConfig:
     top2: int = 16
     tau2: float = 0.8
     d_route: int = 64
+    heads1: int = 1
+    heads2: int = 1
     lr: float = 3e-3
+    mlp_lr: float = 1e-3
+    lens_epochs: int = 4
+    lens_lr: float = 1e-3
     batch_size: int = 256
-    stage1_epochs: int = 2
+    stage1_epochs: int = 1
     stage2_epochs: int = 2
     e2e_epochs: int = 1
     hard: float = 0.1
@@ -71,6 +76,16 @@ class FeatureStore:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"x1": torch.from_numpy(self.x1), "tail": torch.from_numpy(self.tail)}
+
+
+def build_model(sc: StudentConfig, d1: int, d_tail: int, d_model: int, d_aux: int,
+                unembed: Unembedding, log_unigram: torch.Tensor, seed: int = 0
+                ) -> HyperFieldModel:
+    """The two-stage student of configuration ``sc``."""
+    return HyperFieldModel(d1, d_tail, d_model, d_aux, unembed, log_unigram,
+                           d_embed=sc.d_embed, k1=sc.k1, top1=sc.top1, tau1=sc.tau1, k2=sc.k2,
+                           top2=sc.top2, tau2=sc.tau2, d_route=sc.d_route, heads1=sc.heads1,
+                           heads2=sc.heads2, seed=seed)
 
 
 def _key(feat: Featurizer, capture: Capture) -> str:
@@ -139,8 +154,7 @@ def _distill(model: Any, batch: dict[str, torch.Tensor], teacher: Unembedding,
     y, z1 = model(x1, tail)
     with torch.no_grad():
         t_logits = teacher(batch["final"].float())
-    kl, ce, _ = kl_and_ce(model.logits(y), t_logits, batch["target"])
-    loss = kl.mean() + hard * ce.mean()
+    loss, kl, ce = distill_loss(model.logits(y), t_logits, batch["target"], hard)
     mets = {"kl": float(kl.detach().mean()), "ce": float(ce.detach().mean())}
     if isinstance(model, HyperFieldModel):
         if aux_w > 0 and z1 is not None:
@@ -233,7 +247,7 @@ def train_mlp(model: MLPStudent, train: FeatureStore, sp: CapturedSplit, teacher
         return _distill(m, b, teacher, sc.hard, 0.0, counter, 0)
 
     h = fit(model, loss, data, _cfg(sc, sc.stage2_epochs + sc.e2e_epochs, seed, show_progress,
-                                    lr=1e-3))
+                                    lr=sc.mlp_lr))
     teacher.compute_dtype = torch.float32
     model.eval()
     return _hist(h)
@@ -255,9 +269,10 @@ def train_tuned_lens(lens: TunedLens, sp: CapturedSplit, teacher: Unembedding,
         kl = (p.exp() * (p - q)).sum(-1).mean()
         return kl, {"kl": float(kl.detach())}
 
-    h = fit(lens, loss, data, TrainConfig(optimizer="adam", lr=1e-3, epochs=2,
-                                          batch_size=sc.batch_size, schedule="cosine",
-                                          seed=seed, progress=show_progress))
+    h = fit(lens, loss, data, TrainConfig(optimizer="adam", lr=sc.lens_lr,
+                                          epochs=sc.lens_epochs, batch_size=sc.batch_size,
+                                          schedule="cosine", warmup_steps=20, seed=seed,
+                                          progress=show_progress))
     lens.unembed.compute_dtype = torch.float32
     lens.eval()
     return _hist(h)
