@@ -14,6 +14,11 @@ Usage::
 
     PYTHONPATH=src python benchmarks/bench_geometry.py [--loop-subset 3000] \
         [--out benchmarks/results]
+    PYTHONPATH=src python benchmarks/bench_geometry.py --kernels avx2 --no-spectrum
+
+``--kernels avx2`` restarts the process with torch, oneDNN, MKL and numba capped to AVX2
+(:func:`hyperlens.functional.kernels.emulation_env`) and writes
+``bench_geometry_avx2.json``: the compiled kernels as an AVX2-only CPU runs them.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import argparse
 import math
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -30,13 +36,20 @@ import torch
 
 from hyperlens.functional.geometry import (
     cayley_menger_volume,
+    cv_ci,
     eigenspectrum,
     sample_simplices,
     simplex_volume_cv,
     simplex_volumes,
 )
 from hyperlens.functional.geometry.simplex import _use_gram
-from hyperlens.functional.kernels import cpu_info, numba_available
+from hyperlens.functional.kernels import (
+    ENV as KERNELS_ENV,
+    PROFILES,
+    cpu_info,
+    emulation_env,
+    numba_available,
+)
 from hyperlens.utils import atomic_write_json, cache_dir
 
 SMOLLM2 = "smollm2-135m-instruct-f32"
@@ -166,9 +179,19 @@ def bench_cv_end_to_end(n: int, d: int, m: int, loop_subset: int, repeats: int, 
         return float(vols.std() / vols.mean())
 
     best = {"hyperlens_default_n_boot": float("inf"), "hyperlens_n_boot_2": float("inf"),
-            "loop_subset": float("inf")}
+            "loop_subset": float("inf"), "part_sample_simplices": float("inf"),
+            "part_volumes": float("inf"), "part_bootstrap_1000": float("inf")}
     res = simplex_volume_cv(Xt, k=4, n_samples=m, seed=seed)  # warm-up (compiles once)
+    all_idx = sample_simplices(n, 4, m, seed=seed)
+    vols_all = simplex_volumes(Xt, all_idx)
     for _ in range(repeats):
+        # where the time goes: the three parts of simplex_volume_cv, timed alone
+        for name, fn in (("part_sample_simplices", lambda: sample_simplices(n, 4, m, seed=seed)),
+                         ("part_volumes", lambda: simplex_volumes(Xt, all_idx)),
+                         ("part_bootstrap_1000", lambda: cv_ci(vols_all, seed=seed))):
+            t = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t)
         t = time.perf_counter()
         res = simplex_volume_cv(Xt, k=4, n_samples=m, seed=seed)
         best["hyperlens_default_n_boot"] = min(best["hyperlens_default_n_boot"],
@@ -199,7 +222,8 @@ def bench_cv_end_to_end(n: int, d: int, m: int, loop_subset: int, repeats: int, 
         "targets": {"speedup>=100": t_loop / best["hyperlens_default_n_boot"] >= 100,
                     "volumes_rel_1e-6": rel <= 1e-6},
         "note": f"loop timed on {loop_subset} simplices and extrapolated to {m}; rounds "
-        "interleaved, best of each",
+        "interleaved, best of each; part_* time the sampling, the volumes and the "
+        "1,000-resample bootstrap alone (simplex_volume_cv also validates X and sums)",
     }
 
 
@@ -260,7 +284,19 @@ def main() -> None:
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument(
+        "--kernels",
+        choices=("native", *PROFILES),
+        default="native",
+        help="run as that CPU: the process restarts with torch/oneDNN/MKL/numba capped to "
+        "the profile's instruction set; writes bench_geometry_PROFILE.json",
+    )
+    ap.add_argument("--no-spectrum", action="store_true", help="skip the SmolLM2 section")
     args = ap.parse_args()
+    if args.kernels != "native" and os.environ.get(KERNELS_ENV) != args.kernels:
+        env = {**os.environ, **emulation_env(args.kernels)}
+        os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]],
+                  env)
 
     info = {
         "machine": platform.machine(),
@@ -280,10 +316,14 @@ def main() -> None:
         "cv_end_to_end": bench_cv_end_to_end(
             args.n, args.d, args.simplices, args.loop_subset, args.repeats, args.seed
         ),
-        "smollm2_spectrum": bench_spectrum(args.repeats, args.seed),
+        "smollm2_spectrum": {"skipped": "--no-spectrum"} if args.no_spectrum
+        else bench_spectrum(args.repeats, args.seed),
     }
+    res["environment"]["kernels_profile"] = args.kernels
     res["environment"]["load_average_at_end"] = list(os.getloadavg())
-    path = atomic_write_json(args.out / "bench_geometry.json", res)
+    name = "bench_geometry.json" if args.kernels == "native" else \
+        f"bench_geometry_{args.kernels}.json"
+    path = atomic_write_json(args.out / name, res)
     v = res["volumes"]
     print(
         f"volumes: hyperlens {v['hyperlens_s']:.3f} s | numpy batched {v['numpy_batched_s']:.2f} s "

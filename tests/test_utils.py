@@ -101,3 +101,21 @@ def test_as_float_matrix_validates():
         as_float_matrix([[1.0, 2.0]], "x", min_rows=3)
     with pytest.raises(HyperlensError):
         check_finite(torch.tensor([float("inf")]), "v")
+
+
+def test_check_finite_fast_path_keeps_every_verdict() -> None:
+    # the one-reduction path (a finite sum) must never pass a NaN or Inf, and a sum that
+    # overflows on finite values must still pass through the full check
+    big = torch.tensor([3.0e38, 3.0e38, -1.0], dtype=torch.float32)
+    assert not torch.isfinite(big.sum())
+    check_finite(big, "v")
+    check_finite(torch.zeros(0), "v")
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        for dtype in (torch.float16, torch.float32, torch.float64):
+            x = torch.ones(50, 7, dtype=dtype)
+            x[31, 2] = bad
+            with pytest.raises(InputError, match=r"first at index \(31, 2\)"):
+                check_finite(x, "v")
+    x = torch.tensor([float("inf"), -float("inf"), 1.0])  # inf - inf: the sum is NaN
+    with pytest.raises(InputError, match="2 value"):
+        check_finite(x, "v")

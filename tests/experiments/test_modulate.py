@@ -43,6 +43,8 @@ def _opts(**kw):
         ({"alpha": 1.5}, r"\[0, 1\]"),
         ({"sweep": [-0.1]}, r"\[0, 1\]"),
         ({"field_alpha": 0.5}, "alpha_max"),
+        ({"field_alpha_starts": [0.4]}, "alpha_max"),
+        ({"alpha_starts": [1.2]}, r"\[0, 1\]"),
         ({"modulators": ["lora"]}, "lerp and/or field"),
         ({"models": ["glove-50d"]}, "static"),
         ({"controls": ["noise"]}, "controls"),
@@ -54,6 +56,13 @@ def test_bad_input_is_refused_before_loading(kw, match, tmp_path, monkeypatch):
     monkeypatch.setattr(hm, "load", lambda *a, **k: pytest.fail("model loaded before validation"))
     with pytest.raises(InputError, match=match):
         modulate.run_modulate(out=tmp_path, **_opts(**kw))
+
+
+def test_alpha_drift_measures_the_last_quarter():
+    hist = [{"alpha.0": 0.1 + 0.01 * i, "alpha.3": 0.2} for i in range(8)]
+    assert modulate._drift(hist, [0, 3]) == pytest.approx(0.01 * (7 - 5))
+    assert modulate._drift([{"alpha.0": 0.1}] * 4, [0]) == 0.0
+    assert np.isnan(modulate._drift(hist[:1], [0, 3]))
 
 
 def test_relational_table_pairs_conditions_and_detects_signal(graph):
