@@ -114,3 +114,14 @@ def test_miniature_run_on_minilm(tmp_path):
         raise
     res = json.loads((path / "results.json").read_text())
     assert any("relational" in sec["title"] for sec in res["sections"])
+
+
+def test_auto_dtype_is_bfloat16_only_with_native_bf16() -> None:
+    from hyperlens.experiments.modulate import frozen_dtype
+    from hyperlens.functional import kernels
+
+    with kernels.force_kernels("avx2"):
+        assert frozen_dtype("auto") == "float32"
+    with kernels.force_kernels("amx"):
+        assert frozen_dtype("auto") == "bfloat16"
+    assert frozen_dtype("float32") == "float32" and frozen_dtype(None) is None

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..functional import kernels
 from ..report import Report
 
 __all__ = ["COMMAND", "HELP", "add_arguments", "main", "run_modulate", "SWEEP", "SEED_PROMPTS"]
@@ -109,10 +110,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, help="folder with SST-2 (default: the usual places)")
     p.add_argument(
         "--dtype",
-        choices=["bfloat16", "float32"],
-        default="bfloat16",
-        help="precision of the frozen model, plain and modulated alike (bfloat16: about 2x "
-        "faster on CPUs with AVX-512 BF16; the adapters keep float32 parameters)",
+        choices=["auto", "bfloat16", "float32"],
+        default="auto",
+        help="precision of the frozen model, plain and modulated alike (auto: bfloat16 where "
+        "the CPU has native bf16 (AVX-512 BF16 / AMX), about 2x faster there, else float32; "
+        "the adapters keep float32 parameters)",
     )
 
 
@@ -188,6 +190,17 @@ def _fmt(v: float, lo: float, hi: float) -> str:
     return f"{v:+.4f} [{lo:+.4f}, {hi:+.4f}]"
 
 
+
+def frozen_dtype(choice: str | None) -> str | None:
+    """The frozen model's precision: ``auto`` is bfloat16 only where the CPU computes bf16
+    natively (without it a bf16 matmul is several times slower than float32)."""
+    if choice in (None, ""):
+        return None
+    if choice == "auto":
+        return "bfloat16" if kernels.features().bf16 else "float32"
+    return choice
+
+
 def run_modulate(*, out: Path, seed: int = 0, device: str = "cpu", **opt: Any) -> Path:
     """Run the experiment (options as in :func:`add_arguments`) and write the report."""
     import torch
@@ -211,7 +224,7 @@ def run_modulate(*, out: Path, seed: int = 0, device: str = "cpu", **opt: Any) -
     )
     rep = Report(
         "modulate",
-        {k: v for k, v in opt.items()} | {"seed": seed},
+        {k: v for k, v in opt.items()} | {"seed": seed, "dtype": frozen_dtype(opt.get("dtype"))},
         out_dir=out,
         seed=seed,
         device=device,
@@ -221,7 +234,7 @@ def run_modulate(*, out: Path, seed: int = 0, device: str = "cpu", **opt: Any) -
     summary: list[list[Any]] = []
     for name in models:
         with rep.timer(f"{name}:load+prepare"):
-            h = load(name, device="cpu", dtype=opt.get("dtype") or None)
+            h = load(name, device="cpu", dtype=frozen_dtype(opt.get("dtype")))
             if h.module is None:
                 raise InputError(f"model {name!r} has no transformer to modulate.")
             s = mc.prepare(
