@@ -164,3 +164,16 @@ def test_distill_loss_matches_autograd_of_kl_and_ce():
     torch.testing.assert_close(kl, kl2.detach())
     torch.testing.assert_close(ce, ce2.detach())
     torch.testing.assert_close(g, z.grad)
+
+
+def test_vocabulary_products_use_bf16_only_with_native_bf16() -> None:
+    import torch
+
+    from hyperlens.functional import kernels
+    from hyperlens.hft.train import StudentConfig, _unembed_dtype
+
+    with kernels.force_kernels("avx2"):
+        assert _unembed_dtype(StudentConfig()) == torch.float32
+    with kernels.force_kernels("amx"):
+        assert _unembed_dtype(StudentConfig()) == torch.bfloat16
+    assert _unembed_dtype(StudentConfig(fast_unembed=False)) == torch.float32

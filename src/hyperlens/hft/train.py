@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..functional import kernels
 from ..train import TrainConfig, fit
 from ..utils import atomic_path, progress
 from .capture import Capture, CapturedSplit, Unembedding
@@ -61,11 +62,19 @@ class StudentConfig:
     hard: float = 0.1
     aux: float = 0.1
     reseed_every: int = 50
-    fast_unembed: bool = True
+    fast_unembed: bool | None = None  # None: bf16 products only where the CPU has native bf16
     eta: float = 0.03
     eta_g: float = 0.003
     online_epochs: int = 1
 
+
+
+def _unembed_dtype(sc: Any) -> torch.dtype:
+    """Precision of the frozen vocabulary products while training: bf16 where the CPU has
+    native bf16 units (about 2x float32 there), float32 where bf16 would be emulated (several
+    times slower), unless ``fast_unembed`` says otherwise."""
+    fast = kernels.features().bf16 if sc.fast_unembed is None else sc.fast_unembed
+    return torch.bfloat16 if fast else torch.float32
 
 @dataclass
 class FeatureStore:
@@ -209,7 +218,7 @@ def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSp
     model.init_stage2(x1_init, data["tail"][:n_init].float(), data["final"][:n_init].float(),
                       seed)
     counter = {"step": 0, "reseeds": 0}
-    teacher.compute_dtype = torch.bfloat16 if sc.fast_unembed else torch.float32
+    teacher.compute_dtype = _unembed_dtype(sc)
 
     def loss2(m: nn.Module, b: dict[str, torch.Tensor]) -> Any:
         return _distill(m, b, teacher, sc.hard, 0.0, counter, sc.reseed_every)
@@ -241,7 +250,7 @@ def train_mlp(model: MLPStudent, train: FeatureStore, sp: CapturedSplit, teacher
     """Same data, loss and number of distillation epochs as the HyperField student."""
     data = _data(train, sp, None)
     counter = {"step": 0, "reseeds": 0}
-    teacher.compute_dtype = torch.bfloat16 if sc.fast_unembed else torch.float32
+    teacher.compute_dtype = _unembed_dtype(sc)
 
     def loss(m: nn.Module, b: dict[str, torch.Tensor]) -> Any:
         return _distill(m, b, teacher, sc.hard, 0.0, counter, 0)
@@ -259,7 +268,7 @@ def train_tuned_lens(lens: TunedLens, sp: CapturedSplit, teacher: Unembedding,
     """Affine map of the layer-l state trained on the same KL (Track B baseline)."""
     data = {"state": torch.from_numpy(np.ascontiguousarray(sp["state"])),
             "final": torch.from_numpy(np.ascontiguousarray(sp["final"]))}
-    lens.unembed.compute_dtype = torch.bfloat16 if sc.fast_unembed else torch.float32
+    lens.unembed.compute_dtype = _unembed_dtype(sc)
 
     def loss(m: Any, b: dict[str, torch.Tensor]) -> Any:
         with torch.no_grad():
