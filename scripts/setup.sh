@@ -18,6 +18,9 @@ want=$( { cat pyproject.toml scripts/setup.sh scripts/install_wordnet.sh 2>/dev/
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/hyperlens" ]; then
   echo "hyperlens: environment $VENV is up to date"
+  # WordNet lives in the hyperlens cache, which can move (HYPERLENS_CACHE) or be cleared
+  # while the environment stays: put it back if it is gone (a no-op when it loads).
+  bash scripts/install_wordnet.sh "$VENV/bin/python" | grep -v "already usable" || true
   exit 0
 fi
 
