@@ -309,14 +309,6 @@ def evaluate(s: Setup, ad: Any, items: list[MatchedSynset], batch_size: int = 32
     return {"reps": reps, "top1": (rank < 1).float().numpy(), "top10": (rank < 10).float().numpy()}
 
 
-def task_scores(
-    s: Setup, ad: Any, items: list[MatchedSynset], batch_size: int = 32
-) -> dict[str, np.ndarray]:
-    """Per-item top-1 / top-10 correctness on ``items`` (see :func:`evaluate`)."""
-    ev = evaluate(s, ad, items, batch_size)
-    return {"top1": ev["top1"], "top10": ev["top10"]}
-
-
 def relational_table(
     reps: dict[str, torch.Tensor],
     synsets: Sequence[Any],
@@ -342,7 +334,6 @@ def relational_table(
     ``[1 + n_boot, 2]`` (row 0 the full-sample Pearson / Spearman, then the replicates) for
     :func:`paired_diff` between any two conditions; ``probe`` the probe's own result.
     """
-    from ..functional.stats import from_replicates
     from ..probes.relational import align_representations
 
     res = align_representations(
@@ -375,12 +366,8 @@ def relational_table(
             for j, stat in enumerate(("pearson", "spearman")):
                 e = res["reps"][k][meas][stat]
                 row[stat], row[f"{stat}_lo"], row[f"{stat}_hi"] = e["value"], e["lo"], e["hi"]
-                d = raw[meas][k][:, j] - raw[meas][base][:, j]
-                lift = from_replicates(float(d[0]), d[1:])
-                row[f"lift_{stat}"], row[f"lift_{stat}_lo"], row[f"lift_{stat}_hi"] = (
-                    lift.value,
-                    lift.lo,
-                    lift.hi,
+                row[f"lift_{stat}"], row[f"lift_{stat}_lo"], row[f"lift_{stat}_hi"] = paired_diff(
+                    raw[meas][k][:, j], raw[meas][base][:, j]
                 )
             row["mantel_p_pearson"] = res["reps"][k][meas]["mantel_p_pearson"]
             table[meas][k] = row
