@@ -55,6 +55,12 @@ def output_rows(lm: Any, token_ids: Sequence[int]) -> torch.Tensor:
     return out.weight[list(token_ids)].detach()
 
 
+def _mixed_layer_types(config: Any) -> list[str]:
+    """Each layer's attention type when a model mixes several (Gemma 3), else ``[]``."""
+    types = getattr(config, "layer_types", None) or ()
+    return list(types) if len(set(types)) > 1 else []
+
+
 def sliding_window_of(config: Any, stack: Any = None) -> int | None:
     """The sliding window of a model with sliding-window layers (None: full attention only)."""
     types = getattr(config, "layer_types", None) or ()
@@ -146,8 +152,7 @@ class PrefixCache:
         if layer > 0 and not (hasattr(self.stack, "rotary_emb") and hasattr(self.stack, "norm")):
             raise InputError(f"{type(lm).__name__} is not a Llama-style stack; insert the header "
                              "at layer 0 (the input embeddings).")
-        types = getattr(self.cfg, "layer_types", None) or ()
-        self.layer_types: list[str] = list(types) if len(set(types)) > 1 else []
+        self.layer_types: list[str] = _mixed_layer_types(self.cfg)
         self.layer = layer
         self.keys = torch.empty(L - layer, H, total, dh, dtype=kv_dtype)
         self.values = torch.empty(L - layer, H, total, dh, dtype=kv_dtype)
@@ -226,8 +231,7 @@ class PrefixCache:
         pc.verb_rows = output_rows(lm, verbalizer_ids).float()
         pc.device, pc.layer = next(lm.parameters()).device, layer
         pc.window = sliding_window_of(pc.cfg, pc.stack)
-        types = getattr(pc.cfg, "layer_types", None) or ()
-        pc.layer_types = list(types) if len(set(types)) > 1 else []
+        pc.layer_types = _mixed_layer_types(pc.cfg)
         t = load_file(str(path))
         for name in cls.STORED:
             setattr(pc, name, t[name])
