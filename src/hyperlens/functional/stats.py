@@ -10,6 +10,8 @@ of four interval makers and two tests:
   the same items, resampling the same items for both;
 * :func:`wilson_interval`: a binomial proportion (an accuracy) with the Wilson score
   interval, which stays inside [0, 1] and behaves at 0 and n;
+* :func:`cv_delta_interval`: a coefficient of variation (std / mean) of many independent
+  values with the large-sample (delta-method) interval from their first four moments;
 * :func:`mcnemar`: are two classifiers' error rates on the same items different?
 * :func:`permutation_pvalue`: the add-one p-value of an observed statistic against
   values drawn under a null model.
@@ -48,6 +50,7 @@ __all__ = [
     "bootstrap_ci",
     "paired_bootstrap",
     "wilson_interval",
+    "cv_delta_interval",
     "mcnemar",
     "permutation_pvalue",
     "from_replicates",
@@ -241,6 +244,54 @@ def t_interval(values: Any, level: float = 0.95) -> Estimate:
     sd = float(vals.std(ddof=1))
     half = float(sps.t.ppf(0.5 + level / 2.0, vals.size - 1)) * sd / math.sqrt(vals.size)
     return Estimate(mean, mean - half, mean + half, level, "t over seeds", int(vals.size), sd)
+
+
+def cv_delta_interval(values: Any, level: float = 0.95) -> Estimate:
+    """CV (population std / mean) of independent values with a delta-method interval.
+
+    For ``n`` i.i.d. values with CV ``c``, skewness ``g`` and kurtosis ``k`` (both
+    standardised), the sample CV is asymptotically normal with variance
+    ``c**2 * (c**2 - g * c + (k - 1) / 4) / n`` (first-order expansion of ``std / mean``
+    in the sample mean and variance, whose covariance is set by the third and fourth
+    central moments). The interval is ``c -+ z * se``. It needs no resampling, so it costs
+    one pass over the values; for large ``n`` it agrees with the percentile bootstrap
+    (the tests compare the two and check coverage on skewed data), for small ``n`` or
+    very heavy tails prefer the bootstrap. ``std`` holds the standard error.
+
+    Shapes:
+        values: ``[n]`` (numpy, torch or a list), ``n >= 3``.
+
+    Example:
+        >>> import numpy as np
+        >>> v = np.random.default_rng(0).gamma(25.0, size=100_000)  # CV 0.2
+        >>> e = cv_delta_interval(v)
+        >>> e.lo < 0.2 < e.hi, e.method
+        (True, 'delta method')
+    """
+    from scipy import stats as sps
+
+    level = check_level(level)
+    v = _finite_1d(values, "values").astype(np.float64, copy=False)
+    if v.size < 3:
+        raise InputError(
+            f"values needs at least 3 finite values for a CV interval, got {v.size}."
+        )
+    mean = float(v.mean())
+    c = v - mean
+    c2 = c * c
+    m2 = float(c2.mean())
+    if mean == 0.0 or m2 == 0.0:
+        cv = 0.0 if m2 == 0.0 and mean != 0.0 else math.nan
+        return Estimate(cv, cv, cv, level, "delta method", int(v.size), 0.0)
+    m3 = float((c2 * c).mean())
+    m4 = float((c2 * c2).mean())
+    cv = math.sqrt(m2) / mean
+    skew = m3 / m2**1.5
+    kurt = m4 / (m2 * m2)
+    var = cv * cv * (cv * cv - skew * cv + (kurt - 1.0) / 4.0) / v.size
+    se = math.sqrt(max(var, 0.0))
+    half = float(sps.norm.ppf(0.5 + level / 2.0)) * se
+    return Estimate(cv, cv - half, cv + half, level, "delta method", int(v.size), se)
 
 
 def _resample_indices(n: int, n_boot: int, seed: int) -> list[np.ndarray]:
