@@ -63,7 +63,7 @@ from torch import nn
 
 from .errors import ConfigError, HyperlensError, InputError
 from .models.handle import ModelHandle
-from .utils import atomic_path, progress
+from .utils import atomic_path, progress, retain_freed_memory
 
 __all__ = [
     "TrainConfig",
@@ -509,6 +509,7 @@ def _fit(
     n = _data_len(data)
     if n == 0:
         raise InputError("data is empty; pass at least one training example.")
+    retain_freed_memory()  # steps reuse their large buffers instead of re-faulting them
     frozen_mods = _frozen_modules(frozen)
     bs = n if cfg.batch_size is None else min(cfg.batch_size, n)
     per_epoch = n // bs if cfg.drop_last else math.ceil(n / bs)

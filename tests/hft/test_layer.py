@@ -177,3 +177,25 @@ def test_vocabulary_products_use_bf16_only_with_native_bf16() -> None:
     with kernels.force_kernels("amx"):
         assert _unembed_dtype(StudentConfig()) == torch.bfloat16
     assert _unembed_dtype(StudentConfig(fast_unembed=False)) == torch.float32
+
+
+@pytest.mark.parametrize("heads,top_k", [(1, 3), (2, 2)])
+def test_inference_path_on_the_picked_rows_equals_the_dense_path(heads, top_k):
+    torch.manual_seed(7)
+    layer = _layer(n_tensors=96, top_k=top_k, heads=heads)
+    x = torch.randn(40, 8)
+    layer.init_from_data(x)
+    with torch.no_grad():
+        for c in (layer.c_neg, layer.c_mid, layer.c_pos):
+            c.normal_()
+        layer.band_neg.normal_()
+        layer.band_pos.normal_()
+    layer.eval()
+    with torch.no_grad():
+        assert layer._sparse_pays(1) and not layer._sparse_pays(40)
+        dense = layer(x)  # a batch of 40: the dense product
+        rows = torch.cat([layer(x[i:i + 1]) for i in range(40)])  # one row: picked rows only
+    torch.testing.assert_close(rows, dense, atol=1e-5, rtol=1e-5)
+    # with gradients on, the dense path runs (the sparse one is inference only)
+    y1 = layer(x[:1])
+    assert y1.requires_grad

@@ -121,29 +121,64 @@ class HyperTensorLayer(nn.Module):
         base = torch.arange(self.heads, device=x.device) * self.per_head
         return self.route(x).argmin(2) + base
 
+    def _pick(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The top_k nearest tensors of every head: ``idx``, mixing weights and routing
+        distances, each ``[B, heads * top_k]``; each head's weights sum to one."""
+        B = x.shape[0]
+        neg, loc = torch.topk(-self.route(x), self.top_k, dim=2)  # nearest top_k per head
+        dist = -neg  # [B, H, k]
+        w = torch.softmax(-dist / self.log_tau.exp(), dim=2).reshape(B, -1)
+        base = (torch.arange(self.heads, device=x.device) * self.per_head)[None, :, None]
+        return (loc + base).reshape(B, -1), w, dist.reshape(B, -1)
+
+    def _band_weights(self, s: torch.Tensor, idx: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weights of ``c_neg`` and ``c_pos`` from signed distances ``s`` of tensors ``idx``
+        (``c_mid`` gets the rest): the clipped distance over the band's side."""
+        d_neg, d_pos = self.bands()
+        dn, dp = d_neg[idx], d_pos[idx]
+        t = torch.maximum(torch.minimum(s, dp), dn)
+        return F.relu(-t) / (-dn), F.relu(t) / dp
+
     def _coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Dense control coefficients ``[B, 3K]`` (negative, mid, positive) and the routing
         info; every head's top-k weights sum to one."""
         B = x.shape[0]
-        neg, loc = torch.topk(-self.route(x), self.top_k, dim=2)  # nearest top_k per head
-        dist = -neg  # [B, H, k]
-        tau = self.log_tau.exp()
-        w = torch.softmax(-dist / tau, dim=2).reshape(B, -1)  # [B, H*k]
-        base = (torch.arange(self.heads, device=x.device) * self.per_head)[None, :, None]
-        idx = (loc + base).reshape(B, -1)
+        idx, w, dist = self._pick(x)
         s_all = x @ F.normalize(self.normal, dim=1).T  # [B, K]
         s = s_all.gather(1, idx) - self.offset[idx]
-        d_neg, d_pos = self.bands()
-        dn, dp = d_neg[idx], d_pos[idx]
-        t = torch.maximum(torch.minimum(s, dp), dn)
-        u_neg = F.relu(-t) / (-dn)
-        u_pos = F.relu(t) / dp
+        u_neg, u_pos = self._band_weights(s, idx)
         K = self.n_tensors
         z = x.new_zeros(B, 3 * K)
         src = torch.cat([w * u_neg, w * (1 - u_neg - u_pos), w * u_pos], dim=1)
         cols = torch.cat([idx, idx + K, idx + 2 * K], dim=1)
         A = z.scatter(1, cols, src)
-        return A, {"idx": idx, "weights": w, "dist": dist.reshape(B, -1), "signed": s}
+        return A, {"idx": idx, "weights": w, "dist": dist, "signed": s}
+
+    def _sparse_pays(self, batch: int) -> bool:
+        # the selected rows (normals and 3 controls per pick) are fewer than the dense
+        # product reads: small batches, inference only
+        return batch * self.heads * self.top_k * 4 <= self.n_tensors
+
+    def _selected(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` without gradients, touching only the picked tensors' rows.
+
+        The same mixture as the dense path (equal to float32 rounding; tested): the
+        routing distances to every centre, then signed distances, bands and controls of
+        the ``heads * top_k`` picks only, instead of ``x`` against every normal and a
+        ``[B, 3K] @ [3K, d_out]`` product: at batch 1 it reads ``heads * top_k / K`` of the
+        layer's planes and controls.
+        """
+        idx, w, _ = self._pick(x)
+        nrm = self.normal[idx]  # [B, H*k, d_in]
+        s = (torch.einsum("bkd,bd->bk", nrm, x) / nrm.norm(dim=2).clamp_min(1e-12)
+             - self.offset[idx])
+        u_neg, u_pos = self._band_weights(s, idx)
+        mid = self.c_mid[idx]
+        y = (torch.einsum("bk,bkd->bd", w * u_neg, self.c_neg[idx] - mid)
+             + torch.einsum("bk,bkd->bd", w * u_pos, self.c_pos[idx] - mid)
+             + torch.einsum("bk,bkd->bd", w, mid))
+        return y
 
     def controls(self) -> torch.Tensor:
         """``[3K, d_out]``: negative, mid and positive controls stacked."""
@@ -152,6 +187,8 @@ class HyperTensorLayer(nn.Module):
     def forward(self, x: torch.Tensor, return_info: bool = False):  # type: ignore[no-untyped-def]
         if x.ndim != 2 or x.shape[1] != self.d_in:
             raise ShapeError(f"x must be [batch, {self.d_in}], got {tuple(x.shape)}.")
+        if not return_info and not torch.is_grad_enabled() and self._sparse_pays(x.shape[0]):
+            return self._selected(x)
         A, info = self._coefficients(x)
         y = A @ self.controls()  # sum over heads of each head's top-k mixture
         if self.training:
