@@ -162,3 +162,35 @@ def test_rolling_buffer_and_save_load(trained, tmp_path):
     torch.testing.assert_close(a, b)
     out = st.generate([5, 6, 7], 5, start_token=1)
     assert len(out) == 5 and all(0 <= t < 120 for t in out)
+
+
+def test_capture_keeps_values_beyond_float16(tiny_llama, tmp_path):
+    """A state above float16's range (Gemma 3's start-token activations) is stored as
+    float32 in its shard, exactly, instead of overflowing to inf; shards that fit stay
+    float16 and the split loads as float32."""
+    from hyperlens.hft.capture import half_or_single
+
+    small = np.array([[1.5, -2.0]], np.float32)
+    big = np.array([[1.0e5, -3.0]], np.float32)
+    assert half_or_single(small).dtype == np.float16
+    assert half_or_single(big).dtype == np.float32 and half_or_single(big)[0, 0] == 1.0e5
+
+    model = tiny_llama.eval()
+    h = from_module(model, CharTokenizer(), name="tiny", kind="decoder")
+    cfg = CaptureConfig(model="tiny", train_tokens=300, heldout_tokens=100, layer=1,
+                        heads=(0,), window=8, max_length=40, batch_size=4, shard_texts=6)
+
+    def boost(module, args, output):  # block 0's output: a huge start-token activation
+        hidden = output[0] if isinstance(output, tuple) else output
+        hidden[:, 0, 0] = 1.0e5
+        return output
+
+    handle = model.model.layers[0].register_forward_hook(boost)
+    try:
+        c = run_capture(h, TEXTS, cfg, tmp_path, show_progress=False)
+    finally:
+        handle.remove()
+    state = c.train["state"]
+    assert np.isfinite(state).all() and state.dtype == np.float32
+    assert state[c.train["pos"] == 0, 0].min() > 9.0e4
+    assert c.train["final"].dtype == np.float16

@@ -51,6 +51,7 @@ __all__ = [
     "paired_bootstrap",
     "wilson_interval",
     "cv_delta_interval",
+    "ratio_delta_interval",
     "mcnemar",
     "permutation_pvalue",
     "from_replicates",
@@ -246,6 +247,13 @@ def t_interval(values: Any, level: float = 0.95) -> Estimate:
     return Estimate(mean, mean - half, mean + half, level, "t over seeds", int(vals.size), sd)
 
 
+def _z(level: float) -> float:
+    """Two-sided standard-normal quantile of ``level``."""
+    from scipy import stats as sps
+
+    return float(sps.norm.ppf(0.5 + level / 2.0))
+
+
 def cv_delta_interval(values: Any, level: float = 0.95) -> Estimate:
     """CV (population std / mean) of independent values with a delta-method interval.
 
@@ -268,8 +276,6 @@ def cv_delta_interval(values: Any, level: float = 0.95) -> Estimate:
         >>> e.lo < 0.2 < e.hi, e.method
         (True, 'delta method')
     """
-    from scipy import stats as sps
-
     level = check_level(level)
     v = _finite_1d(values, "values").astype(np.float64, copy=False)
     if v.size < 3:
@@ -290,8 +296,30 @@ def cv_delta_interval(values: Any, level: float = 0.95) -> Estimate:
     kurt = m4 / (m2 * m2)
     var = cv * cv * (cv * cv - skew * cv + (kurt - 1.0) / 4.0) / v.size
     se = math.sqrt(max(var, 0.0))
-    half = float(sps.norm.ppf(0.5 + level / 2.0)) * se
+    half = _z(level) * se
     return Estimate(cv, cv - half, cv + half, level, "delta method", int(v.size), se)
+
+
+def ratio_delta_interval(a: Estimate, b: Estimate, level: float = 0.95) -> Estimate:
+    """``a / b`` of two independent normal-approximation estimates (``std`` holding each
+    one's standard error, as :func:`cv_delta_interval` returns them), with the interval
+    taken on the log scale: ``se(log r) = hypot(se_a / a, se_b / b)``.
+
+    Example:
+        >>> a = Estimate(0.4, 0.38, 0.42, 0.95, "delta method", 1000, 0.01)
+        >>> b = Estimate(0.2, 0.19, 0.21, 0.95, "delta method", 1000, 0.005)
+        >>> r = ratio_delta_interval(a, b)
+        >>> round(r.value, 3), round(r.lo, 3), round(r.hi, 3)
+        (2.0, 1.866, 2.144)
+    """
+    level = check_level(level)
+    if a.value == 0.0 or b.value == 0.0:
+        raise InputError("ratio_delta_interval needs non-zero estimates on both sides.")
+    r = a.value / b.value
+    se_log = math.hypot(a.std / a.value, b.std / b.value)
+    z = _z(level)
+    return Estimate(r, r * math.exp(-z * se_log), r * math.exp(z * se_log), level,
+                    "delta method, both sides", min(a.n, b.n), abs(r) * se_log)
 
 
 def _resample_indices(n: int, n_boot: int, seed: int) -> list[np.ndarray]:
@@ -476,14 +504,12 @@ def wilson_interval(k: int, n: int, level: float = 0.95) -> Estimate:
         >>> round(w.lo, 4), round(w.hi, 4), w.method
         (0.4038, 0.5962, 'wilson')
     """
-    from scipy import stats as sps
-
     n = _check_count(n, "n", 1)
     k = _check_count(k, "k", 0)
     if k > n:
         raise InputError(f"k must be <= n (successes out of trials), got k={k}, n={n}.")
     level = check_level(level)
-    z = float(sps.norm.ppf(0.5 + level / 2.0))
+    z = _z(level)
     p = k / n
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denom

@@ -24,6 +24,8 @@ array           shape, dtype                 what
                                              rows, 0 for rows left out)
 ==============  ===========================  ===============================================
 
+Float arrays are float16 unless one of a shard's values would overflow it: that array of that
+shard is then float32 (Gemma 3's mid-layer states carry start-token activations near 10^5).
 Teacher logits are recomputed on demand: ``logits = final @ W_U^T`` through the frozen
 unembedding (:class:`Unembedding`), so nothing of size ``vocab`` is stored. The split is
 made *by text* (held-out texts never appear in training rows). Shards are written
@@ -233,8 +235,9 @@ def _run_shard(
     out["pos"] = np.empty(n_rows, np.int32)
     out["ctx"] = np.full((n_rows, W), -1, np.int32)
     out["target"] = np.empty(n_rows, np.int32)
-    out["final"] = np.empty((n_rows, d), np.float16)
-    out["state"] = np.empty((n_rows, d), np.float16)
+    # float32 while the shard is built; stored as float16 unless a value would overflow it
+    out["final"] = np.empty((n_rows, d), np.float32)
+    out["state"] = np.empty((n_rows, d), np.float32)
     heads = list(cfg.heads)
     qkv_parts: list[np.ndarray] = []
     row_start: list[int] = []
@@ -279,7 +282,7 @@ def _run_shard(
                 a = row_start[j]
                 out["final"][a:a + n] = fin[bi, :n].numpy()
                 out["state"][a:a + n] = st[bi, :n].numpy()
-                qkv_rows[j] = parts[bi, :n].numpy().astype(np.float16)
+                qkv_rows[j] = parts[bi, :n].numpy()
     for j in range(len(seqs)):
         qkv_parts.append(qkv_rows[j])
     out["qkv"] = np.concatenate(qkv_parts, axis=0)
@@ -287,6 +290,9 @@ def _run_shard(
         rng = np.random.default_rng([cfg.seed, shard])
         out["final_w"], out["w_weight"] = _cut_context_final(
             teacher, out, W, cfg.batch_size * 4, cfg.cut_fraction, rng)
+    for name in ("final", "state", "qkv", "final_w"):
+        if name in out:
+            out[name] = half_or_single(out[name])
     for name, arr in out.items():
         mm = np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=arr.dtype,
                                        shape=arr.shape)
@@ -294,6 +300,16 @@ def _run_shard(
         mm.flush()
         del mm
     return n_rows
+
+
+def half_or_single(a: np.ndarray) -> np.ndarray:
+    """``a`` as float16 when every finite value fits it, else float32 (a shard of Gemma 3's
+    mid-layer states holds start-token activations above float16's 65,504). Shards of one
+    split may then differ in dtype; :func:`load_capture` concatenates them as float32."""
+    finite = a[np.isfinite(a)]
+    if finite.size and float(np.abs(finite).max()) > float(np.finfo(np.float16).max):
+        return a.astype(np.float32, copy=False)
+    return a.astype(np.float16)
 
 
 def _cut_context_final(teacher: ModelHandle, out: dict[str, np.ndarray], W: int, batch: int,

@@ -10,7 +10,7 @@ import torch
 
 from ...errors import InputError, ShapeError
 from ...utils import check_finite, make_generator
-from ..stats import Estimate, cv_delta_interval, from_replicates
+from ..stats import Estimate, cv_delta_interval, from_replicates, ratio_delta_interval
 from ._base import (
     _DEGENERATE_RTOL,
     _INT_DTYPES,
@@ -496,7 +496,7 @@ def simplex_volume_cv(
         )
     ncv = cv_ci(nv, n_boot=n_boot, level=level, seed=seeds[3], ci=ci)
     if cv.method == ncv.method == "delta method":
-        ratio = _delta_ratio(cv, ncv, level)
+        ratio = ratio_delta_interval(cv, ncv, level)
     else:
         ratio = _ratio_ci(v, nv, n_boot=n_boot, level=level, seed=seeds[3] ^ 0x5EED)
     return SimplexCV(
@@ -511,19 +511,6 @@ def simplex_volume_cv(
         n_samples=n_samples,
         n_degenerate=n_deg,
         null_n_degenerate=int((~ngood).sum()),
-    )
-
-
-def _delta_ratio(a: Estimate, b: Estimate, level: float) -> Estimate:
-    """``a / b`` of two independent delta-method CVs, interval on the log scale."""
-    from scipy import stats as sps
-
-    r = a.value / b.value
-    se_log = math.hypot(a.std / a.value, b.std / b.value)
-    z = float(sps.norm.ppf(0.5 + level / 2.0))
-    return Estimate(
-        r, r * math.exp(-z * se_log), r * math.exp(z * se_log), level,
-        "delta method, both sides", min(a.n, b.n), r * se_log,
     )
 
 
