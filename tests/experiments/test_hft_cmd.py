@@ -14,6 +14,8 @@ def _args(*argv):
 @pytest.mark.parametrize("argv", [
     ["train", "--top-k", "64", "--k1", "32"],
     ["train", "--train-tokens", "0"],
+    ["train", "--hard", "-0.5"],
+    ["train", "--hard", "nan"],
     ["train", "--dataset", "no/such/file.txt"],
     ["eval"],
     ["generate"],
@@ -35,3 +37,10 @@ def test_registered_in_cli():
     from hyperlens.cli import COMMAND_MODULES
 
     assert "hyperlens.experiments.hft" in COMMAND_MODULES
+
+
+def test_hard_reaches_the_student_config():
+    from hyperlens.hft.train import StudentConfig
+
+    assert _args("train").hard == StudentConfig().hard
+    assert _args("train", "--hard", "1.0").hard == 1.0

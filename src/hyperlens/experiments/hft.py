@@ -74,6 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--e2e-epochs", type=int, default=1)
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--lr", type=float, default=3e-3)
+    s.add_argument("--hard", type=float, default=0.1,
+                   help="weight of the hard-label cross-entropy added to the KL to the teacher "
+                        "(more lowers true-token perplexity, raises the KL; see the README)")
     s.add_argument("--no-online", dest="online", action="store_false",
                    help="skip the seed's online-rule variant")
     s.add_argument("--no-mlp", dest="mlp", action="store_false", help="skip the equal-size MLP")
@@ -175,7 +178,7 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
 
     cap_cfg = _capture_cfg(args)
     sc = StudentConfig(k1=args.k1, k2=args.k2, top1=args.top_k, top2=args.top_k, lr=args.lr,
-                       heads1=args.mix_heads, heads2=args.mix_heads,
+                       hard=args.hard, heads1=args.mix_heads, heads2=args.mix_heads,
                        batch_size=args.batch_size, stage1_epochs=args.stage1_epochs,
                        stage2_epochs=args.stage2_epochs, e2e_epochs=args.e2e_epochs)
     config = {"capture": asdict(cap_cfg), "student": asdict(sc), "tracks": args.tracks,
@@ -580,6 +583,8 @@ def main(args: argparse.Namespace) -> Path:
         v = getattr(args, name)
         if v <= 0:
             raise InputError(f"--{name.replace('_', '-')} must be positive, got {v}.")
+    if not args.hard >= 0:
+        raise InputError(f"--hard must be >= 0 (a loss weight), got {args.hard}.")
     if args.mix_heads <= 0 or args.k1 % args.mix_heads or args.k2 % args.mix_heads:
         raise InputError(f"--mix-heads ({args.mix_heads}) must be positive and divide --k1 "
                          f"({args.k1}) and --k2 ({args.k2}).")
