@@ -306,8 +306,8 @@ def half_or_single(a: np.ndarray) -> np.ndarray:
     """``a`` as float16 when every finite value fits it, else float32 (a shard of Gemma 3's
     mid-layer states holds start-token activations above float16's 65,504). Shards of one
     split may then differ in dtype; :func:`load_capture` concatenates them as float32."""
-    finite = a[np.isfinite(a)]
-    if finite.size and float(np.abs(finite).max()) > float(np.finfo(np.float16).max):
+    peak = float(np.max(np.abs(a), where=np.isfinite(a), initial=0.0))
+    if peak > float(np.finfo(np.float16).max):
         return a.astype(np.float32, copy=False)
     return a.astype(np.float16)
 
