@@ -73,15 +73,22 @@ class _Square:
 
 
 class _CrashOnce(es.EmbedWorker):
-    """Kills its own process (SIGKILL) on its shard call once two shards are done."""
+    """Kills its own process (SIGKILL) on its shard call once two shards are done (once in all)."""
 
     log_dir = ""
 
     def __call__(self, texts, **kw):  # type: ignore[override]
         done = os.listdir(self.log_dir)
         if len(done) >= 2 and "crashed" not in done:
-            Path(self.log_dir, "crashed").touch()
-            os.kill(os.getpid(), signal.SIGKILL)
+            # Claim the crash atomically: two actors can both list the folder before
+            # either has written the marker, and only one of them may die.
+            try:
+                os.close(os.open(Path(self.log_dir, "crashed"),
+                                 os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
         out = super().__call__(texts, **kw)
         Path(self.log_dir, f"shard-{len(done)}-{os.getpid()}").touch()
         return out
