@@ -44,3 +44,13 @@ def test_hard_reaches_the_student_config():
 
     assert _args("train").hard == StudentConfig().hard
     assert _args("train", "--hard", "1.0").hard == 1.0
+
+
+def test_cli_defaults_are_the_student_config_defaults():
+    from hyperlens.hft.train import StudentConfig
+
+    a, sc = _args("train"), StudentConfig()
+    assert (a.k1, a.k2, a.top_k, a.top_k, a.mix_heads, a.mix_heads) == (
+        sc.k1, sc.k2, sc.top1, sc.top2, sc.heads1, sc.heads2)
+    assert (a.lr, a.batch_size, a.stage1_epochs, a.stage2_epochs, a.e2e_epochs) == (
+        sc.lr, sc.batch_size, sc.stage1_epochs, sc.stage2_epochs, sc.e2e_epochs)

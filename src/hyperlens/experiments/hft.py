@@ -32,6 +32,8 @@ ACTIONS = ("capture", "train", "eval", "generate")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..hft.train import StudentConfig as _SC  # the students' defaults live there
+
     p.add_argument("action", choices=ACTIONS, help="what to do")
     g = p.add_argument_group("capture")
     g.add_argument("--teacher", default="smollm2", help="causal LM (zoo name, HF id or path)")
@@ -59,22 +61,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the logit and tuned lens (about 16 more minutes per seed at the "
                         "default size)")
     s.add_argument("--seeds", type=int, default=3, help="training seeds per student")
-    s.add_argument("--k1", type=int, default=1024, help="Stage-1 HyperTensors")
-    s.add_argument("--k2", type=int, default=2048, help="Stage-2 HyperTensors")
-    s.add_argument("--top-k", type=int, default=4, help="tensors mixed per routing head")
-    s.add_argument("--mix-heads", type=int, default=8,
+    s.add_argument("--k1", type=int, default=_SC.k1, help="Stage-1 HyperTensors")
+    s.add_argument("--k2", type=int, default=_SC.k2, help="Stage-2 HyperTensors")
+    s.add_argument("--top-k", type=int, default=_SC.top1, help="tensors mixed per routing head")
+    s.add_argument("--mix-heads", type=int, default=_SC.heads1,
                    help="routing heads per HyperTensor layer (each mixes its own top-k; "
                         "their outputs add; 1 is the seed's single mixture). 8 heads x top-4 "
                         "were chosen on a validation split of the training texts "
                         "(scripts/hft_tune.py)")
     s.add_argument("--d-sketch", type=int, default=4096, help="Stage-1 sketch width")
     s.add_argument("--pca", type=int, default=None, help="StreamingPCA components after the sketch")
-    s.add_argument("--stage1-epochs", type=int, default=1)
-    s.add_argument("--stage2-epochs", type=int, default=2)
-    s.add_argument("--e2e-epochs", type=int, default=1)
-    s.add_argument("--batch-size", type=int, default=256)
-    s.add_argument("--lr", type=float, default=3e-3)
-    s.add_argument("--hard", type=float, default=0.1,
+    s.add_argument("--stage1-epochs", type=int, default=_SC.stage1_epochs)
+    s.add_argument("--stage2-epochs", type=int, default=_SC.stage2_epochs)
+    s.add_argument("--e2e-epochs", type=int, default=_SC.e2e_epochs)
+    s.add_argument("--batch-size", type=int, default=_SC.batch_size)
+    s.add_argument("--lr", type=float, default=_SC.lr)
+    s.add_argument("--hard", type=float, default=_SC.hard,
                    help="weight of the hard-label cross-entropy added to the KL to the teacher "
                         "(more lowers true-token perplexity, raises the KL; see the README)")
     s.add_argument("--no-online", dest="online", action="store_false",

@@ -41,16 +41,21 @@ __all__ = ["StudentConfig", "FeatureStore", "build_model", "build_features", "au
 
 @dataclass
 class StudentConfig:
+    """HyperField / MLP / lens training settings; ``hyperlens hft train`` takes its defaults
+    from here. Each layer routes ``heads`` times and mixes ``top`` tensors per head (8 x 4,
+    chosen on a validation split of the training texts with ``scripts/hft_tune.py``; 1 x 16
+    is the seed's single convex mixture)."""
+
     d_embed: int = 1024
     k1: int = 1024
-    top1: int = 16
+    top1: int = 4
     tau1: float = 1.0
     k2: int = 2048
-    top2: int = 16
+    top2: int = 4
     tau2: float = 0.8
     d_route: int = 64
-    heads1: int = 1
-    heads2: int = 1
+    heads1: int = 8
+    heads2: int = 8
     lr: float = 3e-3
     mlp_lr: float = 1e-3
     lens_epochs: int = 4
