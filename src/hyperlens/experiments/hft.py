@@ -153,7 +153,7 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
     from .. import models as hmodels
     from ..functional.stats import paired_bootstrap, t_interval
     from ..hft import checks
-    from ..hft.capture import Unembedding
+    from ..hft.capture import Unembedding, start_token
     from ..hft.evaluate import logprobs_from_final, per_text, score, subset, summarise
     from ..hft.features import FeatureConfig, Featurizer
     from ..hft.generate import Student, save_student
@@ -164,7 +164,6 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
         log_unigram,
         mlp_hidden_for,
     )
-    from ..hft.ngram import KneserNey
     from ..hft.train import (
         StudentConfig,
         aux_stats,
@@ -197,8 +196,7 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
     d = teacher.hidden_size
     tr, he = cap.train, cap.heldout
     text = np.asarray(he["text"])
-    start = int(teacher.tokenizer.bos_token_id if teacher.tokenizer.bos_token_id is not None
-                else teacher.tokenizer.eos_token_id)
+    start = start_token(teacher.tokenizer)
     results: dict[str, dict[str, np.ndarray]] = {}
     weights: dict[str, np.ndarray] = {}  # predictors scored on a weighted subsample
     seeds_res: dict[str, list[dict[str, float]]] = {}
@@ -216,15 +214,9 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
     # ---------------------------------------------------------------- baselines
     with rep.timer("baselines"):
         results["uniform"] = score(lambda r: torch.full((r.stop - r.start, V), -np.log(V)), he, U)
-        results["unigram"] = score(lambda r: lu[None].expand(r.stop - r.start, -1), he, U)
-        tx, tg = np.asarray(tr["text"]), np.asarray(tr["target"])
-        cuts = np.flatnonzero(np.diff(tx)) + 1
-        seqs = np.split(tg, cuts)
-        kn_fns: dict[int, Any] = {}
-        for N in (3, 5):
-            kn = KneserNey(N, V, start).fit(seqs)
-            kn_fns[N] = _kn_fn(kn, KneserNey.histories(he["ctx"], N, start))
-            results[f"KN-{N}"] = score(kn_fns[N], he, U)
+        counts = _count_baselines(lu, tr, he, start, (3, 5))
+        for name, fn in counts.items():
+            results[name] = score(fn, he, U)
         results["teacher"] = score(logprobs_from_final(U, he), he, U)
         wcut = (np.asarray(he["w_weight"]) if "w_weight" in he.arrays
                 else np.ones(len(he), np.float32))
@@ -283,7 +275,7 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
                 params[name] = count_parameters(model)
                 students[track] = (feat, model, fhe, hist)
                 if track == "A":  # complementary to counts? a fixed, untuned mixture
-                    results[MIX] = score(_mix_fn(fn_of(model), kn_fns[5]), he, U)
+                    results[MIX] = score(_mix_fn(fn_of(model), counts["KN-5"]), he, U)
                     params[MIX] = params[name]
                 rep.data[f"history {name}"] = {k: v for k, v in hist.items() if k != "reseeds"}
                 rep.data[f"reseeds {name}"] = hist["reseeds"]
@@ -397,6 +389,22 @@ def _mix_fn(fa: Any, fb: Any) -> Any:
         return torch.logaddexp(fa(r).float(), fb(r).float()) - float(np.log(2.0))
 
     return fn
+
+
+def _count_baselines(lu: torch.Tensor, tr: Any, he: Any, start: int,
+                     orders: tuple[int, ...]) -> dict[str, Any]:
+    """Row-slice -> log-probability functions of the unigram ``lu`` and the Kneser-Ney
+    N-grams, fitted on the training split's texts and read on the held-out histories."""
+    from ..hft.ngram import KneserNey
+
+    V = int(lu.numel())
+    tg = np.asarray(tr["target"])
+    fns: dict[str, Any] = {"unigram": lambda r: lu[None].expand(r.stop - r.start, -1)}
+    seqs = np.split(tg, np.flatnonzero(np.diff(np.asarray(tr["text"]))) + 1)
+    for N in orders:
+        kn = KneserNey(N, V, start).fit(seqs)
+        fns[f"KN-{N}"] = _kn_fn(kn, KneserNey.histories(he["ctx"], N, start))
+    return fns
 
 
 def _kn_fn(kn: Any, H: np.ndarray) -> Any:
@@ -543,10 +551,9 @@ def _load_student(folder: Path) -> tuple[Any, Any, dict[str, Any]]:
 
 
 def run_eval(args: argparse.Namespace, out: Path) -> Path:
-    from ..hft.capture import Unembedding, load_capture
+    from ..hft.capture import Unembedding, load_capture, start_token
     from ..hft.evaluate import logprobs_from_final, score, summarise
     from ..hft.model import log_unigram
-    from ..hft.ngram import KneserNey
 
     if args.student is None:
         raise InputError("hft eval needs --student DIR (the 'student' folder a train run wrote).")
@@ -555,18 +562,15 @@ def run_eval(args: argparse.Namespace, out: Path) -> Path:
     tr, he = cap.train, cap.heldout
     U = Unembedding.from_model(teacher)
     V = U.vocab_size
-    start = int(teacher.tokenizer.bos_token_id if teacher.tokenizer.bos_token_id is not None
-                else teacher.tokenizer.eos_token_id)
+    start = start_token(teacher.tokenizer)
     rep = Report("hft-eval", {"student": str(args.student), "capture": str(cap.root)},
                  out_dir=out, seed=args.seed, device="cpu")
     results: dict[str, dict[str, np.ndarray]] = {}
     with rep.timer("baselines"):  # fitted on the capture's training texts, as in train
-        tg = np.asarray(tr["target"])
-        lu = log_unigram(torch.from_numpy(tg.astype(np.int64)), V)
-        results["unigram"] = score(lambda r: lu[None].expand(r.stop - r.start, -1), he, U)
-        seqs = np.split(tg, np.flatnonzero(np.diff(np.asarray(tr["text"]))) + 1)
-        kn5 = _kn_fn(KneserNey(5, V, start).fit(seqs), KneserNey.histories(he["ctx"], 5, start))
-        results["KN-5"] = score(kn5, he, U)
+        lu = log_unigram(torch.from_numpy(np.asarray(tr["target"]).astype(np.int64)), V)
+        counts = _count_baselines(lu, tr, he, start, (5,))
+        for name, fn in counts.items():
+            results[name] = score(fn, he, U)
         results["teacher"] = score(logprobs_from_final(U, he), he, U)
 
     def student(rows: slice) -> torch.Tensor:
@@ -574,7 +578,7 @@ def run_eval(args: argparse.Namespace, out: Path) -> Path:
 
     with rep.timer("score"):
         results["A: HyperField (saved)"] = score(student, he, U)
-        results[MIX] = score(_mix_fn(student, kn5), he, U)
+        results[MIX] = score(_mix_fn(student, counts["KN-5"]), he, U)
     text = np.asarray(he["text"])
     summ = {k: summarise(v, text, n_boot=args.boot, seed=args.seed) for k, v in results.items()}
     rows = [[k] + [v for m in ("ppl", "kl", "agree", "top1", "top5") for v in _est(e[m])]
@@ -596,12 +600,13 @@ def run_generate(args: argparse.Namespace, out: Path) -> Path:
     if args.student is None:
         raise InputError("hft generate needs --student DIR (the 'student' folder a train run "
                          "wrote).")
+    from ..hft.capture import start_token
+
     st, teacher, _ = _load_student(args.student)
     tok = teacher.tokenizer
-    start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
     prompt = tok(args.prompt, add_special_tokens=False)["input_ids"]
     t0 = time.perf_counter()
-    ids = st.generate(prompt, args.n_tokens, int(start), seed=args.seed)
+    ids = st.generate(prompt, args.n_tokens, start_token(tok), seed=args.seed)
     secs = time.perf_counter() - t0
     text = tok.decode(ids)
     rep = Report("hft-generate", {"student": str(args.student), "prompt": args.prompt,

@@ -203,12 +203,19 @@ class Capture:
         return int(self.manifest["vocab_size"])
 
 
-def _tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
+def start_token(tokenizer: Any) -> int:
+    """The token every text starts with (and n-gram histories are padded with): BOS, else
+    EOS."""
     start = tokenizer.bos_token_id
     if start is None:
         start = tokenizer.eos_token_id
     if start is None:
         raise InputError("the tokenizer has neither a BOS nor an EOS token to start texts with.")
+    return int(start)
+
+
+def _tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    start = start_token(tokenizer)
     enc = tokenizer(list(texts), add_special_tokens=False, truncation=True,
                     max_length=max_length - 1)["input_ids"]
     return [[int(start)] + list(e) for e in enc]
