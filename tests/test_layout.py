@@ -14,7 +14,7 @@ LAYERS = [
     {"errors", "utils", "report", "run"},
     {"data", "models"},
     {"functional"},
-    {"hdc", "align", "train"},
+    {"hdc", "align", "train", "config"},
     {"probes", "inject", "hft"},
     {"experiments"},
     {"cli", "__main__"},

@@ -2,11 +2,12 @@
 
 Every experiment is one subcommand that writes a report folder (``results.json``, PNG
 plots, ``index.html``). Subcommands live in :mod:`hyperlens.experiments`; each module
-exposes ``COMMAND``, ``HELP``, ``add_arguments(parser)`` and ``main(args) -> Path``, and
-may define ``validate(args)`` (checks across options; the CLI calls it before ``main``).
-Option values, from the command line or the TOML file, are checked by their argparse types
-(:mod:`hyperlens.experiments.options`), the output folder by
-:func:`hyperlens.report.check_out_dir`: all before any model is loaded.
+declares ``COMMANDS``, a tuple of :class:`hyperlens.config.Command` (a name, a config class
+and ``run(config, ctx) -> Report``), and the options, TOML keys and ``--help`` are
+generated from the config class (:mod:`hyperlens.config.commandline`). Modules not yet
+declared that way expose ``COMMAND``, ``HELP``, ``add_arguments(parser)`` and
+``main(args) -> Path``, and may define ``validate(args)``. Every value is checked, and the
+output folder too, before any model is loaded.
 
 Options shared by every command: ``--seed``, ``--device``, ``--out``, ``--config``
 (a TOML file whose top-level keys and ``[<command>]`` table fill options not given on the
@@ -28,6 +29,8 @@ from types import ModuleType
 from typing import Any
 
 from . import __version__
+from .config import Command
+from .config.commandline import add_options, build
 from .errors import ConfigError, HyperlensError
 from .experiments.options import nonnegative_int
 
@@ -54,6 +57,9 @@ def _load_commands() -> list[ModuleType]:
     mods = []
     for name in COMMAND_MODULES:
         mod = importlib.import_module(name)
+        if hasattr(mod, "COMMANDS"):
+            mods.append(mod)
+            continue
         for attr in ("COMMAND", "HELP", "add_arguments", "main"):
             if not hasattr(mod, attr):
                 raise RuntimeError(f"command module {name} lacks {attr}")
@@ -88,7 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hyperlens {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    groups: dict[str, Any] = {}
     for mod in _load_commands():
+        if hasattr(mod, "COMMANDS"):
+            for cmd in mod.COMMANDS:
+                _add_command(sub, groups, cmd)
+            continue
         p = sub.add_parser(
             mod.COMMAND, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP)
         )
@@ -102,6 +113,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("folder", type=Path, help="a report folder written by a hyperlens command")
     return parser
+
+
+def _add_command(sub: Any, groups: dict[str, Any], cmd: Command) -> None:
+    """A subparser for ``cmd`` (an action under its group for ``"hft train"``)."""
+    words = cmd.words
+    target = sub
+    if len(words) == 2:
+        if words[0] not in groups:
+            gp = sub.add_parser(words[0], help=getattr(cmd, "group_help", None) or
+                                f"{words[0]} commands")
+            groups[words[0]] = gp.add_subparsers(dest="action", metavar="ACTION", required=True)
+        target = groups[words[0]]
+    text = (cmd.description or cmd.help).replace("``", "")
+    p = target.add_parser(words[-1], help=cmd.help, description=text)
+    add_options(p, cmd.config)
+    p.set_defaults(_command=cmd)
+
+
+def _run_command(cmd: Command, ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Check everything, run ``cmd`` and print its summary; returns the exit code."""
+    from .report import check_out_dir
+
+    typed = {k: v for k, v in vars(ns).items()
+             if k not in {"command", "action", "_command", "_module"}}
+    out: Path | None = None
+    try:
+        config, ctx = build(cmd, typed, argv)
+        out = check_out_dir(ctx.out_dir(cmd.name.replace(" ", "-")))
+        ctx = ctx.replace(out=out)
+        if not ctx.progress:
+            os.environ["HYPERLENS_PROGRESS"] = "0"
+        report = cmd.run(config, ctx)
+    except HyperlensError as exc:
+        print(f"hyperlens {cmd.name}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nhyperlens {cmd.name}: interrupted; finished parts are kept in {out}",
+              file=sys.stderr)
+        return 130
+    _print_summary(Path(report.out_dir))
+    return 0
 
 
 def _explicit_options(argv: Sequence[str]) -> set[str]:
@@ -266,6 +318,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 0
+    if getattr(args, "_command", None) is not None:
+        return _run_command(args._command, args, argv)
+    from .report import check_out_dir
+
     try:
         if args.command == "models":
             return _run_models(args)
@@ -275,7 +331,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             _apply_config(args, argv, parser)
         if not args.progress:
             os.environ["HYPERLENS_PROGRESS"] = "0"
-        from .report import check_out_dir
         from .utils import resolve_device
 
         # Every check runs here, before any model or dataset is loaded.

@@ -45,10 +45,12 @@ def test_transfer_minilm_glove_on_rotten_tomatoes(tmp_path: Path) -> None:
 
 def test_align_vocab_minilm_glove(tmp_path: Path) -> None:
     _require("minilm", "glove-50d")
-    from hyperlens.experiments.align_vocab import run_align_vocab
+    from hyperlens.config import RunContext
+    from hyperlens.experiments.align_vocab import AlignVocabConfig, run
 
-    res = json.loads((run_align_vocab("minilm", "glove-50d", out=tmp_path / "v", max_test=1500)
-                      / "results.json").read_text())
+    cfg = AlignVocabConfig(models=("minilm", "glove-50d"), max_test=1500)
+    rep = run(cfg, RunContext(out=tmp_path / "v"))
+    res = json.loads((rep.out_dir / "results.json").read_text())
     m = res["sections"][0]["metrics"]
     assert m["n_shared"] > 10000  # whole words of BERT's uncased vocabulary are GloVe words
     assert m["cosine_mean"] > m["null"]["cosine_mean"] + 0.2

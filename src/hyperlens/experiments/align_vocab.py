@@ -1,4 +1,4 @@
-"""``hyperlens align-vocab A B``: Procrustes between two models' token embeddings.
+"""``hyperlens align-vocab --models A B``: Procrustes between two models' token embeddings.
 
 Fits an orthogonal map (PCA to a common width when the widths differ, plus a scale) from
 model A's input token embeddings to model B's over the tokens both vocabularies share,
@@ -11,71 +11,68 @@ on shuffled pairs.
 
 from __future__ import annotations
 
-import argparse
-import time
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..align.vocab import align_vocabularies
+from ..config import Command, Config, RunContext, at_least, between, option, start_report
+from ..errors import ConfigError
 from ..report import Report
-from .options import positive_int, unit_fraction
 
-__all__ = ["COMMAND", "HELP", "add_arguments", "main", "run_align_vocab"]
-
-COMMAND = "align-vocab"
-HELP = "Procrustes between two models' token embeddings over their shared vocabulary"
+__all__ = ["AlignVocabConfig", "run", "COMMANDS"]
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "model_a", help="model whose token embeddings are mapped (zoo name, HF id or path)"
-    )
-    p.add_argument("model_b", help="target model")
-    p.add_argument("--test-fraction", type=unit_fraction, default=0.2,
-                   help="share of the shared vocabulary held out for scoring (0.2)")
-    p.add_argument(
-        "--max-test", type=positive_int, default=3000, help="cap on held-out tokens (3000)"
-    )
-    p.add_argument(
-        "--k", type=positive_int, default=10, help="neighbours for the overlap score (10)"
-    )
-    p.add_argument("--cased", action="store_true", help="match token strings case-sensitively")
-    p.add_argument("--whole-words", action="store_true",
-                   help="use word-initial tokens only (drop continuation pieces)")
-    p.add_argument("--no-scaling", dest="scaling", action="store_false",
-                   help="fit a pure rotation (no global scale)")
-    p.add_argument("--n-components", type=positive_int, default=None,
-                   help="common width (default: the smaller model's width)")
+@dataclass(frozen=True, kw_only=True)
+class AlignVocabConfig(Config):
+    """Options of ``hyperlens align-vocab``."""
+
+    RANDOM = "which shared tokens are held out, and the null map's re-pairing"
+
+    models: tuple[str, ...] = option(
+        help="two models: the first's token embeddings are mapped onto the second's "
+             "(zoo name, HF id or path)", min_items=2, metavar="MODEL")
+    test_fraction: float = option(0.2, help="share of the shared vocabulary held out for "
+                                  "scoring", check=between(0, 1, closed=False))
+    max_test: int = option(3000, help="cap on held-out tokens", check=at_least(1))
+    k: int = option(10, help="neighbours for the overlap score", check=at_least(1))
+    cased: bool = option(False, help="match token strings case-sensitively")
+    whole_words: bool = option(False, help="use word-initial tokens only (drop continuation "
+                                           "pieces)")
+    scaling: bool = option(True, help="fit a global scale beside the rotation (--no-scaling: "
+                                      "a pure rotation)")
+    n_components: int | None = option(None, help="common width (default: the smaller "
+                                      "model's width)", check=at_least(1))
+
+    def check(self) -> None:
+        if len(self.models) != 2:
+            raise ConfigError(
+                f"--models takes exactly two models (A mapped onto B), got {len(self.models)}: "
+                f"{' '.join(self.models)}."
+            )
 
 
-def run_align_vocab(
-    model_a: str, model_b: str, *, out: Path, seed: int = 0, device: str = "cpu",
-    test_fraction: float = 0.2, max_test: int = 3000, k: int = 10, lowercase: bool = True,
-    whole_words_only: bool = False, scaling: bool = True, n_components: int | None = None,
-) -> Path:
+def run(config: AlignVocabConfig, ctx: RunContext | None = None) -> Report:
     """Load both models, align their token embeddings and write the report folder."""
     from .. import models as hmodels
 
-    config = {"model_a": model_a, "model_b": model_b, "test_fraction": test_fraction,
-              "max_test": max_test, "k": k, "lowercase": lowercase,
-              "whole_words_only": whole_words_only, "scaling": scaling,
-              "n_components": n_components, "seed": seed}
-    rep = Report("align-vocab", config, out_dir=out, seed=seed, device=device,
-                 description=f"Token-embedding Procrustes from {model_a} to {model_b}.")
+    ctx = ctx or RunContext()
+    model_a, model_b = config.models
+    k = config.k
+    rep = start_report("align-vocab", config, ctx,
+                       description=f"Token-embedding Procrustes from {model_a} to {model_b}.")
     mats = {}
     for name in (model_a, model_b):
         with rep.timer(f"load:{name}"):
-            h = hmodels.load(name, device="cpu")
+            h = hmodels.load(name, device=ctx.torch_device)
             mats[name] = (h.token_embeddings().detach().float().cpu().numpy(), h.vocab())
     with rep.timer("align"):
-        t0 = time.perf_counter()
         res = align_vocabularies(mats[model_a][0], mats[model_a][1], mats[model_b][0],
-                                 mats[model_b][1], test_fraction=test_fraction,
-                                 max_test=max_test, k=k, seed=seed, lowercase=lowercase,
-                                 whole_words_only=whole_words_only, scaling=scaling,
-                                 n_components=n_components)
-        seconds = time.perf_counter() - t0
+                                 mats[model_b][1], test_fraction=config.test_fraction,
+                                 max_test=config.max_test, k=k, seed=ctx.seed,
+                                 lowercase=not config.cased,
+                                 whole_words_only=config.whole_words, scaling=config.scaling,
+                                 n_components=config.n_components)
     dims = (mats[model_a][0].shape, mats[model_b][0].shape)
     sec = rep.section(
         f"{model_a} -> {model_b}",
@@ -111,7 +108,7 @@ def run_align_vocab(
               [[i + 1, res.test_keys[order[i]], float(res.cosines[order[i]]),
                 res.test_keys[order[-1 - i]], float(res.cosines[order[-1 - i]])]
                for i in range(min(15, len(order)))])
-    sec.metrics(res.metrics() | {"fit_seconds": seconds})
+    sec.metrics(res.metrics())
     rep.data["cosine_percentiles"] = res.cosine_percentiles
     rep.summary(
         [
@@ -128,17 +125,11 @@ def run_align_vocab(
             ["residual", f"{res.residual:.3f}"],
         ]
     )
-    return rep.save()
+    rep.save()
+    return rep
 
 
-def main(args: argparse.Namespace) -> Path:
-    out = (
-        args.out
-        if args.out is not None
-        else Path("runs") / f"align-vocab-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
-    return run_align_vocab(args.model_a, args.model_b, out=Path(out), seed=int(args.seed),
-                           device=str(args.device), test_fraction=args.test_fraction,
-                           max_test=args.max_test, k=args.k, lowercase=not args.cased,
-                           whole_words_only=args.whole_words, scaling=args.scaling,
-                           n_components=args.n_components)
+COMMANDS = (
+    Command("align-vocab", "Procrustes between two models' token embeddings over their shared "
+            "vocabulary", AlignVocabConfig, run, description=__doc__ or ""),
+)

@@ -1,0 +1,163 @@
+"""Command-line options and TOML keys generated from a config class.
+
+Every field of a :class:`~hyperlens.config.Config` becomes an option (``n_boot`` ->
+``--n-boot``; a list field takes several values; a ``bool`` field gives ``--x`` and
+``--no-x``) and a TOML key (``n-boot`` or ``n_boot``), with the field's help text, type,
+range and default in ``--help``. Values from either source reach the config as they came
+and are checked there, so one rule and one message cover the command line, the file and a
+notebook.
+
+Options are parsed with every default suppressed: the namespace holds only what the user
+typed, and :func:`build` layers ``defaults < TOML file < command line``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .base import Config, Option, options_of
+from .command import Command
+from .context import ContextOptions, RunContext
+
+__all__ = ["add_options", "build", "read_toml", "context_options", "help_line"]
+
+ENV_EXECUTOR = "HYPERLENS_EXECUTOR"
+ENV_ADDRESS = "HYPERLENS_RAY_ADDRESS"
+_CONTEXT_ALWAYS = ("out", "progress", "verbose")
+
+
+def context_options(cls: type[Config]) -> tuple[Option, ...]:
+    """The common options a command offers: its ``CONTEXT`` plus out/progress/verbose (and
+    ``--ray-address`` with ``executor``)."""
+    wanted = set(cls.CONTEXT) | set(_CONTEXT_ALWAYS)
+    if "executor" in wanted:
+        wanted.add("ray_address")
+    return tuple(o for o in options_of(ContextOptions) if o.name in wanted)
+
+
+def _default_text(opt: Option) -> str:
+    value = opt.default
+    if opt.required:
+        return "required"
+    if value is None:
+        return "default: none"
+    if isinstance(value, bool):
+        return f"default: {'on' if value else 'off'}"
+    if isinstance(value, tuple):
+        return "default: " + " ".join(map(str, value))
+    return f"default: {value}"
+
+
+def help_line(opt: Option) -> str:
+    """An option's ``--help`` text: the sentence, then what it takes and its default."""
+    takes = "" if opt.kind is bool else f"{opt.type_text()}; "
+    text = f"{opt.spec.help} ({takes}{_default_text(opt)})"
+    return text.replace("%", "%%")
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type[Config]) -> None:
+    """Add the options of config class ``cls`` and its common options to ``parser``."""
+    groups: dict[str, Any] = {}
+    for opt in (*options_of(cls), *context_options(cls)):
+        target: Any = parser
+        if opt.spec.group:
+            if opt.spec.group not in groups:
+                groups[opt.spec.group] = parser.add_argument_group(opt.spec.group)
+            target = groups[opt.spec.group]
+        kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_line(opt)}
+        if opt.spec.metavar:
+            kw["metavar"] = opt.spec.metavar
+        if opt.spec.positional:
+            target.add_argument(opt.name, nargs="?", **kw)
+            continue
+        names = [opt.flag, *opt.spec.aliases]
+        if opt.kind is bool:
+            target.add_argument(*names, dest=opt.name, action=argparse.BooleanOptionalAction,
+                                **kw)
+        else:
+            nargs = ("+" if opt.spec.min_items else "*") if opt.many else None
+            target.add_argument(*names, dest=opt.name, nargs=nargs, **kw)
+    parser.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                        help="TOML file of option values (top-level keys and a [COMMAND] "
+                             "table); command-line options override it")
+
+
+def read_toml(path: Path, words: Sequence[str]) -> dict[str, Any]:
+    """The values a TOML file gives command ``words``: its top-level keys, then the table
+    of the command (``[transfer]``; ``[hft.train]`` for an action)."""
+    if not path.is_file():
+        raise ConfigError(f"--config {path} does not exist; pass the path of a TOML file.")
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config {path} is not valid TOML: {exc}") from exc
+    values = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    table: Any = data
+    for word in words:
+        table = table.get(word, {}) if isinstance(table, dict) else {}
+    if isinstance(table, dict):
+        values.update({k: v for k, v in table.items() if not isinstance(v, dict)})
+    return values
+
+
+def _warn_aliases(cls: type[Config], argv: Sequence[str]) -> None:
+    for opt in options_of(cls):
+        for alias in opt.spec.aliases:
+            if any(a == alias or a.startswith(alias + "=") for a in argv):
+                print(f"hyperlens: {alias} is now {opt.flag}; use {opt.flag} (the old "
+                      "spelling will be removed in the next release)", file=sys.stderr)
+
+
+def build(command: Command, typed: Mapping[str, Any], argv: Sequence[str] = (),
+          env: Mapping[str, str] | None = None) -> tuple[Config, RunContext]:
+    """The checked config and run context of one invocation.
+
+    ``typed`` holds the options given on the command line (parsed with suppressed
+    defaults, so absent options are absent) and maybe ``config`` (a TOML path).
+    """
+    env = os.environ if env is None else env
+    cls = command.config
+    _warn_aliases(cls, argv)
+    typed = dict(typed)
+    path = typed.pop("config", None)
+    values: dict[str, Any] = {}
+    if path is not None:
+        values = read_toml(Path(path), command.words)
+    ctx_names = {o.name for o in context_options(cls)}
+    known = {o.name for o in options_of(cls)} | ctx_names
+    for key in values:
+        if key.replace("-", "_") not in known:
+            keys = sorted(k.replace("_", "-") for k in known)
+            raise ConfigError(
+                f"--config {path}: key {key!r} is not an option of 'hyperlens {command.name}'; "
+                f"valid keys: {', '.join(keys)}."
+            )
+    values = {k.replace("-", "_"): v for k, v in values.items()}
+    values.update(typed)
+    where = f" (in --config {path})" if path is not None else ""
+    ctx_values = {k: v for k, v in values.items() if k in ctx_names}
+    if "executor" in ctx_names and "executor" not in ctx_values and env.get(ENV_EXECUTOR):
+        ctx_values["executor"] = env[ENV_EXECUTOR]
+    if ctx_values.get("executor", "local") == "ray" and "ray_address" not in ctx_values:
+        if env.get(ENV_ADDRESS):
+            ctx_values["ray_address"] = env[ENV_ADDRESS]
+    if ctx_values.get("ray_address") and ctx_values.get("executor", "local") == "local":
+        raise ConfigError(
+            f"--ray-address {ctx_values['ray_address']!r} was given with --executor local; "
+            "add --executor ray (or drop the address)."
+        )
+    try:
+        opts = ContextOptions(**ctx_values)
+        config = cls(**{k: v for k, v in values.items() if k not in ctx_names})
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}{where}" if where else str(exc)) from None
+    ctx = RunContext.from_options(opts)
+    ctx.check()
+    return config, ctx
