@@ -430,3 +430,80 @@ def test_owner_less_ids_are_ids() -> None:
 
 def test_matrix_is_large_enough() -> None:
     assert len(CLI_CASES) + len(TOML_CASES) + len(API_CASES) >= 60
+
+
+# ------------------------------------------------------- every option of every command
+# Generated from the config classes: each option gets the wrong type, values outside its
+# range and, for a list, no value; each must be refused (exit 2, one line naming the option,
+# no traceback, nothing loaded, nothing written). REQUIRED gives the commands' required
+# options a valid value so that the option under test is the one refused.
+REQUIRED: dict[str, dict[str, list[str]]] = {
+    "align-vocab": {"--models": ["minilm", "glove-50d"]},
+}
+
+
+def _commands() -> list[Any]:
+    import importlib
+
+    from hyperlens.cli import COMMAND_MODULES
+
+    out = []
+    for name in COMMAND_MODULES:
+        out.extend(getattr(importlib.import_module(name), "COMMANDS", ()))
+    return out
+
+
+def _bad_values(opt: Any) -> list[tuple[str, list[str]]]:
+    """(label, command-line values) that option ``opt`` must refuse."""
+    out: list[tuple[str, list[str]]] = []
+    if opt.kind is bool:
+        return out
+    if opt.choices is not None:
+        out.append(("unknown-choice", ["no-such-choice"]))
+    elif opt.kind in (int, float):
+        out.append(("word", ["many"]))
+        if opt.kind is int:
+            out.append(("fraction", ["1.5"]))
+        else:
+            out.append(("nan", ["nan"]))
+    check = opt.spec.check
+    if check is not None:
+        out += [(f"refused-{v}", [str(v)]) for v in check.refused()]
+    return out
+
+
+def _option_cases() -> list[Any]:
+    from hyperlens.config.commandline import context_options
+
+    cases = []
+    for cmd in _commands():
+        for opt in (*cmd.config.options(), *context_options(cmd.config)):
+            if opt.name == "out":
+                continue  # the folder checks are the hand-written cases above
+            for label, values in _bad_values(opt):
+                argv = [*cmd.words]
+                for flag, valid in REQUIRED.get(cmd.name, {}).items():
+                    if flag != opt.flag:
+                        argv += [flag, *valid]
+                argv += [opt.flag, *values]
+                cases.append(pytest.param(argv, opt.flag,
+                                          id=f"{cmd.name.replace(' ', '-')}{opt.flag}-{label}"))
+    return cases
+
+
+@pytest.mark.parametrize("argv,flag", _option_cases())
+def test_every_option_refuses_bad_values(argv: list[str], flag: str, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str],
+                                         no_model_loads: None) -> None:
+    rc, err = _run_cli([*argv, "--out", str(tmp_path / "report")], capsys)
+    assert rc == 2, (argv, err)
+    assert flag in err, err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err  # one clear line
+    assert not (tmp_path / "report").exists()
+
+
+def test_required_options_are_covered() -> None:
+    for cmd in _commands():
+        needed = {o.flag for o in cmd.config.options() if o.required}
+        assert needed <= set(REQUIRED.get(cmd.name, {})), (cmd.name, needed)

@@ -73,7 +73,8 @@ class Option:
         else:
             text = _KIND_TEXT.get(self.kind, "a value")
             if self.spec.check is not None:
-                text = f"{text} {self.spec.check.describe()}"
+                rule = self.spec.check.describe()
+                text = rule if rule.startswith("an existing") else f"{text} {rule}"
         return f"a list of {_plural(text)}" if self.many else text
 
     def convert(self, raw: Any) -> Any:

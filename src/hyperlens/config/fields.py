@@ -28,6 +28,7 @@ from typing import Any
 
 __all__ = [
     "Check",
+    "existing",
     "at_least",
     "above",
     "between",
@@ -76,6 +77,16 @@ def between(low: float, high: float, *, closed: bool = True) -> Check:
         return Check(lambda v: low <= v <= high, f"between {low} and {high}",
                      (low - 1, high + 1))
     return Check(lambda v: low < v < high, f"strictly between {low} and {high}", (low, high))
+
+
+def existing(kind: str = "path") -> Check:
+    """An existing ``"file"``, ``"folder"`` or ``"path"`` (either)."""
+    from pathlib import Path
+
+    test = {"file": Path.is_file, "folder": Path.is_dir, "path": Path.exists}[kind]
+    what = {"file": "an existing file", "folder": "an existing folder",
+            "path": "an existing file or folder"}[kind]
+    return Check(lambda p: test(Path(p)), what, ("/nonexistent/hyperlens-input",))
 
 
 @dataclass(frozen=True)
