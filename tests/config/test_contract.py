@@ -85,7 +85,7 @@ def test_command_line_and_toml_layer_over_defaults(tmp_path):
     with pytest.raises(ConfigError, match="'bogus' is not an option of 'hyperlens demo'"):
         build(CMD, _parse(["--config", str(toml)]), env={})
     toml.write_text('[demo]\nmodel = "m"\nn_boot = "many"\n')
-    with pytest.raises(ConfigError, match=r"--n-boot must be an integer >= 1, got 'many'.*--config"):
+    with pytest.raises(ConfigError, match=r"--n-boot must be .* got 'many'.*--config"):
         build(CMD, _parse(["--config", str(toml)]), env={})
 
 
