@@ -40,3 +40,17 @@ def test_one_registry_pattern():
         reg.register("w3")(str)
     with pytest.raises(ConfigError, match="short identifier"):
         reg.register("two words")
+
+
+def test_package_docstring_lists_every_subpackage() -> None:
+    from pathlib import Path
+
+    import hyperlens
+
+    root = Path(hyperlens.__file__).parent
+    names = {p.parent.name for p in root.glob("*/__init__.py")}
+    names |= {p.stem for p in root.glob("*.py") if p.stem not in {"__init__", "__main__"}}
+    doc = hyperlens.__doc__ or ""
+    missing = sorted(n for n in names if f"hyperlens.{n}`" not in doc)
+    assert not missing, f"the package docstring omits {missing}"
+    assert names <= set(hyperlens._KNOWN_SUBMODULES)

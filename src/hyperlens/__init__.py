@@ -8,9 +8,17 @@ Subpackages (imported on first use, so ``import hyperlens`` stays fast):
 - :mod:`hyperlens.hdc`: ternary encoders, packed codes and search
 - :mod:`hyperlens.align`: aligners between models' spaces and transfer evaluation
 - :mod:`hyperlens.train`: the one training loop (seeded, frozen-model guard, resumable)
-- :mod:`hyperlens.probes`: geometry and weight batteries
-- :mod:`hyperlens.experiments`: end-to-end pipelines run by the CLI
+- :mod:`hyperlens.probes`: geometry, weight, relational and multi-head batteries
+- :mod:`hyperlens.inject`: adapters written into a frozen model (semantic header,
+  residual and field modulators, low-rank), with PEFT's contract
+- :mod:`hyperlens.hft`: the HyperField student (teacher capture, features, n-gram
+  baselines, training, generation)
+- :mod:`hyperlens.config`: the command contract (configs, run context, generated options)
+- :mod:`hyperlens.experiments`: one module per command: a config and ``run(config, ctx)``
+- :mod:`hyperlens.run`: executors (local or Ray), the cell ledger, shard workers
 - :mod:`hyperlens.report`: report folders (results.json, plots, index.html)
+- :mod:`hyperlens.utils`, :mod:`hyperlens.errors`: shared helpers and the error hierarchy
+- :mod:`hyperlens.cli`: the ``hyperlens`` command line
 """
 
 from __future__ import annotations
@@ -35,7 +43,8 @@ from .errors import (
 __version__ = "0.1.0"
 
 _KNOWN_SUBMODULES = ("models", "data", "functional", "hdc", "align", "train", "probes",
-                     "inject", "hft", "experiments", "run", "report", "utils", "errors", "cli")
+                     "inject", "hft", "config", "experiments", "run", "report", "utils",
+                     "errors", "cli")
 # Only the pieces this installation has (a checkout may lack an optional one), so that
 # ``from hyperlens import *`` never names a module that is not there.
 _HERE = Path(__file__).resolve().parent
