@@ -1,0 +1,125 @@
+"""Every option is honoured: read by the run, and ``--seed`` changes what is drawn.
+
+For each command, its smallest configurations run for real (offline models and data):
+
+- every option of its config is read by ``run`` in at least one of them (an option that
+  nothing reads does nothing; reads by ``to_dict`` for the report do not count);
+- a command that draws at random (``Config.RANDOM``) gives other numbers with another
+  ``--seed`` and the same numbers with the same one; a command that draws nothing gives the
+  same numbers whatever the seed;
+- the device and precision the report records are the ones the context resolved.
+
+``SMALL`` lists the configurations; ``scripts/options_table.py`` prints the table of
+options and whether each is honoured from the same data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hyperlens.config import Config, RunContext
+from hyperlens.errors import DependencyError, ModelNotFoundError
+
+pytestmark = pytest.mark.integration
+
+#: command -> (models it needs, list of small configurations as keyword arguments).
+SMALL: dict[str, tuple[tuple[str, ...], list[dict[str, Any]]]] = {
+    "align-vocab": (("minilm", "glove-50d"), [
+        {"models": ("minilm", "glove-50d"), "max_test": 300, "k": 5, "n_components": 40},
+        {"models": ("glove-50d", "minilm"), "max_test": 300, "test_fraction": 0.3,
+         "cased": True, "whole_words": True, "scaling": False},
+    ]),
+}
+
+
+def _command(name: str) -> Any:
+    import importlib
+
+    from hyperlens.cli import COMMAND_MODULES
+
+    for mod in COMMAND_MODULES:
+        for cmd in getattr(importlib.import_module(mod), "COMMANDS", ()):
+            if cmd.name == name:
+                return cmd
+    raise KeyError(name)
+
+
+def _require(names: tuple[str, ...]) -> None:
+    from hyperlens import models as hmodels
+
+    for name in names:
+        try:
+            hmodels.load(name, device="cpu")
+        except (ModelNotFoundError, DependencyError) as exc:
+            pytest.skip(f"model {name!r} is not available offline here: {exc}")
+
+
+@contextmanager
+def _reads(cls: type[Config]) -> Iterator[set[str]]:
+    """The option names that code outside ``Config.to_dict`` reads while the block runs."""
+    names = {o.name for o in cls.options()}
+    seen: set[str] = set()
+    original = cls.__getattribute__
+    state = {"in_to_dict": 0}
+    to_dict = Config.to_dict
+
+    def getattribute(self: Any, attr: str) -> Any:
+        if attr in names and not state["in_to_dict"]:
+            seen.add(attr)
+        return original(self, attr)
+
+    def counted_to_dict(self: Any) -> Any:
+        state["in_to_dict"] += 1
+        try:
+            return to_dict(self)
+        finally:
+            state["in_to_dict"] -= 1
+
+    cls.__getattribute__ = getattribute  # type: ignore[method-assign]
+    Config.to_dict = counted_to_dict  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        cls.__getattribute__ = original  # type: ignore[method-assign]
+        Config.to_dict = to_dict  # type: ignore[method-assign]
+
+
+def _numbers(folder: Path) -> Any:
+    """The results without timings, environment, creation time and the recorded seed."""
+    res = json.loads((folder / "results.json").read_text("utf-8"))
+    for key in ("timings", "environment", "created", "seed", "config"):
+        res.pop(key, None)
+    return res
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_every_option_is_read_and_the_seed_is_honoured(name: str, tmp_path: Path) -> None:
+    cmd = _command(name)
+    needs, variants = SMALL[name]
+    _require(needs)
+    read: set[str] = set()
+    for i, kwargs in enumerate(variants):
+        config = cmd.config(**kwargs)
+        with _reads(cmd.config) as seen:
+            rep = cmd.run(config, RunContext(seed=0, device="cpu", out=tmp_path / f"v{i}"))
+        read |= seen
+        ctx_record = rep.config["context"]
+        assert ctx_record["device"] == "cpu"
+    unread = sorted({o.name for o in cmd.config.options()} - read)
+    assert not unread, f"{name}: options that no run read: {unread}"
+
+    config = cmd.config(**variants[0])
+    a = _numbers(cmd.run(config, RunContext(seed=0, out=tmp_path / "s0")).out_dir)
+    b = _numbers(cmd.run(config, RunContext(seed=1, out=tmp_path / "s1")).out_dir)
+    a2 = _numbers(cmd.run(config, RunContext(seed=0, out=tmp_path / "s0b")).out_dir)
+    assert a == a2, f"{name}: the same --seed gave different numbers"
+    if cmd.config.RANDOM:
+        assert a != b, f"{name} draws {cmd.config.RANDOM} but --seed changed nothing"
+    else:
+        assert a == b, f"{name} says it draws nothing, but --seed changed its numbers"
