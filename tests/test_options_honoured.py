@@ -35,6 +35,14 @@ SMALL: dict[str, tuple[tuple[str, ...], list[dict[str, Any]]]] = {
         {"models": ("glove-50d", "minilm"), "max_test": 300, "test_fraction": 0.3,
          "cased": True, "whole_words": True, "scaling": False},
     ]),
+    "mha-cv": ((), [
+        {"dims": (8,), "heads": (1, 2), "epochs": 4, "n_simplices": 20, "n_boot": 10,
+         "n_classes": 3, "samples_per_class": 6, "test_per_class": 3, "vocab": 16,
+         "seq_len": 6, "noise": 0.3, "lr": 0.01, "k": 3, "null": "norms",
+         "band": (0.1, 0.5), "seeds": (0, 1), "max_points": 50},
+        {"dims": (8,), "heads": (2,), "epochs": 2, "n_simplices": 10, "n_boot": 10,
+         "n_classes": 2, "samples_per_class": 4, "vocab": 8, "null": "none", "fresh": True},
+    ]),
 }
 
 

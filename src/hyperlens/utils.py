@@ -25,6 +25,7 @@ from .errors import ConfigError, DeviceError, InputError, ShapeError
 __all__ = [
     "resolve_device",
     "make_generator",
+    "derive_seed",
     "seed_everything",
     "cache_dir",
     "retain_freed_memory",
@@ -82,6 +83,25 @@ def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gener
     gen = torch.Generator(device=torch.device(device))
     gen.manual_seed(int(seed))
     return gen
+
+
+def derive_seed(seed: int, *keys: Any) -> int:
+    """A 63-bit seed for the random stream named by ``keys`` under base ``seed``: the one
+    way to derive a seed (stable across runs, platforms and Python versions), instead of
+    arithmetic such as ``seed * 10 + k`` whose streams can collide.
+
+    >>> derive_seed(3)
+    3
+    >>> derive_seed(0, "split") == derive_seed(0, "split") != derive_seed(0, "init")
+    True
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}.")
+    if not keys:
+        return int(seed)
+    text = "\x1f".join(str(k) for k in keys).encode("utf-8")
+    digest = hashlib.blake2b(text, digest_size=8, key=int(seed).to_bytes(16, "little"))
+    return int.from_bytes(digest.digest(), "little") >> 1
 
 
 def seed_everything(seed: int) -> None:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from hyperlens import cli
 from hyperlens.errors import ConfigError
-from hyperlens.experiments import mha_cv as cmd
 from hyperlens.probes.mha_cv import (
     ACTIVATION_QUANTITIES,
     PHASES,
@@ -32,7 +31,7 @@ def test_config_validation() -> None:
         MHACVConfig(dims=(30,), heads=(4,))
     with pytest.raises(ConfigError, match="band"):
         MHACVConfig(band=(0.3, 0.1))
-    with pytest.raises(ConfigError, match="null"):
+    with pytest.raises(ConfigError, match="--null"):
         MHACVConfig(null="uniform")
     with pytest.raises(ConfigError, match="epochs"):
         MHACVConfig(epochs=1)
@@ -100,8 +99,8 @@ def test_train_and_measure_seeded_and_learns() -> None:
 
 
 def test_run_with_two_seeds_uses_t_intervals() -> None:
-    cfg = MHACVConfig(**{**TINY, "heads": (2,), "n_seeds": 2})  # type: ignore[arg-type]
-    res = run_mha_cv(cfg, seed=0, device="cpu", show_progress=False)
+    cfg = MHACVConfig(**{**TINY, "heads": (2,), "seeds": (0, 1)})  # type: ignore[arg-type]
+    res = run_mha_cv(cfg, device="cpu", show_progress=False)
     assert len(res.runs) == 2
     cell = res.cell(16, 2, "post", "emb")
     vals = [r["cv"]["post"]["emb"]["cv"] for r in res.runs]
@@ -112,13 +111,11 @@ def test_run_with_two_seeds_uses_t_intervals() -> None:
 
 
 def test_command_writes_report(tmp_path: Path) -> None:
-    p = argparse.ArgumentParser()
-    cmd.add_arguments(p)
-    args = p.parse_args(["--dims", "16", "--heads", "1", "4", "--epochs", "4", "--simplices", "40",
-                         "--boot", "20", "--classes", "4", "--per-class", "8", "--vocab", "32",
-                         "--band", "0.1", "0.4"])
-    args.seed, args.device, args.out, args.progress = 0, "cpu", tmp_path / "run", False
-    out = cmd.main(args)
+    out = tmp_path / "run"
+    assert cli.main(["mha-cv", "--dims", "16", "--heads", "1", "4", "--epochs", "4",
+                     "--n-simplices", "40", "--n-boot", "20", "--n-classes", "4",
+                     "--samples-per-class", "8", "--vocab", "32", "--band", "0.1", "0.4",
+                     "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["experiment"] == "mha-cv"
     assert res["config"]["band"] == [0.1, 0.4] and res["config"]["dims"] == [16]

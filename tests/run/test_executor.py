@@ -53,8 +53,9 @@ def test_executor_options_are_checked_before_work(tmp_path: Path, capsys) -> Non
     assert "applies to" in capsys.readouterr().err and not (tmp_path / "t").exists()
 
 
-MHA = ["--dims", "8", "16", "--heads", "1", "2", "--epochs", "6", "--simplices", "20",
-       "--boot", "10", "--classes", "5", "--per-class", "10", "--vocab", "32", "--seeds", "2",
+MHA = ["--dims", "8", "16", "--heads", "1", "2", "--epochs", "6", "--n-simplices", "20",
+       "--n-boot", "10", "--n-classes", "5", "--samples-per-class", "10", "--vocab", "32",
+       "--seeds", "0", "1",
        "--device", "cpu", "--no-progress"]
 
 

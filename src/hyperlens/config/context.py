@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..utils import derive_seed
 from .base import Config
 from .fields import at_least, option
 
@@ -40,18 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["ContextOptions", "RunContext", "derive_seed", "DTYPES"]
 
 DTYPES = ("auto", "float32", "bfloat16")
-
-
-def derive_seed(seed: int, *keys: Any) -> int:
-    """A 63-bit seed for the stream named by ``keys`` under base ``seed`` (the one seed
-    derivation: stable across runs, platforms and Python versions)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}.")
-    if not keys:
-        return int(seed)
-    text = "\x1f".join(str(k) for k in keys).encode("utf-8")
-    digest = hashlib.blake2b(text, digest_size=8, key=int(seed).to_bytes(16, "little"))
-    return int.from_bytes(digest.digest(), "little") >> 1
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,10 +6,10 @@ See :mod:`hyperlens.probes.mha_cv` for the model, the data and the measured quan
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
+from ..config import Command, RunContext, start_report
 from ..probes.mha_cv import (
     ACTIVATION_QUANTITIES,
     PHASES,
@@ -20,172 +20,47 @@ from ..probes.mha_cv import (
     run_mha_cv,
 )
 from ..report import Report
-from ..run import Executor, Ledger, LocalExecutor, executor_from_args
-from ..utils import resolve_device
-from .options import positive_float, positive_int
+from ..run import Ledger
 
-__all__ = ["COMMAND", "HELP", "add_arguments", "main", "run", "build_report"]
-
-COMMAND = "mha-cv"
-USES_EXECUTOR = True  # grid cells run under --executor local | ray
-HELP = "simplex-volume CV of embedding, Q/K/V, output and classifier across dim x heads (seed 004)"
+__all__ = ["run", "build_report", "COMMANDS", "MHACVConfig"]
 
 _WEIGHTS_MAIN = ("emb", "W_Q", "W_K", "W_V", "W_out", "W_cls")
 _ACTS_MAIN = ("act_emb", "act_Q/head", "act_K/head", "act_V/head", "act_post/head", "act_post")
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    d = MHACVConfig()
-    p.add_argument(
-        "--dims",
-        type=positive_int,
-        nargs="+",
-        default=list(d.dims),
-        help=f"model widths (default: {' '.join(map(str, d.dims))}; the original sweep used 64 128 "
-             "256)",
-    )
-    p.add_argument(
-        "--heads",
-        type=positive_int,
-        nargs="+",
-        default=list(d.heads),
-        help=f"head counts; each must divide every dim (default: {' '.join(map(str, d.heads))})",
-    )
-    p.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=d.epochs,
-        help=f"full-batch Adam steps (default: {d.epochs})",
-    )
-    p.add_argument(
-        "--lr", type=positive_float, default=d.lr, help=f"learning rate (default: {d.lr})"
-    )
-    p.add_argument(
-        "--vocab", type=positive_int, default=d.vocab, help=f"vocabulary size (default: {d.vocab})"
-    )
-    p.add_argument(
-        "--seq-len",
-        type=positive_int,
-        default=d.seq_len,
-        help=f"tokens per sample (default: {d.seq_len})",
-    )
-    p.add_argument(
-        "--classes",
-        type=positive_int,
-        default=d.n_classes,
-        help=f"noise patterns / classes (default: {d.n_classes})",
-    )
-    p.add_argument("--per-class", type=positive_int, default=d.samples_per_class,
-                   help=f"training samples per class (default: {d.samples_per_class})")
-    p.add_argument(
-        "--noise",
-        type=float,
-        default=d.noise,
-        help=f"probability that a position is replaced by a random token (default: {d.noise})",
-    )
-    p.add_argument(
-        "--k",
-        type=positive_int,
-        default=d.k,
-        help=f"simplex dimension (default: {d.k}, pentachora)",
-    )
-    p.add_argument("--simplices", type=positive_int, default=d.n_simplices,
-                   help=f"simplices sampled per measurement (default: {d.n_simplices})")
-    p.add_argument(
-        "--boot",
-        type=positive_int,
-        default=d.n_boot,
-        help=f"bootstrap resamples per interval (default: {d.n_boot})",
-    )
-    p.add_argument(
-        "--null",
-        default=d.null,
-        choices=["gaussian", "norms", "isotropic", "none"],
-        help="null model for every CV (default: gaussian with the same mean and covariance)",
-    )
-    p.add_argument("--band", type=float, nargs=2, default=list(d.band), metavar=("LO", "HI"),
-                   help=f"CV band, strict inequalities (default: {d.band[0]} {d.band[1]})")
-    p.add_argument(
-        "--seeds",
-        type=positive_int,
-        default=d.n_seeds,
-        help="independent replicates per grid cell; >= 2 gives t intervals over seeds (default: 1)",
-    )
-    p.add_argument(
-        "--fresh",
-        action="store_true",
-        help="ignore finished models in OUT/cells.jsonl and train everything again",
-    )
-
-
-def main(args: argparse.Namespace) -> Path:
-    cfg = MHACVConfig(
-        dims=tuple(args.dims),
-        heads=tuple(args.heads),
-        vocab=args.vocab,
-        seq_len=args.seq_len,
-        n_classes=args.classes,
-        samples_per_class=args.per_class,
-        noise=args.noise,
-        epochs=args.epochs,
-        lr=args.lr,
-        k=args.k,
-        n_simplices=args.simplices,
-        n_boot=args.boot,
-        null=None if args.null == "none" else args.null,
-        band=(args.band[0], args.band[1]),
-        n_seeds=args.seeds,
-    )
-    with executor_from_args(args) as ex:
-        return run(cfg, seed=args.seed, device=args.device, out=args.out,
-                   show_progress=None if getattr(args, "progress", True) else False,
-                   executor=ex, fresh=bool(getattr(args, "fresh", False)))
-
-
-def run(cfg: MHACVConfig, *, seed: int = 0, device: str = "auto", out: Path,
-        show_progress: bool | None = None, executor: Executor | None = None,
-        fresh: bool = False) -> Path:
-    """Run the sweep and write its report folder; returns the folder.
+def run(cfg: MHACVConfig, ctx: RunContext | None = None) -> Report:
+    """Run the sweep and write its report folder; returns the saved report.
 
     Every trained model is a cell in ``OUT/cells.jsonl``: a rerun with the same ``out``
-    trains only the missing ones, under whichever executor it is given.
+    trains only the missing ones, under whichever executor the context names.
     """
-    dev = resolve_device(device)
-    executor = executor or LocalExecutor()
-    ledger = Ledger(Path(out) / "cells.jsonl", cell_fingerprint(cfg, dev), fresh=fresh)
-    rep = Report(
-        "mha-cv",
-        {"seed": seed, "device": str(dev), **_config_dict(cfg)},
-        out_dir=out,
-        seed=seed,
-        device=dev,
+    ctx = ctx or RunContext()
+    dev = ctx.torch_device
+    rep = start_report(
+        "mha-cv", cfg, ctx,
         title="hyperlens mha-cv: simplex-volume CV across width and heads",
         description=(
             "A token embedding, one multi-head attention block and a linear classifier learn "
-            f"{cfg.n_classes} seeded noisy token patterns. For each width x head count we measure "
-            "the "
-            f"coefficient of variation of {cfg.k}-simplex volumes of the weights and of the "
-            "activations "
-            "before, halfway and after training, with bootstrap intervals, against a "
-            f"{cfg.null or 'no'} null model, and check membership of the band "
+            f"{cfg.n_classes} seeded noisy token patterns. For each width x head count we "
+            f"measure the coefficient of variation of {cfg.k}-simplex volumes of the weights "
+            "and of the activations before, halfway and after training, with bootstrap "
+            f"intervals, against a {cfg.null} null model, and check membership of the band "
             f"{cfg.band[0]} < CV < {cfg.band[1]}."
         ),
     )
-    rep.data["executor"] = executor.describe()
+    ledger = Ledger(Path(rep.out_dir) / "cells.jsonl", cell_fingerprint(cfg, dev),
+                    fresh=cfg.fresh)
     done_before = ledger.resumed
-    with rep.timer("sweep"):
-        result = run_mha_cv(cfg, seed=seed, device=dev, show_progress=show_progress,
-                            executor=executor, ledger=ledger)
+    with ctx.make_executor() as executor:
+        rep.data["executor"] = executor.describe()
+        with rep.timer("sweep"):
+            result = run_mha_cv(cfg, device=dev, show_progress=None if ctx.progress else False,
+                                executor=executor, ledger=ledger)
     rep.data["cells"] = {"resumed": done_before, "computed": len(ledger) - done_before,
                          "file": "cells.jsonl"}
     build_report(rep, result)
-    return rep.save()
-
-
-def _config_dict(cfg: MHACVConfig) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+    rep.save()
+    return rep
 
 
 def _fmt(cell: dict[str, Any], key: str = "cv") -> str:
@@ -205,7 +80,7 @@ def build_report(rep: Report, result: MHACVResult) -> Report:
     cfg = result.config
     lo_b, hi_b = cfg.band
     grid = [(d, h) for d in cfg.dims for h in cfg.heads]
-    interval = ("Student-t 95 % interval over seeds" if cfg.n_seeds >= 2
+    interval = ("Student-t 95 % interval over seeds" if len(cfg.seeds) >= 2
                 else "95 % percentile bootstrap interval over the sampled simplices")
     rep.data["runs"] = result.runs
     rep.data["summary"] = [
@@ -285,7 +160,7 @@ def build_report(rep: Report, result: MHACVResult) -> Report:
                 for d, h in grid
             ]
             sec.table(f"{title}, {phase}-training", ["dim", "heads", "head_dim", *quantities], rows)
-        if cfg.null is not None:
+        if cfg.null_model is not None:
             rows = [
                 [d, h, d // h, *[_fmt(result.cell(d, h, "post", q), "null_cv") for q in quantities]]
                 for d, h in grid
@@ -391,7 +266,7 @@ def build_report(rep: Report, result: MHACVResult) -> Report:
                 },
                 {
                     "kind": "heatmap",
-                    "title": f"{cfg.null or 'no'} null",
+                    "title": f"{cfg.null} null",
                     "matrix": counts["null"],
                     "xlabel": "heads",
                     "ylabel": "dim",
@@ -419,9 +294,9 @@ def build_report(rep: Report, result: MHACVResult) -> Report:
                  "ratio_excludes_one_post": n_sig})
     best = max(result.runs, key=lambda r: r["test_acc"])
     rep.summary([
-        ["grid", f"{len(cfg.dims)} dims x {len(cfg.heads)} heads x {cfg.n_seeds} seed(s)"],
+        ["grid", f"{len(cfg.dims)} dims x {len(cfg.heads)} heads x {len(cfg.seeds)} seed(s)"],
         ["CVs in band after training", f"{n_in}/{len(valid)}"],
-        [f"{cfg.null or 'no'} null CVs in band", f"{n_null}/{len(valid)}"],
+        [f"{cfg.null} null CVs in band", f"{n_null}/{len(valid)}"],
         ["CV / null ratio interval excludes 1", f"{n_sig}/{len(valid)}"],
         ["best held-out accuracy", f"{best['test_acc']:.3f} (D{best['dim']}/H{best['heads']})"],
     ])
@@ -456,3 +331,9 @@ def _line(result: MHACVResult, q: str) -> dict[str, Any]:
     return {"kind": "line", "title": q, "xlabel": "head_dim", "ylabel": "CV", "xscale": "log",
             "hlines": [{"y": cfg.band[0], "label": "band"}, {"y": cfg.band[1], "label": ""}],
             "series": series}
+
+
+COMMANDS = (
+    Command("mha-cv", "simplex-volume CV of embedding, Q/K/V, output and classifier across "
+            "width x heads (seed 004)", MHACVConfig, run, description=__doc__ or ""),
+)

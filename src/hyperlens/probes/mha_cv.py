@@ -27,19 +27,20 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import Config, above, at_least, between, option
 from ..errors import ConfigError
 from ..functional.geometry import SimplexCV, simplex_volume_cv
 from ..functional.stats import t_interval
 from ..run import Cell, Executor, Ledger, Resources, Task, run_cells
 from ..train import TrainConfig, fit
-from ..utils import make_generator, resolve_device, stable_hash
+from ..utils import derive_seed, make_generator, resolve_device, stable_hash
 
 __all__ = [
     "MHACVConfig",
@@ -80,57 +81,67 @@ ACTIVATION_QUANTITIES: dict[str, str] = {
 PHASES = ("pre", "mid", "post")
 
 
-@dataclass(frozen=True)
-class MHACVConfig:
-    """Parameters of the sweep. Validated on construction (:class:`ConfigError`)."""
+@dataclass(frozen=True, kw_only=True)
+class MHACVConfig(Config):
+    """Parameters of the sweep (the options of ``hyperlens mha-cv``); checked when built."""
 
-    dims: tuple[int, ...] = (64, 128)
-    heads: tuple[int, ...] = (1, 2, 4, 8)
-    vocab: int = 256
-    seq_len: int = 8
-    n_classes: int = 10
-    samples_per_class: int = 50
-    test_per_class: int = 20
-    noise: float = 0.25
-    epochs: int = 50
-    lr: float = 1e-3
-    k: int = 4
-    n_simplices: int = 300
-    n_boot: int = 200
-    null: str | None = "gaussian"
-    band: tuple[float, float] = (0.13, 0.30)
-    n_seeds: int = 1
-    max_points: int = 4000
+    CONTEXT = frozenset({"device", "executor"})
+    RANDOM = ""  # every draw (data, initialisation, simplices) derives from --seeds
 
-    def __post_init__(self) -> None:
-        def bad(name: str, expected: str) -> ConfigError:
-            return ConfigError(f"{name}={getattr(self, name)!r} is invalid: expected {expected}.")
+    dims: tuple[int, ...] = option((64, 128), help="model widths (the original sweep used "
+                                   "64 128 256)", check=at_least(1))
+    heads: tuple[int, ...] = option((1, 2, 4, 8), help="head counts; each must divide every "
+                                    "width", check=at_least(1))
+    vocab: int = option(256, help="vocabulary size", check=at_least(2))
+    seq_len: int = option(8, help="tokens per sample", check=at_least(1))
+    n_classes: int = option(10, help="noise patterns (classes)", check=at_least(2),
+                            aliases=("--classes",))
+    samples_per_class: int = option(50, help="training samples per class", check=at_least(1),
+                                    aliases=("--per-class",))
+    test_per_class: int = option(20, help="held-out samples per class", check=at_least(1))
+    noise: float = option(0.25, help="probability that a position is replaced by a random "
+                          "token", check=between(0, 1))
+    epochs: int = option(50, help="full-batch Adam steps", check=at_least(2))
+    lr: float = option(1e-3, help="learning rate", check=above(0))
+    k: int = option(4, help="simplex dimension (4: pentachora)", check=at_least(1))
+    n_simplices: int = option(300, help="simplices sampled per measurement",
+                              check=at_least(10), aliases=("--simplices",))
+    n_boot: int = option(200, help="bootstrap resamples per interval", check=at_least(10),
+                         aliases=("--boot",))
+    null: Literal["gaussian", "norms", "isotropic", "none"] = option(
+        "gaussian", help="null model for every CV (gaussian: same mean and covariance)")
+    band: tuple[float, ...] = option((0.13, 0.30), help="CV band LO HI (strict inequalities)",
+                                     min_items=2, metavar="LO HI")
+    seeds: tuple[int, ...] = option((0,), help="replicate seeds: each grid cell is trained once "
+                                    "per seed (two or more give t intervals over seeds)",
+                                    check=at_least(0))
+    max_points: int = option(4000, help="rows sampled from an activation before measuring",
+                             check=at_least(10))
+    fresh: bool = option(False, help="ignore finished models in OUT/cells.jsonl and train "
+                                     "everything again")
 
-        if not self.dims or any(int(d) < 1 for d in self.dims):
-            raise bad("dims", "one or more positive ints, e.g. 64 128")
-        if not self.heads or any(int(h) < 1 for h in self.heads):
-            raise bad("heads", "one or more positive ints, e.g. 1 2 4 8")
+    def check(self) -> None:
         for d in self.dims:
             for h in self.heads:
                 if d % h:
                     raise ConfigError(
-                        f"dims={list(self.dims)} and heads={list(self.heads)} do not fit: dim {d} "
-                        "is "
-                        f"not divisible by {h} heads; pick head counts that divide every dim."
+                        f"--dims {' '.join(map(str, self.dims))} and --heads "
+                        f"{' '.join(map(str, self.heads))} do not fit: width {d} is not "
+                        f"divisible by {h} heads; pick head counts that divide every width."
                     )
-        for name, lo in (("vocab", 2), ("seq_len", 1), ("n_classes", 2), ("samples_per_class", 1),
-                         ("test_per_class", 1), ("epochs", 2), ("n_simplices", 10), ("n_boot", 10),
-                         ("n_seeds", 1), ("k", 1), ("max_points", 10)):
-            if int(getattr(self, name)) < lo:
-                raise bad(name, f"an int >= {lo}")
-        if not 0.0 <= self.noise <= 1.0:
-            raise bad("noise", "a fraction in [0, 1]")
-        if not self.lr > 0:
-            raise bad("lr", "a positive learning rate")
         if len(self.band) != 2 or not self.band[0] < self.band[1]:
-            raise bad("band", "two numbers lo < hi, e.g. 0.13 0.30")
-        if self.null not in (None, "gaussian", "norms", "isotropic"):
-            raise bad("null", "None, 'gaussian', 'norms' or 'isotropic'")
+            raise ConfigError(
+                f"--band takes two numbers LO < HI, e.g. 0.13 0.30; got "
+                f"{' '.join(map(str, self.band))}."
+            )
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"--seeds repeats a seed ({' '.join(map(str, self.seeds))}); "
+                              "give distinct replicate seeds.")
+
+    @property
+    def null_model(self) -> str | None:
+        """The null passed to :func:`simplex_volume_cv` (``None`` for ``"none"``)."""
+        return None if self.null == "none" else self.null
 
 
 class MHAClassifier(nn.Module):
@@ -289,8 +300,8 @@ def _mean_over_heads(rows: list[_CVRow]) -> _CVRow:
 
 def _cv_or_none(X: torch.Tensor, cfg: MHACVConfig, seed: int) -> _CVRow:
     rows, cols = X.shape
-    if rows < cfg.k + 1:
-        return _CVRow(None, None, None, note=f"{rows} rows < k+1 = {cfg.k + 1}")
+    if rows < cfg.k + 2:  # k + 1 rows fit one simplex only: its volume has no spread
+        return _CVRow(None, None, None, note=f"{rows} rows < k+2 = {cfg.k + 2}")
     if cols < cfg.k:
         return _CVRow(None, None, None, note=f"{cols} dims < k = {cfg.k}: every simplex is flat")
     if rows > cfg.max_points:
@@ -298,7 +309,7 @@ def _cv_or_none(X: torch.Tensor, cfg: MHACVConfig, seed: int) -> _CVRow:
             : cfg.max_points
         ]
         X = X[sel]
-    res = simplex_volume_cv(X, k=cfg.k, n_samples=cfg.n_simplices, seed=seed, null=cfg.null,  # type: ignore[arg-type]
+    res = simplex_volume_cv(X, k=cfg.k, n_samples=cfg.n_simplices, seed=seed, null=cfg.null_model,  # type: ignore[arg-type]
                             n_boot=cfg.n_boot)
     return _from_simplex_cv(res)
 
@@ -339,7 +350,7 @@ def _measure(
     counter = iter(range(10_000))
 
     def sub() -> int:
-        return seed * 1_000 + next(counter)
+        return derive_seed(seed, "simplices", next(counter))
 
     w = model.weights()
     for name in ("emb", "W_Q", "W_K", "W_V", "W_out", "W_cls"):
@@ -378,18 +389,20 @@ def train_and_measure(
     x, y, patterns = noise_patterns(cfg.n_classes, cfg.samples_per_class, cfg.seq_len, cfg.vocab,
                                     noise=cfg.noise, seed=seed, device=device)
     xt, yt, _ = noise_patterns(cfg.n_classes, cfg.test_per_class, cfg.seq_len, cfg.vocab,
-                               noise=cfg.noise, seed=seed + 7919, patterns=patterns, device=device)
+                               noise=cfg.noise, seed=derive_seed(seed, "test-data"),
+                               patterns=patterns, device=device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         model = MHAClassifier(cfg.vocab, dim, n_heads, cfg.seq_len, cfg.n_classes).to(device)
-    cv: dict[str, dict[str, Any]] = {"pre": _rows(measure_cv(model, x, cfg, seed=seed * 10 + 1))}
+    pre = measure_cv(model, x, cfg, seed=derive_seed(seed, "cv", "pre"))
+    cv: dict[str, dict[str, Any]] = {"pre": _rows(pre)}
     mid = cfg.epochs // 2
 
     def at_mid(m: nn.Module) -> dict[str, float]:
         # evaluated every `mid` steps (one step per epoch); the first call is at epoch `mid`
         if "mid" not in cv:
             assert isinstance(m, MHAClassifier)
-            cv["mid"] = _rows(measure_cv(m, x, cfg, seed=seed * 10 + 2))
+            cv["mid"] = _rows(measure_cv(m, x, cfg, seed=derive_seed(seed, "cv", "mid")))
         return {}
 
     def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -401,7 +414,7 @@ def train_and_measure(
     hist = fit(model, loss_fn, (x, y), train_cfg, eval_fn=at_mid)
     losses = hist.train_loss
     model.eval()
-    cv["post"] = _rows(measure_cv(model, x, cfg, seed=seed * 10 + 3))
+    cv["post"] = _rows(measure_cv(model, x, cfg, seed=derive_seed(seed, "cv", "post")))
     train_acc = _accuracy(model, x, y)
     test_acc = _accuracy(model, xt, yt)
     return {
@@ -488,26 +501,27 @@ def mha_cv_cell(dim: int, heads: int, cfg: MHACVConfig, seed: int, device: str) 
 
 def cell_fingerprint(cfg: MHACVConfig, device: Any) -> str:
     """Hash of the options that change a cell's numbers (not which cells run)."""
-    d = {k: v for k, v in asdict(cfg).items() if k not in ("dims", "heads", "n_seeds", "band")}
+    d = {k: v for k, v in cfg.to_dict().items()
+         if k not in ("dims", "heads", "seeds", "band", "fresh")}
     return stable_hash(d, torch.device(device).type, length=12)
 
 
 def run_mha_cv(
-    cfg: MHACVConfig, *, seed: int = 0, device: Any = "auto", show_progress: bool | None = None,
+    cfg: MHACVConfig, *, device: Any = "auto", show_progress: bool | None = None,
     on_run: Callable[[dict[str, Any]], None] | None = None,
     executor: Executor | None = None, ledger: Ledger | None = None,
 ) -> MHACVResult:
-    """Run the whole grid ``cfg.dims x cfg.heads`` for ``cfg.n_seeds`` seeds.
+    """Run the whole grid ``cfg.dims x cfg.heads`` once per replicate seed in ``cfg.seeds``.
 
-    Seeds are ``seed, seed + 1, ...``; the same seed gives the same data, initialisation and
-    simplex draws. Each trained model is a cell: ``executor`` computes the ones missing from
-    ``ledger`` (default: in this process, nothing kept), the ledger records each as it
-    finishes, and ``on_run`` is then called for every run in grid order.
+    The same seed gives the same data, initialisation and simplex draws. Each trained
+    model is a cell: ``executor`` computes the ones missing from ``ledger`` (default: in
+    this process, nothing kept), the ledger records each as it finishes, and ``on_run`` is
+    then called for every run in grid order.
     """
     dev = resolve_device(device)
     result = MHACVResult(cfg)
     ledger = ledger if ledger is not None else Ledger(None, cell_fingerprint(cfg, dev))
-    jobs = [(d, h, seed + s) for d in cfg.dims for h in cfg.heads for s in range(cfg.n_seeds)]
+    jobs = [(d, h, s) for d in cfg.dims for h in cfg.heads for s in cfg.seeds]
     cells = [Cell({"kind": "mha-cv", "dim": d, "heads": h, "seed": s},
                   Task(mha_cv_cell, {"dim": d, "heads": h, "cfg": cfg, "seed": s,
                                      "device": str(dev)}, Resources.for_device(dev)))
