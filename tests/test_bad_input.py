@@ -46,13 +46,13 @@ CLI_CASES: list[tuple[str, list[str], str]] = [
     ("transfer-pair-same", ["transfer", "--pair", "minilm", "minilm"], "--pair"),
     ("transfer-stage-unknown", ["transfer", "--stages", "9"], "--stages"),
     ("transfer-anchor-pool-word", ["transfer", "--anchor-pool", "lots"], "--anchor-pool"),
-    ("terrain-no-model", ["terrain"], "--model"),
-    ("terrain-n-simplices-1", ["terrain", "--model", "minilm", "--n-simplices", "1"],
+    ("terrain-no-model", ["terrain"], "--models"),
+    ("terrain-n-simplices-1", ["terrain", "--models", "minilm", "--n-simplices", "1"],
      "--n-simplices"),
-    ("terrain-permutations-0", ["terrain", "--model", "minilm", "--permutations", "0"],
-     "--permutations"),
-    ("terrain-bootstrap-word", ["terrain", "--model", "minilm", "--bootstrap", "x"],
-     "--bootstrap"),
+    ("terrain-permutations-0", ["terrain", "--models", "minilm", "--n-permutations", "0"],
+     "--n-permutations"),
+    ("terrain-bootstrap-word", ["terrain", "--models", "minilm", "--n-boot", "x"],
+     "--n-boot"),
     ("weights-threads-0", ["weights", "--model", "minilm", "--threads", "0"], "--threads"),
     ("weights-chunk-negative", ["weights", "--model", "minilm", "--chunk-mb", "-1"],
      "--chunk-mb"),
@@ -439,6 +439,7 @@ def test_matrix_is_large_enough() -> None:
 # options a valid value so that the option under test is the one refused.
 REQUIRED: dict[str, dict[str, list[str]]] = {
     "align-vocab": {"--models": ["minilm", "glove-50d"]},
+    "terrain": {"--models": ["minilm"]},
 }
 
 

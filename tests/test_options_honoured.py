@@ -28,12 +28,26 @@ from hyperlens.errors import DependencyError, ModelNotFoundError
 
 pytestmark = pytest.mark.integration
 
+SST2_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "dev.tsv"
+
 #: command -> (models it needs, list of small configurations as keyword arguments).
 SMALL: dict[str, tuple[tuple[str, ...], list[dict[str, Any]]]] = {
     "align-vocab": (("minilm", "glove-50d"), [
         {"models": ("minilm", "glove-50d"), "max_test": 300, "k": 5, "n_components": 40},
         {"models": ("glove-50d", "minilm"), "max_test": 300, "test_fraction": 0.3,
          "cased": True, "whole_words": True, "scaling": False},
+    ]),
+    "terrain": (("glove-50d", "wordllama"), [
+        {"models": ("glove-50d",), "cosine_sample": 200, "distance_sample": 200,
+         "n_simplices": 200, "n_permutations": 50, "n_boot": 50, "spectrum_blocks": 8,
+         "spectrum_bootstrap": 10, "histogram_bins": 10, "layers": False},
+        {"models": ("glove-50d", "wordllama"), "texts": str(SST2_DEV), "n_texts": 8,
+         "data_dir": str(SST2_DEV.parents[1]),
+         "cosine_sample": 100, "distance_sample": 100, "n_simplices": 100,
+         "n_permutations": 20, "n_boot": 20, "spectrum_blocks": 4, "spectrum_bootstrap": 4,
+         "max_positions": 8, "max_length": 8, "batch_size": 4, "histogram_bins": 8,
+         "cv_band": (0.1, 0.3), "pr_band": (0.4, 0.6), "text_column": "sentence",
+         "label_column": "label", "drop_invalid": True, "encoding": "utf-8"},
     ]),
     "mha-cv": ((), [
         {"dims": (8,), "heads": (1, 2), "epochs": 4, "n_simplices": 20, "n_boot": 10,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from hyperlens.config import RunContext
 from hyperlens.errors import HyperlensError
 from hyperlens.experiments import terrain as cmd
 from hyperlens.models import from_module
@@ -16,7 +16,7 @@ from hyperlens.probes.terrain import TerrainConfig, TerrainSubject
 from hyperlens.report import Report
 
 SMALL = dict(cosine_sample=200, distance_sample=200, n_simplices=300, n_permutations=200,
-             n_bootstrap=100, spectrum_bootstrap=20, spectrum_blocks=8, max_positions=32,
+             n_boot=100, spectrum_bootstrap=20, spectrum_blocks=8, max_positions=32,
              histogram_bins=20)
 
 
@@ -47,28 +47,29 @@ def tiny_subjects(monkeypatch: pytest.MonkeyPatch, tiny_bert: torch.nn.Module,
     return {}
 
 
-def _parse(*argv: str) -> argparse.Namespace:
-    p = argparse.ArgumentParser()
-    cmd.add_arguments(p)
-    args = p.parse_args(list(argv))
-    args.seed, args.device, args.out = 0, "cpu", None
-    return args
+def test_config_from_the_command_line() -> None:
+    from hyperlens.config.commandline import build
+    from hyperlens.errors import ConfigError
+
+    typed = {"models": ["minilm", "smollm2"], "n_simplices": "500", "layers": False}
+    cfg, ctx = build(cmd.COMMANDS[0], typed, env={})
+    assert cfg.models == ("minilm", "smollm2") and not cfg.layers and cfg.n_simplices == 500
+    assert ctx.seed == 0
+    with pytest.raises(ConfigError, match="--n-permutations"):
+        cmd.TerrainRunConfig(models=("x",), n_permutations=0)
+    with pytest.raises(ConfigError, match="--models is required"):
+        cmd.TerrainRunConfig()
+    with pytest.raises(ConfigError, match="one model or two"):
+        cmd.TerrainRunConfig(models=("a", "b", "c"))
 
 
-def test_arguments_and_config() -> None:
-    args = _parse("--model", "minilm", "--vs", "smollm2", "--n-simplices", "500", "--no-layers")
-    assert args.model == "minilm" and args.vs == "smollm2" and args.no_layers
-    cfg = cmd._config_from_args(args)
-    assert cfg.n_simplices == 500 and cfg.seed == 0
-    with pytest.raises(SystemExit):  # refused while the command line is read
-        _parse("--model", "x", "--permutations", "0")
-    with pytest.raises(SystemExit):
-        _parse()  # --model is required
+def _run(tmp: Path, models: tuple[str, ...], **kw: object) -> Path:
+    cfg = cmd.TerrainRunConfig(models=models, **{**SMALL, **kw})  # type: ignore[arg-type]
+    return cmd.run(cfg, RunContext(device="cpu", out=tmp)).out_dir
 
 
 def test_report_two_models_side_by_side(tiny_subjects: dict, tmp_path: Path) -> None:
-    out = cmd.run_terrain_report(model="tiny-bert", vs="tiny-llama", config=TerrainConfig(**SMALL),
-                                 seed=0, device="cpu", out=tmp_path / "rep")
+    out = _run(tmp_path / "rep", ("tiny-bert", "tiny-llama"))
     res = json.loads((out / "results.json").read_text())
     titles = [s["title"] for s in res["sections"]]
     assert titles == ["Overview", "Terrain: tiny-bert", "Terrain: tiny-llama", "Side by side"]
@@ -89,9 +90,7 @@ def test_report_two_models_side_by_side(tiny_subjects: dict, tmp_path: Path) -> 
 
 
 def test_report_static_model_says_no_layers(tiny_subjects: dict, tmp_path: Path) -> None:
-    out = cmd.run_terrain_report(
-        model="tiny-static", config=TerrainConfig(**SMALL), out=tmp_path / "s", device="cpu"
-    )
+    out = _run(tmp_path / "s", ("tiny-static",))
     res = json.loads((out / "results.json").read_text())
     text = res["sections"][1]["text"]
     assert "static embedding model" in text and "no layers" in text
@@ -109,7 +108,7 @@ def test_tour_section_adds_compact_terrain(tiny_subjects: dict, tmp_path: Path) 
 
 def test_unknown_texts_source_raises(tiny_subjects: dict, tmp_path: Path) -> None:
     with pytest.raises(HyperlensError):
-        cmd.run_terrain_report(model="tiny-bert", texts="/no/such/file.csv", out=tmp_path / "x")
+        _run(tmp_path / "x", ("tiny-bert",), texts="/no/such/file.csv")
 
 
 @pytest.mark.integration

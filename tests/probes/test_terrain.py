@@ -22,7 +22,7 @@ def _randn(*shape: int, seed: int = 0) -> torch.Tensor:
 
 def _small_config(**kw: object) -> T.TerrainConfig:
     base = dict(cosine_sample=200, distance_sample=200, n_simplices=300, n_permutations=300,
-                n_bootstrap=200, spectrum_bootstrap=30, spectrum_blocks=16, max_positions=32,
+                n_boot=200, spectrum_bootstrap=30, spectrum_blocks=16, max_positions=32,
                 histogram_bins=20)
     base.update(kw)
     return T.TerrainConfig(**base)  # type: ignore[arg-type]
@@ -350,12 +350,12 @@ def test_run_terrain_tiny_gpt2_with_word_vocab(tiny_gpt2: torch.nn.Module) -> No
 def test_run_terrain_is_reproducible() -> None:
     E, words = _planted_vocab_matrix()
     subject = T.TerrainSubject("toy", "static", E, vocab=words)
-    a = T.run_terrain(subject, _small_config(seed=5))
-    b = T.run_terrain(subject, _small_config(seed=5))
+    a = T.run_terrain(subject, _small_config(), seed=5)
+    b = T.run_terrain(subject, _small_config(), seed=5)
     for k in ("timings", "cpu_seconds"):
         a.pop(k), b.pop(k)
     assert a == b
-    c = T.run_terrain(subject, _small_config(seed=6))
+    c = T.run_terrain(subject, _small_config(), seed=6)
     assert c["pentachoron"]["embeddings"]["cv"] != a["pentachoron"]["embeddings"]["cv"]
 
 
@@ -366,9 +366,9 @@ def test_run_terrain_bad_input() -> None:
         T.run_terrain(T.TerrainSubject("bad", "static", E), _small_config())
     with pytest.raises(ShapeError):
         T.run_terrain(T.TerrainSubject("tiny", "static", _randn(3, 4).float()), _small_config())
-    with pytest.raises(HyperlensError, match="cosine_sample"):
+    with pytest.raises(HyperlensError, match="--cosine-sample"):
         T.TerrainConfig(cosine_sample=1)
-    with pytest.raises(HyperlensError, match="cv_band"):
+    with pytest.raises(HyperlensError, match="--cv-band"):
         T.TerrainConfig(cv_band=(0.3, 0.2))
     with pytest.raises(InputError, match="at least 4"):
         T.digit_manifold(E, [0, 1, 2])

@@ -50,7 +50,7 @@ def test_executor_options_are_checked_before_work(tmp_path: Path, capsys) -> Non
     code = cli.main(["terrain", "--model", "glove-50d", "--executor", "ray",
                      "--out", str(tmp_path / "t")])
     assert code == 2
-    assert "applies to" in capsys.readouterr().err and not (tmp_path / "t").exists()
+    assert "runs in one process" in capsys.readouterr().err and not (tmp_path / "t").exists()
 
 
 MHA = ["--dims", "8", "16", "--heads", "1", "2", "--epochs", "6", "--n-simplices", "20",

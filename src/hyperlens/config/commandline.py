@@ -84,6 +84,11 @@ def add_options(parser: argparse.ArgumentParser, cls: type[Config]) -> None:
         else:
             nargs = ("+" if opt.spec.min_items else "*") if opt.many else None
             target.add_argument(*names, dest=opt.name, nargs=nargs, **kw)
+    offered = {o.name for o in context_options(cls)}
+    for opt in options_of(ContextOptions):  # refused with a reason, not "unrecognized"
+        if opt.name not in offered:
+            parser.add_argument(opt.flag, dest=opt.name, default=argparse.SUPPRESS,
+                                help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, default=argparse.SUPPRESS,
                         help="TOML file of option values (top-level keys and a [COMMAND] "
                              "table); command-line options override it")
@@ -115,6 +120,25 @@ def _warn_aliases(cls: type[Config], argv: Sequence[str]) -> None:
                       "spelling will be removed in the next release)", file=sys.stderr)
 
 
+_UNUSED = {
+    "seed": "draws nothing at random outside its own options",
+    "executor": "runs in one process",
+    "ray_address": "runs in one process",
+    "dtype": "has no precision setting",
+    "device": "runs on the CPU only",
+}
+
+
+def _refuse_unused_context(command: Command, typed: Mapping[str, Any]) -> None:
+    offered = {o.name for o in context_options(command.config)}
+    for opt in options_of(ContextOptions):
+        if opt.name in typed and opt.name not in offered:
+            raise ConfigError(
+                f"hyperlens {command.name} {_UNUSED.get(opt.name, 'does not use it')}: "
+                f"{opt.flag} does nothing here; drop it."
+            )
+
+
 def build(command: Command, typed: Mapping[str, Any], argv: Sequence[str] = (),
           env: Mapping[str, str] | None = None) -> tuple[Config, RunContext]:
     """The checked config and run context of one invocation.
@@ -126,6 +150,7 @@ def build(command: Command, typed: Mapping[str, Any], argv: Sequence[str] = (),
     cls = command.config
     _warn_aliases(cls, argv)
     typed = dict(typed)
+    _refuse_unused_context(command, typed)
     path = typed.pop("config", None)
     values: dict[str, Any] = {}
     if path is not None:

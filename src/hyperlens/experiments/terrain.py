@@ -2,66 +2,52 @@
 
 Runs :func:`hyperlens.probes.terrain.run_terrain` on each model and writes a report with
 a 3 x 3 plot panel per model, tables of every measurement, the published-band checks
-(pentachoron CV 0.20-0.23, PR / d 0.53-0.56) against their nulls, and, with ``--vs``, a
-side-by-side section. :func:`tour_section` adds a compact version to ``hyperlens tour``.
+(pentachoron CV 0.20-0.23, PR / d 0.53-0.56) against their nulls, and, with two
+``--models``, a side-by-side section. :func:`tour_section` adds a compact version to
+``hyperlens tour``.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
+from ..config import Command, RunContext, at_least, option, start_report
+from ..config.shared import DataFileOptions
+from ..errors import ConfigError
 from ..probes import wordlists
 from ..probes.terrain import TerrainConfig, TerrainSubject, run_terrain, terrain_panel
 from ..report import Report
-from .options import add_data_options, count_of_two, data_options
 
-__all__ = ["COMMAND", "HELP", "add_arguments", "main", "run_terrain_report", "tour_section",
-           "add_terrain_sections"]
-
-COMMAND = "terrain"
-HELP = "token-embedding, layer and position geometry of a model (two side by side with --vs)"
+__all__ = ["TerrainRunConfig", "run", "COMMANDS", "tour_section", "add_terrain_sections"]
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="zoo name, Hugging Face id or local folder")
-    p.add_argument("--vs", default=None, help="a second model shown side by side")
-    p.add_argument("--texts", default="builtin",
-                   help="texts for the layer statistics: 'builtin' (48 varied sentences) or a "
-                        "dataset name/file for hyperlens.data.load (default: builtin)")
-    p.add_argument("--n-texts", type=count_of_two, default=64,
-                   help="texts drawn from --texts when it is a dataset (default: 64)")
-    p.add_argument("--data-dir", default=None, help="folder holding the labelled data sets")
-    p.add_argument("--cosine-sample", type=count_of_two, default=3000,
-                   help="tokens sampled for the cosine histogram and percentiles (default: 3000)")
-    p.add_argument("--distance-sample", type=count_of_two, default=2000,
-                   help="tokens sampled for Euclidean distances (default: 2000)")
-    p.add_argument("--n-simplices", type=count_of_two, default=2000,
-                   help="random pentachora for the volume CV (default: 2000)")
-    p.add_argument("--permutations", type=count_of_two, default=2000,
-                   help="label permutations for the digit and category nulls (default: 2000)")
-    p.add_argument("--bootstrap", type=count_of_two, default=1000,
-                   help="bootstrap resamples for intervals")
-    p.add_argument("--max-length", type=count_of_two, default=64, help="tokens kept per text")
-    p.add_argument(
-        "--no-layers", action="store_true", help="skip the layer-by-layer forward passes"
-    )
-    add_data_options(p)
+@dataclass(frozen=True, kw_only=True)
+class TerrainRunConfig(TerrainConfig, DataFileOptions):
+    """Options of ``hyperlens terrain``: the models, the texts and the battery's sizes."""
 
+    RANDOM = "the token, pair and simplex samples, permutations and bootstrap resamples"
 
-def _config_from_args(args: argparse.Namespace) -> TerrainConfig:
-    """The battery's configuration; the option types have checked each value already."""
-    return TerrainConfig(
-        cosine_sample=args.cosine_sample,
-        distance_sample=args.distance_sample,
-        n_simplices=args.n_simplices,
-        n_permutations=args.permutations,
-        n_bootstrap=args.bootstrap,
-        max_length=args.max_length,
-        seed=int(args.seed),
-    )
+    models: tuple[str, ...] = option(help="one model, or two shown side by side (zoo name, "
+                                     "Hugging Face id or local folder)", aliases=("--model",),
+                                     metavar="MODEL")
+    texts: str = option("builtin", help="texts for the layer statistics: 'builtin' (48 varied "
+                        "sentences) or a dataset name/file for hyperlens.data.load")
+    n_texts: int = option(64, help="texts drawn from --texts when it is a dataset",
+                          check=at_least(2))
+    data_dir: str | None = option(None, help="folder holding the labelled data sets")
+    layers: bool = option(True, help="run the layer-by-layer forward passes (--no-layers "
+                          "skips them)")
+
+    def check(self) -> None:
+        super().check()
+        if len(self.models) > 2:
+            raise ConfigError(f"--models takes one model or two side by side, got "
+                              f"{len(self.models)}: {' '.join(self.models)}.")
+        if len(self.models) == 2 and self.models[0] == self.models[1]:
+            raise ConfigError(f"--models names {self.models[0]} twice; give two different "
+                              "models or one.")
 
 
 def _load_texts(
@@ -177,10 +163,6 @@ def _overview_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
         ),
         ("distance CV", lambda r: r["distances"]["cv"]),
         ("positions", lambda r: r["positions"]["type"]),
-        (
-            "seconds (wall / CPU)",
-            lambda r: f"{sum(r['timings'].values()):.1f} / {sum(r['cpu_seconds'].values()):.1f}",
-        ),
     ]
     for label, fn in spec:
         row: list[Any] = [label]
@@ -522,37 +504,24 @@ def _subject(name: str, device: Any) -> TerrainSubject:
     return TerrainSubject.from_handle(hmodels.load(name, device=device))
 
 
-def run_terrain_report(
-    *,
-    model: str,
-    vs: str | None = None,
-    texts: str = "builtin",
-    n_texts: int = 64,
-    data_dir: str | None = None,
-    config: TerrainConfig | None = None,
-    layers: bool = True,
-    seed: int = 0,
-    device: str = "auto",
-    data_options: dict[str, Any] | None = None,
-    out: Path,
-) -> Path:
-    """Run the terrain battery on ``model`` (and ``vs``), write the report, return its folder."""
-    from ..utils import resolve_device
-
-    dev = resolve_device(device)
-    cfg = config or TerrainConfig(seed=seed)
-    text_list, text_source = _load_texts(texts, n_texts, data_dir, seed, data_options)
-    rep = Report("terrain", {"model": model, "vs": vs, "texts": texts, "n_texts": n_texts,
-                             "layers": layers, "seed": seed, "device": str(dev), **cfg.__dict__},
-                 out_dir=out, seed=seed, device=dev,
-                 description=f"Embedding terrain of {model}" + (f" and {vs}" if vs else "")
-                             + f"; layer statistics over {text_source}.")
+def run(config: TerrainRunConfig, ctx: RunContext | None = None) -> Report:
+    """Run the terrain battery on each of ``config.models`` and write the report."""
+    ctx = ctx or RunContext()
+    dev = ctx.torch_device
+    battery = TerrainConfig(**{o.name: getattr(config, o.name) for o in TerrainConfig.options()})
+    text_list, text_source = _load_texts(config.texts, config.n_texts, config.data_dir,
+                                         ctx.seed, config.read_options())
+    names = " and ".join(config.models)
+    rep = start_report("terrain", config, ctx,
+                       description=f"Embedding terrain of {names}; layer statistics over "
+                                   f"{text_source}.")
     results = []
-    for name in [model] + ([vs] if vs else []):
+    for name in config.models:
         with rep.timer(f"load:{name}"):
             subject = _subject(name, dev)
-        with rep.timer(f"terrain:{name}"):
-            res = run_terrain(subject, cfg, texts=text_list, device=dev, layers=layers)
+        res = run_terrain(subject, battery, seed=ctx.seed, texts=text_list, device=dev,
+                          layers=config.layers)
+        _move_timings(rep, res, name)
         res["model"] = name
         results.append(res)
         del subject
@@ -561,15 +530,16 @@ def run_terrain_report(
     rep.summary([[f"{r['model']}: PR/d, pentachoron CV (null)",
                   f"{r['spectrum']['pr_over_d']:.3f}, {r['pentachoron']['embeddings']['cv']:.3f} "
                   f"({r['pentachoron']['gaussian']['cv']:.3f})"] for r in results])
-    return rep.save()
+    rep.save()
+    return rep
 
 
-def main(args: argparse.Namespace) -> Path:
-    cfg = _config_from_args(args)
-    return run_terrain_report(model=args.model, vs=args.vs, texts=args.texts, n_texts=args.n_texts,
-                              data_dir=args.data_dir, config=cfg, layers=not args.no_layers,
-                              data_options=data_options(args),
-                              seed=int(args.seed), device=args.device, out=args.out)
+def _move_timings(rep: Report, res: dict[str, Any], name: str) -> None:
+    """The battery's per-part wall and CPU seconds go to the report's timings only."""
+    for part, seconds in res.pop("timings", {}).items():
+        rep.timings[f"terrain:{name}:{part}"] = seconds
+    for part, seconds in res.pop("cpu_seconds", {}).items():
+        rep.timings[f"terrain:{name}:{part}:cpu"] = seconds
 
 
 #: Sample sizes for the tour: about half the default work, same estimators.
@@ -578,7 +548,7 @@ TOUR_CONFIG: dict[str, Any] = dict(
     distance_sample=1000,
     n_simplices=1000,
     n_permutations=500,
-    n_bootstrap=300,
+    n_boot=300,
     spectrum_bootstrap=50,
     spectrum_blocks=32,
 )
@@ -594,15 +564,23 @@ def tour_section(report: Report, *, models: Sequence[str] = ("minilm", "smollm2"
     from ..utils import resolve_device
 
     dev = resolve_device(device)
-    cfg = TerrainConfig(seed=seed, **TOUR_CONFIG)
+    cfg = TerrainConfig(**TOUR_CONFIG)
     results = []
     for name in models:
         with report.timer(f"terrain:{name}"):
             subject = _subject(name, dev)
             res = run_terrain(
-                subject, cfg, texts=list(wordlists.TERRAIN_SENTENCES[::2]), device=dev
+                subject, cfg, seed=seed, texts=list(wordlists.TERRAIN_SENTENCES[::2]),
+                device=dev
             )
+            _move_timings(report, res, name)
             res["model"] = name
             results.append(res)
     add_terrain_sections(report, results, prefix="tour_terrain", compact=True)
     report.data["terrain"] = {r["model"]: r for r in results}
+
+
+COMMANDS = (
+    Command("terrain", "token-embedding, layer and position geometry of a model (two side by "
+            "side with --models A B)", TerrainRunConfig, run, description=__doc__ or ""),
+)

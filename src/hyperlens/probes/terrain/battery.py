@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -40,7 +39,8 @@ from .tokens import (
 
 # --------------------------------------------------------------------------- the battery
 def run_terrain(subject: TerrainSubject, config: TerrainConfig | None = None, *,
-                texts: Sequence[str] | None = None, device: str | torch.device = "cpu",
+                seed: int = 0, texts: Sequence[str] | None = None,
+                device: str | torch.device = "cpu",
                 categories: dict[str, Sequence[str]] | None = None,
                 layers: bool = True) -> dict[str, Any]:
     """Run every terrain measurement on ``subject`` and return a JSON-ready dict.
@@ -52,11 +52,10 @@ def run_terrain(subject: TerrainSubject, config: TerrainConfig | None = None, *,
     """
     cfg = config or TerrainConfig()
     E = as_float_matrix(subject.embeddings, "embeddings", min_rows=5)
-    seed = cfg.seed
     timings: dict[str, float] = {}
     out: dict[str, Any] = {
         "model": subject.name, "kind": subject.kind, "vocab_size": int(E.shape[0]),
-        "dim": int(E.shape[1]), "num_layers": subject.num_layers, "config": asdict(cfg),
+        "dim": int(E.shape[1]), "num_layers": subject.num_layers, "config": cfg.to_dict(),
     }
 
     cpu: dict[str, float] = {}
@@ -86,8 +85,8 @@ def run_terrain(subject: TerrainSubject, config: TerrainConfig | None = None, *,
     spec["pr_ci_overlaps_band"] = bool(lo <= cfg.pr_band[1] and hi >= cfg.pr_band[0])
     out["spectrum"] = spec
     out["pentachoron"] = timed("pentachoron", lambda: pentachoron_statistics(
-        E, n_simplices=cfg.n_simplices, seed=seed, n_bootstrap=cfg.n_bootstrap,
-        bins=cfg.histogram_bins, band=cfg.cv_band))
+        E, n_simplices=cfg.n_simplices, seed=seed, n_bootstrap=cfg.n_boot,
+        bins=cfg.histogram_bins, band=(cfg.cv_band[0], cfg.cv_band[1])))
 
     def numbers() -> dict[str, Any]:
         res: dict[str, Any] = {}
@@ -138,7 +137,7 @@ def run_terrain(subject: TerrainSubject, config: TerrainConfig | None = None, *,
         out["layers"] = timed("layers", lambda: layer_evolution(
             subject, list(texts) if texts is not None else list(wordlists.TERRAIN_SENTENCES),
             max_length=cfg.max_length, batch_size=cfg.batch_size, seed=seed,
-            n_bootstrap=cfg.n_bootstrap, device=device))
+            n_bootstrap=cfg.n_boot, device=device))
     else:
         out["layers"] = {"available": False, "note": "layer statistics were not requested"}
     out["positions"] = timed("positions", lambda: position_structure(

@@ -8,51 +8,50 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...errors import InputError
+from ...config import Config, at_least, option
+from ...errors import ConfigError
 
 
 # --------------------------------------------------------------------------- configuration
-@dataclass
-class TerrainConfig:
-    """Sample sizes and bands of the terrain battery.
+@dataclass(frozen=True, kw_only=True)
+class TerrainConfig(Config):
+    """Sample sizes and bands of the terrain battery (options of ``hyperlens terrain``).
 
     The defaults keep a full run on a 49k x 576 vocabulary within about a minute on two
-    CPU cores; every sampled statistic is seeded by ``seed``.
+    CPU cores; every sampled statistic is seeded by the run's seed.
     """
 
-    cosine_sample: int = 3000
-    distance_sample: int = 2000
-    n_simplices: int = 2000
-    n_permutations: int = 2000
-    n_bootstrap: int = 1000
-    spectrum_blocks: int = 64
-    spectrum_bootstrap: int = 100
-    max_positions: int = 128
-    max_length: int = 64
-    batch_size: int = 16
-    histogram_bins: int = 60
-    seed: int = 0
-    cv_band: tuple[float, float] = (0.20, 0.23)
-    pr_band: tuple[float, float] = (0.53, 0.56)
+    cosine_sample: int = option(3000, help="tokens sampled for the cosine histogram and "
+                                "percentiles", check=at_least(10))
+    distance_sample: int = option(2000, help="tokens sampled for Euclidean distances",
+                                  check=at_least(10))
+    n_simplices: int = option(2000, help="random pentachora for the volume CV",
+                              check=at_least(10))
+    n_permutations: int = option(2000, help="label permutations for the digit and category "
+                                 "nulls", check=at_least(2), aliases=("--permutations",))
+    n_boot: int = option(1000, help="bootstrap resamples for intervals", check=at_least(2),
+                         aliases=("--bootstrap",))
+    spectrum_blocks: int = option(64, help="row blocks of the spectrum's block bootstrap",
+                                  check=at_least(2))
+    spectrum_bootstrap: int = option(100, help="block-bootstrap resamples of PR / d",
+                                     check=at_least(2))
+    max_positions: int = option(128, help="positions read for the position-embedding "
+                                "statistics", check=at_least(2))
+    max_length: int = option(64, help="tokens kept per text", check=at_least(2))
+    batch_size: int = option(16, help="texts per forward pass", check=at_least(2))
+    histogram_bins: int = option(60, help="bins of the histograms", check=at_least(2))
+    cv_band: tuple[float, ...] = option((0.20, 0.23), help="published pentachoron-CV band LO HI",
+                                        min_items=2, metavar="LO HI")
+    pr_band: tuple[float, ...] = option((0.53, 0.56), help="published PR / d band LO HI",
+                                        min_items=2, metavar="LO HI")
 
-    def __post_init__(self) -> None:
-        for name in ("cosine_sample", "distance_sample", "n_simplices"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 10:
-                raise InputError(
-                    f"TerrainConfig.{name} must be an int >= 10, got {value!r}; raise it."
-                )
-        for name in ("n_permutations", "n_bootstrap", "spectrum_bootstrap", "spectrum_blocks",
-                     "max_positions", "max_length", "batch_size", "histogram_bins"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 2:
-                raise InputError(f"TerrainConfig.{name} must be an int >= 2, got {value!r}.")
+    def check(self) -> None:
         for name in ("cv_band", "pr_band"):
-            lo, hi = getattr(self, name)
-            if not lo < hi:
-                raise InputError(
-                    f"TerrainConfig.{name} must be (low, high) with low < high, got {(lo, hi)!r}."
-                )
+            band = getattr(self, name)
+            if len(band) != 2 or not band[0] < band[1]:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"{flag} takes two numbers LO < HI, got "
+                                  f"{' '.join(map(str, band))}.")
 
 
 @dataclass
