@@ -53,10 +53,12 @@ CLI_CASES: list[tuple[str, list[str], str]] = [
      "--n-permutations"),
     ("terrain-bootstrap-word", ["terrain", "--models", "minilm", "--n-boot", "x"],
      "--n-boot"),
-    ("weights-threads-0", ["weights", "--model", "minilm", "--threads", "0"], "--threads"),
-    ("weights-chunk-negative", ["weights", "--model", "minilm", "--chunk-mb", "-1"],
+    ("weights-threads-0", ["weights", "--models", "minilm", "--threads", "0"], "--threads"),
+    ("weights-chunk-negative", ["weights", "--models", "minilm", "--chunk-mb", "-1"],
      "--chunk-mb"),
-    ("weights-threshold-0", ["weights", "--model", "minilm", "--thresholds", "0"],
+    ("weights-thresholds-decreasing", ["weights", "--models", "minilm", "--thresholds", "0.1",
+                                       "0.01"], "--thresholds"),
+    ("weights-threshold-0", ["weights", "--models", "minilm", "--thresholds", "0"],
      "--thresholds"),
     ("mha-cv-dims-0", ["mha-cv", "--dims", "0"], "--dims"),
     ("mha-cv-lr-0", ["mha-cv", "--lr", "0"], "--lr"),
@@ -440,6 +442,7 @@ def test_matrix_is_large_enough() -> None:
 REQUIRED: dict[str, dict[str, list[str]]] = {
     "align-vocab": {"--models": ["minilm", "glove-50d"]},
     "terrain": {"--models": ["minilm"]},
+    "weights": {"--models": ["minilm"]},
 }
 
 

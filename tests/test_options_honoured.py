@@ -49,6 +49,11 @@ SMALL: dict[str, tuple[tuple[str, ...], list[dict[str, Any]]]] = {
          "cv_band": (0.1, 0.3), "pr_band": (0.4, 0.6), "text_column": "sentence",
          "label_column": "label", "drop_invalid": True, "encoding": "utf-8"},
     ]),
+    "weights": (("minilm",), [
+        {"models": ("minilm",), "precision": "float64", "thresholds": (1e-3, 1e-2),
+         "chunk_mb": 8, "threads": 1},
+        {"models": ("minilm", "minilm"), "precision": "svd"},
+    ]),
     "mha-cv": ((), [
         {"dims": (8,), "heads": (1, 2), "epochs": 4, "n_simplices": 20, "n_boot": 10,
          "n_classes": 3, "samples_per_class": 6, "test_per_class": 3, "vocab": 16,

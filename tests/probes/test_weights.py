@@ -299,9 +299,11 @@ def test_missing_and_wrong_inputs(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- report + real models
 def test_experiment_writes_report(bert_dir: Path, opt_dir: Path, tmp_path: Path) -> None:
-    from hyperlens.experiments.weights import run_weights
+    from hyperlens.config import RunContext
+    from hyperlens.experiments.weights import WeightsConfig, run
 
-    out = run_weights(model=str(bert_dir), vs=str(opt_dir), device="cpu", out=tmp_path / "rep")
+    cfg = WeightsConfig(models=(str(bert_dir), str(opt_dir)))
+    out = run(cfg, RunContext(device="cpu", out=tmp_path / "rep")).out_dir
     results = json.loads((out / "results.json").read_text())
     assert (out / "index.html").exists()
     assert len(results["data"]["models"]) == 2
@@ -312,6 +314,8 @@ def test_experiment_writes_report(bert_dir: Path, opt_dir: Path, tmp_path: Path)
     )
     assert panel["spec"]["kind"] == "panel" and len(panel["spec"]["subplots"]) == 9
     assert (out / panel["file"]).exists()
+    assert "timings" not in results["data"]["models"][0]  # durations live in timings only
+    assert any(k.startswith("battery:") for k in results["timings"])
 
 
 @pytest.mark.slow

@@ -4,45 +4,56 @@ Reads the model's safetensors one role group at a time (never builds the model),
 :func:`hyperlens.probes.weights.weight_battery` and writes a report: a 3 x 3 panel per
 model, per-role tables (spectra, sparsity, QK geometry, MLP neurons, cross-layer
 similarity, norm scales, position bias), every matrix's row, ``results.json`` and
-``index.html``. With ``--vs`` a second model is analysed the same way and compared.
+``index.html``. With two ``--models`` the second is analysed the same way and compared.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
 from collections import defaultdict
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
+from ..config import Command, Config, RunContext, above, at_least, option, start_report
+from ..errors import ConfigError
 from ..probes.weights import DEFAULT_THRESHOLDS, weight_battery
 from ..report import Report
-from .options import positive_float, positive_int
 
-__all__ = ["COMMAND", "HELP", "add_arguments", "main", "run_weights", "panel_spec", "tour_section"]
-
-COMMAND = "weights"
-HELP = "weight topology battery (spectra, ranks, sparsity, QK heads, dead neurons) from safetensors"
+__all__ = ["WeightsConfig", "run", "COMMANDS", "panel_spec", "tour_section"]
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True,
-                   help="zoo name (smollm2, minilm), folder with config.json + *.safetensors, or a "
-                        ".safetensors file")
-    p.add_argument("--vs", default=None, help="a second model to analyse and compare side by side")
-    p.add_argument("--precision", default="float32", choices=["float32", "float64", "svd"],
-                   help="singular values from a float32 or float64 Gram eigensolve, or full SVD "
-                        "(default float32; float64 resolves condition numbers beyond ~1e2)")
-    p.add_argument("--thresholds", type=positive_float, nargs="+", default=list(DEFAULT_THRESHOLDS),
-                   help="sparsity thresholds on |w| (default 1e-6 ... 1e-1)")
-    p.add_argument("--chunk-mb", type=positive_int, default=None,
-                   help="most MiB of weights held at once (default: a quarter of the checkpoint)")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads for torch (default: torch's choice; 1 is often faster on a "
-                        "machine that other jobs keep busy)")
+@dataclass(frozen=True, kw_only=True)
+class WeightsConfig(Config):
+    """Options of ``hyperlens weights``."""
+
+    CONTEXT = frozenset({"device"})
+    RANDOM = ""  # the battery reads every weight; nothing is sampled
+
+    models: tuple[str, ...] = option(
+        help="one model, or two analysed and compared side by side: zoo name (smollm2, "
+             "minilm), folder with config.json + *.safetensors, or a .safetensors file",
+        aliases=("--model",), metavar="MODEL")
+    precision: Literal["float32", "float64", "svd"] = option(
+        "float32", help="singular values from a float32 or float64 Gram eigensolve, or a full "
+                        "SVD (float64 resolves condition numbers beyond ~1e2)")
+    thresholds: tuple[float, ...] = option(DEFAULT_THRESHOLDS, help="sparsity thresholds on "
+                                           "|w|", check=above(0))
+    chunk_mb: int | None = option(None, help="most MiB of weights held at once (default: a "
+                                  "quarter of the checkpoint)", check=at_least(1))
+    threads: int | None = option(None, help="CPU threads for torch (default: torch's choice; "
+                                 "1 is often faster on a machine that other jobs keep busy)",
+                                 check=at_least(1))
+
+    def check(self) -> None:
+        if len(self.models) > 2:
+            raise ConfigError(f"--models takes one model or two side by side, got "
+                              f"{len(self.models)}: {' '.join(self.models)}.")
+        if list(self.thresholds) != sorted(set(self.thresholds)):
+            raise ConfigError("--thresholds must be distinct and increasing, got "
+                              f"{' '.join(f'{t:g}' for t in self.thresholds)}.")
 
 
 def _slug(name: str) -> str:
@@ -219,8 +230,16 @@ def panel_spec(res: dict[str, Any]) -> dict[str, Any]:
 
 
 def _add_model_sections(rep: Report, res: dict[str, Any], tag: str) -> None:
-    name = res["model"]
-    slug = _slug(tag)
+    """Every section of one model's battery, in reading order."""
+    name, slug = res["model"], _slug(tag)
+    for add in (_overview_section, _spectra_section, _sparsity_section, _qk_section,
+                _mlp_section, _cross_layer_section, _norms_section, _position_section,
+                _matrices_section):
+        add(rep, res, name, slug)
+
+
+def _overview_section(rep: Report, res: dict[str, Any], name: str, slug: str) -> None:
+    """The model, its roles and the 3 x 3 panel."""
     sec = rep.section(
         f"{name}: overview",
         "Every tensor was classified from its name and config.json, then read one role "
@@ -235,7 +254,6 @@ def _add_model_sections(rep: Report, res: dict[str, Any], tag: str) -> None:
         ["unclassified tensors", ", ".join(res["unclassified"]) or "none"],
         ["tied embeddings", f"{tied.get('tied')} ({tied.get('evidence')})"],
         ["attention", res["attention"]], ["precision", res["precision"]], ["device", res["device"]],
-        ["battery time (s)", res["timings"]["total_s"]],
     ])
     counts: dict[tuple[Any, ...], int] = defaultdict(int)
     for r in res["roles"]:
@@ -250,6 +268,9 @@ def _add_model_sections(rep: Report, res: dict[str, Any], tag: str) -> None:
         "(or power-law α), condition number.",
     )
 
+
+def _spectra_section(rep: Report, res: dict[str, Any], name: str, slug: str) -> None:
+    """Singular-value statistics per role."""
     sec = rep.section(
         f"{name}: spectra per role",
         "Singular values of every matrix from the eigenvalues of its smaller Gram matrix. "
@@ -299,6 +320,9 @@ def _add_model_sections(rep: Report, res: dict[str, Any], tag: str) -> None:
         {f"{slug}.{g['group']}.stable_rank_mean": g["stable_rank_mean"] for g in res["groups"]}
     )
 
+
+def _sparsity_section(rep: Report, res: dict[str, Any], name: str, slug: str) -> None:
+    """Share of small entries per role."""
     sec = rep.section(
         f"{name}: sparsity",
         "Share of entries with |w| below each threshold, per role (vectors: norms and biases "
@@ -308,6 +332,9 @@ def _add_model_sections(rep: Report, res: dict[str, Any], tag: str) -> None:
     sec.table("Share of |w| < t", ["role", "entries", *[f"< {t:g}" for t in thr]],
               [[k, v["total"], *v["fractions"]] for k, v in res["sparsity"].items()])
 
+
+def _qk_section(rep: Report, res: dict[str, Any], name: str, slug: str) -> None:
+    """QK similarity forms per layer and head."""
     qk = res["qk"]
     sec = rep.section(
         f"{name}: QK geometry per layer and head",
@@ -361,6 +388,9 @@ def _add_model_sections(rep: Report, res: dict[str, Any], tag: str) -> None:
             "xlabel": "head", "ylabel": "layer", "cmap": "RdBu_r", "vmin": 0.0, "vmax": 1.0,
             "annotate": False})
 
+
+def _mlp_section(rep: Report, res: dict[str, Any], name: str, slug: str) -> None:
+    """MLP neuron importance."""
     mlp = res["mlp"]
     sec = rep.section(
         f"{name}: MLP neurons",
@@ -388,6 +418,9 @@ def _add_model_sections(rep: Report, res: dict[str, Any], tag: str) -> None:
     sec.metrics({f"{slug}.mlp_dead": mlp["dead"], f"{slug}.mlp_weak": mlp["weak"],
                  f"{slug}.mlp_neurons": mlp["total_neurons"]})
 
+
+def _cross_layer_section(rep: Report, res: dict[str, Any], name: str, slug: str) -> None:
+    """Cosine between layers of one role."""
     sec = rep.section(
         f"{name}: cross-layer similarity",
         "Cosine similarity between the flattened matrices of the same role in different "
@@ -418,6 +451,9 @@ def _add_model_sections(rep: Report, res: dict[str, Any], tag: str) -> None:
         ],
     )
 
+
+def _norms_section(rep: Report, res: dict[str, Any], name: str, slug: str) -> None:
+    """Learned norm scales and shifts."""
     sec = rep.section(
         f"{name}: norm layers", "Learned scales (weights) and shifts (biases) of every norm layer."
     )
@@ -441,6 +477,9 @@ def _add_model_sections(rep: Report, res: dict[str, Any], tag: str) -> None:
         ],
     )
 
+
+def _position_section(rep: Report, res: dict[str, Any], name: str, slug: str) -> None:
+    """Relative position bias (models that have one)."""
     if res["position_bias"]:
         sec = rep.section(
             f"{name}: relative position bias",
@@ -471,6 +510,9 @@ def _add_model_sections(rep: Report, res: dict[str, Any], tag: str) -> None:
             rows,
         )
 
+
+def _matrices_section(rep: Report, res: dict[str, Any], name: str, slug: str) -> None:
+    """One row per analysed matrix."""
     sec = rep.section(
         f"{name}: every matrix", "One row per analysed matrix (fused tensors are split)."
     )
@@ -565,42 +607,32 @@ def _add_comparison(rep: Report, a: dict[str, Any], b: dict[str, Any]) -> None:
             ],
             ["tied embeddings", a["tied_embeddings"].get("tied"), b["tied_embeddings"].get("tied")],
             ["matrices", a["n_matrices"], b["n_matrices"]],
-            ["battery time (s)", a["timings"]["total_s"], b["timings"]["total_s"]],
         ],
     )
 
 
-def run_weights(*, model: str, vs: str | None = None, precision: str = "float32",
-                thresholds: list[float] | None = None, chunk_mb: int | None = None,
-                device: str = "auto", seed: int = 0, out: Path | str) -> Path:
-    """Run the battery on ``model`` (and ``vs``) and write the report folder; returns it."""
-    from ..utils import resolve_device
+def run(config: WeightsConfig, ctx: RunContext | None = None) -> Report:
+    """Run the battery on each of ``config.models`` and write the report."""
+    from ..probes.weights_io import resolve_checkpoint
 
-    dev = resolve_device(device)
-    thr = list(thresholds or DEFAULT_THRESHOLDS)
-    cfg = {
-        "model": model,
-        "vs": vs,
-        "precision": precision,
-        "thresholds": thr,
-        "chunk_mb": chunk_mb,
-        "device": str(dev),
-        "seed": seed,
-    }
-    rep = Report(
-        "weights",
-        cfg,
-        out_dir=Path(out),
-        seed=seed,
-        device=dev,
+    ctx = ctx or RunContext()
+    for m in config.models:  # every model is found before any is read
+        resolve_checkpoint(m)
+    if config.threads is not None:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    dev = ctx.torch_device
+    rep = start_report(
+        "weights", config, ctx,
         description="Geometry of the frozen weights alone: spectra, ranks, sparsity, QK "
         "similarity forms, MLP neurons, cross-layer structure, norms and position bias.",
     )
     results = []
-    for tag, m in [("a", model)] + ([("b", vs)] if vs else []):
-        with rep.timer(f"battery:{m}"):
-            res = weight_battery(m, device=dev, precision=precision, thresholds=thr,
-                                 chunk_bytes=None if chunk_mb is None else chunk_mb << 20)
+    for tag, m in zip("ab", config.models, strict=False):
+        res = _battery(rep, m, device=dev, precision=config.precision,
+                       thresholds=list(config.thresholds),
+                       chunk_bytes=None if config.chunk_mb is None else config.chunk_mb << 20)
         results.append(res)
         label = (
             res["model"]
@@ -612,54 +644,43 @@ def run_weights(*, model: str, vs: str | None = None, precision: str = "float32"
     if len(results) == 2:
         _add_comparison(rep, results[0], results[1])
     rep.data["models"] = results
-    summary = []
-    for res in results:
-        sr = {g["group"]: g["stable_rank_mean"] for g in res["groups"]}
-        summary.append(
-            [
-                f"{res['model']}: matrices / time",
-                f"{res['n_matrices']} / {res['timings']['total_s']:.1f} s",
-            ]
-        )
-        summary.append(
-            [
-                f"{res['model']}: MLP dead / weak",
-                f"{res['mlp']['dead']} / {res['mlp']['weak']} of {res['mlp']['total_neurons']}",
-            ]
-        )
-        q = [v for k, v in sr.items() if k.endswith(".q")]
-        if q:
-            summary.append([f"{res['model']}: mean stable rank of Q", f"{np.mean(q):.2f}"])
-        summary.append([f"{res['model']}: unclassified tensors", str(len(res["unclassified"]))])
-    rep.summary(summary)
-    return rep.save()
+    rep.summary([row for res in results for row in _summary_rows(res)])
+    rep.save()
+    return rep
 
 
-def main(args: argparse.Namespace) -> Path:
-    if getattr(args, "threads", None):
-        import torch
+def _battery(rep: Report, model: str, **kw: Any) -> dict[str, Any]:
+    """The battery on one model; its seconds go to the report's timings only."""
+    res = weight_battery(model, **kw)
+    for part, seconds in res.pop("timings", {}).items():
+        rep.timings[f"battery:{model}:{part}"] = seconds
+    return res
 
-        if args.threads < 1:
-            from ..errors import ConfigError
 
-            raise ConfigError(f"--threads must be at least 1, got {args.threads}.")
-        torch.set_num_threads(args.threads)
-    return run_weights(
-        model=args.model,
-        vs=args.vs,
-        precision=args.precision,
-        thresholds=args.thresholds,
-        chunk_mb=args.chunk_mb,
-        device=args.device,
-        seed=args.seed,
-        out=args.out,
-    )
+def _summary_rows(res: dict[str, Any]) -> list[list[Any]]:
+    sr = {g["group"]: g["stable_rank_mean"] for g in res["groups"]}
+    rows = [
+        [f"{res['model']}: matrices", str(res["n_matrices"])],
+        [f"{res['model']}: MLP dead / weak",
+         f"{res['mlp']['dead']} / {res['mlp']['weak']} of {res['mlp']['total_neurons']}"],
+    ]
+    q = [v for k, v in sr.items() if k.endswith(".q")]
+    if q:
+        rows.append([f"{res['model']}: mean stable rank of Q", f"{np.mean(q):.2f}"])
+    rows.append([f"{res['model']}: unclassified tensors", str(len(res["unclassified"]))])
+    return rows
 
 
 def tour_section(
     rep: Report, *, seed: int = 0, device: str = "auto", model: str = "minilm"
 ) -> None:
     """Add the weight battery of ``model`` (default MiniLM) to another report, e.g. the tour."""
-    res = weight_battery(model, device=device)
+    res = _battery(rep, model, device=device)
     _add_model_sections(rep, res, f"tour-{res['model']}")
     rep.data.setdefault("weights", []).append(res)
+
+
+COMMANDS = (
+    Command("weights", "weight topology battery (spectra, ranks, sparsity, QK heads, dead "
+            "neurons) from safetensors", WeightsConfig, run, description=__doc__ or ""),
+)
