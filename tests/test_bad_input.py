@@ -443,6 +443,7 @@ REQUIRED: dict[str, dict[str, list[str]]] = {
     "align-vocab": {"--models": ["minilm", "glove-50d"]},
     "terrain": {"--models": ["minilm"]},
     "weights": {"--models": ["minilm"]},
+    "relational": {"--models": ["minilm"]},
 }
 
 

@@ -54,6 +54,13 @@ SMALL: dict[str, tuple[tuple[str, ...], list[dict[str, Any]]]] = {
          "chunk_mb": 8, "threads": 1},
         {"models": ("minilm", "minilm"), "precision": "svd"},
     ]),
+    "relational": (("glove-50d",), [
+        {"models": ("glove-50d",), "pos": "n,v", "sense": "file",
+         "measures": ("path", "wup", "lch"), "max_entries": 120, "n_main": 100,
+         "n_redraws": 2, "n_sample": 50, "n_permutations": 9, "n_boot": 20,
+         "n_simplices": 20, "decoder_read": "mean", "simulate_root": False, "batch_size": 8,
+         "cache": False, "per_pos": False},
+    ]),
     "mha-cv": ((), [
         {"dims": (8,), "heads": (1, 2), "epochs": 4, "n_simplices": 20, "n_boot": 10,
          "n_classes": 3, "samples_per_class": 6, "test_per_class": 3, "vocab": 16,

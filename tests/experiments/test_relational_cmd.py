@@ -23,7 +23,17 @@ def test_bad_options_fail_before_loading(tmp_path, capsys) -> None:
     rc = cli.main(["relational", "--model", "minilm", "--pos", "nounz", "--out", str(tmp_path)])
     assert rc == 2 and "--pos" in capsys.readouterr().err
     rc = cli.main(["relational", "--model", "minilm", "--seeds", "1", "--out", str(tmp_path)])
-    assert rc == 2 and "--seeds" in capsys.readouterr().err
+    err = capsys.readouterr().err  # the old spelling still works and names the new one
+    assert rc == 2 and "--seeds is now --n-redraws" in err and "--n-redraws must be" in err
+    rc = cli.main(["relational", "--models", "minilm", "nosuchmodel", "--out", str(tmp_path)])
+    assert rc == 2 and "'nosuchmodel'" in capsys.readouterr().err
+    rc = cli.main(["relational", "--models", "minilm", "--max-entries", "100", "--n-main", "500",
+                   "--out", str(tmp_path)])
+    assert rc == 2 and "--max-entries" in capsys.readouterr().err
+    rc = cli.main(["relational", "--models", "minilm", "--n-main", "500", "--n-sample", "900",
+                   "--out", str(tmp_path)])
+    assert rc == 2 and "--n-sample 900 must be below --n-main" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
     folder = tmp_path / "no-tokenizer"
     folder.mkdir()
     (folder / "config.json").write_text("{}")
@@ -40,8 +50,9 @@ def test_small_run_on_glove(tmp_path) -> None:
     if not ok:
         pytest.skip(f"glove-50d unavailable: {detail}")
     out = tmp_path / "rel"
-    rc = cli.main(["relational", "--model", "glove-50d", "--max-entries", "300", "--n-main", "200",
-                   "--seeds", "2", "--n-sample", "100", "--permutations", "19", "--bootstrap", "30",
+    rc = cli.main(["relational", "--models", "glove-50d", "--max-entries", "300", "--n-main",
+                   "200", "--n-redraws", "2", "--n-sample", "100", "--n-permutations", "19",
+                   "--n-boot", "30",
                    "--n-simplices", "100", "--no-cache", "--out", str(out)])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())

@@ -1,112 +1,86 @@
 """``hyperlens relational``: does a model's geometry mirror WordNet's?
 
-For one model (two with ``--vs``): the model's single-token WordNet lemmas, each with its
+For one model (or two: ``--models X Y``): the model's single-token WordNet lemmas, each with its
 most frequent sense (:mod:`hyperlens.probes.wordnet_entries`); a seeded, POS-stratified pool
 of them; three representations of every entry (the lemma's static vector, the model's
 encoding of the definition, and the TF-IDF of the definition, the text-only baseline); and
 the battery of :mod:`hyperlens.probes.relational` on all parts of speech, on nouns only and
-per part of speech, plus a stability study that redraws the synsets ``--seeds`` times.
+per part of speech, plus a stability study that redraws the synsets ``--n-redraws`` times.
 :func:`tour_section` adds a small version to ``hyperlens tour``.
 """
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from ..config import Command, Config, RunContext, at_least, option, start_report
 from ..errors import ConfigError, InputError
 from ..report import Report
 
-__all__ = ["COMMAND", "HELP", "add_arguments", "main", "run_relational", "tour_section",
-           "RelationalSettings"]
-
-COMMAND = "relational"
-HELP = "WordNet relational alignment: cosine vs path / Wu-Palmer similarity, with nulls (--vs Y)"
+__all__ = ["RelationalConfig", "run", "COMMANDS", "tour_section"]
 
 _POS_LABEL = {"n": "nouns", "v": "verbs", "a": "adjectives", "r": "adverbs"}
 
 
-class RelationalSettings:
-    """Sizes of one relational run (validated before any model is loaded)."""
+@dataclass(frozen=True, kw_only=True)
+class RelationalConfig(Config):
+    """Options of ``hyperlens relational`` (checked before any model is loaded)."""
 
-    def __init__(self, *, pos: str = "all", sense: str = "rank",
-                 measures: tuple[str, ...] = ("path", "wup"), max_entries: int = 2000,
-                 n_main: int = 1500, n_seeds: int = 50, n_sample: int = 800,
-                 n_perm: int = 199, n_boot: int = 300, n_simplices: int = 1000,
-                 decoder_read: str = "last", simulate_root: bool = True, batch_size: int = 32,
-                 cache: bool = True, per_pos: bool = True, seed: int = 0) -> None:
-        from ..data.wordnet_similarity import MEASURES
+    RANDOM = "the entry pool, the analysed synsets, permutations, resamples and redraws"
+
+    models: tuple[str, ...] = option(help="one model, or two shown side by side (zoo name, "
+                                     "Hugging Face id or local folder)", aliases=("--model",),
+                                     metavar="MODEL")
+    pos: str = option("all", help="parts of speech of the entries: all | n | v | a | r | 'n,v'")
+    sense: Literal["rank", "file"] = option("rank", help="rank: most frequent sense "
+                                            "(synsets(w)[0]); file: the seed's file order")
+    measures: tuple[Literal["path", "wup", "lch"], ...] = option(
+        ("path", "wup"), help="WordNet similarities")
+    max_entries: int = option(2000, help="entries encoded per model, a POS-stratified seeded "
+                              "draw", check=at_least(20))
+    n_main: int = option(1500, help="synsets in the main analysis, drawn from the pool",
+                         check=at_least(20))
+    n_redraws: int = option(50, help="stability redraws of the synsets (0 skips the study)",
+                            check=at_least(0), aliases=("--seeds",))
+    n_sample: int = option(800, help="synsets per stability redraw", check=at_least(20))
+    n_permutations: int = option(199, help="Mantel / label permutations", check=at_least(9),
+                                 aliases=("--permutations",))
+    n_boot: int = option(300, help="bootstrap resamples of synsets", check=at_least(20),
+                         aliases=("--bootstrap",))
+    n_simplices: int = option(1000, help="pentachora for the volume CV", check=at_least(10))
+    decoder_read: Literal["last", "mean"] = option(
+        "last", help="decoders: read the definition prompt at its last token, or average every "
+                     "token but the first")
+    simulate_root: bool = option(True, help="NLTK's simulate_root (--no-simulate-root: pairs "
+                                 "without a common ancestor are dropped)")
+    batch_size: int = option(32, help="definitions per forward pass", check=at_least(1))
+    cache: bool = option(True, help="cache definition encodings (--no-cache: encode afresh)")
+    per_pos: bool = option(True, help="run the per-POS analyses (--no-per-pos skips them)")
+
+    def check(self) -> None:
         from ..probes.wordnet_entries import parse_pos
 
         try:
-            self.pos = parse_pos(pos)
+            parse_pos(self.pos)
         except InputError as exc:
-            raise ConfigError(f"--pos: {exc}") from exc
-        if sense not in ("rank", "file"):
-            raise ConfigError(f"--sense must be 'rank' or 'file', got {sense!r}.")
-        bad = [m for m in measures if m not in MEASURES]
-        if bad or not measures:
-            raise ConfigError(f"--measures must be among {MEASURES}, got {list(measures)}.")
-        if decoder_read not in ("last", "mean"):
-            raise ConfigError(f"--decoder-read must be 'last' or 'mean', got {decoder_read!r}.")
-        for name, value, lo in (("max-entries", max_entries, 20), ("n-main", n_main, 20),
-                                ("seeds", n_seeds, 0), ("n-sample", n_sample, 20),
-                                ("permutations", n_perm, 9), ("bootstrap", n_boot, 20),
-                                ("n-simplices", n_simplices, 10), ("batch-size", batch_size, 1)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-                raise ConfigError(f"--{name} must be an integer >= {lo}, got {value!r}.")
-        if n_seeds == 1:
-            raise ConfigError("--seeds must be 0 (no stability study) or >= 2 for an interval.")
-        self.sense, self.measures = sense, tuple(measures)
-        self.max_entries, self.n_main, self.n_seeds, self.n_sample = (
-            max_entries, n_main, n_seeds, n_sample)
-        self.n_perm, self.n_boot, self.n_simplices = n_perm, n_boot, n_simplices
-        self.decoder_read, self.simulate_root = decoder_read, simulate_root
-        self.batch_size, self.cache, self.per_pos, self.seed = batch_size, cache, per_pos, seed
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="zoo name, Hugging Face id or local folder")
-    p.add_argument("--vs", default=None, help="a second model shown side by side")
-    p.add_argument("--pos", default="all",
-                   help="parts of speech of the entries: all | n | v | a | r | 'n,v' (default all)")
-    p.add_argument("--sense", default="rank", choices=["rank", "file"],
-                   help="rank: most frequent sense (synsets(w)[0]); file: the seed's file order")
-    p.add_argument("--measures", nargs="+", default=["path", "wup"],
-                   help="WordNet similarities: path wup lch (default: path wup)")
-    p.add_argument("--max-entries", type=int, default=2000,
-                   help="entries encoded per model, a POS-stratified seeded draw (default 2000)")
-    p.add_argument("--n-main", type=int, default=1500,
-                   help="synsets in the main analysis, drawn from the pool (default 1500)")
-    p.add_argument("--seeds", type=int, default=50,
-                   help="stability redraws of the synsets (default 50; 0 skips the study)")
-    p.add_argument("--n-sample", type=int, default=800, help="synsets per stability redraw")
-    p.add_argument("--permutations", type=int, default=199, help="Mantel / label permutations")
-    p.add_argument("--bootstrap", type=int, default=300, help="bootstrap resamples of synsets")
-    p.add_argument("--n-simplices", type=int, default=1000, help="pentachora for the volume CV")
-    p.add_argument("--decoder-read", default="last", choices=["last", "mean"],
-                   help="decoders: read the definition prompt at its last token, or average "
-                        "every token but the first (default last)")
-    p.add_argument("--no-simulate-root", action="store_true",
-                   help="NLTK's simulate_root=False (pairs without a common ancestor are dropped)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--no-cache", action="store_true", help="do not cache definition encodings")
-    p.add_argument("--no-per-pos", action="store_true", help="skip the per-POS analyses")
-
-
-def _settings_from_args(args: argparse.Namespace) -> RelationalSettings:
-    return RelationalSettings(
-        pos=args.pos, sense=args.sense, measures=tuple(args.measures), max_entries=args.max_entries,
-        n_main=args.n_main, n_seeds=args.seeds, n_sample=args.n_sample, n_perm=args.permutations,
-        n_boot=args.bootstrap, n_simplices=args.n_simplices, decoder_read=args.decoder_read,
-        simulate_root=not args.no_simulate_root, batch_size=args.batch_size,
-        cache=not args.no_cache, per_pos=not args.no_per_pos, seed=int(args.seed))
+            raise ConfigError(f"--pos: {exc}") from None
+        if self.n_redraws == 1:
+            raise ConfigError("--n-redraws must be 0 (no stability study) or >= 2 for an "
+                              "interval, got 1.")
+        if len(self.models) > 2:
+            raise ConfigError(f"--models takes one model or two side by side, got "
+                              f"{len(self.models)}: {' '.join(self.models)}.")
+        if self.n_main > self.max_entries:
+            raise ConfigError(f"--n-main {self.n_main} is larger than the pool of --max-entries "
+                              f"{self.max_entries}; raise --max-entries or lower --n-main.")
+        if self.n_redraws >= 2 and self.n_sample >= self.n_main:
+            raise ConfigError(f"--n-sample {self.n_sample} must be below --n-main "
+                              f"{self.n_main}: every redraw would take the same synsets and "
+                              "the intervals would have zero width.")
 
 
 def _precheck_model(name: str) -> None:
@@ -127,19 +101,25 @@ def _precheck_model(name: str) -> None:
 
 
 # --------------------------------------------------------------------------- one model
-def _model_result(name: str, cfg: RelationalSettings, rep: Report, device: Any) -> dict[str, Any]:
+def _model_result(name: str, cfg: RelationalConfig, rep: Report, device: Any,
+                  seed: int) -> dict[str, Any]:
     from .. import models as hmodels
     from ..data.wordnet_similarity import similarity_matrix, wordnet_graph
     from ..probes.relational import align_representations, draw_rows, stability
-    from ..probes.wordnet_entries import build_entries, encode_entries, tfidf_definitions
+    from ..probes.wordnet_entries import (
+        build_entries,
+        encode_entries,
+        parse_pos,
+        tfidf_definitions,
+    )
 
     g = wordnet_graph()
     with rep.timer(f"load:{name}"):
         handle = hmodels.load(name, device=device)
     with rep.timer(f"entries:{name}"):
-        entries = build_entries(handle, pos=cfg.pos, sense=cfg.sense)
+        entries = build_entries(handle, pos=parse_pos(cfg.pos), sense=cfg.sense)
         n_all = len(entries)
-        pool_rows = draw_rows(g.pos[entries.synsets], cfg.max_entries, cfg.seed)
+        pool_rows = draw_rows(g.pos[entries.synsets], cfg.max_entries, seed)
         pool = entries.subset(pool_rows)
     with rep.timer(f"encode:{name}"):
         enc = encode_entries(handle, pool, decoder_read=cfg.decoder_read,
@@ -158,8 +138,8 @@ def _model_result(name: str, cfg: RelationalSettings, rep: Report, device: Any) 
         ix = np.ix_(rows, rows)
         reps = {k: v[rows] for k, v in reps_all.items()}
         return align_representations(
-            reps, pool.synsets[rows], measures=cfg.measures, n_perm=cfg.n_perm,
-            n_boot=cfg.n_boot, seed=cfg.seed, simulate_root=cfg.simulate_root,
+            reps, pool.synsets[rows], measures=cfg.measures, n_perm=cfg.n_permutations,
+            n_boot=cfg.n_boot, seed=seed, simulate_root=cfg.simulate_root,
             baseline="tfidf", similarities={m: S[ix] for m, S in sims.items()},
             n_simplices=cfg.n_simplices, pentachoron=("contextual", "static"), graph=g)
 
@@ -170,28 +150,28 @@ def _model_result(name: str, cfg: RelationalSettings, rep: Report, device: Any) 
                                         for i in range(0, len(pool), max(1, len(pool) // 8))][:8],
                            "analyses": {}, "stability": {}}
     groups: list[tuple[str, np.ndarray]] = [
-        ("all POS", draw_rows(coarse, cfg.n_main, cfg.seed + 1))]
+        ("all POS", draw_rows(coarse, cfg.n_main, seed + 1))]
     nouns = np.flatnonzero(coarse == "n")
     if nouns.size >= 20 and len(set(coarse.tolist())) > 1:
-        sub = draw_rows(np.zeros(nouns.size), cfg.n_main, cfg.seed + 2)
+        sub = draw_rows(np.zeros(nouns.size), cfg.n_main, seed + 2)
         groups.append(("nouns", nouns[sub]))
     if cfg.per_pos:
         for p in ("v", "a", "r"):
             rows = np.flatnonzero(coarse == p)
             if rows.size >= 30:
                 groups.append((_POS_LABEL[p], rows[draw_rows(np.zeros(rows.size), cfg.n_main,
-                                                             cfg.seed + 3)]))
+                                                             seed + 3)]))
     for label, rows in groups:
         with rep.timer(f"align:{name}:{label}"):
             out["analyses"][label] = analyse(rows)
-    if cfg.n_seeds >= 2:
+    if cfg.n_redraws >= 2:
         for label, rows in groups[:2]:
             with rep.timer(f"stability:{name}:{label}"):
                 reps = {k: v[rows] for k, v in reps_all.items()}
                 out["stability"][label] = stability(
                     reps, pool.synsets[rows],
                     similarities={m: S[np.ix_(rows, rows)] for m, S in sims.items()},
-                    n_seeds=cfg.n_seeds, n_sample=cfg.n_sample, seed=cfg.seed, graph=g)
+                    n_seeds=cfg.n_redraws, n_sample=cfg.n_sample, seed=seed, graph=g)
     return out
 
 
@@ -357,25 +337,25 @@ def _safe(name: str) -> str:
     return out.lstrip("._-") or "model"
 
 
-def run_relational(*, model: str, vs: str | None = None, settings: RelationalSettings,
-                   device: str = "auto", out: Path) -> Path:
-    """Run the relational battery for ``model`` (and ``vs``) and write the report."""
+def run(config: RelationalConfig, ctx: RunContext | None = None) -> Report:
+    """Run the relational battery for each of ``config.models`` and write the report."""
     from ..data.wordnet_similarity import wordnet_graph
-    from ..utils import resolve_device
+    from ..models import check_available
 
-    dev = resolve_device(device)
-    for name in [model] + ([vs] if vs else []):
+    ctx = ctx or RunContext()
+    dev = ctx.torch_device
+    for name in config.models:  # every model is found before any work
         _precheck_model(name)
-    rep = Report("relational", {"model": model, "vs": vs, **settings.as_dict(), "device": str(dev)},
-                 out_dir=out, seed=settings.seed, device=dev,
-                 description=f"WordNet relational alignment of {model}"
-                 + (f" and {vs}" if vs else ""))
+        check_available(name)
+    rep = start_report("relational", config, ctx,
+                       description="WordNet relational alignment of "
+                                   + " and ".join(config.models))
     with rep.timer("wordnet_graph"):
         g = wordnet_graph()  # DataError with installation steps before any model loads
     rep.data["wordnet"] = g.source
     results = []
-    for name in [model] + ([vs] if vs else []):
-        res = _model_result(name, settings, rep, dev)
+    for name in config.models:
+        res = _model_result(name, config, rep, dev, ctx.seed)
         results.append(res)
         _add_model_sections(rep, res, f"relational_{_safe(name)}", compact=False)
         rep.data.setdefault("relational", {})[name] = res
@@ -405,25 +385,26 @@ def run_relational(*, model: str, vs: str | None = None, settings: RelationalSet
                             " / ".join(f"{b['reps'][r][m]['spearman']['value']:.3f}"
                                        for r in ("contextual", "static", "tfidf"))])
     rep.summary(summary)
-    return rep.save()
-
-
-def main(args: argparse.Namespace) -> Path:
-    settings = _settings_from_args(args)
-    return run_relational(model=args.model, vs=args.vs, settings=settings, device=args.device,
-                          out=args.out)
+    rep.save()
+    return rep
 
 
 #: The tour's small version: MiniLM, 600 entries, fewer resamples and redraws.
-TOUR_SETTINGS = {"max_entries": 600, "n_main": 500, "n_seeds": 8, "n_sample": 300,
-                 "n_perm": 49, "n_boot": 100, "n_simplices": 500, "per_pos": False}
+TOUR_SETTINGS = {"max_entries": 600, "n_main": 500, "n_redraws": 8, "n_sample": 300,
+                 "n_permutations": 49, "n_boot": 100, "n_simplices": 500, "per_pos": False}
 
 
 def tour_section(report: Report, *, seed: int = 0, device: str = "cpu",
                  models: tuple[str, ...] = ("minilm",)) -> None:
     """Add a compact WordNet section for the first of ``models`` to ``report``."""
     name = models[0] if models else "minilm"
-    cfg = RelationalSettings(seed=seed, **TOUR_SETTINGS)  # type: ignore[arg-type]
-    res = _model_result(name, cfg, report, device)
+    cfg = RelationalConfig(models=(name,), **TOUR_SETTINGS)  # type: ignore[arg-type]
+    res = _model_result(name, cfg, report, device, seed)
     _add_model_sections(report, res, f"tour_relational_{_safe(name)}", compact=True)
     report.data["relational"] = {name: res}
+
+
+COMMANDS = (
+    Command("relational", "WordNet relational alignment: cosine vs path / Wu-Palmer similarity, "
+            "with nulls (--models X [Y])", RelationalConfig, run, description=__doc__ or ""),
+)

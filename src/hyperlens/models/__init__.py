@@ -23,6 +23,7 @@ from .hooks import (
     sites,
 )
 from .zoo import (
+    check_available,
     convert_gemma3,
     convert_smollm2,
     gemma3_folder,
@@ -36,6 +37,7 @@ __all__ = [
     "load",
     "list_models",
     "known_models",
+    "check_available",
     "from_module",
     "ModelHandle",
     "StaticVectors",

@@ -362,6 +362,42 @@ def known_models() -> list[str]:
     return list(_ZOO)
 
 
+def check_available(name_or_id_or_path: str | os.PathLike[str]) -> None:
+    """Raise :class:`ModelNotFoundError` unless :func:`load` can find the model offline,
+    without loading it (commands call this for every model before any work)."""
+    key = str(name_or_id_or_path).strip()
+    if not key:
+        raise InputError(f"model must be a non-empty name, HF id or path; known names: "
+                         f"{', '.join(known_models())}.")
+    entry = _ZOO.get(key.lower())
+    if entry is not None:
+        ok, detail = entry.check()
+        if not ok:
+            raise ModelNotFoundError(f"model {key!r} is not available here ({detail}); "
+                                     f"install it with `{entry.install}`.")
+        return
+    path = Path(key).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelNotFoundError(
+                f"model path {str(path)!r} exists but has no config.json; pass a folder saved "
+                "with save_pretrained (config.json + *.safetensors + tokenizer files).")
+        return
+    if not _HF_ID.fullmatch(key):
+        raise ModelNotFoundError(
+            f"model {key!r} is not a known name, an existing folder or a Hugging Face id; "
+            f"known names: {', '.join(known_models())}.")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - a dependency of transformers
+        return
+    if not isinstance(try_to_load_from_cache(key, "config.json"), str):
+        raise ModelNotFoundError(
+            f"model {key!r} is not a known name ({', '.join(known_models())}), not an existing "
+            "folder, and not in the Hugging Face cache of this machine (offline); "
+            + _offline_help(key))
+
+
 def list_models() -> list[dict[str, Any]]:
     """One row per named model for ``hyperlens models``.
 
