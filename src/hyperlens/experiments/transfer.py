@@ -2,7 +2,7 @@
 
 A classifier trained on a teacher model's HDC codes is scored on a student model's HDC
 codes after an aligner, fitted on paired anchor texts, has mapped both models into one
-shared space (see :mod:`hyperlens.align.evaluate` for the exact protocol). Stages:
+shared space (``hyperlens.align.evaluate`` has the exact protocol). Stages:
 
 - ``0``: ceilings, linear probes on float embeddings and on HDC codes, per model;
 - ``1``: HDC dimension sweep (ceiling loss against float, and transfer, per dimension);
@@ -21,7 +21,7 @@ random projection and the aligners.
 random projection. Every (stage, configuration, seed) cell lands in ``cells.jsonl`` in the
 report folder as soon as it finishes (the file is rewritten atomically); a rerun with the
 same ``--out`` skips finished cells, so an interrupted run resumes where it stopped, under
-either executor. The cells and their planning live in :mod:`hyperlens.align.sweep`; this
+either executor. The cells and their planning live in ``hyperlens.align.sweep``; this
 module holds the options and the report layout.
 """
 
