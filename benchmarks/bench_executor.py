@@ -25,7 +25,6 @@ import contextlib
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,8 +84,8 @@ def _strip(led: Ledger) -> dict[str, Any]:
 
 
 def bench_cells(ex: RayExecutor, n_noop: int, n_cells: int) -> dict[str, Any]:
-    from hyperlens.experiments.transfer import TransferConfig, TransferRun
-    from hyperlens.report import Report
+    from hyperlens.align.sweep import CeilingSpec, TransferSpec, TransferSweep
+    from hyperlens.experiments.transfer import TransferConfig
 
     out: dict[str, Any] = {}
     noops = [Cell({"i": i}, Task(noop)) for i in range(n_noop)]
@@ -101,35 +100,36 @@ def bench_cells(ex: RayExecutor, n_noop: int, n_cells: int) -> dict[str, Any]:
                    "ray_one_at_a_time_per_task_ms": 1e3 * tr1 / n_noop,
                    "ray_all_at_once_per_task_ms": 1e3 * trn / n_noop}
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = TransferConfig(models=["minilm", "glove-50d"], pair=["minilm", "glove-50d"],
-                             seeds=[42, 123, 456], device="cpu")
-        run = TransferRun(cfg, Path(tmp), Report("bench", {}, out_dir=Path(tmp)), executor=ex)
-        specs = [(t, s, seed) for seed in cfg.seeds for t, s in (("minilm", "glove-50d"),
-                                                                   ("glove-50d", "minilm"))]
-        specs = specs[:n_cells]
-        for _, s, seed in specs:  # the ceilings these cells read (not timed)
-            run.ceiling(s, cfg.dataset, seed, cfg.hdc_dim)
-        cells = [Cell(run._transfer_key(t, s, cfg.dataset, "ridge", 500, seed, cfg.hdc_dim),
-                      run._transfer_task(t, s, cfg.dataset, "ridge", 500, seed, cfg.hdc_dim))
+    cfg = TransferConfig(models=["minilm", "glove-50d"], pair=["minilm", "glove-50d"],
+                         seeds=[42, 123, 456])
+    protocol = cfg.protocol()
+    run = TransferSweep(cfg.design(), protocol, Ledger(None, protocol.fingerprint()),
+                        executor=ex)
+    specs = [(t, s, seed) for seed in cfg.seeds for t, s in (("minilm", "glove-50d"),
+                                                               ("glove-50d", "minilm"))]
+    specs = specs[:n_cells]
+    for _, s, seed in specs:  # the ceilings these cells read (not timed)
+        run.ceiling(CeilingSpec(s, cfg.dataset, seed, cfg.hdc_dim))
+    transfers = [TransferSpec(t, s, cfg.dataset, "ridge", "500", seed, cfg.hdc_dim)
                  for t, s, seed in specs]
-        t0 = time.perf_counter()
-        _timed(cells, ex, False)  # workers import the transfer code once
-        out["ray_transfer_warmup_s"] = time.perf_counter() - t0
-        tl, led_l = _timed(cells, loc, True)
-        with _one_thread():  # what a Ray task with num_cpus=1 runs with
-            tl1, led_l1 = _timed(cells, loc, True)
-        tr1, led_1 = _timed(cells, ex, True)
-        trn, led_n = _timed(cells, ex, False)
-        same = _strip(led_l) == _strip(led_l1) == _strip(led_1) == _strip(led_n)
-        out["transfer_cell"] = {
-            "n": len(cells), "cell": "ridge, 500 anchors, 4096-d, SST-2 (3000 train / 500 test)",
-            "local_per_cell_s": tl / len(cells),
-            "local_one_thread_per_cell_s": tl1 / len(cells),
-            "ray_one_at_a_time_per_cell_s": tr1 / len(cells),
-            "ray_all_at_once_per_cell_s": trn / len(cells),
-            "overhead_per_cell_s": (tr1 - tl1) / len(cells),
-            "identical_results": bool(same)}
+    cells = [Cell(spec.key(), run._transfer_task(spec)) for spec in transfers]
+    t0 = time.perf_counter()
+    _timed(cells, ex, False)  # workers import the transfer code once
+    out["ray_transfer_warmup_s"] = time.perf_counter() - t0
+    tl, led_l = _timed(cells, loc, True)
+    with _one_thread():  # what a Ray task with num_cpus=1 runs with
+        tl1, led_l1 = _timed(cells, loc, True)
+    tr1, led_1 = _timed(cells, ex, True)
+    trn, led_n = _timed(cells, ex, False)
+    same = _strip(led_l) == _strip(led_l1) == _strip(led_1) == _strip(led_n)
+    out["transfer_cell"] = {
+        "n": len(cells), "cell": "ridge, 500 anchors, 4096-d, SST-2 (3000 train / 500 test)",
+        "local_per_cell_s": tl / len(cells),
+        "local_one_thread_per_cell_s": tl1 / len(cells),
+        "ray_one_at_a_time_per_cell_s": tr1 / len(cells),
+        "ray_all_at_once_per_cell_s": trn / len(cells),
+        "overhead_per_cell_s": (tr1 - tl1) / len(cells),
+        "identical_results": bool(same)}
     return out
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -118,18 +117,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
 
-    from hyperlens.experiments.transfer import TransferConfig, TransferRun
-    from hyperlens.report import Report
+    from hyperlens.align.sweep import TransferSweep
+    from hyperlens.experiments.transfer import TransferConfig
+    from hyperlens.run import Ledger
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = TransferConfig(seeds=[args.seed], data_dir=args.data_dir, device="cpu")
-        run = TransferRun(cfg, Path(tmp), Report("bench", {}, out_dir=Path(tmp)))
-        pool = run.pool("sst2")
-        rows = pool.rows[args.seed]
-        emb = {}
-        for m in ("minilm", "smollm2"):
-            x = run.embeddings(m, "sst2")
-            emb[m] = FeatureScaler().fit(x[rows["anchors"]]).transform(x)
+    cfg = TransferConfig(seeds=[args.seed], data_dir=args.data_dir)
+    protocol = cfg.protocol()
+    run = TransferSweep(cfg.design(), protocol, Ledger(None, protocol.fingerprint()))
+    pool = run.pool("sst2")
+    rows = pool.rows[args.seed]
+    emb = {}
+    for m in ("minilm", "smollm2"):
+        x = run.embeddings(m, "sst2")
+        emb[m] = FeatureScaler().fit(x[rows["anchors"]]).transform(x)
     results = []
     for teacher, student, aligner, n in CELLS:
         for rec in bench_cell(emb[teacher], emb[student], pool.labels, rows, aligner, n,

@@ -46,6 +46,11 @@ CLI_CASES: list[tuple[str, list[str], str]] = [
     ("transfer-pair-same", ["transfer", "--pair", "minilm", "minilm"], "--pair"),
     ("transfer-stage-unknown", ["transfer", "--stages", "9"], "--stages"),
     ("transfer-anchor-pool-word", ["transfer", "--anchor-pool", "lots"], "--anchor-pool"),
+    ("transfer-pair-three", ["transfer", "--pair", "minilm", "smollm2", "glove-50d"], "--pair"),
+    ("transfer-C-float-0", ["transfer", "--C-float", "0"], "--C-float"),
+    ("transfer-encoding-unknown", ["transfer", "--encoding", "klingon-8"], "--encoding"),
+    ("transfer-executor-unknown", ["transfer", "--executor", "dask"], "--executor"),
+    ("transfer-ray-address-local", ["transfer", "--ray-address", "auto"], "--ray-address"),
     ("terrain-no-model", ["terrain"], "--models"),
     ("terrain-n-simplices-1", ["terrain", "--models", "minilm", "--n-simplices", "1"],
      "--n-simplices"),
@@ -178,11 +183,11 @@ def test_config_values_use_the_option_types(tmp_path: Path) -> None:
 
 
 def test_transfer_n_anchors_checked_only_where_used() -> None:
-    from hyperlens.cli import build_parser
-    from hyperlens.experiments import transfer
+    from hyperlens.config.commandline import build
+    from hyperlens.experiments.transfer import COMMANDS
 
-    args = build_parser().parse_args(["transfer", "--stages", "0", "--n-anchors", "5000"])
-    transfer.validate(args)  # stage 0 does not read --n-anchors
+    config, _ = build(COMMANDS[0], {"stages": ["0"], "n_anchors": "5000"}, env={})
+    assert config.n_anchors == 5000  # stage 0 does not read --n-anchors
 
 
 def test_tour_sections_none_means_no_extra_section() -> None:

@@ -24,13 +24,15 @@ def _require(*names: str) -> None:
 
 def test_transfer_minilm_glove_on_rotten_tomatoes(tmp_path: Path) -> None:
     _require("minilm", "glove-50d")
+    from hyperlens.config import RunContext
     from hyperlens.experiments import transfer as tr
 
     cfg = tr.TransferConfig(
         stages=["0", "2"], models=["minilm", "glove-50d"], pair=["minilm", "glove-50d"],
         dataset="rotten-tomatoes", train=400, test=150, anchor_pool=250, anchors=["250"],
-        n_anchors=250, aligners=["none", "ridge", "cca"], seeds=[0], hdc_dim=2048, device="cpu")
-    res = json.loads((tr.run_transfer(cfg, tmp_path / "run") / "results.json").read_text())
+        n_anchors=250, aligners=["none", "ridge", "cca"], seeds=[0], hdc_dim=2048)
+    rep = tr.run(cfg, RunContext(out=tmp_path / "run", device="cpu"))
+    res = json.loads((rep.out_dir / "results.json").read_text())
     ceil = res["data"]["stage0"]
     assert ceil["minilm"]["float_acc"]["mean"] > 0.65  # MiniLM separates fresh from rotten
     assert ceil["minilm"]["float_acc"]["mean"] > ceil["minilm"]["majority"]["mean"] + 0.1

@@ -2,7 +2,7 @@
 
 A classifier trained on a teacher model's HDC codes is scored on a student model's HDC
 codes after an aligner, fitted on paired anchor texts, has mapped both models into one
-shared space (see :mod:`hyperlens.align.evaluate` for the exact protocol). Stages:
+shared space (``hyperlens.align.evaluate`` has the exact protocol). Stages:
 
 - ``0``: ceilings, linear probes on float embeddings and on HDC codes, per model;
 - ``1``: HDC dimension sweep (ceiling loss against float, and transfer, per dimension);
@@ -16,28 +16,27 @@ anchor pool (``--input-scaling zscore``, the default; ``none`` keeps raw vectors
 hidden states have a few dimensions with outsized variance that would otherwise drive the
 random projection and the aligners.
 
-Every (stage, configuration, seed) cell lands in ``cells.jsonl`` in the report folder as
-soon as it finishes (the file is rewritten atomically); a rerun with the same ``--out``
-skips finished cells, so an interrupted run resumes where it stopped. Embeddings go
-through the :func:`hyperlens.models.embed` cache and are shared by all stages.
+``--seed`` draws each dataset's pool of texts (and so every split of it); each of
+``--seeds`` (the replicates) re-splits the pool into train / test / anchors and redraws the
+random projection. Every (stage, configuration, seed) cell lands in ``cells.jsonl`` in the
+report folder as soon as it finishes (the file is rewritten atomically); a rerun with the
+same ``--out`` skips finished cells, so an interrupted run resumes where it stopped, under
+either executor. The cells and their planning live in ``hyperlens.align.sweep``; this
+module holds the options and the report layout.
 """
 
 from __future__ import annotations
 
-import argparse
-import time
+import codecs
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from ..align import (
-    INPUT_SCALING,
-    CeilingScores,
     FeatureScaler,
-    ProbeScores,
     available_aligners,
     ceiling_scores,
     check_disjoint,
@@ -45,414 +44,198 @@ from ..align import (
     summarize,
     transfer_scores,
 )
+from ..align.sweep import (
+    STAGES,
+    CeilingSpec,
+    SweepDesign,
+    TransferProtocol,
+    TransferSpec,
+    TransferSweep,
+)
+from ..config import Command, Config, RunContext, above, at_least, option, start_report
 from ..errors import ConfigError
-from ..report import Report, check_out_dir
-from ..run import (
-    Cell,
-    Executor,
-    Ledger,
-    LocalExecutor,
-    Resources,
-    Shared,
-    Task,
-    executor_from_args,
-    run_cells,
-)
-from ..utils import stable_hash
-from .options import (
-    add_data_options,
-    count_of_two,
-    data_options,
-    nonnegative_int,
-    positive_float,
-    positive_int,
-)
+from ..report import Report
+from ..run import Ledger
+from .options import data_options
 
-__all__ = [
-    "COMMAND",
-    "HELP",
-    "add_arguments",
-    "main",
-    "run_transfer",
-    "TransferConfig",
-    "TransferRun",
-    "tour_section",
-    "STAGES",
-]
+__all__ = ["TransferConfig", "run", "COMMANDS", "STAGES", "tour_section"]
 
-COMMAND = "transfer"
-USES_EXECUTOR = True  # cells (and missing embeddings) run under --executor local | ray
-HELP = (
-    "cross-architecture transfer via shared HDC codes: ceilings, HDC sweep, aligners, pairs, "
-    "datasets"
-)
-STAGES = ("0", "1", "2", "3", "4", "teachers")
-METRICS = ("acc", "bal_acc", "eff", "cc_eff", "float_acc", "float_bal_acc", "float_eff",
-           "float_cc_eff", "fit_seconds")
-
-
-@dataclass
-class TransferConfig:
-    """Every option of a transfer run (the CLI fills it; defaults are the paper protocol)."""
-
-    stages: list[str] = field(default_factory=lambda: list(STAGES))
-    models: list[str] = field(default_factory=lambda: ["minilm", "smollm2", "glove-50d"])
-    pair: list[str] = field(default_factory=lambda: ["minilm", "smollm2"])
-    dataset: str = "sst2"
-    datasets: list[str] = field(default_factory=lambda: ["sst2", "agnews", "rotten-tomatoes"])
-    data_dir: str | None = None
-    aligners: list[str] = field(
-        default_factory=lambda: ["none", "procrustes", "cca", "ridge", "relative", "contrastive"]
-    )
-    aligner: str = "ridge"
-    anchors: list[str] = field(default_factory=lambda: ["100", "500", "1000", "all"])
-    n_anchors: int = 500
-    hdc_dims: list[int] = field(default_factory=lambda: [1024, 2048, 4096, 8192])
-    hdc_dim: int = 4096
-    tau: float = 0.3
-    seeds: list[int] = field(default_factory=lambda: [42, 123, 456])
-    train: int = 3000
-    test: int = 500
-    anchor_pool: int = 2000
-    teachers: list[str] = field(default_factory=lambda: ["minilm", "glove-50d", "wordllama"])
-    student: str = "smollm2"
-    C: float = 1.0
-    C_float: float = 1.0
-    input_scaling: str = "zscore"
-    pooling: str = "mean"
-    layer: int = -1
-    batch_size: int = 32
-    allow_anchor_overlap: bool = False
-    fresh: bool = False
-    device: str = "auto"
-    text_column: str | None = None
-    label_column: str | None = None
-    drop_invalid: bool = False
-    encoding: str | None = None
-
-    def validate(self) -> None:
-        bad = sorted(set(self.stages) - set(STAGES))
-        if bad:
-            raise ConfigError(f"--stages {bad} unknown; choose from {list(STAGES)}.")
-        known = set(available_aligners())
-        for name in [*self.aligners, self.aligner]:
-            if name not in known:
-                raise ConfigError(
-                    f"aligner {name!r} is not registered; available: {sorted(known)}."
-                )
-        for a in self.anchors:
-            if a != "all" and not (str(a).isdigit() and int(a) > 0):
-                raise ConfigError(f"--anchors takes positive counts or 'all', got {a!r}.")
-            if a != "all" and int(a) > self.anchor_pool:
-                raise ConfigError(
-                    f"--anchors {a} exceeds --anchor-pool {self.anchor_pool}; raise the pool "
-                    "or ask for fewer anchors."
-                )
-        # --n-anchors is read by stages 1, 3, 4 and the teacher study only
-        if set(self.stages) & {"1", "3", "4", "teachers"} and self.n_anchors > self.anchor_pool:
-            raise ConfigError(
-                f"--n-anchors {self.n_anchors} exceeds --anchor-pool {self.anchor_pool}; "
-                "raise the pool or use fewer anchors."
-            )
-        for name, v in (("n_anchors", self.n_anchors), ("hdc_dim", self.hdc_dim),
-                        ("batch_size", self.batch_size), *(("hdc_dims", d) for d in self.hdc_dims)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be an integer >= 1, got {v!r}.")
-        for name, x in (("tau", self.tau), ("C", self.C), ("C_float", self.C_float)):
-            if not isinstance(x, (int, float)) or isinstance(x, bool) or not x > 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be a number > 0, got {x!r}.")
-        if len(self.pair) != 2 or self.pair[0] == self.pair[1]:
-            raise ConfigError(f"--pair takes two different models, got {self.pair}.")
-        if self.input_scaling not in INPUT_SCALING:
-            raise ConfigError(f"--input-scaling {self.input_scaling!r} unknown; "
-                              f"choose from {list(INPUT_SCALING)}.")
-        if not self.seeds:
-            raise ConfigError("--seeds is empty; give at least one seed.")
-        for name, v in (
-            ("train", self.train),
-            ("test", self.test),
-            ("anchor_pool", self.anchor_pool),
-        ):
-            if v < 2:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 2, got {v}.")
-
-    def fingerprint(self) -> str:
-        """Hash of the options that change a cell's numbers (not which cells run)."""
-        return stable_hash(self.train, self.test, self.anchor_pool, self.tau, self.C,
-                           self.C_float, self.pooling, self.layer, self.input_scaling, length=12)
-
-
-# --------------------------------------------------------------------------- cells
-#: The ledger of finished cells (kept under its old name for callers of this module).
+#: The ledger of finished cells, under its former name (other sweeps import it from here).
 CellStore = Ledger
 
-
-def _scaled(emb: np.ndarray, rows: dict[str, np.ndarray], mode: str) -> np.ndarray:
-    """``emb`` after ``input_scaling`` fitted on this seed's anchor pool (label-free, disjoint
-    from the test split, so the scaling sees no test vector)."""
-    if mode == "none":
-        return emb
-    return FeatureScaler(mode).fit(emb[rows["anchors"]]).transform(emb)
+METRICS = ("acc", "bal_acc", "eff", "cc_eff", "float_acc", "float_bal_acc", "float_eff",
+           "float_cc_eff")
+_DATA = "reading a data file"
 
 
-def ceiling_cell(emb: np.ndarray, pool: dict[str, Any], *, seed: int, hdc_dim: int, tau: float,
-                 C: float, C_float: float, input_scaling: str) -> dict[str, Any]:
-    """One ceiling cell: float and HDC probes trained and tested on one model's embeddings.
+@dataclass(frozen=True, kw_only=True)
+class TransferConfig(Config):
+    """Options of ``hyperlens transfer`` (the defaults are the paper protocol)."""
 
-    A pure function of its inputs, run in-process or as a Ray task with the same result.
+    CONTEXT = frozenset({"seed", "device", "executor"})
+    RANDOM = ("which texts of each dataset form the pool, and so every replicate's train / "
+              "test / anchor split")
 
-    Shapes: ``emb [N, d]`` (the dataset's pool); ``pool["labels"] [N]``.
+    stages: tuple[Literal["0", "1", "2", "3", "4", "teachers"], ...] = option(
+        STAGES, help="stages to run")
+    models: tuple[str, ...] = option(
+        ("minilm", "smollm2", "glove-50d"), metavar="MODEL",
+        help="models for stage 0 and the stage 3 pair matrix")
+    pair: tuple[str, ...] = option(
+        ("minilm", "smollm2"), min_items=2, metavar="MODEL",
+        help="the main pair, two models run both ways in stages 1, 2 and 4")
+    dataset: str = option("sst2", help="main dataset (a name or a local file)")
+    datasets: tuple[str, ...] = option(("sst2", "agnews", "rotten-tomatoes"),
+                                       help="datasets for stage 4")
+    data_dir: Path | None = option(None, help="folder holding sst2/ and agnews/")
+    aligners: tuple[str, ...] = option(
+        ("none", "procrustes", "cca", "ridge", "relative", "contrastive"),
+        help=f"aligners for stage 2 (registered: {', '.join(available_aligners())})")
+    aligner: str = option("ridge", help="aligner for stages 1, 3, 4 and the teacher study")
+    anchors: tuple[str, ...] = option(
+        ("100", "500", "1000", "all"), help="anchor counts for stage 2 ('all' = the whole "
+                                            "anchor pool)")
+    n_anchors: int = option(500, check=at_least(1),
+                            help="anchor count for stages 1, 3, 4 and the teacher study")
+    hdc_dims: tuple[int, ...] = option((1024, 2048, 4096, 8192), check=at_least(1),
+                                       help="code widths for stage 1")
+    hdc_dim: int = option(4096, check=at_least(1), help="code width of the other stages")
+    tau: float = option(0.3, check=above(0), help="ternary threshold x row std")
+    seeds: tuple[int, ...] = option(
+        (42, 123, 456), check=at_least(0),
+        help="replicate seeds: each re-splits the pool and redraws the projection")
+    train: int = option(3000, check=at_least(2), help="training texts")
+    test: int = option(500, check=at_least(2), help="test texts")
+    anchor_pool: int = option(2000, check=at_least(2),
+                              help="anchor texts set aside from the training side")
+    teachers: tuple[str, ...] = option(("minilm", "glove-50d", "wordllama"), metavar="MODEL",
+                                       help="teachers for the teacher study")
+    student: str = option("smollm2", help="student for the teacher study")
+    C: float = option(1.0, flag="--C", check=above(0),
+                      help="inverse L2 strength of the probe on HDC codes")
+    C_float: float = option(1.0, flag="--C-float", check=above(0),
+                            help="inverse L2 strength of the float probe")
+    input_scaling: Literal["zscore", "none"] = option(
+        "zscore", help="per-feature scaling of each model's embeddings before aligning and "
+                       "encoding, fitted on the anchor pool (tames the few high-variance "
+                       "dimensions of decoder hidden states)")
+    pooling: Literal["mean", "cls", "last"] = option("mean", help="how token states become "
+                                                                  "one text vector")
+    layer: int = option(-1, help="hidden layer (-1 = last)")
+    batch_size: int = option(32, check=at_least(1), help="texts per forward pass")
+    allow_anchor_overlap: bool = option(
+        False, help="accept anchor texts that also occur in the test set (leaks)")
+    fresh: bool = option(False, help="ignore finished cells in OUT/cells.jsonl and recompute "
+                                     "everything")
+    text_column: str | None = option(
+        None, group=_DATA, help="column holding the texts (name or 0-based position; "
+                                "default: detected)")
+    label_column: str | None = option(
+        None, group=_DATA, help="column holding the labels (name or 0-based position; "
+                                "default: detected)")
+    drop_invalid: bool = option(
+        False, group=_DATA, help="drop rows with an empty or non-string text or a missing "
+                                 "label instead of failing")
+    encoding: str | None = option(None, group=_DATA,
+                                  help="text encoding of a csv / tsv file (default: utf-8)")
+
+    def check(self) -> None:
+        known = set(available_aligners())
+        for flag, names in (("--aligners", self.aligners), ("--aligner", (self.aligner,))):
+            for name in names:
+                if name not in known:
+                    raise ConfigError(f"{flag}: aligner {name!r} is not registered; "
+                                      f"available: {', '.join(sorted(known))}.")
+        for a in self.anchors:
+            if a != "all" and not (a.isdigit() and int(a) > 0):
+                raise ConfigError(f"--anchors takes positive counts or 'all', got {a!r}.")
+            if a != "all" and int(a) > self.anchor_pool:
+                raise ConfigError(f"--anchors {a} exceeds --anchor-pool {self.anchor_pool}; "
+                                  "raise the pool or ask for fewer anchors.")
+        # --n-anchors is read by stages 1, 3, 4 and the teacher study only
+        if set(self.stages) & {"1", "3", "4", "teachers"} and self.n_anchors > self.anchor_pool:
+            raise ConfigError(f"--n-anchors {self.n_anchors} exceeds --anchor-pool "
+                              f"{self.anchor_pool}; raise the pool or use fewer anchors.")
+        if len(self.pair) != 2 or self.pair[0] == self.pair[1]:
+            raise ConfigError(f"--pair takes two different models, got {' '.join(self.pair)}.")
+        if self.encoding is not None:
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ConfigError(f"--encoding: unknown text encoding {self.encoding!r}; use "
+                                  "e.g. utf-8, latin-1 or cp1252.") from None
+
+    def design(self) -> SweepDesign:
+        """Which cells the chosen stages read."""
+        return SweepDesign(**{f.name: getattr(self, f.name) for f in fields(SweepDesign)})
+
+    def protocol(self, pool_seed: int = 0) -> TransferProtocol:
+        """How each cell is computed; ``pool_seed`` (the run's ``--seed``) draws the pools."""
+        names = {f.name for f in fields(TransferProtocol)} - {"pool_seed", "data_dir",
+                                                               "load_options"}
+        return TransferProtocol(**{n: getattr(self, n) for n in names}, pool_seed=pool_seed,
+                                data_dir=None if self.data_dir is None else str(self.data_dir),
+                                load_options=data_options(self))
+
+
+# --------------------------------------------------------------------------- entry point
+def run(config: TransferConfig, ctx: RunContext | None = None) -> Report:
+    """Run the chosen stages and write the report folder (saved, and returned).
+
+    Missing cells are computed by ``ctx.make_executor()`` (in this process, or as Ray tasks
+    with ``executor="ray"``), then the stages read them from the ledger and lay out the
+    report. Durations (phases, and the aligner fitting time of the cells computed in this
+    run) are in the report's ``timings`` only, so the results do not depend on the executor.
     """
-    r = pool["rows"][seed]
-    labels = pool["labels"]
-    x = _scaled(emb, r, input_scaling)
-    c = ceiling_scores(x[r["train"]], labels[r["train"]], x[r["test"]], labels[r["test"]],
-                       hdc_dim=hdc_dim, tau=tau, seed=seed, C=C, C_float=C_float)
-    return {"hdc_acc": c.hdc.acc, "hdc_bal_acc": c.hdc.bal_acc, "float_acc": c.float.acc,
-            "float_bal_acc": c.float.bal_acc, "majority": c.majority}
-
-
-def transfer_cell(emb_t: np.ndarray, emb_s: np.ndarray, pool: dict[str, Any],
-                  ceil: dict[str, Any], *, aligner: str, n_anchors: str, seed: int, hdc_dim: int,
-                  tau: float, C: float, C_float: float, input_scaling: str,
-                  device: str) -> dict[str, Any]:
-    """One transfer cell: fit ``aligner`` on the anchors, train on the teacher's codes, test
-    on the student's. ``ceil`` is the student's :func:`ceiling_cell` at the same seed and
-    width. Pure, like :func:`ceiling_cell`.
-
-    Shapes: ``emb_t [N, d_t]``, ``emb_s [N, d_s]`` over the same pool.
-    """
-    c = CeilingScores(hdc=ProbeScores(ceil["hdc_acc"], ceil["hdc_bal_acc"]),
-                      float=ProbeScores(ceil["float_acc"], ceil["float_bal_acc"]),
-                      majority=ceil["majority"])
-    r = pool["rows"][seed]
-    labels = pool["labels"]
-    xt, xs = _scaled(emb_t, r, input_scaling), _scaled(emb_s, r, input_scaling)
-    anchors = r["anchors"] if str(n_anchors) == "all" else r["anchors"][: int(n_anchors)]
-    al = make_aligner(aligner, **_aligner_params(aligner, seed, device))
-    s = transfer_scores(al, xt[anchors], xs[anchors], xt[r["train"]], labels[r["train"]],
-                        xs[r["test"]], labels[r["test"]], ceiling=c, hdc_dim=hdc_dim, tau=tau,
-                        seed=seed, C=C, C_float=C_float)
-    out = s.as_dict()
-    out["n_anchors"] = int(len(anchors))
-    if hasattr(al, "correlations_"):
-        out["extra"] = {"top_correlation": float(al.correlations_[0])}
-    return out
-
-
-# --------------------------------------------------------------------------- data and embeddings
-@dataclass
-class _Pool:
-    """One dataset's embedded pool and its per-seed train / test / anchor rows."""
-
-    texts: list[str]
-    labels: np.ndarray
-    label_names: list[str]
-    rows: dict[int, dict[str, np.ndarray]]
-
-
-class TransferRun:
-    """State shared by the stages of one run: pools, embeddings, ceilings, finished cells."""
-
-    def __init__(self, cfg: TransferConfig, out: Path, report: Report,
-                 executor: Executor | None = None) -> None:
-        from ..utils import resolve_device
-
-        self.cfg = cfg
-        self.out = out
-        self.report = report
-        self.device = resolve_device(cfg.device)
-        self.executor = executor or LocalExecutor()
-        self.store = Ledger(out / "cells.jsonl", cfg.fingerprint(), fresh=cfg.fresh)
-        self._pools: dict[str, _Pool] = {}
-        self._emb: dict[tuple[str, str], np.ndarray] = {}
-        self._shared: dict[tuple[str, ...], Shared] = {}
-        self._handles: dict[str, Any] = {}
-        self.computed = 0
-
-    # ------------------------------------------------------------------ data
-    def pool(self, dataset: str) -> _Pool:
-        if dataset in self._pools:
-            return self._pools[dataset]
-        from .. import data as hdata
-
-        cfg = self.cfg
-        with self.report.timer(f"data:{dataset}"):
-            ds = hdata.load(dataset, data_dir=cfg.data_dir, **data_options(cfg))
-            # repeated texts would put one text on both sides of a split: keep the first
-            _, first = np.unique(np.asarray(ds.texts, dtype=object), return_index=True)
-            n_dupes = len(ds) - first.size
-            if n_dupes:
-                ds = ds.select(np.sort(first))
-            need = cfg.train + cfg.test + cfg.anchor_pool
-            if len(ds) < need:
-                raise ConfigError(
-                    f"dataset {dataset!r} has {len(ds)} rows but train + test + anchor pool = "
-                    f"{cfg.train} + {cfg.test} + {cfg.anchor_pool} = {need}; lower --train, "
-                    "--test or --anchor-pool."
-                )
-            # one fixed pool per dataset (embedded once); seeds re-split it
-            ds = ds.subsample(need, seed=0) if len(ds) > need else ds
-            rows: dict[int, dict[str, np.ndarray]] = {}
-            for seed in cfg.seeds:
-                sp = ds.split(train=cfg.train, test=cfg.test, anchors=cfg.anchor_pool, seed=seed)
-                check_disjoint(sp.anchors.texts, sp.test.texts,
-                               allow_overlap=cfg.allow_anchor_overlap)
-                rows[seed] = {k: np.asarray(v) for k, v in sp.rows.items()}
-        pool = _Pool(list(ds.texts), np.asarray(ds.labels), list(ds.label_names), rows)
-        self.report.data.setdefault("datasets", {})[dataset] = {
-            "pool": len(ds), "duplicates_dropped": int(n_dupes),
-            "class_counts": np.bincount(pool.labels).tolist(), "label_names": pool.label_names}
-        self._pools[dataset] = pool
-        return pool
-
-    def embeddings(self, model: str, dataset: str) -> np.ndarray:
-        key = (model, dataset)
-        if key in self._emb:
-            return self._emb[key]
-        from .. import models as hmodels
-
-        pool = self.pool(dataset)
-        with self.report.timer(f"embed:{model}:{dataset}"):
-            if model not in self._handles:
-                self._handles[model] = hmodels.load(model, device=self.device)
-            x = hmodels.embed(pool.texts, self._handles[model], pooling=self.cfg.pooling,
-                              layer=self.cfg.layer, batch_size=self.cfg.batch_size, cache=True,
-                              executor=self.executor)
-        self._emb[key] = np.asarray(x, dtype=np.float32)
-        return self._emb[key]
-
-    def inputs(self, model: str, dataset: str, seed: int) -> np.ndarray:
-        """The pool's embeddings after ``input_scaling``, fitted on this seed's anchor pool
-        (what the cells of this seed read; see :func:`_scaled`)."""
-        return _scaled(self.embeddings(model, dataset), self.pool(dataset).rows[seed],
-                       self.cfg.input_scaling)
-
-    # ------------------------------------------------------------------ cells
-    def _share(self, *key: str) -> Shared:
-        """A cell input handed to the executor once: embeddings or a dataset's labels and rows."""
-        if key not in self._shared:
-            if key[0] == "emb":
-                value: Any = self.embeddings(key[1], key[2])
-            else:
-                p = self.pool(key[1])
-                value = {"labels": p.labels, "rows": p.rows}
-            self._shared[key] = self.executor.share(value)
-        return self._shared[key]
-
-    def _params(self) -> dict[str, Any]:
-        c = self.cfg
-        return {"tau": c.tau, "C": c.C, "C_float": c.C_float, "input_scaling": c.input_scaling}
-
-    @staticmethod
-    def _ceiling_key(model: str, dataset: str, seed: int, hdc_dim: int) -> dict[str, Any]:
-        return {"kind": "ceiling", "model": model, "dataset": dataset, "seed": seed,
-                "hdc_dim": hdc_dim}
-
-    @staticmethod
-    def _transfer_key(teacher: str, student: str, dataset: str, aligner: str,
-                      n_anchors: str | int, seed: int, hdc_dim: int) -> dict[str, Any]:
-        return {"kind": "transfer", "teacher": teacher, "student": student, "dataset": dataset,
-                "aligner": aligner, "anchors": str(n_anchors), "seed": seed, "hdc_dim": hdc_dim}
-
-    def _ceiling_task(self, model: str, dataset: str, seed: int, hdc_dim: int) -> Task:
-        return Task(ceiling_cell, {"emb": self._share("emb", model, dataset),
-                                   "pool": self._share("pool", dataset), "seed": seed,
-                                   "hdc_dim": hdc_dim, **self._params()})
-
-    def _transfer_task(self, teacher: str, student: str, dataset: str, aligner: str,
-                       n_anchors: str | int, seed: int, hdc_dim: int) -> Task:
-        ceil = self.store.get(self._ceiling_key(student, dataset, seed, hdc_dim))
-        if ceil is None:
-            ceil = self.ceiling(student, dataset, seed, hdc_dim)
-        device = str(self.device)
-        # the contrastive aligner is the only cell that runs torch on a GPU
-        gpu = aligner == "contrastive" and "cuda" in device
-        return Task(transfer_cell,
-                    {"emb_t": self._share("emb", teacher, dataset),
-                     "emb_s": self._share("emb", student, dataset),
-                     "pool": self._share("pool", dataset), "ceil": ceil, "aligner": aligner,
-                     "n_anchors": str(n_anchors), "seed": seed, "hdc_dim": hdc_dim,
-                     "device": device, **self._params()},
-                    Resources(num_gpus=1.0 if gpu else 0.0))
-
-    def _cell(self, key: dict[str, Any], task: Callable[[], Task]) -> dict[str, Any]:
-        done = self.store.get(key)
-        if done is not None:
-            return done
-        self.computed += run_cells([Cell(key, task())], self.store, LocalExecutor())
-        result = self.store.get(key)
-        assert result is not None
-        return result
-
-    def ceiling(self, model: str, dataset: str, seed: int, hdc_dim: int) -> dict[str, Any]:
-        key = self._ceiling_key(model, dataset, seed, hdc_dim)
-        with self.report.timer("ceilings"):
-            return self._cell(key, lambda: self._ceiling_task(model, dataset, seed, hdc_dim))
-
-    def transfer(self, teacher: str, student: str, dataset: str, aligner: str, n_anchors: str | int,
-                 seed: int, hdc_dim: int) -> dict[str, Any]:
-        key = self._transfer_key(teacher, student, dataset, aligner, n_anchors, seed, hdc_dim)
-        with self.report.timer(f"transfer:{aligner}"):
-            return self._cell(key, lambda: self._transfer_task(teacher, student, dataset, aligner,
-                                                               n_anchors, seed, hdc_dim))
-
-    def plan(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        """The ceiling and transfer cells the chosen stages read, in stage order (the same
-        loops as the stage functions below)."""
-        cfg = self.cfg
-        ceil: list[tuple[Any, ...]] = []
-        trans: list[tuple[Any, ...]] = []
-        seeds, ds, dim = cfg.seeds, cfg.dataset, cfg.hdc_dim
-        dirs = _directions(cfg)
-        st = set(cfg.stages)
-        if "0" in st:
-            ceil += [(m, ds, s, dim) for m in cfg.models for s in seeds]
-        if "1" in st:
-            ceil += [(m, ds, s, d) for m in cfg.pair for d in cfg.hdc_dims for s in seeds]
-            trans += [(t, u, ds, cfg.aligner, cfg.n_anchors, s, d) for t, u in dirs
-                      for d in cfg.hdc_dims for s in seeds]
-        if "2" in st:
-            trans += [(t, u, ds, al, a, s, dim) for t, u in dirs for al in cfg.aligners
-                      for a in cfg.anchors for s in seeds]
-            ceil += [(m, ds, s, dim) for m in cfg.pair for s in seeds]
-        if "3" in st:
-            trans += [(t, u, ds, cfg.aligner, cfg.n_anchors, s, dim) for t in cfg.models
-                      for u in cfg.models if t != u for s in seeds]
-        if "4" in st:
-            trans += [(t, u, d, cfg.aligner, cfg.n_anchors, s, dim) for d in cfg.datasets
-                      for t, u in dirs for s in seeds]
-        if "teachers" in st:
-            trans += [(t, cfg.student, ds, cfg.aligner, cfg.n_anchors, s, dim)
-                      for t in cfg.teachers if t != cfg.student for s in seeds]
-            ceil += [(t, ds, s, dim) for t in cfg.teachers if t != cfg.student for s in seeds]
-        ceil += [(u, d, s, hd) for _, u, d, _, _, s, hd in trans]  # each transfer's ceiling
-        return ceil, trans
-
-    def prefetch(self, show_progress: bool | None = None) -> int:
-        """Compute every planned cell missing from the ledger with the run's executor:
-        ceilings first (transfer cells read them), then transfers. Returns the count."""
-        ceil, trans = self.plan()
-        n = 0
-        with self.report.timer("cells:ceilings"):
-            n += run_cells([Cell(self._ceiling_key(*c), self._ceiling_task(*c)) for c in ceil
-                            if self._ceiling_key(*c) not in self.store],
-                           self.store, self.executor, desc="ceilings", show_progress=show_progress)
-        with self.report.timer("cells:transfer"):
-            n += run_cells([Cell(self._transfer_key(*t), self._transfer_task(*t)) for t in trans
-                            if self._transfer_key(*t) not in self.store],
-                           self.store, self.executor, desc="transfer", show_progress=show_progress)
-        self.computed += n
-        return n
-
-
-def _aligner_params(name: str, seed: int, device: str) -> dict[str, Any]:
-    if name == "contrastive":
-        return {"seed": int(seed), "device": str(device)}
-    return {}
+    ctx = ctx or RunContext()
+    rep = start_report("transfer", config, ctx,
+                       description="Cross-architecture transfer: a classifier trained on one "
+                                   "model's HDC codes, tested on another's after alignment on "
+                                   "anchor texts.")
+    out = Path(rep.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    protocol = config.protocol(ctx.seed)
+    ledger = Ledger(out / "cells.jsonl", protocol.fingerprint(), fresh=config.fresh)
+    with ctx.make_executor() as executor:
+        sweep = TransferSweep(config.design(), protocol, ledger, executor=executor,
+                              device=ctx.torch_device, report=rep)
+        with rep.timer("cells"):
+            sweep.prefetch(show_progress=None if ctx.progress else False)
+        rep.data["datasets"] = sweep.datasets
+        for stage in STAGES:
+            if stage in config.stages:
+                with rep.timer(f"stage:{stage}"):
+                    _STAGE_LAYOUTS[stage](rep, config, sweep)
+    rep.timings.update(sweep.fit_seconds)
+    rep.data["cells"] = {"resumed": ledger.resumed, "computed": sweep.computed,
+                         "file": "cells.jsonl"}
+    rows = [["cells computed / resumed", f"{sweep.computed} / {ledger.resumed}"]]
+    for d, b in rep.data.get("stage2_best", {}).items():
+        rows.append([f"best @{config.n_anchors} {d}",
+                     f"{b['aligner']}: eff {_fmt(b['eff'])}, chance-corr. {_fmt(b['cc_eff'])}, "
+                     f"bal. acc {_fmt(b['bal_acc'])}"])
+    rep.summary(rows)
+    rep.save()
+    return rep
 
 
 # --------------------------------------------------------------------------- helpers for tables
+def _ceilings(sweep: TransferSweep, model: str, dataset: str,
+              hdc_dim: int) -> list[dict[str, Any]]:
+    """One ceiling cell per replicate seed."""
+    return [sweep.ceiling(CeilingSpec(model, dataset, s, hdc_dim)) for s in sweep.design.seeds]
+
+
+def _transfers(sweep: TransferSweep, teacher: str, student: str, dataset: str, *,
+               aligner: str | None = None, anchors: str | None = None,
+               hdc_dim: int | None = None) -> list[dict[str, Any]]:
+    """One transfer cell per replicate seed (the fixed aligner, anchors, width by default)."""
+    d = sweep.design
+    return [sweep.transfer(TransferSpec(teacher, student, dataset, aligner or d.aligner,
+                                        str(anchors or d.n_anchors), s, hdc_dim or d.hdc_dim))
+            for s in d.seeds]
+
+
 def _stats(cells: Sequence[dict[str, Any]], metric: str) -> dict[str, float]:
     return summarize([c[metric] for c in cells])
 
@@ -466,13 +249,12 @@ def _fmt(st: dict[str, float]) -> str:
 
 
 TRANSFER_COLUMNS = ["acc", "bal. acc", "efficiency", "chance-corr. eff.", "float acc",
-                    "float eff.", "float chance-corr. eff.", "fit s"]
+                    "float eff.", "float chance-corr. eff."]
 
 
 def _transfer_cols(cells: Sequence[dict[str, Any]]) -> list[str]:
     return [_fmt(_stats(cells, m)) for m in ("acc", "bal_acc", "eff", "cc_eff", "float_acc",
-                                              "float_eff", "float_cc_eff")] + [
-        f"{np.mean([c['fit_seconds'] for c in cells]):.3f}"]
+                                              "float_eff", "float_cc_eff")]
 
 
 def _summary_record(cells: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -482,12 +264,11 @@ def _summary_record(cells: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- stages
-def stage0(run: TransferRun) -> None:
-    cfg = run.cfg
+def stage0(rep: Report, cfg: TransferConfig, sweep: TransferSweep) -> None:
     recs: dict[str, dict[str, Any]] = {}
     rows, bars_f, bars_h, lo_f, hi_f, lo_h, hi_h = [], [], [], [], [], [], []
     for model in cfg.models:
-        cells = [run.ceiling(model, cfg.dataset, s, cfg.hdc_dim) for s in cfg.seeds]
+        cells = _ceilings(sweep, model, cfg.dataset, cfg.hdc_dim)
         f, h = _stats(cells, "float_acc"), _stats(cells, "hdc_acc")
         fb, hb = _stats(cells, "float_bal_acc"), _stats(cells, "hdc_bal_acc")
         loss = summarize([c["float_acc"] - c["hdc_acc"] for c in cells])
@@ -497,13 +278,13 @@ def stage0(run: TransferRun) -> None:
         rows.append([model, _fmt(f), _fmt(fb), _fmt(h), _fmt(hb), _fmt(loss), f"{maj['mean']:.3f}"])
         bars_f.append(f["mean"]); lo_f.append(f["lo"]); hi_f.append(f["hi"])  # noqa: E702
         bars_h.append(h["mean"]); lo_h.append(h["lo"]); hi_h.append(h["hi"])  # noqa: E702
-    sec = run.report.section(
+    sec = rep.section(
         "Stage 0: ceilings",
         f"Linear probes trained and tested on each model's own representation of {cfg.dataset} "
         f"({cfg.train} train / {cfg.test} test texts, {cfg.pooling} pooling, layer {cfg.layer}): "
         f"float embeddings and {cfg.hdc_dim}-d ternary codes (tau = {cfg.tau} x row std). "
-        f"Mean ± 95 % t-interval over seeds {cfg.seeds}. The HDC ceiling is the denominator "
-        "of every efficiency below.")
+        f"Mean ± 95 % t-interval over seeds {list(cfg.seeds)}. The HDC ceiling is the "
+        "denominator of every efficiency below.")
     sec.table("Ceilings", ["model", "float acc", "float bal. acc", "HDC acc", "HDC bal. acc",
                            "float - HDC", "majority"], rows)
     sec.plot("stage0_ceilings.png", {
@@ -513,22 +294,16 @@ def stage0(run: TransferRun) -> None:
                    {"label": f"HDC {cfg.hdc_dim}", "values": bars_h, "lo": lo_h, "hi": hi_h}],
         "hlines": [{"y": float(np.mean([r["majority"]["mean"] for r in recs.values()])),
                     "label": "majority class"}]})
-    run.report.data["stage0"] = recs
+    rep.data["stage0"] = recs
 
 
-def _directions(cfg: TransferConfig) -> list[tuple[str, str]]:
-    a, b = cfg.pair
-    return [(a, b), (b, a)]
-
-
-def stage1(run: TransferRun) -> None:
-    cfg = run.cfg
+def stage1(rep: Report, cfg: TransferConfig, sweep: TransferSweep) -> None:
     recs: dict[str, dict[str, Any]] = {"ceilings": {}, "transfer": {}}
     rows, series = [], []
     for model in cfg.pair:
         ys, los, his = [], [], []
         for dim in cfg.hdc_dims:
-            cells = [run.ceiling(model, cfg.dataset, s, dim) for s in cfg.seeds]
+            cells = _ceilings(sweep, model, cfg.dataset, dim)
             h = _stats(cells, "hdc_acc")
             loss = summarize([c["float_acc"] - c["hdc_acc"] for c in cells])
             recs["ceilings"][f"{model}@{dim}"] = {"hdc_acc": h, "hdc_loss": loss,
@@ -537,11 +312,10 @@ def stage1(run: TransferRun) -> None:
             ys.append(h["mean"]); los.append(h["lo"]); his.append(h["hi"])  # noqa: E702
         series.append({"label": f"{model} ceiling", "x": list(cfg.hdc_dims), "y": ys, "lo": los,
                        "hi": his})
-    for teacher, student in _directions(cfg):
+    for teacher, student in cfg.design().directions():
         ys, los, his = [], [], []
         for dim in cfg.hdc_dims:
-            cells = [run.transfer(teacher, student, cfg.dataset, cfg.aligner, cfg.n_anchors, s, dim)
-                     for s in cfg.seeds]
+            cells = _transfers(sweep, teacher, student, cfg.dataset, hdc_dim=dim)
             a = _stats(cells, "acc")
             recs["transfer"][f"{teacher}->{student}@{dim}"] = _summary_record(cells)
             rows.append([f"{teacher} -> {student}", f"transfer ({cfg.aligner})", dim, _fmt(a),
@@ -550,7 +324,7 @@ def stage1(run: TransferRun) -> None:
             ys.append(a["mean"]); los.append(a["lo"]); his.append(a["hi"])  # noqa: E702
         series.append({"label": f"{teacher} -> {student}", "x": list(cfg.hdc_dims), "y": ys,
                        "lo": los, "hi": his})
-    sec = run.report.section(
+    sec = rep.section(
         "Stage 1: HDC dimension",
         "Accuracy of ternary codes against the float embeddings they come from, per code "
         f"width: each model's own ceiling, and transfer with the {cfg.aligner} aligner at "
@@ -560,29 +334,28 @@ def stage1(run: TransferRun) -> None:
     sec.plot("stage1_hdc_dim.png", {
         "kind": "line", "title": f"HDC dimension ({cfg.dataset})", "xlabel": "HDC dimension",
         "ylabel": "test accuracy", "xscale": "log", "series": series})
-    run.report.data["stage1"] = recs
+    rep.data["stage1"] = recs
 
 
-def stage2(run: TransferRun) -> None:
-    cfg = run.cfg
+def stage2(rep: Report, cfg: TransferConfig, sweep: TransferSweep) -> None:
     recs: dict[str, Any] = {}
-    sec = run.report.section(
+    sec = rep.section(
         "Stage 2: aligners x anchors",
         f"Each aligner fitted on 100 to {cfg.anchor_pool} paired anchors (texts from the "
         f"training side, disjoint from the test set), {cfg.hdc_dim}-d codes, {cfg.dataset}. "
         "Efficiency = transfer / student HDC ceiling; chance-corrected efficiency = (transfer - "
         "majority) / (ceiling - majority) is 0 for always answering the majority class; "
         "the float columns repeat the pipeline without HDC. Mean ± 95 % t-interval half-width "
-        f"over seeds {cfg.seeds}.")
+        f"over seeds {list(cfg.seeds)}.")
     best: dict[str, Any] = {}
-    for teacher, student in _directions(cfg):
+    for teacher, student in cfg.design().directions():
         direction = f"{teacher}->{student}"
         rows, series = [], []
         for aligner in cfg.aligners:
             ys, los, his, xs = [], [], [], []
             for a in cfg.anchors:
-                cells = [run.transfer(teacher, student, cfg.dataset, aligner, a, s, cfg.hdc_dim)
-                         for s in cfg.seeds]
+                cells = _transfers(sweep, teacher, student, cfg.dataset, aligner=aligner,
+                                   anchors=a)
                 rec = _summary_record(cells)
                 recs[f"{direction}|{aligner}|{a}"] = rec
                 n_used = cells[0]["n_anchors"]
@@ -594,12 +367,10 @@ def stage2(run: TransferRun) -> None:
                 ):
                     best[direction] = {"aligner": aligner, **rec}
             series.append({"label": aligner, "x": xs, "y": ys, "lo": los, "hi": his})
-        ceiling = _stats([run.ceiling(student, cfg.dataset, s, cfg.hdc_dim) for s in cfg.seeds],
-                         "hdc_acc")
-        majority = _stats([run.ceiling(student, cfg.dataset, s, cfg.hdc_dim) for s in cfg.seeds],
-                          "majority")
-        teacher_ceiling = _stats([run.ceiling(teacher, cfg.dataset, s, cfg.hdc_dim)
-                                  for s in cfg.seeds], "hdc_acc")
+        student_cells = _ceilings(sweep, student, cfg.dataset, cfg.hdc_dim)
+        ceiling = _stats(student_cells, "hdc_acc")
+        majority = _stats(student_cells, "majority")
+        teacher_ceiling = _stats(_ceilings(sweep, teacher, cfg.dataset, cfg.hdc_dim), "hdc_acc")
         sec.table(f"{teacher} -> {student}", ["aligner", "anchors", *TRANSFER_COLUMNS], rows,
                   note=f"student HDC ceiling {_fmt(ceiling)}, teacher HDC ceiling "
                        f"{_fmt(teacher_ceiling)}, majority {majority['mean']:.3f}. A classifier "
@@ -615,13 +386,12 @@ def stage2(run: TransferRun) -> None:
     sec.metrics({f"best@{cfg.n_anchors}:{d}": {"aligner": b["aligner"], "eff": b["eff"],
                                                "cc_eff": b["cc_eff"], "bal_acc": b["bal_acc"]}
                  for d, b in best.items()})
-    run.report.data["stage2"] = recs
-    run.report.data["stage2_best"] = {d: {k: v for k, v in b.items() if k != "per_seed"}
+    rep.data["stage2"] = recs
+    rep.data["stage2_best"] = {d: {k: v for k, v in b.items() if k != "per_seed"}
                                       for d, b in best.items()}
 
 
-def stage3(run: TransferRun) -> None:
-    cfg = run.cfg
+def stage3(rep: Report, cfg: TransferConfig, sweep: TransferSweep) -> None:
     models = list(cfg.models)
     eff = np.full((len(models), len(models)), np.nan)
     cc = np.full_like(eff, np.nan)
@@ -630,14 +400,13 @@ def stage3(run: TransferRun) -> None:
         for j, student in enumerate(models):
             if i == j:
                 continue
-            cells = [run.transfer(teacher, student, cfg.dataset, cfg.aligner, cfg.n_anchors, s,
-                                  cfg.hdc_dim) for s in cfg.seeds]
+            cells = _transfers(sweep, teacher, student, cfg.dataset)
             rec = _summary_record(cells)
             recs[f"{teacher}->{student}"] = rec
             eff[i, j] = rec["eff"]["mean"]
             cc[i, j] = rec["cc_eff"]["mean"]
             rows.append([teacher, student, *_transfer_cols(cells)])
-    sec = run.report.section(
+    sec = rep.section(
         "Stage 3: model pairs",
         f"Every ordered pair among {models} ({cfg.aligner} aligner, {cfg.n_anchors} anchors, "
         f"{cfg.dataset}). Rows of the matrices are teachers, columns students.")
@@ -649,21 +418,19 @@ def stage3(run: TransferRun) -> None:
                         "xticklabels": models, "yticklabels": models, "xlabel": "student",
                         "ylabel": "teacher", "annotate": True, "fmt": ".2f", "vmin": 0.0,
                         "vmax": 1.05})
-    run.report.data["stage3"] = recs
+    rep.data["stage3"] = recs
 
 
-def stage4(run: TransferRun) -> None:
-    cfg = run.cfg
+def stage4(rep: Report, cfg: TransferConfig, sweep: TransferSweep) -> None:
     rows, recs, series = [], {}, []
-    dirs = _directions(cfg)
+    dirs = cfg.design().directions()
     vals: dict[str, list[float]] = {f"{t}->{s}": [] for t, s in dirs}
     los: dict[str, list[float]] = {k: [] for k in vals}
     his: dict[str, list[float]] = {k: [] for k in vals}
     for dataset in cfg.datasets:
-        pool = run.pool(dataset)
+        pool = sweep.pool(dataset)
         for teacher, student in dirs:
-            cells = [run.transfer(teacher, student, dataset, cfg.aligner, cfg.n_anchors, s,
-                                  cfg.hdc_dim) for s in cfg.seeds]
+            cells = _transfers(sweep, teacher, student, dataset)
             rec = _summary_record(cells)
             recs[f"{dataset}|{teacher}->{student}"] = rec
             rows.append([dataset, len(pool.label_names), f"{teacher} -> {student}",
@@ -675,7 +442,7 @@ def stage4(run: TransferRun) -> None:
             his[k].append(rec["eff"]["hi"])  # noqa: E702
     for k in vals:
         series.append({"label": k, "values": vals[k], "lo": los[k], "hi": his[k]})
-    sec = run.report.section(
+    sec = rep.section(
         "Stage 4: datasets",
         f"The main pair in both directions on each dataset ({cfg.aligner}, {cfg.n_anchors} "
         "anchors). Multi-class sets (AG News: 4 classes) have a lower majority rate, so raw "
@@ -685,27 +452,24 @@ def stage4(run: TransferRun) -> None:
     sec.plot("stage4_datasets.png", {"kind": "bar", "title": "Efficiency by dataset",
                                      "ylabel": "efficiency", "categories": list(cfg.datasets),
                                      "series": series, "hlines": [{"y": 1.0, "label": "ceiling"}]})
-    run.report.data["stage4"] = recs
+    rep.data["stage4"] = recs
 
 
-def stage_teachers(run: TransferRun) -> None:
-    cfg = run.cfg
+def stage_teachers(rep: Report, cfg: TransferConfig, sweep: TransferSweep) -> None:
     rows, recs, vals, los, his, cats = [], {}, [], [], [], []
     cc_vals = []
     for teacher in cfg.teachers:
         if teacher == cfg.student:
             continue
-        cells = [run.transfer(teacher, cfg.student, cfg.dataset, cfg.aligner, cfg.n_anchors, s,
-                              cfg.hdc_dim) for s in cfg.seeds]
+        cells = _transfers(sweep, teacher, cfg.student, cfg.dataset)
         rec = _summary_record(cells)
         recs[teacher] = rec
-        own = _stats([run.ceiling(teacher, cfg.dataset, s, cfg.hdc_dim) for s in cfg.seeds],
-                     "hdc_acc")
+        own = _stats(_ceilings(sweep, teacher, cfg.dataset, cfg.hdc_dim), "hdc_acc")
         rows.append([teacher, _fmt(own), *_transfer_cols(cells)])
         cats.append(teacher)
         vals.append(rec["acc"]["mean"]); los.append(rec["acc"]["lo"]); his.append(rec["acc"]["hi"])  # noqa: E702
         cc_vals.append(rec["cc_eff"]["mean"])
-    sec = run.report.section(
+    sec = rep.section(
         "Teacher study",
         f"Several teachers into one student ({cfg.student}), {cfg.aligner} aligner, "
         f"{cfg.n_anchors} anchors, {cfg.dataset}. 'teacher ceiling' is the teacher's own HDC "
@@ -715,134 +479,12 @@ def stage_teachers(run: TransferRun) -> None:
                               "ylabel": "transfer accuracy", "categories": cats,
                               "series": [{"label": "transfer accuracy", "values": vals, "lo": los,
                                           "hi": his}]})
-    run.report.data["teachers"] = recs
+    rep.data["teachers"] = recs
 
 
-_STAGE_FUNCS: dict[str, Callable[[TransferRun], None]] = {
+_STAGE_LAYOUTS: dict[str, Callable[[Report, TransferConfig, TransferSweep], None]] = {
     "0": stage0, "1": stage1, "2": stage2, "3": stage3, "4": stage4, "teachers": stage_teachers,
 }
-
-
-# --------------------------------------------------------------------------- entry points
-def run_transfer(cfg: TransferConfig, out: Path, *, seed: int = 0,
-                 executor: Executor | None = None) -> Path:
-    """Run the chosen stages and write the report folder; returns the folder.
-
-    Missing cells are computed by ``executor`` (default: in this process; a
-    :class:`~hyperlens.run.RayExecutor` runs them as Ray tasks), then the stages read them
-    from the ledger and build the report.
-    """
-    cfg.validate()
-    out = check_out_dir(out)
-    out.mkdir(exist_ok=True)
-    rep = Report("transfer", _config_dict(cfg), out_dir=out, seed=seed, device=cfg.device,
-                 description="Cross-architecture transfer: a classifier trained on one model's "
-                             "HDC codes, tested on another's after alignment on anchor texts.")
-    run = TransferRun(cfg, out, rep, executor=executor)
-    start = time.perf_counter()
-    rep.data["executor"] = run.executor.describe()
-    with rep.timer("cells"):
-        run.prefetch()
-    for stage in STAGES:
-        if stage in cfg.stages:
-            with rep.timer(f"stage:{stage}"):
-                _STAGE_FUNCS[stage](run)
-    rep.data["cells"] = {"resumed": run.store.resumed, "computed": run.computed,
-                         "file": "cells.jsonl"}
-    rows = [["cells computed / resumed", f"{run.computed} / {run.store.resumed}"],
-            ["executor", run.executor.name],
-            ["wall time (s)", f"{time.perf_counter() - start:.1f}"]]
-    for d, b in rep.data.get("stage2_best", {}).items():
-        rows.append([f"best @{cfg.n_anchors} {d}",
-                     f"{b['aligner']}: eff {_fmt(b['eff'])}, chance-corr. {_fmt(b['cc_eff'])}, "
-                     f"bal. acc {_fmt(b['bal_acc'])}"])
-    rep.summary(rows)
-    return rep.save()
-
-
-def _config_dict(cfg: TransferConfig) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(cfg)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    d = TransferConfig()
-    p.add_argument("--stages", nargs="+", default=d.stages, choices=list(STAGES),
-                   help="stages to run (default: all)")
-    p.add_argument("--models", nargs="+", default=d.models,
-                   help="models for stage 0 and the stage 3 pair matrix")
-    p.add_argument("--pair", nargs=2, default=d.pair, metavar=("A", "B"),
-                   help="main pair for stages 1, 2 and 4 (both directions)")
-    p.add_argument("--dataset", default=d.dataset, help="main dataset (default: sst2)")
-    p.add_argument("--datasets", nargs="+", default=d.datasets, help="datasets for stage 4")
-    p.add_argument("--data-dir", default=None, help="folder holding sst2/ and agnews/")
-    p.add_argument("--aligners", nargs="+", default=d.aligners,
-                   help=f"aligners for stage 2 (registered: {', '.join(available_aligners())})")
-    p.add_argument("--aligner", default=d.aligner,
-                   help="aligner for stages 1, 3, 4 and the teacher study (default: ridge)")
-    p.add_argument("--anchors", nargs="+", default=d.anchors,
-                   help="anchor counts for stage 2 ('all' = the whole anchor pool)")
-    p.add_argument("--n-anchors", type=positive_int, default=d.n_anchors,
-                   help="anchor count for the other stages (default: 500)")
-    p.add_argument("--hdc-dims", nargs="+", type=positive_int, default=d.hdc_dims,
-                   help="code widths for stage 1")
-    p.add_argument("--hdc-dim", type=positive_int, default=d.hdc_dim,
-                   help="code width (default: 4096)")
-    p.add_argument("--tau", type=positive_float, default=d.tau,
-                   help="ternary threshold x row std (0.3)")
-    p.add_argument("--seeds", nargs="+", type=nonnegative_int, default=d.seeds,
-                   help="seeds: each re-splits the data and redraws projections (42 123 456)")
-    p.add_argument("--train", type=count_of_two, default=d.train, help="training texts (3000)")
-    p.add_argument("--test", type=count_of_two, default=d.test, help="test texts (500)")
-    p.add_argument("--anchor-pool", type=count_of_two, default=d.anchor_pool,
-                   help="anchor texts set aside from the training side (2000)")
-    p.add_argument(
-        "--teachers", nargs="+", default=d.teachers, help="teachers for the teacher study"
-    )
-    p.add_argument("--student", default=d.student, help="student for the teacher study")
-    p.add_argument("--C", dest="C", type=positive_float, default=d.C,
-                   help="inverse L2 strength of the probe on HDC codes (1.0)")
-    p.add_argument("--C-float", dest="C_float", type=positive_float, default=d.C_float,
-                   help="inverse L2 strength of the float probe (1.0)")
-    p.add_argument("--input-scaling", default=d.input_scaling, choices=list(INPUT_SCALING),
-                   help="per-feature scaling of each model's embeddings before aligning and "
-                        "encoding, fitted on the anchor pool (default: zscore; tames the few "
-                        "high-variance dimensions of decoder hidden states)")
-    p.add_argument("--pooling", default=d.pooling, choices=["mean", "cls", "last"])
-    p.add_argument("--layer", type=int, default=d.layer, help="hidden layer (-1 = last)")
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
-    p.add_argument("--allow-anchor-overlap", action="store_true",
-                   help="accept anchor texts that also occur in the test set (leaks)")
-    p.add_argument("--fresh", action="store_true",
-                   help="ignore finished cells in OUT/cells.jsonl and recompute everything")
-    add_data_options(p)
-
-
-def _config_from_args(args: argparse.Namespace) -> TransferConfig:
-    fields = TransferConfig.__dataclass_fields__
-    values = {k: getattr(args, k) for k in fields if hasattr(args, k)}
-    for k in ("anchors", "stages"):
-        if k in values:
-            values[k] = [str(v) for v in values[k]]
-    return TransferConfig(**values)
-
-
-def validate(args: argparse.Namespace) -> None:
-    """Checks across options, before any model is loaded."""
-    _config_from_args(args).validate()
-
-
-def main(args: argparse.Namespace) -> Path:
-    cfg = _config_from_args(args)
-    cfg.validate()  # also for callers of main() that skip the CLI: before an executor starts
-    out = (
-        args.out
-        if args.out is not None
-        else Path("runs") / f"transfer-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
-    with executor_from_args(args) as ex:
-        return run_transfer(cfg, Path(out), seed=int(getattr(args, "seed", 0)), executor=ex)
 
 
 # --------------------------------------------------------------------------- tour
@@ -854,7 +496,6 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
     cores when the embeddings are cached.
     """
     from .. import data as hdata, models as hmodels
-    from ..align import ceiling_scores as _ceil
 
     conf = report.config or {}
     dataset = str(conf.get("dataset", "rotten-tomatoes"))
@@ -883,15 +524,16 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
     emb = {m: FeatureScaler("zscore").fit(x[r["anchors"]]).transform(x) for m, x in emb.items()}
     for teacher, student in ((models[0], models[1]), (models[1], models[0])):
         xt, xs = emb[teacher], emb[student]
-        ceil = _ceil(xs[r["train"]], y[r["train"]], xs[r["test"]], y[r["test"]], hdc_dim=4096,
-                     tau=0.3, seed=seed)
+        ceil = ceiling_scores(xs[r["train"]], y[r["train"]], xs[r["test"]], y[r["test"]],
+                              hdc_dim=4096, tau=0.3, seed=seed)
         for aligner in ("procrustes", "ridge"):
             s = transfer_scores(make_aligner(aligner), xt[r["anchors"]], xs[r["anchors"]],
                                 xt[r["train"]], y[r["train"]], xs[r["test"]], y[r["test"]],
                                 ceiling=ceil, hdc_dim=4096, tau=0.3, seed=seed)
             rows.append([f"{teacher} -> {student}", aligner, s.acc, s.bal_acc, ceil.hdc.acc,
                          s.majority, s.eff, s.cc_eff, s.float_eff])
-            metrics[f"{teacher}->{student}:{aligner}"] = s.as_dict()
+            metrics[f"{teacher}->{student}:{aligner}"] = {
+                k: v for k, v in s.as_dict().items() if k != "fit_seconds"}
     sec = report.section(
         "Cross-architecture transfer",
         f"A classifier trained on one model's 4,096-d ternary codes, tested on the other's "
@@ -905,3 +547,9 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
                                        "majority", "efficiency", "chance-corr. eff.",
                                        "float eff."], rows)
     sec.metrics(metrics)
+
+
+COMMANDS = (
+    Command("transfer", "cross-architecture transfer via shared HDC codes: ceilings, HDC sweep, "
+            "aligners, pairs, datasets", TransferConfig, run, description=__doc__ or ""),
+)
