@@ -159,27 +159,27 @@ def test_config_bad_input(toml: str, needle: str, tmp_path: Path,
 
 
 def _parsed_with_config(tmp_path: Path, toml: str, argv: list[str]) -> Any:
-    from hyperlens.cli import _apply_config, build_parser
+    from hyperlens.cli import build_parser
+    from hyperlens.config.commandline import build
 
     cfg = tmp_path / "run.toml"
     cfg.write_text(toml)
-    full = [*argv, "--config", str(cfg)]
-    parser = build_parser()
-    args = parser.parse_args(full)
-    _apply_config(args, full, parser)
-    return args
+    ns = build_parser().parse_args([*argv, "--config", str(cfg)])
+    typed = {k: v for k, v in vars(ns).items() if not k.startswith("_") and k != "command"}
+    config, ctx = build(ns._command, typed, env={})
+    return config, ctx
 
 
 def test_config_values_use_the_option_types(tmp_path: Path) -> None:
-    args = _parsed_with_config(
+    cfg, ctx = _parsed_with_config(
         tmp_path, 'seed = 3\n[tour]\nmodels = "glove-50d"\nn-texts = 200\ndrop-invalid = true\n'
         'out = "runs/x"\n', ["tour"])
-    assert args.models == ["glove-50d"]  # one value, not split into characters
-    assert args.n_texts == 200 and args.seed == 3 and args.drop_invalid is True
-    assert isinstance(args.out, Path)
+    assert cfg.models == ("glove-50d",)  # one value, not split into characters
+    assert cfg.n_texts == 200 and ctx.seed == 3 and cfg.drop_invalid is True
+    assert isinstance(ctx.out, Path)
     # flags on the command line still win over the file
-    args = _parsed_with_config(tmp_path, "[tour]\nn-texts = 200\n", ["tour", "--n-texts", "50"])
-    assert args.n_texts == 50
+    cfg, _ = _parsed_with_config(tmp_path, "[tour]\nn-texts = 200\n", ["tour", "--n-texts", "50"])
+    assert cfg.n_texts == 50
 
 
 def test_transfer_n_anchors_checked_only_where_used() -> None:

@@ -53,12 +53,16 @@ def test_device_cuda_without_gpu_is_a_clean_error(tmp_path, capsys):
 def test_config_file_fills_options_and_flags_override(tmp_path, monkeypatch):
     seen = {}
 
-    def fake_main(args):
-        seen.update(vars(args))
-        rep = Report("tour", out_dir=args.out)
-        return rep.save()
+    def fake_run(config, ctx):
+        seen.update(config.to_dict(), seed=ctx.seed)
+        rep = Report("tour", out_dir=ctx.out)
+        rep.save()
+        return rep
 
-    monkeypatch.setattr("hyperlens.experiments.tour.main", fake_main)
+    from hyperlens.experiments import tour
+
+    monkeypatch.setattr(tour, "COMMANDS", (tour.COMMANDS[0].__class__(
+        "tour", tour.HELP, tour.TourConfig, fake_run),))
     cfg = tmp_path / "c.toml"
     cfg.write_text('seed = 5\n[tour]\nn-texts = 123\nmodels = ["glove-50d"]\n')
     assert (

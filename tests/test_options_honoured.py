@@ -61,6 +61,12 @@ SMALL: dict[str, tuple[tuple[str, ...], list[dict[str, Any]]]] = {
          "n_simplices": 20, "decoder_read": "mean", "simulate_root": False, "batch_size": 8,
          "cache": False, "per_pos": False},
     ]),
+    "tour": (("glove-50d",), [
+        {"models": ("glove-50d",), "dataset": str(SST2_DEV), "n_texts": 120,
+         "test_fraction": 0.25, "pooling": "last", "batch_size": 8, "sections": (),
+         "data_dir": str(SST2_DEV.parents[1]), "text_column": "sentence",
+         "label_column": "label", "drop_invalid": True, "encoding": "utf-8"},
+    ]),
     "mha-cv": ((), [
         {"dims": (8,), "heads": (1, 2), "epochs": 4, "n_simplices": 20, "n_boot": 10,
          "n_classes": 3, "samples_per_class": 6, "test_per_class": 3, "vocab": 16,

@@ -106,9 +106,11 @@ def test_ray_address_from_the_environment_applies_only_to_ray_runs():
 def test_only_the_context_options_a_command_honours_are_offered():
     p = argparse.ArgumentParser()
     add_options(p, Demo)
-    flags = {s for a in p._actions for s in a.option_strings}
+    flags = {s for a in p._actions for s in a.option_strings if a.help != argparse.SUPPRESS}
     assert {"--seed", "--device", "--executor", "--ray-address", "--out"} <= flags
     assert "--dtype" not in flags  # Demo does not declare it, so it is not offered
+    with pytest.raises(ConfigError, match="has no precision setting: --dtype does nothing"):
+        build(CMD, _parse(["--model", "m", "--dtype", "float32"]), env={})
 
 
 def test_derive_seed_is_keyed_and_stable():

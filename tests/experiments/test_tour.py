@@ -24,7 +24,8 @@ def test_tour_runs_end_to_end_on_real_models(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "index.html" in printed and "minilm: best layer" in printed
     results = json.loads((out / "results.json").read_text())
-    assert results["config"]["seed"] == 3 and results["config"]["n_texts"] == 300
+    assert results["seed"] == 3 and results["config"]["context"]["seed"] == 3
+    assert results["config"]["n_texts"] == 300
     geo = {g["model"]: g for g in results["data"]["geometry"]}
     assert geo["minilm"]["dim"] == 384 and geo["glove-50d"]["dim"] == 50
     assert 1.0 < geo["minilm"]["participation_ratio"] < 384

@@ -146,12 +146,8 @@ def _iterable(value: Any) -> bool:
 
 def _to_kind(kind: Any, raw: Any) -> Any:
     """``raw`` converted to ``kind``, or ``_NO``."""
-    if kind is bool:
-        if isinstance(raw, bool):
-            return raw
-        if isinstance(raw, str) and raw.strip().lower() in {"true", "false", "yes", "no"}:
-            return raw.strip().lower() in {"true", "yes"}
-        return _NO
+    if kind is bool:  # a flag on the command line, true / false in TOML: nothing else
+        return raw if isinstance(raw, bool) else _NO
     if isinstance(raw, bool):
         return _NO  # True is not the integer 1 here
     if kind is int:

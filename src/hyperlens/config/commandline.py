@@ -105,10 +105,13 @@ def read_toml(path: Path, words: Sequence[str]) -> dict[str, Any]:
         raise ConfigError(f"--config {path} is not valid TOML: {exc}") from exc
     values = {k: v for k, v in data.items() if not isinstance(v, dict)}
     table: Any = data
-    for word in words:
+    for depth, word in enumerate(words, 1):
         table = table.get(word, {}) if isinstance(table, dict) else {}
-    if isinstance(table, dict):
-        values.update({k: v for k, v in table.items() if not isinstance(v, dict)})
+        if not isinstance(table, dict):
+            raise ConfigError(f"--config {path}: {'.'.join(words[:depth])} must be a table "
+                              f"([{'.'.join(words[:depth])}]), got {table!r}.")
+        last = depth == len(words)  # a table inside the last one is a bad value, not an action
+        values.update({k: v for k, v in table.items() if last or not isinstance(v, dict)})
     return values
 
 

@@ -8,26 +8,27 @@ and then adds the sections other capabilities contribute (embedding terrain, tra
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import inspect
 import time
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
+from ..config import Command, RunContext, at_least, between, option, start_report
+from ..config.shared import DataFileOptions
 from ..errors import ConfigError
 from ..report import Report
-from .options import add_data_options, data_options, positive_int, unit_fraction
 from .probing import linear_probe
 
-COMMAND = "tour"
+__all__ = ["TourConfig", "run", "COMMANDS", "EXTRA_SECTIONS"]
+
 HELP = "the main job: embed, geometry and per-layer probes for MiniLM and SmolLM2 (offline)"
 DESCRIPTION = (
     "Embed a labelled text set with each model, summarise the geometry of each model's "
-    "sentence space, fit a linear probe on every layer, then run the short terrain and "
-    "transfer sections. Finishes in a few minutes on 2 CPU cores."
+    "sentence space, fit a linear probe on every layer, then run the short sections of the "
+    "other commands. Finishes in a few minutes on 2 CPU cores."
 )
 
 #: Extra sections other experiments contribute: (name, module with ``tour_section``).
@@ -42,22 +43,31 @@ EXTRA_SECTIONS: tuple[tuple[str, str], ...] = (
 )
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models", nargs="+", default=["minilm", "smollm2"],
-                   help="models to compare (zoo names, Hugging Face ids or paths)")
-    p.add_argument("--dataset", default="rotten-tomatoes",
-                   help="dataset name or file (default: rotten-tomatoes, shipped offline)")
-    p.add_argument("--data-dir", default=None, help="folder holding sst2/ and agnews/ (optional)")
-    p.add_argument("--n-texts", type=positive_int, default=2000,
-                   help="texts drawn (stratified) from the dataset (default: 2000)")
-    p.add_argument("--test-fraction", type=unit_fraction, default=0.3,
-                   help="held-out share for probes")
-    p.add_argument("--pooling", default="mean", choices=["mean", "cls", "last"])
-    p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--sections", nargs="*", default=None,
-                   help=f"extra sections to run (default: all of {[n for n, _ in EXTRA_SECTIONS]}; "
-                        "pass none to skip them)")
-    add_data_options(p)
+@dataclass(frozen=True, kw_only=True)
+class TourConfig(DataFileOptions):
+    """Options of ``hyperlens tour``."""
+
+    RANDOM = "the drawn texts, the train / test split, probe folds and every section's draws"
+
+    models: tuple[str, ...] = option(("minilm", "smollm2"), help="models to compare (zoo "
+                                     "names, Hugging Face ids or paths)")
+    dataset: str = option("rotten-tomatoes", help="dataset name or file (rotten-tomatoes is "
+                          "shipped offline)")
+    data_dir: str | None = option(None, help="folder holding sst2/ and agnews/ (optional)")
+    n_texts: int = option(2000, help="texts drawn (stratified) from the dataset",
+                          check=at_least(1))
+    test_fraction: float = option(0.3, help="held-out share for the probes",
+                                  check=between(0, 1, closed=False))
+    pooling: Literal["mean", "cls", "last"] = option("mean", help="how token states become "
+                                                     "one vector per text")
+    batch_size: int = option(32, help="texts per forward pass", check=at_least(1))
+    sections: tuple[str, ...] | None = option(
+        None, help="extra sections to run (default: all of "
+                   f"{' '.join(n for n, _ in EXTRA_SECTIONS)}; 'none' skips them)",
+        min_items=0)
+
+    def check(self) -> None:
+        _sections(None if self.sections is None else list(self.sections))
 
 
 def _sections(sections: list[str] | None) -> list[str]:
@@ -74,11 +84,6 @@ def _sections(sections: list[str] | None) -> list[str]:
     if unknown:
         raise ConfigError(f"--sections {unknown} unknown; choose from {names} or none.")
     return wanted
-
-
-def validate(args: argparse.Namespace) -> None:
-    """Checks across options, before any model is loaded."""
-    _sections(args.sections)
 
 
 def _geometry_row(name: str, x: np.ndarray, seed: int) -> dict[str, Any]:
@@ -103,39 +108,24 @@ def _geometry_row(name: str, x: np.ndarray, seed: int) -> dict[str, Any]:
     }
 
 
-def run_tour(
-    *,
-    models: list[str],
-    dataset: str = "rotten-tomatoes",
-    data_dir: str | None = None,
-    n_texts: int = 2000,
-    test_fraction: float = 0.3,
-    pooling: str = "mean",
-    batch_size: int = 32,
-    sections: list[str] | None = None,
-    data_options: dict[str, Any] | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    out: Path,
-) -> Path:
-    """Run the tour and write its report folder; returns the folder."""
+def run(config: TourConfig, ctx: RunContext | None = None) -> Report:
+    """Run the tour and write its report folder; returns the saved report."""
     from .. import data as hdata, models as hmodels
-    from ..utils import resolve_device
 
-    wanted = _sections(sections)  # checked before any work
-    dev = resolve_device(device)
-    read = dict(data_options or {})
-    config = {"models": models, "dataset": dataset, "data_dir": data_dir, "n_texts": n_texts,
-              "test_fraction": test_fraction, "pooling": pooling, "batch_size": batch_size,
-              "sections": sections, "seed": seed, "device": str(dev), "data_options": read}
-    rep = Report("tour", config, out_dir=out, seed=seed, device=dev,
-                 description="Each model's sentence space on one labelled text set: geometry, "
-                             "linear decodability layer by layer, and the extra sections below.")
+    ctx = ctx or RunContext()
+    wanted = _sections(None if config.sections is None else list(config.sections))
+    dev = ctx.torch_device
+    seed = ctx.seed
+    models, pooling, batch_size = list(config.models), config.pooling, config.batch_size
+    rep = start_report("tour", config, ctx,
+                       description="Each model's sentence space on one labelled text set: "
+                                   "geometry, linear decodability layer by layer, and the extra "
+                                   "sections below.")
     with rep.timer("load_data"):
-        ds = hdata.load(dataset, data_dir=data_dir, **read)
-        if len(ds) > n_texts:
-            ds = ds.subsample(n_texts, seed=seed)
-        splits = ds.split(test=test_fraction, seed=seed)
+        ds = hdata.load(config.dataset, data_dir=config.data_dir, **config.read_options())
+        if len(ds) > config.n_texts:
+            ds = ds.subsample(config.n_texts, seed=seed)
+        splits = ds.split(test=config.test_fraction, seed=seed)
     train_idx, test_idx = splits.rows["train"], splits.rows["test"]
     y = np.asarray(ds.labels)
 
@@ -186,6 +176,18 @@ def run_tour(
         )
         del layers
 
+    _core_sections(rep, ds, pooling, train_idx, test_idx, y, geo_rows, probe_rows, probe_series)
+    rep.save()
+
+    _extra_sections(rep, wanted, models, seed, str(dev))
+    rep.save()
+    return rep
+
+
+def _core_sections(rep: Report, ds: Any, pooling: str, train_idx: np.ndarray,
+                   test_idx: np.ndarray, y: np.ndarray, geo_rows: list[dict[str, Any]],
+                   probe_rows: list[list[Any]], probe_series: list[dict[str, Any]]) -> None:
+    """The tour's own sections: sentence-space geometry and the per-layer probes."""
     majority = float(np.bincount(y[test_idx]).max() / len(test_idx))
     sec = rep.section(
         "Sentence-space geometry",
@@ -259,24 +261,21 @@ def run_tour(
     )
     rep.data["geometry"] = geo_rows
     rep.data["majority"] = majority
-    rep.save()
 
+
+def _extra_sections(rep: Report, wanted: list[str], models: list[str], seed: int,
+                    device: str) -> None:
+    """The short sections of the other commands, saving the report after each."""
     for name, module in EXTRA_SECTIONS:
         if name not in wanted:
             continue
         mod = importlib.import_module(module)
         with rep.timer(f"section:{name}"):
-            kwargs: dict[str, Any] = {"seed": seed, "device": str(dev)}
+            kwargs: dict[str, Any] = {"seed": seed, "device": device}
             if "models" in inspect.signature(mod.tour_section).parameters:
                 kwargs["models"] = tuple(models)
             mod.tour_section(rep, **kwargs)
         rep.save()
-    return rep.save()
 
 
-def main(args: argparse.Namespace) -> Path:
-    return run_tour(models=list(args.models), dataset=args.dataset, data_dir=args.data_dir,
-                    n_texts=args.n_texts, test_fraction=args.test_fraction, pooling=args.pooling,
-                    batch_size=args.batch_size, sections=args.sections,
-                    data_options=data_options(args), seed=args.seed,
-                    device=args.device, out=args.out)
+COMMANDS = (Command("tour", HELP, TourConfig, run, description=DESCRIPTION),)
