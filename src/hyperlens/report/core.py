@@ -26,7 +26,7 @@ from ..utils import apply_umask, atomic_write_json, atomic_write_text, to_jsonab
 from . import plots as _plots
 
 __all__ = ["Report", "Section", "SCHEMA_VERSION", "rebuild", "load_results", "environment_info",
-           "check_out_dir"]
+           "check_out_dir", "frames"]
 
 SCHEMA_VERSION = 1
 _SAFE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.png$")
@@ -183,6 +183,10 @@ class Report:
             yield
         finally:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+    def frames(self) -> dict[str, Any]:
+        """Every table as a pandas DataFrame, keyed ``"section / table"`` (for notebooks)."""
+        return frames({"sections": [s.to_dict() for s in self.sections]})
 
     def summary(self, rows: Sequence[Sequence[Any]]) -> None:
         """Set the short ``[name, value]`` table printed by the CLI at the end of a run."""
@@ -378,3 +382,26 @@ def rebuild(folder: str | os.PathLike[str]) -> Path:
 
     atomic_write_text(path / "index.html", render_html(results))
     return path
+
+
+def frames(results: dict[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
+    """The tables of a report as pandas DataFrames, keyed ``"section / table"``.
+
+    ``results`` is a ``results.json`` dict or a report folder.
+
+        >>> rep = Report("demo", out_dir="unused")
+        >>> _ = rep.section("Scores").table("Accuracy", ["model", "acc"], [["a", 0.9]])
+        >>> rep.frames()["Scores / Accuracy"]
+          model  acc
+        0     a  0.9
+    """
+    import pandas as pd
+
+    if not isinstance(results, dict):
+        results = load_results(results)
+    out: dict[str, Any] = {}
+    for sec in results.get("sections", []):
+        for table in sec.get("tables", []):
+            key = f"{sec['title']} / {table['title']}"
+            out[key] = pd.DataFrame(table["rows"], columns=table["columns"])
+    return out
