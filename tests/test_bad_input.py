@@ -449,6 +449,8 @@ REQUIRED: dict[str, dict[str, list[str]]] = {
     "terrain": {"--models": ["minilm"]},
     "weights": {"--models": ["minilm"]},
     "relational": {"--models": ["minilm"]},
+    "hft eval": {"--student": ["student-folder"]},
+    "hft generate": {"--student": ["student-folder"]},
 }
 
 

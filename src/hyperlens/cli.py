@@ -121,8 +121,8 @@ def _add_command(sub: Any, groups: dict[str, Any], cmd: Command) -> None:
     target = sub
     if len(words) == 2:
         if words[0] not in groups:
-            gp = sub.add_parser(words[0], help=getattr(cmd, "group_help", None) or
-                                f"{words[0]} commands")
+            gp = sub.add_parser(words[0], help=cmd.group_help or f"{words[0]} commands",
+                                description=cmd.group_help or None)
             groups[words[0]] = gp.add_subparsers(dest="action", metavar="ACTION", required=True)
         target = groups[words[0]]
     text = (cmd.description or cmd.help).replace("``", "")

@@ -1,57 +1,55 @@
-"""The hft command refuses bad options before loading any model."""
+"""The hft commands refuse bad options before loading any model."""
 
 import pytest
 
-from hyperlens.cli import build_parser
-from hyperlens.errors import InputError
+from hyperlens import cli
 from hyperlens.experiments import hft
 
 
-def _args(*argv):
-    return build_parser().parse_args(["hft", *argv])
-
-
-@pytest.mark.parametrize("argv", [
-    ["train", "--top-k", "64", "--k1", "32"],
-    ["train", "--train-tokens", "0"],
-    ["train", "--hard", "-0.5"],
-    ["train", "--hard", "nan"],
-    ["train", "--dataset", "no/such/file.txt"],
-    ["eval"],
-    ["generate"],
-    ["capture", "--heads"],
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "--top-k", "64", "--k1", "32"], "--mix-heads"),
+    (["train", "--train-tokens", "0"], "--train-tokens"),
+    (["train", "--hard", "-0.5"], "--hard"),
+    (["train", "--hard", "nan"], "--hard"),
+    (["train", "--dataset", "no/such/file.txt"], "--dataset"),
+    (["train", "--heads", "-1"], "--heads"),
+    (["train", "--seeds", "0", "0"], "--seeds"),
+    (["train", "--boot", "0"], "--n-boot"),
+    (["eval"], "--student"),
+    (["generate"], "--student"),
+    (["generate", "--student", "s", "--n-tokens", "0"], "--n-tokens"),
+    (["generate", "--student", "s", "--n-tokens", "-3"], "--n-tokens"),
 ])
-def test_bad_options_raise_early(argv, monkeypatch):
+def test_bad_options_raise_early(argv, needle, monkeypatch, capsys, tmp_path):
     import hyperlens.models as hm
 
     monkeypatch.setattr(hm, "load", lambda *a, **k: pytest.fail("model loaded before checks"))
-    if argv[-1] == "--heads":
-        with pytest.raises(SystemExit):
-            _args(*argv)
-        return
-    with pytest.raises(InputError):
-        hft.main(_args(*argv))
+    assert cli.main(["hft", *argv, "--out", str(tmp_path / "r")]) == 2
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_capture_dir_naming_a_file_is_refused(tmp_path, capsys):
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    assert cli.main(["hft", "capture", "--capture-dir", str(f), "--out", str(tmp_path / "r")]) == 2
+    assert "is an existing file" in capsys.readouterr().err
 
 
 def test_registered_in_cli():
     from hyperlens.cli import COMMAND_MODULES
 
     assert "hyperlens.experiments.hft" in COMMAND_MODULES
-
-
-def test_hard_reaches_the_student_config():
-    from hyperlens.hft.train import StudentConfig
-
-    assert _args("train").hard == StudentConfig().hard
-    assert _args("train", "--hard", "1.0").hard == 1.0
+    assert [c.name for c in hft.COMMANDS] == ["hft capture", "hft train", "hft eval",
+                                             "hft generate"]
 
 
 def test_cli_defaults_are_the_student_config_defaults():
     from hyperlens.hft.train import StudentConfig
 
-    a, sc = _args("train"), StudentConfig()
-    assert (a.k1, a.k2, a.top_k, a.top_k, a.mix_heads, a.mix_heads) == (
-        sc.k1, sc.k2, sc.top1, sc.top2, sc.heads1, sc.heads2)
+    a, sc = hft.HftTrainConfig(), StudentConfig()
+    assert (a.k1, a.k2, a.top_k, a.top_k, a.mix_heads, a.mix_heads, a.hard) == (
+        sc.k1, sc.k2, sc.top1, sc.top2, sc.heads1, sc.heads2, sc.hard)
     assert (a.lr, a.batch_size, a.stage1_epochs, a.stage2_epochs, a.e2e_epochs) == (
         sc.lr, sc.batch_size, sc.stage1_epochs, sc.stage2_epochs, sc.e2e_epochs)
 
@@ -68,22 +66,19 @@ def test_mixture_row_is_the_equal_weight_linear_mixture():
     torch.testing.assert_close(got.exp().sum(-1), torch.ones(3))
 
 
-def test_tour_section_passes_every_train_option(monkeypatch, tmp_path):
-    """The tour builds its namespace from the CLI parser, so an option added to the CLI
-    reaches run_train from the tour too (a hand-written namespace once lacked --hard)."""
+def test_tour_section_runs_the_train_config(monkeypatch, tmp_path):
+    """The tour builds a HyperFieldTrainConfig, so every option keeps the CLI's default
+    unless the tour sets it, and the seed reaches the run."""
     from hyperlens.report import Report
 
     seen = {}
 
-    def fake_run_train(ns, out):
-        seen.update(vars(ns))
+    def fake_run_train(cfg, ctx):
+        seen.update(cfg.to_dict(), seed=ctx.seed)
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(hft, "run_train", fake_run_train)
     with pytest.raises(RuntimeError, match="stop here"):
         hft.tour_section(Report("tour", {}, out_dir=tmp_path), seed=3)
-    full = vars(_args("train"))
-    missing = {k for k in full if k not in seen
-               and k not in ("command", "device", "config", "executor", "ray_address", "_module")}
-    assert not missing
-    assert seen["hard"] == full["hard"] and seen["seed"] == 3 and seen["train_tokens"] == 4000
+    assert seen["hard"] == hft.HftTrainConfig().hard and seen["seed"] == 3
+    assert seen["train_tokens"] == 4000 and seen["seeds"] == [3]

@@ -30,6 +30,7 @@ class Command:
         config: the config class (its fields are the command's options).
         run: ``run(config, ctx) -> Report``; the report is saved when it returns.
         description: a paragraph for ``hyperlens NAME --help`` (default: ``help``).
+        group_help: for an action, the line ``hyperlens --help`` shows for its group.
     """
 
     name: str
@@ -37,6 +38,7 @@ class Command:
     config: type[Config]
     run: Callable[[Any, RunContext], Report]
     description: str = ""
+    group_help: str = ""
 
     @property
     def words(self) -> tuple[str, ...]:

@@ -9,135 +9,206 @@ over seeds, the information-flow checks, speed), saving the seed-0 Track A stude
 
 from __future__ import annotations
 
-import argparse
 import resource
-import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..config import Command, Config, RunContext, above, at_least, between, option, start_report
+from ..errors import ConfigError, InputError
+from ..hft.train import StudentConfig as _SC  # the students' defaults live there
 from ..report import Report
 
-__all__ = ["COMMAND", "HELP", "add_arguments", "main", "run_train", "tour_section"]
+__all__ = ["CaptureOptions", "HftTrainConfig", "HftEvalConfig", "HftGenerateConfig", "COMMANDS",
+           "run_capture", "run_train", "run_eval", "run_generate", "tour_section"]
 
-COMMAND = "hft"
 HELP = ("HyperField transformer: distil a teacher LM into a HyperTensor mixture "
         "(capture|train|eval|generate)")
-ACTIONS = ("capture", "train", "eval", "generate")
+_CPU_ONLY = frozenset({"seed"})  # the teacher and the students run on the CPU
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..hft.train import StudentConfig as _SC  # the students' defaults live there
+@dataclass(frozen=True, kw_only=True)
+class CaptureOptions(Config):
+    """What ``hyperlens hft capture`` stores, and what ``train`` reads (or captures first)."""
 
-    p.add_argument("action", choices=ACTIONS, help="what to do")
-    g = p.add_argument_group("capture")
-    g.add_argument("--teacher", default="smollm2", help="causal LM (zoo name, HF id or path)")
-    g.add_argument("--dataset", default="agnews",
-                   help="agnews | sst2 | rotten-tomatoes | a csv/tsv/jsonl file | a .txt file "
-                        "(one text per line)")
-    g.add_argument("--data-dir", default=None, help="folder holding sst2/ and agnews/")
-    g.add_argument("--text-column", default=None, help="text column of a file")
-    g.add_argument("--train-tokens", type=int, default=32_000,
-                   help="training prediction positions (issue default 250000)")
-    g.add_argument("--heldout-tokens", type=int, default=8_000,
-                   help="held-out prediction positions (issue default 50000)")
-    g.add_argument("--layer", type=int, default=15,
-                   help="teacher layer l (Track B, Stage-1 target)")
-    g.add_argument("--heads", type=int, nargs="+", default=[0, 1, 2], help="q/k/v heads at layer l")
-    g.add_argument("--window", type=int, default=32, help="context window W in tokens")
-    g.add_argument("--cut-fraction", type=float, default=0.25,
-                   help="share of held-out rows past the window that get the one-forward-per-"
-                        "window 'teacher cut to W' baseline (weighted by its inverse)")
-    g.add_argument("--capture-dir", type=Path, default=None,
-                   help="capture folder (default: runs/hft-capture-<teacher>-<dataset>-<tokens>)")
-    s = p.add_argument_group("students")
-    s.add_argument("--tracks", nargs="+", default=["A"], choices=["A", "B"],
-                   help="A: tokens only (default); B: also the teacher's layer-l state, with "
-                        "the logit and tuned lens (about 16 more minutes per seed at the "
-                        "default size)")
-    s.add_argument("--seeds", type=int, default=3, help="training seeds per student")
-    s.add_argument("--k1", type=int, default=_SC.k1, help="Stage-1 HyperTensors")
-    s.add_argument("--k2", type=int, default=_SC.k2, help="Stage-2 HyperTensors")
-    s.add_argument("--top-k", type=int, default=_SC.top1, help="tensors mixed per routing head")
-    s.add_argument("--mix-heads", type=int, default=_SC.heads1,
-                   help="routing heads per HyperTensor layer (each mixes its own top-k; "
-                        "their outputs add; 1 is the seed's single mixture). 8 heads x top-4 "
-                        "were chosen on a validation split of the training texts "
-                        "(scripts/hft_tune.py)")
-    s.add_argument("--d-sketch", type=int, default=4096, help="Stage-1 sketch width")
-    s.add_argument("--pca", type=int, default=None, help="StreamingPCA components after the sketch")
-    s.add_argument("--stage1-epochs", type=int, default=_SC.stage1_epochs)
-    s.add_argument("--stage2-epochs", type=int, default=_SC.stage2_epochs)
-    s.add_argument("--e2e-epochs", type=int, default=_SC.e2e_epochs)
-    s.add_argument("--batch-size", type=int, default=_SC.batch_size)
-    s.add_argument("--lr", type=float, default=_SC.lr)
-    s.add_argument("--hard", type=float, default=_SC.hard,
-                   help="weight of the hard-label cross-entropy added to the KL to the teacher "
-                        "(more lowers true-token perplexity, raises the KL; see the README)")
-    s.add_argument("--no-online", dest="online", action="store_false",
-                   help="skip the seed's online-rule variant")
-    s.add_argument("--no-mlp", dest="mlp", action="store_false", help="skip the equal-size MLP")
-    s.add_argument("--boot", type=int, default=1000, help="bootstrap resamples over texts")
-    s.add_argument("--student", type=Path, default=None,
-                   help="saved student folder (eval, generate)")
-    s.add_argument("--prompt", default="The stock market", help="generate: prompt text")
-    s.add_argument("--n-tokens", type=int, default=30, help="generate: tokens to produce")
+    CONTEXT = _CPU_ONLY
+    RANDOM = "the split of the corpus into training and held-out texts, and the cut rows"
+
+    teacher: str = option("smollm2", help="causal LM (zoo name, HF id or path)",
+                          group="capture")
+    dataset: str = option("agnews", help="agnews | sst2 | rotten-tomatoes | a csv/tsv/jsonl "
+                          "file | a .txt file (one text per line)", group="capture")
+    data_dir: str | None = option(None, help="folder holding sst2/ and agnews/", group="capture")
+    text_column: str | None = option(None, help="text column of a file", group="capture")
+    train_tokens: int = option(32_000, help="training prediction positions (250000 for the "
+                               "full study)", check=at_least(1), group="capture")
+    heldout_tokens: int = option(8_000, help="held-out prediction positions (50000 for the "
+                                 "full study)", check=at_least(1), group="capture")
+    layer: int = option(15, help="teacher layer l (Track B, Stage-1 target)", check=at_least(0),
+                        group="capture")
+    heads: tuple[int, ...] = option((0, 1, 2), help="q/k/v heads at layer l", check=at_least(0),
+                                    group="capture")
+    window: int = option(32, help="context window W in tokens", check=at_least(1),
+                         group="capture")
+    cut_fraction: float = option(0.25, help="share of held-out rows past the window that get "
+                                 "the one-forward-per-window 'teacher cut to W' baseline "
+                                 "(weighted by its inverse)", check=between(0, 1),
+                                 group="capture")
+    capture_dir: Path | None = option(None, help="capture folder (default: runs/hft-capture-"
+                                      "<teacher>-<dataset>-<tokens>-...)", group="capture")
+
+    def check(self) -> None:
+        if self.cut_fraction == 0:
+            raise ConfigError("--cut-fraction must be above 0 (a share of rows), got 0.")
+        if self.dataset.endswith(".txt") and not Path(self.dataset).is_file():
+            raise ConfigError(f"--dataset {self.dataset}: file not found; pass an existing "
+                              ".txt file.")
+        if self.capture_dir is not None and self.capture_dir.exists() \
+                and not self.capture_dir.is_dir():
+            raise ConfigError(f"--capture-dir {self.capture_dir} is an existing file; pass a "
+                              "folder.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HftTrainConfig(CaptureOptions):
+    """Options of ``hyperlens hft train``: the capture, then the students."""
+
+    RANDOM = ("the corpus split, the sketches, bootstrap resamples and the checks' draws "
+              "(each replicate's initialisation comes from --seeds)")
+
+    tracks: tuple[Literal["A", "B"], ...] = option(
+        ("A",), help="A: tokens only; B: also the teacher's layer-l state, with the logit and "
+                     "tuned lens (about 16 more minutes per seed at the default size)",
+        group="students")
+    seeds: tuple[int, ...] = option((0, 1, 2), help="replicate seeds: each student is trained "
+                                    "once per seed", check=at_least(0), group="students")
+    k1: int = option(_SC.k1, help="Stage-1 HyperTensors", check=at_least(1), group="students")
+    k2: int = option(_SC.k2, help="Stage-2 HyperTensors", check=at_least(1), group="students")
+    top_k: int = option(_SC.top1, help="tensors mixed per routing head", check=at_least(1),
+                        group="students")
+    mix_heads: int = option(_SC.heads1, help="routing heads per HyperTensor layer (each mixes "
+                            "its own top-k; their outputs add; 8 heads x top-4 were chosen on a "
+                            "validation split of the training texts, scripts/hft_tune.py)",
+                            check=at_least(1), group="students")
+    d_sketch: int = option(4096, help="Stage-1 sketch width", check=at_least(1),
+                           group="students")
+    pca: int | None = option(None, help="StreamingPCA components after the sketch",
+                             check=at_least(1), group="students")
+    stage1_epochs: int = option(_SC.stage1_epochs, help="Stage-1 epochs", check=at_least(0),
+                                group="students")
+    stage2_epochs: int = option(_SC.stage2_epochs, help="Stage-2 epochs", check=at_least(0),
+                                group="students")
+    e2e_epochs: int = option(_SC.e2e_epochs, help="end-to-end epochs", check=at_least(0),
+                             group="students")
+    batch_size: int = option(_SC.batch_size, help="positions per step", check=at_least(1),
+                             group="students")
+    lr: float = option(_SC.lr, help="learning rate", check=above(0), group="students")
+    hard: float = option(_SC.hard, help="weight of the hard-label cross-entropy added to the KL "
+                         "to the teacher (more lowers true-token perplexity, raises the KL)",
+                         check=at_least(0), group="students")
+    online: bool = option(True, help="train the seed's online-rule variant (--no-online skips "
+                          "it)", group="students")
+    mlp: bool = option(True, help="train the equal-size MLP (--no-mlp skips it)",
+                       group="students")
+    n_boot: int = option(1000, help="bootstrap resamples over texts", check=at_least(10),
+                         aliases=("--boot",), group="students")
+
+    def check(self) -> None:
+        super().check()
+        if self.k1 % self.mix_heads or self.k2 % self.mix_heads:
+            raise ConfigError(f"--mix-heads ({self.mix_heads}) must divide --k1 ({self.k1}) and "
+                              f"--k2 ({self.k2}).")
+        if self.top_k > min(self.k1, self.k2) // self.mix_heads:
+            raise ConfigError(f"--top-k ({self.top_k}) must not exceed the tensors per head, "
+                              f"min(--k1, --k2) / --mix-heads = "
+                              f"{min(self.k1, self.k2) // self.mix_heads}.")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"--seeds repeats a seed ({' '.join(map(str, self.seeds))}); "
+                              "give distinct replicate seeds.")
+        if len(set(self.tracks)) != len(self.tracks):
+            raise ConfigError(f"--tracks names a track twice ({' '.join(self.tracks)}).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HftEvalConfig(Config):
+    """Options of ``hyperlens hft eval``."""
+
+    CONTEXT = _CPU_ONLY
+    RANDOM = "the bootstrap resamples over held-out texts"
+
+    student: Path = option(help="the saved student folder (RUN/student, written by "
+                           "`hyperlens hft train` into its --out folder)")
+    capture_dir: Path | None = option(None, help="capture to score on (default: the one the "
+                                      "student was trained on)")
+    n_boot: int = option(1000, help="bootstrap resamples over texts", check=at_least(10),
+                         aliases=("--boot",))
+
+
+@dataclass(frozen=True, kw_only=True)
+class HftGenerateConfig(Config):
+    """Options of ``hyperlens hft generate``."""
+
+    CONTEXT = _CPU_ONLY
+    RANDOM = "nothing while decoding greedily (the seed is recorded)"
+
+    student: Path = option(help="the saved student folder (RUN/student)")
+    prompt: str = option("The stock market", help="prompt text")
+    n_tokens: int = option(30, help="tokens to produce", check=at_least(1))
 
 
 # --------------------------------------------------------------------------- helpers
-def _texts(args: argparse.Namespace) -> list[str]:
+def _texts(cfg: CaptureOptions) -> list[str]:
     from .. import data as hdata
 
-    name = str(args.dataset)
+    name = str(cfg.dataset)
     if name.endswith(".txt"):
         path = Path(name)
         if not path.exists():
             raise InputError(f"--dataset {name}: file not found; pass an existing .txt file.")
         return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
     split = "train" if name in ("agnews", "sst2") else None
-    kw: dict[str, Any] = {"data_dir": args.data_dir}
+    kw: dict[str, Any] = {"data_dir": cfg.data_dir}
     if split:
         kw["split"] = split
-    if args.text_column:
-        kw["text_column"] = args.text_column
+    if cfg.text_column:
+        kw["text_column"] = cfg.text_column
     return list(hdata.load(name, **kw).texts)
 
 
-def _capture_cfg(args: argparse.Namespace) -> Any:
+def _capture_cfg(cfg: CaptureOptions, seed: int) -> Any:
     from ..hft.capture import CaptureConfig
 
-    cfg = CaptureConfig(model=args.teacher, dataset=str(args.dataset),
-                        train_tokens=args.train_tokens, heldout_tokens=args.heldout_tokens,
-                        layer=args.layer, heads=tuple(args.heads), window=args.window,
-                        cut_fraction=args.cut_fraction, seed=args.seed)
-    cfg.validate()
-    return cfg
+    cap = CaptureConfig(model=cfg.teacher, dataset=str(cfg.dataset),
+                        train_tokens=cfg.train_tokens, heldout_tokens=cfg.heldout_tokens,
+                        layer=cfg.layer, heads=tuple(cfg.heads), window=cfg.window,
+                        cut_fraction=cfg.cut_fraction, seed=seed)
+    cap.validate()
+    return cap
 
 
-def _capture_dir(args: argparse.Namespace) -> Path:
-    if args.capture_dir is not None:
-        return Path(args.capture_dir)
-    tag = f"{args.teacher}-{Path(str(args.dataset)).stem}-{args.train_tokens}-{args.heldout_tokens}"
-    return Path("runs") / f"hft-capture-{tag}-w{args.window}-l{args.layer}-s{args.seed}"
+def _capture_dir(cfg: CaptureOptions, seed: int) -> Path:
+    if cfg.capture_dir is not None:
+        return Path(cfg.capture_dir)
+    tag = f"{cfg.teacher}-{Path(str(cfg.dataset)).stem}-{cfg.train_tokens}-{cfg.heldout_tokens}"
+    return Path("runs") / f"hft-capture-{tag}-w{cfg.window}-l{cfg.layer}-s{seed}"
 
 
-def _ensure_capture(args: argparse.Namespace, teacher: Any, rep: Report) -> Any:
-    from ..hft.capture import load_capture, run_capture
+def _ensure_capture(cfg: CaptureOptions, ctx: RunContext, teacher: Any, rep: Report) -> Any:
+    from ..hft.capture import load_capture, run_capture as capture_corpus
 
-    folder = _capture_dir(args)
+    folder = _capture_dir(cfg, ctx.seed)
     try:
         return load_capture(folder)
     except InputError:
         pass
-    texts = _texts(args)
+    texts = _texts(cfg)
     with rep.timer("capture"):
-        return run_capture(teacher, texts, _capture_cfg(args), folder,
-                           show_progress=args.progress)
+        return capture_corpus(teacher, texts, _capture_cfg(cfg, ctx.seed), folder,
+                              show_progress=ctx.progress)
 
 
 def _est(e: Any) -> list[float]:
@@ -149,75 +220,101 @@ def _rss_mb() -> float:
 
 
 # --------------------------------------------------------------------------- train
-def run_train(args: argparse.Namespace, out: Path) -> Path:
+@dataclass
+class _TrainRun:
+    """What the parts of one train run share."""
+
+    cfg: HftTrainConfig
+    ctx: RunContext
+    rep: Report
+    sc: Any
+    teacher: Any
+    cap: Any
+    U: Any
+    lu: torch.Tensor
+    start: int
+    stats: Any = None
+    counts: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    weights: dict[str, np.ndarray] = field(default_factory=dict)  # scored on a subsample
+    seeds_res: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    params: dict[str, int] = field(default_factory=dict)
+    students: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tr(self) -> Any:
+        return self.cap.train
+
+    @property
+    def he(self) -> Any:
+        return self.cap.heldout
+
+    @property
+    def d(self) -> int:
+        return int(self.teacher.hidden_size)
+
+
+def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
+    """Capture (unless the capture exists), fit the baselines, train the students over the
+    replicate seeds, score everything on the held-out tokens and run the checks."""
     from .. import models as hmodels
-    from ..functional.stats import paired_bootstrap, t_interval
-    from ..hft import checks
     from ..hft.capture import Unembedding, start_token
-    from ..hft.evaluate import logprobs_from_final, per_text, score, subset, summarise
-    from ..hft.features import FeatureConfig, Featurizer
-    from ..hft.generate import Student, save_student
-    from ..hft.model import (
-        MLPStudent,
-        TunedLens,
-        count_parameters,
-        log_unigram,
-        mlp_hidden_for,
-    )
-    from ..hft.train import (
-        StudentConfig,
-        aux_stats,
-        build_features,
-        build_model,
-        train_hyperfield,
-        train_mlp,
-        train_online,
-        train_tuned_lens,
-    )
-    from ..models.arch import resolve_backbone
+    from ..hft.model import log_unigram
+    from ..hft.train import StudentConfig
     from ..utils import retain_freed_memory
 
-    cap_cfg = _capture_cfg(args)
-    sc = StudentConfig(k1=args.k1, k2=args.k2, top1=args.top_k, top2=args.top_k, lr=args.lr,
-                       hard=args.hard, heads1=args.mix_heads, heads2=args.mix_heads,
-                       batch_size=args.batch_size, stage1_epochs=args.stage1_epochs,
-                       stage2_epochs=args.stage2_epochs, e2e_epochs=args.e2e_epochs)
-    config = {"capture": asdict(cap_cfg), "student": asdict(sc), "tracks": args.tracks,
-              "seeds": args.seeds, "d_sketch": args.d_sketch, "pca": args.pca,
-              "online": args.online, "mlp": args.mlp, "boot": args.boot}
-    rep = Report("hft", config, out_dir=out, seed=args.seed, device="cpu",
-                 description="HyperField transformer distilled from a teacher LM.")
+    ctx = ctx or RunContext()
+    _capture_cfg(cfg, ctx.seed)
+    sc = StudentConfig(k1=cfg.k1, k2=cfg.k2, top1=cfg.top_k, top2=cfg.top_k, lr=cfg.lr,
+                       hard=cfg.hard, heads1=cfg.mix_heads, heads2=cfg.mix_heads,
+                       batch_size=cfg.batch_size, stage1_epochs=cfg.stage1_epochs,
+                       stage2_epochs=cfg.stage2_epochs, e2e_epochs=cfg.e2e_epochs)
+    rep = start_report("hft-train", cfg, ctx,
+                       description="HyperField transformer distilled from a teacher LM.")
+    rep.data["student config"] = asdict(sc)
     retain_freed_memory()  # capture, scoring and training reuse their vocabulary-wide buffers
     with rep.timer("load teacher"):
-        teacher = hmodels.load(args.teacher, device="cpu")
-    cap = _ensure_capture(args, teacher, rep)
+        teacher = hmodels.load(cfg.teacher, device="cpu")
+    cap = _ensure_capture(cfg, ctx, teacher, rep)
     U = Unembedding.from_model(teacher)
-    V = U.vocab_size
-    d = teacher.hidden_size
-    tr, he = cap.train, cap.heldout
-    text = np.asarray(he["text"])
-    start = start_token(teacher.tokenizer)
-    results: dict[str, dict[str, np.ndarray]] = {}
-    weights: dict[str, np.ndarray] = {}  # predictors scored on a weighted subsample
-    seeds_res: dict[str, list[dict[str, float]]] = {}
+    lu = log_unigram(torch.from_numpy(np.asarray(cap.train["target"]).astype(np.int64)),
+                     U.vocab_size)
+    run = _TrainRun(cfg, ctx, rep, sc, teacher, cap, U, lu, start_token(teacher.tokenizer))
     tmod: Any = teacher.module
-    params: dict[str, int] = {"teacher": sum(int(p.numel()) for p in tmod.parameters())}
-    lu = log_unigram(torch.from_numpy(np.asarray(tr["target"]).astype(np.int64)), V)
-
-    sec = rep.section("Data", (
-        f"Teacher {args.teacher}; corpus {args.dataset} split by text: {len(tr):,} training "
+    run.params["teacher"] = sum(int(p.numel()) for p in tmod.parameters())
+    tr, he = run.tr, run.he
+    rep.section("Data", (
+        f"Teacher {cfg.teacher}; corpus {cfg.dataset} split by text: {len(tr):,} training "
         f"and {len(he):,} held-out prediction positions ({tr.n_texts} / {he.n_texts} texts). "
-        f"Window W = {args.window}, layer l = {args.layer}, heads {list(args.heads)}."))
-    sec.metrics({"train_tokens": len(tr), "heldout_tokens": len(he), "train_texts": tr.n_texts,
-                 "heldout_texts": he.n_texts, "vocab": V})
+        f"Window W = {cfg.window}, layer l = {cfg.layer}, heads {list(cfg.heads)}.")).metrics(
+        {"train_tokens": len(tr), "heldout_tokens": len(he), "train_texts": tr.n_texts,
+         "heldout_texts": he.n_texts, "vocab": U.vocab_size})
+    _baselines(run)
+    for track in cfg.tracks:
+        _train_track(run, track)
+        rep.save()
+    rows = _metrics_sections(run)
+    rep.save()
+    _checks_and_speed(run)
+    rep.data["max_rss_mb"] = _rss_mb()
+    rep.summary([[r[0], f"ppl {r[2]:.1f}", f"KL {r[5]:.3f}", f"agree {r[8]:.3f}"] for r in rows])
+    rep.save()
+    return rep
 
-    # ---------------------------------------------------------------- baselines
-    with rep.timer("baselines"):
-        results["uniform"] = score(lambda r: torch.full((r.stop - r.start, V), -np.log(V)), he, U)
-        counts = _count_baselines(lu, tr, he, start, (3, 5))
-        for name, fn in counts.items():
-            results[name] = score(fn, he, U)
-        results["teacher"] = score(logprobs_from_final(U, he), he, U)
+
+def _baselines(run: _TrainRun) -> None:
+    """Uniform, unigram, Kneser-Ney, the teacher and the teacher cut to the window."""
+    from ..hft.evaluate import logprobs_from_final, score, subset
+    from ..hft.train import aux_stats
+
+    he, U, V = run.he, run.U, run.U.vocab_size
+    with run.rep.timer("baselines"):
+        run.results["uniform"] = score(lambda r: torch.full((r.stop - r.start, V), -np.log(V)),
+                                       he, U)
+        run.counts = _count_baselines(run.lu, run.tr, he, run.start, (3, 5))
+        for name, fn in run.counts.items():
+            run.results[name] = score(fn, he, U)
+        run.results["teacher"] = score(logprobs_from_final(U, he), he, U)
         wcut = (np.asarray(he["w_weight"]) if "w_weight" in he.arrays
                 else np.ones(len(he), np.float32))
         keep = np.flatnonzero(wcut > 0)
@@ -226,102 +323,142 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
         full = {k: np.zeros(len(he)) for k in rc}
         for k, v in rc.items():
             full[k][keep] = v
-        results["teacher, context cut to W"] = full
-        weights["teacher, context cut to W"] = wcut
-    stats = aux_stats(tr)
-    students: dict[str, Any] = {}
-    for track in args.tracks:
-        fc = FeatureConfig(window=args.window, d_sketch=args.d_sketch, pca=args.pca, track=track,
-                           seed=args.seed)
-        with rep.timer(f"features {track}"):
-            feat = Featurizer(teacher.token_embeddings(), fc).fit(
-                tr["ctx"], tr["pos"], tr["state"] if track == "B" else None)
-            ftr = build_features(feat, cap, "train", show_progress=args.progress)
-            fhe = build_features(feat, cap, "heldout", show_progress=args.progress)
-        X, T = torch.from_numpy(fhe.x1), torch.from_numpy(fhe.tail)
+        run.results["teacher, context cut to W"] = full
+        run.weights["teacher, context cut to W"] = wcut
+    run.stats = aux_stats(run.tr)
 
-        def fn_of(model: Any, X: torch.Tensor = X, T: torch.Tensor = T) -> Any:
-            def fn(r: slice) -> torch.Tensor:
-                y, _ = model(X[r].float(), T[r].float())
-                return torch.log_softmax(model.logits(y), -1)
-            return fn
 
-        if track == "B":
-            bb = resolve_backbone(tmod)
-            norm: Any = bb.final_norm
-            results["B: logit lens"] = score(_state_fn(nn.Sequential(norm, U), he), he, U)
-            for s in range(args.seeds):
-                lens = TunedLens(d, norm, U)
-                with rep.timer("train tuned lens"):
-                    train_tuned_lens(lens, tr, U, sc, seed=args.seed + s,
-                                     show_progress=args.progress)
-                r_ = score(_state_fn(lens, he), he, U)
-                seeds_res.setdefault("B: tuned lens", []).append(_means(r_))
-                if s == 0:
-                    results["B: tuned lens"] = r_
-                    params["B: tuned lens"] = count_parameters(lens)
-        for s in range(args.seeds):
-            name = f"{track}: HyperField"
-            torch.manual_seed(args.seed + s)
-            model = build_model(sc, feat.d1, fc.d_tail, d, int(stats["mean"].numel()), U, lu,
-                                seed=args.seed + s)
-            with rep.timer(f"train {name}"):
-                hist = train_hyperfield(model, ftr, tr, stats, U, sc, seed=args.seed + s,
-                                        show_progress=args.progress)
-            r_ = score(fn_of(model), he, U)
-            seeds_res.setdefault(name, []).append(_means(r_))
-            if s == 0:
-                results[name] = r_
-                params[name] = count_parameters(model)
-                students[track] = (feat, model, fhe, hist)
-                if track == "A":  # complementary to counts? a fixed, untuned mixture
-                    results[MIX] = score(_mix_fn(fn_of(model), counts["KN-5"]), he, U)
-                    params[MIX] = params[name]
-                rep.data[f"history {name}"] = {k: v for k, v in hist.items() if k != "reseeds"}
-                rep.data[f"reseeds {name}"] = hist["reseeds"]
-            if args.mlp:
-                mname = f"{track}: MLP (same parameters)"
-                hidden = mlp_hidden_for(count_parameters(model), feat.d1 + fc.d_tail, d)
-                mlp = MLPStudent(feat.d1, fc.d_tail, d, hidden, U, lu, seed=args.seed + s)
-                with rep.timer(f"train {mname}"):
-                    train_mlp(mlp, ftr, tr, U, sc, seed=args.seed + s,
-                              show_progress=args.progress)
-                r_ = score(fn_of(mlp), he, U)
-                seeds_res.setdefault(mname, []).append(_means(r_))
-                if s == 0:
-                    results[mname] = r_
-                    params[mname] = count_parameters(mlp)
-        if args.online and track == "A":
-            oname = "A: HyperField, online rule"
-            om = build_model(sc, feat.d1, fc.d_tail, d, int(stats["mean"].numel()), U, lu,
-                             seed=args.seed)
-            with rep.timer(f"train {oname}"):
-                oh = train_online(om, ftr, tr, stats, sc, seed=args.seed,
-                                  show_progress=args.progress)
-            results[oname] = score(fn_of(om), he, U)
-            params[oname] = count_parameters(om)
-            rep.data["online residual"] = oh["residual"]
-        rep.save()
+def _student_fn(model: Any, X: torch.Tensor, T: torch.Tensor) -> Any:
+    def fn(r: slice) -> torch.Tensor:
+        y, _ = model(X[r].float(), T[r].float())
+        return torch.log_softmax(model.logits(y), -1)
+    return fn
 
-    # ---------------------------------------------------------------- metrics table
-    summ = {k: summarise(v, text, n_boot=args.boot, seed=args.seed, weights=weights.get(k))
+
+def _train_track(run: _TrainRun, track: str) -> None:
+    """The features of one track, then its students over the replicate seeds."""
+    from ..hft.evaluate import score
+    from ..hft.features import FeatureConfig, Featurizer
+    from ..hft.model import count_parameters
+    from ..hft.train import build_features, build_model, train_online
+
+    cfg, ctx, rep, tr, he, U = run.cfg, run.ctx, run.rep, run.tr, run.he, run.U
+    fc = FeatureConfig(window=cfg.window, d_sketch=cfg.d_sketch, pca=cfg.pca, track=track,
+                       seed=ctx.seed)
+    with rep.timer(f"features {track}"):
+        feat = Featurizer(run.teacher.token_embeddings(), fc).fit(
+            tr["ctx"], tr["pos"], tr["state"] if track == "B" else None)
+        ftr = build_features(feat, run.cap, "train", show_progress=ctx.progress)
+        fhe = build_features(feat, run.cap, "heldout", show_progress=ctx.progress)
+    X, T = torch.from_numpy(fhe.x1), torch.from_numpy(fhe.tail)
+    if track == "B":
+        _lenses(run)
+    for i, seed in enumerate(cfg.seeds):
+        _train_replicate(run, track, i, seed, feat, fc, ftr, fhe, X, T)
+    if cfg.online and track == "A":
+        oname = "A: HyperField, online rule"
+        with torch.random.fork_rng():  # its initialisation draws from --seed only
+            torch.manual_seed(ctx.seed)
+            om = build_model(run.sc, feat.d1, fc.d_tail, run.d, int(run.stats["mean"].numel()),
+                             U, run.lu, seed=ctx.seed)
+        with rep.timer(f"train {oname}"):
+            oh = train_online(om, ftr, tr, run.stats, run.sc, seed=ctx.seed,
+                              show_progress=ctx.progress)
+        run.results[oname] = score(_student_fn(om, X, T), he, U)
+        run.params[oname] = count_parameters(om)
+        rep.data["online residual"] = oh["residual"]
+
+
+def _lenses(run: _TrainRun) -> None:
+    """Track B's baselines: the logit lens and a tuned lens per replicate seed."""
+    from ..hft.evaluate import score
+    from ..hft.model import TunedLens, count_parameters
+    from ..hft.train import train_tuned_lens
+    from ..models.arch import resolve_backbone
+
+    he, U = run.he, run.U
+    norm: Any = resolve_backbone(run.teacher.module).final_norm
+    run.results["B: logit lens"] = score(_state_fn(nn.Sequential(norm, U), he), he, U)
+    for i, seed in enumerate(run.cfg.seeds):
+        lens = TunedLens(run.d, norm, U)
+        with run.rep.timer("train tuned lens"):
+            train_tuned_lens(lens, run.tr, U, run.sc, seed=seed,
+                             show_progress=run.ctx.progress)
+        r_ = score(_state_fn(lens, he), he, U)
+        run.seeds_res.setdefault("B: tuned lens", []).append(_means(r_))
+        if i == 0:
+            run.results["B: tuned lens"] = r_
+            run.params["B: tuned lens"] = count_parameters(lens)
+
+
+def _train_replicate(run: _TrainRun, track: str, i: int, seed: int, feat: Any, fc: Any,
+                     ftr: Any, fhe: Any, X: torch.Tensor, T: torch.Tensor) -> None:
+    """One replicate of the HyperField student (and the equal-size MLP) on one track."""
+    from ..hft.evaluate import score
+    from ..hft.model import MLPStudent, count_parameters, mlp_hidden_for
+    from ..hft.train import build_model, train_hyperfield, train_mlp
+
+    cfg, rep, tr, he, U, d = run.cfg, run.rep, run.tr, run.he, run.U, run.d
+    name = f"{track}: HyperField"
+    # the global generator is seeded only inside this fork, so nothing outside it moves
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_model(run.sc, feat.d1, fc.d_tail, d, int(run.stats["mean"].numel()), U,
+                            run.lu, seed=seed)
+        with rep.timer(f"train {name}"):
+            hist = train_hyperfield(model, ftr, tr, run.stats, U, run.sc, seed=seed,
+                                    show_progress=run.ctx.progress)
+        r_ = score(_student_fn(model, X, T), he, U)
+        run.seeds_res.setdefault(name, []).append(_means(r_))
+        if i == 0:
+            run.results[name] = r_
+            run.params[name] = count_parameters(model)
+            run.students[track] = (feat, model, fhe, hist)
+            if track == "A":  # complementary to counts? a fixed, untuned mixture
+                run.results[MIX] = score(_mix_fn(_student_fn(model, X, T), run.counts["KN-5"]),
+                                         he, U)
+                run.params[MIX] = run.params[name]
+            rep.data[f"history {name}"] = {k: v for k, v in hist.items() if k != "reseeds"}
+            rep.data[f"reseeds {name}"] = hist["reseeds"]
+        if cfg.mlp:
+            mname = f"{track}: MLP (same parameters)"
+            hidden = mlp_hidden_for(count_parameters(model), feat.d1 + fc.d_tail, d)
+            mlp = MLPStudent(feat.d1, fc.d_tail, d, hidden, U, run.lu, seed=seed)
+            with rep.timer(f"train {mname}"):
+                train_mlp(mlp, ftr, tr, U, run.sc, seed=seed, show_progress=run.ctx.progress)
+            r_ = score(_student_fn(mlp, X, T), he, U)
+            run.seeds_res.setdefault(mname, []).append(_means(r_))
+            if i == 0:
+                run.results[mname] = r_
+                run.params[mname] = count_parameters(mlp)
+
+
+def _metrics_sections(run: _TrainRun) -> list[list[Any]]:
+    """The held-out metrics, the across-seed table and the targets; returns the rows."""
+    from ..functional.stats import paired_bootstrap, t_interval
+    from ..hft.evaluate import per_text, summarise
+
+    cfg, rep, results = run.cfg, run.rep, run.results
+    text = np.asarray(run.he["text"])
+    summ = {k: summarise(v, text, n_boot=cfg.n_boot, seed=run.ctx.seed,
+                         weights=run.weights.get(k))
             for k, v in results.items()}
     rows = []
     for k, e in summ.items():
-        rows.append([k, params.get(k, 0)] + [v for m in ("ppl", "kl", "agree", "top1", "top5")
-                                             for v in _est(e[m])])
+        rows.append([k, run.params.get(k, 0)] + [v for m in ("ppl", "kl", "agree", "top1", "top5")
+                                                 for v in _est(e[m])])
     cols = ["model", "parameters"] + [f"{m} {b}" for m in ("ppl", "KL", "agree", "top-1", "top-5")
                                       for b in ("", "lo", "hi")]
     sec = rep.section("Held-out metrics", (
-        "Full-vocabulary metrics on the same held-out tokens, seed 0 for trained models; "
-        "95 % percentile-bootstrap intervals over held-out texts. KL is KL(teacher || model) "
-        "in nats per token; agree is top-1 agreement with the teacher. The teacher cut to W "
-        f"runs one forward per window, so it is scored on a seeded {args.cut_fraction:.0%} of "
-        "the rows past the window (all rows inside it), weighted by inverse inclusion "
-        "probability."))
+        "Full-vocabulary metrics on the same held-out tokens, first replicate seed for trained "
+        "models; 95 % percentile-bootstrap intervals over held-out texts. KL is "
+        "KL(teacher || model) in nats per token; agree is top-1 agreement with the teacher. "
+        "The teacher cut to W runs one forward per window, so it is scored on a seeded "
+        f"{cfg.cut_fraction:.0%} of the rows past the window (all rows inside it), weighted by "
+        "inverse inclusion probability."))
     sec.table("Held-out metrics (seed 0)", cols, rows)
     seed_rows = []
-    for k, lst in seeds_res.items():
+    for k, lst in run.seeds_res.items():
         row = [k, len(lst)]
         for m in ("ppl", "kl", "agree"):
             row += _est(t_interval([x[m] for x in lst]))
@@ -338,45 +475,50 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
     targets = _targets(summ, results, text, paired_bootstrap, per_text)
     rep.section("Targets").table("Issue targets", ["target", "value", "lo", "hi", "met"], targets)
     rep.data["summary"] = {k: {m: e.as_dict() for m, e in v.items()} for k, v in summ.items()}
-    rep.data["seeds"] = seeds_res
-    rep.data["parameters"] = params
-    rep.save()
+    rep.data["seeds"] = run.seeds_res
+    rep.data["parameters"] = run.params
+    return rows
 
-    # ---------------------------------------------------------------- checks and speed
-    for track, (feat, model, fhe, _hist) in students.items():
+
+def _checks_and_speed(run: _TrainRun) -> None:
+    """The seed's information-flow checks and the throughput, per trained track."""
+    from ..hft import checks
+    from ..hft.generate import Student, save_student
+
+    cfg, ctx, rep, tr, he, U = run.cfg, run.ctx, run.rep, run.tr, run.he, run.U
+    for track, (feat, model, fhe, _hist) in run.students.items():
         st = Student(feat, model)
         X, T = torch.from_numpy(fhe.x1), torch.from_numpy(fhe.tail)
-        n = min(1024, len(he))
-        rows_ = slice(0, n)
+        rows_ = slice(0, min(1024, len(he)))
         with rep.timer(f"checks {track}"):
             res = {
-                "token ablation": checks.token_ablation(st, he, seed=args.seed),
-                "position shuffle": checks.position_shuffle(st, he, seed=args.seed),
+                "token ablation": checks.token_ablation(st, he, seed=ctx.seed),
+                "position shuffle": checks.position_shuffle(st, he, seed=ctx.seed),
                 # Track B reads teacher states, which a token stream alone does not give
-                "beyond window": (checks.beyond_window(st, V, start, seed=args.seed)
+                "beyond window": (checks.beyond_window(st, U.vocab_size, run.start,
+                                                       seed=ctx.seed)
                                   if track == "A" else {"max_abs_logprob_diff": None}),
-                "hash collisions": checks.hash_collisions(st, tr, he,
-                                                          results[f"{track}: HyperField"]["kl"]),
+                "hash collisions": checks.hash_collisions(
+                    st, tr, he, run.results[f"{track}: HyperField"]["kl"]),
                 "stage-1 reconstruction": checks.stage1_reconstruction(
-                    model, X[rows_].float(), he, stats, d, len(args.heads),
-                    int(cap.manifest["head_dim"]), rows_),
+                    model, X[rows_].float(), he, run.stats, run.d, len(cfg.heads),
+                    int(run.cap.manifest["head_dim"]), rows_),
                 "tail toggle": checks.tail_toggle(model, X[rows_].float(), T[rows_].float(),
                                                   he.tensor("final", rows_), U),
                 "cached vs fresh": checks.cached_vs_fresh(st, X[:256], T[:256], he,
                                                           slice(0, 256)),
             }
         with rep.timer(f"speed {track}"):
-            res["throughput"] = checks.throughput(st, teacher, he)
-        _checks_section(rep, track, res, params.get(f"{track}: HyperField", 0), params["teacher"])
+            res["throughput"] = checks.throughput(st, run.teacher, he)
+        _checks_section(rep, track, res, run.params.get(f"{track}: HyperField", 0),
+                        run.params["teacher"])
         rep.data[f"checks {track}"] = res
         if track == "A":
-            save_student(out / "student", feat, model,
-                         {"teacher": args.teacher, "capture": str(cap.root), "student": asdict(sc),
-                          "d_aux": int(stats["mean"].numel()), "d_model": d})
+            save_student(Path(rep.out_dir) / "student", feat, model,
+                         {"teacher": cfg.teacher, "capture": str(run.cap.root),
+                          "student": asdict(run.sc),
+                          "d_aux": int(run.stats["mean"].numel()), "d_model": run.d})
         rep.save()
-    rep.data["max_rss_mb"] = _rss_mb()
-    rep.summary([[r[0], f"ppl {r[2]:.1f}", f"KL {r[5]:.3f}", f"agree {r[8]:.3f}"] for r in rows])
-    return rep.save()
 
 
 MIX = "A: HyperField + KN-5, p = (p_HF + p_KN) / 2"
@@ -550,21 +692,21 @@ def _load_student(folder: Path) -> tuple[Any, Any, dict[str, Any]]:
     return Student(feat, model), teacher, meta
 
 
-def run_eval(args: argparse.Namespace, out: Path) -> Path:
+def run_eval(cfg: HftEvalConfig, ctx: RunContext | None = None) -> Report:
+    """Re-score a saved student on its capture beside unigram, KN-5 and the teacher."""
     from ..hft.capture import Unembedding, load_capture, start_token
     from ..hft.evaluate import logprobs_from_final, score, summarise
     from ..hft.model import log_unigram
 
-    if args.student is None:
-        raise InputError("hft eval needs --student DIR (the 'student' folder a train run wrote).")
-    st, teacher, meta = _load_student(args.student)
-    cap = load_capture(args.capture_dir or meta["capture"])
+    ctx = ctx or RunContext()
+    rep = start_report("hft-eval", cfg, ctx)
+    st, teacher, meta = _load_student(cfg.student)
+    cap = load_capture(cfg.capture_dir or meta["capture"])
     tr, he = cap.train, cap.heldout
     U = Unembedding.from_model(teacher)
     V = U.vocab_size
     start = start_token(teacher.tokenizer)
-    rep = Report("hft-eval", {"student": str(args.student), "capture": str(cap.root)},
-                 out_dir=out, seed=args.seed, device="cpu")
+    rep.data["capture"] = str(cap.root)
     results: dict[str, dict[str, np.ndarray]] = {}
     with rep.timer("baselines"):  # fitted on the capture's training texts, as in train
         lu = log_unigram(torch.from_numpy(np.asarray(tr["target"]).astype(np.int64)), V)
@@ -580,7 +722,7 @@ def run_eval(args: argparse.Namespace, out: Path) -> Path:
         results["A: HyperField (saved)"] = score(student, he, U)
         results[MIX] = score(_mix_fn(student, counts["KN-5"]), he, U)
     text = np.asarray(he["text"])
-    summ = {k: summarise(v, text, n_boot=args.boot, seed=args.seed) for k, v in results.items()}
+    summ = {k: summarise(v, text, n_boot=cfg.n_boot, seed=ctx.seed) for k, v in results.items()}
     rows = [[k] + [v for m in ("ppl", "kl", "agree", "top1", "top5") for v in _est(e[m])]
             for k, e in summ.items()]
     cols = ["model"] + [f"{m} {b}" for m in ("ppl", "KL", "agree", "top-1", "top-5")
@@ -593,93 +735,59 @@ def run_eval(args: argparse.Namespace, out: Path) -> Path:
         "Held-out metrics", cols, rows)
     rep.data["summary"] = {k: {m: e.as_dict() for m, e in v.items()} for k, v in summ.items()}
     rep.summary([[r[0], f"ppl {r[1]:.1f}", f"KL {r[4]:.3f}", f"agree {r[7]:.3f}"] for r in rows])
-    return rep.save()
+    rep.save()
+    return rep
 
 
-def run_generate(args: argparse.Namespace, out: Path) -> Path:
-    if args.student is None:
-        raise InputError("hft generate needs --student DIR (the 'student' folder a train run "
-                         "wrote).")
+def run_generate(cfg: HftGenerateConfig, ctx: RunContext | None = None) -> Report:
+    """Continue a prompt greedily from the student's rolling buffer (no teacher)."""
     from ..hft.capture import start_token
 
-    st, teacher, _ = _load_student(args.student)
+    ctx = ctx or RunContext()
+    rep = start_report("hft-generate", cfg, ctx)
+    st, teacher, _ = _load_student(cfg.student)
     tok = teacher.tokenizer
-    prompt = tok(args.prompt, add_special_tokens=False)["input_ids"]
-    t0 = time.perf_counter()
-    ids = st.generate(prompt, args.n_tokens, start_token(tok), seed=args.seed)
-    secs = time.perf_counter() - t0
+    prompt = tok(cfg.prompt, add_special_tokens=False)["input_ids"]
+    with rep.timer("generate"):
+        ids = st.generate(prompt, cfg.n_tokens, start_token(tok), seed=ctx.seed)
     text = tok.decode(ids)
-    rep = Report("hft-generate", {"student": str(args.student), "prompt": args.prompt,
-                                  "n_tokens": args.n_tokens}, out_dir=out, seed=args.seed)
-    rep.timings["generate_s"] = secs
     rep.section("Generation", "Greedy continuation from the rolling buffer (no teacher).").table(
-        "Output", ["prompt", "continuation"], [[args.prompt, text]])
-    rep.summary([["prompt", args.prompt], ["continuation", text]])
-    return rep.save()
+        "Output", ["prompt", "continuation"], [[cfg.prompt, text]])
+    rep.summary([["prompt", cfg.prompt], ["continuation", text]])
+    rep.save()
+    return rep
 
 
-def run_capture_only(args: argparse.Namespace, out: Path) -> Path:
+def run_capture(cfg: CaptureOptions, ctx: RunContext | None = None) -> Report:
+    """Run the teacher over the corpus and store the capture (kept if it exists)."""
     from .. import models as hmodels
 
-    rep = Report("hft-capture", {"capture": asdict(_capture_cfg(args))}, out_dir=out,
-                 seed=args.seed, device="cpu")
-    teacher = hmodels.load(args.teacher, device="cpu")
-    cap = _ensure_capture(args, teacher, rep)
+    ctx = ctx or RunContext()
+    _capture_cfg(cfg, ctx.seed)
+    rep = start_report("hft-capture", cfg, ctx)
+    teacher = hmodels.load(cfg.teacher, device="cpu")
+    cap = _ensure_capture(cfg, ctx, teacher, rep)
     rep.section("Capture").metrics({"folder": str(cap.root), "train": len(cap.train),
                                     "heldout": len(cap.heldout)})
     rep.summary([["capture", str(cap.root)], ["train positions", len(cap.train)],
                  ["held-out positions", len(cap.heldout)]])
-    return rep.save()
-
-
-def main(args: argparse.Namespace) -> Path:
-    for name in ("train_tokens", "heldout_tokens", "seeds", "k1", "k2", "top_k", "window"):
-        v = getattr(args, name)
-        if v <= 0:
-            raise InputError(f"--{name.replace('_', '-')} must be positive, got {v}.")
-    if not args.hard >= 0:
-        raise InputError(f"--hard must be >= 0 (a loss weight), got {args.hard}.")
-    if args.mix_heads <= 0 or args.k1 % args.mix_heads or args.k2 % args.mix_heads:
-        raise InputError(f"--mix-heads ({args.mix_heads}) must be positive and divide --k1 "
-                         f"({args.k1}) and --k2 ({args.k2}).")
-    if args.top_k > min(args.k1, args.k2) // args.mix_heads:
-        raise InputError(f"--top-k ({args.top_k}) must not exceed the tensors per head, "
-                         "min(--k1, --k2) / --mix-heads.")
-    if str(args.dataset).endswith(".txt") and not Path(str(args.dataset)).exists():
-        raise InputError(f"--dataset {args.dataset}: file not found; pass an existing .txt file.")
-    if args.action in ("eval", "generate") and args.student is None:
-        raise InputError(f"hft {args.action} needs --student DIR (the 'student' folder that "
-                         "`hyperlens hft train` wrote into its --out folder).")
-    _capture_cfg(args)
-    out = args.out or Path("runs") / f"hft-{args.action}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if args.action == "capture":
-        return run_capture_only(args, Path(out))
-    if args.action == "train":
-        return run_train(args, Path(out))
-    if args.action == "eval":
-        return run_eval(args, Path(out))
-    return run_generate(args, Path(out))
+    rep.save()
+    return rep
 
 
 def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
     """A small HyperField run for the tour: rotten-tomatoes, 4,000 / 1,000 positions, Track
     A, one seed, a small student, no MLP or online variant (about a minute on 2 cores)."""
-    parser = argparse.ArgumentParser(add_help=False)
-    add_arguments(parser)  # every option the tour leaves alone keeps the CLI's default
-    ns = parser.parse_args(["train"])
-    vars(ns).update(
-        dataset="rotten-tomatoes", train_tokens=4000, heldout_tokens=1000,
-        capture_dir=Path(report.out_dir) / "hft-capture", seeds=1, k1=128, k2=256,
-        d_sketch=1024, stage1_epochs=1, stage2_epochs=1, e2e_epochs=1,
-        online=False, mlp=False, boot=200, seed=seed, progress=False, out=None)
     sub = Path(report.out_dir) / "hft"
-    path = run_train(ns, sub)
-    from ..report import load_results
-
-    res = load_results(path)
+    cfg = HftTrainConfig(  # every option the tour leaves alone keeps the CLI's default
+        dataset="rotten-tomatoes", train_tokens=4000, heldout_tokens=1000,
+        capture_dir=Path(report.out_dir) / "hft-capture", seeds=(seed,), k1=128, k2=256,
+        d_sketch=1024, stage1_epochs=1, stage2_epochs=1, e2e_epochs=1,
+        online=False, mlp=False, n_boot=200)
+    res = run_train(cfg, RunContext(seed=seed, device=device, progress=False, out=sub))
     rows = []
-    for s in res["sections"]:
-        for t in s.get("tables", []):
+    for s in res.sections:
+        for t in s.tables:
             if t["title"] == "Held-out metrics (seed 0)":
                 rows = [[r[0], r[2], r[5], r[8]] for r in t["rows"]]
     report.section("HyperField transformer (small)", (
@@ -687,3 +795,15 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
         "(4,000 training / 1,000 held-out positions, one seed); the full experiment is "
         f"`hyperlens hft train`. Full report: {sub}.")).table(
         "Held-out", ["model", "ppl", "KL", "agree"], rows)
+
+
+COMMANDS = (
+    Command("hft capture", "run the teacher over a corpus and store the capture",
+            CaptureOptions, run_capture, group_help=HELP),
+    Command("hft train", "capture if needed, then train and score the students and baselines",
+            HftTrainConfig, run_train, description=__doc__ or ""),
+    Command("hft eval", "re-score a saved student beside unigram, KN-5 and the teacher",
+            HftEvalConfig, run_eval),
+    Command("hft generate", "continue a prompt with a saved student", HftGenerateConfig,
+            run_generate),
+)

@@ -128,9 +128,10 @@ class MLPStudent(nn.Module):
     def __init__(self, d1: int, d_tail: int, d_model: int, hidden: int, unembed: Unembedding,
                  log_unigram: torch.Tensor, seed: int = 0) -> None:
         super().__init__()
-        torch.manual_seed(seed)
-        self.net = nn.Sequential(nn.Linear(d1 + d_tail, hidden), nn.GELU(),
-                                 nn.Linear(hidden, d_model))
+        with torch.random.fork_rng():  # seeded initialisation; the global stream is untouched
+            torch.manual_seed(seed)
+            self.net = nn.Sequential(nn.Linear(d1 + d_tail, hidden), nn.GELU(),
+                                     nn.Linear(hidden, d_model))
         last = self.net[2]
         assert isinstance(last, nn.Linear)
         nn.init.zeros_(last.weight)
