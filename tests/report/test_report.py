@@ -111,3 +111,32 @@ def test_load_results_rejects_other_schema(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({"schema_version": 99}))
     with pytest.raises(ReportError, match="schema_version=99"):
         load_results(tmp_path)
+
+
+def test_a_partial_save_says_incomplete_until_the_final_save(tmp_path):
+    import json
+
+    from hyperlens.report import Report, rebuild
+
+    rep = Report("demo", out_dir=tmp_path / "r")
+    rep.section("first").metrics({"x": 1})
+    rep.save(partial=True)
+    res = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert res["complete"] is False
+    assert "Incomplete:" in (tmp_path / "r" / "index.html").read_text()
+    rebuild(tmp_path / "r")  # a redraw keeps the state
+    assert "Incomplete:" in (tmp_path / "r" / "index.html").read_text()
+    rep.save()
+    res = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert res["complete"] is True
+    assert "Incomplete:" not in (tmp_path / "r" / "index.html").read_text()
+
+
+def test_frames_from_a_saved_folder(tmp_path):
+    from hyperlens.report import Report, frames
+
+    rep = Report("demo", out_dir=tmp_path / "r")
+    rep.section("s").table("t", ["a", "b"], [[1, 2.5], [3, 4.0]])
+    rep.save()
+    df = frames(tmp_path / "r")["s / t"]
+    assert list(df.columns) == ["a", "b"] and df["b"].sum() == 6.5

@@ -292,9 +292,9 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
     _baselines(run)
     for track in cfg.tracks:
         _train_track(run, track)
-        rep.save()
+        rep.save(partial=True)
     rows = _metrics_sections(run)
-    rep.save()
+    rep.save(partial=True)
     _checks_and_speed(run)
     rep.data["max_rss_mb"] = _rss_mb()
     rep.summary([[r[0], f"ppl {r[2]:.1f}", f"KL {r[5]:.3f}", f"agree {r[8]:.3f}"] for r in rows])
@@ -518,7 +518,7 @@ def _checks_and_speed(run: _TrainRun) -> None:
                          {"teacher": cfg.teacher, "capture": str(run.cap.root),
                           "student": asdict(run.sc),
                           "d_aux": int(run.stats["mean"].numel()), "d_model": run.d})
-        rep.save()
+        rep.save(partial=True)
 
 
 MIX = "A: HyperField + KN-5, p = (p_HF + p_KN) / 2"

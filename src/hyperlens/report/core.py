@@ -192,12 +192,13 @@ class Report:
         """Set the short ``[name, value]`` table printed by the CLI at the end of a run."""
         self.summary_rows = [list(r) for r in rows]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, complete: bool = True) -> dict[str, Any]:
         timings = dict(self.timings)
         timings["total_s"] = time.perf_counter() - self._start
         return to_jsonable({
             "schema_version": SCHEMA_VERSION,
             "experiment": self.name,
+            "complete": complete,
             "title": self.title,
             "description": self.description,
             "created": self.created,
@@ -210,8 +211,12 @@ class Report:
             "data": self.data,
         })
 
-    def save(self) -> Path:
+    def save(self, *, partial: bool = False) -> Path:
         """Write plots, ``results.json`` and ``index.html``; returns the folder.
+
+        ``partial=True`` saves a run part-way (after a model, a seed, a section): the
+        results say ``"complete": false`` and the page carries a banner until a save
+        without it, so a report left by a kill or a late error never looks finished.
 
         The new folder is assembled beside ``out_dir`` and renamed into place whole, so a
         crash or a full disk leaves the previous state (or nothing), never a mix. Files the
@@ -224,7 +229,7 @@ class Report:
         from .html import render_html
 
         target = check_out_dir(self.out_dir, "out_dir")
-        results = self.to_dict()
+        results = self.to_dict(complete=not partial)
         staging = _stage_folder(target)
         try:
             _render_all(results, staging)

@@ -13,6 +13,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1180px;
 margin:2em auto;padding:0 1em;color:#1d2330;line-height:1.45}
 h1{font-size:1.7em;margin-bottom:.2em}
+.incomplete{background:#fff3cd;border:1px solid #e0b000;padding:.6em .9em;border-radius:4px}
 h2{border-bottom:1px solid #d8dce4;padding-bottom:.2em;margin-top:1.8em}
 h3{font-size:1.05em;margin-bottom:.3em}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em}
@@ -76,6 +77,10 @@ def render_html(results: dict[str, Any]) -> str:
     if env.get("git_commit"):
         meta += f" · commit {html.escape(env['git_commit'][:12])}"
     parts.append(f"<p class='meta'>{meta}</p>")
+    if results.get("complete") is False:
+        parts.append("<p class='incomplete'><strong>Incomplete:</strong> this run stopped (or "
+                     "is still running) before it finished; the sections below are the parts "
+                     "done so far.</p>")
     if results.get("description"):
         parts.append(f"<p>{html.escape(results['description'])}</p>")
     sections = results.get("sections", [])
