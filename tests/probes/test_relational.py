@@ -120,12 +120,12 @@ def test_bad_input(graph, nouns) -> None:
     with pytest.raises(InputError, match="not a WordNet part of speech"):
         ent.parse_pos("noun,xyz")
     assert ent.parse_pos("adj") == ("a", "s") and ent.parse_pos("all")[0] == "n"
-    from hyperlens.experiments.relational import RelationalSettings
+    from hyperlens.experiments.relational import RelationalConfig
 
     with pytest.raises(ConfigError, match="--pos"):
-        RelationalSettings(pos="q")
+        RelationalConfig(models=("minilm",), pos="q")
     with pytest.raises(ConfigError, match="--measures"):
-        RelationalSettings(measures=("jcn",))
+        RelationalConfig(models=("minilm",), measures=("jcn",))
 
 
 def test_entries_need_a_tokenizer(tiny_bert) -> None:

@@ -76,11 +76,12 @@ def _fmt(cell: dict[str, Any], key: str = "cv") -> str:
 
 
 def build_report(rep: Report, result: MHACVResult) -> Report:
+    """Every section of the sweep's report, then its summary."""
     """Add the sweep's tables and plots to ``rep`` (every CV shown with its interval)."""
     cfg = result.config
     lo_b, hi_b = cfg.band
     grid = [(d, h) for d in cfg.dims for h in cfg.heads]
-    interval = ("Student-t 95 % interval over seeds" if len(cfg.seeds) >= 2
+    ("Student-t 95 % interval over seeds" if len(cfg.seeds) >= 2
                 else "95 % percentile bootstrap interval over the sampled simplices")
     rep.data["runs"] = result.runs
     rep.data["summary"] = [
@@ -97,8 +98,18 @@ def build_report(rep: Report, result: MHACVResult) -> Report:
         for q in (*WEIGHT_QUANTITIES, *ACTIVATION_QUANTITIES)
     ]
     rep.data["quantities"] = {**WEIGHT_QUANTITIES, **ACTIVATION_QUANTITIES}
+    for add in (_training_section, _phase_sections, _band_section, _summary):
+        add(rep, result)
+    return rep
 
-    # ---- training
+
+def _training_section(rep: Report, result: MHACVResult) -> None:
+    """Loss and accuracy of every trained model."""
+    cfg = result.config
+    lo_b, hi_b = cfg.band
+    grid = [(d, h) for d in cfg.dims for h in cfg.heads]
+    ("Student-t 95 % interval over seeds" if len(cfg.seeds) >= 2
+                else "95 % percentile bootstrap interval over the sampled simplices")
     sec = rep.section(
         "Training",
         "Full-batch Adam on the noise patterns; accuracy on the training set "
@@ -145,7 +156,14 @@ def build_report(rep: Report, result: MHACVResult) -> Report:
                    for s in sorted({r["seed"] for r in result.runs})],
     })
 
-    # ---- tables per phase
+
+def _phase_sections(rep: Report, result: MHACVResult) -> None:
+    """The CV tables and heatmaps of weights and activations per phase."""
+    cfg = result.config
+    lo_b, hi_b = cfg.band
+    grid = [(d, h) for d in cfg.dims for h in cfg.heads]
+    interval = ("Student-t 95 % interval over seeds" if len(cfg.seeds) >= 2
+                else "95 % percentile bootstrap interval over the sampled simplices")
     for title, quantities, fname in (("Weights", WEIGHT_QUANTITIES, "weights"),
                                      ("Activations", ACTIVATION_QUANTITIES, "activations")):
         sec = rep.section(
@@ -195,7 +213,14 @@ def build_report(rep: Report, result: MHACVResult) -> Report:
             },
         )
 
-    # ---- band membership
+
+def _band_section(rep: Report, result: MHACVResult) -> None:
+    """Which CVs lie in the band after training, beside the null."""
+    cfg = result.config
+    lo_b, hi_b = cfg.band
+    [(d, h) for d in cfg.dims for h in cfg.heads]
+    ("Student-t 95 % interval over seeds" if len(cfg.seeds) >= 2
+                else "95 % percentile bootstrap interval over the sampled simplices")
     sec = rep.section(
         "Band membership",
         f"Share of the measured quantities with {lo_b} < CV < {hi_b} per grid cell after training, "
@@ -281,6 +306,17 @@ def build_report(rep: Report, result: MHACVResult) -> Report:
         },
         caption="Shares of point estimates; see the tables for each CV's interval.",
     )
+
+
+def _summary(rep: Report, result: MHACVResult) -> None:
+    """Counts over the grid after training, and the printed summary."""
+    cfg = result.config
+    lo_b, hi_b = cfg.band
+    grid = [(d, h) for d in cfg.dims for h in cfg.heads]
+    ("Student-t 95 % interval over seeds" if len(cfg.seeds) >= 2
+                else "95 % percentile bootstrap interval over the sampled simplices")
+    qs = [*WEIGHT_QUANTITIES, *ACTIVATION_QUANTITIES]
+    sec = rep.section("Band membership")
     total = [result.cell(d, h, "post", q) for d, h in grid for q in qs]
     valid = [c for c in total if c["cv"] is not None]
     n_in = sum(bool(c["in_band"]) for c in valid)
@@ -300,7 +336,6 @@ def build_report(rep: Report, result: MHACVResult) -> Report:
         ["CV / null ratio interval excludes 1", f"{n_sig}/{len(valid)}"],
         ["best held-out accuracy", f"{best['test_acc']:.3f} (D{best['dim']}/H{best['heads']})"],
     ])
-    return rep
 
 
 def _run(result: MHACVResult, d: int, h: int, s: int) -> dict[str, Any]:
