@@ -22,6 +22,7 @@ that must hold by construction (window, cache) on small models.
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any
 
@@ -245,11 +246,14 @@ def throughput(student: Student, teacher: ModelHandle, sp: CapturedSplit, *, ste
             buf.push(t)
 
     def teacher_inc(mod: Any) -> None:
+        # transformers 5 names the KV cache ``cache``; 4.x named it ``past_key_values``
+        name = ("cache" if "cache" in inspect.signature(mod.forward).parameters
+                else "past_key_values")
         past = None
         tok = torch.tensor([[start]])
         for t in ids:
-            out = mod(input_ids=tok, past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            out = mod(input_ids=tok, use_cache=True, **{name: past})
+            past = getattr(out, name)
             tok = torch.tensor([[t]])
 
     n = min(batch, len(sp))
