@@ -1,5 +1,7 @@
 """The hft command refuses bad options before loading any model."""
 
+import json
+
 import pytest
 
 from hyperlens.cli import build_parser
@@ -11,26 +13,107 @@ def _args(*argv):
     return build_parser().parse_args(["hft", *argv])
 
 
+@pytest.fixture
+def no_model(monkeypatch):
+    import hyperlens.models as hm
+
+    monkeypatch.setattr(hm, "load", lambda *a, **k: pytest.fail("model loaded before checks"))
+
+
 @pytest.mark.parametrize("argv", [
     ["train", "--top-k", "64", "--k1", "32"],
-    ["train", "--train-tokens", "0"],
     ["train", "--hard", "-0.5"],
     ["train", "--hard", "nan"],
     ["train", "--dataset", "no/such/file.txt"],
     ["eval"],
     ["generate"],
-    ["capture", "--heads"],
 ])
-def test_bad_options_raise_early(argv, monkeypatch):
-    import hyperlens.models as hm
-
-    monkeypatch.setattr(hm, "load", lambda *a, **k: pytest.fail("model loaded before checks"))
-    if argv[-1] == "--heads":
-        with pytest.raises(SystemExit):
-            _args(*argv)
-        return
+def test_bad_options_raise_early(argv, no_model):
     with pytest.raises(InputError):
         hft.main(_args(*argv))
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["capture", "--heads"], "expected at least one argument"),
+    (["capture", "--heads", "-1"], "--heads: must be an integer >= 0, got '-1'"),
+    (["capture", "--layer", "-2"], "--layer: must be an integer >= 0"),
+    (["train", "--train-tokens", "0"], "--train-tokens: must be an integer >= 1"),
+    (["train", "--boot", "0"], "--boot: must be an integer >= 1, got '0'"),
+    (["train", "--stage1-epochs", "0"], "--stage1-epochs: must be an integer >= 1"),
+    (["train", "--lr", "0"], "--lr: must be a number > 0"),
+    (["generate", "--n-tokens", "0"], "--n-tokens: must be an integer >= 1, got '0'"),
+    (["generate", "--n-tokens", "-3"], "--n-tokens: must be an integer >= 1, got '-3'"),
+])
+def test_bad_values_are_refused_while_options_are_read(argv, said, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _args(*argv)
+    assert exc.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+def test_cli_refuses_boot_zero_in_one_line(capsys, no_model):
+    from hyperlens.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["hft", "train", "--boot", "0"])
+    assert "--boot: must be an integer >= 1, got '0'" in capsys.readouterr().err
+
+
+def test_help_explains_the_token_counts(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["hft", "capture", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "issue default" not in out
+    assert "tokens the teacher predicts in the training texts" in out
+
+
+def test_capture_dir_of_another_capture_is_refused_before_the_teacher(tmp_path, no_model):
+    """`hft train --capture-dir C --dataset agnews --train-tokens 50000` on a folder that
+    holds a capture of other settings once reported numbers of that other capture."""
+    cap = tmp_path / "C"
+    cap.mkdir()
+    made = hft._capture_cfg(_args("capture", "--dataset", "sst2"))
+    (cap / "manifest.json").write_text(json.dumps(
+        {"config": made.as_manifest(), "shards": {"train": [], "heldout": []},
+         "complete": True}))
+    args = _args("train", "--capture-dir", str(cap), "--dataset", "agnews",
+                 "--train-tokens", "50000")
+    with pytest.raises(InputError, match=r"dataset \(--dataset\): 'sst2' in the capture, "
+                                         r"'agnews' asked; train_tokens \(--train-tokens\): "
+                                         r"32000 in the capture, 50000 asked\. Pass another "
+                                         r"--capture-dir"):
+        hft.main(args)
+    ok = _args("train", "--capture-dir", str(cap), "--dataset", "sst2")
+    hft.validate(ok)  # the same options pass
+
+
+def test_capture_dir_naming_a_file_is_refused(tmp_path, no_model):
+    f = tmp_path / "f"
+    f.write_text("x")
+    with pytest.raises(InputError, match="is an existing file"):
+        hft.main(_args("capture", "--capture-dir", str(f)))
+
+
+def test_empty_text_file_is_refused_before_the_teacher(tmp_path, no_model):
+    f = tmp_path / "empty.txt"
+    f.write_text("\n  \n")
+    args = _args("capture", "--dataset", str(f), "--capture-dir", str(tmp_path / "c"),
+                 "--out", str(tmp_path / "out"))
+    args.progress = False
+    with pytest.raises(InputError, match=r"--dataset .*empty\.txt holds no text"):
+        hft.main(args)
+    assert not (tmp_path / "c").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("action", ["eval", "generate"])
+def test_student_folder_problems_are_refused_before_the_teacher(tmp_path, action, no_model):
+    with pytest.raises(InputError, match="holds no saved student.*--out folder of"):
+        hft.main(_args(action, "--student", str(tmp_path)))
+    bad = tmp_path / "student"
+    bad.mkdir()
+    (bad / "student.json").write_text("{oops")
+    with pytest.raises(InputError, match="student.json is not valid JSON"):
+        hft.main(_args(action, "--student", str(tmp_path)))  # the --out folder is accepted
 
 
 def test_registered_in_cli():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,10 @@ from torch import nn
 
 from ..errors import InputError
 from ..report import Report
+from .options import nonnegative_int, positive_float, positive_int
 
-__all__ = ["COMMAND", "HELP", "add_arguments", "main", "run_train", "tour_section"]
+__all__ = ["COMMAND", "HELP", "add_arguments", "validate", "main", "run_train",
+           "tour_section"]
 
 COMMAND = "hft"
 HELP = ("HyperField transformer: distil a teacher LM into a HyperTensor mixture "
@@ -42,14 +44,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(one text per line)")
     g.add_argument("--data-dir", default=None, help="folder holding sst2/ and agnews/")
     g.add_argument("--text-column", default=None, help="text column of a file")
-    g.add_argument("--train-tokens", type=int, default=32_000,
-                   help="training prediction positions (issue default 250000)")
-    g.add_argument("--heldout-tokens", type=int, default=8_000,
-                   help="held-out prediction positions (issue default 50000)")
-    g.add_argument("--layer", type=int, default=15,
+    g.add_argument("--train-tokens", type=positive_int, default=32_000,
+                   help="tokens the teacher predicts in the training texts (whole texts are "
+                        "taken until the count is reached; the README's full run uses "
+                        "250000)")
+    g.add_argument("--heldout-tokens", type=positive_int, default=8_000,
+                   help="tokens the teacher predicts in the held-out texts, which every "
+                        "model is scored on (the README's full run uses 50000)")
+    g.add_argument("--layer", type=nonnegative_int, default=15,
                    help="teacher layer l (Track B, Stage-1 target)")
-    g.add_argument("--heads", type=int, nargs="+", default=[0, 1, 2], help="q/k/v heads at layer l")
-    g.add_argument("--window", type=int, default=32, help="context window W in tokens")
+    g.add_argument("--heads", type=nonnegative_int, nargs="+", default=[0, 1, 2],
+                   help="q/k/v heads at layer l (indices from 0)")
+    g.add_argument("--window", type=positive_int, default=32,
+                   help="context window W in tokens")
     g.add_argument("--cut-fraction", type=float, default=0.25,
                    help="share of held-out rows past the window that get the one-forward-per-"
                         "window 'teacher cut to W' baseline (weighted by its inverse)")
@@ -60,52 +67,61 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="A: tokens only (default); B: also the teacher's layer-l state, with "
                         "the logit and tuned lens (about 16 more minutes per seed at the "
                         "default size)")
-    s.add_argument("--seeds", type=int, default=3, help="training seeds per student")
-    s.add_argument("--k1", type=int, default=_SC.k1, help="Stage-1 HyperTensors")
-    s.add_argument("--k2", type=int, default=_SC.k2, help="Stage-2 HyperTensors")
-    s.add_argument("--top-k", type=int, default=_SC.top1, help="tensors mixed per routing head")
-    s.add_argument("--mix-heads", type=int, default=_SC.heads1,
+    s.add_argument("--seeds", type=positive_int, default=3, help="training seeds per student")
+    s.add_argument("--k1", type=positive_int, default=_SC.k1, help="Stage-1 HyperTensors")
+    s.add_argument("--k2", type=positive_int, default=_SC.k2, help="Stage-2 HyperTensors")
+    s.add_argument("--top-k", type=positive_int, default=_SC.top1,
+                   help="tensors mixed per routing head")
+    s.add_argument("--mix-heads", type=positive_int, default=_SC.heads1,
                    help="routing heads per HyperTensor layer (each mixes its own top-k; "
                         "their outputs add; 1 is the seed's single mixture). 8 heads x top-4 "
                         "were chosen on a validation split of the training texts "
                         "(scripts/hft_tune.py)")
-    s.add_argument("--d-sketch", type=int, default=4096, help="Stage-1 sketch width")
-    s.add_argument("--pca", type=int, default=None, help="StreamingPCA components after the sketch")
-    s.add_argument("--stage1-epochs", type=int, default=_SC.stage1_epochs)
-    s.add_argument("--stage2-epochs", type=int, default=_SC.stage2_epochs)
-    s.add_argument("--e2e-epochs", type=int, default=_SC.e2e_epochs)
-    s.add_argument("--batch-size", type=int, default=_SC.batch_size)
-    s.add_argument("--lr", type=float, default=_SC.lr)
+    s.add_argument("--d-sketch", type=positive_int, default=4096, help="Stage-1 sketch width")
+    s.add_argument("--pca", type=positive_int, default=None,
+                   help="StreamingPCA components after the sketch (the saved student then "
+                        "cannot be reloaded by eval / generate)")
+    s.add_argument("--stage1-epochs", type=positive_int, default=_SC.stage1_epochs)
+    s.add_argument("--stage2-epochs", type=positive_int, default=_SC.stage2_epochs)
+    s.add_argument("--e2e-epochs", type=nonnegative_int, default=_SC.e2e_epochs)
+    s.add_argument("--batch-size", type=positive_int, default=_SC.batch_size)
+    s.add_argument("--lr", type=positive_float, default=_SC.lr)
     s.add_argument("--hard", type=float, default=_SC.hard,
                    help="weight of the hard-label cross-entropy added to the KL to the teacher "
                         "(more lowers true-token perplexity, raises the KL; see the README)")
     s.add_argument("--no-online", dest="online", action="store_false",
                    help="skip the seed's online-rule variant")
     s.add_argument("--no-mlp", dest="mlp", action="store_false", help="skip the equal-size MLP")
-    s.add_argument("--boot", type=int, default=1000, help="bootstrap resamples over texts")
+    s.add_argument("--boot", type=positive_int, default=1000,
+                   help="bootstrap resamples over texts")
     s.add_argument("--student", type=Path, default=None,
-                   help="saved student folder (eval, generate)")
+                   help="eval, generate: the --out folder of `hyperlens hft train` (or its "
+                        "'student' sub-folder)")
     s.add_argument("--prompt", default="The stock market", help="generate: prompt text")
-    s.add_argument("--n-tokens", type=int, default=30, help="generate: tokens to produce")
+    s.add_argument("--n-tokens", type=positive_int, default=30,
+                   help="generate: tokens to produce")
 
 
 # --------------------------------------------------------------------------- helpers
 def _texts(args: argparse.Namespace) -> list[str]:
     from .. import data as hdata
+    from ..hft.capture import check_texts
 
     name = str(args.dataset)
     if name.endswith(".txt"):
         path = Path(name)
-        if not path.exists():
+        if not path.is_file():
             raise InputError(f"--dataset {name}: file not found; pass an existing .txt file.")
-        return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
-    split = "train" if name in ("agnews", "sst2") else None
-    kw: dict[str, Any] = {"data_dir": args.data_dir}
-    if split:
-        kw["split"] = split
-    if args.text_column:
-        kw["text_column"] = args.text_column
-    return list(hdata.load(name, **kw).texts)
+        texts = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    else:
+        split = "train" if name in ("agnews", "sst2") else None
+        kw: dict[str, Any] = {"data_dir": args.data_dir}
+        if split:
+            kw["split"] = split
+        if args.text_column:
+            kw["text_column"] = args.text_column
+        texts = list(hdata.load(name, **kw).texts)
+    return check_texts(texts, f"--dataset {name}")
 
 
 def _capture_cfg(args: argparse.Namespace) -> Any:
@@ -119,6 +135,17 @@ def _capture_cfg(args: argparse.Namespace) -> Any:
     return cfg
 
 
+def _student_cfg(args: argparse.Namespace) -> Any:
+    from ..hft.train import StudentConfig
+
+    sc = StudentConfig(k1=args.k1, k2=args.k2, top1=args.top_k, top2=args.top_k, lr=args.lr,
+                       hard=args.hard, heads1=args.mix_heads, heads2=args.mix_heads,
+                       batch_size=args.batch_size, stage1_epochs=args.stage1_epochs,
+                       stage2_epochs=args.stage2_epochs, e2e_epochs=args.e2e_epochs)
+    sc.validate()
+    return sc
+
+
 def _capture_dir(args: argparse.Namespace) -> Path:
     if args.capture_dir is not None:
         return Path(args.capture_dir)
@@ -126,18 +153,27 @@ def _capture_dir(args: argparse.Namespace) -> Path:
     return Path("runs") / f"hft-capture-{tag}-w{args.window}-l{args.layer}-s{args.seed}"
 
 
-def _ensure_capture(args: argparse.Namespace, teacher: Any, rep: Report) -> Any:
-    from ..hft.capture import load_capture, run_capture
+def _ensure_capture(args: argparse.Namespace, teacher: Any, rep: Report,
+                    texts: list[str] | None) -> Any:
+    """The capture of the options: reopened when complete, else captured (resumed)."""
+    from ..hft.capture import check_capture_dir, load_capture, run_capture
 
-    folder = _capture_dir(args)
-    try:
-        return load_capture(folder)
-    except InputError:
-        pass
-    texts = _texts(args)
+    folder, cfg = _capture_dir(args), _capture_cfg(args)
+    manifest = check_capture_dir(folder, cfg)
+    if manifest is not None and manifest.get("complete"):
+        return load_capture(folder, expect=cfg)
     with rep.timer("capture"):
-        return run_capture(teacher, texts, _capture_cfg(args), folder,
+        return run_capture(teacher, texts if texts is not None else _texts(args), cfg, folder,
                            show_progress=args.progress)
+
+
+def _texts_unless_captured(args: argparse.Namespace) -> list[str] | None:
+    """The corpus when the capture still has to run (read before the teacher is loaded, so a
+    bad corpus is refused first), else ``None``."""
+    from ..hft.capture import check_capture_dir
+
+    manifest = check_capture_dir(_capture_dir(args), _capture_cfg(args))
+    return None if manifest is not None and manifest.get("complete") else _texts(args)
 
 
 def _est(e: Any) -> list[float]:
@@ -165,7 +201,6 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
         mlp_hidden_for,
     )
     from ..hft.train import (
-        StudentConfig,
         aux_stats,
         build_features,
         build_model,
@@ -178,10 +213,8 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
     from ..utils import retain_freed_memory
 
     cap_cfg = _capture_cfg(args)
-    sc = StudentConfig(k1=args.k1, k2=args.k2, top1=args.top_k, top2=args.top_k, lr=args.lr,
-                       hard=args.hard, heads1=args.mix_heads, heads2=args.mix_heads,
-                       batch_size=args.batch_size, stage1_epochs=args.stage1_epochs,
-                       stage2_epochs=args.stage2_epochs, e2e_epochs=args.e2e_epochs)
+    sc = _student_cfg(args)
+    texts = _texts_unless_captured(args)
     config = {"capture": asdict(cap_cfg), "student": asdict(sc), "tracks": args.tracks,
               "seeds": args.seeds, "d_sketch": args.d_sketch, "pca": args.pca,
               "online": args.online, "mlp": args.mlp, "boot": args.boot}
@@ -190,7 +223,7 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
     retain_freed_memory()  # capture, scoring and training reuse their vocabulary-wide buffers
     with rep.timer("load teacher"):
         teacher = hmodels.load(args.teacher, device="cpu")
-    cap = _ensure_capture(args, teacher, rep)
+    cap = _ensure_capture(args, teacher, rep, texts)
     U = Unembedding.from_model(teacher)
     V = U.vocab_size
     d = teacher.hidden_size
@@ -262,7 +295,6 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
                     params["B: tuned lens"] = count_parameters(lens)
         for s in range(args.seeds):
             name = f"{track}: HyperField"
-            torch.manual_seed(args.seed + s)
             model = build_model(sc, feat.d1, fc.d_tail, d, int(stats["mean"].numel()), U, lu,
                                 seed=args.seed + s)
             with rep.timer(f"train {name}"):
@@ -372,7 +404,8 @@ def run_train(args: argparse.Namespace, out: Path) -> Path:
         if track == "A":
             save_student(out / "student", feat, model,
                          {"teacher": args.teacher, "capture": str(cap.root), "student": asdict(sc),
-                          "d_aux": int(stats["mean"].numel()), "d_model": d})
+                          "d_aux": int(stats["mean"].numel()), "d_model": d,
+                          "capture_config": cap.config})
         rep.save()
     rep.data["max_rss_mb"] = _rss_mb()
     rep.summary([[r[0], f"ppl {r[2]:.1f}", f"KL {r[5]:.3f}", f"agree {r[8]:.3f}"] for r in rows])
@@ -529,36 +562,25 @@ def _checks_section(rep: Report, track: str, res: dict[str, Any], n_params: int,
 
 
 # --------------------------------------------------------------------------- eval / generate
-def _load_student(folder: Path) -> tuple[Any, Any, dict[str, Any]]:
-    from .. import models as hmodels
-    from ..hft.capture import Unembedding
-    from ..hft.features import Featurizer
-    from ..hft.generate import Student, load_student_state
-    from ..hft.train import StudentConfig, build_model
-
-    fc, meta, state, fstats = load_student_state(folder)
-    teacher = hmodels.load(meta["teacher"], device="cpu")
-    U = Unembedding.from_model(teacher)
-    feat = Featurizer(teacher.token_embeddings(), fc)
-    feat.stats = fstats
-    sc = meta["student"]
-    known = {f.name for f in fields(StudentConfig)}
-    model = build_model(StudentConfig(**{k: v for k, v in sc.items() if k in known}), feat.d1,
-                        fc.d_tail, int(meta["d_model"]), int(meta["d_aux"]), U, state["unigram"])
-    model.load_state_dict(state, strict=False)
-    model.eval()
-    return Student(feat, model), teacher, meta
-
-
 def run_eval(args: argparse.Namespace, out: Path) -> Path:
-    from ..hft.capture import Unembedding, load_capture, start_token
+    from ..hft.capture import Unembedding, load_capture, read_manifest, start_token
     from ..hft.evaluate import logprobs_from_final, score, summarise
+    from ..hft.generate import check_student_capture, load_student, load_student_state
     from ..hft.model import log_unigram
 
     if args.student is None:
-        raise InputError("hft eval needs --student DIR (the 'student' folder a train run wrote).")
-    st, teacher, meta = _load_student(args.student)
-    cap = load_capture(args.capture_dir or meta["capture"])
+        raise InputError("hft eval needs --student DIR (the --out folder of `hyperlens hft "
+                         "train`, or its 'student' sub-folder).")
+    # every check that needs no teacher first: the student's files, then the capture
+    fc, meta, state, _ = load_student_state(args.student)
+    cap_dir = Path(args.capture_dir or meta["capture"])
+    manifest = read_manifest(cap_dir)
+    if manifest is None:
+        raise InputError(f"--capture-dir {cap_dir} holds no capture; pass the capture the "
+                         "student was trained on (`hyperlens hft capture --capture-dir DIR`).")
+    check_student_capture(meta, fc, int(state["unigram"].numel()), manifest, cap_dir)
+    cap = load_capture(cap_dir)
+    st, teacher, meta = load_student(args.student)
     tr, he = cap.train, cap.heldout
     U = Unembedding.from_model(teacher)
     V = U.vocab_size
@@ -598,11 +620,12 @@ def run_eval(args: argparse.Namespace, out: Path) -> Path:
 
 def run_generate(args: argparse.Namespace, out: Path) -> Path:
     if args.student is None:
-        raise InputError("hft generate needs --student DIR (the 'student' folder a train run "
-                         "wrote).")
+        raise InputError("hft generate needs --student DIR (the --out folder of `hyperlens hft "
+                         "train`, or its 'student' sub-folder).")
     from ..hft.capture import start_token
+    from ..hft.generate import load_student
 
-    st, teacher, _ = _load_student(args.student)
+    st, teacher, _ = load_student(args.student)  # checks the folder before loading the teacher
     tok = teacher.tokenizer
     prompt = tok(args.prompt, add_special_tokens=False)["input_ids"]
     t0 = time.perf_counter()
@@ -621,10 +644,11 @@ def run_generate(args: argparse.Namespace, out: Path) -> Path:
 def run_capture_only(args: argparse.Namespace, out: Path) -> Path:
     from .. import models as hmodels
 
+    texts = _texts_unless_captured(args)
     rep = Report("hft-capture", {"capture": asdict(_capture_cfg(args))}, out_dir=out,
                  seed=args.seed, device="cpu")
     teacher = hmodels.load(args.teacher, device="cpu")
-    cap = _ensure_capture(args, teacher, rep)
+    cap = _ensure_capture(args, teacher, rep, texts)
     rep.section("Capture").metrics({"folder": str(cap.root), "train": len(cap.train),
                                     "heldout": len(cap.heldout)})
     rep.summary([["capture", str(cap.root)], ["train positions", len(cap.train)],
@@ -632,11 +656,17 @@ def run_capture_only(args: argparse.Namespace, out: Path) -> Path:
     return rep.save()
 
 
-def main(args: argparse.Namespace) -> Path:
-    for name in ("train_tokens", "heldout_tokens", "seeds", "k1", "k2", "top_k", "window"):
+def validate(args: argparse.Namespace) -> None:
+    """Checks across options and on the folders they name, before any model or dataset is
+    loaded (the CLI calls it before :func:`main`; :func:`main` calls it too)."""
+    from ..hft.capture import check_capture_dir
+    from ..hft.generate import load_student_state
+
+    for name in ("train_tokens", "heldout_tokens", "seeds", "k1", "k2", "top_k", "window",
+                 "boot", "n_tokens"):
         v = getattr(args, name)
-        if v <= 0:
-            raise InputError(f"--{name.replace('_', '-')} must be positive, got {v}.")
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise InputError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}.")
     if not args.hard >= 0:
         raise InputError(f"--hard must be >= 0 (a loss weight), got {args.hard}.")
     if args.mix_heads <= 0 or args.k1 % args.mix_heads or args.k2 % args.mix_heads:
@@ -645,12 +675,22 @@ def main(args: argparse.Namespace) -> Path:
     if args.top_k > min(args.k1, args.k2) // args.mix_heads:
         raise InputError(f"--top-k ({args.top_k}) must not exceed the tensors per head, "
                          "min(--k1, --k2) / --mix-heads.")
-    if str(args.dataset).endswith(".txt") and not Path(str(args.dataset)).exists():
+    if str(args.dataset).endswith(".txt") and not Path(str(args.dataset)).is_file():
         raise InputError(f"--dataset {args.dataset}: file not found; pass an existing .txt file.")
-    if args.action in ("eval", "generate") and args.student is None:
-        raise InputError(f"hft {args.action} needs --student DIR (the 'student' folder that "
-                         "`hyperlens hft train` wrote into its --out folder).")
-    _capture_cfg(args)
+    if args.action in ("eval", "generate"):
+        if args.student is None:
+            raise InputError(f"hft {args.action} needs --student DIR (the --out folder of "
+                             "`hyperlens hft train`, or its 'student' sub-folder).")
+        load_student_state(args.student)
+        return
+    cfg = _capture_cfg(args)
+    if args.action == "train":
+        _student_cfg(args)
+    check_capture_dir(_capture_dir(args), cfg)
+
+
+def main(args: argparse.Namespace) -> Path:
+    validate(args)
     out = args.out or Path("runs") / f"hft-{args.action}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.action == "capture":
         return run_capture_only(args, Path(out))
