@@ -19,6 +19,9 @@ from hyperlens.experiments import hft
     (["generate"], "--student"),
     (["generate", "--student", "s", "--n-tokens", "0"], "--n-tokens"),
     (["generate", "--student", "s", "--n-tokens", "-3"], "--n-tokens"),
+    (["train", "--stage1-epochs", "0"], "--stage1-epochs"),
+    (["train", "--lr", "0"], "--lr"),
+    (["capture", "--layer", "-2"], "--layer"),
 ])
 def test_bad_options_raise_early(argv, needle, monkeypatch, capsys, tmp_path):
     import hyperlens.models as hm
@@ -82,3 +85,64 @@ def test_tour_section_runs_the_train_config(monkeypatch, tmp_path):
         hft.tour_section(Report("tour", {}, out_dir=tmp_path), seed=3)
     assert seen["hard"] == hft.HftTrainConfig().hard and seen["seed"] == 3
     assert seen["train_tokens"] == 4000 and seen["seeds"] == [3]
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    import hyperlens.models as hm
+
+    monkeypatch.setattr(hm, "load", lambda *a, **k: pytest.fail("model loaded before checks"))
+
+
+def _refused(argv, tmp_path, capsys) -> str:
+    assert cli.main(["hft", *argv, "--no-progress", "--out", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
+    return " ".join(capsys.readouterr().err.split())
+
+
+def test_help_explains_the_token_counts(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["hft", "capture", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "issue default" not in out
+    assert "tokens the teacher predicts in the training texts" in out
+
+
+def test_capture_dir_of_another_capture_is_refused_before_the_teacher(tmp_path, capsys,
+                                                                      no_model):
+    """`hft train --capture-dir C --dataset agnews --train-tokens 50000` on a folder that
+    holds a capture of other settings once reported numbers of that other capture."""
+    import json
+
+    cap = tmp_path / "C"
+    cap.mkdir()
+    made = hft._capture_cfg(hft.CaptureOptions(dataset="sst2"), 0)
+    (cap / "manifest.json").write_text(json.dumps(
+        {"config": made.as_manifest(), "shards": {"train": [], "heldout": []},
+         "complete": True}))
+    err = _refused(["train", "--capture-dir", str(cap), "--dataset", "agnews",
+                    "--train-tokens", "50000"], tmp_path, capsys)
+    assert ("dataset (--dataset): 'sst2' in the capture, 'agnews' asked; train_tokens "
+            "(--train-tokens): 32000 in the capture, 50000 asked. Pass another --capture-dir"
+            in err)
+
+
+def test_empty_text_file_is_refused_before_the_teacher(tmp_path, capsys, no_model):
+    f = tmp_path / "empty.txt"
+    f.write_text("\n  \n")
+    err = _refused(["capture", "--dataset", str(f), "--capture-dir", str(tmp_path / "c")],
+                   tmp_path, capsys)
+    assert "empty.txt holds no text" in err
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("action", ["eval", "generate"])
+def test_student_folder_problems_are_refused_before_the_teacher(tmp_path, action, capsys,
+                                                                no_model):
+    err = _refused([action, "--student", str(tmp_path)], tmp_path, capsys)
+    assert "holds no saved student" in err and "--out folder of" in err
+    bad = tmp_path / "student"
+    bad.mkdir()
+    (bad / "student.json").write_text("{oops")
+    err = _refused([action, "--student", str(tmp_path)], tmp_path, capsys)
+    assert "student.json is not valid JSON" in err  # the --out folder is accepted

@@ -3,31 +3,21 @@ teacher logits recomputed from the stored state, the window and cache properties
 student that learns (training KL falls) and survives save/load."""
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 import torch
+from tiny_setup import TEXTS, CharTokenizer
 
 from hyperlens.errors import InputError
 from hyperlens.hft.capture import CaptureConfig, Unembedding, load_capture, run_capture
 from hyperlens.hft.checks import beyond_window, cached_vs_fresh, tail_toggle, token_ablation
 from hyperlens.hft.features import FeatureConfig, Featurizer
-from hyperlens.hft.generate import RollingBuffer, Student, load_student_state, save_student
+from hyperlens.hft.generate import RollingBuffer, Student, load_student, save_student
 from hyperlens.hft.model import HyperFieldModel, log_unigram
 from hyperlens.hft.train import StudentConfig, aux_stats, build_features, train_hyperfield
 from hyperlens.models.handle import from_module
-
-
-class CharTokenizer:
-    bos_token_id = 1
-    eos_token_id = 2
-
-    def __call__(self, texts, add_special_tokens=False, truncation=True, max_length=None):
-        ids = [[3 + (ord(c) % 100) for c in t][:max_length] for t in texts]
-        return {"input_ids": ids}
-
-
-TEXTS = [f"text number {i} says {'abc' * (i % 7)} and {i * 7 % 13}" for i in range(40)]
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +95,6 @@ def trained(cap):
     U = Unembedding.from_model(h)
     lu = log_unigram(torch.from_numpy(np.array(c.train["target"])), U.vocab_size)
     stats = aux_stats(c.train)
-    torch.manual_seed(0)
     model = HyperFieldModel(feat.d1, fc.d_tail, 32, int(stats["mean"].numel()), U, lu,
                             d_embed=64, k1=32, top1=4, k2=64, top2=4, d_route=8, heads2=2)
     sc = StudentConfig(stage1_epochs=2, stage2_epochs=4, e2e_epochs=2, batch_size=64,
@@ -147,17 +136,15 @@ def test_rolling_buffer_and_save_load(trained, tmp_path):
     ctx, pos = buf.row()
     assert ctx.tolist() == [[9, 8, 7, 6]] and pos.tolist() == [5]
     st = Student(feat, model)
-    save_student(tmp_path / "s", feat, model, {"teacher": "tiny"})
-    fc, meta, state, stats = load_student_state(tmp_path / "s")
-    feat2 = Featurizer(h.token_embeddings(), fc)
-    feat2.stats = stats
-    m2 = HyperFieldModel(feat.d1, fc.d_tail, 32, model.aux.out_features, U, state["unigram"],
-                         d_embed=64, k1=32, top1=4, k2=64, top2=4, d_route=8, heads2=2)
-    m2.load_state_dict(state, strict=False)
-    m2.eval()
+    sc = StudentConfig(d_embed=64, k1=32, top1=4, k2=64, top2=4, d_route=8, heads1=1, heads2=2)
+    save_student(tmp_path / "s", feat, model, {
+        "teacher": "tiny", "capture": str(c.root), "student": asdict(sc),
+        "d_aux": model.aux.out_features, "d_model": 32})
+    st2, teacher, meta = load_student(tmp_path / "s", h)
+    assert teacher is h and meta["teacher"] == "tiny"
     rows = slice(0, 16)
     a = st.logprobs(np.array(c.heldout["ctx"][rows]), np.array(c.heldout["pos"][rows]))
-    b = Student(feat2, m2).logprobs(np.array(c.heldout["ctx"][rows]),
+    b = st2.logprobs(np.array(c.heldout["ctx"][rows]),
                                     np.array(c.heldout["pos"][rows]))
     torch.testing.assert_close(a, b)
     out = st.generate([5, 6, 7], 5, start_token=1)

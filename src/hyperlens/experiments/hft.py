@@ -10,7 +10,7 @@ over seeds, the information-flow checks, speed), saving the seed-0 Track A stude
 from __future__ import annotations
 
 import resource
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,10 +44,12 @@ class CaptureOptions(Config):
                           "file | a .txt file (one text per line)", group="capture")
     data_dir: str | None = option(None, help="folder holding sst2/ and agnews/", group="capture")
     text_column: str | None = option(None, help="text column of a file", group="capture")
-    train_tokens: int = option(32_000, help="training prediction positions (250000 for the "
-                               "full study)", check=at_least(1), group="capture")
-    heldout_tokens: int = option(8_000, help="held-out prediction positions (50000 for the "
-                                 "full study)", check=at_least(1), group="capture")
+    train_tokens: int = option(32_000, help="tokens the teacher predicts in the training texts "
+                               "(whole texts are taken until the count is reached; the README's "
+                               "full run uses 250000)", check=at_least(1), group="capture")
+    heldout_tokens: int = option(8_000, help="tokens the teacher predicts in the held-out texts, "
+                                 "which every model is scored on (the README's full run uses "
+                                 "50000)", check=at_least(1), group="capture")
     layer: int = option(15, help="teacher layer l (Track B, Stage-1 target)", check=at_least(0),
                         group="capture")
     heads: tuple[int, ...] = option((0, 1, 2), help="q/k/v heads at layer l", check=at_least(0),
@@ -96,11 +98,12 @@ class HftTrainConfig(CaptureOptions):
                             check=at_least(1), group="students")
     d_sketch: int = option(4096, help="Stage-1 sketch width", check=at_least(1),
                            group="students")
-    pca: int | None = option(None, help="StreamingPCA components after the sketch",
+    pca: int | None = option(None, help="StreamingPCA components after the sketch (the saved "
+                             "student then cannot be reloaded by eval / generate)",
                              check=at_least(1), group="students")
-    stage1_epochs: int = option(_SC.stage1_epochs, help="Stage-1 epochs", check=at_least(0),
+    stage1_epochs: int = option(_SC.stage1_epochs, help="Stage-1 epochs", check=at_least(1),
                                 group="students")
-    stage2_epochs: int = option(_SC.stage2_epochs, help="Stage-2 epochs", check=at_least(0),
+    stage2_epochs: int = option(_SC.stage2_epochs, help="Stage-2 epochs", check=at_least(1),
                                 group="students")
     e2e_epochs: int = option(_SC.e2e_epochs, help="end-to-end epochs", check=at_least(0),
                              group="students")
@@ -140,8 +143,8 @@ class HftEvalConfig(Config):
     CONTEXT = _CPU_ONLY
     RANDOM = "the bootstrap resamples over held-out texts"
 
-    student: Path = option(help="the saved student folder (RUN/student, written by "
-                           "`hyperlens hft train` into its --out folder)")
+    student: Path = option(help="the --out folder of `hyperlens hft train` (or its 'student' "
+                           "sub-folder)")
     capture_dir: Path | None = option(None, help="capture to score on (default: the one the "
                                       "student was trained on)")
     n_boot: int = option(1000, help="bootstrap resamples over texts", check=at_least(10),
@@ -155,7 +158,8 @@ class HftGenerateConfig(Config):
     CONTEXT = _CPU_ONLY
     RANDOM = "nothing while decoding greedily (the seed is recorded)"
 
-    student: Path = option(help="the saved student folder (RUN/student)")
+    student: Path = option(help="the --out folder of `hyperlens hft train` (or its 'student' "
+                           "sub-folder)")
     prompt: str = option("The stock market", help="prompt text")
     n_tokens: int = option(30, help="tokens to produce", check=at_least(1))
 
@@ -163,20 +167,23 @@ class HftGenerateConfig(Config):
 # --------------------------------------------------------------------------- helpers
 def _texts(cfg: CaptureOptions) -> list[str]:
     from .. import data as hdata
+    from ..hft.capture import check_texts
 
     name = str(cfg.dataset)
     if name.endswith(".txt"):
         path = Path(name)
-        if not path.exists():
+        if not path.is_file():
             raise InputError(f"--dataset {name}: file not found; pass an existing .txt file.")
-        return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
-    split = "train" if name in ("agnews", "sst2") else None
-    kw: dict[str, Any] = {"data_dir": cfg.data_dir}
-    if split:
-        kw["split"] = split
-    if cfg.text_column:
-        kw["text_column"] = cfg.text_column
-    return list(hdata.load(name, **kw).texts)
+        texts = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    else:
+        split = "train" if name in ("agnews", "sst2") else None
+        kw: dict[str, Any] = {"data_dir": cfg.data_dir}
+        if split:
+            kw["split"] = split
+        if cfg.text_column:
+            kw["text_column"] = cfg.text_column
+        texts = list(hdata.load(name, **kw).texts)
+    return check_texts(texts, f"--dataset {name}")
 
 
 def _capture_cfg(cfg: CaptureOptions, seed: int) -> Any:
@@ -197,18 +204,27 @@ def _capture_dir(cfg: CaptureOptions, seed: int) -> Path:
     return Path("runs") / f"hft-capture-{tag}-w{cfg.window}-l{cfg.layer}-s{seed}"
 
 
-def _ensure_capture(cfg: CaptureOptions, ctx: RunContext, teacher: Any, rep: Report) -> Any:
-    from ..hft.capture import load_capture, run_capture as capture_corpus
+def _ensure_capture(cfg: CaptureOptions, ctx: RunContext, teacher: Any, rep: Report,
+                    texts: list[str] | None) -> Any:
+    """The capture of the options: reopened when complete, else captured (resumed)."""
+    from ..hft.capture import check_capture_dir, load_capture, run_capture as capture_corpus
 
-    folder = _capture_dir(cfg, ctx.seed)
-    try:
-        return load_capture(folder)
-    except InputError:
-        pass
-    texts = _texts(cfg)
+    folder, cap_cfg = _capture_dir(cfg, ctx.seed), _capture_cfg(cfg, ctx.seed)
+    manifest = check_capture_dir(folder, cap_cfg)
+    if manifest is not None and manifest.get("complete"):
+        return load_capture(folder, expect=cap_cfg)
     with rep.timer("capture"):
-        return capture_corpus(teacher, texts, _capture_cfg(cfg, ctx.seed), folder,
-                              show_progress=ctx.progress)
+        return capture_corpus(teacher, texts if texts is not None else _texts(cfg), cap_cfg,
+                              folder, show_progress=ctx.progress)
+
+
+def _texts_unless_captured(cfg: CaptureOptions, seed: int) -> list[str] | None:
+    """The corpus when the capture still has to run (read before the teacher is loaded, so a
+    bad corpus or a capture folder of other settings is refused first), else ``None``."""
+    from ..hft.capture import check_capture_dir
+
+    manifest = check_capture_dir(_capture_dir(cfg, seed), _capture_cfg(cfg, seed))
+    return None if manifest is not None and manifest.get("complete") else _texts(cfg)
 
 
 def _est(e: Any) -> list[float]:
@@ -264,18 +280,19 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
     from ..utils import retain_freed_memory
 
     ctx = ctx or RunContext()
-    _capture_cfg(cfg, ctx.seed)
     sc = StudentConfig(k1=cfg.k1, k2=cfg.k2, top1=cfg.top_k, top2=cfg.top_k, lr=cfg.lr,
                        hard=cfg.hard, heads1=cfg.mix_heads, heads2=cfg.mix_heads,
                        batch_size=cfg.batch_size, stage1_epochs=cfg.stage1_epochs,
                        stage2_epochs=cfg.stage2_epochs, e2e_epochs=cfg.e2e_epochs)
+    sc.validate()
     rep = start_report("hft-train", cfg, ctx,
                        description="HyperField transformer distilled from a teacher LM.")
+    texts = _texts_unless_captured(cfg, ctx.seed)  # before the teacher: refusals come first
     rep.data["student config"] = asdict(sc)
     retain_freed_memory()  # capture, scoring and training reuse their vocabulary-wide buffers
     with rep.timer("load teacher"):
         teacher = hmodels.load(cfg.teacher, device="cpu")
-    cap = _ensure_capture(cfg, ctx, teacher, rep)
+    cap = _ensure_capture(cfg, ctx, teacher, rep, texts)
     U = Unembedding.from_model(teacher)
     lu = log_unigram(torch.from_numpy(np.asarray(cap.train["target"]).astype(np.int64)),
                      U.vocab_size)
@@ -517,7 +534,8 @@ def _checks_and_speed(run: _TrainRun) -> None:
             save_student(Path(rep.out_dir) / "student", feat, model,
                          {"teacher": cfg.teacher, "capture": str(run.cap.root),
                           "student": asdict(run.sc),
-                          "d_aux": int(run.stats["mean"].numel()), "d_model": run.d})
+                          "d_aux": int(run.stats["mean"].numel()), "d_model": run.d,
+                          "capture_config": run.cap.config})
         rep.save(partial=True)
 
 
@@ -671,37 +689,25 @@ def _checks_section(rep: Report, track: str, res: dict[str, Any], n_params: int,
 
 
 # --------------------------------------------------------------------------- eval / generate
-def _load_student(folder: Path) -> tuple[Any, Any, dict[str, Any]]:
-    from .. import models as hmodels
-    from ..hft.capture import Unembedding
-    from ..hft.features import Featurizer
-    from ..hft.generate import Student, load_student_state
-    from ..hft.train import StudentConfig, build_model
-
-    fc, meta, state, fstats = load_student_state(folder)
-    teacher = hmodels.load(meta["teacher"], device="cpu")
-    U = Unembedding.from_model(teacher)
-    feat = Featurizer(teacher.token_embeddings(), fc)
-    feat.stats = fstats
-    sc = meta["student"]
-    known = {f.name for f in fields(StudentConfig)}
-    model = build_model(StudentConfig(**{k: v for k, v in sc.items() if k in known}), feat.d1,
-                        fc.d_tail, int(meta["d_model"]), int(meta["d_aux"]), U, state["unigram"])
-    model.load_state_dict(state, strict=False)
-    model.eval()
-    return Student(feat, model), teacher, meta
-
-
 def run_eval(cfg: HftEvalConfig, ctx: RunContext | None = None) -> Report:
     """Re-score a saved student on its capture beside unigram, KN-5 and the teacher."""
-    from ..hft.capture import Unembedding, load_capture, start_token
+    from ..hft.capture import Unembedding, load_capture, read_manifest, start_token
     from ..hft.evaluate import logprobs_from_final, score, summarise
+    from ..hft.generate import check_student_capture, load_student, load_student_state
     from ..hft.model import log_unigram
 
     ctx = ctx or RunContext()
     rep = start_report("hft-eval", cfg, ctx)
-    st, teacher, meta = _load_student(cfg.student)
-    cap = load_capture(cfg.capture_dir or meta["capture"])
+    # every check that needs no teacher first: the student's files, then the capture
+    fc, meta, state, _ = load_student_state(cfg.student)
+    cap_dir = Path(cfg.capture_dir or meta["capture"])
+    manifest = read_manifest(cap_dir)
+    if manifest is None:
+        raise InputError(f"--capture-dir {cap_dir} holds no capture; pass the capture the "
+                         "student was trained on (`hyperlens hft capture --capture-dir DIR`).")
+    check_student_capture(meta, fc, int(state["unigram"].numel()), manifest, cap_dir)
+    cap = load_capture(cap_dir)
+    st, teacher, meta = load_student(cfg.student)
     tr, he = cap.train, cap.heldout
     U = Unembedding.from_model(teacher)
     V = U.vocab_size
@@ -742,10 +748,11 @@ def run_eval(cfg: HftEvalConfig, ctx: RunContext | None = None) -> Report:
 def run_generate(cfg: HftGenerateConfig, ctx: RunContext | None = None) -> Report:
     """Continue a prompt greedily from the student's rolling buffer (no teacher)."""
     from ..hft.capture import start_token
+    from ..hft.generate import load_student
 
     ctx = ctx or RunContext()
     rep = start_report("hft-generate", cfg, ctx)
-    st, teacher, _ = _load_student(cfg.student)
+    st, teacher, _ = load_student(cfg.student)  # checks the folder before loading the teacher
     tok = teacher.tokenizer
     prompt = tok(cfg.prompt, add_special_tokens=False)["input_ids"]
     with rep.timer("generate"):
@@ -763,10 +770,10 @@ def run_capture(cfg: CaptureOptions, ctx: RunContext | None = None) -> Report:
     from .. import models as hmodels
 
     ctx = ctx or RunContext()
-    _capture_cfg(cfg, ctx.seed)
     rep = start_report("hft-capture", cfg, ctx)
+    texts = _texts_unless_captured(cfg, ctx.seed)
     teacher = hmodels.load(cfg.teacher, device="cpu")
-    cap = _ensure_capture(cfg, ctx, teacher, rep)
+    cap = _ensure_capture(cfg, ctx, teacher, rep, texts)
     rep.section("Capture").metrics({"folder": str(cap.root), "train": len(cap.train),
                                     "heldout": len(cap.heldout)})
     rep.summary([["capture", str(cap.root)], ["train positions", len(cap.train)],

@@ -29,13 +29,19 @@ shard is then float32 (Gemma 3's mid-layer states carry start-token activations 
 Teacher logits are recomputed on demand: ``logits = final @ W_U^T`` through the frozen
 unembedding (:class:`Unembedding`), so nothing of size ``vocab`` is stored. The split is
 made *by text* (held-out texts never appear in training rows). Shards are written
-atomically, the manifest is updated after each shard, and a re-run skips finished shards.
+atomically, the manifest is updated after each shard, and a re-run skips finished shards
+(and removes the temporary folder of a shard whose run was killed).
+
+A folder holds one capture: :func:`run_capture` and :func:`load_capture` with ``expect``
+refuse a folder whose manifest was written for other settings, naming each setting that
+differs.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,6 +61,9 @@ __all__ = [
     "Capture",
     "Unembedding",
     "split_texts",
+    "check_texts",
+    "check_capture_dir",
+    "read_manifest",
     "run_capture",
     "load_capture",
 ]
@@ -91,8 +100,99 @@ class CaptureConfig:
             raise InputError(f"max_length must be >= 2, got {self.max_length}.")
         if not 0 < self.cut_fraction <= 1:
             raise InputError(f"cut_fraction must be in (0, 1], got {self.cut_fraction!r}.")
+        if isinstance(self.layer, bool) or not isinstance(self.layer, int) or self.layer < 0:
+            raise InputError(f"layer must be an int >= 0 (a block index), got {self.layer!r}.")
         if not self.heads:
             raise InputError("heads must name at least one attention head, e.g. heads=(0,).")
+        bad = [h for h in self.heads if isinstance(h, bool) or not isinstance(h, int) or h < 0]
+        if bad:
+            raise InputError(f"heads must be attention-head indices >= 0, got {list(self.heads)}.")
+        if len(set(self.heads)) != len(self.heads):
+            raise InputError(f"heads must not repeat a head, got {list(self.heads)}.")
+
+    def as_manifest(self) -> dict[str, Any]:
+        """The config as the manifest stores it (JSON types: ``heads`` a list)."""
+        d = asdict(self)
+        d["heads"] = list(self.heads)
+        return d
+
+
+#: the option of ``hyperlens hft`` that sets each config field
+_OPTION = {"model": "--teacher", "dataset": "--dataset", "train_tokens": "--train-tokens",
+           "heldout_tokens": "--heldout-tokens", "layer": "--layer", "heads": "--heads",
+           "window": "--window", "cut_fraction": "--cut-fraction", "seed": "--seed"}
+
+
+def _config_diff(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
+    """``"name (--option): <capture's> in the capture, <asked> asked"`` per differing field."""
+    out = []
+    for k in sorted(set(have) | set(want)):
+        if have.get(k) != want.get(k):
+            opt = f" ({_OPTION[k]})" if k in _OPTION else ""
+            out.append(f"{k}{opt}: {have.get(k)!r} in the capture, {want.get(k)!r} asked")
+    return out
+
+
+def read_manifest(root: str | Path) -> dict[str, Any] | None:
+    """The manifest of capture folder ``root``, ``None`` where there is none yet.
+
+    Raises :class:`InputError` when ``root`` is an existing file, or its manifest is not a
+    capture manifest (damaged or written by something else).
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise InputError(
+            f"capture folder {root} is an existing file; pass a folder (new or holding a "
+            "capture) as --capture-dir."
+        )
+    mpath = root / MANIFEST
+    if not mpath.exists():
+        return None
+    try:
+        manifest = json.loads(mpath.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(
+            f"{mpath} is not a readable capture manifest ({exc}); delete {root} to capture "
+            "again, or pass another --capture-dir."
+        ) from None
+    if (not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict)
+            or not isinstance(manifest.get("shards"), dict)):
+        raise InputError(
+            f"{mpath} is not a capture manifest (no config or shards); delete {root} to "
+            "capture again, or pass another --capture-dir."
+        )
+    return manifest
+
+
+def check_capture_dir(root: str | Path, cfg: CaptureConfig) -> dict[str, Any] | None:
+    """Refuse a capture folder that cannot hold a capture of ``cfg``; returns its manifest
+    (``None`` for a new folder). Cheap: reads the manifest only.
+
+    A folder already holding a capture made with other settings (teacher, dataset, sizes,
+    window, layer, heads, seed, ...) raises :class:`InputError` naming each difference.
+    """
+    manifest = read_manifest(root)
+    if manifest is None:
+        return None
+    diff = _config_diff(manifest["config"], cfg.as_manifest())
+    if diff:
+        raise InputError(
+            f"--capture-dir {root} holds a capture made with other settings: "
+            f"{'; '.join(diff)}. Pass another --capture-dir (or none, for a folder named "
+            "after the options), or repeat the options of that capture."
+        )
+    return manifest
+
+
+def check_texts(texts: Sequence[str], what: str = "the corpus") -> list[str]:
+    """The texts as a list; :class:`InputError` when none holds anything but whitespace."""
+    out = list(texts)
+    if not any(isinstance(t, str) and t.strip() for t in out):
+        raise InputError(
+            f"{what} holds no text ({len(out)} entries, none with any characters); pass a "
+            "dataset or file with texts to capture."
+        )
+    return out
 
 
 def split_texts(
@@ -370,25 +470,40 @@ def run_capture(
         raise InputError(
             f"layer must be in 0..{teacher.num_layers - 1} for {teacher.name}, got {cfg.layer}."
         )
+    tm: Any = teacher.module
+    n_heads = int(tm.config.num_attention_heads)
+    if max(cfg.heads) >= n_heads:
+        raise InputError(
+            f"heads {list(cfg.heads)}: {teacher.name} has {n_heads} attention heads per layer, "
+            f"so each head must be in 0..{n_heads - 1}."
+        )
+    texts = check_texts(texts)
     root = Path(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    cfg_dict = asdict(cfg)
-    cfg_dict["heads"] = list(cfg.heads)
+    manifest = check_capture_dir(root, cfg)
+    cfg_dict = cfg.as_manifest()
     mpath = root / MANIFEST
     seqs = _tokenize(teacher.tokenizer, texts, cfg.max_length)
     counts = [len(s) - 1 for s in seqs]
+    total = sum(c for c in counts if c > 0)
+    if total < cfg.train_tokens + cfg.heldout_tokens:
+        raise InputError(
+            f"the corpus holds {total:,} prediction positions in {len(texts):,} texts (at most "
+            f"{cfg.max_length - 1} per text), fewer than the {cfg.train_tokens:,} training + "
+            f"{cfg.heldout_tokens:,} held-out asked; lower --train-tokens / --heldout-tokens "
+            "or use a larger corpus."
+        )
     train_idx, held_idx = split_texts(texts, counts, cfg.train_tokens, cfg.heldout_tokens,
                                       cfg.seed)
-    if mpath.exists():
-        manifest = json.loads(mpath.read_text())
-        if manifest.get("config") != cfg_dict:
-            raise InputError(
-                f"{root} holds a capture with a different configuration; pass another --out "
-                "folder or delete this one to start over."
-            )
-    else:
-        tm: Any = teacher.module
-        head_dim = teacher.hidden_size // int(tm.config.num_attention_heads)
+    if not train_idx or not held_idx:
+        raise InputError(
+            f"the corpus's {len(texts):,} texts cannot fill both splits (a split is made of "
+            "whole texts); use a corpus with more texts or smaller --train-tokens / "
+            "--heldout-tokens."
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_shards(root)
+    if manifest is None:
+        head_dim = teacher.hidden_size // n_heads
         manifest = {
             "version": VERSION, "config": cfg_dict, "teacher": teacher.name,
             "hidden_size": teacher.hidden_size, "num_layers": teacher.num_layers,
@@ -422,15 +537,26 @@ def run_capture(
     return load_capture(root)
 
 
-def load_capture(root: str | Path) -> Capture:
-    """Open a capture folder written by :func:`run_capture` (arrays memory-mapped)."""
+def _remove_stale_shards(root: Path) -> None:
+    """Remove the temporary folders (``.train-00003.<random>.tmp``) of shards whose run was
+    killed before its rename; a finished shard is never one of them."""
+    for p in root.glob(".*.tmp"):
+        if p.is_dir() and any(p.name.startswith(f".{s}-") for s in ("train", "heldout")):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def load_capture(root: str | Path, expect: CaptureConfig | None = None) -> Capture:
+    """Open a capture folder written by :func:`run_capture` (arrays memory-mapped).
+
+    With ``expect``, a capture made with other settings raises :class:`InputError` naming
+    each difference (see :func:`check_capture_dir`).
+    """
     root = Path(root)
-    mpath = root / MANIFEST
-    if not mpath.exists():
+    manifest = (read_manifest(root) if expect is None else check_capture_dir(root, expect))
+    if manifest is None:
         raise InputError(
-            f"{root} has no {MANIFEST}; run `hyperlens hft capture --out {root}` first."
+            f"{root} has no {MANIFEST}; run `hyperlens hft capture --capture-dir {root}` first."
         )
-    manifest = json.loads(mpath.read_text())
     if not manifest.get("complete"):
         raise InputError(
             f"the capture in {root} is unfinished; run the same capture command again to "
@@ -443,6 +569,11 @@ def load_capture(root: str | Path) -> Capture:
         for d in shards:
             for f in sorted((root / d["name"]).glob("*.npy")):
                 parts.setdefault(f.stem, []).append(np.load(f, mmap_mode="c"))
+        if "target" not in parts:
+            raise InputError(
+                f"the capture in {root} has no {split} rows; delete it and capture again with "
+                "a corpus that fills both splits."
+            )
         arrays = {k: (v[0] if len(v) == 1 else np.concatenate(v)) for k, v in parts.items()}
         splits[split] = CapturedSplit(arrays, sum(d["texts"] for d in shards))
     return Capture(root, manifest, splits["train"], splits["heldout"])

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, ShapeError
+from ..utils import make_generator
 
 __all__ = ["HyperTensorLayer"]
 
@@ -67,7 +68,7 @@ class HyperTensorLayer(nn.Module):
                              f"(n_tensors / heads = {n_tensors // heads}).")
         if not tau > 0:
             raise InputError(f"tau must be > 0, got {tau!r}.")
-        g = torch.Generator().manual_seed(seed)
+        g = make_generator(seed)
         K = n_tensors
         self.d_in, self.d_out, self.n_tensors, self.top_k = d_in, d_out, K, top_k
         self.heads, self.per_head, self.d_route = heads, K // heads, d_route
@@ -219,7 +220,17 @@ class HyperTensorLayer(nn.Module):
         planes pass through their sample, bands are one standard deviation of the signed
         distance over ``x``, and the router is scaled so routing distances are O(1).
         """
-        g = torch.Generator().manual_seed(seed)
+        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.d_in:
+            shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+            raise ShapeError(f"init_from_data: x must be [n, d_in={self.d_in}] training "
+                             f"inputs, got {shape}.")
+        if x.shape[0] < 1:
+            raise InputError("init_from_data: x holds no rows; pass at least one training "
+                             "input (ideally many more than n_tensors).")
+        if not torch.isfinite(x).all():
+            raise InputError("init_from_data: x holds NaN or infinite values.")
+        x = x.float()
+        g = make_generator(seed)
         n = x.shape[0]
         pick = torch.randint(0, n, (self.n_tensors,), generator=g)
         r = x @ self.router

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils import make_generator
 from .capture import Unembedding
 from .layer import HyperTensorLayer
 
@@ -48,7 +49,9 @@ class HyperFieldModel(nn.Module):
         self.stage1 = HyperTensorLayer(d1, d_embed, k1, top1, tau1, d_route, heads=heads1,
                                        seed=seed)
         self.norm1 = nn.LayerNorm(d_embed)
-        self.aux = nn.Linear(d_embed, d_aux)
+        with torch.random.fork_rng(devices=[]):  # seeded here; the global generator untouched
+            torch.manual_seed(seed)
+            self.aux = nn.Linear(d_embed, d_aux)  # init_stage1 sets it from data
         self.stage2 = HyperTensorLayer(d_embed + d_tail, d_model, k2, top2, tau2, d_route,
                                        heads=heads2, seed=seed + 1)
         self.unigram = nn.Parameter(log_unigram.detach().float().clone())
@@ -76,7 +79,7 @@ class HyperFieldModel(nn.Module):
         tensor's region, mapped into the embedding by a random orthonormal map that the aux
         head starts as the inverse of."""
         self.stage1.init_from_data(x1, seed)
-        g = torch.Generator().manual_seed(seed)
+        g = make_generator(seed)
         q, _ = torch.linalg.qr(torch.randn(max(aux.shape[1], self.d_embed), self.d_embed,
                                            generator=g))
         P = q[: aux.shape[1]]  # [d_aux, d_embed], orthonormal columns when d_aux >= d_embed
@@ -128,7 +131,7 @@ class MLPStudent(nn.Module):
     def __init__(self, d1: int, d_tail: int, d_model: int, hidden: int, unembed: Unembedding,
                  log_unigram: torch.Tensor, seed: int = 0) -> None:
         super().__init__()
-        with torch.random.fork_rng():  # seeded initialisation; the global stream is untouched
+        with torch.random.fork_rng(devices=[]):  # seeded here; the global generator untouched
             torch.manual_seed(seed)
             self.net = nn.Sequential(nn.Linear(d1 + d_tail, hidden), nn.GELU(),
                                      nn.Linear(hidden, d_model))

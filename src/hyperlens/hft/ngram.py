@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, NotFittedError, ShapeError
 
 __all__ = ["KneserNey"]
 
@@ -52,11 +52,27 @@ class _Order:
     disc_count: np.ndarray  # [G] max(count - D(count), 0)
 
 
+def _int(name: str, v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise InputError(f"{name} must be an int, got {type(v).__name__} {v!r}.")
+    return int(v)
+
+
 class KneserNey:
+    """``KneserNey(order, vocab_size, start_token).fit(seqs)``, then :meth:`distribution`."""
+
     def __init__(self, order: int, vocab_size: int, start_token: int) -> None:
+        order, vocab_size = _int("order", order), _int("vocab_size", vocab_size)
+        start_token = _int("start_token", start_token)
         if not 1 <= order <= 8:
             raise InputError(f"order must be in 1..8, got {order}.")
-        self.order, self.V, self.start = int(order), int(vocab_size), int(start_token)
+        if vocab_size < 1:
+            raise InputError(f"vocab_size must be >= 1 (tokens in the vocabulary), got "
+                             f"{vocab_size}.")
+        if not 0 <= start_token < vocab_size:
+            raise InputError(f"start_token must be a token id in [0, {vocab_size}), got "
+                             f"{start_token}.")
+        self.order, self.V, self.start = order, vocab_size, start_token
         self.orders: list[_Order] = []
 
     # ------------------------------------------------------------------ fitting
@@ -136,10 +152,17 @@ class KneserNey:
     def distribution(self, hist: np.ndarray) -> torch.Tensor:
         """Full next-token distributions ``[B, V]`` (float64) for histories ``[B, order-1]``
         (newest last; pad missing history with the start token)."""
+        if not self.orders:
+            raise NotFittedError("KneserNey.distribution needs a fitted model; call "
+                                 "fit(training texts) first.")
         hist = np.asarray(hist, np.int64)
-        B = hist.shape[0]
         if hist.ndim != 2 or hist.shape[1] != self.order - 1:
-            raise InputError(f"hist must be [B, {self.order - 1}], got {hist.shape}.")
+            raise ShapeError(f"hist must be [B, {self.order - 1}], got {hist.shape}.")
+        if hist.size and (hist.min() < 0 or hist.max() >= self.V):
+            raise InputError(f"hist token ids must lie in [0, {self.V}), got "
+                             f"[{hist.min()}, {hist.max()}]; pad histories with the start "
+                             "token (KneserNey.histories does).")
+        B = hist.shape[0]
         o1 = self.orders[0]
         tot = o1.c_total[0]
         g1 = o1.gamma_num[0] / tot

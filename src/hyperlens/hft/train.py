@@ -27,9 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InputError
 from ..functional import kernels
 from ..train import TrainConfig, fit
-from ..utils import atomic_path, progress
+from ..utils import atomic_path, make_generator, progress
 from .capture import Capture, CapturedSplit, Unembedding
 from .features import Featurizer
 from .model import HyperFieldModel, MLPStudent, TunedLens, distill_loss
@@ -72,6 +73,30 @@ class StudentConfig:
     eta_g: float = 0.003
     online_epochs: int = 1
 
+    def validate(self) -> None:
+        """Refuse settings the training would reject only after its first stage (cheap;
+        :func:`build_model` and the command call it before any training)."""
+        ints = {"d_embed": 1, "k1": 1, "top1": 1, "k2": 1, "top2": 1, "d_route": 1,
+                "heads1": 1, "heads2": 1, "lens_epochs": 1, "batch_size": 1,
+                "stage1_epochs": 1, "stage2_epochs": 1, "e2e_epochs": 0, "reseed_every": 0,
+                "online_epochs": 1}
+        for name, lo in ints.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise InputError(f"{name} must be an int >= {lo}, got {v!r}.")
+        for name in ("tau1", "tau2", "lr", "mlp_lr", "lens_lr"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0 < v < float("inf")):
+                raise InputError(f"{name} must be a finite number > 0, got {v!r}.")
+        for name in ("hard", "aux", "eta", "eta_g"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0 <= v < float("inf")):
+                raise InputError(f"{name} must be a finite number >= 0, got {v!r}.")
+        for k, top, heads in (("k1", self.top1, self.heads1), ("k2", self.top2, self.heads2)):
+            n = getattr(self, k)
+            if n % heads or top > n // heads:
+                raise InputError(f"{k} ({n}) must be a multiple of its routing heads ({heads}) "
+                                 f"with at least top ({top}) tensors per head.")
 
 
 def _unembed_dtype(sc: Any) -> torch.dtype:
@@ -96,6 +121,7 @@ def build_model(sc: StudentConfig, d1: int, d_tail: int, d_model: int, d_aux: in
                 unembed: Unembedding, log_unigram: torch.Tensor, seed: int = 0
                 ) -> HyperFieldModel:
     """The two-stage student of configuration ``sc``."""
+    sc.validate()
     return HyperFieldModel(d1, d_tail, d_model, d_aux, unembed, log_unigram,
                            d_embed=sc.d_embed, k1=sc.k1, top1=sc.top1, tau1=sc.tau1, k2=sc.k2,
                            top2=sc.top2, tau2=sc.tau2, d_route=sc.d_route, heads1=sc.heads1,
@@ -307,7 +333,7 @@ def train_online(model: HyperFieldModel, train: FeatureStore, sp: CapturedSplit,
                       data["final"][:n_init].float(), seed)
     P = model.aux.weight.detach().clone()  # [d_aux, d_embed]
     mean_final = data["final"][:n_init].float().mean(0)
-    gen = torch.Generator().manual_seed(seed)
+    gen = make_generator(seed)
     res: list[float] = []
     model.train()
     for _ in range(sc.online_epochs):
