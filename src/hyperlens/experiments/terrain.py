@@ -251,148 +251,7 @@ def add_terrain_sections(rep: Report, results: list[dict[str, Any]], *, prefix: 
         _side_by_side(sec, results, prefix)
         return
     for r in results:
-        ms = rep.section(f"Terrain: {r['model']}", _model_text(r))
-        ms.plot(
-            f"{prefix}_{_safe(r['model'])}_panel.png",
-            terrain_panel(r),
-            caption="Row 1: norms, cosines, eigenspectrum vs column-shuffled null. Row 2: "
-                    "pentachoron "
-            "volumes vs Gaussian null, number tokens, categories vs permutation null. Row 3: "
-            "layers and positions (static models: distances, category centroids, number words).",
-        )
-        nums = []
-        for key in ("digits", "number_words"):
-            m = r["numbers"][key]
-            if m.get("available"):
-                nums.append([key, m["corr_offset_cosine"], _fmt_ci(m["null_corr_ci"]), m["p_corr"],
-                             m["adjacency_gap"], _fmt_ci(m["null_gap_ci"]), m["p_gap"]])
-            else:
-                nums.append([key, None, m["note"], None, None, None, None])
-        ms.table(
-            "Number manifold: cosine against |i - j|",
-            ["tokens", "corr(|i-j|, cos)", "null 95%", "p", "adjacency gap", "null 95%", "p"],
-            nums,
-        )
-        cat = r["categories"]
-        if cat.get("available"):
-            ms.table(
-                "Semantic categories (within-category mean cosine vs label permutations)",
-                ["category", "tokens", "within mean", "lift over vocabulary mean", "null 95%", "p"],
-                [
-                    [
-                        q["category"],
-                        q["n"],
-                        q["within_mean"],
-                        q["lift"],
-                        _fmt_ci(q["null_ci"]),
-                        q["p"],
-                    ]
-                    for q in cat["per_category"]
-                ],
-            )
-        sp = r["special_tokens"]
-        if sp.get("available"):
-            ms.table(
-                "Special tokens",
-                [
-                    "token",
-                    "id",
-                    "norm",
-                    "norm percentile",
-                    "mean cos to tokens",
-                    "max cos to tokens",
-                ],
-                [
-                    [
-                        t["token"],
-                        t["id"],
-                        t["norm"],
-                        t["norm_percentile"],
-                        t["mean_cos_to_tokens"],
-                        t["max_cos_to_tokens"],
-                    ]
-                    for t in sp["tokens"]
-                ],
-            )
-        lay = r["layers"]
-        if lay.get("available"):
-            ms.table(
-                f"Layer by layer ({lay['n_sequences']} sequences, {lay['source']})",
-                [
-                    "layer",
-                    "tokens",
-                    "norm",
-                    "norm 95% CI",
-                    "median norm",
-                    "max / median",
-                    "cos all tokens",
-                    "cos within sentence",
-                    "95% CI",
-                    "PR/d tokens",
-                    "PR/d sentences",
-                ],
-                [
-                    [
-                        q["layer"],
-                        q["tokens"],
-                        q["norm_mean"],
-                        _fmt_ci(q["norm_ci"]),
-                        q["norm_median"],
-                        q["norm_max_over_median"],
-                        q["cos_all"],
-                        q["cos_within"],
-                        _fmt_ci(q["cos_within_ci"]),
-                        q["pr_over_d"],
-                        q["pooled_pr_over_d"],
-                    ]
-                    for q in lay["layers"]
-                ],
-            )
-        pos = r["positions"]
-        if pos["type"] == "absolute":
-            ms.table(
-                "Learned absolute positions",
-                [
-                    "module",
-                    "positions",
-                    "used",
-                    "Spearman(offset, cos)",
-                    "cos at offset 1",
-                    "cos at last offset",
-                    "PR / d",
-                ],
-                [
-                    [
-                        pos["module"],
-                        pos["positions_total"],
-                        pos["positions_used"],
-                        pos["spearman_offset_cosine"],
-                        pos["cosine_by_offset"][0],
-                        pos["cosine_by_offset"][-1],
-                        pos["pr_over_d"],
-                    ]
-                ],
-            )
-        elif pos["type"] == "relative":
-            ms.table(
-                "Relative attention buckets",
-                ["module", "buckets", "heads", "bidirectional", "heads favouring near offsets"],
-                [
-                    [
-                        pos["module"],
-                        pos["buckets"],
-                        pos["heads"],
-                        pos["bidirectional"],
-                        pos["local_heads"],
-                    ]
-                ],
-            )
-        elif pos["type"] == "rotary":
-            ms.table(
-                "Rotary positions (no learned vectors)",
-                ["theta", "head dim", "rotary dims", "note"],
-                [[pos["theta"], pos["head_dim"], pos["rotary_dims"], pos["note"]]],
-            )
+        _model_sections(rep, r, prefix)
     if len(results) > 1:
         _side_by_side(
             rep.section(
@@ -402,6 +261,157 @@ def add_terrain_sections(rep: Report, results: list[dict[str, Any]], *, prefix: 
             ),
             results,
             prefix,
+        )
+
+
+def _model_sections(rep: Report, r: dict[str, Any], prefix: str) -> None:
+    """The full sections of one model: its panel and every measurement's table."""
+    ms = rep.section(f"Terrain: {r['model']}", _model_text(r))
+    ms.plot(
+        f"{prefix}_{_safe(r['model'])}_panel.png",
+        terrain_panel(r),
+        caption="Row 1: norms, cosines, eigenspectrum vs column-shuffled null. Row 2: "
+                "pentachoron "
+        "volumes vs Gaussian null, number tokens, categories vs permutation null. Row 3: "
+        "layers and positions (static models: distances, category centroids, number words).",
+    )
+    nums = []
+    for key in ("digits", "number_words"):
+        m = r["numbers"][key]
+        if m.get("available"):
+            nums.append([key, m["corr_offset_cosine"], _fmt_ci(m["null_corr_ci"]), m["p_corr"],
+                         m["adjacency_gap"], _fmt_ci(m["null_gap_ci"]), m["p_gap"]])
+        else:
+            nums.append([key, None, m["note"], None, None, None, None])
+    ms.table(
+        "Number manifold: cosine against |i - j|",
+        ["tokens", "corr(|i-j|, cos)", "null 95%", "p", "adjacency gap", "null 95%", "p"],
+        nums,
+    )
+    cat = r["categories"]
+    if cat.get("available"):
+        ms.table(
+            "Semantic categories (within-category mean cosine vs label permutations)",
+            ["category", "tokens", "within mean", "lift over vocabulary mean", "null 95%", "p"],
+            [
+                [
+                    q["category"],
+                    q["n"],
+                    q["within_mean"],
+                    q["lift"],
+                    _fmt_ci(q["null_ci"]),
+                    q["p"],
+                ]
+                for q in cat["per_category"]
+            ],
+        )
+    sp = r["special_tokens"]
+    if sp.get("available"):
+        ms.table(
+            "Special tokens",
+            [
+                "token",
+                "id",
+                "norm",
+                "norm percentile",
+                "mean cos to tokens",
+                "max cos to tokens",
+            ],
+            [
+                [
+                    t["token"],
+                    t["id"],
+                    t["norm"],
+                    t["norm_percentile"],
+                    t["mean_cos_to_tokens"],
+                    t["max_cos_to_tokens"],
+                ]
+                for t in sp["tokens"]
+            ],
+        )
+    _layer_and_position_tables(ms, r)
+
+
+def _layer_and_position_tables(ms: Any, r: dict[str, Any]) -> None:
+    """The layer-by-layer statistics and the position embeddings of one model."""
+    lay = r["layers"]
+    if lay.get("available"):
+        ms.table(
+            f"Layer by layer ({lay['n_sequences']} sequences, {lay['source']})",
+            [
+                "layer",
+                "tokens",
+                "norm",
+                "norm 95% CI",
+                "median norm",
+                "max / median",
+                "cos all tokens",
+                "cos within sentence",
+                "95% CI",
+                "PR/d tokens",
+                "PR/d sentences",
+            ],
+            [
+                [
+                    q["layer"],
+                    q["tokens"],
+                    q["norm_mean"],
+                    _fmt_ci(q["norm_ci"]),
+                    q["norm_median"],
+                    q["norm_max_over_median"],
+                    q["cos_all"],
+                    q["cos_within"],
+                    _fmt_ci(q["cos_within_ci"]),
+                    q["pr_over_d"],
+                    q["pooled_pr_over_d"],
+                ]
+                for q in lay["layers"]
+            ],
+        )
+    pos = r["positions"]
+    if pos["type"] == "absolute":
+        ms.table(
+            "Learned absolute positions",
+            [
+                "module",
+                "positions",
+                "used",
+                "Spearman(offset, cos)",
+                "cos at offset 1",
+                "cos at last offset",
+                "PR / d",
+            ],
+            [
+                [
+                    pos["module"],
+                    pos["positions_total"],
+                    pos["positions_used"],
+                    pos["spearman_offset_cosine"],
+                    pos["cosine_by_offset"][0],
+                    pos["cosine_by_offset"][-1],
+                    pos["pr_over_d"],
+                ]
+            ],
+        )
+    elif pos["type"] == "relative":
+        ms.table(
+            "Relative attention buckets",
+            ["module", "buckets", "heads", "bidirectional", "heads favouring near offsets"],
+            [
+                [
+                    pos["module"],
+                    pos["buckets"],
+                    pos["heads"],
+                    pos["bidirectional"],
+                    pos["local_heads"],
+                ]
+            ],
+        )
+    elif pos["type"] == "rotary":
+        ms.table(
+            "Rotary positions (no learned vectors)",
+            ["theta", "head dim", "rotary dims", "note"],
+            [[pos["theta"], pos["head_dim"], pos["rotary_dims"], pos["note"]]],
         )
 
 
