@@ -265,3 +265,221 @@ def test_kill9_then_rerun_gives_the_same_weights(tmp_path):
     assert ref.keys() == res.keys()
     for k in ref:
         assert torch.equal(ref[k], res[k]), k
+
+
+# --------------------------------------------------------------------------- restore_best
+def _val_mse(xv: torch.Tensor, yv: torch.Tensor):
+    return lambda m: {"val_mse": float(mse(m, (xv, yv)).detach())}
+
+
+def test_restore_best_keeps_the_best_evaluation():
+    x, y = _data()
+    scores = iter([1.0, 5.0, 3.0, 5.0, 2.0])  # best at the 2nd evaluation (a tie keeps it)
+    seen: list[list[torch.Tensor]] = []
+
+    def score(m: nn.Module) -> dict[str, float]:
+        seen.append(_weights(m))
+        return {"acc": next(scores)}
+
+    base = dict(lr=1e-2, epochs=5, batch_size=32, seed=3, early_stop_metric="acc",
+                early_stop_mode="max")
+    net, hist = fit_module(Net, mse, (x, y), TrainConfig(**base, restore_best=True),
+                           eval_fn=score)
+    assert [e["step"] for e in hist.evals] == [3, 6, 9, 12, 15]
+    assert hist.restored_step == 6 and hist.best is not None and hist.best["step"] == 6
+    assert all(torch.equal(a, b) for a, b in zip(_weights(net), seen[1], strict=True))
+    # off (the default): the same steps, the final weights, no restored step
+    scores = iter([1.0, 5.0, 3.0, 5.0, 2.0])
+    seen.clear()
+    last, plain = fit_module(Net, mse, (x, y), TrainConfig(**base), eval_fn=score)
+    assert plain.train_loss == hist.train_loss and plain.restored_step is None
+    assert all(torch.equal(a, b) for a, b in zip(_weights(last), seen[-1], strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(_weights(last), _weights(net), strict=True))
+
+
+def test_restore_best_evaluates_the_final_step_and_watches_train_loss():
+    x, y = _data()
+    xv, yv = _data(40, seed=9)
+    cfg = TrainConfig(lr=1e-2, epochs=10, max_steps=10, batch_size=32, eval_every=4,
+                      early_stop_metric="val_mse", restore_best=True)
+    net, hist = fit_module(Net, mse, (x, y), cfg, eval_fn=_val_mse(xv, yv))
+    assert [e["step"] for e in hist.evals] == [4, 8, 10]  # 10: the schedule ends off the grid
+    best = min(hist.evals, key=lambda e: e["val_mse"])
+    assert hist.restored_step == best["step"]
+    assert abs(_val_mse(xv, yv)(net)["val_mse"] - best["val_mse"]) < 1e-6
+    off = TrainConfig(**{**cfg.as_dict(), "restore_best": False})
+    _, plain = fit_module(Net, mse, (x, y), off, eval_fn=_val_mse(xv, yv))
+    assert [e["step"] for e in plain.evals] == [4, 8]  # no extra evaluation when off
+    # without an eval_fn, the mean training loss of each epoch picks the weights
+    net, hist = fit_module(Net, mse, (x, y), TrainConfig(lr=1e-2, epochs=4, batch_size=32,
+                                                          restore_best=True))
+    losses = [e["train_loss"] for e in hist.evals]
+    assert len(losses) == 4 and hist.restored_step == hist.evals[losses.index(min(losses))]["step"]
+
+
+def test_restore_best_bad_metric_is_refused_before_training():
+    x, y = _data()
+    calls: list[int] = []
+
+    def loss(m, b):
+        calls.append(1)
+        return mse(m, b)
+
+    with pytest.raises(ConfigError, match="early_stop_metric='acc' needs an eval_fn"):
+        fit_module(Net, loss, (x, y), TrainConfig(restore_best=True, early_stop_metric="acc"))
+    assert not calls
+    with pytest.raises(ConfigError, match="'acc' is not among the evaluated values"):
+        fit_module(Net, mse, (x, y), TrainConfig(restore_best=True, early_stop_metric="acc"),
+                   eval_fn=lambda m: {"val": 1.0})
+
+
+def test_restore_best_resumes_to_the_same_weights(tmp_path):
+    x, y = _data()
+    xv, yv = _data(40, seed=9)
+    cfg = TrainConfig(lr=2e-2, epochs=6, batch_size=20, seed=1, eval_every=3,
+                      early_stop_metric="val_mse", restore_best=True)
+    ref, ref_hist = fit_module(Net, _noisy_loss, (x, y), cfg, eval_fn=_val_mse(xv, yv))
+    ck = TrainConfig(**{**cfg.as_dict(), "checkpoint_dir": str(tmp_path / "ck")})
+    steps = iter(range(1000))
+
+    def dying(m, batch):
+        if next(steps) == 22:  # in epoch 4; the best so far lives in the checkpoint
+            raise KeyboardInterrupt
+        return _noisy_loss(m, batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_module(Net, dying, (x, y), ck, eval_fn=_val_mse(xv, yv))
+    net, hist = fit_module(Net, _noisy_loss, (x, y), ck, eval_fn=_val_mse(xv, yv))
+    assert hist.resumed_from == 20 and hist.evals == ref_hist.evals
+    assert hist.restored_step == ref_hist.restored_step is not None
+    assert all(torch.equal(a, b) for a, b in zip(_weights(net), _weights(ref), strict=True))
+
+
+def test_fingerprint_without_restore_best_is_unchanged():
+    # the value before restore_best existed: older checkpoints keep resuming
+    cfg = TrainConfig(lr=5e-3, epochs=4, batch_size=20, seed=1)
+    assert cfg.fingerprint() == "7e1c798c67cebcae0552847c6cf2a5f2"
+    assert TrainConfig(lr=5e-3, epochs=4, batch_size=20, seed=1,
+                       restore_best=True).fingerprint() != cfg.fingerprint()
+
+
+# --------------------------------------------------------------------------- config checks
+@pytest.mark.parametrize("kwargs, message", [
+    ({"weight_decay": "0.1"}, r"weight_decay='0\.1' \(str\) is invalid: expected a finite "
+                              r"number >= 0"),
+    ({"betas": "ab"}, r"betas='ab' \(str\) is invalid: expected two numbers in \[0, 1\)"),
+    ({"betas": (2, 3)}, r"betas=\(2, 3\) \(tuple\) is invalid: expected two numbers in \[0, 1\)"),
+    ({"betas": (0.9,)}, r"betas=\(0\.9,\)"),
+    ({"betas": (0.9, True)}, r"betas=\(0\.9, True\)"),
+    ({"momentum": -1}, r"momentum=-1 \(int\) is invalid: expected a number in \[0, 1\)"),
+    ({"momentum": 1.0}, r"momentum=1\.0"),
+    ({"lr": True}, r"lr=True \(bool\) is invalid: expected a finite learning rate > 0"),
+    ({"lr": float("nan")}, r"lr=nan"),
+    ({"lr": 0}, r"lr=0 \(int\)"),
+    ({"lr": "1e-3"}, r"lr='1e-3' \(str\)"),
+    ({"param_lr": {"*": True}}, r"param_lr\['\*'\]=True \(bool\) is invalid: expected a finite"),
+    ({"param_lr": {1: 0.1}}, r"param_lr=\{1: 0\.1\} \(dict\) is invalid: expected a dict"),
+    ({"param_lr": [("*", 0.1)]}, r"param_lr=\[\('\*', 0\.1\)\] \(list\)"),
+    ({"no_decay": "*.bias"}, r"no_decay='\*\.bias' \(str\) is invalid: expected a tuple"),
+    ({"epochs": 2.0}, r"epochs=2\.0 \(float\) is invalid: expected an int >= 1"),
+    ({"epochs": True}, r"epochs=True \(bool\)"),
+    ({"warmup_steps": -1}, r"warmup_steps=-1 \(int\) is invalid: expected an int >= 0"),
+    ({"max_steps": True}, r"max_steps=True \(bool\) is invalid: expected None or an int >= 1"),
+    ({"batch_size": 0}, r"batch_size=0 \(int\) is invalid: expected None or an int >= 1"),
+    ({"eval_every": 0}, r"eval_every=0"),
+    ({"early_stop_patience": 1.5}, r"early_stop_patience=1\.5"),
+    ({"grad_clip": 0}, r"grad_clip=0 \(int\) is invalid: expected None or a finite max"),
+    ({"grad_clip": float("inf")}, r"grad_clip=inf"),
+    ({"seed": 1.5}, r"seed=1\.5 \(float\) is invalid: expected an int in \[-2\*\*63, 2\*\*64\)"),
+    ({"seed": True}, r"seed=True \(bool\)"),
+    ({"seed": 2 ** 64}, r"seed=18446744073709551616"),
+    ({"shuffle": 1}, r"shuffle=1 \(int\) is invalid: expected True or False"),
+    ({"drop_last": "no"}, r"drop_last='no' \(str\)"),
+    ({"restore_best": 1}, r"restore_best=1 \(int\) is invalid: expected True or False"),
+    ({"progress": "yes"}, r"progress='yes' \(str\) is invalid: expected None, True or False"),
+    ({"early_stop_metric": ""}, r"early_stop_metric='' \(str\) is invalid: expected the name"),
+    ({"early_stop_metric": 3}, r"early_stop_metric=3 \(int\)"),
+    ({"early_stop_mode": "best"}, r"early_stop_mode='best' \(str\) is invalid: expected one of "
+                                  r"\('min', 'max'\)"),
+    ({"optimizer": None}, r"optimizer=None \(NoneType\) is invalid: expected one of"),
+    ({"schedule": ["linear"]}, r"schedule=\['linear'\] \(list\)"),
+    ({"checkpoint_dir": 3}, r"checkpoint_dir=3 \(int\) is invalid: expected None or a folder"),
+    ({"checkpoint_dir": ""}, r"checkpoint_dir='' \(str\)"),
+])
+def test_config_checks_every_field(kwargs, message):
+    with pytest.raises(ConfigError, match=r"^TrainConfig\." + message):
+        TrainConfig(**kwargs)
+
+
+def test_config_accepts_numpy_numbers_and_paths(tmp_path):
+    import numpy as np
+
+    cfg = TrainConfig(lr=np.float32(0.01), epochs=np.int64(3), betas=[0.8, np.float64(0.9)],
+                      seed=np.int32(7), checkpoint_dir=tmp_path, momentum=0, grad_clip=1)
+    assert type(cfg.lr) is float and type(cfg.epochs) is int and type(cfg.seed) is int
+    assert cfg.betas == (0.8, 0.9) and cfg.checkpoint_dir == str(tmp_path)
+    assert len(cfg.fingerprint()) == 32  # JSON-able
+    assert TrainConfig(lr=1, weight_decay=0, seed=-1).lr == 1  # ints stay ints (fingerprints)
+
+
+# --------------------------------------------------------------------------- damaged checkpoints
+def _damage(path: Path, how: str) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "garbage":
+        path.write_bytes(os.urandom(256))
+    else:  # a readable file without the step generator's state
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata()
+            tensors = {k: fh.get_tensor(k) for k in fh.keys() if k != "rng/steps"}
+        save_file(tensors, str(path), metadata=meta)
+
+
+@pytest.mark.parametrize("how", ["truncated", "empty", "garbage", "missing"])
+def test_a_damaged_checkpoint_is_set_aside_and_training_restarts(tmp_path, how):
+    x, y = _data()
+    cfg = TrainConfig(lr=5e-3, epochs=3, batch_size=20, seed=1,
+                      checkpoint_dir=str(tmp_path / "ck"))
+    ref, ref_hist = fit_module(Net, _noisy_loss, (x, y), cfg)
+    path = tmp_path / "ck" / CHECKPOINT_NAME
+    mode = path.stat().st_mode & 0o777
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask  # the umask's mode, not safetensors' private 0600
+    _damage(path, how)
+    with pytest.warns(UserWarning, match=r"training checkpoint '.*checkpoint\.safetensors' is "
+                                         r"damaged \(.*\); it cannot be resumed\. Moved it to "
+                                         r"'.*\.damaged'; training starts again from step 0\."):
+        net, hist = fit_module(Net, _noisy_loss, (x, y), cfg)
+    assert (tmp_path / "ck" / (CHECKPOINT_NAME + ".damaged")).exists()
+    assert hist.resumed_from == 0 and hist.train_loss == ref_hist.train_loss
+    assert all(torch.equal(a, b) for a, b in zip(_weights(net), _weights(ref), strict=True))
+    _, again = fit_module(Net, _noisy_loss, (x, y), cfg)  # the new checkpoint is whole
+    assert again.resumed_from == 15
+
+
+def test_no_global_manual_seed_outside_a_forked_rng():
+    """Randomness in train and inject: explicit generators, or the global one inside fork_rng."""
+    import ast
+
+    files = [SRC / "hyperlens" / "train.py", *sorted((SRC / "hyperlens" / "inject").glob("*.py"))]
+    bad = []
+    for f in files:
+        tree = ast.parse(f.read_text())
+        forked: set[int] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.With) and any(
+                    "fork_rng" in ast.unparse(item.context_expr) for item in node.items):
+                forked |= {id(n) for n in ast.walk(node)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and ast.unparse(node.func) in (
+                    "torch.manual_seed", "torch.random.manual_seed", "torch.cuda.manual_seed",
+                    "torch.cuda.manual_seed_all", "torch.seed") and id(node) not in forked):
+                bad.append(f"{f.name}:{node.lineno}")
+    assert not bad, f"global seeding outside fork_rng: {bad}"

@@ -31,7 +31,11 @@ What :func:`fit` guarantees:
   the optimizer state, both random generators, the history and the early-stopping state
   are written at the end of each epoch to one safetensors file (no pickle), atomically. A
   rerun with the same configuration and module shapes continues from it; on CPU the final
-  weights are bit-identical to an uninterrupted run, also after ``kill -9``.
+  weights are bit-identical to an uninterrupted run, also after ``kill -9``. A damaged
+  checkpoint (truncated, garbage, tensors missing) is moved aside to
+  ``checkpoint.safetensors.damaged`` with a warning, and training starts again from step 0.
+- **Best weights on request.** ``restore_best=True`` ends with the weights of the best
+  evaluation (see :class:`TrainConfig`), ``History.restored_step`` naming its step.
 - **Curves.** :class:`History` keeps the loss of every step and every evaluation, and
   :meth:`History.plot_spec` gives a report line plot.
 
@@ -52,7 +56,10 @@ import fnmatch
 import hashlib
 import json
 import math
+import numbers
+import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,9 +68,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ConfigError, HyperlensError, InputError
+from .errors import ConfigError, DataError, HyperlensError, InputError
 from .models.handle import ModelHandle
-from .utils import atomic_path, progress, retain_freed_memory
+from .utils import load_safetensors, progress, retain_freed_memory, save_safetensors
 
 __all__ = [
     "TrainConfig",
@@ -89,6 +96,42 @@ class FrozenModelChanged(HyperlensError):  # noqa: N818 - named for what happene
     """A model that :func:`fit` was told to keep frozen changed or received gradients."""
 
 
+def _bad(name: str, value: Any, expected: str) -> ConfigError:
+    return ConfigError(
+        f"TrainConfig.{name}={value!r} ({type(value).__name__}) is invalid: expected {expected}."
+    )
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _real(name: str, v: Any, expected: str, ok: Callable[[float], bool]) -> float:
+    """``v`` when it is a finite real number (not a bool) that passes ``ok``."""
+    if not _is_real(v) or not math.isfinite(float(v)) or not ok(float(v)):
+        raise _bad(name, v, expected)
+    return v if type(v) in (int, float) else float(v)
+
+
+def _int(name: str, v: Any, lo: int, *, none_ok: bool = False) -> Any:
+    """``v`` as an int >= ``lo`` (or None when ``none_ok``); bools and floats are refused."""
+    if v is None and none_ok:
+        return None
+    if not isinstance(v, numbers.Integral) or isinstance(v, bool) or int(v) < lo:
+        raise _bad(name, v, f"{'None or ' if none_ok else ''}an int >= {lo}")
+    return int(v)
+
+
+def _flag(name: str, v: Any, *, none_ok: bool = False) -> None:
+    if not (isinstance(v, bool) or (none_ok and v is None)):
+        raise _bad(name, v, f"{'None, ' if none_ok else ''}True or False")
+
+
+def _choice(name: str, v: Any, options: Sequence[str]) -> None:
+    if not isinstance(v, str) or v not in options:
+        raise _bad(name, v, f"one of {tuple(options)}")
+
+
 @dataclass
 class TrainConfig:
     """Everything that decides a training run. Validated on construction (:class:`ConfigError`).
@@ -100,6 +143,16 @@ class TrainConfig:
     mean loss since the previous evaluation) and stops after ``early_stop_patience``
     evaluations without improvement. ``shuffle=False`` keeps the data order;
     ``drop_last`` skips a final incomplete batch.
+
+    ``restore_best=True`` keeps the weights of the best evaluation: ``early_stop_metric``
+    and ``early_stop_mode`` pick it (``History.best``; on a tie the earlier one), the last
+    step is evaluated too when the run does not end on an evaluation, and after training
+    the module's trainable parameters hold that evaluation's values
+    (``History.restored_step`` says which step; buffers keep their final values). The
+    kept weights are part of the checkpoint, so a resumed run restores the same ones.
+
+    Every field is checked on construction: type (a bool is not a number), finiteness
+    and range; ``betas`` two numbers in [0, 1), ``momentum`` in [0, 1).
     """
 
     optimizer: str = "adamw"
@@ -124,46 +177,64 @@ class TrainConfig:
     early_stop_mode: str = "min"
     checkpoint_dir: str | None = None
     progress: bool | None = None
+    restore_best: bool = False
 
     def __post_init__(self) -> None:
-        def bad(name: str, expected: str) -> ConfigError:
-            return ConfigError(
-                f"TrainConfig.{name}={getattr(self, name)!r} is invalid: expected {expected}."
-            )
+        _choice("optimizer", self.optimizer, _OPTIMIZERS)
+        _choice("schedule", self.schedule, _SCHEDULES)
+        _choice("early_stop_mode", self.early_stop_mode, ("min", "max"))
+        self.lr = _real("lr", self.lr, "a finite learning rate > 0", lambda v: v > 0)
+        self.weight_decay = _real("weight_decay", self.weight_decay, "a finite number >= 0",
+                                  lambda v: v >= 0)
+        self.momentum = _real("momentum", self.momentum, "a number in [0, 1)",
+                              lambda v: 0 <= v < 1)
+        self._check_groups()
+        self._check_betas()
+        self.epochs = _int("epochs", self.epochs, 1)
+        self.warmup_steps = _int("warmup_steps", self.warmup_steps, 0)
+        for name in ("max_steps", "batch_size", "eval_every", "early_stop_patience"):
+            setattr(self, name, _int(name, getattr(self, name), 1, none_ok=True))
+        if self.grad_clip is not None:
+            self.grad_clip = _real("grad_clip", self.grad_clip,
+                                   "None or a finite max gradient norm > 0", lambda v: v > 0)
+        if (not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool)
+                or not -(2**63) <= int(self.seed) < 2**64):
+            raise _bad("seed", self.seed, "an int in [-2**63, 2**64) (torch's seed range)")
+        self.seed = int(self.seed)
+        for name in ("shuffle", "drop_last", "restore_best"):
+            _flag(name, getattr(self, name))
+        _flag("progress", self.progress, none_ok=True)
+        if not isinstance(self.early_stop_metric, str) or not self.early_stop_metric:
+            raise _bad("early_stop_metric", self.early_stop_metric,
+                       "the name of a metric of eval_fn, or 'train_loss'")
+        if self.checkpoint_dir is not None:
+            if not isinstance(self.checkpoint_dir, (str, os.PathLike)) or not str(
+                    os.fspath(self.checkpoint_dir)):
+                raise _bad("checkpoint_dir", self.checkpoint_dir, "None or a folder path")
+            self.checkpoint_dir = str(os.fspath(self.checkpoint_dir))
 
-        if self.optimizer not in _OPTIMIZERS:
-            raise bad("optimizer", f"one of {_OPTIMIZERS}")
-        if self.schedule not in _SCHEDULES:
-            raise bad("schedule", f"one of {_SCHEDULES}")
-        if self.early_stop_mode not in ("min", "max"):
-            raise bad("early_stop_mode", "'min' or 'max'")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
-            raise bad("lr", "a positive finite learning rate")
-        if not self.weight_decay >= 0:
-            raise bad("weight_decay", "a number >= 0")
-        if not isinstance(self.param_lr, Mapping) or any(
-            not isinstance(k, str) or not (isinstance(v, (int, float)) and v >= 0)
-            for k, v in self.param_lr.items()
-        ):
-            raise bad("param_lr", "a dict {fnmatch pattern: learning rate >= 0}")
+    def _check_groups(self) -> None:
+        expected = "a dict {fnmatch pattern: finite learning rate >= 0}"
+        if not isinstance(self.param_lr, Mapping):
+            raise _bad("param_lr", self.param_lr, expected)
+        for k, v in self.param_lr.items():
+            if not isinstance(k, str):
+                raise _bad("param_lr", self.param_lr, expected)
+            _real(f"param_lr[{k!r}]", v, "a finite learning rate >= 0", lambda x: x >= 0)
         self.param_lr = dict(self.param_lr)
-        if isinstance(self.no_decay, str) or not all(isinstance(p, str) for p in self.no_decay):
-            raise bad("no_decay", "a tuple of fnmatch patterns such as ('*.bias', '*norm*')")
+        if not isinstance(self.no_decay, (tuple, list)) or not all(
+                isinstance(p, str) for p in self.no_decay):
+            raise _bad("no_decay", self.no_decay,
+                       "a tuple of fnmatch patterns such as ('*.bias', '*norm*')")
         self.no_decay = tuple(self.no_decay)
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
-        for name, lo in (("epochs", 1), ("warmup_steps", 0)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise bad(name, f"an int >= {lo}")
-        for name, lo in (("max_steps", 1), ("batch_size", 1), ("eval_every", 1),
-                         ("early_stop_patience", 1)):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < lo):
-                raise bad(name, f"None or an int >= {lo}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise bad("grad_clip", "None or a positive max gradient norm")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise bad("seed", "an int")
+
+    def _check_betas(self) -> None:
+        b = self.betas
+        expected = "two numbers in [0, 1), such as (0.9, 0.999)"
+        if not isinstance(b, (tuple, list)) or len(b) != 2 or not all(
+                _is_real(x) and 0 <= float(x) < 1 for x in b):
+            raise _bad("betas", b, expected)
+        self.betas = (float(b[0]), float(b[1]))
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -176,6 +247,8 @@ class TrainConfig:
         d = self.as_dict()
         for k in ("checkpoint_dir", "progress"):
             d.pop(k)
+        if not self.restore_best:  # checkpoints written before the option still resume
+            d.pop("restore_best")
         return hashlib.blake2b(json.dumps(d, sort_keys=True).encode(), digest_size=16).hexdigest()
 
 
@@ -192,6 +265,8 @@ class History:
         best: the evaluation with the best ``early_stop_metric`` (``None`` without evals).
         stopped_early: whether early stopping ended the run.
         resumed_from: the step a resumed run started from (0 for a fresh run).
+        restored_step: with ``restore_best``, the step whose weights the module holds after
+            :func:`fit` (the step of ``best``); ``None`` otherwise.
         seconds: wall-clock time of this call (not of the resumed part before it).
     """
 
@@ -203,6 +278,7 @@ class History:
     best: dict[str, float] | None = None
     stopped_early: bool = False
     resumed_from: int = 0
+    restored_step: int | None = None
     seconds: float = 0.0
 
     def epoch_loss(self, reduce: str = "mean") -> list[float]:
@@ -396,22 +472,40 @@ def _module_fingerprint(named: list[tuple[str, nn.Parameter]]) -> str:
     return hashlib.blake2b(json.dumps(desc).encode(), digest_size=16).hexdigest()
 
 
+@dataclass
+class _State:
+    """What the loop carries from epoch to epoch, and a checkpoint restores."""
+
+    step: int = 0
+    epoch0: int = 0
+    stale: int = 0
+    best_val: float | None = None
+    since: list[float] = field(default_factory=list)  # losses since the last evaluation
+    best_step: int | None = None  # restore_best: the kept evaluation and its parameters
+    best_params: dict[str, torch.Tensor] | None = None
+
+    def meta(self, epoch: int) -> dict[str, Any]:
+        return {"step": self.step, "epoch": epoch, "stale": self.stale,
+                "best_val": self.best_val, "since": list(self.since),
+                "best_step": self.best_step}
+
+
 def _save_checkpoint(
     path: Path, named: list[tuple[str, nn.Parameter]], opt: torch.optim.Optimizer,
-    gen: torch.Generator, meta: dict[str, Any],
+    gen: torch.Generator, meta: dict[str, Any], best: Mapping[str, torch.Tensor] | None,
 ) -> None:
-    from safetensors.torch import save_file
-
     tensors: dict[str, torch.Tensor] = {}
     for name, p in named:
-        tensors[f"param/{name}"] = p.detach().to("cpu").contiguous()
+        tensors[f"param/{name}"] = p
+    for name, t in (best or {}).items():
+        tensors[f"best/{name}"] = t
     index = {id(q): i for i, (_, q) in enumerate(named)}
     opt_scalars: dict[str, dict[str, Any]] = {}
     for key, st in opt.state.items():
         i = index[id(key)]
         for k, v in st.items():
             if isinstance(v, torch.Tensor):
-                tensors[f"opt/{i}/{k}"] = v.detach().to("cpu").contiguous()
+                tensors[f"opt/{i}/{k}"] = v
             else:
                 opt_scalars.setdefault(str(i), {})[k] = v
     tensors["rng/global"] = torch.get_rng_state()
@@ -420,22 +514,80 @@ def _save_checkpoint(
         for d, st in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng/cuda{d}"] = st
     meta = {**meta, "opt_scalars": opt_scalars}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": _FORMAT, "meta": json.dumps(meta)})
+    save_safetensors(path, tensors, {"format": _FORMAT, "meta": json.dumps(meta)})
 
 
-def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    from safetensors import safe_open
+def _load_checkpoint(
+    path: Path, fingerprint: Mapping[str, str], named: list[tuple[str, nn.Parameter]],
+    cfg: TrainConfig,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The checkpoint's tensors and meta, checked complete before anything is applied.
 
-    with safe_open(str(path), framework="pt") as fh:
-        md = fh.metadata() or {}
+    Raises :class:`ConfigError` for another kind of file or another run's checkpoint, and
+    :class:`DataError` for a damaged one (unreadable, or tensors or fields missing).
+    """
+    def check(md: Mapping[str, str]) -> None:
         if md.get("format") != _FORMAT:
             raise ConfigError(
                 f"{path} is not a hyperlens training checkpoint (format {md.get('format')!r}); "
                 "point checkpoint_dir at a folder of its own."
             )
-        tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
-    return tensors, json.loads(md["meta"])
+
+    fix = "it cannot be resumed"
+    tensors, md = load_safetensors(path, what="training checkpoint", fix=fix, check=check)
+    try:
+        meta = json.loads(md["meta"])
+        if meta.get("fingerprint") == fingerprint:
+            int(meta["step"]), int(meta["epoch"]), int(meta["stale"]), meta["best_val"]
+            History.from_dict(meta["history"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"training checkpoint {str(path)!r} is damaged (its header lacks or "
+                        f"garbles {exc}); {fix}.") from exc
+    if meta.get("fingerprint") != fingerprint:
+        raise ConfigError(
+            f"the checkpoint in {cfg.checkpoint_dir} was written by a different configuration "
+            "or module; use another checkpoint_dir or delete it to start over."
+        )
+    need = [f"param/{nm}" for nm, _ in named] + ["rng/global", "rng/steps"]
+    if cfg.restore_best and meta.get("best_step") is not None:
+        need += [f"best/{nm}" for nm, _ in named]
+    missing = [k for k in need if k not in tensors]
+    if missing:
+        raise DataError(f"training checkpoint {str(path)!r} is damaged (tensors {missing[:3]} "
+                        f"are missing); {fix}.")
+    return tensors, meta
+
+
+def _resume(
+    path: Path, fingerprint: Mapping[str, str], named: list[tuple[str, nn.Parameter]],
+    opt: torch.optim.Optimizer, gen: torch.Generator, devices: list[int], cfg: TrainConfig,
+) -> tuple[History, _State] | None:
+    """Load the checkpoint into the run; a damaged one is set aside (None: start afresh)."""
+    try:
+        tensors, meta = _load_checkpoint(path, fingerprint, named, cfg)
+    except DataError as exc:
+        aside = path.with_name(path.name + ".damaged")
+        os.replace(path, aside)
+        warnings.warn(f"{exc} Moved it to {str(aside)!r}; training starts again from step 0.",
+                      stacklevel=5)
+        return None
+    with torch.no_grad():
+        for nm, p in named:
+            p.copy_(tensors[f"param/{nm}"])
+    _restore_optimizer(opt, named, tensors, meta.get("opt_scalars", {}))
+    torch.set_rng_state(tensors["rng/global"])
+    gen.set_state(tensors["rng/steps"])
+    for d in devices:
+        if f"rng/cuda{d}" in tensors:
+            torch.cuda.set_rng_state(tensors[f"rng/cuda{d}"], d)
+    hist = History.from_dict(meta["history"])
+    st = _State(step=int(meta["step"]), epoch0=int(meta["epoch"]) + 1, stale=int(meta["stale"]),
+                best_val=meta["best_val"], since=[float(v) for v in meta.get("since", [])])
+    hist.resumed_from = st.step
+    if cfg.restore_best and meta.get("best_step") is not None:
+        st.best_step = int(meta["best_step"])
+        st.best_params = {nm: tensors[f"best/{nm}"].to(p.device) for nm, p in named}
+    return hist, st
 
 
 # --------------------------------------------------------------------------- the loop
@@ -506,6 +658,12 @@ def _fit(
         raise InputError(
             f"module must be an nn.Module or a factory returning one, got {type(module).__name__}."
         )
+    if (eval_fn is None and cfg.early_stop_metric != "train_loss"
+            and (cfg.restore_best or cfg.early_stop_patience is not None)):
+        raise ConfigError(
+            f"early_stop_metric={cfg.early_stop_metric!r} needs an eval_fn that returns it "
+            "(restore_best and early stopping watch it); pass eval_fn or use 'train_loss'."
+        )
     n = _data_len(data)
     if n == 0:
         raise InputError("data is empty; pass at least one training example.")
@@ -524,7 +682,7 @@ def _fit(
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         devices = list(range(torch.cuda.device_count()))
     with torch.random.fork_rng(devices=devices), _guard(frozen_mods):
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # inside the forked RNG: the caller's state comes back
         if not isinstance(module, nn.Module):
             module = module()
             if not isinstance(module, nn.Module):
@@ -540,101 +698,122 @@ def _fit(
         frozen_ids = {id(p) for m in frozen_mods for p in m.parameters()}
         if any(id(p) in frozen_ids for _, p in named):
             raise InputError("module shares parameters with a frozen model; train only your own.")
-        groups = _param_groups(named, cfg)
-        opt = _optimizer(groups, cfg)
+        opt = _optimizer(_param_groups(named, cfg), cfg)
         gen = torch.Generator().manual_seed(cfg.seed)
-        hist = History()
-        step, epoch0 = 0, 0
-        stale, best_val = 0, None
         fp = {"config": cfg.fingerprint(), "module": _module_fingerprint(named)}
+        resumed = None
         if ckpt is not None and ckpt.exists():
-            tensors, meta = _load_checkpoint(ckpt)
-            if meta.get("fingerprint") != fp:
-                raise ConfigError(
-                    f"the checkpoint in {cfg.checkpoint_dir} was written by a different "
-                    "configuration or module; use another checkpoint_dir or delete it to start "
-                    "over."
-                )
-            with torch.no_grad():
-                for nm, p in named:
-                    p.copy_(tensors[f"param/{nm}"])
-            _restore_optimizer(opt, named, tensors, meta.get("opt_scalars", {}))
-            torch.set_rng_state(tensors["rng/global"])
-            gen.set_state(tensors["rng/steps"])
-            for d in devices:
-                if f"rng/cuda{d}" in tensors:
-                    torch.cuda.set_rng_state(tensors[f"rng/cuda{d}"], d)
-            hist = History.from_dict(meta["history"])
-            step, epoch0 = int(meta["step"]), int(meta["epoch"]) + 1
-            stale, best_val = int(meta["stale"]), meta["best_val"]
-            hist.resumed_from = step
+            resumed = _resume(ckpt, fp, named, opt, gen, devices, cfg)
+        hist, st = resumed or (History(), _State())
         token = _GEN.set(gen)
         bar = progress(range(total), total=total, desc="train", enabled=cfg.progress, unit="step")
-        bar_it = iter(bar)
-        for _ in range(step):
-            next(bar_it, None)
-        since_eval: list[float] = []
+        loop = _Loop(module, loss_fn, data, collate, eval_fn, cfg, named, opt, hist, st, total,
+                     iter(bar))
+        for _ in range(st.step):
+            next(loop.bar, None)
         try:
-            for epoch in range(epoch0, n_epochs):
-                if hist.stopped_early or step >= total:
+            for epoch in range(st.epoch0, n_epochs):
+                if hist.stopped_early or st.step >= total:
                     break
-                module.train()
                 order = torch.randperm(n, generator=gen) if cfg.shuffle else torch.arange(n)
-                for b in range(per_epoch):
-                    if step >= total:
-                        break
-                    idx = order[b * bs:(b + 1) * bs]
-                    if cfg.warmup_steps or cfg.schedule != "constant":
-                        factor = _lr_factor(step, total, cfg)
-                        for g in opt.param_groups:
-                            g["lr"] = g["initial_lr"] * factor
-                    out = loss_fn(module, _batch(data, idx, collate))
-                    loss, metrics = (out if isinstance(out, tuple) else (out, {}))
-                    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-                        raise InputError(
-                            "loss_fn must return a scalar tensor (or (loss, metrics)); got "
-                            f"{type(loss).__name__} {getattr(loss, 'shape', '')}."
-                        )
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.grad_clip is not None:
-                        torch.nn.utils.clip_grad_norm_([p for _, p in named], cfg.grad_clip)
-                    opt.step()
-                    step += 1
-                    lv = float(loss.detach())
-                    if not math.isfinite(lv):
-                        raise InputError(
-                            f"the training loss became {lv} at step {step}; lower lr "
-                            f"(now {cfg.lr}) or set grad_clip."
-                        )
-                    hist.steps.append(step)
-                    hist.epochs.append(epoch)
-                    hist.train_loss.append(lv)
-                    hist.train_metrics.append({k: float(v) for k, v in dict(metrics).items()})
-                    since_eval.append(lv)
-                    next(bar_it, None)
-                    if cfg.eval_every is not None and step % cfg.eval_every == 0:
-                        stale, best_val = _evaluate(module, eval_fn, hist, cfg, step, epoch,
-                                                    since_eval, stale, best_val)
-                        since_eval = []
-                        if hist.stopped_early:
-                            break
-                if cfg.eval_every is None and (eval_fn is not None or cfg.early_stop_patience):
-                    stale, best_val = _evaluate(module, eval_fn, hist, cfg, step, epoch,
-                                                since_eval, stale, best_val)
-                    since_eval = []
+                loop.epoch(epoch, [order[b * bs:(b + 1) * bs] for b in range(per_epoch)])
                 if ckpt is not None:
-                    meta = {"fingerprint": fp, "step": step, "epoch": epoch, "stale": stale,
-                            "best_val": best_val, "history": hist.as_dict()}
-                    _save_checkpoint(ckpt, named, opt, gen, meta)
+                    _save_checkpoint(ckpt, named, opt, gen, {"fingerprint": fp, **st.meta(epoch),
+                                     "history": hist.as_dict()}, st.best_params)
         finally:
             _GEN.reset(token)
             close = getattr(bar, "close", None)
             if callable(close):
                 close()
+        loop.restore_best()
         module.eval()
     hist.seconds = time.perf_counter() - start
     return hist, module
+
+
+class _Loop:
+    """The steps and evaluations of one :func:`fit` call; progress lives in ``st`` / ``hist``."""
+
+    def __init__(
+        self, module: nn.Module, loss_fn: Callable[[nn.Module, Any], Any], data: Any,
+        collate: Callable[[list[Any]], Any] | None,
+        eval_fn: Callable[[nn.Module], Mapping[str, float]] | None, cfg: TrainConfig,
+        named: list[tuple[str, nn.Parameter]], opt: torch.optim.Optimizer, hist: History,
+        st: _State, total: int, bar: Iterator[Any],
+    ) -> None:
+        self.module, self.loss_fn, self.data, self.collate = module, loss_fn, data, collate
+        self.eval_fn, self.cfg, self.named, self.opt = eval_fn, cfg, named, opt
+        self.hist, self.st, self.total, self.bar = hist, st, total, bar
+
+    def epoch(self, epoch: int, batches: list[torch.Tensor]) -> None:
+        cfg, st, hist = self.cfg, self.st, self.hist
+        self.module.train()
+        for idx in batches:
+            if st.step >= self.total:
+                break
+            self.step(idx, epoch)
+            if cfg.eval_every is not None and st.step % cfg.eval_every == 0:
+                self.evaluate(epoch)
+                if hist.stopped_early:
+                    break
+        if cfg.eval_every is None and (
+                self.eval_fn is not None or cfg.early_stop_patience or cfg.restore_best):
+            self.evaluate(epoch)
+        elif cfg.restore_best and st.step >= self.total and (
+                not hist.evals or hist.evals[-1]["step"] != st.step):
+            self.evaluate(epoch)  # the final weights are a candidate too
+
+    def step(self, idx: torch.Tensor, epoch: int) -> None:
+        cfg, st, hist = self.cfg, self.st, self.hist
+        if cfg.warmup_steps or cfg.schedule != "constant":
+            factor = _lr_factor(st.step, self.total, cfg)
+            for g in self.opt.param_groups:
+                g["lr"] = g["initial_lr"] * factor
+        out = self.loss_fn(self.module, _batch(self.data, idx, self.collate))
+        loss, metrics = (out if isinstance(out, tuple) else (out, {}))
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            raise InputError(
+                "loss_fn must return a scalar tensor (or (loss, metrics)); got "
+                f"{type(loss).__name__} {getattr(loss, 'shape', '')}."
+            )
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_([p for _, p in self.named], cfg.grad_clip)
+        self.opt.step()
+        st.step += 1
+        lv = float(loss.detach())
+        if not math.isfinite(lv):
+            raise InputError(
+                f"the training loss became {lv} at step {st.step}; lower lr "
+                f"(now {cfg.lr}) or set grad_clip."
+            )
+        hist.steps.append(st.step)
+        hist.epochs.append(epoch)
+        hist.train_loss.append(lv)
+        hist.train_metrics.append({k: float(v) for k, v in dict(metrics).items()})
+        st.since.append(lv)
+        next(self.bar, None)
+
+    def evaluate(self, epoch: int) -> None:
+        st = self.st
+        st.stale, st.best_val, better = _evaluate(
+            self.module, self.eval_fn, self.hist, self.cfg, st.step, epoch, st.since, st.stale,
+            st.best_val)
+        st.since = []
+        if better and self.cfg.restore_best:
+            st.best_step = st.step
+            st.best_params = {nm: p.detach().clone() for nm, p in self.named}
+
+    def restore_best(self) -> None:
+        """With ``restore_best``: put the kept evaluation's parameters back."""
+        st = self.st
+        if not self.cfg.restore_best or st.best_params is None:
+            return
+        with torch.no_grad():
+            for nm, p in self.named:
+                p.copy_(st.best_params[nm])
+        self.hist.restored_step = st.best_step
 
 
 def _restore_optimizer(
@@ -656,7 +835,7 @@ def _evaluate(
     module: nn.Module, eval_fn: Callable[[nn.Module], Mapping[str, float]] | None,
     hist: History, cfg: TrainConfig, step: int, epoch: int, since: list[float],
     stale: int, best_val: float | None,
-) -> tuple[int, float | None]:
+) -> tuple[int, float | None, bool]:
     row: dict[str, float] = {"step": step, "epoch": epoch}
     if since:
         row["train_loss"] = float(sum(since) / len(since))
@@ -672,12 +851,12 @@ def _evaluate(
     hist.evals.append(row)
     key = cfg.early_stop_metric
     if key not in row:
-        if cfg.early_stop_patience is not None:
+        if cfg.early_stop_patience is not None or cfg.restore_best:
             raise ConfigError(
                 f"early_stop_metric={key!r} is not among the evaluated values {sorted(row)}; "
                 "return it from eval_fn or use 'train_loss'."
             )
-        return stale, best_val
+        return stale, best_val, False
     val = row[key]
     if best_val is None:
         better = True
@@ -685,9 +864,9 @@ def _evaluate(
         better = val < best_val if cfg.early_stop_mode == "min" else val > best_val
     if better:
         hist.best = dict(row)
-        return 0, val
+        return 0, val, True
     stale += 1
     if cfg.early_stop_patience is not None and stale >= cfg.early_stop_patience:
         hist.stopped_early = True
-    return stale, best_val
+    return stale, best_val, False
 

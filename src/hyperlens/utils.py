@@ -13,14 +13,14 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
-from .errors import ConfigError, DeviceError, InputError, ShapeError
+from .errors import ConfigError, DataError, DeviceError, InputError, ShapeError
 
 __all__ = [
     "resolve_device",
@@ -33,6 +33,8 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_json",
     "atomic_path",
+    "save_safetensors",
+    "load_safetensors",
     "progress",
     "Timer",
     "stable_hash",
@@ -238,6 +240,48 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int = 2
     return atomic_write_text(
         path, json.dumps(to_jsonable(obj), indent=indent, allow_nan=False) + "\n"
     )
+
+
+def save_safetensors(
+    path: str | os.PathLike[str], tensors: dict[str, torch.Tensor],
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write ``tensors`` (and string ``metadata``) to one safetensors file, atomically.
+
+    safetensors itself creates its files private (0600); this writes through
+    :func:`atomic_path`, so the file gets the umask's mode and a crash leaves no half file.
+    """
+    from safetensors.torch import save_file
+
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata=metadata)
+    return target
+
+
+def load_safetensors(
+    path: str | os.PathLike[str], *, what: str, fix: str,
+    check: Callable[[dict[str, str]], None] | None = None,
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Every tensor and the metadata of a safetensors file, on the CPU.
+
+    A damaged file (empty, truncated, garbage) raises :class:`DataError` naming ``what``
+    (e.g. ``"adapter file"``), the path and ``fix`` (what to do about it), instead of
+    safetensors' own error. ``check(metadata)`` runs before any tensor is read (a format
+    test that raises its own error).
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = dict(fh.metadata() or {})
+            if check is not None:
+                check(meta)
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    except SafetensorError as exc:
+        raise DataError(f"{what} {str(path)!r} is damaged ({exc}); {fix}.") from exc
+    return tensors, meta
 
 
 def to_jsonable(obj: Any) -> Any:

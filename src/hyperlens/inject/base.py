@@ -26,7 +26,9 @@ Every adapter:
 
 Files: :func:`save_adapter` writes one ``.safetensors`` file holding the adapter's own
 tensors (its ``state_dict``), with the adapter's name, its config and the identity of the
-model it was trained on in the header; :func:`load_adapter` rebuilds it without pickle.
+model it was trained on in the header, written atomically with the umask's mode;
+:func:`load_adapter` rebuilds it without pickle, and names a damaged file
+(:class:`~hyperlens.errors.DataError`) instead of failing inside safetensors.
 """
 
 from __future__ import annotations
@@ -43,11 +45,11 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import nn
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, DataError, InputError
 from ..models.arch import resolve_backbone
 from ..models.handle import ModelHandle, from_module
 from ..models.hooks import InterventionFn, intervene
-from ..utils import Registry, atomic_path
+from ..utils import Registry, load_safetensors, save_safetensors
 
 __all__ = [
     "AdapterConfig",
@@ -239,13 +241,10 @@ def save_adapter(
     adapter: Adapter, path: str | os.PathLike[str], model: ModelHandle | nn.Module | None = None
 ) -> Path:
     """Write ``adapter`` to one ``.safetensors`` file, atomically (see module docstring)."""
-    from safetensors.torch import save_file
-
     from .. import __version__
 
     if not isinstance(adapter, Adapter):
         raise InputError(f"save_adapter needs an Adapter, got {type(adapter).__name__}.")
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in adapter.state_dict().items()}
     meta = {
         "format": FORMAT,
         "adapter": adapter.name,
@@ -253,10 +252,7 @@ def save_adapter(
         "model": json.dumps(model_identity(model) if model is not None else None),
         "hyperlens": __version__,
     }
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
-    return target
+    return save_safetensors(path, dict(adapter.state_dict()), meta)
 
 
 def load_adapter(
@@ -267,25 +263,40 @@ def load_adapter(
 
     With ``model``, its identity is compared with the file's: a different model raises
     :class:`InputError` unless ``strict_model=False`` (then only the widths must agree).
+    A damaged file (empty, truncated, garbage, or tensors that do not fit its own config)
+    raises :class:`~hyperlens.errors.DataError` naming it.
     """
-    from safetensors import safe_open
-
     p = Path(path)
     if not p.is_file():
         raise InputError(
             f"adapter file {str(p)!r} does not exist; pass the path given to save_adapter."
         )
-    with safe_open(str(p), framework="pt") as fh:
-        meta = fh.metadata() or {}
+
+    def check(meta: dict[str, str]) -> None:
         if meta.get("format") != FORMAT:
             raise InputError(
                 f"{str(p)!r} is not a hyperlens adapter file (format {meta.get('format')!r}, "
                 f"expected {FORMAT!r})."
             )
-        tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
-    adapter = make_adapter(meta["adapter"], **json.loads(meta["config"]))
-    adapter.load_state_dict(tensors, strict=True)
-    saved = json.loads(meta.get("model") or "null")
+
+    fix = "delete it, then train the adapter again (or save it again with save_adapter)"
+    tensors, meta = load_safetensors(p, what="adapter file", fix=fix, check=check)
+    def damaged(exc: Exception, part: str) -> DataError:
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return DataError(f"adapter file {str(p)!r} is damaged ({part}: {why}); {fix}.")
+
+    try:
+        name, config = meta["adapter"], json.loads(meta["config"])
+        saved = json.loads(meta.get("model") or "null")
+        if not isinstance(config, dict):
+            raise TypeError(f"config is {type(config).__name__}, not a dict")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise damaged(exc, "its header is incomplete") from exc
+    adapter = make_adapter(name, **config)  # an unknown adapter or field: ConfigError
+    try:
+        adapter.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise damaged(exc, "its tensors do not fit its config") from exc
     if model is not None:
         adapter.check_model(model)
         if saved is not None and strict_model:

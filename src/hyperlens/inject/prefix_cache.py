@@ -22,15 +22,18 @@ Shapes (``L`` layers, ``H`` key/value heads, ``dh`` head width, ``N`` texts):
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InputError
-from ..utils import progress as progress_bar
+from ..errors import DataError, InputError
+from ..utils import load_safetensors, progress as progress_bar, save_safetensors
 
 __all__ = ["PrefixCache", "backbone_of", "output_rows", "sliding_window_of"]
 
@@ -85,6 +88,24 @@ def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
         if n == 0:
             break
     return max(n, 0)
+
+
+def _inconsistent(t: dict[str, torch.Tensor]) -> str:
+    """Why the tensors of a stored cache do not fit together ("" when they do)."""
+    missing = [n for n in PrefixCache.STORED if n not in t]
+    if missing:
+        return f"tensors {missing} are missing"
+    n = t["lengths"].numel()
+    k, v, off = t["keys"], t["values"], t["offsets"]
+    if k.dim() != 4 or v.shape != k.shape or off.shape != (n + 1,):
+        return (f"keys {tuple(k.shape)}, values {tuple(v.shape)} and offsets "
+                f"{tuple(off.shape)} do not fit {n} texts")
+    if int(off[-1]) != k.shape[2] or not torch.equal(off[1:] - off[:-1], t["lengths"]):
+        return "the text offsets do not match the stored lengths"
+    if (t["states"].dim() != 3 or t["states"].shape[1] != n or t["verb_logits"].shape[0] != n
+            or t["cue_states"].shape[0] != n):
+        return f"states, verbaliser logits or cue states do not have {n} rows"
+    return ""
 
 
 class PrefixCache:
@@ -212,18 +233,51 @@ class PrefixCache:
     #: tensors that :meth:`save` writes and :meth:`load` reads
     STORED = ("keys", "values", "states", "verb_logits", "cue_states", "lengths", "offsets")
 
-    def save(self, path: Any) -> None:
-        """Write the cached tensors to one safetensors file."""
-        from safetensors.torch import save_file
-
-        save_file({n: getattr(self, n).contiguous() for n in self.STORED}, str(path))
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the cached tensors to one safetensors file, atomically (umask's mode)."""
+        return save_safetensors(path, {n: getattr(self, n) for n in self.STORED})
 
     @classmethod
-    def load(cls, path: Any, lm: Any, cue_ids: Sequence[int], verbalizer_ids: Sequence[int],
-             *, layer: int = 0) -> PrefixCache:
-        """A cache written by :meth:`save` for the same ``lm``, prompts, cue and ``layer``."""
-        from safetensors.torch import load_file
+    def load(cls, path: str | os.PathLike[str], lm: Any, cue_ids: Sequence[int],
+             verbalizer_ids: Sequence[int], *, layer: int = 0) -> PrefixCache:
+        """A cache written by :meth:`save` for the same ``lm``, prompts, cue and ``layer``.
 
+        A damaged file (truncated, garbage, tensors missing or of clashing shapes) raises
+        :class:`~hyperlens.errors.DataError` naming it; :meth:`cached` rebuilds it instead.
+        """
+        return cls._load(path, lm, cue_ids, verbalizer_ids, layer=layer,
+                         fix="delete it; the next run rebuilds it")
+
+    @classmethod
+    def cached(cls, path: str | os.PathLike[str], lm: Any, prefix_ids: Sequence[Sequence[int]],
+               cue_ids: Sequence[int], verbalizer_ids: Sequence[int], *, batch_size: int = 32,
+               kv_dtype: torch.dtype = torch.float16, layer: int = 0, extra_tokens: int = 0,
+               progress: bool | None = None) -> tuple[PrefixCache, bool]:
+        """The cache stored at ``path`` if it is readable, else one built and saved there.
+
+        Returns ``(cache, reused)``. A damaged file is rebuilt and replaced, with a one-line
+        warning; the file is written atomically, so a crash leaves no half-written cache.
+        ``path`` must name these prompts, cue, verbaliser, layer and ``kv_dtype`` (a hash of
+        them in the file name): a readable file is trusted to match.
+        """
+        if Path(path).exists():
+            try:
+                return cls._load(path, lm, cue_ids, verbalizer_ids, layer=layer,
+                                 fix="rebuilding it"), True
+            except DataError as exc:
+                warnings.warn(str(exc), stacklevel=2)
+        pc = cls(lm, prefix_ids, cue_ids, verbalizer_ids, batch_size=batch_size,
+                 kv_dtype=kv_dtype, layer=layer, extra_tokens=extra_tokens, progress=progress)
+        pc.save(path)
+        return pc, False
+
+    @classmethod
+    def _load(cls, path: str | os.PathLike[str], lm: Any, cue_ids: Sequence[int],
+              verbalizer_ids: Sequence[int], *, layer: int, fix: str) -> PrefixCache:
+        t, _ = load_safetensors(path, what="prefix cache", fix=fix)
+        why = _inconsistent(t)
+        if why:
+            raise DataError(f"prefix cache {str(path)!r} is damaged ({why}); {fix}.")
         pc = cls.__new__(cls)
         pc.lm = lm.eval()
         pc.stack, pc.cfg = backbone_of(lm), lm.config
@@ -232,7 +286,6 @@ class PrefixCache:
         pc.device, pc.layer = next(lm.parameters()).device, layer
         pc.window = sliding_window_of(pc.cfg, pc.stack)
         pc.layer_types = _mixed_layer_types(pc.cfg)
-        t = load_file(str(path))
         for name in cls.STORED:
             setattr(pc, name, t[name])
         pc.shared_tokens = 0
