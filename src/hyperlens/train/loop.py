@@ -1,0 +1,427 @@
+"""The one training loop: :func:`fit` and :func:`fit_module`, with the frozen-model guard."""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, InputError
+from ..models.handle import ModelHandle
+from ..utils import progress, retain_freed_memory
+from .checkpoint import _module_fingerprint, _resume, _save_checkpoint, _State
+from .config import _GEN, CHECKPOINT_NAME, FrozenModelChanged, History, TrainConfig
+
+
+# --------------------------------------------------------------------------- frozen guard
+def _frozen_modules(frozen: Any) -> list[nn.Module]:
+    if frozen is None:
+        return []
+    items = frozen if isinstance(frozen, (list, tuple)) else [frozen]
+    out: list[nn.Module] = []
+    for f in items:
+        mod = f.module if isinstance(f, ModelHandle) else f
+        if mod is None and isinstance(f, ModelHandle):
+            continue  # a static model has no parameters to guard
+        if not isinstance(mod, nn.Module):
+            raise InputError(
+                f"frozen must be an nn.Module, a ModelHandle or a list of them, got "
+                f"{type(f).__name__}."
+            )
+        out.append(mod)
+    return out
+
+
+def checksum(module: nn.Module) -> str:
+    """A BLAKE2 digest of every parameter and buffer of ``module`` (names, dtypes, bytes)."""
+    h = hashlib.blake2b(digest_size=20)
+    tensors: list[tuple[str, torch.Tensor]] = [*module.named_parameters(), *module.named_buffers()]
+    for name, t in tensors:
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        data = t.detach().to("cpu").contiguous()
+        h.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _guard(frozen: list[nn.Module]) -> Iterator[None]:
+    flags = [[p.requires_grad for p in m.parameters()] for m in frozen]
+    for m in frozen:
+        for p in m.parameters():
+            p.requires_grad_(False)
+    before = [checksum(m) for m in frozen]
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        for m, fl in zip(frozen, flags, strict=True):
+            for p, f in zip(m.parameters(), fl, strict=True):
+                p.requires_grad_(f)
+    if ok:
+        for i, m in enumerate(frozen):
+            if any(p.grad is not None for p in m.parameters()):
+                raise FrozenModelChanged(
+                    f"frozen model {i} ({type(m).__name__}) received gradients during fit; "
+                    "something detached requires_grad=False or set .grad by hand."
+                )
+            if checksum(m) != before[i]:
+                raise FrozenModelChanged(
+                    f"frozen model {i} ({type(m).__name__}) changed during fit (its checksum "
+                    "differs); make sure the loss does not update it in place."
+                )
+
+
+# --------------------------------------------------------------------------- data
+def _data_len(data: Any) -> int:
+    if isinstance(data, Mapping):
+        lens = {k: len(v) for k, v in data.items()}
+    elif isinstance(data, tuple):
+        lens = {str(i): len(v) for i, v in enumerate(data)}
+    else:
+        try:
+            return len(data)
+        except TypeError as exc:
+            raise InputError(
+                f"data must be sized and indexable (a torch Dataset, a list, or a dict/tuple of "
+                f"equal-length tensors), got {type(data).__name__}."
+            ) from exc
+    if not lens or len(set(lens.values())) != 1:
+        raise InputError(
+            f"the tensors in data must have the same length along dim 0, got {lens}."
+        )
+    return next(iter(lens.values()))
+
+
+def _take(v: Any, idx: torch.Tensor) -> Any:
+    if isinstance(v, torch.Tensor):
+        return v[idx.to(v.device)]
+    return [v[int(i)] for i in idx]
+
+
+def _batch(data: Any, idx: torch.Tensor, collate: Callable[[list[Any]], Any] | None) -> Any:
+    if isinstance(data, Mapping):
+        return {k: _take(v, idx) for k, v in data.items()}
+    if isinstance(data, tuple):
+        return tuple(_take(v, idx) for v in data)
+    if isinstance(data, torch.Tensor):
+        return data[idx.to(data.device)]
+    items = [data[int(i)] for i in idx]
+    if collate is not None:
+        return collate(items)
+    from torch.utils.data import default_collate
+
+    return default_collate(items)
+
+
+# --------------------------------------------------------------------------- optimizer
+def _param_groups(named: list[tuple[str, nn.Parameter]], cfg: TrainConfig) -> list[dict[str, Any]]:
+    """One group per (lr, weight decay) pair, parameters kept in module order."""
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    names: dict[tuple[float, float], list[str]] = {}
+    for name, p in named:
+        lr = next((v for pat, v in cfg.param_lr.items() if fnmatch.fnmatchcase(name, pat)), cfg.lr)
+        decay = not any(fnmatch.fnmatchcase(name, pat) for pat in cfg.no_decay)
+        wd = cfg.weight_decay if decay else 0.0
+        groups.setdefault((float(lr), float(wd)), []).append(p)
+        names.setdefault((float(lr), float(wd)), []).append(name)
+    return [{"params": ps, "lr": lr, "weight_decay": wd, "initial_lr": lr, "names": names[(lr, wd)]}
+            for (lr, wd), ps in groups.items()]
+
+
+def _optimizer(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
+    clean = [{k: v for k, v in g.items() if k != "names"} for g in groups]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(clean, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(clean, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(clean, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def _lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
+    """Multiplier of the base learning rate for the optimizer step ``step`` (0-based)."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    span = max(1, total - cfg.warmup_steps)
+    frac = min(1.0, (step - cfg.warmup_steps) / span)
+    if cfg.schedule == "linear":
+        return 1.0 - frac
+    return 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+
+# --------------------------------------------------------------------------- the loop
+def fit(
+    module: nn.Module,
+    loss_fn: Callable[[nn.Module, Any], Any],
+    data: Any,
+    cfg: TrainConfig,
+    *,
+    frozen: Any = None,
+    eval_fn: Callable[[nn.Module], Mapping[str, float]] | None = None,
+    collate: Callable[[list[Any]], Any] | None = None,
+) -> History:
+    """Train the parameters of ``module`` that require gradients; return the :class:`History`.
+
+    Args:
+        module: the trainable module (to initialise it under ``cfg.seed`` too, build it
+            in a factory and call :func:`fit_module`).
+        loss_fn: ``loss_fn(module, batch) -> loss`` or ``(loss, {"name": float})``.
+        data: a sized indexable: torch Dataset, list, tensor, or a dict/tuple of tensors
+            with equal length (batches keep that structure).
+        cfg: the :class:`TrainConfig`.
+        frozen: a module, :class:`ModelHandle` or list of them proven unchanged.
+        eval_fn: ``eval_fn(module) -> {"metric": value}``, called in eval mode without grads.
+        collate: joins a list of items into a batch for list / Dataset data (default:
+            torch's ``default_collate``).
+
+    The module is in train mode for the steps and in eval mode when ``fit`` returns.
+    """
+    if not isinstance(module, nn.Module):
+        raise InputError(
+            f"module must be an nn.Module, got {type(module).__name__}; for a factory use "
+            "fit_module."
+        )
+    hist, _ = _fit(module, loss_fn, data, cfg, frozen=frozen, eval_fn=eval_fn, collate=collate)
+    return hist
+
+
+def fit_module(
+    factory: Callable[[], nn.Module],
+    loss_fn: Callable[[nn.Module, Any], Any],
+    data: Any,
+    cfg: TrainConfig,
+    **kwargs: Any,
+) -> tuple[nn.Module, History]:
+    """:func:`fit` with a module built by ``factory()`` under ``cfg.seed``; returns both."""
+    hist, mod = _fit(factory, loss_fn, data, cfg, **kwargs)
+    return mod, hist
+
+
+def _fit(
+    module: nn.Module | Callable[[], nn.Module],
+    loss_fn: Callable[[nn.Module, Any], Any],
+    data: Any,
+    cfg: TrainConfig,
+    *,
+    frozen: Any = None,
+    eval_fn: Callable[[nn.Module], Mapping[str, float]] | None = None,
+    collate: Callable[[list[Any]], Any] | None = None,
+) -> tuple[History, nn.Module]:
+    if not isinstance(cfg, TrainConfig):
+        raise InputError(f"cfg must be a TrainConfig, got {type(cfg).__name__}.")
+    if not callable(loss_fn):
+        raise InputError(
+            f"loss_fn must be callable loss_fn(module, batch), got {type(loss_fn).__name__}."
+        )
+    if not isinstance(module, nn.Module) and not callable(module):
+        raise InputError(
+            f"module must be an nn.Module or a factory returning one, got {type(module).__name__}."
+        )
+    if (eval_fn is None and cfg.early_stop_metric != "train_loss"
+            and (cfg.restore_best or cfg.early_stop_patience is not None)):
+        raise ConfigError(
+            f"early_stop_metric={cfg.early_stop_metric!r} needs an eval_fn that returns it "
+            "(restore_best and early stopping watch it); pass eval_fn or use 'train_loss'."
+        )
+    n = _data_len(data)
+    if n == 0:
+        raise InputError("data is empty; pass at least one training example.")
+    retain_freed_memory()  # steps reuse their large buffers instead of re-faulting them
+    frozen_mods = _frozen_modules(frozen)
+    bs = n if cfg.batch_size is None else min(cfg.batch_size, n)
+    per_epoch = n // bs if cfg.drop_last else math.ceil(n / bs)
+    if per_epoch == 0:
+        raise InputError(f"batch_size={bs} with drop_last leaves no batch from {n} examples.")
+    total = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * per_epoch
+    n_epochs = math.ceil(total / per_epoch)
+    ckpt = Path(cfg.checkpoint_dir) / CHECKPOINT_NAME if cfg.checkpoint_dir else None
+
+    start = time.perf_counter()
+    devices: list[int] = []
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        devices = list(range(torch.cuda.device_count()))
+    with torch.random.fork_rng(devices=devices), _guard(frozen_mods):
+        torch.manual_seed(cfg.seed)  # inside the forked RNG: the caller's state comes back
+        if not isinstance(module, nn.Module):
+            module = module()
+            if not isinstance(module, nn.Module):
+                raise InputError(
+                    f"the module factory returned {type(module).__name__}, not an nn.Module."
+                )
+        named = [(nm, p) for nm, p in module.named_parameters() if p.requires_grad]
+        if not named:
+            raise InputError(
+                f"{type(module).__name__} has no parameter that requires gradients; nothing "
+                "to train."
+            )
+        frozen_ids = {id(p) for m in frozen_mods for p in m.parameters()}
+        if any(id(p) in frozen_ids for _, p in named):
+            raise InputError("module shares parameters with a frozen model; train only your own.")
+        opt = _optimizer(_param_groups(named, cfg), cfg)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        fp = {"config": cfg.fingerprint(), "module": _module_fingerprint(named)}
+        resumed = None
+        if ckpt is not None and ckpt.exists():
+            resumed = _resume(ckpt, fp, named, opt, gen, devices, cfg)
+        hist, st = resumed or (History(), _State())
+        token = _GEN.set(gen)
+        bar = progress(range(total), total=total, desc="train", enabled=cfg.progress, unit="step")
+        loop = _Loop(module, loss_fn, data, collate, eval_fn, cfg, named, opt, hist, st, total,
+                     iter(bar))
+        for _ in range(st.step):
+            next(loop.bar, None)
+        try:
+            for epoch in range(st.epoch0, n_epochs):
+                if hist.stopped_early or st.step >= total:
+                    break
+                order = torch.randperm(n, generator=gen) if cfg.shuffle else torch.arange(n)
+                loop.epoch(epoch, [order[b * bs:(b + 1) * bs] for b in range(per_epoch)])
+                if ckpt is not None:
+                    _save_checkpoint(ckpt, named, opt, gen, {"fingerprint": fp, **st.meta(epoch),
+                                     "history": hist.as_dict()}, st.best_params)
+        finally:
+            _GEN.reset(token)
+            close = getattr(bar, "close", None)
+            if callable(close):
+                close()
+        loop.restore_best()
+        module.eval()
+    hist.seconds = time.perf_counter() - start
+    return hist, module
+
+
+class _Loop:
+    """The steps and evaluations of one :func:`fit` call; progress lives in ``st`` / ``hist``."""
+
+    def __init__(
+        self, module: nn.Module, loss_fn: Callable[[nn.Module, Any], Any], data: Any,
+        collate: Callable[[list[Any]], Any] | None,
+        eval_fn: Callable[[nn.Module], Mapping[str, float]] | None, cfg: TrainConfig,
+        named: list[tuple[str, nn.Parameter]], opt: torch.optim.Optimizer, hist: History,
+        st: _State, total: int, bar: Iterator[Any],
+    ) -> None:
+        self.module, self.loss_fn, self.data, self.collate = module, loss_fn, data, collate
+        self.eval_fn, self.cfg, self.named, self.opt = eval_fn, cfg, named, opt
+        self.hist, self.st, self.total, self.bar = hist, st, total, bar
+
+    def epoch(self, epoch: int, batches: list[torch.Tensor]) -> None:
+        cfg, st, hist = self.cfg, self.st, self.hist
+        self.module.train()
+        for idx in batches:
+            if st.step >= self.total:
+                break
+            self.step(idx, epoch)
+            if cfg.eval_every is not None and st.step % cfg.eval_every == 0:
+                self.evaluate(epoch)
+                if hist.stopped_early:
+                    break
+        if cfg.eval_every is None and (
+                self.eval_fn is not None or cfg.early_stop_patience or cfg.restore_best):
+            self.evaluate(epoch)
+        elif cfg.restore_best and st.step >= self.total and (
+                not hist.evals or hist.evals[-1]["step"] != st.step):
+            self.evaluate(epoch)  # the final weights are a candidate too
+
+    def step(self, idx: torch.Tensor, epoch: int) -> None:
+        cfg, st, hist = self.cfg, self.st, self.hist
+        if cfg.warmup_steps or cfg.schedule != "constant":
+            factor = _lr_factor(st.step, self.total, cfg)
+            for g in self.opt.param_groups:
+                g["lr"] = g["initial_lr"] * factor
+        out = self.loss_fn(self.module, _batch(self.data, idx, self.collate))
+        loss, metrics = (out if isinstance(out, tuple) else (out, {}))
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            raise InputError(
+                "loss_fn must return a scalar tensor (or (loss, metrics)); got "
+                f"{type(loss).__name__} {getattr(loss, 'shape', '')}."
+            )
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_([p for _, p in self.named], cfg.grad_clip)
+        self.opt.step()
+        st.step += 1
+        lv = float(loss.detach())
+        if not math.isfinite(lv):
+            raise InputError(
+                f"the training loss became {lv} at step {st.step}; lower lr "
+                f"(now {cfg.lr}) or set grad_clip."
+            )
+        hist.steps.append(st.step)
+        hist.epochs.append(epoch)
+        hist.train_loss.append(lv)
+        hist.train_metrics.append({k: float(v) for k, v in dict(metrics).items()})
+        st.since.append(lv)
+        next(self.bar, None)
+
+    def evaluate(self, epoch: int) -> None:
+        st = self.st
+        st.stale, st.best_val, better = _evaluate(
+            self.module, self.eval_fn, self.hist, self.cfg, st.step, epoch, st.since, st.stale,
+            st.best_val)
+        st.since = []
+        if better and self.cfg.restore_best:
+            st.best_step = st.step
+            st.best_params = {nm: p.detach().clone() for nm, p in self.named}
+
+    def restore_best(self) -> None:
+        """With ``restore_best``: put the kept evaluation's parameters back."""
+        st = self.st
+        if not self.cfg.restore_best or st.best_params is None:
+            return
+        with torch.no_grad():
+            for nm, p in self.named:
+                p.copy_(st.best_params[nm])
+        self.hist.restored_step = st.best_step
+
+
+def _evaluate(
+    module: nn.Module, eval_fn: Callable[[nn.Module], Mapping[str, float]] | None,
+    hist: History, cfg: TrainConfig, step: int, epoch: int, since: list[float],
+    stale: int, best_val: float | None,
+) -> tuple[int, float | None, bool]:
+    row: dict[str, float] = {"step": step, "epoch": epoch}
+    if since:
+        row["train_loss"] = float(sum(since) / len(since))
+    if eval_fn is not None:
+        was = module.training
+        module.eval()
+        with torch.no_grad():
+            res = eval_fn(module)
+        module.train(was)
+        if not isinstance(res, Mapping):
+            raise InputError(f"eval_fn must return a dict of floats, got {type(res).__name__}.")
+        row.update({k: float(v) for k, v in res.items()})
+    hist.evals.append(row)
+    key = cfg.early_stop_metric
+    if key not in row:
+        if cfg.early_stop_patience is not None or cfg.restore_best:
+            raise ConfigError(
+                f"early_stop_metric={key!r} is not among the evaluated values {sorted(row)}; "
+                "return it from eval_fn or use 'train_loss'."
+            )
+        return stale, best_val, False
+    val = row[key]
+    if best_val is None:
+        better = True
+    else:
+        better = val < best_val if cfg.early_stop_mode == "min" else val > best_val
+    if better:
+        hist.best = dict(row)
+        return 0, val, True
+    stale += 1
+    if cfg.early_stop_patience is not None and stale >= cfg.early_stop_patience:
+        hist.stopped_early = True
+    return stale, best_val, False
