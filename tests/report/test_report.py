@@ -2,10 +2,20 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from hyperlens.errors import ReportError
-from hyperlens.report import Report, histogram, load_results, rebuild
+from hyperlens.report import (
+    Report,
+    comparable,
+    histogram,
+    is_complete,
+    load_frames,
+    load_results,
+    rebuild,
+    table_frame,
+)
 
 SPECS = {
     "line.png": {
@@ -72,7 +82,7 @@ def _report(tmp_path):
 def test_report_writes_json_plots_and_html(tmp_path):
     folder = _report(tmp_path).save()
     results = json.loads((folder / "results.json").read_text())
-    assert results["schema_version"] == 1
+    assert results["schema_version"] == 1 and results["complete"] is True
     assert results["config"]["alpha"] == 1 and results["seed"] == 7
     assert results["environment"]["versions"]["torch"]
     assert "work" in results["timings"] and results["timings"]["total_s"] >= 0
@@ -113,30 +123,64 @@ def test_load_results_rejects_other_schema(tmp_path):
         load_results(tmp_path)
 
 
-def test_a_partial_save_says_incomplete_until_the_final_save(tmp_path):
-    import json
-
-    from hyperlens.report import Report, rebuild
-
-    rep = Report("demo", out_dir=tmp_path / "r")
-    rep.section("first").metrics({"x": 1})
-    rep.save(partial=True)
-    res = json.loads((tmp_path / "r" / "results.json").read_text())
-    assert res["complete"] is False
-    assert "Incomplete:" in (tmp_path / "r" / "index.html").read_text()
-    rebuild(tmp_path / "r")  # a redraw keeps the state
-    assert "Incomplete:" in (tmp_path / "r" / "index.html").read_text()
+def test_part_way_saves_read_incomplete_until_the_final_save(tmp_path):
+    rep = _report(tmp_path)
+    folder = rep.save(final=False)  # e.g. after the first seed of a longer run
+    results = load_results(folder)
+    assert results["complete"] is False and not is_complete(results)
+    banner = "incomplete: this run stopped before it finished"
+    assert banner in (folder / "index.html").read_text()
+    (folder / "index.html").unlink()
+    rebuild(folder)  # `hyperlens report FOLDER` keeps the state
+    assert banner in (folder / "index.html").read_text()
+    assert load_results(folder)["complete"] is False
     rep.save()
-    res = json.loads((tmp_path / "r" / "results.json").read_text())
-    assert res["complete"] is True
-    assert "Incomplete:" not in (tmp_path / "r" / "index.html").read_text()
+    assert load_results(folder)["complete"] is True
+    assert banner not in (folder / "index.html").read_text()
+    # results written before the key existed count as complete
+    old = load_results(folder)
+    del old["complete"]
+    (folder / "results.json").write_text(json.dumps(old))
+    assert is_complete(load_results(folder))
+    rebuild(folder)
+    assert banner not in (folder / "index.html").read_text()
 
 
-def test_frames_from_a_saved_folder(tmp_path):
-    from hyperlens.report import Report, frames
+def test_tables_as_dataframes_live_and_from_the_folder(tmp_path):
+    rep = _report(tmp_path)
+    rep.section("Results").table("T", ["name", "value"], [["c", 3]])  # same title again
+    rep.section("Other").table("U", ["k", "k2"], [])
+    live = rep.frames()
+    assert list(live) == ["Results/T", "Results/T (2)", "Other/U"]
+    df = live["Results/T"]
+    assert df.columns.tolist() == ["name", "value"] and df["name"].tolist() == ["a", "b"]
+    assert df["value"].iloc[0] == pytest.approx(0.123456) and pd.isna(df["value"].iloc[1])
+    assert df.attrs == {"section": "Results", "title": "T", "note": "n"}
+    assert live["Other/U"].shape == (0, 2)
+    assert rep.frame("U").equals(live["Other/U"])
+    assert rep.frame("Results/T (2)")["value"].tolist() == [3]
+    with pytest.raises(ReportError, match="used by 2 tables"):
+        rep.frame("T")
+    with pytest.raises(ReportError, match=r"no table 'V'.*'Results/T', 'Results/T \(2\)'"):
+        rep.frame("V")
+    folder = rep.save()
+    saved = load_frames(folder)
+    assert list(saved) == list(live)
+    for key, frame in live.items():
+        pd.testing.assert_frame_equal(saved[key], frame)
+    assert table_frame(load_results(folder), "U").shape == (0, 2)
 
-    rep = Report("demo", out_dir=tmp_path / "r")
-    rep.section("s").table("t", ["a", "b"], [[1, 2.5], [3, 4.0]])
-    rep.save()
-    df = frames(tmp_path / "r")["s / t"]
-    assert list(df.columns) == ["a", "b"] and df["b"].sum() == 6.5
+
+def test_comparable_drops_what_differs_between_equal_runs(tmp_path):
+    a = _report(tmp_path).to_dict()
+    a["data"]["executor"] = {"executor": "local"}
+    b = json.loads(json.dumps(a))
+    b["created"], b["environment"]["device"] = "2000-01-01T00:00:00+00:00", "elsewhere"
+    b["timings"]["total_s"] += 5.0
+    b["data"]["executor"] = {"executor": "ray", "nodes": 1}
+    assert a != b and comparable(a) == comparable(b)
+    assert "timings" in a and "executor" in a["data"]  # the input is left as it was
+    assert set(a) - set(comparable(a)) == {"created", "timings", "environment"}
+    b["data"]["raw"] = [1, 2, 4]  # a real difference stays visible
+    assert comparable(a) != comparable(b)
+    assert comparable(a, drop=("data.raw", "no.such.key"))["timings"] == a["timings"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,7 +17,18 @@ import pytest
 
 from hyperlens import cli
 from hyperlens.errors import ConfigError
-from hyperlens.run import Cell, Ledger, LocalExecutor, Task, check_executor, run_cells
+from hyperlens.run import (
+    ENV_ADDRESS,
+    ENV_EXECUTOR,
+    Cell,
+    Ledger,
+    LocalExecutor,
+    Task,
+    check_executor,
+    executor as executor_mod,
+    make_executor,
+    run_cells,
+)
 
 
 def _double(x: float) -> dict:
@@ -51,6 +64,100 @@ def test_executor_options_are_checked_before_work(tmp_path: Path, capsys) -> Non
                      "--out", str(tmp_path / "t")])
     assert code == 2
     assert "runs in one process" in capsys.readouterr().err and not (tmp_path / "t").exists()
+
+
+def _closed_port(host: str = "127.0.0.1") -> int:
+    """A loopback port where nothing listens (bound, then released without listening)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("bad", ["not an address", "127.0.0.1", "127.0.0.1:0",
+                                 "127.0.0.1:99999", "http://127.0.0.1:6379", "ray://:10001"])
+def test_ray_address_form_is_checked_before_work(bad: str, monkeypatch) -> None:
+    monkeypatch.delenv(ENV_ADDRESS, raising=False)
+    with pytest.raises(ConfigError, match=re.escape(f"--ray-address {bad!r} is not a Ray")):
+        check_executor("ray", bad)
+
+
+@pytest.mark.parametrize("good", ["auto", "127.0.0.1:6379", "localhost:1", "[::1]:6379",
+                                  "ray://head-node.example:10001", " 10.0.0.5:6379 "])
+def test_ray_address_forms_that_pass(good: str) -> None:
+    assert executor_mod._check_address(good) == good.strip()
+
+
+def test_env_address_applies_to_ray_runs_only(monkeypatch, tmp_path: Path, capsys) -> None:
+    monkeypatch.delenv(ENV_EXECUTOR, raising=False)
+    monkeypatch.setenv(ENV_ADDRESS, "127.0.0.1:6379")
+    assert check_executor("local") == "local" and check_executor(None) == "local"
+    assert isinstance(make_executor("local"), LocalExecutor)
+    with pytest.raises(ConfigError, match="--ray-address '127.0.0.1:6379' was given with"):
+        check_executor("local", "127.0.0.1:6379")  # typed: still refused for a local run
+    monkeypatch.setenv(ENV_ADDRESS, "not an address")
+    assert isinstance(make_executor(None), LocalExecutor)
+    # a Ray run reads it, and the message names the variable
+    with pytest.raises(ConfigError, match=r"^\$HYPERLENS_RAY_ADDRESS 'not an address' is not a "
+                                          r"Ray.*or unset HYPERLENS_RAY_ADDRESS\.$"):
+        check_executor("ray")
+    assert executor_mod._choose("ray", "auto")[1:] == ("auto", "--ray-address")  # typed wins
+    monkeypatch.setenv(ENV_ADDRESS, " auto ")
+    assert executor_mod._choose("ray", None)[1:] == ("auto", "$HYPERLENS_RAY_ADDRESS")
+    monkeypatch.setenv(ENV_EXECUTOR, "dask")
+    with pytest.raises(ConfigError, match=r"^\$HYPERLENS_EXECUTOR must be one of \['local', "
+                                          r"'ray'\], got 'dask'\. Set HYPERLENS_EXECUTOR"):
+        check_executor(None)
+    assert check_executor("LOCAL") == "local"  # the option wins over the variable
+
+
+def test_probe_fails_fast_where_nothing_listens_and_names_the_source(monkeypatch) -> None:
+    monkeypatch.setattr(executor_mod, "_dialled_hosts", lambda host: [host])  # loopback only
+    port = _closed_port()
+    start = time.monotonic()
+    with pytest.raises(ConfigError) as err:
+        executor_mod._probe(f"127.0.0.1:{port}")
+    assert str(err.value) == (f"no Ray cluster answers at 127.0.0.1:{port} (connection "
+                              "refused); start one with `ray start --head` or drop --ray-address.")
+    with pytest.raises(ConfigError, match=r"\(from \$HYPERLENS_RAY_ADDRESS; connection refused\)"
+                                          r".* or unset HYPERLENS_RAY_ADDRESS\.$"):
+        executor_mod._probe(f"ray://127.0.0.1:{port}", "$HYPERLENS_RAY_ADDRESS")
+    assert time.monotonic() - start < 5
+
+
+def test_probe_accepts_the_address_ray_dials(monkeypatch) -> None:
+    """127.0.0.1:PORT passes when only the address Ray rewrites it to answers (here another
+    loopback address stands in for this machine's node address)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.2", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        monkeypatch.setattr(executor_mod, "_dialled_hosts", lambda host: [host, "127.0.0.2"])
+        executor_mod._probe(f"127.0.0.1:{port}")
+    with pytest.raises(ConfigError, match="connection refused"):
+        executor_mod._probe(f"127.0.0.1:{port}")
+
+
+def test_ray_executor_fails_fast_at_a_closed_port(monkeypatch, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("ray", reason="ray is not installed (scripts/setup.sh installs it)")
+    monkeypatch.setattr(executor_mod, "_dialled_hosts", lambda host: [host])  # loopback only
+    monkeypatch.delenv(ENV_EXECUTOR, raising=False)
+    port = _closed_port()
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match=re.escape(
+            f"no Ray cluster answers at 127.0.0.1:{port} (connection refused); start one with "
+            "`ray start --head` or drop --ray-address")):
+        make_executor("ray", f"127.0.0.1:{port}")
+    monkeypatch.setenv(ENV_ADDRESS, f"127.0.0.1:{port}")
+    with pytest.raises(ConfigError, match="unset HYPERLENS_RAY_ADDRESS"):
+        make_executor("ray")
+    assert time.monotonic() - start < 30  # Ray's own retries take minutes
+    code = cli.main(["mha-cv", *MHA, "--executor", "ray", "--ray-address", f"127.0.0.1:{port}",
+                     "--out", str(tmp_path / "m")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hyperlens mha-cv: error: no Ray cluster answers at") and "\n" not in err
+    assert not (tmp_path / "m").exists()
+    assert time.monotonic() - start < 60
 
 
 MHA = ["--dims", "8", "16", "--heads", "1", "2", "--epochs", "6", "--n-simplices", "20",

@@ -309,9 +309,9 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
     _baselines(run)
     for track in cfg.tracks:
         _train_track(run, track)
-        rep.save(partial=True)
+        rep.save(final=False)
     rows = _metrics_sections(run)
-    rep.save(partial=True)
+    rep.save(final=False)
     _checks_and_speed(run)
     rep.data["max_rss_mb"] = _rss_mb()
     rep.summary([[r[0], f"ppl {r[2]:.1f}", f"KL {r[5]:.3f}", f"agree {r[8]:.3f}"] for r in rows])
@@ -536,7 +536,7 @@ def _checks_and_speed(run: _TrainRun) -> None:
                           "student": asdict(run.sc),
                           "d_aux": int(run.stats["mean"].numel()), "d_model": run.d,
                           "capture_config": run.cap.config})
-        rep.save(partial=True)
+        rep.save(final=False)
 
 
 MIX = "A: HyperField + KN-5, p = (p_HF + p_KN) / 2"

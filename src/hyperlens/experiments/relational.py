@@ -359,7 +359,7 @@ def run(config: RelationalConfig, ctx: RunContext | None = None) -> Report:
         results.append(res)
         _add_model_sections(rep, res, f"relational_{_safe(name)}", compact=False)
         rep.data.setdefault("relational", {})[name] = res
-        rep.save(partial=True)
+        rep.save(final=False)
     if len(results) > 1:
         rows = []
         for res in results:

@@ -177,7 +177,7 @@ def run(config: TourConfig, ctx: RunContext | None = None) -> Report:
         del layers
 
     _core_sections(rep, ds, pooling, train_idx, test_idx, y, geo_rows, probe_rows, probe_series)
-    rep.save(partial=True)
+    rep.save(final=False)
 
     _extra_sections(rep, wanted, models, seed, str(dev))
     rep.save()
@@ -275,7 +275,7 @@ def _extra_sections(rep: Report, wanted: list[str], models: list[str], seed: int
             if "models" in inspect.signature(mod.tour_section).parameters:
                 kwargs["models"] = tuple(models)
             mod.tour_section(rep, **kwargs)
-        rep.save(partial=True)
+        rep.save(final=False)
 
 
 COMMANDS = (Command("tour", HELP, TourConfig, run, description=DESCRIPTION),)

@@ -5,6 +5,11 @@ configuration, seeds, package versions, device, git commit, timings and every nu
 a table or plot shows (plots are stored as specs, see :mod:`hyperlens.report.plots`).
 The PNGs and the page are derived from it and can be rebuilt with :func:`rebuild`
 (``hyperlens report DIR``). Every file is written atomically.
+
+A run that saves its report part-way (after each stage, model or seed) saves with
+``final=False``: ``results.json`` then says ``"complete": false`` and the page carries a
+banner until the final save, so a folder left by a killed or failed run never reads as
+finished. Results written before the key existed count as complete (:func:`is_complete`).
 """
 
 from __future__ import annotations
@@ -19,16 +24,23 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, ReportError
 from ..utils import apply_umask, atomic_write_json, atomic_write_text, to_jsonable
 from . import plots as _plots
+from .html import is_complete
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Report", "Section", "SCHEMA_VERSION", "rebuild", "load_results", "environment_info",
-           "check_out_dir", "frames"]
+           "check_out_dir", "is_complete", "comparable", "VOLATILE_KEYS", "load_frames"]
 
 SCHEMA_VERSION = 1
+#: Parts of ``results.json`` that differ between two runs of the same computation: when
+#: and where it ran, how long it took, and which executor ran it (dotted paths).
+VOLATILE_KEYS = ("created", "timings", "environment", "data.executor")
 _SAFE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.png$")
 
 
@@ -184,24 +196,21 @@ class Report:
         finally:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
-    def frames(self) -> dict[str, Any]:
-        """Every table as a pandas DataFrame, keyed ``"section / table"`` (for notebooks)."""
-        return frames({"sections": [s.to_dict() for s in self.sections]})
-
     def summary(self, rows: Sequence[Sequence[Any]]) -> None:
         """Set the short ``[name, value]`` table printed by the CLI at the end of a run."""
         self.summary_rows = [list(r) for r in rows]
 
     def to_dict(self, *, complete: bool = True) -> dict[str, Any]:
+        """The ``results.json`` content; ``complete=False`` marks a part-way save."""
         timings = dict(self.timings)
         timings["total_s"] = time.perf_counter() - self._start
         return to_jsonable({
             "schema_version": SCHEMA_VERSION,
             "experiment": self.name,
-            "complete": complete,
             "title": self.title,
             "description": self.description,
             "created": self.created,
+            "complete": bool(complete),
             "seed": self.seed,
             "config": self.config,
             "environment": environment_info(self.device),
@@ -211,12 +220,29 @@ class Report:
             "data": self.data,
         })
 
-    def save(self, *, partial: bool = False) -> Path:
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """Every table as a DataFrame, keyed ``"section/table title"``
+        (:func:`hyperlens.report.table_frames`)."""
+        from .frames import table_frames
+
+        return table_frames(self._tables_only())
+
+    def frame(self, title: str) -> pd.DataFrame:
+        """One table as a DataFrame: ``title`` is a key of :meth:`frames` or a table title
+        that only one section uses (:func:`hyperlens.report.table_frame`)."""
+        from .frames import table_frame
+
+        return table_frame(self._tables_only(), title)
+
+    def _tables_only(self) -> dict[str, Any]:
+        return {"sections": [s.to_dict() for s in self.sections]}
+
+    def save(self, final: bool = True) -> Path:
         """Write plots, ``results.json`` and ``index.html``; returns the folder.
 
-        ``partial=True`` saves a run part-way (after a model, a seed, a section): the
-        results say ``"complete": false`` and the page carries a banner until a save
-        without it, so a report left by a kill or a late error never looks finished.
+        ``final=False`` is a part-way save: ``results.json`` gets ``"complete": false`` and
+        the page a banner saying the run stopped before it finished, until a save with
+        ``final=True`` (the default) replaces them.
 
         The new folder is assembled beside ``out_dir`` and renamed into place whole, so a
         crash or a full disk leaves the previous state (or nothing), never a mix. Files the
@@ -229,7 +255,7 @@ class Report:
         from .html import render_html
 
         target = check_out_dir(self.out_dir, "out_dir")
-        results = self.to_dict(complete=not partial)
+        results = self.to_dict(complete=final)
         staging = _stage_folder(target)
         try:
             _render_all(results, staging)
@@ -376,6 +402,14 @@ def load_results(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return results
 
 
+def load_frames(folder: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
+    """Every table of a saved report folder (or its ``results.json``) as a DataFrame, keyed
+    ``"section/table title"`` (:func:`hyperlens.report.table_frames`)."""
+    from .frames import table_frames
+
+    return table_frames(load_results(folder))
+
+
 def rebuild(folder: str | os.PathLike[str]) -> Path:
     """Re-draw every plot and ``index.html`` of a report folder from its ``results.json``."""
     path = Path(folder)
@@ -389,24 +423,26 @@ def rebuild(folder: str | os.PathLike[str]) -> Path:
     return path
 
 
-def frames(results: dict[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
-    """The tables of a report as pandas DataFrames, keyed ``"section / table"``.
+def comparable(results: dict[str, Any], drop: Sequence[str] = VOLATILE_KEYS) -> dict[str, Any]:
+    """A copy of ``results`` without the parts in ``drop`` (dotted paths such as
+    ``"data.executor"``; missing ones are skipped), for comparing two runs of the same
+    computation: ``assert comparable(a) == comparable(b)``.
 
-    ``results`` is a ``results.json`` dict or a report folder.
-
-        >>> rep = Report("demo", out_dir="unused")
-        >>> _ = rep.section("Scores").table("Accuracy", ["model", "acc"], [["a", 0.9]])
-        >>> rep.frames()["Scores / Accuracy"]
-          model  acc
-        0     a  0.9
+    >>> a = {"created": "2025-01-01", "timings": {"total_s": 1.5}, "data": {"x": 1,
+    ...      "executor": {"executor": "local"}}}
+    >>> b = {"created": "2025-02-01", "timings": {"total_s": 9.0}, "data": {"x": 1,
+    ...      "executor": {"executor": "ray"}}}
+    >>> comparable(a) == comparable(b), comparable(a)
+    (True, {'data': {'x': 1}})
     """
-    import pandas as pd
+    import copy
 
-    if not isinstance(results, dict):
-        results = load_results(results)
-    out: dict[str, Any] = {}
-    for sec in results.get("sections", []):
-        for table in sec.get("tables", []):
-            key = f"{sec['title']} / {table['title']}"
-            out[key] = pd.DataFrame(table["rows"], columns=table["columns"])
+    out = copy.deepcopy(results)
+    for path in drop:
+        *parents, last = path.split(".")
+        node: Any = out
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
     return out

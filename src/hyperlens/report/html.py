@@ -7,13 +7,12 @@ import json
 import math
 from typing import Any
 
-__all__ = ["render_html", "format_value"]
+__all__ = ["render_html", "format_value", "is_complete"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1180px;
 margin:2em auto;padding:0 1em;color:#1d2330;line-height:1.45}
 h1{font-size:1.7em;margin-bottom:.2em}
-.incomplete{background:#fff3cd;border:1px solid #e0b000;padding:.6em .9em;border-radius:4px}
 h2{border-bottom:1px solid #d8dce4;padding-bottom:.2em;margin-top:1.8em}
 h3{font-size:1.05em;margin-bottom:.3em}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em}
@@ -25,7 +24,9 @@ figcaption{font-size:.85em;color:#555}
 .meta{color:#555;font-size:.9em}.note{color:#555;font-size:.85em;margin-top:-.8em}
 details{margin:1em 0}pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:.82em}
 nav a{margin-right:1em}
+.incomplete{background:#fff3cd;border:1px solid #e0b441;padding:.6em 1em;font-weight:600}
 """
+INCOMPLETE = "incomplete: this run stopped before it finished"
 
 
 def format_value(v: Any) -> str:
@@ -43,6 +44,12 @@ def format_value(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return ", ".join(format_value(x) for x in v)
     return str(v)
+
+
+def is_complete(results: dict[str, Any]) -> bool:
+    """Whether a ``results.json`` dictionary comes from a run's final save (results written
+    before the ``complete`` key existed count as complete)."""
+    return results.get("complete", True) is not False
 
 
 def _table(t: dict[str, Any]) -> str:
@@ -77,10 +84,9 @@ def render_html(results: dict[str, Any]) -> str:
     if env.get("git_commit"):
         meta += f" · commit {html.escape(env['git_commit'][:12])}"
     parts.append(f"<p class='meta'>{meta}</p>")
-    if results.get("complete") is False:
-        parts.append("<p class='incomplete'><strong>Incomplete:</strong> this run stopped (or "
-                     "is still running) before it finished; the sections below are the parts "
-                     "done so far.</p>")
+    if not is_complete(results):
+        parts.append(f"<p class='incomplete'>{INCOMPLETE} (or is still running); the tables "
+                     "and plots below show only the parts done so far.</p>")
     if results.get("description"):
         parts.append(f"<p>{html.escape(results['description'])}</p>")
     sections = results.get("sections", [])

@@ -51,5 +51,9 @@ __all__ = [
 
 
 def executor_from_args(args: object) -> Executor:
-    """The executor chosen by a command's ``--executor`` / ``--ray-address`` options."""
+    """The executor chosen by a command's ``--executor`` / ``--ray-address`` options.
+
+    Both options are the values typed (``None`` when not given): ``$HYPERLENS_EXECUTOR`` and,
+    for a Ray run only, ``$HYPERLENS_RAY_ADDRESS`` fill in the rest (:func:`check_executor`).
+    """
     return make_executor(getattr(args, "executor", None), getattr(args, "ray_address", None))

@@ -22,6 +22,8 @@ keeps the in-process path free of any Ray import.
 from __future__ import annotations
 
 import os
+import re
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +42,7 @@ __all__ = [
     "RayExecutor",
     "make_executor",
     "check_executor",
+    "CONNECT_TIMEOUT_S",
 ]
 
 EXECUTORS = ("local", "ray")
@@ -49,6 +52,15 @@ ENV_ADDRESS = "HYPERLENS_RAY_ADDRESS"
 #: Object-store size (MB) of a Ray instance that hyperlens starts itself (no address given).
 ENV_OBJECT_STORE_MB = "HYPERLENS_RAY_OBJECT_STORE_MB"
 _DEFAULT_OBJECT_STORE_MB = 500
+#: Seconds to wait for a TCP answer from a cluster address before ``ray.init`` (which would
+#: otherwise retry for minutes).
+CONNECT_TIMEOUT_S = 3.0
+_OPTION = "--ray-address"
+# auto | HOST:PORT | ray://HOST:PORT; HOST is a name, an IPv4 address or an [IPv6] address
+_ADDRESS = re.compile(
+    r"^(?:ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)"
+    r":(?P<port>[0-9]{1,5})$"
+)
 
 
 @dataclass(frozen=True)
@@ -182,22 +194,29 @@ class RayExecutor(Executor):
         address: a running cluster (``"auto"``, ``"HOST:PORT"`` or ``"ray://HOST:PORT"``);
             ``None`` starts a private single-machine instance bound to 127.0.0.1, which is
             shut down by :meth:`close`. When Ray is already initialised in this process that
-            connection is used as it is and left open.
+            connection is used as it is and left open. A cluster address is checked first
+            with a TCP connect of at most :data:`CONNECT_TIMEOUT_S` seconds, so an address
+            where nothing listens fails at once instead of after Ray's minutes of retries.
         num_cpus: CPUs of a private instance (default: all of this machine's).
         object_store_mb: object-store size of a private instance (default
             ``$HYPERLENS_RAY_OBJECT_STORE_MB`` or 500).
         max_retries: how often Ray reruns a task whose worker process died.
+        address_source: where ``address`` came from, as error messages name it
+            (``"--ray-address"`` or ``"$HYPERLENS_RAY_ADDRESS"``).
     """
 
     name = "ray"
 
     def __init__(self, address: str | None = None, *, num_cpus: int | None = None,
-                 object_store_mb: int | None = None, max_retries: int = 3) -> None:
-        self.address = address or None
+                 object_store_mb: int | None = None, max_retries: int = 3,
+                 address_source: str = _OPTION) -> None:
+        self.address = _check_address(address, address_source) if address else None
         self.max_retries = int(max_retries)
         ray = _import_ray(local_instance=self.address is None)
         self._ray = ray
         self._owned = False
+        if self.address is not None:
+            _probe(self.address, address_source)
         if not ray.is_initialized():
             kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                   "configure_logging": False}
@@ -210,8 +229,8 @@ class RayExecutor(Executor):
                 ray.init(address=self.address, **kw)
             except ConnectionError as exc:
                 raise ConfigError(
-                    f"--ray-address {self.address!r}: no Ray cluster answers there ({exc}); start "
-                    "one with `ray start --head` or leave the address out for a private instance."
+                    f"no Ray cluster answers at {self.address} ({_from(address_source)}{exc}); "
+                    f"start one with `ray start --head` or {_drop(address_source)}."
                 ) from exc
             self._owned = True
         #: where other drivers reach this cluster (``ray.init(address=...)``)
@@ -260,18 +279,137 @@ class RayExecutor(Executor):
         self._owned = False
 
 
-# --------------------------------------------------------------------------- factory
-def check_executor(name: str | None, address: str | None = None) -> str:
-    """Validate ``--executor`` / ``--ray-address`` before any heavy work; returns the name."""
-    name = (name or os.environ.get(ENV_EXECUTOR) or "local").strip().lower()
-    if name not in EXECUTORS:
-        raise ConfigError(f"--executor must be one of {list(EXECUTORS)}, got {name!r}.")
-    if name == "local" and address:
+# --------------------------------------------------------------------------- addresses
+def _from(source: str) -> str:
+    """``"from $VAR; "`` when the value came from an environment variable, else nothing."""
+    return f"from {source}; " if source.startswith("$") else ""
+
+
+def _drop(source: str) -> str:
+    """How to stop giving the address: drop the option, or unset the variable."""
+    return f"unset {source[1:]}" if source.startswith("$") else f"drop {source}"
+
+
+def _check_address(address: str, source: str = _OPTION) -> str:
+    """The address, stripped, when it has the form ``auto``, ``HOST:PORT`` or
+    ``ray://HOST:PORT``; a :class:`ConfigError` naming ``source`` otherwise."""
+    addr = str(address).strip()
+    if addr == "auto":
+        return addr
+    m = _ADDRESS.match(addr)
+    if m is None or not 0 < int(m["port"]) < 65536:
         raise ConfigError(
-            f"--ray-address {address!r} was given with --executor local; add --executor ray "
-            "(or drop the address)."
+            f"{source} {address!r} is not a Ray cluster address; give auto, HOST:PORT (as "
+            "`ray start --head` prints it, e.g. 127.0.0.1:6379) or ray://HOST:PORT (a Ray "
+            f"Client server, e.g. ray://127.0.0.1:10001), or {_drop(source)}."
         )
-    if name == "ray":
+    return addr
+
+
+def _why(exc: OSError, timeout: float) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError
+        return f"no answer within {timeout:g} s"
+    if isinstance(exc, socket.gaierror):
+        return "unknown host"
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _probe(address: str, source: str = _OPTION, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise a :class:`ConfigError` unless something accepts a TCP connection at ``address``
+    within ``timeout`` seconds (``auto`` is looked up the way Ray does it first).
+
+    For a loopback host the address Ray itself dials (this machine's node address) is tried
+    as well: the check fails only when neither answers, so it never refuses a cluster that
+    ``ray.init`` would reach."""
+    hint = f"start one with `ray start --head` or {_drop(source)}"
+    target = address
+    if address == "auto":
+        try:
+            from ray._private.services import get_ray_address_from_environment
+
+            found = get_ray_address_from_environment("auto", None)
+        except ConnectionError as exc:
+            raise ConfigError(
+                f"no Ray cluster answers at auto ({_from(source)}none runs on this machine); "
+                f"{hint}."
+            ) from exc
+        except Exception:  # Ray's lookup moved: ray.init reports it instead
+            return
+        if not found:
+            return
+        target = str(found)
+    m = _ADDRESS.match(target)
+    if m is None:
+        return
+    host, port = m["host"].strip("[]"), int(m["port"])
+    failures: dict[str, str] = {}
+    for h in _dialled_hosts(host):
+        try:
+            with socket.create_connection((h, port), timeout=timeout):
+                return
+        except OSError as exc:
+            failures[f"{h}:{port}"] = _why(exc, timeout)
+    why = ("; ".join(f"{a}: {w}" for a, w in failures.items())
+           if len(set(failures.values())) > 1 else next(iter(failures.values())))
+    raise ConfigError(f"no Ray cluster answers at {address} ({_from(source)}{why}); {hint}.")
+
+
+def _dialled_hosts(host: str) -> list[str]:
+    """``host`` and, for a loopback name, the node address Ray itself dials instead."""
+    hosts = [host]
+    try:
+        from ray._private.services import resolve_ip_for_localhost
+
+        dialled = str(resolve_ip_for_localhost(host))
+    except Exception:  # only an extra candidate; the given host is tried
+        return hosts
+    return hosts + [dialled] if dialled != host else hosts
+
+
+# --------------------------------------------------------------------------- factory
+def _choose(name: str | None, address: str | None) -> tuple[str, str | None, str]:
+    """The executor, the Ray address (``None``: a private instance) and where the address
+    came from. ``name``/``address`` are what the user typed (``None``: not given); the
+    environment variables fill in only what was not typed, and ``$HYPERLENS_RAY_ADDRESS``
+    only for a Ray run."""
+    env_name = os.environ.get(ENV_EXECUTOR, "").strip()
+    typed = str(name).strip() if name is not None else ""
+    raw, name_source = (typed, "--executor") if typed else (env_name, f"${ENV_EXECUTOR}")
+    chosen = (raw or "local").lower()
+    if chosen not in EXECUTORS:
+        fix = "" if typed else f" Set {ENV_EXECUTOR} to one of them or unset it."
+        raise ConfigError(f"{name_source} must be one of {list(EXECUTORS)}, got {raw!r}.{fix}")
+    given = str(address).strip() if address is not None else ""
+    if chosen == "local":
+        if given:
+            how = "--executor local" if typed or not env_name else f"{ENV_EXECUTOR}=local"
+            raise ConfigError(
+                f"--ray-address {address!r} was given with {how}; add --executor ray (or drop "
+                "the address)."
+            )
+        return chosen, None, _OPTION  # $HYPERLENS_RAY_ADDRESS applies to Ray runs only
+    if given:
+        return chosen, _check_address(given, _OPTION), _OPTION
+    env_address = os.environ.get(ENV_ADDRESS, "").strip()
+    if env_address:
+        source = f"${ENV_ADDRESS}"
+        return chosen, _check_address(env_address, source), source
+    return chosen, None, _OPTION
+
+
+def check_executor(name: str | None, address: str | None = None) -> str:
+    """Validate ``--executor`` / ``--ray-address`` before any heavy work; returns the name.
+
+    ``name`` and ``address`` are the values typed on the command line, ``None`` when not
+    given: ``$HYPERLENS_EXECUTOR`` then chooses the executor (default ``local``) and
+    ``$HYPERLENS_RAY_ADDRESS`` the cluster of a Ray run (it is ignored by local runs). The
+    address must read ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``; whether a cluster
+    answers there is checked when the executor connects (:class:`RayExecutor`).
+    """
+    chosen, _, _ = _choose(name, address)
+    if chosen == "ray":
         try:
             import importlib.util
 
@@ -283,12 +421,13 @@ def check_executor(name: str | None, address: str | None = None) -> str:
                 "--executor ray needs the 'ray' package, which is not installed; `pip install "
                 "ray` (scripts/setup.sh installs it) or use --executor local."
             )
-    return name
+    return chosen
 
 
 def make_executor(name: str | None = None, address: str | None = None, **ray_kw: Any) -> Executor:
-    """``"local"`` (default) or ``"ray"``; ``address`` defaults to ``$HYPERLENS_RAY_ADDRESS``."""
-    name = check_executor(name, address)
-    if name == "local":
+    """``"local"`` (default) or ``"ray"``, chosen and checked as :func:`check_executor` does;
+    a Ray run without ``address`` uses ``$HYPERLENS_RAY_ADDRESS``, else a private instance."""
+    chosen, addr, source = _choose(name, address)
+    if chosen == "local":
         return LocalExecutor()
-    return RayExecutor(address or os.environ.get(ENV_ADDRESS) or None, **ray_kw)
+    return RayExecutor(addr, address_source=source, **ray_kw)
