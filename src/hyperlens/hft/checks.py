@@ -248,8 +248,8 @@ def throughput(student: Student, teacher: ModelHandle, sp: CapturedSplit, *, ste
         past = None
         tok = torch.tensor([[start]])
         for t in ids:
-            out = mod(input_ids=tok, past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            out = mod(input_ids=tok, cache=past, use_cache=True)
+            past = out.cache
             tok = torch.tensor([[t]])
 
     n = min(batch, len(sp))
