@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # nothing above utils, so experiments can hand it their data; the executor layer (run) sits
 # just above errors/utils, so models (sharded embedding) and probes can submit cells to it.
 LAYERS = [
-    {"errors", "utils", "report", "run"},
+    {"errors", "utils", "report", "run", "quiet"},
     {"data", "models"},
     {"functional"},
     {"hdc", "align", "train", "config"},

@@ -18,6 +18,7 @@ Subpackages (imported on first use, so ``import hyperlens`` stays fast):
 - :mod:`hyperlens.run`: executors (local or Ray), the cell ledger, shard workers
 - :mod:`hyperlens.report`: report folders (results.json, plots, index.html)
 - :mod:`hyperlens.utils`, :mod:`hyperlens.errors`: shared helpers and the error hierarchy
+- :mod:`hyperlens.quiet`: third-party progress bars and warnings off unless ``--verbose``
 - :mod:`hyperlens.cli`: the ``hyperlens`` command line
 """
 
@@ -44,7 +45,7 @@ __version__ = "0.1.0"
 
 _KNOWN_SUBMODULES = ("models", "data", "functional", "hdc", "align", "train", "probes",
                      "inject", "hft", "config", "experiments", "run", "report", "utils",
-                     "errors", "cli")
+                     "errors", "quiet", "cli")
 # Only the pieces this installation has (a checkout may lack an optional one), so that
 # ``from hyperlens import *`` never names a module that is not there.
 _HERE = Path(__file__).resolve().parent

@@ -144,7 +144,7 @@ def _run_command(cmd: Command, ns: argparse.Namespace, argv: Sequence[str]) -> i
         ctx = ctx.replace(out=out)
         if not ctx.progress:
             os.environ["HYPERLENS_PROGRESS"] = "0"
-        from .models.quiet import quiet_third_party
+        from .quiet import quiet_third_party
 
         quiet_third_party(ctx.verbose)
         report = cmd.run(config, ctx)

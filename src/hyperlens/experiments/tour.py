@@ -4,14 +4,20 @@ Embeds a labelled text set with every requested model (MiniLM and SmolLM2 on
 rotten-tomatoes by default), summarises the geometry of each model's sentence space
 (norms, cosine distribution, participation ratio), fits a linear probe on every layer,
 and then adds the sections other capabilities contribute (embedding terrain, transfer).
+Every section uses only the models given with ``--models``; one built around another model
+is skipped, and the run says which and why. The summary has one headline row per section.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import re
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -50,7 +56,8 @@ class TourConfig(DataFileOptions):
     RANDOM = "the drawn texts, the train / test split, probe folds and every section's draws"
 
     models: tuple[str, ...] = option(("minilm", "smollm2"), help="models to compare (zoo "
-                                     "names, Hugging Face ids or paths)")
+                                     "names, Hugging Face ids or paths); the extra sections use "
+                                     "only these and skip, saying why, when they need another")
     dataset: str = option("rotten-tomatoes", help="dataset name or file (rotten-tomatoes is "
                           "shipped offline)")
     data_dir: str | None = option(None, help="folder holding sst2/ and agnews/ (optional)")
@@ -86,6 +93,261 @@ def _sections(sections: list[str] | None) -> list[str]:
     return wanted
 
 
+# ----------------------------------------------------------------------------- section plan
+#: Zoo models that some extra sections are built around and cannot swap for another.
+_FIXED_MODELS: dict[str, tuple[str, ...]] = {
+    "modulate": ("minilm",),   # the lerp modulator is trained on MiniLM's blocks
+    "header": ("smollm2", "minilm"),  # SmolLM2's states, MiniLM's probes
+    "hft": ("smollm2",),       # SmolLM2 is the teacher that is distilled
+}
+
+
+def _zoo_kinds() -> dict[str, str]:
+    """Zoo name -> kind (``encoder``, ``decoder``, ``static``)."""
+    from ..models import list_models
+
+    return {r["name"]: r["kind"] for r in list_models()}
+
+
+def _weights_model(models: list[str], kinds: dict[str, str]) -> str | None:
+    """The first of ``models`` whose checkpoint the weight battery can read without loading."""
+    for m in models:
+        kind = kinds.get(m.strip().lower())
+        if (kind is not None and kind != "static") or (kind is None and Path(m).is_dir()):
+            return m
+    return None
+
+
+def plan_sections(models: list[str], sections: list[str] | None,
+                  kinds: dict[str, str] | None = None) -> dict[str, dict[str, Any] | str]:
+    """What each requested extra section runs on, given the tour's ``--models``.
+
+    Returns, in running order, section name -> the model arguments its ``tour_section``
+    gets, or the reason (a string) it is skipped. A section only uses models from
+    ``models``: terrain takes them all, relational the first, transfer the first two,
+    weights the first transformer checkpoint; modulate, header and hft are built around
+    the zoo models in :data:`_FIXED_MODELS` and are skipped when those are not listed.
+    """
+    wanted = _sections(sections)
+    kinds = _zoo_kinds() if kinds is None else kinds
+    given = {m.strip().lower() for m in models}
+    plan: dict[str, dict[str, Any] | str] = {}
+    for name in (n for n, _ in EXTRA_SECTIONS if n in wanted):
+        missing = [m for m in _FIXED_MODELS.get(name, ()) if m not in given]
+        if missing:
+            plan[name] = f"needs {' and '.join(missing)} in --models"
+        elif name == "terrain":
+            plan[name] = {"models": tuple(models)}
+        elif name == "relational":
+            plan[name] = {"models": tuple(models[:1])}
+        elif name == "transfer":
+            plan[name] = ({"models": tuple(models[:2])} if len(models) >= 2 else
+                          f"needs two models in --models (got {len(models)})")
+        elif name == "weights":
+            m = _weights_model(models, kinds)
+            zoo = ", ".join(k for k, v in kinds.items() if v != "static")
+            plan[name] = ({"model": m} if m is not None else
+                          f"needs a transformer checkpoint in --models ({zoo} or a model "
+                          "folder) to read weights from")
+        else:
+            plan[name] = {}
+    return plan
+
+
+def skipped_sections(plan: dict[str, dict[str, Any] | str]) -> list[tuple[str, str]]:
+    """``(section, reason)`` for every section of ``plan`` that does not run."""
+    return [(n, why) for n, why in plan.items() if isinstance(why, str)]
+
+
+# ----------------------------------------------------------------------------- headlines
+# One summary row per report section: (section title, "label: figure"), read back from the
+# tables and metrics the section recorded. A section without a reader below gets its first
+# named number or the first row of its first table.
+Headline = tuple[str, str]
+
+
+def _num(v: Any) -> str:
+    from ..report.html import format_value
+
+    return format_value(v)
+
+
+def _table(sec: dict[str, Any], title: str) -> list[dict[str, Any]]:
+    """The rows of table ``title`` of ``sec`` as column -> value dicts."""
+    t = next(t for t in sec["tables"] if t["title"] == title)
+    return [dict(zip(t["columns"], r, strict=False)) for r in t["rows"]]
+
+
+def _mean(values: list[Any]) -> float:
+    vals = [float(v) for v in values if isinstance(v, (int, float)) and np.isfinite(v)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def _h_geometry(sec: dict[str, Any]) -> Headline:
+    rows = _table(sec, "Geometry of the last layer")
+    return "participation ratio", ", ".join(f"{r['model']} {_num(r['PR'])}" for r in rows)
+
+
+def _h_probes(sec: dict[str, Any]) -> Headline:
+    rows = _table(sec, "Best layer per model")
+    return "best layer / held-out accuracy", ", ".join(
+        f"{r['model']} {r['best layer']} / {_num(r['accuracy'])}" for r in rows)
+
+
+def _h_terrain(sec: dict[str, Any]) -> Headline:
+    m = sec["metrics"]
+    names = [k[: -len(".pentachoron_cv")] for k in m if k.endswith(".pentachoron_cv")]
+    return "pentachoron CV (Gaussian null)", ", ".join(
+        f"{n} {_num(m[f'{n}.pentachoron_cv'])} ({_num(m[f'{n}.pentachoron_cv_null'])})"
+        for n in names)
+
+
+def _h_weights_overview(sec: dict[str, Any]) -> Headline:
+    fields = {r["field"]: r["value"] for r in _table(sec, "Model")}
+    return "parameters / matrices analysed", (
+        f"{fields['parameters'] / 1e6:.1f} M / {fields['matrices analysed']}")
+
+
+def _h_spectra(sec: dict[str, Any]) -> Headline:
+    rows = sorted(_table(sec, "Per role"), key=lambda r: float(r["stable rank"]))
+    lo, hi = rows[0], rows[-1]
+    return "stable rank, lowest to highest role", (
+        f"{_num(lo['stable rank'])} ({lo['role']}) to {_num(hi['stable rank'])} ({hi['role']})")
+
+
+def _h_sparsity(sec: dict[str, Any]) -> Headline:
+    t = next(t for t in sec["tables"] if t["title"] == "Share of |w| < t")
+    row = next(r for r in t["rows"] if r[0] == "all")
+    return f"share of all parameters with |w| {t['columns'][2]}", _num(row[2])
+
+
+def _h_qk(sec: dict[str, Any]) -> Headline:
+    rows = _table(sec, "Per layer (mean over heads)")
+    return "positive eigenvalue mass of W_Q^T W_K (mean)", _num(_mean([r["pos mass"]
+                                                                        for r in rows]))
+
+
+def _h_mlp(sec: dict[str, Any]) -> Headline:
+    m = sec["metrics"]
+    key = next(k for k in m if k.endswith(".mlp_dead"))[: -len(".mlp_dead")]
+    return "dead / weak MLP neurons", (
+        f"{m[f'{key}.mlp_dead']} / {m[f'{key}.mlp_weak']} of {m[f'{key}.mlp_neurons']}")
+
+
+def _h_cross_layer(sec: dict[str, Any]) -> Headline:
+    return "adjacent-layer cosine (mean over roles)", _num(
+        _mean([r["adjacent mean"] for r in _table(sec, "Per role")]))
+
+
+def _h_norms(sec: dict[str, Any]) -> Headline:
+    rows = [r for r in _table(sec, "Norm vectors") if r["param"] == "weight"]
+    return "mean learned norm scale", _num(_mean([r["mean"] for r in rows]))
+
+
+def _h_position_bias(sec: dict[str, Any]) -> Headline:
+    return "bias-distance correlation (mean over heads)", _num(
+        _mean([r["distance corr"] for r in _table(sec, "Per head")]))
+
+
+def _h_matrices(sec: dict[str, Any]) -> Headline:
+    rows = _table(sec, "Matrices")
+    ranks = [float(r["stable rank"]) for r in rows]
+    return "matrices / median stable rank", f"{len(rows)} / {_num(float(np.median(ranks)))}"
+
+
+def _h_transfer(sec: dict[str, Any]) -> Headline:
+    best: dict[str, dict[str, Any]] = {}
+    for r in _table(sec, "Transfer at a glance"):
+        if r["pair"] not in best or float(r["acc"]) > float(best[r["pair"]]["acc"]):
+            best[r["pair"]] = r
+    return "accuracy (efficiency), best aligner", "; ".join(
+        f"{p} {_num(r['acc'])} ({_num(r['efficiency'])}, {r['aligner']})"
+        for p, r in best.items())
+
+
+def _h_relational(sec: dict[str, Any]) -> Headline:
+    rows = _table(sec, "Correlation of cosine with WordNet similarity")
+    r = next(r for r in rows if str(r["representation"]).startswith("contextual"))
+    return f"Spearman with {r['measure']} similarity ({r['synsets']})", str(
+        r["Spearman [95% CI]"])
+
+
+def _h_modulate(sec: dict[str, Any]) -> Headline:
+    d = sec["metrics"]["wordnet_minus_shuffled"]
+    return "Pearson, WordNet minus shuffled geometry [95% CI]", (
+        f"{d['value']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]")
+
+
+def _h_header(sec: dict[str, Any]) -> Headline:
+    r = max(_table(sec, "Stage A"), key=lambda r: float(r["accuracy"]))
+    return "best arm, accuracy [95% CI]", f"{r['arm']} {r['accuracy']} {r['95 % CI']}"
+
+
+def _h_hft(sec: dict[str, Any]) -> Headline:
+    rows = {r["model"]: r for r in _table(sec, "Held-out")}
+    student = next(k for k in rows if "HyperField" in k)
+    text = f"{student} {_num(rows[student]['ppl'])}"
+    if "teacher" in rows:
+        text += f" (teacher {_num(rows['teacher']['ppl'])})"
+    return "held-out perplexity", text
+
+
+#: (title pattern, reader): the first pattern that matches the whole title is used.
+_HEADLINES: tuple[tuple[str, Any], ...] = (
+    (r"Sentence-space geometry", _h_geometry),
+    (r"Linear probes per layer", _h_probes),
+    (r"Embedding terrain", _h_terrain),
+    (r".+: overview", _h_weights_overview),
+    (r".+: spectra per role", _h_spectra),
+    (r".+: sparsity", _h_sparsity),
+    (r".+: QK geometry per layer and head", _h_qk),
+    (r".+: MLP neurons", _h_mlp),
+    (r".+: cross-layer similarity", _h_cross_layer),
+    (r".+: norm layers", _h_norms),
+    (r".+: relative position bias", _h_position_bias),
+    (r".+: every matrix", _h_matrices),
+    (r"Cross-architecture transfer", _h_transfer),
+    (r"WordNet relational alignment: .+", _h_relational),
+    (r"Residual modulator .+", _h_modulate),
+    (r"Semantic header .+", _h_header),
+    (r"HyperField transformer .+", _h_hft),
+)
+
+
+def _fallback_headline(sec: dict[str, Any]) -> Headline:
+    for k, v in sec.get("metrics", {}).items():
+        if isinstance(v, (int, float, str)):
+            return k, _num(v)
+    for t in sec.get("tables", []):
+        if t["rows"]:
+            return t["title"] or "first row", ", ".join(_num(v) for v in t["rows"][0])
+    return "figures", "none recorded"
+
+
+def headline(sec: dict[str, Any]) -> Headline:
+    """``(label, figure)``: the one number that sums up a report section (as a dict)."""
+    for pattern, read in _HEADLINES:
+        if re.fullmatch(pattern, sec["title"]):
+            try:
+                label, figure = read(sec)
+            except (KeyError, StopIteration, ValueError, TypeError, IndexError, ZeroDivisionError):
+                break  # a table changed shape: fall back rather than lose the row
+            if figure:
+                return label, figure
+            break
+    return _fallback_headline(sec)
+
+
+def headline_rows(rep: Report, skipped: Sequence[tuple[str, str]] = ()) -> list[list[str]]:
+    """The tour's summary: one ``[section, "label: figure"]`` row per section of ``rep``,
+    then one ``[section, "skipped: why"]`` row per section that did not run."""
+    rows = []
+    for sec in rep.sections:
+        label, figure = headline(sec.to_dict())
+        rows.append([sec.title, f"{label}: {figure}"])
+    return rows + [[name, f"skipped: {why}"] for name, why in skipped]
+
+
 def _geometry_row(name: str, x: np.ndarray, seed: int) -> dict[str, Any]:
     from ..functional.geometry import participation_ratio
 
@@ -113,10 +375,13 @@ def run(config: TourConfig, ctx: RunContext | None = None) -> Report:
     from .. import data as hdata, models as hmodels
 
     ctx = ctx or RunContext()
-    wanted = _sections(None if config.sections is None else list(config.sections))
+    models, pooling, batch_size = list(config.models), config.pooling, config.batch_size
+    plan = plan_sections(models, None if config.sections is None else list(config.sections))
+    skipped = skipped_sections(plan)
+    for name, why in skipped:
+        print(f"hyperlens tour: skipping {name}: {why}", file=sys.stderr)
     dev = ctx.torch_device
     seed = ctx.seed
-    models, pooling, batch_size = list(config.models), config.pooling, config.batch_size
     rep = start_report("tour", config, ctx,
                        description="Each model's sentence space on one labelled text set: "
                                    "geometry, linear decodability layer by layer, and the extra "
@@ -165,21 +430,14 @@ def run(config: TourConfig, ctx: RunContext | None = None) -> Report:
                   "last_layer_accuracy": accs[-1].accuracy,
                   "kind": handle.kind, "num_layers": handle.num_layers})
         geo_rows.append(g)
-        rep.summary(
-            [
-                [
-                    f"{r['model']}: best layer / accuracy",
-                    f"{r['best_layer']} / {r['best_accuracy']:.3f}",
-                ]
-                for r in geo_rows
-            ]
-        )
         del layers
 
     _core_sections(rep, ds, pooling, train_idx, test_idx, y, geo_rows, probe_rows, probe_series)
+    rep.data["skipped_sections"] = dict(skipped)
+    rep.summary(headline_rows(rep, skipped))
     rep.save(final=False)
 
-    _extra_sections(rep, wanted, models, seed, str(dev))
+    _extra_sections(rep, plan, skipped, seed, str(dev))
     rep.save()
     return rep
 
@@ -263,18 +521,22 @@ def _core_sections(rep: Report, ds: Any, pooling: str, train_idx: np.ndarray,
     rep.data["majority"] = majority
 
 
-def _extra_sections(rep: Report, wanted: list[str], models: list[str], seed: int,
-                    device: str) -> None:
-    """The short sections of the other commands, saving the report after each."""
+def _extra_sections(rep: Report, plan: dict[str, dict[str, Any] | str],
+                    skipped: list[tuple[str, str]], seed: int, device: str) -> None:
+    """The short sections of the other commands, on the models the plan chose, saving the
+    report (with its headline rows) after each."""
     for name, module in EXTRA_SECTIONS:
-        if name not in wanted:
+        chosen = plan.get(name)
+        if not isinstance(chosen, dict):
             continue
         mod = importlib.import_module(module)
+        params = inspect.signature(mod.tour_section).parameters
         with rep.timer(f"section:{name}"):
             kwargs: dict[str, Any] = {"seed": seed, "device": device}
-            if "models" in inspect.signature(mod.tour_section).parameters:
-                kwargs["models"] = tuple(models)
+            # transfer takes no model argument: it reads the same first two from the config
+            kwargs.update({k: v for k, v in chosen.items() if k in params})
             mod.tour_section(rep, **kwargs)
+        rep.summary(headline_rows(rep, skipped))
         rep.save(final=False)
 
 
