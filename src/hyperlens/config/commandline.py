@@ -168,8 +168,8 @@ def build(command: Command, typed: Mapping[str, Any], argv: Sequence[str] = (),
                 f"valid keys: {', '.join(keys)}."
             )
     values = {k.replace("-", "_"): v for k, v in values.items()}
+    from_file = set(values) - set(typed)
     values.update(typed)
-    where = f" (in --config {path})" if path is not None else ""
     ctx_values = {k: v for k, v in values.items() if k in ctx_names}
     if "executor" in ctx_names and "executor" not in ctx_values and env.get(ENV_EXECUTOR):
         ctx_values["executor"] = env[ENV_EXECUTOR]
@@ -185,7 +185,10 @@ def build(command: Command, typed: Mapping[str, Any], argv: Sequence[str] = (),
         opts = ContextOptions(**ctx_values)
         config = cls(**{k: v for k, v in values.items() if k not in ctx_names})
     except ConfigError as exc:
-        raise ConfigError(f"{exc}{where}" if where else str(exc)) from None
+        flags = {o.flag for o in (*options_of(cls), *context_options(cls))
+                 if o.name in from_file}
+        named = [f for f in flags if f in str(exc)]
+        raise ConfigError(f"{exc} (in --config {path})" if named else str(exc)) from None
     ctx = RunContext.from_options(opts)
     ctx.check()
     return config, ctx
