@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, ShapeError
-from ..utils import check_int, make_generator
+from ..utils import as_real_tensor, check_int, make_generator
 from . import kernels as K
 
 __all__ = [
@@ -130,15 +130,7 @@ def _as_rows(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
 
 
 def _check_real(x: object, name: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        try:
-            x = torch.as_tensor(x)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise InputError(
-                f"{name} must be a numeric array or tensor, got {type(x).__name__}."
-            ) from exc
-    if x.is_complex() or x.dtype == torch.bool:
-        raise InputError(f"{name} must be real-valued, got dtype {x.dtype}; pass a float tensor.")
+    x = as_real_tensor(x, name, allow_bool=False)
     if x.ndim == 0 or x.shape[-1] == 0:
         raise ShapeError(f"{name} must be [..., d] with d > 0, got shape {tuple(x.shape)}.")
     if not x.is_floating_point():
