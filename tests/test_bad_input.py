@@ -333,8 +333,8 @@ API_CASES: list[tuple[str, Callable[[Path], Callable[[], Any]], str, str]] = [
     ("report-into-a-file", _report_into_file, "ConfigError", "existing file"),
     ("geometry-3d", lambda t: _geometry("participation_ratio", np.ones((2, 3, 4))),
      "ShapeError", "2-D"),
-    ("geometry-bootstrap-level", lambda t: _geometry("bootstrap_ci", np.mean, np.ones((5, 2)),
-                                                     level=1.5), "InputError", "level"),
+    ("geometry-seed-ci-level", lambda t: _geometry("seed_ci", float, 3, level=1.5),
+     "InputError", "level"),
 ]
 
 

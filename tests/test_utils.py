@@ -7,14 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from hyperlens.errors import DeviceError, HyperlensError, InputError, ShapeError
+from hyperlens.errors import ConfigError, DeviceError, HyperlensError, InputError, ShapeError
 from hyperlens.utils import (
     as_float_matrix,
+    as_real_tensor,
     atomic_path,
     atomic_write_json,
     atomic_write_text,
     cache_dir,
     check_finite,
+    check_int,
+    check_level,
     make_generator,
     resolve_device,
     stable_hash,
@@ -101,6 +104,45 @@ def test_as_float_matrix_validates():
         as_float_matrix([[1.0, 2.0]], "x", min_rows=3)
     with pytest.raises(HyperlensError):
         check_finite(torch.tensor([float("inf")]), "v")
+
+
+def test_as_float_matrix_keeps_floating_dtype_and_refuses_other_kinds():
+    x64 = torch.zeros(3, 2, dtype=torch.float64)
+    assert as_float_matrix(x64, "x", dtype=None) is x64  # no copy, dtype kept
+    assert as_float_matrix([[1, 2]], "x", dtype=None).dtype == torch.float32
+    assert as_real_tensor(np.arange(3), "v").dtype == torch.int64
+    with pytest.raises(InputError, match="Complex data not supported"):
+        as_real_tensor(np.ones(3, dtype=complex), "v")
+    with pytest.raises(InputError, match="v must be a numeric array"):
+        as_real_tensor(["a", "b"], "v")
+    with pytest.raises(InputError, match="v must be real-valued"):
+        as_real_tensor(torch.ones(2, dtype=torch.bool), "v", allow_bool=False)
+
+
+@pytest.mark.parametrize("bad", [True, 2.0, "3", None, [1]])
+def test_check_int_rejects_bools_floats_and_strings(bad):
+    with pytest.raises(InputError, match=rf"k must be an int >= 1, got {type(bad).__name__}"):
+        check_int(bad, "k", minimum=1)
+
+
+def test_check_int_range_hint_and_error_class():
+    assert check_int(np.int64(4), "k", minimum=1, maximum=4) == 4
+    assert type(check_int(np.int32(0), "k")) is int
+    with pytest.raises(InputError, match=r"k must be >= 1, got 0\. pass k=4\."):
+        check_int(0, "k", minimum=1, hint="pass k=4.")
+    with pytest.raises(InputError, match="k must be <= 4, got 5"):
+        check_int(5, "k", minimum=1, maximum=4)
+    with pytest.raises(InputError, match=r"an int in \[1, 4\]"):
+        check_int(1.5, "k", minimum=1, maximum=4)
+    with pytest.raises(ConfigError, match="--layers"):
+        check_int(-1, "--layers", minimum=0, error=ConfigError)
+
+
+def test_check_level():
+    assert check_level(0.9) == 0.9
+    for bad in (0, 1, 1.5, True, "0.9"):
+        with pytest.raises(InputError, match="level must be a float in \\(0, 1\\)"):
+            check_level(bad)
 
 
 def test_check_finite_fast_path_keeps_every_verdict() -> None:

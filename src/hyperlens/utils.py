@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from .errors import ConfigError, DataError, DeviceError, InputError, ShapeError
+from .errors import ConfigError, DataError, DeviceError, HyperlensError, InputError, ShapeError
 
 __all__ = [
     "resolve_device",
@@ -39,7 +39,11 @@ __all__ = [
     "Timer",
     "stable_hash",
     "as_float_matrix",
+    "as_real_tensor",
+    "check_array_kind",
     "check_finite",
+    "check_int",
+    "check_level",
     "Registry",
 ]
 
@@ -80,8 +84,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
     """A :class:`torch.Generator` on ``device`` seeded with ``seed`` (the one randomness source)."""
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise InputError(f"seed must be an int, got {type(seed).__name__} {seed!r}.")
+    seed = check_int(seed, "seed")
     gen = torch.Generator(device=torch.device(device))
     gen.manual_seed(int(seed))
     return gen
@@ -384,6 +387,69 @@ def check_finite(x: torch.Tensor | np.ndarray, name: str) -> None:
             )
 
 
+def check_int(
+    value: Any,
+    name: str,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    hint: str = "",
+    error: type[HyperlensError] = InputError,
+) -> int:
+    """``value`` as an ``int`` in ``[minimum, maximum]`` (either bound optional).
+
+    The one integer check of the package: Python and NumPy integers pass; ``bool``,
+    floats, strings and everything else raise ``error`` naming ``name``, the accepted
+    range and what arrived, followed by ``hint`` (how to fix it). Library arguments raise
+    :class:`~hyperlens.errors.InputError` (the default); configuration files and
+    command-line options pass ``error=ConfigError``.
+
+    Example:
+        >>> check_int(3, "k", minimum=1)
+        3
+        >>> check_int(True, "k", minimum=1)
+        Traceback (most recent call last):
+        ...
+        hyperlens.errors.InputError: k must be an int >= 1, got bool True.
+    """
+    if minimum is not None and maximum is not None:
+        want = f" in [{minimum}, {maximum}]"
+    elif minimum is not None:
+        want = f" >= {minimum}"
+    elif maximum is not None:
+        want = f" <= {maximum}"
+    else:
+        want = ""
+    tail = f" {hint.strip()}" if hint.strip() else ""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise error(f"{name} must be an int{want}, got {type(value).__name__} {value!r}.{tail}")
+    v = int(value)
+    if minimum is not None and v < minimum:
+        raise error(f"{name} must be >= {minimum}, got {v}.{tail}")
+    if maximum is not None and v > maximum:
+        raise error(f"{name} must be <= {maximum}, got {v}.{tail}")
+    return v
+
+
+def check_level(level: Any, name: str = "level") -> float:
+    """A confidence level as a float in (0, 1), or an :class:`InputError` saying what to pass.
+
+    Example:
+        >>> check_level(0.9)
+        0.9
+    """
+    if isinstance(level, bool) or not isinstance(level, (float, int, np.floating, np.integer)):
+        raise InputError(
+            f"{name} must be a float in (0, 1), got {type(level).__name__} {level!r}; "
+            "use 0.95 for a 95 % interval."
+        )
+    if not 0.0 < float(level) < 1.0:
+        raise InputError(
+            f"{name} must be a float in (0, 1), got {level!r}; use 0.95 for a 95 % interval."
+        )
+    return float(level)
+
+
 def check_array_kind(x: Any, name: str) -> None:
     """Refuse inputs no hyperlens estimator accepts: sparse matrices and complex values.
 
@@ -420,19 +486,24 @@ def check_min_shape(shape: Sequence[int], name: str, *, min_rows: int = 1) -> No
         )
 
 
-def as_float_matrix(
-    x: Any,
-    name: str,
-    *,
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str | None = None,
-    min_rows: int = 1,
-    finite: bool = True,
-) -> torch.Tensor:
-    """Validate and convert ``x`` (array-like) to a 2-D floating tensor ``[n, d]``.
+_REAL_DTYPES = frozenset({
+    torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+    torch.float16, torch.bfloat16, torch.float32, torch.float64,
+})
 
-    Raises :class:`ShapeError` for the wrong number of dimensions or too few rows and
-    :class:`InputError` for NaN/Inf (when ``finite``).
+
+def as_real_tensor(x: Any, name: str, *, allow_bool: bool = True) -> torch.Tensor:
+    """The one array coercion: ``x`` (tensor, ndarray, nested lists) as a real tensor.
+
+    Tensors pass through unchanged (same dtype, device and memory); anything else goes
+    through :func:`numpy.asarray` (so Python floats become float64) and shares the NumPy
+    buffer. Sparse and complex inputs are refused (:func:`check_array_kind`), as are
+    non-numeric values and, with ``allow_bool=False``, booleans. No shape is imposed:
+    :func:`as_float_matrix` adds the ``[n, d]`` checks.
+
+    Example:
+        >>> as_real_tensor([[1, 2]], "x").dtype
+        torch.int64
     """
     check_array_kind(x, name)
     if isinstance(x, torch.Tensor):
@@ -443,24 +514,46 @@ def as_float_matrix(
             if arr.dtype == object:
                 arr = arr.astype(np.float64)
             t = torch.as_tensor(arr)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RuntimeError) as exc:
             raise InputError(
-                f"{name} must be a numeric array, got {type(x).__name__} ({exc}); convert it "
-                "to numbers first."
+                f"{name} must be a numeric array or tensor, got {type(x).__name__} ({exc}); "
+                "convert it to numbers first (a torch.Tensor or numpy array)."
             ) from exc
+    if t.dtype not in _REAL_DTYPES or (t.dtype == torch.bool and not allow_bool):
+        raise InputError(
+            f"{name} must be real-valued, got dtype {t.dtype}; cast it to float first."
+        )
+    return t
+
+
+def as_float_matrix(
+    x: Any,
+    name: str,
+    *,
+    dtype: torch.dtype | None = torch.float32,
+    device: torch.device | str | None = None,
+    min_rows: int = 1,
+    finite: bool = True,
+) -> torch.Tensor:
+    """Validate and convert ``x`` (array-like) to a 2-D floating tensor ``[n, d]``.
+
+    ``dtype=None`` keeps a floating dtype (integers and booleans become float32);
+    ``device=None`` keeps the device. Raises :class:`ShapeError` for the wrong number of
+    dimensions or too few rows and :class:`InputError` for NaN/Inf (when ``finite``).
+    """
+    t = as_real_tensor(x, name)
     if t.ndim != 2:
         raise ShapeError(
             f"{name} must be 2-D [n, d], got shape {tuple(t.shape)}. Reshape your data: "
             f"{name}.reshape(-1, 1) for one feature or .reshape(1, -1) for one sample."
         )
     check_min_shape(tuple(t.shape), name, min_rows=min_rows)
-    if not (t.is_floating_point() or t.dtype == torch.bool or not t.is_complex()):
-        raise InputError(f"{name} must be real-valued, got dtype {t.dtype}.")
+    if dtype is None:
+        dtype = t.dtype if t.is_floating_point() else torch.float32
     t = t.to(dtype=dtype, device=device)
     if finite:
         check_finite(t, name)
     return t
-
 
 
 # --------------------------------------------------------------------------- registries

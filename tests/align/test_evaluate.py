@@ -20,6 +20,7 @@ from hyperlens.align import (
     hdc_codes,
     majority_accuracy,
     make_aligner,
+    select_probe,
     shared_projection,
     summarize,
     transfer_scores,
@@ -89,6 +90,45 @@ def test_linear_probe_learns_and_refuses_one_class() -> None:
         LinearProbe().fit(t[:10], np.zeros(10, dtype=np.int64))
     with pytest.raises(InputError, match="C="):
         LinearProbe(C=0.0)
+
+
+def test_linear_probe_methods_match_scikit_learn_pipelines() -> None:
+    """The one probe reproduces StandardScaler + RidgeClassifierCV / LogisticRegression."""
+    from sklearn.linear_model import LogisticRegression, RidgeClassifierCV
+    from sklearn.preprocessing import StandardScaler
+
+    t, _, y = _task(4)
+    x = t.astype(np.float32)
+    sc = StandardScaler().fit(x[:500])
+    ridge = RidgeClassifierCV(alphas=np.logspace(-2, 4, 13)).fit(sc.transform(x[:500]), y[:500])
+    ours = LinearProbe(standardize=True, method="ridge").fit(x[:500], y[:500])
+    np.testing.assert_array_equal(ours.predict(x[500:]), ridge.predict(sc.transform(x[500:])))
+    logit = LogisticRegression(C=0.3, max_iter=500).fit(sc.transform(x[:500]), y[:500])
+    ours = LinearProbe(C=0.3, standardize=True, solver="lbfgs", max_iter=500).fit(x[:500], y[:500])
+    np.testing.assert_allclose(ours.model_.coef_, logit.coef_, rtol=1e-6)
+    with pytest.raises(InputError, match="method='svm'"):
+        LinearProbe(method="svm")
+    with pytest.raises(InputError, match="max_iter must be"):
+        LinearProbe(max_iter=0)
+
+
+def test_select_probe_picks_c_on_validation_rows() -> None:
+    t, _, y = _task(5)
+    rows = {"train": np.arange(0, 400), "val": np.arange(400, 550), "eval": np.arange(550, 700)}
+    pred, info = select_probe(t, y, rows, Cs=(1e-4, 1.0))
+    assert pred.shape == (150,) and info["C"] == 1.0 and info["val_acc"] > 0.85
+    ref = LinearProbe(C=1.0, standardize=True, solver="lbfgs", max_iter=500)
+    ref.fit(t[:400], y[:400])
+    np.testing.assert_array_equal(pred, ref.predict(t[550:]))
+    # wide and binary: the dual problem (liblinear) is solved
+    rng = np.random.default_rng(0)
+    xw, yw = rng.normal(size=(60, 200)), (np.arange(60) % 2)
+    xw[:, 0] += 3 * yw
+    rows_w = {"train": np.arange(40), "val": np.arange(40, 50), "eval": np.arange(50, 60)}
+    pred_w, _ = select_probe(xw, yw, rows_w, Cs=(1.0,))
+    assert pred_w.shape == (10,)
+    with pytest.raises(InputError, match="Cs is empty"):
+        select_probe(t, y, rows, Cs=())
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -28,3 +28,58 @@ def test_subtree_split_is_disjoint_by_subtree(wn):
     assert 0.1 < s["n_test"] / len(matched) < 0.45
     train_roots = {sp.groups[m.name] for m in sp.train}
     assert all(sp.groups[m.name] not in train_roots for m in sp.test)
+
+
+def _fake_tokenizer(kind: str):
+    """Three tokenizer families over the words the, dog, cat and the piece "ably"."""
+    words = {"the": 1, "dog": 2, "cat": 3, "ably": 4}
+
+    def tokenize(texts):
+        out = []
+        for t in texts:
+            w = t.lstrip(" ")
+            spaced = t.startswith(" ")
+            if kind == "bytelevel":  # "Ġdog" = 10 + id; the bare form is a word-internal piece
+                one = w in words and ((spaced and w != "ably") or (not spaced and w != "cat"))
+                out.append([words[w] + (10 if spaced else 0)] if one else [90, 91])
+            elif kind == "sentencepiece":  # adds "▁" itself; a leading space is a lone "▁"
+                ids = [words[w] + 20] if w in words and w != "ably" else [92, 93]
+                out.append(([29871] + ids) if spaced else ids)
+            else:  # wordpiece: spaces dropped
+                out.append([words[w] + 30] if w in words and w != "ably" else [94, 95])
+        return out
+
+    return tokenize
+
+
+@pytest.mark.parametrize("kind,spaced", [("bytelevel", True), ("sentencepiece", False),
+                                         ("wordpiece", False)])
+def test_single_token_ids_reads_each_word_in_its_sentence_form(kind, spaced) -> None:
+    from hyperlens.data.synsets import single_token_ids, space_marks_word_start
+
+    tok = _fake_tokenizer(kind)
+    assert space_marks_word_start(tok) is spaced
+    ids, forms = single_token_ids(tok, ["dog", "cat", "ably", "emu"])
+    offset = {"bytelevel": 10, "sentencepiece": 20, "wordpiece": 30}[kind]
+    assert ids.tolist() == [2 + offset, 3 + offset, -1, -1]  # "ably" is never the word
+    assert forms[0] == (" dog" if spaced else "dog")
+    # ids beyond the embedding table do not count
+    ids, _ = single_token_ids(tok, ["dog", "cat"], vocab_size=3 + offset)
+    assert ids.tolist() == [2 + offset, -1]
+    # a forced form
+    ids, forms = single_token_ids(tok, ["dog"], leading_space=not spaced)
+    assert forms == (["dog"] if spaced else [" dog"])
+
+
+def test_match_synsets_uses_the_one_rule(wn) -> None:
+    from hyperlens.data.synsets import match_synsets
+
+    class EncodeOnly:  # a tokenizer with only .encode, byte-level: " dog" one token
+        vocab = {" the": 1, " dog": 2, " cat": 3, "ably": 4, "the": 5}
+
+        def encode(self, text, add_special_tokens=False):
+            return [self.vocab[text]] if text in self.vocab else [7, 8]
+
+    matched = match_synsets(EncodeOnly(), wn)
+    # "ably" is a bare word piece here, never matched; the spaced forms are
+    assert [(m.name, m.token_id) for m in matched] == [("cat.n.01", 3), ("dog.n.01", 2)]

@@ -311,19 +311,43 @@ def test_knn_overlap_reference_and_extremes() -> None:
 
 
 # --------------------------------------------------------------------------- uncertainty
-def test_bootstrap_ci_covers_and_is_seeded() -> None:
+def test_bootstrap_ci_of_geometry_statistics_covers_and_is_seeded() -> None:
+    """Geometry statistics get their intervals from the one bootstrap, stats.bootstrap_ci."""
+    from hyperlens.functional.stats import bootstrap_ci
+
+    assert not hasattr(G, "bootstrap_ci")  # one bootstrap API, in functional.stats
     X = _randn(400, 10, seed=70)
-    a = G.bootstrap_ci(G.participation_ratio, X, n_boot=60, seed=1)
-    assert a == G.bootstrap_ci(G.participation_ratio, X, n_boot=60, seed=1)
+    a = bootstrap_ci(X, G.participation_ratio, n_boot=60, seed=1)
+    assert a == bootstrap_ci(X, G.participation_ratio, n_boot=60, seed=1)
     assert a.lo < a.hi and a.n == 60 and a.level == 0.95
     # an unbiased statistic: the interval covers the point estimate and the true mean 0
-    mean0 = G.bootstrap_ci(lambda t: float(t[:, 0].mean()), X, n_boot=200, seed=2)
+    mean0 = bootstrap_ci(X, lambda t: float(t[:, 0].mean()), n_boot=200, seed=2)
     assert mean0.lo < mean0.value < mean0.hi
     assert mean0.lo < 0.0 < mean0.hi
     assert math.isclose(mean0.std, 1 / math.sqrt(400), rel_tol=0.25)
     Y = X @ _randn(10, 10, seed=71)
-    paired = G.bootstrap_ci(G.linear_cka, X, Y, n_boot=30, seed=0)
+    paired = bootstrap_ci((X, Y), G.linear_cka, n_boot=30, seed=0)
     assert paired.lo <= paired.hi <= 1.0 + 1e-12
+
+
+def test_coefficient_of_variation_population_and_sample() -> None:
+    v = torch.tensor([[1.0, 2.0, 3.0, 6.0], [2.0, 2.0, 2.0, 2.0]], dtype=torch.float64)
+    ref = np.array([np.std(r) / np.mean(r) for r in v.numpy()])
+    assert np.allclose(G.coefficient_of_variation(v).numpy(), ref, rtol=1e-12)
+    sample = np.std(v[0].numpy(), ddof=1) / np.mean(v[0].numpy())
+    assert float(G.coefficient_of_variation(v[0], correction=1)) == pytest.approx(sample)
+
+
+def test_cosine_moments_match_all_pairs() -> None:
+    X = _randn(30, 6, seed=5) + 0.3
+    U = X / X.norm(dim=1, keepdim=True)
+    C = (U @ U.T)[~torch.eye(30, dtype=torch.bool)]
+    mean, std = G.cosine_moments(X)
+    assert mean == pytest.approx(float(C.mean()), rel=1e-10)
+    assert std == pytest.approx(float(C.std(correction=0)), rel=1e-8)
+    stats = G.cosine_stats(X)  # the distribution over the same pairs agrees
+    assert stats.mean == pytest.approx(mean, rel=1e-10)
+    assert stats.std == pytest.approx(std, rel=1e-8)
 
 
 def test_seed_ci_mean_and_t_interval() -> None:
@@ -387,7 +411,7 @@ def test_bad_input_raises_hyperlens_error_naming_argument() -> None:
         G.cayley_menger_volume(torch.ones(3))
     with pytest.raises(InputError, match="null must be"):
         G.simplex_volume_cv(X, null="uniform")  # type: ignore[arg-type]
-    with pytest.raises(ShapeError, match="X must be a 2-D matrix"):
+    with pytest.raises(ShapeError, match="X must be 2-D"):
         G.participation_ratio(torch.ones(3, 4, 5))
     with pytest.raises(ShapeError, match="same items"):
         G.linear_cka(X, X[:5])
@@ -398,7 +422,7 @@ def test_bad_input_raises_hyperlens_error_naming_argument() -> None:
     with pytest.raises(ShapeError, match="a 4-simplex needs"):
         G.sample_simplices(3, 4, 10)
     with pytest.raises(InputError, match="level must be"):
-        G.bootstrap_ci(G.participation_ratio, X, level=1.5)
+        G.cv_ci(torch.rand(10), level=1.5)
     with pytest.raises(InputError, match="indices must lie"):
         G.simplex_volumes(X, torch.tensor([[0, 1, 20]]))
     with pytest.raises(HyperlensError, match="span fewer than"):

@@ -104,6 +104,28 @@ def test_bootstrap_torch_input_and_tuple_pairing() -> None:
     assert same.lo == same.hi == 0.0
 
 
+def test_bootstrap_unpaired_resamples_each_sample_on_its_own() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(2.0, 1.0, size=300), rng.normal(1.0, 1.0, size=200)
+    est = bootstrap_ci((a, b), lambda x, y: float(x.mean() - y.mean()), n_boot=400, seed=3,
+                       paired=False)
+    vec = bootstrap_ci((a, b), lambda x, y: x.mean(-1) - y.mean(-1), n_boot=400, seed=3,
+                       paired=False, vectorized=True)
+    assert (est.lo, est.hi) == pytest.approx((vec.lo, vec.hi), rel=1e-12)
+    assert est.value == pytest.approx(a.mean() - b.mean())
+    # the standard error of a difference of independent means
+    se = math.hypot(a.std(ddof=1) / math.sqrt(300), b.std(ddof=1) / math.sqrt(200))
+    assert est.std == pytest.approx(se, rel=0.15)
+    assert "each sample on its own" in est.method
+    # independent draws: (X, X) no longer gives identical resamples
+    X = rng.normal(size=50)
+    diff = bootstrap_ci((X, X), lambda x, y: float(x.mean() - y.mean()), n_boot=50,
+                        paired=False)
+    assert diff.hi > diff.lo
+    with pytest.raises(ShapeError, match=r"data\[1\] needs at least 2 items"):
+        bootstrap_ci((a, b[:1]), lambda x, y: 0.0, paired=False)
+
+
 def test_bootstrap_rejects_bad_input() -> None:
     with pytest.raises(ShapeError):
         bootstrap_ci([1.0])

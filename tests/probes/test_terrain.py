@@ -10,6 +10,7 @@ import torch
 from reference import terrain_reference as ref
 
 from hyperlens.errors import HyperlensError, InputError, ShapeError
+from hyperlens.functional import geometry as G
 from hyperlens.models import from_module
 from hyperlens.probes import terrain as T, wordlists
 
@@ -54,7 +55,7 @@ def _planted_vocab_matrix(d: int = 32, seed: int = 0) -> tuple[torch.Tensor, lis
 # --------------------------------------------------------------------------- exact statistics
 def test_exact_pair_cosine_moments_match_naive_loop() -> None:
     x = _randn(40, 7, seed=1) + 0.5
-    mean, std = T.embedding._exact_pair_cosine_moments(T._common._unit_rows(x))
+    mean, std = G.cosine_moments(x)
     rmean, rstd = ref.pair_cosine_moments(x.numpy())
     assert mean == pytest.approx(rmean, rel=RTOL)
     assert std == pytest.approx(rstd, rel=1e-7)

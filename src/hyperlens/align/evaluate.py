@@ -35,11 +35,12 @@ import numpy as np
 import torch
 
 from ..errors import InputError, ShapeError
-from ..utils import as_float_matrix
+from ..utils import as_float_matrix, check_int
 from .base import Aligner
 
 __all__ = [
     "LinearProbe",
+    "select_probe",
     "balanced_accuracy",
     "majority_accuracy",
     "check_labels",
@@ -144,12 +145,15 @@ def chance_corrected_efficiency(acc: float, ceiling: float, majority: float) -> 
 
 # --------------------------------------------------------------------------- linear probe
 class LinearProbe:
-    """Logistic regression (scikit-learn) with optional feature standardisation.
+    """The linear probe of the package: a scikit-learn linear classifier on (optionally
+    standardised) features.
 
     Args:
-        C: inverse L2 strength (scikit-learn convention: ``sum_i CE_i + ||w||^2 / (2 C)``).
-        standardize: z-score features with training statistics (for float embeddings;
-            ternary codes are already on one scale).
+        C: inverse L2 strength of the logistic regression (scikit-learn convention:
+            ``sum_i CE_i + ||w||^2 / (2 C)``); unused by ``method="ridge"``.
+        standardize: z-score features with the training rows' statistics
+            (:class:`sklearn.preprocessing.StandardScaler`: population std, constant
+            features left unscaled); for float embeddings, not for ternary codes.
         max_iter: solver iterations.
         solver: a scikit-learn solver, or ``"auto"``: ``newton-cholesky`` up to
             :attr:`CHOLESKY_MAX_DIM` features (one d x d Hessian per step, about six steps),
@@ -157,57 +161,111 @@ class LinearProbe:
             probes (3,000 rows) both converged to the optimum 2-10x faster than L-BFGS,
             which needed 130-660 iterations on correlated float features and stopped short
             of the optimum on 4,096-d codes.
+        method: ``"logistic"`` (multinomial logistic regression) or ``"ridge"`` (a ridge
+            classifier whose penalty is chosen among 13 values from 1e-2 to 1e4 by exact
+            leave-one-out cross-validation on the training rows: one SVD for all
+            penalties, and no overfitting when the dimension nears the number of rows).
+        dual: solve the dual problem (``solver="liblinear"``, two classes): the small
+            problem when there are more features than training rows.
+        seed: ``random_state`` of the solver (only the stochastic solvers use it).
+
+    Features are read as float32 (:func:`hyperlens.utils.as_float_matrix`).
 
     Shapes:
         fit: ``x [n, d]``, ``y [n]``; predict: ``[N, d]`` -> ``[N]``.
     """
 
     CHOLESKY_MAX_DIM = 2048
+    METHODS = ("logistic", "ridge")
+    RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 4, 13))
 
     def __init__(
         self, C: float = 1.0, standardize: bool = False, max_iter: int = 1000,
-        solver: str = "auto",
+        solver: str = "auto", *, method: str = "logistic", dual: bool = False,
+        seed: int | None = None,
     ) -> None:
-        if not (isinstance(C, (int, float)) and C > 0):
+        if isinstance(C, bool) or not (isinstance(C, (int, float)) and C > 0):
             raise InputError(f"C={C!r} must be > 0 (inverse regularisation strength).")
+        if method not in self.METHODS:
+            raise InputError(f"method={method!r} is unknown; use 'logistic' or 'ridge'.")
         self.C = C
         self.standardize = standardize
-        self.max_iter = max_iter
+        self.max_iter = check_int(max_iter, "max_iter", minimum=1)
         self.solver = solver
+        self.method = method
+        self.dual = dual
+        self.seed = seed
 
     def fit(self, x: Any, y: Any) -> LinearProbe:
-        from sklearn.linear_model import LogisticRegression
+        from sklearn.linear_model import LogisticRegression, RidgeClassifierCV
+        from sklearn.preprocessing import StandardScaler
 
-        xt = _as_numpy(x, "probe features")
+        xt = _features(x)
         yy = check_labels(y, "probe labels", xt.shape[0])
         _require_two_classes(yy, "training labels")
-        if self.standardize:
-            self.mean_ = xt.mean(0)
-            self.scale_ = np.maximum(xt.std(0), 1e-6)
-            xt = (xt - self.mean_) / self.scale_
-        solver = self.solver
-        if solver == "auto":
-            solver = "newton-cholesky" if xt.shape[1] <= self.CHOLESKY_MAX_DIM else "newton-cg"
-        self.solver_ = solver
-        model = LogisticRegression(C=self.C, max_iter=self.max_iter, solver=solver)
+        self.scaler_ = StandardScaler().fit(xt) if self.standardize else None
+        if self.scaler_ is not None:
+            xt = self.scaler_.transform(xt)
+        model: Any
+        if self.method == "ridge":
+            self.solver_ = "ridge-loo"
+            model = RidgeClassifierCV(alphas=np.asarray(self.RIDGE_ALPHAS))
+        else:
+            solver = self.solver
+            if solver == "auto":
+                solver = "newton-cholesky" if xt.shape[1] <= self.CHOLESKY_MAX_DIM else "newton-cg"
+            self.solver_ = solver
+            model = LogisticRegression(C=self.C, max_iter=self.max_iter, solver=solver,
+                                       dual=self.dual, random_state=self.seed)
         self.model_ = model.fit(xt, yy)
         return self
 
     def predict(self, x: Any) -> np.ndarray:
-        xt = _as_numpy(x, "probe features")
-        if self.standardize:
-            xt = (xt - self.mean_) / self.scale_
+        xt = _features(x)
+        if self.scaler_ is not None:
+            xt = self.scaler_.transform(xt)
         return self.model_.predict(xt)
 
 
-def _as_numpy(x: Any, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        arr = x.detach().cpu().numpy()
-    else:
-        arr = np.asarray(x)
-    if arr.ndim != 2:
-        raise ShapeError(f"{name} must be 2-D [n, d], got shape {arr.shape}.")
-    return arr.astype(np.float32, copy=False)
+def _features(
+    x: Any, name: str = "probe features", *, finite: bool = True, min_rows: int = 1
+) -> np.ndarray:
+    """Features as a float32 ``[n, d]`` NumPy array (:func:`~hyperlens.utils.as_float_matrix`)."""
+    t = as_float_matrix(x, name, finite=finite, min_rows=min_rows)
+    return t.detach().cpu().numpy()
+
+
+def select_probe(
+    x: Any, y: Any, rows: dict[str, np.ndarray], Cs: Sequence[float] = (0.01, 0.1, 1.0), *,
+    max_iter: int = 500,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """A standardised logistic :class:`LinearProbe` with ``C`` chosen on held-out rows.
+
+    One probe per ``C`` is fitted on ``rows["train"]``; the first with the best accuracy
+    on ``rows["val"]`` predicts ``rows["eval"]``. With more features than training rows
+    and two classes, the dual problem is solved (liblinear), else L-BFGS.
+
+    Returns:
+        the predictions on the eval rows and ``{"C": chosen C, "val_acc": its accuracy}``.
+
+    Shapes:
+        x: ``[n, d]``, y: ``[n]``, rows: index arrays into both.
+    """
+    xa = _features(x)
+    ya = np.asarray(y)
+    tr = rows["train"]
+    dual = xa.shape[1] > len(tr) and np.unique(ya).size == 2
+    best: tuple[float, LinearProbe, float] | None = None
+    for C in Cs:
+        probe = LinearProbe(C=C, standardize=True, max_iter=max_iter,
+                            solver="liblinear" if dual else "lbfgs", dual=dual)
+        probe.fit(xa[tr], ya[tr])
+        acc = float((probe.predict(xa[rows["val"]]) == ya[rows["val"]]).mean())
+        if best is None or acc > best[0]:
+            best = (acc, probe, C)
+    if best is None:
+        raise InputError("Cs is empty; pass at least one inverse regularisation strength.")
+    return best[1].predict(xa[rows["eval"]]), {"C": best[2], "val_acc": best[0]}
 
 
 # ------------------------------------------------------------------------ HDC in the shared space
@@ -255,7 +313,7 @@ class FeatureScaler:
         self.mode = mode
 
     def fit(self, x: Any) -> FeatureScaler:
-        arr = _as_numpy(x, "embeddings to scale").astype(np.float64)
+        arr = _features(x, "embeddings to scale", finite=False, min_rows=0).astype(np.float64)
         if arr.shape[0] < 2:
             raise InputError(
                 f"feature scaling needs at least 2 rows to estimate a spread, got {arr.shape[0]}."
@@ -268,7 +326,7 @@ class FeatureScaler:
         return self
 
     def transform(self, x: Any) -> np.ndarray:
-        arr = _as_numpy(x, "embeddings to scale")
+        arr = _features(x, "embeddings to scale", finite=False, min_rows=0)
         if self.mode == "none":
             return arr
         if arr.shape[1] != self.mean_.shape[0]:

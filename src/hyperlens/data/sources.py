@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, DependencyError, InputError
+from ..utils import check_int
 from .files import dataset_from_frame, file_format, load_file
 from .text import TextDataset
 
@@ -588,8 +589,7 @@ def load(
         a :class:`TextDataset` with ``.texts``, ``.labels``, ``.label_names``, ``.name``
         and ``.provenance``.
     """
-    if isinstance(min_classes, bool) or not isinstance(min_classes, int) or min_classes < 1:
-        raise InputError(f"min_classes must be an int >= 1, got {min_classes!r}.")
+    check_int(min_classes, "min_classes", minimum=1)
     if isinstance(name_or_path, os.PathLike):
         name = os.fspath(name_or_path)
     elif isinstance(name_or_path, str):

@@ -1,7 +1,9 @@
 """WordNet noun synsets matched to a tokenizer, split by whole hypernym subtrees.
 
-:func:`match_synsets` pairs single-token words of a tokenizer with the most frequent noun
-sense of that word (one synset per token, one token per synset). :func:`subtree_split`
+:func:`single_token_ids` is the one rule that decides whether a tokenizer reads a word
+as one token (see its docstring); :func:`match_synsets` pairs single-token words of a
+tokenizer with the most frequent noun sense of that word (one synset per token, one token
+per synset). :func:`subtree_split`
 assigns every matched synset to the hypernym subtree it belongs to (its ancestor at a
 fixed depth on its first hypernym path) and deals out whole subtrees to ``train`` and
 ``test``, so no held-out synset shares that ancestor with a training synset.
@@ -10,7 +12,7 @@ WordNet similarities come from :func:`hyperlens.data.similarity_matrix`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,9 @@ __all__ = [
     "MatchedSynset",
     "SynsetSplit",
     "match_synsets",
+    "single_token_ids",
+    "space_marks_word_start",
+    "hf_tokenize",
     "subtree_split",
 ]
 
@@ -69,29 +74,89 @@ class SynsetSplit:
         }
 
 
-def _single_token(tokenizer: Any, word: str) -> int | None:
-    """The id of ``word`` as one token (with a leading space where the tokenizer marks it)."""
-    for text in (" " + word, word):
-        ids = tokenizer.encode(text, add_special_tokens=False)
-        if len(ids) == 1:
-            return int(ids[0])
-    return None
+Tokenize = Callable[[list[str]], Sequence[Sequence[int]]]
+
+
+def hf_tokenize(tokenizer: Any) -> Tokenize:
+    """A batch ``texts -> token ids`` function (no special tokens) for a Hugging Face
+    tokenizer; tokenizers without a batch call are read one text at a time via ``encode``."""
+    if callable(tokenizer):
+        return lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]
+    if hasattr(tokenizer, "encode"):
+        return lambda texts: [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+    raise InputError(
+        f"tokenizer must be a Hugging Face tokenizer, got {type(tokenizer).__name__}."
+    )
+
+
+def space_marks_word_start(tokenize: Tokenize) -> bool:
+    """Whether the tokenizer marks a word start with the space before it.
+
+    Byte-level BPE (GPT-2, SmolLM2, Llama 3) and SentencePiece without a dummy prefix
+    (Gemma) read ``" the"`` as one token that differs from ``"the"``; SentencePiece with
+    a dummy prefix (Llama 2, WordLlama) reads ``" the"`` as two tokens (a lone ``"▁"``
+    first) because it adds the word-start marker to ``"the"`` itself; WordPiece (BERT)
+    drops the space, so both forms give the same token.
+    """
+    spaced, bare = tokenize([" the", "the"])
+    return len(spaced) == 1 and list(spaced) != list(bare)
+
+
+def single_token_ids(
+    tokenize: Tokenize, words: Sequence[str], *, leading_space: bool | None = None,
+    vocab_size: int | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """The token id of each word that a tokenizer reads as one token, and the form read.
+
+    The rule (one for the package): a word is read in the form it has inside a sentence,
+    after a space, and in that form only. ``leading_space=None`` asks the tokenizer
+    (:func:`space_marks_word_start`): the spaced form (``" dog"``) where the space is what
+    marks a word start (byte-level BPE), the bare form (``"dog"``) where the tokenizer adds
+    the marker itself (SentencePiece with a dummy prefix) or drops spaces (WordPiece). The
+    other form is never tried: a byte-level vocabulary's bare ``"ably"`` is the piece that
+    ends *probably*, not the word. A match is exactly one id in ``[0, vocab_size)`` (ids of
+    added tokens beyond the embedding table do not count).
+
+    Args:
+        tokenize: ``texts -> token ids`` per text, without special tokens
+            (:func:`hf_tokenize` wraps a Hugging Face tokenizer).
+        words: the words to match.
+        leading_space: force the spaced (True) or bare (False) form; None asks the
+            tokenizer.
+        vocab_size: number of embedding rows, when known.
+
+    Returns:
+        ``ids [n]`` int64 (-1 where the word is not one token) and the form tokenised.
+
+    Example:
+        >>> vocab = {" the": 1, "the": 2, " dog": 5, "ably": 7}
+        >>> tok = lambda texts: [[vocab[t]] if t in vocab else [8, 9] for t in texts]
+        >>> single_token_ids(tok, ["dog", "ably"])
+        (array([ 5, -1]), [' dog', ' ably'])
+    """
+    if leading_space is None:
+        leading_space = space_marks_word_start(tokenize)
+    forms = [(" " + w) if leading_space else w for w in words]
+    ids = np.full(len(forms), -1, dtype=np.int64)
+    for i, e in enumerate(tokenize(forms) if forms else []):
+        if len(e) == 1 and int(e[0]) >= 0 and (vocab_size is None or int(e[0]) < vocab_size):
+            ids[i] = int(e[0])
+    return ids, forms
 
 
 def match_synsets(
-    tokenizer: Any, wn: Any, *, min_length: int = 3, min_definition: int = 10
+    tokenizer: Any, wn: Any, *, min_length: int = 3, min_definition: int = 10,
+    leading_space: bool | None = None,
 ) -> list[MatchedSynset]:
     """Noun synsets whose word is a single token of ``tokenizer``, sorted by synset name.
 
     A word (lower-case, alphabetic, ``>= min_length`` letters) is matched to its first
     (most frequent) noun sense, and only when the word is a lemma of that sense. Each
     token and each synset is used once; definitions shorter than ``min_definition``
-    characters are skipped.
+    characters are skipped. Single tokens follow :func:`single_token_ids`
+    (``leading_space=None`` asks the tokenizer which form a word has in a sentence).
     """
-    if not hasattr(tokenizer, "encode"):
-        raise InputError(
-            f"tokenizer must be a Hugging Face tokenizer, got {type(tokenizer).__name__}."
-        )
+    tokenize = hf_tokenize(tokenizer)
     words = sorted(
         {
             lem.name()
@@ -100,18 +165,19 @@ def match_synsets(
             if lem.name().isalpha() and lem.name().islower() and len(lem.name()) >= min_length
         }
     )
+    candidates = []
+    for w in words:
+        senses = wn.synsets(w, pos="n")
+        if not senses or w not in senses[0].lemma_names():
+            continue
+        if len(senses[0].definition()) >= min_definition:
+            candidates.append((w, senses[0]))
+    ids, _ = single_token_ids(tokenize, [w for w, _ in candidates], leading_space=leading_space)
     out: list[MatchedSynset] = []
     seen_tok: set[int] = set()
     seen_syn: set[str] = set()
-    for w in words:
-        senses = wn.synsets(w, pos="n")
-        if not senses:
-            continue
-        s = senses[0]
-        if w not in s.lemma_names() or s.name() in seen_syn or len(s.definition()) < min_definition:
-            continue
-        tid = _single_token(tokenizer, w)
-        if tid is None or tid in seen_tok:
+    for (w, s), tid in zip(candidates, ids.tolist(), strict=True):
+        if tid < 0 or tid in seen_tok or s.name() in seen_syn:
             continue
         seen_tok.add(tid)
         seen_syn.add(s.name())

@@ -21,6 +21,7 @@ from typing import Any, overload
 import numpy as np
 
 from ..errors import DataError, InputError
+from ..utils import check_int
 
 __all__ = ["Provenance", "TextDataset", "Splits", "SizeSpec", "encode_labels"]
 
@@ -529,9 +530,7 @@ class Splits:
 
 # ---------------------------------------------------------------------- split helpers
 def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise InputError(f"seed must be a non-negative int, got {type(seed).__name__} {seed!r}.")
-    return int(seed)
+    return check_int(seed, "seed", minimum=0)
 
 
 def _resolve_sizes(n: int, spec: dict[str, SizeSpec], name: str) -> dict[str, int]:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..align.evaluate import select_probe
 from ..errors import ConfigError, InputError
 from ..report import Report
 from ..utils import cache_dir, stable_hash
@@ -312,28 +313,6 @@ def train_loop(module: nn.Module, loss_fn: Any, n: int, *, lr: float,
     return out
 
 
-def logistic(x: np.ndarray, y: np.ndarray, rows: dict[str, np.ndarray],
-             Cs: tuple[float, ...] = (0.01, 0.1, 1.0)) -> tuple[np.ndarray, dict[str, Any]]:
-    """Standardised logistic regression; C chosen on the held-out slice. Returns eval preds."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    sc = StandardScaler().fit(x[rows["train"]])
-    z = sc.transform(x).astype(np.float32)
-    best: tuple[float, Any, float] | None = None
-    # far more features than texts (HDC codes): the dual problem is the small one
-    dual = z.shape[1] > len(rows["train"]) and np.unique(y).size == 2  # liblinear: binary
-    for C in Cs:
-        clf = (LogisticRegression(C=C, solver="liblinear", dual=True, max_iter=500) if dual
-               else LogisticRegression(C=C, max_iter=500))
-        clf.fit(z[rows["train"]], y[rows["train"]])
-        acc = float((clf.predict(z[rows["val"]]) == y[rows["val"]]).mean())
-        if best is None or acc > best[0]:
-            best = (acc, clf, C)
-    assert best is not None
-    return best[1].predict(z[rows["eval"]]), {"C": best[2], "val_acc": best[0]}
-
-
 # --------------------------------------------------------------------------- the run
 class HeaderRun:
     """State shared by the arms: split, features, the prefix cache, finished cells."""
@@ -509,20 +488,20 @@ def stage_a(run: HeaderRun) -> None:
         run.cell("baseline", seed, lambda s=seed, p=path: head_arm(last, s, p))
         run.cell("fusion", seed, lambda s=seed: head_arm(fused, s))
         run.cell("hdc-logistic", seed, lambda s=seed: run.record(
-            "", s, *logistic(run.hdc_codes(s).float().numpy(), y, r)))
+            "", s, *select_probe(run.hdc_codes(s).float().numpy(), y, r)))
     s0 = cfg.seeds[0]
-    run.cell("logistic", s0, lambda: run.record("", s0, *logistic(last, y, r)))
-    run.cell("minilm", s0, lambda: run.record("", s0, *logistic(run.minilm, y, r)))
+    run.cell("logistic", s0, lambda: run.record("", s0, *select_probe(last, y, r)))
+    run.cell("minilm", s0, lambda: run.record("", s0, *select_probe(run.minilm, y, r)))
     zs = pc.verb_logits.numpy()
     run.cell("zeroshot", s0, lambda: run.record("", s0, zs[r["eval"]].argmax(1)))
     # calibration: a logistic map of the verbaliser logits, fitted on training texts only
-    run.cell("zeroshot-cal", s0, lambda: run.record("", s0, *logistic(zs, y, r,
-                                                                        Cs=(1.0, 100.0))))
+    run.cell("zeroshot-cal", s0, lambda: run.record("", s0, *select_probe(zs, y, r,
+                                                                          Cs=(1.0, 100.0))))
 
     def layers() -> dict[str, Any]:
         val_acc, ev_acc, preds = [], [], []
         for li in range(pc.states.shape[0]):
-            pred, info = logistic(pc.states[li].numpy(), y, r, Cs=(0.1,))
+            pred, info = select_probe(pc.states[li].numpy(), y, r, Cs=(0.1,))
             val_acc.append(info["val_acc"])
             ev_acc.append(float((pred == y[r["eval"]]).mean()))
             preds.append(pred)

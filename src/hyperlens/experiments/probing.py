@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..align.evaluate import LinearProbe, balanced_accuracy
 from ..errors import InputError
 from ..functional import stats
 
@@ -50,19 +51,17 @@ def linear_probe(
 ) -> ProbeResult:
     """Standardise features, fit a linear classifier on the training part, score held-out data.
 
-    ``method="ridge"`` (default) is a ridge classifier whose penalty is chosen among 13
-    values from 1e-2 to 1e4 by exact leave-one-out cross-validation on the training part
-    (one SVD for all penalties, so it costs about one fit); it does not overfit when the
-    dimension is close to the number of training texts. ``method="logistic"`` is a
-    multinomial logistic regression with inverse penalty ``C``.
+    The classifier is :class:`hyperlens.align.evaluate.LinearProbe` (standardised
+    features). ``method="ridge"`` (default) is a ridge classifier whose penalty is chosen
+    among 13 values from 1e-2 to 1e4 by exact leave-one-out cross-validation on the
+    training part (one SVD for all penalties, so it costs about one fit); it does not
+    overfit when the dimension is close to the number of training texts.
+    ``method="logistic"`` is a multinomial logistic regression (L-BFGS) with inverse
+    penalty ``C``.
 
     Shapes:
         x_train: [n_train, d], x_test: [n_test, d]; labels are integer class ids.
     """
-    from sklearn.linear_model import LogisticRegression, RidgeClassifierCV
-    from sklearn.metrics import balanced_accuracy_score
-    from sklearn.preprocessing import StandardScaler
-
     y_train = np.asarray(y_train)
     y_test = np.asarray(y_test)
     if np.unique(y_train).size < 2:
@@ -73,15 +72,11 @@ def linear_probe(
         )
     if len(y_test) == 0:
         raise InputError("linear_probe got an empty test set; give at least one held-out row.")
-    scaler = StandardScaler().fit(x_train)
-    if method == "ridge":
-        clf = RidgeClassifierCV(alphas=np.logspace(-2, 4, 13))
-    elif method == "logistic":
-        clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
-    else:
+    if method not in LinearProbe.METHODS:
         raise InputError(f"linear_probe method={method!r} is unknown; use 'ridge' or 'logistic'.")
-    clf.fit(scaler.transform(x_train), y_train)
-    pred = clf.predict(scaler.transform(x_test))
+    probe = LinearProbe(C=C, standardize=True, max_iter=max_iter, solver="lbfgs",
+                        method=method, seed=seed).fit(x_train, y_train)
+    pred = probe.predict(x_test)
     correct = int((pred == y_test).sum())
     lo, hi = wilson_interval(correct, len(y_test))
     counts = np.bincount(y_test)
@@ -89,7 +84,7 @@ def linear_probe(
         accuracy=correct / len(y_test),
         ci_low=lo,
         ci_high=hi,
-        balanced_accuracy=float(balanced_accuracy_score(y_test, pred)),
+        balanced_accuracy=balanced_accuracy(y_test, pred),
         majority=float(counts.max() / counts.sum()),
         n_train=len(y_train),
         n_test=len(y_test),

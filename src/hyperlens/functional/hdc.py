@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, ShapeError
-from ..utils import make_generator
+from ..utils import as_real_tensor, check_int, make_generator
 from . import kernels as K
 
 __all__ = [
@@ -82,12 +82,6 @@ SCHEMES: tuple[str, ...] = ("twobit", "base3")
 
 
 # --------------------------------------------------------------------------- validation
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InputError(f"{name} must be a positive int, got {value!r}; pass e.g. {name}=1024.")
-    return int(value)
-
-
 def check_codes(x: object, name: str, *, check_values: bool = True) -> torch.Tensor:
     """Validate a code tensor and return it as ``int8``.
 
@@ -136,15 +130,7 @@ def _as_rows(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
 
 
 def _check_real(x: object, name: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        try:
-            x = torch.as_tensor(x)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise InputError(
-                f"{name} must be a numeric array or tensor, got {type(x).__name__}."
-            ) from exc
-    if x.is_complex() or x.dtype == torch.bool:
-        raise InputError(f"{name} must be real-valued, got dtype {x.dtype}; pass a float tensor.")
+    x = as_real_tensor(x, name, allow_bool=False)
     if x.ndim == 0 or x.shape[-1] == 0:
         raise ShapeError(f"{name} must be [..., d] with d > 0, got shape {tuple(x.shape)}.")
     if not x.is_floating_point():
@@ -197,8 +183,8 @@ def random_projection(
     Shapes:
         returns ``[d_in, d_out]``
     """
-    d_in = _check_positive_int(d_in, "d_in")
-    d_out = _check_positive_int(d_out, "d_out")
+    d_in = check_int(d_in, "d_in", minimum=1)
+    d_out = check_int(d_out, "d_out", minimum=1)
     if generator is None:
         generator = make_generator(seed, "cpu")
     elif generator.device.type != "cpu":
@@ -246,8 +232,8 @@ def random_hypervectors(
     Shapes:
         returns ``[n, d]`` int8
     """
-    n = _check_positive_int(n, "n")
-    d = _check_positive_int(d, "d")
+    n = check_int(n, "n", minimum=1)
+    d = check_int(d, "d", minimum=1)
     if generator is None:
         generator = make_generator(seed, "cpu")
     signs = torch.randint(0, 2, (n, d), generator=generator, dtype=torch.int8).mul_(2).sub_(1)
@@ -505,8 +491,7 @@ def bundle(
             raise InputError(f"tie must be 'first', 'positive', 'negative' or 'zero', got {tie!r}.")
         return out
     if kind == "sum":
-        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
-            raise InputError(f"threshold must be an int >= 0 (a vote count), got {threshold!r}.")
+        threshold = check_int(threshold, "threshold", minimum=0, hint="(a vote count)")
         return out * (s.abs() > threshold).to(torch.int8)
     raise InputError(f"kind must be 'majority' or 'sum', got {kind!r}.")
 
@@ -739,7 +724,7 @@ _LUT_CACHE: dict[tuple[str, str], torch.Tensor] = {}
 
 def packed_width(d: int, scheme: Scheme) -> int:
     """Bytes per code of dimension ``d``: ``2 ceil(d/8)`` (two-bit) or ``ceil(d/5)`` (base-3)."""
-    d = _check_positive_int(d, "d")
+    d = check_int(d, "d", minimum=1)
     if scheme == "twobit":
         return 2 * (-(-d // 8))
     if scheme == "base3":
@@ -848,7 +833,7 @@ def unpack_twobit(
     Shapes:
         packed: ``[..., 2 * ceil(d / 8)]`` uint8 -> ``[..., d]`` (int8 or float32)
     """
-    d = _check_positive_int(d, "d")
+    d = check_int(d, "d", minimum=1)
     nb = -(-d // 8)
     packed = _check_packed(packed, 2 * nb, "twobit", d)
     p2, lead = _as_rows(packed)
@@ -896,7 +881,7 @@ def unpack_base3(packed: torch.Tensor, d: int) -> torch.Tensor:
     Shapes:
         packed: ``[..., ceil(d / 5)]`` uint8 -> ``[..., d]`` int8
     """
-    d = _check_positive_int(d, "d")
+    d = check_int(d, "d", minimum=1)
     nb = -(-d // 5)
     packed = _check_packed(packed, nb, "base3", d)
     p2, lead = _as_rows(packed)

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from ..errors import DeviceError, InputError, ShapeError
+from ..utils import check_int
 
 __all__ = [
     "SketchOperator",
@@ -65,20 +66,9 @@ _SPARSE_LAYOUTS = (torch.sparse_coo, torch.sparse_csr)
 
 
 # --------------------------------------------------------------------------- validation
-def _check_size(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputError(
-            f"{name} must be a positive int, got {type(value).__name__} {value!r}; "
-            f"pass an integer such as {name}=256."
-        )
-    if int(value) <= 0:
-        raise InputError(f"{name} must be a positive int, got {value!r}; pass {name} >= 1.")
-    return int(value)
-
-
 def _check_dims(d_in: Any, d_out: Any) -> tuple[int, int]:
-    d_in = _check_size(d_in, "d_in")
-    d_out = _check_size(d_out, "d_out")
+    d_in = check_int(d_in, "d_in", minimum=1)
+    d_out = check_int(d_out, "d_out", minimum=1)
     if d_out > d_in:
         raise InputError(
             f"d_out must not exceed d_in for a sketch (it reduces dimension), got "
@@ -93,7 +83,7 @@ def _is_power_of_two(n: int) -> bool:
 
 def next_power_of_two(n: int) -> int:
     """The smallest power of two ``>= n`` (``n >= 1``)."""
-    n = _check_size(n, "n")
+    n = check_int(n, "n", minimum=1)
     return 1 << (n - 1).bit_length()
 
 
@@ -194,7 +184,7 @@ def hadamard_matrix(
     Shapes:
         returns ``[n, n]``.
     """
-    n = _check_size(n, "n")
+    n = check_int(n, "n", minimum=1)
     if not _is_power_of_two(n):
         raise InputError(f"n must be a power of two, got {n}; use {next_power_of_two(n)}.")
     idx = torch.arange(n, device=device)
@@ -628,7 +618,7 @@ class BlockSRHT(SketchOperator):
         if block_size is None:
             b = next_power_of_two(d_out)
         else:
-            b = _check_size(block_size, "block_size")
+            b = check_int(block_size, "block_size", minimum=1)
             if not _is_power_of_two(b) or b < d_out:
                 raise InputError(
                     f"block_size must be a power of two >= d_out={d_out}, got {b}; use "

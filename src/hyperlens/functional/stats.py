@@ -43,6 +43,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import InputError, ShapeError
+from ..utils import check_int, check_level
 
 __all__ = [
     "Estimate",
@@ -115,30 +116,6 @@ class Estimate:
 
 
 # --------------------------------------------------------------------------- validation
-def check_level(level: Any) -> float:
-    """``level`` as a float in (0, 1), or an :class:`InputError` saying what to pass."""
-    if isinstance(level, bool) or not isinstance(level, (float, int, np.floating, np.integer)):
-        raise InputError(
-            f"level must be a float in (0, 1), got {type(level).__name__} {level!r}; "
-            "use 0.95 for a 95 % interval."
-        )
-    if not 0.0 < float(level) < 1.0:
-        raise InputError(
-            f"level must be a float in (0, 1), got {level!r}; use 0.95 for a 95 % interval."
-        )
-    return float(level)
-
-
-def _check_count(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputError(
-            f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}."
-        )
-    if int(value) < minimum:
-        raise InputError(f"{name} must be >= {minimum}, got {int(value)}.")
-    return int(value)
-
-
 def _is_tensor(x: Any) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "shape")
 
@@ -322,13 +299,20 @@ def ratio_delta_interval(a: Estimate, b: Estimate, level: float = 0.95) -> Estim
                     "delta method, both sides", min(a.n, b.n), abs(r) * se_log)
 
 
-def _resample_indices(n: int, n_boot: int, seed: int) -> list[np.ndarray]:
-    """Chunks of ``[b, n]`` bootstrap indices, ``sum(b) == n_boot``, from one seeded stream."""
+def _resample_indices(
+    sizes: Sequence[int], n_boot: int, seed: int
+) -> list[list[np.ndarray]]:
+    """Chunks of bootstrap indices from one seeded stream, one ``[b, n_i]`` block per size.
+
+    ``sum(b) == n_boot``. One size is the paired case (every array indexed by the same
+    rows); several sizes draw each array's rows on their own, in turn, chunk by chunk.
+    """
     rng = np.random.default_rng(seed)
-    step = max(1, _CHUNK_ELEMENTS // max(1, n))
+    step = max(1, _CHUNK_ELEMENTS // max(1, sum(sizes)))
     out = []
     for s in range(0, n_boot, step):
-        out.append(rng.integers(0, n, size=(min(step, n_boot - s), n)))
+        b = min(step, n_boot - s)
+        out.append([rng.integers(0, n, size=(b, n)) for n in sizes])
     return out
 
 
@@ -339,32 +323,36 @@ def _replicates(
     n_boot: int,
     seed: int,
     vectorized: bool,
+    paired: bool = True,
 ) -> np.ndarray:
     """``[n_boot]`` values of ``statistic`` on resampled items (NaN where undefined)."""
-    n = int(arrays[0].shape[0])
+    sizes = [int(arrays[0].shape[0])] if paired else [int(a.shape[0]) for a in arrays]
     reps: list[float] = []
-    for idx in _resample_indices(n, n_boot, seed):
+    for blocks in _resample_indices(sizes, n_boot, seed):
+        per_array = blocks * len(arrays) if paired else blocks
+        b = per_array[0].shape[0]
         if vectorized:
-            vals = statistic(*[_take(a, idx) for a in arrays])
+            vals = statistic(*[_take(a, idx) for a, idx in zip(arrays, per_array, strict=True)])
             if _is_tensor(vals):
                 vals = vals.detach().cpu().numpy()
             vals = np.asarray(vals, dtype=np.float64).reshape(-1)
-            if vals.shape[0] != idx.shape[0]:
+            if vals.shape[0] != b:
                 raise ShapeError(
-                    f"a vectorized statistic must return one value per resample ({idx.shape[0]}),"
+                    f"a vectorized statistic must return one value per resample ({b}),"
                     f" got shape {vals.shape}; pass vectorized=False for a per-resample function."
                 )
             reps.extend(vals.tolist())
             continue
-        for row in idx:
+        for r in range(b):
             try:
-                reps.append(float(statistic(*[_take(a, row) for a in arrays])))
+                reps.append(float(statistic(*[_take(a, idx[r])
+                                              for a, idx in zip(arrays, per_array, strict=True)])))
             except InputError:
                 reps.append(math.nan)
     return np.asarray(reps, dtype=np.float64)
 
 
-def _prepare(data: Any, name: str) -> tuple[list[Any], bool]:
+def _prepare(data: Any, name: str, *, paired: bool = True) -> tuple[list[Any], bool]:
     """``data`` (one array, or a tuple of arrays resampled together) -> (arrays, was_tuple)."""
     if isinstance(data, tuple):
         if not data:
@@ -376,13 +364,17 @@ def _prepare(data: Any, name: str) -> tuple[list[Any], bool]:
         tup = False
     n = int(arrays[0].shape[0])
     for i, a in enumerate(arrays):
-        if int(a.shape[0]) != n:
+        if paired and int(a.shape[0]) != n:
             raise ShapeError(
                 f"the arrays in {name} must share their first axis (items): {name}[0] has {n} "
-                f"items but {name}[{i}] has shape {tuple(a.shape)}."
+                f"items but {name}[{i}] has shape {tuple(a.shape)}; pass paired=False to "
+                "resample each array on its own."
             )
-    if n < 2:
-        raise ShapeError(f"{name} needs at least 2 items to resample, got {n}.")
+        if int(a.shape[0]) < 2:
+            which = name if len(arrays) == 1 else f"{name}[{i}]"
+            raise ShapeError(
+                f"{which} needs at least 2 items to resample, got {int(a.shape[0])}."
+            )
     return arrays, tup
 
 
@@ -394,13 +386,16 @@ def bootstrap_ci(
     level: float = 0.95,
     seed: int = 0,
     vectorized: bool = False,
+    paired: bool = True,
 ) -> Estimate:
     """Percentile bootstrap interval of ``statistic(data)`` over items (the first axis).
 
     ``data`` is an array (numpy, torch, or a list) whose first axis holds the items, or a
     tuple of such arrays with the same number of items: every array is indexed by the same
     resampled items, and ``statistic`` gets them as separate arguments (so a statistic of
-    two representations of the same items stays paired). ``statistic`` returns a number
+    two representations of the same items stays paired). With ``paired=False`` the arrays
+    of a tuple are independent samples (their lengths may differ) and each is resampled on
+    its own, e.g. a ratio of two groups' statistics. ``statistic`` returns a number
     and defaults to the mean; with ``vectorized=True`` it gets a batch of resamples
     (``[b, n, ...]`` per array) and returns ``[b]`` values, which is much faster.
     Resamples on which the statistic is undefined (NaN, or an
@@ -411,7 +406,8 @@ def bootstrap_ci(
     the point estimate. For those prefer :func:`t_interval` over independent subsamples.
 
     Shapes:
-        data: ``[n, ...]`` or a tuple of ``[n, ...]`` arrays -> Estimate.
+        data: ``[n, ...]`` or a tuple of ``[n, ...]`` arrays (``[n_i, ...]`` when not
+        paired) -> Estimate.
 
     Example:
         >>> import numpy as np
@@ -420,8 +416,8 @@ def bootstrap_ci(
         >>> e.lo < e.value < e.hi and e.n == 500
         True
     """
-    arrays, tup = _prepare(data, "data")
-    n_boot = _check_count(n_boot, "n_boot", 2)
+    arrays, tup = _prepare(data, "data", paired=paired)
+    n_boot = check_int(n_boot, "n_boot", minimum=2)
     level = check_level(level)
     if statistic is None:
         if tup:
@@ -440,8 +436,10 @@ def bootstrap_ci(
                                  else point_val, dtype=np.float64).reshape(-1)[0])
     else:
         point = float(fn(*arrays))
-    reps = _replicates(arrays, statistic, n_boot=n_boot, seed=seed, vectorized=vectorized)
-    return from_replicates(point, reps, level=level, method="percentile bootstrap over items")
+    reps = _replicates(arrays, statistic, n_boot=n_boot, seed=seed, vectorized=vectorized,
+                       paired=paired)
+    method = "percentile bootstrap over items" + ("" if paired else ", each sample on its own")
+    return from_replicates(point, reps, level=level, method=method)
 
 
 def paired_bootstrap(
@@ -484,7 +482,7 @@ def paired_bootstrap(
     def diff(x: Any, y: Any) -> Any:
         return single(x) - single(y)
 
-    n_boot = _check_count(n_boot, "n_boot", 2)
+    n_boot = check_int(n_boot, "n_boot", minimum=2)
     level = check_level(level)
     if vectorized:
         pv = diff(arrays[0][None], arrays[1][None])
@@ -504,8 +502,8 @@ def wilson_interval(k: int, n: int, level: float = 0.95) -> Estimate:
         >>> round(w.lo, 4), round(w.hi, 4), w.method
         (0.4038, 0.5962, 'wilson')
     """
-    n = _check_count(n, "n", 1)
-    k = _check_count(k, "k", 0)
+    n = check_int(n, "n", minimum=1)
+    k = check_int(k, "k", minimum=0)
     if k > n:
         raise InputError(f"k must be <= n (successes out of trials), got k={k}, n={n}.")
     level = check_level(level)

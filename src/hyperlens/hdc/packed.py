@@ -19,6 +19,7 @@ import torch
 
 from ..errors import DataError, InputError, ShapeError
 from ..functional import hdc as F
+from ..utils import check_int
 
 __all__ = ["PackedCodes", "FORMAT_NAME", "FORMAT_VERSION"]
 
@@ -184,8 +185,7 @@ class PackedCodes:
 
     def iter_blocks(self, block_size: int) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield ``(start, dense_block)`` with at most ``block_size`` rows each."""
-        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size <= 0:
-            raise InputError(f"block_size must be a positive int, got {block_size!r}.")
+        block_size = check_int(block_size, "block_size", minimum=1)
         for start in range(0, len(self), block_size):
             yield start, self.unpack(start, start + block_size)
 
@@ -195,8 +195,7 @@ class PackedCodes:
         Shapes:
             returns ``[n]`` int32
         """
-        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size <= 0:
-            raise InputError(f"block_size must be a positive int, got {block_size!r}.")
+        block_size = check_int(block_size, "block_size", minimum=1)
         out = torch.empty(len(self), dtype=torch.int32, device=self.device)
         for start in range(0, len(self), block_size):
             chunk = self.data[start : start + block_size]

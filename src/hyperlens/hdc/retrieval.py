@@ -28,6 +28,7 @@ import torch
 
 from ..errors import InputError, ShapeError
 from ..functional import hdc as F, kernels as K
+from ..utils import check_int
 from .packed import PackedCodes
 
 __all__ = ["similarity", "search", "SearchResult", "METRICS"]
@@ -74,12 +75,6 @@ def _queries(queries: torch.Tensor | PackedCodes, codes: PackedCodes) -> torch.T
 def _check_metric(metric: str) -> None:
     if metric not in METRICS:
         raise InputError(f"metric must be one of {METRICS}, got {metric!r}.")
-
-
-def _check_block(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InputError(f"{name} must be a positive int, got {value!r}.")
-    return value
 
 
 class _Gemm:
@@ -155,7 +150,7 @@ def similarity(
         -> ``[q, n]`` (int32 for dot/hamming, float32 for cosine)
     """
     _check_metric(metric)
-    _check_block(block_size, "block_size")
+    check_int(block_size, "block_size", minimum=1)
     q = _queries(queries, codes)
     q_nnz = F.nonzeros(q)
     q_abs = q.abs() if metric == "hamming" else None
@@ -246,10 +241,9 @@ def search(
         -> SearchResult with ``scores`` and ``indices`` of shape ``[q, min(k, n)]``
     """
     _check_metric(metric)
-    _check_block(block_size, "block_size")
-    _check_block(query_block_size, "query_block_size")
-    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-        raise InputError(f"k must be a positive int, got {k!r}.")
+    check_int(block_size, "block_size", minimum=1)
+    check_int(query_block_size, "query_block_size", minimum=1)
+    k = check_int(k, "k", minimum=1)
     q = _queries(queries, codes)
     n = len(codes)
     if n == 0:

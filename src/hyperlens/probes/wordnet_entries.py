@@ -14,14 +14,16 @@ finds them; :func:`encode_entries` gives two matrices per model:
 
 :func:`tfidf_definitions` is the text-only baseline every model is compared with.
 
-Lemma matching: encoders tokenise the bare lemma; decoders with byte-level or
-SentencePiece vocabularies tokenise it with a leading space (``" dog"``), the form it has
-inside a sentence. Senses: ``"rank"`` (default) takes the lemma's most frequent sense,
-``synsets(w)[0]`` in NLTK's order (nouns, verbs, adjectives, adverbs, each by sense rank),
-within the chosen parts of speech; ``"file"`` reproduces the seed notebook, which took the
-first synset in ``all_synsets()`` file order (adjectives first, so *bank* became
-``bank.n.10``, a flight manoeuvre, and *dog* an adjective-file sense when one existed).
-Each synset is kept once (two lemmas of one synset would have the same definition).
+Lemma matching follows :func:`hyperlens.data.synsets.single_token_ids`: a lemma is
+tokenised in the form it has inside a sentence, with a leading space (``" dog"``) for
+byte-level vocabularies (GPT-2, SmolLM2), bare for tokenizers that add the word-start
+marker themselves (SentencePiece: WordLlama) or drop spaces (WordPiece encoders).
+Senses: ``"rank"`` (default) takes the lemma's most frequent sense, ``synsets(w)[0]`` in
+NLTK's order (nouns, verbs, adjectives, adverbs, each by sense rank), within the chosen
+parts of speech; ``"file"`` reproduces the seed notebook, which took the first synset in
+``all_synsets()`` file order (adjectives first, so *bank* became ``bank.n.10``, a flight
+manoeuvre, and *dog* an adjective-file sense when one existed). Each synset is kept once
+(two lemmas of one synset would have the same definition).
 
 Shapes:
     encode_entries: -> static [n, d], contextual [n, d]
@@ -35,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.synsets import hf_tokenize, single_token_ids
 from ..data.wordnet_similarity import POS_TAGS, WordNetGraph, wordnet_graph
 from ..errors import InputError
 
@@ -138,40 +141,23 @@ def check_lemma_matching(handle: Any) -> None:
 
 
 def _single_token_ids(handle: Any, words: list[str]) -> tuple[np.ndarray, list[str]]:
-    """Token id of each word read as one token (-1 otherwise) and the form tokenised."""
+    """Token id of each word read as one token (-1 otherwise) and the form tokenised.
+
+    Tokenizers follow :func:`hyperlens.data.synsets.single_token_ids`; static tables
+    without a tokenizer look the word up in their vocabulary.
+    """
     sv = getattr(handle, "static", None)
-    n = len(words)
-    ids = np.full(n, -1, dtype=np.int64)
     if handle.kind == "static" and sv is not None and not sv.ids_from_tokenizer:
+        ids = np.full(len(words), -1, dtype=np.int64)
         for i, w in enumerate(words):
-            key = w.lower() if sv.lowercase else w
-            j = sv.index.get(key)
+            j = sv.index.get(w.lower() if sv.lowercase else w)
             if j is not None:
                 ids[i] = j
         return ids, list(words)
     if handle.kind == "static" and sv is not None:
-        forms = [" " + w for w in words]
-        rows = sv.tokenize(forms)
-        bare = sv.tokenize(words)
-        out_forms = []
-        for i, (r, b) in enumerate(zip(rows, bare, strict=True)):
-            if len(r) == 1:
-                ids[i], f = r[0], forms[i]
-            elif len(b) == 1:
-                ids[i], f = b[0], words[i]
-            else:
-                f = forms[i]
-            out_forms.append(f)
-        return ids, out_forms
-    tok = handle.tokenizer
-    lead = handle.kind == "decoder"
-    forms = [(" " + w) if lead else w for w in words]
-    enc = tok(forms, add_special_tokens=False)["input_ids"]
-    vocab_rows = int(handle.token_embeddings().shape[0])
-    for i, e in enumerate(enc):
-        if len(e) == 1 and 0 <= e[0] < vocab_rows:
-            ids[i] = e[0]
-    return ids, forms
+        return single_token_ids(sv.tokenize, words)
+    return single_token_ids(hf_tokenize(handle.tokenizer), words,
+                            vocab_size=int(handle.token_embeddings().shape[0]))
 
 
 def build_entries(handle: Any, *, pos: str | Sequence[str] = "all", sense: str = "rank",

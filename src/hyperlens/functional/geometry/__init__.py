@@ -12,8 +12,9 @@ lives on, and does the numerically delicate parts in float64:
   sampled pairs), :func:`distribution_stats`, :func:`cosine_stats`, :func:`norm_stats`;
 * comparisons of two representations of the same items: :func:`linear_cka`,
   :func:`unbiased_cka`, :func:`knn_overlap`;
-* uncertainty: :func:`bootstrap_ci` (rows resampled with replacement) and :func:`seed_ci`
-  (one value per seed), both returning an :class:`Estimate` with a confidence interval.
+* uncertainty: :func:`seed_ci` (one value per seed), returning an :class:`Estimate` with a
+  confidence interval; intervals by resampling rows come from
+  :func:`hyperlens.functional.stats.bootstrap_ci`, the one bootstrap of the package.
 
 Every random function takes an explicit ``seed`` and draws from a
 :class:`torch.Generator` on the input's device, so the same seed gives the same bits on
@@ -35,9 +36,17 @@ from ._base import (
     NullModel,
     SimplexCV,
     Spectrum,
+    coefficient_of_variation,
     spectrum_participation_ratio,
 )
-from .distributions import cosine_stats, distribution_stats, norm_stats, pair_values, row_norms
+from .distributions import (
+    cosine_moments,
+    cosine_stats,
+    distribution_stats,
+    norm_stats,
+    pair_values,
+    row_norms,
+)
 from .similarity import knn_overlap, linear_cka, unbiased_cka
 from .simplex import (
     cayley_menger_volume,
@@ -48,7 +57,7 @@ from .simplex import (
     simplex_volumes,
 )
 from .spectra import effective_rank, eigenspectrum, participation_ratio, stable_rank, variance_dims
-from .uncertainty import bootstrap_ci, seed_ci
+from .uncertainty import seed_ci
 
 __all__ = [
     "Estimate",
@@ -64,18 +73,19 @@ __all__ = [
     "eigenspectrum",
     "participation_ratio",
     "spectrum_participation_ratio",
+    "coefficient_of_variation",
     "variance_dims",
     "effective_rank",
     "stable_rank",
     "row_norms",
     "pair_values",
     "distribution_stats",
+    "cosine_moments",
     "cosine_stats",
     "norm_stats",
     "linear_cka",
     "unbiased_cka",
     "knn_overlap",
-    "bootstrap_ci",
     "seed_ci",
     "cv_ci",
 ]

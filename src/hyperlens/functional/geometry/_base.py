@@ -6,11 +6,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
 import torch
 
 from ...errors import InputError, ShapeError
-from ...utils import check_finite
+from ...utils import as_float_matrix
 from ..stats import Estimate
 
 NullModel = Literal["gaussian", "norms", "isotropic"]
@@ -179,63 +178,15 @@ class DistributionStats:
 
 
 # --------------------------------------------------------------------------- validation
-def _as_tensor(x: Any, name: str) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        t = x
-    else:
-        try:
-            t = torch.as_tensor(np.asarray(x))
-        except (TypeError, ValueError) as exc:
-            raise InputError(
-                f"{name} must be a numeric array or tensor, got {type(x).__name__}; "
-                "pass a torch.Tensor or numpy array."
-            ) from exc
-    if t.is_complex() or not (t.is_floating_point() or t.dtype in _INT_DTYPES):
-        raise InputError(
-            f"{name} must be real-valued, got dtype {t.dtype}; cast it to float first."
-        )
-    return t
-
-
 _INT_DTYPES = {torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool}
 
 
 def _matrix(x: Any, name: str, *, min_rows: int = 1, min_cols: int = 1) -> torch.Tensor:
     """Validate a 2-D finite real matrix ``[n, d]``; keep its device and floating dtype."""
-    t = _as_tensor(x, name)
-    if t.ndim != 2:
-        raise ShapeError(
-            f"{name} must be a 2-D matrix [n, d], got shape {tuple(t.shape)}; "
-            "reshape it (e.g. x.reshape(-1, x.shape[-1]))."
-        )
-    if t.shape[0] < min_rows:
-        raise ShapeError(
-            f"{name} needs at least {min_rows} row(s), got shape {tuple(t.shape)}; pass more rows."
-        )
+    t = as_float_matrix(x, name, dtype=None, min_rows=min_rows)
     if t.shape[1] < min_cols:
         raise ShapeError(f"{name} needs at least {min_cols} column(s), got shape {tuple(t.shape)}.")
-    if not t.is_floating_point():
-        t = t.to(torch.float32)
-    check_finite(t, name)
     return t
-
-
-def _check_int(value: Any, name: str, *, minimum: int, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputError(
-            f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}.{hint}"
-        )
-    if int(value) < minimum:
-        raise InputError(f"{name} must be >= {minimum}, got {int(value)}.{hint}")
-    return int(value)
-
-
-def _check_level(level: float) -> float:
-    if not isinstance(level, (float, int)) or not 0.0 < float(level) < 1.0:
-        raise InputError(
-            f"level must be a float in (0, 1), got {level!r}; use 0.95 for a 95 % interval."
-        )
-    return float(level)
 
 
 def _chunk_rows(per_row_bytes: int) -> int:
@@ -255,6 +206,22 @@ def _second_moment(X: torch.Tensor, *, center: bool) -> torch.Tensor:
             c = c - mean
         acc.addmm_(c.T, c)
     return acc
+
+
+def coefficient_of_variation(values: torch.Tensor, *, correction: int = 0) -> torch.Tensor:
+    """Coefficient of variation ``std / mean`` along the last axis (the one implementation).
+
+    ``correction=0`` (default) uses the population std, ``1`` the sample std. Meant for
+    positive data (volumes, norms, distances): a zero mean gives NaN or Inf.
+
+    Shapes:
+        values: ``[..., m]`` -> ``[...]`` (same dtype).
+
+    Example:
+        >>> float(coefficient_of_variation(torch.tensor([1.0, 3.0])))
+        0.5
+    """
+    return values.std(dim=-1, correction=correction) / values.mean(dim=-1)
 
 
 def spectrum_participation_ratio(values: torch.Tensor) -> torch.Tensor:

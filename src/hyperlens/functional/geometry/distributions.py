@@ -9,11 +9,9 @@ from typing import Any, Literal
 import torch
 
 from ...errors import InputError
-from ...utils import check_finite, make_generator
+from ...utils import as_real_tensor, check_finite, check_int, make_generator
 from ._base import (
     DistributionStats,
-    _as_tensor,
-    _check_int,
     _chunk_rows,
     _matrix,
 )
@@ -35,7 +33,7 @@ def distribution_stats(values: Any, *, exact: bool = True) -> DistributionStats:
     Shapes:
         values: any shape, flattened; at least one value.
     """
-    v = _as_tensor(values, "values").to(torch.float64).flatten()
+    v = as_real_tensor(values, "values").to(torch.float64).flatten()
     if v.numel() == 0:
         raise InputError("values is empty; pass at least one value.")
     check_finite(v, "values")
@@ -113,7 +111,7 @@ def pair_values(
             parts.append(vals[keep])
         out = torch.cat(parts)
     else:
-        m = 200_000 if n_pairs is None else _check_int(n_pairs, "n_pairs", minimum=1)
+        m = 200_000 if n_pairs is None else check_int(n_pairs, "n_pairs", minimum=1)
         gen = make_generator(seed, X64.device)
         i = torch.randint(0, n, (m,), generator=gen, device=X64.device)
         j = (i + torch.randint(1, n, (m,), generator=gen, device=X64.device)) % n
@@ -140,6 +138,35 @@ def cosine_stats(
         Xt, metric="cosine", n_pairs=n_pairs, seed=seed, max_exact_pairs=max_exact_pairs
     )
     return distribution_stats(vals, exact=exact)
+
+
+def cosine_moments(X: Any) -> tuple[float, float]:
+    """Exact mean and std (population) of the cosine over all pairs of distinct rows.
+
+    Rows are scaled to unit length (zero rows stay zero). Uses
+    ``sum_{i != j} c_ij = ||sum u||^2 - n`` and
+    ``sum_{i != j} c_ij^2 = ||U^T U||_F^2 - n`` (``= ||U U^T||_F^2``, whichever Gram matrix is
+    smaller): O(n d min(n, d)) instead of materialising every pair. The Gram product runs in
+    float32 above 10^6 entries (relative error ~1e-6 on these sums), the rest in float64.
+    :func:`cosine_stats` gives quantiles as well, from the pairs themselves.
+
+    Shapes:
+        X: ``[n, d]``, ``n >= 2`` -> ``(mean, std)``.
+
+    Example:
+        >>> cosine_moments(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))[0] > 0
+        True
+    """
+    Xt = _matrix(X, "X", min_rows=2)
+    U = Xt / Xt.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    n, d = U.shape
+    s = U.double().sum(dim=0)
+    Uc = U.float() if n * d > 1_000_000 else U.double()
+    gram = ((Uc.T @ Uc) if d <= n else (Uc @ Uc.T)).double()
+    pairs = n * (n - 1)
+    mean = (float(s @ s) - n) / pairs
+    second = (float((gram * gram).sum()) - n) / pairs
+    return mean, math.sqrt(max(second - mean * mean, 0.0))
 
 
 def norm_stats(X: Any) -> DistributionStats:

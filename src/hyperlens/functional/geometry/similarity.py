@@ -8,8 +8,8 @@ from typing import Any, Literal
 import torch
 
 from ...errors import InputError, ShapeError
+from ...utils import check_int
 from ._base import (
-    _check_int,
     _chunk_rows,
     _matrix,
 )
@@ -123,7 +123,7 @@ def knn_overlap(
     Shapes:
         X: ``[n, d1]``, Y: ``[n, d2]`` with ``n >= k + 1`` -> float or ``[n]`` float64.
     """
-    k = _check_int(k, "k", minimum=1)
+    k = check_int(k, "k", minimum=1)
     if metric not in ("cosine", "euclidean"):
         raise InputError(f"metric must be 'cosine' or 'euclidean', got {metric!r}.")
     Xt, Yt = _paired(X, Y, k + 1)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ...errors import InputError, ShapeError
-from ...utils import check_finite, make_generator
+from ...utils import as_real_tensor, check_finite, check_int, check_level, make_generator
 from ..stats import Estimate, cv_delta_interval, from_replicates, ratio_delta_interval
 from ._base import (
     _DEGENERATE_RTOL,
@@ -17,12 +17,10 @@ from ._base import (
     _NULL_MODELS,
     NullModel,
     SimplexCV,
-    _as_tensor,
-    _check_int,
-    _check_level,
     _chunk_rows,
     _matrix,
     _second_moment,
+    coefficient_of_variation,
 )
 
 CIMethod = Literal["auto", "bootstrap", "delta"]
@@ -75,7 +73,7 @@ def cayley_menger_volume(points: Any) -> torch.Tensor:
         ShapeError: fewer than 2 vertices (k < 1) or fewer than 2 dimensions.
         InputError: NaN / Inf in ``points``.
     """
-    t = _as_tensor(points, "points")
+    t = as_real_tensor(points, "points")
     if t.ndim < 2:
         raise ShapeError(
             f"points must have shape [..., k+1, d], got shape {tuple(t.shape)}; "
@@ -112,9 +110,9 @@ def sample_simplices(
     Shapes:
         returns: ``[n_samples, k+1]`` int64 on ``device``.
     """
-    k = _check_int(k, "k", minimum=1, hint=" k is the simplex dimension; k=4 is the pentachoron.")
-    n_samples = _check_int(n_samples, "n_samples", minimum=1)
-    n = _check_int(n, "n", minimum=1)
+    k = check_int(k, "k", minimum=1, hint=" k is the simplex dimension; k=4 is the pentachoron.")
+    n_samples = check_int(n_samples, "n_samples", minimum=1)
+    n = check_int(n, "n", minimum=1)
     if n < k + 1:
         raise ShapeError(
             f"a {k}-simplex needs k+1 = {k + 1} distinct rows but the matrix has n = {n} rows; "
@@ -315,11 +313,11 @@ def cv_ci(
         raise InputError(
             f"volumes needs at least 2 values for a CV, got {v.numel()}; sample more simplices."
         )
-    level = _check_level(level)
-    n_boot = _check_int(n_boot, "n_boot", minimum=2)
+    level = check_level(level)
+    n_boot = check_int(n_boot, "n_boot", minimum=2)
     if _ci_method(ci, v.numel()) == "delta":
         return cv_delta_interval(v.cpu().numpy(), level)
-    point = float(_cv(v))  # v is 1-D, so its CV is one number
+    point = float(coefficient_of_variation(v))  # v is 1-D, so its CV is one number
     reps = _boot_cvs(v, n_boot, seed)
     return _percentile_estimate(point, reps, level, "percentile bootstrap over simplices")
 
@@ -357,15 +355,8 @@ def _boot_cvs(v: torch.Tensor, n_boot: int, seed: int) -> torch.Tensor:
     for s in range(0, n_boot, step):
         b = min(step, n_boot - s)
         ix = torch.randint(0, v.numel(), (b, v.numel()), generator=gen, device=v.device)
-        reps[s : s + b] = _cv(v[ix])
+        reps[s : s + b] = coefficient_of_variation(v[ix])
     return reps
-
-
-def _cv(v: torch.Tensor) -> torch.Tensor | float:
-    mean = v.mean(dim=-1)
-    std = v.std(dim=-1, correction=0)
-    res = std / mean
-    return float(res) if res.ndim == 0 else res
 
 
 def _percentile_estimate(point: float, reps: torch.Tensor, level: float, method: str) -> Estimate:
@@ -387,7 +378,7 @@ def null_points(X: Any, null: NullModel, *, n: int | None = None, seed: int = 0)
     Xt = _matrix(X, "X", min_rows=2)
     if null not in _NULL_MODELS:
         raise InputError(f"null must be one of {_NULL_MODELS} or None, got {null!r}.")
-    m = Xt.shape[0] if n is None else _check_int(n, "n", minimum=1)
+    m = Xt.shape[0] if n is None else check_int(n, "n", minimum=1)
     dev = Xt.device
     gen = make_generator(seed, dev)
     X64 = Xt.to(torch.float64)
@@ -453,22 +444,22 @@ def simplex_volume_cv(
         InputError: k < 1, NaN / Inf in X, unknown null or ci; ShapeError: fewer than k+1
         rows.
     """
-    k = _check_int(k, "k", minimum=1, hint=" k is the simplex dimension; k=4 is the pentachoron.")
-    n_samples = _check_int(n_samples, "n_samples", minimum=2)
+    k = check_int(k, "k", minimum=1, hint=" k is the simplex dimension; k=4 is the pentachoron.")
+    n_samples = check_int(n_samples, "n_samples", minimum=2)
     _ci_method(ci, n_samples)  # unknown ci fails before any volume is computed
-    n_boot = _check_int(n_boot, "n_boot", minimum=2)
+    n_boot = check_int(n_boot, "n_boot", minimum=2)
     Xt = _matrix(X, "X", min_rows=1)
     if null is not None and null not in _NULL_MODELS:
         raise InputError(f"null must be None or one of {_NULL_MODELS}, got {null!r}.")
     if pool is not None:
-        pool = _check_int(pool, "pool", minimum=k + 1)
+        pool = check_int(pool, "pool", minimum=k + 1)
         Xt = Xt[:pool]
     if Xt.shape[0] < k + 1:
         raise ShapeError(
             f"X needs at least k+1 = {k + 1} rows for {k}-simplices, got shape {tuple(Xt.shape)}; "
             "pass more rows or a smaller k."
         )
-    level = _check_level(level)
+    level = check_level(level)
     seeds = np.random.SeedSequence(int(seed)).generate_state(4, dtype=np.uint32).tolist()
     idx = sample_simplices(Xt.shape[0], k, n_samples, seed=seeds[0], device=Xt.device)
     vols = _volumes_at(Xt, idx)
@@ -517,7 +508,7 @@ def simplex_volume_cv(
 def _ratio_ci(
     a: torch.Tensor, b: torch.Tensor, *, n_boot: int, level: float, seed: int
 ) -> Estimate:
-    point = _cv(a) / _cv(b)
+    point = float(coefficient_of_variation(a)) / float(coefficient_of_variation(b))
     ra = _boot_cvs(a, n_boot, seed)
     rb = _boot_cvs(b, n_boot, seed ^ 0x0B0B)
     return _percentile_estimate(

@@ -1,71 +1,22 @@
-"""Confidence intervals by resampling rows or repeating seeds."""
+"""Confidence intervals by repeating seeds.
+
+Intervals by resampling rows come from :func:`hyperlens.functional.stats.bootstrap_ci`
+(a tuple of arrays is resampled row-paired).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from ...errors import InputError, ShapeError
-from ..stats import Estimate, bootstrap_ci as stats_bootstrap, t_interval
-from ._base import (
-    _as_tensor,
-    _check_int,
-    _check_level,
-)
+from ...errors import InputError
+from ...utils import check_int, check_level
+from ..stats import Estimate, t_interval
 
 
 # --------------------------------------------------------------------------- uncertainty
-def bootstrap_ci(
-    fn: Callable[..., Any],
-    *arrays: Any,
-    n_boot: int = 200,
-    level: float = 0.95,
-    seed: int = 0,
-) -> Estimate:
-    """Percentile bootstrap interval of ``fn(*arrays)`` over the rows of ``arrays``.
-
-    Every array is indexed by the same resampled rows (paired resampling, so statistics of
-    two representations of the same items, e.g. :func:`linear_cka`, stay paired). ``fn``
-    must return a number. The loop runs over resamples, not rows; each call of ``fn`` is as
-    vectorised as ``fn`` is. Statistics that are undefined on a resample (NaN, or an
-    :class:`~hyperlens.errors.InputError` such as degenerate input) are dropped; ``n`` in the
-    result says how many remained.
-
-    Example:
-        >>> import torch
-        >>> X = torch.randn(200, 8, generator=torch.Generator().manual_seed(0))
-        >>> est = bootstrap_ci(lambda t: float(t.norm(dim=1).mean()), X, n_boot=50, seed=0)
-        >>> est.lo <= est.value <= est.hi
-        True
-
-    The percentile interval inherits a statistic's resampling bias: resampled rows repeat,
-    which lowers spectral statistics such as :func:`participation_ratio`, so their intervals
-    can sit below the point estimate. For those prefer :func:`seed_ci` over independent
-    subsamples, or report the interval as the spread it is.
-    """
-    if not callable(fn):
-        raise InputError(f"fn must be callable, got {type(fn).__name__}.")
-    if not arrays:
-        raise InputError(
-            "bootstrap_ci needs at least one array after fn; pass the data to resample."
-        )
-    n_boot = _check_int(n_boot, "n_boot", minimum=2)
-    level = _check_level(level)
-    tensors = [_as_tensor(a, f"arrays[{i}]") for i, a in enumerate(arrays)]
-    for i, t in enumerate(tensors):
-        if t.ndim == 0 or t.shape[0] != tensors[0].shape[0]:
-            raise ShapeError(
-                f"arrays must share their first dimension (rows); arrays[0] has shape "
-                f"{tuple(tensors[0].shape)} but arrays[{i}] has shape {tuple(t.shape)}."
-            )
-    data = tensors[0] if len(tensors) == 1 else tuple(tensors)
-    est = stats_bootstrap(data, fn, n_boot=n_boot, level=level, seed=seed)
-    return replace(est, method="percentile bootstrap over rows")
-
-
 def seed_ci(
     fn: Callable[[int], Any], seeds: Iterable[int] | int = 5, *, level: float = 0.95
 ) -> Estimate:
@@ -80,9 +31,9 @@ def seed_ci(
         >>> est.value
         0.5
     """
-    level = _check_level(level)
+    level = check_level(level)
     seed_list = (
-        list(range(_check_int(seeds, "seeds", minimum=2)))
+        list(range(check_int(seeds, "seeds", minimum=2)))
         if isinstance(seeds, (int, np.integer))
         else list(seeds)
     )

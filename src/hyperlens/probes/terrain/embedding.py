@@ -10,12 +10,12 @@ import torch
 
 from ...errors import InputError, ShapeError
 from ...functional import geometry as G
+from ...functional.stats import bootstrap_ci
 from ...utils import as_float_matrix, make_generator
 from ._common import (
     _histogram,
     _percentiles,
     _sample_rows,
-    _unit_rows,
 )
 
 
@@ -36,7 +36,7 @@ def norm_statistics(E: torch.Tensor, vocab: Sequence[str] | None = None) -> dict
     return {
         "mean": float(norms.mean()),
         "std": float(norms.std(unbiased=False)),
-        "cv": float(norms.std(unbiased=False) / norms.mean().clamp_min(1e-300)),
+        "cv": float(G.coefficient_of_variation(norms)),
         "min": float(norms[imin]), "argmin": imin, "argmin_token": tok(imin),
         "max": float(norms[imax]), "argmax": imax, "argmax_token": tok(imax),
         "zero_rows": int((norms < 1e-6).sum()),
@@ -45,45 +45,6 @@ def norm_statistics(E: torch.Tensor, vocab: Sequence[str] | None = None) -> dict
         "per_dim_std_mean": float(E.double().std(dim=0).mean()),
         "_norms": norms,
     }
-
-
-def _exact_pair_cosine_moments(U: torch.Tensor) -> tuple[float, float]:
-    """Mean and std of ``u_i . u_j`` over all ordered pairs ``i != j`` of unit rows ``U``.
-
-    Uses ``sum_{i != j} c_ij = ||sum u||^2 - n`` and
-    ``sum_{i != j} c_ij^2 = ||U^T U||_F^2 - n`` (``= ||U U^T||_F^2``, whichever Gram matrix
-    is smaller): O(n d min(n, d)) instead of materialising every pair. The Gram product
-    runs in float32 for large inputs (relative error ~1e-6 on these sums), the rest in float64.
-
-    Shapes:
-        U: ``[n, d]`` unit rows, ``n >= 2``.
-    """
-    n, d = U.shape
-    s = U.double().sum(dim=0)
-    Uc = U.float() if n * d > 1_000_000 else U.double()
-    G = (Uc.T @ Uc) if d <= n else (Uc @ Uc.T)
-    G = G.double()
-    pairs = n * (n - 1)
-    mean = (float(s @ s) - n) / pairs
-    second = (float((G * G).sum()) - n) / pairs
-    return mean, math.sqrt(max(second - mean * mean, 0.0))
-
-
-def _pr_of_rows(X: torch.Tensor) -> float:
-    """Participation ratio of the covariance of ``X`` as ``tr(C)^2 / ||C||_F^2``.
-
-    No eigendecomposition: ``||C||_F`` is taken from the smaller Gram matrix
-    (``Xc^T Xc`` or ``Xc Xc^T``), so a few tokens in a wide model cost ``n x n``.
-
-    Shapes:
-        X: ``[n, d]``.
-    """
-    Xc = X.double() - X.double().mean(dim=0)
-    n, d = Xc.shape
-    G = (Xc.T @ Xc) if d <= n else (Xc @ Xc.T)
-    tr = float(torch.diagonal(G).sum())
-    fro2 = float((G * G).sum())
-    return tr * tr / fro2 if fro2 > 0 else 0.0
 
 
 def cosine_statistics(E: torch.Tensor, *, sample: int = 3000, seed: int = 0,
@@ -106,8 +67,8 @@ def cosine_statistics(E: torch.Tensor, *, sample: int = 3000, seed: int = 0,
             f"E needs at least 3 non-zero rows for cosine statistics, got {X.shape[0]}."
         )
     d = X.shape[1]
-    mean, std = _exact_pair_cosine_moments(_unit_rows(X))
-    c_mean, c_std = _exact_pair_cosine_moments(_unit_rows(X - X.mean(dim=0)))
+    mean, std = G.cosine_moments(X)
+    c_mean, c_std = G.cosine_moments(X - X.mean(dim=0))
     gen = make_generator(seed)
     idx = _sample_rows(X.shape[0], sample, gen)
     flat = G.pair_values(X[idx], metric="cosine", max_exact_pairs=len(idx) ** 2)  # every pair i < j
@@ -139,17 +100,13 @@ def distance_statistics(E: torch.Tensor, *, sample: int = 2000, seed: int = 0,
     )  # every pair i < j
     mean = float(flat.mean())
     return {
-        "mean": mean, "std": float(flat.std()), "cv": float(flat.std() / max(mean, 1e-300)),
+        "mean": mean, "std": float(flat.std()),
+        "cv": float(G.coefficient_of_variation(flat, correction=1)),
         "mean_over_sqrt_d": mean / math.sqrt(E.shape[1]),
         "min": float(flat.min()), "max": float(flat.max()),
         "sample_rows": int(idx.numel()), "percentiles": _percentiles(flat),
         "histogram": _histogram(flat, bins),
     }
-
-
-def _pr(eig: torch.Tensor) -> torch.Tensor:
-    """Participation ratio ``(sum l)^2 / sum l^2`` along the last axis."""
-    return G.spectrum_participation_ratio(eig)
 
 
 def spectrum_statistics(E: torch.Tensor, *, seed: int = 0, blocks: int = 64,
@@ -206,7 +163,7 @@ def spectrum_statistics(E: torch.Tensor, *, seed: int = 0, blocks: int = 64,
     # around it with the bootstrap standard error is reported instead, and the bias kept.
     se = float((boot_pr / d).std())
     lo, hi = pr / d - 1.959964 * se, pr / d + 1.959964 * se
-    null_pr = float(_pr(var))
+    null_pr = float(G.spectrum_participation_ratio(var))
     return {
         "n": n, "d": d, "total_variance": total,
         "top_eigenvalue_fraction": float(eig[0]) / max(total, 1e-300),
@@ -221,9 +178,9 @@ def spectrum_statistics(E: torch.Tensor, *, seed: int = 0, blocks: int = 64,
     }
 
 
-def _cv_rows(v: torch.Tensor) -> torch.Tensor:
-    """CV (population std / mean) along the last axis."""
-    return v.std(dim=-1, unbiased=False) / v.mean(dim=-1).clamp_min(1e-300)
+def _cv_ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """CV of ``a`` over CV of ``b`` per resample: ``[B, m_a]``, ``[B, m_b]`` -> ``[B]``."""
+    return G.coefficient_of_variation(a) / G.coefficient_of_variation(b)
 
 
 def pentachoron_statistics(E: torch.Tensor, *, n_simplices: int = 2000, seed: int = 0,
@@ -265,14 +222,11 @@ def pentachoron_statistics(E: torch.Tensor, *, n_simplices: int = 2000, seed: in
             "degenerate": int((v <= 0).sum()),
         }
     # ratio to the Gaussian null, resampling both volume sets
-    gen = make_generator(seeds[6])
     ve, vg = vols["embeddings"][vols["embeddings"] > 0], vols["gaussian"][vols["gaussian"] > 0]
-    ie = torch.randint(0, ve.numel(), (n_bootstrap, ve.numel()), generator=gen)
-    ig = torch.randint(0, vg.numel(), (n_bootstrap, vg.numel()), generator=gen)
-    ratio_boot = _cv_rows(ve[ie]) / _cv_rows(vg[ig])
-    q = torch.quantile(ratio_boot, torch.tensor([0.025, 0.975], dtype=torch.float64))
+    ratio = bootstrap_ci((ve, vg), _cv_ratio, n_boot=n_bootstrap, seed=seeds[6],
+                         vectorized=True, paired=False)
     out["ratio_to_gaussian"] = out["embeddings"]["cv"] / out["gaussian"]["cv"]
-    out["ratio_to_gaussian_ci"] = q.tolist()
+    out["ratio_to_gaussian_ci"] = [ratio.lo, ratio.hi]
     out["volume_ratio_to_isotropic"] = out["embeddings"]["mean_volume"] / max(
         out["isotropic"]["mean_volume"], 1e-300
     )

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ...errors import InputError
+from ...functional import geometry as G
 from ...utils import make_generator
 from ._common import (
     _bootstrap_mean_ci,
@@ -17,13 +18,14 @@ from ._common import (
 from .config import (
     TerrainSubject,
 )
-from .embedding import (
-    _exact_pair_cosine_moments,
-    _pr_of_rows,
-)
 
 
 # --------------------------------------------------------------------------- layers
+def _pr_over_d(X: torch.Tensor) -> float:
+    """Participation ratio of the covariance of ``X [n, d]`` over ``d`` (0 for one row)."""
+    return G.participation_ratio(X) / X.shape[1] if X.shape[0] > 1 else 0.0
+
+
 def _encode_texts(subject: TerrainSubject, texts: Sequence[str] | None, *, max_length: int,
                   seed: int, n_random: int = 32) -> tuple[list[list[int]], set[int], str]:
     tok = subject.tokenizer
@@ -119,13 +121,12 @@ def layer_evolution(subject: TerrainSubject, texts: Sequence[str] | None = None,
                     per_layer_tokens[li].append(x)
                     sent_norm[li].append(float(x.norm(dim=1).mean()))
                     if x.shape[0] > 1:
-                        sent_cos[li].append(_exact_pair_cosine_moments(_unit_rows(x))[0])
+                        sent_cos[li].append(G.cosine_moments(x)[0])
                     pooled[li].append(x.mean(0))
     gen = make_generator(seed + 8)
     rows = []
     for li in range(len(per_layer_tokens)):
         X = torch.cat(per_layer_tokens[li])
-        d = X.shape[1]
         P = torch.stack(pooled[li])
         norms = torch.tensor(sent_norm[li], dtype=torch.float64)
         coss = torch.tensor(sent_cos[li], dtype=torch.float64)
@@ -141,11 +142,11 @@ def layer_evolution(subject: TerrainSubject, texts: Sequence[str] | None = None,
                     X.norm(dim=1).max() / X.norm(dim=1).median().clamp_min(1e-300)
                 ),
                 "norm_ci": list(_bootstrap_mean_ci(norms, n_bootstrap, gen)),
-                "cos_all": _exact_pair_cosine_moments(_unit_rows(X))[0],
+                "cos_all": G.cosine_moments(X)[0],
                 "cos_within": float(coss.mean()) if coss.numel() else float("nan"),
                 "cos_within_ci": list(_bootstrap_mean_ci(coss, n_bootstrap, gen)),
-                "pr_over_d": _pr_of_rows(X) / d,
-                "pooled_pr_over_d": _pr_of_rows(P) / d,
+                "pr_over_d": _pr_over_d(X),
+                "pooled_pr_over_d": _pr_over_d(P),
             }
         )
     return {"available": True, "source": source, "n_sequences": len(seqs), "layers": rows}
@@ -248,7 +249,7 @@ def position_structure(
                 "type": "absolute", "module": name, "positions_total": int(W.shape[0]),
                 "positions_used": n, "offset_rows_skipped": offset,
                 "cosine_by_offset": by_off.tolist(), "spearman_offset_cosine": rho,
-                "norms": P.norm(dim=1).tolist(), "pr_over_d": _pr_of_rows(P) / P.shape[1],
+                "norms": P.norm(dim=1).tolist(), "pr_over_d": _pr_over_d(P),
                 "cosine_matrix": C[:show, :show].tolist(),
                 "note": "learned absolute position vectors",
             }
