@@ -391,8 +391,9 @@ class HeaderArm(nn.Module):
 
     def __init__(self, run: HeaderRun, arm: str, seed: int) -> None:
         super().__init__()
-        with _torch_seeded(seed):
+        with _torch_seeded(seed):  # built on the CPU, so every device starts the same
             self._build(run, arm, seed)
+        self.to(run.pc.device)
 
     def _build(self, run: HeaderRun, arm: str, seed: int) -> None:
         from .header import HeaderConfig, SemanticHeader, embedding_norm
@@ -433,7 +434,7 @@ class HeaderArm(nn.Module):
     def forward(self, rows: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
         codes = self.codes if codes is None else codes
         n = rows.numel()
-        pseudo = self.header(n if codes is None else codes[rows])
+        pseudo = self.header(n if codes is None else codes[rows].to(self.run_.pc.device))
         h = self.run_.pc.suffix_forward(rows, pseudo)
         if self.head is not None:
             return self.head(h)
@@ -444,7 +445,7 @@ class HeaderArm(nn.Module):
         out = []
         with torch.no_grad():
             for i in range(0, len(rows), batch):
-                out.append(self(torch.from_numpy(rows[i: i + batch]), codes).argmax(1))
+                out.append(self(torch.from_numpy(rows[i: i + batch]), codes).argmax(1).cpu())
         return torch.cat(out).numpy()
 
 
@@ -476,7 +477,8 @@ def arm_b(run: HeaderRun, arm: str, seed: int, lr: float,
 
     def loss_fn(rows: torch.Tensor) -> torch.Tensor:
         gl = train_rows[rows]
-        return nn.functional.cross_entropy(model(gl), run.y[gl])
+        logits = model(gl)
+        return nn.functional.cross_entropy(logits, run.y[gl].to(logits.device))
 
     def val() -> float:
         return float((model.predict(r["val"]) == sp.labels[r["val"]]).mean())
