@@ -67,6 +67,18 @@ SMALL: dict[str, tuple[tuple[str, ...], list[dict[str, Any]]]] = {
          "data_dir": str(SST2_DEV.parents[1]), "text_column": "sentence",
          "label_column": "label", "drop_invalid": True, "encoding": "utf-8"},
     ]),
+    "header": (("smollm2", "minilm"), [
+        {"dataset": "rotten-tomatoes", "n_train": 24, "n_val": 12, "n_eval": 24,
+         "seeds": (0,), "stages": ("A",), "hdc_dim": 256, "max_tokens": 16, "n_boot": 100,
+         "insert_layer": 26},
+        {"dataset": "sst2", "data_dir": str(SST2_DEV.parents[1]), "model": "smollm2",
+         "encoder": "minilm", "n_train": 16, "n_val": 8, "n_eval": 16, "seeds": (0, 1),
+         "stages": ("A", "B"), "arms": ("hdc", "lm-static"), "k": 2, "variant": "mlp",
+         "insert_layer": 27, "hdc_dim": 128, "sparsity": 0.6, "steps": 2, "batch_size": 8,
+         "lr": 0.02, "lr_grid": (), "head_lr": 0.002, "eval_every": 1, "max_tokens": 12,
+         "verbalizer": ("negative", "positive"), "kv_dtype": "float32", "threads": 1,
+         "n_boot": 100, "fresh": True},
+    ]),
     "mha-cv": ((), [
         {"dims": (8,), "heads": (1, 2), "epochs": 4, "n_simplices": 20, "n_boot": 10,
          "n_classes": 3, "samples_per_class": 6, "test_per_class": 3, "vocab": 16,

@@ -6,44 +6,98 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
+from hyperlens.config import RunContext
 from hyperlens.errors import ConfigError, DependencyError, ModelNotFoundError
 
 
-def test_command_is_registered() -> None:
+def test_command_is_registered_and_builds_its_config() -> None:
     from hyperlens.cli import COMMAND_MODULES, build_parser
+    from hyperlens.config.commandline import build
 
     assert "hyperlens.experiments.header" in COMMAND_MODULES
-    args = build_parser().parse_args(["header", "--k", "2", "--arms", "hdc", "prompt"])
-    assert args.k == 2 and args.arms == ["hdc", "prompt"]
+    ns = build_parser().parse_args(["header", "--k", "2", "--arms", "hdc", "prompt",
+                                    "--seeds", "3", "4", "--lr-grid", "--seed", "7"])
+    typed = {k: v for k, v in vars(ns).items() if k not in {"command", "_command"}}
+    config, ctx = build(ns._command, typed)
+    assert config.k == 2 and config.arms == ("hdc", "prompt") and config.seeds == (3, 4)
+    assert config.lr_grid == () and ctx.seed == 7
+    p = config.protocol(ctx)
+    assert p.base_seed == 7 and p.seeds == (3, 4) and p.device == str(ctx.torch_device)
 
 
-def test_bad_options_fail_before_any_model_loads(tmp_path: Path) -> None:
-    from hyperlens.experiments.header import HeaderRunConfig, run_header
+def test_arm_choices_are_the_library_arms() -> None:
+    from hyperlens.experiments.header import HeaderRunConfig
+    from hyperlens.inject.header_task import ARMS_B
+
+    assert HeaderRunConfig.option("arms").choices == ARMS_B
+
+
+def test_bad_options_are_refused_when_the_config_is_built() -> None:
+    from hyperlens.experiments.header import HeaderRunConfig
 
     with pytest.raises(ConfigError, match="--k"):
-        run_header(HeaderRunConfig(k=0), tmp_path / "a")
-    with pytest.raises(ConfigError, match="--insert-layer 0"):
-        run_header(HeaderRunConfig(placement="prefix"), tmp_path / "b")
+        HeaderRunConfig(k=0)
     with pytest.raises(ConfigError, match="--verbalizer"):
-        run_header(HeaderRunConfig(dataset="my.csv"), tmp_path / "c")
+        HeaderRunConfig(dataset="my.csv")
+    with pytest.raises(ConfigError, match="--seeds names a value twice"):
+        HeaderRunConfig(seeds=(1, 1))
+    with pytest.raises(ConfigError, match="--n-boot must be an integer >= 100"):
+        HeaderRunConfig(n_boot=10)
+    with pytest.raises(ConfigError, match="--lr-grid"):
+        HeaderRunConfig(lr_grid=(0.01, 20.0))
+
+
+def test_seed_draws_the_pool_and_the_held_out_slice(shared_data: Path) -> None:
+    from hyperlens.inject.header_task import HeaderProtocol, load_split
+
+    def split(seed: int) -> list[list[str]]:
+        sp = load_split(HeaderProtocol(dataset="rotten-tomatoes", n_train=40, n_val=20,
+                                       n_eval=30, base_seed=seed))
+        return [[sp.texts[i] for i in sp.rows[part]] for part in ("train", "val", "eval")]
+
+    a, a2, b = split(0), split(0), split(7)
+    assert a == a2
+    assert a[0] != b[0] and a[1] != b[1] and a[2] != b[2]
+    for part in (a, b):  # train, held-out and evaluation texts are disjoint
+        assert not set(part[0]) & set(part[1]) and not set(part[0] + part[1]) & set(part[2])
+
+
+def test_torch_seeding_is_local() -> None:
+    from hyperlens.inject.header_arms import _torch_seeded
+
+    state = torch.get_rng_state()
+    with _torch_seeded(5):
+        x = torch.rand(3)
+    assert torch.equal(torch.get_rng_state(), state)
+    with _torch_seeded(5):
+        assert torch.equal(torch.rand(3), x)
+
+
+def _require(*names: str) -> None:
+    from hyperlens import models as hmodels
+
+    for name in names:
+        try:
+            hmodels.load(name, device="cpu")
+        except (ModelNotFoundError, DependencyError) as exc:
+            pytest.skip(f"model {name!r} is not available offline here: {exc}")
 
 
 @pytest.mark.integration
 @pytest.mark.slow
 def test_header_both_stages_on_rotten_tomatoes(tmp_path: Path) -> None:
-    from hyperlens import models as hmodels
-    from hyperlens.experiments.header import HeaderRunConfig, run_header
+    from hyperlens.experiments.header import HeaderRunConfig, run
 
-    for name in ("minilm", "smollm2"):
-        try:
-            hmodels.load(name, device="cpu")
-        except (ModelNotFoundError, DependencyError) as exc:
-            pytest.skip(f"model {name!r} is not available offline here: {exc}")
+    _require("minilm", "smollm2")
     cfg = HeaderRunConfig(dataset="rotten-tomatoes", n_train=96, n_val=48, n_eval=96,
-                          seeds=[0], arms=["hdc", "prompt"], steps=4, batch_size=16,
+                          seeds=(0,), arms=("hdc", "prompt"), steps=4, batch_size=16,
                           eval_every=2, hdc_dim=2048, insert_layer=24)
-    res = json.loads((run_header(cfg, tmp_path / "run") / "results.json").read_text())
+    state = torch.get_rng_state()
+    rep = run(cfg, RunContext(device="cpu", out=tmp_path / "run"))
+    assert torch.equal(torch.get_rng_state(), state)  # no global seeding left behind
+    res = json.loads((rep.out_dir / "results.json").read_text())
     arms = res["data"]["arms"]
     for arm in ("baseline", "logistic", "minilm", "fusion", "zeroshot", "zeroshot-cal", "hdc",
                 "prompt", "hdc-ablate"):
@@ -52,6 +106,8 @@ def test_header_both_stages_on_rotten_tomatoes(tmp_path: Path) -> None:
     assert arms["minilm"]["acc"]["value"] > 0.6  # MiniLM separates fresh from rotten
     assert "verdict" in res["data"] and "HDC header vs baseline" in res["data"]["verdict"]
     assert (tmp_path / "run" / "header-hdc-seed0.safetensors").exists()
+    assert any(k.startswith("arm:") for k in res["timings"])
+    assert "seconds" not in json.dumps(res["data"])  # durations only under timings
 
 
 def _no_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,9 +123,11 @@ def _no_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     (["--model", "minilm"], "encoder model without input embeddings"),
     (["--model", "glove-50d"], "static model without input embeddings"),
     (["--insert-layer", "30"], "past the last block of smollm2"),
-    (["--lr-grid", "0.01", "20"], "learning rates must be numbers in"),
-    (["--placement", "prefix"], "--insert-layer 0"),
+    (["--lr-grid", "0.01", "20"], "--lr-grid must be a list of numbers strictly between"),
     (["--dataset", "agnews", "--verbalizer", "yes", "no"], "one each"),
+    (["--n-boot", "50"], "--n-boot must be an integer >= 100"),
+    (["--threads", "0"], "--threads must be an integer >= 1"),
+    (["--seeds", "2", "2"], "--seeds names a value twice"),
 ])
 def test_cli_refuses_bad_input_before_any_model(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                  monkeypatch: pytest.MonkeyPatch,
@@ -81,8 +139,9 @@ def test_cli_refuses_bad_input_before_any_model(tmp_path: Path, capsys: pytest.C
     rc = cli.main(["header", "--data-dir", str(shared_data), "--out", str(tmp_path / "o"),
                    *argv])
     assert rc == 2
-    assert message in capsys.readouterr().err
-    assert not (tmp_path / "o" / "results.json").exists()
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
 
 
 def test_cli_refuses_labels_that_are_not_the_verbalisers(tmp_path: Path,
@@ -103,28 +162,29 @@ def test_cli_refuses_labels_that_are_not_the_verbalisers(tmp_path: Path,
 
 
 @pytest.mark.parametrize("argv", [["--k", "0"], ["--k", "-2"], ["--steps", "0"],
-                                  ["--sparsity", "1.5"]])
-def test_cli_option_types_refuse_bad_numbers(tmp_path: Path, capsys: pytest.CaptureFixture,
-                                             argv: list[str]) -> None:
+                                  ["--sparsity", "1.5"], ["--placement", "prefix"]])
+def test_cli_option_types_refuse_bad_values(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                            argv: list[str]) -> None:
     from hyperlens import cli
 
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["header", "--out", str(tmp_path / "o"), *argv])
-    assert exc.value.code == 2
-    assert "must be" in capsys.readouterr().err
+    try:
+        rc = cli.main(["header", "--out", str(tmp_path / "o"), *argv])
+    except SystemExit as exc:  # argparse: an option the command does not have
+        rc = int(exc.code or 0)
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert argv[0] in err and ("must be" in err or "unrecognized" in err), err
 
 
 def test_threads_auto_counts_only_normal_priority_work() -> None:
-    import torch
-
-    from hyperlens.experiments.header_core import competing_runnable, set_threads
+    from hyperlens.inject.header_task import competing_runnable, set_threads
 
     before = torch.get_num_threads()
     try:
         busy = competing_runnable()
         assert busy is None or busy >= 0
-        n = set_threads("auto")
+        n = set_threads(None)
         assert 1 <= n <= max(1, before)
-        assert set_threads("1") == 1 and torch.get_num_threads() == 1
+        assert set_threads(1) == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

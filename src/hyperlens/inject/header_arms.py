@@ -1,0 +1,530 @@
+"""The arms of a semantic header study: cached LM states (stage A), headers trained through
+the frozen LM (stage B), and the run state they share.
+
+:class:`HeaderRun` loads the LM and the sentence encoder, encodes the texts, builds the
+prompts and the :class:`~hyperlens.inject.prefix_cache.PrefixCache` (each prefix's keys and
+values once, on disk), and keeps finished (arm, seed) cells in a
+:class:`~hyperlens.run.Ledger`. :func:`stage_a` fits the classifier head, the linear probes
+and the zero-shot answers on cached states; :func:`stage_b` trains each header arm with
+:func:`hyperlens.train.fit`. Everything chosen (C of the probes, the head's epoch,
+checkpoints, the header learning rate) is chosen on the held-out slice of the training
+split; the evaluation texts are only predicted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..align.evaluate import select_probe
+from ..errors import ConfigError, InputError
+from ..report import Report
+from ..run import Ledger
+from ..utils import cache_dir, derive_seed, make_generator, stable_hash
+from .header_task import (
+    ABLATED,
+    LR_FAMILIES,
+    PROMPTS,
+    HeaderProtocol,
+    load_split,
+    verbalizer_words,
+)
+
+__all__ = ["Head", "train_loop", "HeaderRun", "stage_a", "HeaderArm", "arm_b",
+           "choose_lrs", "stage_b"]
+
+
+# --------------------------------------------------------------------------- small models
+@contextmanager
+def _torch_seeded(seed: int) -> Iterator[None]:
+    """Torch's default generator seeded with ``seed`` inside the block, restored after."""
+    devices: list[int] = []
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        devices = list(range(torch.cuda.device_count()))
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+class Head(nn.Module):
+    """The original classifier: standardise, Linear(d, 256), GELU, dropout, Linear(256, C)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, n_classes: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.float())
+        self.register_buffer("std", std.float().clamp_min(1e-6))
+        self.net = nn.Sequential(nn.Linear(mean.numel(), 256), nn.GELU(), nn.Dropout(0.1),
+                                 nn.Linear(256, n_classes))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net((h - self.mean) / self.std)
+
+
+def train_loop(module: nn.Module, loss_fn: Any, n: int, *, lr: float,
+               param_lr: dict[str, float], steps: int, batch_size: int, seed: int,
+               eval_fn: Any, eval_every: int, frozen: Any = None) -> dict[str, Any]:
+    """:func:`hyperlens.train.fit` over ``range(n)``, keeping the best held-out state.
+
+    ``loss_fn(rows)`` gets a batch of row numbers. ``eval_fn()`` returns the held-out
+    accuracy; the module ends at its best evaluated state (never chosen on the test set).
+    Returns the history dict plus ``best_step`` and ``best_val_acc``.
+    """
+    from ..train import TrainConfig, fit
+
+    best: dict[str, Any] = {"acc": -1.0, "state": None, "step": None}
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        acc = float(eval_fn())
+        if acc > best["acc"]:
+            best.update(acc=acc, state={k: v.detach().clone() for k, v in m.state_dict().items()})
+        return {"val_acc": acc}
+
+    epochs = math.ceil(steps * batch_size / n)
+    tc = TrainConfig(optimizer="adamw", lr=lr, param_lr=param_lr, epochs=max(1, epochs),
+                     max_steps=steps, batch_size=batch_size, grad_clip=1.0, seed=seed,
+                     eval_every=eval_every, progress=False)
+    hist = fit(module, lambda _m, rows: loss_fn(rows), torch.arange(n), tc, frozen=frozen,
+               eval_fn=evaluate)
+    if not hist.evals or hist.evals[-1]["step"] != hist.steps[-1]:
+        module.eval()
+        with torch.no_grad():
+            hist.evals.append({"step": hist.steps[-1], **evaluate(module)})
+    if best["state"] is not None:
+        module.load_state_dict(best["state"])
+    module.eval()
+    out: dict[str, Any] = {"steps": hist.steps, "train_loss": hist.train_loss,
+                           "evals": [{"step": int(e["step"]), "val_acc": float(e["val_acc"])}
+                                     for e in hist.evals]}
+    out["best_val_acc"] = best["acc"]
+    out["best_step"] = next((e["step"] for e in out["evals"] if e["val_acc"] == best["acc"]),
+                            None)
+    return out
+
+
+# --------------------------------------------------------------------------- the run
+class HeaderRun:
+    """State shared by the arms: split, features, the prefix cache, finished cells.
+
+    ``report`` receives the timings and what the run records about its inputs; finished
+    cells go to ``out/cells.jsonl`` (``fresh=True``: earlier ones are ignored).
+    """
+
+    def __init__(self, p: HeaderProtocol, out: Path, report: Report, *,
+                 fresh: bool = False) -> None:
+        self.p, self.out, self.rep, self.fresh = p, Path(out), report, fresh
+        self.split = load_split(p)
+        self.words = verbalizer_words(p, self.split.label_names)
+        self.n_classes = len(self.split.label_names)
+        self.y = torch.from_numpy(self.split.labels)
+        self.correct: dict[str, dict[int, np.ndarray]] = {}
+        self.curves: dict[str, dict[str, Any]] = {}
+        self.lrs: dict[str, float] = {}
+        self.lr_search: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ heavy inputs
+    def load_models(self) -> None:
+        """Load the frozen LM, resolve the insert layer, open the ledger, check the words."""
+        from .. import models as hmodels
+        from .header import check_lm
+
+        p = self.p
+        with self.rep.timer("load models"):
+            self.lm: Any = hmodels.load(p.model, device=p.device)
+        if self.lm.kind != "decoder" or self.lm.module is None:
+            raise InputError(f"--model {p.model!r} is a {self.lm.kind} model; the header "
+                             "needs a causal LM (decoder) with input embeddings.")
+        self.d_model = check_lm(self.lm.module)
+        lm_config: Any = self.lm.module.config
+        n_layers = int(lm_config.num_hidden_layers)
+        layer = round(2 * n_layers / 3) if p.insert_layer is None else p.insert_layer
+        if layer >= n_layers:
+            raise ConfigError(f"--insert-layer {layer} is past the last block of "
+                              f"{p.model} ({n_layers} blocks: 0..{n_layers - 1}).")
+        self.layer: int = layer
+        resolved = dataclasses.replace(p, insert_layer=layer)
+        self.store = Ledger(self.out / "cells.jsonl", resolved.fingerprint(), fresh=self.fresh)
+        tok = self.lm.tokenizer
+        self.verb_ids = []
+        for w in self.words:
+            ids = tok(w, add_special_tokens=False)["input_ids"]
+            if len(ids) != 1:
+                raise ConfigError(f"verbaliser word {w!r} is {len(ids)} tokens for {p.model}; "
+                                  "each answer word must be one token (pass --verbalizer).")
+            self.verb_ids.append(ids[0])
+        for prm in self.lm.module.parameters():
+            prm.requires_grad_(False)
+        self.lm.module.eval()
+
+    def features(self) -> None:
+        """The sentence encoder's mean-pooled vectors of every text (``[N, d_enc]``)."""
+        from .. import models as hmodels
+
+        with self.rep.timer("embed minilm"):
+            enc = hmodels.load(self.p.encoder, device=self.p.device)
+            self.minilm = np.asarray(hmodels.embed(self.split.texts, enc, pooling="mean",
+                                                   cache=True), dtype=np.float32)
+        self._codes: dict[int, torch.Tensor] = {}
+
+    def hdc_codes(self, seed: int) -> torch.Tensor:
+        """Ternary codes ``[N, hdc_dim]`` int8; projection drawn from ``seed``, fitted on train."""
+        from ..hdc import TernaryEncoder
+
+        if seed not in self._codes:
+            enc = TernaryEncoder(dim=self.p.hdc_dim, threshold="quantile",
+                                 sparsity=self.p.sparsity, seed=seed)
+            enc.fit(self.minilm[self.split.rows["train"]])
+            out = enc.transform(self.minilm)
+            assert isinstance(out, torch.Tensor)
+            self._codes[seed] = out
+        return self._codes[seed]
+
+    def prompts(self) -> tuple[list[list[int]], list[int]]:
+        """Token ids of every prompt's prefix (up to the header) and of the answer cue."""
+        tmpl, cue, _ = PROMPTS.get(self.p.dataset, PROMPTS["sst2"])
+        tok = self.lm.tokenizer
+        head, tail = tmpl.split("{text}")
+        h_ids = tok(head, add_special_tokens=True)["input_ids"]
+        t_ids = tok(tail, add_special_tokens=False)["input_ids"] if tail else []
+        body = tok(self.split.texts, add_special_tokens=False, truncation=True,
+                   max_length=self.p.max_tokens)["input_ids"]
+        return [h_ids + b + t_ids for b in body], tok(cue, add_special_tokens=False)["input_ids"]
+
+    def prefix_cache(self) -> Any:
+        """The prompts' prefix keys and values below and at the insert layer, kept on disk."""
+        from .prefix_cache import PrefixCache
+
+        p = self.p
+        prefix, cue = self.prompts()
+        self.prefix_ids, self.cue_ids = prefix, cue
+        layer = self.layer
+        key = stable_hash(self.lm.identity(), prefix, cue, self.verb_ids, layer, p.kv_dtype,
+                          length=24)
+        path = cache_dir("header") / f"prefix-{key}.safetensors"
+        dtype = getattr(torch, p.kv_dtype)
+        reused = path.exists()
+        with self.rep.timer("prefix cache (read)" if reused else "prefix cache (built)"):
+            if reused:
+                pc = PrefixCache.load(path, self.lm.module, cue, self.verb_ids, layer=layer)
+            else:
+                pc = PrefixCache(self.lm.module, prefix, cue, self.verb_ids, kv_dtype=dtype,
+                                 layer=layer, extra_tokens=p.k)
+                pc.save(path)
+        self.rep.data["prefix_cache"] = {
+            "file": str(path), "MB": pc.nbytes / 1e6, "prefix_tokens": int(pc.lengths.sum()),
+            "suffix_tokens_per_text": p.k + len(cue), "insert_layer": layer}
+        self.pc = pc
+        return pc
+
+    # ------------------------------------------------------------------ cells
+    def baseline_head_path(self, seed: int) -> Path:
+        return self.out / f"baseline-head-seed{seed}.safetensors"
+
+    def record(self, pred: np.ndarray, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A cell's result: which evaluation texts ``pred`` gets right, plus ``extra``."""
+        y = self.split.labels[self.split.rows["eval"]]
+        c = (np.asarray(pred) == y)
+        return {"correct": c.astype(int).tolist(), **(extra or {})}
+
+    def cell(self, arm: str, seed: int, compute: Callable[..., dict[str, Any]]) -> None:
+        """Run ``compute()`` for (arm, seed) unless the ledger has it; keep its answers."""
+        key = {"arm": arm, "seed": seed}
+        done = self.store.get(key)
+        if done is None:
+            with self.rep.timer(f"arm:{arm}"):
+                done = compute()
+            self.store.put(key, done)
+        self.correct.setdefault(arm, {})[seed] = np.asarray(done["correct"], dtype=bool)
+        if "curve" in done:
+            self.curves.setdefault(arm, {})[str(seed)] = done["curve"]
+
+
+def prepare(p: HeaderProtocol, out: Path, report: Report, *, fresh: bool = False
+            ) -> HeaderRun:
+    """A :class:`HeaderRun` with its models, features and prefix cache ready."""
+    run = HeaderRun(p, out, report, fresh=fresh)
+    run.load_models()
+    run.features()
+    run.prefix_cache()
+    return run
+
+
+# --------------------------------------------------------------------------- stage A
+def _head_arm(run: HeaderRun, x: np.ndarray, seed: int, save: Path | None = None
+              ) -> dict[str, Any]:
+    """The classifier head on features ``x`` ``[N, d]``, 40 epochs, best epoch on val."""
+    r, y = run.split.rows, run.split.labels
+    ytr = torch.from_numpy(y[r["train"]])
+    xt = torch.from_numpy(x).float()
+    with _torch_seeded(seed):
+        head = Head(xt[r["train"]].mean(0), xt[r["train"]].std(0), run.n_classes)
+    xtr, xva = xt[r["train"]], xt[r["val"]]
+
+    def loss_fn(rows: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(head(xtr[rows]), ytr[rows])
+
+    def val() -> float:
+        with torch.no_grad():
+            return float((head(xva).argmax(1).numpy() == y[r["val"]]).mean())
+
+    n = len(r["train"])
+    steps = 40 * math.ceil(n / run.p.batch_size)  # 40 epochs; the best on val is kept
+    hist = train_loop(head, loss_fn, n, lr=run.p.head_lr, param_lr={}, steps=steps,
+                      batch_size=run.p.batch_size, seed=seed, eval_fn=val,
+                      eval_every=math.ceil(n / run.p.batch_size))
+    with torch.no_grad():
+        pred = head(xt[r["eval"]]).argmax(1).numpy()
+    if save is not None:  # the baseline head warm-starts the head of the stage B arms
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(save))
+    return run.record(pred, {"best_step": hist.get("best_step"),
+                             "val_acc": hist["best_val_acc"]})
+
+
+def _layer_probes(run: HeaderRun) -> dict[str, Any]:
+    """A logistic probe per layer of the prompt's last state; the best one on val."""
+    pc, y, r = run.pc, run.split.labels, run.split.rows
+    val_acc, ev_acc, preds = [], [], []
+    for li in range(pc.states.shape[0]):
+        pred, info = select_probe(pc.states[li].numpy(), y, r, Cs=(0.1,))
+        val_acc.append(info["val_acc"])
+        ev_acc.append(float((pred == y[r["eval"]]).mean()))
+        preds.append(pred)
+    best = int(np.argmax(val_acc))
+    return run.record(preds[best], {"best_layer": best, "val_acc": val_acc,
+                                    "eval_acc": ev_acc})
+
+
+def stage_a(run: HeaderRun) -> None:
+    """The cached arms: heads and probes on the LM's states, MiniLM, HDC, zero-shot."""
+    p, pc, r, y = run.p, run.pc, run.split.rows, run.split.labels
+    last = pc.states[-1].numpy()
+    fused = np.concatenate([last, run.minilm], axis=1)
+    for seed in p.seeds:
+        path = run.baseline_head_path(seed)
+        if not path.exists():
+            run.store.cells.pop(run.store.cell_id({"arm": "baseline", "seed": seed}), None)
+        run.cell("baseline", seed, lambda s=seed, f=path: _head_arm(run, last, s, f))
+        run.cell("fusion", seed, lambda s=seed: _head_arm(run, fused, s))
+        run.cell("hdc-logistic", seed, lambda s=seed: run.record(
+            *select_probe(run.hdc_codes(s).float().numpy(), y, r)))
+    s0 = p.seeds[0]
+    run.cell("logistic", s0, lambda: run.record(*select_probe(last, y, r)))
+    run.cell("minilm", s0, lambda: run.record(*select_probe(run.minilm, y, r)))
+    zs = pc.verb_logits.numpy()
+    run.cell("zeroshot", s0, lambda: run.record(zs[r["eval"]].argmax(1)))
+    # calibration: a logistic map of the verbaliser logits, fitted on training texts only
+    run.cell("zeroshot-cal", s0, lambda: run.record(*select_probe(zs, y, r, Cs=(1.0, 100.0))))
+    run.cell("best-layer", s0, lambda: _layer_probes(run))
+    for arm in ("logistic", "minilm", "zeroshot", "zeroshot-cal", "best-layer"):
+        for seed in p.seeds[1:]:  # deterministic arms: the same answers under every seed
+            run.correct[arm][seed] = run.correct[arm][s0]
+
+
+# --------------------------------------------------------------------------- stage B
+def codes_for(run: HeaderRun, arm: str, seed: int) -> torch.Tensor | None:
+    """Per-text inputs of an arm's header ``[N, D]`` (None for input-independent prompts).
+
+    The shuffled and random arms draw from the replicate ``seed``'s ``"codes"`` stream.
+    """
+    gen = make_generator(derive_seed(seed, "codes"))
+    if arm in ("hdc", "lm-hdc"):
+        return run.hdc_codes(seed)
+    if arm == "float":
+        return torch.from_numpy(run.minilm)
+    if arm == "shuffled":
+        codes = run.hdc_codes(seed)
+        perm = torch.arange(codes.shape[0])
+        for rows in run.split.rows.values():  # permute within each part of the split
+            t = torch.from_numpy(rows)
+            perm[t] = t[torch.randperm(t.numel(), generator=gen)]
+        return codes[perm]
+    if arm == "random":
+        n, d = run.hdc_codes(seed).shape
+        nz = int(round((1 - run.p.sparsity) * d))
+        out = torch.zeros(n, d, dtype=torch.int8)
+        idx = torch.rand(n, d, generator=gen).argsort(dim=1)[:, :nz]
+        sign = torch.randint(0, 2, (n, nz), generator=gen, dtype=torch.int8) * 2 - 1
+        out.scatter_(1, idx, sign)
+        return out
+    return None
+
+
+class HeaderArm(nn.Module):
+    """Header (or static prompt) + head, or the LM's verbaliser logits.
+
+    Its parameters are initialised from the replicate ``seed`` (torch's default generator
+    is seeded for the construction only and restored after).
+    """
+
+    def __init__(self, run: HeaderRun, arm: str, seed: int) -> None:
+        super().__init__()
+        with _torch_seeded(seed):  # built on the CPU, so every device starts the same
+            self._build(run, arm, seed)
+        self.to(run.pc.device)
+
+    def _build(self, run: HeaderRun, arm: str, seed: int) -> None:
+        from .header import HeaderConfig, SemanticHeader, embedding_norm
+
+        p, pc = run.p, run.pc
+        self.run_, self.arm = run, arm
+        self.codes = codes_for(run, arm, seed)
+        self.lm_side = arm.startswith("lm-")
+        variant = {"prompt": "static", "lm-static": "static", "lm-hdc": "gated"}.get(
+            arm, p.variant)
+        width = 1 if self.codes is None else int(self.codes.shape[1])
+        train_rows = torch.from_numpy(run.split.rows["train"])
+        if run.layer > 0:
+            ref = pc.cue_states[train_rows]  # [n, c, d] residual stream at the insert layer
+        else:
+            emb = run.lm.module.get_input_embeddings()
+            with torch.no_grad():
+                ref = emb(pc.cue.to(pc.device))[None].float().cpu()
+        # through the embedding module at layer 0, so a scaled embedding (Gemma 3) is matched
+        norm = (float(ref.norm(dim=-1).mean()) if run.layer > 0 else
+                embedding_norm(run.lm.module, pc.cue))
+        hc = HeaderConfig(code_dim=width, d_model=run.d_model, k=p.k, variant=variant,
+                          placement="cue", cue_len=len(run.cue_ids), target_norm=norm,
+                          code_kind="float" if arm == "float" else "ternary")
+        self.header = SemanticHeader(hc)
+        if variant in ("static", "gated"):
+            base = ref.mean(0)  # the cue's own vectors, cycled to k
+            self.header.init_prompt(base[torch.arange(p.k) % base.shape[0]])
+        self.head = None if self.lm_side else Head(pc.states[-1, train_rows].mean(0),
+                                                   pc.states[-1, train_rows].std(0),
+                                                   run.n_classes)
+        warm = run.baseline_head_path(seed)
+        if self.head is not None and warm.exists():  # start from the trained baseline head
+            from safetensors.torch import load_file
+
+            self.head.load_state_dict(load_file(str(warm)))
+
+    def forward(self, rows: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+        codes = self.codes if codes is None else codes
+        n = rows.numel()
+        pseudo = self.header(n if codes is None else codes[rows].to(self.run_.pc.device))
+        h = self.run_.pc.suffix_forward(rows, pseudo)
+        if self.head is not None:
+            return self.head(h)
+        return self.run_.pc.label_logits(h)
+
+    def predict(self, rows: np.ndarray, codes: torch.Tensor | None = None,
+                batch: int = 64) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(rows), batch):
+                out.append(self(torch.from_numpy(rows[i: i + batch]), codes).argmax(1).cpu())
+        return torch.cat(out).numpy()
+
+
+def _ablate(run: HeaderRun, model: HeaderArm, arm: str, seed: int) -> list[int]:
+    """Test-time ablation: the trained header fed codes permuted across evaluation texts
+    (the replicate ``seed``'s ``"ablation"`` stream); saves the trained header."""
+    r = run.split.rows
+    assert model.codes is not None
+    gen = make_generator(derive_seed(seed, "ablation"))
+    ev = torch.from_numpy(r["eval"])
+    perm = torch.arange(model.codes.shape[0])
+    perm[ev] = ev[torch.randperm(ev.numel(), generator=gen)]
+    pa = model.predict(r["eval"], codes=model.codes[perm])
+    if model.header.config.variant != "static":
+        from .base import save_adapter
+
+        save_adapter(model.header, run.out / f"header-{arm}-seed{seed}.safetensors",
+                     model=run.lm)
+    return (pa == run.split.labels[r["eval"]]).astype(int).tolist()
+
+
+def arm_b(run: HeaderRun, arm: str, seed: int, lr: float,
+          search: bool = False) -> dict[str, Any]:
+    """Train one stage B arm; ``search=True`` scores only the held-out slice (no evaluation)."""
+    p, sp = run.p, run.split
+    r = sp.rows
+    model = HeaderArm(run, arm, seed)
+    train_rows = torch.from_numpy(r["train"])
+
+    def loss_fn(rows: torch.Tensor) -> torch.Tensor:
+        gl = train_rows[rows]
+        logits = model(gl)
+        return nn.functional.cross_entropy(logits, run.y[gl].to(logits.device))
+
+    def val() -> float:
+        return float((model.predict(r["val"]) == sp.labels[r["val"]]).mean())
+
+    hist = train_loop(model, loss_fn, len(r["train"]), lr=lr,
+                      param_lr={"head.*": p.head_lr}, steps=p.steps,
+                      batch_size=p.batch_size, seed=seed, eval_fn=val,
+                      eval_every=p.eval_every, frozen=run.lm.module)
+    if search:  # the evaluation texts are never touched while choosing
+        vals = [e["val_acc"] for e in hist["evals"]]
+        return {"best_val_acc": hist["best_val_acc"], "mean_val_acc": float(np.mean(vals)),
+                "best_step": hist["best_step"], "lr": lr}
+    out = run.record(model.predict(r["eval"]), {"curve": hist, "lr": lr})
+    if arm in ABLATED:
+        out["ablate_correct"] = _ablate(run, model, arm, seed)
+    return out
+
+
+def choose_lrs(run: HeaderRun) -> dict[str, float]:
+    """Header learning rate per stage B arm, chosen on the held-out slice of the training set.
+
+    For each family in :data:`LR_FAMILIES` that has an arm to run, its first arm is trained
+    at every ``lr_grid`` value (first seed, the same steps); the value with the best
+    held-out accuracy (ties: the better mean over the run's evaluations) serves the whole
+    family in every seed. The evaluation texts play no part. An empty grid uses ``lr``.
+    """
+    p = run.p
+    grid = list(p.lr_grid)
+    chosen: dict[str, float] = {}
+    search: dict[str, Any] = {}
+    s0 = p.seeds[0]
+    for probe, family in LR_FAMILIES.items():
+        todo = [a for a in family if a in p.arms]
+        if not todo:
+            continue
+        if len(grid) <= 1:
+            best = grid[0] if grid else p.lr
+        else:
+            scores: dict[float, dict[str, Any]] = {}
+            for lr in grid:
+                key = {"arm": f"lr-search:{probe}", "lr": lr, "seed": s0}
+                rec = run.store.get(key)
+                if rec is None:
+                    with run.rep.timer(f"lr search:{probe}"):
+                        rec = arm_b(run, probe, s0, lr, search=True)
+                    run.store.put(key, rec)
+                scores[lr] = rec
+            best = max(grid, key=lambda x: (scores[x]["best_val_acc"], scores[x]["mean_val_acc"]))
+            search[probe] = {"grid": grid, "chosen": best, "arms": todo,
+                             "val_acc": [scores[x]["best_val_acc"] for x in grid]}
+        for a in todo:
+            chosen[a] = best
+    run.lr_search = search
+    run.lrs = chosen
+    return chosen
+
+
+def stage_b(run: HeaderRun, after_seed: Callable[[], Any] | None = None) -> None:
+    """The stage B arms, seed by seed (``after_seed()`` runs after each: a report so far)."""
+    lrs = choose_lrs(run)
+    for seed in run.p.seeds:
+        for arm in run.p.arms:
+            run.cell(arm, seed, lambda a=arm, s=seed: arm_b(run, a, s, lrs[a]))
+            if arm in ABLATED:
+                rec = run.store.get({"arm": arm, "seed": seed})
+                if rec is not None and "ablate_correct" in rec:
+                    run.correct.setdefault(f"{arm}-ablate", {})[seed] = np.asarray(
+                        rec["ablate_correct"], dtype=bool)
+        if after_seed is not None:
+            after_seed()
