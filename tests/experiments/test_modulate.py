@@ -175,8 +175,8 @@ def test_layers_beyond_an_unknown_model_are_refused_after_loading(
     monkeypatch.setattr(mt, "prepare", lambda *a, **k: pytest.fail("prepared past the check"))
     cfg = ModulateConfig(models=("some/model",), layers=(2, 5))
     with pytest.raises(ConfigError, match="--layers 5 out of range for some/model"):
-        modulate._load_setup(Report("modulate", out_dir=tmp_path / "r"), cfg, RunContext(device="cpu"), "some/model",
-                             None)
+        modulate._load_setup(Report("modulate", out_dir=tmp_path / "r"), cfg,
+                             RunContext(device="cpu"), "some/model", None)
 
 
 # ------------------------------------------------------------------ real MiniLM, miniature

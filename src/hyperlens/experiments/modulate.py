@@ -85,14 +85,14 @@ class ModulateConfig(Config):
         ("random", "shuffled", "pca"), help="control geometries (none: WordNet only)",
         min_items=0)
     layers: tuple[int, ...] | None = option(
-        None, help="blocks to modulate (default: every block of a model with at most 12, "
+        None, help="blocks to modulate (none: every block of a model with at most 12, "
                    "else every third)", check=at_least(0))
     anchors: int = option(
         800, help="training synsets (WordNet anchors) that fit the 64-d geometry; more than "
                   "the split offers are clamped with a warning", check=at_least(65))
     test: int = option(200, help="held-out synsets scored; more than the split offers are "
                                  "clamped with a warning", check=at_least(4))
-    steps: int | None = option(None, help="training steps per run (default: minilm 60, "
+    steps: int | None = option(None, help="training steps per run (none: minilm 60, "
                                           "smollm2 20, other models 60)", check=at_least(1))
     batch_size: int = option(16, help="training batch size (the encoder's in-batch "
                                       "contrastive loss needs two)", check=at_least(2))
@@ -112,7 +112,8 @@ class ModulateConfig(Config):
     sweep: tuple[float, ...] = option(
         SWEEP, help="fixed alphas of the sweep (field: those up to its alpha_max)",
         check=between(0, 1), min_items=0)
-    n_boot: int = option(100, help="bootstrap resamples over held-out synsets",
+    n_boot: int = option(100, help="bootstrap resamples of the relational scores over held-out "
+                         "synsets (the task and perplexity differences use 1000)",
                          check=at_least(1))
     n_coherence: int = option(100, help="held-out texts per coherence set", check=at_least(1))
     data_dir: Path | None = option(None, help="folder with SST-2 (default: the usual places)")
@@ -183,7 +184,7 @@ def run(config: ModulateConfig, ctx: RunContext | None = None) -> Report:
                "bands": probe["reps"][k]["bands"]}
             for k in m.reps
         }
-        summary += _pooled_table(_relational_section(rep, config, m), config, m)
+        summary += _pooled_table(_relational_section(rep, m), config, m)
         _task_section(rep, m, ctx.seed)
         _training_section(rep, config, m)
         summary += _coherence_section(rep, config, m, ctx.seed)
@@ -261,7 +262,7 @@ def _fmt(v: float, lo: float, hi: float) -> str:
 _PLAIN_ROW = {"key": "plain", "kind": "-", "geometry": "plain", "seed": "-", "alpha0": "-"}
 
 
-def _relational_section(rep: Report, config: ModulateConfig, m: _Model) -> Section:
+def _relational_section(rep: Report, m: _Model) -> Section:
     s = m.s
     sp = s.split_summary
     sec = rep.section(
