@@ -1,71 +1,90 @@
-"""``hyperlens modulate``: input errors before any loading, the paired relational statistics,
-and (slow, real models) a miniature end-to-end run."""
+"""``hyperlens modulate``: the config's checks before any loading, the run plan, the paired
+relational statistics, where the models go, and (real MiniLM) a miniature end-to-end run
+that the seeds reproduce."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from hyperlens.errors import InputError
-from hyperlens.experiments import modulate, modulate_core as mc
-
-
-def _opts(**kw):
-    base = dict(
-        models=["minilm"],
-        modulators=["lerp"],
-        seeds=1,
-        control_seeds=1,
-        controls=["random"],
-        layers=None,
-        anchors=100,
-        test=40,
-        steps=2,
-        batch_size=4,
-        lr=3e-3,
-        alpha_lr=0.1,
-        alpha=0.1,
-        field_alpha=0.01,
-        alpha_starts=[],
-        sweep=[0.0, 0.29154],
-        n_boot=5,
-        n_coherence=4,
-        data_dir=None,
-    )
-    return base | kw
+from hyperlens.config import RunContext
+from hyperlens.errors import ConfigError, DependencyError, ModelNotFoundError
+from hyperlens.experiments import modulate
+from hyperlens.experiments.modulate import ModulateConfig
+from hyperlens.inject import modulate_train as mt
 
 
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
-        ({"layers": [6]}, "out of range"),
-        ({"alpha": 1.5}, r"\[0, 1\]"),
-        ({"sweep": [-0.1]}, r"\[0, 1\]"),
+        ({"models": ("minilm",), "layers": (6,)}, "out of range"),
+        ({"alpha": 1.5}, "--alpha "),
+        ({"alpha": 0.0}, "--alpha "),
+        ({"sweep": (-0.1,)}, "--sweep"),
         ({"field_alpha": 0.5}, "alpha_max"),
-        ({"field_alpha_starts": [0.4]}, "alpha_max"),
-        ({"alpha_starts": [1.2]}, r"\[0, 1\]"),
-        ({"modulators": ["lora"]}, "lerp and/or field"),
-        ({"models": ["glove-50d"]}, "static"),
-        ({"controls": ["noise"]}, "controls"),
+        ({"field_alpha_starts": (0.4,)}, "alpha_max"),
+        ({"alpha_starts": (1.2,)}, "--alpha-starts"),
+        ({"modulators": ("lora",)}, "--modulators"),
+        ({"models": ("glove-50d",)}, "static"),
+        ({"controls": ("noise",)}, "--controls"),
+        ({"test": -5}, "--test"),
+        ({"steps": -1}, "--steps"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"lr": -1}, "--lr"),
+        ({"alpha_lr": 0}, "--alpha-lr"),
+        ({"n_boot": 0}, "--n-boot"),
+        ({"anchors": 64}, "--anchors"),
+        ({"seeds": (0, 0)}, "--seeds"),
+        ({"seeds": (-1,)}, "--seeds"),
+        ({"seeds": ()}, "--seeds"),
+        ({"control_seeds": (1, 1)}, "--control-seeds"),
     ],
 )
-def test_bad_input_is_refused_before_loading(kw, match, tmp_path, monkeypatch):
-    import hyperlens.models as hm
-
-    monkeypatch.setattr(hm, "load", lambda *a, **k: pytest.fail("model loaded before validation"))
-    with pytest.raises(InputError, match=match):
-        modulate.run_modulate(out=tmp_path, **_opts(**kw))
+def test_bad_config_is_refused(kw: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        ModulateConfig(**kw)
 
 
-def test_alpha_drift_measures_the_last_quarter():
+def test_seeds_are_a_list_of_replicate_seeds() -> None:
+    cfg = ModulateConfig(seeds=[3, 7], controls=[], alpha_starts=[])
+    assert cfg.seeds == (3, 7) and cfg.controls == ()
+    plan = mt.plan_runs(("lerp", "field"), seeds=(3, 7), controls=("random",),
+                        control_seeds=(5,), alpha0={"lerp": 0.1, "field": 0.01},
+                        alpha_starts={"lerp": (0.5, 0.1), "field": ()})
+    assert [(p.kind, p.geometry, p.alpha0, p.seed) for p in plan] == [
+        ("lerp", "wordnet", 0.1, 3), ("lerp", "wordnet", 0.1, 7), ("lerp", "random", 0.1, 5),
+        ("lerp", "wordnet", 0.5, 3),  # further starts: first replicate seed; 0.1 already ran
+        ("field", "wordnet", 0.01, 3), ("field", "wordnet", 0.01, 7),
+        ("field", "random", 0.01, 5),
+    ]
+    assert plan[0].key == "lerp/wordnet/a0=0.1/seed=3"
+
+
+def test_cli_takes_a_seed_list_and_the_context_precision(tmp_path: Path) -> None:
+    from hyperlens.config.commandline import build
+    from hyperlens.experiments.modulate import COMMANDS
+
+    cfg, ctx = build(COMMANDS[0], {"seeds": ["0", "1"], "n_boot": "50", "dtype": "float32",
+                                   "device": "cpu", "seed": "4"})
+    assert isinstance(cfg, ModulateConfig)
+    assert cfg.seeds == (0, 1) and cfg.n_boot == 50
+    assert ctx.resolve_dtype() == "float32" and ctx.seed == 4
+
+
+def test_alpha_drift_measures_the_last_quarter() -> None:
     hist = [{"alpha.0": 0.1 + 0.01 * i, "alpha.3": 0.2} for i in range(8)]
-    assert modulate._drift(hist, [0, 3]) == pytest.approx(0.01 * (7 - 5))
-    assert modulate._drift([{"alpha.0": 0.1}] * 4, [0]) == 0.0
-    assert np.isnan(modulate._drift(hist[:1], [0, 3]))
+    assert mt.alpha_drift(hist, [0, 3]) == pytest.approx(0.01 * (7 - 5))
+    assert mt.alpha_drift([{"alpha.0": 0.1}] * 4, [0]) == 0.0
+    assert np.isnan(mt.alpha_drift(hist[:1], [0, 3]))
 
 
-def test_relational_table_pairs_conditions_and_detects_signal(graph):
+def test_relational_table_pairs_conditions_and_detects_signal(graph: Any) -> None:
     rng = np.random.default_rng(0)
     n = 60
     ids = np.sort(rng.choice(np.flatnonzero(graph.pos == "n"), n, replace=False))
@@ -74,14 +93,9 @@ def test_relational_table_pairs_conditions_and_detects_signal(graph):
     S = (S - S.min()) / (S.max() - S.min())
     good = torch.tensor(Z + 0.1 * rng.normal(size=Z.shape))
     noise = torch.tensor(rng.normal(size=(n, 5)))
-    table, raw, probe = mc.relational_table(
-        {"plain": noise, "good": good},
-        ids,
-        base="plain",
-        n_boot=50,
-        seed=0,
-        similarities={"path": S, "wup": S},
-        n_perm=99,
+    table, raw, probe = mt.relational_table(
+        {"plain": noise, "good": good}, ids, base="plain", n_boot=50, seed=0,
+        similarities={"path": S, "wup": S}, n_perm=99,
     )
     t = table["path"]
     assert t["plain"]["lift_pearson"] == 0.0
@@ -95,33 +109,129 @@ def test_relational_table_pairs_conditions_and_detects_signal(graph):
     vs = probe["vs_baseline"]["good"]["path.pearson"]
     assert vs["value"] == pytest.approx(t["good"]["lift_pearson"])
     assert vs["lo"] == pytest.approx(t["good"]["lift_pearson_lo"])
-    v, lo, hi = mc.paired_diff(raw["path"]["good"][:, 0], raw["path"]["plain"][:, 0])
+    v, lo, hi = mt.paired_diff(raw["path"]["good"][:, 0], raw["path"]["plain"][:, 0])
     assert v == pytest.approx(t["good"]["lift_pearson"]) and lo <= v <= hi
     assert raw["path"]["good"].shape == (51, 2)
 
 
-@pytest.mark.slow
-@pytest.mark.integration
-def test_miniature_run_on_minilm(tmp_path):
-    import json
+class _Loaded(Exception):
+    pass
+
+
+def _fake_load(calls: list[dict[str, Any]], num_layers: int = 6) -> Any:
+    def load(name: str, device: Any = "auto", dtype: Any = None) -> Any:
+        calls.append({"name": name, "device": device, "dtype": dtype})
+        return SimpleNamespace(module=object(), num_layers=num_layers, device=device)
+
+    return load
+
+
+def test_models_are_loaded_on_the_recorded_device_and_precision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hyperlens.models as hm
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(hm, "load", _fake_load(calls))
+
+    def stop(*a: Any, **k: Any) -> Any:
+        raise _Loaded  # the loading is what this test is about
+
+    monkeypatch.setattr(mt, "prepare", stop)
+    ctx = RunContext(device="cpu", dtype="float32", out=tmp_path / "r")
+    with pytest.raises(_Loaded):
+        modulate.run(ModulateConfig(models=("minilm",)), ctx)
+    assert len(calls) == 1
+    assert str(calls[0]["device"]) == ctx.record()["device"] == "cpu"
+    assert calls[0]["dtype"] == ctx.record()["dtype"] == "float32"
+
+
+def test_too_many_synsets_are_clamped_with_a_warning_and_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import hyperlens.models as hm
+    from hyperlens.report import Report
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(hm, "load", _fake_load(calls))
+    monkeypatch.setattr(mt, "prepare", lambda name, h, wn, **kw: SimpleNamespace(
+        train=[0] * 300, test=[0] * kw["n_test"]))
+    rep = Report("modulate", out_dir=tmp_path / "r")
+    cfg = ModulateConfig(models=("minilm",), anchors=100_000_000, test=50)
+    modulate._load_setup(rep, cfg, RunContext(device="cpu"), "minilm", None)
+    err = capsys.readouterr().err
+    assert "--anchors 100000000" in err and "using 300" in err and "--test" not in err
+    assert rep.data["minilm:synsets"] == {"anchors": {"asked": 100_000_000, "used": 300},
+                                          "test": {"asked": 50, "used": 50}}
+
+
+def test_layers_beyond_an_unknown_model_are_refused_after_loading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hyperlens.models as hm
+    from hyperlens.report import Report
+
+    monkeypatch.setattr(hm, "load", _fake_load([], num_layers=4))
+    monkeypatch.setattr(mt, "prepare", lambda *a, **k: pytest.fail("prepared past the check"))
+    cfg = ModulateConfig(models=("some/model",), layers=(2, 5))
+    with pytest.raises(ConfigError, match="--layers 5 out of range for some/model"):
+        modulate._load_setup(Report("modulate", out_dir=tmp_path / "r"), cfg,
+                             RunContext(device="cpu"), "some/model", None)
+
+
+# ------------------------------------------------------------------ real MiniLM, miniature
+_TINY = dict(models=("minilm",), modulators=("lerp",), seeds=(0,), controls=("shuffled",),
+             control_seeds=(0,), anchors=70, test=12, steps=2, batch_size=4, alpha_starts=(),
+             sweep=(0.1, 0.29154, 0.3), n_boot=20, n_coherence=4)
+
+
+def _numbers(res: dict[str, Any]) -> Any:
+    return [[t["rows"] for t in sec["tables"]] for sec in res["sections"]]
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The miniature run under --seed 0 twice and --seed 1 once."""
+    from hyperlens import models as hmodels
 
     pytest.importorskip("transformers")
     try:
-        path = modulate.run_modulate(out=tmp_path / "rep", **_opts(modulators=["lerp", "field"]))
-    except Exception as exc:  # noqa: BLE001
-        if "not found" in str(exc).lower() or "not installed" in str(exc).lower():
-            pytest.skip(str(exc))
-        raise
-    res = json.loads((path / "results.json").read_text())
-    assert any("relational" in sec["title"] for sec in res["sections"])
+        hmodels.load("minilm", device="cpu")
+    except (ModelNotFoundError, DependencyError) as exc:
+        pytest.skip(f"minilm is not available offline here: {exc}")
+    out = {}
+    for label, seed in (("a", 0), ("b", 0), ("c", 1)):
+        before = torch.random.get_rng_state()
+        ctx = RunContext(seed=seed, device="cpu", dtype="float32",
+                         out=tmp_path_factory.mktemp("modulate") / label)
+        rep = modulate.run(ModulateConfig(**_TINY), ctx)  # type: ignore[arg-type]
+        assert torch.equal(before, torch.random.get_rng_state())  # no global reseeding
+        out[label] = json.loads((rep.out_dir / "results.json").read_text())
+    return out
 
 
-def test_auto_dtype_is_bfloat16_only_with_native_bf16() -> None:
-    from hyperlens.experiments.modulate import frozen_dtype
-    from hyperlens.functional import kernels
+@pytest.mark.integration
+def test_miniature_run_on_minilm(tiny_runs: dict[str, Any]) -> None:
+    res = tiny_runs["a"]
+    titles = [sec["title"] for sec in res["sections"]]
+    assert any("relational alignment" in t for t in titles)
+    assert any("alpha sweep" in t for t in titles)
+    assert res["config"]["context"]["dtype"] == "float32"
+    assert res["config"]["seeds"] == [0]
+    runs = res["data"]["minilm:runs"]
+    assert [r["key"] for r in runs] == ["lerp/wordnet/a0=0.1/seed=0",
+                                        "lerp/shuffled/a0=0.1/seed=0"]
+    assert all("seconds" not in r and "steps_per_s" not in r for r in runs)
+    assert "minilm:train:lerp/wordnet/a0=0.1/seed=0" in res["timings"]
+    assert res["data"]["minilm:synsets"]["anchors"] == {"asked": 70, "used": 70}
 
-    with kernels.force_kernels("avx2"):
-        assert frozen_dtype("auto") == "float32"
-    with kernels.force_kernels("amx"):
-        assert frozen_dtype("auto") == "bfloat16"
-    assert frozen_dtype("float32") == "float32" and frozen_dtype(None) is None
+
+@pytest.mark.integration
+def test_the_seed_reproduces_the_run_and_another_seed_changes_it(
+    tiny_runs: dict[str, Any]
+) -> None:
+    a, b, c = (_numbers(tiny_runs[k]) for k in "abc")
+    assert a == b
+    assert a != c
+    la, lc = (tiny_runs[k]["data"]["minilm:runs"][0]["train_loss"] for k in "ac")
+    assert la != lc  # another split trains on other anchors

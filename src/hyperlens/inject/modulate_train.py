@@ -1,4 +1,4 @@
-"""The pieces of ``hyperlens modulate``: set-up, the two tasks, training and evaluation.
+"""Training and scoring residual modulators on a frozen model's WordNet task.
 
 - :func:`prepare`: match WordNet nouns to the model's tokenizer, split by hypernym
   subtree, fit the WordNet geometry on training anchors only, build the controls, the
@@ -9,15 +9,21 @@
   does a contrastive reverse dictionary: the pooled definition embedding against the
   frozen, unmodulated embedding of the lemma (in-batch InfoNCE, temperature 0.05), scored
   by recall@1/10 among all held-out lemmas.
+- :func:`plan_runs` and :func:`train_run`: the runs of an experiment (modulator, geometry,
+  starting alpha, replicate seed) and one run of the shared training loop, the adapter
+  initialised inside the loop's generator forked from the replicate seed.
 - :func:`relational_table`: Pearson / Spearman of pairwise cosines of held-out definition
   embeddings against Wu-Palmer and path similarity, with percentile-bootstrap intervals
   over held-out synsets, every condition scored on the same resamples so lifts are paired.
+
+Every forward pass runs where the model lives (``handle.device``); scores come back as
+CPU tensors and NumPy arrays.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,17 +32,32 @@ import torch
 
 from ..data.synsets import MatchedSynset, match_synsets, subtree_split
 from ..data.wordnet import similarity_matrix
-from ..inject import attach, make_adapter
-from ..inject.geometry import (
-    CONTROLS,
-    TokenGeometry,
-    make_control,
-    procrustes_projection,
-    wordnet_geometry,
-)
 from ..models.arch import resolve_backbone
 from ..models.handle import ModelHandle
-from ..train import TrainConfig, fit
+from ..train import TrainConfig, fit_module
+from .base import attach, make_adapter
+from .geometry import TokenGeometry, make_control, procrustes_projection, wordnet_geometry
+
+__all__ = [
+    "PROMPT",
+    "Setup",
+    "RunSpec",
+    "default_layers",
+    "prepare",
+    "encode",
+    "build_adapter",
+    "plan_runs",
+    "train_run",
+    "task_loss",
+    "evaluate",
+    "alpha_drift",
+    "evaluate_at_alphas",
+    "relational_table",
+    "paired_diff",
+    "similarity_targets",
+    "nll_per_text",
+    "generate_pair",
+]
 
 PROMPT = "Definition: {d}\nWord:"
 
@@ -55,7 +76,7 @@ class Setup:
     proj0: torch.Tensor  # [d_model, k] Procrustes initial projection
     resid_norm: torch.Tensor  # [n_layers_chosen]
     split_summary: dict[str, Any]
-    targets: torch.Tensor | None = None  # encoder: frozen lemma embeddings [n_items, d]
+    targets: torch.Tensor | None = None  # encoder: frozen lemma embeddings [n_items, d], CPU
     target_index: dict[str, int] = field(default_factory=dict)
 
 
@@ -66,13 +87,14 @@ def _mod(h: ModelHandle) -> Any:
 
 
 def _tok(h: ModelHandle, texts: Sequence[str], max_length: int = 64) -> dict[str, torch.Tensor]:
+    """Right-padded token batch on the model's device."""
     tok = h.tokenizer
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"
-    return dict(
-        tok(list(texts), return_tensors="pt", padding=True, truncation=True, max_length=max_length)
-    )
+    batch = tok(list(texts), return_tensors="pt", padding=True, truncation=True,
+                max_length=max_length)
+    return {k: v.to(h.device) for k, v in batch.items()}
 
 
 def _pooled(h: ModelHandle, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -83,46 +105,57 @@ def _pooled(h: ModelHandle, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return (hid * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
+def _at_last(hid: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Each row's hidden state at its last real token ``[B, d]``."""
+    last = mask.sum(1) - 1
+    return hid[torch.arange(hid.shape[0], device=hid.device), last]
+
+
 def _last_logits(h: ModelHandle, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Logits at each row's last real token ``[B, vocab]``: the prediction of the next token."""
     stack = resolve_backbone(_mod(h)).stack
     hid = stack(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]
-    last = batch["attention_mask"].sum(1) - 1
-    x = hid[torch.arange(hid.shape[0]), last]
-    return _mod(h).get_output_embeddings()(x)
+    return _mod(h).get_output_embeddings()(_at_last(hid, batch["attention_mask"]))
 
 
 def _batches(n: int, size: int) -> list[range]:
     return [range(s, min(n, s + size)) for s in range(0, n, size)]
 
 
+def _attached(h: ModelHandle, adapter: Any) -> Any:
+    """``attach(model, adapter)``, or nothing for the plain model (``adapter=None``)."""
+    return attach(_mod(h), adapter) if adapter is not None else nullcontext()
+
+
 @torch.no_grad()
 def encode(
     h: ModelHandle, texts: Sequence[str], adapter: Any = None, batch_size: int = 32
 ) -> torch.Tensor:
-    """Mean-pooled final hidden states ``[N, d]`` float32, with the adapter attached if given."""
+    """Mean-pooled final hidden states ``[N, d]`` float32 on the CPU, with the adapter
+    attached if given."""
     order = np.argsort([len(t) for t in texts])
     out = torch.empty(len(texts), h.hidden_size)
-    ctx = attach(_mod(h), adapter) if adapter is not None else _null()
-    with ctx:
+    with _attached(h, adapter):
         for r in _batches(len(texts), batch_size):
             idx = order[r.start : r.stop]
-            out[torch.as_tensor(idx)] = _pooled(h, _tok(h, [texts[i] for i in idx])).float()
+            pooled = _pooled(h, _tok(h, [texts[i] for i in idx]))
+            out[torch.as_tensor(idx)] = pooled.float().cpu()
     return out
 
 
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *a: Any) -> None:
-        return None
+def _text(m: MatchedSynset, causal: bool) -> str:
+    return PROMPT.format(d=m.definition) if causal else m.definition
 
 
 # --------------------------------------------------------------------------- set-up
 def default_layers(n_layers: int, causal: bool) -> list[int]:
     """Every block of a small encoder; every third block of a deeper decoder."""
     return list(range(n_layers)) if n_layers <= 12 else list(range(0, n_layers, 3))
+
+
+def _draw(items: Sequence[MatchedSynset], n: int, rng: np.random.Generator) -> list[MatchedSynset]:
+    """``min(n, len(items))`` items drawn without replacement, in their original order."""
+    return [items[i] for i in sorted(rng.choice(len(items), min(n, len(items)), replace=False))]
 
 
 def prepare(
@@ -132,40 +165,36 @@ def prepare(
     *,
     n_anchors: int,
     n_test: int,
-    layers: list[int] | None,
+    layers: Sequence[int] | None,
     split_seed: int = 0,
+    control_seeds: Mapping[str, int] | None = None,
     dim: int = 64,
 ) -> Setup:
+    """The shared set-up of one model's runs.
+
+    ``split_seed`` draws the subtree split and the anchors and held-out synsets within it;
+    ``control_seeds`` (``{control: seed}``) draws each control geometry (the ``pca``
+    control draws nothing). Fewer than ``n_anchors`` / ``n_test`` synsets are taken when the
+    split offers fewer (``len(setup.train)``, ``len(setup.test)`` say how many).
+    """
     causal = handle.kind == "decoder"
     matched = match_synsets(handle.tokenizer, wn)
     split = subtree_split(matched, test_fraction=0.25, depth=4, seed=split_seed)
     rng = np.random.default_rng(split_seed)
-    train = [
-        split.train[i]
-        for i in sorted(
-            rng.choice(len(split.train), min(n_anchors, len(split.train)), replace=False)
-        )
-    ]
-    test = [
-        split.test[i]
-        for i in sorted(rng.choice(len(split.test), min(n_test, len(split.test)), replace=False))
-    ]
+    train = _draw(split.train, n_anchors, rng)
+    test = _draw(split.test, n_test, rng)
     E = handle.token_embeddings()
     geo = wordnet_geometry(E, train, matched, dim=dim)
+    seeds = dict(control_seeds or {})
     geometries = {"wordnet": geo} | {
-        c: make_control(c, geo, E, seed=split_seed + 1) for c in CONTROLS
+        c: make_control(c, geo, E, seed=s) for c, s in seeds.items()
     }
-    chosen = layers if layers is not None else default_layers(handle.num_layers, causal)
+    chosen = list(layers) if layers is not None else default_layers(handle.num_layers, causal)
     # residual norms and the Procrustes projection, from the anchors' definitions only
     texts = [_text(m, causal) for m in train]
     probe: Any = make_adapter(
-        "lerp",
-        d_model=handle.hidden_size,
-        vocab_size=E.shape[0],
-        n_layers=handle.num_layers,
-        layers=chosen,
-        dim=dim,
-        alpha=0.0,
+        "lerp", d_model=handle.hidden_size, vocab_size=E.shape[0], n_layers=handle.num_layers,
+        layers=chosen, dim=dim, alpha=0.0,
     )
     batches = [_tok(handle, texts[r.start : r.stop]) for r in _batches(min(len(texts), 128), 32)]
     norms = probe.calibrate(_mod(handle), batches)
@@ -183,76 +212,103 @@ def prepare(
     return s
 
 
-def _text(m: MatchedSynset, causal: bool) -> str:
-    return PROMPT.format(d=m.definition) if causal else m.definition
+# --------------------------------------------------------------------------- runs
+@dataclass(frozen=True)
+class RunSpec:
+    """One trained run: modulator, geometry, starting alpha and replicate seed."""
+
+    kind: str
+    geometry: str
+    alpha0: float
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.geometry}/a0={self.alpha0:g}/seed={self.seed}"
 
 
-# --------------------------------------------------------------------------- adapters
-def build_adapter(s: Setup, kind: str, geometry: str, alpha: float, seed: int) -> Any:
-    torch.manual_seed(seed)
+def plan_runs(
+    kinds: Sequence[str],
+    *,
+    seeds: Sequence[int],
+    controls: Sequence[str],
+    control_seeds: Sequence[int],
+    alpha0: Mapping[str, float],
+    alpha_starts: Mapping[str, Sequence[float]],
+) -> list[RunSpec]:
+    """Per modulator: the WordNet geometry once per replicate seed, each control once per
+    control seed (both from ``alpha0[kind]``), and the further starting alphas of
+    ``alpha_starts[kind]`` with the WordNet geometry and the first replicate seed."""
+    plan: list[RunSpec] = []
+    for kind in kinds:
+        a0 = alpha0[kind]
+        plan += [RunSpec(kind, "wordnet", a0, sd) for sd in seeds]
+        plan += [RunSpec(kind, c, a0, sd) for c in controls for sd in control_seeds]
+        plan += [RunSpec(kind, "wordnet", a, seeds[0]) for a in alpha_starts.get(kind, ())
+                 if a != a0]
+    return plan
+
+
+def build_adapter(s: Setup, kind: str, geometry: str, alpha: float) -> Any:
+    """A ``lerp`` / ``field`` adapter on the model's device with the named geometry (lerp:
+    the Procrustes projection and the measured residual norms). Parameters a modulator
+    draws at random come from torch's default generator: build it inside a seeded scope
+    (:func:`train_run` builds it inside the training loop's forked generator)."""
     h = s.handle
-    V = h.token_embeddings().shape[0]
-    common = dict(
-        d_model=h.hidden_size,
-        vocab_size=V,
-        n_layers=h.num_layers,
-        layers=s.layers,
-        dim=s.proj0.shape[1],
+    ad: Any = make_adapter(
+        kind, alpha=alpha, d_model=h.hidden_size, vocab_size=h.token_embeddings().shape[0],
+        n_layers=h.num_layers, layers=s.layers, dim=s.proj0.shape[1],
     )
-    ad: Any = make_adapter(kind, alpha=alpha, **common)
     g = s.geometries[geometry]
     ad.set_geometry(g.vectors, g.mask)
     if kind == "lerp":
         with torch.no_grad():
             ad.proj.copy_(s.proj0)
             ad.resid_norm.copy_(s.resid_norm)
-    return ad
+    return ad.to(h.device)
 
 
-# --------------------------------------------------------------------------- training
 def task_loss(
     s: Setup, ad: Any, items: list[MatchedSynset], tau: float = 0.05
 ) -> tuple[torch.Tensor, dict[str, float]]:
+    """The task's loss on ``items`` with ``ad`` attached, and alpha per modulated block."""
     h = s.handle
     with attach(_mod(h), ad):
         if s.causal:
             logits = _last_logits(h, _tok(h, [_text(m, True) for m in items]))
-            loss = torch.nn.functional.cross_entropy(
-                logits.float(), torch.tensor([m.token_id for m in items])
-            )
+            target = torch.tensor([m.token_id for m in items], device=logits.device)
+            loss = torch.nn.functional.cross_entropy(logits.float(), target)
         else:
             q = torch.nn.functional.normalize(
                 _pooled(h, _tok(h, [m.definition for m in items])).float(), dim=-1
             )
-            assert s.targets is not None
-            t = torch.nn.functional.normalize(
-                s.targets[[s.target_index[m.name] for m in items]], dim=-1
-            )
-            loss = torch.nn.functional.cross_entropy(q @ t.T / tau, torch.arange(len(items)))
+            if s.targets is None:
+                raise RuntimeError("an encoder set-up needs its lemma targets (see prepare).")
+            rows = s.targets[[s.target_index[m.name] for m in items]].to(q.device)
+            t = torch.nn.functional.normalize(rows, dim=-1)
+            target = torch.arange(len(items), device=q.device)
+            loss = torch.nn.functional.cross_entropy(q @ t.T / tau, target)
     a = ad.alphas().detach().reshape(len(s.layers), -1).mean(1)
     return loss, {f"alpha.{b}": float(v) for b, v in zip(s.layers, a, strict=True)}
 
 
-def train_adapter(
-    s: Setup, ad: Any, *, steps: int, batch_size: int, seed: int, lr: float, alpha_lr: float
-) -> Any:
-    """One run of the shared loop; alpha (``theta``) gets its own large rate and no decay."""
+def train_run(
+    s: Setup, spec: RunSpec, *, steps: int, batch_size: int, lr: float, alpha_lr: float
+) -> tuple[Any, Any]:
+    """Build and train one run's adapter; returns ``(adapter, history)``.
+
+    The adapter is built and trained inside :func:`hyperlens.train.fit_module`'s generator
+    forked from ``spec.seed`` (nothing outside is reseeded). alpha (``theta``) gets its own
+    large rate and no weight decay.
+    """
     cfg = TrainConfig(
-        optimizer="adamw",
-        lr=lr,
-        weight_decay=0.01,
-        param_lr={"theta": alpha_lr},
-        no_decay=("theta",),
-        schedule="constant",
-        max_steps=steps,
-        batch_size=batch_size,
-        grad_clip=1.0,
-        seed=seed,
-        progress=False,
+        optimizer="adamw", lr=lr, weight_decay=0.01, param_lr={"theta": alpha_lr},
+        no_decay=("theta",), schedule="constant", max_steps=steps, batch_size=batch_size,
+        grad_clip=1.0, seed=spec.seed, progress=False,
     )
     _mod(s.handle).requires_grad_(False)
-    return fit(
-        ad,
+    return fit_module(
+        lambda: build_adapter(s, spec.kind, spec.geometry, spec.alpha0),
         lambda mod, batch: task_loss(s, mod, batch),
         s.train,
         cfg,
@@ -261,23 +317,33 @@ def train_adapter(
     )
 
 
+def alpha_drift(history: Sequence[Mapping[str, float]], layers: Sequence[int]) -> float:
+    """Largest change of any block's alpha over the last quarter of training: near 0 when
+    alpha has settled, large when the run ended while alpha was still moving."""
+    if len(history) < 2:
+        return float("nan")
+    q = history[max(0, (3 * len(history)) // 4 - 1)]
+    return max(abs(history[-1][f"alpha.{b}"] - q[f"alpha.{b}"]) for b in layers)
+
+
 # --------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def evaluate(s: Setup, ad: Any, items: list[MatchedSynset], batch_size: int = 32) -> dict[str, Any]:
     """Held-out scores of one condition from ONE forward pass per batch (``ad=None``: plain).
 
     Returns ``reps`` (mean-pooled final hidden states of each item's text, ``[N, d]``
-    float32: the definition embeddings the relational measures score) and per-item
-    ``top1`` / ``top10`` correctness of the task (causal: the lemma's rank among the
-    next-token logits at the prompt's last position; encoder: the definition embedding's
-    rank of its lemma among all of ``items``' frozen lemma embeddings).
+    float32 on the CPU: the definition embeddings the relational measures score) and
+    per-item ``top1`` / ``top10`` correctness of the task (causal: the lemma's rank among
+    the next-token logits at the prompt's last position; encoder: the definition
+    embedding's rank of its lemma among all of ``items``' frozen lemma embeddings).
     """
     h = s.handle
     n = len(items)
     if not s.causal:
         reps = encode(h, [m.definition for m in items], ad, batch_size)
         q = torch.nn.functional.normalize(reps, dim=-1)
-        assert s.targets is not None
+        if s.targets is None:
+            raise RuntimeError("an encoder set-up needs its lemma targets (see prepare).")
         t = torch.nn.functional.normalize(
             s.targets[[s.target_index[m.name] for m in items]], dim=-1
         )
@@ -294,19 +360,42 @@ def evaluate(s: Setup, ad: Any, items: list[MatchedSynset], batch_size: int = 32
     rank = torch.empty(n, dtype=torch.long)
     stack = resolve_backbone(_mod(h)).stack
     head = _mod(h).get_output_embeddings()
-    ctx = attach(_mod(h), ad) if ad is not None else _null()
-    with ctx:
+    with _attached(h, ad):
         for r in _batches(n, batch_size):
             idx = torch.as_tensor(order[r.start : r.stop])
             b = _tok(h, [texts[i] for i in idx])
             hid = stack(input_ids=b["input_ids"], attention_mask=b["attention_mask"])[0]
             m = b["attention_mask"].unsqueeze(-1).to(hid.dtype)
-            reps[idx] = ((hid * m).sum(1) / m.sum(1).clamp_min(1.0)).float()
-            last = b["attention_mask"].sum(1) - 1
-            lg = head(hid[torch.arange(hid.shape[0]), last]).float()
-            tgt = torch.tensor([items[i].token_id for i in idx])
-            rank[idx] = (lg > lg[torch.arange(len(idx)), tgt][:, None]).sum(1)
+            reps[idx] = ((hid * m).sum(1) / m.sum(1).clamp_min(1.0)).float().cpu()
+            lg = head(_at_last(hid, b["attention_mask"])).float()
+            tgt = torch.tensor([items[i].token_id for i in idx], device=lg.device)
+            rows = torch.arange(len(idx), device=lg.device)
+            rank[idx] = (lg > lg[rows, tgt][:, None]).sum(1).cpu()
     return {"reps": reps, "top1": (rank < 1).float().numpy(), "top10": (rank < 10).float().numpy()}
+
+
+@contextmanager
+def _alpha_restored(ad: Any) -> Iterator[None]:
+    """Restore the adapter's trained ``theta`` on exit."""
+    trained = ad.theta.detach().clone()
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            ad.theta.copy_(trained)
+
+
+def evaluate_at_alphas(
+    s: Setup, ad: Any, alphas: Sequence[float]
+) -> dict[str, dict[str, Any]]:
+    """:func:`evaluate` with every block of ``ad`` at each fixed alpha (``{f"{a:g}": ...}``);
+    the trained alphas are restored afterwards."""
+    out: dict[str, dict[str, Any]] = {}
+    with _alpha_restored(ad):
+        for a in alphas:
+            ad.set_alpha(a)
+            out[f"{a:g}"] = evaluate(s, ad, s.test)
+    return out
 
 
 def relational_table(
@@ -326,7 +415,8 @@ def relational_table(
     :func:`hyperlens.probes.relational.align_representations` scores all of ``reps``
     (``{condition: [n, d]}``, rows aligned with ``synsets``) against path and Wu-Palmer
     similarity: Pearson / Spearman with a bootstrap over synsets (every condition on the
-    same resamples), Mantel p-values, band means and hypernym-chain decay.
+    same resamples, drawn from ``seed``), Mantel p-values, band means and hypernym-chain
+    decay.
 
     Returns ``(table, raw, probe)``: ``table[measure][condition]`` holds ``pearson``,
     ``spearman``, their 95 % ``*_lo`` / ``*_hi``, and ``lift_*`` (condition minus ``base``,
@@ -398,8 +488,7 @@ def nll_per_text(
 ) -> np.ndarray:
     """Mean next-token negative log-likelihood of each text (causal LM), ``[N]``."""
     out = np.zeros(len(texts))
-    ctx = attach(_mod(h), ad) if ad is not None else _null()
-    with ctx:
+    with _attached(h, ad):
         for r in _batches(len(texts), batch_size):
             b = _tok(h, texts[r.start : r.stop], max_length=64)
             logits = _mod(h)(**b).logits.float()
@@ -407,7 +496,7 @@ def nll_per_text(
             tgt = b["input_ids"][:, 1:]
             m = b["attention_mask"][:, 1:].float()
             nll = -(lp.gather(-1, tgt[..., None]).squeeze(-1) * m).sum(1) / m.sum(1).clamp_min(1)
-            out[r.start : r.stop] = nll.numpy()
+            out[r.start : r.stop] = nll.cpu().numpy()
     return out
 
 
@@ -415,8 +504,9 @@ def nll_per_text(
 def generate_pair(
     h: ModelHandle, prompt: str, ad: Any, max_new_tokens: int = 24
 ) -> tuple[str, str]:
+    """Greedy continuations of ``prompt`` by the plain model and with ``ad`` attached."""
     tok = h.tokenizer
-    b = tok([prompt], return_tensors="pt")
+    b = {k: v.to(h.device) for k, v in tok([prompt], return_tensors="pt").items()}
     kw = dict(
         max_new_tokens=max_new_tokens,
         do_sample=False,
@@ -429,7 +519,3 @@ def generate_pair(
     return tok.decode(plain[0, n:], skip_special_tokens=True), tok.decode(
         mod[0, n:], skip_special_tokens=True
     )
-
-
-def logit(a: float) -> float:
-    return math.log(a / (1 - a))
