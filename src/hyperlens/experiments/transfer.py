@@ -27,7 +27,6 @@ module holds the options and the report layout.
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -52,11 +51,11 @@ from ..align.sweep import (
     TransferSpec,
     TransferSweep,
 )
-from ..config import Command, Config, RunContext, above, at_least, option, start_report
+from ..config import Command, RunContext, above, at_least, option, start_report
+from ..config.shared import DataFileOptions
 from ..errors import ConfigError
 from ..report import Report
 from ..run import Ledger
-from .options import data_options
 
 __all__ = ["TransferConfig", "run", "COMMANDS", "STAGES", "tour_section"]
 
@@ -65,11 +64,10 @@ CellStore = Ledger
 
 METRICS = ("acc", "bal_acc", "eff", "cc_eff", "float_acc", "float_bal_acc", "float_eff",
            "float_cc_eff")
-_DATA = "reading a data file"
 
 
 @dataclass(frozen=True, kw_only=True)
-class TransferConfig(Config):
+class TransferConfig(DataFileOptions):
     """Options of ``hyperlens transfer`` (the defaults are the paper protocol)."""
 
     CONTEXT = frozenset({"seed", "device", "executor"})
@@ -127,17 +125,6 @@ class TransferConfig(Config):
         False, help="accept anchor texts that also occur in the test set (leaks)")
     fresh: bool = option(False, help="ignore finished cells in OUT/cells.jsonl and recompute "
                                      "everything")
-    text_column: str | None = option(
-        None, group=_DATA, help="column holding the texts (name or 0-based position; "
-                                "default: detected)")
-    label_column: str | None = option(
-        None, group=_DATA, help="column holding the labels (name or 0-based position; "
-                                "default: detected)")
-    drop_invalid: bool = option(
-        False, group=_DATA, help="drop rows with an empty or non-string text or a missing "
-                                 "label instead of failing")
-    encoding: str | None = option(None, group=_DATA,
-                                  help="text encoding of a csv / tsv file (default: utf-8)")
 
     def check(self) -> None:
         known = set(available_aligners())
@@ -158,12 +145,6 @@ class TransferConfig(Config):
                               f"{self.anchor_pool}; raise the pool or use fewer anchors.")
         if len(self.pair) != 2 or self.pair[0] == self.pair[1]:
             raise ConfigError(f"--pair takes two different models, got {' '.join(self.pair)}.")
-        if self.encoding is not None:
-            try:
-                codecs.lookup(self.encoding)
-            except LookupError:
-                raise ConfigError(f"--encoding: unknown text encoding {self.encoding!r}; use "
-                                  "e.g. utf-8, latin-1 or cp1252.") from None
 
     def design(self) -> SweepDesign:
         """Which cells the chosen stages read."""
@@ -175,7 +156,7 @@ class TransferConfig(Config):
                                                                "load_options"}
         return TransferProtocol(**{n: getattr(self, n) for n in names}, pool_seed=pool_seed,
                                 data_dir=None if self.data_dir is None else str(self.data_dir),
-                                load_options=data_options(self))
+                                load_options=self.read_options())
 
 
 # --------------------------------------------------------------------------- entry point
