@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "bench_wordnet.json")
     args = ap.parse_args(argv)
 
-    from hyperlens.data import wordnet
+    from hyperlens.data import wordnet_reader
     from hyperlens.utils import atomic_write_json
 
     wsim = importlib.import_module("hyperlens.data.wordnet_similarity")
@@ -82,14 +82,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print("loading ...", file=sys.stderr)
     res["load"] = {
         "nltk_corpus_load_s": _timed_subprocess(
-            "from hyperlens.data import wordnet; wordnet().synset('dog.n.01')"),
+            "from hyperlens.data import wordnet_reader; wordnet_reader().synset('dog.n.01')"),
         "hyperlens_cached_graph_s": _timed_subprocess(
             "import importlib; importlib.import_module('hyperlens.data.wordnet_similarity')"
             ".wordnet_graph()"),
         "note": "fresh interpreters, imports included",
     }
     g = wsim.wordnet_graph()
-    wn = wordnet()
+    wn = wordnet_reader()
     rng = np.random.default_rng(args.seed)
     n = len(g)
     a_all = rng.integers(0, n, args.pairs)

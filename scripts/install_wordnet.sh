@@ -25,7 +25,7 @@ if ! command -v "$PY" >/dev/null 2>&1 && [ ! -x "$PY" ]; then
     exit 0
 fi
 
-check() { "$PY" -c "from hyperlens.data.wordnet import wordnet; wordnet()" >/dev/null 2>&1; }
+check() { "$PY" -c "from hyperlens.data.wordnet import wordnet_reader; wordnet_reader()" >/dev/null 2>&1; }
 
 if check; then
     say "WordNet is already usable; nothing to do."

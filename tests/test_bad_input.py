@@ -116,7 +116,7 @@ def no_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     import hyperlens.models as models
     from hyperlens.models import zoo
 
-    embed = importlib.import_module("hyperlens.models.embed")  # the module, not the function
+    embed = importlib.import_module("hyperlens.models.embedding")  # the module, not the function
 
     def tripwire(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError(f"a model was loaded before the input was checked: {args}")

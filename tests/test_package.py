@@ -54,3 +54,20 @@ def test_package_docstring_lists_every_subpackage() -> None:
     missing = sorted(n for n in names if f"hyperlens.{n}`" not in doc)
     assert not missing, f"the package docstring omits {missing}"
     assert names <= set(hyperlens._KNOWN_SUBMODULES)
+
+
+def test_no_function_shadows_a_submodule() -> None:
+    import importlib
+    import pkgutil
+    import types
+
+    import hyperlens
+
+    bad = []
+    for info in pkgutil.walk_packages(hyperlens.__path__, "hyperlens."):
+        parent_name, _, leaf = info.name.rpartition(".")
+        parent = importlib.import_module(parent_name)
+        value = getattr(parent, leaf, None)
+        if value is not None and not isinstance(value, types.ModuleType):
+            bad.append(f"{info.name} is also a {type(value).__name__} of {parent_name}")
+    assert not bad, "\n".join(bad)

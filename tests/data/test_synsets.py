@@ -9,10 +9,10 @@ from hyperlens.errors import DataError
 
 @pytest.fixture(scope="module")
 def wn():
-    from hyperlens.data import wordnet
+    from hyperlens.data import wordnet_reader
 
     try:
-        return wordnet()
+        return wordnet_reader()
     except DataError as exc:  # pragma: no cover - depends on the machine
         pytest.skip(str(exc))
 

@@ -10,7 +10,6 @@ import pytest
 
 from hyperlens.errors import DataError
 
-# ``hyperlens.data.wordnet`` the attribute is the function; the module is reached by name.
 wnmod = importlib.import_module("hyperlens.data.wordnet")
 
 DEBIAN = Path(wnmod.DEBIAN_WORDNET_DIR)
@@ -87,7 +86,7 @@ def test_missing_wordnet_error_says_how_to_install(
     empty = tmp_path / "cache"
     _fresh_reader(monkeypatch, tmp_path, tmp_path / "nowhere" / "nltk_data")
     with pytest.raises(DataError) as info:
-        wnmod.wordnet()
+        wnmod.wordnet_reader()
     msg = str(info.value)
     assert "WordNet data for NLTK was not found" in msg
     assert str(tmp_path / "nowhere" / "nltk_data") in msg
@@ -107,13 +106,13 @@ def test_copy_without_lexnames_is_explained(
     with pytest.raises(
         DataError, match=r"could not be read .*lexnames.*install_wordnet\(\) writes it"
     ):
-        wnmod.wordnet()
+        wnmod.wordnet_reader()
 
 
 @pytest.fixture(scope="module")
 def wn():  # noqa: ANN201
     try:
-        return wnmod.wordnet()
+        return wnmod.wordnet_reader()
     except DataError as exc:
         pytest.skip(
             f"WordNet is not installed here (run bash scripts/install_wordnet.sh): {exc}"[:300]

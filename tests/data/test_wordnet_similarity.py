@@ -15,9 +15,9 @@ wsim = importlib.import_module("hyperlens.data.wordnet_similarity")
 
 @pytest.fixture(scope="module")
 def wn(graph):
-    from hyperlens.data import wordnet
+    from hyperlens.data import wordnet_reader
 
-    return wordnet()
+    return wordnet_reader()
 
 
 def _nltk(wn, names_a, names_b, measure: str, simulate_root: bool) -> np.ndarray:

@@ -18,7 +18,7 @@ from hyperlens.errors import InputError
 from hyperlens.models import embed, embed_layers, from_module, load
 from hyperlens.run import LocalExecutor, map_shards
 
-embed_mod = importlib.import_module("hyperlens.models.embed")  # the module, not the function
+embed_mod = importlib.import_module("hyperlens.models.embedding")  # the module, not the function
 forward_mod = importlib.import_module("hyperlens.models.forward")
 es = importlib.import_module("hyperlens.models.embed_shards")
 

@@ -4,7 +4,7 @@
   local csv / tsv / jsonl / json / parquet files, saved or hub Hugging Face datasets.
 * :class:`TextDataset` -- texts, int64 labels, label names, provenance; ``split``,
   ``subsample``, ``select``, class counts and the majority-class rate.
-* :func:`wordnet` -- the NLTK WordNet reader; :func:`install_wordnet` installs the
+* :func:`wordnet_reader` -- the NLTK WordNet reader; :func:`install_wordnet` installs the
   Debian WordNet files where NLTK finds them; :func:`pair_similarity` /
   :func:`similarity_matrix` give NLTK's path, Wu-Palmer and Leacock-Chodorow values in bulk.
 """
@@ -23,11 +23,17 @@ from .sources import (
     rotten_tomatoes_path,
 )
 from .text import Provenance, Splits, TextDataset, encode_labels
-from .wordnet import install_wordnet, pair_similarity, similarity_matrix, wordnet, wordnet_graph
+from .wordnet import (
+    install_wordnet,
+    pair_similarity,
+    similarity_matrix,
+    wordnet_graph,
+    wordnet_reader,
+)
 
 __all__ = [
     "load",
-    "wordnet",
+    "wordnet_reader",
     "install_wordnet",
     "pair_similarity",
     "similarity_matrix",

@@ -12,8 +12,6 @@ Command line (used by ``scripts/install_wordnet.sh``)::
     python -m hyperlens.data.wordnet_setup check
     python -m hyperlens.data.wordnet_setup install [--source /usr/share/wordnet] [--target DIR]
 
-(``hyperlens.data.wordnet`` as an attribute is the :func:`wordnet` function; reach this
-module with ``from hyperlens.data.wordnet import ...`` or ``importlib``.)
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from typing import Any
 from ..errors import DataError, DependencyError
 
 __all__ = [
-    "wordnet",
+    "wordnet_reader",
     "install_wordnet",
     "wordnet_search_paths",
     "LEXNAMES",
@@ -129,7 +127,7 @@ def _register(root: Path) -> None:
         nltk.data.path.insert(0, str(root))
 
 
-def wordnet() -> Any:
+def wordnet_reader() -> Any:
     """The NLTK WordNet corpus reader (``nltk.corpus.wordnet``), loaded and usable.
 
     Looks in NLTK's usual places and in ``<hyperlens cache>/nltk_data`` (where
@@ -137,7 +135,7 @@ def wordnet() -> Any:
     ``nltk`` and :class:`DataError` with installation steps when the files are missing.
 
     Example:
-        >>> wn = wordnet()  # doctest: +SKIP
+        >>> wn = wordnet_reader()  # doctest: +SKIP
         >>> wn.synset("dog.n.01").path_similarity(wn.synset("cat.n.01"))  # doctest: +SKIP
         0.2
     """
@@ -145,7 +143,7 @@ def wordnet() -> Any:
         import nltk
         from nltk.corpus import wordnet as wn
     except ImportError as exc:
-        raise DependencyError("wordnet() needs nltk: pip install nltk") from exc
+        raise DependencyError("wordnet_reader() needs nltk: pip install nltk") from exc
     _register(_default_target())
     try:
         wn.ensure_loaded()

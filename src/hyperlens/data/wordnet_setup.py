@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from ..errors import DataError, DependencyError
-from .wordnet import DEBIAN_WORDNET_DIR, install_wordnet, wordnet
+from .wordnet import DEBIAN_WORDNET_DIR, install_wordnet, wordnet_reader
 
 __all__ = ["main"]
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                 "there; "
                 f"for plain NLTK elsewhere, export NLTK_DATA={root})"
             )
-        wn = wordnet()
+        wn = wordnet_reader()
         dog, cat = wn.synset("dog.n.01"), wn.synset("cat.n.01")
         print(
             f"WordNet {wn.get_version()} is usable: path_similarity(dog, cat) = "

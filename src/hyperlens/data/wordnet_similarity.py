@@ -379,9 +379,9 @@ def _wordnet_files() -> tuple[str, list[Any]]:
         if archive.is_file():
             st = os.stat(archive)
             return str(archive), [str(archive), nltk_version, st.st_size, int(st.st_mtime)]
-    from .wordnet import wordnet
+    from .wordnet import wordnet_reader
 
-    wordnet()  # not in the usual places: NLTK's own search, or its DataError with the steps
+    wordnet_reader()  # not in the usual places: NLTK's own search, or its DataError with the steps
     import nltk  # type: ignore[import-untyped]
 
     root = Path(str(nltk.data.find("corpora/wordnet")))
@@ -554,9 +554,9 @@ def wordnet_graph(*, cache: bool = True) -> WordNetGraph:
             except (OSError, ValueError, KeyError):
                 path.unlink(missing_ok=True)
         if g is None:
-            from .wordnet import wordnet
+            from .wordnet import wordnet_reader
 
-            wn = wordnet()
+            wn = wordnet_reader()
             g = _build(wn, f"{root} (WordNet {wn.get_version()})")
             if cache:
                 _save(g, path)

@@ -163,13 +163,13 @@ class _Model:
 
 def run(config: ModulateConfig, ctx: RunContext | None = None) -> Report:
     """Train and score the modulators of every model; write the report folder."""
-    from ..data import wordnet
+    from ..data import wordnet_reader
 
     ctx = ctx or RunContext()
     rep = start_report(
         "modulate", config, ctx,
         description="Residual and field modulators with WordNet geometry, on held-out synsets.")
-    wn = wordnet()
+    wn = wordnet_reader()
     summary: list[list[Any]] = []
     for name in config.models:
         s = _load_setup(rep, config, ctx, name, wn)
@@ -550,13 +550,13 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
     tour's seed), float32; the lift in path-similarity Pearson on held-out synsets with a
     bootstrap interval, and the task recall. Well under a minute on a quiet 2-core machine.
     """
-    from ..data import wordnet
+    from ..data import wordnet_reader
 
     config = ModulateConfig(models=("minilm",), modulators=("lerp",), seeds=(seed,),
                             controls=("shuffled",), control_seeds=(seed,), anchors=400,
                             test=150, steps=40, alpha_starts=())
     ctx = RunContext(seed=seed, device=device, dtype="float32")
-    s = _load_setup(report, config, ctx, "minilm", wordnet())
+    s = _load_setup(report, config, ctx, "minilm", wordnet_reader())
     m = _train_runs(report, config, s)
     table, raw, _ = mt.relational_table(m.reps, s.test, base="plain", n_boot=config.n_boot,
                                         seed=ctx.seed, similarities=m.sims, n_perm=99)

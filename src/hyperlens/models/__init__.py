@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from .embed import OOVReport, embed, embed_layers, last_oov
+from .embedding import OOVReport, embed, embed_layers, last_oov
 from .handle import ModelHandle, StaticVectors, from_module
 from .hooks import (
     Activations,

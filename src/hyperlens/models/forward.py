@@ -1,4 +1,4 @@
-"""Batched forward passes and the on-disk embedding cache, shared by :mod:`.embed` and
+"""Batched forward passes and the on-disk embedding cache, shared by :mod:`.embedding` and
 :mod:`.embed_shards` (a local pass and a sharded one run the same batches through the same
 code, which is what makes them bit-identical)."""
 
