@@ -63,7 +63,9 @@ def test_mixture_row_is_the_equal_weight_linear_mixture():
     g = torch.Generator().manual_seed(0)
     la = torch.log_softmax(torch.randn(5, 11, generator=g), -1)
     lb = torch.log_softmax(torch.randn(5, 11, generator=g), -1)
-    got = hft._mix_fn(lambda r: la[r], lambda r: lb[r])(slice(1, 4))
+    from hyperlens.hft.evaluate import mix_fn
+
+    got = mix_fn(lambda r: la[r], lambda r: lb[r])(slice(1, 4))
     want = ((la.exp() + lb.exp()) / 2).log()[1:4]
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(got.exp().sum(-1), torch.ones(3))

@@ -20,6 +20,14 @@ from torch import nn
 
 from ..config import Command, Config, RunContext, above, at_least, between, option, start_report
 from ..errors import ConfigError, InputError
+from ..hft.evaluate import (
+    MIXTURE,
+    count_baselines,
+    mix_fn,
+    seed_means,
+    state_fn,
+    student_fn,
+)
 from ..hft.train import StudentConfig as _SC  # the students' defaults live there
 from ..report import Report
 
@@ -328,7 +336,7 @@ def _baselines(run: _TrainRun) -> None:
     with run.rep.timer("baselines"):
         run.results["uniform"] = score(lambda r: torch.full((r.stop - r.start, V), -np.log(V)),
                                        he, U)
-        run.counts = _count_baselines(run.lu, run.tr, he, run.start, (3, 5))
+        run.counts = count_baselines(run.lu, run.tr, he, run.start, (3, 5))
         for name, fn in run.counts.items():
             run.results[name] = score(fn, he, U)
         run.results["teacher"] = score(logprobs_from_final(U, he), he, U)
@@ -343,13 +351,6 @@ def _baselines(run: _TrainRun) -> None:
         run.results["teacher, context cut to W"] = full
         run.weights["teacher, context cut to W"] = wcut
     run.stats = aux_stats(run.tr)
-
-
-def _student_fn(model: Any, X: torch.Tensor, T: torch.Tensor) -> Any:
-    def fn(r: slice) -> torch.Tensor:
-        y, _ = model(X[r].float(), T[r].float())
-        return torch.log_softmax(model.logits(y), -1)
-    return fn
 
 
 def _train_track(run: _TrainRun, track: str) -> None:
@@ -381,7 +382,7 @@ def _train_track(run: _TrainRun, track: str) -> None:
         with rep.timer(f"train {oname}"):
             oh = train_online(om, ftr, tr, run.stats, run.sc, seed=ctx.seed,
                               show_progress=ctx.progress)
-        run.results[oname] = score(_student_fn(om, X, T), he, U)
+        run.results[oname] = score(student_fn(om, X, T), he, U)
         run.params[oname] = count_parameters(om)
         rep.data["online residual"] = oh["residual"]
 
@@ -395,14 +396,14 @@ def _lenses(run: _TrainRun) -> None:
 
     he, U = run.he, run.U
     norm: Any = resolve_backbone(run.teacher.module).final_norm
-    run.results["B: logit lens"] = score(_state_fn(nn.Sequential(norm, U), he), he, U)
+    run.results["B: logit lens"] = score(state_fn(nn.Sequential(norm, U), he), he, U)
     for i, seed in enumerate(run.cfg.seeds):
         lens = TunedLens(run.d, norm, U)
         with run.rep.timer("train tuned lens"):
             train_tuned_lens(lens, run.tr, U, run.sc, seed=seed,
                              show_progress=run.ctx.progress)
-        r_ = score(_state_fn(lens, he), he, U)
-        run.seeds_res.setdefault("B: tuned lens", []).append(_means(r_))
+        r_ = score(state_fn(lens, he), he, U)
+        run.seeds_res.setdefault("B: tuned lens", []).append(seed_means(r_))
         if i == 0:
             run.results["B: tuned lens"] = r_
             run.params["B: tuned lens"] = count_parameters(lens)
@@ -425,16 +426,16 @@ def _train_replicate(run: _TrainRun, track: str, i: int, seed: int, feat: Any, f
         with rep.timer(f"train {name}"):
             hist = train_hyperfield(model, ftr, tr, run.stats, U, run.sc, seed=seed,
                                     show_progress=run.ctx.progress)
-        r_ = score(_student_fn(model, X, T), he, U)
-        run.seeds_res.setdefault(name, []).append(_means(r_))
+        r_ = score(student_fn(model, X, T), he, U)
+        run.seeds_res.setdefault(name, []).append(seed_means(r_))
         if i == 0:
             run.results[name] = r_
             run.params[name] = count_parameters(model)
             run.students[track] = (feat, model, fhe, hist)
             if track == "A":  # complementary to counts? a fixed, untuned mixture
-                run.results[MIX] = score(_mix_fn(_student_fn(model, X, T), run.counts["KN-5"]),
+                run.results[MIXTURE] = score(mix_fn(student_fn(model, X, T), run.counts["KN-5"]),
                                          he, U)
-                run.params[MIX] = run.params[name]
+                run.params[MIXTURE] = run.params[name]
             rep.data[f"history {name}"] = {k: v for k, v in hist.items() if k != "reseeds"}
             rep.data[f"reseeds {name}"] = hist["reseeds"]
         if cfg.mlp:
@@ -443,8 +444,8 @@ def _train_replicate(run: _TrainRun, track: str, i: int, seed: int, feat: Any, f
             mlp = MLPStudent(feat.d1, fc.d_tail, d, hidden, U, run.lu, seed=seed)
             with rep.timer(f"train {mname}"):
                 train_mlp(mlp, ftr, tr, U, run.sc, seed=seed, show_progress=run.ctx.progress)
-            r_ = score(_student_fn(mlp, X, T), he, U)
-            run.seeds_res.setdefault(mname, []).append(_means(r_))
+            r_ = score(student_fn(mlp, X, T), he, U)
+            run.seeds_res.setdefault(mname, []).append(seed_means(r_))
             if i == 0:
                 run.results[mname] = r_
                 run.params[mname] = count_parameters(mlp)
@@ -539,53 +540,6 @@ def _checks_and_speed(run: _TrainRun) -> None:
         rep.save(final=False)
 
 
-MIX = "A: HyperField + KN-5, p = (p_HF + p_KN) / 2"
-
-
-def _mix_fn(fa: Any, fb: Any) -> Any:
-    """Log-probabilities of the equal-weight linear mixture of two predictors (the weight
-    is fixed, not fitted, so nothing is chosen on the held-out rows)."""
-    def fn(r: slice) -> torch.Tensor:
-        return torch.logaddexp(fa(r).float(), fb(r).float()) - float(np.log(2.0))
-
-    return fn
-
-
-def _count_baselines(lu: torch.Tensor, tr: Any, he: Any, start: int,
-                     orders: tuple[int, ...]) -> dict[str, Any]:
-    """Row-slice -> log-probability functions of the unigram ``lu`` and the Kneser-Ney
-    N-grams, fitted on the training split's texts and read on the held-out histories."""
-    from ..hft.ngram import KneserNey
-
-    V = int(lu.numel())
-    tg = np.asarray(tr["target"])
-    fns: dict[str, Any] = {"unigram": lambda r: lu[None].expand(r.stop - r.start, -1)}
-    seqs = np.split(tg, np.flatnonzero(np.diff(np.asarray(tr["text"]))) + 1)
-    for N in orders:
-        kn = KneserNey(N, V, start).fit(seqs)
-        fns[f"KN-{N}"] = _kn_fn(kn, KneserNey.histories(he["ctx"], N, start))
-    return fns
-
-
-def _kn_fn(kn: Any, H: np.ndarray) -> Any:
-    def fn(r: slice) -> torch.Tensor:
-        return kn.distribution(H[r]).log().float()
-
-    return fn
-
-
-def _state_fn(to_logits: Any, he: Any) -> Any:
-    def fn(r: slice) -> torch.Tensor:
-        return torch.log_softmax(to_logits(he.tensor("state", r).float()), -1)
-
-    return fn
-
-
-def _means(r: dict[str, np.ndarray]) -> dict[str, float]:
-    return {"ppl": float(np.exp(r["nll"].mean())), "kl": float(r["kl"].mean()),
-            "agree": float(r["agree"].mean())}
-
-
 def _targets(summ: dict[str, Any], results: dict[str, Any], text: np.ndarray,
              paired_bootstrap: Any, per_text: Any) -> list[list[Any]]:
     def ratio_ci(a: str, b: str) -> list[Any]:
@@ -618,8 +572,8 @@ def _targets(summ: dict[str, Any], results: dict[str, Any], text: np.ndarray,
             frac = (kn - st) / max(kn - tw, 1e-9)
             out.append(["A: share of the log-ppl gap KN-5 -> teacher@W closed >= 0.5 (ambitious)",
                         round(float(frac), 4), None, None, bool(frac >= 0.5)])
-            if MIX in results:  # not a target: does HyperField know what the counts miss?
-                r = ratio_ci(MIX, "KN-5")
+            if MIXTURE in results:  # not a target: does HyperField know what the counts miss?
+                r = ratio_ci(MIXTURE, "KN-5")
                 out.append(["A (context, not a target): (HF + KN-5) / 2 ppl / KN-5 ppl", *r,
                             None])
         else:
@@ -716,7 +670,7 @@ def run_eval(cfg: HftEvalConfig, ctx: RunContext | None = None) -> Report:
     results: dict[str, dict[str, np.ndarray]] = {}
     with rep.timer("baselines"):  # fitted on the capture's training texts, as in train
         lu = log_unigram(torch.from_numpy(np.asarray(tr["target"]).astype(np.int64)), V)
-        counts = _count_baselines(lu, tr, he, start, (5,))
+        counts = count_baselines(lu, tr, he, start, (5,))
         for name, fn in counts.items():
             results[name] = score(fn, he, U)
         results["teacher"] = score(logprobs_from_final(U, he), he, U)
@@ -726,7 +680,7 @@ def run_eval(cfg: HftEvalConfig, ctx: RunContext | None = None) -> Report:
 
     with rep.timer("score"):
         results["A: HyperField (saved)"] = score(student, he, U)
-        results[MIX] = score(_mix_fn(student, counts["KN-5"]), he, U)
+        results[MIXTURE] = score(mix_fn(student, counts["KN-5"]), he, U)
     text = np.asarray(he["text"])
     summ = {k: summarise(v, text, n_boot=cfg.n_boot, seed=ctx.seed) for k, v in results.items()}
     rows = [[k] + [v for m in ("ppl", "kl", "agree", "top1", "top5") for v in _est(e[m])]

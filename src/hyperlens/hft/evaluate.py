@@ -20,7 +20,8 @@ import torch
 from ..functional.stats import Estimate, bootstrap_ci
 from .capture import CapturedSplit, Unembedding
 
-__all__ = ["score", "summarise", "per_text", "subset", "METRICS"]
+__all__ = ["score", "summarise", "per_text", "subset", "METRICS", "MIXTURE", "mix_fn",
+           "count_baselines", "kn_fn", "state_fn", "student_fn", "seed_means"]
 
 METRICS = ("ppl", "kl", "agree", "top1", "top5")
 
@@ -89,3 +90,58 @@ def logprobs_from_final(teacher: Unembedding, sp: CapturedSplit, key: str = "fin
 def subset(sp: CapturedSplit, rows: np.ndarray) -> CapturedSplit:
     """The rows ``rows`` of a split, materialised (for predictors scored on a subsample)."""
     return CapturedSplit({k: np.asarray(v[rows]) for k, v in sp.arrays.items()}, sp.n_texts)
+
+
+# --------------------------------------------------------------------------- predictors
+def student_fn(model: Any, X: torch.Tensor, T: torch.Tensor) -> Any:
+    def fn(r: slice) -> torch.Tensor:
+        y, _ = model(X[r].float(), T[r].float())
+        return torch.log_softmax(model.logits(y), -1)
+    return fn
+
+
+MIXTURE = "A: HyperField + KN-5, p = (p_HF + p_KN) / 2"
+
+
+def mix_fn(fa: Any, fb: Any) -> Any:
+    """Log-probabilities of the equal-weight linear mixture of two predictors (the weight
+    is fixed, not fitted, so nothing is chosen on the held-out rows)."""
+    def fn(r: slice) -> torch.Tensor:
+        return torch.logaddexp(fa(r).float(), fb(r).float()) - float(np.log(2.0))
+
+    return fn
+
+
+def count_baselines(lu: torch.Tensor, tr: Any, he: Any, start: int,
+                     orders: tuple[int, ...]) -> dict[str, Any]:
+    """Row-slice -> log-probability functions of the unigram ``lu`` and the Kneser-Ney
+    N-grams, fitted on the training split's texts and read on the held-out histories."""
+    from .ngram import KneserNey
+
+    V = int(lu.numel())
+    tg = np.asarray(tr["target"])
+    fns: dict[str, Any] = {"unigram": lambda r: lu[None].expand(r.stop - r.start, -1)}
+    seqs = np.split(tg, np.flatnonzero(np.diff(np.asarray(tr["text"]))) + 1)
+    for N in orders:
+        kn = KneserNey(N, V, start).fit(seqs)
+        fns[f"KN-{N}"] = kn_fn(kn, KneserNey.histories(he["ctx"], N, start))
+    return fns
+
+
+def kn_fn(kn: Any, H: np.ndarray) -> Any:
+    def fn(r: slice) -> torch.Tensor:
+        return kn.distribution(H[r]).log().float()
+
+    return fn
+
+
+def state_fn(to_logits: Any, he: Any) -> Any:
+    def fn(r: slice) -> torch.Tensor:
+        return torch.log_softmax(to_logits(he.tensor("state", r).float()), -1)
+
+    return fn
+
+
+def seed_means(r: dict[str, np.ndarray]) -> dict[str, float]:
+    return {"ppl": float(np.exp(r["nll"].mean())), "kl": float(r["kl"].mean()),
+            "agree": float(r["agree"].mean())}
