@@ -83,3 +83,29 @@ def test_match_synsets_uses_the_one_rule(wn) -> None:
     matched = match_synsets(EncodeOnly(), wn)
     # "ably" is a bare word piece here, never matched; the spaced forms are
     assert [(m.name, m.token_id) for m in matched] == [("cat.n.01", 3), ("dog.n.01", 2)]
+
+
+class _Reordered:
+    """A synset whose hypernym paths come in reverse order (NLTK's order changes between
+    processes)."""
+
+    def __init__(self, synset):
+        self._s = synset
+
+    def __getattr__(self, name):
+        return getattr(self._s, name)
+
+    def hypernym_paths(self):
+        return self._s.hypernym_paths()[::-1]
+
+
+def test_subtree_split_does_not_depend_on_the_order_of_hypernym_paths(wn):
+    from hyperlens.data.synsets import MatchedSynset, subtree_split
+
+    nouns = list(wn.all_synsets("n"))[::40][:600]
+    assert sum(len(s.hypernym_paths()) > 1 for s in nouns) > 5  # the order matters here
+    plain = [MatchedSynset(s.lemma_names()[0], s, i) for i, s in enumerate(nouns)]
+    flipped = [MatchedSynset(m.word, _Reordered(m.synset), m.token_id) for m in plain]
+    a, b = (subtree_split(x, test_fraction=0.25, depth=4, seed=0) for x in (plain, flipped))
+    assert [m.name for m in a.test] == [m.name for m in b.test]
+    assert a.groups == b.groups

@@ -191,7 +191,8 @@ def subtree_split(
 ) -> SynsetSplit:
     """Split by hypernym subtree: every synset goes with its ancestor at ``depth``.
 
-    The ancestor is read from the synset's first hypernym path (synsets shallower than
+    The ancestor is read from the synset's first hypernym path in name order (NLTK lists a
+    synset's paths in an order that changes between processes; synsets shallower than
     ``depth`` are their own subtree). Subtrees are shuffled with ``seed`` and dealt to the
     test side until it holds ``test_fraction`` of the synsets. Synsets with several
     hypernym paths can still have an ancestor on the other side through a second path;
@@ -204,7 +205,7 @@ def subtree_split(
     groups: dict[str, str] = {}
     members: dict[str, list[MatchedSynset]] = {}
     for m in matched:
-        path = m.synset.hypernym_paths()[0]
+        path = min(m.synset.hypernym_paths(), key=lambda p: [s.name() for s in p])
         root = path[min(depth, len(path) - 1)].name()
         groups[m.name] = root
         members.setdefault(root, []).append(m)
