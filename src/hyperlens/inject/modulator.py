@@ -297,7 +297,8 @@ class LerpModulator(_GeometryAdapter):
                 acts.run(**b)
                 keep = b.get("attention_mask", torch.ones_like(b["input_ids"])).bool()
                 for j, p in enumerate(points):
-                    sums[j] += acts[p].norm(dim=-1)[keep].double().sum()
+                    a = acts[p]  # on the model's device; the sums stay on the CPU
+                    sums[j] += a.norm(dim=-1)[keep.to(a.device)].double().sum().cpu()
                 count += float(keep.sum())
         if count == 0:
             raise InputError("calibrate needs at least one non-padding token.")
