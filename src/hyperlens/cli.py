@@ -46,9 +46,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hyperlens.experiments.hft",
 )
 
-_BUILTIN = {"models", "report"}
-
-
 def _load_commands() -> list[ModuleType]:
     mods = []
     for name in COMMAND_MODULES:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from .base import Config, Option, options_of
 from .command import Command, start_report
 from .context import DTYPES, ContextOptions, RunContext, derive_seed
-from .fields import Check, above, at_least, between, existing, option
+from .fields import Check, above, at_least, between, option
 
 __all__ = [
     "Config",
@@ -28,7 +28,6 @@ __all__ = [
     "at_least",
     "above",
     "between",
-    "existing",
     "RunContext",
     "ContextOptions",
     "derive_seed",

@@ -27,7 +27,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Union
@@ -57,11 +57,6 @@ class Option:
         return self.spec.flag or "--" + self.name.replace("_", "-")
 
     @property
-    def key(self) -> str:
-        """The TOML key (``n-boot``; ``n_boot`` is accepted too)."""
-        return self.flag.lstrip("-") if not self.spec.positional else self.name.replace("_", "-")
-
-    @property
     def label(self) -> str:
         """How messages name the option."""
         return self.name.replace("_", "-").upper() if self.spec.positional else self.flag
@@ -73,8 +68,7 @@ class Option:
         else:
             text = _KIND_TEXT.get(self.kind, "a value")
             if self.spec.check is not None:
-                rule = self.spec.check.describe()
-                text = rule if rule.startswith("an existing") else f"{text} {rule}"
+                text = f"{text} {self.spec.check.describe()}"
         return f"a list of {_plural(text)}" if self.many else text
 
     def convert(self, raw: Any) -> Any:
@@ -92,7 +86,11 @@ class Option:
                     f"{self.label} needs at least {self.spec.min_items} value(s), got "
                     f"{len(items)}; give {self.type_text()}."
                 )
-            return tuple(self._one(item, whole=raw) for item in items)
+            values = tuple(self._one(item, whole=raw) for item in items)
+            if self.spec.unique and len(set(values)) != len(values):
+                raise ConfigError(f"{self.label} names a value twice "
+                                  f"({' '.join(map(str, values))}); give each once.")
+            return values
         if isinstance(raw, (list, tuple)) and self.kind is not None and not isinstance(raw, str):
             raise ConfigError(f"{self.label} takes one value ({self.type_text()}), got {raw!r}.")
         return self._one(raw, whole=None)
@@ -282,23 +280,6 @@ class Config:
                 return opt
         raise KeyError(name)
 
-    @classmethod
-    def from_values(cls, values: Mapping[str, Any], *, source: str = "") -> Config:
-        """Build from ``{option: value}`` where keys may be spelled ``n-boot`` or ``n_boot``;
-        an unknown key is refused, listing the valid ones."""
-        known = {o.name: o for o in options_of(cls)}
-        kwargs: dict[str, Any] = {}
-        for key, value in values.items():
-            name = key.replace("-", "_")
-            if name not in known:
-                where = f"{source}: " if source else ""
-                raise ConfigError(
-                    f"{where}key {key!r} is not an option of this command; valid keys: "
-                    f"{', '.join(sorted(o.key for o in known.values()))}."
-                )
-            kwargs[name] = value
-        return cls(**kwargs)
-
     def to_dict(self) -> dict[str, Any]:
         """``{option: value}`` with JSON-friendly values (tuples as lists, paths as text)."""
         out: dict[str, Any] = {}
@@ -314,7 +295,3 @@ class Config:
     def replace(self, **changes: Any) -> Config:
         """A copy with some options changed (checked like a new config)."""
         return dataclasses.replace(self, **changes)
-
-    def items(self) -> Iterator[tuple[str, Any]]:
-        for opt in options_of(type(self)):
-            yield opt.name, getattr(self, opt.name)

@@ -28,7 +28,6 @@ from typing import Any
 
 __all__ = [
     "Check",
-    "existing",
     "at_least",
     "above",
     "between",
@@ -79,16 +78,6 @@ def between(low: float, high: float, *, closed: bool = True) -> Check:
     return Check(lambda v: low < v < high, f"strictly between {low} and {high}", (low, high))
 
 
-def existing(kind: str = "path") -> Check:
-    """An existing ``"file"``, ``"folder"`` or ``"path"`` (either)."""
-    from pathlib import Path
-
-    test = {"file": Path.is_file, "folder": Path.is_dir, "path": Path.exists}[kind]
-    what = {"file": "an existing file", "folder": "an existing folder",
-            "path": "an existing file or folder"}[kind]
-    return Check(lambda p: test(Path(p)), what, ("/nonexistent/hyperlens-input",))
-
-
 @dataclass(frozen=True)
 class OptionSpec:
     """What :func:`option` records in a field's metadata."""
@@ -102,6 +91,7 @@ class OptionSpec:
     aliases: tuple[str, ...] = ()
     group: str | None = None
     required: bool = False
+    unique: bool = False
 
 
 _KEY = "hyperlens.option"
@@ -118,6 +108,7 @@ def option(
     min_items: int = 1,
     aliases: Sequence[str] = (),
     group: str | None = None,
+    unique: bool = False,
 ) -> Any:
     """A config field that is also a command-line option and a TOML key.
 
@@ -135,11 +126,12 @@ def option(
         aliases: former spellings (``"--boot"``) still accepted for one release; using one
             prints the spelling to use instead.
         group: a heading under which ``--help`` lists the option.
+        unique: a list option whose values must all differ (replicate seeds, arms).
     """
     required = default is dataclasses.MISSING
     spec = OptionSpec(help=help, check=check, flag=flag, positional=positional,
                       metavar=metavar, min_items=min_items, aliases=tuple(aliases),
-                      group=group, required=required)
+                      group=group, required=required, unique=unique)
     metadata = {_KEY: spec}
     if required:  # checked by Config.__post_init__, so the message names the option
         return dataclasses.field(default=None, metadata=metadata)

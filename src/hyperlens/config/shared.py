@@ -13,7 +13,7 @@ from typing import Any
 from .base import Config
 from .fields import Check, option
 
-__all__ = ["DataFileOptions", "text_encoding"]
+__all__ = ["DataFileOptions", "text_encoding", "check_side_by_side"]
 
 
 def _known_encoding(name: str) -> bool:
@@ -31,6 +31,15 @@ def text_encoding() -> Check:
 
 
 _GROUP = "reading a data file"
+
+
+def check_side_by_side(models: tuple[str, ...]) -> None:
+    """``--models`` of a command that studies one model, or two side by side."""
+    from ..errors import ConfigError
+
+    if len(models) > 2:
+        raise ConfigError(f"--models takes one model or two side by side, got "
+                          f"{len(models)}: {' '.join(models)}.")
 
 
 @dataclass(frozen=True, kw_only=True)

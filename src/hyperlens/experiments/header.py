@@ -83,12 +83,12 @@ class HeaderRunConfig(Config):
     seeds: tuple[int, ...] = option(
         (0, 1, 2), check=at_least(0),
         help="replicate seeds: each redraws the HDC projection, initialisations and batch "
-             "order")
+             "order", unique=True)
     stages: tuple[Literal["A", "B"], ...] = option(
         ("A", "B"), help="A: cached arms (no gradients through the LM); B: headers trained "
-                         "through the frozen LM")
+                         "through the frozen LM", unique=True)
     arms: tuple[Literal["hdc", "float", "shuffled", "random", "prompt", "lm-static",
-                        "lm-hdc"], ...] = option(ARMS_B, help="stage B arms")
+                        "lm-hdc"], ...] = option(ARMS_B, help="stage B arms", unique=True)
     k: int = option(4, check=at_least(1), help="pseudo-tokens of the header")
     variant: Literal["mlp", "projector", "gated"] = option(
         "projector", help="header of the head arms")
@@ -129,11 +129,6 @@ class HeaderRunConfig(Config):
         if self.dataset not in PROMPTS and self.verbalizer is None:
             raise ConfigError(f"--dataset {self.dataset!r} has no built-in prompt; use one of "
                               f"{sorted(PROMPTS)} or give --verbalizer (one word per class).")
-        for flag, values in (("--seeds", self.seeds), ("--arms", self.arms),
-                             ("--stages", self.stages)):
-            if len(set(values)) != len(values):
-                raise ConfigError(f"{flag} names a value twice ({' '.join(map(str, values))}); "
-                                  "give each once.")
 
     def protocol(self, ctx: RunContext) -> HeaderProtocol:
         """The study's settings: these options, the context's device and ``--seed``."""

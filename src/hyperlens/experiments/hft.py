@@ -93,9 +93,10 @@ class HftTrainConfig(CaptureOptions):
     tracks: tuple[Literal["A", "B"], ...] = option(
         ("A",), help="A: tokens only; B: also the teacher's layer-l state, with the logit and "
                      "tuned lens (about 16 more minutes per seed at the default size)",
-        group="students")
+        group="students", unique=True)
     seeds: tuple[int, ...] = option((0, 1, 2), help="replicate seeds: each student is trained "
-                                    "once per seed", check=at_least(0), group="students")
+                                    "once per seed", check=at_least(0), group="students",
+                                    unique=True)
     k1: int = option(_SC.k1, help="Stage-1 HyperTensors", check=at_least(1), group="students")
     k2: int = option(_SC.k2, help="Stage-2 HyperTensors", check=at_least(1), group="students")
     top_k: int = option(_SC.top1, help="tensors mixed per routing head", check=at_least(1),
@@ -137,11 +138,6 @@ class HftTrainConfig(CaptureOptions):
             raise ConfigError(f"--top-k ({self.top_k}) must not exceed the tensors per head, "
                               f"min(--k1, --k2) / --mix-heads = "
                               f"{min(self.k1, self.k2) // self.mix_heads}.")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"--seeds repeats a seed ({' '.join(map(str, self.seeds))}); "
-                              "give distinct replicate seeds.")
-        if len(set(self.tracks)) != len(self.tracks):
-            raise ConfigError(f"--tracks names a track twice ({' '.join(self.tracks)}).")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -76,13 +76,8 @@ def _fmt(cell: dict[str, Any], key: str = "cv") -> str:
 
 
 def build_report(rep: Report, result: MHACVResult) -> Report:
-    """Every section of the sweep's report, then its summary."""
-    """Add the sweep's tables and plots to ``rep`` (every CV shown with its interval)."""
-    cfg = result.config
-    lo_b, hi_b = cfg.band
-    grid = [(d, h) for d in cfg.dims for h in cfg.heads]
-    ("Student-t 95 % interval over seeds" if len(cfg.seeds) >= 2
-                else "95 % percentile bootstrap interval over the sampled simplices")
+    """Add the sweep's tables, plots and summary to ``rep`` (every CV with its interval)."""
+    grid = _grid(result)
     rep.data["runs"] = result.runs
     rep.data["summary"] = [
         {
@@ -105,11 +100,7 @@ def build_report(rep: Report, result: MHACVResult) -> Report:
 
 def _training_section(rep: Report, result: MHACVResult) -> None:
     """Loss and accuracy of every trained model."""
-    cfg = result.config
-    lo_b, hi_b = cfg.band
-    grid = [(d, h) for d in cfg.dims for h in cfg.heads]
-    ("Student-t 95 % interval over seeds" if len(cfg.seeds) >= 2
-                else "95 % percentile bootstrap interval over the sampled simplices")
+    grid = _grid(result)
     sec = rep.section(
         "Training",
         "Full-batch Adam on the noise patterns; accuracy on the training set "
@@ -161,7 +152,7 @@ def _phase_sections(rep: Report, result: MHACVResult) -> None:
     """The CV tables and heatmaps of weights and activations per phase."""
     cfg = result.config
     lo_b, hi_b = cfg.band
-    grid = [(d, h) for d in cfg.dims for h in cfg.heads]
+    grid = _grid(result)
     interval = ("Student-t 95 % interval over seeds" if len(cfg.seeds) >= 2
                 else "95 % percentile bootstrap interval over the sampled simplices")
     for title, quantities, fname in (("Weights", WEIGHT_QUANTITIES, "weights"),
@@ -218,9 +209,6 @@ def _band_section(rep: Report, result: MHACVResult) -> None:
     """Which CVs lie in the band after training, beside the null."""
     cfg = result.config
     lo_b, hi_b = cfg.band
-    [(d, h) for d in cfg.dims for h in cfg.heads]
-    ("Student-t 95 % interval over seeds" if len(cfg.seeds) >= 2
-                else "95 % percentile bootstrap interval over the sampled simplices")
     sec = rep.section(
         "Band membership",
         f"Share of the measured quantities with {lo_b} < CV < {hi_b} per grid cell after training, "
@@ -311,10 +299,7 @@ def _band_section(rep: Report, result: MHACVResult) -> None:
 def _summary(rep: Report, result: MHACVResult) -> None:
     """Counts over the grid after training, and the printed summary."""
     cfg = result.config
-    lo_b, hi_b = cfg.band
-    grid = [(d, h) for d in cfg.dims for h in cfg.heads]
-    ("Student-t 95 % interval over seeds" if len(cfg.seeds) >= 2
-                else "95 % percentile bootstrap interval over the sampled simplices")
+    grid = _grid(result)
     qs = [*WEIGHT_QUANTITIES, *ACTIVATION_QUANTITIES]
     sec = rep.section("Band membership")
     total = [result.cell(d, h, "post", q) for d, h in grid for q in qs]
@@ -336,6 +321,11 @@ def _summary(rep: Report, result: MHACVResult) -> None:
         ["CV / null ratio interval excludes 1", f"{n_sig}/{len(valid)}"],
         ["best held-out accuracy", f"{best['test_acc']:.3f} (D{best['dim']}/H{best['heads']})"],
     ])
+
+
+def _grid(result: MHACVResult) -> list[tuple[int, int]]:
+    """Every (width, heads) cell of the sweep, in report order."""
+    return [(d, h) for d in result.config.dims for h in result.config.heads]
 
 
 def _run(result: MHACVResult, d: int, h: int, s: int) -> dict[str, Any]:

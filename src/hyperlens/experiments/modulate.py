@@ -73,17 +73,18 @@ class ModulateConfig(Config):
 
     models: tuple[str, ...] = option(
         ("minilm", "smollm2"), help="transformers to modulate (zoo name, HF id or path)",
-        metavar="MODEL")
+        metavar="MODEL", unique=True)
     modulators: tuple[Literal["lerp", "field"], ...] = option(
-        ("lerp", "field"), help="residual modulators to train")
+        ("lerp", "field"), help="residual modulators to train", unique=True)
     seeds: tuple[int, ...] = option(
         (0, 1, 2), help="replicate seeds: each modulator is trained with the WordNet geometry "
-                        "once per seed", check=at_least(0))
+                        "once per seed", check=at_least(0), unique=True)
     control_seeds: tuple[int, ...] = option(
-        (0,), help="replicate seeds of the runs with each control geometry", check=at_least(0))
+        (0,), help="replicate seeds of the runs with each control geometry", check=at_least(0),
+        unique=True)
     controls: tuple[Literal["random", "shuffled", "pca"], ...] = option(
         ("random", "shuffled", "pca"), help="control geometries (none: WordNet only)",
-        min_items=0)
+        min_items=0, unique=True)
     layers: tuple[int, ...] | None = option(
         None, help="blocks to modulate (none: every block of a model with at most 12, "
                    "else every third)", check=at_least(0))
@@ -119,13 +120,6 @@ class ModulateConfig(Config):
     data_dir: Path | None = option(None, help="folder with SST-2 (default: the usual places)")
 
     def check(self) -> None:
-        for flag, values in (("--models", self.models), ("--modulators", self.modulators),
-                             ("--seeds", self.seeds), ("--control-seeds", self.control_seeds),
-                             ("--controls", self.controls)):
-            repeated = sorted({str(v) for v in values if values.count(v) > 1})
-            if repeated:
-                raise ConfigError(f"{flag} lists {', '.join(repeated)} more than once; give "
-                                  "each value once.")
         for m in self.models:
             if m.lower() in _STATIC:
                 raise ConfigError(f"--models: {m!r} is a static word-vector model; modulate "

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..config import Command, Config, RunContext, at_least, option, start_report
+from ..config.shared import check_side_by_side
 from ..errors import ConfigError, InputError
 from ..report import Report
 
@@ -71,9 +72,7 @@ class RelationalConfig(Config):
         if self.n_redraws == 1:
             raise ConfigError("--n-redraws must be 0 (no stability study) or >= 2 for an "
                               "interval, got 1.")
-        if len(self.models) > 2:
-            raise ConfigError(f"--models takes one model or two side by side, got "
-                              f"{len(self.models)}: {' '.join(self.models)}.")
+        check_side_by_side(self.models)
         if self.n_main > self.max_entries:
             raise ConfigError(f"--n-main {self.n_main} is larger than the pool of --max-entries "
                               f"{self.max_entries}; raise --max-entries or lower --n-main.")

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import Command, RunContext, at_least, option, start_report
-from ..config.shared import DataFileOptions
-from ..errors import ConfigError
+from ..config.shared import DataFileOptions, check_side_by_side
 from ..probes import wordlists
 from ..probes.terrain import TerrainConfig, TerrainSubject, run_terrain, terrain_panel
 from ..report import Report
@@ -31,7 +30,7 @@ class TerrainRunConfig(TerrainConfig, DataFileOptions):
 
     models: tuple[str, ...] = option(help="one model, or two shown side by side (zoo name, "
                                      "Hugging Face id or local folder)", aliases=("--model",),
-                                     metavar="MODEL")
+                                     metavar="MODEL", unique=True)
     texts: str = option("builtin", help="texts for the layer statistics: 'builtin' (48 varied "
                         "sentences) or a dataset name/file for hyperlens.data.load")
     n_texts: int = option(64, help="texts drawn from --texts when it is a dataset",
@@ -42,12 +41,7 @@ class TerrainRunConfig(TerrainConfig, DataFileOptions):
 
     def check(self) -> None:
         super().check()
-        if len(self.models) > 2:
-            raise ConfigError(f"--models takes one model or two side by side, got "
-                              f"{len(self.models)}: {' '.join(self.models)}.")
-        if len(self.models) == 2 and self.models[0] == self.models[1]:
-            raise ConfigError(f"--models names {self.models[0]} twice; give two different "
-                              "models or one.")
+        check_side_by_side(self.models)
 
 
 def _load_texts(

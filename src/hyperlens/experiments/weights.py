@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..config import Command, Config, RunContext, above, at_least, option, start_report
+from ..config.shared import check_side_by_side
 from ..errors import ConfigError
 from ..probes.weights import DEFAULT_THRESHOLDS, weight_battery
 from ..report import Report
@@ -48,9 +49,7 @@ class WeightsConfig(Config):
                                  check=at_least(1))
 
     def check(self) -> None:
-        if len(self.models) > 2:
-            raise ConfigError(f"--models takes one model or two side by side, got "
-                              f"{len(self.models)}: {' '.join(self.models)}.")
+        check_side_by_side(self.models)
         if list(self.thresholds) != sorted(set(self.thresholds)):
             raise ConfigError("--thresholds must be distinct and increasing, got "
                               f"{' '.join(f'{t:g}' for t in self.thresholds)}.")

@@ -114,7 +114,7 @@ class MHACVConfig(Config):
                                      min_items=2, metavar="LO HI")
     seeds: tuple[int, ...] = option((0,), help="replicate seeds: each grid cell is trained once "
                                     "per seed (two or more give t intervals over seeds)",
-                                    check=at_least(0))
+                                    check=at_least(0), unique=True)
     max_points: int = option(4000, help="rows sampled from an activation before measuring",
                              check=at_least(10))
     fresh: bool = option(False, help="ignore finished models in OUT/cells.jsonl and train "
@@ -134,9 +134,6 @@ class MHACVConfig(Config):
                 f"--band takes two numbers LO < HI, e.g. 0.13 0.30; got "
                 f"{' '.join(map(str, self.band))}."
             )
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"--seeds repeats a seed ({' '.join(map(str, self.seeds))}); "
-                              "give distinct replicate seeds.")
 
     @property
     def null_model(self) -> str | None:

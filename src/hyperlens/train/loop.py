@@ -160,7 +160,6 @@ def _lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * frac))
 
 
-
 # --------------------------------------------------------------------------- the loop
 def fit(
     module: nn.Module,
