@@ -76,8 +76,9 @@ def position_shuffle(student: Student, sp: CapturedSplit, n_rows: int = 2048, se
     rows = np.sort(rng.choice(len(sp), size=min(n_rows, len(sp)), replace=False))
     ctx, pos, st = np.array(sp["ctx"][rows]), np.array(sp["pos"][rows]), _state(student, sp, rows)
     tgt = torch.from_numpy(np.array(sp["target"][rows]).astype(np.int64))
-    nll = -student.logprobs(ctx, pos, st).gather(1, tgt[:, None]).squeeze(1)
-    nll_s = -student.logprobs(ctx, rng.permutation(pos), st).gather(1, tgt[:, None]).squeeze(1)
+    nll = (-student.logprobs(ctx, pos, st).gather(1, tgt[:, None]).squeeze(1)).double().numpy()
+    nll_s = (-student.logprobs(ctx, rng.permutation(pos), st).gather(1, tgt[:, None])
+             .squeeze(1)).double().numpy()
     edges = [0, 4, 8, 16, 32, 64, 10**9]
     by_pos = []
     for a, b in zip(edges[:-1], edges[1:], strict=True):
