@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hyperlens.functional import hdc as F, kernels as K
+from hyperlens.functional import hdc as F, kernels as K, packing as P
 from hyperlens.hdc import PackedCodes, search
 from hyperlens.utils import atomic_write_json
 
@@ -156,7 +156,7 @@ def bench_storage(d: int) -> dict[str, Any]:
     f32 = 4 * d
     out = {"dim": d, "bytes_per_code": {"float32": f32, "int8": d}}
     for scheme in F.SCHEMES:
-        out["bytes_per_code"][scheme] = F.packed_width(d, scheme)
+        out["bytes_per_code"][scheme] = P.packed_width(d, scheme)
     out["compression_vs_float32"] = {k: f32 / v for k, v in out["bytes_per_code"].items()}
     return out
 
@@ -166,7 +166,7 @@ def _make_codes(n: int, d: int, sparsity: float, block: int = 8192) -> PackedCod
     for i, start in enumerate(range(0, n, block)):
         stop = min(n, start + block)
         codes = F.random_hypervectors(stop - start, d, "ternary", seed=1000 + i, sparsity=sparsity)
-        packed.data[start:stop] = F.pack_twobit(codes, check_values=False)
+        packed.data[start:stop] = P.pack_twobit(codes, check_values=False)
     return packed
 
 

@@ -10,7 +10,7 @@ import torch
 from reference import hdc_reference as ref
 
 from hyperlens.errors import HyperlensError, InputError, ShapeError
-from hyperlens.functional import hdc as F
+from hyperlens.functional import hdc as F, packing as P
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -290,42 +290,42 @@ def test_pack_matches_naive_and_round_trips(d: int) -> None:
     codes[0] = 1
     codes[1] = -1
     codes[2] = 0
-    two = F.pack_twobit(codes)
+    two = P.pack_twobit(codes)
     np.testing.assert_array_equal(two.numpy(), ref.pack_twobit_naive(codes.numpy()))
-    assert torch.equal(F.unpack_twobit(two, d), codes)
-    b3 = F.pack_base3(codes)
+    assert torch.equal(P.unpack_twobit(two, d), codes)
+    b3 = P.pack_base3(codes)
     np.testing.assert_array_equal(b3.numpy(), ref.pack_base3_naive(codes.numpy()))
-    assert torch.equal(F.unpack_base3(b3, d), codes)
+    assert torch.equal(P.unpack_base3(b3, d), codes)
     assert int(b3.max()) <= 242
     for scheme in F.SCHEMES:
-        assert torch.equal(F.unpack(F.pack(codes, scheme), d, scheme), codes)
-        assert F.pack(codes, scheme).shape == (6, F.packed_width(d, scheme))
+        assert torch.equal(P.unpack(P.pack(codes, scheme), d, scheme), codes)
+        assert P.pack(codes, scheme).shape == (6, P.packed_width(d, scheme))
 
 
 def test_pack_all_byte_patterns_round_trip() -> None:
     """Every one of the 3^5 base-3 bytes and every two-bit byte pair appears and survives."""
     digits = torch.arange(243).unsqueeze(1) // torch.tensor([1, 3, 9, 27, 81]) % 3 - 1
     codes = digits.to(torch.int8).reshape(1, -1)  # 1215 trits covering all 243 bytes
-    assert torch.equal(F.unpack_base3(F.pack_base3(codes), codes.shape[1]), codes)
-    assert sorted(F.pack_base3(codes).flatten().tolist()) == list(range(243))
-    assert torch.equal(F.unpack_twobit(F.pack_twobit(codes), codes.shape[1]), codes)
+    assert torch.equal(P.unpack_base3(P.pack_base3(codes), codes.shape[1]), codes)
+    assert sorted(P.pack_base3(codes).flatten().tolist()) == list(range(243))
+    assert torch.equal(P.unpack_twobit(P.pack_twobit(codes), codes.shape[1]), codes)
 
 
 def test_packed_sizes_for_10000_dims() -> None:
-    assert F.packed_width(10_000, "twobit") == 2500  # 16x smaller than 40,000 float32 bytes
-    assert F.packed_width(10_000, "base3") == 2000  # 20x
-    assert F.pack(torch.zeros(3, 4, 10_000, dtype=torch.int8), "base3").shape == (3, 4, 2000)
+    assert P.packed_width(10_000, "twobit") == 2500  # 16x smaller than 40,000 float32 bytes
+    assert P.packed_width(10_000, "base3") == 2000  # 20x
+    assert P.pack(torch.zeros(3, 4, 10_000, dtype=torch.int8), "base3").shape == (3, 4, 2000)
 
 
 def test_pack_bad_input() -> None:
     with pytest.raises(ShapeError, match="last dimension"):
-        F.unpack_twobit(torch.zeros(2, 3, dtype=torch.uint8), 10)
+        P.unpack_twobit(torch.zeros(2, 3, dtype=torch.uint8), 10)
     with pytest.raises(InputError, match="uint8"):
-        F.unpack_base3(torch.zeros(2, 2, dtype=torch.int16), 10)
+        P.unpack_base3(torch.zeros(2, 2, dtype=torch.int16), 10)
     with pytest.raises(InputError, match="scheme"):
-        F.pack(torch.zeros(2, 3, dtype=torch.int8), "int2")
+        P.pack(torch.zeros(2, 3, dtype=torch.int8), "int2")
     with pytest.raises(InputError, match="-1, 0 and \\+1"):
-        F.pack_twobit(torch.full((1, 4), 3, dtype=torch.int8))
+        P.pack_twobit(torch.full((1, 4), 3, dtype=torch.int8))
 
 
 def test_int_matmul_exact_at_large_d() -> None:

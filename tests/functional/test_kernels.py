@@ -10,7 +10,7 @@ import torch
 from reference import hdc_reference as ref
 
 from hyperlens.errors import ConfigError, InputError
-from hyperlens.functional import hdc as F, kernels as K
+from hyperlens.functional import hdc as F, kernels as K, packing as P
 from hyperlens.hdc import PackedCodes, search, similarity
 
 numba_only = pytest.mark.skipif(not K.numba_available(), reason="numba is not installed")
@@ -163,11 +163,11 @@ def test_search_and_similarity_same_bits_on_every_path(metric: str) -> None:
 
 def test_every_popcount_gives_the_same_bits() -> None:
     codes = _codes(64, 1003, 5)
-    packed = F.pack_twobit(codes)
+    packed = P.pack_twobit(codes)
     expected = (codes != 0).sum(1, dtype=torch.int32)
     for impl in K.OPS["popcount"]:
         with K.force_kernels(popcount=impl):
-            assert torch.equal(F.packed_nonzeros(packed, 1003), expected), impl
+            assert torch.equal(P.packed_nonzeros(packed, 1003), expected), impl
 
 
 def _select_inputs() -> list[torch.Tensor]:
@@ -218,11 +218,11 @@ def test_sampled_selection_equals_the_seed_loop() -> None:
 @pytest.mark.parametrize("d", [8, 1003, 4096])
 def test_every_unpack_gives_the_same_values(d: int) -> None:
     codes = _codes(33, d, 6)
-    packed = F.pack_twobit(codes)
+    packed = P.pack_twobit(codes)
     for impl in [i for i in K.OPS["unpack"] if i != "compiled" or K.numba_available()]:
         with K.force_kernels(unpack=impl):
-            got8 = F.unpack_twobit(packed, d)
-            got32 = F.unpack_twobit(packed, d, dtype=torch.float32)
+            got8 = P.unpack_twobit(packed, d)
+            got32 = P.unpack_twobit(packed, d, dtype=torch.float32)
         assert got8.dtype == torch.int8 and torch.equal(got8, codes), impl
         assert got32.dtype == torch.float32 and torch.equal(got32, codes.float()), impl
     # both plane bits set (never written by pack_twobit) reads as 0 on every path
@@ -231,5 +231,5 @@ def test_every_unpack_gives_the_same_values(d: int) -> None:
     outs = []
     for impl in [i for i in K.OPS["unpack"] if i != "compiled" or K.numba_available()]:
         with K.force_kernels(unpack=impl):
-            outs.append(F.unpack_twobit(bad, d))
+            outs.append(P.unpack_twobit(bad, d))
     assert all(torch.equal(o, outs[0]) for o in outs)

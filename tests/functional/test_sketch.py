@@ -17,7 +17,7 @@ import torch
 from reference import sketch_reference as ref
 
 from hyperlens.errors import HyperlensError, InputError, ShapeError
-from hyperlens.functional import sketch as sk
+from hyperlens.functional import hadamard
 from hyperlens.functional.sketch import (
     SRHT,
     BlockSRHT,
@@ -158,7 +158,7 @@ def test_chunked_apply_equals_single_pass(monkeypatch: pytest.MonkeyPatch) -> No
     x = _randn(37, 300, seed=6)
     ops = [SRHT.draw(300, 64, seed=6), BlockSRHT.draw(300, 64, seed=6)]
     full = [op.apply(x) for op in ops]
-    monkeypatch.setattr(sk, "_CHUNK_ELEMENTS", 3 * 512)  # a few rows per chunk
+    monkeypatch.setattr(hadamard, "_CHUNK_ELEMENTS", 3 * 512)  # a few rows per chunk
     for op, y in zip(ops, full, strict=True):
         torch.testing.assert_close(op.apply(x), y, **F64)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hyperlens.errors import DataError, HyperlensError, InputError, ShapeError
-from hyperlens.functional import hdc as F
+from hyperlens.functional import hdc as F, packing as P
 from hyperlens.hdc import PackedCodes
 
 
@@ -22,7 +22,7 @@ def codes() -> torch.Tensor:
 def test_from_dense_round_trip_and_blocks(codes: torch.Tensor, scheme: str) -> None:
     p = PackedCodes.from_dense(codes, scheme)
     assert len(p) == 257 and p.dim == 1003 and p.scheme == scheme
-    assert p.bytes_per_code == F.packed_width(1003, scheme)
+    assert p.bytes_per_code == P.packed_width(1003, scheme)
     assert torch.equal(p.to_dense(), codes)
     assert torch.equal(p.unpack(10, 20), codes[10:20])
     blocks = list(p.iter_blocks(100))
@@ -45,7 +45,7 @@ def test_memory_is_16x_and_20x_smaller_than_float32() -> None:
 
 
 def test_numpy_memmap_is_wrapped(tmp_path, codes: torch.Tensor) -> None:
-    packed = F.pack(codes, "base3").numpy()
+    packed = P.pack(codes, "base3").numpy()
     mm = np.lib.format.open_memmap(
         tmp_path / "c.npy", mode="w+", dtype=np.uint8, shape=packed.shape
     )

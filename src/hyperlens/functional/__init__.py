@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["hdc", "sketch", "geometry"]
+__all__ = ["hdc", "packing", "hadamard", "sketch", "geometry"]
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -292,7 +292,7 @@ def _lane_lut(kind: str) -> np.ndarray:
 def unpack_twobit_rows(packed: np.ndarray, d: int, dtype: str = "int8") -> np.ndarray:
     """Two-bit packed codes to dense codes in one compiled pass (``dtype`` int8/float32).
 
-    Same bits as :func:`hyperlens.functional.hdc.unpack_twobit`: a trit is the positive
+    Same bits as :func:`hyperlens.functional.packing.unpack_twobit`: a trit is the positive
     plane's bit minus the negative plane's bit.
 
     Shapes:

@@ -16,7 +16,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ..errors import InputError, NotFittedError, ShapeError
-from ..functional import hdc as F
+from ..functional import hdc as F, packing as P
 from ..utils import check_array_kind, check_min_shape, resolve_device
 from .packed import PackedCodes
 
@@ -283,7 +283,7 @@ class TernaryEncoder(TransformerMixin, BaseEstimator):
         packed = PackedCodes.empty(n, self.dim, out_kind, self.device_)
         for start in range(0, n, self.batch_size):
             codes = self._encode_batch(self._batch(X, start, self.device_))
-            packed.data[start : start + codes.shape[0]] = F.pack(
+            packed.data[start : start + codes.shape[0]] = P.pack(
                 codes, out_kind, check_values=False
             )
         return packed

@@ -1,7 +1,7 @@
 """Packed ternary codes: a container that knows its dimension and scheme, plus save/load.
 
 :class:`PackedCodes` holds ``n`` codes as a ``uint8`` matrix (two-bit planes or base-3,
-see :func:`hyperlens.functional.hdc.pack`). It unpacks in blocks, so similarity and search
+see :func:`hyperlens.functional.packing.pack`). It unpacks in blocks, so similarity and search
 (:mod:`hyperlens.hdc.retrieval`) never hold the dense ``[n, d]`` matrix. Files are
 safetensors with the dimension, scheme and format version in the header; writes are
 atomic (temporary file, then rename).
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, InputError, ShapeError
-from ..functional import hdc as F
+from ..functional import hdc as F, packing as P
 from ..utils import check_int
 
 __all__ = ["PackedCodes", "FORMAT_NAME", "FORMAT_VERSION"]
@@ -31,7 +31,7 @@ class PackedCodes:
     """``n`` ternary codes of dimension ``dim`` packed with ``scheme``.
 
     Args:
-        data: ``uint8`` matrix from :func:`hyperlens.functional.hdc.pack` (a NumPy array,
+        data: ``uint8`` matrix from :func:`hyperlens.functional.packing.pack` (a NumPy array,
             including a ``np.memmap``, is wrapped without copying).
         dim: the hypervector dimension ``d``.
         scheme: ``"twobit"`` (2 bits per trit) or ``"base3"`` (1.6 bits per trit).
@@ -61,7 +61,7 @@ class PackedCodes:
                 f"data must be a uint8 matrix of packed codes, got {got}; build it with "
                 "PackedCodes.from_dense()."
             )
-        width = F.packed_width(dim, scheme)  # validates dim and scheme
+        width = P.packed_width(dim, scheme)  # validates dim and scheme
         if data.ndim != 2 or data.shape[1] != width:
             raise ShapeError(
                 f"data must be [n, {width}] for {scheme} codes of dim={dim}, got shape "
@@ -82,7 +82,7 @@ class PackedCodes:
             codes = codes.unsqueeze(0)
         if codes.ndim != 2:
             raise ShapeError(f"codes must be [n, d], got shape {tuple(codes.shape)}.")
-        return cls(F.pack(codes, scheme, check_values=False), codes.shape[1], scheme)
+        return cls(P.pack(codes, scheme, check_values=False), codes.shape[1], scheme)
 
     @classmethod
     def empty(
@@ -90,7 +90,7 @@ class PackedCodes:
     ) -> PackedCodes:
         """Zero codes to be filled block by block (``codes.data[i:j] = pack(...)``)."""
         return cls(
-            torch.zeros(n, F.packed_width(dim, scheme), dtype=torch.uint8, device=device),
+            torch.zeros(n, P.packed_width(dim, scheme), dtype=torch.uint8, device=device),
             dim,
             scheme,
         )
@@ -176,8 +176,8 @@ class PackedCodes:
         if block.device.type == "cpu" and not block.is_contiguous():
             block = block.contiguous()
         if self.scheme == "twobit":
-            return F.unpack_twobit(block, self.dim, dtype=dtype)
-        return F.unpack(block, self.dim, self.scheme).to(dtype)
+            return P.unpack_twobit(block, self.dim, dtype=dtype)
+        return P.unpack(block, self.dim, self.scheme).to(dtype)
 
     def to_dense(self) -> torch.Tensor:
         """All codes as a dense ``int8`` matrix ``[n, dim]`` (materialises everything)."""
@@ -199,14 +199,14 @@ class PackedCodes:
         out = torch.empty(len(self), dtype=torch.int32, device=self.device)
         for start in range(0, len(self), block_size):
             chunk = self.data[start : start + block_size]
-            out[start : start + chunk.shape[0]] = F.packed_nonzeros(chunk, self.dim, self.scheme)
+            out[start : start + chunk.shape[0]] = P.packed_nonzeros(chunk, self.dim, self.scheme)
         return out
 
     def convert(self, scheme: F.Scheme, block_size: int = 65536) -> PackedCodes:
         """The same codes re-packed with another ``scheme`` (block by block)."""
         out = PackedCodes.empty(len(self), self.dim, scheme, self.device)
         for start, block in self.iter_blocks(block_size):
-            out.data[start : start + block.shape[0]] = F.pack(block, scheme, check_values=False)
+            out.data[start : start + block.shape[0]] = P.pack(block, scheme, check_values=False)
         return out
 
     # ------------------------------------------------------------------ files
