@@ -220,14 +220,7 @@ def align_representations(
     n = ids.size
     if n < 4:
         raise InputError(f"synsets must hold at least 4 synsets for pair statistics, got {n}.")
-    if len(set(ids.tolist())) != n:
-        raise InputError("synsets holds repeated synsets; keep each synset once (pairs of one "
-                         "synset with itself would share their tokens).")
-    for name, X in reps.items():
-        if X.shape[0] != n:
-            raise ShapeError(f"reps[{name!r}] has {X.shape[0]} rows but synsets has {n}.")
-    if baseline is not None and baseline not in reps:
-        raise InputError(f"baseline={baseline!r} is not one of reps {list(reps)}.")
+    _check_reps(reps, ids, baseline)
     ss = np.random.SeedSequence(int(seed)).generate_state(4).tolist()
     sims = {m: (similarities[m] if similarities and m in similarities
                 else similarity_matrix(ids, m, simulate_root=simulate_root)) for m in measures}
@@ -289,23 +282,42 @@ def align_representations(
         out["reps"][name] = res
         reps_boot[name] = boots
     if baseline is not None:
-        for name in reps:
-            if name == baseline:
-                continue
-            diff: dict[str, Any] = {}
-            for key, vals in reps_boot[name].items():
-                m, stat = key.split(".")
-                point = (out["reps"][name][m][stat]["value"]
-                         - out["reps"][baseline][m][stat]["value"])
-                diff[key] = stats.from_replicates(point, vals - reps_boot[baseline][key],
-                                                  method="paired bootstrap over synsets").as_dict()
-            out["vs_baseline"][name] = diff
+        out["vs_baseline"] = _vs_baseline(out["reps"], reps_boot, baseline)
     out["baseline"] = baseline
     if keep_replicates:
         out["replicates"] = reps_boot
     out["simulate_root"] = simulate_root_share(
         ids, graph=g, path=sims.get("path") if simulate_root else None)
     out["pos_counts"] = {p: int((g.pos[ids] == p).sum()) for p in ("n", "v", "a", "s", "r")}
+    return out
+
+
+def _check_reps(reps: Mapping[str, Any], ids: np.ndarray, baseline: str | None) -> None:
+    n = ids.size
+    if len(set(ids.tolist())) != n:
+        raise InputError("synsets holds repeated synsets; keep each synset once (pairs of one "
+                         "synset with itself would share their tokens).")
+    for name, X in reps.items():
+        if X.shape[0] != n:
+            raise ShapeError(f"reps[{name!r}] has {X.shape[0]} rows but synsets has {n}.")
+    if baseline is not None and baseline not in reps:
+        raise InputError(f"baseline={baseline!r} is not one of reps {list(reps)}.")
+
+
+def _vs_baseline(res: dict[str, Any], boot: dict[str, dict[str, np.ndarray]],
+                 baseline: str) -> dict[str, Any]:
+    """Each representation's correlations minus the baseline's, paired over the same resamples."""
+    out: dict[str, Any] = {}
+    for name in res:
+        if name == baseline:
+            continue
+        diff: dict[str, Any] = {}
+        for key, vals in boot[name].items():
+            m, stat = key.split(".")
+            point = res[name][m][stat]["value"] - res[baseline][m][stat]["value"]
+            diff[key] = stats.from_replicates(point, vals - boot[baseline][key],
+                                              method="paired bootstrap over synsets").as_dict()
+        out[name] = diff
     return out
 
 

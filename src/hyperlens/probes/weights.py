@@ -147,7 +147,6 @@ def weight_battery(
     cfg = ckpt.config
     geom = attention_geometry(cfg)
 
-    # ------------------------------------------------------------------ grouping
     matrices = [r for r in roles if r.is_matrix and r.detail != "relative_bias"
                 and ckpt.info(r.name).is_float]
     groups: dict[tuple[str, tuple[int, ...]], list[TensorRole]] = defaultdict(list)
@@ -157,192 +156,247 @@ def weight_battery(
     vectors = [r for r in roles if r.key not in matrix_keys and ckpt.info(r.name).is_float
                and r.role not in {"buffer"} and r.detail != "relative_bias"]
 
-    # ------------------------------------------------------------------ matrix pass
+    mags = _Magnitudes(thr)
     t0 = time.perf_counter()
-    rows: list[dict[str, Any]] = []
-    spectra: dict[str, dict[str, Any]] = {}
-    sv_all: dict[str, list[float]] = {}
-    sparsity_counts: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(len(thr), dtype=np.int64))
-    sparsity_total: dict[str, int] = defaultdict(int)
-    log_hist = np.zeros(len(_LOG_EDGES) - 1, dtype=np.int64)
-    neuron_norms: dict[tuple[str, int, str], np.ndarray] = {}
-    cross: dict[str, dict[str, Any]] = {}
+    mp = _MatrixPass(ckpt, dev, budget, precision, spectrum_points, keep_singular_values, mags)
+    for (label, shape), items in sorted(groups.items(), key=lambda kv: kv[0]):
+        mp.group(label, shape, items)
+    timings["matrices_s"] = time.perf_counter() - t0
 
-    def _account(label: str, w: torch.Tensor) -> None:
-        """Exact sparsity counts and the log10 |w| histogram (of every 4th entry) for ``[b, ...]``.
+    t0 = time.perf_counter()
+    norms = _vector_pass(ckpt, vectors, cfg, dev, mags)
+    timings["vectors_s"] = time.perf_counter() - t0
 
-        Works through the entries in slices of 16M so temporaries stay small whatever the
-        tensor's size.
-        """
-        nonlocal log_hist
+    t0 = time.perf_counter()
+    qk = _qk_pass(ckpt, roles, geom, dev, budget)
+    timings["qk_s"] = time.perf_counter() - t0
+
+    mlp = _mlp_neurons(mp.neuron_norms)
+
+    t0 = time.perf_counter()
+    pos = _position_bias(ckpt, roles, cfg, dev)
+    timings["position_s"] = time.perf_counter() - t0
+
+    tied = _tied_embeddings(ckpt, roles, cfg, dev)
+    group_rows = _group_summaries(mp.rows, groups)
+    timings["total_s"] = time.perf_counter() - t_start
+    out: dict[str, Any] = {
+        **_describe(model, ckpt, geom, precision, dev),
+        "n_matrices": len(mp.rows),
+        "roles": [_role_row(r) for r in roles],
+        "unclassified": unclassified(roles),
+        "thresholds": thr,
+        "matrices": mp.rows,
+        "spectra": mp.spectra,
+        "groups": group_rows,
+        "sparsity": mags.sparsity(),
+        "log_abs_hist": {"edges": _LOG_EDGES.tolist(), "counts": mags.hist.tolist()},
+        "qk": qk,
+        "mlp": mlp,
+        "cross_layer": mp.cross,
+        "norms": norms,
+        "position_bias": pos,
+        "tied_embeddings": tied,
+        "timings": timings,
+    }
+    if keep_singular_values:
+        out["singular_values"] = mp.singular_values
+    return out
+
+
+class _Magnitudes:
+    """Exact sparsity counts per role group and the log10 |w| histogram (every 4th entry)."""
+
+    def __init__(self, thresholds: list[float]) -> None:
+        self.thr = thresholds
+        self.counts: dict[str, np.ndarray] = defaultdict(
+            lambda: np.zeros(len(thresholds), dtype=np.int64))
+        self.total: dict[str, int] = defaultdict(int)
+        self.hist = np.zeros(len(_LOG_EDGES) - 1, dtype=np.int64)
+
+    def add(self, label: str, w: torch.Tensor) -> None:
+        """Count ``w``'s entries (any shape) in slices of 16M, so temporaries stay small."""
         flat = w.reshape(-1)
-        cnt = torch.zeros(len(thr), dtype=torch.long, device=flat.device)
+        cnt = torch.zeros(len(self.thr), dtype=torch.long, device=flat.device)
         hist = torch.zeros(len(_LOG_EDGES) - 1, dtype=torch.float32, device=flat.device)
         step = 1 << 24
         for i0 in range(0, flat.numel(), step):
             a = flat[i0:i0 + step].abs()
-            for j, t in enumerate(thr):  # one vectorised compare per threshold
+            for j, t in enumerate(self.thr):  # one vectorised compare per threshold
                 cnt[j] += torch.count_nonzero(a < t)
             # the magnitude histogram is a plot aid: every 4th entry is plenty (sparsity above
             # counts every entry exactly)
             la = torch.log10(a[::4].clamp_min(1e-30)).clamp_(_LOG_EDGES[0], _LOG_EDGES[-1] - 1e-6)
             hist += torch.histc(la, bins=len(_LOG_EDGES) - 1, min=float(_LOG_EDGES[0]),
                                 max=float(_LOG_EDGES[-1]))
-        sparsity_counts[label] += cnt.cpu().numpy()
-        sparsity_total[label] += flat.numel()
-        log_hist += hist.cpu().numpy().round().astype(np.int64)
+        self.counts[label] += cnt.cpu().numpy()
+        self.total[label] += flat.numel()
+        self.hist += hist.cpu().numpy().round().astype(np.int64)
 
-    for (label, shape), items in sorted(groups.items(), key=lambda kv: kv[0]):
+    def sparsity(self) -> dict[str, dict[str, Any]]:
+        """Per group and over all parameters: the total and the fraction below each threshold."""
+        out = {}
+        all_counts = np.zeros(len(self.thr), dtype=np.int64)
+        all_total = 0
+        for label in sorted(self.total):
+            tot, cnt = self.total[label], self.counts[label]
+            all_counts += cnt
+            all_total += tot
+            out[label] = {"total": int(tot), "fractions": (cnt / max(tot, 1)).tolist()}
+        out["all"] = {"total": int(all_total),
+                      "fractions": (all_counts / max(all_total, 1)).tolist()}
+        return out
+
+
+class _MatrixPass:
+    """The matrix pass, one role group at a time, in chunks that fit the memory budget: each
+    matrix's spectral row and downsampled spectrum, MLP neuron norms, and the cross-layer
+    cosines of the group's matrices."""
+
+    def __init__(self, ckpt: Checkpoint, dev: torch.device, budget: int, precision: str,
+                 spectrum_points: int, keep_singular_values: bool, mags: _Magnitudes) -> None:
+        self.ckpt, self.dev, self.budget, self.precision = ckpt, dev, budget, precision
+        self.points, self.keep_sv, self.mags = spectrum_points, keep_singular_values, mags
+        self.rows: list[dict[str, Any]] = []
+        self.spectra: dict[str, dict[str, Any]] = {}
+        self.singular_values: dict[str, list[float]] = {}
+        self.neuron_norms: dict[tuple[str, int, str], np.ndarray] = {}
+        self.cross: dict[str, dict[str, Any]] = {}
+
+    def group(self, label: str, shape: tuple[int, ...], items: list[TensorRole]) -> None:
         items = sorted(items, key=lambda r: (-1 if r.layer is None else r.layer, r.name))
-        per = 4 * math.prod(shape)
-        chunks = _chunks(items, per, budget)
+        chunks = _chunks(items, 4 * math.prod(shape), self.budget)
         flat_norm2: list[torch.Tensor] = []
         gram_blocks: dict[tuple[int, int], torch.Tensor] = {}
         for ci, chunk in enumerate(chunks):
-            with ckpt.reader(dev) as rd:
+            with self.ckpt.reader(self.dev) as rd:
                 w = rd.stack(chunk)  # [b, m, n]
-            _account(label, w)
-            role = chunk[0].role
-            if role in {"mlp_up", "mlp_gate"}:
-                nn_ = torch.linalg.vector_norm(w, dim=-1).cpu().numpy()  # [b, d_ff]
-            elif role == "mlp_down":
-                nn_ = torch.linalg.vector_norm(w, dim=-2).cpu().numpy()
-            else:
-                nn_ = None
-            if nn_ is not None:
-                for r, v in zip(chunk, nn_, strict=True):
-                    if r.layer is not None:
-                        neuron_norms[(r.location, r.layer, role)] = v
-            s = spectra_of(w, precision)
-            met = spectral_metrics(s, shape)
-            r_ = s.shape[-1]
-            eps = 6e-8 if precision == "float32" else 1.2e-16
-            resolved = (s[:, -1] ** 2) > 20.0 * r_ * eps * s[:, 0] ** 2
-            met_np = {k: v.cpu().numpy() for k, v in met.items()}
-            s_np = s.cpu().numpy()
-            for i, r in enumerate(chunk):
-                row: dict[str, Any] = {"key": r.key, "name": r.name, "group": label, "role": r.role,
-                       "location": r.location, "attention": r.attention, "layer": r.layer,
-                       "shape": list(shape)}
-                for k in SPECTRAL_KEYS:
-                    v = met_np[k][i]
-                    row[k] = (
-                        bool(v)
-                        if k == "ks_ok"
-                        else (int(v) if k in {"rank90", "n_tail"} else float(v))
-                    )
-                row["condition_resolved"] = bool(resolved[i])
-                if not row["condition_resolved"]:
-                    row["condition"] = float("nan")
-                rows.append(row)
-                sn = s_np[i] / max(s_np[i][0], 1e-300)
-                x, y = _downsample(sn, spectrum_points)
-                spectra[r.key] = {"x": x, "y": y}
-                if keep_singular_values:
-                    sv_all[r.key] = s_np[i].tolist()
+            self.mags.add(label, w)
+            self._neurons(chunk, w)
+            self._spectral_rows(chunk, w, label, shape)
             # cross-layer dot products: this chunk with itself and with every earlier chunk
             xf = w.reshape(w.shape[0], -1)  # float32 products, float64 accumulation below
             flat_norm2.append(torch.linalg.vector_norm(xf, dim=-1).double().pow(2))
             gram_blocks[(ci, ci)] = (xf @ xf.T).double()
             if ci > 0:
-                with ckpt.reader(dev) as rd:
+                with self.ckpt.reader(self.dev) as rd:
                     for cj in range(ci):
                         other = rd.stack(chunks[cj]).reshape(len(chunks[cj]), -1)
                         gram_blocks[(cj, ci)] = (other @ xf.T).double()
             del w, xf
         if len(items) >= 2:
-            n = len(items)
-            offs = np.cumsum([0] + [len(c) for c in chunks])
-            g = torch.zeros(n, n, dtype=torch.float64)
-            for (a, b), blk in gram_blocks.items():
-                g[offs[a]:offs[a + 1], offs[b]:offs[b + 1]] = blk.cpu()
-                g[offs[b]:offs[b + 1], offs[a]:offs[a + 1]] = blk.cpu().T
-            nrm = torch.cat(flat_norm2).cpu().sqrt().clamp_min(1e-300)
-            cos = (g / nrm[:, None] / nrm[None, :]).numpy()
-            labels = [f"L{r.layer}" if r.layer is not None else r.name for r in items]
-            adj = [float(cos[i, i + 1]) for i in range(n - 1)]
-            off = cos[~np.eye(n, dtype=bool)]
-            cross[label] = {
-                "labels": labels,
-                "matrix": cos.tolist(),
-                "adjacent_mean": float(np.mean(adj)),
-                "adjacent_min": float(np.min(adj)),
-                "adjacent_max": float(np.max(adj)),
-                "offdiag_mean": float(off.mean()),
-                "offdiag_abs_max": float(np.abs(off).max()),
-            }
-    timings["matrices_s"] = time.perf_counter() - t0
+            self.cross[label] = _cross_layer(items, chunks, gram_blocks, flat_norm2)
 
-    # ------------------------------------------------------------------ vectors (norms, biases)
-    t0 = time.perf_counter()
+    def _neurons(self, chunk: list[TensorRole], w: torch.Tensor) -> None:
+        role = chunk[0].role
+        if role in {"mlp_up", "mlp_gate"}:
+            nn_ = torch.linalg.vector_norm(w, dim=-1).cpu().numpy()  # [b, d_ff]
+        elif role == "mlp_down":
+            nn_ = torch.linalg.vector_norm(w, dim=-2).cpu().numpy()
+        else:
+            return
+        for r, v in zip(chunk, nn_, strict=True):
+            if r.layer is not None:
+                self.neuron_norms[(r.location, r.layer, role)] = v
+
+    def _spectral_rows(self, chunk: list[TensorRole], w: torch.Tensor, label: str,
+                       shape: tuple[int, ...]) -> None:
+        s = spectra_of(w, self.precision)
+        met = spectral_metrics(s, shape)
+        r_ = s.shape[-1]
+        eps = 6e-8 if self.precision == "float32" else 1.2e-16
+        resolved = (s[:, -1] ** 2) > 20.0 * r_ * eps * s[:, 0] ** 2
+        met_np = {k: v.cpu().numpy() for k, v in met.items()}
+        s_np = s.cpu().numpy()
+        for i, r in enumerate(chunk):
+            row: dict[str, Any] = {"key": r.key, "name": r.name, "group": label, "role": r.role,
+                                   "location": r.location, "attention": r.attention,
+                                   "layer": r.layer, "shape": list(shape)}
+            for k in SPECTRAL_KEYS:
+                v = met_np[k][i]
+                row[k] = (
+                    bool(v)
+                    if k == "ks_ok"
+                    else (int(v) if k in {"rank90", "n_tail"} else float(v))
+                )
+            row["condition_resolved"] = bool(resolved[i])
+            if not row["condition_resolved"]:
+                row["condition"] = float("nan")
+            self.rows.append(row)
+            sn = s_np[i] / max(s_np[i][0], 1e-300)
+            x, y = _downsample(sn, self.points)
+            self.spectra[r.key] = {"x": x, "y": y}
+            if self.keep_sv:
+                self.singular_values[r.key] = s_np[i].tolist()
+
+
+def _cross_layer(items: list[TensorRole], chunks: list[list[TensorRole]],
+                 gram_blocks: dict[tuple[int, int], torch.Tensor],
+                 flat_norm2: list[torch.Tensor]) -> dict[str, Any]:
+    """Cosines between a group's flattened matrices, from the Gram blocks of its chunks."""
+    n = len(items)
+    offs = np.cumsum([0] + [len(c) for c in chunks])
+    g = torch.zeros(n, n, dtype=torch.float64)
+    for (a, b), blk in gram_blocks.items():
+        g[offs[a]:offs[a + 1], offs[b]:offs[b + 1]] = blk.cpu()
+        g[offs[b]:offs[b + 1], offs[a]:offs[a + 1]] = blk.cpu().T
+    nrm = torch.cat(flat_norm2).cpu().sqrt().clamp_min(1e-300)
+    cos = (g / nrm[:, None] / nrm[None, :]).numpy()
+    labels = [f"L{r.layer}" if r.layer is not None else r.name for r in items]
+    adj = [float(cos[i, i + 1]) for i in range(n - 1)]
+    off = cos[~np.eye(n, dtype=bool)]
+    return {
+        "labels": labels,
+        "matrix": cos.tolist(),
+        "adjacent_mean": float(np.mean(adj)),
+        "adjacent_min": float(np.min(adj)),
+        "adjacent_max": float(np.max(adj)),
+        "offdiag_mean": float(off.mean()),
+        "offdiag_abs_max": float(np.abs(off).max()),
+    }
+
+
+def _vector_pass(ckpt: Checkpoint, vectors: list[TensorRole], cfg: dict[str, Any],
+                 dev: torch.device, mags: _Magnitudes) -> list[dict[str, Any]]:
+    """Every vector (norms, biases) counted for sparsity; the norms' scale statistics."""
     norms: list[dict[str, Any]] = []
     with ckpt.reader(dev) as rd:
         for r in vectors:
             v = rd.read(r)
-            label = r.group + (".bias" if r.param == "bias" else "")
-            _account(label, v[None])
+            mags.add(r.group + (".bias" if r.param == "bias" else ""), v[None])
             if r.role == "norm" and v.ndim == 1:
                 # the scale the norm applies: Gemma stores w with scale 1 + w
                 offset = norm_offset(cfg) if r.param == "weight" else 0.0
                 vn = v.cpu().double().numpy() + offset
-                norms.append(
-                    {
-                        "name": r.name,
-                        "param": r.param,
-                        "location": r.location,
-                        "layer": r.layer,
-                        "stored_offset": offset,
-                        "kind": r.detail or "norm",
-                        "size": int(vn.size),
-                        "mean": float(vn.mean()),
-                        "std": float(vn.std()),
-                        "min": float(vn.min()),
-                        "max": float(vn.max()),
-                        "abs_mean": float(np.abs(vn).mean()),
-                        "frac_above_1_5": float((vn > 1.5).mean()),
-                        "frac_below_0_5": float((vn < 0.5).mean()),
-                        "frac_near_one": float(((vn > 0.8) & (vn < 1.2)).mean()),
-                    }
-                )
-    timings["vectors_s"] = time.perf_counter() - t0
+                norms.append({
+                    "name": r.name,
+                    "param": r.param,
+                    "location": r.location,
+                    "layer": r.layer,
+                    "stored_offset": offset,
+                    "kind": r.detail or "norm",
+                    "size": int(vn.size),
+                    "mean": float(vn.mean()),
+                    "std": float(vn.std()),
+                    "min": float(vn.min()),
+                    "max": float(vn.max()),
+                    "abs_mean": float(np.abs(vn).mean()),
+                    "frac_above_1_5": float((vn > 1.5).mean()),
+                    "frac_below_0_5": float((vn < 0.5).mean()),
+                    "frac_near_one": float(((vn > 0.8) & (vn < 1.2)).mean()),
+                })
+    return norms
 
-    # ------------------------------------------------------------------ QK geometry
-    t0 = time.perf_counter()
-    qk = _qk_pass(ckpt, roles, geom, dev, budget)
-    timings["qk_s"] = time.perf_counter() - t0
 
-    # ------------------------------------------------------------------ MLP neurons
-    mlp = _mlp_neurons(neuron_norms)
-
-    # ------------------------------------------------------------------ position bias
-    t0 = time.perf_counter()
-    pos = _position_bias(ckpt, roles, cfg, dev)
-    timings["position_s"] = time.perf_counter() - t0
-
-    tied = _tied_embeddings(ckpt, roles, cfg, dev)
-
-    # ------------------------------------------------------------------ summaries
-    sparsity = {}
-    all_counts = np.zeros(len(thr), dtype=np.int64)
-    all_total = 0
-    for label in sorted(sparsity_total):
-        tot = sparsity_total[label]
-        cnt = sparsity_counts[label]
-        all_counts += cnt
-        all_total += tot
-        sparsity[label] = {"total": int(tot), "fractions": (cnt / max(tot, 1)).tolist()}
-    sparsity["all"] = {
-        "total": int(all_total),
-        "fractions": (all_counts / max(all_total, 1)).tolist(),
-    }
-    group_rows = _group_summaries(rows, groups)
-    timings["total_s"] = time.perf_counter() - t_start
-    arch = (cfg.get("architectures") or [cfg.get("model_type", "unknown")])[0]
-    out: dict[str, Any] = {
+def _describe(model: Any, ckpt: Checkpoint, geom: Any, precision: str,
+              dev: torch.device) -> dict[str, Any]:
+    """What was read: the model's name, file, architecture, attention shape and sizes."""
+    cfg = ckpt.config
+    return {
         "model": str(model) if isinstance(model, str) and not os.path.exists(model) else ckpt.name,
         "path": str(ckpt.path),
         "file_bytes": ckpt.file_bytes,
-        "architecture": arch,
+        "architecture": (cfg.get("architectures") or [cfg.get("model_type", "unknown")])[0],
         "model_type": cfg.get("model_type"),
         "precision": precision,
         "device": str(dev),
@@ -356,39 +410,13 @@ def weight_battery(
         },
         "n_tensors": len(ckpt.tensors),
         "n_parameters": int(sum(math.prod(i.shape) for i in ckpt.tensors.values())),
-        "n_matrices": len(rows),
-        "roles": [
-            {
-                "name": r.name,
-                "key": r.key,
-                "role": r.role,
-                "param": r.param,
-                "layer": r.layer,
-                "location": r.location,
-                "attention": r.attention,
-                "shape": list(r.canonical_shape),
-                "detail": r.detail,
-            }
-            for r in roles
-        ],
-        "unclassified": unclassified(roles),
-        "thresholds": thr,
-        "matrices": rows,
-        "spectra": spectra,
-        "groups": group_rows,
-        "sparsity": sparsity,
-        "log_abs_hist": {"edges": _LOG_EDGES.tolist(), "counts": log_hist.tolist()},
-        "qk": qk,
-        "mlp": mlp,
-        "cross_layer": cross,
-        "norms": norms,
-        "position_bias": pos,
-        "tied_embeddings": tied,
-        "timings": timings,
     }
-    if keep_singular_values:
-        out["singular_values"] = sv_all
-    return out
+
+
+def _role_row(r: TensorRole) -> dict[str, Any]:
+    return {"name": r.name, "key": r.key, "role": r.role, "param": r.param, "layer": r.layer,
+            "location": r.location, "attention": r.attention, "shape": list(r.canonical_shape),
+            "detail": r.detail}
 
 
 def _group_summaries(
