@@ -321,10 +321,9 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 BOOT_SEGMENT = 4096  # values per segment: 32 KB of float64, resident in L1 while drawn from
 
 
-def _boot_kernel() -> Any:
-    global _BOOT
-    if _BOOT is not None:
-        return _BOOT
+def _draw_kernels() -> tuple[Any, Any, Any]:
+    """The bootstrap's random draws: ``mix`` (a 64-bit bijection), exact ``binomial`` by
+    inversion, and ``fill_words`` (a buffer of counter-based words)."""
     import numba
 
     golden = _GOLDEN
@@ -383,6 +382,19 @@ def _boot_kernel() -> Any:
         keep = np.uint64(0x0FFF0FFF0FFF0FFF)
         for h in range(n):
             W[h] = mix(key + np.uint64(first + h + 1) * golden) & keep
+
+    return mix, binomial, fill_words
+
+
+def _boot_kernel() -> Any:
+    global _BOOT
+    if _BOOT is not None:
+        return _BOOT
+    import numba
+
+    golden = _GOLDEN
+    c2 = _MIX2
+    mix, binomial, fill_words = _draw_kernels()
 
     @numba.njit(cache=True, nogil=True, fastmath={"contract"})
     def full_segment(u, off, cnt, key, W):  # pragma: no cover - jit
