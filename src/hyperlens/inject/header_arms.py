@@ -74,7 +74,7 @@ class Head(nn.Module):
 def train_loop(module: nn.Module, loss_fn: Any, n: int, *, lr: float,
                param_lr: dict[str, float], steps: int, batch_size: int, seed: int,
                eval_fn: Any, eval_every: int, frozen: Any = None) -> dict[str, Any]:
-    """:func:`hyperlens.train.fit` over ``range(n)``, keeping the best held-out state.
+    """:func:`hyperlens.train.fit` over ``range(n)`` with ``restore_best`` on held-out accuracy.
 
     ``loss_fn(rows)`` gets a batch of row numbers. ``eval_fn()`` returns the held-out
     accuracy; the module ends at its best evaluated state (never chosen on the test set).
@@ -82,34 +82,19 @@ def train_loop(module: nn.Module, loss_fn: Any, n: int, *, lr: float,
     """
     from ..train import TrainConfig, fit
 
-    best: dict[str, Any] = {"acc": -1.0, "state": None, "step": None}
-
-    def evaluate(m: nn.Module) -> dict[str, float]:
-        acc = float(eval_fn())
-        if acc > best["acc"]:
-            best.update(acc=acc, state={k: v.detach().clone() for k, v in m.state_dict().items()})
-        return {"val_acc": acc}
-
     epochs = math.ceil(steps * batch_size / n)
     tc = TrainConfig(optimizer="adamw", lr=lr, param_lr=param_lr, epochs=max(1, epochs),
                      max_steps=steps, batch_size=batch_size, grad_clip=1.0, seed=seed,
-                     eval_every=eval_every, progress=False)
+                     eval_every=eval_every, progress=False, restore_best=True,
+                     early_stop_metric="val_acc", early_stop_mode="max")
     hist = fit(module, lambda _m, rows: loss_fn(rows), torch.arange(n), tc, frozen=frozen,
-               eval_fn=evaluate)
-    if not hist.evals or hist.evals[-1]["step"] != hist.steps[-1]:
-        module.eval()
-        with torch.no_grad():
-            hist.evals.append({"step": hist.steps[-1], **evaluate(module)})
-    if best["state"] is not None:
-        module.load_state_dict(best["state"])
+               eval_fn=lambda _m: {"val_acc": float(eval_fn())})
     module.eval()
-    out: dict[str, Any] = {"steps": hist.steps, "train_loss": hist.train_loss,
-                           "evals": [{"step": int(e["step"]), "val_acc": float(e["val_acc"])}
-                                     for e in hist.evals]}
-    out["best_val_acc"] = best["acc"]
-    out["best_step"] = next((e["step"] for e in out["evals"] if e["val_acc"] == best["acc"]),
-                            None)
-    return out
+    return {"steps": hist.steps, "train_loss": hist.train_loss,
+            "evals": [{"step": int(e["step"]), "val_acc": float(e["val_acc"])}
+                      for e in hist.evals],
+            "best_val_acc": float(hist.best["val_acc"]) if hist.best else -1.0,
+            "best_step": hist.restored_step}
 
 
 # --------------------------------------------------------------------------- the run
