@@ -21,6 +21,7 @@ from ..config import Command, Config, RunContext, at_least, option, start_report
 from ..config.shared import check_side_by_side
 from ..errors import ConfigError, InputError
 from ..report import Report
+from ..utils import derive_seed
 
 __all__ = ["RelationalConfig", "run", "COMMANDS", "tour_section"]
 
@@ -149,17 +150,17 @@ def _model_result(name: str, cfg: RelationalConfig, rep: Report, device: Any,
                                         for i in range(0, len(pool), max(1, len(pool) // 8))][:8],
                            "analyses": {}, "stability": {}}
     groups: list[tuple[str, np.ndarray]] = [
-        ("all POS", draw_rows(coarse, cfg.n_main, seed + 1))]
+        ("all POS", draw_rows(coarse, cfg.n_main, derive_seed(seed, "rows", "all")))]
     nouns = np.flatnonzero(coarse == "n")
     if nouns.size >= 20 and len(set(coarse.tolist())) > 1:
-        sub = draw_rows(np.zeros(nouns.size), cfg.n_main, seed + 2)
+        sub = draw_rows(np.zeros(nouns.size), cfg.n_main, derive_seed(seed, "rows", "n"))
         groups.append(("nouns", nouns[sub]))
     if cfg.per_pos:
         for p in ("v", "a", "r"):
             rows = np.flatnonzero(coarse == p)
             if rows.size >= 30:
-                groups.append((_POS_LABEL[p], rows[draw_rows(np.zeros(rows.size), cfg.n_main,
-                                                             seed + 3)]))
+                pick = draw_rows(np.zeros(rows.size), cfg.n_main, derive_seed(seed, "rows", p))
+                groups.append((_POS_LABEL[p], rows[pick]))
     for label, rows in groups:
         with rep.timer(f"align:{name}:{label}"):
             out["analyses"][label] = analyse(rows)

@@ -33,6 +33,7 @@ import torch
 from ..errors import InputError, ShapeError
 from ..functional.sketch import BlockSRHT, CountSketch, compose
 from ..hdc.pca import StreamingPCA
+from ..utils import derive_seed
 
 __all__ = ["FeatureConfig", "Featurizer", "ngram_keys"]
 
@@ -117,9 +118,10 @@ class Featurizer:
         self.d_dense = W * self.d + W + cfg.n_phase
         self.d_raw = self.d_dense + (1 << cfg.hash_bits)
         cs = CountSketch.draw(self.d_raw, cfg.d_count, seed=cfg.seed)
-        bs = BlockSRHT.draw(cfg.d_count, cfg.d_sketch, seed=cfg.seed + 1)
+        bs = BlockSRHT.draw(cfg.d_count, cfg.d_sketch, seed=derive_seed(cfg.seed, "srht"))
         self.sketch = compose(cs, bs)
-        self.tail_sketch = BlockSRHT.draw(cfg.tail * self.d, cfg.d_tail, seed=cfg.seed + 2)
+        self.tail_sketch = BlockSRHT.draw(cfg.tail * self.d, cfg.d_tail,
+                                          seed=derive_seed(cfg.seed, "tail"))
         self.stats: dict[str, torch.Tensor] = {}
         self.pca: StreamingPCA | None = None
 

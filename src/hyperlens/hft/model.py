@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..utils import make_generator
+from ..utils import derive_seed, make_generator
 from .capture import Unembedding
 from .layer import HyperTensorLayer
 
@@ -53,7 +53,7 @@ class HyperFieldModel(nn.Module):
             torch.manual_seed(seed)
             self.aux = nn.Linear(d_embed, d_aux)  # init_stage1 sets it from data
         self.stage2 = HyperTensorLayer(d_embed + d_tail, d_model, k2, top2, tau2, d_route,
-                                       heads=heads2, seed=seed + 1)
+                                       heads=heads2, seed=derive_seed(seed, "stage2"))
         self.unigram = nn.Parameter(log_unigram.detach().float().clone())
         self.unembed = unembed  # buffers only: frozen
         self.d_embed = d_embed
@@ -97,7 +97,7 @@ class HyperFieldModel(nn.Module):
         carries the rest)."""
         x2 = torch.cat([self.stage2_input(self.embed(c), t) for c, t in
                         zip(x1.split(2048), tail.split(2048), strict=True)])
-        self.stage2.init_from_data(x2, seed + 1)
+        self.stage2.init_from_data(x2, derive_seed(seed, "stage2"))
         means = _region_means(self.stage2, x2, final.float() - final.float().mean(0))
         for c in (self.stage2.c_neg, self.stage2.c_mid, self.stage2.c_pos):
             c.copy_(means)

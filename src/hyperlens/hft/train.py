@@ -30,7 +30,7 @@ from torch import nn
 from ..errors import InputError
 from ..functional import kernels
 from ..train import TrainConfig, fit
-from ..utils import atomic_path, make_generator, progress
+from ..utils import atomic_path, derive_seed, make_generator, progress
 from .capture import Capture, CapturedSplit, Unembedding
 from .features import Featurizer
 from .model import HyperFieldModel, MLPStudent, TunedLens, distill_loss
@@ -261,13 +261,14 @@ def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSp
         p.requires_grad_(True)
     for p in s1:
         p.requires_grad_(False)
-    h2 = fit(model, loss2, data, _cfg(sc, sc.stage2_epochs, seed + 1, show_progress))
+    h2 = fit(model, loss2, data,
+             _cfg(sc, sc.stage2_epochs, derive_seed(seed, "stage2"), show_progress))
     out["stage2"] = _hist(h2)
     if sc.e2e_epochs:
         for p in model.parameters():
             p.requires_grad_(True)
-        h3 = fit(model, loss_e2e, data, _cfg(sc, sc.e2e_epochs, seed + 2, show_progress,
-                                              lr=sc.lr / 3))
+        h3 = fit(model, loss_e2e, data, _cfg(sc, sc.e2e_epochs, derive_seed(seed, "e2e"),
+                                              show_progress, lr=sc.lr / 3))
         out["e2e"] = _hist(h3)
     teacher.compute_dtype = torch.float32
     out["reseeds"] = counter["reseeds"]

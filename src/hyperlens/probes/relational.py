@@ -44,6 +44,7 @@ import numpy as np
 from ..data.wordnet_similarity import WordNetGraph, similarity_matrix, wordnet_graph
 from ..errors import InputError, ShapeError
 from ..functional import stats
+from ..utils import derive_seed
 
 __all__ = [
     "PATH_BANDS",
@@ -473,7 +474,7 @@ def chain_decay(C: np.ndarray, ids: np.ndarray, *, graph: WordNetGraph | None = 
         sel = hop == h
         v = C[i[sel], j[sel]]
         if v.size >= 2:
-            est = stats.bootstrap_ci(v, n_boot=n_boot, seed=seed + h)
+            est = stats.bootstrap_ci(v, n_boot=n_boot, seed=derive_seed(seed, "hop", h))
             rows.append({"hop": h, "n_pairs": int(v.size), "mean": est.as_dict(),
                          "lift": est.value - global_mean})
             vals_by_hop[h] = v
@@ -602,7 +603,7 @@ def stability(reps: Mapping[str, np.ndarray], synsets: np.ndarray, *,
         per_seed.setdefault(key, []).append(float("nan") if v is None else float(v))
 
     for s in range(n_seeds):
-        rows = draw_rows(pos, n_sample, seed * 100_003 + s, stratify=stratify)
+        rows = draw_rows(pos, n_sample, derive_seed(seed, "redraw", s), stratify=stratify)
         m = rows.size
         iu, ju = np.triu_indices(m, 1)
         sub_ids = ids[rows]

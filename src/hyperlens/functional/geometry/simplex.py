@@ -5,11 +5,17 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-import numpy as np
 import torch
 
 from ...errors import InputError, ShapeError
-from ...utils import as_real_tensor, check_finite, check_int, check_level, make_generator
+from ...utils import (
+    as_real_tensor,
+    check_finite,
+    check_int,
+    check_level,
+    derive_seed,
+    make_generator,
+)
 from ..stats import Estimate, cv_delta_interval, from_replicates, ratio_delta_interval
 from ._base import (
     _DEGENERATE_RTOL,
@@ -460,7 +466,7 @@ def simplex_volume_cv(
             "pass more rows or a smaller k."
         )
     level = check_level(level)
-    seeds = np.random.SeedSequence(int(seed)).generate_state(4, dtype=np.uint32).tolist()
+    seeds = [derive_seed(seed, part) for part in ("simplices", "cv", "null", "null_cv", "ratio")]
     idx = sample_simplices(Xt.shape[0], k, n_samples, seed=seeds[0], device=Xt.device)
     vols = _volumes_at(Xt, idx)
     good = vols > 0
@@ -489,7 +495,7 @@ def simplex_volume_cv(
     if cv.method == ncv.method == "delta method":
         ratio = ratio_delta_interval(cv, ncv, level)
     else:
-        ratio = _ratio_ci(v, nv, n_boot=n_boot, level=level, seed=seeds[3] ^ 0x5EED)
+        ratio = _ratio_ci(v, nv, n_boot=n_boot, level=level, seed=seeds[4])
     return SimplexCV(
         cv=cv,
         null=null,
@@ -510,7 +516,7 @@ def _ratio_ci(
 ) -> Estimate:
     point = float(coefficient_of_variation(a)) / float(coefficient_of_variation(b))
     ra = _boot_cvs(a, n_boot, seed)
-    rb = _boot_cvs(b, n_boot, seed ^ 0x0B0B)
+    rb = _boot_cvs(b, n_boot, derive_seed(seed, "denominator"))
     return _percentile_estimate(
         float(point), ra / rb, level, "percentile bootstrap over simplices, both sides"
     )

@@ -11,7 +11,7 @@ import torch
 from ...errors import InputError, ShapeError
 from ...functional import geometry as G
 from ...functional.stats import bootstrap_ci
-from ...utils import as_float_matrix, make_generator
+from ...utils import as_float_matrix, derive_seed, make_generator
 from ._common import (
     _histogram,
     _percentiles,
@@ -93,7 +93,7 @@ def distance_statistics(E: torch.Tensor, *, sample: int = 2000, seed: int = 0,
         E: ``[vocab, d]``.
     """
     E = as_float_matrix(E, "E", min_rows=2)
-    gen = make_generator(seed + 1)
+    gen = make_generator(derive_seed(seed, "distances"))
     idx = _sample_rows(E.shape[0], sample, gen)
     flat = G.pair_values(
         E[idx], metric="euclidean", max_exact_pairs=len(idx) ** 2
@@ -135,7 +135,7 @@ def spectrum_statistics(E: torch.Tensor, *, seed: int = 0, blocks: int = 64,
     dims = {f"{int(round(f * 100))}": v for f, v in spec.dims_for().items()}
     X = E.double()
     mu = X.mean(dim=0)
-    gen = make_generator(seed + 2)
+    gen = make_generator(derive_seed(seed, "spectrum"))
     nb = max(2, min(blocks, n // 2))
     # rows in a seeded random order, cut into nb contiguous groups
     # (centred in float64 first, so the float32 products lose nothing that matters here)
@@ -204,7 +204,7 @@ def pentachoron_statistics(E: torch.Tensor, *, n_simplices: int = 2000, seed: in
     n, d = E.shape
     if n < 5:
         raise ShapeError(f"E needs at least 5 rows to form pentachora, got shape {tuple(E.shape)}.")
-    seeds = [seed * 7919 + s for s in (11, 12, 13, 14, 15, 16, 17)]
+    seeds = [derive_seed(seed, "pentachoron", s) for s in range(7)]
     idx = G.sample_simplices(n, 4, n_simplices, seed=seeds[0])
     vols = {"embeddings": G.simplex_volumes(E, idx)}
     nulls: tuple[G.NullModel, G.NullModel] = ("gaussian", "isotropic")

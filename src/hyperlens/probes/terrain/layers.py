@@ -10,7 +10,7 @@ from torch import nn
 
 from ...errors import InputError
 from ...functional import geometry as G
-from ...utils import make_generator
+from ...utils import derive_seed, make_generator
 from ._common import (
     _bootstrap_mean_ci,
     _unit_rows,
@@ -34,7 +34,7 @@ def _encode_texts(subject: TerrainSubject, texts: Sequence[str] | None, *, max_l
         seqs = [list(tok.encode(t, add_special_tokens=True))[:max_length] for t in texts]
         special = {int(i) for i in (getattr(tok, "all_special_ids", None) or [])}
         return [s for s in seqs if s], special, "texts"
-    gen = make_generator(seed + 7)
+    gen = make_generator(derive_seed(seed, "texts"))
     lengths = torch.randint(8, max(9, min(max_length, 24)), (n_random,), generator=gen)
     seqs = [torch.randint(0, vocab_size, (int(L),), generator=gen).tolist() for L in lengths]
     return seqs, set(), "random token ids (no tokenizer)"
@@ -123,7 +123,7 @@ def layer_evolution(subject: TerrainSubject, texts: Sequence[str] | None = None,
                     if x.shape[0] > 1:
                         sent_cos[li].append(G.cosine_moments(x)[0])
                     pooled[li].append(x.mean(0))
-    gen = make_generator(seed + 8)
+    gen = make_generator(derive_seed(seed, "layers"))
     rows = []
     for li in range(len(per_layer_tokens)):
         X = torch.cat(per_layer_tokens[li])

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from ...errors import InputError
-from ...utils import make_generator
+from ...utils import derive_seed, make_generator
 from ._common import (
     _pearson_rows,
     _sample_rows,
@@ -104,7 +104,7 @@ def digit_manifold(E: torch.Tensor, ids: Sequence[int], *, n_permutations: int =
         return corr, gap
 
     corr, gap = stats(C[None])
-    gen = make_generator(seed + 4)
+    gen = make_generator(derive_seed(seed, "digits"))
     perm = torch.argsort(torch.rand(n_permutations, m, generator=gen), dim=1)
     Cp = C[perm[:, :, None], perm[:, None, :]]
     ncorr, ngap = stats(Cp)
@@ -170,7 +170,7 @@ def category_clustering(E: torch.Tensor, groups: Mapping[str, Sequence[int]], *,
 
     ws0 = within_sums(labels[None])
     gap0 = float(gaps(ws0)[0])
-    gen = make_generator(seed + 5)
+    gen = make_generator(derive_seed(seed, "categories"))
     perm = torch.argsort(torch.rand(n_permutations, n, generator=gen), dim=1)
     wsn = within_sums(labels[perm])
     ngap = gaps(wsn)
@@ -244,7 +244,7 @@ def special_token_statistics(E: torch.Tensor, tokenizer: Any, *, norms: torch.Te
     if norms is None:
         norms = E.double().norm(dim=1)
     sid = torch.as_tensor(list(seen))
-    gen = make_generator(seed + 6)
+    gen = make_generator(derive_seed(seed, "special"))
     mask = torch.ones(E.shape[0], dtype=torch.bool)
     mask[sid] = False
     pool = torch.nonzero(mask).flatten()
