@@ -11,7 +11,9 @@ Two parts, in at most ``--budget-s`` seconds (default 450):
    between the two results: embedding and activation capture with tiny RANDOM models built
    from transformers configs (no downloads, no model packages), packed HDC search,
    sketches, simplex CV, one semantic-header training step and one HyperField training
-   step on synthetic captures.
+   step on synthetic captures. The training steps are plain SGD, whose update is the
+   gradient times the rate, so the two devices differ by their gradients' rounding (Adam
+   would turn a rounding-sized gradient into a full step).
 
 Results go to ``benchmarks/results/gpu_check.json`` (``--out``): the device, torch, CUDA
 and transformers versions, the CPU, the test counts and each item's sizes, times, speed-up
@@ -313,7 +315,8 @@ def _header_bind(st: Any, s: dict[str, int], dev: Any) -> Callable[[], Any]:
             return torch.nn.functional.cross_entropy(z, labels[rows])
 
         hist = fit(header, loss, torch.arange(min(s["batch"], len(st["prefixes"]))),
-                   TrainConfig(lr=1e-3, max_steps=1, batch_size=None, progress=False))
+                   TrainConfig(optimizer="sgd", lr=0.1, max_steps=1, batch_size=None,
+                               progress=False))
         return {"loss": torch.tensor(hist.train_loss[0]),
                 "params": {k: v.detach() for k, v in header.state_dict().items()}}
 
@@ -361,7 +364,7 @@ def _hyperfield_bind(st: Any, s: dict[str, int], dev: Any) -> Callable[[], Any]:
         m.init_stage1(data["x1"], data["aux"], seed=0)
         m.init_stage2(data["x1"], data["tail"], data["final"], seed=0)
         hist = fit(m, loss, {k: data[k] for k in ("x1", "tail", "final", "target")},
-                   TrainConfig(optimizer="adam", lr=3e-3, max_steps=1, batch_size=s["batch"],
+                   TrainConfig(optimizer="sgd", lr=0.1, max_steps=1, batch_size=s["batch"],
                                seed=1, progress=False))
         return {"loss": torch.tensor(hist.train_loss[0]),
                 "params": {k: v.detach() for k, v in m.state_dict().items()}}
@@ -405,13 +408,13 @@ ITEMS = (
                                          "simplices": 200_000},
          _simplex_build, _simplex_bind, _simplex_compare, tolerance=1e-8,
          scaled=("points", "simplices")),
-    Item("header_step", "prefix cache of a random Llama, then one semantic-header training "
-         "step", {"prompts": 512, "max_prefix": 48, "batch": 64, "code_dim": 4096,
-                  "vocab": 2000, "hidden": 256, "layers": 4},
+    Item("header_step", "prefix cache of a random Llama, then one semantic-header SGD step",
+         {"prompts": 512, "max_prefix": 48, "batch": 64, "code_dim": 4096, "vocab": 2000,
+          "hidden": 256, "layers": 4},
          _prompts_build, _header_bind, _diffs, scaled=("prompts",)),
     Item("hyperfield_step", "HyperField student initialised from synthetic captures, then one "
-         "training step", {"rows": 8192, "d1": 4096, "d_tail": 2048, "d_model": 576,
-                           "d_aux": 960, "vocab": 49_152, "batch": 256},
+         "SGD step", {"rows": 8192, "d1": 4096, "d_tail": 2048, "d_model": 576, "d_aux": 960,
+                      "vocab": 49_152, "batch": 256},
          _hyperfield_build, _hyperfield_bind, _diffs, tolerance=1e-2, scaled=("rows",)),
 )
 

@@ -1,7 +1,12 @@
 """Adapters and the semantic header on the device: every registered adapter is the
 identity at initialisation there, takes one training step equal to the CPU's and leaves the
 frozen model unchanged; the prefix cache computes on the model's device and matches the
-CPU's cache, and a header trained through it takes the CPU's step."""
+CPU's cache, and a header trained through it takes the CPU's step.
+
+The steps are plain SGD: its update is the gradient times the rate, so the two devices'
+updates differ by their gradients' rounding. Adam divides by the gradient's own size, which
+turns a rounding-sized gradient (a cancellation, zero on one device) into a full step.
+"""
 
 from __future__ import annotations
 
@@ -52,8 +57,8 @@ def _step(model: nn.Module, adapter: nn.Module, device: torch.device) -> torch.T
             return (_out(model, b) - target).pow(2).mean()
 
     before = checksum(model)
-    fit(adapter, loss, batch, TrainConfig(lr=1e-2, max_steps=1, batch_size=None,
-                                          progress=False), frozen=model)
+    fit(adapter, loss, batch, TrainConfig(optimizer="sgd", lr=0.1, max_steps=1,
+                                          batch_size=None, progress=False), frozen=model)
     assert checksum(model) == before
     with torch.no_grad(), attach(model, adapter):
         return _out(model, batch)
@@ -107,8 +112,8 @@ def test_prefix_cache_and_a_header_step_on_the_device(tiny_llama, layer, device)
             z = pc.label_logits(pc.suffix_forward(b, m(codes[b].to(dv))))
             return nn.functional.cross_entropy(z, labels[b].to(dv))
 
-        hist = fit(h, loss, torch.arange(4), TrainConfig(lr=1e-2, max_steps=1, batch_size=None,
-                                                          progress=False))
+        hist = fit(h, loss, torch.arange(4), TrainConfig(optimizer="sgd", lr=0.1, max_steps=1,
+                                                          batch_size=None, progress=False))
         losses.append(hist.train_loss[0])
     assert_on(device, h_dev)
     assert abs(losses[1] - losses[0]) <= 1e-4 * abs(losses[0]) + 1e-6

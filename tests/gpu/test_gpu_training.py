@@ -105,8 +105,8 @@ def test_student_initialises_and_steps_on_the_device_as_on_the_cpu(device,
             t = m.unembed(b["final"])
         return distill_loss(m.logits(y), t, b["target"], 0.5)[0]
 
-    cfg = TrainConfig(optimizer="adam", lr=1e-3, max_steps=1, batch_size=64, seed=1,
-                      progress=False)
+    cfg = TrainConfig(optimizer="sgd", lr=0.1, max_steps=1, batch_size=64, seed=1,
+                      progress=False)  # SGD: see test_gpu_inject's docstring
     data = {"x1": x1, "tail": tail, "final": final, "target": target}
     h_cpu = fit(cpu, loss, data, cfg)
     h_dev = fit(dev, loss, {k: v.to(device) for k, v in data.items()}, cfg)
