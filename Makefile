@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 OFFLINE = HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
-.PHONY: run test install bench clean-runs
+.PHONY: run test install bench gpu-check clean-runs
 
 install:
 	@PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/setup.sh
@@ -18,6 +18,18 @@ test: install
 
 bench: install
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(OFFLINE) $(VENV)/bin/python $$b || exit 1; done
+
+# make gpu-check: the tests marked cuda (pytest -m cuda) and a CUDA-beside-CPU benchmark of
+# the device paths, written to benchmarks/results/gpu_check.json (scripts/gpu_check.py says
+# what each part does). It needs a CUDA GPU and installs nothing (PYTHONPATH=src), so it runs
+# on the bare GPU machine; GPU_CHECK_ARGS=--dry-run prints the plan and checks the imports
+# anywhere (here: make gpu-check PYTHON=.venv/bin/python GPU_CHECK_ARGS=--dry-run).
+# With the device tool, one call, nothing to carry (the command is one line):
+#   run(timeout_s=600, command="set -o pipefail; export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+#       TRANSFORMERS_OFFLINE=1; PYTHONPATH=src python3 scripts/gpu_check.py 2>&1 | tee
+#       $OUT/gpu_check.log; rc=$?; cp benchmarks/results/gpu_check.json $OUT/; exit $rc")
+gpu-check:
+	$(OFFLINE) PYTHONPATH=src $(PYTHON) scripts/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean-runs:
 	rm -rf runs

@@ -372,6 +372,7 @@ def test_cv_ci_matches_direct() -> None:
 
 
 # --------------------------------------------------------------------------- devices
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
 def test_cuda_matches_cpu() -> None:
     X = _randn(500, 64, seed=80)

@@ -235,6 +235,7 @@ def test_state_dict_round_trip_and_compose() -> None:
     assert torch.equal(pipe.to("cpu")(x), pipe(x))
 
 
+@pytest.mark.cuda
 def test_cuda_draw_has_same_bits_as_cpu() -> None:
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device: cross-device bit equality cannot be checked")

@@ -171,6 +171,8 @@ def build(command: Command, typed: Mapping[str, Any], argv: Sequence[str] = (),
     from_file = set(values) - set(typed)
     values.update(typed)
     ctx_values = {k: v for k, v in values.items() if k in ctx_names}
+    if "device" not in ctx_names:  # a command that runs on the CPU only records the CPU
+        ctx_values["device"] = "cpu"
     if "executor" in ctx_names and "executor" not in ctx_values and env.get(ENV_EXECUTOR):
         ctx_values["executor"] = env[ENV_EXECUTOR]
     if ctx_values.get("executor", "local") == "ray" and "ray_address" not in ctx_values:

@@ -141,9 +141,13 @@ class RunContext:
 
     def check(self) -> None:
         """Resolve the device and the executor now, so a bad one fails before any work."""
+        from ..errors import ConfigError, DeviceError
         from ..run import check_executor
 
-        _ = self.torch_device
+        try:
+            _ = self.torch_device
+        except DeviceError as exc:
+            raise ConfigError(f"--device {self.device}: {exc}") from None
         check_executor(self.executor, self.ray_address)
 
     # ------------------------------------------------------------------ output

@@ -35,6 +35,7 @@ Examples
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -59,6 +60,7 @@ __all__ = [
     "cosine_from_dot",
     "hamming_from_dot",
     "int_matmul",
+    "int_mm_padded",
     "gemm_operand",
     "gemm_prepared",
     "check_codes",
@@ -600,16 +602,30 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return out if out.dtype == torch.int32 else out.to(torch.int32)
     if a.device.type == "cuda":
         try:
-            # cuBLASLt int8 GEMM wants n > 16 and d, m multiples of 8.
-            pn = max(17, n)
-            pd = -(-d // 8) * 8
-            pm = -(-m // 8) * 8
-            ap = torch.nn.functional.pad(a, (0, pd - d, 0, pn - n)) if (pn, pd) != (n, d) else a
-            bp = torch.nn.functional.pad(b, (0, pd - d, 0, pm - m)) if (pm, pd) != (m, d) else b
-            return torch._int_mm(ap, bp.t().contiguous().t())[:n, :m].contiguous()
-        except RuntimeError:  # pragma: no cover - GPUs without int8 tensor cores
-            pass
+            return int_mm_padded(a, b)
+        except RuntimeError as exc:  # pragma: no cover - GPUs without int8 tensor cores
+            warnings.warn(
+                f"torch._int_mm refused int8 codes on {a.device} ({exc}); similarities there "
+                "use an exact but slower float64 GEMM.", RuntimeWarning, stacklevel=2)
     return (a.to(torch.float64) @ b.to(torch.float64).t()).round_().to(torch.int32)
+
+
+def int_mm_padded(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b.T`` of int8 matrices by ``torch._int_mm`` (int32 accumulation), padded to the
+    shapes cuBLASLt's int8 GEMM requires: more than 16 rows in ``a``, ``d`` and ``m``
+    multiples of 8 (zero rows and columns change no product). ``b`` goes in as the
+    column-major ``[d, m]`` view ``b.T`` of a row-major ``[m, d]`` matrix.
+
+    Shapes:
+        a: ``[n, d]`` int8, b: ``[m, d]`` int8 -> ``[n, m]`` int32
+    """
+    n, d = a.shape
+    m = b.shape[0]
+    pn, pd, pm = max(17, n), -(-d // 8) * 8, -(-m // 8) * 8
+    pad = torch.nn.functional.pad
+    ap = pad(a, (0, pd - d, 0, pn - n)) if (pn, pd) != (n, d) else a.contiguous()
+    bp = pad(b, (0, pd - d, 0, pm - m)) if (pm, pd) != (m, d) else b.contiguous()
+    return torch._int_mm(ap, bp.t())[:n, :m].contiguous()
 
 
 def _pairwise_args(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:

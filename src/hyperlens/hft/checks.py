@@ -22,13 +22,13 @@ that must hold by construction (window, cache) on small models.
 
 from __future__ import annotations
 
-import inspect
 import time
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..models.arch import cache_kwarg
 from ..models.handle import ModelHandle
 from .capture import CapturedSplit, Unembedding
 from .features import ngram_keys
@@ -247,9 +247,7 @@ def throughput(student: Student, teacher: ModelHandle, sp: CapturedSplit, *, ste
             buf.push(t)
 
     def teacher_inc(mod: Any) -> None:
-        # transformers 5 names the KV cache ``cache``; 4.x named it ``past_key_values``
-        name = ("cache" if "cache" in inspect.signature(mod.forward).parameters
-                else "past_key_values")
+        name = cache_kwarg(mod)
         past = None
         tok = torch.tensor([[start]])
         for t in ids:

@@ -272,7 +272,7 @@ class HyperTensorLayer(nn.Module):
         idle = idle[torch.argsort(self.usage[idle])[:m]]
         xs = self.queue_x[:m]
         heads = self.head_of(idle)
-        rows = torch.arange(m)
+        rows = torch.arange(m, device=xs.device)
         y = self.head_outputs(xs)[rows, heads]  # [m, d_out]
         self.centre[idle] = self.routed(xs)[rows, heads]
         nrm = F.normalize(self.normal[idle], dim=1)

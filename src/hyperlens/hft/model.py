@@ -79,10 +79,11 @@ class HyperFieldModel(nn.Module):
         tensor's region, mapped into the embedding by a random orthonormal map that the aux
         head starts as the inverse of."""
         self.stage1.init_from_data(x1, seed)
-        g = make_generator(seed)
+        g = make_generator(seed)  # drawn on the CPU: the same map on every device
         q, _ = torch.linalg.qr(torch.randn(max(aux.shape[1], self.d_embed), self.d_embed,
                                            generator=g))
-        P = q[: aux.shape[1]]  # [d_aux, d_embed], orthonormal columns when d_aux >= d_embed
+        # [d_aux, d_embed], orthonormal columns when d_aux >= d_embed
+        P = q[: aux.shape[1]].to(x1.device)
         means = _region_means(self.stage1, x1, aux)  # [K, d_aux]
         for c in (self.stage1.c_neg, self.stage1.c_mid, self.stage1.c_pos):
             c.copy_(means @ P)
@@ -111,7 +112,7 @@ def _region_means(layer: HyperTensorLayer, x: torch.Tensor, y: torch.Tensor) -> 
     near = torch.cat([layer.nearest(c) for c in x.split(2048)])  # [n, H]
     yy = y.float()[:, None, :].expand(-1, H, -1).reshape(-1, y.shape[1])
     flat = near.reshape(-1)
-    sums = torch.zeros(K, y.shape[1]).index_add_(0, flat, yy)
+    sums = torch.zeros(K, y.shape[1], device=yy.device).index_add_(0, flat, yy)
     cnt = torch.bincount(flat, minlength=K).float()[:, None]
     glob = y.float().mean(0, keepdim=True)
     return torch.where(cnt > 0, sums / cnt.clamp_min(1), glob) / H

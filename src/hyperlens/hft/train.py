@@ -172,14 +172,20 @@ def aux_targets(sp: CapturedSplit, stats: dict[str, torch.Tensor],
     return (torch.from_numpy(a) - stats["mean"]) / stats["std"]
 
 
-def _data(store: FeatureStore, sp: CapturedSplit, stats: dict[str, torch.Tensor] | None
-          ) -> dict[str, torch.Tensor]:
+def _data(store: FeatureStore, sp: CapturedSplit, stats: dict[str, torch.Tensor] | None,
+          device: torch.device) -> dict[str, torch.Tensor]:
+    """The training tensors of a split on ``device`` (the student's; on the CPU they stay
+    memory-mapped)."""
     d = store.tensors()
     d["final"] = torch.from_numpy(np.ascontiguousarray(sp["final"]))
     d["target"] = torch.from_numpy(np.ascontiguousarray(sp["target"]).astype(np.int64))
     if stats is not None:
         d["aux"] = aux_targets(sp, stats).half()
-    return d
+    return {k: v.to(device) for k, v in d.items()}
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
 
 
 def _distill(model: Any, batch: dict[str, torch.Tensor], teacher: Unembedding,
@@ -226,8 +232,9 @@ def _cfg(sc: StudentConfig, epochs: int, seed: int, show: bool | None, lr: float
 def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSplit,
                      stats: dict[str, torch.Tensor], teacher: Unembedding, sc: StudentConfig,
                      *, seed: int = 0, show_progress: bool | None = None) -> dict[str, Any]:
-    """The three-phase schedule; returns the histories and reseed counts."""
-    data = _data(train, sp, stats)
+    """The three-phase schedule, on the device of ``model`` (and ``teacher``); returns the
+    histories and reseed counts."""
+    data = _data(train, sp, stats, _device_of(model))
     n_init = min(len(sp), 20000)
     x1_init = data["x1"][:n_init].float()
     model.init_stage1(x1_init, data["aux"][:n_init].float(), seed)
@@ -280,7 +287,7 @@ def train_mlp(model: MLPStudent, train: FeatureStore, sp: CapturedSplit, teacher
               sc: StudentConfig, *, seed: int = 0, show_progress: bool | None = None
               ) -> dict[str, Any]:
     """Same data, loss and number of distillation epochs as the HyperField student."""
-    data = _data(train, sp, None)
+    data = _data(train, sp, None, _device_of(model))
     counter = {"step": 0, "reseeds": 0}
     teacher.compute_dtype = _unembed_dtype(sc)
 
@@ -298,8 +305,9 @@ def train_tuned_lens(lens: TunedLens, sp: CapturedSplit, teacher: Unembedding,
                      sc: StudentConfig, *, seed: int = 0, show_progress: bool | None = None
                      ) -> dict[str, Any]:
     """Affine map of the layer-l state trained on the same KL (Track B baseline)."""
-    data = {"state": torch.from_numpy(np.ascontiguousarray(sp["state"])),
-            "final": torch.from_numpy(np.ascontiguousarray(sp["final"]))}
+    dev = _device_of(lens)
+    data = {"state": torch.from_numpy(np.ascontiguousarray(sp["state"])).to(dev),
+            "final": torch.from_numpy(np.ascontiguousarray(sp["final"])).to(dev)}
     lens.unembed.compute_dtype = _unembed_dtype(sc)
 
     def loss(m: Any, b: dict[str, torch.Tensor]) -> Any:
@@ -326,7 +334,7 @@ def train_online(model: HyperFieldModel, train: FeatureStore, sp: CapturedSplit,
     """The seed's online rule, no gradients: Stage 1 regresses the aux targets through the
     aux head's initial (orthonormal) map, Stage 2 regresses the teacher's final state
     (minus its mean; the unigram bias carries the mean), each with rates ``eta``/``eta_g``."""
-    data = _data(train, sp, stats)
+    data = _data(train, sp, stats, _device_of(model))
     n = len(sp)
     n_init = min(n, 20000)
     model.init_stage1(data["x1"][:n_init].float(), data["aux"][:n_init].float(), seed)

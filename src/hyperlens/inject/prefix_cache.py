@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import DataError, InputError
+from ..models.arch import cache_kwarg
 from ..utils import load_safetensors, progress as progress_bar, save_safetensors
 
 __all__ = ["PrefixCache", "backbone_of", "output_rows", "sliding_window_of"]
@@ -186,12 +187,13 @@ class PrefixCache:
         # the instruction every prompt starts with does not depend on the text: run it once
         shared = _common_prefix(prefix_ids)
         self.shared_tokens = shared
+        kv = cache_kwarg(self.stack)
         with torch.inference_mode():
             head_kv: list[tuple[Any, Any]] = []
             if shared:
                 c0 = DynamicCache(config=self.cfg)
                 self.stack(input_ids=torch.tensor([list(prefix_ids[0][:shared])], device=dev),
-                           cache=c0, use_cache=True)
+                           use_cache=True, **{kv: c0})
                 layers: Any = c0.layers
                 head_kv = [(layers[li].keys, layers[li].values) for li in range(L)]
             for idx in progress_bar(batches, total=len(batches), desc="prefix cache",
@@ -207,9 +209,9 @@ class PrefixCache:
                 for li, (k0, v0) in enumerate(head_kv):
                     cache.update(k0.expand(b, -1, -1, -1).contiguous(),
                                  v0.expand(b, -1, -1, -1).contiguous(), li)
-                self.stack(input_ids=ids.to(dev), attention_mask=mask.to(dev), cache=cache,
+                self.stack(input_ids=ids.to(dev), attention_mask=mask.to(dev),
                            position_ids=torch.arange(shared, T, device=dev)[None].expand(b, -1),
-                           use_cache=True)
+                           use_cache=True, **{kv: cache})
                 for li in range(layer, L):
                     lc: Any = cache.layers[li]
                     kl, vl = lc.keys, lc.values  # [b, H, T, dh]
@@ -221,8 +223,8 @@ class PrefixCache:
                 full_mask = torch.cat([mask, torch.ones(b, c, dtype=torch.long)], 1).to(dev)
                 pos = torch.from_numpy(bl)[:, None].to(dev) + torch.arange(c, device=dev)[None]
                 out = self.stack(input_ids=cue[None].expand(b, c), attention_mask=full_mask,
-                                 position_ids=pos, cache=cache, use_cache=True,
-                                 output_hidden_states=True)
+                                 position_ids=pos, use_cache=True, output_hidden_states=True,
+                                 **{kv: cache})
                 sel = torch.from_numpy(idx)
                 self.cue_states[sel] = out.hidden_states[layer].float().cpu()
                 for li, h in enumerate(out.hidden_states):
@@ -358,7 +360,7 @@ class PrefixCache:
         if self.layer == 0:
             full_mask = torch.cat([mask, torch.ones(b, s, dtype=torch.long)], 1).to(dev)
             out = self.stack(inputs_embeds=suffix, attention_mask=full_mask, position_ids=pos,
-                             cache=cache, use_cache=True)
+                             use_cache=True, **{cache_kwarg(self.stack): cache})
             return out.last_hidden_state[:, -1]
         # blocks layer..L-1 by hand, with the explicit boolean mask [b, 1, s, T + s]
         T = mask.shape[1]
@@ -379,8 +381,8 @@ class PrefixCache:
             block = self.stack.layers[li]
             if self.layer_types:
                 pe = pes[self.layer_types[li]]
-            hidden = block(hidden, attention_mask=mask_arg, position_ids=pos, cache=cache,
-                           use_cache=True, position_embeddings=pe)
+            hidden = block(hidden, attention_mask=mask_arg, position_ids=pos, use_cache=True,
+                           position_embeddings=pe, **{cache_kwarg(block): cache})
             if isinstance(hidden, tuple):
                 hidden = hidden[0]
         return self.stack.norm(hidden)[:, -1]

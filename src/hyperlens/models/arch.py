@@ -12,6 +12,7 @@ Supported and tested: BERT, Llama, GPT-2, T5 (encoder stack), OPT, Gemma 3.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from torch import nn
 
 from ..errors import InputError
 
-__all__ = ["AttentionParts", "Backbone", "resolve_backbone", "is_causal_lm"]
+__all__ = ["AttentionParts", "Backbone", "resolve_backbone", "is_causal_lm", "cache_kwarg"]
 
 
 @dataclass
@@ -110,6 +111,14 @@ _LAYOUTS: tuple[tuple[str, str | None, str], ...] = (
     ("decoder.layers", "decoder.final_layer_norm", "opt"),  # OPT
     ("block", "final_layer_norm", "t5"),  # T5 stacks
 )
+
+
+def cache_kwarg(module: nn.Module) -> str:
+    """The name under which ``module.forward`` takes its KV cache: ``"cache"`` in recent
+    transformers releases, ``"past_key_values"`` in earlier ones (5.17 and 4.x). A cache
+    passed under the other name lands in ``**kwargs`` and is silently ignored."""
+    params = inspect.signature(module.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def is_causal_lm(module: nn.Module) -> bool:
