@@ -45,6 +45,7 @@ from torch import nn
 
 from ..errors import ConfigError, InputError, ShapeError
 from ..hdc import PackedCodes
+from ..models.arch import embedding_module
 from .base import Adapter, AdapterConfig, register_adapter
 
 __all__ = [
@@ -132,8 +133,7 @@ class HeaderConfig(AdapterConfig):
 def check_lm(model: nn.Module, d_model: int | None = None) -> int:
     """Width of ``model``'s input embeddings; raises when it has none or it mismatches."""
     module = getattr(model, "module", model)
-    get = getattr(module, "get_input_embeddings", None)
-    emb = get() if callable(get) else None
+    emb = embedding_module(module, "input")
     if not isinstance(emb, nn.Embedding):
         raise InputError(
             f"model {type(module).__name__} has no input embedding table "
