@@ -5,11 +5,12 @@ An aligner is fitted on *paired* anchors, the same ``n`` texts embedded by two m
 space of ``dim_`` coordinates. Transfer then trains a classifier on mapped teacher
 vectors and applies it to mapped student vectors.
 
-Aligners follow the scikit-learn conventions: ``__init__`` only stores parameters,
-``fit`` validates and returns ``self``, learned state ends in ``_``. Every aligner
-registers itself under a short name with :func:`register_aligner`, so the CLI and user
-code build them with ``make_aligner("procrustes", scaling=True)``; a user's own aligner
-joins the registry the same way.
+Aligners follow the scikit-learn conventions: ``__init__`` only stores parameters (each
+aligner declares them as fields of ``@dataclass(eq=False, repr=False)``, so the generated
+``__init__`` does exactly that), ``fit`` validates and returns ``self``, learned state ends
+in ``_``. Every aligner registers itself under a short name with :func:`register_aligner`,
+so the CLI and user code build them with ``make_aligner("procrustes", scaling=True)``; a
+user's own aligner joins the registry the same way.
 
 Files: :meth:`Aligner.save` writes one ``.safetensors`` file holding the learned arrays,
 with the aligner's name and parameters in the file's metadata; :func:`load_aligner`

@@ -26,6 +26,7 @@ incremental SVD instead.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, overload
 
 import numpy as np
@@ -58,6 +59,7 @@ class _Solved:
         raise AttributeError(f"{self.key}_ is learned by fit; it cannot be set.")
 
 
+@dataclass(eq=False, repr=False)
 class StreamingPCA(TransformerMixin, BaseEstimator):
     """PCA / PCA-whitening estimator fitted from a stream of batches (scikit-learn style).
 
@@ -96,22 +98,15 @@ class StreamingPCA(TransformerMixin, BaseEstimator):
         torch.Size([3, 2])
     """
 
-    def __init__(
-        self,
-        n_components: int | None = None,
-        *,
-        whiten: bool = False,
-        eps: float = 1e-6,
-        solver: str = "auto",
-        n_iter: int = 6,
-        seed: int = 0,
-    ) -> None:
-        self.n_components = n_components
-        self.whiten = whiten
-        self.eps = eps
-        self.solver = solver
-        self.n_iter = n_iter
-        self.seed = seed
+    n_components: int | None = None
+    _: KW_ONLY
+    whiten: bool = False
+    eps: float = 1e-6
+    solver: str = "auto"
+    n_iter: int = 6
+    seed: int = 0
+
+    def __post_init__(self) -> None:
         self._reset()
 
     # ------------------------------------------------------------------ state
