@@ -84,8 +84,8 @@ adapter_class = _REGISTRY.lookup
 class AdapterConfig:
     """Base of every adapter's config: a dataclass validated in ``__post_init__``.
 
-    Subclasses add fields (JSON-friendly values: numbers, strings, tuples of them) and call
-    ``super().__post_init__()``. :meth:`as_dict` is what the saved file's header holds.
+    Subclasses add fields (JSON-friendly values: numbers, strings, tuples of them) and
+    check them in :meth:`validate`. :meth:`as_dict` is what the saved file's header holds.
     """
 
     def __post_init__(self) -> None:
@@ -93,6 +93,12 @@ class AdapterConfig:
             v = getattr(self, f.name)
             if isinstance(v, list):  # JSON brings tuples back as lists
                 setattr(self, f.name, tuple(v))
+        self.validate()
+
+    def validate(self) -> None:
+        """Check the fields, once lists have become tuples; raise :class:`ConfigError`
+        naming the field, what came and the fix. A subclass of a config with checks calls
+        ``super().validate()`` first."""
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

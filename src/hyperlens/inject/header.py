@@ -98,8 +98,7 @@ class HeaderConfig(AdapterConfig):
     target_norm: float = 0.0
     code_kind: str = "ternary"
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def validate(self) -> None:
         for name in ("code_dim", "d_model", "k"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:

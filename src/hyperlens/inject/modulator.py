@@ -111,8 +111,7 @@ class _GeometryConfig(AdapterConfig):
     geometry_seed: int = 0
     zero_init: bool = False
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def validate(self) -> None:
         _check_common(self)
 
 
@@ -397,8 +396,8 @@ class FieldConfig(_GeometryConfig):
     null_fraction: float = 0.25
     null_space: str = "tail"
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def validate(self) -> None:
+        super().validate()
         if not 0.0 < self.alpha_max <= 1.0:
             raise ConfigError(f"alpha_max must be in (0, 1], got {self.alpha_max!r}.")
         if any(a > self.alpha_max for a in _per_layer(self.alpha, 1)):
