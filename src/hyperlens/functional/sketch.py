@@ -29,6 +29,7 @@ scikit-learn's random projections are NumPy/SciPy only, with no SRHT and no torc
 
 from __future__ import annotations
 
+import inspect
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
@@ -130,6 +131,14 @@ class SketchOperator(ABC):
         ``options`` are the operator's own: ``block_size`` for :class:`BlockSRHT`,
         ``dtype`` for :class:`GaussianSketch` (see their ``_draw``).
         """
+        own = [p.name for p in inspect.signature(cls._draw).parameters.values()
+               if p.kind is p.KEYWORD_ONLY]
+        unknown = sorted(set(options) - set(own))
+        if unknown:
+            raise InputError(
+                f"{cls.__name__}.draw got unknown option(s) {unknown}; besides seed, generator "
+                f"and device it takes {own or 'nothing'}."
+            )
         d_in, d_out = _check_dims(d_in, d_out)
         gen = _resolve_generator(seed, generator)
         return cls._draw(d_in, d_out, gen, **options).to(device)
