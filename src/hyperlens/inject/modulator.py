@@ -112,38 +112,36 @@ class _GeometryConfig(AdapterConfig):
     zero_init: bool = False
 
     def validate(self) -> None:
-        _check_common(self)
-
-
-def _check_common(cfg: _GeometryConfig) -> None:
-    for name in ("d_model", "vocab_size", "n_layers", "dim"):
-        v = getattr(cfg, name)
-        if not isinstance(v, int) or v < 1:
-            raise ConfigError(f"{name} must be a positive int, got {v!r}.")
-    layers = list(cfg.layers)
-    if not layers:
-        raise ConfigError("layers must name at least one block index, e.g. layers=[0, 1, 2].")
-    bad = [b for b in layers if not isinstance(b, int) or not 0 <= b < cfg.n_layers]
-    if bad:
-        raise ConfigError(
-            f"layers {bad} are out of range for a model with n_layers={cfg.n_layers}; "
-            f"use indices in 0..{cfg.n_layers - 1}."
-        )
-    if len(set(layers)) != len(layers):
-        raise ConfigError(f"layers must not repeat, got {layers}.")
-    alphas = cfg.alpha if isinstance(cfg.alpha, (list, tuple)) else [cfg.alpha]
-    if isinstance(cfg.alpha, (list, tuple)) and len(alphas) != len(layers):
-        raise ConfigError(
-            f"alpha has {len(alphas)} values but there are {len(layers)} layers; give one per "
-            "layer."
-        )
-    if cfg.init_geometry not in {"none", "random"}:
-        raise ConfigError(f"init_geometry must be 'none' or 'random', got {cfg.init_geometry!r}.")
-    for a in alphas:
-        if not isinstance(a, (int, float)) or not 0.0 <= float(a) <= 1.0:
+        for name in ("d_model", "vocab_size", "n_layers", "dim"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be a positive int, got {v!r}.")
+        layers = list(self.layers)
+        if not layers:
+            raise ConfigError("layers must name at least one block index, e.g. layers=[0, 1, 2].")
+        bad = [b for b in layers if not isinstance(b, int) or not 0 <= b < self.n_layers]
+        if bad:
             raise ConfigError(
-                f"alpha must be in [0, 1], got {a!r}; it is a mixing weight (0 = no change)."
+                f"layers {bad} are out of range for a model with n_layers={self.n_layers}; "
+                f"use indices in 0..{self.n_layers - 1}."
             )
+        if len(set(layers)) != len(layers):
+            raise ConfigError(f"layers must not repeat, got {layers}.")
+        alphas = self.alpha if isinstance(self.alpha, (list, tuple)) else [self.alpha]
+        if isinstance(self.alpha, (list, tuple)) and len(alphas) != len(layers):
+            raise ConfigError(
+                f"alpha has {len(alphas)} values but there are {len(layers)} layers; give one per "
+                "layer."
+            )
+        if self.init_geometry not in {"none", "random"}:
+            raise ConfigError(
+                f"init_geometry must be 'none' or 'random', got {self.init_geometry!r}."
+            )
+        for a in alphas:
+            if not isinstance(a, (int, float)) or not 0.0 <= float(a) <= 1.0:
+                raise ConfigError(
+                    f"alpha must be in [0, 1], got {a!r}; it is a mixing weight (0 = no change)."
+                )
 
 
 class _GeometryAdapter(Adapter):
