@@ -148,7 +148,8 @@ class SketchOperator(ABC):
     def _draw(
         cls, d_in: int, d_out: int, gen: torch.Generator, *args: Any, **options: Any
     ) -> Self:
-        """The operator drawn with ``gen``, its tensors on ``gen``'s device."""
+        """The operator drawn with ``gen``, its tensors on ``gen``'s device. Each operator
+        declares its own keyword options here (``*args`` only lets it narrow the signature)."""
 
     @abstractmethod
     def apply(self, x: torch.Tensor) -> torch.Tensor:
