@@ -181,6 +181,18 @@ def test_data_kinds_and_bad_input():
         step_generator()
 
 
+def test_unknown_option_is_refused_before_training():
+    x, y = _data(20)
+    net = Net()
+    before = _weights(net)
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['eval'\]; it takes "
+                                          r"\['frozen', 'eval_fn', 'collate'\]"):
+        fit(net, mse, (x, y), TrainConfig(), eval=lambda m: {})
+    assert all(torch.equal(a, b) for a, b in zip(before, _weights(net), strict=True))
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['froze'\]"):
+        fit_module(Net, mse, (x, y), TrainConfig(), froze=None)
+
+
 def _noisy_loss(m: nn.Module, batch):
     """Uses dropout (global RNG) and the step generator (an own draw): both must resume."""
     x, y = batch

@@ -28,18 +28,8 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from .errors import (
-    ConfigError,
-    DataError,
-    DependencyError,
-    DeviceError,
-    HyperlensError,
-    InputError,
-    ModelNotFoundError,
-    NotFittedError,
-    ReportError,
-    ShapeError,
-)
+from . import errors
+from .errors import *  # noqa: F403  (the error classes are the package's own API)
 
 __version__ = "0.1.0"
 
@@ -53,20 +43,7 @@ _SUBMODULES = {n for n in _KNOWN_SUBMODULES
                if (_HERE / n / "__init__.py").is_file() or (_HERE / f"{n}.py").is_file()}
 
 
-__all__ = [
-    "__version__",
-    "HyperlensError",
-    "InputError",
-    "ShapeError",
-    "ModelNotFoundError",
-    "DataError",
-    "DeviceError",
-    "DependencyError",
-    "ConfigError",
-    "ReportError",
-    "NotFittedError",
-    *sorted(_SUBMODULES),
-]
+__all__ = ["__version__", *errors.__all__, *sorted(_SUBMODULES)]
 
 
 def __getattr__(name: str) -> Any:

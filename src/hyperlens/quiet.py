@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import warnings
+from types import ModuleType
 
 __all__ = ["quiet_third_party"]
 
@@ -96,30 +97,29 @@ def _set_hub(verbose: bool) -> None:
         hub = importlib.import_module("huggingface_hub.utils")
     except ImportError:  # not installed: nothing of it to quieten
         return
-    if verbose:
-        hub.enable_progress_bars()
-    else:
-        hub.disable_progress_bars()
+    _switch_bars(hub, "progress_bars", verbose)
 
 
 def _set_transformers(verbose: bool) -> None:
     tlog = importlib.import_module("transformers.utils.logging")
-    if verbose:
-        tlog.enable_progress_bar()
-    else:
-        tlog.disable_progress_bar()
-    if not _user_set("TRANSFORMERS_VERBOSITY"):
-        tlog.set_verbosity(logging.WARNING if verbose else logging.ERROR)
+    _switch_bars(tlog, "progress_bar", verbose)
+    _set_verbosity(tlog, "TRANSFORMERS_VERBOSITY", verbose)
 
 
 def _set_datasets(verbose: bool) -> None:
     dutils = importlib.import_module("datasets.utils")
-    dlog = importlib.import_module("datasets.utils.logging")
     with warnings.catch_warnings():  # datasets warns when its environment variable wins
         warnings.simplefilter("ignore")
-        if verbose:
-            dutils.enable_progress_bars()
-        else:
-            dutils.disable_progress_bars()
-    if not _user_set("DATASETS_VERBOSITY"):
-        dlog.set_verbosity(logging.WARNING if verbose else logging.ERROR)
+        _switch_bars(dutils, "progress_bars", verbose)
+    _set_verbosity(importlib.import_module("datasets.utils.logging"), "DATASETS_VERBOSITY", verbose)
+
+
+def _switch_bars(module: ModuleType, what: str, verbose: bool) -> None:
+    """Call ``module.enable_<what>()`` or ``module.disable_<what>()``."""
+    getattr(module, f"{'enable' if verbose else 'disable'}_{what}")()
+
+
+def _set_verbosity(log_module: ModuleType, var: str, verbose: bool) -> None:
+    """A package's log level: WARNING when verbose, else ERROR, unless the user set ``var``."""
+    if not _user_set(var):
+        log_module.set_verbosity(logging.WARNING if verbose else logging.ERROR)

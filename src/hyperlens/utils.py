@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+C = TypeVar("C", bound=type)
 
 
 # --------------------------------------------------------------------------- devices
@@ -341,10 +342,14 @@ def progress(
 
 
 class Timer:
-    """Collect named wall-clock timings: ``with timer("embed"): ...``; ``timer.seconds``."""
+    """Collect named wall-clock timings: ``with timer("embed"): ...``; ``timer.seconds``.
 
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
+    ``seconds`` is the dict the timings add up in (default: a new one), so an owner such as
+    :class:`hyperlens.report.Report` can have them land in its own ``timings``.
+    """
+
+    def __init__(self, seconds: dict[str, float] | None = None) -> None:
+        self.seconds: dict[str, float] = {} if seconds is None else seconds
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
@@ -557,14 +562,15 @@ def as_float_matrix(
 
 
 # --------------------------------------------------------------------------- registries
-class Registry(dict[str, type]):
+class Registry(dict[str, type[T]], Generic[T]):
     """Classes registered under short names: the one pattern behind ``register_aligner``,
-    ``register_adapter`` and friends.
+    ``register_adapter`` and friends (those are this class's bound methods).
 
     A ``dict`` from name to class. :meth:`register` is a class decorator that checks the
     name, that the class derives from ``base`` (set once the base class exists), and that
     the name is free (``replace=True`` overrides); it sets ``cls.name``. :meth:`lookup`
-    raises :class:`~hyperlens.errors.ConfigError` listing the registered names.
+    raises :class:`~hyperlens.errors.ConfigError` listing the registered names;
+    :meth:`check_known` rejects options the registered class does not take.
     """
 
     def __init__(self, kind: str, how: str) -> None:
@@ -573,7 +579,10 @@ class Registry(dict[str, type]):
         self.how = how  # how a user registers one, for error messages
         self.base: type | None = None
 
-    def register(self, name: str, *, replace: bool = False) -> Any:
+    def register(self, name: str, *, replace: bool = False) -> Callable[[C], C]:
+        """Class decorator that adds a subclass of ``base`` under ``name``:
+        ``@register_aligner("mine")``. Raises :class:`~hyperlens.errors.ConfigError` when
+        ``name`` is taken (pass ``replace=True`` to override)."""
         if not isinstance(name, str) or not name or not name.replace("-", "_").isidentifier():
             raise ConfigError(
                 f"register_{self.kind}(name=...) expects a short identifier such as 'ridge', "
@@ -601,7 +610,7 @@ class Registry(dict[str, type]):
         """The registered names, sorted."""
         return sorted(self)
 
-    def lookup(self, name: str) -> type:
+    def lookup(self, name: str) -> type[T]:
         """The class registered under ``name``."""
         try:
             return self[name]
@@ -610,3 +619,15 @@ class Registry(dict[str, type]):
                 f"{self.kind}={name!r} is not registered; available: {', '.join(self.names())}. "
                 f"{self.how}"
             ) from None
+
+    def check_known(
+        self, name: str, given: Iterable[str], accepted: Sequence[str], what: str
+    ) -> None:
+        """Raise :class:`~hyperlens.errors.ConfigError` naming the options in ``given`` that
+        the class registered under ``name`` does not accept (``what``: "parameter", "field")."""
+        unknown = sorted(set(given) - set(accepted))
+        if unknown:
+            raise ConfigError(
+                f"{self.kind} {name!r} got unknown {what}(s) {unknown}; it accepts "
+                f"{list(accepted)}."
+            )

@@ -198,7 +198,8 @@ def test_registry_lists_the_builtin_aligners() -> None:
     )
     with pytest.raises(ConfigError, match="available"):
         make_aligner("nope")
-    with pytest.raises(ConfigError, match="accepts"):
+    with pytest.raises(ConfigError, match=r"aligner 'procrustes' got unknown parameter\(s\) "
+                                          r"\['bogus'\]; it accepts \['n_components', 'scaling'\]"):
         make_aligner("procrustes", bogus=1)
 
 

@@ -398,6 +398,11 @@ def test_other_bad_arguments() -> None:
         BlockSRHT.draw(100, 16, block_size=24)
     with pytest.raises(InputError, match="sparse_output"):
         CountSketch.draw(10, 4).apply(torch.zeros(2, 10), sparse_output=True)
+    with pytest.raises(InputError, match=r"CountSketch.draw got unknown option\(s\) \['dtype'\]; "
+                                         r"besides seed, generator and device it takes nothing"):
+        CountSketch.draw(10, 4, dtype=torch.float64)
+    with pytest.raises(InputError, match=r"\['block'\]; .* it takes \['block_size'\]"):
+        BlockSRHT.draw(100, 16, block=16)
     with pytest.raises(ShapeError, match=r"ops\[0\].d_out=4"):
         compose(CountSketch.draw(10, 4), SRHT.draw(5, 2))
     with pytest.raises(InputError, match="kind"):

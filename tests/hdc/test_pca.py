@@ -160,6 +160,16 @@ def test_not_fitted_raises_hyperlens_error() -> None:
     assert not hasattr(pca, "components_")  # NotFittedError is also an AttributeError
 
 
+def test_solved_attributes_are_read_only_views_of_the_solution() -> None:
+    pca = StreamingPCA(n_components=2).fit(torch.from_numpy(_data(0, n=40, d=5)))
+    for name in ("covariance_", "components_", "explained_variance_",
+                 "explained_variance_ratio_"):
+        assert getattr(pca, name) is pca._solve()[name.removesuffix("_")]
+        with pytest.raises(AttributeError, match=f"{name} is learned by fit"):
+            setattr(pca, name, torch.zeros(1))
+    assert "components_" not in vars(pca)
+
+
 def test_randomized_solver_matches_exact_on_decaying_spectrum() -> None:
     gen = torch.Generator().manual_seed(3)
     d, n = 300, 2000

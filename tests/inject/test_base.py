@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from hyperlens.errors import ConfigError, InputError
 from hyperlens.inject import (
     Adapter,
     AdapterConfig,
+    FieldConfig,
     LowRankAdapter,
     SteerAdapter,
     attach,
@@ -50,6 +53,28 @@ def test_registry_and_make():
         assert isinstance(make_adapter("test_noop").config, AdapterConfig)
     finally:
         _REGISTRY.pop("test_noop", None)
+
+
+def test_config_validate_runs_on_tuples_and_chains_to_the_base_checks():
+    seen = []
+
+    @dataclasses.dataclass
+    class Cfg(AdapterConfig):
+        layers: tuple[int, ...] = (0,)
+
+        def validate(self) -> None:
+            seen.append(self.layers)
+            if not self.layers:
+                raise ConfigError("layers is empty; pass at least one block index.")
+
+    assert Cfg(layers=[1, 2]).layers == (1, 2) and seen == [(1, 2)]  # JSON lists -> tuples
+    with pytest.raises(ConfigError, match="layers is empty"):
+        Cfg(layers=[])
+    # a field config runs the shared geometry checks before its own
+    with pytest.raises(ConfigError, match="d_model must be a positive int"):
+        FieldConfig(d_model=0, vocab_size=10, n_layers=2, layers=[0], alpha_max=2.0)
+    with pytest.raises(ConfigError, match="alpha_max"):
+        FieldConfig(d_model=8, vocab_size=10, n_layers=2, layers=[0], alpha_max=2.0)
 
 
 def test_steer_adds_its_vector_and_checks_the_model(tiny_llama):

@@ -8,7 +8,7 @@ from torch import nn
 
 from hyperlens.errors import InputError
 from hyperlens.models import SiteContext, capture, intervene, sites
-from hyperlens.models.arch import resolve_backbone
+from hyperlens.models.arch import embedding_module, resolve_backbone
 
 ARCHS = ["tiny_bert", "tiny_llama", "tiny_gpt2", "tiny_t5", "tiny_opt", "tiny_gemma3"]
 CAUSAL = ["tiny_llama", "tiny_gpt2", "tiny_opt", "tiny_gemma3"]
@@ -294,6 +294,22 @@ def test_bad_sites_and_functions(tiny_bert, tiny_t5, tiny_llama):
             pass
     assert "ln_final" not in sites(tiny_bert) and "unembed" not in sites(tiny_bert)
     assert {"ln_final", "unembed", "embed", "inputs", "blocks.1.mlp.out"} <= set(sites(tiny_llama))
+
+
+def test_embedding_module_reads_what_the_model_has(tiny_llama, tiny_t5, monkeypatch):
+    assert embedding_module(tiny_llama, "input") is tiny_llama.get_input_embeddings()
+    assert embedding_module(tiny_llama, "output") is tiny_llama.get_output_embeddings()
+    assert embedding_module(tiny_t5, "output") is None  # encoder only: no head
+    assert embedding_module(nn.Linear(2, 2), "output") is None  # no such method
+
+    def unfinished() -> nn.Module:
+        raise NotImplementedError
+
+    monkeypatch.setattr(tiny_llama, "get_output_embeddings", unfinished)
+    assert embedding_module(tiny_llama, "output") is None
+    with pytest.raises(InputError, match="has no language-model head"):
+        with capture(tiny_llama, ["unembed"]):
+            pass
 
 
 def test_intervene_is_exported_from_the_package():

@@ -5,11 +5,12 @@ An aligner is fitted on *paired* anchors, the same ``n`` texts embedded by two m
 space of ``dim_`` coordinates. Transfer then trains a classifier on mapped teacher
 vectors and applies it to mapped student vectors.
 
-Aligners follow the scikit-learn conventions: ``__init__`` only stores parameters,
-``fit`` validates and returns ``self``, learned state ends in ``_``. Every aligner
-registers itself under a short name with :func:`register_aligner`, so the CLI and user
-code build them with ``make_aligner("procrustes", scaling=True)``; a user's own aligner
-joins the registry the same way.
+Aligners follow the scikit-learn conventions: ``__init__`` only stores parameters (each
+aligner declares them as fields of ``@dataclass(eq=False, repr=False)``, so the generated
+``__init__`` does exactly that), ``fit`` validates and returns ``self``, learned state ends
+in ``_``. Every aligner registers itself under a short name with :func:`register_aligner`,
+so the CLI and user code build them with ``make_aligner("procrustes", scaling=True)``; a
+user's own aligner joins the registry the same way.
 
 Files: :meth:`Aligner.save` writes one ``.safetensors`` file holding the learned arrays,
 with the aligner's name and parameters in the file's metadata; :func:`load_aligner`
@@ -21,15 +22,14 @@ from __future__ import annotations
 import inspect
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
-from ..errors import ConfigError, InputError, NotFittedError, ShapeError
+from ..errors import InputError, NotFittedError, ShapeError
 from ..utils import Registry, as_float_matrix, atomic_path
 
 __all__ = [
@@ -45,32 +45,18 @@ __all__ = [
 FORMAT = "hyperlens.align/1"
 
 ArrayLike = np.ndarray | torch.Tensor
-A = TypeVar("A", bound="type[Aligner]")
 
-_REGISTRY = Registry("aligner", "Register your own with @hyperlens.align.register_aligner('name').")
-
-
-def register_aligner(name: str, *, replace: bool = False) -> Callable[[A], A]:
-    """Class decorator that adds an :class:`Aligner` subclass to the registry under ``name``.
-
-    >>> @register_aligner("mine")          # doctest: +SKIP
-    ... class MyAligner(Aligner): ...
-
-    Raises :class:`ConfigError` when ``name`` is taken (pass ``replace=True`` to override).
-    """
-    decorate: Callable[[A], A] = _REGISTRY.register(name, replace=replace)
-    return decorate
-
-
-def available_aligners() -> list[str]:
-    """Names of every registered aligner, sorted."""
-    return _REGISTRY.names()
-
-
-def aligner_class(name: str) -> type[Aligner]:
-    """The class registered under ``name``; :class:`ConfigError` listing the names otherwise."""
-    cls: type[Aligner] = _REGISTRY.lookup(name)
-    return cls
+_REGISTRY: Registry[Aligner] = Registry(
+    "aligner", "Register your own with @hyperlens.align.register_aligner('name')."
+)
+#: Class decorator that adds an :class:`Aligner` subclass under a name:
+#: ``@register_aligner("mine")``; :class:`ConfigError` when the name is taken (pass
+#: ``replace=True`` to override).
+register_aligner = _REGISTRY.register
+#: Names of every registered aligner, sorted.
+available_aligners = _REGISTRY.names
+#: The aligner class registered under a name; :class:`ConfigError` listing the names otherwise.
+aligner_class = _REGISTRY.lookup
 
 
 def make_aligner(name: str, **params: Any) -> Aligner:
@@ -79,12 +65,7 @@ def make_aligner(name: str, **params: Any) -> Aligner:
     Unknown parameters raise :class:`ConfigError` naming the accepted ones.
     """
     cls = aligner_class(name)
-    accepted = cls.param_names()
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise ConfigError(
-            f"aligner {name!r} got unknown parameter(s) {unknown}; it accepts {accepted}."
-        )
+    _REGISTRY.check_known(name, params, cls.param_names(), "parameter")
     return cls(**params)
 
 

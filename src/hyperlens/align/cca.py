@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..errors import InputError
@@ -45,6 +47,7 @@ def _inv_sqrt(c: torch.Tensor) -> torch.Tensor:
 
 
 @register_aligner("cca")
+@dataclass(eq=False, repr=False)
 class CCAAligner(Aligner):
     """Canonical correlation analysis with ridge-regularised covariances, solved by one SVD.
 
@@ -68,12 +71,9 @@ class CCAAligner(Aligner):
         fit: teacher ``[n, d_t]``, student ``[n, d_s]``; transforms give ``[N, k]``.
     """
 
-    def __init__(
-        self, n_components: int | None = None, reg: float | str = "auto", weighting: str = "corr"
-    ) -> None:
-        self.n_components = n_components
-        self.reg = reg
-        self.weighting = weighting
+    n_components: int | None = None
+    reg: float | str = "auto"
+    weighting: str = "corr"
 
     def _state_names(self) -> list[str]:
         return ["mean_t_", "mean_s_", "weights_t_", "weights_s_", "correlations_"]

@@ -63,23 +63,41 @@ class _HeadPair(nn.Module):
         self.t, self.s = t, s
 
 
-@dataclass
-class _Config:
-    shared_dim: int
-    hidden_dim: int
-    pca_dim: int | None
-    loss: str
-    margin: float
-    temperature: float
-    epochs: int
-    batch_size: int | None
-    lr: float
-    weight_decay: float
-    dropout: float
-    seed: int
-    device: str
+@register_aligner("contrastive")
+@dataclass(eq=False, repr=False)
+class ContrastiveAligner(Aligner):
+    """Two MLP heads, one per model, trained so that the same text lands at the same point.
 
-    def __post_init__(self) -> None:
+    Each side is first reduced to its top ``pca_dim`` principal components on the anchors
+    (at most ``n - 1``) and standardised; this keeps training fast on a CPU (a few
+    seconds for 500 anchors) and removes directions the anchors cannot constrain. Each
+    head maps to
+    ``shared_dim`` coordinates on the unit sphere. ``loss="margin"`` is a cosine pull on
+    pairs plus a hinge on shuffled pairs (``margin``); ``loss="infonce"`` is the symmetric
+    InfoNCE over the batch (``temperature``). Training is full batch by default (anchors
+    are few), with AdamW through :func:`hyperlens.train.fit_module`, on ``device``;
+    everything random (initialisation, batch order, dropout, margin negatives) comes from
+    ``seed``.
+
+    Shapes:
+        fit: teacher ``[n, d_t]``, student ``[n, d_s]``; transforms give ``[N, shared_dim]``.
+    """
+
+    shared_dim: int = 128
+    hidden_dim: int = 256
+    pca_dim: int | None = 128
+    loss: str = "infonce"
+    margin: float = 0.2
+    temperature: float = 0.05
+    epochs: int = 60
+    batch_size: int | None = None
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    dropout: float = 0.1
+    seed: int = 0
+    device: str = "cpu"
+
+    def _validate_params(self) -> None:
         if self.loss not in {"margin", "infonce"}:
             raise InputError(f"loss={self.loss!r} must be 'margin' or 'infonce'.")
         for name in ("shared_dim", "hidden_dim", "epochs"):
@@ -99,65 +117,12 @@ class _Config:
         if self.temperature <= 0 or self.lr <= 0:
             raise InputError("temperature and lr must be > 0.")
 
-
-@register_aligner("contrastive")
-class ContrastiveAligner(Aligner):
-    """Two MLP heads, one per model, trained so that the same text lands at the same point.
-
-    Each side is first reduced to its top ``pca_dim`` principal components on the anchors
-    (at most ``n - 1``) and standardised; this keeps training fast on a CPU (a few
-    seconds for 500 anchors) and removes directions the anchors cannot constrain. Each
-    head maps to
-    ``shared_dim`` coordinates on the unit sphere. ``loss="margin"`` is a cosine pull on
-    pairs plus a hinge on shuffled pairs (``margin``); ``loss="infonce"`` is the symmetric
-    InfoNCE over the batch (``temperature``). Training is full batch by default (anchors
-    are few), with AdamW through :func:`hyperlens.train.fit_module`, on ``device``;
-    everything random (initialisation, batch order, dropout, margin negatives) comes from
-    ``seed``.
-
-    Shapes:
-        fit: teacher ``[n, d_t]``, student ``[n, d_s]``; transforms give ``[N, shared_dim]``.
-    """
-
-    def __init__(
-        self,
-        shared_dim: int = 128,
-        hidden_dim: int = 256,
-        pca_dim: int | None = 128,
-        loss: str = "infonce",
-        margin: float = 0.2,
-        temperature: float = 0.05,
-        epochs: int = 60,
-        batch_size: int | None = None,
-        lr: float = 2e-3,
-        weight_decay: float = 1e-2,
-        dropout: float = 0.1,
-        seed: int = 0,
-        device: str = "cpu",
-    ) -> None:
-        self.shared_dim = shared_dim
-        self.hidden_dim = hidden_dim
-        self.pca_dim = pca_dim
-        self.loss = loss
-        self.margin = margin
-        self.temperature = temperature
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.dropout = dropout
-        self.seed = seed
-        self.device = device
-
     def _heads(self) -> tuple[ProjectionHead, ProjectionHead]:
-        cfg = self._config()
+        self._validate_params()
         return (
-            ProjectionHead(self.basis_t_.shape[1], cfg.hidden_dim, cfg.shared_dim, cfg.dropout),
-            ProjectionHead(self.basis_s_.shape[1], cfg.hidden_dim, cfg.shared_dim, cfg.dropout),
+            ProjectionHead(self.basis_t_.shape[1], self.hidden_dim, self.shared_dim, self.dropout),
+            ProjectionHead(self.basis_s_.shape[1], self.hidden_dim, self.shared_dim, self.dropout),
         )
-
-    def _config(self) -> _Config:
-        return _Config(**{k: getattr(self, k) for k in _Config.__dataclass_fields__})
 
     def _state_names(self) -> list[str]:
         return ["mean_t_", "mean_s_", "basis_t_", "basis_s_", "std_t_", "std_s_",
@@ -184,13 +149,13 @@ class ContrastiveAligner(Aligner):
     def _fit(self, teacher: torch.Tensor, student: torch.Tensor) -> None:
         from ..utils import resolve_device
 
-        cfg = self._config()
-        dev = resolve_device(cfg.device)
+        self._validate_params()
+        dev = resolve_device(self.device)
         n = teacher.shape[0]
         xs_: list[torch.Tensor] = []
         for side, x in (("t", teacher), ("s", student)):
             mean, xc = center_stats(x)
-            k = min(x.shape[1], n - 1, cfg.pca_dim or x.shape[1])
+            k = min(x.shape[1], n - 1, self.pca_dim or x.shape[1])
             basis = (
                 top_components(xc, k) if k < x.shape[1] else torch.eye(x.shape[1], dtype=x.dtype)
             )
@@ -201,25 +166,25 @@ class ContrastiveAligner(Aligner):
             setattr(self, f"std_{side}_", std)
             xs_.append((z / std).to(dev))
         xt, xs = xs_
-        bs = None if cfg.batch_size is None else min(cfg.batch_size, n)
+        bs = None if self.batch_size is None else min(self.batch_size, n)
         train_cfg = TrainConfig(
-            optimizer="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, epochs=cfg.epochs,
-            batch_size=bs, drop_last=True, seed=cfg.seed, progress=False,
+            optimizer="adamw", lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs,
+            batch_size=bs, drop_last=True, seed=self.seed, progress=False,
         )
 
         def build() -> _HeadPair:
-            return _HeadPair(*self._heads()).to(dev)  # initialised under cfg.seed
+            return _HeadPair(*self._heads()).to(dev)  # initialised under self.seed
 
         def loss_fn(pair: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
             assert isinstance(pair, _HeadPair)
             zt, zs = pair.t(batch[0]), pair.s(batch[1])
-            if cfg.loss == "infonce":
-                return info_nce_loss(zt, zs, cfg.temperature)
+            if self.loss == "infonce":
+                return info_nce_loss(zt, zs, self.temperature)
             # a derangement-free shuffle: roll a random permutation by one
             perm = torch.randperm(zt.shape[0], generator=step_generator()).to(dev)
             partner = torch.empty_like(perm)
             partner[perm] = perm.roll(1)
-            return margin_loss(zt, zs, partner, cfg.margin)
+            return margin_loss(zt, zs, partner, self.margin)
 
         pair, hist = fit_module(build, loss_fn, (xt, xs), train_cfg)
         assert isinstance(pair, _HeadPair)
@@ -232,7 +197,7 @@ class ContrastiveAligner(Aligner):
             for key, v in head.state_dict().items():
                 setattr(self, f"head_{side_name}_{key.replace('.', '_')}_", v.detach().clone())
         self.loss_history_ = history
-        self.dim_ = cfg.shared_dim
+        self.dim_ = self.shared_dim
 
     def _transform(self, x: torch.Tensor, side: str) -> torch.Tensor:
         c = "t" if side == "teacher" else "s"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..errors import InputError
@@ -11,6 +13,7 @@ __all__ = ["ProcrustesAligner", "IdentityAligner"]
 
 
 @register_aligner("procrustes")
+@dataclass(eq=False, repr=False)
 class ProcrustesAligner(Aligner):
     """Rotate the teacher's anchors onto the student's: ``min_R ||X R - Y||_F``, ``R`` orthogonal.
 
@@ -29,9 +32,8 @@ class ProcrustesAligner(Aligner):
         fit: teacher ``[n, d_t]``, student ``[n, d_s]``; transforms give ``[N, k]``.
     """
 
-    def __init__(self, n_components: int | None = None, scaling: bool = False) -> None:
-        self.n_components = n_components
-        self.scaling = scaling
+    n_components: int | None = None
+    scaling: bool = False
 
     def _state_names(self) -> list[str]:
         return ["mean_t_", "mean_s_", "basis_t_", "basis_s_", "rotation_", "scale_t_", "scale_s_"]
@@ -81,6 +83,7 @@ class ProcrustesAligner(Aligner):
 
 
 @register_aligner("none")
+@dataclass(eq=False, repr=False)
 class IdentityAligner(Aligner):
     """No alignment: both sides keep their raw coordinates (the narrower one zero-padded).
 
@@ -90,9 +93,6 @@ class IdentityAligner(Aligner):
     Shapes:
         transforms give ``[N, max(d_t, d_s)]``.
     """
-
-    def __init__(self) -> None:
-        pass
 
     def _min_anchors(self) -> int:
         return 1

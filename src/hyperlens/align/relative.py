@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from .base import Aligner, register_aligner
@@ -14,6 +16,7 @@ def _unit_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 @register_aligner("relative")
+@dataclass(eq=False, repr=False)
 class RelativeAligner(Aligner):
     """Shared space = cosine similarity to each anchor (Moschella et al., 2023).
 
@@ -26,8 +29,7 @@ class RelativeAligner(Aligner):
         fit: teacher ``[n, d_t]``, student ``[n, d_s]``; transforms give ``[N, n]``.
     """
 
-    def __init__(self, center: bool = True) -> None:
-        self.center = center
+    center: bool = True
 
     def _state_names(self) -> list[str]:
         return ["mean_t_", "mean_s_", "anchors_t_", "anchors_s_"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..errors import InputError
@@ -35,6 +37,7 @@ def ridge_loo_path(
 
 
 @register_aligner("ridge")
+@dataclass(eq=False, repr=False)
 class RidgeAligner(Aligner):
     """Affine map between the two spaces by ridge regression, ``Y ~ X W + b``.
 
@@ -53,9 +56,8 @@ class RidgeAligner(Aligner):
         (``[N, d_s]`` for ``direction="teacher_to_student"``).
     """
 
-    def __init__(self, alpha: float | str = "auto", direction: str = "student_to_teacher") -> None:
-        self.alpha = alpha
-        self.direction = direction
+    alpha: float | str = "auto"
+    direction: str = "student_to_teacher"
 
     def _state_names(self) -> list[str]:
         return ["mean_t_", "mean_s_", "coef_"]

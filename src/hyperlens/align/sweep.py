@@ -131,10 +131,6 @@ class CeilingSpec(NamedTuple):
     seed: int
     hdc_dim: int
 
-    def key(self) -> dict[str, Any]:
-        return {"kind": "ceiling", "model": self.model, "dataset": self.dataset,
-                "seed": self.seed, "hdc_dim": self.hdc_dim}
-
 
 class TransferSpec(NamedTuple):
     """A transfer cell: teacher -> student with one aligner and anchor count."""
@@ -147,14 +143,14 @@ class TransferSpec(NamedTuple):
     seed: int
     hdc_dim: int
 
-    def key(self) -> dict[str, Any]:
-        return {"kind": "transfer", "teacher": self.teacher, "student": self.student,
-                "dataset": self.dataset, "aligner": self.aligner, "anchors": str(self.anchors),
-                "seed": self.seed, "hdc_dim": self.hdc_dim}
-
     def ceiling(self) -> CeilingSpec:
         """The student's ceiling cell this transfer is scored against."""
         return CeilingSpec(self.student, self.dataset, self.seed, self.hdc_dim)
+
+
+def _cell_key(spec: CeilingSpec | TransferSpec) -> dict[str, Any]:
+    """The ledger key of a cell: its kind and every field of its spec."""
+    return {"kind": "ceiling" if isinstance(spec, CeilingSpec) else "transfer", **spec._asdict()}
 
 
 @dataclass(frozen=True)
@@ -389,7 +385,7 @@ class TransferSweep:
                                    "hdc_dim": c.hdc_dim, **self.protocol.cell_params()})
 
     def _transfer_task(self, t: TransferSpec) -> Task:
-        ceil = self.store.get(t.ceiling().key())
+        ceil = self.store.get(_cell_key(t.ceiling()))
         if ceil is None:
             ceil = self.ceiling(t.ceiling())
         device = str(self.device)
@@ -428,12 +424,12 @@ class TransferSweep:
     def ceiling(self, c: CeilingSpec) -> dict[str, Any]:
         """The ceiling cell's scores (from the ledger, else computed here)."""
         with self._timer("ceilings"):
-            return self._cell(c.key(), lambda: self._ceiling_task(c))
+            return self._cell(_cell_key(c), lambda: self._ceiling_task(c))
 
     def transfer(self, t: TransferSpec) -> dict[str, Any]:
         """The transfer cell's scores (from the ledger, else computed here)."""
         with self._timer(f"transfer:{t.aligner}"):
-            return self._cell(t.key(), lambda: self._transfer_task(t))
+            return self._cell(_cell_key(t), lambda: self._transfer_task(t))
 
     def prefetch(self, show_progress: bool | None = None) -> int:
         """Compute every planned cell missing from the ledger with the sweep's executor:
@@ -441,10 +437,11 @@ class TransferSweep:
         ceil, trans = self.design.plan()
         n = 0
         with self._timer("cells:ceilings"):
-            n += self._run([Cell(c.key(), self._ceiling_task(c)) for c in _missing(ceil, self)],
+            n += self._run([Cell(_cell_key(c), self._ceiling_task(c))
+                            for c in _missing(ceil, self)],
                            self.executor, "ceilings", show_progress)
         with self._timer("cells:transfer"):
-            n += self._run([Cell(t.key(), self._transfer_task(t))
+            n += self._run([Cell(_cell_key(t), self._transfer_task(t))
                             for t in _missing(trans, self)],
                            self.executor, "transfer", show_progress)
         return n
@@ -454,7 +451,7 @@ def _missing(specs: list[Any], sweep: TransferSweep) -> Iterator[Any]:
     """The specs whose cell is not in the ledger yet (each once)."""
     seen: set[str] = set()
     for s in specs:
-        cid = sweep.store.cell_id(s.key())
+        cid = sweep.store.cell_id(_cell_key(s))
         if cid not in seen and cid not in sweep.store.cells:
             seen.add(cid)
             yield s

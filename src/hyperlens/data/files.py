@@ -19,7 +19,7 @@ import csv
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -34,6 +34,7 @@ __all__ = [
     "read_table",
     "dataset_from_frame",
     "load_file",
+    "ColumnOptions",
 ]
 
 #: Column names recognised as the text, in order of preference (case-insensitive).
@@ -53,6 +54,18 @@ FILE_FORMATS: dict[str, str] = {
     ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".pq": "parquet",
 }
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zip", ".zst")
+
+
+class ColumnOptions(TypedDict):
+    """How the rows of a table become a labelled dataset: the options that
+    :func:`hyperlens.data.load` hands unchanged to :func:`load_file` or the Hugging Face
+    reader, and they to :func:`dataset_from_frame` (see its arguments)."""
+
+    text_column: str | int | None
+    label_column: str | int | None
+    label_names: Sequence[str] | None
+    drop_invalid: bool
+    min_classes: int
 
 
 def file_format(path: str | os.PathLike[str]) -> str | None:

@@ -35,6 +35,7 @@ source checkout of hyperlens that holds the dataset's files.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -46,7 +47,7 @@ import numpy as np
 
 from ..errors import DataError, DependencyError, InputError
 from ..utils import check_int
-from .files import dataset_from_frame, file_format, load_file
+from .files import ColumnOptions, dataset_from_frame, file_format, load_file
 from .text import TextDataset
 
 __all__ = [
@@ -190,14 +191,10 @@ def _read_sst2(folder: Path | None, split: str) -> tuple[Any, dict[str, Any]]:
         )
         frames.append(df[["sentence", "label"]])
         sources.append(str(path))
-    frame = pd.concat(frames, ignore_index=True)
-    return frame, {
-        "source": " + ".join(sources),
-        "text_column": "sentence",
-        "label_column": "label",
-        "label_names": ["negative", "positive"],
-        "notes": "GLUE SST-2; labels 0 = negative, 1 = positive.",
-    }
+    return _joined(
+        frames, sources, "sentence", ["negative", "positive"],
+        "GLUE SST-2; labels 0 = negative, 1 = positive.",
+    )
 
 
 def _agnews_classes(folder: Path) -> list[str]:
@@ -242,13 +239,26 @@ def _read_agnews(folder: Path | None, split: str) -> tuple[Any, dict[str, Any]]:
         )
         frames.append(pd.DataFrame({"text": df["text"], "label": df["label"].astype(np.int64) - 1}))
         sources.append(str(path))
+    return _joined(
+        frames, sources, "text", names,
+        "AG News descriptions (titles left out); classes from classes.txt, ids 0..3.",
+    )
+
+
+def _joined(
+    frames: list[Any], sources: list[str], text_column: str, label_names: list[str], notes: str
+) -> tuple[Any, dict[str, Any]]:
+    """A named reader's result: its files' rows in one frame (labels in ``"label"``) and the
+    metadata :func:`_load_named` reads."""
+    import pandas as pd
+
     frame = pd.concat(frames, ignore_index=True)
     return frame, {
         "source": " + ".join(sources),
-        "text_column": "text",
+        "text_column": text_column,
         "label_column": "label",
-        "label_names": names,
-        "notes": "AG News descriptions (titles left out); classes from classes.txt, ids 0..3.",
+        "label_names": label_names,
+        "notes": notes,
     }
 
 
@@ -450,13 +460,9 @@ def _offline_message(hf_id: str, reason: str) -> str:
 def _load_hf(
     hf_id: str,
     *,
+    columns: ColumnOptions,
     split: str | None,
     config: str | None,
-    text_column: str | int | None,
-    label_column: str | int | None,
-    label_names: Sequence[str] | None,
-    drop_invalid: bool,
-    min_classes: int,
     hf_options: Mapping[str, Any] | None,
     from_disk: Path | None = None,
 ) -> TextDataset:
@@ -509,32 +515,28 @@ def _load_hf(
         source, fmt = f"hf:{hf_id}" + (f"/{config}" if config else ""), "hf"
     features = getattr(obj, "features", {}) or {}
     frame = obj.to_pandas()
-    label_col = label_column
+    columns = columns.copy()  # the label column and names may come from the features
+    label_col = columns["label_column"]
     if label_col is None:
         class_cols = [k for k, v in features.items() if isinstance(v, datasets.ClassLabel)]
         if len(class_cols) == 1:
-            label_col = class_cols[0]
-    names = label_names
+            columns["label_column"] = label_col = class_cols[0]
     missing = None
     if (
-        names is None
+        columns["label_names"] is None
         and isinstance(label_col, str)
         and isinstance(features.get(label_col), datasets.ClassLabel)
     ):
-        names = list(features[label_col].names)
+        columns["label_names"] = list(features[label_col].names)
         missing = -1  # ClassLabel marks unlabelled rows (e.g. GLUE test) with -1
     return dataset_from_frame(
         frame,
         source=source,
         fmt=fmt,
         name=hf_id.split("/")[-1] if from_disk is None else from_disk.name,
-        text_column=text_column,
-        label_column=label_col,
-        label_names=names,
-        drop_invalid=drop_invalid,
         split=chosen,
-        min_classes=min_classes,
         missing_label=missing,
+        **columns,
     )
 
 
@@ -609,12 +611,15 @@ def load(
         if min_classes > 1:
             ds.require_classes(min_classes)
         return ds
-    hf_common = dict(
-        config=config, text_column=text_column, label_column=label_column, label_names=label_names,
-        drop_invalid=drop_invalid, min_classes=min_classes, hf_options=hf_options,
+    columns = ColumnOptions(
+        text_column=text_column, label_column=label_column, label_names=label_names,
+        drop_invalid=drop_invalid, min_classes=min_classes,
+    )
+    load_hf = functools.partial(
+        _load_hf, columns=columns, split=split, config=config, hf_options=hf_options
     )
     if name.startswith("hf:"):
-        return _load_hf(name[3:], split=split, **hf_common)  # type: ignore[arg-type]
+        return load_hf(name[3:])
 
     path, searched = _find_local(name, data_dir)
     if path is not None:
@@ -622,7 +627,7 @@ def load(
             if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists() or (
                 path / "state.json"
             ).exists():
-                return _load_hf(path.name, split=split, from_disk=path, **hf_common)  # type: ignore[arg-type]
+                return load_hf(path.name, from_disk=path)
             raise DataError(
                 f"{path} is a folder; pass a file inside it (csv, tsv, jsonl, json or parquet) or "
                 "a "
@@ -633,16 +638,7 @@ def load(
                 f"split={split!r} applies to named and Hugging Face datasets, not to the file "
                 f"{path}."
             )
-        return load_file(
-            path,
-            text_column=text_column,
-            label_column=label_column,
-            label_names=label_names,
-            header=header,
-            drop_invalid=drop_invalid,
-            min_classes=min_classes,
-            read_options=read_options,
-        )
+        return load_file(path, header=header, read_options=read_options, **columns)
     if isinstance(name_or_path, os.PathLike) or _looks_like_path(name):
         raise DataError(
             f"file {name!r} was not found. Searched: {'; '.join(searched)}. Check the path, or "
@@ -650,7 +646,7 @@ def load(
             f"data_dir= (CLI: --data-dir) / set {DATA_DIR_ENV} to the folder it is in. Named "
             f"datasets are {', '.join(NAMED_DATASETS)}."
         )
-    return _load_hf(name, split=split, **hf_common)  # type: ignore[arg-type]
+    return load_hf(name)
 
 
 def _find_local(

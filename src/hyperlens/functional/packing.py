@@ -120,6 +120,24 @@ def _popcount64(w: torch.Tensor) -> torch.Tensor:
     return (w * 0x0101010101010101) >> 56 & 0xFF
 
 
+def _trit_groups(
+    x: torch.Tensor, size: int, check_values: bool
+) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """Check ternary codes and cut each into ``ceil(d / size)`` groups of ``size`` trits, the
+    last one padded with zero trits; return the groups and the leading shape to restore.
+
+    Shapes:
+        x: ``[..., d]`` -> ``[n, ceil(d / size), size]``
+    """
+    x = check_codes(x, "x", check_values=check_values)
+    x2, lead = _as_rows(x)
+    n, d = x2.shape
+    nb = -(-d // size)
+    if nb * size != d:
+        x2 = torch.nn.functional.pad(x2, (0, nb * size - d))
+    return x2.reshape(n, nb, size), lead
+
+
 def pack_twobit(x: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:
     """Pack ternary codes into a positive and a negative bit plane (2 bits per trit).
 
@@ -131,16 +149,11 @@ def pack_twobit(x: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:
     Shapes:
         x: ``[..., d]`` -> ``[..., 2 * ceil(d / 8)]`` uint8
     """
-    x = check_codes(x, "x", check_values=check_values)
-    x2, lead = _as_rows(x)
-    n, d = x2.shape
-    nb = -(-d // 8)
-    pad = nb * 8 - d
-    if pad:
-        x2 = torch.nn.functional.pad(x2, (0, pad))
-    w = _BIT_WEIGHTS.to(x2.device)
-    pos = ((x2 > 0).to(torch.uint8).view(n, nb, 8) * w).sum(dim=2, dtype=torch.uint8)
-    neg = ((x2 < 0).to(torch.uint8).view(n, nb, 8) * w).sum(dim=2, dtype=torch.uint8)
+    groups, lead = _trit_groups(x, 8, check_values)  # [n, nb, 8]
+    nb = groups.shape[1]
+    w = _BIT_WEIGHTS.to(groups.device)
+    pos = ((groups > 0).to(torch.uint8) * w).sum(dim=2, dtype=torch.uint8)
+    neg = ((groups < 0).to(torch.uint8) * w).sum(dim=2, dtype=torch.uint8)
     return torch.cat([pos, neg], dim=1).reshape(*lead, 2 * nb)
 
 
@@ -187,16 +200,10 @@ def pack_base3(x: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:
     Shapes:
         x: ``[..., d]`` -> ``[..., ceil(d / 5)]`` uint8
     """
-    x = check_codes(x, "x", check_values=check_values)
-    x2, lead = _as_rows(x)
-    n, d = x2.shape
-    nb = -(-d // 5)
-    pad = nb * 5 - d
-    if pad:
-        x2 = torch.nn.functional.pad(x2, (0, pad))
-    digits = (x2.to(torch.int16) + 1).view(n, nb, 5)
-    out = (digits * _TRIT_WEIGHTS.to(x2.device)).sum(dim=2, dtype=torch.int16).to(torch.uint8)
-    return out.reshape(*lead, nb)
+    groups, lead = _trit_groups(x, 5, check_values)  # [n, nb, 5]
+    digits = groups.to(torch.int16) + 1
+    out = (digits * _TRIT_WEIGHTS.to(groups.device)).sum(dim=2, dtype=torch.int16)
+    return out.to(torch.uint8).reshape(*lead, groups.shape[1])
 
 
 def unpack_base3(packed: torch.Tensor, d: int) -> torch.Tensor:

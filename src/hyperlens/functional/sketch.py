@@ -29,10 +29,11 @@ scikit-learn's random projections are NumPy/SciPy only, with no SRHT and no torc
 
 from __future__ import annotations
 
+import inspect
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
@@ -101,16 +102,54 @@ def _resolve_generator(seed: Any, generator: torch.Generator | None) -> torch.Ge
 
 
 # --------------------------------------------------------------------------- operators
+@dataclass(frozen=True, eq=False)
 class SketchOperator(ABC):
     """A drawn random linear map ``R^{d_in} -> R^{d_out}`` applied to the last dimension.
 
-    Subclasses hold their random state as tensors; ``apply`` (or calling the object) maps
+    Subclasses are frozen dataclasses that add their random state as tensor fields and
+    implement :meth:`_draw`; ``apply`` (or calling the object) maps
     ``[..., d_in] -> [..., d_out]`` and equals ``x @ self.matrix()`` up to rounding.
     """
 
-    kind: ClassVar[str] = ""
     d_in: int
     d_out: int
+    kind: ClassVar[str] = ""
+
+    @classmethod
+    def draw(
+        cls,
+        d_in: int,
+        d_out: int,
+        *,
+        seed: int = 0,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+        **options: Any,
+    ) -> Self:
+        """Draw the random state from ``seed`` (or ``generator``) and place it on ``device``.
+
+        ``options`` are the operator's own: ``block_size`` for :class:`BlockSRHT`,
+        ``dtype`` for :class:`GaussianSketch` (see their ``_draw``).
+        """
+        own = [p.name for p in inspect.signature(cls._draw).parameters.values()
+               if p.kind is p.KEYWORD_ONLY]
+        unknown = sorted(set(options) - set(own))
+        if unknown:
+            raise InputError(
+                f"{cls.__name__}.draw got unknown option(s) {unknown}; besides seed, generator "
+                f"and device it takes {own or 'nothing'}."
+            )
+        d_in, d_out = _check_dims(d_in, d_out)
+        gen = _resolve_generator(seed, generator)
+        return cls._draw(d_in, d_out, gen, **options).to(device)
+
+    @classmethod
+    @abstractmethod
+    def _draw(
+        cls, d_in: int, d_out: int, gen: torch.Generator, *args: Any, **options: Any
+    ) -> Self:
+        """The operator drawn with ``gen``, its tensors on ``gen``'s device. Each operator
+        declares its own keyword options here (``*args`` only lets it narrow the signature)."""
 
     @abstractmethod
     def apply(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,12 +161,10 @@ class SketchOperator(ABC):
     @abstractmethod
     def _tensors(self) -> dict[str, torch.Tensor]: ...
 
-    @abstractmethod
-    def _replace(self, tensors: dict[str, torch.Tensor]) -> SketchOperator: ...
-
-    def to(self, device: torch.device | str) -> SketchOperator:
+    def to(self, device: torch.device | str) -> Self:
         """A copy whose random state lives on ``device``."""
-        return self._replace({k: v.to(device) for k, v in self._tensors().items()})
+        moved: dict[str, Any] = {k: v.to(device) for k, v in self._tensors().items()}
+        return replace(self, **moved)
 
     @property
     def device(self) -> torch.device:
@@ -194,35 +231,19 @@ class CountSketch(SketchOperator):
         apply: dense ``[..., d_in]`` or sparse ``[n, d_in]`` -> ``[..., d_out]``.
     """
 
-    d_in: int
-    d_out: int
     buckets: torch.Tensor
     signs: torch.Tensor
     kind: ClassVar[str] = "countsketch"
 
     @classmethod
-    def draw(
-        cls,
-        d_in: int,
-        d_out: int,
-        *,
-        seed: int = 0,
-        generator: torch.Generator | None = None,
-        device: torch.device | str = "cpu",
-    ) -> CountSketch:
-        """Draw the hash and sign tables from ``seed`` (or ``generator``)."""
-        d_in, d_out = _check_dims(d_in, d_out)
-        gen = _resolve_generator(seed, generator)
+    def _draw(cls, d_in: int, d_out: int, gen: torch.Generator) -> Self:
+        """The hash and sign tables."""
         buckets = torch.randint(0, d_out, (d_in,), generator=gen, device=gen.device)
         signs = torch.randint(0, 2, (d_in,), generator=gen, device=gen.device)
-        signs = (2 * signs - 1).to(torch.float32)
-        return cls(d_in, d_out, buckets.to(device), signs.to(device))
+        return cls(d_in, d_out, buckets, (2 * signs - 1).to(torch.float32))
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         return {"buckets": self.buckets, "signs": self.signs}
-
-    def _replace(self, tensors: dict[str, torch.Tensor]) -> CountSketch:
-        return CountSketch(self.d_in, self.d_out, tensors["buckets"], tensors["signs"])
 
     def apply(self, x: torch.Tensor, *, sparse_output: bool = False) -> torch.Tensor:
         """Sketch ``x``; ``sparse_output=True`` returns a coalesced sparse COO tensor
@@ -286,8 +307,6 @@ class SRHT(SketchOperator):
         apply: ``[..., d_in] -> [..., d_out]``.
     """
 
-    d_in: int
-    d_out: int
     signs: torch.Tensor
     rows: torch.Tensor
     kind: ClassVar[str] = "srht"
@@ -298,28 +317,15 @@ class SRHT(SketchOperator):
         return next_power_of_two(self.d_in)
 
     @classmethod
-    def draw(
-        cls,
-        d_in: int,
-        d_out: int,
-        *,
-        seed: int = 0,
-        generator: torch.Generator | None = None,
-        device: torch.device | str = "cpu",
-    ) -> SRHT:
-        """Draw the signs and the sampled coordinates from ``seed`` (or ``generator``)."""
-        d_in, d_out = _check_dims(d_in, d_out)
+    def _draw(cls, d_in: int, d_out: int, gen: torch.Generator) -> Self:
+        """The signs and the sampled coordinates."""
         d = next_power_of_two(d_in)
-        gen = _resolve_generator(seed, generator)
         signs = (2 * torch.randint(0, 2, (d_in,), generator=gen, device=gen.device) - 1).float()
         rows = torch.randperm(d, generator=gen, device=gen.device)[:d_out].sort().values
-        return cls(d_in, d_out, signs.to(device), rows.to(device))
+        return cls(d_in, d_out, signs, rows)
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         return {"signs": self.signs, "rows": self.rows}
-
-    def _replace(self, tensors: dict[str, torch.Tensor]) -> SRHT:
-        return SRHT(self.d_in, self.d_out, tensors["signs"], tensors["rows"])
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         x = _densify(_as_input(x, "x", self.d_in))
@@ -368,8 +374,6 @@ class BlockSRHT(SketchOperator):
         apply: ``[..., d_in] -> [..., d_out]``.
     """
 
-    d_in: int
-    d_out: int
     signs_in: torch.Tensor
     rows: torch.Tensor
     signs_out: torch.Tensor
@@ -389,19 +393,11 @@ class BlockSRHT(SketchOperator):
         return self.n_blocks * self.block_size - self.d_in
 
     @classmethod
-    def draw(
-        cls,
-        d_in: int,
-        d_out: int,
-        *,
-        block_size: int | None = None,
-        seed: int = 0,
-        generator: torch.Generator | None = None,
-        device: torch.device | str = "cpu",
-    ) -> BlockSRHT:
-        """Draw signs and sampled coordinates; ``block_size`` defaults to
+    def _draw(
+        cls, d_in: int, d_out: int, gen: torch.Generator, *, block_size: int | None = None
+    ) -> Self:
+        """Signs and sampled coordinates; ``block_size`` defaults to
         ``next_power_of_two(d_out)``."""
-        d_in, d_out = _check_dims(d_in, d_out)
         if block_size is None:
             b = next_power_of_two(d_out)
         else:
@@ -412,28 +408,16 @@ class BlockSRHT(SketchOperator):
                     f"block_size={next_power_of_two(max(b, d_out))} or leave it None."
                 )
         p = -(-d_in // b)
-        gen = _resolve_generator(seed, generator)
         signs_in = 2 * torch.randint(0, 2, (p, b), generator=gen, device=gen.device) - 1
         if d_out == b:  # every coordinate is kept; a fixed order changes no distance
             rows = torch.arange(b, device=gen.device)
         else:
             rows = torch.randperm(b, generator=gen, device=gen.device)[:d_out].sort().values
         signs_out = 2 * torch.randint(0, 2, (p, d_out), generator=gen, device=gen.device) - 1
-        return cls(
-            d_in,
-            d_out,
-            signs_in.float().to(device),
-            rows.to(device),
-            signs_out.float().to(device),
-        )
+        return cls(d_in, d_out, signs_in.float(), rows, signs_out.float())
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         return {"signs_in": self.signs_in, "rows": self.rows, "signs_out": self.signs_out}
-
-    def _replace(self, tensors: dict[str, torch.Tensor]) -> BlockSRHT:
-        return BlockSRHT(
-            self.d_in, self.d_out, tensors["signs_in"], tensors["rows"], tensors["signs_out"]
-        )
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         x = _densify(_as_input(x, "x", self.d_in))
@@ -471,34 +455,20 @@ class GaussianSketch(SketchOperator):
         weight: ``[d_in, d_out]``; apply: ``[..., d_in] -> [..., d_out]``.
     """
 
-    d_in: int
-    d_out: int
     weight: torch.Tensor
     kind: ClassVar[str] = "gaussian"
 
     @classmethod
-    def draw(
-        cls,
-        d_in: int,
-        d_out: int,
-        *,
-        seed: int = 0,
-        generator: torch.Generator | None = None,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ) -> GaussianSketch:
-        """Draw ``G`` from ``seed`` (or ``generator``)."""
-        d_in, d_out = _check_dims(d_in, d_out)
-        gen = _resolve_generator(seed, generator)
+    def _draw(
+        cls, d_in: int, d_out: int, gen: torch.Generator, *, dtype: torch.dtype = torch.float32
+    ) -> Self:
+        """``G`` in ``dtype``."""
         weight = torch.randn((d_in, d_out), generator=gen, device=gen.device, dtype=dtype)
         weight.mul_(1.0 / math.sqrt(d_out))
-        return cls(d_in, d_out, weight.to(device))
+        return cls(d_in, d_out, weight)
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         return {"weight": self.weight}
-
-    def _replace(self, tensors: dict[str, torch.Tensor]) -> GaussianSketch:
-        return GaussianSketch(self.d_in, self.d_out, tensors["weight"])
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         x = _as_input(x, "x", self.d_in)

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -95,15 +95,7 @@ class Estimate:
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict."""
-        return {
-            "value": self.value,
-            "lo": self.lo,
-            "hi": self.hi,
-            "level": self.level,
-            "method": self.method,
-            "n": self.n,
-            "std": self.std,
-        }
+        return asdict(self)
 
     @property
     def interval(self) -> tuple[float, float]:

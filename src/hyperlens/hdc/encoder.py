@@ -9,6 +9,7 @@ projects, ternarises and optionally packs, batch by batch, so inputs larger than
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -60,6 +61,7 @@ def _batch_tensor(batch: Any, device: torch.device, name: str) -> torch.Tensor:
     return t.to(device=device, dtype=torch.float32)
 
 
+@dataclass(eq=False, repr=False)
 class TernaryEncoder(TransformerMixin, BaseEstimator):
     """Project real vectors to ``dim`` dimensions and ternarise them to ``{-1, 0, +1}``.
 
@@ -104,33 +106,18 @@ class TernaryEncoder(TransformerMixin, BaseEstimator):
         820
     """
 
-    def __init__(
-        self,
-        dim: int = 10_000,
-        threshold: F.ThresholdKind = "quantile",
-        sparsity: float = 0.7,
-        tau: float = 0.3,
-        projection: F.ProjectionKind = "gaussian",
-        density: float | None = None,
-        center: bool = False,
-        scale: bool = False,
-        output: Output = "dense",
-        batch_size: int = 4096,
-        seed: int = 0,
-        device: str = "cpu",
-    ) -> None:
-        self.dim = dim
-        self.threshold = threshold
-        self.sparsity = sparsity
-        self.tau = tau
-        self.projection = projection
-        self.density = density
-        self.center = center
-        self.scale = scale
-        self.output = output
-        self.batch_size = batch_size
-        self.seed = seed
-        self.device = device
+    dim: int = 10_000
+    threshold: F.ThresholdKind = "quantile"
+    sparsity: float = 0.7
+    tau: float = 0.3
+    projection: F.ProjectionKind = "gaussian"
+    density: float | None = None
+    center: bool = False
+    scale: bool = False
+    output: Output = "dense"
+    batch_size: int = 4096
+    seed: int = 0
+    device: str = "cpu"
 
     # ------------------------------------------------------------------ checks
     def _validate_params(self) -> torch.device:

@@ -26,7 +26,8 @@ incremental SVD instead.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -38,6 +39,27 @@ from ..utils import as_float_matrix, check_array_kind
 __all__ = ["StreamingPCA", "NotFittedError"]
 
 
+class _Solved:
+    """A read-only learned attribute ``<key>_`` of :class:`StreamingPCA`: entry ``<key>`` of
+    the eigendecomposition, solved on first use after new data."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = name.removesuffix("_")
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> _Solved: ...
+
+    @overload
+    def __get__(self, obj: StreamingPCA, owner: type) -> torch.Tensor: ...
+
+    def __get__(self, obj: StreamingPCA | None, owner: type) -> torch.Tensor | _Solved:
+        return self if obj is None else obj._solve()[self.key]
+
+    def __set__(self, obj: StreamingPCA, value: Any) -> None:
+        raise AttributeError(f"{self.key}_ is learned by fit; it cannot be set.")
+
+
+@dataclass(eq=False, repr=False)
 class StreamingPCA(TransformerMixin, BaseEstimator):
     """PCA / PCA-whitening estimator fitted from a stream of batches (scikit-learn style).
 
@@ -76,22 +98,15 @@ class StreamingPCA(TransformerMixin, BaseEstimator):
         torch.Size([3, 2])
     """
 
-    def __init__(
-        self,
-        n_components: int | None = None,
-        *,
-        whiten: bool = False,
-        eps: float = 1e-6,
-        solver: str = "auto",
-        n_iter: int = 6,
-        seed: int = 0,
-    ) -> None:
-        self.n_components = n_components
-        self.whiten = whiten
-        self.eps = eps
-        self.solver = solver
-        self.n_iter = n_iter
-        self.seed = seed
+    n_components: int | None = None
+    _: KW_ONLY
+    whiten: bool = False
+    eps: float = 1e-6
+    solver: str = "auto"
+    n_iter: int = 6
+    seed: int = 0
+
+    def __post_init__(self) -> None:
         self._reset()
 
     # ------------------------------------------------------------------ state
@@ -283,21 +298,10 @@ class StreamingPCA(TransformerMixin, BaseEstimator):
             raise NotFittedError("StreamingPCA is not fitted yet; call fit or partial_fit first.")
         return self._mean
 
-    @property
-    def covariance_(self) -> torch.Tensor:
-        return self._solve()["covariance"]
-
-    @property
-    def components_(self) -> torch.Tensor:
-        return self._solve()["components"]
-
-    @property
-    def explained_variance_(self) -> torch.Tensor:
-        return self._solve()["explained_variance"]
-
-    @property
-    def explained_variance_ratio_(self) -> torch.Tensor:
-        return self._solve()["explained_variance_ratio"]
+    covariance_ = _Solved()
+    components_ = _Solved()
+    explained_variance_ = _Solved()
+    explained_variance_ratio_ = _Solved()
 
     # ------------------------------------------------------------------ transforming
     def _params_for(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:

@@ -37,10 +37,10 @@ import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -66,19 +66,26 @@ __all__ = [
 ]
 
 FORMAT = "hyperlens.inject/1"
-A = TypeVar("A", bound="type[Adapter]")
 
-_REGISTRY = Registry(
+_REGISTRY: Registry[Adapter] = Registry(
     "adapter", "Register your own with @hyperlens.inject.register_adapter('name')."
 )
+#: Class decorator that adds an :class:`Adapter` subclass under a name:
+#: ``@register_adapter("mine")``; :class:`ConfigError` when the name is taken (pass
+#: ``replace=True`` to override).
+register_adapter = _REGISTRY.register
+#: Names of every registered adapter, sorted.
+available_adapters = _REGISTRY.names
+#: The adapter class registered under a name; :class:`ConfigError` listing the names otherwise.
+adapter_class = _REGISTRY.lookup
 
 
 @dataclass
 class AdapterConfig:
     """Base of every adapter's config: a dataclass validated in ``__post_init__``.
 
-    Subclasses add fields (JSON-friendly values: numbers, strings, tuples of them) and call
-    ``super().__post_init__()``. :meth:`as_dict` is what the saved file's header holds.
+    Subclasses add fields (JSON-friendly values: numbers, strings, tuples of them) and
+    check them in :meth:`validate`. :meth:`as_dict` is what the saved file's header holds.
     """
 
     def __post_init__(self) -> None:
@@ -86,6 +93,12 @@ class AdapterConfig:
             v = getattr(self, f.name)
             if isinstance(v, list):  # JSON brings tuples back as lists
                 setattr(self, f.name, tuple(v))
+        self.validate()
+
+    def validate(self) -> None:
+        """Check the fields, once lists have become tuples; raise :class:`ConfigError`
+        naming the field, what came and the fix. A subclass of a config with checks calls
+        ``super().validate()`` first."""
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -168,26 +181,6 @@ class Adapter(nn.Module):
 _REGISTRY.base = Adapter
 
 
-def register_adapter(name: str, *, replace: bool = False) -> Callable[[A], A]:
-    """Class decorator that adds an :class:`Adapter` subclass to the registry under ``name``.
-
-    Raises :class:`ConfigError` when ``name`` is taken (pass ``replace=True`` to override).
-    """
-    decorate: Callable[[A], A] = _REGISTRY.register(name, replace=replace)
-    return decorate
-
-
-def available_adapters() -> list[str]:
-    """Names of every registered adapter, sorted."""
-    return _REGISTRY.names()
-
-
-def adapter_class(name: str) -> type[Adapter]:
-    """The class registered under ``name``; :class:`ConfigError` listing the names otherwise."""
-    cls: type[Adapter] = _REGISTRY.lookup(name)
-    return cls
-
-
 def make_adapter(name: str, **config: Any) -> Adapter:
     """Build the adapter registered under ``name`` from its config fields.
 
@@ -195,11 +188,7 @@ def make_adapter(name: str, **config: Any) -> Adapter:
     """
     cls = adapter_class(name)
     fields = [f.name for f in dataclasses.fields(cls.config_class)]
-    unknown = sorted(set(config) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"adapter {name!r} got unknown field(s) {unknown}; its config has {fields}."
-        )
+    _REGISTRY.check_known(name, config, fields, "field")
     try:
         cfg = cls.config_class(**config)
     except TypeError as exc:  # a required field is missing

@@ -45,6 +45,7 @@ from torch import nn
 
 from ..errors import ConfigError, InputError, ShapeError
 from ..hdc import PackedCodes
+from ..models.arch import embedding_module
 from .base import Adapter, AdapterConfig, register_adapter
 
 __all__ = [
@@ -97,8 +98,7 @@ class HeaderConfig(AdapterConfig):
     target_norm: float = 0.0
     code_kind: str = "ternary"
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def validate(self) -> None:
         for name in ("code_dim", "d_model", "k"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
@@ -132,8 +132,7 @@ class HeaderConfig(AdapterConfig):
 def check_lm(model: nn.Module, d_model: int | None = None) -> int:
     """Width of ``model``'s input embeddings; raises when it has none or it mismatches."""
     module = getattr(model, "module", model)
-    get = getattr(module, "get_input_embeddings", None)
-    emb = get() if callable(get) else None
+    emb = embedding_module(module, "input")
     if not isinstance(emb, nn.Embedding):
         raise InputError(
             f"model {type(module).__name__} has no input embedding table "

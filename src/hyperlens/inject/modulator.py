@@ -87,35 +87,61 @@ def _module(model: Any) -> nn.Module:
     return mod
 
 
-def _check_common(cfg: Any) -> None:
-    for name in ("d_model", "vocab_size", "n_layers", "dim"):
-        v = getattr(cfg, name)
-        if not isinstance(v, int) or v < 1:
-            raise ConfigError(f"{name} must be a positive int, got {v!r}.")
-    layers = list(cfg.layers)
-    if not layers:
-        raise ConfigError("layers must name at least one block index, e.g. layers=[0, 1, 2].")
-    bad = [b for b in layers if not isinstance(b, int) or not 0 <= b < cfg.n_layers]
-    if bad:
-        raise ConfigError(
-            f"layers {bad} are out of range for a model with n_layers={cfg.n_layers}; "
-            f"use indices in 0..{cfg.n_layers - 1}."
-        )
-    if len(set(layers)) != len(layers):
-        raise ConfigError(f"layers must not repeat, got {layers}.")
-    alphas = cfg.alpha if isinstance(cfg.alpha, (list, tuple)) else [cfg.alpha]
-    if isinstance(cfg.alpha, (list, tuple)) and len(alphas) != len(layers):
-        raise ConfigError(
-            f"alpha has {len(alphas)} values but there are {len(layers)} layers; give one per "
-            "layer."
-        )
-    if cfg.init_geometry not in {"none", "random"}:
-        raise ConfigError(f"init_geometry must be 'none' or 'random', got {cfg.init_geometry!r}.")
-    for a in alphas:
-        if not isinstance(a, (int, float)) or not 0.0 <= float(a) <= 1.0:
+def _per_layer(alpha: float | Sequence[float], n: int) -> list[float]:
+    """``alpha`` as one float per chosen layer (a single value stands for every layer)."""
+    if isinstance(alpha, (list, tuple)):
+        return [float(a) for a in alpha]
+    return [float(alpha)] * n  # type: ignore[arg-type]
+
+
+@dataclass
+class _GeometryConfig(AdapterConfig):
+    """The fields both geometry adapters share: ``d_model``, ``vocab_size``, ``n_layers`` of
+    the model; ``layers`` to modulate; ``dim`` of the geometry; ``alpha`` the starting value
+    (one or one per layer); ``init_geometry`` ("none" or "random"), its ``geometry_seed``,
+    and ``zero_init`` for the learned map."""
+
+    d_model: int = 0
+    vocab_size: int = 0
+    n_layers: int = 0
+    layers: list[int] = field(default_factory=list)
+    dim: int = 64
+    alpha: float | list[float] = 0.01
+    init_geometry: str = "none"
+    geometry_seed: int = 0
+    zero_init: bool = False
+
+    def validate(self) -> None:
+        for name in ("d_model", "vocab_size", "n_layers", "dim"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be a positive int, got {v!r}.")
+        layers = list(self.layers)
+        if not layers:
+            raise ConfigError("layers must name at least one block index, e.g. layers=[0, 1, 2].")
+        bad = [b for b in layers if not isinstance(b, int) or not 0 <= b < self.n_layers]
+        if bad:
             raise ConfigError(
-                f"alpha must be in [0, 1], got {a!r}; it is a mixing weight (0 = no change)."
+                f"layers {bad} are out of range for a model with n_layers={self.n_layers}; "
+                f"use indices in 0..{self.n_layers - 1}."
             )
+        if len(set(layers)) != len(layers):
+            raise ConfigError(f"layers must not repeat, got {layers}.")
+        alphas = self.alpha if isinstance(self.alpha, (list, tuple)) else [self.alpha]
+        if isinstance(self.alpha, (list, tuple)) and len(alphas) != len(layers):
+            raise ConfigError(
+                f"alpha has {len(alphas)} values but there are {len(layers)} layers; give one per "
+                "layer."
+            )
+        if self.init_geometry not in {"none", "random"}:
+            raise ConfigError(
+                f"init_geometry must be 'none' or 'random', got {self.init_geometry!r}."
+            )
+        for a in alphas:
+            if not isinstance(a, (int, float)) or not 0.0 <= float(a) <= 1.0:
+                raise ConfigError(
+                    f"alpha must be in [0, 1], got {a!r}; it is a mixing weight (0 = no change)."
+                )
 
 
 class _GeometryAdapter(Adapter):
@@ -125,7 +151,11 @@ class _GeometryAdapter(Adapter):
     geometry: torch.Tensor
     token_mask: torch.Tensor
 
-    def _init_geometry(self, cfg: Any) -> None:
+    def __init__(self, config: _GeometryConfig) -> None:
+        super().__init__(config)
+        self._init_geometry(config)
+
+    def _init_geometry(self, cfg: _GeometryConfig) -> None:
         vec, mask = torch.zeros(cfg.vocab_size, cfg.dim), torch.zeros(cfg.vocab_size)
         if cfg.init_geometry == "random":  # unit Gaussian rows on every token (a control)
             gen = torch.Generator().manual_seed(cfg.geometry_seed)
@@ -214,23 +244,9 @@ class _GeometryAdapter(Adapter):
 
 # --------------------------------------------------------------------------- LERP
 @dataclass
-class LerpConfig(AdapterConfig):
+class LerpConfig(_GeometryConfig):
     """``lerp`` adapter: ``d_model``, ``vocab_size``, ``n_layers`` of the model; ``layers`` to
     modulate; ``dim`` of the geometry; ``alpha`` the starting value (one or one per layer)."""
-
-    d_model: int = 0
-    vocab_size: int = 0
-    n_layers: int = 0
-    layers: list[int] = field(default_factory=list)
-    dim: int = 64
-    alpha: float | list[float] = 0.01
-    init_geometry: str = "none"
-    geometry_seed: int = 0
-    zero_init: bool = False
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_common(self)
 
 
 @register_adapter("lerp")
@@ -242,16 +258,14 @@ class LerpModulator(_GeometryAdapter):
 
     def __init__(self, config: LerpConfig) -> None:
         super().__init__(config)
-        n = len(config.layers)
-        self._init_geometry(config)
         if config.zero_init:
             proj = torch.zeros(config.d_model, config.dim)
         else:  # orthonormal columns (Procrustes replaces them in the experiment)
             gen = torch.Generator().manual_seed(config.geometry_seed)
             proj, _ = torch.linalg.qr(torch.randn(config.d_model, config.dim, generator=gen))
         self.proj = nn.Parameter(proj)
-        a = config.alpha if isinstance(config.alpha, (list, tuple)) else [config.alpha] * n
-        self.theta = nn.Parameter(torch.tensor([_logit(float(x)) for x in a]))
+        n = len(config.layers)
+        self.theta = nn.Parameter(torch.tensor([_logit(a) for a in _per_layer(config.alpha, n)]))
         self.register_buffer("resid_norm", torch.ones(n))
 
     def alphas(self) -> torch.Tensor:
@@ -259,8 +273,7 @@ class LerpModulator(_GeometryAdapter):
         return torch.sigmoid(self.theta)
 
     def set_alpha(self, alpha: float | Sequence[float]) -> None:
-        n = self.theta.numel()
-        vals = [float(v) for v in alpha] if isinstance(alpha, (list, tuple)) else [float(alpha)] * n  # type: ignore[arg-type]
+        vals = _per_layer(alpha, self.theta.numel())
         if len(vals) != self.theta.numel() or any(not 0.0 <= float(v) <= 1.0 for v in vals):
             raise InputError(
                 f"alpha must be in [0, 1] (one value or one per layer), got {alpha!r}."
@@ -370,19 +383,10 @@ class KSimplexExpert(nn.Module):
 
 
 @dataclass
-class FieldConfig(AdapterConfig):
+class FieldConfig(_GeometryConfig):
     """``field`` adapter (module docstring). ``alpha`` is the starting strength as a share of
     ``alpha_max`` clamp: the effective alpha is ``alpha_max * sigmoid(theta)``."""
 
-    d_model: int = 0
-    vocab_size: int = 0
-    n_layers: int = 0
-    layers: list[int] = field(default_factory=list)
-    dim: int = 64
-    alpha: float | list[float] = 0.01
-    init_geometry: str = "none"
-    geometry_seed: int = 0
-    zero_init: bool = False
     alpha_max: float = 0.35
     expert_ks: list[int] = field(default_factory=lambda: [1, 2, 4])
     expert_edim: int = 8
@@ -390,13 +394,11 @@ class FieldConfig(AdapterConfig):
     null_fraction: float = 0.25
     null_space: str = "tail"
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_common(self)
+    def validate(self) -> None:
+        super().validate()
         if not 0.0 < self.alpha_max <= 1.0:
             raise ConfigError(f"alpha_max must be in (0, 1], got {self.alpha_max!r}.")
-        alphas = self.alpha if isinstance(self.alpha, (list, tuple)) else [self.alpha]
-        if any(float(a) > self.alpha_max for a in alphas):
+        if any(a > self.alpha_max for a in _per_layer(self.alpha, 1)):
             raise ConfigError(
                 f"alpha={self.alpha!r} exceeds alpha_max={self.alpha_max}; start at or below it."
             )
@@ -424,7 +426,6 @@ class FieldModulator(_GeometryAdapter):
         n = len(config.layers)
         d = config.d_model
         self.n_active = d - int(d * config.null_fraction)
-        self._init_geometry(config)
         basis = torch.eye(d)[:, : self.n_active]  # tail null space by default
         self.register_buffer("basis", basis[None].repeat(n, 1, 1))  # [n, d, n_active]
         self.in_norm = nn.LayerNorm(self.n_active, elementwise_affine=False)
@@ -439,8 +440,8 @@ class FieldModulator(_GeometryAdapter):
             )
             for k in config.expert_ks
         )
-        a = config.alpha if isinstance(config.alpha, (list, tuple)) else [config.alpha] * n
-        th = [[_logit(float(x) / config.alpha_max)] * len(config.expert_ks) for x in a]
+        a = _per_layer(config.alpha, n)
+        th = [[_logit(x / config.alpha_max)] * len(config.expert_ks) for x in a]
         self.theta = nn.Parameter(torch.tensor(th))  # [n, n_experts]
 
     def alphas(self) -> torch.Tensor:
@@ -449,7 +450,7 @@ class FieldModulator(_GeometryAdapter):
 
     def set_alpha(self, alpha: float | Sequence[float]) -> None:
         n = self.theta.shape[0]
-        vals = [float(v) for v in alpha] if isinstance(alpha, (list, tuple)) else [float(alpha)] * n  # type: ignore[arg-type]
+        vals = _per_layer(alpha, n)
         amax = self.config.alpha_max
         if len(vals) != n or any(not 0.0 <= float(v) <= amax for v in vals):
             raise InputError(

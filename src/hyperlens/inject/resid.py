@@ -55,8 +55,7 @@ class SteerConfig(AdapterConfig):
     site: str = "resid_post"
     positions: str = "all"
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def validate(self) -> None:
         check_positive(self.d_model, "d_model")
         self.layers = check_layers(self.layers)
         _check_site(self.site)
@@ -113,8 +112,7 @@ class LowRankConfig(AdapterConfig):
     alpha: float = 1.0
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def validate(self) -> None:
         check_positive(self.d_model, "d_model")
         self.layers = check_layers(self.layers)
         _check_site(self.site)

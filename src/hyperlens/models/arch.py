@@ -14,13 +14,20 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from torch import nn
 
 from ..errors import InputError
 
-__all__ = ["AttentionParts", "Backbone", "resolve_backbone", "is_causal_lm", "cache_kwarg"]
+__all__ = [
+    "AttentionParts",
+    "Backbone",
+    "embedding_module",
+    "resolve_backbone",
+    "is_causal_lm",
+    "cache_kwarg",
+]
 
 
 @dataclass
@@ -78,12 +85,21 @@ class Backbone:
     def embed(self) -> nn.Module | None:
         """The token-embedding module the stack calls on ``input_ids`` (``None`` if unknown)."""
         emb = getattr(self.stack, "embed_tokens", None)
-        if not isinstance(emb, nn.Module) and hasattr(self.stack, "get_input_embeddings"):
-            try:
-                emb = self.stack.get_input_embeddings()
-            except (AttributeError, NotImplementedError):
-                emb = None
-        return emb if isinstance(emb, nn.Module) else None
+        return emb if isinstance(emb, nn.Module) else embedding_module(self.stack, "input")
+
+
+def embedding_module(model: nn.Module, side: Literal["input", "output"]) -> nn.Module | None:
+    """``model.get_input_embeddings()`` (``side="input"``) or ``get_output_embeddings()``
+    (the language-model head), or ``None`` when the model lacks the method, does not
+    implement it or returns no module."""
+    get = getattr(model, f"get_{side}_embeddings", None)
+    if not callable(get):
+        return None
+    try:
+        emb = get()
+    except (AttributeError, NotImplementedError):
+        return None
+    return emb if isinstance(emb, nn.Module) else None
 
 
 def _cfg_get(cfg: Any, *names: str, default: Any = None) -> Any:

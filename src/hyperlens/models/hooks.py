@@ -106,7 +106,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .arch import Backbone, resolve_backbone
+from .arch import Backbone, embedding_module, resolve_backbone
 from .handle import ModelHandle
 
 __all__ = [
@@ -301,9 +301,8 @@ def _site(top: nn.Module, bb: Backbone, name: str) -> Site:
             )
         return Site(name, bb.final_norm, "output", "resid", layer=L - 1)
     if name == "unembed":
-        get_head = getattr(top, "get_output_embeddings", None)
-        head = get_head() if callable(get_head) else None
-        if not isinstance(head, nn.Module):
+        head = embedding_module(top, "output")
+        if head is None:
             raise InputError(
                 f"model {type(top).__name__} has no language-model head, so it has no 'unembed' "
                 "site; load the model with its head (AutoModelForCausalLM)."

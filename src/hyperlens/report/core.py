@@ -22,12 +22,12 @@ import platform
 import re
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, ReportError
-from ..utils import apply_umask, atomic_write_json, atomic_write_text, to_jsonable
+from ..utils import Timer, apply_umask, atomic_write_json, atomic_write_text, to_jsonable
 from . import plots as _plots
 from .html import is_complete
 
@@ -187,14 +187,9 @@ class Report:
         self.sections.append(sec)
         return sec
 
-    @contextlib.contextmanager
-    def timer(self, name: str) -> Iterator[None]:
+    def timer(self, name: str) -> contextlib.AbstractContextManager[None]:
         """Time a block; the seconds land in ``results.json`` under ``timings``."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+        return Timer(self.timings)(name)
 
     def summary(self, rows: Sequence[Sequence[Any]]) -> None:
         """Set the short ``[name, value]`` table printed by the CLI at the end of a run."""

@@ -51,13 +51,14 @@ unchanged or resumes bit for bit without pickle, which is the point here.
 from __future__ import annotations
 
 from .config import CHECKPOINT_NAME, FrozenModelChanged, History, TrainConfig, step_generator
-from .loop import checksum, fit, fit_module
+from .loop import FitOptions, checksum, fit, fit_module
 
 __all__ = [
     "TrainConfig",
     "History",
     "fit",
     "fit_module",
+    "FitOptions",
     "step_generator",
     "FrozenModelChanged",
     "checksum",

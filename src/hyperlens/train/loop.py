@@ -9,7 +9,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import torch
 from torch import nn
@@ -161,15 +161,21 @@ def _lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 # --------------------------------------------------------------------------- the loop
+class FitOptions(TypedDict, total=False):
+    """The keyword options of :func:`fit` and :func:`fit_module` (described in :func:`fit`);
+    each defaults to None."""
+
+    frozen: Any
+    eval_fn: Callable[[nn.Module], Mapping[str, float]] | None
+    collate: Callable[[list[Any]], Any] | None
+
+
 def fit(
     module: nn.Module,
     loss_fn: Callable[[nn.Module, Any], Any],
     data: Any,
     cfg: TrainConfig,
-    *,
-    frozen: Any = None,
-    eval_fn: Callable[[nn.Module], Mapping[str, float]] | None = None,
-    collate: Callable[[list[Any]], Any] | None = None,
+    **options: Unpack[FitOptions],
 ) -> History:
     """Train the parameters of ``module`` that require gradients; return the :class:`History`.
 
@@ -192,7 +198,7 @@ def fit(
             f"module must be an nn.Module, got {type(module).__name__}; for a factory use "
             "fit_module."
         )
-    hist, _ = _fit(module, loss_fn, data, cfg, frozen=frozen, eval_fn=eval_fn, collate=collate)
+    hist, _ = _fit(module, loss_fn, data, cfg, **options)
     return hist
 
 
@@ -201,10 +207,10 @@ def fit_module(
     loss_fn: Callable[[nn.Module, Any], Any],
     data: Any,
     cfg: TrainConfig,
-    **kwargs: Any,
+    **options: Unpack[FitOptions],
 ) -> tuple[nn.Module, History]:
     """:func:`fit` with a module built by ``factory()`` under ``cfg.seed``; returns both."""
-    hist, mod = _fit(factory, loss_fn, data, cfg, **kwargs)
+    hist, mod = _fit(factory, loss_fn, data, cfg, **options)
     return mod, hist
 
 
@@ -213,11 +219,14 @@ def _fit(
     loss_fn: Callable[[nn.Module, Any], Any],
     data: Any,
     cfg: TrainConfig,
-    *,
-    frozen: Any = None,
-    eval_fn: Callable[[nn.Module], Mapping[str, float]] | None = None,
-    collate: Callable[[list[Any]], Any] | None = None,
+    **options: Unpack[FitOptions],
 ) -> tuple[History, nn.Module]:
+    unknown = sorted(set(options) - set(FitOptions.__annotations__))
+    if unknown:
+        raise ConfigError(
+            f"fit got unknown option(s) {unknown}; it takes {list(FitOptions.__annotations__)}."
+        )
+    eval_fn, collate = options.get("eval_fn"), options.get("collate")
     if not isinstance(cfg, TrainConfig):
         raise InputError(f"cfg must be a TrainConfig, got {type(cfg).__name__}.")
     if not callable(loss_fn):
@@ -238,7 +247,7 @@ def _fit(
     if n == 0:
         raise InputError("data is empty; pass at least one training example.")
     retain_freed_memory()  # steps reuse their large buffers instead of re-faulting them
-    frozen_mods = _frozen_modules(frozen)
+    frozen_mods = _frozen_modules(options.get("frozen"))
     bs = n if cfg.batch_size is None else min(cfg.batch_size, n)
     per_epoch = n // bs if cfg.drop_last else math.ceil(n / bs)
     if per_epoch == 0:

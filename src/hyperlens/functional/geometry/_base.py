@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -165,16 +165,9 @@ class DistributionStats:
     exact: bool = True
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "mean": self.mean,
-            "std": self.std,
-            "min": self.min,
-            "max": self.max,
-            "cv": self.cv,
-            "quantiles": {f"q{int(round(k * 100)):02d}": v for k, v in self.quantiles.items()},
-            "n": self.n,
-            "exact": self.exact,
-        }
+        out = asdict(self)
+        out["quantiles"] = {f"q{int(round(k * 100)):02d}": v for k, v in self.quantiles.items()}
+        return out
 
 
 # --------------------------------------------------------------------------- validation
