@@ -266,8 +266,8 @@ def _band_section(rep: Report, result: MHACVResult) -> None:
             "subplots": [
                 {
                     "kind": "heatmap",
-                    "title": "trained",
-                    "matrix": counts["data"],
+                    "title": title,
+                    "matrix": counts[key],
                     "xlabel": "heads",
                     "ylabel": "dim",
                     "xticklabels": [str(h) for h in cfg.heads],
@@ -276,20 +276,8 @@ def _band_section(rep: Report, result: MHACVResult) -> None:
                     "vmax": 1,
                     "annotate": True,
                     "fmt": ".2f",
-                },
-                {
-                    "kind": "heatmap",
-                    "title": f"{cfg.null} null",
-                    "matrix": counts["null"],
-                    "xlabel": "heads",
-                    "ylabel": "dim",
-                    "xticklabels": [str(h) for h in cfg.heads],
-                    "yticklabels": [str(d) for d in cfg.dims],
-                    "vmin": 0,
-                    "vmax": 1,
-                    "annotate": True,
-                    "fmt": ".2f",
-                },
+                }
+                for title, key in (("trained", "data"), (f"{cfg.null} null", "null"))
             ],
         },
         caption="Shares of point estimates; see the tables for each CV's interval.",
