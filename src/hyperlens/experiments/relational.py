@@ -6,6 +6,9 @@ of them; three representations of every entry (the lemma's static vector, the mo
 encoding of the definition, and the TF-IDF of the definition, the text-only baseline); and
 the battery of :mod:`hyperlens.probes.relational` on all parts of speech, on nouns only and
 per part of speech, plus a stability study that redraws the synsets ``--n-redraws`` times.
+Each analysis and each redraw is a cell (:mod:`hyperlens.probes.relational_cells`) computed
+by the context's executor (in this process, or as Ray tasks with ``--executor ray``) and
+kept in ``OUT/cells.jsonl``: a rerun with the same ``--out`` computes only the missing ones.
 :func:`tour_section` adds a small version to ``hyperlens tour``.
 """
 
@@ -21,7 +24,8 @@ from ..config import Command, Config, RunContext, at_least, option, start_report
 from ..config.shared import check_side_by_side
 from ..errors import ConfigError, InputError
 from ..report import Report
-from ..utils import derive_seed
+from ..run import Cell, Executor, Ledger, LocalExecutor, Task, run_cells
+from ..utils import derive_seed, stable_hash
 
 __all__ = ["RelationalConfig", "run", "COMMANDS", "tour_section"]
 
@@ -32,6 +36,7 @@ _POS_LABEL = {"n": "nouns", "v": "verbs", "a": "adjectives", "r": "adverbs"}
 class RelationalConfig(Config):
     """Options of ``hyperlens relational`` (checked before any model is loaded)."""
 
+    CONTEXT = frozenset({"seed", "device", "executor"})
     RANDOM = "the entry pool, the analysed synsets, permutations, resamples and redraws"
 
     models: tuple[str, ...] = option(help="one model, or two shown side by side (zoo name, "
@@ -62,6 +67,8 @@ class RelationalConfig(Config):
     batch_size: int = option(32, help="definitions per forward pass", check=at_least(1))
     cache: bool = option(True, help="cache definition encodings (--no-cache: encode afresh)")
     per_pos: bool = option(True, help="run the per-POS analyses (--no-per-pos skips them)")
+    fresh: bool = option(False, help="ignore finished cells in OUT/cells.jsonl and recompute "
+                                     "everything")
 
     def check(self) -> None:
         from ..probes.wordnet_entries import parse_pos
@@ -101,11 +108,68 @@ def _precheck_model(name: str) -> None:
 
 
 # --------------------------------------------------------------------------- one model
-def _model_result(name: str, cfg: RelationalConfig, rep: Report, device: Any,
-                  seed: int) -> dict[str, Any]:
+def _key(model: str, part: str, group: str, redraw: int | None = None) -> dict[str, Any]:
+    key: dict[str, Any] = {"model": model, "part": part, "group": group}
+    if redraw is not None:
+        key["redraw"] = redraw
+    return key
+
+
+def cell_fingerprint(cfg: RelationalConfig, device: Any, seed: int) -> str:
+    """Hash of what changes a cell's numbers: the options (not which models, groups or how
+    many redraws run, nor caching), the seed and the kind of device that encodes."""
+    import torch
+
+    d = {k: v for k, v in cfg.to_dict().items()
+         if k not in ("models", "n_redraws", "per_pos", "cache", "fresh")}
+    return stable_hash(d, seed, torch.device(device).type, length=12)
+
+
+def _groups(coarse: np.ndarray, cfg: RelationalConfig, seed: int
+            ) -> list[tuple[str, np.ndarray]]:
+    """The analysed sets of synsets (pool rows): all POS, nouns, then each other POS."""
+    from ..probes.relational import draw_rows
+
+    groups = [("all POS", draw_rows(coarse, cfg.n_main, derive_seed(seed, "rows", "all")))]
+    nouns = np.flatnonzero(coarse == "n")
+    if nouns.size >= 20 and len(set(coarse.tolist())) > 1:
+        sub = draw_rows(np.zeros(nouns.size), cfg.n_main, derive_seed(seed, "rows", "n"))
+        groups.append(("nouns", nouns[sub]))
+    if cfg.per_pos:
+        for p in ("v", "a", "r"):
+            rows = np.flatnonzero(coarse == p)
+            if rows.size >= 30:
+                pick = draw_rows(np.zeros(rows.size), cfg.n_main, derive_seed(seed, "rows", p))
+                groups.append((_POS_LABEL[p], rows[pick]))
+    return groups
+
+
+def _cells(name: str, cfg: RelationalConfig, seed: int, groups: list[tuple[str, np.ndarray]],
+           shared: Any) -> list[Cell]:
+    """One cell per analysed set, one per stability redraw of the first two sets."""
+    from ..probes.relational_cells import analysis_cell, redraw_cell
+
+    cells = [Cell(_key(name, "analysis", label), Task(analysis_cell, {
+        "pool": shared, "rows": rows.tolist(), "measures": list(cfg.measures),
+        "n_perm": cfg.n_permutations, "n_boot": cfg.n_boot, "seed": seed,
+        "simulate_root": cfg.simulate_root, "n_simplices": cfg.n_simplices}))
+        for label, rows in groups]
+    if cfg.n_redraws >= 2:
+        cells += [Cell(_key(name, "redraw", label, s), Task(redraw_cell, {
+            "pool": shared, "rows": rows.tolist(), "redraw": s, "n_sample": cfg.n_sample,
+            "seed": seed})) for label, rows in groups[:2] for s in range(cfg.n_redraws)]
+    return cells
+
+
+def _model_result(name: str, cfg: RelationalConfig, rep: Report, device: Any, seed: int, *,
+                  executor: Executor | None = None, ledger: Ledger | None = None,
+                  show_progress: bool | None = None) -> dict[str, Any]:
+    """Load and encode one model's pool here, then compute its cells with ``executor``
+    (default: in this process) into ``ledger`` (default: kept in memory only)."""
     from .. import models as hmodels
     from ..data.wordnet_similarity import similarity_matrix, wordnet_graph
-    from ..probes.relational import align_representations, draw_rows, stability
+    from ..probes.relational import draw_rows, stability_summary
+    from ..probes.relational_cells import pool_inputs
     from ..probes.wordnet_entries import (
         build_entries,
         encode_entries,
@@ -133,45 +197,26 @@ def _model_result(name: str, cfg: RelationalConfig, rep: Report, device: Any,
                 for m in cfg.measures}
     pos = g.pos[pool.synsets]
     coarse = np.where(pos == "s", "a", pos)
-
-    def analyse(rows: np.ndarray) -> dict[str, Any]:
-        ix = np.ix_(rows, rows)
-        reps = {k: v[rows] for k, v in reps_all.items()}
-        return align_representations(
-            reps, pool.synsets[rows], measures=cfg.measures, n_perm=cfg.n_permutations,
-            n_boot=cfg.n_boot, seed=seed, simulate_root=cfg.simulate_root,
-            baseline="tfidf", similarities={m: S[ix] for m, S in sims.items()},
-            n_simplices=cfg.n_simplices, pentachoron=("contextual", "static"), graph=g)
-
     out: dict[str, Any] = {"model": name, "kind": kind, "n_entries": n_all,
                            "n_candidates": entries.n_candidates, "pool": len(pool),
                            "pool_pos": {p: int((coarse == p).sum()) for p in _POS_LABEL},
                            "examples": [[pool.lemmas[i], g.names[pool.synsets[i]], pool.forms[i]]
                                         for i in range(0, len(pool), max(1, len(pool) // 8))][:8],
                            "analyses": {}, "stability": {}}
-    groups: list[tuple[str, np.ndarray]] = [
-        ("all POS", draw_rows(coarse, cfg.n_main, derive_seed(seed, "rows", "all")))]
-    nouns = np.flatnonzero(coarse == "n")
-    if nouns.size >= 20 and len(set(coarse.tolist())) > 1:
-        sub = draw_rows(np.zeros(nouns.size), cfg.n_main, derive_seed(seed, "rows", "n"))
-        groups.append(("nouns", nouns[sub]))
-    if cfg.per_pos:
-        for p in ("v", "a", "r"):
-            rows = np.flatnonzero(coarse == p)
-            if rows.size >= 30:
-                pick = draw_rows(np.zeros(rows.size), cfg.n_main, derive_seed(seed, "rows", p))
-                groups.append((_POS_LABEL[p], rows[pick]))
-    for label, rows in groups:
-        with rep.timer(f"align:{name}:{label}"):
-            out["analyses"][label] = analyse(rows)
+    groups = _groups(coarse, cfg, seed)
+    executor = executor or LocalExecutor()
+    ledger = ledger if ledger is not None else Ledger(None, cell_fingerprint(cfg, device, seed))
+    shared = executor.share(pool_inputs(reps_all, pool.synsets, sims))
+    cells = _cells(name, cfg, seed, groups, shared)
+    with rep.timer(f"cells:{name}"):
+        run_cells(cells, ledger, executor, desc=f"relational {name}", show_progress=show_progress)
+    for label, _ in groups:
+        out["analyses"][label] = ledger.get(_key(name, "analysis", label))
     if cfg.n_redraws >= 2:
         for label, rows in groups[:2]:
-            with rep.timer(f"stability:{name}:{label}"):
-                reps = {k: v[rows] for k, v in reps_all.items()}
-                out["stability"][label] = stability(
-                    reps, pool.synsets[rows],
-                    similarities={m: S[np.ix_(rows, rows)] for m, S in sims.items()},
-                    n_seeds=cfg.n_redraws, n_sample=cfg.n_sample, seed=seed, graph=g)
+            redraws = [ledger.get(_key(name, "redraw", label, s)) for s in range(cfg.n_redraws)]
+            out["stability"][label] = stability_summary(
+                [r for r in redraws if r is not None], n_sample=cfg.n_sample, pool=len(rows))
     return out
 
 
@@ -354,12 +399,20 @@ def run(config: RelationalConfig, ctx: RunContext | None = None) -> Report:
         g = wordnet_graph()  # DataError with installation steps before any model loads
     rep.data["wordnet"] = g.source
     results = []
-    for name in config.models:
-        res = _model_result(name, config, rep, dev, ctx.seed)
-        results.append(res)
-        _add_model_sections(rep, res, f"relational_{_safe(name)}", compact=False)
-        rep.data.setdefault("relational", {})[name] = res
-        rep.save(final=False)
+    ledger = Ledger(Path(rep.out_dir) / "cells.jsonl", cell_fingerprint(config, dev, ctx.seed),
+                    fresh=config.fresh)
+    resumed = ledger.resumed
+    with ctx.make_executor() as executor:
+        rep.data["executor"] = executor.describe()
+        for name in config.models:
+            res = _model_result(name, config, rep, dev, ctx.seed, executor=executor,
+                                ledger=ledger, show_progress=None if ctx.progress else False)
+            results.append(res)
+            _add_model_sections(rep, res, f"relational_{_safe(name)}", compact=False)
+            rep.data.setdefault("relational", {})[name] = res
+            rep.save(final=False)
+    rep.data["cells"] = {"resumed": resumed, "computed": len(ledger) - resumed,
+                         "file": "cells.jsonl"}
     if len(results) > 1:
         rows = []
         for res in results:

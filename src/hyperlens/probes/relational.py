@@ -55,6 +55,8 @@ __all__ = [
     "lexname_clustering",
     "simulate_root_share",
     "stability",
+    "stability_redraw",
+    "stability_summary",
     "draw_rows",
 ]
 
@@ -579,6 +581,88 @@ def draw_rows(pos: np.ndarray, n: int, seed: int, *, stratify: bool = True) -> n
     return np.sort(np.concatenate(parts))
 
 
+def stability_redraw(reps: Mapping[str, np.ndarray], synsets: np.ndarray, *,
+                     similarities: Mapping[str, np.ndarray], redraw: int, n_sample: int = 1000,
+                     stratify: bool = True, seed: int = 0, n_simplices: int = 300,
+                     graph: WordNetGraph | None = None) -> dict[str, float]:
+    """The fast measures of one redraw of :func:`stability` (number ``redraw``).
+
+    Redraw ``redraw`` draws its ``n_sample`` synsets from the stream
+    ``derive_seed(seed, "redraw", redraw)``, so each redraw is a pure function of its
+    arguments and redraws can run in any order or process. Returns ``{measure: value}``
+    (NaN where a measure is undefined on the draw), always with the same keys.
+    """
+    from scipy.stats import rankdata
+
+    from ..functional.geometry import simplex_volume_cv
+
+    g = graph or wordnet_graph()
+    ids = g.ids(synsets)
+    pos = g.pos[ids]
+    out: dict[str, float] = {}
+
+    def add(key: str, v: float | None) -> None:
+        out[key] = float("nan") if v is None else float(v)
+
+    s = redraw
+    rows = draw_rows(pos, n_sample, derive_seed(seed, "redraw", s), stratify=stratify)
+    m = rows.size
+    iu, ju = np.triu_indices(m, 1)
+    sub_ids = ids[rows]
+    sims = {k: S[np.ix_(rows, rows)][iu, ju] for k, S in similarities.items()}
+    sranks = {k: rankdata(v[np.isfinite(v)]) for k, v in sims.items()}
+    anc = g.ancestors[sub_ids][:, sub_ids].tocoo()
+    hop = anc.data.astype(np.int64) - 1
+    lab = np.unique(g.lexname[sub_ids], return_inverse=True)[1]
+    for name, X in reps.items():
+        Xr = X[rows]
+        C = cosine_matrix(Xr)
+        c = C[iu, ju]
+        for k, v in sims.items():
+            ok = np.isfinite(v)
+            add(f"{name}.{k}.pearson", np.corrcoef(c[ok], v[ok])[0, 1])
+            add(f"{name}.{k}.spearman", np.corrcoef(rankdata(c[ok]), sranks[k])[0, 1])
+        if "path" in sims:
+            v = sims["path"]
+            hi, lo = v >= 0.25, v < 0.1
+            add(f"{name}.band_high", c[hi].mean() if hi.any() else None)
+            add(f"{name}.band_low", c[lo].mean() if lo.any() else None)
+            both = hi.any() and lo.any()
+            add(f"{name}.band_gap", c[hi].mean() - c[lo].mean() if both else None)
+        add(f"{name}.mean_cosine", c.mean())
+        for h in (1, 3, 5):
+            sel = hop == h
+            add(f"{name}.hop{h}", C[anc.row[sel], anc.col[sel]].mean() if sel.any() else None)
+        counts = np.bincount(lab)
+        G = np.zeros((m, counts.size))
+        G[np.arange(m), lab] = 1.0
+        within = float(((C @ G) * G).sum())
+        n_w = float((counts * (counts - 1)).sum())
+        n_all = m * (m - 1)
+        add(f"{name}.lexname_gap", within / n_w - (C.sum() - within) / (n_all - n_w)
+            if 0 < n_w < n_all else None)
+        if not _is_sparse(X):
+            try:
+                cv = simplex_volume_cv(np.asarray(Xr, dtype=np.float32), k=4,
+                                       n_samples=n_simplices, seed=s, n_boot=2)
+                add(f"{name}.pentachoron_cv", cv.cv.value)
+            except InputError:
+                add(f"{name}.pentachoron_cv", None)
+    return out
+
+
+def stability_summary(redraws: Sequence[Mapping[str, float]], *, n_sample: int, pool: int,
+                      stratify: bool = True) -> dict[str, Any]:
+    """:func:`stability`'s report from its redraws (in redraw order): t-intervals over them."""
+    per_seed: dict[str, list[float]] = {}
+    for r in redraws:
+        for k, v in r.items():
+            per_seed.setdefault(k, []).append(float(v))
+    summary = {k: stats.t_interval(v).as_dict() for k, v in per_seed.items()}
+    return {"n_seeds": len(redraws), "n_sample": int(min(n_sample, pool)), "pool": int(pool),
+            "stratified": stratify, "estimates": summary, "per_seed": per_seed}
+
+
 def stability(reps: Mapping[str, np.ndarray], synsets: np.ndarray, *,
               similarities: Mapping[str, np.ndarray], n_seeds: int = 50, n_sample: int = 1000,
               stratify: bool = True, seed: int = 0, n_simplices: int = 300,
@@ -589,63 +673,11 @@ def stability(reps: Mapping[str, np.ndarray], synsets: np.ndarray, *,
     means and their gap, hypernym-chain cosine at hops 1, 3 and 5, the lexname gap and the
     pentachoron CV; reported as t-intervals over seeds. ``similarities`` are the pool's
     ``[N, N]`` matrices per measure (rows aligned with ``synsets``), indexed per draw.
+    Each redraw is :func:`stability_redraw`; :func:`stability_summary` pools them.
     """
-    from scipy.stats import rankdata
-
-    from ..functional.geometry import simplex_volume_cv
-
     g = graph or wordnet_graph()
-    ids = g.ids(synsets)
-    pos = g.pos[ids]
-    per_seed: dict[str, list[float]] = {}
-
-    def add(key: str, v: float | None) -> None:
-        per_seed.setdefault(key, []).append(float("nan") if v is None else float(v))
-
-    for s in range(n_seeds):
-        rows = draw_rows(pos, n_sample, derive_seed(seed, "redraw", s), stratify=stratify)
-        m = rows.size
-        iu, ju = np.triu_indices(m, 1)
-        sub_ids = ids[rows]
-        sims = {k: S[np.ix_(rows, rows)][iu, ju] for k, S in similarities.items()}
-        sranks = {k: rankdata(v[np.isfinite(v)]) for k, v in sims.items()}
-        anc = g.ancestors[sub_ids][:, sub_ids].tocoo()
-        hop = anc.data.astype(np.int64) - 1
-        lab = np.unique(g.lexname[sub_ids], return_inverse=True)[1]
-        for name, X in reps.items():
-            Xr = X[rows]
-            C = cosine_matrix(Xr)
-            c = C[iu, ju]
-            for k, v in sims.items():
-                ok = np.isfinite(v)
-                add(f"{name}.{k}.pearson", np.corrcoef(c[ok], v[ok])[0, 1])
-                add(f"{name}.{k}.spearman", np.corrcoef(rankdata(c[ok]), sranks[k])[0, 1])
-            if "path" in sims:
-                v = sims["path"]
-                hi, lo = v >= 0.25, v < 0.1
-                add(f"{name}.band_high", c[hi].mean() if hi.any() else None)
-                add(f"{name}.band_low", c[lo].mean() if lo.any() else None)
-                both = hi.any() and lo.any()
-                add(f"{name}.band_gap", c[hi].mean() - c[lo].mean() if both else None)
-            add(f"{name}.mean_cosine", c.mean())
-            for h in (1, 3, 5):
-                sel = hop == h
-                add(f"{name}.hop{h}", C[anc.row[sel], anc.col[sel]].mean() if sel.any() else None)
-            counts = np.bincount(lab)
-            G = np.zeros((m, counts.size))
-            G[np.arange(m), lab] = 1.0
-            within = float(((C @ G) * G).sum())
-            n_w = float((counts * (counts - 1)).sum())
-            n_all = m * (m - 1)
-            add(f"{name}.lexname_gap", within / n_w - (C.sum() - within) / (n_all - n_w)
-                if 0 < n_w < n_all else None)
-            if not _is_sparse(X):
-                try:
-                    cv = simplex_volume_cv(np.asarray(Xr, dtype=np.float32), k=4,
-                                           n_samples=n_simplices, seed=s, n_boot=2)
-                    add(f"{name}.pentachoron_cv", cv.cv.value)
-                except InputError:
-                    add(f"{name}.pentachoron_cv", None)
-    summary = {k: stats.t_interval(v).as_dict() for k, v in per_seed.items()}
-    return {"n_seeds": n_seeds, "n_sample": int(min(n_sample, ids.size)), "pool": int(ids.size),
-            "stratified": stratify, "estimates": summary, "per_seed": per_seed}
+    redraws = [stability_redraw(reps, synsets, similarities=similarities, redraw=s,
+                                n_sample=n_sample, stratify=stratify, seed=seed,
+                                n_simplices=n_simplices, graph=g) for s in range(n_seeds)]
+    return stability_summary(redraws, n_sample=n_sample, pool=len(g.ids(synsets)),
+                             stratify=stratify)

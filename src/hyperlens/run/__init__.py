@@ -5,7 +5,9 @@
 - :class:`Ledger` / :func:`run_cells`: a sweep's finished cells in ``cells.jsonl``, written
   only by the driver, so a run resumes under either executor;
 - :func:`map_shards`: corpus shards through workers that load a model once each (Ray
-  actors, replaced when they die; failed shards retried).
+  actors, replaced when they die; failed shards retried);
+- :func:`pinned_threads`: a cell's block on a fixed thread count, so it gives the same bits
+  in this process and on a Ray worker.
 
 This package sits just above ``errors`` and ``utils``: it imports nothing else from
 hyperlens, and Ray is imported only when a Ray executor is made.
@@ -28,6 +30,7 @@ from .executor import (
 )
 from .ledger import Cell, Ledger, run_cells
 from .shards import ShardError, map_shards
+from .threads import pinned_threads
 
 __all__ = [
     "EXECUTORS",
@@ -46,6 +49,7 @@ __all__ = [
     "run_cells",
     "map_shards",
     "ShardError",
+    "pinned_threads",
     "executor_from_args",
 ]
 

@@ -31,7 +31,7 @@ class Ledger:
     """Finished cells of a run, persisted as JSON lines in ``path`` (``None``: in memory only).
 
     Results are stored as their JSON round trip, so a computed cell and a resumed one are
-    the same Python value.
+    the same Python value (NumPy scalars and arrays become numbers and lists).
     """
 
     def __init__(self, path: Path | None, fingerprint: str, fresh: bool = False) -> None:
@@ -70,11 +70,22 @@ class Ledger:
     def put(self, key: dict[str, Any], result: dict[str, Any]) -> None:
         cid = self.cell_id(key)
         rec = {"id": cid, "fingerprint": self.fingerprint, "key": key, "result": result}
-        line = json.dumps(rec, allow_nan=True)
+        line = json.dumps(rec, allow_nan=True, default=_plain)
         self.cells[cid] = json.loads(line)
         self._lines[cid] = line
         if self.path is not None:
             atomic_write_text(self.path, "".join(v + "\n" for v in self._lines.values()))
+
+
+def _plain(obj: Any) -> Any:
+    """NumPy scalars and arrays as Python values (NaN kept), for a result's JSON line."""
+    import numpy as np
+
+    if isinstance(obj, np.ndarray | np.generic):
+        return obj.tolist()
+    if isinstance(obj, set | frozenset):
+        return list(obj)
+    raise TypeError(f"a cell result holds a {type(obj).__name__}, which has no JSON form")
 
 
 @dataclass
