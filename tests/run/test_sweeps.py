@@ -115,3 +115,64 @@ def test_stability_is_its_redraws_pooled(graph: Any) -> None:
     pooled = rel.stability_summary([parts[s] for s in range(3)], n_sample=30, pool=80)
     assert json.dumps(pooled) == json.dumps(whole)
     assert parts[0] != parts[1]  # each redraw draws its own synsets
+
+
+# --------------------------------------------------------------------------- hft capture
+def _capture_arrays(folder: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*.npy"))}
+
+
+def _capture(cap: Path, out: Path, **ctx: Any) -> dict[str, Any]:
+    from hyperlens.experiments import hft
+
+    cfg = hft.CaptureOptions(teacher="smollm2", dataset="rotten-tomatoes", train_tokens=400,
+                             heldout_tokens=150, layer=2, heads=(0,), window=4, capture_dir=cap)
+    hft.run_capture(cfg, RunContext(seed=1, progress=False, out=out, **ctx))
+    return json.loads((cap / "manifest.json").read_text())
+
+
+@pytest.mark.integration
+def test_hft_capture_shards_on_ray_and_resumed(tmp_path: Path, ray_executor,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from hyperlens.hft import capture as capture_mod
+    from hyperlens.models import check_available
+
+    try:
+        check_available("smollm2")
+    except Exception as exc:  # noqa: BLE001 - any reason the offline model is missing
+        pytest.skip(f"smollm2 unavailable: {exc}")
+    import dataclasses
+
+    from hyperlens.experiments import hft
+
+    real_cfg = hft._capture_cfg
+    monkeypatch.setattr(hft, "_capture_cfg", lambda cfg, seed: dataclasses.replace(
+        real_cfg(cfg, seed), shard_texts=6))  # several shards per split
+    local = _capture(tmp_path / "cap-local", tmp_path / "r-local")
+    assert len(local["shards"]["train"]) >= 2 and local["complete"]
+    on_ray = _capture(tmp_path / "cap-ray", tmp_path / "r-ray", executor="ray",
+                      ray_address=ray_executor.cluster_address)
+    res = json.loads((tmp_path / "r-ray" / "results.json").read_text())
+    assert res["data"]["executor"]["executor"] == "ray"
+    assert on_ray == local
+    ref = _capture_arrays(tmp_path / "cap-local")
+    assert _capture_arrays(tmp_path / "cap-ray") == ref  # the same bytes
+    # a driver killed after the first training shard: the rerun forwards only the others
+    cap = tmp_path / "cap-local"
+    kept = cap / local["shards"]["train"][0]["name"]
+    manifest = dict(local, complete=False,
+                    shards={"train": local["shards"]["train"][:1], "heldout": []})
+    for d in local["shards"]["train"][1:] + local["shards"]["heldout"]:
+        for f in (cap / d["name"]).iterdir():
+            f.unlink()
+        (cap / d["name"]).rmdir()
+    (cap / "manifest.json").write_text(json.dumps(manifest))
+    stamp = {f.name: f.stat().st_mtime_ns for f in kept.iterdir()}
+    calls: list[int] = []
+    real = capture_mod.shard_arrays
+    monkeypatch.setattr(capture_mod, "shard_arrays",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = _capture(cap, tmp_path / "r-again")
+    assert len(calls) == len(local["shards"]["train"]) - 1 + len(local["shards"]["heldout"])
+    assert {f.name: f.stat().st_mtime_ns for f in kept.iterdir()} == stamp
+    assert again == local and _capture_arrays(cap) == ref

@@ -41,9 +41,11 @@ _CPU_ONLY = frozenset({"seed"})  # the teacher and the students run on the CPU
 
 @dataclass(frozen=True, kw_only=True)
 class CaptureOptions(Config):
-    """What ``hyperlens hft capture`` stores, and what ``train`` reads (or captures first)."""
+    """What ``hyperlens hft capture`` stores, and what ``train`` reads (or captures first).
 
-    CONTEXT = _CPU_ONLY
+    The capture's shards run on the context's executor (Ray actors with ``--executor ray``)."""
+
+    CONTEXT = _CPU_ONLY | {"executor"}
     RANDOM = "the split of the corpus into training and held-out texts, and the cut rows"
 
     teacher: str = option("smollm2", help="causal LM (zoo name, HF id or path)",
@@ -217,9 +219,11 @@ def _ensure_capture(cfg: CaptureOptions, ctx: RunContext, teacher: Any, rep: Rep
     manifest = check_capture_dir(folder, cap_cfg)
     if manifest is not None and manifest.get("complete"):
         return load_capture(folder, expect=cap_cfg)
-    with rep.timer("capture"):
+    with rep.timer("capture"), ctx.make_executor() as executor:
+        rep.data["executor"] = executor.describe()
         return capture_corpus(teacher, texts if texts is not None else _texts(cfg), cap_cfg,
-                              folder, show_progress=ctx.progress)
+                              folder, show_progress=ctx.progress, executor=executor,
+                              teacher_source=cfg.teacher)
 
 
 def _texts_unless_captured(cfg: CaptureOptions, seed: int) -> list[str] | None:

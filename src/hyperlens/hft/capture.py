@@ -30,7 +30,9 @@ Teacher logits are recomputed on demand: ``logits = final @ W_U^T`` through the 
 unembedding (:class:`Unembedding`), so nothing of size ``vocab`` is stored. The split is
 made *by text* (held-out texts never appear in training rows). Shards are written
 atomically, the manifest is updated after each shard, and a re-run skips finished shards
-(and removes the temporary folder of a shard whose run was killed).
+(and removes the temporary folder of a shard whose run was killed). Shards are forwarded by
+:class:`CaptureWorker` through :func:`hyperlens.run.map_shards`: in this process, or on Ray
+actors (``--executor ray``) that each load the teacher once; this process writes them.
 
 A folder holds one capture: :func:`run_capture` and :func:`load_capture` with ``expect``
 refuse a folder whose manifest was written for other settings, naming each setting that
@@ -53,6 +55,7 @@ import torch
 from ..errors import InputError
 from ..models.handle import ModelHandle
 from ..models.hooks import capture as capture_points
+from ..run import Executor, Resources, map_shards
 from ..utils import atomic_path, atomic_write_json, progress
 
 __all__ = [
@@ -66,6 +69,8 @@ __all__ = [
     "read_manifest",
     "run_capture",
     "load_capture",
+    "CaptureWorker",
+    "shard_arrays",
 ]
 
 MANIFEST = "manifest.json"
@@ -325,11 +330,11 @@ def _shard_names(split: str, k: int) -> str:
     return f"{split}-{k:05d}"
 
 
-def _run_shard(
+def shard_arrays(
     teacher: ModelHandle, seqs: list[list[int]], text_offset: int, cfg: CaptureConfig,
-    heldout: bool, folder: Path, shard: int = 0,
-) -> int:
-    """Forward the texts of one shard and write its arrays into ``folder``; returns rows."""
+    heldout: bool, shard: int = 0,
+) -> dict[str, np.ndarray]:
+    """Forward the texts of one shard; returns its arrays (the table in the module's doc)."""
     module: Any = teacher.module
     assert module is not None
     dev = teacher.device
@@ -400,13 +405,43 @@ def _run_shard(
     for name in ("final", "state", "qkv", "final_w"):
         if name in out:
             out[name] = half_or_single(out[name])
-    for name, arr in out.items():
+    return out
+
+
+def _write_shard(arrays: dict[str, np.ndarray], folder: Path) -> int:
+    """Write a shard's arrays as ``.npy`` files into ``folder``; returns its rows."""
+    for name, arr in arrays.items():
         mm = np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=arr.dtype,
                                        shape=arr.shape)
         mm[...] = arr
         mm.flush()
         del mm
-    return n_rows
+    return int(arrays["target"].shape[0])
+
+
+class CaptureWorker:
+    """A shard worker of :func:`hyperlens.run.map_shards`: holds the teacher, forwards shards.
+
+    ``teacher`` is a loaded handle (in this process) or what :func:`hyperlens.models.load`
+    takes (a Ray actor loads it once, on the CPU). Every shard runs on ``threads`` threads
+    (:func:`hyperlens.run.pinned_threads`), so a shard has the same bits wherever it runs.
+    """
+
+    def __init__(self, teacher: ModelHandle | str, cfg: dict[str, Any], threads: int) -> None:
+        if isinstance(teacher, str):
+            from ..models import load
+
+            teacher = load(teacher, device="cpu")
+        self.teacher = teacher
+        self.cfg = CaptureConfig(**{**cfg, "heads": tuple(cfg["heads"])})
+        self.threads = threads
+
+    def __call__(self, seqs: list[list[int]], text_offset: int, heldout: bool,
+                 shard: int) -> dict[str, np.ndarray]:
+        from ..run import pinned_threads
+
+        with pinned_threads(self.threads):
+            return shard_arrays(self.teacher, seqs, text_offset, self.cfg, heldout, shard)
 
 
 def half_or_single(a: np.ndarray) -> np.ndarray:
@@ -453,12 +488,16 @@ def _cut_context_final(teacher: ModelHandle, out: dict[str, np.ndarray], W: int,
 
 def run_capture(
     teacher: ModelHandle, texts: Sequence[str], cfg: CaptureConfig, out_dir: str | Path, *,
-    show_progress: bool | None = None,
+    show_progress: bool | None = None, executor: Executor | None = None,
+    teacher_source: str | None = None,
 ) -> Capture:
     """Tokenise, split by text, forward the teacher shard by shard; resumable.
 
     A folder holding a manifest with the same config continues where it stopped; a
-    different config raises :class:`InputError` (choose another folder).
+    different config raises :class:`InputError` (choose another folder). The shards run
+    through :func:`hyperlens.run.map_shards` on ``executor`` (default: in this process with
+    ``teacher``; on Ray, actors that each load ``teacher_source``, default ``teacher.name``);
+    this process writes each finished shard and the manifest.
     """
     cfg.validate()
     if teacher.module is None or teacher.kind != "decoder":
@@ -519,17 +558,30 @@ def run_capture(
         for k in range(math.ceil(len(idx) / cfg.shard_texts)):
             jobs.append((split, k, idx[k * cfg.shard_texts:(k + 1) * cfg.shard_texts]))
     done = {(s, d["name"]) for s in ("train", "heldout") for d in manifest["shards"][s]}
-    for split, k, idx in progress(jobs, total=len(jobs), desc="hft capture",
-                                  enabled=show_progress):
+    skip = {j for j, (split, k, _) in enumerate(jobs) if (split, _shard_names(split, k)) in done}
+    shards = [{"seqs": [seqs[i] for i in idx], "text_offset": k * cfg.shard_texts,
+               "heldout": split == "heldout", "shard": k} for split, k, idx in jobs]
+    bar = progress(range(len(jobs) - len(skip)), total=len(jobs) - len(skip),
+                   desc="hft capture", enabled=show_progress)
+    tick = iter(bar)
+
+    def store(j: int, arrays: dict[str, np.ndarray]) -> None:  # this process writes, once
+        split, k, idx = jobs[j]
         name = _shard_names(split, k)
-        if (split, name) in done:
-            continue
         with atomic_path(root / name) as tmp:
             tmp.mkdir(parents=True)
-            rows = _run_shard(teacher, [seqs[i] for i in idx], k * cfg.shard_texts, cfg,
-                              split == "heldout", tmp, k)
+            rows = _write_shard(arrays, tmp)
         manifest["shards"][split].append({"name": name, "rows": rows, "texts": len(idx)})
+        manifest["shards"][split].sort(key=lambda d: d["name"])
         atomic_write_json(mpath, manifest)
+        next(tick, None)
+
+    threads = max(1, int(torch.get_num_threads()))
+    local = executor is None or executor.name == "local"
+    map_shards(CaptureWorker, {"teacher": teacher if local else (teacher_source or teacher.name),
+                               "cfg": cfg_dict, "threads": threads},
+               shards, store, executor, resources=Resources(num_cpus=threads), skip=skip)
+    next(tick, None)
     manifest["complete"] = True
     manifest["tokens"] = {s: sum(d["rows"] for d in manifest["shards"][s])
                           for s in ("train", "heldout")}
