@@ -176,3 +176,27 @@ def test_hft_capture_shards_on_ray_and_resumed(tmp_path: Path, ray_executor,
     assert len(calls) == len(local["shards"]["train"]) - 1 + len(local["shards"]["heldout"])
     assert {f.name: f.stat().st_mtime_ns for f in kept.iterdir()} == stamp
     assert again == local and _capture_arrays(cap) == ref
+
+
+# --------------------------------------------------------------------------- header
+def _header(**ctx: Any) -> Any:
+    from hyperlens.experiments.header import HeaderRunConfig, run
+
+    cfg = HeaderRunConfig(dataset="rotten-tomatoes", n_train=32, n_val=16, n_eval=32,
+                          seeds=(0, 1), arms=("hdc", "prompt"), steps=2, batch_size=8,
+                          eval_every=1, hdc_dim=512, insert_layer=24, lr_grid=(3e-3, 1e-2),
+                          n_boot=100, threads=1)
+    return run(cfg, RunContext(device="cpu", progress=False, **ctx))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_header_cells_on_ray_and_resumed(tmp_path: Path, ray_executor) -> None:
+    from hyperlens.models import check_available
+
+    for name in ("minilm", "smollm2"):
+        try:
+            check_available(name)
+        except Exception as exc:  # noqa: BLE001 - any reason the offline model is missing
+            pytest.skip(f"{name} unavailable: {exc}")
+    _check_local_ray_and_resume(_header, tmp_path, ray_executor)

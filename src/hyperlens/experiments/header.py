@@ -25,7 +25,9 @@ kept on disk) and training runs only the pseudo-tokens and the cue; inserting th
 block ``--insert-layer`` also caches every layer below it. The full-depth prefix header
 (every position changes, nothing is cached) is available in Python through
 :func:`hyperlens.inject.attach`. Finished (arm, seed) cells are appended to
-``OUT/cells.jsonl``; a rerun resumes. The arms live in :mod:`hyperlens.inject.header_arms`,
+``OUT/cells.jsonl``; a rerun resumes. The cells run on the context's executor (in this
+process, or as Ray tasks with ``--executor ray``; a worker prepares the models and the
+prefix cache once). The arms live in :mod:`hyperlens.inject.header_arms`,
 the rule in :mod:`hyperlens.inject.header_verdict`; this module holds the options and the
 report layout.
 """
@@ -41,7 +43,7 @@ import numpy as np
 
 from ..config import Command, Config, RunContext, at_least, between, option, start_report
 from ..errors import ConfigError
-from ..inject.header_arms import HeaderRun, prepare, stage_a, stage_b
+from ..inject.header_arms import HeaderRun, prepare, release, stage_a, stage_b
 from ..inject.header_task import (
     ARM_TITLES,
     ARMS_B,
@@ -65,6 +67,7 @@ _RATE = between(0, 10, closed=False)
 class HeaderRunConfig(Config):
     """Options of ``hyperlens header`` (the defaults are the measured protocol)."""
 
+    CONTEXT = frozenset({"seed", "device", "executor"})
     RANDOM = ("which training texts form the pool and which of them are held out, the "
               "evaluation subset where one is drawn, and the bootstrap over texts")
 
@@ -145,16 +148,27 @@ class HeaderRunConfig(Config):
 
 # --------------------------------------------------------------------------- pipeline
 def _run_stages(p: HeaderProtocol, out: Path, rep: Report, *, fresh: bool = False,
-                after_seed: Callable[[HeaderRun], Any] | None = None) -> HeaderRun:
-    """Load the models, build the inputs and run the chosen stages."""
+                after_seed: Callable[[HeaderRun], Any] | None = None,
+                ctx: RunContext | None = None) -> HeaderRun:
+    """Load the models, build the inputs and run the chosen stages; the (arm, seed) cells
+    run on the context's executor and land in ``out/cells.jsonl``."""
     hrun = prepare(p, out, rep, fresh=fresh)
-    rep.data["split"] = {k: int(len(v)) for k, v in hrun.split.rows.items()}
-    if "A" in p.stages:
-        with rep.timer("stage A"):
-            stage_a(hrun)
-    if "B" in p.stages:
-        with rep.timer("stage B"):
-            stage_b(hrun, after_seed=None if after_seed is None else lambda: after_seed(hrun))
+    resumed = hrun.store.resumed
+    try:
+        rep.data["split"] = {k: int(len(v)) for k, v in hrun.split.rows.items()}
+        with (ctx or RunContext()).make_executor() as executor:
+            rep.data["executor"] = executor.describe()
+            if "A" in p.stages:
+                with rep.timer("stage A"):
+                    stage_a(hrun, executor)
+            if "B" in p.stages:
+                with rep.timer("stage B"):
+                    stage_b(hrun, after_seed=None if after_seed is None
+                            else lambda: after_seed(hrun), executor=executor)
+    finally:
+        release(hrun)
+    rep.data["cells"] = {"resumed": resumed, "computed": len(hrun.store) - resumed,
+                         "file": "cells.jsonl"}
     return hrun
 
 
@@ -179,7 +193,7 @@ def run(config: HeaderRunConfig, ctx: RunContext | None = None) -> Report:
         _write_report(hrun, rep)
         rep.save()
 
-    hrun = _run_stages(p, out, rep, fresh=config.fresh, after_seed=after_seed)
+    hrun = _run_stages(p, out, rep, fresh=config.fresh, after_seed=after_seed, ctx=ctx)
     _write_report(hrun, rep)
     rep.save()
     return rep

@@ -27,10 +27,11 @@ from torch import nn
 from ..align.evaluate import select_probe
 from ..errors import ConfigError, InputError
 from ..report import Report
-from ..run import Ledger
+from ..run import Cell, Executor, Ledger, Resources, Task, pinned_threads, run_cells
 from ..utils import cache_dir, derive_seed, make_generator, stable_hash
 from .header_task import (
     ABLATED,
+    ARMS_B,
     LR_FAMILIES,
     PROMPTS,
     HeaderProtocol,
@@ -39,7 +40,7 @@ from .header_task import (
 )
 
 __all__ = ["Head", "train_loop", "HeaderRun", "stage_a", "HeaderArm", "arm_b",
-           "choose_lrs", "stage_b"]
+           "choose_lrs", "stage_b", "header_cell", "release"]
 
 
 # --------------------------------------------------------------------------- small models
@@ -221,17 +222,81 @@ class HeaderRun:
         c = (np.asarray(pred) == y)
         return {"correct": c.astype(int).tolist(), **(extra or {})}
 
-    def cell(self, arm: str, seed: int, compute: Callable[..., dict[str, Any]]) -> None:
-        """Run ``compute()`` for (arm, seed) unless the ledger has it; keep its answers."""
-        key = {"arm": arm, "seed": seed}
-        done = self.store.get(key)
+    def collect(self, arm: str, seed: int) -> None:
+        """Keep the answers (and training curve) of the finished cell (arm, seed)."""
+        done = self.store.get({"arm": arm, "seed": seed})
         if done is None:
-            with self.rep.timer(f"arm:{arm}"):
-                done = compute()
-            self.store.put(key, done)
+            raise InputError(f"the header cell ({arm}, seed {seed}) has not run.")
         self.correct.setdefault(arm, {})[seed] = np.asarray(done["correct"], dtype=bool)
         if "curve" in done:
             self.curves.setdefault(arm, {})[str(seed)] = done["curve"]
+
+    def run_cells(self, specs: list[tuple[dict[str, Any], float | None, bool]],
+                  executor: Executor | None, desc: str) -> None:
+        """Compute the cells ``(key, lr, search)`` missing from the ledger with ``executor``.
+
+        Each cell is :func:`header_cell`: in this process it reuses this run's models and
+        cache; on a Ray worker it prepares the run once per process (models, features, the
+        prefix cache from disk). Every cell runs on this process's thread count."""
+        threads = max(1, torch.get_num_threads())
+        res = Resources.for_device(self.p.device, num_cpus=threads)
+        cells = [Cell(key, Task(header_cell, {
+            "p": self.p, "out": str(self.out), "arm": key["arm"].removeprefix("lr-search:"),
+            "seed": key["seed"], "lr": lr, "search": search, "threads": threads}, res))
+            for key, lr, search in specs]
+        run_cells(cells, self.store, executor, desc=desc, show_progress=False)
+
+
+#: prepared runs of this process, by (protocol, folder): a Ray worker prepares one once
+_RUNS: dict[tuple[str, str], HeaderRun] = {}
+
+
+def _run_key(p: HeaderProtocol, out: Path | str) -> tuple[str, str]:
+    return stable_hash(dataclasses.asdict(p), length=20), str(Path(out))
+
+
+def release(run: HeaderRun) -> None:
+    """Forget ``run`` in this process's cache of prepared runs (its models can be freed)."""
+    _RUNS.pop(_run_key(run.p, run.out), None)
+
+
+def header_cell(p: HeaderProtocol, out: str, arm: str, seed: int, lr: float | None,
+                search: bool, threads: int) -> dict[str, Any]:
+    """One (arm, seed) cell of the study (``search``: a learning-rate trial of ``arm``)."""
+    key = _run_key(p, out)
+    run = _RUNS.get(key)
+    if run is None:  # a worker process: prepare once (the prefix cache is read from disk)
+        run = prepare(p, Path(out), Report("header", out_dir=out))
+    with pinned_threads(threads), run.rep.timer(f"arm:{arm}"):
+        return _compute(run, arm, seed, lr, search)
+
+
+def _compute(run: HeaderRun, arm: str, seed: int, lr: float | None,
+             search: bool) -> dict[str, Any]:
+    """What the arm ``arm`` answers under ``seed`` (stage B arms train at ``lr``)."""
+    pc, r, y = run.pc, run.split.rows, run.split.labels
+    if search or arm in ARMS_B:
+        assert lr is not None
+        return arm_b(run, arm, seed, lr, search=search)
+    last = pc.states[-1].numpy()
+    if arm == "baseline":
+        return _head_arm(run, last, seed, run.baseline_head_path(seed))
+    if arm == "fusion":
+        return _head_arm(run, np.concatenate([last, run.minilm], axis=1), seed)
+    if arm == "hdc-logistic":
+        return run.record(*select_probe(run.hdc_codes(seed).float().numpy(), y, r))
+    if arm == "logistic":
+        return run.record(*select_probe(last, y, r))
+    if arm == "minilm":
+        return run.record(*select_probe(run.minilm, y, r))
+    zs = pc.verb_logits.numpy()
+    if arm == "zeroshot":
+        return run.record(zs[r["eval"]].argmax(1))
+    if arm == "zeroshot-cal":  # a logistic map of the verbaliser logits, fitted on training
+        return run.record(*select_probe(zs, y, r, Cs=(1.0, 100.0)))
+    if arm == "best-layer":
+        return _layer_probes(run)
+    raise ConfigError(f"unknown header arm {arm!r}.")
 
 
 def prepare(p: HeaderProtocol, out: Path, report: Report, *, fresh: bool = False
@@ -241,6 +306,7 @@ def prepare(p: HeaderProtocol, out: Path, report: Report, *, fresh: bool = False
     run.load_models()
     run.features()
     run.prefix_cache()
+    _RUNS[_run_key(p, out)] = run
     return run
 
 
@@ -291,28 +357,24 @@ def _layer_probes(run: HeaderRun) -> dict[str, Any]:
                                     "eval_acc": ev_acc})
 
 
-def stage_a(run: HeaderRun) -> None:
+_ARMS_A_PER_SEED = ("baseline", "fusion", "hdc-logistic")
+_ARMS_A_ONCE = ("logistic", "minilm", "zeroshot", "zeroshot-cal", "best-layer")
+
+
+def stage_a(run: HeaderRun, executor: Executor | None = None) -> None:
     """The cached arms: heads and probes on the LM's states, MiniLM, HDC, zero-shot."""
-    p, pc, r, y = run.p, run.pc, run.split.rows, run.split.labels
-    last = pc.states[-1].numpy()
-    fused = np.concatenate([last, run.minilm], axis=1)
+    p = run.p
     for seed in p.seeds:
-        path = run.baseline_head_path(seed)
-        if not path.exists():
+        if not run.baseline_head_path(seed).exists():  # stage B warm-starts from the file
             run.store.cells.pop(run.store.cell_id({"arm": "baseline", "seed": seed}), None)
-        run.cell("baseline", seed, lambda s=seed, f=path: _head_arm(run, last, s, f))
-        run.cell("fusion", seed, lambda s=seed: _head_arm(run, fused, s))
-        run.cell("hdc-logistic", seed, lambda s=seed: run.record(
-            *select_probe(run.hdc_codes(s).float().numpy(), y, r)))
     s0 = p.seeds[0]
-    run.cell("logistic", s0, lambda: run.record(*select_probe(last, y, r)))
-    run.cell("minilm", s0, lambda: run.record(*select_probe(run.minilm, y, r)))
-    zs = pc.verb_logits.numpy()
-    run.cell("zeroshot", s0, lambda: run.record(zs[r["eval"]].argmax(1)))
-    # calibration: a logistic map of the verbaliser logits, fitted on training texts only
-    run.cell("zeroshot-cal", s0, lambda: run.record(*select_probe(zs, y, r, Cs=(1.0, 100.0))))
-    run.cell("best-layer", s0, lambda: _layer_probes(run))
-    for arm in ("logistic", "minilm", "zeroshot", "zeroshot-cal", "best-layer"):
+    keys: list[dict[str, Any]] = (
+        [{"arm": a, "seed": s} for s in p.seeds for a in _ARMS_A_PER_SEED]
+        + [{"arm": a, "seed": s0} for a in _ARMS_A_ONCE])
+    run.run_cells([(k, None, False) for k in keys], executor, "header stage A")
+    for k in keys:
+        run.collect(k["arm"], k["seed"])
+    for arm in _ARMS_A_ONCE:
         for seed in p.seeds[1:]:  # deterministic arms: the same answers under every seed
             run.correct[arm][seed] = run.correct[arm][s0]
 
@@ -461,7 +523,7 @@ def arm_b(run: HeaderRun, arm: str, seed: int, lr: float,
     return out
 
 
-def choose_lrs(run: HeaderRun) -> dict[str, float]:
+def choose_lrs(run: HeaderRun, executor: Executor | None = None) -> dict[str, float]:
     """Header learning rate per stage B arm, chosen on the held-out slice of the training set.
 
     For each family in :data:`LR_FAMILIES` that has an arm to run, its first arm is trained
@@ -481,14 +543,13 @@ def choose_lrs(run: HeaderRun) -> dict[str, float]:
         if len(grid) <= 1:
             best = grid[0] if grid else p.lr
         else:
+            keys = {lr: {"arm": f"lr-search:{probe}", "lr": lr, "seed": s0} for lr in grid}
+            run.run_cells([(k, lr, True) for lr, k in keys.items()], executor,
+                          f"header lr search {probe}")
             scores: dict[float, dict[str, Any]] = {}
-            for lr in grid:
-                key = {"arm": f"lr-search:{probe}", "lr": lr, "seed": s0}
-                rec = run.store.get(key)
-                if rec is None:
-                    with run.rep.timer(f"lr search:{probe}"):
-                        rec = arm_b(run, probe, s0, lr, search=True)
-                    run.store.put(key, rec)
+            for lr, k in keys.items():
+                rec = run.store.get(k)
+                assert rec is not None
                 scores[lr] = rec
             best = max(grid, key=lambda x: (scores[x]["best_val_acc"], scores[x]["mean_val_acc"]))
             search[probe] = {"grid": grid, "chosen": best, "arms": todo,
@@ -500,12 +561,16 @@ def choose_lrs(run: HeaderRun) -> dict[str, float]:
     return chosen
 
 
-def stage_b(run: HeaderRun, after_seed: Callable[[], Any] | None = None) -> None:
-    """The stage B arms, seed by seed (``after_seed()`` runs after each: a report so far)."""
-    lrs = choose_lrs(run)
+def stage_b(run: HeaderRun, after_seed: Callable[[], Any] | None = None,
+            executor: Executor | None = None) -> None:
+    """The stage B arms, seed by seed (``after_seed()`` runs after each: a report so far);
+    the arms of one seed are cells computed together by ``executor``."""
+    lrs = choose_lrs(run, executor)
     for seed in run.p.seeds:
+        run.run_cells([({"arm": a, "seed": seed}, lrs[a], False) for a in run.p.arms],
+                      executor, f"header stage B seed {seed}")
         for arm in run.p.arms:
-            run.cell(arm, seed, lambda a=arm, s=seed: arm_b(run, a, s, lrs[a]))
+            run.collect(arm, seed)
             if arm in ABLATED:
                 rec = run.store.get({"arm": arm, "seed": seed})
                 if rec is not None and "ablate_correct" in rec:
