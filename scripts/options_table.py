@@ -1,10 +1,11 @@
 """The option-honoured table: every option of every command, and whether a real run reads it.
 
-Runs the smallest configurations of ``tests/test_options_honoured.py`` (real offline models;
-a few minutes on two cores) and prints a Markdown table: command, option, honoured (yes when
-a run read it, no when none did, not applicable for a common option the command does not
-offer), and for ``--seed`` whether another seed changed the numbers (or the command says it
-draws nothing).
+Runs the smallest configurations of ``tests/test_options_honoured.py`` (its ``SMALL`` table
+and the chain of ``hft`` actions; real offline models, several minutes on two cores) and
+prints a Markdown table: command, option, honoured (yes when a run read it, no when none
+did, not applicable for a common option the command does not offer), and for ``--seed``
+whether another seed changed the numbers (or, for a command that says it draws nothing,
+left them alone).
 
     python scripts/options_table.py            # the table on stdout
     python scripts/options_table.py --json F   # also the rows as JSON in F
@@ -39,8 +40,7 @@ def _tests() -> Any:
 
 
 def rows() -> list[list[str]]:
-    from hyperlens.config import ContextOptions, RunContext
-    from hyperlens.config.commandline import context_options
+    from hyperlens.config import RunContext
 
     t = _tests()
     out: list[list[str]] = []
@@ -53,20 +53,37 @@ def rows() -> list[list[str]]:
                 with t._reads(cmd.config) as seen:
                     cmd.run(cmd.config(**kw), RunContext(out=Path(tmp) / f"{name}-{i}"))
                 read |= seen
-            for opt in cmd.config.options():
-                out.append([name, opt.flag, "yes" if opt.name in read else "no"])
-            offered = {o.name for o in context_options(cmd.config)}
             config = cmd.config(**variants[0])
             a = t._numbers(cmd.run(config, RunContext(seed=0, out=Path(tmp) / "a")).out_dir)
             b = t._numbers(cmd.run(config, RunContext(seed=1, out=Path(tmp) / "b")).out_dir)
-            for opt in ContextOptions.options():
-                if opt.name not in offered:
-                    out.append([name, opt.flag, "not applicable (refused with the reason)"])
-                elif opt.name == "seed":
-                    out.append([name, opt.flag, "yes (other numbers with --seed 1)" if a != b
-                                else "no: --seed 1 gave the same numbers"])
-                else:
-                    out.append([name, opt.flag, _CONTEXT_NOTE.get(opt.name, "yes")])
+            out += _command_rows(cmd, read, a != b)
+        # hft's actions run in a chain (train captures; eval and generate need its student)
+        for action, (read, a, b, _) in t.hft_runs(Path(tmp) / "hft").items():
+            out += _command_rows(t._command(f"hft {action}"), read, a != b)
+    return out
+
+
+def _command_rows(cmd: Any, read: set[str], seed_changed: bool) -> list[list[str]]:
+    """One command's rows: its options, then the context options."""
+    from hyperlens.config import ContextOptions
+    from hyperlens.config.commandline import context_options
+
+    out = [[cmd.name, opt.flag, "yes" if opt.name in read else "no"]
+           for opt in cmd.config.options()]
+    offered = {o.name for o in context_options(cmd.config)}
+    for opt in ContextOptions.options():
+        if opt.name not in offered:
+            out.append([cmd.name, opt.flag, "not applicable (refused with the reason)"])
+        elif opt.name == "seed":
+            if not cmd.config.RANDOM:
+                note = ("yes (draws nothing; recorded)" if not seed_changed
+                        else "no: draws nothing, yet --seed 1 changed the numbers")
+            else:
+                note = ("yes (other numbers with --seed 1)" if seed_changed
+                        else "no: --seed 1 gave the same numbers")
+            out.append([cmd.name, opt.flag, note])
+        else:
+            out.append([cmd.name, opt.flag, _CONTEXT_NOTE.get(opt.name, "yes")])
     return out
 
 

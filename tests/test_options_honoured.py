@@ -9,8 +9,10 @@ For each command, its smallest configurations run for real (offline models and d
   same numbers whatever the seed;
 - the device and precision the report records are the ones the context resolved.
 
-``SMALL`` lists the configurations; ``scripts/options_table.py`` prints the table of
-options and whether each is honoured from the same data.
+``SMALL`` lists the configurations; the ``hft`` actions, which run as a chain (train
+captures; eval and generate read the student it saved), run in :func:`hft_runs`.
+``scripts/options_table.py`` prints the table of options and whether each is honoured from
+the same data.
 """
 
 from __future__ import annotations
@@ -79,6 +81,24 @@ SMALL: dict[str, tuple[tuple[str, ...], list[dict[str, Any]]]] = {
          "verbalizer": ("negative", "positive"), "kv_dtype": "float32", "threads": 1,
          "n_boot": 100, "fresh": True},
     ]),
+    "transfer": (("glove-50d", "minilm"), [
+        {"stages": ("0", "2"), "models": ("glove-50d",), "pair": ("glove-50d", "minilm"),
+         "dataset": str(SST2_DEV), "datasets": (str(SST2_DEV),),
+         "data_dir": str(SST2_DEV.parents[1]), "aligners": ("ridge",), "aligner": "ridge",
+         "anchors": ("20",), "n_anchors": 20, "hdc_dims": (128,), "hdc_dim": 128, "tau": 0.5,
+         "seeds": (0,), "train": 40, "test": 20, "anchor_pool": 30,
+         "teachers": ("glove-50d",), "student": "minilm", "C": 0.5, "C_float": 2.0,
+         "input_scaling": "none", "pooling": "mean", "layer": -1, "batch_size": 8,
+         "allow_anchor_overlap": True, "fresh": True, "text_column": "sentence",
+         "label_column": "label", "drop_invalid": True, "encoding": "utf-8"},
+    ]),
+    "modulate": (("minilm",), [
+        {"models": ("minilm",), "modulators": ("lerp",), "seeds": (0,), "control_seeds": (0,),
+         "controls": ("shuffled",), "layers": (5,), "anchors": 65, "test": 8, "steps": 2,
+         "batch_size": 4, "lr": 0.01, "alpha_lr": 0.1, "alpha": 0.2, "field_alpha": 0.02,
+         "alpha_starts": (), "field_alpha_starts": (), "sweep": (0.1, 0.29154, 0.3),
+         "n_boot": 10, "n_coherence": 4, "data_dir": str(SST2_DEV.parents[1])},
+    ]),
     "mha-cv": ((), [
         {"dims": (8,), "heads": (1, 2), "epochs": 4, "n_simplices": 20, "n_boot": 10,
          "n_classes": 3, "samples_per_class": 6, "test_per_class": 3, "vocab": 16,
@@ -142,12 +162,13 @@ def _reads(cls: type[Config]) -> Iterator[set[str]]:
         Config.to_dict = to_dict  # type: ignore[method-assign]
 
 
-def _numbers(folder: Path) -> Any:
-    """The results without timings, environment, creation time and the recorded seed."""
+def _numbers(folder: Path, drop: tuple[str, ...] = ()) -> Any:
+    """The results without timings, environment, creation time, the recorded seed and config
+    (and the dotted paths in ``drop``)."""
+    from hyperlens.report import VOLATILE_KEYS, comparable
+
     res = json.loads((folder / "results.json").read_text("utf-8"))
-    for key in ("timings", "environment", "created", "seed", "config"):
-        res.pop(key, None)
-    return res
+    return comparable(res, (*VOLATILE_KEYS, "seed", "config", *drop))
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -175,3 +196,112 @@ def test_every_option_is_read_and_the_seed_is_honoured(name: str, tmp_path: Path
         assert a != b, f"{name} draws {cmd.config.RANDOM} but --seed changed nothing"
     else:
         assert a == b, f"{name} says it draws nothing, but --seed changed its numbers"
+
+
+# --------------------------------------------------------------------------- hft
+#: ``hft capture``: SmolLM2 over a few hundred tokens of SST-2, two heads of an early layer.
+HFT_CAPTURE: dict[str, Any] = {
+    "teacher": "smollm2", "dataset": str(SST2_DEV), "data_dir": str(SST2_DEV.parents[1]),
+    "text_column": "sentence", "train_tokens": 240, "heldout_tokens": 100, "layer": 2,
+    "heads": (0, 1), "window": 16, "cut_fraction": 0.5}
+#: ``hft train``: the same capture, then the smallest students for one epoch per stage.
+HFT_TRAIN: dict[str, Any] = HFT_CAPTURE | {
+    "tracks": ("A",), "seeds": (0,), "k1": 8, "k2": 8, "top_k": 2, "mix_heads": 2,
+    "d_sketch": 64, "pca": None, "stage1_epochs": 1, "stage2_epochs": 1, "e2e_epochs": 1,
+    "batch_size": 64, "lr": 3e-3, "hard": 0.5, "online": True, "mlp": True, "n_boot": 10}
+#: What an ``hft train`` report measures rather than computes: the speeds and peak memory
+#: (the sections repeat the data's numbers beside the speeds).
+HFT_MEASURED = ("data.max_rss_mb", "data.checks A.throughput", "sections")
+
+
+def _hft_run(action: str, kwargs: dict[str, Any], seed: int, out: Path, read: set[str],
+             cwd: Path | None = None) -> Any:
+    """``hft ACTION`` with ``kwargs`` at ``seed`` (default capture folders under ``cwd``),
+    adding the options it read to ``read``; returns its numbers."""
+    import os
+
+    cmd = _command(f"hft {action}")
+    config = cmd.config(**kwargs)
+    here = Path.cwd()
+    if cwd is not None:
+        cwd.mkdir(parents=True, exist_ok=True)
+        os.chdir(cwd)
+    try:
+        with _reads(cmd.config) as seen:
+            rep = cmd.run(config, RunContext(seed=seed, device="cpu", progress=False, out=out))
+    finally:
+        os.chdir(here)
+    read |= seen
+    assert rep.config["context"]["device"] == "cpu"
+    numbers = _numbers(rep.out_dir, HFT_MEASURED if action == "train" else ())
+    if action == "capture":  # what was captured, not only where and how much
+        from hyperlens.experiments.hft import _capture_dir
+        from hyperlens.hft.capture import load_capture
+
+        cap = load_capture((cwd or here) / _capture_dir(config, seed))
+        numbers["rows"] = {split: {k: json.dumps(getattr(cap, split)[k][:].tolist())
+                                   for k in ("text", "target")}
+                           for split in ("train", "heldout")}
+    return numbers
+
+
+@contextmanager
+def _short_speed_check() -> Iterator[None]:
+    """``hft train``'s throughput check at its smallest (2 steps, one repeat, float32 only):
+    its speeds are measured, not compared, and the full check takes minutes on two cores."""
+    from functools import partial
+
+    from hyperlens.hft import checks
+
+    full = checks.throughput
+    checks.throughput = partial(full, steps=2, repeats=1, bf16=False)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        checks.throughput = full  # type: ignore[assignment]
+
+
+def hft_runs(tmp: Path) -> dict[str, tuple[set[str], Any, Any, Any]]:
+    """train (capturing first), capture, then eval and generate on the student train saved;
+    per action the options its runs read and its numbers at seeds 0, 1 and 0 again.
+
+    Each run finds or makes its capture in the default folder under its working folder
+    ``a``, ``b`` or ``a2``: the first train run captures in ``a`` (and so reads the corpus
+    options), the capture runs keep that one and capture in ``b`` and ``a2`` (the same seed
+    again), and the other train runs reuse those."""
+    reads: dict[str, set[str]] = {a: set() for a in ("capture", "train", "eval", "generate")}
+    runs: dict[str, dict[str, Any]] = {a: {} for a in reads}
+    seeds = {"a": 0, "b": 1, "a2": 0}
+
+    def each_seed(action: str, kwargs: dict[str, Any], in_own_folder: bool = False) -> None:
+        for tag, seed in seeds.items():
+            if tag not in runs[action]:
+                runs[action][tag] = _hft_run(action, kwargs, seed, tmp / f"{action}-{tag}",
+                                             reads[action], tmp / tag if in_own_folder else None)
+
+    with _short_speed_check():
+        runs["train"]["a"] = _hft_run("train", HFT_TRAIN, 0, tmp / "train", reads["train"],
+                                      tmp / "a")
+        each_seed("capture", HFT_CAPTURE, in_own_folder=True)
+        each_seed("train", HFT_TRAIN, in_own_folder=True)
+    from hyperlens.experiments.hft import CaptureOptions, _capture_dir
+
+    capture = tmp / "a" / _capture_dir(CaptureOptions(**HFT_CAPTURE), 0)
+    each_seed("eval", {"student": tmp / "train", "capture_dir": capture, "n_boot": 20})
+    each_seed("generate", {"student": tmp / "train" / "student", "prompt": "The film is",
+                           "n_tokens": 4})
+    return {a: (reads[a], runs[a]["a"], runs[a]["b"], runs[a]["a2"]) for a in reads}
+
+
+@pytest.mark.slow  # twelve runs of SmolLM2 and its students: minutes on two cores
+def test_hft_actions_read_every_option_and_honour_the_seed(tmp_path: Path) -> None:
+    _require(("smollm2",))
+    for action, (read, a, b, a2) in hft_runs(tmp_path).items():
+        cls = _command(f"hft {action}").config
+        unread = sorted({o.name for o in cls.options()} - read)
+        assert not unread, f"hft {action}: options that no run read: {unread}"
+        assert a == a2, f"hft {action}: the same --seed gave different numbers"
+        if cls.RANDOM:
+            assert a != b, f"hft {action} draws {cls.RANDOM} but --seed changed nothing"
+        else:
+            assert a == b, f"hft {action} says it draws nothing, but --seed changed its numbers"

@@ -162,7 +162,7 @@ class HftGenerateConfig(Config):
     """Options of ``hyperlens hft generate``."""
 
     CONTEXT = _CPU_ONLY
-    RANDOM = "nothing while decoding greedily (the seed is recorded)"
+    RANDOM = ""  # greedy decoding draws nothing (the seed is recorded)
 
     student: Path = option(help="the --out folder of `hyperlens hft train` (or its 'student' "
                            "sub-folder)")
