@@ -293,7 +293,6 @@ def hft_runs(tmp: Path) -> dict[str, tuple[set[str], Any, Any, Any]]:
     return {a: (reads[a], runs[a]["a"], runs[a]["b"], runs[a]["a2"]) for a in reads}
 
 
-@pytest.mark.slow  # twelve runs of SmolLM2 and its students: minutes on two cores
 def test_hft_actions_read_every_option_and_honour_the_seed(tmp_path: Path) -> None:
     _require(("smollm2",))
     for action, (read, a, b, a2) in hft_runs(tmp_path).items():

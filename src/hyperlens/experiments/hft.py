@@ -133,6 +133,12 @@ class HftTrainConfig(CaptureOptions):
 
     def check(self) -> None:
         super().check()
+        from ..hft.features import FeatureConfig
+
+        tail = FeatureConfig.tail
+        if self.window < tail:
+            raise ConfigError(f"--window ({self.window}) must be at least {tail}: the features "
+                              f"read the last {tail} positions of the window exactly.")
         if self.k1 % self.mix_heads or self.k2 % self.mix_heads:
             raise ConfigError(f"--mix-heads ({self.mix_heads}) must divide --k1 ({self.k1}) and "
                               f"--k2 ({self.k2}).")
