@@ -158,7 +158,7 @@ def test_too_many_synsets_are_clamped_with_a_warning_and_recorded(
         train=[0] * 300, test=[0] * kw["n_test"]))
     rep = Report("modulate", out_dir=tmp_path / "r")
     cfg = ModulateConfig(models=("minilm",), anchors=100_000_000, test=50)
-    modulate._load_setup(rep, cfg, RunContext(device="cpu"), "minilm", None)
+    modulate._load_setup(rep, cfg, RunContext(device="cpu"), "minilm")
     err = capsys.readouterr().err
     assert "--anchors 100000000" in err and "using 300" in err and "--test" not in err
     assert rep.data["minilm:synsets"] == {"anchors": {"asked": 100_000_000, "used": 300},
@@ -176,7 +176,7 @@ def test_layers_beyond_an_unknown_model_are_refused_after_loading(
     cfg = ModulateConfig(models=("some/model",), layers=(2, 5))
     with pytest.raises(ConfigError, match="--layers 5 out of range for some/model"):
         modulate._load_setup(Report("modulate", out_dir=tmp_path / "r"), cfg,
-                             RunContext(device="cpu"), "some/model", None)
+                             RunContext(device="cpu"), "some/model")
 
 
 # ------------------------------------------------------------------ real MiniLM, miniature
