@@ -279,7 +279,8 @@ def _train_runs(rep: Report, config: ModulateConfig, s: mt.Setup, spec: mc.Setup
         result = ledger.get(mc.cell_key(spec, run))
         assert result is not None  # run_cells recorded every cell
         row, ev = mc.run_record(s, out, run, result)
-        m.specs[run.key], m.runs = run, [*m.runs, row]
+        m.specs[run.key] = run
+        m.runs.append(row)
         m.reps[run.key], m.task[run.key] = ev["reps"], ev
     return m
 
@@ -398,7 +399,8 @@ def _training_section(rep: Report, config: ModulateConfig, m: _Model) -> None:
         f"{name}: training and alpha",
         "alpha per modulated block during training (lerp: sigmoid(theta); field: mean over "
         "experts of alpha_max * sigmoid(theta)). Training time per run is under the report's "
-        f"timings ('{name}:train:<run>').",
+        f"timings ('{name}:train:<run>' for the runs trained in this process, "
+        f"'{name}:train' for all of them).",
     )
     sec.table(
         "Runs",
