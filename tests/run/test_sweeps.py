@@ -213,12 +213,20 @@ def _modulate(**ctx: Any) -> Any:
     return run(cfg, RunContext(device="cpu", dtype="float32", seed=0, progress=False, **ctx))
 
 
-def _adapter_files(out: Path) -> dict[str, bytes]:
-    return {f.name: f.read_bytes() for f in sorted((out / "adapters").iterdir())}
+def _adapter_files(out: Path) -> dict[str, Any]:
+    """Tensors (as bytes) and metadata of every file under ``out/adapters`` (safetensors
+    writes the metadata in no fixed order, so the files' own bytes may differ)."""
+    from hyperlens.utils import load_safetensors
+
+    files = {}
+    for f in sorted((out / "adapters").iterdir()):
+        tensors, meta = load_safetensors(f, what="file", fix="-")
+        files[f.name] = ({k: (v.dtype, tuple(v.shape), v.numpy().tobytes())
+                          for k, v in tensors.items()}, meta)
+    return files
 
 
 @pytest.mark.integration
-@pytest.mark.slow
 def test_modulate_cells_on_ray_and_resumed(tmp_path: Path, ray_executor) -> None:
     from hyperlens.models import check_available
 
