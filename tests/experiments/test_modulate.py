@@ -1,6 +1,7 @@
 """``hyperlens modulate``: the config's checks before any loading, the run plan, the paired
 relational statistics, where the models go, and (real MiniLM) a miniature end-to-end run
-that the seeds reproduce."""
+that the seeds reproduce, whose trained runs a rerun reads back from the ledger and
+``OUT/adapters``."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import pytest
 import torch
 
 from hyperlens.config import RunContext
-from hyperlens.errors import ConfigError, DependencyError, ModelNotFoundError
+from hyperlens.errors import ConfigError, DataError, DependencyError, ModelNotFoundError
 from hyperlens.experiments import modulate
 from hyperlens.experiments.modulate import ModulateConfig
-from hyperlens.inject import modulate_train as mt
+from hyperlens.inject import modulate_cells as mc, modulate_train as mt
 
 
 @pytest.mark.parametrize(
@@ -75,6 +76,32 @@ def test_cli_takes_a_seed_list_and_the_context_precision(tmp_path: Path) -> None
     assert isinstance(cfg, ModulateConfig)
     assert cfg.seeds == (0, 1) and cfg.n_boot == 50
     assert ctx.resolve_dtype() == "float32" and ctx.seed == 4
+    cfg, ctx = build(COMMANDS[0], {"fresh": True, "executor": "local"})
+    assert isinstance(cfg, ModulateConfig) and cfg.fresh and ctx.executor == "local"
+    assert "executor" in ModulateConfig.CONTEXT
+
+
+def test_cell_fingerprint_ignores_what_only_selects_runs() -> None:
+    ctx = RunContext(seed=0, device="cpu", dtype="float32")
+    fp = modulate.cell_fingerprint(ModulateConfig(), ctx)
+    for same in ({"seeds": (5,)}, {"controls": ()}, {"sweep": ()}, {"n_boot": 7},
+                 {"fresh": True}, {"models": ("minilm",)}, {"alpha_starts": ()}):
+        assert modulate.cell_fingerprint(ModulateConfig(**same), ctx) == fp, same
+    for other in ({"steps": 3}, {"anchors": 100}, {"lr": 1e-2}, {"layers": (0,)}):
+        assert modulate.cell_fingerprint(ModulateConfig(**other), ctx) != fp, other
+    assert modulate.cell_fingerprint(ModulateConfig(), RunContext(seed=1, device="cpu",
+                                                                  dtype="float32")) != fp
+
+
+def test_a_finished_run_without_its_files_names_them_and_the_fix(tmp_path: Path) -> None:
+    s: Any = SimpleNamespace(name="org/model", handle=None)
+    run = mt.RunSpec("lerp", "wordnet", 0.1, 2)
+    path = mc.adapter_path(tmp_path, "org/model", run)
+    assert path == tmp_path / "adapters" / "org_model--lerp-wordnet-a0=0.1-seed=2.safetensors"
+    with pytest.raises(DataError, match=r"adapter .*seed=2\.safetensors.* is missing.*--fresh"):
+        mc.load_trained(s, tmp_path, run)
+    with pytest.raises(DataError, match=r"reps\.safetensors.* are missing.*--fresh"):
+        mc.run_record(s, tmp_path, run, {"top1": [], "top10": []})
 
 
 def test_alpha_drift_measures_the_last_quarter() -> None:
@@ -158,7 +185,7 @@ def test_too_many_synsets_are_clamped_with_a_warning_and_recorded(
         train=[0] * 300, test=[0] * kw["n_test"]))
     rep = Report("modulate", out_dir=tmp_path / "r")
     cfg = ModulateConfig(models=("minilm",), anchors=100_000_000, test=50)
-    modulate._load_setup(rep, cfg, RunContext(device="cpu"), "minilm", None)
+    modulate._load_setup(rep, cfg, RunContext(device="cpu"), "minilm")
     err = capsys.readouterr().err
     assert "--anchors 100000000" in err and "using 300" in err and "--test" not in err
     assert rep.data["minilm:synsets"] == {"anchors": {"asked": 100_000_000, "used": 300},
@@ -176,7 +203,7 @@ def test_layers_beyond_an_unknown_model_are_refused_after_loading(
     cfg = ModulateConfig(models=("some/model",), layers=(2, 5))
     with pytest.raises(ConfigError, match="--layers 5 out of range for some/model"):
         modulate._load_setup(Report("modulate", out_dir=tmp_path / "r"), cfg,
-                             RunContext(device="cpu"), "some/model", None)
+                             RunContext(device="cpu"), "some/model")
 
 
 # ------------------------------------------------------------------ real MiniLM, miniature
@@ -191,7 +218,8 @@ def _numbers(res: dict[str, Any]) -> Any:
 
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The miniature run under --seed 0 twice and --seed 1 once."""
+    """The miniature run under --seed 0 (a), again in its folder with --fresh (b), under
+    --seed 1 (c), and once more in a's folder (d: every run read back)."""
     from hyperlens import models as hmodels
 
     pytest.importorskip("transformers")
@@ -199,14 +227,16 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         hmodels.load("minilm", device="cpu")
     except (ModelNotFoundError, DependencyError) as exc:
         pytest.skip(f"minilm is not available offline here: {exc}")
-    out = {}
-    for label, seed in (("a", 0), ("b", 0), ("c", 1)):
+    out: dict[str, Any] = {}
+    root = tmp_path_factory.mktemp("modulate")
+    for label, seed, folder, fresh in (("a", 0, "a", False), ("b", 0, "a", True),
+                                       ("c", 1, "c", False), ("d", 0, "a", False)):
         before = torch.random.get_rng_state()
-        ctx = RunContext(seed=seed, device="cpu", dtype="float32",
-                         out=tmp_path_factory.mktemp("modulate") / label)
-        rep = modulate.run(ModulateConfig(**_TINY), ctx)  # type: ignore[arg-type]
+        ctx = RunContext(seed=seed, device="cpu", dtype="float32", out=root / folder)
+        rep = modulate.run(ModulateConfig(**_TINY, fresh=fresh), ctx)  # type: ignore[arg-type]
         assert torch.equal(before, torch.random.get_rng_state())  # no global reseeding
         out[label] = json.loads((rep.out_dir / "results.json").read_text())
+    out["folder"] = root / "a"
     return out
 
 
@@ -235,3 +265,38 @@ def test_the_seed_reproduces_the_run_and_another_seed_changes_it(
     assert a != c
     la, lc = (tiny_runs[k]["data"]["minilm:runs"][0]["train_loss"] for k in "ac")
     assert la != lc  # another split trains on other anchors
+    assert tiny_runs["b"]["data"]["cells"] == {"resumed": 0, "computed": 2,
+                                               "file": "cells.jsonl"}
+
+
+@pytest.mark.integration
+def test_a_rerun_reads_the_trained_runs_back_with_the_same_numbers(
+    tiny_runs: dict[str, Any]
+) -> None:
+    a, d = tiny_runs["a"], tiny_runs["d"]
+    assert d["data"]["cells"] == {"resumed": 2, "computed": 0, "file": "cells.jsonl"}
+    assert not any(k.startswith("minilm:train:") for k in d["timings"])  # nothing trained
+    # coherence and the alpha sweep ran on the adapter loaded from OUT/adapters
+    assert _numbers(d) == _numbers(a)
+    assert d["data"]["minilm:runs"] == a["data"]["minilm:runs"]
+    assert d["data"]["minilm:lerp:sweep"] == a["data"]["minilm:lerp:sweep"]
+
+
+@pytest.mark.integration
+def test_every_run_leaves_its_adapter_in_the_report_folder(tiny_runs: dict[str, Any]) -> None:
+    from hyperlens.inject import load_adapter
+
+    folder = tiny_runs["folder"]
+    runs = tiny_runs["a"]["data"]["minilm:runs"]
+    for r in runs:
+        spec = mt.RunSpec(r["kind"], r["geometry"], r["alpha0"], r["seed"])
+        ad: Any = load_adapter(mc.adapter_path(folder, "minilm", spec))
+        assert ad.name == "lerp"
+        final = ad.alphas().detach().reshape(len(r["final_alpha"]), -1).mean(1).tolist()
+        assert final == r["final_alpha"]
+        assert mc.reps_path(folder, "minilm", spec).is_file()
+    names = sorted(p.name for p in (folder / "adapters").iterdir())
+    assert names == sorted(["minilm--lerp-shuffled-a0=0.1-seed=0.reps.safetensors",
+                            "minilm--lerp-shuffled-a0=0.1-seed=0.safetensors",
+                            "minilm--lerp-wordnet-a0=0.1-seed=0.reps.safetensors",
+                            "minilm--lerp-wordnet-a0=0.1-seed=0.safetensors"])

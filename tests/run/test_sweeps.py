@@ -200,3 +200,50 @@ def test_header_cells_on_ray_and_resumed(tmp_path: Path, ray_executor) -> None:
         except Exception as exc:  # noqa: BLE001 - any reason the offline model is missing
             pytest.skip(f"{name} unavailable: {exc}")
     _check_local_ray_and_resume(_header, tmp_path, ray_executor)
+
+
+# --------------------------------------------------------------------------- modulate
+def _modulate(**ctx: Any) -> Any:
+    from hyperlens.experiments.modulate import ModulateConfig, run
+
+    cfg = ModulateConfig(models=("minilm",), modulators=("lerp",), seeds=(0, 1),
+                         controls=("shuffled",), control_seeds=(0,), anchors=70, test=12,
+                         steps=2, batch_size=4, alpha_starts=(), sweep=(0.29154,), n_boot=20,
+                         n_coherence=4)
+    return run(cfg, RunContext(device="cpu", dtype="float32", seed=0, progress=False, **ctx))
+
+
+def _adapter_files(out: Path) -> dict[str, Any]:
+    """Tensors (as bytes) and metadata of every file under ``out/adapters`` (safetensors
+    writes the metadata in no fixed order, so the files' own bytes may differ)."""
+    from hyperlens.utils import load_safetensors
+
+    files = {}
+    for f in sorted((out / "adapters").iterdir()):
+        tensors, meta = load_safetensors(f, what="file", fix="-")
+        files[f.name] = ({k: (v.dtype, tuple(v.shape), v.numpy().tobytes())
+                          for k, v in tensors.items()}, meta)
+    return files
+
+
+@pytest.mark.integration
+def test_modulate_cells_on_ray_and_resumed(tmp_path: Path, ray_executor) -> None:
+    from hyperlens.models import check_available
+
+    try:
+        check_available("minilm")
+    except Exception as exc:  # noqa: BLE001 - any reason the offline model is missing
+        pytest.skip(f"minilm unavailable: {exc}")
+    from hyperlens.data import wordnet_reader
+
+    try:
+        wordnet_reader()
+    except DataError as exc:
+        pytest.skip(f"WordNet is not installed: {exc}")
+    _check_local_ray_and_resume(_modulate, tmp_path, ray_executor)
+    files = _adapter_files(tmp_path / "local")
+    assert sorted(files) == sorted(
+        f"minilm--lerp-{g}-a0=0.1-seed={sd}{ext}"
+        for g, sd in (("wordnet", 0), ("wordnet", 1), ("shuffled", 0))
+        for ext in (".safetensors", ".reps.safetensors"))
+    assert _adapter_files(tmp_path / "ray") == files  # the workers trained the same bits

@@ -12,6 +12,12 @@ control, bootstrap intervals over synsets, t-intervals over seeds), task accurac
 coherence (perplexity on held-out text for the causal model, embedding preservation for
 the encoder), greedy generations side by side, an alpha sweep through 0.29154 and its
 neighbours, and the per-layer alpha curves of training from several starting alphas.
+
+Each trained run is a cell (:mod:`hyperlens.inject.modulate_cells`) computed by the
+context's executor (in this process, or as Ray tasks with ``--executor ray``; a worker loads
+the model and prepares the split once): its metrics are kept in ``OUT/cells.jsonl``, its
+adapter and held-out embeddings under ``OUT/adapters/``, so a rerun with the same ``--out``
+trains only the missing runs, and the later steps load the adapters they need from there.
 """
 
 from __future__ import annotations
@@ -34,9 +40,11 @@ from ..config import (
     option,
     start_report,
 )
-from ..errors import ConfigError, InputError
-from ..inject import modulate_train as mt
+from ..errors import ConfigError
+from ..inject import modulate_cells as mc, modulate_train as mt
 from ..report import Report, Section
+from ..run import Executor, Ledger, LocalExecutor, pinned_threads, run_cells
+from ..utils import stable_hash
 
 __all__ = ["ModulateConfig", "run", "COMMANDS", "SWEEP", "SEED_PROMPTS", "tour_section"]
 
@@ -66,7 +74,7 @@ _START_ALPHA = between(0, 1, closed=False)
 class ModulateConfig(Config):
     """Options of ``hyperlens modulate``."""
 
-    CONTEXT = frozenset({"seed", "device", "dtype"})
+    CONTEXT = frozenset({"seed", "device", "dtype", "executor"})
     RANDOM = ("the subtree split, the training anchors and held-out synsets, the random and "
               "shuffled control geometries and the bootstrap resamples (each trained run is "
               "seeded by its replicate seed)")
@@ -118,6 +126,8 @@ class ModulateConfig(Config):
                          check=at_least(1))
     n_coherence: int = option(100, help="held-out texts per coherence set", check=at_least(1))
     data_dir: Path | None = option(None, help="folder with SST-2 (default: the usual places)")
+    fresh: bool = option(False, help="ignore finished runs in OUT/cells.jsonl and train "
+                                     "everything again")
 
     def check(self) -> None:
         for m in self.models:
@@ -125,14 +135,16 @@ class ModulateConfig(Config):
                 raise ConfigError(f"--models: {m!r} is a static word-vector model; modulate "
                                   "needs a transformer (e.g. minilm, smollm2).")
             if self.layers is not None and m.lower() in _KNOWN_LAYERS:
-                _check_layers(self.layers, m, _KNOWN_LAYERS[m.lower()])
+                mc.check_layers(self.layers, m, _KNOWN_LAYERS[m.lower()])
 
 
-def _check_layers(layers: tuple[int, ...], model: str, n_blocks: int) -> None:
-    out = [b for b in layers if not 0 <= b < n_blocks]
-    if out:
-        raise ConfigError(f"--layers {' '.join(map(str, out))} out of range for {model} "
-                          f"({n_blocks} blocks: use 0..{n_blocks - 1}).")
+def cell_fingerprint(config: ModulateConfig, ctx: RunContext) -> str:
+    """Hash of what changes a trained run's numbers besides its own key (model, modulator,
+    geometry, starting alpha, seed): the sizes, the training options, the run's seed, the
+    kind of device and the precision."""
+    keep = ("layers", "anchors", "test", "steps", "batch_size", "lr", "alpha_lr")
+    d = {k: v for k, v in config.to_dict().items() if k in keep}
+    return stable_hash(d, ctx.seed, ctx.torch_device.type, ctx.resolve_dtype(), length=12)
 
 
 @dataclass
@@ -142,8 +154,9 @@ class _Model:
     s: mt.Setup
     steps: int
     sims: dict[str, np.ndarray]
+    out: Path
     runs: list[dict[str, Any]] = field(default_factory=list)
-    adapters: dict[str, Any] = field(default_factory=dict)
+    specs: dict[str, mt.RunSpec] = field(default_factory=dict)
     reps: dict[str, Any] = field(default_factory=dict)
     task: dict[str, dict[str, Any]] = field(default_factory=dict)
     table: dict[str, Any] = field(default_factory=dict)
@@ -154,6 +167,10 @@ class _Model:
         return {k: next(r["key"] for r in self.runs if r["kind"] == k
                         and r["geometry"] == "wordnet") for k in kinds}
 
+    def adapter(self, key: str) -> Any:
+        """The trained adapter of run ``key``, loaded from ``OUT/adapters``."""
+        return mc.load_trained(self.s, self.out, self.specs[key])
+
 
 def run(config: ModulateConfig, ctx: RunContext | None = None) -> Report:
     """Train and score the modulators of every model; write the report folder."""
@@ -163,48 +180,61 @@ def run(config: ModulateConfig, ctx: RunContext | None = None) -> Report:
     rep = start_report(
         "modulate", config, ctx,
         description="Residual and field modulators with WordNet geometry, on held-out synsets.")
-    wn = wordnet_reader()
+    wordnet_reader()  # the installation steps before any model loads
+    ledger = Ledger(Path(rep.out_dir) / "cells.jsonl", cell_fingerprint(config, ctx),
+                    fresh=config.fresh)
+    resumed = ledger.resumed
     summary: list[list[Any]] = []
-    for name in config.models:
-        s = _load_setup(rep, config, ctx, name, wn)
-        m = _train_runs(rep, config, s)
-        with rep.timer(f"{name}:relational"):
-            m.table, m.raw, probe = mt.relational_table(
-                m.reps, s.test, base="plain", n_boot=config.n_boot, seed=ctx.seed,
-                similarities=m.sims)
-        rep.data[f"{name}:relational_probe"] = {
-            k: {meas: probe["reps"][k][meas] for meas in ("path", "wup")}
-            | {"chain_decay": probe["reps"][k]["chain_decay"],
-               "bands": probe["reps"][k]["bands"]}
-            for k in m.reps
-        }
-        summary += _pooled_table(_relational_section(rep, m), config, m)
-        _task_section(rep, m, ctx.seed)
-        _training_section(rep, config, m)
-        summary += _coherence_section(rep, config, m, ctx.seed)
-        for kind in config.modulators:
-            _sweep_section(rep, config, m, kind, ctx.seed)
-        rep.data[f"{name}:runs"] = [{k: v for k, v in r.items() if k != "history"}
-                                    for r in m.runs]
+    with ctx.make_executor() as executor:
+        rep.data["executor"] = executor.describe()
+        for name in config.models:
+            spec, s = _load_setup(rep, config, ctx, name)
+            try:
+                m = _train_runs(rep, config, s, spec, Path(rep.out_dir), ledger, executor,
+                                show_progress=None if ctx.progress else False)
+                summary += _score_model(rep, config, m, ctx.seed)
+            finally:
+                mc.release(spec)
+    rep.data["cells"] = {"resumed": resumed, "computed": len(ledger) - resumed,
+                         "file": "cells.jsonl"}
     rep.summary(summary)
     rep.save()
     return rep
 
 
-def _load_setup(rep: Report, config: ModulateConfig, ctx: RunContext, name: str,
-                wn: Any) -> mt.Setup:
-    """Load ``name`` on the context's device and precision and prepare its runs."""
-    from ..models import load
+def _score_model(rep: Report, config: ModulateConfig, m: _Model, seed: int) -> list[list[Any]]:
+    """Every section of one model's trained runs; returns its summary rows."""
+    name = m.s.name
+    with rep.timer(f"{name}:relational"):
+        m.table, m.raw, probe = mt.relational_table(
+            m.reps, m.s.test, base="plain", n_boot=config.n_boot, seed=seed,
+            similarities=m.sims)
+    rep.data[f"{name}:relational_probe"] = {
+        k: {meas: probe["reps"][k][meas] for meas in ("path", "wup")}
+        | {"chain_decay": probe["reps"][k]["chain_decay"], "bands": probe["reps"][k]["bands"]}
+        for k in m.reps
+    }
+    summary = _pooled_table(_relational_section(rep, m), config, m)
+    _task_section(rep, m, seed)
+    _training_section(rep, config, m)
+    summary += _coherence_section(rep, config, m, seed)
+    for kind in config.modulators:
+        _sweep_section(rep, config, m, kind, seed)
+    rep.data[f"{name}:runs"] = [{k: v for k, v in r.items() if k != "history"} for r in m.runs]
+    return summary
 
+
+def _load_setup(rep: Report, config: ModulateConfig, ctx: RunContext,
+                name: str) -> tuple[mc.SetupSpec, mt.Setup]:
+    """Load ``name`` on the context's device and precision and prepare its runs; the set-up
+    is registered for the cells that run in this process."""
+    spec = mc.SetupSpec(
+        model=name, device=str(ctx.torch_device), dtype=ctx.resolve_dtype(),
+        anchors=config.anchors, test=config.test, layers=config.layers, split_seed=ctx.seed,
+        control_seeds=tuple((c, ctx.seed_for("control", c)) for c in config.controls))
     with rep.timer(f"{name}:load+prepare"):
-        h = load(name, device=ctx.torch_device, dtype=ctx.resolve_dtype())
-        if h.module is None:
-            raise InputError(f"--models: {name!r} has no transformer to modulate.")
-        if config.layers is not None:
-            _check_layers(config.layers, name, h.num_layers)
-        s = mt.prepare(name, h, wn, n_anchors=config.anchors, n_test=config.test,
-                       layers=config.layers, split_seed=ctx.seed,
-                       control_seeds={c: ctx.seed_for("control", c) for c in config.controls})
+        s = mc.prepare_setup(spec, _threads())
+    mc.register(spec, s)
     used = {"anchors": len(s.train), "test": len(s.test)}
     for key, asked in (("anchors", config.anchors), ("test", config.test)):
         if used[key] < asked:
@@ -212,15 +242,26 @@ def _load_setup(rep: Report, config: ModulateConfig, ctx: RunContext, name: str,
                   f"{name}'s split offers; using {used[key]:,}.", file=sys.stderr)
     rep.data[f"{name}:synsets"] = {k: {"asked": getattr(config, k), "used": v}
                                    for k, v in used.items()}
-    return s
+    return spec, s
 
 
-def _train_runs(rep: Report, config: ModulateConfig, s: mt.Setup) -> _Model:
-    """The plain model's scores, then every planned run trained and scored."""
+def _threads() -> int:
+    """The thread count of every set-up and trained run (this process's)."""
+    import torch
+
+    return max(1, torch.get_num_threads())
+
+
+def _train_runs(rep: Report, config: ModulateConfig, s: mt.Setup, spec: mc.SetupSpec,
+                out: Path, ledger: Ledger, executor: Executor,
+                show_progress: bool | None = False) -> _Model:
+    """The plain model's scores, then every planned run trained and scored as a cell of
+    ``ledger`` (those already there are read back: metrics from the ledger, embeddings from
+    ``out/adapters``)."""
     name = s.name
     steps = int(config.steps or _DEFAULT_STEPS.get(name, 60))
-    with rep.timer(f"{name}:targets+plain"):
-        m = _Model(s, steps, mt.similarity_targets(s.test))
+    with rep.timer(f"{name}:targets+plain"), pinned_threads(_threads()):
+        m = _Model(s, steps, mt.similarity_targets(s.test), out)
         ev = mt.evaluate(s, None, s.test)
         m.reps["plain"], m.task["plain"] = ev["reps"], ev
     plan = mt.plan_runs(
@@ -228,24 +269,19 @@ def _train_runs(rep: Report, config: ModulateConfig, s: mt.Setup) -> _Model:
         control_seeds=config.control_seeds,
         alpha0={"lerp": config.alpha, "field": config.field_alpha},
         alpha_starts={"lerp": config.alpha_starts, "field": config.field_alpha_starts})
-    for spec in plan:
-        with rep.timer(f"{name}:train:{spec.key}"):
-            ad, hist = mt.train_run(s, spec, steps=steps, batch_size=config.batch_size,
-                                    lr=config.lr, alpha_lr=config.alpha_lr)
-        with rep.timer(f"{name}:eval"):
-            ev = mt.evaluate(s, ad, s.test)
-        m.reps[spec.key], m.task[spec.key] = ev["reps"], ev
-        m.adapters[spec.key] = ad
-        m.runs.append({
-            "key": spec.key, "kind": spec.kind, "geometry": spec.geometry,
-            "alpha0": spec.alpha0, "seed": spec.seed,
-            "final_alpha": ad.alphas().detach().reshape(len(s.layers), -1).mean(1).tolist(),
-            "loss_first": hist.train_loss[0],
-            "loss_last": float(np.mean(hist.train_loss[-5:])),
-            "history": hist.train_metrics,
-            "alpha_drift": mt.alpha_drift(hist.train_metrics, s.layers),
-            "train_loss": hist.train_loss,
-        })
+    cells = mc.run_cells_for(spec, plan, steps=steps, batch_size=config.batch_size,
+                             lr=config.lr, alpha_lr=config.alpha_lr, out=out,
+                             threads=_threads())
+    with rep.timer(f"{name}:train"):
+        run_cells(cells, ledger, executor, desc=f"modulate {name}", show_progress=show_progress)
+    rep.timings.update(mc.pop_timings())  # the runs trained in this process, one by one
+    for run in plan:
+        result = ledger.get(mc.cell_key(spec, run))
+        assert result is not None  # run_cells recorded every cell
+        row, ev = mc.run_record(s, out, run, result)
+        m.specs[run.key] = run
+        m.runs.append(row)
+        m.reps[run.key], m.task[run.key] = ev["reps"], ev
     return m
 
 
@@ -363,7 +399,8 @@ def _training_section(rep: Report, config: ModulateConfig, m: _Model) -> None:
         f"{name}: training and alpha",
         "alpha per modulated block during training (lerp: sigmoid(theta); field: mean over "
         "experts of alpha_max * sigmoid(theta)). Training time per run is under the report's "
-        f"timings ('{name}:train:<run>').",
+        f"timings ('{name}:train:<run>' for the runs trained in this process, "
+        f"'{name}:train' for all of them).",
     )
     sec.table(
         "Runs",
@@ -428,8 +465,8 @@ def _coherence_section(rep: Report, config: ModulateConfig, m: _Model,
     summary: list[list[Any]] = []
     rows = []
     keys = m.main_keys(config.modulators)
-    for kind, key in keys.items():
-        ad = m.adapters[key]
+    ads = {kind: m.adapter(key) for kind, key in keys.items()}
+    for kind, ad in ads.items():
         for tname, tx in texts.items():
             with rep.timer(f"{name}:coherence"):
                 if s.causal:
@@ -458,9 +495,9 @@ def _coherence_section(rep: Report, config: ModulateConfig, m: _Model,
     if s.causal:
         gen_rows = []
         with rep.timer(f"{name}:generate"):
-            for kind, key in keys.items():
+            for kind, ad in ads.items():
                 for p in SEED_PROMPTS:
-                    plain, mod = mt.generate_pair(h, p, m.adapters[key])
+                    plain, mod = mt.generate_pair(h, p, ad)
                     gen_rows.append([kind, p, plain.strip(), mod.strip(),
                                      "same" if plain == mod else "differs"])
         rep.section(
@@ -475,7 +512,7 @@ def _sweep_section(rep: Report, config: ModulateConfig, m: _Model, kind: str,
                    seed: int) -> None:
     """Every block of the first WordNet run at each fixed alpha of ``--sweep``."""
     s, name = m.s, m.s.name
-    ad = m.adapters[m.main_keys((kind,))[kind]]
+    ad = m.adapter(m.main_keys((kind,))[kind])
     amax = 1.0 if kind == "lerp" else float(ad.config.alpha_max)
     values = [float(a) for a in config.sweep if float(a) <= amax]
     if not values:
@@ -544,14 +581,19 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
     tour's seed), float32; the lift in path-similarity Pearson on held-out synsets with a
     bootstrap interval, and the task recall. Well under a minute on a quiet 2-core machine.
     """
-    from ..data import wordnet_reader
+    import tempfile
 
     config = ModulateConfig(models=("minilm",), modulators=("lerp",), seeds=(seed,),
                             controls=("shuffled",), control_seeds=(seed,), anchors=400,
                             test=150, steps=40, alpha_starts=())
     ctx = RunContext(seed=seed, device=device, dtype="float32")
-    s = _load_setup(report, config, ctx, "minilm", wordnet_reader())
-    m = _train_runs(report, config, s)
+    spec, s = _load_setup(report, config, ctx, "minilm")
+    with tempfile.TemporaryDirectory(prefix="hyperlens-modulate-") as tmp:
+        try:
+            m = _train_runs(report, config, s, spec, Path(tmp),
+                            Ledger(None, cell_fingerprint(config, ctx)), LocalExecutor())
+        finally:
+            mc.release(spec)
     table, raw, _ = mt.relational_table(m.reps, s.test, base="plain", n_boot=config.n_boot,
                                         seed=ctx.seed, similarities=m.sims, n_perm=99)
     key = {r["geometry"]: r["key"] for r in m.runs}
