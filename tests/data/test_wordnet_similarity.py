@@ -116,6 +116,48 @@ def test_matrix_equals_pairs(graph, measure) -> None:
         assert np.array_equal(M, P, equal_nan=True)
 
 
+@pytest.mark.skipif(wsim.numba is None, reason="numba is not installed")
+@pytest.mark.parametrize("measure", ["path", "wup", "lch"])
+def test_compiled_pairs_equal_the_sparse_row_products(graph, measure, monkeypatch) -> None:
+    """The merge kernel against the row-wise sparse products (the path without numba) on
+    random pairs of every part of speech, pairs where one synset is an ancestor of the
+    other (Wu-Palmer's tie rule), and identical pairs."""
+    rng = np.random.default_rng(21)
+    n = len(graph)
+    anc = graph.ancestors.tocoo()
+    k = rng.integers(0, anc.nnz, 3000)
+    a = np.concatenate([rng.integers(0, n, 20_000), anc.row[k], anc.col[k], np.arange(0, n, 97)])
+    b = np.concatenate([rng.integers(0, n, 20_000), anc.col[k], anc.row[k], np.arange(0, n, 97)])
+    for group in ("n", "v"):
+        pool = np.flatnonzero(graph.pos == group)
+        a = np.concatenate([a, rng.choice(pool, 5000)])
+        b = np.concatenate([b, rng.choice(pool, 5000)])
+    for sr in (True, False):
+        fast = graph.similarity(a, b, measure, sr)
+        with monkeypatch.context() as m:
+            m.setattr(wsim, "numba", None)
+            slow = graph.similarity(a, b, measure, sr)
+        assert fast.dtype == slow.dtype == np.float64
+        bad = np.flatnonzero(~((fast == slow) | (np.isnan(fast) & np.isnan(slow))))
+        assert bad.size == 0, [(graph.names[a[i]], graph.names[b[i]], fast[i], slow[i])
+                               for i in bad[:5]]
+        assert np.isfinite(fast).mean() > 0.4
+        assert np.isnan(fast).any() == (not sr or measure == "lch")  # no path without root
+
+
+def test_names_ids_and_synsets_mix(graph, wn) -> None:
+    names = ["dog.n.01", "cat.n.01", "run.v.01", "good.a.01"]
+    ids = graph.ids(names)
+    assert ids.tolist() == [graph.index[x] for x in names]
+    mixed = [names[0], int(ids[1]), wn.synset(names[2]), np.int64(ids[3])]
+    assert graph.ids(mixed).tolist() == ids.tolist()
+    assert graph.ids(tuple(names)).tolist() == ids.tolist()
+    assert graph.ids(np.array(names)).tolist() == ids.tolist()
+    assert graph.ids(["move.v.01"]).tolist() == graph.ids(["travel.v.01"]).tolist()
+    with pytest.raises(InputError, match="'dgo.n.01'"):
+        graph.ids(["dog.n.01", "dgo.n.01"])
+
+
 def test_accepts_synsets_and_ids(graph, wn) -> None:
     a = wsim.pair_similarity([wn.synset("dog.n.01")], [wn.synset("cat.n.01")])
     ids = graph.ids(["dog.n.01", "cat.n.01"])

@@ -215,6 +215,98 @@ def test_sampled_selection_equals_the_seed_loop() -> None:
     assert int((got == 0).sum(1)[0]) == F.quantile_zero_count(4000, 0.7)
 
 
+def _bracket_breakers(d: int, gen: torch.Generator) -> torch.Tensor:
+    """Rows whose strided sample misleads the first bracket, or that need many counts."""
+    base = torch.randn(8, d, generator=gen)
+    pos = torch.arange(d)
+    rows = [
+        base[0] * (pos % 9 == 0) * 1e6 + base[1] * 1e-6,  # the strided sample sees only giants
+        base[2] * (pos % 9 != 0),  # the strided sample sees only zeros
+        torch.sort(base[3].abs()).values,  # sorted magnitudes
+        torch.where(pos < d // 2, base[4] * 1e-30, base[4] * 1e30),  # two far-apart clusters
+        torch.full((d,), 0.5).where(pos % 3 > 0, base[5]),  # a tie at the threshold
+        base[6] * torch.logspace(-30, 30, d),  # every exponent
+        (base[7] * 1024).round() / 1024,  # a coarse grid of values
+        torch.nextafter(torch.ones(d), torch.zeros(d)).where(pos % 2 == 0, torch.ones(d)),
+    ]
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("sparsity", [0.01, 0.3, 0.7, 0.999])
+def test_ternarize_equals_the_sorted_reference_on_every_path(sparsity: float) -> None:
+    """Projection-shaped rows (d = 10,000) and rows built against the sampled bracket give
+    the codes of the full-sort reference, bit for bit, on every selection (the default
+    included), in float32 and float64."""
+    gen = torch.Generator().manual_seed(11)
+    proj = torch.randn(12, 96, generator=gen) @ F.random_projection(96, 10_000, seed=4)
+    for x in (proj, _bracket_breakers(10_000, gen), _bracket_breakers(1500, gen)):
+        for xd in (x, x.double()):
+            expected = ref.ternarize_sorted(xd.numpy(), sparsity)
+            impls = [None, *(i for i in K.OPS["select"] if i != "sampled" or K.numba_available())]
+            for impl in impls:
+                with K.force_kernels(**({} if impl is None else {"select": impl})):
+                    got = F.ternarize(xd, sparsity=sparsity)
+                assert np.array_equal(got.numpy(), expected), (impl, xd.dtype, tuple(x.shape))
+
+
+def test_every_selection_rejects_nan_and_inf_rows_by_name() -> None:
+    """The compiled path notes NaN / Inf in the pass that writes the codes; the message is
+    the one of the separate check (count, first row, shape), on every path."""
+    x = torch.randn(40, 3000, generator=torch.Generator().manual_seed(8))
+    x[29, 7], x[5, 2999] = float("inf"), float("nan")
+    huge = torch.full((2, 3000), 3.0e38) * torch.sign(torch.randn(2, 3000))
+    for impl in [i for i in K.OPS["select"] if i != "sampled" or K.numba_available()]:
+        with K.force_kernels(select=impl):
+            with pytest.raises(InputError, match=r"NaN or Inf in 2 row\(s\) \(first: row 5"):
+                F.ternarize(x, sparsity=0.7)
+            with pytest.raises(InputError, match="row 5"):
+                F.ternary_thresholds(x, sparsity=0.7)
+            assert F.ternarize(huge, sparsity=0.7).abs().sum() == 0  # finite; ties at 3e38
+
+
+@numba_only
+def test_sampled_selection_with_unchecked_nan_rows_stays_in_bounds() -> None:
+    x = torch.randn(4, 3000, generator=torch.Generator().manual_seed(2))
+    x[1, ::2] = float("nan")  # more NaNs than magnitudes below the threshold
+    x[2, 5] = float("nan")
+    with K.force_kernels(select="sampled"):
+        thr = F.ternary_thresholds(x, sparsity=0.7, check_finite=False)
+        codes = F.ternarize(x, sparsity=0.7, check_finite=False)
+    assert thr[1] == float("inf") and not bool(codes[1].any())  # too few numbers: all zero
+    for i in (0, 3):
+        assert thr[i] == torch.sort(x[i].abs()).values[F.quantile_zero_count(3000, 0.7) - 1]
+    finite = x[2][~torch.isnan(x[2])].abs()  # NaN sorts above every magnitude
+    assert thr[2] == torch.sort(finite).values[F.quantile_zero_count(3000, 0.7) - 1]
+
+
+@numba_only
+def test_sampled_selection_is_served_from_numbas_disk_cache() -> None:
+    """A second process loads the compiled selection from numba's cache instead of
+    compiling it again (a kernel that closes over other compiled functions would miss the
+    cache in every process: the closure's pickled dispatchers carry a fresh id)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import numpy as np\n"
+        "from hyperlens.functional import compiled as C\n"
+        "C.kth_smallest_abs_rows(np.ones((3, 40), np.float32), 7, codes=True)\n"
+        "s = C._select_rows.stats\n"
+        "print(sum(s.cache_hits.values()), sum(s.cache_misses.values()))\n"
+    )
+    src = str(Path(F.__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    counts = []
+    for _ in range(2):  # the first process may compile and store; the second must load
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True, timeout=600)
+        counts.append(tuple(int(v) for v in run.stdout.split()))
+    assert sum(counts[0]) == 1
+    assert counts[1] == (1, 0), counts
+
+
 @pytest.mark.parametrize("d", [8, 1003, 4096])
 def test_every_unpack_gives_the_same_values(d: int) -> None:
     codes = _codes(33, d, 6)

@@ -37,7 +37,16 @@ whose largest is ``2**(-8 D)``, ``D`` the wanted distance; the sum therefore lie
 ``[2**(-8 D), 2**(-8 D + 8))`` and its binary exponent (``np.frexp``, an integer) gives
 ``D`` exactly. Rounding cannot move the sum across that octave block (positive terms, 53-bit
 mantissa), so there is no tolerance anywhere: the values equal NLTK's bit for bit. One
-sparse product gives a whole similarity matrix; row-wise products give any list of pairs.
+sparse product gives a whole similarity matrix.
+
+Lists of pairs take a compiled kernel (numba, this module's numba section): each synset's
+ancestors are one sorted row of ``index << 8 | distance`` words, and a pair's distance is
+a merge of two such rows (about 10 words per noun, 3.5 per verb); the Wu-Palmer subsumer
+and the two lengths to it come from merges too. Rows are fetched a block of pairs at a
+time so that their cache misses overlap, and a mask of the roots above each synset skips
+pairs that share none (most verb pairs). No per-pair Python, no sparse temporaries; about
+0.13 us per noun pair and 0.04 us per verb pair (path, one thread). Without numba the
+row-wise sparse products above give the same values.
 
 Shapes:
     pair_similarity: a, b [n] -> [n]; similarity_matrix: synsets [n] -> [n, n]
@@ -46,6 +55,7 @@ Shapes:
 from __future__ import annotations
 
 import io
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -57,6 +67,11 @@ import numpy as np
 import scipy.sparse as sp  # type: ignore[import-untyped]
 
 from ..errors import DataError, InputError, ShapeError
+
+try:  # a dependency; without it the pairs take the sparse row products
+    import numba
+except ImportError:  # pragma: no cover
+    numba = None  # type: ignore[assignment]
 
 __all__ = [
     "WordNetGraph",
@@ -146,6 +161,7 @@ class WordNetGraph:
         self._pos_code = np.searchsorted(np.array(sorted(POS_TAGS)), self.pos)
         lch = {p: self.lch_depth[p] for p in POS_TAGS}
         self._lch_by_code = np.array([lch[p] for p in sorted(POS_TAGS)], dtype=np.float64)
+        self._kernel_arrays: tuple[np.ndarray, ...] | None = None  # built on first use
 
     def __len__(self) -> int:
         return len(self.names)
@@ -157,11 +173,15 @@ class WordNetGraph:
             raise InputError(f"{name} must be a sequence of synset names, got one string "
                              f"{synsets!r}; wrap it in a list.")
         if isinstance(synsets, np.ndarray) and synsets.dtype.kind in "iu":
-            out = synsets.astype(np.int64).ravel()
+            out = synsets.astype(np.int64, copy=False).ravel()
             if out.size and (out.min() < 0 or out.max() >= len(self)):
                 raise InputError(f"{name} holds synset ids outside 0..{len(self) - 1}.")
             return out
-        items = list(synsets)
+        items = synsets if isinstance(synsets, list) else list(synsets)
+        if items and set(map(type, items)) == {str}:  # names: one look-up pass in C
+            got = list(map(self.index.get, items))
+            if None not in got:
+                return np.array(got, dtype=np.int64)
         out = np.empty(len(items), dtype=np.int64)
         missing = []
         for i, s in enumerate(items):
@@ -300,13 +320,43 @@ class WordNetGraph:
         use_root = root & ~self_wins & ((out < 0) | tie_after_root)
         return np.where(use_root, -2, out)
 
+    def _pair_arrays(self) -> tuple[np.ndarray, ...]:
+        """The compiled kernel's arrays: ancestor rows ``(ptr, key)``, ``key = index << 8 |
+        distance`` sorted by index; per-synset ``info`` words; name ranks; NLTK's
+        Leacock-Chodorow depths by part-of-speech code."""
+        if self._kernel_arrays is None:
+            A = self.ancestors.sorted_indices()
+            kt = np.int32 if len(self) < 1 << 23 else np.int64
+            key = (A.indices.astype(kt) << 8) | (A.data.astype(kt) - 1)
+            info = np.zeros(len(self), dtype=np.int64)
+            for values, shift in ((self.ecc, _ECC), (self.min_depth, _MIN_D),
+                                  (self.max_depth, _MAX_D), (self._pos_code, _POS),
+                                  (self.needs_root, _NEEDS_ROOT), (self.below_root, _BELOW_ROOT)):
+                info |= np.asarray(values).astype(np.int64) << shift
+            # bit (root % 32) for every root among the ancestors: disjoint masks, no common
+            # ancestor (most verb pairs: the verb graph has hundreds of roots)
+            rows = np.repeat(np.arange(len(self)), np.diff(A.indptr))
+            top = np.diff(self.parents.indptr)[A.indices] == 0
+            np.bitwise_or.at(info, rows[top], np.int64(1) << (_ROOTS + A.indices[top] % 32))
+            self._kernel_arrays = (A.indptr.astype(np.int64), key, info,
+                                   self.name_rank.astype(np.int64), self._lch_by_code)
+        return self._kernel_arrays
+
     # ------------------------------------------------------------------ similarities
     def similarity(self, a: np.ndarray, b: np.ndarray, measure: str = "path",
                    simulate_root: bool = True) -> np.ndarray:
-        """NLTK's similarity for pairs of ids (float64 [n], NaN for None)."""
+        """NLTK's similarity for pairs of ids (float64 [n], NaN for None).
+
+        The compiled merge kernel where numba imports, else row-wise sparse products (the
+        same values)."""
         _check_measure(measure)
-        a = np.asarray(a, dtype=np.int64)
-        b = np.asarray(b, dtype=np.int64)
+        a = np.ascontiguousarray(a, dtype=np.int64).ravel()
+        b = np.ascontiguousarray(b, dtype=np.int64).ravel()
+        if numba is not None and a.size:
+            out = np.empty(a.size, dtype=np.float64)
+            _pair_values(a, b, MEASURES.index(measure), bool(simulate_root),
+                         *self._pair_arrays(), out)
+            return out
         if measure == "path":
             root = bool(simulate_root) & (self.needs_root[a] | self.needs_root[b])
             d = self.distance(a, b, root)
@@ -336,6 +386,123 @@ class WordNetGraph:
             out[real] = np.where((l1 >= 0) & (l2 >= 0), val, np.nan)
         return out
 
+
+# --------------------------------------------------------------------------- numba section
+# The kernel's per-synset ``info`` word: ecc, min_depth and max_depth in 8 bits each (at
+# most 254: a row holds fewer than 256 ancestors), the 3-bit part-of-speech code, the
+# flags needs_root and below_root, and a 32-bit mask of the roots above, from these offsets.
+_ECC, _MIN_D, _MAX_D, _POS, _NEEDS_ROOT, _BELOW_ROOT, _ROOTS = 0, 8, 16, 24, 27, 28, 32
+_BLOCK = 64  # pairs whose rows are fetched together
+# module-level kernels, so numba's disk cache serves them to later processes; without
+# numba they stay plain (never called) functions
+_jit: Any = numba.njit(cache=True, nogil=True) if numba is not None else (lambda fn: fn)
+
+
+@_jit
+def _merge_distance(key, i, i_end, j, j_end):  # pragma: no cover - jit
+    """NLTK's ``shortest_path_distance`` without a fake root: the least ``d(a, x) + d(b, x)``
+    over common ancestors ``x``, a merge of rows ``key[i:i_end]`` and ``key[j:j_end]``;
+    -1 when there is none."""
+    best = -1
+    while i < i_end and j < j_end:
+        u, v = key[i], key[j]
+        xu, xv = u >> 8, v >> 8
+        if xu == xv:
+            d = (u & 255) + (v & 255)
+            if best < 0 or d < best:
+                best = d
+        i += xu <= xv
+        j += xv <= xu
+    return best
+
+
+@_jit
+def _wup_value(ptr, key, info, rank, a, b, i, i_end, j, j_end, root):  # pragma: no cover - jit
+    """NLTK's Wu-Palmer for one pair (NaN for None), rows ``key[i:i_end]`` of ``a`` and
+    ``key[j:j_end]`` of ``b``; ``root``: the fake root may join."""
+    best, best_md, a_common = -1, -1, False
+    while i < i_end and j < j_end:  # the lowest common hypernyms by min_depth, then name
+        xu, xv = key[i] >> 8, key[j] >> 8
+        if xu == xv:
+            md = (info[xu] >> _MIN_D) & 255
+            if md > best_md or (md == best_md and rank[xu] < rank[best]):
+                best, best_md = xu, md
+            a_common |= xu == a
+        i += xu <= xv
+        j += xv <= xu
+    # the first synset wins when it is a common hypernym at the best min_depth
+    self_wins = a_common and ((info[a] >> _MIN_D) & 255) == best_md
+    c = a if self_wins else best
+    # the fake root has min_depth 0 and sorts first, unless a real tie sorts before it
+    if root and not self_wins and (c < 0 or (best_md == 0 and not (info[c] >> _BELOW_ROOT) & 1)):
+        return 2.0 / (((info[a] >> _ECC) & 255) + ((info[b] >> _ECC) & 255) + 4.0)
+    if c < 0:
+        return np.nan
+    depth = ((info[c] >> _MAX_D) & 255) + 1.0
+    l1 = _merge_distance(key, ptr[a], ptr[a + 1], ptr[c], ptr[c + 1])
+    l2 = _merge_distance(key, ptr[b], ptr[b + 1], ptr[c], ptr[c + 1])
+    if l1 < 0 or l2 < 0:
+        return np.nan
+    return 2.0 * depth / (l1 + l2 + 2.0 * depth)
+
+
+@_jit
+def _pair_value(ptr, key, info, rank, lch_depth, measure, simulate_root, x, y, i, i_end, j,
+                j_end):  # pragma: no cover - jit
+    """NLTK's ``measure`` (0 path, 1 wup, 2 lch) of synsets ``x``, ``y`` (rows as above)."""
+    fx, fy = info[x], info[y]
+    need_x, need_y = (fx >> _NEEDS_ROOT) & 1, (fy >> _NEEDS_ROOT) & 1
+    if measure == 1:
+        if not (fx & fy) >> _ROOTS:
+            i_end = i  # no common root: no common hypernym to look for
+        return _wup_value(ptr, key, info, rank, x, y, i, i_end, j, j_end,
+                          simulate_root and (need_x or need_y))
+    # path: a fake root when either synset needs one; lch: when the first does
+    d = _merge_distance(key, i, i_end, j, j_end) if (fx & fy) >> _ROOTS else -1
+    if simulate_root and (need_x or (measure == 0 and need_y)):
+        via = ((fx >> _ECC) & 255) + ((fy >> _ECC) & 255) + 2
+        if d < 0 or via < d:
+            d = via
+    if measure == 0:
+        return 1.0 / (d + 1.0) if d >= 0 else np.nan
+    px, py = (fx >> _POS) & 7, (fy >> _POS) & 7
+    dep = lch_depth[px]
+    if d >= 0 and px == py and dep > 0:
+        return -math.log((d + 1) / (2.0 * dep))  # NLTK's expression, libm's log
+    return np.nan
+
+
+@_jit
+def _pair_values(  # pragma: no cover - jit
+    a, b, measure, simulate_root, ptr, key, info, rank, lch_depth, out
+):
+    """NLTK's ``measure`` for every pair, into ``out``.
+
+    Pairs go in blocks: first every pair's row bounds are read and the rows touched (loads
+    that do not wait on each other, so their cache misses overlap), then the merges run on
+    rows already in cache; one pair at a time, random rows of the noun graph are a chain of
+    cache misses (5x slower). One thread: on a shared machine a second one costs more than
+    it gains at these sizes.
+    """
+    n = a.shape[0]
+    bounds = np.empty((_BLOCK, 4), dtype=ptr.dtype)
+    seen = 0
+    for s in range(0, n, _BLOCK):
+        m = min(_BLOCK, n - s)
+        for q in range(m):
+            x, y = a[s + q], b[s + q]
+            bounds[q, 0], bounds[q, 1] = ptr[x], ptr[x + 1]
+            bounds[q, 2], bounds[q, 3] = ptr[y], ptr[y + 1]
+            seen += info[x] + info[y]
+        for q in range(m):
+            if (info[a[s + q]] & info[b[s + q]]) >> _ROOTS:  # rows merged below
+                seen += key[bounds[q, 0]] + key[bounds[q, 1] - 1]
+                seen += key[bounds[q, 2]] + key[bounds[q, 3] - 1]
+        for q in range(m):
+            out[s + q] = _pair_value(ptr, key, info, rank, lch_depth, measure, simulate_root,
+                                     a[s + q], b[s + q], bounds[q, 0], bounds[q, 1],
+                                     bounds[q, 2], bounds[q, 3])
+    return seen  # keeps the touching loads
 
 
 def _check_measure(measure: str) -> None:
@@ -603,8 +770,8 @@ def similarity_matrix(synsets: Sequence[Any] | np.ndarray, measure: str = "path"
     """All-pairs NLTK similarity: entry ``[i, j]`` is ``synsets[i].<measure>(synsets[j])``.
 
     ``path`` and ``lch`` come from one sparse product (3,000 synsets in about a second);
-    ``wup`` needs a subsumer per pair and runs over the pairs in chunks. NaN as in
-    :func:`pair_similarity`.
+    ``wup`` needs a subsumer per pair: the pairs' kernel over the upper triangle. NaN as
+    in :func:`pair_similarity`.
 
     Shapes:
         synsets: [n]; returns: [n, n] float64

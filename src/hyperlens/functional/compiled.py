@@ -6,22 +6,31 @@ This is the ``"sampled"`` implementation of the ``"select"`` kernel
 (:mod:`hyperlens.functional.kernels`). Exact selection over all magnitudes
 (``np.partition``, ``torch.topk``) reorders every row several times, and elementwise
 torch passes over a ``[n, d]`` matrix each stream it through memory again. Here each row
-is handled once while it sits in cache:
+is read from memory once and handled while it sits in cache, by one compiled pass per
+block of rows (blocks in parallel threads):
 
-1. cuts for the k-th magnitude: the order statistics of a fixed sample of ``S``
-   positions of the row (binomial ranks, +-5 standard deviations), gathered, and sorted
-   by NumPy's vectorised sort, row blocks in parallel threads;
-2. a binary search over the cuts with exact, vectorised counts of ``|x| <= cut`` (about
-   7 passes over the row while it sits in L1) finds adjacent cuts ``lo < hi`` with
-   ``count(lo) = c_lo < k <= count(hi)`` (no cut below or above stands for -1 / +inf, so
-   rows unlike their sample, e.g. sorted rows, are still exact);
-3. one branch-free pass collects the few magnitudes in ``(lo, hi]``; the threshold is the
-   ``(k - c_lo)``-th smallest of them (a small quickselect). It is exact, so codes equal
-   those of every other path;
-4. optionally the codes ``sign(x) * (|x| > t)`` are written in the same visit.
+1. a strided sample of about 1,024 magnitudes is counted into a histogram by the top 12
+   bits of their IEEE bit patterns (for magnitudes, bit-pattern order is value order);
+   the bins around the sample's rank of ``k`` (+-4 binomial standard deviations) give a
+   first bracket ``lo < t <= hi``;
+2. vectorised, exact counts of ``|x| <= cut`` (two cuts per pass over the row) narrow the
+   bracket to ``count(lo) = c_lo < k <= count(hi)`` with at most 16 magnitudes inside:
+   the cuts are interpolated between the bracket's ends in bit-pattern space (usually two
+   or three passes), with a three-way split whenever an interpolation gains too little,
+   so no row, whatever its values, takes more than a few dozen passes; a bracket the
+   sample missed is widened, never trusted;
+3. the few magnitudes in ``(lo, hi]`` are collected (only 64-value chunks that hold one
+   are visited, branch-free) and the threshold is the ``(k - c_lo)``-th smallest of them
+   (a small quickselect); a bracket one bit pattern wide is the threshold itself (ties);
+4. optionally the codes ``sign(x) * (|x| > t)`` are written in the same visit, which also
+   notes rows holding NaN or Inf (the caller's finiteness check, without a pass of its
+   own).
 
-numba is the compiler (a well-kept JIT; torch offers no per-row compiled loop on the CPU).
-Functions compile on first use and are cached on disk by numba.
+The result is exact, so codes equal those of every other path. numba is the compiler (a
+well-kept JIT; torch offers no per-row compiled loop on the CPU). The selection kernel is
+defined at module level, so numba's disk cache serves it to every later process (a kernel
+that closes over other compiled functions is compiled again in each process: the
+closure's pickled dispatchers carry a fresh id). The other kernels compile on first use.
 """
 
 from __future__ import annotations
@@ -30,6 +39,11 @@ import math
 from typing import Any
 
 import numpy as np
+
+try:  # callers use this module only where kernels.numba_available() says numba imports
+    import numba
+except ImportError:  # pragma: no cover - numba is a dependency
+    numba = None  # type: ignore[assignment]
 
 __all__ = [
     "SAMPLE",
@@ -40,189 +54,236 @@ __all__ = [
     "unpack_twobit_rows",
 ]
 
-SAMPLE = 512  # sampled positions per row
-_Z = 5.0  # bracket half-width in binomial standard deviations
+SAMPLE = 1024  # about this many strided magnitudes per row give the first bracket
+_HIST_BITS = 12  # sample histogram bins: the top 12 bits of |x|'s bit pattern (sign cleared)
+_FEW = 16  # magnitudes left in the bracket when they are collected
+_CHUNK = 64  # values per chunk tested at once while collecting
+_COUNT_BLOCK = 1 << 22  # float32 counts are exact below 2**24: rows are counted in blocks
 _ROWS_PER_TASK = 16
 
-_KERNEL: Any = None
+
+def _jit(**options: Any) -> Any:
+    """numba's ``njit(cache=True, nogil=True, **options)``; without numba, no decorator."""
+    if numba is None:  # pragma: no cover - the functions are then never called
+        return lambda fn: fn
+    return numba.njit(cache=True, nogil=True, **options)
 
 
-def _compile() -> Any:
-    import numba
-
-    @numba.njit(cache=True, nogil=True)
-    def quickselect(a, m, r):  # pragma: no cover - jit
-        """The r-th smallest (0-based) of a[:m], reordering a[:m] in place."""
-        lo, hi = 0, m - 1
-        while lo < hi:
-            mid = (lo + hi) // 2
-            # median of three as the pivot
-            x0, x1, x2 = a[lo], a[mid], a[hi]
-            if x0 > x1:
-                x0, x1 = x1, x0
-            if x1 > x2:
-                x1 = max(x2, x0)
-            pivot = x1
-            i, j = lo, hi
-            while i <= j:
-                while a[i] < pivot:
-                    i += 1
-                while a[j] > pivot:
-                    j -= 1
-                if i <= j:
-                    a[i], a[j] = a[j], a[i]
-                    i += 1
-                    j -= 1
-            if r <= j:
-                hi = j
-            elif r >= i:
-                lo = i
-            else:
-                return a[r]
-        return a[r]
-
-    @numba.njit(cache=True, nogil=True, fastmath=True)
-    def count_le(row, t):  # pragma: no cover - jit
-        """#(|row| <= t); float32 counting is exact below 2**24 and vectorises."""
-        c = np.float32(0.0)
-        for j in range(row.shape[0]):
-            c += np.float32(1.0) if abs(row[j]) <= t else np.float32(0.0)
-        return int(c)
-
-    @numba.njit(cache=True, nogil=True)
-    def collect(row, lo, hi, buf):  # pragma: no cover - jit
-        """Write the magnitudes in (lo, hi] to buf[:m], branch-free; returns m."""
-        m = 0
-        for j in range(row.shape[0]):
-            v = abs(row[j])
-            buf[m] = v
-            m += (v > lo) & (v <= hi)
-        return m
-
-    @numba.njit(cache=True, nogil=True)
-    def write_codes_row(row, t, o):  # pragma: no cover - jit
-        for j in range(row.shape[0]):
-            v = row[j]
-            o[j] = np.int8(v > t) - np.int8(v < -t)
-
-    @numba.njit(parallel=True, cache=True, nogil=True)
-    def kernel(x, k, cuts, ends, thr, out, write_codes):  # pragma: no cover - jit
-        n, d = x.shape
-        nc = cuts.shape[1]
-        n_tasks = (n + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK
-        for task in numba.prange(n_tasks):
-            buf = np.empty(d, dtype=x.dtype)
-            r0 = task * _ROWS_PER_TASK
-            r1 = min(n, r0 + _ROWS_PER_TASK)
-            for i in range(r0, r1):
-                row = x[i]
-                # binary search over the sampled cuts with exact counts: afterwards
-                # count(|x| <= cuts[lo]) = c_lo < k <= count(|x| <= cuts[hi]), where
-                # lo = -1 stands for -inf and hi = nc for +inf
-                lo, hi, c_lo = -1, nc, 0
-                while hi - lo > 1:
-                    mid = (lo + hi) // 2
-                    cnt = count_le(row, cuts[i, mid])
-                    if cnt >= k:
-                        hi = mid
-                    else:
-                        lo, c_lo = mid, cnt
-                # the bracket's ends in the row's dtype (ends = [-1, +inf]: no cut)
-                t_lo = cuts[i, lo] if lo >= 0 else ends[0]
-                t_hi = cuts[i, hi] if hi < nc else ends[1]
-                m = collect(row, t_lo, t_hi, buf)
-                t = quickselect(buf, m, k - c_lo - 1)
-                thr[i] = t
-                if write_codes:
-                    write_codes_row(row, t, out[i])
-
-    return kernel
+# --------------------------------------------------------------------------- selection
+@_jit()
+def _quickselect(a, m, r):  # pragma: no cover - jit
+    """The r-th smallest (0-based) of a[:m], reordering a[:m] in place."""
+    lo, hi = 0, m - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        # median of three as the pivot
+        x0, x1, x2 = a[lo], a[mid], a[hi]
+        if x0 > x1:
+            x0, x1 = x1, x0
+        if x1 > x2:
+            x1 = max(x2, x0)
+        pivot = x1
+        i, j = lo, hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if r <= j:
+            hi = j
+        elif r >= i:
+            lo = i
+        else:
+            return a[r]
+    return a[r]
 
 
-def _kernel() -> Any:
-    global _KERNEL
-    if _KERNEL is None:
-        _KERNEL = _compile()
-    return _KERNEL
+@_jit(fastmath={"reassoc"})
+def _count_le(row, t1, t2):  # pragma: no cover - jit
+    """``#(|row| <= t1)`` and ``#(|row| <= t2)`` in one vectorised pass (NaN counts in
+    neither); float32 counts, exact below 2**24, summed per block of 2**22 values."""
+    n1 = 0
+    n2 = 0
+    for s in range(0, row.shape[0], _COUNT_BLOCK):
+        blk = row[s : s + _COUNT_BLOCK]
+        c1 = np.float32(0.0)
+        c2 = np.float32(0.0)
+        for j in range(blk.shape[0]):
+            a = abs(blk[j])
+            c1 += np.float32(1.0) if a <= t1 else np.float32(0.0)
+            c2 += np.float32(1.0) if a <= t2 else np.float32(0.0)
+        n1 += int(c1)
+        n2 += int(c2)
+    return n1, n2
 
 
-_POS_CACHE: dict[int, np.ndarray] = {}
+@_jit()
+def _as_value(key, scratch_k, scratch_f):  # pragma: no cover - jit
+    """The magnitude whose bit pattern is ``key`` (-1 for key -1: below every magnitude)."""
+    if key < 0:
+        scratch_f[0] = -1.0
+    else:
+        scratch_k[0] = key
+    return scratch_f[0]
 
 
-def _sample_positions(d: int) -> np.ndarray:
-    pos = _POS_CACHE.get(d)
-    if pos is None:
-        s = min(SAMPLE, d)
-        pos = np.sort(np.random.default_rng(0x5A3).choice(d, size=s, replace=False)).astype(
-            np.int64
-        )
-        _POS_CACHE[d] = pos
-    return pos
+@_jit()
+def _collect(row, lo, hi, buf):  # pragma: no cover - jit
+    """The magnitudes in (lo, hi] into buf (one slot more than there are); only chunks that
+    hold one are visited, without a branch per value (rows differ: branches mispredict)."""
+    m = 0
+    for s in range(0, row.shape[0], _CHUNK):
+        blk = row[s : s + _CHUNK]
+        hit = False
+        for j in range(blk.shape[0]):  # vectorised test of the whole chunk
+            a = abs(blk[j])
+            hit |= (a > lo) & (a <= hi)
+        if hit:
+            for j in range(blk.shape[0]):  # branch-free: every value written, hits kept
+                a = abs(blk[j])
+                buf[m] = a
+                m += (a > lo) & (a <= hi)
+    return m
 
 
-def _sorted_samples(x: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """``sort(|x[:, pos]|)`` per row (NumPy's vectorised sort), row blocks in parallel threads.
-
-    Shapes:
-        x: ``[n, d]``; pos: ``[s]`` -> ``[n, s]``
-    """
-    import torch
-
-    samp = np.empty((x.shape[0], pos.shape[0]), dtype=x.dtype)
-
-    def one(lo: int, hi: int) -> None:
-        block = samp[lo:hi]
-        np.take(x[lo:hi], pos, axis=1, out=block)
-        np.abs(block, out=block)
-        block.sort(axis=1)
-
-    workers = max(1, min(torch.get_num_threads(), x.shape[0] // 256))
-    if workers == 1:
-        one(0, x.shape[0])
-        return samp
-    from concurrent.futures import ThreadPoolExecutor
-
-    bounds = np.linspace(0, x.shape[0], workers + 1).astype(int)
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda i: one(int(bounds[i]), int(bounds[i + 1])), range(workers)))
-    return samp
-
-
-def _cuts(x: np.ndarray, k: int) -> np.ndarray:
-    """Per-row thresholds bracketing the k-th magnitude: order statistics of a sample.
-
-    Shapes:
-        x: ``[n, d]`` -> ``[n, c]`` ascending per row
-    """
-    d = x.shape[1]
-    pos = _sample_positions(d)
-    s = pos.shape[0]
-    samp = _sorted_samples(x, pos)
+@_jit()
+def _first_bracket(keys, k, shift, absmask, inf_key, hist):  # pragma: no cover - jit
+    """Bit-pattern bracket ``(lo, hi]`` of the k-th magnitude from a strided sample."""
+    d = keys.shape[0]
+    step = max(1, d // SAMPLE)
+    hist[:] = 0
+    ns = 0
+    b0 = hist.shape[0]
+    for j in range(0, d, step):
+        b = (keys[j] & absmask) >> shift
+        hist[b] += 1
+        b0 = min(b0, b)
+        ns += 1
     p = (k - 0.5) / d
-    half = _Z * math.sqrt(max(s * p * (1.0 - p), 1.0))
-    r_lo = max(0, math.floor(s * p - half))
-    r_hi = min(s - 1, math.ceil(s * p + half))
-    return np.ascontiguousarray(samp[:, r_lo : r_hi + 1])
+    half = 4.0 * math.sqrt(max(ns * p * (1.0 - p), 1.0))
+    r_lo = int(ns * p - half)  # sample values to leave below lo
+    r_hi = int(ns * p + half) + 1  # sample values to have at or below hi
+    lo = -1
+    hi = inf_key
+    c = 0
+    b = b0
+    if r_lo > 0:
+        while c + hist[b] <= r_lo:
+            c += hist[b]
+            b += 1
+        lo = (b << shift) - 1
+    if r_hi < ns:
+        while b < hist.shape[0] - 1 and c + hist[b] < r_hi:
+            c += hist[b]
+            b += 1
+        hi = min(((b + 1) << shift) - 1, inf_key)
+    lo = min(max(lo, -1), inf_key - 1)  # NaN patterns (unchecked input) sort above inf
+    return lo, max(min(hi, inf_key), lo + 1)
+
+
+@_jit()
+def _select_row(  # pragma: no cover - jit
+    row, keys, k, shift, absmask, inf_key, hist, buf, scratch_k, scratch_f
+):
+    """The k-th smallest |row| (1-based); +inf when NaNs leave fewer than k magnitudes."""
+    lo, hi = _first_bracket(keys, k, shift, absmask, inf_key, hist)
+    c_lo, c_hi = _count_le(row, _as_value(lo, scratch_k, scratch_f),
+                           _as_value(hi, scratch_k, scratch_f))
+    if c_lo >= k:  # the sample missed low: lo is an upper end
+        hi, c_hi, lo, c_lo = lo, c_lo, -1, 0
+    elif c_hi < k:  # missed high: hi is a lower end
+        lo, c_lo, hi = hi, c_hi, inf_key
+        v_inf = _as_value(hi, scratch_k, scratch_f)
+        c_hi = _count_le(row, v_inf, v_inf)[0]
+        if c_hi < k:
+            return _as_value(inf_key, scratch_k, scratch_f)
+    split = False
+    while c_hi - c_lo > _FEW and hi - lo > 1:
+        span = hi - lo
+        n_in = c_hi - c_lo
+        if split:  # three equal parts of the bit-pattern range
+            t1 = lo + max(1, span // 3)
+            t2 = lo + max(1, (2 * span) // 3)
+        else:  # either side of the interpolated bit pattern of the k-th magnitude
+            g = lo + span * ((k - c_lo - 0.5) / n_in)
+            w = span * (0.25 * _FEW / n_in)
+            t1 = int(g - w)
+            t2 = int(g + w)
+        t1 = min(max(t1, lo + 1), hi - 1)
+        t2 = min(max(t2, t1), hi - 1)
+        n1, n2 = _count_le(row, _as_value(t1, scratch_k, scratch_f),
+                           _as_value(t2, scratch_k, scratch_f))
+        if n1 >= k:
+            hi, c_hi = t1, n1
+        elif n2 >= k:
+            lo, c_lo, hi, c_hi = t1, n1, t2, n2
+        else:
+            lo, c_lo = t2, n2
+        split = 4 * (c_hi - c_lo) > n_in  # less than a 4x gain: split evenly next time
+    v_hi = _as_value(hi, scratch_k, scratch_f)
+    if hi - lo <= 1:  # one bit pattern: the threshold itself
+        return v_hi
+    m = _collect(row, _as_value(lo, scratch_k, scratch_f), v_hi, buf)
+    return _quickselect(buf, m, k - c_lo - 1)
+
+
+@_jit(parallel=True)
+def _select_rows(  # pragma: no cover - jit
+    x, keys, k, shift, absmask, inf_key, thr, out, finite, write_codes, scratch, scratch_k
+):
+    n, d = x.shape
+    n_tasks = (n + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK
+    for task in numba.prange(n_tasks):
+        hist = np.empty(1 << _HIST_BITS, dtype=np.int32)
+        buf = np.empty(_FEW + 1, dtype=x.dtype)
+        sk = scratch_k[task]
+        sf = scratch[task]
+        v_inf = _as_value(inf_key, sk, sf)
+        for i in range(task * _ROWS_PER_TASK, min(n, (task + 1) * _ROWS_PER_TASK)):
+            row = x[i]
+            t = _select_row(row, keys[i], k, shift, absmask, inf_key, hist, buf, sk, sf)
+            thr[i] = t
+            if write_codes:
+                o = out[i]
+                bad = False
+                for j in range(d):
+                    v = row[j]
+                    o[j] = np.int8(v > t) - np.int8(v < -t)
+                    bad |= not abs(v) < v_inf  # NaN or Inf, found in the same visit
+                finite[i] = not bad
+
+
+_KEY_TYPES = {np.dtype(np.float32): (np.int32, 31), np.dtype(np.float64): (np.int64, 63)}
 
 
 def kth_smallest_abs_rows(
     x: np.ndarray, k: int, *, codes: bool = False
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """The ``k``-th smallest ``|x|`` of every row (1-based) and, with ``codes``, the codes.
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The ``k``-th smallest ``|x|`` of every row (1-based) and, with ``codes``, the codes
+    and whether each row is finite (checked in the same visit of the row).
 
-    Exact for finite input; ``x`` is read, never modified.
+    Exact for finite input; ``x`` is read, never modified. NaN counts as larger than
+    every magnitude; a row with fewer than ``k`` numbers gets the threshold ``+inf``.
 
     Shapes:
         x: ``[n, d]`` float32/float64 C-contiguous -> (``[n]`` same dtype,
-        ``[n, d]`` int8 or None)
+        ``[n, d]`` int8 or None, ``[n]`` bool or None)
     """
     n, d = x.shape
     thr = np.empty(n, dtype=x.dtype)
     out = np.empty((n, d) if codes else (0, 0), dtype=np.int8)
+    finite = np.ones(n if codes else 0, dtype=np.bool_)
     if n:
-        ends = np.array([-1.0, np.inf], dtype=x.dtype)
-        _kernel()(x, int(k), _cuts(x, k), ends, thr, out, bool(codes))
-    return thr, (out if codes else None)
+        key_type, bits = _KEY_TYPES[x.dtype]
+        inf_key = int(np.array(np.inf, dtype=x.dtype).view(key_type))
+        scratch = np.zeros(((n + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK, 1), dtype=x.dtype)
+        _select_rows(x, x.view(key_type), int(k), bits - _HIST_BITS, (1 << bits) - 1, inf_key,
+                     thr, out, finite, bool(codes), scratch, scratch.view(key_type))
+    return thr, (out if codes else None), (finite if codes else None)
 
 
 # --------------------------------------------------------------------------- unpacking

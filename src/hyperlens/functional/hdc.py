@@ -287,16 +287,20 @@ def _partition_rows(a: np.ndarray, kth: int) -> None:
 
 
 def _kth_smallest_abs(
-    x2: torch.Tensor, k: int, *, codes: bool = False
+    x2: torch.Tensor, k: int, *, codes: bool = False, check_finite: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The ``k``-th smallest ``|x|`` of every row (1-based) and, with ``codes``, the codes.
 
     The implementation is the ``"select"`` kernel of :mod:`hyperlens.functional.kernels`
-    (all give the same bits): ``"sampled"`` (compiled; a sampled bracket, one exact
-    count-and-collect pass, codes written in the same visit of the row), ``"introselect"``
+    (all give the same bits): ``"sampled"`` (compiled; a sampled bracket narrowed by exact
+    counts, codes written in the same visit of the row), ``"introselect"``
     (NumPy's ``np.partition`` on a scratch copy of ``|x|``, row blocks in parallel) or
     ``"topk"`` (``torch.topk`` on the smaller side of the split; CUDA). Codes are returned
     only by the sampled path (None otherwise; the caller compares against the threshold).
+
+    ``check_finite``: NaN or Inf rows raise :class:`InputError` naming the first; the
+    compiled path that writes codes notes them in the same visit of each row (no separate
+    pass over ``x``), the others check before selecting.
 
     Shapes:
         x2: ``[n, d]`` -> (``[n]`` (dtype of ``x2``), ``[n, d]`` int8 or None)
@@ -304,11 +308,16 @@ def _kth_smallest_abs(
     d = x2.shape[1]
     cpu_float = x2.device.type == "cpu" and x2.dtype in (torch.float32, torch.float64)
     impl = K.kernel_for("select", device=x2.device)
-    if cpu_float and impl == "sampled":
+    compiled = cpu_float and impl == "sampled"
+    if check_finite and not (compiled and codes):
+        _check_finite_rows(x2, "x")
+    if compiled:
         from .compiled import kth_smallest_abs_rows
 
         arr = x2.detach().contiguous().numpy()
-        thr, out = kth_smallest_abs_rows(arr, k, codes=codes)
+        thr, out, finite = kth_smallest_abs_rows(arr, k, codes=codes)
+        if check_finite and finite is not None and not finite.all():
+            _check_finite_rows(x2, "x")  # raises, naming the first row with NaN or Inf
         return torch.from_numpy(thr), (torch.from_numpy(out) if out is not None else None)
     if cpu_float and impl == "introselect":
         a = x2.detach().abs().contiguous()  # fresh scratch buffer, safe to reorder in place
@@ -398,10 +407,8 @@ def ternarize(
     x = _check_real(x, "x")
     if threshold == "quantile" and x.device.type == "cpu" and x.numel():
         x2, lead = _as_rows(x)
-        if check_finite:
-            _check_finite_rows(x2, "x")
         k = quantile_zero_count(x2.shape[1], _check_sparsity(sparsity))
-        t, codes = _kth_smallest_abs(x2, k, codes=True)
+        t, codes = _kth_smallest_abs(x2, k, codes=True, check_finite=check_finite)
         if codes is not None:
             return codes.reshape(x.shape)
         t = t.reshape(lead)

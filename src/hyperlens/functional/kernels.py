@@ -14,8 +14,8 @@ Several operations have more than one exact implementation whose speed depends o
   popcount) or ``"swar"`` (bit arithmetic in torch, any device).
 - ``"select"``: the k-th smallest magnitude of every row (the quantile threshold of
   ternarisation). ``"sampled"`` (a compiled per-row pass: a threshold bracket from a sample
-  of the row, one exact count-and-collect pass, a small selection among the collected
-  candidates; needs numba), ``"introselect"`` (NumPy's ``np.partition`` on a copy of
+  of the row, narrowed by exact vectorised counts, a small selection among the few
+  magnitudes left; needs numba), ``"introselect"`` (NumPy's ``np.partition`` on a copy of
   ``|x|``) or ``"topk"`` (``torch.topk``, any device).
 - ``"unpack"``: two-bit packed codes to dense int8 or float32 rows. ``"compiled"`` (one
   numba pass straight into the GEMM's dtype) or ``"lut"`` (a 65,536-entry table look-up
