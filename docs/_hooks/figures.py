@@ -8,7 +8,8 @@ the JSON it comes from:
   dotted path (list items by index: ``"cells.0.speedup"``);
 - ``{{ ratio("bench_gemma3", "texts_per_s.gemma3", "texts_per_s.smollm2", ".2f") }}``;
 - ``{{ cell("header", "Verdict", "HDC header", "accuracy") }}``: one cell of a report
-  table, the row picked by its first column (or by a 0-based index), the column by name;
+  table, the row picked by its first column (or by a 0-based index, or by a dict of
+  column values), the column by name;
 - ``{{ metric("terrain", "minilm.pr_over_d", ".3f") }}``: a named number of a report;
 - ``{{ summary("terrain") }}``, ``{{ table("terrain", "Terrain at a glance", rows=8) }}``:
   a report's headline rows or one of its tables, as a Markdown table;
@@ -156,6 +157,17 @@ def report_table(results: dict[str, Any], title: str) -> tuple[list[str], list[l
 
 
 def pick_row(columns: list[str], rows: list[list[Any]], row: Any) -> list[Any]:
+    """The row whose first column is ``row``, the row at index ``row``, or (a dict) the row
+    whose columns hold the given values: ``{"synsets": "nouns", "measure": "path"}``."""
+    if isinstance(row, dict):
+        missing = [c for c in row if c not in columns]
+        if missing:
+            raise FigureError(f"no columns {missing}; columns: {columns}")
+        hits = [r for r in rows
+                if all(str(r[columns.index(c)]) == str(v) for c, v in row.items())]
+        if len(hits) != 1:
+            raise FigureError(f"{len(hits)} rows match {row!r}; name columns that pick one")
+        return hits[0]
     if isinstance(row, int):
         if not -len(rows) <= row < len(rows):
             raise FigureError(f"row {row} is out of range: the table has {len(rows)} rows")
@@ -403,9 +415,13 @@ def plot_uri(name: str, file: str) -> str:
 
 
 def find_plot(results: dict[str, Any], file: str) -> dict[str, Any]:
+    """The plot named ``file``, or the first (in report order) matching a pattern such as
+    ``"weights_panel_*.png"`` (for plots named after the run's models)."""
+    import fnmatch
+
     for sec in results.get("sections", []):
         for p in sec.get("plots", []):
-            if p["file"] == file:
+            if p["file"] == file or fnmatch.fnmatchcase(p["file"], file):
                 return p
     files = [p["file"] for s in results.get("sections", []) for p in s.get("plots", [])]
     raise FigureError(f"the report has no plot {file!r}; its plots: {files}")
@@ -413,8 +429,8 @@ def find_plot(results: dict[str, Any], file: str) -> dict[str, Any]:
 
 def _plot(page: Page, name: str, data: Any, file: str, caption: str | None = None) -> str:
     spec = find_plot(data, file)
-    text = caption or spec.get("caption") or file
-    return (f"<figure markdown>\n![{text}]({page.rel(plot_uri(name, file))})\n"
+    text = caption or spec.get("caption") or spec["file"]
+    return (f"<figure markdown>\n![{text}]({page.rel(plot_uri(name, spec['file']))})\n"
             f"<figcaption>{text}</figcaption>\n</figure>")
 
 

@@ -119,7 +119,7 @@ def _plots(files: Any, config: Any, sources: figures.Sources, out: Path) -> list
             for fn, args, _ in figures.calls(text):
                 if fn == "plot":
                     wanted.add((args[0], args[1]))
-    made = []
+    made: dict[str, File] = {}
     for name, file in sorted(wanted):
         results = sources.get(name)
         if results is None:
@@ -128,12 +128,14 @@ def _plots(files: Any, config: Any, sources: figures.Sources, out: Path) -> list
             spec = figures.find_plot(results, file)
         except figures.FigureError as exc:
             raise PluginError(f"plot({name!r}, {file!r}): {exc}") from None
-        uri = figures.plot_uri(name, file)
+        uri = figures.plot_uri(name, spec["file"])
+        if uri in made:
+            continue
         target = out / uri
         target.parent.mkdir(parents=True, exist_ok=True)
         render(spec["spec"], target)
-        made.append(File.generated(config, uri, abs_src_path=str(target)))
-    return made
+        made[uri] = File.generated(config, uri, abs_src_path=str(target))
+    return list(made.values())
 
 
 def on_files(files: Any, config: Any) -> Any:
