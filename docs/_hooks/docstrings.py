@@ -33,13 +33,17 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" "))
 
 
-def _block_indent(out: list[str], line: str) -> int:
-    """Where a doctest block goes: inside a section (after ``Examples:``) at its own indent,
-    else at the indent of the paragraph before it (an indented block after a paragraph
-    would read as an indented code block in Markdown)."""
+def _after_examples(out: list[str]) -> bool:
+    """Whether the last paragraph line is a Google ``Examples:`` heading (griffe renders
+    the doctest lines of that section itself)."""
     prev = next((p for p in reversed(out) if p.strip()), "")
-    if prev.rstrip().endswith(":") and _indent(prev) < _indent(line):
-        return _indent(line)
+    return re.fullmatch(r"\s*Examples?:\s*", prev) is not None
+
+
+def _block_indent(out: list[str], line: str) -> int:
+    """A doctest block goes at the indent of the paragraph before it: an indented block
+    after a paragraph would read as an indented code block in Markdown."""
+    prev = next((p for p in reversed(out) if p.strip()), "")
     return min(_indent(prev), _indent(line))
 
 
@@ -58,6 +62,11 @@ def to_markdown(text: str) -> str:
         if fence or stripped.startswith(("```", "~~~")):
             out.append(line)
             i += 1
+            continue
+        if stripped.startswith(">>>") and _after_examples(out):
+            while i < len(lines) and lines[i].strip():
+                out.append(lines[i])
+                i += 1
             continue
         if stripped.startswith(">>>"):
             pad = " " * _block_indent(out, line)

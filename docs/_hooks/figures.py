@@ -5,7 +5,8 @@ the value (or table, or plot) read from a committed file, so a figure cannot dri
 the JSON it comes from:
 
 - ``{{ value("bench_hdc", "ternarize.speedup_vs_seed_loop", ".0f") }}``: a number at a
-  dotted path (list items by index: ``"cells.0.speedup"``);
+  dotted path (list items by index: ``"cells.0.speedup"``; over every item with
+  ``"cells.*.speedup"`` and ``reduce="max"`` or ``"min"``);
 - ``{{ ratio("bench_gemma3", "texts_per_s.gemma3", "texts_per_s.smollm2", ".2f") }}``;
 - ``{{ cell("header", "Verdict", "HDC header", "accuracy") }}``: one cell of a report
   table, the row picked by its first column (or by a 0-based index, or by a dict of
@@ -243,6 +244,13 @@ def cpu_text(data: dict[str, Any]) -> str:
     return f"{model} ({'; '.join(parts)})" if parts else str(model)
 
 
+def _plain(value: Any) -> Any:
+    """A config value as results.json stores it (tuples as lists, paths as text)."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
+
+
 def command_line(results: dict[str, Any]) -> str:
     """The ``hyperlens`` command that reproduces a run: its options that differ from the
     defaults, read from the recorded config with the command's own config class."""
@@ -258,13 +266,8 @@ def command_line(results: dict[str, Any]) -> str:
             words = [f"hyperlens {cmd.name}"]
             config = results.get("config", {})
             for opt in cmd.config.options():
-                value = config.get(opt.name, opt.default)
-                default = opt.default
-                if isinstance(default, tuple):
-                    default = [str(v) if isinstance(v, Path) else v for v in default]
-                elif isinstance(default, Path):
-                    default = str(default)
-                if value == default:
+                value = _plain(config.get(opt.name, opt.default))
+                if value == _plain(opt.default):
                     continue
                 if opt.kind is bool:
                     words.append(opt.flag if value else "--no-" + opt.flag[2:])
@@ -343,8 +346,16 @@ def _call(page: Page, fn: str, args: list[Any], kw: dict[str, Any]) -> str:
     return _MACROS[fn](page, name, data, *rest, **kw)
 
 
-def _value(page: Page, name: str, data: Any, path: str, fmt: str | None = None) -> str:
-    return fmt_value(lookup(data, path), fmt)
+def _value(page: Page, name: str, data: Any, path: str, fmt: str | None = None,
+           reduce: str | None = None) -> str:
+    if "*" not in path:
+        return fmt_value(lookup(data, path), fmt)
+    head, _, tail = path.partition(".*")
+    items = lookup(data, head)
+    if not isinstance(items, list) or reduce not in ("max", "min"):
+        raise FigureError(f"{path!r}: '*' runs over a list and needs reduce='max' or 'min'")
+    values = [lookup(item, tail.lstrip(".")) for item in items]
+    return fmt_value(max(values) if reduce == "max" else min(values), fmt)
 
 
 def _ratio(page: Page, name: str, data: Any, num: str, den: str, fmt: str = ".1f") -> str:
