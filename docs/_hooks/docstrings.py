@@ -33,17 +33,18 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" "))
 
 
-def _after_examples(out: list[str]) -> bool:
-    """Whether the last paragraph line is a Google ``Examples:`` heading (griffe renders
-    the doctest lines of that section itself)."""
-    prev = next((p for p in reversed(out) if p.strip()), "")
-    return re.fullmatch(r"\s*Examples?:\s*", prev) is not None
+#: Google-style section headings: a block indented under one belongs to the section.
+SECTION = re.compile(r"\s*(Args|Arguments|Parameters|Returns|Yields|Raises|Examples?|Notes?|"
+                     r"Shapes|Attributes|Warnings?|See Also|References|Usage):\s*")
 
 
 def _block_indent(out: list[str], line: str) -> int:
-    """A doctest block goes at the indent of the paragraph before it: an indented block
-    after a paragraph would read as an indented code block in Markdown."""
+    """Where a doctest block goes: under a section heading (``Example:``) at its own
+    indent, else at the indent of the paragraph before it (an indented block after a
+    paragraph would read as an indented code block in Markdown)."""
     prev = next((p for p in reversed(out) if p.strip()), "")
+    if SECTION.fullmatch(prev) and _indent(prev) < _indent(line):
+        return _indent(line)
     return min(_indent(prev), _indent(line))
 
 
@@ -62,11 +63,6 @@ def to_markdown(text: str) -> str:
         if fence or stripped.startswith(("```", "~~~")):
             out.append(line)
             i += 1
-            continue
-        if stripped.startswith(">>>") and _after_examples(out):
-            while i < len(lines) and lines[i].strip():
-                out.append(lines[i])
-                i += 1
             continue
         if stripped.startswith(">>>"):
             pad = " " * _block_indent(out, line)

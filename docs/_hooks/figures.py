@@ -228,20 +228,21 @@ def cpu_text(data: dict[str, Any]) -> str:
     parts = []
     capability = _find_key(data, ("cpu_capability", "torch_capability"))
     features = _find_key(data, ("features",))
+    profile = _find_key(data, ("kernels_profile",))
     if capability:
         extra = [k.upper() for k in ("vnni", "bf16", "amx")
                  if isinstance(features, dict) and features.get(k)]
-        parts.append(" ".join([str(capability), *extra]))
-    profile = _find_key(data, ("kernels_profile",))
-    if profile and profile != "native":
+        forced = ["forced"] if profile and profile != "native" else []
+        parts.append(" ".join([str(capability), *extra, *forced]))
+    elif profile and profile != "native":
         parts.append(f"kernels forced to {profile}")
     threads = _find_key(data, ("threads", "torch_threads"))
     count = _find_key(data, ("cpu_count",))
-    if count:
-        parts.append(f"{count} CPUs" + (f", {threads} threads" if threads else ""))
-    elif threads:
-        parts.append(f"{threads} threads")
-    return f"{model} ({'; '.join(parts)})" if parts else str(model)
+    if threads and count and threads != count:
+        parts.append(f"{threads} threads of {count} CPUs")
+    elif threads or count:
+        parts.append(f"{threads or count} {'threads' if threads else 'CPUs'}")
+    return f"{model} ({', '.join(parts)})" if parts else str(model)
 
 
 def _plain(value: Any) -> Any:

@@ -88,7 +88,7 @@ def test_tables_summary_plot_and_run(sources: figures.Sources) -> None:
     assert "](../plots/terrain/panel_minilm.png)" in out and "the panel" in out
     out = render('{{ run("terrain") }}', sources)
     assert "`hyperlens terrain --models minilm smollm2 --no-layers`" in out
-    assert "x86_64 (2 CPUs, 2 threads)" in out and "1 min 15 s" in out
+    assert "x86_64 (2 threads)" in out and "1 min 15 s" in out
     assert "2026-01-02" in out and "`0123456789ab`" in out
     assert "](../results/terrain/results.json)" in out
 
@@ -119,10 +119,10 @@ def test_code_keeps_its_braces(sources: figures.Sources) -> None:
 
 
 def test_cpu_text_reads_each_json_shape() -> None:
-    assert figures.cpu_text(BENCH) == ("AMD EPYC (AVX512 VNNI BF16; kernels forced to avx2; "
-                                       "2 CPUs, 2 threads)")
+    assert figures.cpu_text(BENCH) == "AMD EPYC (AVX512 VNNI BF16 forced, 2 threads)"
     assert figures.cpu_text({"cpu": "Intel(R) Xeon(R)", "cpu_capability": "AVX512",
-                             "cpu_count": 2}) == "Intel(R) Xeon(R) (AVX512; 2 CPUs)"
+                             "cpu_count": 4, "threads": 1}) == \
+        "Intel(R) Xeon(R) (AVX512, 1 threads of 4 CPUs)"
     assert figures.cpu_text({"platform": "Linux-6.1-x86_64-with-glibc2.36"}) == "Linux-6.1-x86_64"
 
 
@@ -186,6 +186,7 @@ def test_every_page_macro_fills_from_the_committed_json() -> None:
         assert "{{ value(" not in out.replace("`{{ value(", "")
 
 
-def test_examples_sections_are_left_to_griffe() -> None:
-    text = "Summary.\n\nExamples:\n    >>> 1 + 1\n    2\n"
-    assert to_markdown(text) == text
+def test_a_doctest_under_a_section_keeps_its_indent() -> None:
+    text = "Summary.\n\nExample:\n    >>> r[0]\n    2\n"
+    assert to_markdown(text) == ("Summary.\n\nExample:\n    ```pycon\n    >>> r[0]\n    2\n"
+                                 "    ```\n")
