@@ -402,7 +402,8 @@ def _table(page: Page, name: str, data: Any, title: str, rows: int | None = None
     for col, want in (where or {}).items():
         if col not in cols:
             raise FigureError(f"table {title!r} has no column {col!r}; columns: {cols}")
-        body = [r for r in body if str(r[cols.index(col)]) == str(want)]
+        allowed = {str(w) for w in (want if isinstance(want, list) else [want])}
+        body = [r for r in body if str(r[cols.index(col)]) in allowed]
         if not body:
             raise FigureError(f"no row of table {title!r} has {col} = {want!r}")
     if columns:

@@ -81,6 +81,8 @@ def test_tables_summary_plot_and_run(sources: figures.Sources) -> None:
     out = render('{{ table("terrain", "Scores", rows=2, where={"model": "a"}) }}', sources)
     assert "| model | set | acc |" in out and "| a | y | 0.25 |" in out and "| b |" not in out
     assert "a note" in out
+    out = render('{{ table("terrain", "Scores", where={"set": ["y", "z"]}) }}', sources)
+    assert "| a | y | 0.25 |" in out and "| a | x |" not in out
     out = render('{{ table("terrain", "Scores", rows=1) }}', sources)
     assert "First 1 of 3 rows" in out
     assert "| minilm: PR/d | 0.534 |" in render('{{ summary("terrain") }}', sources)
