@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 OFFLINE = HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
-.PHONY: run test install bench gpu-check clean-runs
+.PHONY: run test install bench docs gpu-check clean-runs
 
 install:
 	@PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/setup.sh
@@ -18,6 +18,10 @@ test: install
 
 bench: install
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(OFFLINE) $(VENV)/bin/python $$b || exit 1; done
+
+# The documentation site in site/ (open site/index.html); figures from the committed JSON.
+docs: install
+	NO_MKDOCS_2_WARNING=1 PYTHONPATH=src $(OFFLINE) $(VENV)/bin/python -m mkdocs build --strict -d site
 
 # make gpu-check: the tests marked cuda (pytest -m cuda) and a CUDA-beside-CPU benchmark of
 # the device paths, written to benchmarks/results/gpu_check.json (scripts/gpu_check.py says

