@@ -238,10 +238,13 @@ def cpu_text(data: dict[str, Any]) -> str:
         parts.append(f"kernels forced to {profile}")
     threads = _find_key(data, ("threads", "torch_threads"))
     count = _find_key(data, ("cpu_count",))
+    def n(k: Any, what: str) -> str:
+        return f"{k} {what}" + ("" if k == 1 else "s")
+
     if threads and count and threads != count:
-        parts.append(f"{threads} threads of {count} CPUs")
+        parts.append(f"{n(threads, 'thread')} of {n(count, 'CPU')}")
     elif threads or count:
-        parts.append(f"{threads or count} {'threads' if threads else 'CPUs'}")
+        parts.append(n(threads, "thread") if threads else n(count, "CPU"))
     return f"{model} ({', '.join(parts)})" if parts else str(model)
 
 

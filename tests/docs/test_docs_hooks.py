@@ -124,7 +124,7 @@ def test_cpu_text_reads_each_json_shape() -> None:
     assert figures.cpu_text(BENCH) == "AMD EPYC (AVX512 VNNI BF16 forced, 2 threads)"
     assert figures.cpu_text({"cpu": "Intel(R) Xeon(R)", "cpu_capability": "AVX512",
                              "cpu_count": 4, "threads": 1}) == \
-        "Intel(R) Xeon(R) (AVX512, 1 threads of 4 CPUs)"
+        "Intel(R) Xeon(R) (AVX512, 1 thread of 4 CPUs)"
     assert figures.cpu_text({"platform": "Linux-6.1-x86_64-with-glibc2.36"}) == "Linux-6.1-x86_64"
 
 
