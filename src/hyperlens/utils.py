@@ -631,3 +631,17 @@ class Registry(dict[str, type[T]], Generic[T]):
                 f"{self.kind} {name!r} got unknown {what}(s) {unknown}; it accepts "
                 f"{list(accepted)}."
             )
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -55,11 +55,11 @@ class CaptureOptions(Config):
     data_dir: str | None = option(None, help="folder holding sst2/ and agnews/", group="capture")
     text_column: str | None = option(None, help="text column of a file", group="capture")
     train_tokens: int = option(32_000, help="tokens the teacher predicts in the training texts "
-                               "(whole texts are taken until the count is reached; the README's "
-                               "full run uses 250000)", check=at_least(1), group="capture")
+                               "(whole texts are taken until the count is reached)",
+                               check=at_least(1), group="capture")
     heldout_tokens: int = option(8_000, help="tokens the teacher predicts in the held-out texts, "
-                                 "which every model is scored on (the README's full run uses "
-                                 "50000)", check=at_least(1), group="capture")
+                                 "which every model is scored on", check=at_least(1),
+                                 group="capture")
     layer: int = option(15, help="teacher layer l (Track B, Stage-1 target)", check=at_least(0),
                         group="capture")
     heads: tuple[int, ...] = option((0, 1, 2), help="q/k/v heads at layer l", check=at_least(0),

@@ -69,6 +69,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, InputError
+from ..utils import cpu_model_name
 
 __all__ = [
     "BF16_EXACT_DIM",
@@ -181,7 +182,7 @@ def cpu_features() -> CpuFeatures:
 
 def cpu_info() -> dict[str, Any]:
     """CPU model, torch capability, features and the current kernel choices (for JSON)."""
-    model = cpu_info_model()
+    model = cpu_model_name()
     flags = _cpu_flags()
     feats = features()
     return {
@@ -418,24 +419,13 @@ def machine_key() -> str:
     parts = {
         "machine": platform.machine(),
         "flags": sorted(f for f in _cpu_flags() if f.startswith(("avx", "amx", "fma"))),
-        "model": cpu_info_model(),
+        "model": cpu_model_name(),
         "capability": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "env": {k: os.environ.get(k, "") for k in _EMULATION_KEYS},
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def cpu_info_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 _PROBED: dict[str, str | None] = {}

@@ -27,7 +27,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, ReportError
-from ..utils import Timer, apply_umask, atomic_write_json, atomic_write_text, to_jsonable
+from ..utils import (
+    Timer,
+    apply_umask,
+    atomic_write_json,
+    atomic_write_text,
+    cpu_model_name,
+    to_jsonable,
+)
 from . import plots as _plots
 from .html import is_complete
 
@@ -84,6 +91,7 @@ def environment_info(device: Any = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "processor": platform.processor() or None,
+        "cpu_model": cpu_model_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda_available": torch.cuda.is_available(),
