@@ -186,10 +186,10 @@ def fit(
         data: a sized indexable: torch Dataset, list, tensor, or a dict/tuple of tensors
             with equal length (batches keep that structure).
         cfg: the :class:`TrainConfig`.
-        frozen: a module, :class:`ModelHandle` or list of them proven unchanged.
-        eval_fn: ``eval_fn(module) -> {"metric": value}``, called in eval mode without grads.
-        collate: joins a list of items into a batch for list / Dataset data (default:
-            torch's ``default_collate``).
+        **options: the :class:`FitOptions`: ``frozen``, a module, :class:`ModelHandle` or
+            list of them proven unchanged; ``eval_fn``, ``eval_fn(module) -> {"metric":
+            value}``, called in eval mode without grads; ``collate``, joins a list of items
+            into a batch for list / Dataset data (default: torch's ``default_collate``).
 
     The module is in train mode for the steps and in eval mode when ``fit`` returns.
     """
