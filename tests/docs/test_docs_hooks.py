@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HOOKS = ROOT / "docs" / "_hooks"
 sys.path.insert(0, str(HOOKS))
 
+pytest.importorskip("griffe", reason="the docs extra (pip install -e '.[docs]') is not installed")
+
 import figures  # noqa: E402
 from docstrings import to_markdown  # noqa: E402
 

@@ -16,6 +16,7 @@ import torch
 from gpu_support import assert_on
 
 from hyperlens.functional import hdc as F
+from hyperlens.functional import packing as P
 from hyperlens.hdc import PackedCodes, TernaryEncoder, search, similarity
 
 pytestmark = pytest.mark.cuda
@@ -52,14 +53,14 @@ def test_int_matmul_is_exact_and_uses_the_integer_kernel(device, monkeypatch):
 @pytest.mark.parametrize("scheme", ["twobit", "base3"])
 def test_pack_and_unpack_give_the_cpu_bits(scheme, device):
     x = _codes(65, 1001, seed=3)
-    packed = F.pack(x, scheme)
-    got = F.pack(x.to(device), scheme)
+    packed = P.pack(x, scheme)
+    got = P.pack(x.to(device), scheme)
     assert got.device.type == device.type
     assert torch.equal(got.cpu(), packed)
-    back = F.unpack(got, 1001, scheme)
+    back = P.unpack(got, 1001, scheme)
     assert back.device.type == device.type and torch.equal(back.cpu(), x)
-    assert torch.equal(F.packed_nonzeros(got, 1001, scheme).cpu(),
-                       F.packed_nonzeros(packed, 1001, scheme))
+    assert torch.equal(P.packed_nonzeros(got, 1001, scheme).cpu(),
+                       P.packed_nonzeros(packed, 1001, scheme))
 
 
 @pytest.mark.parametrize("metric", ["dot", "cosine", "hamming"])
