@@ -15,8 +15,7 @@ import pytest
 import torch
 from gpu_support import assert_on
 
-from hyperlens.functional import hdc as F
-from hyperlens.functional import packing as P
+from hyperlens.functional import hdc as F, packing as P
 from hyperlens.hdc import PackedCodes, TernaryEncoder, search, similarity
 
 pytestmark = pytest.mark.cuda
