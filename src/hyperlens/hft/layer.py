@@ -216,9 +216,10 @@ class HyperTensorLayer(nn.Module):
     def init_from_data(self, x: torch.Tensor, seed: int = 0) -> None:
         """Seed centres and planes at ``n_tensors`` training inputs ``x [n, d_in]``.
 
-        Centres are the routed samples (so every tensor owns a region where data is),
-        planes pass through their sample, bands are one standard deviation of the signed
-        distance over ``x``, and the router is scaled so routing distances are O(1).
+        Centres are the routed samples, distinct ones when ``x`` has at least ``n_tensors``
+        rows (so every tensor owns a region where data is), planes pass through their
+        sample, bands are one standard deviation of the signed distance over ``x``, and the
+        router is scaled so routing distances are O(1).
         """
         if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.d_in:
             shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
@@ -232,7 +233,11 @@ class HyperTensorLayer(nn.Module):
         x = x.float()
         g = make_generator(seed)
         n = x.shape[0]
-        pick = torch.randint(0, n, (self.n_tensors,), generator=g)
+        # distinct samples where there are enough: a sample drawn twice gives two tensors one
+        # centre, tied routing distances (which tensor wins is then up to the device's
+        # top-k) and a tensor that never owns a region
+        pick = (torch.randperm(n, generator=g)[: self.n_tensors] if n >= self.n_tensors
+                else torch.randint(0, n, (self.n_tensors,), generator=g))
         r = x @ self.router
         self.router.mul_(1.0 / r.std().clamp_min(1e-6))
         r = self.routed(x[pick])  # [K, H, d_route]
