@@ -20,10 +20,10 @@ the JSON it comes from:
   with a link to its ``results.json``; ``{{ cpu("bench_hdc") }}`` the CPU of a benchmark;
 - ``{{ claim("terrain-cv") }}``: a claim of the seed documents (``docs/seeds.json``).
 
-Sources: ``bench_*`` names are ``benchmarks/results/<name>.json``; any other name is the
-full run ``docs/results/<name>/results.json``. A full run that is not committed yet turns
-its macros into a note saying so (the page still builds); a missing benchmark file, key,
-table or plot is an error that stops the build.
+Sources: ``bench_*`` names and ``gpu_check`` are ``benchmarks/results/<name>.json``; any
+other name is the full run ``docs/results/<name>/results.json``. A full run that is not
+committed yet turns its macros into a note saying so (the page still builds); a missing
+benchmark file, key, table or plot is an error that stops the build.
 """
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ class FigureError(Exception):
     """A macro that cannot be filled from the committed JSON (the build stops)."""
 
 
+def is_benchmark(name: str) -> bool:
+    """``bench_*`` and ``gpu_check`` are files under ``benchmarks/results/``."""
+    return name.startswith("bench_") or name == "gpu_check"
+
+
 @dataclass
 class Sources:
     """The committed JSON files a page may quote, read once per build."""
@@ -58,20 +63,20 @@ class Sources:
     def path(self, name: str) -> Path:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
             raise FigureError(f"source {name!r} is not a plain name (bench_hdc, terrain, ...)")
-        if name.startswith("bench_"):
+        if is_benchmark(name):
             return self.root / "benchmarks" / "results" / f"{name}.json"
         return self.root / "docs" / "results" / name / "results.json"
 
     def uri(self, name: str) -> str | None:
         """The docs-relative address of a full run's ``results.json`` (None for benchmarks)."""
-        return None if name.startswith("bench_") else f"results/{name}/results.json"
+        return None if is_benchmark(name) else f"results/{name}/results.json"
 
     def get(self, name: str) -> dict[str, Any] | None:
         """The parsed file; ``None`` for a full run that is not committed yet."""
         if name not in self._cache:
             path = self.path(name)
             if not path.is_file():
-                if name.startswith("bench_"):
+                if is_benchmark(name):
                     raise FigureError(f"benchmark file {path.relative_to(self.root)} is missing")
                 self._cache[name] = None
             else:
@@ -222,6 +227,8 @@ def cpu_text(data: dict[str, Any]) -> str:
     cpu = data.get("cpu")
     if model is None and isinstance(cpu, str):
         model = cpu
+    if model is None and isinstance(cpu, dict):
+        model = cpu.get("model")
     if model is None:
         platform = _find_key(data, ("platform",))
         model = arch or (str(platform).split("-with-")[0] if platform else "CPU not recorded")
@@ -341,7 +348,7 @@ def _call(page: Page, fn: str, args: list[Any], kw: dict[str, Any]) -> str:
         c = claims[key]
         return f"{c['claim']} (seed `{c['seed']}`)"
     name, *rest = args
-    if name.startswith("bench_"):
+    if is_benchmark(name):
         data: Any = page.sources.get(name)
     else:
         data = page.results(name, block=fn in BLOCK)
@@ -382,7 +389,7 @@ def _metric(page: Page, name: str, data: Any, key: str, fmt: str | None = None) 
 
 
 def _cpu(page: Page, name: str, data: Any) -> str:
-    return cpu_text(data.get("environment", data) if not name.startswith("bench_") else data)
+    return cpu_text(data.get("environment", data) if not is_benchmark(name) else data)
 
 
 def _duration(page: Page, name: str, data: Any, path: str = "timings.total_s") -> str:
