@@ -30,6 +30,36 @@ def test_subtree_split_is_disjoint_by_subtree(wn):
     assert all(sp.groups[m.name] not in train_roots for m in sp.test)
 
 
+def test_subtree_split_is_leak_free_over_every_hypernym_path(wn):
+    """No held-out synset shares an ancestor at the split depth, on any of its hypernym
+    paths, with a training synset; the seed's first-path rule does leak on the same data,
+    which is what makes the check able to fail."""
+    from hyperlens.data.synsets import MatchedSynset, subtree_split
+
+    nouns = list(wn.all_synsets("n"))[::10][:3000]
+    matched = [MatchedSynset(s.lemma_names()[0], s, i) for i, s in enumerate(nouns)]
+
+    def ancestors(m):
+        return {p[min(4, len(p) - 1)].name() for p in m.synset.hypernym_paths()}
+
+    for seed in (0, 1):
+        sp = subtree_split(matched, test_fraction=0.25, depth=4, seed=seed)
+        train_anc = set().union(*(ancestors(m) for m in sp.train))
+        assert sp.test and not any(ancestors(m) & train_anc for m in sp.test)
+        assert sp.summary()["test_sharing_an_ancestor"] == 0
+        assert len(sp.train) + len(sp.test) == len(matched)
+    seed_rule = subtree_split(matched, test_fraction=0.25, depth=4, seed=0, paths="first")
+    assert seed_rule.summary()["test_sharing_an_ancestor"] > 0
+
+
+def test_subtree_split_refuses_an_unknown_path_rule():
+    from hyperlens.data.synsets import subtree_split
+    from hyperlens.errors import InputError
+
+    with pytest.raises(InputError, match="paths must be 'all'"):
+        subtree_split([object()] * 4, paths="second")  # type: ignore[list-item]
+
+
 def _fake_tokenizer(kind: str):
     """Three tokenizer families over the words the, dog, cat and the piece "ably"."""
     words = {"the": 1, "dog": 2, "cat": 3, "ably": 4}

@@ -211,3 +211,72 @@ def test_module_exports_the_contract() -> None:
     for name in ("Estimate", "t_interval", "bootstrap_ci", "paired_bootstrap",
                  "wilson_interval", "mcnemar", "permutation_pvalue"):
         assert name in stats.__all__ and callable(getattr(stats, name))
+
+
+# --------------------------------------------------------------------------- two levels
+def test_two_level_bootstrap_covers_a_mean_that_varies_between_seeds():
+    """Seeds with their own offsets (training noise) plus item noise: the two-level interval
+    covers the true mean about 95 % of the time, the item-only bootstrap of the pooled
+    scores far less (it ignores the spread between seeds)."""
+    import numpy as np
+
+    from hyperlens.functional.stats import bootstrap_ci, two_level_bootstrap
+
+    rng = np.random.default_rng(0)
+    hits_two, hits_items, sims = 0, 0, 150
+    for k in range(sims):
+        v = rng.normal(0.0, 0.3, size=(8, 1)) + rng.normal(0.0, 1.0, size=(8, 60))
+        e = two_level_bootstrap(v, n_boot=400, seed=k)
+        hits_two += e.lo <= 0.0 <= e.hi
+        f = bootstrap_ci(v.T.mean(1), n_boot=400, seed=k)  # items, seeds averaged first
+        hits_items += f.lo <= 0.0 <= f.hi
+    assert 0.85 <= hits_two / sims <= 1.0
+    assert hits_items / sims < 0.8
+
+
+def test_two_level_bootstrap_with_one_seed_is_the_item_bootstrap_width():
+    import numpy as np
+
+    from hyperlens.functional.stats import bootstrap_ci, two_level_bootstrap
+
+    v = np.random.default_rng(1).normal(size=(1, 500))
+    a = two_level_bootstrap(v, n_boot=2000, seed=3)
+    b = bootstrap_ci(v[0], n_boot=2000, seed=4)
+    assert a.value == pytest.approx(b.value)
+    assert (a.hi - a.lo) == pytest.approx(b.hi - b.lo, rel=0.15)
+
+
+def test_two_level_from_replicates_draws_seeds_over_shared_item_resamples():
+    import numpy as np
+
+    from hyperlens.functional.stats import from_replicates, two_level_from_replicates
+
+    rng = np.random.default_rng(2)
+    one = np.concatenate([[0.2], 0.2 + 0.01 * rng.normal(size=999)])
+    same = two_level_from_replicates(np.stack([one, one, one]))
+    ref = from_replicates(0.2, one[1:])
+    assert (same.value, same.lo, same.hi) == pytest.approx((ref.value, ref.lo, ref.hi))
+    apart = np.stack([one - 0.05, one, one + 0.05])  # seeds disagree: a wider interval
+    wide = two_level_from_replicates(apart)
+    assert wide.value == pytest.approx(0.2) and wide.hi - wide.lo > 2 * (ref.hi - ref.lo)
+
+
+def test_two_level_inputs_are_checked():
+    import numpy as np
+
+    from hyperlens.errors import InputError, ShapeError
+    from hyperlens.functional.stats import (
+        detectable_difference,
+        two_level_bootstrap,
+        two_level_from_replicates,
+    )
+
+    with pytest.raises(ShapeError, match="n_seeds, n_items"):
+        two_level_bootstrap(np.ones(5))
+    with pytest.raises(InputError, match="NaN"):
+        two_level_bootstrap(np.array([[1.0, np.nan]]))
+    with pytest.raises(ShapeError, match="1 \\+ n_boot"):
+        two_level_from_replicates(np.ones((3, 1)))
+    with pytest.raises(InputError, match="power"):
+        detectable_difference(0.1, power=1.0)
+    assert detectable_difference(0.01) == pytest.approx(0.0280, abs=1e-4)

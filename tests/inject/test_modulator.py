@@ -140,7 +140,7 @@ def test_save_load_round_trip(kind, tiny_llama, tmp_path):
 
 
 def test_lerp_alpha_one_sets_the_geometry_subspace_to_the_scaled_target():
-    ad = _make("lerp", 1.0)
+    ad = _make("lerp", 1.0, target_norm="residual")  # the seed's form: the residual's norm
     ad.resid_norm.fill_(3.0)
     P = ad.proj.detach()
     assert torch.allclose(P.T @ P, torch.eye(8), atol=1e-5)  # orthonormal columns at init
@@ -153,6 +153,46 @@ def test_lerp_alpha_one_sets_the_geometry_subspace_to_the_scaled_target():
     perp = torch.eye(D) - P @ P.T
     assert torch.allclose(out @ perp, x @ perp, atol=1e-5)  # the rest passes through
     assert torch.equal(out[~m], x[~m])
+
+
+def test_lerp_subspace_target_turns_the_component_and_keeps_its_length():
+    """The default target has the length of the token's own component in the subspace:
+    at alpha 1 that component points along the geometry with its old norm (no inflation),
+    and the residual's norm outside the subspace is untouched."""
+    ad = _make("lerp", 1.0)
+    assert ad.config.target_norm == "subspace"
+    P = ad.proj.detach()
+    unit = torch.nn.functional.normalize(ad.geometry, dim=1) * ad.token_mask[:, None]
+    ad.set_geometry(unit, ad.token_mask)
+    x = torch.randn(2, 6, D)
+    with torch.no_grad():
+        out = ad.modulate(x, IDS, 0)
+    m = ad.token_mask[IDS].bool()
+    before, after = (x @ P)[m], (out @ P)[m]
+    assert torch.allclose(after.norm(dim=-1), before.norm(dim=-1), atol=1e-4)
+    cos = torch.nn.functional.cosine_similarity(after, ad.geometry[IDS][m], dim=-1)
+    assert torch.allclose(cos, torch.ones_like(cos), atol=1e-4)
+    half = _make("lerp", 0.5)
+    half.set_geometry(unit, half.token_mask)
+    with torch.no_grad():  # halfway: the component moves, and differs from the seed's form
+        seed_form = _make("lerp", 0.5, target_norm="residual")
+        seed_form.set_geometry(unit, seed_form.token_mask)
+        seed_form.resid_norm.fill_(5.0)
+        assert not torch.allclose(half.modulate(x, IDS, 0), seed_form.modulate(x, IDS, 0))
+    with pytest.raises(ConfigError, match="target_norm"):
+        _make("lerp", 0.5, target_norm="whole")
+
+
+def test_field_zero_init_gates_start_at_one_and_train():
+    """zero_init: gates start at exactly 1 (identity at any alpha), and the gate layers get
+    gradient, so training can move them."""
+    ad = _make("field", 0.3, zero_init=True)
+    x = torch.randn(2, 6, D)
+    out = ad.modulate(x, IDS, 0)
+    assert torch.equal(out.detach(), x)
+    out.pow(2).sum().backward()
+    grads = [e.gate.weight.grad for e in ad.experts]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
 
 
 def test_field_null_space_untouched():

@@ -3,10 +3,9 @@
 :func:`single_token_ids` is the one rule that decides whether a tokenizer reads a word
 as one token (see its docstring); :func:`match_synsets` pairs single-token words of a
 tokenizer with the most frequent noun sense of that word (one synset per token, one token
-per synset). :func:`subtree_split`
-assigns every matched synset to the hypernym subtree it belongs to (its ancestor at a
-fixed depth on its first hypernym path) and deals out whole subtrees to ``train`` and
-``test``, so no held-out synset shares that ancestor with a training synset.
+per synset). :func:`subtree_split` groups matched synsets by their ancestors at a fixed
+depth, on every hypernym path, and deals out whole groups to ``train`` and ``test``, so no
+held-out synset shares such an ancestor with a training synset.
 WordNet similarities come from :func:`hyperlens.data.similarity_matrix`.
 """
 
@@ -60,6 +59,7 @@ class SynsetSplit:
     test: list[MatchedSynset]
     depth: int
     groups: dict[str, str] = field(default_factory=dict)  # synset name -> subtree root name
+    paths: str = "all"  # which hypernym paths define a subtree ("all" or the seed's "first")
 
     def summary(self) -> dict[str, Any]:
         tr = {self.groups[m.name] for m in self.train}
@@ -68,10 +68,19 @@ class SynsetSplit:
             "n_train": len(self.train),
             "n_test": len(self.test),
             "subtree_depth": self.depth,
+            "subtree_paths": self.paths,
             "n_train_subtrees": len(tr),
             "n_test_subtrees": len(te),
             "shared_subtrees": len(tr & te),
+            "test_sharing_an_ancestor": self.leaks(),
         }
+
+    def leaks(self) -> int:
+        """Held-out synsets with an ancestor at ``depth``, on any hypernym path, that some
+        training synset also has on one of its paths (0 for the leak-free split)."""
+        train_roots = {r for m in self.train for r in _subtree_roots(m.synset, self.depth, "all")}
+        return sum(any(r in train_roots for r in _subtree_roots(m.synset, self.depth, "all"))
+                   for m in self.test)
 
 
 Tokenize = Callable[[list[str]], Sequence[Sequence[int]]]
@@ -186,29 +195,66 @@ def match_synsets(
     return out
 
 
-def subtree_split(
-    matched: Sequence[MatchedSynset], *, test_fraction: float = 0.25, depth: int = 4, seed: int = 0
-) -> SynsetSplit:
-    """Split by hypernym subtree: every synset goes with its ancestor at ``depth``.
+def _subtree_roots(synset: Any, depth: int, paths: str) -> list[str]:
+    """The ancestors at ``depth`` that define a synset's subtree: on every hypernym path
+    (``paths="all"``) or on the first path in name order (``"first"``); a synset shallower
+    than ``depth`` on a path is its own root there."""
+    hp = sorted(synset.hypernym_paths(), key=lambda p: [s.name() for s in p])
+    chosen = hp if paths == "all" else hp[:1]
+    return sorted({p[min(depth, len(p) - 1)].name() for p in chosen})
 
-    The ancestor is read from the synset's first hypernym path in name order (NLTK lists a
-    synset's paths in an order that changes between processes; synsets shallower than
-    ``depth`` are their own subtree). Subtrees are shuffled with ``seed`` and dealt to the
-    test side until it holds ``test_fraction`` of the synsets. Synsets with several
-    hypernym paths can still have an ancestor on the other side through a second path;
-    :meth:`SynsetSplit.summary` counts shared subtree roots, which is 0 by construction.
+
+def _components(roots_of: dict[str, list[str]]) -> dict[str, str]:
+    """Union-find over synsets joined by a shared subtree root: each synset's group is the
+    smallest root name of its component (so groups do not depend on input order)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for roots in roots_of.values():
+        first = find(roots[0])
+        for r in roots[1:]:
+            other = find(r)
+            if other != first:
+                lo, hi = sorted((first, other))
+                parent[hi] = lo
+                first = lo
+    return {name: find(roots[0]) for name, roots in roots_of.items()}
+
+
+def subtree_split(
+    matched: Sequence[MatchedSynset], *, test_fraction: float = 0.25, depth: int = 4,
+    seed: int = 0, paths: str = "all",
+) -> SynsetSplit:
+    """Split by hypernym subtree: every synset goes with its ancestors at ``depth``.
+
+    ``paths="all"`` (leak-free): a synset's subtree roots are its ancestors at ``depth`` on
+    *every* hypernym path, and synsets that share any root are kept together (connected
+    components; the group is the component's smallest root name), so no held-out synset
+    has an ancestor at ``depth``, on any path, that a training synset also has.
+    ``paths="first"`` is the seed's rule: the ancestor on the first path only (in name
+    order: NLTK lists a synset's paths in an order that changes between processes), which
+    lets a synset with two parents reach the other side through its second path. Synsets
+    shallower than ``depth`` are their own subtree. Groups are shuffled with ``seed`` and
+    dealt to the test side until it holds ``test_fraction`` of the synsets.
+    :meth:`SynsetSplit.summary` counts shared groups, 0 by construction.
     """
     if not 0.0 < test_fraction < 1.0:
         raise InputError(f"test_fraction must be in (0, 1), got {test_fraction!r}; e.g. 0.25.")
+    if paths not in ("all", "first"):
+        raise InputError(f"paths must be 'all' (leak-free) or 'first' (the seed's rule), "
+                         f"got {paths!r}.")
     if len(matched) < 4:
         raise InputError(f"subtree_split needs at least 4 matched synsets, got {len(matched)}.")
-    groups: dict[str, str] = {}
+    roots_of = {m.name: _subtree_roots(m.synset, depth, paths) for m in matched}
+    groups = _components(roots_of)
     members: dict[str, list[MatchedSynset]] = {}
     for m in matched:
-        path = min(m.synset.hypernym_paths(), key=lambda p: [s.name() for s in p])
-        root = path[min(depth, len(path) - 1)].name()
-        groups[m.name] = root
-        members.setdefault(root, []).append(m)
+        members.setdefault(groups[m.name], []).append(m)
     roots = sorted(members)
     rng = np.random.default_rng(seed)
     order = [roots[i] for i in rng.permutation(len(roots))]
@@ -229,4 +275,4 @@ def subtree_split(
             f"subtree_split at depth={depth} put every synset on one side ({len(train)} train, "
             f"{len(test)} test); use a larger depth so there are more subtrees."
         )
-    return SynsetSplit(train, test, depth, groups)
+    return SynsetSplit(train, test, depth, groups, paths)

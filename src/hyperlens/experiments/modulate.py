@@ -88,7 +88,7 @@ class ModulateConfig(Config):
         (0, 1, 2), help="replicate seeds: each modulator is trained with the WordNet geometry "
                         "once per seed", check=at_least(0), unique=True)
     control_seeds: tuple[int, ...] = option(
-        (0,), help="replicate seeds of the runs with each control geometry", check=at_least(0),
+        (0, 1, 2), help="replicate seeds of the runs with each control geometry", check=at_least(0),
         unique=True)
     controls: tuple[Literal["random", "shuffled", "pca"], ...] = option(
         ("random", "shuffled", "pca"), help="control geometries (none: WordNet only)",
@@ -111,20 +111,32 @@ class ModulateConfig(Config):
                                        "(0.3: enough to cross (0, 1) in about 20 steps)",
                              check=above(0))
     alpha: float = option(0.1, help="starting alpha of lerp", check=_START_ALPHA)
-    field_alpha: float = option(0.01, help="starting alpha of field", check=_FIELD_ALPHA)
+    field_alpha: float = option(0.2, help="starting alpha of field (the seed's: 0.01)",
+                                check=_FIELD_ALPHA)
+    lerp_target: Literal["subspace", "residual"] = option(
+        "subspace", help="length of lerp's target: the token's own residual component in the "
+                         "subspace (subspace) or the whole residual's mean norm (residual, the "
+                         "seed's, about sqrt(d_model/64) times longer)")
+    field_gates: Literal["zero", "random"] = option(
+        "zero", help="field's gate layers start at zero, so every gate starts at 1 and "
+                     "training moves it (zero), or at random (random, the seed's)")
     alpha_starts: tuple[float, ...] = option(
         (0.01, 0.5), help="further lerp starting alphas (first replicate seed) for the alpha "
                           "curves", check=_START_ALPHA, min_items=0)
     field_alpha_starts: tuple[float, ...] = option(
-        (0.2,), help="further field starting alphas (first replicate seed) for the alpha "
+        (0.01,), help="further field starting alphas (first replicate seed) for the alpha "
                      "curves", check=_FIELD_ALPHA, min_items=0)
     sweep: tuple[float, ...] = option(
         SWEEP, help="fixed alphas of the sweep (field: those up to its alpha_max)",
         check=between(0, 1), min_items=0)
-    n_boot: int = option(100, help="bootstrap resamples of the relational scores over held-out "
+    n_boot: int = option(1000, help="bootstrap resamples of the relational scores over held-out "
                          "synsets (the task and perplexity differences use 1000)",
                          check=at_least(1))
     n_coherence: int = option(100, help="held-out texts per coherence set", check=at_least(1))
+    split_paths: Literal["all", "first"] = option(
+        "all", help="hypernym paths whose ancestor at depth 4 defines a held-out subtree: all "
+                    "(leak-free: synsets sharing any such ancestor stay together) or first "
+                    "(the seed's rule; a second parent can reach across the split)")
     data_dir: Path | None = option(None, help="folder with SST-2 (default: the usual places)")
     fresh: bool = option(False, help="ignore finished runs in OUT/cells.jsonl and train "
                                      "everything again")
@@ -214,7 +226,8 @@ def _score_model(rep: Report, config: ModulateConfig, m: _Model, seed: int) -> l
         | {"chain_decay": probe["reps"][k]["chain_decay"], "bands": probe["reps"][k]["bands"]}
         for k in m.reps
     }
-    summary = _pooled_table(_relational_section(rep, m), config, m)
+    gate = _task_gate(rep, config, m, seed)
+    summary = _pooled_table(_relational_section(rep, m), config, m, seed, gate)
     _task_section(rep, m, seed)
     _training_section(rep, config, m)
     summary += _coherence_section(rep, config, m, seed)
@@ -231,7 +244,9 @@ def _load_setup(rep: Report, config: ModulateConfig, ctx: RunContext,
     spec = mc.SetupSpec(
         model=name, device=str(ctx.torch_device), dtype=ctx.resolve_dtype(),
         anchors=config.anchors, test=config.test, layers=config.layers, split_seed=ctx.seed,
-        control_seeds=tuple((c, ctx.seed_for("control", c)) for c in config.controls))
+        control_seeds=tuple((c, ctx.seed_for("control", c)) for c in config.controls),
+        split_paths=config.split_paths, lerp_target=config.lerp_target,
+        field_gates=config.field_gates)
     with rep.timer(f"{name}:load+prepare"):
         s = mc.prepare_setup(spec, _threads())
     mc.register(spec, s)
@@ -295,11 +310,16 @@ _PLAIN_ROW = {"key": "plain", "kind": "-", "geometry": "plain", "seed": "-", "al
 def _relational_section(rep: Report, m: _Model) -> Section:
     s = m.s
     sp = s.split_summary
+    paths = ("every hypernym path" if sp.get("subtree_paths", "all") == "all"
+             else "the first hypernym path only")
     sec = rep.section(
         f"{s.name}: relational alignment on held-out synsets",
         f"{sp['n_train'] + sp['n_test']:,} WordNet nouns match single tokens; split by "
-        f"hypernym subtree (depth {sp['subtree_depth']}: {sp['n_train_subtrees']} training "
-        f"and {sp['n_test_subtrees']} held-out subtrees, {sp['shared_subtrees']} shared). "
+        f"hypernym subtree (depth {sp['subtree_depth']}, ancestors on "
+        f"{paths}: "
+        f"{sp['n_train_subtrees']} training and {sp['n_test_subtrees']} held-out groups, "
+        f"{sp['shared_subtrees']} shared; {sp.get('test_sharing_an_ancestor', 0)} held-out "
+        "synsets share an ancestor at that depth with a training synset on some path). "
         f"{len(s.train)} training anchors fit the geometry; {len(s.test)} held-out synsets "
         f"are scored. Modulated blocks: {s.layers}. {m.steps} training steps per run. Lift = "
         "modulated minus plain model on the same bootstrap draw of held-out synsets (95 % "
@@ -326,41 +346,100 @@ def _relational_section(rep: Report, m: _Model) -> Section:
     return sec
 
 
-def _pooled_table(sec: Section, config: ModulateConfig, m: _Model) -> list[list[Any]]:
-    """Seeds pooled: mean lift with a t interval; WordNet minus each control (same seed)."""
-    from ..functional.stats import t_interval
+def _same_start(m: _Model, config: ModulateConfig, kind: str, geo: str
+                ) -> dict[Any, dict[str, Any]]:
+    """The runs of ``kind`` with geometry ``geo`` at the default starting alpha, by seed."""
+    a0 = config.alpha if kind == "lerp" else config.field_alpha
+    return {r["seed"]: r for r in m.runs
+            if r["kind"] == kind and r["geometry"] == geo and r["alpha0"] == a0}
+
+
+def _task_gate(rep: Report, config: ModulateConfig, m: _Model, seed: int
+               ) -> dict[tuple[str, str], bool]:
+    """The gate: does a modulator learn its own task on held-out synsets? Top-1 minus the
+    plain model, per-synset differences pooled over seeds with a two-level interval; a
+    (modulator, geometry) passes when the interval's lower bound is above 0."""
+    from ..functional.stats import two_level_bootstrap
+
+    plain = m.task["plain"]
+    out: dict[tuple[str, str], bool] = {}
+    rows = []
+    for kind in config.modulators:
+        for geo in ["wordnet", *config.controls]:
+            rs = _same_start(m, config, kind, geo)
+            if not rs:
+                continue
+            row = [kind, geo, len(rs)]
+            for metric in ("top1", "top10"):
+                diff = np.stack([m.task[r["key"]][metric] - plain[metric] for r in rs.values()])
+                e = two_level_bootstrap(diff, n_boot=config.n_boot, seed=seed)
+                row += [round(float(np.mean([m.task[r["key"]][metric].mean()
+                                             for r in rs.values()])), 4),
+                        _fmt(e.value, e.lo, e.hi)]
+                if metric == "top1":
+                    out[(kind, geo)] = bool(e.lo > 0)
+            rows.append(row + ["pass" if out[(kind, geo)] else "fail"])
+    label = "next-token lemma accuracy" if m.s.causal else "reverse-dictionary recall"
+    base = [round(float(plain["top1"].mean()), 4), round(float(plain["top10"].mean()), 4)]
+    rep.section(
+        f"{m.s.name}: task gate ({label} on held-out synsets)",
+        f"Does each trained modulator do its own task better than the plain model (top-1 "
+        f"{base[0]}, top-10 {base[1]})? Differences are per held-out synset, pooled over "
+        "replicate seeds with a two-level bootstrap (seeds x synsets, 95 %). The relational "
+        "lift below is read only for modulators that pass (top-1 interval above 0).",
+    ).table("Task gate",
+            ["modulator", "geometry", "seeds", "top-1", "top-1 - plain [CI]", "top-10",
+             "top-10 - plain [CI]", "gate"], rows)
+    rep.data[f"{m.s.name}:task_gate"] = {f"{k}/{g}": v for (k, g), v in out.items()}
+    return out
+
+
+def _pooled_table(sec: Section, config: ModulateConfig, m: _Model, seed: int,
+                  gate: dict[tuple[str, str], bool]) -> list[list[Any]]:
+    """Seeds pooled: mean lift and WordNet minus each control, with two-level intervals
+    (replicate seeds x held-out synsets) and the smallest difference each could detect."""
+    from ..functional.stats import detectable_difference, two_level_from_replicates
 
     summary: list[list[Any]] = []
     rows = []
-    path = m.table["path"]
+    path, raw = m.table["path"], m.raw["path"]
+    plain = raw["plain"][:, 0]
     for kind in config.modulators:
-        a0 = config.alpha if kind == "lerp" else config.field_alpha
+        wn = _same_start(m, config, kind, "wordnet")
         for geo in ["wordnet", *config.controls]:
-            rs = [r for r in m.runs
-                  if r["kind"] == kind and r["geometry"] == geo and r["alpha0"] == a0]
+            rs = _same_start(m, config, kind, geo)
             if not rs:
                 continue
-            est = t_interval([path[r["key"]]["lift_pearson"] for r in rs])
+            est = two_level_from_replicates(
+                np.stack([raw[r["key"]][:, 0] - plain for r in rs.values()]), seed=seed)
             plain_p = path["plain"]["pearson"]
             rel = 100 * est.value / abs(plain_p) if plain_p else float("nan")
-            vs = ""
-            if geo != "wordnet":
-                w = next((r for r in m.runs if r["kind"] == kind and r["geometry"] == "wordnet"
-                          and r["seed"] == rs[0]["seed"]), None)
-                if w is not None:
-                    vs = _fmt(*mt.paired_diff(m.raw["path"][w["key"]][:, 0],
-                                              m.raw["path"][rs[0]["key"]][:, 0]))
-            acc = [float(m.task[r["key"]]["top1"].mean()) for r in rs]
-            rows.append([kind, geo, len(rs), _fmt(est.value, est.lo, est.hi), f"{rel:+.1f} %",
-                         vs, round(float(np.mean(acc)), 4)])
+            vs, mdd = "", ""
+            both = sorted(set(rs) & set(wn)) if geo != "wordnet" else []
+            if both:
+                d = two_level_from_replicates(np.stack(
+                    [raw[wn[sd]["key"]][:, 0] - raw[rs[sd]["key"]][:, 0] for sd in both]),
+                    seed=seed)
+                vs = _fmt(d.value, d.lo, d.hi)
+                mdd = round(detectable_difference(d.std), 4)
+            acc = [float(m.task[r["key"]]["top1"].mean()) for r in rs.values()]
+            passed = gate.get((kind, geo), False)
+            rows.append([kind, geo, len(rs), "pass" if passed else "fail",
+                         _fmt(est.value, est.lo, est.hi), round((est.hi - est.lo) / 2, 4),
+                         f"{rel:+.1f} %", vs, mdd, round(float(np.mean(acc)), 4)])
             if geo == "wordnet":
+                read = "" if passed else " (task gate failed: not read as an effect)"
                 summary.append([f"{m.s.name} {kind}: path-Pearson lift (held-out)",
-                                f"{est.value:+.4f} ({rel:+.1f} %)"])
+                                f"{est.value:+.4f} ({rel:+.1f} %){read}"])
     sec.table(
         "Lift pooled over seeds (path similarity, Pearson): WordNet against the controls",
-        ["modulator", "geometry", "seeds", "mean lift [t CI]", "relative to plain",
-         "WordNet - control [CI]", "task top-1"],
+        ["modulator", "geometry", "seeds", "task gate", "mean lift [CI]", "half-width",
+         "relative to plain", "WordNet - control [CI]", "detectable", "task top-1"],
         rows,
+        note="Intervals: two-level bootstrap (replicate seeds drawn with replacement over "
+             "shared resamples of the held-out synsets), 95 %. 'detectable': the smallest "
+             "true WordNet - control difference the comparison finds with probability 0.8 "
+             "(2.8 bootstrap standard errors).",
     )
     return summary
 

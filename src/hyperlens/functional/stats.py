@@ -10,6 +10,9 @@ of four interval makers and two tests:
   the same items, resampling the same items for both;
 * :func:`wilson_interval`: a binomial proportion (an accuracy) with the Wilson score
   interval, which stays inside [0, 1] and behaves at 0 and n;
+* :func:`two_level_bootstrap` / :func:`two_level_from_replicates`: a mean over seeds
+  *and* items (every seed scores the same items), resampling both levels, so the interval
+  carries the training noise between seeds and the sampling noise of the items;
 * :func:`cv_delta_interval`: a coefficient of variation (std / mean) of many independent
   values with the large-sample (delta-method) interval from their first four moments;
 * :func:`mcnemar`: are two classifiers' error rates on the same items different?
@@ -18,7 +21,8 @@ of four interval makers and two tests:
 
 :func:`from_replicates` turns any set of resampled values into a percentile
 :class:`Estimate`, for the resampling schemes that are not plain item bootstraps (for
-instance two independent samples resampled separately).
+instance two independent samples resampled separately). :func:`detectable_difference` gives the
+power of a test: the smallest true difference it finds with a given probability.
 
 Resampling draws from ``numpy.random.default_rng(seed)``, so the same seed gives the
 same interval on every device; data given as a torch tensor is indexed where it lives.
@@ -56,6 +60,9 @@ __all__ = [
     "mcnemar",
     "permutation_pvalue",
     "from_replicates",
+    "two_level_bootstrap",
+    "two_level_from_replicates",
+    "detectable_difference",
 ]
 
 Alternative = Literal["greater", "less", "two-sided"]
@@ -368,6 +375,107 @@ def _prepare(data: Any, name: str, *, paired: bool = True) -> tuple[list[Any], b
                 f"{which} needs at least 2 items to resample, got {int(a.shape[0])}."
             )
     return arrays, tup
+
+
+def _seed_draws(rng: np.random.Generator, n_seeds: int, n_boot: int) -> np.ndarray:
+    """``[n_boot, n_seeds]`` weights: how often each seed is drawn (with replacement),
+    divided by the number of seeds."""
+    draws = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+    w = np.zeros((n_boot, n_seeds))
+    np.add.at(w, (np.arange(n_boot)[:, None], draws), 1.0)
+    return w / n_seeds
+
+
+def two_level_bootstrap(
+    values: Any, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> Estimate:
+    """Mean of per-item scores over seeds and items, with a two-level percentile bootstrap.
+
+    ``values[s, i]`` is seed ``s``'s score on item ``i`` (a 0/1 correctness, a per-item
+    difference between two systems, ...), every seed scored on the same items. Each
+    resample draws the seeds with replacement and, independently, the items with
+    replacement, and averages the drawn grid; so the interval widens with the spread
+    between seeds as well as with the items. With one seed it is the item bootstrap.
+
+    Shapes:
+        values: ``[n_seeds, n_items]``.
+
+    Example:
+        >>> import numpy as np
+        >>> v = np.array([[1.0, 0.0, 1.0, 1.0], [1.0, 1.0, 0.0, 1.0], [0.0, 1.0, 1.0, 1.0]])
+        >>> e = two_level_bootstrap(v, n_boot=200, seed=0)
+        >>> round(e.value, 3), e.method, e.lo <= e.value <= e.hi
+        (0.75, 'two-level bootstrap (seeds x items)', True)
+    """
+    level = check_level(level)
+    n_boot = check_int(n_boot, "n_boot", minimum=1)
+    v = np.asarray(values.detach().cpu() if _is_tensor(values) else values, dtype=np.float64)
+    if v.ndim != 2 or v.shape[0] < 1 or v.shape[1] < 1:
+        raise ShapeError(f"values must be [n_seeds, n_items] with both at least 1, got shape "
+                         f"{v.shape}.")
+    if not np.isfinite(v).all():
+        raise InputError("values hold NaN or infinite scores; drop or fill them first.")
+    S, N = v.shape
+    rng = np.random.default_rng(seed)
+    item_counts = np.zeros((n_boot, N))
+    np.add.at(item_counts, (np.arange(n_boot)[:, None], rng.integers(0, N, (n_boot, N))), 1.0)
+    per_seed = v @ (item_counts / N).T  # [S, n_boot]: each seed's mean over the drawn items
+    reps = (_seed_draws(rng, S, n_boot) * per_seed.T).sum(1)
+    return from_replicates(float(v.mean()), reps, level=level,
+                           method="two-level bootstrap (seeds x items)")
+
+
+def two_level_from_replicates(
+    replicates: Any, *, level: float = 0.95, seed: int = 0
+) -> Estimate:
+    """Mean over seeds of a statistic whose item bootstrap each seed already drew.
+
+    ``replicates[s]`` holds seed ``s``'s statistic on all items (column 0) and on item
+    resamples (columns 1..), the resamples *shared* by every seed (resample ``b`` draws the
+    same items for each seed), as a correlation over pairs of items needs. Resample ``b``
+    of the result draws the seeds with replacement and averages their column ``b``; the
+    point is the mean of column 0 over seeds.
+
+    Shapes:
+        replicates: ``[n_seeds, 1 + n_boot]``.
+
+    Example:
+        >>> import numpy as np
+        >>> r = np.array([[0.10, 0.08, 0.12, 0.11], [0.14, 0.13, 0.15, 0.12]])
+        >>> e = two_level_from_replicates(r, seed=0)
+        >>> round(e.value, 3), e.n
+        (0.12, 3)
+    """
+    level = check_level(level)
+    r = np.asarray(replicates.detach().cpu() if _is_tensor(replicates) else replicates,
+                   dtype=np.float64)
+    if r.ndim != 2 or r.shape[0] < 1 or r.shape[1] < 2:
+        raise ShapeError(f"replicates must be [n_seeds, 1 + n_boot] with n_boot >= 1, got "
+                         f"shape {r.shape}.")
+    S, B = r.shape[0], r.shape[1] - 1
+    reps = (_seed_draws(np.random.default_rng(seed), S, B) * r[:, 1:].T).sum(1)
+    return from_replicates(float(r[:, 0].mean()), reps, level=level,
+                           method="two-level bootstrap (seeds x items)")
+
+
+def detectable_difference(std_error: float, *, level: float = 0.95, power: float = 0.8) -> float:
+    """The smallest true difference that a two-sided test at ``level`` confidence finds with
+    probability ``power``, given the standard error of the estimated difference (normal
+    approximation: ``(z_{(1+level)/2} + z_power) * std_error``; 2.80 standard errors at
+    95 % and 80 %).
+
+    Example:
+        >>> round(detectable_difference(0.01), 4)
+        0.028
+    """
+    from scipy import stats as sps
+
+    level = check_level(level)
+    if not 0.0 < power < 1.0:
+        raise InputError(f"power must be in (0, 1), got {power!r}; e.g. 0.8.")
+    if not math.isfinite(std_error) or std_error < 0:
+        raise InputError(f"std_error must be a finite number >= 0, got {std_error!r}.")
+    return (_z(level) + float(sps.norm.ppf(power))) * float(std_error)
 
 
 def bootstrap_ci(

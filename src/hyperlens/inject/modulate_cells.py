@@ -57,6 +57,9 @@ class SetupSpec:
     layers: tuple[int, ...] | None
     split_seed: int
     control_seeds: tuple[tuple[str, int], ...]
+    split_paths: str = "all"
+    lerp_target: str = "subspace"
+    field_gates: str = "zero"
 
     @property
     def key(self) -> str:
@@ -93,6 +96,8 @@ def prepare_setup(spec: SetupSpec, threads: int) -> mt.Setup:
     with pinned_threads(threads):
         return mt.prepare(spec.model, h, wn, n_anchors=spec.anchors, n_test=spec.test,
                           layers=spec.layers, split_seed=spec.split_seed,
+                          split_paths=spec.split_paths, lerp_target=spec.lerp_target,
+                          field_gates=spec.field_gates,
                           control_seeds=dict(spec.control_seeds))
 
 

@@ -78,6 +78,8 @@ class Setup:
     split_summary: dict[str, Any]
     targets: torch.Tensor | None = None  # encoder: frozen lemma embeddings [n_items, d], CPU
     target_index: dict[str, int] = field(default_factory=dict)
+    lerp_target: str = "subspace"  # LerpConfig.target_norm ("residual": the seed's)
+    field_gates: str = "zero"  # "zero": field's gates start at 1 ("random": the seed's)
 
 
 # --------------------------------------------------------------------------- forward helpers
@@ -167,19 +169,27 @@ def prepare(
     n_test: int,
     layers: Sequence[int] | None,
     split_seed: int = 0,
+    split_paths: str = "all",
     control_seeds: Mapping[str, int] | None = None,
+    lerp_target: str = "subspace",
+    field_gates: str = "zero",
     dim: int = 64,
 ) -> Setup:
     """The shared set-up of one model's runs.
 
     ``split_seed`` draws the subtree split and the anchors and held-out synsets within it;
+    ``split_paths`` says which hypernym paths define a subtree
+    (:func:`~hyperlens.data.synsets.subtree_split`: ``"all"``, leak-free, or the seed's
+    ``"first"``); ``lerp_target`` and ``field_gates`` choose the modulators' designs
+    (:func:`build_adapter`);
     ``control_seeds`` (``{control: seed}``) draws each control geometry (the ``pca``
     control draws nothing). Fewer than ``n_anchors`` / ``n_test`` synsets are taken when the
     split offers fewer (``len(setup.train)``, ``len(setup.test)`` say how many).
     """
     causal = handle.kind == "decoder"
     matched = match_synsets(handle.tokenizer, wn)
-    split = subtree_split(matched, test_fraction=0.25, depth=4, seed=split_seed)
+    split = subtree_split(matched, test_fraction=0.25, depth=4, seed=split_seed,
+                          paths=split_paths)
     rng = np.random.default_rng(split_seed)
     train = _draw(split.train, n_anchors, rng)
     test = _draw(split.test, n_test, rng)
@@ -204,7 +214,8 @@ def prepare(
     reps = torch.from_numpy(embed(texts, handle, pooling="mean", layer=mid, progress=False))
     ids = torch.tensor([m.token_id for m in train])
     proj0 = procrustes_projection(geo, ids, reps)
-    s = Setup(name, handle, causal, chosen, train, test, geometries, proj0, norms, split.summary())
+    s = Setup(name, handle, causal, chosen, train, test, geometries, proj0, norms, split.summary(),
+              lerp_target=lerp_target, field_gates=field_gates)
     if not causal:
         items = train + test
         s.targets = encode(handle, [m.word for m in items])
@@ -251,13 +262,16 @@ def plan_runs(
 
 def build_adapter(s: Setup, kind: str, geometry: str, alpha: float) -> Any:
     """A ``lerp`` / ``field`` adapter on the model's device with the named geometry (lerp:
-    the Procrustes projection and the measured residual norms). Parameters a modulator
+    the Procrustes projection, the measured residual norms and ``s.lerp_target``; field:
+    gates that start at 1 when ``s.field_gates`` is ``"zero"``). Parameters a modulator
     draws at random come from torch's default generator: build it inside a seeded scope
     (:func:`train_run` builds it inside the training loop's forked generator)."""
     h = s.handle
+    design: dict[str, Any] = ({"target_norm": s.lerp_target} if kind == "lerp"
+                              else {"zero_init": s.field_gates == "zero"})
     ad: Any = make_adapter(
         kind, alpha=alpha, d_model=h.hidden_size, vocab_size=h.token_embeddings().shape[0],
-        n_layers=h.num_layers, layers=s.layers, dim=s.proj0.shape[1],
+        n_layers=h.num_layers, layers=s.layers, dim=s.proj0.shape[1], **design,
     )
     g = s.geometries[geometry]
     ad.set_geometry(g.vectors, g.mask)

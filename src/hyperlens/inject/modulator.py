@@ -8,12 +8,16 @@ tokens without a geometry vector (``mask`` False) untouched.
 
 ``lerp`` (:class:`LerpModulator`) for each chosen layer ``l`` with ``a_l = sigmoid(theta_l)``::
 
-    h <- h + a_l m[t] (r_l * P g[t] / ||P g[t]|| - h)          # = (1 - a) h + a target
+    h <- h + a_l m[t] (r P g[t] - P P^T h)        # the subspace component moves to the target
 
-``g[t]`` the token's geometry vector (``[k]``), ``P`` a learned ``[d_model, k]`` projection
-(initialised by Procrustes), ``r_l`` the measured mean residual norm entering layer ``l``
-(:meth:`LerpModulator.calibrate`), so the target lives on the residual's own scale at
-every depth. ``theta`` is the logit of alpha; with an Adam learning rate of 0.3 (the
+``g[t]`` the token's geometry vector (``[k]``, unit length), ``P`` a learned
+``[d_model, k]`` projection (initialised by Procrustes) and ``r`` the target's length:
+by default (``target_norm="subspace"``) the norm of the token's own residual component in
+the subspace, ``||P P^T h||``, so the update turns that component towards the geometry
+and keeps its size; the seed's form (``"residual"``) uses ``r_l``, the measured mean norm
+of the whole residual entering layer ``l`` (:meth:`LerpModulator.calibrate`), a target
+about ``sqrt(d_model / k)`` times longer than the component it replaces. ``theta`` is
+the logit of alpha; with an Adam learning rate of 0.3 (the
 experiment's default) it can cross (0, 1) in about 20 steps. The update is computed in
 float32 and added to the residual in the model's own dtype (a bfloat16 model keeps float32
 adapters).
@@ -246,7 +250,19 @@ class _GeometryAdapter(Adapter):
 @dataclass
 class LerpConfig(_GeometryConfig):
     """``lerp`` adapter: ``d_model``, ``vocab_size``, ``n_layers`` of the model; ``layers`` to
-    modulate; ``dim`` of the geometry; ``alpha`` the starting value (one or one per layer)."""
+    modulate; ``dim`` of the geometry; ``alpha`` the starting value (one or one per layer);
+    ``target_norm`` the length of the target: ``"subspace"`` (the token's own residual
+    component in the projected subspace, so lerp turns that component towards the geometry
+    without inflating it) or ``"residual"`` (the seed's: the mean norm of the whole residual,
+    about ``sqrt(d_model / dim)`` times the component it replaces)."""
+
+    target_norm: str = "subspace"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.target_norm not in {"subspace", "residual"}:
+            raise ConfigError(f"target_norm must be 'subspace' or 'residual' (the seed's), got "
+                              f"{self.target_norm!r}.")
 
 
 @register_adapter("lerp")
@@ -289,9 +305,14 @@ class LerpModulator(_GeometryAdapter):
         # the update is computed in float32 (a bfloat16 model keeps float32 adapters)
         ct = g.dtype
         P = self.proj.to(ct)  # [d, k]
-        target = self.resid_norm[j].to(ct) * (g @ P.T)  # [B, P, d]
+        inside = act.to(ct) @ P  # [B, P, k] the residual's coordinates in the subspace
+        if self.config.target_norm == "subspace":
+            scale = (inside @ P.T).norm(dim=-1, keepdim=True)  # [B, P, 1]
+        else:
+            scale = self.resid_norm[j].to(ct)
+        target = scale * (g @ P.T)  # [B, P, d]
         w = (torch.sigmoid(self.theta[j]).to(ct) * m)[..., None]
-        return act + (w * (target - (act.to(ct) @ P) @ P.T)).to(act.dtype)
+        return act + (w * (target - inside @ P.T)).to(act.dtype)
 
     @torch.no_grad()
     def calibrate(self, model: Any, batches: Sequence[dict[str, torch.Tensor]]) -> torch.Tensor:
