@@ -60,7 +60,7 @@ SEED_PROMPTS = (
 )
 _STATIC = {"glove-50d", "wordllama", "spacy-md"}
 _KNOWN_LAYERS = {"minilm": 6, "smollm2": 30}
-_DEFAULT_STEPS = {"minilm": 60, "smollm2": 20}
+_DEFAULT_STEPS = {"minilm": 200, "smollm2": 80}
 #: the field modulator's clamp: its alphas live in (0, alpha_max]
 FIELD_ALPHA_MAX = 0.35
 _FIELD_ALPHA = Check(lambda v: 0.0 < v <= FIELD_ALPHA_MAX,
@@ -97,12 +97,21 @@ class ModulateConfig(Config):
         None, help="blocks to modulate (none: every block of a model with at most 12, "
                    "else every third)", check=at_least(0))
     anchors: int = option(
-        800, help="training synsets (WordNet anchors) that fit the 64-d geometry; more than "
+        3000, help="training synsets (WordNet anchors) that fit the 64-d geometry; more than "
                   "the split offers are clamped with a warning", check=at_least(65))
     test: int = option(200, help="held-out synsets scored; more than the split offers are "
                                  "clamped with a warning", check=at_least(4))
-    steps: int | None = option(None, help="training steps per run (none: minilm 60, "
-                                          "smollm2 20, other models 60)", check=at_least(1))
+    steps: int | None = option(
+        None, help="most training steps per run; with a validation slice the run stops "
+                   "earlier on a plateau (none: minilm 200, smollm2 80, other models 100)",
+        check=at_least(1))
+    val_synsets: int = option(
+        128, help="training-side synsets (not anchors) whose task loss early stopping "
+                  "watches (0: no validation, a fixed budget of --steps)", check=at_least(0))
+    eval_every: int = option(10, help="steps between validation measurements",
+                             check=at_least(1))
+    patience: int = option(3, help="validation measurements without improvement before a "
+                                   "run stops", check=at_least(1))
     batch_size: int = option(16, help="training batch size (the encoder's in-batch "
                                       "contrastive loss needs two)", check=at_least(2))
     lr: float = option(3e-3, help="learning rate of the projection and the experts",
@@ -154,7 +163,9 @@ def cell_fingerprint(config: ModulateConfig, ctx: RunContext) -> str:
     """Hash of what changes a trained run's numbers besides its own key (model, modulator,
     geometry, starting alpha, seed): the sizes, the training options, the run's seed, the
     kind of device and the precision."""
-    keep = ("layers", "anchors", "test", "steps", "batch_size", "lr", "alpha_lr")
+    keep = ("layers", "anchors", "test", "steps", "batch_size", "lr", "alpha_lr",
+            "split_paths", "lerp_target", "field_gates", "val_synsets", "eval_every",
+            "patience")
     d = {k: v for k, v in config.to_dict().items() if k in keep}
     return stable_hash(d, ctx.seed, ctx.torch_device.type, ctx.resolve_dtype(), length=12)
 
@@ -246,7 +257,7 @@ def _load_setup(rep: Report, config: ModulateConfig, ctx: RunContext,
         anchors=config.anchors, test=config.test, layers=config.layers, split_seed=ctx.seed,
         control_seeds=tuple((c, ctx.seed_for("control", c)) for c in config.controls),
         split_paths=config.split_paths, lerp_target=config.lerp_target,
-        field_gates=config.field_gates)
+        field_gates=config.field_gates, val=config.val_synsets)
     with rep.timer(f"{name}:load+prepare"):
         s = mc.prepare_setup(spec, _threads())
     mc.register(spec, s)
@@ -274,7 +285,7 @@ def _train_runs(rep: Report, config: ModulateConfig, s: mt.Setup, spec: mc.Setup
     ``ledger`` (those already there are read back: metrics from the ledger, embeddings from
     ``out/adapters``)."""
     name = s.name
-    steps = int(config.steps or _DEFAULT_STEPS.get(name, 60))
+    steps = int(config.steps or _DEFAULT_STEPS.get(name, 100))
     with rep.timer(f"{name}:targets+plain"), pinned_threads(_threads()):
         m = _Model(s, steps, mt.similarity_targets(s.test), out)
         ev = mt.evaluate(s, None, s.test)
@@ -286,7 +297,8 @@ def _train_runs(rep: Report, config: ModulateConfig, s: mt.Setup, spec: mc.Setup
         alpha_starts={"lerp": config.alpha_starts, "field": config.field_alpha_starts})
     cells = mc.run_cells_for(spec, plan, steps=steps, batch_size=config.batch_size,
                              lr=config.lr, alpha_lr=config.alpha_lr, out=out,
-                             threads=_threads())
+                             threads=_threads(), eval_every=config.eval_every,
+                             patience=config.patience)
     with rep.timer(f"{name}:train"):
         run_cells(cells, ledger, executor, desc=f"modulate {name}", show_progress=show_progress)
     rep.timings.update(mc.pop_timings())  # the runs trained in this process, one by one
@@ -321,7 +333,8 @@ def _relational_section(rep: Report, m: _Model) -> Section:
         f"{sp['shared_subtrees']} shared; {sp.get('test_sharing_an_ancestor', 0)} held-out "
         "synsets share an ancestor at that depth with a training synset on some path). "
         f"{len(s.train)} training anchors fit the geometry; {len(s.test)} held-out synsets "
-        f"are scored. Modulated blocks: {s.layers}. {m.steps} training steps per run. Lift = "
+        f"are scored. Modulated blocks: {s.layers}. At most {m.steps} training steps per run "
+        "(see the training section for where each stopped). Lift = "
         "modulated minus plain model on the same bootstrap draw of held-out synsets (95 % "
         "percentile interval); 'vs WordNet' columns compare each control with the WordNet "
         "run of the same seed.",
@@ -414,7 +427,8 @@ def _pooled_table(sec: Section, config: ModulateConfig, m: _Model, seed: int,
                 np.stack([raw[r["key"]][:, 0] - plain for r in rs.values()]), seed=seed)
             plain_p = path["plain"]["pearson"]
             rel = 100 * est.value / abs(plain_p) if plain_p else float("nan")
-            vs, mdd = "", ""
+            vs: str = ""
+            mdd: float | str = ""
             both = sorted(set(rs) & set(wn)) if geo != "wordnet" else []
             if both:
                 d = two_level_from_replicates(np.stack(
@@ -481,14 +495,36 @@ def _training_section(rep: Report, config: ModulateConfig, m: _Model) -> None:
         f"timings ('{name}:train:<run>' for the runs trained in this process, "
         f"'{name}:train' for all of them).",
     )
+    def stop(r: dict[str, Any]) -> str:
+        if not r.get("val_curve"):
+            return "fixed budget"
+        return "plateau" if r.get("stopped_early") else "step cap"
+
     sec.table(
         "Runs",
-        ["run", "loss (first)", "loss (last 5)", "final alpha per block",
+        ["run", "steps", "stopped at", "kept step", "loss (first)", "loss (last 5)",
+         "best validation loss", "final alpha per block",
          "max |alpha change| over the last quarter of steps"],
-        [[r["key"], round(r["loss_first"], 4), round(r["loss_last"], 4),
+        [[r["key"], r.get("steps_trained", len(r["history"])), stop(r), r.get("kept_step"),
+          round(r["loss_first"], 4), round(r["loss_last"], 4),
+          round(min(v for _, v in r["val_curve"]), 4) if r.get("val_curve") else None,
           ", ".join(f"{a:.3f}" for a in r["final_alpha"]), round(r["alpha_drift"], 4)]
          for r in m.runs],
+        note=f"Early stopping watches the task loss on {len(s.val)} training-side synsets "
+             f"that are not anchors, every {config.eval_every} steps, with patience "
+             f"{config.patience}; 'plateau' runs stopped there, 'step cap' runs were still "
+             "improving when the cap ended them; the kept step's adapter is the one scored."
+             if s.val else "",
     )
+    curves = [{"label": r["key"], "x": [p[0] for p in r["val_curve"]],
+               "y": [p[1] for p in r["val_curve"]]}
+              for r in m.runs if r.get("val_curve") and r["seed"] == config.seeds[0]]
+    if curves:
+        sec.plot(f"{name}_validation.png", {
+            "kind": "line", "title": f"{name}: validation task loss (seed {config.seeds[0]})",
+            "xlabel": "step", "ylabel": "task loss", "series": curves})
+    n_plateau = sum(stop(r) == "plateau" for r in m.runs)
+    rep.data[f"{name}:plateau"] = {"runs": len(m.runs), "plateau": n_plateau}
     first = config.seeds[0]
     for kind in config.modulators:
         rs = [r for r in m.runs
@@ -664,7 +700,8 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
 
     config = ModulateConfig(models=("minilm",), modulators=("lerp",), seeds=(seed,),
                             controls=("shuffled",), control_seeds=(seed,), anchors=400,
-                            test=150, steps=40, alpha_starts=())
+                            test=150, steps=40, alpha_starts=(), n_boot=100,
+                            val_synsets=0)  # a fixed 40 steps: the tour's budget
     ctx = RunContext(seed=seed, device=device, dtype="float32")
     spec, s = _load_setup(report, config, ctx, "minilm")
     with tempfile.TemporaryDirectory(prefix="hyperlens-modulate-") as tmp:

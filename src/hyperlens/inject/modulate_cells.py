@@ -60,6 +60,7 @@ class SetupSpec:
     split_paths: str = "all"
     lerp_target: str = "subspace"
     field_gates: str = "zero"
+    val: int = 0
 
     @property
     def key(self) -> str:
@@ -97,7 +98,7 @@ def prepare_setup(spec: SetupSpec, threads: int) -> mt.Setup:
         return mt.prepare(spec.model, h, wn, n_anchors=spec.anchors, n_test=spec.test,
                           layers=spec.layers, split_seed=spec.split_seed,
                           split_paths=spec.split_paths, lerp_target=spec.lerp_target,
-                          field_gates=spec.field_gates,
+                          field_gates=spec.field_gates, n_val=spec.val,
                           control_seeds=dict(spec.control_seeds))
 
 
@@ -165,14 +166,17 @@ def _load_reps(s: mt.Setup, out: str | Path, run: mt.RunSpec) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- cells
 def train_cell(spec: SetupSpec, run: dict[str, Any], *, steps: int, batch_size: int, lr: float,
-               alpha_lr: float, out: str, threads: int) -> dict[str, Any]:
+               alpha_lr: float, out: str, threads: int, eval_every: int | None = None,
+               patience: int | None = None) -> dict[str, Any]:
     """Train and score one run (``run``: the fields of a :class:`~.modulate_train.RunSpec`);
-    write its adapter and held-out embeddings under ``out/adapters``; return its metrics."""
+    write its adapter and held-out embeddings under ``out/adapters``; return its metrics
+    (with a validation slice: the validation curve, whether the run stopped on a plateau
+    and the step whose adapter was kept)."""
     s = setup_for(spec, threads)
     rs = mt.RunSpec(**run)
     with pinned_threads(threads), Timer(_TIMINGS)(f"{s.name}:train:{rs.key}"):
         ad, hist = mt.train_run(s, rs, steps=steps, batch_size=batch_size, lr=lr,
-                                alpha_lr=alpha_lr)
+                                alpha_lr=alpha_lr, eval_every=eval_every, patience=patience)
         ev = mt.evaluate(s, ad, s.test)
     save_adapter(ad, adapter_path(out, s.name, rs), model=s.handle)
     save_safetensors(reps_path(out, s.name, rs), {"reps": ev["reps"]},
@@ -186,6 +190,11 @@ def train_cell(spec: SetupSpec, run: dict[str, Any], *, steps: int, batch_size: 
         "train_loss": hist.train_loss,
         "top1": ev["top1"].tolist(),
         "top10": ev["top10"].tolist(),
+        "steps_trained": len(hist.train_loss),
+        "stopped_early": bool(hist.stopped_early),
+        "kept_step": hist.restored_step,
+        "val_curve": [[int(e["step"]), float(e["val_loss"])] for e in hist.evals
+                      if "val_loss" in e],
     }
 
 
@@ -194,12 +203,14 @@ def cell_key(spec: SetupSpec, run: mt.RunSpec) -> dict[str, Any]:
 
 
 def run_cells_for(spec: SetupSpec, plan: Sequence[mt.RunSpec], *, steps: int, batch_size: int,
-                  lr: float, alpha_lr: float, out: str | Path, threads: int) -> list[Cell]:
+                  lr: float, alpha_lr: float, out: str | Path, threads: int,
+                  eval_every: int | None = None, patience: int | None = None) -> list[Cell]:
     """One :func:`train_cell` per planned run, asking for ``threads`` CPUs (and a GPU when
     the model lives on one)."""
     res = Resources.for_device(spec.device, num_cpus=threads)
     kw = {"spec": spec, "steps": steps, "batch_size": batch_size, "lr": lr,
-          "alpha_lr": alpha_lr, "out": str(out), "threads": threads}
+          "alpha_lr": alpha_lr, "out": str(out), "threads": threads,
+          "eval_every": eval_every, "patience": patience}
     return [Cell(cell_key(spec, r), Task(train_cell, kw | {"run": asdict(r)}, res))
             for r in plan]
 

@@ -22,6 +22,7 @@ CPU tensors and NumPy arrays.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ class Setup:
     target_index: dict[str, int] = field(default_factory=dict)
     lerp_target: str = "subspace"  # LerpConfig.target_norm ("residual": the seed's)
     field_gates: str = "zero"  # "zero": field's gates start at 1 ("random": the seed's)
+    val: list[MatchedSynset] = field(default_factory=list)  # training-side, not anchors
 
 
 # --------------------------------------------------------------------------- forward helpers
@@ -173,6 +175,7 @@ def prepare(
     control_seeds: Mapping[str, int] | None = None,
     lerp_target: str = "subspace",
     field_gates: str = "zero",
+    n_val: int = 0,
     dim: int = 64,
 ) -> Setup:
     """The shared set-up of one model's runs.
@@ -181,7 +184,8 @@ def prepare(
     ``split_paths`` says which hypernym paths define a subtree
     (:func:`~hyperlens.data.synsets.subtree_split`: ``"all"``, leak-free, or the seed's
     ``"first"``); ``lerp_target`` and ``field_gates`` choose the modulators' designs
-    (:func:`build_adapter`);
+    (:func:`build_adapter`); ``n_val`` training-side synsets that are not anchors form the
+    validation slice that early stopping watches (:func:`train_run`);
     ``control_seeds`` (``{control: seed}``) draws each control geometry (the ``pca``
     control draws nothing). Fewer than ``n_anchors`` / ``n_test`` synsets are taken when the
     split offers fewer (``len(setup.train)``, ``len(setup.test)`` say how many).
@@ -193,6 +197,10 @@ def prepare(
     rng = np.random.default_rng(split_seed)
     train = _draw(split.train, n_anchors, rng)
     test = _draw(split.test, n_test, rng)
+    # the validation slice for early stopping: training-side synsets that are not anchors
+    # (they never touch the held-out subtrees, and the geometry is not fitted on them)
+    anchors = {m.name for m in train}
+    val = _draw([m for m in split.train if m.name not in anchors], n_val, rng) if n_val else []
     E = handle.token_embeddings()
     geo = wordnet_geometry(E, train, matched, dim=dim)
     seeds = dict(control_seeds or {})
@@ -215,9 +223,9 @@ def prepare(
     ids = torch.tensor([m.token_id for m in train])
     proj0 = procrustes_projection(geo, ids, reps)
     s = Setup(name, handle, causal, chosen, train, test, geometries, proj0, norms, split.summary(),
-              lerp_target=lerp_target, field_gates=field_gates)
+              lerp_target=lerp_target, field_gates=field_gates, val=val)
     if not causal:
-        items = train + test
+        items = train + test + val  # the lemmas the contrastive task reads
         s.targets = encode(handle, [m.word for m in items])
         s.target_index = {m.name: i for i, m in enumerate(items)}
     return s
@@ -307,20 +315,36 @@ def task_loss(
 
 
 def train_run(
-    s: Setup, spec: RunSpec, *, steps: int, batch_size: int, lr: float, alpha_lr: float
+    s: Setup, spec: RunSpec, *, steps: int, batch_size: int, lr: float, alpha_lr: float,
+    eval_every: int | None = None, patience: int | None = None,
 ) -> tuple[Any, Any]:
     """Build and train one run's adapter; returns ``(adapter, history)``.
 
     The adapter is built and trained inside :func:`hyperlens.train.fit_module`'s generator
     forked from ``spec.seed`` (nothing outside is reseeded). alpha (``theta``) gets its own
-    large rate and no weight decay.
+    large rate and no weight decay. With a validation slice (``s.val``) and ``eval_every``,
+    the task loss on that slice is measured every ``eval_every`` steps; training stops once
+    it has not improved for ``patience`` measurements (a plateau) or after ``steps`` steps
+    (the cap), and the adapter returns to its best measured state. Without them it trains
+    exactly ``steps`` steps (the seed's fixed budget).
     """
+    plateau = bool(s.val) and eval_every is not None
+    epochs = max(1, math.ceil(steps * batch_size / max(1, len(s.train))) + 1)
     cfg = TrainConfig(
         optimizer="adamw", lr=lr, weight_decay=0.01, param_lr={"theta": alpha_lr},
-        no_decay=("theta",), schedule="constant", max_steps=steps, batch_size=batch_size,
-        grad_clip=1.0, seed=spec.seed, progress=False,
+        no_decay=("theta",), schedule="constant", max_steps=steps, epochs=epochs,
+        batch_size=batch_size, grad_clip=1.0, seed=spec.seed, progress=False,
+        eval_every=eval_every if plateau else None,
+        early_stop_patience=patience if plateau else None,
+        early_stop_metric="val_loss" if plateau else "train_loss", restore_best=plateau,
     )
     _mod(s.handle).requires_grad_(False)
+    val_batches = [s.val[i : i + 2 * batch_size] for i in range(0, len(s.val), 2 * batch_size)]
+
+    def val_loss(mod: Any) -> dict[str, float]:
+        losses = [float(task_loss(s, mod, b)[0]) * len(b) for b in val_batches]
+        return {"val_loss": sum(losses) / len(s.val)}
+
     return fit_module(
         lambda: build_adapter(s, spec.kind, spec.geometry, spec.alpha0),
         lambda mod, batch: task_loss(s, mod, batch),
@@ -328,6 +352,7 @@ def train_run(
         cfg,
         frozen=_mod(s.handle),
         collate=lambda items: items,
+        eval_fn=val_loss if plateau else None,
     )
 
 
