@@ -42,6 +42,13 @@ from ..config import (
 )
 from ..errors import ConfigError
 from ..inject import modulate_cells as mc, modulate_train as mt
+from ..inject.modulate_sections import (
+    LAST,
+    ceiling_section,
+    fmt_ci as _fmt,
+    pooled_table,
+    task_gate,
+)
 from ..report import Report, Section
 from ..run import Executor, Ledger, LocalExecutor, pinned_threads, run_cells
 from ..utils import stable_hash
@@ -146,6 +153,8 @@ class ModulateConfig(Config):
         "all", help="hypernym paths whose ancestor at depth 4 defines a held-out subtree: all "
                     "(leak-free: synsets sharing any such ancestor stay together) or first "
                     "(the seed's rule; a second parent can reach across the split)")
+    ceiling: bool = option(True, help="fit the linear metric-map ceiling on the plain "
+                                      "embeddings (held-out subtrees and a random split)")
     data_dir: Path | None = option(None, help="folder with SST-2 (default: the usual places)")
     fresh: bool = option(False, help="ignore finished runs in OUT/cells.jsonl and train "
                                      "everything again")
@@ -237,8 +246,15 @@ def _score_model(rep: Report, config: ModulateConfig, m: _Model, seed: int) -> l
         | {"chain_decay": probe["reps"][k]["chain_decay"], "bands": probe["reps"][k]["bands"]}
         for k in m.reps
     }
-    gate = _task_gate(rep, config, m, seed)
-    summary = _pooled_table(_relational_section(rep, m), config, m, seed, gate)
+    rep.data[f"{name}:split"] = m.s.split_summary
+    rep.data[f"{name}:token_coverage"] = m.s.coverage
+    gate = task_gate(rep, config, m, seed)
+    sec = _relational_section(rep, m)
+    summary = pooled_table(sec, config, m, seed, gate)
+    if "plain" + LAST in m.reps:
+        pooled_table(sec, config, m, seed, gate, suffix=LAST)
+    if config.ceiling:
+        summary += ceiling_section(rep, config, m, seed, threads=_threads())
     _task_section(rep, m, seed)
     _training_section(rep, config, m)
     summary += _coherence_section(rep, config, m, seed)
@@ -290,6 +306,8 @@ def _train_runs(rep: Report, config: ModulateConfig, s: mt.Setup, spec: mc.Setup
         m = _Model(s, steps, mt.similarity_targets(s.test), out)
         ev = mt.evaluate(s, None, s.test)
         m.reps["plain"], m.task["plain"] = ev["reps"], ev
+        if "reps_last" in ev:
+            m.reps["plain" + LAST] = ev["reps_last"]
     plan = mt.plan_runs(
         config.modulators, seeds=config.seeds, controls=config.controls,
         control_seeds=config.control_seeds,
@@ -309,11 +327,9 @@ def _train_runs(rep: Report, config: ModulateConfig, s: mt.Setup, spec: mc.Setup
         m.specs[run.key] = run
         m.runs.append(row)
         m.reps[run.key], m.task[run.key] = ev["reps"], ev
+        if "reps_last" in ev:
+            m.reps[run.key + LAST] = ev["reps_last"]
     return m
-
-
-def _fmt(v: float, lo: float, hi: float) -> str:
-    return f"{v:+.4f} [{lo:+.4f}, {hi:+.4f}]"
 
 
 _PLAIN_ROW = {"key": "plain", "kind": "-", "geometry": "plain", "seed": "-", "alpha0": "-"}
@@ -332,6 +348,10 @@ def _relational_section(rep: Report, m: _Model) -> Section:
         f"{sp['n_train_subtrees']} training and {sp['n_test_subtrees']} held-out groups, "
         f"{sp['shared_subtrees']} shared; {sp.get('test_sharing_an_ancestor', 0)} held-out "
         "synsets share an ancestor at that depth with a training synset on some path). "
+        f"Of the {s.coverage.get('tokens', 0):,} tokens of the held-out prompts, "
+        f"{100 * s.coverage.get('anchor', 0.0):.1f} % carry a WordNet anchor vector, "
+        f"{100 * s.coverage.get('knn_mix', 0.0):.1f} % a kNN mix of anchor vectors and "
+        f"{100 * s.coverage.get('none', 0.0):.1f} % none (left untouched). "
         f"{len(s.train)} training anchors fit the geometry; {len(s.test)} held-out synsets "
         f"are scored. Modulated blocks: {s.layers}. At most {m.steps} training steps per run "
         "(see the training section for where each stopped). Lift = "
@@ -357,105 +377,6 @@ def _relational_section(rep: Report, m: _Model) -> Section:
             rows,
         )
     return sec
-
-
-def _same_start(m: _Model, config: ModulateConfig, kind: str, geo: str
-                ) -> dict[Any, dict[str, Any]]:
-    """The runs of ``kind`` with geometry ``geo`` at the default starting alpha, by seed."""
-    a0 = config.alpha if kind == "lerp" else config.field_alpha
-    return {r["seed"]: r for r in m.runs
-            if r["kind"] == kind and r["geometry"] == geo and r["alpha0"] == a0}
-
-
-def _task_gate(rep: Report, config: ModulateConfig, m: _Model, seed: int
-               ) -> dict[tuple[str, str], bool]:
-    """The gate: does a modulator learn its own task on held-out synsets? Top-1 minus the
-    plain model, per-synset differences pooled over seeds with a two-level interval; a
-    (modulator, geometry) passes when the interval's lower bound is above 0."""
-    from ..functional.stats import two_level_bootstrap
-
-    plain = m.task["plain"]
-    out: dict[tuple[str, str], bool] = {}
-    rows = []
-    for kind in config.modulators:
-        for geo in ["wordnet", *config.controls]:
-            rs = _same_start(m, config, kind, geo)
-            if not rs:
-                continue
-            row = [kind, geo, len(rs)]
-            for metric in ("top1", "top10"):
-                diff = np.stack([m.task[r["key"]][metric] - plain[metric] for r in rs.values()])
-                e = two_level_bootstrap(diff, n_boot=config.n_boot, seed=seed)
-                row += [round(float(np.mean([m.task[r["key"]][metric].mean()
-                                             for r in rs.values()])), 4),
-                        _fmt(e.value, e.lo, e.hi)]
-                if metric == "top1":
-                    out[(kind, geo)] = bool(e.lo > 0)
-            rows.append(row + ["pass" if out[(kind, geo)] else "fail"])
-    label = "next-token lemma accuracy" if m.s.causal else "reverse-dictionary recall"
-    base = [round(float(plain["top1"].mean()), 4), round(float(plain["top10"].mean()), 4)]
-    rep.section(
-        f"{m.s.name}: task gate ({label} on held-out synsets)",
-        f"Does each trained modulator do its own task better than the plain model (top-1 "
-        f"{base[0]}, top-10 {base[1]})? Differences are per held-out synset, pooled over "
-        "replicate seeds with a two-level bootstrap (seeds x synsets, 95 %). The relational "
-        "lift below is read only for modulators that pass (top-1 interval above 0).",
-    ).table("Task gate",
-            ["modulator", "geometry", "seeds", "top-1", "top-1 - plain [CI]", "top-10",
-             "top-10 - plain [CI]", "gate"], rows)
-    rep.data[f"{m.s.name}:task_gate"] = {f"{k}/{g}": v for (k, g), v in out.items()}
-    return out
-
-
-def _pooled_table(sec: Section, config: ModulateConfig, m: _Model, seed: int,
-                  gate: dict[tuple[str, str], bool]) -> list[list[Any]]:
-    """Seeds pooled: mean lift and WordNet minus each control, with two-level intervals
-    (replicate seeds x held-out synsets) and the smallest difference each could detect."""
-    from ..functional.stats import detectable_difference, two_level_from_replicates
-
-    summary: list[list[Any]] = []
-    rows = []
-    path, raw = m.table["path"], m.raw["path"]
-    plain = raw["plain"][:, 0]
-    for kind in config.modulators:
-        wn = _same_start(m, config, kind, "wordnet")
-        for geo in ["wordnet", *config.controls]:
-            rs = _same_start(m, config, kind, geo)
-            if not rs:
-                continue
-            est = two_level_from_replicates(
-                np.stack([raw[r["key"]][:, 0] - plain for r in rs.values()]), seed=seed)
-            plain_p = path["plain"]["pearson"]
-            rel = 100 * est.value / abs(plain_p) if plain_p else float("nan")
-            vs: str = ""
-            mdd: float | str = ""
-            both = sorted(set(rs) & set(wn)) if geo != "wordnet" else []
-            if both:
-                d = two_level_from_replicates(np.stack(
-                    [raw[wn[sd]["key"]][:, 0] - raw[rs[sd]["key"]][:, 0] for sd in both]),
-                    seed=seed)
-                vs = _fmt(d.value, d.lo, d.hi)
-                mdd = round(detectable_difference(d.std), 4)
-            acc = [float(m.task[r["key"]]["top1"].mean()) for r in rs.values()]
-            passed = gate.get((kind, geo), False)
-            rows.append([kind, geo, len(rs), "pass" if passed else "fail",
-                         _fmt(est.value, est.lo, est.hi), round((est.hi - est.lo) / 2, 4),
-                         f"{rel:+.1f} %", vs, mdd, round(float(np.mean(acc)), 4)])
-            if geo == "wordnet":
-                read = "" if passed else " (task gate failed: not read as an effect)"
-                summary.append([f"{m.s.name} {kind}: path-Pearson lift (held-out)",
-                                f"{est.value:+.4f} ({rel:+.1f} %){read}"])
-    sec.table(
-        "Lift pooled over seeds (path similarity, Pearson): WordNet against the controls",
-        ["modulator", "geometry", "seeds", "task gate", "mean lift [CI]", "half-width",
-         "relative to plain", "WordNet - control [CI]", "detectable", "task top-1"],
-        rows,
-        note="Intervals: two-level bootstrap (replicate seeds drawn with replacement over "
-             "shared resamples of the held-out synsets), 95 %. 'detectable': the smallest "
-             "true WordNet - control difference the comparison finds with probability 0.8 "
-             "(2.8 bootstrap standard errors).",
-    )
-    return summary
 
 
 def _task_section(rep: Report, m: _Model, seed: int) -> None:
@@ -701,7 +622,7 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
     config = ModulateConfig(models=("minilm",), modulators=("lerp",), seeds=(seed,),
                             controls=("shuffled",), control_seeds=(seed,), anchors=400,
                             test=150, steps=40, alpha_starts=(), n_boot=100,
-                            val_synsets=0)  # a fixed 40 steps: the tour's budget
+                            val_synsets=0, ceiling=False)  # the tour's budget: 40 steps
     ctx = RunContext(seed=seed, device=device, dtype="float32")
     spec, s = _load_setup(report, config, ctx, "minilm")
     with tempfile.TemporaryDirectory(prefix="hyperlens-modulate-") as tmp:

@@ -155,13 +155,13 @@ def load_trained(s: mt.Setup, out: str | Path, run: mt.RunSpec) -> Any:
     return load_adapter(path, s.handle).to(s.handle.device)
 
 
-def _load_reps(s: mt.Setup, out: str | Path, run: mt.RunSpec) -> torch.Tensor:
+def _load_reps(s: mt.Setup, out: str | Path, run: mt.RunSpec) -> dict[str, torch.Tensor]:
     path = reps_path(out, s.name, run)
     if not path.is_file():
         raise DataError(f"the held-out embeddings {str(path)!r} of the finished run {run.key} "
                         f"are missing; {_FIX}.")
     tensors, _ = load_safetensors(path, what="held-out embeddings file", fix=_FIX)
-    return tensors["reps"]
+    return tensors
 
 
 # --------------------------------------------------------------------------- cells
@@ -179,7 +179,8 @@ def train_cell(spec: SetupSpec, run: dict[str, Any], *, steps: int, batch_size: 
                                 alpha_lr=alpha_lr, eval_every=eval_every, patience=patience)
         ev = mt.evaluate(s, ad, s.test)
     save_adapter(ad, adapter_path(out, s.name, rs), model=s.handle)
-    save_safetensors(reps_path(out, s.name, rs), {"reps": ev["reps"]},
+    save_safetensors(reps_path(out, s.name, rs),
+                     {k: ev[k] for k in ("reps", "reps_last") if k in ev},
                      {"run": rs.key, "model": s.name})
     return {
         "final_alpha": ad.alphas().detach().reshape(len(s.layers), -1).mean(1).tolist(),
@@ -218,10 +219,11 @@ def run_cells_for(spec: SetupSpec, plan: Sequence[mt.RunSpec], *, steps: int, ba
 def run_record(s: mt.Setup, out: str | Path, run: mt.RunSpec, result: dict[str, Any]
                ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A finished cell as the experiment uses it: the run's row (its spec and training
-    metrics) and its held-out scores (``reps`` from the file, ``top1`` / ``top10``)."""
+    metrics) and its held-out scores (``reps`` and, for decoders, ``reps_last`` from the
+    file; ``top1`` / ``top10``)."""
     row = {"key": run.key, "kind": run.kind, "geometry": run.geometry, "alpha0": run.alpha0,
            "seed": run.seed} | {k: v for k, v in result.items() if k not in ("top1", "top10")}
-    ev = {"reps": _load_reps(s, out, run),
-          "top1": np.asarray(result["top1"], dtype=np.float32),
-          "top10": np.asarray(result["top10"], dtype=np.float32)}
+    ev: dict[str, Any] = dict(_load_reps(s, out, run))  # reps (and reps_last: decoders)
+    ev |= {"top1": np.asarray(result["top1"], dtype=np.float32),
+           "top10": np.asarray(result["top10"], dtype=np.float32)}
     return row, ev

@@ -82,6 +82,7 @@ class Setup:
     lerp_target: str = "subspace"  # LerpConfig.target_norm ("residual": the seed's)
     field_gates: str = "zero"  # "zero": field's gates start at 1 ("random": the seed's)
     val: list[MatchedSynset] = field(default_factory=list)  # training-side, not anchors
+    coverage: dict[str, Any] = field(default_factory=dict)  # token_coverage of the test texts
 
 
 # --------------------------------------------------------------------------- forward helpers
@@ -152,6 +153,23 @@ def _text(m: MatchedSynset, causal: bool) -> str:
 
 
 # --------------------------------------------------------------------------- set-up
+def token_coverage(handle: ModelHandle, texts: Sequence[str], geo: TokenGeometry
+                   ) -> dict[str, Any]:
+    """How the tokens of ``texts`` (the held-out prompts the model reads) get their
+    geometry: the share that are anchors (a row of the WordNet eigendecomposition), the
+    share placed by a kNN mix of anchor rows, and the share with no vector (untouched)."""
+    tok = handle.tokenizer
+    ids = [i for t in texts for i in tok(t, add_special_tokens=False)["input_ids"]]
+    if not ids:
+        return {"tokens": 0, "anchor": 0.0, "knn_mix": 0.0, "none": 0.0}
+    t = torch.tensor(ids)
+    anchor = torch.isin(t, geo.anchor_ids.to(t.dtype))
+    has = geo.mask[t].bool()
+    n = float(len(ids))
+    return {"tokens": len(ids), "anchor": float(anchor.sum()) / n,
+            "knn_mix": float((has & ~anchor).sum()) / n, "none": float((~has).sum()) / n}
+
+
 def default_layers(n_layers: int, causal: bool) -> list[int]:
     """Every block of a small encoder; every third block of a deeper decoder."""
     return list(range(n_layers)) if n_layers <= 12 else list(range(0, n_layers, 3))
@@ -223,7 +241,8 @@ def prepare(
     ids = torch.tensor([m.token_id for m in train])
     proj0 = procrustes_projection(geo, ids, reps)
     s = Setup(name, handle, causal, chosen, train, test, geometries, proj0, norms, split.summary(),
-              lerp_target=lerp_target, field_gates=field_gates, val=val)
+              lerp_target=lerp_target, field_gates=field_gates, val=val,
+              coverage=token_coverage(handle, [_text(m, causal) for m in test], geo))
     if not causal:
         items = train + test + val  # the lemmas the contrastive task reads
         s.targets = encode(handle, [m.word for m in items])
@@ -371,7 +390,9 @@ def evaluate(s: Setup, ad: Any, items: list[MatchedSynset], batch_size: int = 32
     """Held-out scores of one condition from ONE forward pass per batch (``ad=None``: plain).
 
     Returns ``reps`` (mean-pooled final hidden states of each item's text, ``[N, d]``
-    float32 on the CPU: the definition embeddings the relational measures score) and
+    float32 on the CPU: the definition embeddings the relational measures score), for a
+    decoder also ``reps_last`` (the final hidden state at the prompt's last token, where
+    the lemma would come next: how ``hyperlens relational`` reads a decoder), and
     per-item ``top1`` / ``top10`` correctness of the task (causal: the lemma's rank among
     the next-token logits at the prompt's last position; encoder: the definition
     embedding's rank of its lemma among all of ``items``' frozen lemma embeddings).
@@ -396,6 +417,7 @@ def evaluate(s: Setup, ad: Any, items: list[MatchedSynset], batch_size: int = 32
     texts = [_text(m, True) for m in items]
     order = np.argsort([len(t) for t in texts])  # similar lengths per batch: less padding
     reps = torch.empty(n, h.hidden_size)
+    last = torch.empty(n, h.hidden_size)
     rank = torch.empty(n, dtype=torch.long)
     stack = resolve_backbone(_mod(h)).stack
     head = _mod(h).get_output_embeddings()
@@ -406,11 +428,14 @@ def evaluate(s: Setup, ad: Any, items: list[MatchedSynset], batch_size: int = 32
             hid = stack(input_ids=b["input_ids"], attention_mask=b["attention_mask"])[0]
             m = b["attention_mask"].unsqueeze(-1).to(hid.dtype)
             reps[idx] = ((hid * m).sum(1) / m.sum(1).clamp_min(1.0)).float().cpu()
-            lg = head(_at_last(hid, b["attention_mask"])).float()
+            at_last = _at_last(hid, b["attention_mask"])
+            last[idx] = at_last.float().cpu()
+            lg = head(at_last).float()
             tgt = torch.tensor([items[i].token_id for i in idx], device=lg.device)
             rows = torch.arange(len(idx), device=lg.device)
             rank[idx] = (lg > lg[rows, tgt][:, None]).sum(1).cpu()
-    return {"reps": reps, "top1": (rank < 1).float().numpy(), "top10": (rank < 10).float().numpy()}
+    return {"reps": reps, "reps_last": last, "top1": (rank < 1).float().numpy(),
+            "top10": (rank < 10).float().numpy()}
 
 
 @contextmanager
