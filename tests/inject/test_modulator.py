@@ -181,6 +181,8 @@ def test_lerp_subspace_target_turns_the_component_and_keeps_its_length():
         assert not torch.allclose(half.modulate(x, IDS, 0), seed_form.modulate(x, IDS, 0))
     with pytest.raises(ConfigError, match="target_norm"):
         _make("lerp", 0.5, target_norm="whole")
+    with pytest.raises(ConfigError, match="cannot train"):  # a zero projection: no gradient
+        _make("lerp", 0.5, zero_init=True)
 
 
 def test_field_zero_init_gates_start_at_one_and_train():

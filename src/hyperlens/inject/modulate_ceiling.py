@@ -111,6 +111,22 @@ def fit_metric_map(
         with torch.no_grad():
             return float(_pair_pearson(mapped(val), t_val, vi, vj))
 
+    # the pairs' gathers accumulate gradients with repeated indices: the deterministic
+    # kernels make a rerun (or the same run under another executor) give the same bits
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        return _train_map(S, fit, U, V, mapped, score, opt, steps=steps,
+                          pairs_per_step=pairs_per_step, eval_every=eval_every,
+                          patience=patience, gen=gen)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+
+
+def _train_map(S: torch.Tensor, fit: torch.Tensor, U: torch.nn.Parameter,
+               V: torch.nn.Parameter, mapped: Any, score: Any, opt: torch.optim.Optimizer,
+               *, steps: int, pairs_per_step: int,
+               eval_every: int, patience: int, gen: torch.Generator) -> MetricMap:
     best, kept, best_step, stale = score(), (U.detach().clone(), V.detach().clone()), 0, 0
     history = [(0, best)]
     for step in range(1, steps + 1):

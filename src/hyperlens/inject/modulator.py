@@ -154,6 +154,8 @@ class _GeometryAdapter(Adapter):
     config: Any
     geometry: torch.Tensor
     token_mask: torch.Tensor
+    #: further fields of :meth:`example_config` (a subclass's own)
+    example_fields: dict[str, Any] = {}
 
     def __init__(self, config: _GeometryConfig) -> None:
         super().__init__(config)
@@ -215,6 +217,7 @@ class _GeometryAdapter(Adapter):
             alpha=0.3,
             init_geometry="random",
             zero_init=True,
+            **cls.example_fields,
         )
 
     def _lookup(
@@ -263,6 +266,11 @@ class LerpConfig(_GeometryConfig):
         if self.target_norm not in {"subspace", "residual"}:
             raise ConfigError(f"target_norm must be 'subspace' or 'residual' (the seed's), got "
                               f"{self.target_norm!r}.")
+        if self.zero_init and self.target_norm == "subspace":
+            raise ConfigError(
+                "zero_init with target_norm='subspace' leaves lerp where it cannot train (a zero "
+                "projection gives the subspace target no length and no gradient); use "
+                "target_norm='residual' or zero_init=False.")
 
 
 @register_adapter("lerp")
@@ -270,6 +278,8 @@ class LerpModulator(_GeometryAdapter):
     """LERP of the residual towards the projected token geometry (module docstring)."""
 
     config_class = LerpConfig
+    #: the zero-initialised projection of the example config trains only with this target
+    example_fields = {"target_norm": "residual"}
     resid_norm: torch.Tensor
 
     def __init__(self, config: LerpConfig) -> None:
