@@ -95,7 +95,7 @@ SMALL: dict[str, tuple[tuple[str, ...], list[dict[str, Any]]]] = {
     "modulate": (("minilm",), [
         {"models": ("minilm",), "modulators": ("lerp",), "seeds": (0,), "control_seeds": (0,),
          "controls": ("shuffled",), "layers": (5,), "anchors": 65, "test": 8, "steps": 2,
-         "batch_size": 4, "lr": 0.01, "alpha_lr": 0.1, "alpha": 0.2, "field_alpha": 0.02,
+         "batch_size": 4, "lr": 0.01, "alpha_lr": (0.1,), "alpha": 0.2, "field_alpha": 0.02,
          "alpha_starts": (), "field_alpha_starts": (), "sweep": (0.1, 0.29154, 0.3),
          "n_boot": 10, "n_coherence": 4, "data_dir": str(SST2_DEV.parents[1]),
          "split_paths": "first"},

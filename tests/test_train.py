@@ -329,6 +329,27 @@ def test_restore_best_evaluates_the_final_step_and_watches_train_loss():
     assert len(losses) == 4 and hist.restored_step == hist.evals[losses.index(min(losses))]["step"]
 
 
+def test_eval_at_start_lets_the_starting_weights_win():
+    x, y = _data()
+    scores = iter([0.5, 1.0, 2.0, 3.0])  # the start (step 0) is best: every step made it worse
+    seen: list[list[torch.Tensor]] = []
+
+    def score(m: nn.Module) -> dict[str, float]:
+        seen.append(_weights(m))
+        return {"val": next(scores)}
+
+    cfg = TrainConfig(lr=1e-2, epochs=3, batch_size=32, seed=1, early_stop_metric="val",
+                      restore_best=True, eval_at_start=True, early_stop_patience=5)
+    net, hist = fit_module(Net, mse, (x, y), cfg, eval_fn=score)
+    assert [e["step"] for e in hist.evals] == [0, 3, 6, 9]
+    assert hist.restored_step == 0 and len(hist.train_loss) == 9
+    assert all(torch.equal(a, b) for a, b in zip(_weights(net), seen[0], strict=True))
+    off = TrainConfig(**{**cfg.as_dict(), "eval_at_start": False})
+    assert off.fingerprint() != cfg.fingerprint()  # a checkpoint of one does not resume the other
+    with pytest.raises(ConfigError, match="eval_at_start"):
+        TrainConfig(eval_at_start=1)  # type: ignore[arg-type]
+
+
 def test_restore_best_bad_metric_is_refused_before_training():
     x, y = _data()
     calls: list[int] = []

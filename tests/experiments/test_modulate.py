@@ -64,7 +64,29 @@ def test_seeds_are_a_list_of_replicate_seeds() -> None:
         ("field", "wordnet", 0.01, 3), ("field", "wordnet", 0.01, 7),
         ("field", "random", 0.01, 5),
     ]
-    assert plan[0].key == "lerp/wordnet/a0=0.1/seed=3"
+    assert plan[0].key == "lerp/wordnet/a0=0.1/alr=0.3/seed=3"
+
+
+def test_plan_adds_the_adapter_controls_once_and_the_chosen_alpha_lr() -> None:
+    plan = mt.plan_runs(("lerp", "field"), seeds=(0, 1), controls=("pca", "lowrank", "meandiff"),
+                        control_seeds=(0, 1), alpha0={"lerp": 0.1, "field": 0.2},
+                        alpha_starts={}, alpha_lr={"lerp": 0.03, "field": 0.1})
+    keys = [p.key for p in plan]
+    assert keys[-3:] == ["lowrank/none/seed=0", "lowrank/none/seed=1", "meandiff/none"]
+    assert {p.alpha_lr for p in plan if p.kind == "lerp"} == {0.03}
+    assert {p.alpha_lr for p in plan if p.kind == "field"} == {0.1}
+    assert [p.control for p in plan[-3:]] == ["lowrank", "lowrank", "meandiff"]
+    assert len(set(keys)) == len(keys)
+    trial = mt.plan_alpha_lr(("lerp",), seed=0, alpha0={"lerp": 0.1}, grid=(0.03, 0.3))
+    assert [t.key for t in trial] == ["lerp/wordnet/a0=0.1/alr=0.03/seed=0",
+                                      "lerp/wordnet/a0=0.1/alr=0.3/seed=0"]
+    assert trial[0] in plan  # the chosen rate's first run is the plan's own: trained once
+
+
+def test_several_alpha_lrs_need_a_validation_slice() -> None:
+    with pytest.raises(ConfigError, match="--alpha-lr"):
+        ModulateConfig(alpha_lr=(0.1, 0.3), val_synsets=0)
+    assert ModulateConfig(alpha_lr=(0.1,), val_synsets=0).alpha_lr == (0.1,)
 
 
 def test_cli_takes_a_seed_list_and_the_context_precision(tmp_path: Path) -> None:
@@ -97,7 +119,8 @@ def test_a_finished_run_without_its_files_names_them_and_the_fix(tmp_path: Path)
     s: Any = SimpleNamespace(name="org/model", handle=None)
     run = mt.RunSpec("lerp", "wordnet", 0.1, 2)
     path = mc.adapter_path(tmp_path, "org/model", run)
-    assert path == tmp_path / "adapters" / "org_model--lerp-wordnet-a0=0.1-seed=2.safetensors"
+    stem = "org_model--lerp-wordnet-a0=0.1-alr=0.3-seed=2"
+    assert path == tmp_path / "adapters" / f"{stem}.safetensors"
     with pytest.raises(DataError, match=r"adapter .*seed=2\.safetensors.* is missing.*--fresh"):
         mc.load_trained(s, tmp_path, run)
     with pytest.raises(DataError, match=r"reps\.safetensors.* are missing.*--fresh"):
@@ -207,9 +230,15 @@ def test_layers_beyond_an_unknown_model_are_refused_after_loading(
 
 
 # ------------------------------------------------------------------ real MiniLM, miniature
-_TINY = dict(models=("minilm",), modulators=("lerp",), seeds=(0,), controls=("shuffled",),
-             control_seeds=(0,), anchors=70, test=12, steps=2, batch_size=4, alpha_starts=(),
-             sweep=(0.1, 0.29154, 0.3), n_boot=20, n_coherence=4)
+_TINY = dict(models=("minilm",), modulators=("lerp",), seeds=(0,),
+             controls=("shuffled", "lowrank", "meandiff"), control_seeds=(0,), anchors=70,
+             test=12, steps=2, batch_size=4, alpha_starts=(), sweep=(0.1, 0.29154, 0.3),
+             n_boot=20, n_coherence=4, val_synsets=8, eval_every=1, alpha_lr=(0.1, 0.3),
+             ceiling=False)
+#: the miniature run's cells: alpha's rate chosen between two WordNet runs, then the
+#: shuffled control at the chosen rate and the two adapter controls
+_KEYS = ["lerp/wordnet/a0=0.1/alr=0.1/seed=0", "lerp/wordnet/a0=0.1/alr=0.3/seed=0",
+         "lerp/shuffled/a0=0.1/alr={}/seed=0", "lowrank/none/seed=0", "meandiff/none"]
 
 
 def _numbers(res: dict[str, Any]) -> Any:
@@ -249,10 +278,20 @@ def test_miniature_run_on_minilm(tiny_runs: dict[str, Any]) -> None:
     assert res["config"]["context"]["dtype"] == "float32"
     assert res["config"]["seeds"] == [0]
     runs = res["data"]["minilm:runs"]
-    assert [r["key"] for r in runs] == ["lerp/wordnet/a0=0.1/seed=0",
-                                        "lerp/shuffled/a0=0.1/seed=0"]
+    chosen = res["data"]["minilm:alpha_lr"]["lerp"]["chosen"]
+    assert chosen in (0.1, 0.3)
+    keys = [k.format(f"{chosen:g}") for k in _KEYS]
+    assert sorted(r["key"] for r in runs) == sorted(keys)
+    assert runs[0]["key"] == f"lerp/wordnet/a0=0.1/alr={chosen:g}/seed=0"  # the chosen rate
     assert all("seconds" not in r and "steps_per_s" not in r for r in runs)
-    assert "minilm:train:lerp/wordnet/a0=0.1/seed=0" in res["timings"]
+    assert all(f"minilm:train:{k}" in res["timings"] for k in keys)
+    gate = res["data"]["minilm:task_gate"]
+    assert set(gate) == {"lerp/wordnet", "lerp/shuffled", "-/lowrank", "-/meandiff",
+                         "lerp/lowrank", "lerp/meandiff"}
+    md = next(r for r in runs if r["kind"] == "meandiff")
+    assert md["scale"] in [c for c, _ in md["scale_curve"]] and md["final_alpha"] == []
+    low = next(r for r in runs if r["kind"] == "lowrank")
+    assert low["final_alpha"] == [] and low["steps_trained"] >= 1
     assert res["data"]["minilm:synsets"]["anchors"] == {"asked": 70, "used": 70}
 
 
@@ -265,7 +304,7 @@ def test_the_seed_reproduces_the_run_and_another_seed_changes_it(
     assert a != c
     la, lc = (tiny_runs[k]["data"]["minilm:runs"][0]["train_loss"] for k in "ac")
     assert la != lc  # another split trains on other anchors
-    assert tiny_runs["b"]["data"]["cells"] == {"resumed": 0, "computed": 2,
+    assert tiny_runs["b"]["data"]["cells"] == {"resumed": 0, "computed": 5,
                                                "file": "cells.jsonl"}
 
 
@@ -274,7 +313,7 @@ def test_a_rerun_reads_the_trained_runs_back_with_the_same_numbers(
     tiny_runs: dict[str, Any]
 ) -> None:
     a, d = tiny_runs["a"], tiny_runs["d"]
-    assert d["data"]["cells"] == {"resumed": 2, "computed": 0, "file": "cells.jsonl"}
+    assert d["data"]["cells"] == {"resumed": 5, "computed": 0, "file": "cells.jsonl"}
     assert not any(k.startswith("minilm:train:") for k in d["timings"])  # nothing trained
     # coherence and the alpha sweep ran on the adapter loaded from OUT/adapters
     assert _numbers(d) == _numbers(a)
@@ -289,14 +328,14 @@ def test_every_run_leaves_its_adapter_in_the_report_folder(tiny_runs: dict[str, 
     folder = tiny_runs["folder"]
     runs = tiny_runs["a"]["data"]["minilm:runs"]
     for r in runs:
-        spec = mt.RunSpec(r["kind"], r["geometry"], r["alpha0"], r["seed"])
+        spec = mt.RunSpec(r["kind"], r["geometry"], r["alpha0"], r["seed"], r["alpha_lr"])
         ad: Any = load_adapter(mc.adapter_path(folder, "minilm", spec))
-        assert ad.name == "lerp"
-        final = ad.alphas().detach().reshape(len(r["final_alpha"]), -1).mean(1).tolist()
-        assert final == r["final_alpha"]
+        assert ad.name == {"meandiff": "steer"}.get(r["kind"], r["kind"])
+        if r["kind"] == "lerp":
+            final = ad.alphas().detach().reshape(len(r["final_alpha"]), -1).mean(1).tolist()
+            assert final == r["final_alpha"]
         assert mc.reps_path(folder, "minilm", spec).is_file()
     names = sorted(p.name for p in (folder / "adapters").iterdir())
-    assert names == sorted(["minilm--lerp-shuffled-a0=0.1-seed=0.reps.safetensors",
-                            "minilm--lerp-shuffled-a0=0.1-seed=0.safetensors",
-                            "minilm--lerp-wordnet-a0=0.1-seed=0.reps.safetensors",
-                            "minilm--lerp-wordnet-a0=0.1-seed=0.safetensors"])
+    stems = [f"minilm--{r['key'].replace('/', '-')}" for r in runs]
+    assert names == sorted([f"{s}.safetensors" for s in stems]
+                           + [f"{s}.reps.safetensors" for s in stems])

@@ -209,7 +209,7 @@ def _modulate(**ctx: Any) -> Any:
     cfg = ModulateConfig(models=("minilm",), modulators=("lerp",), seeds=(0, 1),
                          controls=("shuffled",), control_seeds=(0,), anchors=70, test=12,
                          steps=2, batch_size=4, alpha_starts=(), sweep=(0.29154,), n_boot=20,
-                         n_coherence=4)
+                         n_coherence=4, alpha_lr=(0.3,))
     return run(cfg, RunContext(device="cpu", dtype="float32", seed=0, progress=False, **ctx))
 
 
@@ -243,7 +243,7 @@ def test_modulate_cells_on_ray_and_resumed(tmp_path: Path, ray_executor) -> None
     _check_local_ray_and_resume(_modulate, tmp_path, ray_executor)
     files = _adapter_files(tmp_path / "local")
     assert sorted(files) == sorted(
-        f"minilm--lerp-{g}-a0=0.1-seed={sd}{ext}"
+        f"minilm--lerp-{g}-a0=0.1-alr=0.3-seed={sd}{ext}"
         for g, sd in (("wordnet", 0), ("wordnet", 1), ("shuffled", 0))
         for ext in (".safetensors", ".reps.safetensors"))
     assert _adapter_files(tmp_path / "ray") == files  # the workers trained the same bits

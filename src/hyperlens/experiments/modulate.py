@@ -67,7 +67,7 @@ SEED_PROMPTS = (
 )
 _STATIC = {"glove-50d", "wordllama", "spacy-md"}
 _KNOWN_LAYERS = {"minilm": 6, "smollm2": 30}
-_DEFAULT_STEPS = {"minilm": 200, "smollm2": 80}
+_DEFAULT_STEPS = {"minilm": 1000, "smollm2": 400}
 #: the field modulator's clamp: its alphas live in (0, alpha_max]
 FIELD_ALPHA_MAX = 0.35
 _FIELD_ALPHA = Check(lambda v: 0.0 < v <= FIELD_ALPHA_MAX,
@@ -97,9 +97,13 @@ class ModulateConfig(Config):
     control_seeds: tuple[int, ...] = option(
         (0, 1, 2), help="replicate seeds of the runs with each control geometry", check=at_least(0),
         unique=True)
-    controls: tuple[Literal["random", "shuffled", "pca"], ...] = option(
-        ("random", "shuffled", "pca"), help="control geometries (none: WordNet only)",
-        min_items=0, unique=True)
+    controls: tuple[Literal["random", "shuffled", "pca", "lowrank", "meandiff"], ...] = option(
+        ("random", "shuffled", "pca", "lowrank", "meandiff"),
+        help="controls: geometries given to the same modulators (random, shuffled rows, PCA "
+             "of the model's static embeddings) and interventions without geometry at the "
+             "same blocks (lowrank: a trained low-rank adapter with the same objective; "
+             "meandiff: a mean-difference steering vector, its multiplier chosen on the "
+             "validation slice); none: WordNet only", min_items=0, unique=True)
     layers: tuple[int, ...] | None = option(
         None, help="blocks to modulate (none: every block of a model with at most 12, "
                    "else every third)", check=at_least(0))
@@ -109,13 +113,13 @@ class ModulateConfig(Config):
     test: int = option(200, help="held-out synsets scored; more than the split offers are "
                                  "clamped with a warning", check=at_least(4))
     steps: int | None = option(
-        None, help="most training steps per run; with a validation slice the run stops "
-                   "earlier on a plateau (none: minilm 200, smollm2 80, other models 100)",
+        None, help="most training steps per run (a cap: with a validation slice a run stops "
+                   "on a plateau; none: minilm 1000, smollm2 400, other models 400)",
         check=at_least(1))
     val_synsets: int = option(
         128, help="training-side synsets (not anchors) whose task loss early stopping "
                   "watches (0: no validation, a fixed budget of --steps)", check=at_least(0))
-    eval_every: int = option(10, help="steps between validation measurements",
+    eval_every: int = option(20, help="steps between validation measurements",
                              check=at_least(1))
     patience: int = option(3, help="validation measurements without improvement before a "
                                    "run stops", check=at_least(1))
@@ -123,9 +127,12 @@ class ModulateConfig(Config):
                                       "contrastive loss needs two)", check=at_least(2))
     lr: float = option(3e-3, help="learning rate of the projection and the experts",
                        check=above(0))
-    alpha_lr: float = option(0.3, help="Adam learning rate of alpha's logit, no weight decay "
-                                       "(0.3: enough to cross (0, 1) in about 20 steps)",
-                             check=above(0))
+    alpha_lr: tuple[float, ...] = option(
+        (0.03, 0.1, 0.3), help="Adam learning rates of alpha's logit (no weight decay) tried "
+                               "on each modulator's first WordNet run; the one with the "
+                               "lowest validation loss trains every run of that modulator, "
+                               "WordNet and controls alike (one value: used as given)",
+        check=above(0), unique=True)
     alpha: float = option(0.1, help="starting alpha of lerp", check=_START_ALPHA)
     field_alpha: float = option(0.2, help="starting alpha of field (the seed's: 0.01)",
                                 check=_FIELD_ALPHA)
@@ -160,6 +167,9 @@ class ModulateConfig(Config):
                                      "everything again")
 
     def check(self) -> None:
+        if len(self.alpha_lr) > 1 and self.val_synsets == 0:
+            raise ConfigError("--alpha-lr: choosing among several rates needs the validation "
+                              "slice; give one rate or --val-synsets above 0.")
         for m in self.models:
             if m.lower() in _STATIC:
                 raise ConfigError(f"--models: {m!r} is a static word-vector model; modulate "
@@ -172,7 +182,7 @@ def cell_fingerprint(config: ModulateConfig, ctx: RunContext) -> str:
     """Hash of what changes a trained run's numbers besides its own key (model, modulator,
     geometry, starting alpha, seed): the sizes, the training options, the run's seed, the
     kind of device and the precision."""
-    keep = ("layers", "anchors", "test", "steps", "batch_size", "lr", "alpha_lr",
+    keep = ("layers", "anchors", "test", "steps", "batch_size", "lr",
             "split_paths", "lerp_target", "field_gates", "val_synsets", "eval_every",
             "patience")
     d = {k: v for k, v in config.to_dict().items() if k in keep}
@@ -193,6 +203,7 @@ class _Model:
     task: dict[str, dict[str, Any]] = field(default_factory=dict)
     table: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    alpha_lr: dict[str, float] = field(default_factory=dict)  # chosen per modulator
 
     def main_keys(self, kinds: tuple[str, ...]) -> dict[str, str]:
         """The first WordNet run of each modulator (first replicate seed, default alpha)."""
@@ -271,7 +282,8 @@ def _load_setup(rep: Report, config: ModulateConfig, ctx: RunContext,
     spec = mc.SetupSpec(
         model=name, device=str(ctx.torch_device), dtype=ctx.resolve_dtype(),
         anchors=config.anchors, test=config.test, layers=config.layers, split_seed=ctx.seed,
-        control_seeds=tuple((c, ctx.seed_for("control", c)) for c in config.controls),
+        control_seeds=tuple((c, ctx.seed_for("control", c)) for c in config.controls
+                            if c in mt.GEOMETRY_CONTROLS),
         split_paths=config.split_paths, lerp_target=config.lerp_target,
         field_gates=config.field_gates, val=config.val_synsets)
     with rep.timer(f"{name}:load+prepare"):
@@ -308,15 +320,27 @@ def _train_runs(rep: Report, config: ModulateConfig, s: mt.Setup, spec: mc.Setup
         m.reps["plain"], m.task["plain"] = ev["reps"], ev
         if "reps_last" in ev:
             m.reps["plain" + LAST] = ev["reps_last"]
+    a0 = {"lerp": config.alpha, "field": config.field_alpha}
+    kw: dict[str, Any] = {"steps": steps, "batch_size": config.batch_size, "lr": config.lr,
+                          "out": out, "threads": _threads(), "eval_every": config.eval_every,
+                          "patience": config.patience}
+    chosen: dict[str, float] = {k: config.alpha_lr[0] for k in config.modulators}
+    trial: list[mt.RunSpec] = []
+    if len(config.alpha_lr) > 1 and s.val:
+        trial = mt.plan_alpha_lr(config.modulators, seed=config.seeds[0], alpha0=a0,
+                                 grid=config.alpha_lr)
+        with rep.timer(f"{name}:alpha_lr"):
+            run_cells(mc.run_cells_for(spec, trial, **kw), ledger, executor,
+                      desc=f"modulate {name} alpha lr", show_progress=show_progress)
+        chosen = _choose_alpha_lr(rep, config, name, spec, trial, ledger)
     plan = mt.plan_runs(
         config.modulators, seeds=config.seeds, controls=config.controls,
-        control_seeds=config.control_seeds,
-        alpha0={"lerp": config.alpha, "field": config.field_alpha},
-        alpha_starts={"lerp": config.alpha_starts, "field": config.field_alpha_starts})
-    cells = mc.run_cells_for(spec, plan, steps=steps, batch_size=config.batch_size,
-                             lr=config.lr, alpha_lr=config.alpha_lr, out=out,
-                             threads=_threads(), eval_every=config.eval_every,
-                             patience=config.patience)
+        control_seeds=config.control_seeds, alpha0=a0,
+        alpha_starts={"lerp": config.alpha_starts, "field": config.field_alpha_starts},
+        alpha_lr=chosen)
+    plan += [r for r in trial if r not in plan]  # rates not chosen: reported beside it
+    m.alpha_lr = chosen
+    cells = mc.run_cells_for(spec, plan, **kw)
     with rep.timer(f"{name}:train"):
         run_cells(cells, ledger, executor, desc=f"modulate {name}", show_progress=show_progress)
     rep.timings.update(mc.pop_timings())  # the runs trained in this process, one by one
@@ -332,7 +356,28 @@ def _train_runs(rep: Report, config: ModulateConfig, s: mt.Setup, spec: mc.Setup
     return m
 
 
-_PLAIN_ROW = {"key": "plain", "kind": "-", "geometry": "plain", "seed": "-", "alpha0": "-"}
+_PLAIN_ROW = {"key": "plain", "kind": "-", "geometry": "plain", "control": "plain", "seed": "-",
+              "alpha0": "-", "alpha_lr": "-"}
+
+
+def _choose_alpha_lr(rep: Report, config: ModulateConfig, name: str, spec: mc.SetupSpec,
+                     trial: list[mt.RunSpec], ledger: Ledger) -> dict[str, float]:
+    """Per modulator, the alpha learning rate of ``trial`` whose run reached the lowest
+    validation loss (the earlier rate of the grid on a tie); recorded in the report."""
+    chosen: dict[str, float] = {}
+    table: dict[str, Any] = {}
+    for kind in config.modulators:
+        best: dict[float, float] = {}
+        for r in trial:
+            if r.kind == kind:
+                res = ledger.get(mc.cell_key(spec, r)) or {}
+                curve = res.get("val_curve") or [[0, float("inf")]]
+                best[r.alpha_lr] = min(v for _, v in curve)
+        chosen[kind] = min(best, key=lambda a: (best[a], list(best).index(a)))
+        table[kind] = {"grid": list(best), "best_val_loss": list(best.values()),
+                       "chosen": chosen[kind]}
+    rep.data[f"{name}:alpha_lr"] = table
+    return chosen
 
 
 def _relational_section(rep: Report, m: _Model) -> Section:
@@ -364,7 +409,7 @@ def _relational_section(rep: Report, m: _Model) -> Section:
         for r in [_PLAIN_ROW, *m.runs]:
             t = m.table[meas][r["key"]]
             rows.append([
-                r["kind"], r["geometry"], r["alpha0"], r["seed"], round(t["pearson"], 4),
+                r["kind"], r["control"], r["alpha0"], r["seed"], round(t["pearson"], 4),
                 _fmt(t["lift_pearson"], t["lift_pearson_lo"], t["lift_pearson_hi"]),
                 round(t["spearman"], 4),
                 _fmt(t["lift_spearman"], t["lift_spearman_lo"], t["lift_spearman_hi"]),
@@ -390,7 +435,7 @@ def _task_section(rep: Report, m: _Model, seed: int) -> None:
         dt = (paired_bootstrap(sc["top1"], base["top1"], n_boot=1000, seed=seed)
               if r["key"] != "plain" else None)
         rows.append([
-            r["kind"], r["geometry"], r["alpha0"], r["seed"], round(float(sc["top1"].mean()), 4),
+            r["kind"], r["control"], r["alpha0"], r["seed"], round(float(sc["top1"].mean()), 4),
             round(float(sc["top10"].mean()), 4),
             "" if dt is None else _fmt(dt.value, dt.lo, dt.hi),
         ])
@@ -417,6 +462,8 @@ def _training_section(rep: Report, config: ModulateConfig, m: _Model) -> None:
         f"'{name}:train' for all of them).",
     )
     def stop(r: dict[str, Any]) -> str:
+        if r["kind"] == "meandiff":
+            return "not trained"
         if not r.get("val_curve"):
             return "fixed budget"
         return "plateau" if r.get("stopped_early") else "step cap"
@@ -427,9 +474,9 @@ def _training_section(rep: Report, config: ModulateConfig, m: _Model) -> None:
          "best validation loss", "final alpha per block",
          "max |alpha change| over the last quarter of steps"],
         [[r["key"], r.get("steps_trained", len(r["history"])), stop(r), r.get("kept_step"),
-          round(r["loss_first"], 4), round(r["loss_last"], 4),
+          _round(r.get("loss_first")), _round(r.get("loss_last")),
           round(min(v for _, v in r["val_curve"]), 4) if r.get("val_curve") else None,
-          ", ".join(f"{a:.3f}" for a in r["final_alpha"]), round(r["alpha_drift"], 4)]
+          ", ".join(f"{a:.3f}" for a in r["final_alpha"]) or "-", _round(r.get("alpha_drift"))]
          for r in m.runs],
         note=f"Early stopping watches the task loss on {len(s.val)} training-side synsets "
              f"that are not anchors, every {config.eval_every} steps, with patience "
@@ -444,14 +491,16 @@ def _training_section(rep: Report, config: ModulateConfig, m: _Model) -> None:
         sec.plot(f"{name}_validation.png", {
             "kind": "line", "title": f"{name}: validation task loss (seed {config.seeds[0]})",
             "xlabel": "step", "ylabel": "task loss", "series": curves})
-    n_plateau = sum(stop(r) == "plateau" for r in m.runs)
-    rep.data[f"{name}:plateau"] = {"runs": len(m.runs), "plateau": n_plateau}
+    trained = [r for r in m.runs if r["kind"] != "meandiff"]
+    n_plateau = sum(stop(r) == "plateau" for r in trained)
+    rep.data[f"{name}:plateau"] = {"runs": len(trained), "plateau": n_plateau}
+    _choice_tables(sec, m)
     first = config.seeds[0]
     for kind in config.modulators:
         rs = [r for r in m.runs
               if r["kind"] == kind and r["geometry"] == "wordnet" and r["seed"] == first]
         series = [
-            {"label": f"a0={r['alpha0']:g} block {blk}",
+            {"label": f"a0={r['alpha0']:g} alpha lr={r['alpha_lr']:g} block {blk}",
              "x": list(range(1, len(r["history"]) + 1)),
              "y": [h[f"alpha.{blk}"] for h in r["history"]]}
             for r in rs for blk in s.layers
@@ -469,6 +518,40 @@ def _training_section(rep: Report, config: ModulateConfig, m: _Model) -> None:
                        for r in finals],
             "hlines": [{"y": 0.29154, "label": "0.29154"}],
         })
+
+
+def _round(v: Any, nd: int = 4) -> Any:
+    """``v`` rounded, or ``None`` when missing or not a number (NaN: nothing to show)."""
+    return round(float(v), nd) if isinstance(v, (int, float)) and v == v else None
+
+
+def _choice_tables(sec: Section, m: _Model) -> None:
+    """What the validation slice chose: alpha's learning rate per modulator and the
+    mean-difference multiplier."""
+    rows = []
+    for r in m.runs:
+        if r["kind"] in mt.NO_ALPHA or not r.get("val_curve"):
+            continue
+        same = [q for q in m.runs if q["kind"] == r["kind"] and q["geometry"] == "wordnet"
+                and q["seed"] == r["seed"] and q["alpha0"] == r["alpha0"]]
+        if len({q["alpha_lr"] for q in same}) < 2 or r["geometry"] != "wordnet":
+            continue
+        rows.append([r["kind"], r["alpha_lr"], round(min(v for _, v in r["val_curve"]), 4),
+                     r.get("steps_trained"), "chosen" if m.alpha_lr.get(r["kind"]) ==
+                     r["alpha_lr"] else ""])
+    if rows:
+        sec.table("Alpha learning rate chosen on the validation slice",
+                  ["modulator", "alpha lr", "best validation loss", "steps", ""], rows,
+                  note="Each modulator's first WordNet run (first replicate seed, default "
+                       "starting alpha) at each rate; the chosen rate trains every run of "
+                       "that modulator, WordNet and geometry controls alike.")
+    md = [r for r in m.runs if r["kind"] == "meandiff" and r.get("scale_curve")]
+    for r in md:
+        sec.table("Mean-difference multiplier chosen on the validation slice",
+                  ["multiplier", "validation loss", ""],
+                  [[c, round(v, 4), "chosen" if c == r["scale"] else
+                    "plain model (reference)" if c == 0 else ""]
+                   for c, v in r["scale_curve"]])
 
 
 def _coherence_texts(test: list[Any], n: int, data_dir: Path | None) -> dict[str, list[str]]:
@@ -621,7 +704,7 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
 
     config = ModulateConfig(models=("minilm",), modulators=("lerp",), seeds=(seed,),
                             controls=("shuffled",), control_seeds=(seed,), anchors=400,
-                            test=150, steps=40, alpha_starts=(), n_boot=100,
+                            test=150, steps=40, alpha_starts=(), n_boot=100, alpha_lr=(0.3,),
                             val_synsets=0, ceiling=False)  # the tour's budget: 40 steps
     ctx = RunContext(seed=seed, device=device, dtype="float32")
     spec, s = _load_setup(report, config, ctx, "minilm")

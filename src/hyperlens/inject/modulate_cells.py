@@ -129,7 +129,7 @@ def pop_timings() -> dict[str, float]:
 
 # --------------------------------------------------------------------------- files
 def _stem(model: str, run: mt.RunSpec) -> str:
-    name = f"{model}--{run.kind}-{run.geometry}-a0={run.alpha0:g}-seed={run.seed}"
+    name = f"{model}--{run.key.replace('/', '-')}"
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", name).lstrip("._-") or "run"
 
 
@@ -166,31 +166,43 @@ def _load_reps(s: mt.Setup, out: str | Path, run: mt.RunSpec) -> dict[str, torch
 
 # --------------------------------------------------------------------------- cells
 def train_cell(spec: SetupSpec, run: dict[str, Any], *, steps: int, batch_size: int, lr: float,
-               alpha_lr: float, out: str, threads: int, eval_every: int | None = None,
+               out: str, threads: int, eval_every: int | None = None,
                patience: int | None = None) -> dict[str, Any]:
     """Train and score one run (``run``: the fields of a :class:`~.modulate_train.RunSpec`);
     write its adapter and held-out embeddings under ``out/adapters``; return its metrics
     (with a validation slice: the validation curve, whether the run stopped on a plateau
-    and the step whose adapter was kept)."""
+    and the step whose adapter was kept). The ``meandiff`` control is not trained: its
+    multiplier is chosen on the validation slice
+    (:func:`~hyperlens.inject.modulate_controls.fit_meandiff`)."""
+    from .modulate_controls import fit_meandiff
+
     s = setup_for(spec, threads)
     rs = mt.RunSpec(**run)
     with pinned_threads(threads), Timer(_TIMINGS)(f"{s.name}:train:{rs.key}"):
-        ad, hist = mt.train_run(s, rs, steps=steps, batch_size=batch_size, lr=lr,
-                                alpha_lr=alpha_lr, eval_every=eval_every, patience=patience)
+        if rs.kind == "meandiff":
+            ad, scales = fit_meandiff(s)
+            hist = None
+        else:
+            ad, hist = mt.train_run(s, rs, steps=steps, batch_size=batch_size, lr=lr,
+                                    eval_every=eval_every, patience=patience)
         ev = mt.evaluate(s, ad, s.test)
     save_adapter(ad, adapter_path(out, s.name, rs), model=s.handle)
     save_safetensors(reps_path(out, s.name, rs),
                      {k: ev[k] for k in ("reps", "reps_last") if k in ev},
                      {"run": rs.key, "model": s.name})
-    return {
-        "final_alpha": ad.alphas().detach().reshape(len(s.layers), -1).mean(1).tolist(),
+    scores = {"top1": ev["top1"].tolist(), "top10": ev["top10"].tolist()}
+    if hist is None:  # meandiff: the multiplier's validation curve instead of training
+        return scores | {"final_alpha": [], "history": [], "train_loss": [],
+                         "steps_trained": 0, "stopped_early": False, "kept_step": None,
+                         "val_curve": [], "scale_curve": scales,
+                         "scale": min(scales[1:], key=lambda p: p[1])[0] if scales else 1.0}
+    return scores | {
+        "final_alpha": mt.block_alphas(s, ad),
         "loss_first": hist.train_loss[0],
         "loss_last": float(np.mean(hist.train_loss[-5:])),
         "history": hist.train_metrics,
         "alpha_drift": mt.alpha_drift(hist.train_metrics, s.layers),
         "train_loss": hist.train_loss,
-        "top1": ev["top1"].tolist(),
-        "top10": ev["top10"].tolist(),
         "steps_trained": len(hist.train_loss),
         "stopped_early": bool(hist.stopped_early),
         "kept_step": hist.restored_step,
@@ -204,14 +216,13 @@ def cell_key(spec: SetupSpec, run: mt.RunSpec) -> dict[str, Any]:
 
 
 def run_cells_for(spec: SetupSpec, plan: Sequence[mt.RunSpec], *, steps: int, batch_size: int,
-                  lr: float, alpha_lr: float, out: str | Path, threads: int,
+                  lr: float, out: str | Path, threads: int,
                   eval_every: int | None = None, patience: int | None = None) -> list[Cell]:
     """One :func:`train_cell` per planned run, asking for ``threads`` CPUs (and a GPU when
     the model lives on one)."""
     res = Resources.for_device(spec.device, num_cpus=threads)
-    kw = {"spec": spec, "steps": steps, "batch_size": batch_size, "lr": lr,
-          "alpha_lr": alpha_lr, "out": str(out), "threads": threads,
-          "eval_every": eval_every, "patience": patience}
+    kw = {"spec": spec, "steps": steps, "batch_size": batch_size, "lr": lr, "out": str(out),
+          "threads": threads, "eval_every": eval_every, "patience": patience}
     return [Cell(cell_key(spec, r), Task(train_cell, kw | {"run": asdict(r)}, res))
             for r in plan]
 
@@ -222,7 +233,8 @@ def run_record(s: mt.Setup, out: str | Path, run: mt.RunSpec, result: dict[str, 
     metrics) and its held-out scores (``reps`` and, for decoders, ``reps_last`` from the
     file; ``top1`` / ``top10``)."""
     row = {"key": run.key, "kind": run.kind, "geometry": run.geometry, "alpha0": run.alpha0,
-           "seed": run.seed} | {k: v for k, v in result.items() if k not in ("top1", "top10")}
+           "seed": run.seed, "alpha_lr": run.alpha_lr, "control": run.control} | {
+               k: v for k, v in result.items() if k not in ("top1", "top10")}
     ev: dict[str, Any] = dict(_load_reps(s, out, run))  # reps (and reps_last: decoders)
     ev |= {"top1": np.asarray(result["top1"], dtype=np.float32),
            "top10": np.asarray(result["top10"], dtype=np.float32)}

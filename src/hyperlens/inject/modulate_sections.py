@@ -29,10 +29,29 @@ def fmt_ci(v: float, lo: float, hi: float) -> str:
 
 def same_start(m: Any, config: Any, kind: str, geo: str
                 ) -> dict[Any, dict[str, Any]]:
-    """The runs of ``kind`` with geometry ``geo`` at the default starting alpha, by seed."""
+    """The runs of ``kind`` with geometry ``geo`` at the default starting alpha and the
+    chosen alpha learning rate (``m.alpha_lr``), by seed; for an adapter control (``geo``
+    in :data:`~.modulate_train.ADAPTER_CONTROLS`) its runs whatever ``kind``, the
+    deterministic ``meandiff`` paired with every replicate seed."""
+    if geo in mt.ADAPTER_CONTROLS:
+        rs = {r["seed"]: r for r in m.runs if r["kind"] == geo}
+        if geo == "meandiff" and rs:
+            only = next(iter(rs.values()))
+            return {sd: only for sd in config.seeds}
+        return rs
     a0 = config.alpha if kind == "lerp" else config.field_alpha
+    alr = getattr(m, "alpha_lr", {}).get(kind)
     return {r["seed"]: r for r in m.runs
-            if r["kind"] == kind and r["geometry"] == geo and r["alpha0"] == a0}
+            if r["kind"] == kind and r["geometry"] == geo and r["alpha0"] == a0
+            and (alr is None or r.get("alpha_lr") == alr)}
+
+
+def _conditions(config: Any) -> list[tuple[str, str]]:
+    """(modulator, condition) pairs of the gate: every modulator with WordNet and each
+    geometry control, then each adapter control once (modulator ``"-"``)."""
+    geo = [g for g in config.controls if g not in mt.ADAPTER_CONTROLS]
+    return ([(k, g) for k in config.modulators for g in ["wordnet", *geo]]
+            + [("-", g) for g in config.controls if g in mt.ADAPTER_CONTROLS])
 
 
 def task_gate(rep: Report, config: Any, m: Any, seed: int
@@ -45,21 +64,24 @@ def task_gate(rep: Report, config: Any, m: Any, seed: int
     plain = m.task["plain"]
     out: dict[tuple[str, str], bool] = {}
     rows = []
-    for kind in config.modulators:
-        for geo in ["wordnet", *config.controls]:
-            rs = same_start(m, config, kind, geo)
-            if not rs:
-                continue
-            row = [kind, geo, len(rs)]
-            for metric in ("top1", "top10"):
-                diff = np.stack([m.task[r["key"]][metric] - plain[metric] for r in rs.values()])
-                e = two_level_bootstrap(diff, n_boot=config.n_boot, seed=seed)
-                row += [round(float(np.mean([m.task[r["key"]][metric].mean()
-                                             for r in rs.values()])), 4),
-                        fmt_ci(e.value, e.lo, e.hi)]
-                if metric == "top1":
-                    out[(kind, geo)] = bool(e.lo > 0)
-            rows.append(row + ["pass" if out[(kind, geo)] else "fail"])
+    for kind, geo in _conditions(config):
+        rs = same_start(m, config, kind, geo)
+        if not rs:
+            continue
+        rs = {r["key"]: r for r in rs.values()}  # meandiff: its one run counted once
+        row = [kind, geo, len(rs)]
+        for metric in ("top1", "top10"):
+            diff = np.stack([m.task[r["key"]][metric] - plain[metric] for r in rs.values()])
+            e = two_level_bootstrap(diff, n_boot=config.n_boot, seed=seed)
+            row += [round(float(np.mean([m.task[r["key"]][metric].mean()
+                                         for r in rs.values()])), 4),
+                    fmt_ci(e.value, e.lo, e.hi)]
+            if metric == "top1":
+                out[(kind, geo)] = bool(e.lo > 0)
+        rows.append(row + ["pass" if out[(kind, geo)] else "fail"])
+    for geo in mt.ADAPTER_CONTROLS:  # the same runs stand beside every modulator
+        if ("-", geo) in out:
+            out |= {(k, geo): out[("-", geo)] for k in config.modulators}
     label = "next-token lemma accuracy" if m.s.causal else "reverse-dictionary recall"
     base = [round(float(plain["top1"].mean()), 4), round(float(plain["top10"].mean()), 4)]
     rep.section(
@@ -88,7 +110,7 @@ def pooled_table(sec: Section, config: Any, m: Any, seed: int,
     plain = raw["plain" + suffix][:, 0]
     for kind in config.modulators:
         wn = same_start(m, config, kind, "wordnet")
-        for geo in ["wordnet", *config.controls]:
+        for geo in ["wordnet", *config.controls]:  # adapter controls: against each modulator
             rs = same_start(m, config, kind, geo)
             if not rs:
                 continue

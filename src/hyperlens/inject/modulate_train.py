@@ -48,6 +48,10 @@ __all__ = [
     "encode",
     "build_adapter",
     "plan_runs",
+    "plan_alpha_lr",
+    "block_alphas",
+    "GEOMETRY_CONTROLS",
+    "ADAPTER_CONTROLS",
     "train_run",
     "task_loss",
     "evaluate",
@@ -251,18 +255,40 @@ def prepare(
 
 
 # --------------------------------------------------------------------------- runs
+#: geometry controls (a modulator with another geometry) and adapter controls (no
+#: geometry: :mod:`hyperlens.inject.modulate_controls`), in their report order
+GEOMETRY_CONTROLS = ("random", "shuffled", "pca")
+ADAPTER_CONTROLS = ("lowrank", "meandiff")
+#: kinds without alpha: the adapter controls (their runs have geometry ``"none"``)
+NO_ALPHA = ADAPTER_CONTROLS
+
+
 @dataclass(frozen=True)
 class RunSpec:
-    """One trained run: modulator, geometry, starting alpha and replicate seed."""
+    """One run: modulator (or adapter control), geometry, starting alpha, alpha's learning
+    rate and replicate seed (the adapter controls have geometry ``"none"`` and no alpha;
+    ``meandiff`` is not trained and has no seed)."""
 
     kind: str
     geometry: str
     alpha0: float
     seed: int
+    alpha_lr: float = 0.3
 
     @property
     def key(self) -> str:
-        return f"{self.kind}/{self.geometry}/a0={self.alpha0:g}/seed={self.seed}"
+        if self.kind == "meandiff":
+            return "meandiff/none"
+        if self.kind in NO_ALPHA:
+            return f"{self.kind}/none/seed={self.seed}"
+        return (f"{self.kind}/{self.geometry}/a0={self.alpha0:g}/alr={self.alpha_lr:g}/"
+                f"seed={self.seed}")
+
+    @property
+    def control(self) -> str:
+        """The name the report gives this run's condition: its geometry, or the adapter
+        control's name."""
+        return self.kind if self.kind in NO_ALPHA else self.geometry
 
 
 def plan_runs(
@@ -273,27 +299,50 @@ def plan_runs(
     control_seeds: Sequence[int],
     alpha0: Mapping[str, float],
     alpha_starts: Mapping[str, Sequence[float]],
+    alpha_lr: Mapping[str, float] | None = None,
 ) -> list[RunSpec]:
-    """Per modulator: the WordNet geometry once per replicate seed, each control once per
-    control seed (both from ``alpha0[kind]``), and the further starting alphas of
-    ``alpha_starts[kind]`` with the WordNet geometry and the first replicate seed."""
+    """Per modulator: the WordNet geometry once per replicate seed, each geometry control
+    once per control seed (both from ``alpha0[kind]`` with ``alpha_lr[kind]``), and the
+    further starting alphas of ``alpha_starts[kind]`` with the WordNet geometry and the
+    first replicate seed; then the adapter controls: ``lowrank`` once per control seed and
+    ``meandiff`` once."""
+    lrs = dict(alpha_lr or {})
     plan: list[RunSpec] = []
     for kind in kinds:
-        a0 = alpha0[kind]
-        plan += [RunSpec(kind, "wordnet", a0, sd) for sd in seeds]
-        plan += [RunSpec(kind, c, a0, sd) for c in controls for sd in control_seeds]
-        plan += [RunSpec(kind, "wordnet", a, seeds[0]) for a in alpha_starts.get(kind, ())
-                 if a != a0]
+        a0, alr = alpha0[kind], lrs.get(kind, 0.3)
+        plan += [RunSpec(kind, "wordnet", a0, sd, alr) for sd in seeds]
+        plan += [RunSpec(kind, c, a0, sd, alr) for c in controls if c in GEOMETRY_CONTROLS
+                 for sd in control_seeds]
+        plan += [RunSpec(kind, "wordnet", a, seeds[0], alr)
+                 for a in alpha_starts.get(kind, ()) if a != a0]
+    if "lowrank" in controls:
+        plan += [RunSpec("lowrank", "none", 0.0, sd) for sd in control_seeds]
+    if "meandiff" in controls:
+        plan += [RunSpec("meandiff", "none", 0.0, control_seeds[0] if control_seeds else 0)]
     return plan
 
 
-def build_adapter(s: Setup, kind: str, geometry: str, alpha: float) -> Any:
+def plan_alpha_lr(kinds: Sequence[str], *, seed: int, alpha0: Mapping[str, float],
+                  grid: Sequence[float]) -> list[RunSpec]:
+    """The runs that choose alpha's learning rate: each modulator with the WordNet geometry,
+    the first replicate seed and its default starting alpha, once per rate of ``grid``."""
+    return [RunSpec(kind, "wordnet", alpha0[kind], seed, float(a)) for kind in kinds
+            for a in grid]
+
+
+def build_adapter(s: Setup, kind: str, geometry: str, alpha: float, seed: int = 0) -> Any:
     """A ``lerp`` / ``field`` adapter on the model's device with the named geometry (lerp:
     the Procrustes projection, the measured residual norms and ``s.lerp_target``; field:
-    gates that start at 1 when ``s.field_gates`` is ``"zero"``). Parameters a modulator
-    draws at random come from torch's default generator: build it inside a seeded scope
-    (:func:`train_run` builds it inside the training loop's forked generator)."""
+    gates that start at 1 when ``s.field_gates`` is ``"zero"``), or the ``lowrank`` control
+    (rank = the geometry's dimension, at the same sites, its random factor drawn from
+    ``seed``). Parameters a modulator draws at random come from torch's default generator:
+    build it inside a seeded scope (:func:`train_run` builds it inside the training loop's
+    forked generator)."""
     h = s.handle
+    if kind == "lowrank":
+        low: Any = make_adapter("lowrank", d_model=h.hidden_size, layers=tuple(s.layers),
+                                site="resid_pre", rank=int(s.proj0.shape[1]), seed=seed)
+        return low.to(h.device)
     design: dict[str, Any] = ({"target_norm": s.lerp_target} if kind == "lerp"
                               else {"zero_init": s.field_gates == "zero"})
     ad: Any = make_adapter(
@@ -307,6 +356,14 @@ def build_adapter(s: Setup, kind: str, geometry: str, alpha: float) -> Any:
             ad.proj.copy_(s.proj0)
             ad.resid_norm.copy_(s.resid_norm)
     return ad.to(h.device)
+
+
+def block_alphas(s: Setup, ad: Any) -> list[float]:
+    """alpha per modulated block (mean over a field's experts); empty for an adapter
+    without alpha (the controls)."""
+    if not hasattr(ad, "alphas"):
+        return []
+    return [float(v) for v in ad.alphas().detach().reshape(len(s.layers), -1).mean(1)]
 
 
 def task_loss(
@@ -329,33 +386,36 @@ def task_loss(
             t = torch.nn.functional.normalize(rows, dim=-1)
             target = torch.arange(len(items), device=q.device)
             loss = torch.nn.functional.cross_entropy(q @ t.T / tau, target)
-    a = ad.alphas().detach().reshape(len(s.layers), -1).mean(1)
-    return loss, {f"alpha.{b}": float(v) for b, v in zip(s.layers, a, strict=True)}
+    a = block_alphas(s, ad)
+    return loss, {f"alpha.{b}": v for b, v in zip(s.layers, a, strict=False)}
 
 
 def train_run(
-    s: Setup, spec: RunSpec, *, steps: int, batch_size: int, lr: float, alpha_lr: float,
+    s: Setup, spec: RunSpec, *, steps: int, batch_size: int, lr: float,
     eval_every: int | None = None, patience: int | None = None,
 ) -> tuple[Any, Any]:
     """Build and train one run's adapter; returns ``(adapter, history)``.
 
     The adapter is built and trained inside :func:`hyperlens.train.fit_module`'s generator
     forked from ``spec.seed`` (nothing outside is reseeded). alpha (``theta``) gets its own
-    large rate and no weight decay. With a validation slice (``s.val``) and ``eval_every``,
-    the task loss on that slice is measured every ``eval_every`` steps; training stops once
-    it has not improved for ``patience`` measurements (a plateau) or after ``steps`` steps
-    (the cap), and the adapter returns to its best measured state. Without them it trains
-    exactly ``steps`` steps (the seed's fixed budget).
+    rate (``spec.alpha_lr``) and no weight decay. With a validation slice (``s.val``) and
+    ``eval_every``, the task loss on that slice is measured every ``eval_every`` steps;
+    training stops once it has not improved for ``patience`` measurements (a plateau) or
+    after ``steps`` steps (the cap), and the adapter returns to its best measured state
+    (its starting state, measured at step 0, included). Without them it trains exactly
+    ``steps`` steps (the seed's fixed budget).
     """
     plateau = bool(s.val) and eval_every is not None
     epochs = max(1, math.ceil(steps * batch_size / max(1, len(s.train))) + 1)
     cfg = TrainConfig(
-        optimizer="adamw", lr=lr, weight_decay=0.01, param_lr={"theta": alpha_lr},
-        no_decay=("theta",), schedule="constant", max_steps=steps, epochs=epochs,
-        batch_size=batch_size, grad_clip=1.0, seed=spec.seed, progress=False,
+        optimizer="adamw", lr=lr, weight_decay=0.01, no_decay=("theta",),
+        param_lr={} if spec.kind in NO_ALPHA else {"theta": spec.alpha_lr},
+        schedule="constant", max_steps=steps, epochs=epochs, batch_size=batch_size,
+        grad_clip=1.0, seed=spec.seed, progress=False,
         eval_every=eval_every if plateau else None,
         early_stop_patience=patience if plateau else None,
         early_stop_metric="val_loss" if plateau else "train_loss", restore_best=plateau,
+        eval_at_start=plateau,  # the starting adapter is a candidate: kept step 0 = no gain
     )
     _mod(s.handle).requires_grad_(False)
     val_batches = [s.val[i : i + 2 * batch_size] for i in range(0, len(s.val), 2 * batch_size)]
@@ -365,7 +425,7 @@ def train_run(
         return {"val_loss": sum(losses) / len(s.val)}
 
     return fit_module(
-        lambda: build_adapter(s, spec.kind, spec.geometry, spec.alpha0),
+        lambda: build_adapter(s, spec.kind, spec.geometry, spec.alpha0, spec.seed),
         lambda mod, batch: task_loss(s, mod, batch),
         s.train,
         cfg,
@@ -378,8 +438,8 @@ def train_run(
 def alpha_drift(history: Sequence[Mapping[str, float]], layers: Sequence[int]) -> float:
     """Largest change of any block's alpha over the last quarter of training: near 0 when
     alpha has settled, large when the run ended while alpha was still moving."""
-    if len(history) < 2:
-        return float("nan")
+    if len(history) < 2 or not layers or f"alpha.{layers[0]}" not in history[-1]:
+        return float("nan")  # too short, or an adapter without alpha
     q = history[max(0, (3 * len(history)) // 4 - 1)]
     return max(abs(history[-1][f"alpha.{b}"] - q[f"alpha.{b}"]) for b in layers)
 

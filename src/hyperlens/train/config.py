@@ -84,6 +84,9 @@ class TrainConfig:
     the module's trainable parameters hold that evaluation's values
     (``History.restored_step`` says which step; buffers keep their final values). The
     kept weights are part of the checkpoint, so a resumed run restores the same ones.
+    ``eval_at_start=True`` also evaluates before the first step (step 0), so the starting
+    weights are a candidate too: an adapter that is the identity at initialisation and never
+    beats it on validation returns to the identity (``History.restored_step`` 0).
 
     Every field is checked on construction: type (a bool is not a number), finiteness
     and range; ``betas`` two numbers in [0, 1), ``momentum`` in [0, 1).
@@ -112,6 +115,7 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     progress: bool | None = None
     restore_best: bool = False
+    eval_at_start: bool = False
 
     def __post_init__(self) -> None:
         _choice("optimizer", self.optimizer, _OPTIMIZERS)
@@ -135,7 +139,7 @@ class TrainConfig:
                 or not -(2**63) <= int(self.seed) < 2**64):
             raise _bad("seed", self.seed, "an int in [-2**63, 2**64) (torch's seed range)")
         self.seed = int(self.seed)
-        for name in ("shuffle", "drop_last", "restore_best"):
+        for name in ("shuffle", "drop_last", "restore_best", "eval_at_start"):
             _flag(name, getattr(self, name))
         _flag("progress", self.progress, none_ok=True)
         if not isinstance(self.early_stop_metric, str) or not self.early_stop_metric:
@@ -181,8 +185,9 @@ class TrainConfig:
         d = self.as_dict()
         for k in ("checkpoint_dir", "progress"):
             d.pop(k)
-        if not self.restore_best:  # checkpoints written before the option still resume
-            d.pop("restore_best")
+        for k in ("restore_best", "eval_at_start"):  # checkpoints written before the options
+            if not getattr(self, k):  # still resume
+                d.pop(k)
         return hashlib.blake2b(json.dumps(d, sort_keys=True).encode(), digest_size=16).hexdigest()
 
 

@@ -291,6 +291,8 @@ def _fit(
         for _ in range(st.step):
             next(loop.bar, None)
         try:
+            if cfg.eval_at_start and st.step == 0 and not hist.evals:
+                loop.evaluate(st.epoch0)  # step 0: the starting weights are a candidate
             for epoch in range(st.epoch0, n_epochs):
                 if hist.stopped_early or st.step >= total:
                     break
