@@ -110,6 +110,37 @@ def test_header_both_stages_on_rotten_tomatoes(tmp_path: Path) -> None:
     assert "seconds" not in json.dumps(res["data"])  # durations only under timings
 
 
+@pytest.mark.integration
+@pytest.mark.slow
+def test_header_with_the_text_withheld_reports_channel_efficiency(tmp_path: Path) -> None:
+    from hyperlens.experiments.header import HeaderRunConfig, run
+
+    _require("minilm", "smollm2")
+    cfg = HeaderRunConfig(dataset="rotten-tomatoes", n_train=96, n_val=48, n_eval=96,
+                          seeds=(0, 1), arms=("hdc", "shuffled"), steps=4, batch_size=16,
+                          eval_every=2, hdc_dim=2048, insert_layer=24, text="withheld",
+                          lr_grid=())
+    rep = run(cfg, RunContext(device="cpu", out=tmp_path / "run"))
+    res = json.loads((rep.out_dir / "results.json").read_text())
+    arms = res["data"]["arms"]
+    assert set(arms) >= {"notext", "fulltext", "fulltext-zs", "minilm", "hdc-logistic", "hdc",
+                         "shuffled"}
+    assert "baseline" not in arms and "fusion" not in arms  # they would read one constant state
+    # no text: the training majority, the same under every seed
+    assert len(set(arms["notext"]["per_seed"])) == 1
+    assert arms["fulltext"]["acc"]["value"] > arms["notext"]["acc"]["value"]
+    eff = res["data"]["efficiency"]
+    assert eff["hdc"]["ceiling"] == "hdc-logistic" and eff["shuffled"]["acc"]["lo"] >= 0
+    e = eff["hdc"]["efficiency"]
+    assert e["lo"] <= e["value"] <= e["hi"] and "two-level" in e["method"]
+    assert res["data"]["prefix_cache"]["text"] == "withheld"
+    assert "channel efficiency" in res["data"]["verdict"]
+    titles = [sec["title"] for sec in res["sections"]]
+    assert "Channel efficiency (text withheld)" in titles
+    # the prompts hold no text: every prefix is the same instruction
+    assert res["data"]["prefix_cache"]["prefix_tokens"] % (96 + 48 + 96) == 0
+
+
 def _no_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     from hyperlens import models as hmodels
 
@@ -176,7 +207,7 @@ def test_cli_option_types_refuse_bad_values(tmp_path: Path, capsys: pytest.Captu
     assert argv[0] in err and ("must be" in err or "unrecognized" in err), err
 
 
-def test_threads_auto_counts_only_normal_priority_work() -> None:
+def test_threads_auto_leaves_the_cores_other_work_uses() -> None:
     from hyperlens.inject.header_task import competing_runnable, set_threads
 
     before = torch.get_num_threads()

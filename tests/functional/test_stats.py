@@ -280,3 +280,20 @@ def test_two_level_inputs_are_checked():
     with pytest.raises(InputError, match="power"):
         detectable_difference(0.1, power=1.0)
     assert detectable_difference(0.01) == pytest.approx(0.0280, abs=1e-4)
+
+
+def test_two_level_ratio_shares_its_draws_and_refuses_a_zero_floor():
+    from hyperlens.functional.stats import two_level_ratio
+
+    rng = np.random.default_rng(0)
+    den = rng.normal(1.0, 0.3, (3, 200))
+    e = two_level_ratio(0.5 * den, den, n_boot=300, seed=1)
+    # numerator and denominator resampled together: the ratio of proportional grids is exact
+    assert e.value == pytest.approx(0.5) and e.lo == pytest.approx(0.5)
+    assert e.hi == pytest.approx(0.5)
+    noisy = two_level_ratio(0.5 * den + rng.normal(0, 0.5, den.shape), den, n_boot=300, seed=1)
+    assert noisy.lo < noisy.value < noisy.hi and noisy.hi - noisy.lo > 0.01
+    with pytest.raises(ShapeError):
+        two_level_ratio(den, den[:, :10])
+    with pytest.raises(InputError, match="denominator"):
+        two_level_ratio(den, np.zeros_like(den))

@@ -54,7 +54,7 @@ from ..inject.header_task import (
     set_threads,
     verbalizer_words,
 )
-from ..inject.header_verdict import summarise, verdict
+from ..inject.header_verdict import efficiency_rows, summarise, verdict, withheld_verdict
 from ..report import Report
 
 __all__ = ["HeaderRunConfig", "run", "COMMANDS", "ARMS_B", "PROMPTS", "LR_FAMILIES",
@@ -93,6 +93,10 @@ class HeaderRunConfig(Config):
     arms: tuple[Literal["hdc", "float", "shuffled", "random", "prompt", "lm-static",
                         "lm-hdc"], ...] = option(ARMS_B, help="stage B arms", unique=True)
     k: int = option(4, check=at_least(1), help="pseudo-tokens of the header")
+    text: Literal["present", "withheld"] = option(
+        "present", help="where the text is: in the prompt beside the header (present, the "
+                        "seed's setting) or withheld, so that the header is its only carrier "
+                        "(the report then gives each header's channel efficiency)")
     variant: Literal["mlp", "projector", "gated"] = option(
         "projector", help="header of the head arms")
     insert_layer: int | None = option(
@@ -121,7 +125,7 @@ class HeaderRunConfig(Config):
         "float16", help="precision of the cached prefix keys and values")
     threads: int | None = option(
         None, check=at_least(1),
-        help="CPU threads for torch (default: the cores that other normal-priority work "
+        help="CPU threads for torch (default: the cores that other running work "
              "leaves free)")
     n_boot: int = option(2000, check=at_least(100),
                          help="bootstrap resamples per interval")
@@ -143,7 +147,8 @@ class HeaderRunConfig(Config):
             sparsity=self.sparsity, steps=self.steps, batch_size=self.batch_size, lr=self.lr,
             lr_grid=self.lr_grid, head_lr=self.head_lr, eval_every=self.eval_every,
             max_tokens=self.max_tokens, verbalizer=self.verbalizer, kv_dtype=self.kv_dtype,
-            n_boot=self.n_boot, base_seed=ctx.seed, device=str(ctx.torch_device))
+            n_boot=self.n_boot, base_seed=ctx.seed, device=str(ctx.torch_device),
+            text=self.text)
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -201,15 +206,11 @@ def run(config: HeaderRunConfig, ctx: RunContext | None = None) -> Report:
 
 # --------------------------------------------------------------------------- report
 def _arm_row(title: str, rec: dict[str, Any]) -> list[str]:
-    acc = rec["acc"]
-    vb = rec.get("vs_baseline", [])
-    dmean = np.mean([d["value"] for d in vb]) if vb else float("nan")
-    dlo = min((d["lo"] for d in vb), default=float("nan"))
-    dhi = max((d["hi"] for d in vb), default=float("nan"))
+    acc, vb = rec["acc"], rec.get("vs_baseline")
     pmax = max(rec.get("mcnemar_p", [float("nan")]))
     return [title, f"{acc['value']:.3f} [{acc['lo']:.3f}, {acc['hi']:.3f}]",
             " ".join(f"{a:.3f}" for a in rec["per_seed"]),
-            "" if not vb else f"{dmean:+.3f} [{dlo:+.3f}, {dhi:+.3f}]",
+            "" if not vb else f"{vb['value']:+.3f} [{vb['lo']:+.3f}, {vb['hi']:+.3f}]",
             "" if not vb else f"{pmax:.3g}"]
 
 
@@ -224,9 +225,10 @@ def _arms_section(hrun: HeaderRun, rep: Report, table: dict[str, Any], text: str
         f"evaluation texts; "
         f"k = {p.k} pseudo-tokens before the answer cue, entering at block "
         f"{hrun.layer}; {p.steps} steps of {p.batch_size}; seeds {list(p.seeds)}. "
-        "Accuracy: mean with a t-interval over seeds (a bootstrap over items for deterministic "
-        "arms); Δ vs baseline: mean over seeds of the paired difference with the widest "
-        "per-seed paired 95 % bootstrap bounds; McNemar p: the largest over seeds. "
+        "Accuracy and Δ vs baseline (paired per text): mean over seeds and texts with a "
+        "two-level bootstrap interval (replicate seeds x evaluation texts, 95 %; an arm that "
+        "runs once has the same answers under every seed); McNemar p: the largest over "
+        "seeds. "
         f"Majority class {majority:.3f}. Verdict: {text}")
     sec.table("Accuracy per arm", ["arm", "accuracy [95 % CI]", "per seed",
                                    "Δ vs baseline [paired CI]", "McNemar p"],
@@ -238,6 +240,32 @@ def _arms_section(hrun: HeaderRun, rep: Report, table: dict[str, Any], text: str
                                       "lo": [table[a]["acc"]["lo"] for a in order],
                                       "hi": [table[a]["acc"]["hi"] for a in order]}],
                           "hlines": [{"y": majority, "label": "majority class"}]})
+
+
+def _efficiency_section(hrun: HeaderRun, rep: Report, eff: dict[str, Any]) -> None:
+    """Text withheld: each arm's gain over the floor as a share of its code's ceiling."""
+    def ci(e: dict[str, Any] | None, nd: int = 3) -> str:
+        if e is None:
+            return "ceiling not above the floor"
+        return f"{e['value']:.{nd}f} [{e['lo']:.{nd}f}, {e['hi']:.{nd}f}]"
+
+    floor = hrun.correct["notext"][hrun.p.seeds[0]].mean()
+    rep.data["efficiency"] = eff
+    rep.section(
+        "Channel efficiency (text withheld)",
+        "The prompt holds the instruction and the answer cue but not the text, so a header "
+        f"is the only way the text reaches the LM. Floor: no text ({floor:.3f}, the training "
+        "majority, which is what the LM's answer calibrated without the text can do). "
+        "Ceiling: the code the arm reads, fed to a logistic regression without any LM "
+        "(HDC -> logistic; MiniLM -> logistic for the float header). Channel efficiency = "
+        "(arm - floor) / (ceiling - floor): 1 means the header carries into the LM all that "
+        "its code carries. Intervals: two-level bootstrap (replicate seeds x evaluation "
+        "texts, 95 %), numerator and denominator on the same draws. The full-text rows are "
+        "the upper bound (the text itself in the prompt).",
+    ).table("Channel efficiency",
+            ["arm", "accuracy [CI]", "gain over no text [CI]", "ceiling", "efficiency [CI]"],
+            [[ARM_TITLES[a], ci(r["acc"]), ci(r["gain"]), ARM_TITLES[r["ceiling"]],
+              ci(r.get("efficiency"), 2)] for a, r in eff.items()])
 
 
 def _lr_section(hrun: HeaderRun, rep: Report) -> None:
@@ -294,10 +322,13 @@ def _write_report(hrun: HeaderRun, rep: Report) -> None:
     """Lay out the report from the finished cells (rewritten after every seed and at the end)."""
     rep.sections.clear()
     table = summarise(hrun)
-    text = verdict(hrun)
+    eff = efficiency_rows(hrun) if hrun.p.withheld else {}
+    text = withheld_verdict(hrun, eff) if hrun.p.withheld else verdict(hrun)
     rep.data["arms"] = table
     rep.data["verdict"] = text
     _arms_section(hrun, rep, table, text)
+    if eff:
+        _efficiency_section(hrun, rep, eff)
     _lr_section(hrun, rep)
     _layers_section(hrun, rep)
     _curves_section(hrun, rep)

@@ -61,6 +61,7 @@ __all__ = [
     "permutation_pvalue",
     "from_replicates",
     "two_level_bootstrap",
+    "two_level_ratio",
     "two_level_from_replicates",
     "detectable_difference",
 ]
@@ -409,20 +410,66 @@ def two_level_bootstrap(
     """
     level = check_level(level)
     n_boot = check_int(n_boot, "n_boot", minimum=1)
+    v = _grid(values, "values")
+    reps = _two_level_means([v], n_boot, seed)[0]
+    return from_replicates(float(v.mean()), reps, level=level,
+                           method="two-level bootstrap (seeds x items)")
+
+
+def _grid(values: Any, name: str) -> np.ndarray:
+    """``values`` as a finite float64 ``[n_seeds, n_items]`` array (both at least 1)."""
     v = np.asarray(values.detach().cpu() if _is_tensor(values) else values, dtype=np.float64)
     if v.ndim != 2 or v.shape[0] < 1 or v.shape[1] < 1:
-        raise ShapeError(f"values must be [n_seeds, n_items] with both at least 1, got shape "
+        raise ShapeError(f"{name} must be [n_seeds, n_items] with both at least 1, got shape "
                          f"{v.shape}.")
     if not np.isfinite(v).all():
-        raise InputError("values hold NaN or infinite scores; drop or fill them first.")
-    S, N = v.shape
+        raise InputError(f"{name} hold NaN or infinite scores; drop or fill them first.")
+    return v
+
+
+def _two_level_means(grids: list[np.ndarray], n_boot: int, seed: int) -> list[np.ndarray]:
+    """``[n_boot]`` two-level resampled means of each ``[S, N]`` grid, every grid on the
+    same draws of seeds and items."""
+    S, N = grids[0].shape
     rng = np.random.default_rng(seed)
     item_counts = np.zeros((n_boot, N))
     np.add.at(item_counts, (np.arange(n_boot)[:, None], rng.integers(0, N, (n_boot, N))), 1.0)
-    per_seed = v @ (item_counts / N).T  # [S, n_boot]: each seed's mean over the drawn items
-    reps = (_seed_draws(rng, S, n_boot) * per_seed.T).sum(1)
-    return from_replicates(float(v.mean()), reps, level=level,
-                           method="two-level bootstrap (seeds x items)")
+    seed_w = _seed_draws(rng, S, n_boot)
+    return [(seed_w * (v @ (item_counts / N).T).T).sum(1) for v in grids]
+
+
+def two_level_ratio(
+    numerator: Any, denominator: Any, *, n_boot: int = 1000, level: float = 0.95,
+    seed: int = 0,
+) -> Estimate:
+    """``mean(numerator) / mean(denominator)`` with a two-level percentile bootstrap.
+
+    Both are ``[n_seeds, n_items]`` per-item scores on the same seeds and items (e.g. a
+    system's gain over a floor, and a ceiling's gain over the same floor); every resample
+    draws seeds and items once and takes both means on that draw, so the interval keeps
+    their correlation. Resamples whose denominator is 0 are dropped.
+
+    Example:
+        >>> import numpy as np
+        >>> num = np.array([[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0]])
+        >>> den = np.ones((2, 4))
+        >>> e = two_level_ratio(num, den, n_boot=200, seed=0)
+        >>> round(e.value, 3), e.lo <= e.value <= e.hi
+        (0.5, True)
+    """
+    level = check_level(level)
+    n_boot = check_int(n_boot, "n_boot", minimum=1)
+    a, b = _grid(numerator, "numerator"), _grid(denominator, "denominator")
+    if a.shape != b.shape:
+        raise ShapeError(f"numerator {a.shape} and denominator {b.shape} must have the same "
+                         "[n_seeds, n_items] shape.")
+    if b.mean() == 0:
+        raise InputError("the denominator's mean is 0: the ratio is undefined (the ceiling "
+                         "does not rise above the floor).")
+    ra, rb = _two_level_means([a, b], n_boot, seed)
+    ok = rb != 0
+    return from_replicates(float(a.mean() / b.mean()), ra[ok] / rb[ok], level=level,
+                           method="two-level bootstrap of a ratio (seeds x items)")
 
 
 def two_level_from_replicates(

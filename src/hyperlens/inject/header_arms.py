@@ -39,7 +39,7 @@ from .header_task import (
     verbalizer_words,
 )
 
-__all__ = ["Head", "train_loop", "HeaderRun", "stage_a", "HeaderArm", "arm_b",
+__all__ = ["Head", "train_loop", "HeaderRun", "stage_a", "arms_a", "HeaderArm", "arm_b",
            "choose_lrs", "stage_b", "header_cell", "release"]
 
 
@@ -175,19 +175,26 @@ class HeaderRun:
             self._codes[seed] = out
         return self._codes[seed]
 
-    def prompts(self) -> tuple[list[list[int]], list[int]]:
-        """Token ids of every prompt's prefix (up to the header) and of the answer cue."""
+    def prompts(self, withheld: bool | None = None) -> tuple[list[list[int]], list[int]]:
+        """Token ids of every prompt's prefix (up to the header) and of the answer cue; with
+        the text withheld (``p.text``, or ``withheld``) every prefix is the instruction
+        alone, so the header sits where the text would be."""
         tmpl, cue, _ = PROMPTS.get(self.p.dataset, PROMPTS["sst2"])
         tok = self.lm.tokenizer
         head, tail = tmpl.split("{text}")
         h_ids = tok(head, add_special_tokens=True)["input_ids"]
         t_ids = tok(tail, add_special_tokens=False)["input_ids"] if tail else []
-        body = tok(self.split.texts, add_special_tokens=False, truncation=True,
-                   max_length=self.p.max_tokens)["input_ids"]
+        if self.p.withheld if withheld is None else withheld:
+            body: list[list[int]] = [[] for _ in self.split.texts]
+        else:
+            body = tok(self.split.texts, add_special_tokens=False, truncation=True,
+                       max_length=self.p.max_tokens)["input_ids"]
         return [h_ids + b + t_ids for b in body], tok(cue, add_special_tokens=False)["input_ids"]
 
     def prefix_cache(self) -> Any:
-        """The prompts' prefix keys and values below and at the insert layer, kept on disk."""
+        """The prompts' prefix keys and values below and at the insert layer, kept on disk;
+        with the text withheld also :meth:`full_text` (the upper bound, and the states that
+        scale the heads)."""
         from .prefix_cache import PrefixCache
 
         p = self.p
@@ -208,9 +215,51 @@ class HeaderRun:
                 pc.save(path)
         self.rep.data["prefix_cache"] = {
             "file": str(path), "MB": pc.nbytes / 1e6, "prefix_tokens": int(pc.lengths.sum()),
-            "suffix_tokens_per_text": p.k + len(cue), "insert_layer": layer}
+            "suffix_tokens_per_text": p.k + len(cue), "insert_layer": layer, "text": p.text}
         self.pc = pc
+        if p.withheld:
+            self.full_states, self.full_logits = self.full_text()
+        else:
+            self.full_states, self.full_logits = pc.states[-1], pc.verb_logits
         return pc
+
+    @torch.no_grad()
+    def full_text(self, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+        """The LM's final state at the answer cue of every prompt *with* its text ``[N, d]``
+        and its verbaliser logits there ``[N, C]`` (one plain forward per prompt, no header;
+        kept on disk)."""
+        from ..utils import load_safetensors, save_safetensors
+        from .prefix_cache import backbone_of
+
+        prefix, cue = self.prompts(withheld=False)
+        seqs = [ids + cue for ids in prefix]
+        key = stable_hash(self.lm.identity(), seqs, self.verb_ids, length=24)
+        path = cache_dir("header") / f"fulltext-{key}.safetensors"
+        if path.exists():
+            with self.rep.timer("full-text states (read)"):
+                t, _ = load_safetensors(path, what="full-text states",
+                                        fix="delete it; the next run computes it again")
+            return t["states"], t["verb_logits"]
+        stack, dev = backbone_of(self.lm.module), self.pc.device
+        pad = int(self.lm.tokenizer.pad_token_id or 0)
+        states = torch.empty(len(seqs), self.d_model)
+        order = np.argsort([len(q) for q in seqs])
+        with self.rep.timer("full-text states (built)"):
+            for i in range(0, len(seqs), batch_size):
+                rows = order[i: i + batch_size]
+                width = max(len(seqs[j]) for j in rows)
+                ids = torch.full((len(rows), width), pad, dtype=torch.long)
+                mask = torch.zeros(len(rows), width, dtype=torch.long)
+                for b, j in enumerate(rows):
+                    ids[b, : len(seqs[j])] = torch.tensor(seqs[j])
+                    mask[b, : len(seqs[j])] = 1
+                hid = stack(input_ids=ids.to(dev), attention_mask=mask.to(dev))[0]
+                last = hid[torch.arange(len(rows)), mask.sum(1).to(dev) - 1]
+                states[torch.from_numpy(rows)] = last.float().cpu()
+            logits = self.pc.label_logits(states.to(dev)).float().cpu()
+        save_safetensors(path, {"states": states, "verb_logits": logits},
+                         {"what": "full-text states"})
+        return states, logits
 
     # ------------------------------------------------------------------ cells
     def baseline_head_path(self, seed: int) -> Path:
@@ -279,6 +328,13 @@ def _compute(run: HeaderRun, arm: str, seed: int, lr: float | None,
         assert lr is not None
         return arm_b(run, arm, seed, lr, search=search)
     last = pc.states[-1].numpy()
+    if arm == "notext":  # no text reaches the LM: its calibrated answer is the class prior
+        major = np.bincount(y[r["train"]], minlength=run.n_classes).argmax()
+        return run.record(np.full(len(r["eval"]), major))
+    if arm == "fulltext":
+        return _head_arm(run, run.full_states.numpy(), seed)
+    if arm == "fulltext-zs":
+        return run.record(*select_probe(run.full_logits.numpy(), y, r, Cs=(1.0, 100.0)))
     if arm == "baseline":
         return _head_arm(run, last, seed, run.baseline_head_path(seed))
     if arm == "fusion":
@@ -359,22 +415,34 @@ def _layer_probes(run: HeaderRun) -> dict[str, Any]:
 
 _ARMS_A_PER_SEED = ("baseline", "fusion", "hdc-logistic")
 _ARMS_A_ONCE = ("logistic", "minilm", "zeroshot", "zeroshot-cal", "best-layer")
+#: with the text withheld the LM's state is the same for every text, so the arms that read
+#: it give way to the floor (no text), the upper bound (the text in the prompt) and the
+#: code's own ceilings
+_WITHHELD_PER_SEED = ("fulltext", "hdc-logistic")
+_WITHHELD_ONCE = ("notext", "zeroshot", "fulltext-zs", "minilm")
+
+
+def arms_a(p: HeaderProtocol) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Stage A's arms ``(per replicate seed, once)`` for ``p``'s placement of the text."""
+    return ((_WITHHELD_PER_SEED, _WITHHELD_ONCE) if p.withheld
+            else (_ARMS_A_PER_SEED, _ARMS_A_ONCE))
 
 
 def stage_a(run: HeaderRun, executor: Executor | None = None) -> None:
     """The cached arms: heads and probes on the LM's states, MiniLM, HDC, zero-shot."""
     p = run.p
+    per_seed, once = arms_a(p)
     for seed in p.seeds:
         if not run.baseline_head_path(seed).exists():  # stage B warm-starts from the file
             run.store.cells.pop(run.store.cell_id({"arm": "baseline", "seed": seed}), None)
     s0 = p.seeds[0]
     keys: list[dict[str, Any]] = (
-        [{"arm": a, "seed": s} for s in p.seeds for a in _ARMS_A_PER_SEED]
-        + [{"arm": a, "seed": s0} for a in _ARMS_A_ONCE])
+        [{"arm": a, "seed": s} for s in p.seeds for a in per_seed]
+        + [{"arm": a, "seed": s0} for a in once])
     run.run_cells([(k, None, False) for k in keys], executor, "header stage A")
     for k in keys:
         run.collect(k["arm"], k["seed"])
-    for arm in _ARMS_A_ONCE:
+    for arm in once:
         for seed in p.seeds[1:]:  # deterministic arms: the same answers under every seed
             run.correct[arm][seed] = run.correct[arm][s0]
 
@@ -448,11 +516,12 @@ class HeaderArm(nn.Module):
         if variant in ("static", "gated"):
             base = ref.mean(0)  # the cue's own vectors, cycled to k
             self.header.init_prompt(base[torch.arange(p.k) % base.shape[0]])
-        self.head = None if self.lm_side else Head(pc.states[-1, train_rows].mean(0),
-                                                   pc.states[-1, train_rows].std(0),
-                                                   run.n_classes)
+        # the head's standardisation: the LM's states over the training texts (with the text
+        # withheld those are one state, so the states of the prompts with the text set it)
+        scale = run.full_states[train_rows]
+        self.head = None if self.lm_side else Head(scale.mean(0), scale.std(0), run.n_classes)
         warm = run.baseline_head_path(seed)
-        if self.head is not None and warm.exists():  # start from the trained baseline head
+        if self.head is not None and warm.exists() and not p.withheld:  # the baseline head
             from safetensors.torch import load_file
 
             self.head.load_state_dict(load_file(str(warm)))

@@ -23,8 +23,8 @@ import torch
 from ..errors import ConfigError, InputError
 from ..utils import stable_hash
 
-__all__ = ["PROMPTS", "ARMS_B", "ARM_TITLES", "ABLATED", "LR_FAMILIES", "HeaderProtocol",
-           "Split", "load_split", "label_names_of", "verbalizer_words",
+__all__ = ["PROMPTS", "ARMS_B", "ARM_TITLES", "TEXT_MODES", "ABLATED", "LR_FAMILIES",
+           "HeaderProtocol", "Split", "load_split", "label_names_of", "verbalizer_words",
            "check_header_inputs", "competing_runnable", "set_threads"]
 
 
@@ -53,7 +53,13 @@ ARM_TITLES = {
     "prompt": "B: prompt tuning (static k) + head", "lm-static": "B: LM answer, static prompt",
     "lm-hdc": "B: LM answer, gated HDC header", "hdc-ablate": "B: HDC header fed shuffled codes",
     "lm-hdc-ablate": "B: LM answer, gated HDC fed shuffled codes",
+    "notext": "A: no text (the training majority: the LM's calibrated prior without the text)",
+    "fulltext": "A: full text in the prompt, head on LM state (upper bound)",
+    "fulltext-zs": "A: full text in the prompt, zero-shot calibrated (upper bound)",
 }
+#: where the text is: in the prompt beside the header (the seed's setting), or withheld so
+#: that the header is its only carrier
+TEXT_MODES = ("present", "withheld")
 #: trained arms whose header is also fed codes permuted across evaluation texts at test time
 ABLATED = ("hdc", "lm-hdc")
 #: the arm whose held-out accuracy picks the header learning rate of each family of arms
@@ -99,6 +105,12 @@ class HeaderProtocol:
     n_boot: int = 2000
     base_seed: int = 0
     device: str = "cpu"
+    text: str = "present"
+
+    @property
+    def withheld(self) -> bool:
+        """The prompt holds the instruction and the cue but not the text."""
+        return self.text == "withheld"
 
     def fingerprint(self) -> str:
         """What changes a finished (arm, seed) cell: everything but the seeds, the stages,
@@ -106,7 +118,8 @@ class HeaderProtocol:
         keys = ("dataset", "model", "encoder", "n_train", "n_val", "n_eval", "k", "variant",
                 "insert_layer", "hdc_dim", "sparsity", "steps", "batch_size", "lr", "lr_grid",
                 "head_lr", "eval_every", "max_tokens", "verbalizer", "kv_dtype", "base_seed")
-        return stable_hash(*[getattr(self, k) for k in keys], length=12)
+        extra = ["text-withheld"] if self.withheld else []  # present: the earlier fingerprints
+        return stable_hash(*[getattr(self, k) for k in keys], *extra, length=12)
 
 
 class _Verbalised(Protocol):
@@ -232,10 +245,13 @@ def check_header_inputs(p: HeaderProtocol) -> None:
 
 # --------------------------------------------------------------------------- threads
 def competing_runnable() -> int | None:
-    """Runnable threads of other processes at normal or higher priority (nice <= 0).
+    """Runnable threads of other processes, whatever their priority.
 
-    Niced jobs yield the CPU to a normal-priority run, so they do not count. ``None`` where
-    ``/proc`` cannot be read (not Linux).
+    Niced jobs count too: they do yield the CPU, but not at once, and a multi-threaded
+    kernel waits at every barrier for its slowest thread. Measured on 2 cores beside one
+    single-threaded job at nice 19: a 2-thread elementwise product of ``[16, 8, 576]``
+    took 2.5 ms instead of 10 us (a header training step 5 s instead of 0.1 s). ``None``
+    where ``/proc`` cannot be read (not Linux).
     """
     root = Path("/proc")
     if not (root / "self" / "stat").exists():
@@ -249,18 +265,18 @@ def competing_runnable() -> int | None:
             fields = task.read_text().rsplit(")", 1)[1].split()
         except (OSError, ValueError, IndexError):
             continue  # the task ended while we looked
-        # after the command name: state is field 3 and nice field 19 of proc(5)
-        if fields[0] == "R" and int(fields[16]) <= 0:
+        if fields[0] == "R":  # after the command name, the state is field 3 of proc(5)
             busy += 1
     return busy
 
 
 def set_threads(n: int | None = None) -> int:
-    """Set torch's CPU threads to ``n``; ``None`` uses the cores normal-priority work leaves.
+    """Set torch's CPU threads to ``n``; ``None`` uses the cores other work leaves.
 
     On a shared machine whose cores are all taken, multi-threaded kernels spin-wait on each
-    other: a SmolLM2 suffix batch took 25 s with 2 threads and 1.3 s with one. Niced jobs
-    do not count (they yield); without ``/proc`` the load average decides.
+    other: a SmolLM2 suffix batch took 25 s with 2 threads and 1.3 s with one. Every
+    runnable thread of another process counts, niced or not (:func:`competing_runnable`);
+    without ``/proc`` the load average decides.
     """
     cores = os.cpu_count() or 1
     if n is None:

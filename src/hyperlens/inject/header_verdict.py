@@ -1,8 +1,8 @@
 """Accuracy intervals of the header arms and the rule that says whether the header helps.
 
-Per arm: accuracy as a mean with a t-interval over replicate seeds (a bootstrap over the
-evaluation texts where every seed gives the same accuracy, e.g. an arm that runs once),
-and against the baseline per seed a paired bootstrap and McNemar's test. The header
+Per arm: accuracy and the difference to the baseline with two-level intervals (replicate
+seeds x evaluation texts), and against the baseline per seed a paired bootstrap and
+McNemar's test (the rule reads those). The header
 *helps* when, in every seed, it is at least 2 points above the baseline with the paired
 95 % interval above 0, and it beats the shuffled-code and prompt-tuning controls.
 """
@@ -13,36 +13,50 @@ from typing import Any
 
 import numpy as np
 
-from ..functional.stats import bootstrap_ci, mcnemar, paired_bootstrap, t_interval
+from ..functional.stats import mcnemar, paired_bootstrap, two_level_bootstrap, two_level_ratio
 from .header_arms import HeaderRun
 
-__all__ = ["summarise", "beats", "verdict"]
+__all__ = ["summarise", "beats", "verdict", "CEILING_OF", "efficiency_rows", "withheld_verdict"]
+
+#: with the text withheld: the information ceiling each arm is measured against (the code it
+#: reads, fed to a logistic regression without any LM)
+CEILING_OF = {"hdc": "hdc-logistic", "float": "minilm", "shuffled": "hdc-logistic",
+              "random": "hdc-logistic", "prompt": "hdc-logistic", "lm-static": "hdc-logistic",
+              "lm-hdc": "hdc-logistic", "fulltext": "hdc-logistic",
+              "fulltext-zs": "hdc-logistic"}
 
 
 def summarise(run: HeaderRun) -> dict[str, Any]:
-    """``{arm: {"per_seed", "acc", "vs_baseline", "mcnemar_p"}}`` for every arm that ran.
+    """``{arm: {"per_seed", "acc", "vs_baseline", "vs_baseline_seeds", "mcnemar_p"}}`` for
+    every arm that ran.
 
-    The bootstrap over texts draws from the run's ``base_seed``; each paired bootstrap
-    against the baseline from its replicate seed.
+    ``acc`` and ``vs_baseline`` (the arm minus the baseline, paired per text) are two-level
+    bootstraps over replicate seeds and evaluation texts, so every arm's interval is of one
+    kind (an arm that runs once has the same answers under every seed: its interval is the
+    bootstrap over texts); the draws come from the run's ``base_seed``. The rule's per-seed
+    paired bootstraps (``vs_baseline_seeds``) and McNemar p-values stay beside them.
     """
     p = run.p
-    base = run.correct.get("baseline", {})
     seeds = p.seeds
     table: dict[str, Any] = {}
     for arm, per in run.correct.items():
         accs = [float(per[s].mean()) for s in seeds if s in per]
-        if not accs:
+        grid = _grid(run, arm)
+        if not accs or grid is None:
             continue
         rec: dict[str, Any] = {"per_seed": accs}
-        rec["acc"] = (t_interval(accs) if len(set(accs)) > 1 else
-                      bootstrap_ci(per[seeds[0]].astype(float), n_boot=p.n_boot,
-                                   seed=p.base_seed)).as_dict()
-        if base and arm != "baseline":
-            both = [s for s in seeds if s in per and s in base]
-            diffs = [paired_bootstrap(per[s].astype(float), base[s].astype(float),
-                                      n_boot=p.n_boot, seed=s) for s in both]
-            rec["vs_baseline"] = [d.as_dict() for d in diffs]
-            rec["mcnemar_p"] = [float(mcnemar(per[s], base[s])[1]) for s in both]
+        rec["acc"] = two_level_bootstrap(grid, n_boot=p.n_boot, seed=p.base_seed).as_dict()
+        both = _common(run, arm, "baseline")
+        if both and arm != "baseline":
+            a, b = _grid(run, arm, both), _grid(run, "baseline", both)
+            assert a is not None and b is not None
+            rec["vs_baseline"] = two_level_bootstrap(a - b, n_boot=p.n_boot,
+                                                     seed=p.base_seed).as_dict()
+            bper = run.correct["baseline"]
+            rec["vs_baseline_seeds"] = [
+                paired_bootstrap(per[s].astype(float), bper[s].astype(float),
+                                 n_boot=p.n_boot, seed=s).as_dict() for s in both]
+            rec["mcnemar_p"] = [float(mcnemar(per[s], bper[s])[1]) for s in both]
         table[arm] = rec
     return table
 
@@ -99,4 +113,69 @@ def verdict(run: HeaderRun) -> str:
         else:
             parts.append("It does not beat late fusion, which itself is not above the "
                          "baseline in every seed.")
+    return " ".join(parts)
+
+
+def _grid(run: HeaderRun, arm: str, seeds: list[int] | None = None) -> np.ndarray | None:
+    """``[n_seeds, n_eval]`` correctness of ``arm`` over the replicate seeds it has answers
+    for (of ``seeds``, default the run's; an arm that runs once is filed under every seed)."""
+    per = run.correct.get(arm, {})
+    rows = [per[s] for s in (run.p.seeds if seeds is None else seeds) if s in per]
+    return np.stack(rows).astype(float) if rows else None
+
+
+def _common(run: HeaderRun, *arms: str) -> list[int]:
+    """The replicate seeds every one of ``arms`` has answers for."""
+    return [s for s in run.p.seeds if all(s in run.correct.get(a, {}) for a in arms)]
+
+
+def efficiency_rows(run: HeaderRun) -> dict[str, dict[str, Any]]:
+    """With the text withheld: per arm, accuracy and channel efficiency
+    ``(arm - no text) / (ceiling - no text)`` (the ceiling: :data:`CEILING_OF`), both with
+    two-level intervals (replicate seeds x evaluation texts, the same draws for both means
+    of the ratio)."""
+    p = run.p
+    out: dict[str, dict[str, Any]] = {}
+    for arm, ceil_arm in CEILING_OF.items():
+        seeds = _common(run, arm, ceil_arm, "notext")
+        if not seeds:
+            continue
+        a, c, floor = (_grid(run, x, seeds) for x in (arm, ceil_arm, "notext"))
+        assert a is not None and c is not None and floor is not None
+        rec: dict[str, Any] = {"ceiling": ceil_arm,
+                               "acc": two_level_bootstrap(a, n_boot=p.n_boot,
+                                                          seed=p.base_seed).as_dict(),
+                               "gain": two_level_bootstrap(a - floor, n_boot=p.n_boot,
+                                                           seed=p.base_seed).as_dict()}
+        if float((c - floor).mean()) > 0:
+            rec["efficiency"] = two_level_ratio(a - floor, c - floor, n_boot=p.n_boot,
+                                                seed=p.base_seed).as_dict()
+        out[arm] = rec
+    return out
+
+
+def withheld_verdict(run: HeaderRun, rows: dict[str, dict[str, Any]]) -> str:
+    """The text-withheld targets in sentences: the HDC header carries at least 0.8 of
+    what its code carries (channel efficiency), shuffled and random codes at most 0.1, and
+    HDC within 2 points of the float header."""
+    def eff(arm: str) -> float | None:
+        e = rows.get(arm, {}).get("efficiency")
+        return None if e is None else float(e["value"])
+
+    h, sh, rd = eff("hdc"), eff("shuffled"), eff("random")
+    if h is None:
+        return ("not decided: the HDC header, the floor (no text) or the code's ceiling did "
+                "not run, or the ceiling is not above the floor.")
+    parts = [f"HDC header channel efficiency {h:.2f} "
+             f"[{rows['hdc']['efficiency']['lo']:.2f}, {rows['hdc']['efficiency']['hi']:.2f}] "
+             f"(target >= 0.8): {'met' if h >= 0.8 else 'missed'}."]
+    ctrl = [(n, v) for n, v in (("shuffled", sh), ("random", rd)) if v is not None]
+    if ctrl:
+        ok = all(v <= 0.1 for _, v in ctrl)
+        parts.append("Controls " + ", ".join(f"{n} {v:.2f}" for n, v in ctrl)
+                     + f" (target <= 0.1): {'met' if ok else 'missed'}.")
+    if "float" in rows:
+        d = rows["hdc"]["acc"]["value"] - rows["float"]["acc"]["value"]
+        parts.append(f"HDC minus float header: {d:+.3f} (target: within 0.02): "
+                     f"{'met' if abs(d) <= 0.02 or d > 0 else 'missed'}.")
     return " ".join(parts)
