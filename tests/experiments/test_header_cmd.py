@@ -117,9 +117,9 @@ def test_header_with_the_text_withheld_reports_channel_efficiency(tmp_path: Path
 
     _require("minilm", "smollm2")
     cfg = HeaderRunConfig(dataset="rotten-tomatoes", n_train=96, n_val=48, n_eval=96,
-                          seeds=(0, 1), arms=("hdc", "shuffled"), steps=4, batch_size=16,
+                          seeds=(0, 1), arms=("hdc", "shuffled"), steps=8, batch_size=16,
                           eval_every=2, hdc_dim=2048, insert_layer=24, text="withheld",
-                          lr_grid=())
+                          lr_grid=(), patience=1)
     rep = run(cfg, RunContext(device="cpu", out=tmp_path / "run"))
     res = json.loads((rep.out_dir / "results.json").read_text())
     arms = res["data"]["arms"]
@@ -137,6 +137,12 @@ def test_header_with_the_text_withheld_reports_channel_efficiency(tmp_path: Path
     assert "channel efficiency" in res["data"]["verdict"]
     titles = [sec["title"] for sec in res["sections"]]
     assert "Channel efficiency (text withheld)" in titles
+    for arm in ("hdc", "shuffled"):  # patience 1: stops at the first evaluation not better
+        for c in res["data"]["curves"][arm].values():
+            assert len(c["train_loss"]) <= 8 and isinstance(c["stopped_early"], bool)
+            if c["stopped_early"]:
+                vals = [e["val_acc"] for e in c["evals"]]
+                assert vals[-1] <= max(vals[:-1])
     # the prompts hold no text: every prefix is the same instruction
     assert res["data"]["prefix_cache"]["prefix_tokens"] % (96 + 48 + 96) == 0
 

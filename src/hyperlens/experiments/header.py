@@ -106,7 +106,13 @@ class HeaderRunConfig(Config):
     hdc_dim: int = option(10_000, check=at_least(1), help="width of the ternary HDC codes")
     sparsity: float = option(0.7, check=between(0, 1, closed=False),
                              help="share of zeros in each HDC code")
-    steps: int = option(80, check=at_least(1), help="training steps per stage B arm")
+    steps: int = option(80, check=at_least(1), help="training steps per stage B arm (with "
+                                                    "--patience: the most)")
+    patience: int | None = option(
+        None, check=at_least(1),
+        help="stop a stage B arm once this many held-out evaluations in a row have not "
+             "improved its accuracy (none: train all --steps; the best evaluation is kept "
+             "either way)")
     batch_size: int = option(16, check=at_least(1), help="texts per training step")
     lr: float = option(1e-2, check=_RATE,
                        help="header learning rate when --lr-grid is given no values")
@@ -148,7 +154,7 @@ class HeaderRunConfig(Config):
             lr_grid=self.lr_grid, head_lr=self.head_lr, eval_every=self.eval_every,
             max_tokens=self.max_tokens, verbalizer=self.verbalizer, kv_dtype=self.kv_dtype,
             n_boot=self.n_boot, base_seed=ctx.seed, device=str(ctx.torch_device),
-            text=self.text)
+            text=self.text, patience=self.patience)
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -309,8 +315,18 @@ def _curves_section(hrun: HeaderRun, rep: Report) -> None:
         series_loss.append({"label": arm, "x": c["steps"], "y": c["train_loss"]})
         series_val.append({"label": arm, "x": [e["step"] for e in c["evals"]],
                            "y": [e["val_acc"] for e in c["evals"]]})
+    stops = []
+    for arm, per in hrun.curves.items():
+        for sd, c in per.items():
+            stops.append([arm, sd, len(c.get("train_loss", [])), c.get("best_step"),
+                          round(float(c.get("best_val_acc", float("nan"))), 4),
+                          "plateau" if c.get("stopped_early") else "step cap"])
     s = rep.section("Training curves", f"Stage B, seed {s0}: training loss per step and "
-                    "held-out accuracy at each evaluation.")
+                    "held-out accuracy at each evaluation; for every arm and seed, where "
+                    "training stopped (a plateau of the held-out accuracy with --patience, "
+                    "else the step cap) and which evaluation's header was kept.")
+    s.table("Where training stopped", ["arm", "seed", "steps", "kept step",
+                                       "held-out accuracy", "stopped at"], stops)
     s.plot("train_loss.png", {"kind": "line", "title": "Training loss", "xlabel": "step",
                               "ylabel": "cross-entropy", "series": series_loss})
     s.plot("val_acc.png", {"kind": "line", "title": "Held-out accuracy", "xlabel": "step",

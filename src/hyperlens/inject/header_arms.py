@@ -74,11 +74,14 @@ class Head(nn.Module):
 
 def train_loop(module: nn.Module, loss_fn: Any, n: int, *, lr: float,
                param_lr: dict[str, float], steps: int, batch_size: int, seed: int,
-               eval_fn: Any, eval_every: int, frozen: Any = None) -> dict[str, Any]:
+               eval_fn: Any, eval_every: int, frozen: Any = None,
+               patience: int | None = None) -> dict[str, Any]:
     """:func:`hyperlens.train.fit` over ``range(n)`` with ``restore_best`` on held-out accuracy.
 
     ``loss_fn(rows)`` gets a batch of row numbers. ``eval_fn()`` returns the held-out
     accuracy; the module ends at its best evaluated state (never chosen on the test set).
+    With ``patience``, training stops once that many evaluations in a row have not
+    improved it (``steps`` is then a cap) and ``"stopped_early"`` says whether it did.
     Returns the history dict plus ``best_step`` and ``best_val_acc``.
     """
     from ..train import TrainConfig, fit
@@ -87,7 +90,8 @@ def train_loop(module: nn.Module, loss_fn: Any, n: int, *, lr: float,
     tc = TrainConfig(optimizer="adamw", lr=lr, param_lr=param_lr, epochs=max(1, epochs),
                      max_steps=steps, batch_size=batch_size, grad_clip=1.0, seed=seed,
                      eval_every=eval_every, progress=False, restore_best=True,
-                     early_stop_metric="val_acc", early_stop_mode="max")
+                     early_stop_metric="val_acc", early_stop_mode="max",
+                     early_stop_patience=patience)
     hist = fit(module, lambda _m, rows: loss_fn(rows), torch.arange(n), tc, frozen=frozen,
                eval_fn=lambda _m: {"val_acc": float(eval_fn())})
     module.eval()
@@ -95,7 +99,7 @@ def train_loop(module: nn.Module, loss_fn: Any, n: int, *, lr: float,
             "evals": [{"step": int(e["step"]), "val_acc": float(e["val_acc"])}
                       for e in hist.evals],
             "best_val_acc": float(hist.best["val_acc"]) if hist.best else -1.0,
-            "best_step": hist.restored_step}
+            "best_step": hist.restored_step, "stopped_early": bool(hist.stopped_early)}
 
 
 # --------------------------------------------------------------------------- the run
@@ -581,7 +585,7 @@ def arm_b(run: HeaderRun, arm: str, seed: int, lr: float,
     hist = train_loop(model, loss_fn, len(r["train"]), lr=lr,
                       param_lr={"head.*": p.head_lr}, steps=p.steps,
                       batch_size=p.batch_size, seed=seed, eval_fn=val,
-                      eval_every=p.eval_every, frozen=run.lm.module)
+                      eval_every=p.eval_every, frozen=run.lm.module, patience=p.patience)
     if search:  # the evaluation texts are never touched while choosing
         vals = [e["val_acc"] for e in hist["evals"]]
         return {"best_val_acc": hist["best_val_acc"], "mean_val_acc": float(np.mean(vals)),

@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -106,6 +106,7 @@ class HeaderProtocol:
     base_seed: int = 0
     device: str = "cpu"
     text: str = "present"
+    patience: int | None = None  # stage B: evaluations without improvement before stopping
 
     @property
     def withheld(self) -> bool:
@@ -118,7 +119,9 @@ class HeaderProtocol:
         keys = ("dataset", "model", "encoder", "n_train", "n_val", "n_eval", "k", "variant",
                 "insert_layer", "hdc_dim", "sparsity", "steps", "batch_size", "lr", "lr_grid",
                 "head_lr", "eval_every", "max_tokens", "verbalizer", "kv_dtype", "base_seed")
-        extra = ["text-withheld"] if self.withheld else []  # present: the earlier fingerprints
+        extra: list[Any] = ["text-withheld"] if self.withheld else []  # else: as before
+        if self.patience is not None:
+            extra.append(("patience", self.patience))
         return stable_hash(*[getattr(self, k) for k in keys], *extra, length=12)
 
 
