@@ -34,6 +34,15 @@ def test_arm_choices_are_the_library_arms() -> None:
     assert HeaderRunConfig.option("arms").choices == ARMS_B
 
 
+def test_frozen_head_needs_the_text_and_the_default_arms_follow_the_text() -> None:
+    from hyperlens.experiments.header import HeaderRunConfig
+
+    with pytest.raises(ConfigError, match="hdc-frozen needs the text"):
+        HeaderRunConfig(text="withheld", arms=("hdc", "hdc-frozen"))
+    assert "hdc-frozen" not in HeaderRunConfig(text="withheld").stage_b_arms
+    assert "hdc-frozen" in HeaderRunConfig().stage_b_arms
+
+
 def test_bad_options_are_refused_when_the_config_is_built() -> None:
     from hyperlens.experiments.header import HeaderRunConfig
 
@@ -92,7 +101,8 @@ def test_header_both_stages_on_rotten_tomatoes(tmp_path: Path) -> None:
 
     _require("minilm", "smollm2")
     cfg = HeaderRunConfig(dataset="rotten-tomatoes", n_train=96, n_val=48, n_eval=96,
-                          seeds=(0,), arms=("hdc", "prompt"), steps=4, batch_size=16,
+                          seeds=(0,), arms=("hdc", "hdc-frozen", "prompt"), steps=4,
+                          batch_size=16,
                           eval_every=2, hdc_dim=2048, insert_layer=24)
     state = torch.get_rng_state()
     rep = run(cfg, RunContext(device="cpu", out=tmp_path / "run"))
@@ -106,6 +116,10 @@ def test_header_both_stages_on_rotten_tomatoes(tmp_path: Path) -> None:
     assert arms["minilm"]["acc"]["value"] > 0.6  # MiniLM separates fresh from rotten
     assert "verdict" in res["data"] and "HDC header vs baseline" in res["data"]["verdict"]
     assert (tmp_path / "run" / "header-hdc-seed0.safetensors").exists()
+    assert "baseline head frozen" in res["data"]["verdict"]
+    # the frozen arm's head is the baseline's: it trained the header only
+    assert "hdc-frozen" in arms and arms["hdc-frozen"]["vs_baseline"]["method"].startswith(
+        "two-level")
     assert any(k.startswith("arm:") for k in res["timings"])
     assert "seconds" not in json.dumps(res["data"])  # durations only under timings
 

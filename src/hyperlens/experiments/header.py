@@ -48,6 +48,7 @@ from ..inject.header_task import (
     ARM_TITLES,
     ARMS_B,
     LR_FAMILIES,
+    PRESENT_ONLY,
     PROMPTS,
     HeaderProtocol,
     check_header_inputs,
@@ -90,8 +91,10 @@ class HeaderRunConfig(Config):
     stages: tuple[Literal["A", "B"], ...] = option(
         ("A", "B"), help="A: cached arms (no gradients through the LM); B: headers trained "
                          "through the frozen LM", unique=True)
-    arms: tuple[Literal["hdc", "float", "shuffled", "random", "prompt", "lm-static",
-                        "lm-hdc"], ...] = option(ARMS_B, help="stage B arms", unique=True)
+    arms: tuple[Literal["hdc", "hdc-frozen", "float", "shuffled", "random", "prompt",
+                        "lm-static", "lm-hdc"], ...] | None = option(
+        None, help="stage B arms (none: every arm; with --text withheld every arm but "
+                   "hdc-frozen, which keeps the head trained on the text)", unique=True)
     k: int = option(4, check=at_least(1), help="pseudo-tokens of the header")
     text: Literal["present", "withheld"] = option(
         "present", help="where the text is: in the prompt beside the header (present, the "
@@ -139,16 +142,27 @@ class HeaderRunConfig(Config):
                                      "everything")
 
     def check(self) -> None:
+        if self.text == "withheld" and set(self.arms or ()) & set(PRESENT_ONLY):
+            raise ConfigError("--arms hdc-frozen needs the text in the prompt (it keeps the "
+                              "baseline head trained on it); drop it or use --text present.")
         if self.dataset not in PROMPTS and self.verbalizer is None:
             raise ConfigError(f"--dataset {self.dataset!r} has no built-in prompt; use one of "
                               f"{sorted(PROMPTS)} or give --verbalizer (one word per class).")
+
+    @property
+    def stage_b_arms(self) -> tuple[str, ...]:
+        """The stage B arms to run: those given, or every arm that fits ``--text``."""
+        if self.arms is not None:
+            return tuple(self.arms)
+        return tuple(a for a in ARMS_B if not (self.text == "withheld" and a in PRESENT_ONLY))
 
     def protocol(self, ctx: RunContext) -> HeaderProtocol:
         """The study's settings: these options, the context's device and ``--seed``."""
         return HeaderProtocol(
             dataset=self.dataset, data_dir=None if self.data_dir is None else str(self.data_dir),
             model=self.model, encoder=self.encoder, n_train=self.n_train, n_val=self.n_val,
-            n_eval=self.n_eval, seeds=self.seeds, stages=self.stages, arms=self.arms, k=self.k,
+            n_eval=self.n_eval, seeds=self.seeds, stages=self.stages, arms=self.stage_b_arms,
+            k=self.k,
             variant=self.variant, insert_layer=self.insert_layer, hdc_dim=self.hdc_dim,
             sparsity=self.sparsity, steps=self.steps, batch_size=self.batch_size, lr=self.lr,
             lr_grid=self.lr_grid, head_lr=self.head_lr, eval_every=self.eval_every,

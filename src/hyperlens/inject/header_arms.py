@@ -458,7 +458,7 @@ def codes_for(run: HeaderRun, arm: str, seed: int) -> torch.Tensor | None:
     The shuffled and random arms draw from the replicate ``seed``'s ``"codes"`` stream.
     """
     gen = make_generator(derive_seed(seed, "codes"))
-    if arm in ("hdc", "lm-hdc"):
+    if arm in ("hdc", "hdc-frozen", "lm-hdc"):
         return run.hdc_codes(seed)
     if arm == "float":
         return torch.from_numpy(run.minilm)
@@ -529,6 +529,11 @@ class HeaderArm(nn.Module):
             from safetensors.torch import load_file
 
             self.head.load_state_dict(load_file(str(warm)))
+        if arm == "hdc-frozen":  # only the header trains: the head stays the baseline's
+            if self.head is None or not warm.exists():
+                raise InputError(f"the hdc-frozen arm keeps the baseline head, but "
+                                 f"{str(warm)!r} is missing; run stage A first (--stages A B).")
+            self.head.requires_grad_(False)
 
     def forward(self, rows: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
         codes = self.codes if codes is None else codes

@@ -23,9 +23,9 @@ import torch
 from ..errors import ConfigError, InputError
 from ..utils import stable_hash
 
-__all__ = ["PROMPTS", "ARMS_B", "ARM_TITLES", "TEXT_MODES", "ABLATED", "LR_FAMILIES",
-           "HeaderProtocol", "Split", "load_split", "label_names_of", "verbalizer_words",
-           "check_header_inputs", "competing_runnable", "set_threads"]
+__all__ = ["PROMPTS", "ARMS_B", "PRESENT_ONLY", "ARM_TITLES", "TEXT_MODES", "ABLATED",
+           "LR_FAMILIES", "HeaderProtocol", "Split", "load_split", "label_names_of",
+           "verbalizer_words", "check_header_inputs", "competing_runnable", "set_threads"]
 
 
 #: (prefix template, answer cue, verbaliser word per class name)
@@ -42,13 +42,16 @@ PROMPTS: dict[str, tuple[str, str, dict[str, str]]] = {
                 "Sci/Tech": " Science"}),
 }
 #: the arms trained through the frozen LM (stage B)
-ARMS_B = ("hdc", "float", "shuffled", "random", "prompt", "lm-static", "lm-hdc")
+ARMS_B = ("hdc", "hdc-frozen", "float", "shuffled", "random", "prompt", "lm-static", "lm-hdc")
+#: the stage B arms that need the text in the prompt (they keep stage A's trained head)
+PRESENT_ONLY = ("hdc-frozen",)
 ARM_TITLES = {
     "baseline": "A: head on LM state (baseline)", "logistic": "A: logistic on LM state",
     "minilm": "A: MiniLM float -> logistic", "hdc-logistic": "A: HDC -> logistic",
     "fusion": "A: late fusion [LM; MiniLM] -> head", "zeroshot": "A: zero-shot (raw)",
     "zeroshot-cal": "A: zero-shot (calibrated)", "best-layer": "A: best layer probe (by val)",
-    "hdc": "B: HDC header + head", "float": "B: float header + head",
+    "hdc": "B: HDC header + head", "hdc-frozen": "B: HDC header, baseline head frozen",
+    "float": "B: float header + head",
     "shuffled": "B: shuffled HDC header + head", "random": "B: random ternary codes + head",
     "prompt": "B: prompt tuning (static k) + head", "lm-static": "B: LM answer, static prompt",
     "lm-hdc": "B: LM answer, gated HDC header", "hdc-ablate": "B: HDC header fed shuffled codes",
@@ -64,7 +67,7 @@ TEXT_MODES = ("present", "withheld")
 ABLATED = ("hdc", "lm-hdc")
 #: the arm whose held-out accuracy picks the header learning rate of each family of arms
 LR_FAMILIES: dict[str, tuple[str, ...]] = {
-    "hdc": ("hdc", "float", "shuffled", "random"), "prompt": ("prompt",),
+    "hdc": ("hdc", "hdc-frozen", "float", "shuffled", "random"), "prompt": ("prompt",),
     "lm-static": ("lm-static",), "lm-hdc": ("lm-hdc",)}
 
 

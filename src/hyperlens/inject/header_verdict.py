@@ -105,6 +105,14 @@ def verdict(run: HeaderRun) -> str:
             elif not ok:
                 why.append(f"it does not beat {name} in every seed")
         parts.append("The header does NOT help by the rule: " + "; ".join(why) + ".")
+    both = _common(run, "hdc-frozen", "baseline")
+    if both:  # the cleaner test: the head is the baseline's, only the header trained
+        a, b = _grid(run, "hdc-frozen", both), _grid(run, "baseline", both)
+        assert a is not None and b is not None
+        d = two_level_bootstrap(a - b, n_boot=run.p.n_boot, seed=run.p.base_seed)
+        parts.append(f"With the baseline head frozen (only the header trains) the HDC header "
+                     f"changes accuracy by {d.value:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}] "
+                     "(two-level 95 % interval, seeds x texts).")
     if "fusion" in run.correct and not ok_fusion:
         fus_up, _ = beats(run, "fusion", "baseline")
         if fus_up:
