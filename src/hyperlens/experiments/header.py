@@ -43,7 +43,8 @@ import numpy as np
 
 from ..config import Command, Config, RunContext, at_least, between, option, start_report
 from ..errors import ConfigError
-from ..inject.header_arms import HeaderRun, prepare, release, stage_a, stage_b
+from ..inject.header_arms import HeaderRun, prepare, release, stage_a, stage_b, stage_r
+from ..inject.header_recon import INSTRUCTION
 from ..inject.header_task import (
     ARM_TITLES,
     ARMS_B,
@@ -88,9 +89,11 @@ class HeaderRunConfig(Config):
         (0, 1, 2), check=at_least(0),
         help="replicate seeds: each redraws the HDC projection, initialisations and batch "
              "order", unique=True)
-    stages: tuple[Literal["A", "B"], ...] = option(
+    stages: tuple[Literal["A", "B", "R"], ...] = option(
         ("A", "B"), help="A: cached arms (no gradients through the LM); B: headers trained "
-                         "through the frozen LM", unique=True)
+                         "through the frozen LM; R: reconstruction (the LM's NLL of the text "
+                         "after its header, against no header and shuffled codes)",
+        unique=True)
     arms: tuple[Literal["hdc", "hdc-frozen", "float", "shuffled", "random", "prompt",
                         "lm-static", "lm-hdc"], ...] | None = option(
         None, help="stage B arms (none: every arm; with --text withheld every arm but "
@@ -186,6 +189,9 @@ def _run_stages(p: HeaderProtocol, out: Path, rep: Report, *, fresh: bool = Fals
             if "A" in p.stages:
                 with rep.timer("stage A"):
                     stage_a(hrun, executor)
+            if "R" in p.stages:
+                with rep.timer("stage R"):
+                    stage_r(hrun, executor)
             if "B" in p.stages:
                 with rep.timer("stage B"):
                     stage_b(hrun, after_seed=None if after_seed is None
@@ -288,6 +294,53 @@ def _efficiency_section(hrun: HeaderRun, rep: Report, eff: dict[str, Any]) -> No
               ci(r.get("efficiency"), 2)] for a, r in eff.items()])
 
 
+def _recon_section(hrun: HeaderRun, rep: Report) -> None:
+    """Stage R: the withheld text's NLL after its header, without one, and after another
+    text's header; two-level intervals over replicate seeds and evaluation texts."""
+    from ..functional.stats import two_level_bootstrap, two_level_ratio
+
+    p = hrun.p
+    seeds = sorted(hrun.recon)
+    tokens = np.asarray(hrun.recon[seeds[0]]["tokens"])
+    # per text and seed: total nats of the text under each condition [S, N]
+    total = {c: np.stack([np.asarray(hrun.recon[s]["nll"][c]) * tokens for s in seeds])
+             for c in ("header", "none", "shuffled")}
+    n_tok = float(tokens.sum())
+    rows: list[list[str]] = []
+    data: dict[str, Any] = {}
+    for c, title in (("none", "no header (the LM's prior)"), ("shuffled", "shuffled codes"),
+                     ("header", "the text's own header")):
+        bits = two_level_bootstrap(total[c] / np.log(2), n_boot=p.n_boot, seed=p.base_seed)
+        per_tok = float(total[c].sum(1).mean() / n_tok)
+        data[c] = {"nats_per_token": per_tok, "bits_per_text": bits.as_dict()}
+        rows.append([title, f"{per_tok:.3f}",
+                     f"{bits.value:.1f} [{bits.lo:.1f}, {bits.hi:.1f}]"])
+    cut: dict[str, Any] = {}
+    for base in ("shuffled", "none"):
+        e = two_level_ratio(total[base] - total["header"], total[base], n_boot=p.n_boot,
+                            seed=p.base_seed)
+        cut[base] = e.as_dict()
+    data["reduction"] = cut
+    rep.data["reconstruction"] = data
+    best = [hrun.recon[s]["curve"] for s in seeds]
+    rep.section(
+        "Reconstruction (stage R)",
+        f"The frozen {p.model} reads '{INSTRUCTION.replace(chr(10), ' ')}', then {p.k} "
+        "pseudo-tokens (a projector header of the text's HDC code at the input embeddings), "
+        "then the text, and pays the NLL of the text's tokens; the header is trained to lower "
+        f"it on {p.n_train} training texts (the held-out slice keeps the best step). "
+        f"Evaluation: {len(tokens)} texts, {int(n_tok):,} tokens; seeds {seeds}. Bits per "
+        "text: two-level bootstrap (seeds x texts, 95 %). Reduction: the share of the "
+        "condition's NLL the text's own header removes, on the same draws (target: at least "
+        "10 % against shuffled codes).",
+    ).table("NLL of the withheld text", ["condition", "nats per token", "bits per text [CI]"],
+            rows + [[f"reduction vs {b}", f"{100 * e['value']:.1f} %",
+                     f"[{100 * e['lo']:.1f} %, {100 * e['hi']:.1f} %]"] for b, e in cut.items()],
+            note="Kept steps per seed: " + ", ".join(str(c.get("best_step")) for c in best)
+                 + "; stopped on a plateau: " + ", ".join(
+                     str(bool(c.get("stopped_early"))) for c in best) + ".")
+
+
 def _lr_section(hrun: HeaderRun, rep: Report) -> None:
     search, p = hrun.lr_search, hrun.p
     if not search:
@@ -359,6 +412,8 @@ def _write_report(hrun: HeaderRun, rep: Report) -> None:
     _arms_section(hrun, rep, table, text)
     if eff:
         _efficiency_section(hrun, rep, eff)
+    if hrun.recon:
+        _recon_section(hrun, rep)
     _lr_section(hrun, rep)
     _layers_section(hrun, rep)
     _curves_section(hrun, rep)

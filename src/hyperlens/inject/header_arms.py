@@ -39,7 +39,7 @@ from .header_task import (
     verbalizer_words,
 )
 
-__all__ = ["Head", "train_loop", "HeaderRun", "stage_a", "arms_a", "HeaderArm", "arm_b",
+__all__ = ["Head", "train_loop", "HeaderRun", "stage_a", "stage_r", "arms_a", "HeaderArm", "arm_b",
            "choose_lrs", "stage_b", "header_cell", "release"]
 
 
@@ -121,6 +121,7 @@ class HeaderRun:
         self.curves: dict[str, dict[str, Any]] = {}
         self.lrs: dict[str, float] = {}
         self.lr_search: dict[str, Any] = {}
+        self.recon: dict[int, dict[str, Any]] = {}  # stage R results by replicate seed
 
     # ------------------------------------------------------------------ heavy inputs
     def load_models(self) -> None:
@@ -328,6 +329,10 @@ def _compute(run: HeaderRun, arm: str, seed: int, lr: float | None,
              search: bool) -> dict[str, Any]:
     """What the arm ``arm`` answers under ``seed`` (stage B arms train at ``lr``)."""
     pc, r, y = run.pc, run.split.rows, run.split.labels
+    if arm == "recon":
+        from .header_recon import recon_arm
+
+        return recon_arm(run, seed, run.p.lr if lr is None else lr)
     if search or arm in ARMS_B:
         assert lr is not None
         return arm_b(run, arm, seed, lr, search=search)
@@ -637,6 +642,19 @@ def choose_lrs(run: HeaderRun, executor: Executor | None = None) -> dict[str, fl
     run.lr_search = search
     run.lrs = chosen
     return chosen
+
+
+def stage_r(run: HeaderRun, executor: Executor | None = None) -> None:
+    """Reconstruction (:mod:`hyperlens.inject.header_recon`): one cell per replicate seed,
+    its per-text NLLs kept in ``run.recon``."""
+    keys: list[dict[str, Any]] = [{"arm": "recon", "seed": s} for s in run.p.seeds]
+    run.run_cells([(k, run.p.lr, False) for k in keys], executor, "header reconstruction")
+    run.recon = {}
+    for seed, k in zip(run.p.seeds, keys, strict=True):
+        rec = run.store.get(k)
+        if rec is None:
+            raise InputError(f"the header cell (recon, seed {seed}) has not run.")
+        run.recon[seed] = rec
 
 
 def stage_b(run: HeaderRun, after_seed: Callable[[], Any] | None = None,

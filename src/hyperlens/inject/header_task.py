@@ -250,8 +250,10 @@ def check_header_inputs(p: HeaderProtocol) -> None:
 
 
 # --------------------------------------------------------------------------- threads
-def competing_runnable() -> int | None:
-    """Runnable threads of other processes, whatever their priority.
+def competing_runnable(samples: int = 5, interval: float = 0.02) -> int | None:
+    """Runnable threads of other processes, whatever their priority: the most seen in
+    ``samples`` looks ``interval`` seconds apart (a busy thread is now and then between
+    time slices, so one look can miss it).
 
     Niced jobs count too: they do yield the CPU, but not at once, and a multi-threaded
     kernel waits at every barrier for its slowest thread. Measured on 2 cores beside one
@@ -259,21 +261,28 @@ def competing_runnable() -> int | None:
     took 2.5 ms instead of 10 us (a header training step 5 s instead of 0.1 s). ``None``
     where ``/proc`` cannot be read (not Linux).
     """
+    import time
+
     root = Path("/proc")
     if not (root / "self" / "stat").exists():
         return None
     me = os.getpid()
-    busy = 0
-    for task in root.glob("[0-9]*/task/[0-9]*/stat"):
-        try:
-            if int(task.parts[2]) == me:
-                continue
-            fields = task.read_text().rsplit(")", 1)[1].split()
-        except (OSError, ValueError, IndexError):
-            continue  # the task ended while we looked
-        if fields[0] == "R":  # after the command name, the state is field 3 of proc(5)
-            busy += 1
-    return busy
+    most = 0
+    for i in range(max(1, samples)):
+        if i:
+            time.sleep(interval)
+        busy = 0
+        for task in root.glob("[0-9]*/task/[0-9]*/stat"):
+            try:
+                if int(task.parts[2]) == me:
+                    continue
+                fields = task.read_text().rsplit(")", 1)[1].split()
+            except (OSError, ValueError, IndexError):
+                continue  # the task ended while we looked
+            if fields[0] == "R":  # after the command name, the state is field 3 of proc(5)
+                busy += 1
+        most = max(most, busy)
+    return most
 
 
 def set_threads(n: int | None = None) -> int:
