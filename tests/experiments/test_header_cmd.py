@@ -74,7 +74,7 @@ def test_seed_draws_the_pool_and_the_held_out_slice(shared_data: Path) -> None:
 
 
 def test_torch_seeding_is_local() -> None:
-    from hyperlens.inject.header_arms import _torch_seeded
+    from hyperlens.inject.header_train import _torch_seeded
 
     state = torch.get_rng_state()
     with _torch_seeded(5):

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,23 +37,13 @@ from .header_task import (
     load_split,
     verbalizer_words,
 )
+from .header_train import _torch_seeded, train_loop
 
 __all__ = ["Head", "train_loop", "HeaderRun", "stage_a", "stage_r", "arms_a", "HeaderArm", "arm_b",
            "choose_lrs", "stage_b", "header_cell", "release"]
 
 
 # --------------------------------------------------------------------------- small models
-@contextmanager
-def _torch_seeded(seed: int) -> Iterator[None]:
-    """Torch's default generator seeded with ``seed`` inside the block, restored after."""
-    devices: list[int] = []
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        devices = list(range(torch.cuda.device_count()))
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
 class Head(nn.Module):
     """The original classifier: standardise, Linear(d, 256), GELU, dropout, Linear(256, C)."""
 
@@ -70,36 +59,6 @@ class Head(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.net((h - self.mean) / self.std)
-
-
-def train_loop(module: nn.Module, loss_fn: Any, n: int, *, lr: float,
-               param_lr: dict[str, float], steps: int, batch_size: int, seed: int,
-               eval_fn: Any, eval_every: int, frozen: Any = None,
-               patience: int | None = None) -> dict[str, Any]:
-    """:func:`hyperlens.train.fit` over ``range(n)`` with ``restore_best`` on held-out accuracy.
-
-    ``loss_fn(rows)`` gets a batch of row numbers. ``eval_fn()`` returns the held-out
-    accuracy; the module ends at its best evaluated state (never chosen on the test set).
-    With ``patience``, training stops once that many evaluations in a row have not
-    improved it (``steps`` is then a cap) and ``"stopped_early"`` says whether it did.
-    Returns the history dict plus ``best_step`` and ``best_val_acc``.
-    """
-    from ..train import TrainConfig, fit
-
-    epochs = math.ceil(steps * batch_size / n)
-    tc = TrainConfig(optimizer="adamw", lr=lr, param_lr=param_lr, epochs=max(1, epochs),
-                     max_steps=steps, batch_size=batch_size, grad_clip=1.0, seed=seed,
-                     eval_every=eval_every, progress=False, restore_best=True,
-                     early_stop_metric="val_acc", early_stop_mode="max",
-                     early_stop_patience=patience)
-    hist = fit(module, lambda _m, rows: loss_fn(rows), torch.arange(n), tc, frozen=frozen,
-               eval_fn=lambda _m: {"val_acc": float(eval_fn())})
-    module.eval()
-    return {"steps": hist.steps, "train_loss": hist.train_loss,
-            "evals": [{"step": int(e["step"]), "val_acc": float(e["val_acc"])}
-                      for e in hist.evals],
-            "best_val_acc": float(hist.best["val_acc"]) if hist.best else -1.0,
-            "best_step": hist.restored_step, "stopped_early": bool(hist.stopped_early)}
 
 
 # --------------------------------------------------------------------------- the run

@@ -10,7 +10,7 @@ intervals are two-level (replicate seeds x texts) where several seeds ran.
 
 One stage-R cell per replicate seed (:func:`recon_arm`): the projector header (the same
 :class:`~hyperlens.inject.header.SemanticHeader` as the classification arms, its output at
-the input embeddings' norm) is trained with :func:`hyperlens.inject.header_arms.train_loop`
+the input embeddings' norm) is trained with :func:`hyperlens.inject.header_train.train_loop`
 on the training texts, the held-out slice choosing the kept step (lowest NLL) and stopping
 on a plateau when ``--patience`` is set; the evaluation texts are only scored.
 """
@@ -18,16 +18,14 @@ on a plateau when ``--patience`` is set; the evaluation texts are only scored.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..utils import derive_seed, make_generator
-
-if TYPE_CHECKING:
-    from .header_arms import HeaderRun
+from .header_train import _torch_seeded, train_loop
 
 __all__ = ["INSTRUCTION", "ReconHeader", "recon_arm"]
 
@@ -39,10 +37,9 @@ class ReconHeader(nn.Module):
     """A projector header at the input embeddings and the batching of the reconstruction
     prompts (instruction, header, text; right-padded)."""
 
-    def __init__(self, run: HeaderRun, codes: torch.Tensor, seed: int) -> None:
+    def __init__(self, run: Any, codes: torch.Tensor, seed: int) -> None:
         super().__init__()
         from .header import HeaderConfig, SemanticHeader, embedding_norm
-        from .header_arms import _torch_seeded
 
         tok, lm = run.lm.tokenizer, run.lm.module
         self.run_, self.codes = run, codes
@@ -96,11 +93,10 @@ class ReconHeader(nn.Module):
         return torch.cat(out).numpy()
 
 
-def recon_arm(run: HeaderRun, seed: int, lr: float) -> dict[str, Any]:
+def recon_arm(run: Any, seed: int, lr: float) -> dict[str, Any]:
     """Train one reconstruction header (replicate ``seed``: the HDC projection, the
     initialisation, the batch order and the shuffle) and score the evaluation texts with
     it, without a header and with shuffled codes."""
-    from .header_arms import train_loop
 
     p, r = run.p, run.split.rows
     codes = run.hdc_codes(seed)
