@@ -104,16 +104,12 @@ def fit_meandiff(s: Setup, scales: tuple[float, ...] = MEANDIFF_SCALES,
     on the validation slice (``s.val``; without one, multiplier 1). Returns ``(adapter,
     [[multiplier, validation loss], ...])``, the curve starting at multiplier 0 (the plain
     model, for reference)."""
-    from .modulate_train import task_loss
+    from .modulate_train import validation_loss
 
     v = meandiff_vectors(s)
     if not s.val:
         return steer_adapter(s, v), []
-
-    def val_loss(ad: Any) -> float:
-        parts = [s.val[i : i + batch_size] for i in range(0, len(s.val), batch_size)]
-        return sum(float(task_loss(s, ad, p)[0]) * len(p) for p in parts) / len(s.val)
-
-    curve = [[float(c), val_loss(steer_adapter(s, c * v))] for c in (0.0, *scales)]
+    curve = [[float(c), validation_loss(s, steer_adapter(s, c * v), batch_size)]
+             for c in (0.0, *scales)]
     best = min(curve[1:], key=lambda p: p[1])[0]  # multiplier 0 (the plain model): reference
     return steer_adapter(s, best * v), curve

@@ -56,6 +56,7 @@ __all__ = [
     "task_loss",
     "evaluate",
     "alpha_drift",
+    "validation_loss",
     "evaluate_at_alphas",
     "relational_table",
     "paired_diff",
@@ -418,11 +419,8 @@ def train_run(
         eval_at_start=plateau,  # the starting adapter is a candidate: kept step 0 = no gain
     )
     _mod(s.handle).requires_grad_(False)
-    val_batches = [s.val[i : i + 2 * batch_size] for i in range(0, len(s.val), 2 * batch_size)]
-
     def val_loss(mod: Any) -> dict[str, float]:
-        losses = [float(task_loss(s, mod, b)[0]) * len(b) for b in val_batches]
-        return {"val_loss": sum(losses) / len(s.val)}
+        return {"val_loss": validation_loss(s, mod, 2 * batch_size)}
 
     return fit_module(
         lambda: build_adapter(s, spec.kind, spec.geometry, spec.alpha0, spec.seed),
@@ -433,6 +431,14 @@ def train_run(
         collate=lambda items: items,
         eval_fn=val_loss if plateau else None,
     )
+
+
+@torch.no_grad()
+def validation_loss(s: Setup, ad: Any, batch_size: int) -> float:
+    """The task loss on the validation slice ``s.val`` with ``ad`` attached, averaged over
+    its synsets (batches of ``batch_size``)."""
+    parts = [s.val[i : i + batch_size] for i in range(0, len(s.val), batch_size)]
+    return sum(float(task_loss(s, ad, p)[0]) * len(p) for p in parts) / len(s.val)
 
 
 def alpha_drift(history: Sequence[Mapping[str, float]], layers: Sequence[int]) -> float:
