@@ -209,7 +209,9 @@ HFT_CAPTURE: dict[str, Any] = {
 HFT_TRAIN: dict[str, Any] = HFT_CAPTURE | {
     "tracks": ("A",), "seeds": (0,), "k1": 8, "k2": 8, "top_k": 2, "mix_heads": 2,
     "d_sketch": 64, "pca": None, "stage1_epochs": 1, "stage2_epochs": 1, "e2e_epochs": 1,
-    "batch_size": 64, "lr": 3e-3, "hard": 0.5, "online": True, "mlp": True, "n_boot": 10}
+    "batch_size": 64, "lr": 3e-3, "hard": 0.5, "online": True, "mlp": True, "n_boot": 10,
+    "features": ("exact", "sketch"), "exact_tokens": 2, "patience": 1, "max_epochs": 2,
+    "val_share": 0.2}
 #: What an ``hft train`` report measures rather than computes: the speeds and peak memory
 #: (the sections repeat the data's numbers beside the speeds).
 HFT_MEASURED = ("data.max_rss_mb", "data.checks A.throughput", "sections")

@@ -283,6 +283,11 @@ class CapturedSplit:
     def __getitem__(self, key: str) -> np.ndarray:
         return self.arrays[key]
 
+    def head(self, n: int) -> CapturedSplit:
+        """The first ``n`` rows (views of the same memory maps, nothing copied)."""
+        arrays = {k: v[:n] for k, v in self.arrays.items()}
+        return CapturedSplit(arrays, int(len(np.unique(arrays["text"]))) if n else 0)
+
     def tensor(self, key: str, rows: np.ndarray | slice | None = None,
                dtype: torch.dtype | None = None) -> torch.Tensor:
         a = self.arrays[key] if rows is None else self.arrays[key][rows]

@@ -14,8 +14,13 @@ The raw vector (``W*d + W + n_phase + 2^hash_bits`` wide, sparse in the n-gram p
 through :class:`~hyperlens.functional.sketch.CountSketch` to ``d_count`` and
 :class:`~hyperlens.functional.sketch.BlockSRHT` to ``d_sketch``, then is z-scored with
 training statistics, or projected by :class:`~hyperlens.hdc.pca.StreamingPCA` when
-``pca`` is set. Track B appends the z-scored teacher state at layer ``l``. The Stage-2 tail
-(the last 16 token embeddings) is block-SRHT sketched to ``d_tail``.
+``pca`` is set. Beside the sketch, ``exact`` > 0 passes the last ``exact`` token embeddings
+(slot 0 first) *unsketched*, z-scored (``exact * d`` values): the sketch mixes the current
+token's 576 values with 18k others and a million hash buckets, so it reaches the student
+under several parts of noise per part of signal, while an n-gram model reads the last
+tokens exactly. ``exact=0`` is the seed's pure sketch. Track B appends the z-scored teacher
+state at layer ``l``. The Stage-2 tail (the last 16 token embeddings) is block-SRHT
+sketched to ``d_tail``.
 
 Nothing here reads the teacher's final state: features are functions of token ids (and,
 in Track B, of the layer-``l`` state). Tokens outside the window cannot enter: the window
@@ -55,6 +60,7 @@ class FeatureConfig:
     recent_weight: float = 1.0
     bag_weight: float = 0.5
     track: str = "A"
+    exact: int = 0
     seed: int = 0
 
     def validate(self) -> None:
@@ -64,6 +70,8 @@ class FeatureConfig:
             raise InputError(f"tail ({self.tail}) must not exceed window ({self.window}).")
         if not 1 <= self.max_n <= 6:
             raise InputError(f"max_n must be in 1..6, got {self.max_n}.")
+        if not 0 <= self.exact <= self.window:
+            raise InputError(f"exact ({self.exact}) must be in 0..window ({self.window}).")
         if self.d_sketch > self.d_count:
             raise InputError(f"d_sketch ({self.d_sketch}) must be <= d_count ({self.d_count}).")
 
@@ -124,6 +132,7 @@ class Featurizer:
                                           seed=derive_seed(cfg.seed, "tail"))
         self.stats: dict[str, torch.Tensor] = {}
         self.pca: StreamingPCA | None = None
+        self.n_fitted = 0  # training rows the statistics came from
 
     # ------------------------------------------------------------------ raw parts
     def _ngram_sparse(self, ctx: np.ndarray) -> torch.Tensor:
@@ -187,7 +196,7 @@ class Featurizer:
         rows."""
         pca = StreamingPCA(self.cfg.pca, whiten=True, seed=self.cfg.seed) if self.cfg.pca \
             else None
-        acc: dict[str, list[torch.Tensor]] = {"s": [], "s2": [], "t": [], "t2": []}
+        acc: dict[str, list[torch.Tensor]] = {k: [] for k in ("s", "s2", "t", "t2", "e", "e2")}
         n = len(ctx)
         for a in range(0, n, batch):
             x = self.raw_sketch(ctx[a:a + batch], pos[a:a + batch]).double()
@@ -198,7 +207,14 @@ class Featurizer:
             t = self._tail_raw(ctx[a:a + batch]).double()
             acc["t"].append(t.sum(0))
             acc["t2"].append((t * t).sum(0))
-        for key, (s, s2) in {"sketch": ("s", "s2"), "tail": ("t", "t2")}.items():
+            if self.cfg.exact:
+                e = self._exact_raw(ctx[a:a + batch]).double()
+                acc["e"].append(e.sum(0))
+                acc["e2"].append((e * e).sum(0))
+        parts = {"sketch": ("s", "s2"), "tail": ("t", "t2")}
+        if self.cfg.exact:
+            parts["exact"] = ("e", "e2")
+        for key, (s, s2) in parts.items():
             m = torch.stack(acc[s]).sum(0) / n
             v = torch.stack(acc[s2]).sum(0) / n - m * m
             self.stats[key + "_mean"] = m.float()
@@ -208,7 +224,16 @@ class Featurizer:
             self.stats["state_mean"] = st.mean(0)
             self.stats["state_std"] = st.std(0).clamp_min(1e-6)
         self.pca = pca
+        self.n_fitted = n
         return self
+
+    def _exact_raw(self, ctx: np.ndarray) -> torch.Tensor:
+        """The last ``exact`` token embeddings, unsketched ``[n, exact * d]`` (zeros where
+        the window runs past the start)."""
+        ids = torch.from_numpy(np.asarray(ctx)[:, : self.cfg.exact].astype(np.int64))
+        ok = ids >= 0
+        win = self.emb[ids.clamp_min(0)] * ok[..., None]
+        return win.reshape(len(ids), self.cfg.exact * self.d)
 
     def _tail_raw(self, ctx: np.ndarray) -> torch.Tensor:
         T = self.cfg.tail
@@ -219,9 +244,17 @@ class Featurizer:
 
     # ------------------------------------------------------------------ transforms
     @property
+    def exact_columns(self) -> tuple[int, int] | None:
+        """Where the unsketched last-token block sits in a Stage-1 row (``None`` without)."""
+        if not self.cfg.exact:
+            return None
+        a = self.cfg.pca if self.cfg.pca else self.cfg.d_sketch
+        return a, a + self.cfg.exact * self.d
+
+    @property
     def d1(self) -> int:
         base = self.cfg.pca if self.cfg.pca else self.cfg.d_sketch
-        return base + (self.d if self.cfg.track == "B" else 0)
+        return base + self.cfg.exact * self.d + (self.d if self.cfg.track == "B" else 0)
 
     def stage1(self, ctx: np.ndarray, pos: np.ndarray,
                state: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
@@ -233,6 +266,9 @@ class Featurizer:
             x = self.pca.transform(x).float()
         else:
             x = (x - self.stats["sketch_mean"]) / self.stats["sketch_std"]
+        if self.cfg.exact:
+            e = self._exact_raw(ctx)
+            x = torch.cat([x, (e - self.stats["exact_mean"]) / self.stats["exact_std"]], 1)
         if self.cfg.track == "B":
             if state is None:
                 raise InputError("Track B features need the teacher state at layer l.")

@@ -272,6 +272,8 @@ def load_student(folder: str | Path, teacher: ModelHandle | None = None
                   "tail_mean": (fc.d_tail,), "tail_std": (fc.d_tail,)}
     if fc.track == "B":
         want_stats.update(state_mean=(feat.d,), state_std=(feat.d,))
+    if fc.exact:
+        want_stats.update(exact_mean=(fc.exact * feat.d,), exact_std=(fc.exact * feat.d,))
     check_state({k: torch.empty(v) for k, v in want_stats.items()}, fstats,
                 f"the featuriser statistics of the student in {folder}")
     feat.stats = fstats

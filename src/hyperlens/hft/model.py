@@ -126,15 +126,21 @@ def mlp_hidden_for(n_params: int, d_in: int, d_out: int) -> int:
 class MLPStudent(nn.Module):
     """``[x1, tail] -> GELU MLP -> y``; ``logits = W_U y + b``.
 
+    With ``columns=(a, b)`` it reads only ``x1[:, a:b]`` and no tail: on the block of the
+    last token embeddings passed unsketched, that is the classic window neural LM.
+
     Shapes: ``forward(x1 [B, d1], tail [B, d_tail]) -> (y [B, d], None)``.
     """
 
     def __init__(self, d1: int, d_tail: int, d_model: int, hidden: int, unembed: Unembedding,
-                 log_unigram: torch.Tensor, seed: int = 0) -> None:
+                 log_unigram: torch.Tensor, seed: int = 0,
+                 columns: tuple[int, int] | None = None) -> None:
         super().__init__()
+        self.columns = columns
+        d_in = d1 + d_tail if columns is None else columns[1] - columns[0]
         with torch.random.fork_rng(devices=[]):  # seeded here; the global generator untouched
             torch.manual_seed(seed)
-            self.net = nn.Sequential(nn.Linear(d1 + d_tail, hidden), nn.GELU(),
+            self.net = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(),
                                      nn.Linear(hidden, d_model))
         last = self.net[2]
         assert isinstance(last, nn.Linear)
@@ -145,6 +151,8 @@ class MLPStudent(nn.Module):
         self.use_tail = True
 
     def forward(self, x1: torch.Tensor, tail: torch.Tensor) -> tuple[torch.Tensor, None]:
+        if self.columns is not None:
+            return self.net(x1[:, self.columns[0]:self.columns[1]]), None
         t = tail if self.use_tail else torch.zeros_like(tail)
         return self.net(torch.cat([x1, t], dim=1)), None
 

@@ -14,13 +14,21 @@ Schedule of :func:`train_hyperfield`: Stage 1 alone (aux loss), Stage 2 with Sta
 frozen (distillation), then both end to end (distillation + aux). The high-error queue
 receives every batch's per-sample KL and idle tensors are reseeded every ``reseed_every``
 steps.
+
+Training to a plateau (``patience`` > 0, the default): the last ``val_share`` of the
+training texts (the capture shuffled the texts, so they are a random sample of them) is a
+validation slice that no model fits; every phase of every student is evaluated on it after
+each epoch (KL to the teacher for the distilled phases, the aux error for Stage 1), stops
+after ``patience`` epochs without a better value (at most ``max_epochs``) and keeps the
+weights of its best epoch. ``patience=0`` is the seed's fixed schedule over every training
+text (``stage1_epochs``, ``stage2_epochs``, ``e2e_epochs``, ``lens_epochs``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -36,6 +44,7 @@ from .features import Featurizer
 from .model import HyperFieldModel, MLPStudent, TunedLens, distill_loss
 
 __all__ = ["StudentConfig", "FeatureStore", "build_model", "build_features", "aux_stats",
+           "fit_rows",
            "aux_targets", "train_hyperfield", "train_mlp", "train_tuned_lens", "train_online",
            "TrainConfig", "fit"]
 
@@ -72,6 +81,15 @@ class StudentConfig:
     eta: float = 0.03
     eta_g: float = 0.003
     online_epochs: int = 1
+    patience: int = 2
+    max_epochs: int = 12
+    val_share: float = 0.1
+    val_rows: int = 8192
+
+    @property
+    def plateau(self) -> bool:
+        """Whether every phase trains to a validation plateau (else the fixed epochs)."""
+        return self.patience > 0
 
     def validate(self) -> None:
         """Refuse settings the training would reject only after its first stage (cheap;
@@ -79,7 +97,7 @@ class StudentConfig:
         ints = {"d_embed": 1, "k1": 1, "top1": 1, "k2": 1, "top2": 1, "d_route": 1,
                 "heads1": 1, "heads2": 1, "lens_epochs": 1, "batch_size": 1,
                 "stage1_epochs": 1, "stage2_epochs": 1, "e2e_epochs": 0, "reseed_every": 0,
-                "online_epochs": 1}
+                "online_epochs": 1, "patience": 0, "max_epochs": 1, "val_rows": 1}
         for name, lo in ints.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -92,6 +110,8 @@ class StudentConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0 <= v < float("inf")):
                 raise InputError(f"{name} must be a finite number >= 0, got {v!r}.")
+        if not (isinstance(self.val_share, (int, float)) and 0 < self.val_share < 0.5):
+            raise InputError(f"val_share must be a number in (0, 0.5), got {self.val_share!r}.")
         for k, top, heads in (("k1", self.top1, self.heads1), ("k2", self.top2, self.heads2)):
             n = getattr(self, k)
             if n % heads or top > n // heads:
@@ -129,7 +149,8 @@ def build_model(sc: StudentConfig, d1: int, d_tail: int, d_model: int, d_aux: in
 
 
 def _key(feat: Featurizer, capture: Capture) -> str:
-    blob = json.dumps({"f": feat.config(), "c": capture.config}, sort_keys=True, default=str)
+    blob = json.dumps({"f": feat.config(), "c": capture.config, "n": feat.n_fitted},
+                      sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
@@ -172,6 +193,25 @@ def aux_targets(sp: CapturedSplit, stats: dict[str, torch.Tensor],
     return (torch.from_numpy(a) - stats["mean"]) / stats["std"]
 
 
+def fit_rows(sp: CapturedSplit, sc: StudentConfig) -> int:
+    """How many leading training rows the students fit: every row under the fixed schedule,
+    else the rows of the first ``1 - val_share`` of the training texts (the rest is the
+    validation slice; rows are grouped by text, in text order)."""
+    n = len(sp)
+    if not sc.plateau:
+        return n
+    text = np.asarray(sp["text"])
+    if n and bool(np.any(np.diff(text) < 0)):
+        raise InputError("the capture's training rows are not grouped by text in order; "
+                         "capture again with this version.")
+    texts = np.unique(text)
+    if len(texts) < 2:
+        raise InputError(f"a validation slice needs at least 2 training texts, the capture has "
+                         f"{len(texts)}; capture more text or train with patience 0.")
+    n_val = max(1, round(len(texts) * sc.val_share))
+    return int(np.searchsorted(text, texts[len(texts) - n_val], side="left"))
+
+
 def _data(store: FeatureStore, sp: CapturedSplit, stats: dict[str, torch.Tensor] | None,
           device: torch.device) -> dict[str, torch.Tensor]:
     """The training tensors of a split on ``device`` (the student's; on the CPU they stay
@@ -182,6 +222,43 @@ def _data(store: FeatureStore, sp: CapturedSplit, stats: dict[str, torch.Tensor]
     if stats is not None:
         d["aux"] = aux_targets(sp, stats).half()
     return {k: v.to(device) for k, v in d.items()}
+
+
+def _split(data: dict[str, torch.Tensor], sp: CapturedSplit, sc: StudentConfig
+           ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+    """``(rows to fit, validation rows or None)``: leading slices, so nothing is copied."""
+    n_fit = fit_rows(sp, sc)
+    if not sc.plateau:
+        return data, None
+    return ({k: v[:n_fit] for k, v in data.items()},
+            {k: v[n_fit:n_fit + sc.val_rows] for k, v in data.items()})
+
+
+@torch.no_grad()
+def _val_distill(model: Any, val: dict[str, torch.Tensor], teacher: Unembedding,
+                 batch: int = 512) -> dict[str, float]:
+    """Mean KL(teacher || student) and perplexity of the true token on validation rows."""
+    kl_sum = ce_sum = 0.0
+    n = int(val["target"].shape[0])
+    for a in range(0, n, batch):
+        y, _ = model(val["x1"][a:a + batch].float(), val["tail"][a:a + batch].float())
+        _, kl, ce = distill_loss(model.logits(y), teacher(val["final"][a:a + batch].float()),
+                                 val["target"][a:a + batch], 0.0)
+        kl_sum += float(kl.sum())
+        ce_sum += float(ce.sum())
+    return {"val_kl": kl_sum / n, "val_ppl": float(np.exp(ce_sum / n))}
+
+
+@torch.no_grad()
+def _val_aux(model: HyperFieldModel, val: dict[str, torch.Tensor], batch: int = 2048
+             ) -> dict[str, float]:
+    """Mean squared error of the Stage-1 aux head on validation rows."""
+    tot = 0.0
+    n = int(val["x1"].shape[0])
+    for a in range(0, n, batch):
+        z1 = model.embed(val["x1"][a:a + batch].float())
+        tot += float(((model.aux(z1) - val["aux"][a:a + batch].float()) ** 2).mean(1).sum())
+    return {"val_aux": tot / n}
 
 
 def _device_of(module: nn.Module) -> torch.device:
@@ -222,11 +299,25 @@ def _hist(h: Any) -> dict[str, Any]:
     return d
 
 
-def _cfg(sc: StudentConfig, epochs: int, seed: int, show: bool | None, lr: float | None = None
-         ) -> Any:
-    return TrainConfig(optimizer="adam", lr=lr or sc.lr, epochs=epochs,
-                       batch_size=sc.batch_size, schedule="cosine", warmup_steps=20,
-                       grad_clip=5.0, seed=seed, progress=show)
+def _cfg(sc: StudentConfig, epochs: int, seed: int, show: bool | None, lr: float | None = None,
+         metric: str = "val_kl") -> TrainConfig:
+    """The seed's fixed schedule (cosine over ``epochs``), or training to a plateau of the
+    validation ``metric`` (constant rate after warm-up, at most ``max_epochs``, the best
+    epoch kept; the starting weights are a candidate too)."""
+    if not sc.plateau:
+        return TrainConfig(optimizer="adam", lr=lr or sc.lr, epochs=epochs,
+                           batch_size=sc.batch_size, schedule="cosine", warmup_steps=20,
+                           grad_clip=5.0, seed=seed, progress=show)
+    return TrainConfig(optimizer="adam", lr=lr or sc.lr, epochs=sc.max_epochs,
+                       batch_size=sc.batch_size, schedule="constant", warmup_steps=20,
+                       grad_clip=5.0, seed=seed, progress=show,
+                       early_stop_patience=sc.patience, early_stop_metric=metric,
+                       restore_best=True, eval_at_start=True)
+
+
+def _evaluator(val: dict[str, torch.Tensor] | None, fn: Any) -> dict[str, Any]:
+    """``fit``'s options: the validation ``eval_fn`` when training to a plateau."""
+    return {} if val is None else {"eval_fn": lambda m: fn(m, val)}
 
 
 def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSplit,
@@ -234,8 +325,8 @@ def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSp
                      *, seed: int = 0, show_progress: bool | None = None) -> dict[str, Any]:
     """The three-phase schedule, on the device of ``model`` (and ``teacher``); returns the
     histories and reseed counts."""
-    data = _data(train, sp, stats, _device_of(model))
-    n_init = min(len(sp), 20000)
+    data, val = _split(_data(train, sp, stats, _device_of(model)), sp, sc)
+    n_init = min(len(data["target"]), 20000)
     x1_init = data["x1"][:n_init].float()
     model.init_stage1(x1_init, data["aux"][:n_init].float(), seed)
     out: dict[str, Any] = {}
@@ -251,7 +342,8 @@ def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSp
     for p in s1:
         p.requires_grad_(True)
     h1 = fit(model, stage1_loss, {"x1": data["x1"], "aux": data["aux"]},
-             _cfg(sc, sc.stage1_epochs, seed, show_progress))
+             _cfg(sc, sc.stage1_epochs, seed, show_progress, metric="val_aux"),
+             **_evaluator(val, _val_aux))
     out["stage1"] = _hist(h1)
     model.init_stage2(x1_init, data["tail"][:n_init].float(), data["final"][:n_init].float(),
                       seed)
@@ -264,18 +356,23 @@ def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSp
     def loss_e2e(m: nn.Module, b: dict[str, torch.Tensor]) -> Any:
         return _distill(m, b, teacher, sc.hard, sc.aux, counter, sc.reseed_every)
 
+    def val_kl(m: nn.Module, v: dict[str, torch.Tensor]) -> dict[str, float]:
+        return _val_distill(m, v, teacher)
+
     for p in model.parameters():
         p.requires_grad_(True)
     for p in s1:
         p.requires_grad_(False)
     h2 = fit(model, loss2, data,
-             _cfg(sc, sc.stage2_epochs, derive_seed(seed, "stage2"), show_progress))
+             _cfg(sc, sc.stage2_epochs, derive_seed(seed, "stage2"), show_progress),
+             **_evaluator(val, val_kl))
     out["stage2"] = _hist(h2)
     if sc.e2e_epochs:
         for p in model.parameters():
             p.requires_grad_(True)
         h3 = fit(model, loss_e2e, data, _cfg(sc, sc.e2e_epochs, derive_seed(seed, "e2e"),
-                                              show_progress, lr=sc.lr / 3))
+                                              show_progress, lr=sc.lr / 3),
+                 **_evaluator(val, val_kl))
         out["e2e"] = _hist(h3)
     teacher.compute_dtype = torch.float32
     out["reseeds"] = counter["reseeds"]
@@ -286,8 +383,9 @@ def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSp
 def train_mlp(model: MLPStudent, train: FeatureStore, sp: CapturedSplit, teacher: Unembedding,
               sc: StudentConfig, *, seed: int = 0, show_progress: bool | None = None
               ) -> dict[str, Any]:
-    """Same data, loss and number of distillation epochs as the HyperField student."""
-    data = _data(train, sp, None, _device_of(model))
+    """Same data, loss and validation as the HyperField student (under the fixed schedule,
+    its number of distillation epochs)."""
+    data, val = _split(_data(train, sp, None, _device_of(model)), sp, sc)
     counter = {"step": 0, "reseeds": 0}
     teacher.compute_dtype = _unembed_dtype(sc)
 
@@ -295,7 +393,8 @@ def train_mlp(model: MLPStudent, train: FeatureStore, sp: CapturedSplit, teacher
         return _distill(m, b, teacher, sc.hard, 0.0, counter, 0)
 
     h = fit(model, loss, data, _cfg(sc, sc.stage2_epochs + sc.e2e_epochs, seed, show_progress,
-                                    lr=sc.mlp_lr))
+                                    lr=sc.mlp_lr),
+            **_evaluator(val, lambda m, v: _val_distill(m, v, teacher)))
     teacher.compute_dtype = torch.float32
     model.eval()
     return _hist(h)
@@ -304,24 +403,34 @@ def train_mlp(model: MLPStudent, train: FeatureStore, sp: CapturedSplit, teacher
 def train_tuned_lens(lens: TunedLens, sp: CapturedSplit, teacher: Unembedding,
                      sc: StudentConfig, *, seed: int = 0, show_progress: bool | None = None
                      ) -> dict[str, Any]:
-    """Affine map of the layer-l state trained on the same KL (Track B baseline)."""
+    """Affine map of the layer-l state trained on the same KL and validation slice (Track B
+    baseline)."""
     dev = _device_of(lens)
-    data = {"state": torch.from_numpy(np.ascontiguousarray(sp["state"])).to(dev),
+    full = {"state": torch.from_numpy(np.ascontiguousarray(sp["state"])).to(dev),
             "final": torch.from_numpy(np.ascontiguousarray(sp["final"])).to(dev)}
+    data, val = _split(full, sp, sc)
     lens.unembed.compute_dtype = _unembed_dtype(sc)
 
-    def loss(m: Any, b: dict[str, torch.Tensor]) -> Any:
+    def kl_of(m: Any, b: dict[str, torch.Tensor]) -> torch.Tensor:
         with torch.no_grad():
             t = m.unembed(b["final"].float())
         q = torch.log_softmax(m(b["state"].float()), -1)
         p = torch.log_softmax(t, -1)
-        kl = (p.exp() * (p - q)).sum(-1).mean()
+        return (p.exp() * (p - q)).sum(-1)
+
+    def loss(m: Any, b: dict[str, torch.Tensor]) -> Any:
+        kl = kl_of(m, b).mean()
         return kl, {"kl": float(kl.detach())}
 
-    h = fit(lens, loss, data, TrainConfig(optimizer="adam", lr=sc.lens_lr,
-                                          epochs=sc.lens_epochs, batch_size=sc.batch_size,
-                                          schedule="cosine", warmup_steps=20, seed=seed,
-                                          progress=show_progress))
+    @torch.no_grad()
+    def val_kl(m: Any, v: dict[str, torch.Tensor]) -> dict[str, float]:
+        n = int(v["state"].shape[0])
+        tot = sum(float(kl_of(m, {k: x[a:a + 512] for k, x in v.items()}).sum())
+                  for a in range(0, n, 512))
+        return {"val_kl": tot / n}
+
+    cfg = replace(_cfg(sc, sc.lens_epochs, seed, show_progress, lr=sc.lens_lr), grad_clip=None)
+    h = fit(lens, loss, data, cfg, **_evaluator(val, val_kl))
     lens.unembed.compute_dtype = torch.float32
     lens.eval()
     return _hist(h)
@@ -334,8 +443,8 @@ def train_online(model: HyperFieldModel, train: FeatureStore, sp: CapturedSplit,
     """The seed's online rule, no gradients: Stage 1 regresses the aux targets through the
     aux head's initial (orthonormal) map, Stage 2 regresses the teacher's final state
     (minus its mean; the unigram bias carries the mean), each with rates ``eta``/``eta_g``."""
-    data = _data(train, sp, stats, _device_of(model))
-    n = len(sp)
+    data, _ = _split(_data(train, sp, stats, _device_of(model)), sp, sc)  # the same rows
+    n = int(data["target"].shape[0])
     n_init = min(n, 20000)
     model.init_stage1(data["x1"][:n_init].float(), data["aux"][:n_init].float(), seed)
     model.init_stage2(data["x1"][:n_init].float(), data["tail"][:n_init].float(),

@@ -1,0 +1,209 @@
+"""Report sections of ``hyperlens hft train``: targets, checks, learning curves, ablation.
+
+The command (``experiments/hft.py``) computes; these functions lay its results out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..functional.stats import paired_bootstrap
+from ..report import Report
+from .evaluate import MIXTURE, per_text
+
+__all__ = ["est_row", "feature_label", "ppl_ratio", "target_rows", "ablation_rows",
+           "checks_section", "curves_section"]
+
+
+def est_row(e: Any) -> list[float]:
+    """``[value, lo, hi]`` of an estimate, rounded to 4 places."""
+    return [round(e.value, 4), round(e.lo, 4), round(e.hi, 4)]
+
+
+def feature_label(kind: str, exact: int) -> str:
+    """How the report names a featurisation of ``hft train --features``."""
+    return f"last {exact} tokens exact + sketch" if kind == "exact" else "seed's sketch only"
+
+
+def ppl_ratio(results: dict[str, Any], text: np.ndarray, a: str, b: str) -> list[Any]:
+    """ppl(a) / ppl(b) ``[value, lo, hi]`` with a paired bootstrap over texts of the log
+    ratio."""
+    sa, ca = per_text(results[a]["nll"], text)
+    sb, _ = per_text(results[b]["nll"], text)
+    est = paired_bootstrap(np.stack([sa, ca], 1), np.stack([sb, ca], 1),
+                           statistic=lambda x: x[..., 0].sum(-1) / x[..., 1].sum(-1),
+                           vectorized=True, n_boot=1000)
+    return [round(float(np.exp(est.value)), 4), round(float(np.exp(est.lo)), 4),
+            round(float(np.exp(est.hi)), 4)]
+
+
+def ablation_rows(summ: dict[str, Any], results: dict[str, Any], text: np.ndarray,
+                  seeds_res: dict[str, list[dict[str, float]]], labels: list[str]
+                  ) -> list[list[Any]]:
+    """Per student and featurisation (``labels[0]`` is the main one, unsuffixed): held-out
+    perplexity of seed 0 with its interval over texts, the mean over seeds, and the paired
+    ratio to the main featurisation."""
+    rows: list[list[Any]] = []
+    for track in ("A", "B"):
+        for model in ("HyperField", "MLP (same parameters)"):
+            base = f"{track}: {model}"
+            if base not in results:
+                continue
+            for j, lab in enumerate(labels):
+                name = base if j == 0 else f"{base} [{lab}]"
+                if name not in results:
+                    continue
+                seeds = seeds_res.get(name, [])
+                mean = float(np.mean([x["ppl"] for x in seeds])) if seeds else None
+                ratio = ([None] * 3 if j == 0 else ppl_ratio(results, text, name, base))
+                rows.append([base, lab, *est_row(summ[name]["ppl"]), len(seeds),
+                             None if mean is None else round(mean, 2), *ratio])
+    return rows
+
+
+def target_rows(summ: dict[str, Any], results: dict[str, Any], text: np.ndarray
+                ) -> list[list[Any]]:
+    """The issue targets: ratios of perplexities with paired bootstrap intervals over texts."""
+    def ratio_ci(a: str, b: str) -> list[Any]:
+        return ppl_ratio(results, text, a, b)
+
+    out = []
+    for track in ("A", "B"):
+        name = f"{track}: HyperField"
+        if name not in results:
+            continue
+        r = ratio_ci(name, "unigram")
+        out.append([f"{track}: ppl / unigram ppl <= 0.5", *r, bool(r[2] <= 0.5)])
+        if track == "A":
+            r = ratio_ci(name, "KN-5")
+            out.append(["A: ppl / KN-5 ppl <= 0.85", *r, bool(r[2] <= 0.85)])
+            a = summ[name]["agree"]
+            out.append(["A: top-1 agreement >= 0.5 (ambitious)", *est_row(a), bool(a.lo >= 0.5)])
+            if "A: MLP (same parameters)" in results:
+                r = ratio_ci(name, "A: MLP (same parameters)")
+                out.append(["A: ppl / MLP ppl < 1 (ambitious)", *r, bool(r[2] < 1.0)])
+            kn, tw, st = (np.log(summ[k]["ppl"].value) for k in
+                          ("KN-5", "teacher, context cut to W", name))
+            frac = (kn - st) / max(kn - tw, 1e-9)
+            out.append(["A: share of the log-ppl gap KN-5 -> teacher@W closed >= 0.5 (ambitious)",
+                        round(float(frac), 4), None, None, bool(frac >= 0.5)])
+            if MIXTURE in results:  # not a target: does HyperField know what the counts miss?
+                r = ratio_ci(MIXTURE, "KN-5")
+                out.append(["A (context, not a target): (HF + KN-5) / 2 ppl / KN-5 ppl", *r,
+                            None])
+        else:
+            r = ratio_ci(name, "B: tuned lens")
+            out.append(["B: ppl / tuned-lens ppl <= 0.85", *r, bool(r[2] <= 0.85)])
+    return out
+
+
+def checks_section(rep: Report, track: str, res: dict[str, Any], n_params: int,
+                    teacher_params: int) -> None:
+    sec = rep.section(f"Information flow and speed, Track {track}", (
+        "The seed's checks on held-out rows (seed-0 student). Token ablation: KL between the "
+        "prediction with and without the token in each window slot. Beyond window: largest "
+        "log-probability difference between streams that differ only before the window. "
+        "Throughput: positions per second side by side on this machine (shared CPU: ratios "
+        "are what to read)."))
+    ab = res["token ablation"]
+    sec.plot(f"ablation_{track}.png", {"kind": "line", "title": "Token ablation by window slot",
+                                       "xlabel": "slot (0 = current token)",
+                                       "ylabel": "KL(original || ablated)",
+                                       "series": [{"label": track, "x": ab["slot"],
+                                                   "y": ab["kl"]}]})
+    ps = res["position shuffle"]
+    rows = [["position shuffle: ppl true / shuffled phases", round(ps["ppl"], 3),
+             round(ps["ppl_shuffled"], 3)],
+            ["beyond window: max |delta log p|", res["beyond window"]["max_abs_logprob_diff"], ""],
+            ["tail toggle: KL with / without tail", round(res["tail toggle"]["kl_with_tail"], 4),
+             round(res["tail toggle"]["kl_without_tail"], 4)],
+            ["tail toggle: relative KL rise (seed: >= 0.10)",
+             round(res["tail toggle"]["relative_rise"], 4), ""],
+            ["cached vs fresh: max |delta log p|, top-1 same",
+             round(res["cached vs fresh"]["max_abs_logprob_diff"], 5),
+             res["cached vs fresh"]["top1_same"]],
+            ["hash collisions: rate, Spearman(collisions, KL)",
+             round(res["hash collisions"]["collision_rate"], 5),
+             round(res["hash collisions"].get("spearman_rho", float("nan")), 4)]]
+    rec = res["stage-1 reconstruction"]
+    for k in ("state", "q", "k", "v"):
+        rows.append([f"stage-1 cosine {k} (seed: >= 0.9) / mean-only baseline",
+                     round(rec[k], 4), round(rec[k + "_mean_only"], 4)])
+    tp = res["throughput"]
+    rows += [["tokens/s batch 1: student / teacher", round(tp["student_batch1"], 1),
+              round(tp["teacher_batch1"], 1)],
+             ["tokens/s batch 512: student / teacher", round(tp["student_batch"], 1),
+              round(tp["teacher_batch"], 1)],
+             ["speed-up batch 1 / batch 512, float32 (target >= 5)",
+              round(tp["speedup_batch1"], 2), round(tp["speedup_batch"], 2)]]
+    if "speedup_batch1_bf16" in tp:
+        rows += [["tokens/s batch 1, bfloat16: student / teacher",
+                  round(tp["student_batch1_bf16"], 1), round(tp["teacher_batch1_bf16"], 1)],
+                 ["tokens/s batch 512, bfloat16: student / teacher",
+                  round(tp["student_batch_bf16"], 1), round(tp["teacher_batch_bf16"], 1)],
+                 ["speed-up batch 1 / batch 512, bfloat16",
+                  round(tp["speedup_batch1_bf16"], 2), round(tp["speedup_batch_bf16"], 2)],
+                 ["speed-up batch 1 / batch 512, fastest of each",
+                  round(tp["speedup_batch1_fastest"], 2), round(tp["speedup_batch_fastest"], 2)]]
+    rows += [["parameters: student / teacher", n_params, teacher_params],
+             ["parameter MB (float32): student / teacher", round(n_params * 4 / 2**20, 1),
+              round(teacher_params * 4 / 2**20, 1)]]
+    sec.table("Checks", ["check", "value", "second value"], rows)
+    sec.table("Perplexity by position", ["from", "to", "rows", "ppl", "ppl shuffled phases"],
+              [[b["from"], b["to"], b["rows"], round(b["ppl"], 2), round(b["ppl_shuffled"], 2)]
+               for b in ps["by_position"]])
+    sec.table("Hash collisions against KL", ["collisions", "rows", "mean KL"],
+              [[b["collisions"], b["rows"], round(b["kl"], 4)]
+               for b in res["hash collisions"]["bins"]])
+
+
+# --------------------------------------------------------------------------- eval / generate
+
+
+def _phases(hist: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``[(phase, History dict)]`` of a stored history (HyperField keeps one per phase)."""
+    if "evals" in hist:
+        return [("distillation", hist)]
+    return [(p, hist[p]) for p in ("stage1", "stage2", "e2e") if p in hist]
+
+
+def curves_section(rep: Report, histories: dict[str, dict[str, Any]]) -> None:
+    """Validation curves and where each phase of each student stopped (training to a
+    plateau); ``histories`` maps a model to its stored training history (seed 0)."""
+    rows: list[list[Any]] = []
+    series: list[dict[str, Any]] = []
+    for name, hist in histories.items():
+        x0 = 0
+        for phase, h in _phases(hist):
+            ev = h.get("evals") or []
+            if not ev:
+                continue
+            key = "val_aux" if "val_aux" in ev[0] else "val_kl"
+            vals = [float(e[key]) for e in ev]
+            best = h.get("best") or {}
+            kept = next((j for j, e in enumerate(ev) if e["step"] == h.get("restored_step")),
+                        None)
+            rows.append([name, phase, len(ev) - 1, kept, key, round(vals[0], 4),
+                         round(float(best.get(key, np.nan)), 4), round(vals[-1], 4),
+                         bool(h.get("stopped_early"))])
+            if key == "val_kl":
+                series.append({"label": f"{name}, {phase}",
+                               "x": [x0 + j for j in range(len(vals))], "y": vals})
+                x0 += len(vals) - 1
+    sec = rep.section("Training to a plateau", (
+        "Every phase is evaluated on the validation slice (training texts no model fits) "
+        "before its first step and after each epoch, stops after --patience epochs without a "
+        "better value and keeps its best epoch. 'epochs' counts the epochs run, 'kept' the "
+        "epoch whose weights were kept (0 = the starting weights); a phase that reached "
+        "--max-epochs without stopping early may not have plateaued."))
+    if not rows:
+        sec.text += " No validation slice in this run (fixed epochs, --patience 0): no curves."
+        return
+    sec.table("Where training stopped", ["model", "phase", "epochs", "kept", "metric", "start",
+                                         "best", "last", "stopped early"], rows)
+    if series:
+        sec.plot("curves.png", {"kind": "line", "title": "Validation KL per epoch",
+                                "xlabel": "epoch (phases in order)",
+                                "ylabel": "KL(teacher || student), nats", "series": series})

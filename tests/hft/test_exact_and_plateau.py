@@ -1,0 +1,180 @@
+"""The featurisation that keeps the last tokens exact, and training to a validation plateau."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, replace
+
+import numpy as np
+import pytest
+import torch
+from tiny_setup import SMALL_STUDENT, small_features
+
+from hyperlens.errors import ConfigError, InputError
+from hyperlens.experiments.hft import HftTrainConfig
+from hyperlens.hft.capture import Unembedding
+from hyperlens.hft.features import FeatureConfig, Featurizer
+from hyperlens.hft.generate import load_student, save_student
+from hyperlens.hft.model import MLPStudent, log_unigram
+from hyperlens.hft.train import (
+    aux_stats,
+    build_features,
+    build_model,
+    fit_rows,
+    train_hyperfield,
+    train_mlp,
+)
+
+
+def _ctx(n: int, window: int, vocab: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ctx = rng.integers(0, vocab, (n, window)).astype(np.int32)
+    ctx[: n // 4, window // 2:] = -1  # rows near the start of a text
+    return ctx, rng.integers(0, 40, n).astype(np.int32)
+
+
+def _featurizer(teacher, exact: int, ctx, pos) -> Featurizer:
+    fc = replace(small_features(8), exact=exact)
+    return Featurizer(teacher.token_embeddings(), fc).fit(ctx, pos)
+
+
+def test_exact_block_is_the_z_scored_last_embeddings_beside_the_unchanged_sketch(tiny_teacher):
+    ctx, pos = _ctx(300, 8, 100)
+    plain = _featurizer(tiny_teacher, 0, ctx, pos)
+    exact = _featurizer(tiny_teacher, 2, ctx, pos)
+    d = exact.d
+    assert exact.d1 == plain.d1 + 2 * d
+    a, b = plain.stage1(ctx, pos), exact.stage1(ctx, pos)
+    torch.testing.assert_close(b[:, : plain.d1], a)  # the seed's sketch is kept as it was
+    emb = exact.emb[torch.from_numpy(ctx[:, :2].astype(np.int64))].reshape(len(ctx), 2 * d)
+    want = (emb - emb.mean(0)) / emb.std(0, correction=0).clamp_min(1e-6)
+    torch.testing.assert_close(b[:, plain.d1:], want, atol=1e-4, rtol=1e-4)
+    # the exact block reads slots 0..exact-1 only
+    far, near = ctx.copy(), ctx.copy()
+    far[:, 2:] = (far[:, 2:] + 1) % 100
+    near[:, 0] = (near[:, 0] + 1) % 100
+    torch.testing.assert_close(exact.stage1(far, pos)[:, plain.d1:], b[:, plain.d1:])
+    assert not torch.allclose(exact.stage1(near, pos)[:, plain.d1:], b[:, plain.d1:])
+
+
+def test_exact_tokens_beyond_the_window_are_refused():
+    with pytest.raises(InputError, match="exact"):
+        FeatureConfig(window=8, tail=4, exact=9).validate()
+    with pytest.raises(ConfigError, match="--exact-tokens"):
+        HftTrainConfig(window=16, exact_tokens=17)
+
+
+def test_student_with_exact_features_saves_and_loads(tiny_teacher, small_capture, tmp_path):
+    cap = small_capture
+    fc = replace(small_features(cap.config["window"]), exact=3)
+    feat = Featurizer(tiny_teacher.token_embeddings(), fc).fit(cap.train["ctx"],
+                                                                 cap.train["pos"])
+    U = Unembedding.from_model(tiny_teacher)
+    lu = log_unigram(torch.from_numpy(np.asarray(cap.train["target"]).astype(np.int64)),
+                     U.vocab_size)
+    d_aux = int(aux_stats(cap.train)["mean"].numel())
+    model = build_model(SMALL_STUDENT, feat.d1, fc.d_tail, tiny_teacher.hidden_size, d_aux, U,
+                        lu)
+    save_student(tmp_path / "student", feat, model, {
+        "teacher": "tiny", "capture": str(cap.root), "student": asdict(SMALL_STUDENT),
+        "d_aux": d_aux, "d_model": tiny_teacher.hidden_size, "capture_config": cap.config})
+    st, _, _ = load_student(tmp_path / "student", tiny_teacher)
+    he = cap.heldout
+    torch.testing.assert_close(st.feat.stage1(he["ctx"][:16], he["pos"][:16]),
+                               feat.stage1(he["ctx"][:16], he["pos"][:16]))
+
+
+def test_validation_slice_is_the_last_training_texts(small_capture):
+    tr = small_capture.train
+    text = np.asarray(tr["text"])
+    sc = replace(SMALL_STUDENT, val_share=0.25)
+    n_fit = fit_rows(tr, sc)
+    assert 0 < n_fit < len(tr)
+    assert set(text[:n_fit]).isdisjoint(set(text[n_fit:]))  # whole texts on each side
+    n_val_texts = len(set(text[n_fit:].tolist()))
+    assert n_val_texts == max(1, round(len(set(text.tolist())) * 0.25))
+    assert fit_rows(tr, replace(sc, patience=0)) == len(tr)  # the fixed schedule fits all
+    head = tr.head(n_fit)
+    assert len(head) == n_fit and head.n_texts == len(set(text[:n_fit].tolist()))
+    with pytest.raises(InputError, match="val_share"):
+        replace(sc, val_share=0.6).validate()
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_teacher, small_capture):
+    cap = small_capture
+    fc = small_features(cap.config["window"])
+    feat = Featurizer(tiny_teacher.token_embeddings(), fc).fit(cap.train["ctx"],
+                                                                 cap.train["pos"])
+    store = build_features(feat, cap, "train", show_progress=False)
+    U = Unembedding.from_model(tiny_teacher)
+    lu = log_unigram(torch.from_numpy(np.asarray(cap.train["target"]).astype(np.int64)),
+                     U.vocab_size)
+    return cap, feat, fc, store, U, lu
+
+
+def _mlp(setup):
+    cap, feat, fc, store, U, lu = setup
+    return MLPStudent(feat.d1, fc.d_tail, 32, 24, U, lu, seed=0)
+
+
+def test_mlp_trains_to_a_plateau_on_the_fitted_rows_only(setup):
+    cap, feat, fc, store, U, lu = setup
+    sc = replace(SMALL_STUDENT, batch_size=16, patience=1, max_epochs=6, val_share=0.25,
+                 fast_unembed=False)
+    h = train_mlp(_mlp(setup), store, cap.train, U, sc, show_progress=False)
+    n_fit = fit_rows(cap.train, sc)
+    per_epoch = math.ceil(n_fit / sc.batch_size)
+    assert h["epochs"].count(0) == per_epoch  # an epoch covers the fitted rows, no more
+    ev = h["evals"]
+    assert ev[0]["step"] == 0 and all(math.isfinite(e["val_kl"]) for e in ev)
+    assert len(ev) - 1 <= sc.max_epochs
+    best = min(e["val_kl"] for e in ev)
+    assert h["best"]["val_kl"] == best
+    assert h["restored_step"] == next(e["step"] for e in ev if e["val_kl"] == best)
+    if len(ev) - 1 < sc.max_epochs:  # stopped: the last `patience` epochs did not improve
+        assert h["stopped_early"] and ev[-1]["val_kl"] >= best
+
+
+def test_fixed_schedule_has_no_validation(setup):
+    cap, feat, fc, store, U, lu = setup
+    sc = replace(SMALL_STUDENT, batch_size=16, patience=0, stage2_epochs=2, e2e_epochs=1,
+                 fast_unembed=False)
+    h = train_mlp(_mlp(setup), store, cap.train, U, sc, show_progress=False)
+    assert h["evals"] == [] and sorted(set(h["epochs"])) == [0, 1, 2]
+    assert h["epochs"].count(0) == math.ceil(len(cap.train) / sc.batch_size)
+
+
+def test_hyperfield_phases_each_keep_their_best_epoch(setup):
+    cap, feat, fc, store, U, lu = setup
+    sc = replace(SMALL_STUDENT, batch_size=32, patience=1, max_epochs=3, val_share=0.25,
+                 fast_unembed=False)
+    stats = aux_stats(cap.train)
+    model = build_model(sc, feat.d1, fc.d_tail, 32, int(stats["mean"].numel()), U, lu)
+    h = train_hyperfield(model, store, cap.train, stats, U, sc, show_progress=False)
+    assert "val_aux" in h["stage1"]["evals"][0]
+    for phase in ("stage2", "e2e"):
+        ev = h[phase]["evals"]
+        assert ev and h[phase]["best"]["val_kl"] == min(e["val_kl"] for e in ev)
+    # end to end starts from the kept stage-2 weights, so its step-0 value is stage 2's best
+    assert h["e2e"]["evals"][0]["val_kl"] == pytest.approx(h["stage2"]["best"]["val_kl"],
+                                                           rel=1e-4)
+
+
+def test_window_mlp_reads_only_the_unsketched_block(tiny_teacher):
+    ctx, pos = _ctx(64, 8, 100)
+    feat = _featurizer(tiny_teacher, 2, ctx, pos)
+    a, b = feat.exact_columns
+    assert (a, b) == (feat.cfg.d_sketch, feat.cfg.d_sketch + 2 * feat.d)
+    assert _featurizer(tiny_teacher, 0, ctx, pos).exact_columns is None
+    U = Unembedding.from_model(tiny_teacher)
+    lu = torch.zeros(U.vocab_size)
+    m = MLPStudent(feat.d1, 16, 32, 12, U, lu, seed=1, columns=(a, b))
+    torch.nn.init.normal_(m.net[2].weight)  # zero at initialisation; make the output move
+    x1, tail = feat.stage1(ctx, pos), torch.randn(64, 16)
+    y, _ = m(x1, tail)
+    other = x1.clone()
+    other[:, :a] += 1.0
+    torch.testing.assert_close(m(other, tail * 0)[0], y)  # sketch and tail are not read
+    other[:, a] += 1.0
+    assert not torch.allclose(m(other, tail)[0], y)
