@@ -79,7 +79,7 @@ SMALL: dict[str, tuple[tuple[str, ...], list[dict[str, Any]]]] = {
          "insert_layer": 27, "hdc_dim": 128, "sparsity": 0.6, "steps": 2, "batch_size": 8,
          "lr": 0.02, "lr_grid": (), "head_lr": 0.002, "eval_every": 1, "max_tokens": 12,
          "verbalizer": ("negative", "positive"), "kv_dtype": "float32", "threads": 1,
-         "n_boot": 100, "fresh": True},
+         "n_boot": 100, "fresh": True, "weight_decay": 0.01, "code_dropout": 0.1},
     ]),
     "transfer": (("glove-50d", "minilm"), [
         {"stages": ("0", "2"), "models": ("glove-50d",), "pair": ("glove-50d", "minilm"),

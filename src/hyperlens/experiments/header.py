@@ -56,7 +56,14 @@ from ..inject.header_task import (
     set_threads,
     verbalizer_words,
 )
-from ..inject.header_verdict import efficiency_rows, summarise, verdict, withheld_verdict
+from ..inject.header_verdict import (
+    MEMO_ARMS,
+    efficiency_rows,
+    memorisation_rows,
+    summarise,
+    verdict,
+    withheld_verdict,
+)
 from ..report import Report
 
 __all__ = ["HeaderRunConfig", "run", "COMMANDS", "ARMS_B", "PROMPTS", "LR_FAMILIES",
@@ -120,10 +127,16 @@ class HeaderRunConfig(Config):
              "improved its accuracy (none: train all --steps; the best evaluation is kept "
              "either way)")
     batch_size: int = option(16, check=at_least(1), help="texts per training step")
+    weight_decay: float = option(0.0, check=at_least(0),
+                                 help="AdamW weight decay of the stage B header and head")
+    code_dropout: float = option(0.0, check=between(0, 0.9),
+                                 help="share of each code's entries zeroed while training a "
+                                      "stage B header (inverted dropout; against memorising "
+                                      "fixed codes)")
     lr: float = option(1e-2, check=_RATE,
                        help="header learning rate when --lr-grid is given no values")
     lr_grid: tuple[float, ...] = option(
-        (3e-3, 1e-2, 3e-2), check=_RATE, min_items=0,
+        (1e-4, 1e-3, 1e-2), check=_RATE, min_items=0,
         help="header learning rates tried on the held-out slice, one search per family of "
              "arms (no values: use --lr)")
     head_lr: float = option(1e-3, check=_RATE, help="learning rate of the classifier heads")
@@ -171,7 +184,8 @@ class HeaderRunConfig(Config):
             lr_grid=self.lr_grid, head_lr=self.head_lr, eval_every=self.eval_every,
             max_tokens=self.max_tokens, verbalizer=self.verbalizer, kv_dtype=self.kv_dtype,
             n_boot=self.n_boot, base_seed=ctx.seed, device=str(ctx.torch_device),
-            text=self.text, patience=self.patience)
+            text=self.text, patience=self.patience, weight_decay=self.weight_decay,
+            code_dropout=self.code_dropout)
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -370,6 +384,13 @@ def _layers_section(hrun: HeaderRun, rep: Report) -> None:
                         {"label": "evaluation", "x": x, "y": bl["eval_acc"]}]})
 
 
+def _acc_series(arm: str, c: dict[str, Any]) -> list[dict[str, Any]]:
+    ev = [e for e in c["evals"] if "train_acc" in e]
+    x = [e["step"] for e in ev]
+    return [{"label": f"{arm} T", "x": x, "y": [e["train_acc"] for e in ev]},
+            {"label": f"{arm} H", "x": x, "y": [e["val_acc"] for e in ev]}]
+
+
 def _curves_section(hrun: HeaderRun, rep: Report) -> None:
     if not hrun.curves:
         return
@@ -398,6 +419,21 @@ def _curves_section(hrun: HeaderRun, rep: Report) -> None:
                               "ylabel": "cross-entropy", "series": series_loss})
     s.plot("val_acc.png", {"kind": "line", "title": "Held-out accuracy", "xlabel": "step",
                            "ylabel": "accuracy", "series": series_val})
+    memo = memorisation_rows(hrun.curves)
+    if memo:
+        s.table("Memorisation: training against held-out accuracy", [
+            "arm", "seeds", "train acc (kept)", "held-out acc (kept)", "gap (kept)",
+            "train acc (last)", "held-out acc (last)", "gap (last)"], memo,
+            note="Training accuracy on a seeded sample of training texts as large as the "
+                 "held-out slice, at the kept evaluation and at the last one, mean over seeds. "
+                 "Fixed codes can be memorised whatever they carry: a gap that grows as much "
+                 "for shuffled and random codes as for HDC codes is memorisation, a held-out "
+                 "accuracy that rises only for HDC codes is information.")
+        s.plot("train_vs_heldout.png", {
+            "kind": "line", "title": f"Training (T) and held-out (H) accuracy, seed {s0}",
+            "xlabel": "step", "ylabel": "accuracy",
+            "series": [x for arm in MEMO_ARMS if str(s0) in hrun.curves.get(arm, {})
+                       for x in _acc_series(arm, hrun.curves[arm][str(s0)])]})
     rep.data["curves"] = hrun.curves
 
 

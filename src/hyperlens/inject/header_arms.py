@@ -502,7 +502,15 @@ class HeaderArm(nn.Module):
     def forward(self, rows: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
         codes = self.codes if codes is None else codes
         n = rows.numel()
-        pseudo = self.header(n if codes is None else codes[rows].to(self.run_.pc.device))
+        x = None if codes is None else codes[rows].to(self.run_.pc.device)
+        drop = self.run_.p.code_dropout
+        if x is not None and self.training and drop > 0:
+            # inverted dropout over code entries, drawn from the training loop's generator
+            from ..train import step_generator
+
+            keep = torch.rand(x.shape, generator=step_generator()) >= drop
+            x = x.float() * keep.to(x.device) / (1.0 - drop)
+        pseudo = self.header(n if x is None else x)
         h = self.run_.pc.suffix_forward(rows, pseudo)
         if self.head is not None:
             return self.head(h)
@@ -548,13 +556,21 @@ def arm_b(run: HeaderRun, arm: str, seed: int, lr: float,
         logits = model(gl)
         return nn.functional.cross_entropy(logits, run.y[gl].to(logits.device))
 
-    def val() -> float:
-        return float((model.predict(r["val"]) == sp.labels[r["val"]]).mean())
+    # training accuracy on as many training texts as the held-out slice has (a seeded
+    # sample): memorisation shows as it rising while the held-out accuracy does not
+    gen = make_generator(derive_seed(seed, "train-sample"))
+    pick = torch.randperm(len(r["train"]), generator=gen)[: len(r["val"])].sort().values
+    tr_rows = r["train"][pick.numpy()]
+
+    def val() -> dict[str, float]:
+        return {"val_acc": float((model.predict(r["val"]) == sp.labels[r["val"]]).mean()),
+                "train_acc": float((model.predict(tr_rows) == sp.labels[tr_rows]).mean())}
 
     hist = train_loop(model, loss_fn, len(r["train"]), lr=lr,
                       param_lr={"head.*": p.head_lr}, steps=p.steps,
                       batch_size=p.batch_size, seed=seed, eval_fn=val,
-                      eval_every=p.eval_every, frozen=run.lm.module, patience=p.patience)
+                      eval_every=p.eval_every, frozen=run.lm.module, patience=p.patience,
+                      weight_decay=p.weight_decay)
     if search:  # the evaluation texts are never touched while choosing
         vals = [e["val_acc"] for e in hist["evals"]]
         return {"best_val_acc": hist["best_val_acc"], "mean_val_acc": float(np.mean(vals)),

@@ -99,7 +99,7 @@ class HeaderProtocol:
     steps: int = 80
     batch_size: int = 16
     lr: float = 1e-2  # used when lr_grid is empty
-    lr_grid: tuple[float, ...] = (3e-3, 1e-2, 3e-2)
+    lr_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
     head_lr: float = 1e-3
     eval_every: int = 20
     max_tokens: int = 64
@@ -110,6 +110,8 @@ class HeaderProtocol:
     device: str = "cpu"
     text: str = "present"
     patience: int | None = None  # stage B: evaluations without improvement before stopping
+    weight_decay: float = 0.0  # stage B: AdamW decay of the header and head weights
+    code_dropout: float = 0.0  # stage B: share of code entries zeroed per training example
 
     @property
     def withheld(self) -> bool:
@@ -125,6 +127,9 @@ class HeaderProtocol:
         extra: list[Any] = ["text-withheld"] if self.withheld else []  # else: as before
         if self.patience is not None:
             extra.append(("patience", self.patience))
+        for k in ("weight_decay", "code_dropout"):  # cells of runs without them stay valid
+            if getattr(self, k):
+                extra.append((k, getattr(self, k)))
         return stable_hash(*[getattr(self, k) for k in keys], *extra, length=12)
 
 

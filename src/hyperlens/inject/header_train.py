@@ -32,11 +32,13 @@ def _torch_seeded(seed: int) -> Iterator[None]:
 def train_loop(module: nn.Module, loss_fn: Any, n: int, *, lr: float,
                param_lr: dict[str, float], steps: int, batch_size: int, seed: int,
                eval_fn: Any, eval_every: int, frozen: Any = None,
-               patience: int | None = None) -> dict[str, Any]:
+               patience: int | None = None, weight_decay: float = 0.0) -> dict[str, Any]:
     """:func:`hyperlens.train.fit` over ``range(n)`` with ``restore_best`` on held-out accuracy.
 
     ``loss_fn(rows)`` gets a batch of row numbers. ``eval_fn()`` returns the held-out
-    accuracy; the module ends at its best evaluated state (never chosen on the test set).
+    accuracy, or a dict holding it as ``"val_acc"`` beside other numbers (kept in each
+    evaluation's record, e.g. ``"train_acc"``); the module ends at its best evaluated state
+    (never chosen on the test set). AdamW decays every trained weight by ``weight_decay``.
     With ``patience``, training stops once that many evaluations in a row have not
     improved it (``steps`` is then a cap) and ``"stopped_early"`` says whether it did.
     Returns the history dict plus ``best_step`` and ``best_val_acc``.
@@ -44,16 +46,23 @@ def train_loop(module: nn.Module, loss_fn: Any, n: int, *, lr: float,
     from ..train import TrainConfig, fit
 
     epochs = math.ceil(steps * batch_size / n)
-    tc = TrainConfig(optimizer="adamw", lr=lr, param_lr=param_lr, epochs=max(1, epochs),
+    tc = TrainConfig(optimizer="adamw", lr=lr, weight_decay=weight_decay, param_lr=param_lr,
+                     epochs=max(1, epochs),
                      max_steps=steps, batch_size=batch_size, grad_clip=1.0, seed=seed,
                      eval_every=eval_every, progress=False, restore_best=True,
                      early_stop_metric="val_acc", early_stop_mode="max",
                      early_stop_patience=patience)
+    def evaluate(_m: nn.Module) -> dict[str, float]:
+        out = eval_fn()
+        return ({k: float(v) for k, v in out.items()} if isinstance(out, dict)
+                else {"val_acc": float(out)})
+
     hist = fit(module, lambda _m, rows: loss_fn(rows), torch.arange(n), tc, frozen=frozen,
-               eval_fn=lambda _m: {"val_acc": float(eval_fn())})
+               eval_fn=evaluate)
     module.eval()
+    skip = ("epoch", "train_loss")
     return {"steps": hist.steps, "train_loss": hist.train_loss,
-            "evals": [{"step": int(e["step"]), "val_acc": float(e["val_acc"])}
-                      for e in hist.evals],
+            "evals": [{k: (int(v) if k == "step" else float(v)) for k, v in e.items()
+                       if k not in skip} for e in hist.evals],
             "best_val_acc": float(hist.best["val_acc"]) if hist.best else -1.0,
             "best_step": hist.restored_step, "stopped_early": bool(hist.stopped_early)}

@@ -16,7 +16,11 @@ import numpy as np
 from ..functional.stats import mcnemar, paired_bootstrap, two_level_bootstrap, two_level_ratio
 from .header_arms import HeaderRun
 
-__all__ = ["summarise", "beats", "verdict", "CEILING_OF", "efficiency_rows", "withheld_verdict"]
+__all__ = ["summarise", "beats", "verdict", "CEILING_OF", "efficiency_rows", "withheld_verdict",
+           "MEMO_ARMS", "memorisation_rows"]
+
+#: the arms whose training and held-out curves the memorisation check puts side by side
+MEMO_ARMS = ("hdc", "float", "shuffled", "random")
 
 #: with the text withheld: the information ceiling each arm is measured against (the code it
 #: reads, fed to a logistic regression without any LM)
@@ -187,3 +191,26 @@ def withheld_verdict(run: HeaderRun, rows: dict[str, dict[str, Any]]) -> str:
         parts.append(f"HDC minus float header: {d:+.3f} (target: within 0.02): "
                      f"{'met' if abs(d) <= 0.02 or d > 0 else 'missed'}.")
     return " ".join(parts)
+
+
+def memorisation_rows(curves: dict[str, dict[str, dict[str, Any]]]) -> list[list[Any]]:
+    """Per arm of :data:`MEMO_ARMS` with training accuracy in its curves: the mean over seeds
+    of training and held-out accuracy (and their gap) at the kept evaluation and at the
+    last one."""
+    rows: list[list[Any]] = []
+    for arm in MEMO_ARMS:
+        kept, last = [], []
+        for c in curves.get(arm, {}).values():
+            ev = [e for e in c.get("evals", []) if "train_acc" in e]
+            if not ev:
+                continue
+            k = next((e for e in ev if e["step"] == c.get("best_step")), ev[-1])
+            kept.append((k["train_acc"], k["val_acc"]))
+            last.append((ev[-1]["train_acc"], ev[-1]["val_acc"]))
+        if not kept:
+            continue
+        km, lm = np.mean(kept, axis=0), np.mean(last, axis=0)
+        rows.append([arm, len(kept), *(round(float(v), 4) for v in
+                                       (km[0], km[1], km[0] - km[1], lm[0], lm[1],
+                                        lm[0] - lm[1]))])
+    return rows
