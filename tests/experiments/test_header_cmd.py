@@ -185,6 +185,37 @@ def test_reconstruction_stage_scores_the_withheld_text(tmp_path: Path) -> None:
     assert res2["data"]["reconstruction"] == rec and res2["data"]["cells"]["computed"] == 0
 
 
+def test_recon_arm_needs_stage_r_at_the_input_embeddings() -> None:
+    from hyperlens.experiments.header import HeaderRunConfig
+
+    for bad in ({"stages": ("A", "B")}, {"stages": ("R", "B"), "insert_layer": 20},
+                {"stages": ("R", "B"), "insert_layer": 0, "variant": "mlp"}):
+        with pytest.raises(ConfigError, match="hdc-recon"):
+            HeaderRunConfig(arms=("hdc-recon",), **bad)
+    assert "hdc-recon" not in HeaderRunConfig().stage_b_arms
+    ready = HeaderRunConfig(stages=("R", "B"), insert_layer=0)
+    assert "hdc-recon" in ready.stage_b_arms
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_recon_arm_starts_from_the_stage_r_header(tmp_path: Path) -> None:
+    from hyperlens.experiments.header import HeaderRunConfig, run
+    from hyperlens.inject.header_recon import recon_header_path
+    from hyperlens.utils import load_safetensors
+
+    _require("minilm", "smollm2")
+    cfg = HeaderRunConfig(dataset="rotten-tomatoes", n_train=24, n_val=8, n_eval=16,
+                          seeds=(0,), stages=("R", "B"), arms=("hdc", "hdc-recon"), steps=2,
+                          batch_size=8, eval_every=1, hdc_dim=256, max_tokens=16,
+                          insert_layer=0, lr_grid=(), text="withheld")
+    rep = run(cfg, RunContext(device="cpu", out=tmp_path / "run"))
+    res = json.loads((rep.out_dir / "results.json").read_text())
+    assert {"hdc", "hdc-recon"} <= set(res["data"]["arms"])
+    tensors, _ = load_safetensors(recon_header_path(rep.out_dir, 0), what="recon", fix="-")
+    assert any(k.startswith("net.") for k in tensors)
+
+
 def _no_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     from hyperlens import models as hmodels
 

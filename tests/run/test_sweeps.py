@@ -21,8 +21,8 @@ from hyperlens.report.core import VOLATILE_KEYS
 _DIFFERS = (*VOLATILE_KEYS, "config.context.executor", "config.context.ray_address")
 
 
-def _results(out: Path) -> dict[str, Any]:
-    return comparable(json.loads((out / "results.json").read_text()), _DIFFERS)
+def _results(out: Path, differs: tuple[str, ...] = ()) -> dict[str, Any]:
+    return comparable(json.loads((out / "results.json").read_text()), (*_DIFFERS, *differs))
 
 
 def _cells(out: Path) -> dict[str, Any]:
@@ -43,24 +43,31 @@ def _truncate(out: Path, keep: int) -> int:
 
 
 def _check_local_ray_and_resume(run: Callable[..., Any], tmp_path: Path, ray: Any,
-                                cells_key: str = "cells") -> None:
-    """Local run, the same on Ray, then the local run resumed from half its ledger."""
+                                cells_key: str = "cells", differs: tuple[str, ...] = (),
+                                cell_differs: tuple[str, ...] = ()) -> None:
+    """Local run, the same on Ray, then the local run resumed from half its ledger
+    (``differs``: measured parts of results.json; ``cell_differs``: of each cell result)."""
     local, on_ray = tmp_path / "local", tmp_path / "ray"
+
+    def cells(out: Path) -> dict[str, Any]:
+        return {k: {f: v for f, v in r.items() if f not in cell_differs}
+                for k, r in _cells(out).items()}
+
     run(out=local)
     run(out=on_ray, executor="ray", ray_address=ray.cluster_address)
     ray_res = json.loads((on_ray / "results.json").read_text())
     assert ray_res["config"]["context"]["executor"] == "ray"
-    assert _results(on_ray) == _results(local)
-    assert _cells(on_ray) == _cells(local)  # floats compared exactly
-    ref_cells, ref = _cells(local), _results(local)
+    assert _results(on_ray, differs) == _results(local, differs)
+    assert cells(on_ray) == cells(local)  # floats compared exactly
+    ref_cells, ref = cells(local), _results(local, differs)
     total = _truncate(local, len(ref_cells) // 2)
     run(out=local)
     res = json.loads((local / "results.json").read_text())
     assert res["data"][cells_key]["resumed"] == len(ref_cells) // 2
     assert res["data"][cells_key]["computed"] == total - len(ref_cells) // 2
-    assert _cells(local) == ref_cells
+    assert cells(local) == ref_cells
     ref["data"].pop(cells_key)
-    again = _results(local)
+    again = _results(local, differs)
     again["data"].pop(cells_key)
     assert again == ref
 
@@ -176,6 +183,45 @@ def test_hft_capture_shards_on_ray_and_resumed(tmp_path: Path, ray_executor,
     assert len(calls) == len(local["shards"]["train"]) - 1 + len(local["shards"]["heldout"])
     assert {f.name: f.stat().st_mtime_ns for f in kept.iterdir()} == stamp
     assert again == local and _capture_arrays(cap) == ref
+
+
+# --------------------------------------------------------------------------- hft train
+def _hft_train(cap: Path, **ctx: Any) -> Any:
+    from hyperlens.experiments import hft
+
+    cfg = hft.HftTrainConfig(
+        teacher="smollm2", dataset="rotten-tomatoes", train_tokens=400, heldout_tokens=120,
+        layer=2, heads=(0,), window=16, capture_dir=cap, seeds=(0, 1), k1=8, k2=8, top_k=2,
+        mix_heads=2, d_sketch=64, batch_size=64, features=("exact", "sketch"),
+        exact_tokens=2, max_epochs=2, patience=1, online=False, n_boot=20)
+    return hft.run_train(cfg, RunContext(seed=0, device="cpu", progress=False, **ctx))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_hft_train_students_on_ray_and_resumed(tmp_path: Path, ray_executor,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every (featurisation, student, seed) is a cell: the same students on Ray, and a
+    killed run trains only the missing ones (speeds and memory are measured, not compared)."""
+    from functools import partial
+
+    from hyperlens.hft import checks
+    from hyperlens.models import check_available
+
+    try:
+        check_available("smollm2")
+    except Exception as exc:  # noqa: BLE001 - any reason the offline model is missing
+        pytest.skip(f"smollm2 unavailable: {exc}")
+    monkeypatch.setattr(checks, "throughput",
+                        partial(checks.throughput, steps=2, repeats=1, bf16=False))
+    cap = tmp_path / "cap"
+    _check_local_ray_and_resume(partial(_hft_train, cap), tmp_path, ray_executor,
+                                differs=("data.max_rss_mb", "data.checks A.throughput",
+                                         "sections"),
+                                cell_differs=("seconds",))
+    files = sorted(p.name for p in (tmp_path / "local" / "cells").iterdir())
+    assert len([f for f in files if f.endswith(".npz")]) == 10  # 2 x (HF, MLP, window) + 2 x 2
+    assert len([f for f in files if f.endswith(".safetensors")]) == 1  # the kept student
 
 
 # --------------------------------------------------------------------------- header

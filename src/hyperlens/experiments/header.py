@@ -48,6 +48,7 @@ from ..inject.header_recon import INSTRUCTION
 from ..inject.header_task import (
     ARM_TITLES,
     ARMS_B,
+    FROM_RECON,
     LR_FAMILIES,
     PRESENT_ONLY,
     PROMPTS,
@@ -102,9 +103,11 @@ class HeaderRunConfig(Config):
                          "after its header, against no header and shuffled codes)",
         unique=True)
     arms: tuple[Literal["hdc", "hdc-frozen", "float", "shuffled", "random", "prompt",
-                        "lm-static", "lm-hdc"], ...] | None = option(
+                        "lm-static", "lm-hdc", "hdc-recon"], ...] | None = option(
         None, help="stage B arms (none: every arm; with --text withheld every arm but "
-                   "hdc-frozen, which keeps the head trained on the text)", unique=True)
+                   "hdc-frozen, which keeps the head trained on the text; hdc-recon, the HDC "
+                   "header started from stage R's, only with --stages R B --insert-layer 0)",
+        unique=True)
     k: int = option(4, check=at_least(1), help="pseudo-tokens of the header")
     text: Literal["present", "withheld"] = option(
         "present", help="where the text is: in the prompt beside the header (present, the "
@@ -161,6 +164,10 @@ class HeaderRunConfig(Config):
         if self.text == "withheld" and set(self.arms or ()) & set(PRESENT_ONLY):
             raise ConfigError("--arms hdc-frozen needs the text in the prompt (it keeps the "
                               "baseline head trained on it); drop it or use --text present.")
+        if set(self.arms or ()) & set(FROM_RECON) and not self._recon_ready:
+            raise ConfigError("--arms hdc-recon starts the header from stage R's, which reads "
+                              "it at the input embeddings: add R to --stages and use "
+                              "--insert-layer 0 with --variant projector.")
         if self.dataset not in PROMPTS and self.verbalizer is None:
             raise ConfigError(f"--dataset {self.dataset!r} has no built-in prompt; use one of "
                               f"{sorted(PROMPTS)} or give --verbalizer (one word per class).")
@@ -170,7 +177,14 @@ class HeaderRunConfig(Config):
         """The stage B arms to run: those given, or every arm that fits ``--text``."""
         if self.arms is not None:
             return tuple(self.arms)
-        return tuple(a for a in ARMS_B if not (self.text == "withheld" and a in PRESENT_ONLY))
+        return tuple(a for a in ARMS_B if not (self.text == "withheld" and a in PRESENT_ONLY)
+                     and not (a in FROM_RECON and not self._recon_ready))
+
+    @property
+    def _recon_ready(self) -> bool:
+        """Whether stage B can start a header from stage R: R runs, the head arms' header is
+        the projector and it enters at the input embeddings, as stage R's does."""
+        return "R" in self.stages and self.variant == "projector" and self.insert_layer == 0
 
     def protocol(self, ctx: RunContext) -> HeaderProtocol:
         """The study's settings: these options, the context's device and ``--seed``."""

@@ -161,6 +161,9 @@ class HftTrainConfig(CaptureOptions):
                               group="students")
     n_boot: int = option(1000, help="bootstrap resamples over texts", check=at_least(10),
                          aliases=("--boot",), group="students")
+    fresh: bool = option(False, help="ignore finished students in OUT/cells.jsonl and train "
+                         "them again (a killed run otherwise trains only the missing ones)",
+                         group="students")
 
     def check(self) -> None:
         super().check()
@@ -294,6 +297,8 @@ class _TrainRun:
     lu: torch.Tensor
     start: int
     n_fit: int = 0
+    ledger: Any = None  # finished student cells (OUT/cells.jsonl)
+    threads: int = 1  # each student cell's pinned thread count
     stats: Any = None
     counts: dict[str, Any] = field(default_factory=dict)
     results: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
@@ -322,7 +327,8 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
     from ..hft.capture import Unembedding, start_token
     from ..hft.model import log_unigram
     from ..hft.train import StudentConfig, fit_rows
-    from ..utils import retain_freed_memory
+    from ..run import Ledger
+    from ..utils import retain_freed_memory, stable_hash
 
     ctx = ctx or RunContext()
     sc = StudentConfig(k1=cfg.k1, k2=cfg.k2, top1=cfg.top_k, top2=cfg.top_k, lr=cfg.lr,
@@ -346,6 +352,9 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
                      U.vocab_size)
     run = _TrainRun(cfg, ctx, rep, sc, teacher, cap, U, lu, start_token(teacher.tokenizer))
     run.n_fit = n_fit
+    run.ledger = Ledger(Path(rep.out_dir) / "cells.jsonl",
+                        stable_hash(cap.config, str(cap.root), length=12), fresh=cfg.fresh)
+    run.threads = max(1, torch.get_num_threads())
     tmod: Any = teacher.module
     run.params["teacher"] = sum(int(p.numel()) for p in tmod.parameters())
     tr, he, fitted = run.tr, run.he, run.tr.head(n_fit)
@@ -400,43 +409,90 @@ def _baselines(run: _TrainRun) -> None:
 
 
 def _train_track(run: _TrainRun, track: str) -> None:
-    """The features of one track, then its students over the replicate seeds."""
+    """The features of one track, then its students over the replicate seeds and the
+    featurisations, as cells (resumable; on the context's executor)."""
+    from ..hft import cells as hc
     from ..hft.evaluate import score
-    from ..hft.features import FeatureConfig, Featurizer
+    from ..hft.features import FeatureConfig
     from ..hft.model import count_parameters
-    from ..hft.train import build_features, build_model, train_online
+    from ..hft.train import build_model, train_online
+    from ..run import pinned_threads, run_cells
 
     cfg, ctx, rep, tr, he, U = run.cfg, run.ctx, run.rep, run.tr, run.he, run.U
     if track == "B":
         _lenses(run)
-    fit_ = tr.head(run.n_fit)
+    plan: list[tuple[Any, list[Any], Any]] = []
     for j, kind in enumerate(cfg.features):
         fc = FeatureConfig(window=cfg.window, d_sketch=cfg.d_sketch, pca=cfg.pca, track=track,
                            exact=cfg.exact_tokens if kind == "exact" else 0, seed=ctx.seed)
-        with rep.timer(f"features {track} {kind}"):
-            f_ = Featurizer(run.teacher.token_embeddings(), fc).fit(
-                fit_["ctx"], fit_["pos"], fit_["state"] if track == "B" else None)
-            ftr_ = build_features(f_, run.cap, "train", show_progress=ctx.progress)
-            fhe_ = build_features(f_, run.cap, "heldout", show_progress=ctx.progress)
-        suffix = "" if j == 0 else f" [{feature_label(kind, cfg.exact_tokens)}]"
-        if j == 0:
-            feat, ftr, fhe = f_, ftr_, fhe_
+        setup = hc.StudentSetup.of(cfg.teacher, run.cap.root, fc, run.sc, run.n_fit)
+        with rep.timer(f"features {track} {kind}"), pinned_threads(run.threads):
+            prep = hc.prepare(setup, run.teacher, show_progress=ctx.progress)
+        hc.register(setup, prep)
+        sfx = "" if j == 0 else f" [{feature_label(kind, cfg.exact_tokens)}]"
+        runs = []
         for i, seed in enumerate(cfg.seeds):
-            _train_replicate(run, track, i, seed, (f_, fc, ftr_, fhe_), suffix)
-    X, T = torch.from_numpy(fhe.x1), torch.from_numpy(fhe.tail)
-    fc = feat.cfg
+            runs.append(hc.StudentRun("hyperfield", seed, f"{track}: HyperField{sfx}",
+                                      keep=i == 0 and j == 0))
+            if cfg.mlp:
+                runs.append(hc.StudentRun("mlp", seed, f"{track}: MLP (same parameters){sfx}"))
+            if cfg.window_mlp and fc.exact:
+                runs.append(hc.StudentRun("window-mlp", seed, f"{track}: window MLP (last "
+                                          f"{fc.exact} tokens, unsketched){sfx}"))
+        plan.append((setup, runs, prep))
+    cells = [(c, setup, r, prep) for setup, runs, prep in plan
+             for c, r in zip(hc.cells_for(setup, runs, rep.out_dir, run.threads), runs,
+                             strict=True)]
+    with rep.timer(f"train students {track}"), ctx.make_executor() as ex:
+        rep.data["executor"] = ex.describe()
+        done = run_cells([c[0] for c in cells], run.ledger, ex, desc=f"hft students {track}",
+                         show_progress=ctx.progress)
+    counts = rep.data.setdefault("cells", {"resumed": run.ledger.resumed, "computed": 0})
+    counts["computed"] += done
+    for cell, setup, r, prep in cells:
+        _collect(run, track, cell.key, setup, r, prep)
+    main = plan[0][2]
     if cfg.online and track == "A":
         oname = "A: HyperField, online rule"
         with torch.random.fork_rng():  # its initialisation draws from --seed only
             torch.manual_seed(ctx.seed)
-            om = build_model(run.sc, feat.d1, fc.d_tail, run.d, int(run.stats["mean"].numel()),
-                             U, run.lu, seed=ctx.seed)
+            om = build_model(run.sc, main.feat.d1, main.feat.cfg.d_tail, run.d,
+                             int(run.stats["mean"].numel()), U, run.lu, seed=ctx.seed)
         with rep.timer(f"train {oname}"):
-            oh = train_online(om, ftr, tr, run.stats, run.sc, seed=ctx.seed,
+            oh = train_online(om, main.train, tr, run.stats, run.sc, seed=ctx.seed,
                               show_progress=ctx.progress)
+        X, T = torch.from_numpy(main.heldout.x1), torch.from_numpy(main.heldout.tail)
         run.results[oname] = score(student_fn(om, X, T), he, U)
         run.params[oname] = count_parameters(om)
         rep.data["online residual"] = oh["residual"]
+
+
+def _collect(run: _TrainRun, track: str, key: dict[str, Any], setup: Any, r: Any,
+             prep: Any) -> None:
+    """A finished student cell into the run: seed means, the first seed's held-out rows,
+    history and size, and (the kept one) the model for the checks, mixture and saving."""
+    from ..hft import cells as hc
+    from ..hft.evaluate import score
+
+    res = run.ledger.get(key)
+    assert res is not None  # run_cells recorded every cell
+    run.seeds_res.setdefault(r.name, []).append(res["summary"])
+    run.rep.timings[f"train {r.name} seed {r.seed}"] = float(res["seconds"])
+    if r.seed != run.cfg.seeds[0]:
+        return
+    run.results[r.name] = hc.load_metrics(run.rep.out_dir, setup, r)
+    run.params[r.name] = int(res["params"])
+    run.rep.data[f"history {r.name}"] = res["history"]
+    if r.model == "hyperfield":
+        run.rep.data[f"reseeds {r.name}"] = res["reseeds"]
+    if r.keep:
+        model = hc.load_student_model(run.rep.out_dir, setup, r)
+        run.students[track] = (prep.feat, model, prep.heldout, res["history"])
+        if track == "A":  # complementary to counts? an untuned mixture
+            X, T = torch.from_numpy(prep.heldout.x1), torch.from_numpy(prep.heldout.tail)
+            run.results[MIXTURE] = score(mix_fn(student_fn(model, X, T), run.counts["KN-5"]),
+                                         run.he, run.U)
+            run.params[MIXTURE] = run.params[r.name]
 
 
 def _lenses(run: _TrainRun) -> None:
@@ -460,68 +516,6 @@ def _lenses(run: _TrainRun) -> None:
             run.results["B: tuned lens"] = r_
             run.params["B: tuned lens"] = count_parameters(lens)
             run.rep.data["history B: tuned lens"] = lh
-
-
-def _train_replicate(run: _TrainRun, track: str, i: int, seed: int, inputs: tuple[Any, ...],
-                     suffix: str = "") -> None:
-    """One replicate of the HyperField student (and the equal-size MLP) on one track and one
-    featurisation (``inputs``: featuriser, its config, training store, held-out x1 and tail);
-    ``suffix`` names a featurisation beside the main one (no checks, mixture or saving)."""
-    from ..hft.evaluate import score
-    from ..hft.model import MLPStudent, count_parameters, mlp_hidden_for
-    from ..hft.train import build_model, train_hyperfield, train_mlp
-
-    cfg, rep, tr, he, U, d = run.cfg, run.rep, run.tr, run.he, run.U, run.d
-    feat, fc, ftr, fhe = inputs
-    X, T = torch.from_numpy(fhe.x1), torch.from_numpy(fhe.tail)
-    name = f"{track}: HyperField{suffix}"
-    # the global generator is seeded only inside this fork, so nothing outside it moves
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = build_model(run.sc, feat.d1, fc.d_tail, d, int(run.stats["mean"].numel()), U,
-                            run.lu, seed=seed)
-        with rep.timer(f"train {name}"):
-            hist = train_hyperfield(model, ftr, tr, run.stats, U, run.sc, seed=seed,
-                                    show_progress=run.ctx.progress)
-        r_ = score(student_fn(model, X, T), he, U)
-        run.seeds_res.setdefault(name, []).append(seed_means(r_))
-        if i == 0:
-            run.results[name] = r_
-            run.params[name] = count_parameters(model)
-            if not suffix:
-                run.students[track] = (feat, model, fhe, hist)
-            if track == "A" and not suffix:  # complementary to counts? an untuned mixture
-                run.results[MIXTURE] = score(mix_fn(student_fn(model, X, T), run.counts["KN-5"]),
-                                         he, U)
-                run.params[MIXTURE] = run.params[name]
-            rep.data[f"history {name}"] = {k: v for k, v in hist.items() if k != "reseeds"}
-            rep.data[f"reseeds {name}"] = hist["reseeds"]
-        if cfg.mlp:
-            mname = f"{track}: MLP (same parameters){suffix}"
-            hidden = mlp_hidden_for(count_parameters(model), feat.d1 + fc.d_tail, d)
-            mlp = MLPStudent(feat.d1, fc.d_tail, d, hidden, U, run.lu, seed=seed)
-            with rep.timer(f"train {mname}"):
-                mh = train_mlp(mlp, ftr, tr, U, run.sc, seed=seed,
-                               show_progress=run.ctx.progress)
-            r_ = score(student_fn(mlp, X, T), he, U)
-            run.seeds_res.setdefault(mname, []).append(seed_means(r_))
-            if i == 0:
-                run.results[mname] = r_
-                run.params[mname] = count_parameters(mlp)
-                rep.data[f"history {mname}"] = mh
-        cols = feat.exact_columns
-        if cfg.window_mlp and cols is not None:
-            wname = f"{track}: window MLP (last {fc.exact} tokens, unsketched){suffix}"
-            hidden = mlp_hidden_for(count_parameters(model), cols[1] - cols[0], d)
-            wm = MLPStudent(feat.d1, fc.d_tail, d, hidden, U, run.lu, seed=seed, columns=cols)
-            with rep.timer(f"train {wname}"):
-                wh = train_mlp(wm, ftr, tr, U, run.sc, seed=seed, show_progress=run.ctx.progress)
-            r_ = score(student_fn(wm, X, T), he, U)
-            run.seeds_res.setdefault(wname, []).append(seed_means(r_))
-            if i == 0:
-                run.results[wname] = r_
-                run.params[wname] = count_parameters(wm)
-                rep.data[f"history {wname}"] = wh
 
 
 def _metrics_sections(run: _TrainRun) -> list[list[Any]]:

@@ -31,6 +31,7 @@ from ..utils import cache_dir, derive_seed, make_generator, stable_hash
 from .header_task import (
     ABLATED,
     ARMS_B,
+    FROM_RECON,
     LR_FAMILIES,
     PROMPTS,
     HeaderProtocol,
@@ -422,7 +423,7 @@ def codes_for(run: HeaderRun, arm: str, seed: int) -> torch.Tensor | None:
     The shuffled and random arms draw from the replicate ``seed``'s ``"codes"`` stream.
     """
     gen = make_generator(derive_seed(seed, "codes"))
-    if arm in ("hdc", "hdc-frozen", "lm-hdc"):
+    if arm in ("hdc", "hdc-frozen", "lm-hdc", "hdc-recon"):
         return run.hdc_codes(seed)
     if arm == "float":
         return torch.from_numpy(run.minilm)
@@ -493,6 +494,8 @@ class HeaderArm(nn.Module):
             from safetensors.torch import load_file
 
             self.head.load_state_dict(load_file(str(warm)))
+        if arm in FROM_RECON:  # the projector stage R trained on the same seed's codes
+            self.header.net.load_state_dict(recon_weights(run, seed))
         if arm == "hdc-frozen":  # only the header trains: the head stays the baseline's
             if self.head is None or not warm.exists():
                 raise InputError(f"the hdc-frozen arm keeps the baseline head, but "
@@ -523,6 +526,20 @@ class HeaderArm(nn.Module):
             for i in range(0, len(rows), batch):
                 out.append(self(torch.from_numpy(rows[i: i + batch]), codes).argmax(1).cpu())
         return torch.cat(out).numpy()
+
+
+def recon_weights(run: HeaderRun, seed: int) -> dict[str, torch.Tensor]:
+    """The projector weights (``net.*``) of stage R's header of ``seed``."""
+    from ..utils import load_safetensors
+    from .header_recon import recon_header_path
+
+    path = recon_header_path(run.out, seed)
+    if not path.is_file():
+        raise InputError(f"the hdc-recon arm starts from stage R's header, but {str(path)!r} "
+                         "is missing; run stage R first (--stages R B).")
+    tensors, _ = load_safetensors(path, what="the stage R header",
+                                  fix="run stage R again (--stages R B --fresh)")
+    return {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
 
 
 def _ablate(run: HeaderRun, model: HeaderArm, arm: str, seed: int) -> list[int]:

@@ -18,16 +18,17 @@ on a plateau when ``--patience`` is set; the evaluation texts are only scored.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..utils import derive_seed, make_generator
+from ..utils import derive_seed, make_generator, save_safetensors
 from .header_train import _torch_seeded, train_loop
 
-__all__ = ["INSTRUCTION", "ReconHeader", "recon_arm"]
+__all__ = ["INSTRUCTION", "ReconHeader", "recon_arm", "recon_header_path"]
 
 #: what the LM reads before the header and the text
 INSTRUCTION = "Repeat the text.\nText:"
@@ -93,6 +94,12 @@ class ReconHeader(nn.Module):
         return torch.cat(out).numpy()
 
 
+def recon_header_path(out: Path, seed: int) -> Path:
+    """Where stage R keeps the trained reconstruction header of replicate ``seed`` (the
+    ``hdc-recon`` classification arm starts from it)."""
+    return Path(out) / f"recon-header-seed{seed}.safetensors"
+
+
 def recon_arm(run: Any, seed: int, lr: float) -> dict[str, Any]:
     """Train one reconstruction header (replicate ``seed``: the HDC projection, the
     initialisation, the batch order and the shuffle) and score the evaluation texts with
@@ -112,6 +119,9 @@ def recon_arm(run: Any, seed: int, lr: float) -> dict[str, Any]:
     hist = train_loop(model, loss_fn, len(r["train"]), lr=lr, param_lr={}, steps=p.steps,
                       batch_size=p.batch_size, seed=seed, eval_fn=val,
                       eval_every=p.eval_every, frozen=run.lm.module, patience=p.patience)
+    state = model.header.state_dict()
+    save_safetensors(recon_header_path(run.out, seed),
+                     {k: v.detach().cpu().contiguous() for k, v in state.items()})
     gen = make_generator(derive_seed(seed, "recon-shuffle"))
     ev = torch.from_numpy(r["eval"])
     perm = torch.arange(codes.shape[0])

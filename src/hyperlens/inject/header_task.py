@@ -23,7 +23,7 @@ import torch
 from ..errors import ConfigError, InputError
 from ..utils import stable_hash
 
-__all__ = ["PROMPTS", "ARMS_B", "PRESENT_ONLY", "ARM_TITLES", "TEXT_MODES", "ABLATED",
+__all__ = ["PROMPTS", "ARMS_B", "FROM_RECON", "PRESENT_ONLY", "ARM_TITLES", "TEXT_MODES", "ABLATED",
            "LR_FAMILIES", "HeaderProtocol", "Split", "load_split", "label_names_of",
            "verbalizer_words", "check_header_inputs", "competing_runnable", "set_threads"]
 
@@ -42,7 +42,11 @@ PROMPTS: dict[str, tuple[str, str, dict[str, str]]] = {
                 "Sci/Tech": " Science"}),
 }
 #: the arms trained through the frozen LM (stage B)
-ARMS_B = ("hdc", "hdc-frozen", "float", "shuffled", "random", "prompt", "lm-static", "lm-hdc")
+ARMS_B = ("hdc", "hdc-frozen", "float", "shuffled", "random", "prompt", "lm-static", "lm-hdc",
+          "hdc-recon")
+#: the stage B arms that start from the stage R (reconstruction) header: they need stage R in
+#: the same run, the projector header and the header at the input embeddings (layer 0)
+FROM_RECON = ("hdc-recon",)
 #: the stage B arms that need the text in the prompt (they keep stage A's trained head)
 PRESENT_ONLY = ("hdc-frozen",)
 ARM_TITLES = {
@@ -51,6 +55,7 @@ ARM_TITLES = {
     "fusion": "A: late fusion [LM; MiniLM] -> head", "zeroshot": "A: zero-shot (raw)",
     "zeroshot-cal": "A: zero-shot (calibrated)", "best-layer": "A: best layer probe (by val)",
     "hdc": "B: HDC header + head", "hdc-frozen": "B: HDC header, baseline head frozen",
+    "hdc-recon": "B: HDC header from reconstruction (stage R) + head",
     "float": "B: float header + head",
     "shuffled": "B: shuffled HDC header + head", "random": "B: random ternary codes + head",
     "prompt": "B: prompt tuning (static k) + head", "lm-static": "B: LM answer, static prompt",
@@ -67,7 +72,8 @@ TEXT_MODES = ("present", "withheld")
 ABLATED = ("hdc", "lm-hdc")
 #: the arm whose held-out accuracy picks the header learning rate of each family of arms
 LR_FAMILIES: dict[str, tuple[str, ...]] = {
-    "hdc": ("hdc", "hdc-frozen", "float", "shuffled", "random"), "prompt": ("prompt",),
+    "hdc": ("hdc", "hdc-frozen", "hdc-recon", "float", "shuffled", "random"),
+    "prompt": ("prompt",),
     "lm-static": ("lm-static",), "lm-hdc": ("lm-hdc",)}
 
 

@@ -1,0 +1,250 @@
+"""The students of ``hyperlens hft train`` as cells for :func:`hyperlens.run.run_cells`.
+
+One cell is one (track, featurisation, student, replicate seed) training:
+:func:`student_cell` trains the student on the fitted training rows (the one training
+loop, to a validation plateau or the fixed schedule), scores every held-out row and writes,
+atomically and before it returns,
+
+- ``OUT/cells/<run>.npz``: the per-row held-out metrics (NLL, KL, agreement, top-1, top-5),
+  which the report's intervals over texts and paired ratios read;
+- ``OUT/cells/<run>.safetensors``: the trained weights, for the runs the driver keeps (the
+  main HyperField of the first seed, which the checks, the mixture and ``student/`` use).
+
+Its JSON result (what the driver records in ``OUT/cells.jsonl``) holds the training
+history, the parameter count and the seed means, so a run killed at any point and started
+again trains only the missing students, with the same numbers. On a Ray cluster of several
+machines ``OUT`` and the capture must be on a folder every worker reaches.
+
+A worker prepares a :class:`Prepared` (the teacher's unembedding and embeddings, the
+capture, the fitted featuriser and its stored features) once per process from a
+:class:`StudentSetup` of plain values; the driver registers its own, so an in-process cell
+reuses it. Cells run on a fixed thread count (:func:`~hyperlens.run.pinned_threads`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from ..run import Cell, Resources, Task, pinned_threads
+from ..utils import atomic_path, load_safetensors, save_safetensors, stable_hash
+from .capture import Capture, Unembedding, load_capture
+from .evaluate import score, seed_means, student_fn
+from .features import FeatureConfig, Featurizer
+from .model import MLPStudent, count_parameters, log_unigram, mlp_hidden_for
+from .train import (
+    FeatureStore,
+    StudentConfig,
+    aux_stats,
+    build_features,
+    build_model,
+    train_hyperfield,
+    train_mlp,
+)
+
+__all__ = ["StudentSetup", "StudentRun", "Prepared", "prepare", "register", "prepared_for",
+           "student_cell", "cells_for", "load_metrics", "load_student_model", "MODELS"]
+
+#: the students a cell can train
+MODELS = ("hyperfield", "mlp", "window-mlp")
+
+
+@dataclass(frozen=True)
+class StudentSetup:
+    """What prepares the cells of one (track, featurisation), as plain values."""
+
+    teacher: str
+    capture: str
+    features: tuple[tuple[str, Any], ...]  # FeatureConfig fields
+    student: tuple[tuple[str, Any], ...]  # StudentConfig fields
+    n_fit: int
+
+    @classmethod
+    def of(cls, teacher: str, capture: str | Path, fc: FeatureConfig, sc: StudentConfig,
+           n_fit: int) -> StudentSetup:
+        return cls(teacher, str(capture), tuple(sorted(asdict(fc).items())),
+                   tuple(sorted(asdict(sc).items())), int(n_fit))
+
+    @property
+    def key(self) -> str:
+        return stable_hash(asdict(self), length=20)
+
+    def feature_config(self) -> FeatureConfig:
+        return FeatureConfig(**dict(self.features))
+
+    def student_config(self) -> StudentConfig:
+        return StudentConfig(**dict(self.student))
+
+
+@dataclass(frozen=True)
+class StudentRun:
+    """One student of a setup: ``name`` as the report shows it, ``keep`` its weights."""
+
+    model: str
+    seed: int
+    name: str
+    keep: bool = False
+
+    def stem(self, setup: StudentSetup) -> str:
+        tag = re.sub(r"[^A-Za-z0-9._=-]+", "_", self.name).strip("._-") or "student"
+        return f"{tag}--seed{self.seed}--{setup.key[:8]}"
+
+
+@dataclass
+class Prepared:
+    """A process's loaded inputs for the cells of one setup."""
+
+    cap: Capture
+    unembed: Unembedding
+    log_unigram: torch.Tensor
+    stats: dict[str, torch.Tensor]
+    feat: Featurizer
+    train: FeatureStore
+    heldout: FeatureStore
+    d_model: int
+
+
+#: prepared set-ups of this process, by :attr:`StudentSetup.key`
+_PREPARED: dict[str, Prepared] = {}
+
+
+def prepare(setup: StudentSetup, teacher: Any = None, show_progress: bool | None = False
+            ) -> Prepared:
+    """Load the capture (and ``teacher`` unless given), fit the featuriser on the fitted
+    rows and open (or build) the stored features: the same values in every process."""
+    if teacher is None:
+        from .. import models as hmodels
+
+        teacher = hmodels.load(setup.teacher, device="cpu")
+    cap = load_capture(setup.capture)
+    fit_ = cap.train.head(setup.n_fit)
+    fc = setup.feature_config()
+    feat = Featurizer(teacher.token_embeddings(), fc).fit(
+        fit_["ctx"], fit_["pos"], fit_["state"] if fc.track == "B" else None)
+    U = Unembedding.from_model(teacher)
+    lu = log_unigram(torch.from_numpy(np.asarray(fit_["target"]).astype(np.int64)),
+                     U.vocab_size)
+    return Prepared(cap, U, lu, aux_stats(fit_), feat,
+                    build_features(feat, cap, "train", show_progress=show_progress),
+                    build_features(feat, cap, "heldout", show_progress=show_progress),
+                    int(teacher.hidden_size))
+
+
+def register(setup: StudentSetup, prepared: Prepared) -> None:
+    """Let this process's cells of ``setup`` use ``prepared`` (the driver's own)."""
+    _PREPARED[setup.key] = prepared
+
+
+def prepared_for(setup: StudentSetup) -> Prepared:
+    """This process's :class:`Prepared` of ``setup``, made on first use."""
+    p = _PREPARED.get(setup.key)
+    if p is None:
+        p = _PREPARED[setup.key] = prepare(setup)
+    return p
+
+
+def _paths(out: str | Path, setup: StudentSetup, run: StudentRun) -> tuple[Path, Path]:
+    stem = Path(out) / "cells" / run.stem(setup)
+    return stem.with_suffix(".npz"), stem.with_suffix(".safetensors")
+
+
+def _build(p: Prepared, sc: StudentConfig, run: StudentRun) -> Any:
+    """The untrained student of ``run`` (initialised from its seed)."""
+    fc = p.feat.cfg
+    d_aux = int(p.stats["mean"].numel())
+    with torch.random.fork_rng():  # the global generator is seeded only inside this fork
+        torch.manual_seed(run.seed)
+        hf = build_model(sc, p.feat.d1, fc.d_tail, p.d_model, d_aux, p.unembed,
+                         p.log_unigram, seed=run.seed)
+    if run.model == "hyperfield":
+        return hf
+    n = count_parameters(hf)
+    if run.model == "mlp":
+        hidden = mlp_hidden_for(n, p.feat.d1 + fc.d_tail, p.d_model)
+        return MLPStudent(p.feat.d1, fc.d_tail, p.d_model, hidden, p.unembed, p.log_unigram,
+                          seed=run.seed)
+    cols = p.feat.exact_columns
+    if cols is None:
+        raise DataError("the window MLP reads the unsketched last tokens; train it with "
+                        "--features exact.")
+    hidden = mlp_hidden_for(n, cols[1] - cols[0], p.d_model)
+    return MLPStudent(p.feat.d1, fc.d_tail, p.d_model, hidden, p.unembed, p.log_unigram,
+                      seed=run.seed, columns=cols)
+
+
+def student_cell(setup: dict[str, Any], run: dict[str, Any], out: str, threads: int,
+                 show_progress: bool | None = False) -> dict[str, Any]:
+    """Train one student, score the held-out rows, write its files; the ledger's result."""
+    st = StudentSetup(str(setup["teacher"]), str(setup["capture"]),
+                      tuple(tuple(x) for x in setup["features"]),
+                      tuple(tuple(x) for x in setup["student"]), int(setup["n_fit"]))
+    r = StudentRun(**run)
+    t0 = time.perf_counter()
+    with pinned_threads(threads):
+        p = prepared_for(st)
+        sc = st.student_config()
+        model = _build(p, sc, r)
+        with torch.random.fork_rng():
+            torch.manual_seed(r.seed)
+            if r.model == "hyperfield":
+                hist = train_hyperfield(model, p.train, p.cap.train, p.stats, p.unembed, sc,
+                                        seed=r.seed, show_progress=show_progress)
+            else:
+                hist = train_mlp(model, p.train, p.cap.train, p.unembed, sc, seed=r.seed,
+                                 show_progress=show_progress)
+        X, T = torch.from_numpy(p.heldout.x1), torch.from_numpy(p.heldout.tail)
+        metrics = score(student_fn(model, X, T), p.cap.heldout, p.unembed)
+    npz, weights = _paths(out, st, r)
+    npz.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(npz) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **metrics)  # type: ignore[arg-type]
+    if r.keep:
+        save_safetensors(weights, {k: v.detach().contiguous()
+                                   for k, v in model.state_dict().items()})
+    reseeds = hist.pop("reseeds", None) if isinstance(hist, dict) else None
+    return {"summary": seed_means(metrics), "params": count_parameters(model),
+            "history": hist, "reseeds": reseeds, "seconds": time.perf_counter() - t0}
+
+
+def cells_for(setup: StudentSetup, runs: list[StudentRun], out: str | Path, threads: int
+              ) -> list[Cell]:
+    """One :func:`student_cell` per run, asking for ``threads`` CPUs."""
+    res = Resources(num_cpus=threads)
+    base = {"setup": asdict(setup), "out": str(out), "threads": threads}
+    return [Cell({"setup": setup.key, "model": r.model, "seed": r.seed, "name": r.name},
+                 Task(student_cell, base | {"run": asdict(r)}, res)) for r in runs]
+
+
+_FIX = "rerun with --fresh (or delete OUT/cells.jsonl) to train the students again"
+
+
+def load_metrics(out: str | Path, setup: StudentSetup, run: StudentRun) -> dict[str, np.ndarray]:
+    """The per-row held-out metrics a finished cell wrote."""
+    npz, _ = _paths(out, setup, run)
+    if not npz.is_file():
+        raise DataError(f"the held-out metrics {str(npz)!r} of the finished student "
+                        f"{run.name} (seed {run.seed}) are missing; {_FIX}.")
+    with np.load(npz) as z:
+        return {k: z[k] for k in z.files}
+
+
+def load_student_model(out: str | Path, setup: StudentSetup, run: StudentRun) -> Any:
+    """The trained student of a kept cell, rebuilt and loaded from its weights."""
+    p = prepared_for(setup)
+    model = _build(p, setup.student_config(), run)
+    _, weights = _paths(out, setup, run)
+    if not weights.is_file():
+        raise DataError(f"the weights {str(weights)!r} of the finished student {run.name} "
+                        f"(seed {run.seed}) are missing; {_FIX}.")
+    tensors, _ = load_safetensors(weights, what=f"the weights of {run.name}", fix=_FIX)
+    model.load_state_dict(tensors)
+    model.eval()
+    return model
