@@ -495,6 +495,7 @@ class HeaderArm(nn.Module):
 
             self.head.load_state_dict(load_file(str(warm)))
         if arm in FROM_RECON:  # the projector stage R trained on the same seed's codes
+            assert self.header.net is not None  # a projector header has its net
             self.header.net.load_state_dict(recon_weights(run, seed))
         if arm == "hdc-frozen":  # only the header trains: the head stays the baseline's
             if self.head is None or not warm.exists():
