@@ -517,3 +517,41 @@ def test_no_global_manual_seed_outside_a_forked_rng():
                     "torch.cuda.manual_seed_all", "torch.seed") and id(node) not in forked):
                 bad.append(f"{f.name}:{node.lineno}")
     assert not bad, f"global seeding outside fork_rng: {bad}"
+
+
+def test_plateau_schedule_cuts_the_rate_after_each_evaluation_without_improvement(tmp_path):
+    w = nn.Parameter(torch.zeros(1))
+    module = nn.Module()
+    module.w = w
+
+    def loss(m: nn.Module, _b: torch.Tensor) -> torch.Tensor:
+        return m.w.sum()  # gradient 1: plain SGD moves w by exactly the rate each step
+
+    def run(scores: list[float], **kw: object) -> tuple[list[float], History]:
+        it = iter(scores)
+        path: list[float] = []
+
+        def score(m: nn.Module) -> dict[str, float]:
+            path.append(float(m.w))
+            return {"val": next(it)}
+
+        with torch.no_grad():
+            w.zero_()
+        cfg = TrainConfig(optimizer="sgd", lr=1.0, epochs=5, batch_size=1, shuffle=False,
+                          schedule="plateau", plateau_factor=0.5, early_stop_metric="val",
+                          **kw)
+        h = fit(module, loss, torch.zeros(1), cfg, eval_fn=score)
+        return path, h
+
+    # evaluations after steps 1..5: better, worse, worse, better, worse
+    path, h = run([3.0, 4.0, 5.0, 1.0, 2.0])
+    steps = [b - a for a, b in zip([0.0, *path], path, strict=False)]
+    assert steps == [-1.0, -1.0, -0.5, -0.25, -0.25]  # the cut applies from the next step
+    assert [e.get("lr_scale") for e in h.evals] == [None, 0.5, 0.25, None, 0.125]
+    # with patience the run stops after that many evaluations in a row without improvement
+    path, h = run([3.0, 4.0, 5.0, 1.0, 2.0], early_stop_patience=2)
+    assert len(path) == 3 and h.stopped_early
+    with pytest.raises(ConfigError, match="plateau_factor"):
+        TrainConfig(schedule="plateau", plateau_factor=1.0)
+    # other schedules keep their checkpoint fingerprint (the factor is not part of it)
+    assert TrainConfig(plateau_factor=0.3).fingerprint() == TrainConfig().fingerprint()

@@ -277,7 +277,9 @@ def command_line(results: dict[str, Any]) -> str:
             words = [f"hyperlens {cmd.name}"]
             config = results.get("config", {})
             for opt in cmd.config.options():
-                value = _plain(config.get(opt.name, opt.default))
+                if opt.name not in config:  # added after the run: see newer_options
+                    continue
+                value = _plain(config[opt.name])
                 if value == _plain(opt.default):
                     continue
                 if opt.kind is bool:
@@ -293,6 +295,22 @@ def command_line(results: dict[str, Any]) -> str:
     raise FigureError(f"results.json names the experiment {name!r}, which is no command")
 
 
+def newer_options(results: dict[str, Any]) -> list[str]:
+    """The flags of the run's command that its recorded config lacks: options added after
+    the run, which it ran without (their defaults may describe another computation)."""
+    import importlib
+
+    from hyperlens.cli import COMMAND_MODULES
+
+    name = results.get("experiment", "").replace(" ", "-")
+    config = results.get("config", {})
+    for mod_name in COMMAND_MODULES:
+        for cmd in importlib.import_module(mod_name).COMMANDS:
+            if cmd.name.replace(" ", "-") == name:
+                return [o.flag for o in cmd.config.options() if o.name not in config]
+    return []
+
+
 def run_text(name: str, results: dict[str, Any], link: str) -> str:
     env = results.get("environment", {})
     versions = env.get("versions", {})
@@ -305,6 +323,10 @@ def run_text(name: str, results: dict[str, Any], link: str) -> str:
     when = str(results.get("created", ""))[:10]
     commit = str(env.get("git_commit") or "no commit recorded")[:12]
     note = "" if results.get("complete", True) else " **The run did not finish.**"
+    newer = newer_options(results)
+    if newer:
+        note += (f" The run predates {', '.join(f'`{f}`' for f in newer)}: it ran as the "
+                 "code of its commit did, not with those options' current defaults.")
     return (f"Run: {'; '.join(bits)}; {when}, commit `{commit}`. "
             f"The tables, plots and figures of this run come from its "
             f"[results.json]({link}).{note}")

@@ -128,11 +128,11 @@ class HftTrainConfig(CaptureOptions):
     exact_tokens: int = option(4, help="token embeddings passed unsketched under 'exact' "
                                "(slot 0 = the current token)", check=at_least(1),
                                group="students")
-    patience: int = option(_SC.patience, help="epochs without a better validation loss before "
-                           "a phase stops (on the last --val-share of the training texts, "
-                           "which no model fits; the best epoch is kept); 0 = the seed's fixed "
-                           "epochs over every training text", check=at_least(0),
-                           group="students")
+    patience: int = option(_SC.patience, help="epochs in a row without a better validation "
+                           "loss before a phase stops (on the last --val-share of the training "
+                           "texts, which no model fits); the rate halves after each such epoch "
+                           "and the best epoch is kept; 0 = the seed's fixed epochs over every "
+                           "training text", check=at_least(0), group="students")
     max_epochs: int = option(_SC.max_epochs, help="epoch cap of each phase when training to a "
                              "plateau", check=at_least(1), group="students")
     val_share: float = option(_SC.val_share, help="share of the training texts held out for "

@@ -194,8 +194,9 @@ def curves_section(rep: Report, histories: dict[str, dict[str, Any]]) -> None:
                 x0 += len(vals) - 1
     sec = rep.section("Training to a plateau", (
         "Every phase is evaluated on the validation slice (training texts no model fits) "
-        "before its first step and after each epoch, stops after --patience epochs without a "
-        "better value and keeps its best epoch. 'epochs' counts the epochs run, 'kept' the "
+        "before its first step and after each epoch, halves its rate after every epoch "
+        "without a better value, stops after --patience such epochs in a row and keeps its "
+        "best epoch. 'epochs' counts the epochs run, 'kept' the "
         "epoch whose weights were kept (0 = the starting weights); a phase that reached "
         "--max-epochs without stopping early may not have plateaued."))
     if not rows:

@@ -18,10 +18,11 @@ steps.
 Training to a plateau (``patience`` > 0, the default): the last ``val_share`` of the
 training texts (the capture shuffled the texts, so they are a random sample of them) is a
 validation slice that no model fits; every phase of every student is evaluated on it after
-each epoch (KL to the teacher for the distilled phases, the aux error for Stage 1), stops
-after ``patience`` epochs without a better value (at most ``max_epochs``) and keeps the
-weights of its best epoch. ``patience=0`` is the seed's fixed schedule over every training
-text (``stage1_epochs``, ``stage2_epochs``, ``e2e_epochs``, ``lens_epochs``).
+each epoch (KL to the teacher for the distilled phases, the aux error for Stage 1), halves
+its rate after every epoch without a better value, stops after ``patience`` of them in a
+row (at most ``max_epochs``) and keeps the weights of its best epoch. ``patience=0`` is the
+seed's fixed schedule over every training text (``stage1_epochs``, ``stage2_epochs``,
+``e2e_epochs``, ``lens_epochs``).
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ class StudentConfig:
     eta: float = 0.03
     eta_g: float = 0.003
     online_epochs: int = 1
-    patience: int = 2
-    max_epochs: int = 12
+    patience: int = 3
+    max_epochs: int = 16
     val_share: float = 0.1
     val_rows: int = 8192
 
@@ -302,14 +303,15 @@ def _hist(h: Any) -> dict[str, Any]:
 def _cfg(sc: StudentConfig, epochs: int, seed: int, show: bool | None, lr: float | None = None,
          metric: str = "val_kl") -> TrainConfig:
     """The seed's fixed schedule (cosine over ``epochs``), or training to a plateau of the
-    validation ``metric`` (constant rate after warm-up, at most ``max_epochs``, the best
-    epoch kept; the starting weights are a candidate too)."""
+    validation ``metric``: the rate halves after every epoch that does not improve it
+    (reduce on plateau), the phase stops after ``patience`` such epochs in a row or
+    ``max_epochs``, and the best epoch is kept (the starting weights are a candidate too)."""
     if not sc.plateau:
         return TrainConfig(optimizer="adam", lr=lr or sc.lr, epochs=epochs,
                            batch_size=sc.batch_size, schedule="cosine", warmup_steps=20,
                            grad_clip=5.0, seed=seed, progress=show)
     return TrainConfig(optimizer="adam", lr=lr or sc.lr, epochs=sc.max_epochs,
-                       batch_size=sc.batch_size, schedule="constant", warmup_steps=20,
+                       batch_size=sc.batch_size, schedule="plateau", warmup_steps=20,
                        grad_clip=5.0, seed=seed, progress=show,
                        early_stop_patience=sc.patience, early_stop_metric=metric,
                        restore_best=True, eval_at_start=True)

@@ -37,11 +37,12 @@ class _State:
     since: list[float] = field(default_factory=list)  # losses since the last evaluation
     best_step: int | None = None  # restore_best: the kept evaluation and its parameters
     best_params: dict[str, torch.Tensor] | None = None
+    reductions: int = 0  # schedule "plateau": evaluations that did not improve
 
     def meta(self, epoch: int) -> dict[str, Any]:
         return {"step": self.step, "epoch": epoch, "stale": self.stale,
                 "best_val": self.best_val, "since": list(self.since),
-                "best_step": self.best_step}
+                "best_step": self.best_step, "reductions": self.reductions}
 
 
 def _save_checkpoint(
@@ -136,7 +137,8 @@ def _resume(
             torch.cuda.set_rng_state(tensors[f"rng/cuda{d}"], d)
     hist = History.from_dict(meta["history"])
     st = _State(step=int(meta["step"]), epoch0=int(meta["epoch"]) + 1, stale=int(meta["stale"]),
-                best_val=meta["best_val"], since=[float(v) for v in meta.get("since", [])])
+                best_val=meta["best_val"], since=[float(v) for v in meta.get("since", [])],
+                reductions=int(meta.get("reductions", 0)))
     hist.resumed_from = st.step
     if cfg.restore_best and meta.get("best_step") is not None:
         st.best_step = int(meta["best_step"])

@@ -20,7 +20,7 @@ from ..errors import ConfigError, HyperlensError, InputError
 CHECKPOINT_NAME = "checkpoint.safetensors"
 _FORMAT = "hyperlens.train/1"
 _OPTIMIZERS = ("adamw", "adam", "sgd")
-_SCHEDULES = ("constant", "linear", "cosine")
+_SCHEDULES = ("constant", "linear", "cosine", "plateau")
 _GEN: contextvars.ContextVar[torch.Generator | None] = contextvars.ContextVar(
     "hl_gen", default=None
 )
@@ -88,6 +88,11 @@ class TrainConfig:
     weights are a candidate too: an adapter that is the identity at initialisation and never
     beats it on validation returns to the identity (``History.restored_step`` 0).
 
+    ``schedule="plateau"`` keeps the rate constant after warm-up and multiplies it by
+    ``plateau_factor`` after every evaluation that does not improve ``early_stop_metric``
+    (reduce on plateau; the reductions are part of the checkpoint); with
+    ``early_stop_patience`` the run stops after that many such evaluations in a row.
+
     Every field is checked on construction: type (a bool is not a number), finiteness
     and range; ``betas`` two numbers in [0, 1), ``momentum`` in [0, 1).
     """
@@ -116,6 +121,7 @@ class TrainConfig:
     progress: bool | None = None
     restore_best: bool = False
     eval_at_start: bool = False
+    plateau_factor: float = 0.5
 
     def __post_init__(self) -> None:
         _choice("optimizer", self.optimizer, _OPTIMIZERS)
@@ -126,6 +132,8 @@ class TrainConfig:
                                   lambda v: v >= 0)
         self.momentum = _real("momentum", self.momentum, "a number in [0, 1)",
                               lambda v: 0 <= v < 1)
+        self.plateau_factor = _real("plateau_factor", self.plateau_factor,
+                                    "a number in (0, 1)", lambda v: 0 < v < 1)
         self._check_groups()
         self._check_betas()
         self.epochs = _int("epochs", self.epochs, 1)
@@ -188,6 +196,8 @@ class TrainConfig:
         for k in ("restore_best", "eval_at_start"):  # checkpoints written before the options
             if not getattr(self, k):  # still resume
                 d.pop(k)
+        if self.schedule != "plateau":  # the factor acts only there
+            d.pop("plateau_factor")
         return hashlib.blake2b(json.dumps(d, sort_keys=True).encode(), digest_size=16).hexdigest()
 
 

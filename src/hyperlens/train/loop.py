@@ -151,7 +151,7 @@ def _lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
     """Multiplier of the base learning rate for the optimizer step ``step`` (0-based)."""
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
-    if cfg.schedule == "constant":
+    if cfg.schedule in ("constant", "plateau"):  # plateau: the loop scales it by its cuts
         return 1.0
     span = max(1, total - cfg.warmup_steps)
     frac = min(1.0, (step - cfg.warmup_steps) / span)
@@ -348,6 +348,8 @@ class _Loop:
         cfg, st, hist = self.cfg, self.st, self.hist
         if cfg.warmup_steps or cfg.schedule != "constant":
             factor = _lr_factor(st.step, self.total, cfg)
+            if cfg.schedule == "plateau":
+                factor *= cfg.plateau_factor ** st.reductions
             for g in self.opt.param_groups:
                 g["lr"] = g["initial_lr"] * factor
         out = self.loss_fn(self.module, _batch(self.data, idx, self.collate))
@@ -382,6 +384,9 @@ class _Loop:
             self.module, self.eval_fn, self.hist, self.cfg, st.step, epoch, st.since, st.stale,
             st.best_val)
         st.since = []
+        if self.cfg.schedule == "plateau" and not better and st.best_val is not None:
+            st.reductions += 1
+            self.hist.evals[-1]["lr_scale"] = self.cfg.plateau_factor ** st.reductions
         if better and self.cfg.restore_best:
             st.best_step = st.step
             st.best_params = {nm: p.detach().clone() for nm, p in self.named}
