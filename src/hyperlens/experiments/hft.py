@@ -714,14 +714,15 @@ def run_capture(cfg: CaptureOptions, ctx: RunContext | None = None) -> Report:
 
 def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
     """A small HyperField run for the tour: rotten-tomatoes, 4,000 / 1,000 positions, Track
-    A, one seed, a small student trained to a plateau of at most 4 epochs a phase, no MLP or
+    A, one seed, a small student trained to a plateau of at most 4 epochs a phase, no MLPs or
     online variant (about a minute on 2 cores).
     It runs on the CPU whatever ``device`` the tour's other sections use."""
     sub = Path(report.out_dir) / "hft"
     cfg = HftTrainConfig(  # every option the tour leaves alone keeps the CLI's default
         dataset="rotten-tomatoes", train_tokens=4000, heldout_tokens=1000,
         capture_dir=Path(report.out_dir) / "hft-capture", seeds=(seed,), k1=128, k2=256,
-        d_sketch=1024, patience=1, max_epochs=4, online=False, mlp=False, n_boot=200)
+        d_sketch=1024, patience=1, max_epochs=4, online=False, mlp=False, window_mlp=False,
+        n_boot=200)
     # the teacher and the students run on the CPU (the command offers no --device): the
     # section's report records the CPU, not the tour's device
     res = run_train(cfg, RunContext(seed=seed, device="cpu", progress=False, out=sub))
