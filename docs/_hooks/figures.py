@@ -262,53 +262,49 @@ def _plain(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
 
 
-def command_line(results: dict[str, Any]) -> str:
-    """The ``hyperlens`` command that reproduces a run: its options that differ from the
-    defaults, read from the recorded config with the command's own config class."""
-    import importlib
-
-    from hyperlens.cli import COMMAND_MODULES
-
-    name = results.get("experiment", "")
-    for mod_name in COMMAND_MODULES:
-        for cmd in importlib.import_module(mod_name).COMMANDS:
-            if cmd.name.replace(" ", "-") != name.replace(" ", "-"):
-                continue
-            words = [f"hyperlens {cmd.name}"]
-            config = results.get("config", {})
-            for opt in cmd.config.options():
-                if opt.name not in config:  # added after the run: see newer_options
-                    continue
-                value = _plain(config[opt.name])
-                if value == _plain(opt.default):
-                    continue
-                if opt.kind is bool:
-                    words.append(opt.flag if value else "--no-" + opt.flag[2:])
-                elif isinstance(value, list):
-                    words.append(" ".join([opt.flag, *map(str, value)]))
-                else:
-                    words.append(f"{opt.flag} {value}")
-            seed = results.get("seed")
-            if seed not in (None, 0):
-                words.append(f"--seed {seed}")
-            return " ".join(words)
-    raise FigureError(f"results.json names the experiment {name!r}, which is no command")
-
-
-def newer_options(results: dict[str, Any]) -> list[str]:
-    """The flags of the run's command that its recorded config lacks: options added after
-    the run, which it ran without (their defaults may describe another computation)."""
+def _command_of(results: dict[str, Any]) -> Any:
+    """The command (from its module's ``COMMANDS``) whose run ``results`` records."""
     import importlib
 
     from hyperlens.cli import COMMAND_MODULES
 
     name = results.get("experiment", "").replace(" ", "-")
-    config = results.get("config", {})
     for mod_name in COMMAND_MODULES:
         for cmd in importlib.import_module(mod_name).COMMANDS:
             if cmd.name.replace(" ", "-") == name:
-                return [o.flag for o in cmd.config.options() if o.name not in config]
-    return []
+                return cmd
+    raise FigureError(f"results.json names the experiment {name!r}, which is no command")
+
+
+def command_line(results: dict[str, Any]) -> str:
+    """The ``hyperlens`` command that reproduces a run: its options that differ from the
+    defaults, read from the recorded config with the command's own config class."""
+    cmd = _command_of(results)
+    words = [f"hyperlens {cmd.name}"]
+    config = results.get("config", {})
+    for opt in cmd.config.options():
+        if opt.name not in config:  # added after the run: see newer_options
+            continue
+        value = _plain(config[opt.name])
+        if value == _plain(opt.default):
+            continue
+        if opt.kind is bool:
+            words.append(opt.flag if value else "--no-" + opt.flag[2:])
+        elif isinstance(value, list):
+            words.append(" ".join([opt.flag, *map(str, value)]))
+        else:
+            words.append(f"{opt.flag} {value}")
+    seed = results.get("seed")
+    if seed not in (None, 0):
+        words.append(f"--seed {seed}")
+    return " ".join(words)
+
+
+def newer_options(results: dict[str, Any]) -> list[str]:
+    """The flags of the run's command that its recorded config lacks: options added after
+    the run, which it ran without (their defaults may describe another computation)."""
+    config = results.get("config", {})
+    return [o.flag for o in _command_of(results).config.options() if o.name not in config]
 
 
 def run_text(name: str, results: dict[str, Any], link: str) -> str:

@@ -427,7 +427,7 @@ def _train_track(run: _TrainRun, track: str) -> None:
                            exact=cfg.exact_tokens if kind == "exact" else 0, seed=ctx.seed)
         setup = hc.StudentSetup.of(cfg.teacher, run.cap.root, fc, run.sc, run.n_fit)
         with rep.timer(f"features {track} {kind}"), pinned_threads(run.threads):
-            prep = hc.prepare(setup, run.teacher, show_progress=ctx.progress)
+            prep = hc.prepare(setup, run.teacher, run.cap, show_progress=ctx.progress)
         hc.register(setup, prep)
         sfx = "" if j == 0 else f" [{feature_label(kind, cfg.exact_tokens)}]"
         runs = []

@@ -115,15 +115,16 @@ class Prepared:
 _PREPARED: dict[str, Prepared] = {}
 
 
-def prepare(setup: StudentSetup, teacher: Any = None, show_progress: bool | None = False
-            ) -> Prepared:
-    """Load the capture (and ``teacher`` unless given), fit the featuriser on the fitted
-    rows and open (or build) the stored features: the same values in every process."""
+def prepare(setup: StudentSetup, teacher: Any = None, cap: Capture | None = None,
+            show_progress: bool | None = False) -> Prepared:
+    """Load the capture and the teacher (unless given: the driver has both), fit the
+    featuriser on the fitted rows and open (or build) the stored features: the same values
+    in every process."""
     if teacher is None:
         from .. import models as hmodels
 
         teacher = hmodels.load(setup.teacher, device="cpu")
-    cap = load_capture(setup.capture)
+    cap = load_capture(setup.capture) if cap is None else cap
     fit_ = cap.train.head(setup.n_fit)
     fc = setup.feature_config()
     feat = Featurizer(teacher.token_embeddings(), fc).fit(
@@ -209,7 +210,7 @@ def student_cell(setup: dict[str, Any], run: dict[str, Any], out: str, threads: 
     if r.keep:
         save_safetensors(weights, {k: v.detach().contiguous()
                                    for k, v in model.state_dict().items()})
-    reseeds = hist.pop("reseeds", None) if isinstance(hist, dict) else None
+    reseeds = hist.pop("reseeds", None)  # HyperField only
     return {"summary": seed_means(metrics), "params": count_parameters(model),
             "history": hist, "reseeds": reseeds, "seconds": time.perf_counter() - t0}
 

@@ -27,6 +27,7 @@ from ..align.evaluate import select_probe
 from ..errors import ConfigError, InputError
 from ..report import Report
 from ..run import Cell, Executor, Ledger, Resources, Task, pinned_threads, run_cells
+from ..train import step_generator
 from ..utils import cache_dir, derive_seed, make_generator, stable_hash
 from .header_task import (
     ABLATED,
@@ -510,8 +511,6 @@ class HeaderArm(nn.Module):
         drop = self.run_.p.code_dropout
         if x is not None and self.training and drop > 0:
             # inverted dropout over code entries, drawn from the training loop's generator
-            from ..train import step_generator
-
             keep = torch.rand(x.shape, generator=step_generator()) >= drop
             x = x.float() * keep.to(x.device) / (1.0 - drop)
         pseudo = self.header(n if x is None else x)
