@@ -20,6 +20,7 @@ from hyperlens.train import (
     History,
     TrainConfig,
     checksum,
+    current_step,
     fit,
     fit_module,
     step_generator,
@@ -221,6 +222,59 @@ def test_resume_in_process_is_bit_identical(tmp_path):
     other = TrainConfig(**{**ck.as_dict(), "lr": 1e-3})
     with pytest.raises(ConfigError, match="different"):
         fit_module(Net, _noisy_loss, (x, y), other)
+
+
+class Tracked(nn.Module):
+    """A trained layer with state outside its parameters: a running mean of its inputs and a
+    frozen table of its own (a parameter-free submodule, which a checkpoint leaves out)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(6, 1)
+        self.register_buffer("running", torch.zeros(6))
+        self.table = nn.Module()
+        self.table.register_buffer("values", torch.arange(4.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x - self.running)
+
+
+def _tracked_loss(m: nn.Module, batch):
+    """Updates the running buffer, and acts every 3 steps by the loop's step count."""
+    x, y = batch
+    with torch.no_grad():
+        m.running.mul_(0.9).add_(0.1 * x.mean(0))
+        if current_step() and current_step() % 3 == 0:
+            m.lin.bias.add_(0.05)
+    return nn.functional.mse_loss(m(x), y), {"step": float(current_step())}
+
+
+def test_resume_restores_buffers_and_the_step_count(tmp_path):
+    x, y = _data()
+    cfg = TrainConfig(lr=5e-3, epochs=4, batch_size=20, seed=1)
+    ref, ref_hist = fit_module(Tracked, _tracked_loss, (x, y), cfg)
+    assert [m["step"] for m in ref_hist.train_metrics] == list(range(20))
+    ck = TrainConfig(**{**cfg.as_dict(), "checkpoint_dir": str(tmp_path / "ck")})
+    steps = iter(range(1000))
+
+    def dying(m, batch):
+        if next(steps) == 13:
+            raise KeyboardInterrupt
+        return _tracked_loss(m, batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_module(Tracked, dying, (x, y), ck)
+    net, hist = fit_module(Tracked, _tracked_loss, (x, y), ck)
+    assert hist.resumed_from == 10 and hist.train_loss == ref_hist.train_loss
+    assert torch.equal(net.running, ref.running) and net.running.abs().sum() > 0
+    assert all(torch.equal(a, b) for a, b in zip(_weights(net), _weights(ref), strict=True))
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "ck" / CHECKPOINT_NAME), "pt") as f:
+        keys = set(f.keys())
+    assert "buffer/running" in keys and "buffer/table.values" not in keys
+    with pytest.raises(InputError, match="inside a loss_fn"):
+        current_step()
 
 
 def _kill_config(ckdir: str | None) -> TrainConfig:

@@ -178,3 +178,45 @@ def test_window_mlp_reads_only_the_unsketched_block(tiny_teacher):
     torch.testing.assert_close(m(other, tail * 0)[0], y)  # sketch and tail are not read
     other[:, a] += 1.0
     assert not torch.allclose(m(other, tail)[0], y)
+
+
+def test_a_killed_student_resumes_to_the_same_weights_and_reseeds(setup, tmp_path,
+                                                                  monkeypatch):
+    import hyperlens.hft.train as hft_train
+
+    cap, feat, fc, store, U, lu = setup
+    sc = replace(SMALL_STUDENT, batch_size=32, patience=2, max_epochs=3, val_share=0.25,
+                 fast_unembed=False, reseed_every=3)
+    stats = aux_stats(cap.train)
+
+    def fresh():
+        m = build_model(sc, feat.d1, fc.d_tail, 32, int(stats["mean"].numel()), U, lu)
+        m.stage2.idle_fraction = 1.0  # a tiny run has no idle tensors: reseed the rarer half
+        return m
+
+    ref = fresh()
+    h_ref = train_hyperfield(ref, store, cap.train, stats, U, sc, show_progress=False)
+    steps2 = len(h_ref["stage2"]["train_loss"])
+    per_epoch = h_ref["e2e"]["epochs"].count(0)
+    assert h_ref["reseeds"] > 0 and len(h_ref["e2e"]["train_loss"]) > per_epoch + 2
+    real, calls = hft_train._distill, iter(range(10**6))
+
+    def dying(*a, **k):  # killed in the end-to-end phase, a few steps after its first epoch
+        if next(calls) == steps2 + per_epoch + 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(hft_train, "_distill", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train_hyperfield(fresh(), store, cap.train, stats, U, sc, show_progress=False,
+                         checkpoint_dir=tmp_path / "ck")
+    monkeypatch.setattr(hft_train, "_distill", real)
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["e2e", "stage1", "stage2"]
+    again = fresh()
+    h = train_hyperfield(again, store, cap.train, stats, U, sc, show_progress=False,
+                         checkpoint_dir=tmp_path / "ck")
+    assert h["e2e"]["resumed_from"] > 0 and h["reseeds"] == h_ref["reseeds"]
+    for phase in ("stage1", "stage2", "e2e"):
+        assert h[phase]["train_loss"] == h_ref[phase]["train_loss"]
+    for (k, a), b in zip(ref.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k

@@ -10,6 +10,7 @@ over seeds, the information-flow checks, speed), saving the seed-0 Track A stude
 from __future__ import annotations
 
 import resource
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -162,7 +163,8 @@ class HftTrainConfig(CaptureOptions):
     n_boot: int = option(1000, help="bootstrap resamples over texts", check=at_least(10),
                          aliases=("--boot",), group="students")
     fresh: bool = option(False, help="ignore finished students in OUT/cells.jsonl and train "
-                         "them again (a killed run otherwise trains only the missing ones)",
+                         "them again (a killed run otherwise trains only the missing ones, "
+                         "each from its last finished epoch)",
                          group="students")
 
     def check(self) -> None:
@@ -354,6 +356,8 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
     run.n_fit = n_fit
     run.ledger = Ledger(Path(rep.out_dir) / "cells.jsonl",
                         stable_hash(cap.config, str(cap.root), length=12), fresh=cfg.fresh)
+    for ckpt in (Path(rep.out_dir) / "cells").glob("*.ckpt") if cfg.fresh else ():
+        shutil.rmtree(ckpt)  # --fresh: students killed mid-training start over too
     run.threads = max(1, torch.get_num_threads())
     tmod: Any = teacher.module
     run.params["teacher"] = sum(int(p.numel()) for p in tmod.parameters())

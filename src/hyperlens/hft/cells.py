@@ -12,7 +12,10 @@ atomically and before it returns,
 
 Its JSON result (what the driver records in ``OUT/cells.jsonl``) holds the training
 history, the parameter count and the seed means, so a run killed at any point and started
-again trains only the missing students, with the same numbers. On a Ray cluster of several
+again trains only the missing students, with the same numbers. A student killed mid-training
+resumes from its last finished epoch: every phase checkpoints each epoch under
+``OUT/cells/<run>.ckpt/`` (weights, optimiser, generators, the high-error queue), removed
+once the cell is recorded. On a Ray cluster of several
 machines ``OUT`` and the capture must be on a folder every worker reaches.
 
 A worker prepares a :class:`Prepared` (the teacher's unembedding and embeddings, the
@@ -24,6 +27,7 @@ reuses it. Cells run on a fixed thread count (:func:`~hyperlens.run.pinned_threa
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -192,17 +196,19 @@ def student_cell(setup: dict[str, Any], run: dict[str, Any], out: str, threads: 
         p = prepared_for(st)
         sc = st.student_config()
         model = _build(p, sc, r)
+        npz, weights = _paths(out, st, r)
+        ckpt = npz.with_suffix(".ckpt")  # every epoch of every phase: a killed cell resumes
         with torch.random.fork_rng():
             torch.manual_seed(r.seed)
             if r.model == "hyperfield":
                 hist = train_hyperfield(model, p.train, p.cap.train, p.stats, p.unembed, sc,
-                                        seed=r.seed, show_progress=show_progress)
+                                        seed=r.seed, show_progress=show_progress,
+                                        checkpoint_dir=ckpt)
             else:
                 hist = train_mlp(model, p.train, p.cap.train, p.unembed, sc, seed=r.seed,
-                                 show_progress=show_progress)
+                                 show_progress=show_progress, checkpoint_dir=ckpt)
         X, T = torch.from_numpy(p.heldout.x1), torch.from_numpy(p.heldout.tail)
         metrics = score(student_fn(model, X, T), p.cap.heldout, p.unembed)
-    npz, weights = _paths(out, st, r)
     npz.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(npz) as tmp:
         with open(tmp, "wb") as f:
@@ -210,6 +216,7 @@ def student_cell(setup: dict[str, Any], run: dict[str, Any], out: str, threads: 
     if r.keep:
         save_safetensors(weights, {k: v.detach().contiguous()
                                    for k, v in model.state_dict().items()})
+    shutil.rmtree(ckpt, ignore_errors=True)  # the ledger now holds the cell
     reseeds = hist.pop("reseeds", None)  # HyperField only
     return {"summary": seed_means(metrics), "params": count_parameters(model),
             "history": hist, "reseeds": reseeds, "seconds": time.perf_counter() - t0}

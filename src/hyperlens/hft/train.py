@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..functional import kernels
-from ..train import TrainConfig, fit
+from ..train import TrainConfig, current_step, fit
 from ..utils import atomic_path, derive_seed, make_generator, progress
 from .capture import Capture, CapturedSplit, Unembedding
 from .features import Featurizer
@@ -267,30 +268,35 @@ def _device_of(module: nn.Module) -> torch.device:
 
 
 def _distill(model: Any, batch: dict[str, torch.Tensor], teacher: Unembedding,
-             hard: float, aux_w: float, counter: dict[str, int], reseed_every: int
+             hard: float, aux_w: float, reseed_every: int = 0, base: int = 0
              ) -> tuple[torch.Tensor, dict[str, float]]:
-    if counter.pop("reseed_due", 0) and isinstance(model, HyperFieldModel):
-        # reseeding rewrites parameters in place, so it runs before this step's forward
-        # pass, never between a forward pass and its backward pass
-        with torch.no_grad():
-            counter["reseeds"] += model.stage2.reseed()
+    """The distillation loss of one batch. A HyperField student also feeds its high-error
+    queue, and reseeds idle tensors before every ``reseed_every``-th step counted over its
+    distillation phases (``base``: the steps of the phases before this one); the step comes
+    from the loop, so a resumed phase reseeds where an uninterrupted one does."""
+    mets: dict[str, float] = {}
+    if isinstance(model, HyperFieldModel):
+        done = base + current_step()
+        moved = 0
+        if reseed_every and done and done % reseed_every == 0:
+            # reseeding rewrites parameters in place, so it runs before this step's forward
+            # pass, never between a forward pass and its backward pass
+            with torch.no_grad():
+                moved = model.stage2.reseed()
+        mets["reseeded"] = float(moved)
     x1, tail = batch["x1"].float(), batch["tail"].float()
     y, z1 = model(x1, tail)
     with torch.no_grad():
         t_logits = teacher(batch["final"].float())
     loss, kl, ce = distill_loss(model.logits(y), t_logits, batch["target"], hard)
-    mets = {"kl": float(kl.detach().mean()), "ce": float(ce.detach().mean())}
+    mets |= {"kl": float(kl.detach().mean()), "ce": float(ce.detach().mean())}
     if isinstance(model, HyperFieldModel):
         if aux_w > 0 and z1 is not None:
             aux = ((model.aux(z1) - batch["aux"].float()) ** 2).mean()
             loss = loss + aux_w * aux
             mets["aux"] = float(aux.detach())
         with torch.no_grad():
-            x2 = model.stage2_input(z1.detach(), tail)
-            model.stage2.observe(x2, kl.detach())
-            counter["step"] += 1
-            if reseed_every and counter["step"] % reseed_every == 0:
-                counter["reseed_due"] = 1
+            model.stage2.observe(model.stage2_input(z1.detach(), tail), kl.detach())
     return loss, mets
 
 
@@ -301,20 +307,30 @@ def _hist(h: Any) -> dict[str, Any]:
 
 
 def _cfg(sc: StudentConfig, epochs: int, seed: int, show: bool | None, lr: float | None = None,
-         metric: str = "val_kl") -> TrainConfig:
+         metric: str = "val_kl", ckpt: Path | None = None) -> TrainConfig:
     """The seed's fixed schedule (cosine over ``epochs``), or training to a plateau of the
     validation ``metric``: the rate halves after every epoch that does not improve it
     (reduce on plateau), the phase stops after ``patience`` such epochs in a row or
-    ``max_epochs``, and the best epoch is kept (the starting weights are a candidate too)."""
+    ``max_epochs``, and the best epoch is kept (the starting weights are a candidate too).
+    With ``ckpt`` (a phase's folder) every epoch is checkpointed and a rerun resumes."""
+    where = None if ckpt is None else str(ckpt)
     if not sc.plateau:
         return TrainConfig(optimizer="adam", lr=lr or sc.lr, epochs=epochs,
                            batch_size=sc.batch_size, schedule="cosine", warmup_steps=20,
-                           grad_clip=5.0, seed=seed, progress=show)
+                           grad_clip=5.0, seed=seed, progress=show, checkpoint_dir=where)
     return TrainConfig(optimizer="adam", lr=lr or sc.lr, epochs=sc.max_epochs,
                        batch_size=sc.batch_size, schedule="plateau", warmup_steps=20,
                        grad_clip=5.0, seed=seed, progress=show,
                        early_stop_patience=sc.patience, early_stop_metric=metric,
-                       restore_best=True, eval_at_start=True)
+                       restore_best=True, eval_at_start=True, checkpoint_dir=where)
+
+
+def _phase(ckpt: str | Path | None, name: str) -> Path | None:
+    return None if ckpt is None else Path(ckpt) / name
+
+
+def _reseeds(*hists: Any) -> int:
+    return int(sum(m.get("reseeded", 0.0) for h in hists for m in h.train_metrics))
 
 
 def _evaluator(val: dict[str, torch.Tensor] | None, fn: Any) -> dict[str, Any]:
@@ -324,9 +340,12 @@ def _evaluator(val: dict[str, torch.Tensor] | None, fn: Any) -> dict[str, Any]:
 
 def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSplit,
                      stats: dict[str, torch.Tensor], teacher: Unembedding, sc: StudentConfig,
-                     *, seed: int = 0, show_progress: bool | None = None) -> dict[str, Any]:
+                     *, seed: int = 0, show_progress: bool | None = None,
+                     checkpoint_dir: str | Path | None = None) -> dict[str, Any]:
     """The three-phase schedule, on the device of ``model`` (and ``teacher``); returns the
-    histories and reseed counts."""
+    histories and reseed counts. With ``checkpoint_dir`` each phase checkpoints every epoch
+    in a folder of its own there, and a rerun resumes where it stopped, to the same
+    weights."""
     data, val = _split(_data(train, sp, stats, _device_of(model)), sp, sc)
     n_init = min(len(data["target"]), 20000)
     x1_init = data["x1"][:n_init].float()
@@ -344,19 +363,20 @@ def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSp
     for p in s1:
         p.requires_grad_(True)
     h1 = fit(model, stage1_loss, {"x1": data["x1"], "aux": data["aux"]},
-             _cfg(sc, sc.stage1_epochs, seed, show_progress, metric="val_aux"),
+             _cfg(sc, sc.stage1_epochs, seed, show_progress, metric="val_aux",
+                  ckpt=_phase(checkpoint_dir, "stage1")),
              **_evaluator(val, _val_aux))
     out["stage1"] = _hist(h1)
     model.init_stage2(x1_init, data["tail"][:n_init].float(), data["final"][:n_init].float(),
                       seed)
-    counter = {"step": 0, "reseeds": 0}
     teacher.compute_dtype = _unembed_dtype(sc)
+    base = {"steps": 0}  # distillation steps of the phases before the running one
 
     def loss2(m: nn.Module, b: dict[str, torch.Tensor]) -> Any:
-        return _distill(m, b, teacher, sc.hard, 0.0, counter, sc.reseed_every)
+        return _distill(m, b, teacher, sc.hard, 0.0, sc.reseed_every)
 
     def loss_e2e(m: nn.Module, b: dict[str, torch.Tensor]) -> Any:
-        return _distill(m, b, teacher, sc.hard, sc.aux, counter, sc.reseed_every)
+        return _distill(m, b, teacher, sc.hard, sc.aux, sc.reseed_every, base["steps"])
 
     def val_kl(m: nn.Module, v: dict[str, torch.Tensor]) -> dict[str, float]:
         return _val_distill(m, v, teacher)
@@ -366,36 +386,40 @@ def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSp
     for p in s1:
         p.requires_grad_(False)
     h2 = fit(model, loss2, data,
-             _cfg(sc, sc.stage2_epochs, derive_seed(seed, "stage2"), show_progress),
+             _cfg(sc, sc.stage2_epochs, derive_seed(seed, "stage2"), show_progress,
+                  ckpt=_phase(checkpoint_dir, "stage2")),
              **_evaluator(val, val_kl))
     out["stage2"] = _hist(h2)
+    hists = [h2]
     if sc.e2e_epochs:
         for p in model.parameters():
             p.requires_grad_(True)
+        base["steps"] = len(h2.train_loss)
         h3 = fit(model, loss_e2e, data, _cfg(sc, sc.e2e_epochs, derive_seed(seed, "e2e"),
-                                              show_progress, lr=sc.lr / 3),
+                                              show_progress, lr=sc.lr / 3,
+                                              ckpt=_phase(checkpoint_dir, "e2e")),
                  **_evaluator(val, val_kl))
         out["e2e"] = _hist(h3)
+        hists.append(h3)
     teacher.compute_dtype = torch.float32
-    out["reseeds"] = counter["reseeds"]
+    out["reseeds"] = _reseeds(*hists)
     model.eval()
     return out
 
 
 def train_mlp(model: MLPStudent, train: FeatureStore, sp: CapturedSplit, teacher: Unembedding,
-              sc: StudentConfig, *, seed: int = 0, show_progress: bool | None = None
-              ) -> dict[str, Any]:
+              sc: StudentConfig, *, seed: int = 0, show_progress: bool | None = None,
+              checkpoint_dir: str | Path | None = None) -> dict[str, Any]:
     """Same data, loss and validation as the HyperField student (under the fixed schedule,
-    its number of distillation epochs)."""
+    its number of distillation epochs); ``checkpoint_dir`` as for :func:`train_hyperfield`."""
     data, val = _split(_data(train, sp, None, _device_of(model)), sp, sc)
-    counter = {"step": 0, "reseeds": 0}
     teacher.compute_dtype = _unembed_dtype(sc)
 
     def loss(m: nn.Module, b: dict[str, torch.Tensor]) -> Any:
-        return _distill(m, b, teacher, sc.hard, 0.0, counter, 0)
+        return _distill(m, b, teacher, sc.hard, 0.0)
 
     h = fit(model, loss, data, _cfg(sc, sc.stage2_epochs + sc.e2e_epochs, seed, show_progress,
-                                    lr=sc.mlp_lr),
+                                    lr=sc.mlp_lr, ckpt=_phase(checkpoint_dir, "mlp")),
             **_evaluator(val, lambda m, v: _val_distill(m, v, teacher)))
     teacher.compute_dtype = torch.float32
     model.eval()

@@ -21,13 +21,15 @@ What :func:`fit` guarantees:
   before. Batches come from a seeded permutation drawn from :func:`step_generator`, which a
   loss may also use for its own draws (negatives, masks): those are then resumed exactly.
   Pass a factory (``lambda: MyHead(...)``) instead of a module to initialise it under the
-  same seed.
+  same seed. A loss that acts every N steps keys on :func:`current_step` (resumed runs
+  count on from the checkpoint).
 - **The frozen model is proven unchanged.** Every module in ``frozen`` has
   ``requires_grad`` switched off for the run (restored afterwards) and a BLAKE2 checksum
   of its parameters and buffers taken before and compared after; a difference, or a
   gradient that reached it, raises :class:`FrozenModelChanged`. Only parameters of
   ``module`` that still require gradients are trained.
 - **Resumable.** With ``checkpoint_dir``, the trainable parameters (not the frozen model),
+  the buffers of the modules that own trainable parameters (running statistics, queues),
   the optimizer state, both random generators, the history and the early-stopping state
   are written at the end of each epoch to one safetensors file (no pickle), atomically. A
   rerun with the same configuration and module shapes continues from it; on CPU the final
@@ -50,7 +52,14 @@ unchanged or resumes bit for bit without pickle, which is the point here.
 
 from __future__ import annotations
 
-from .config import CHECKPOINT_NAME, FrozenModelChanged, History, TrainConfig, step_generator
+from .config import (
+    CHECKPOINT_NAME,
+    FrozenModelChanged,
+    History,
+    TrainConfig,
+    current_step,
+    step_generator,
+)
 from .loop import FitOptions, checksum, fit, fit_module
 
 __all__ = [
@@ -60,6 +69,7 @@ __all__ = [
     "fit_module",
     "FitOptions",
     "step_generator",
+    "current_step",
     "FrozenModelChanged",
     "checksum",
     "CHECKPOINT_NAME",

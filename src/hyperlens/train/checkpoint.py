@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,13 +45,28 @@ class _State:
                 "best_step": self.best_step, "reductions": self.reductions}
 
 
+def state_buffers(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """The buffers a checkpoint keeps: those of modules with a trainable parameter in them
+    (running statistics, queues, usage counts), not those of submodules without one (a
+    frozen lookup table held as buffers is a constant, and may be large)."""
+    out: list[tuple[str, torch.Tensor]] = []
+    for prefix, mod in module.named_modules():
+        if any(p.requires_grad for p in mod.parameters()):
+            out += [(f"{prefix}.{n}" if prefix else n, b)
+                    for n, b in mod.named_buffers(recurse=False) if b is not None]
+    return out
+
+
 def _save_checkpoint(
     path: Path, named: list[tuple[str, nn.Parameter]], opt: torch.optim.Optimizer,
     gen: torch.Generator, meta: dict[str, Any], best: Mapping[str, torch.Tensor] | None,
+    buffers: Sequence[tuple[str, torch.Tensor]] = (),
 ) -> None:
     tensors: dict[str, torch.Tensor] = {}
     for name, p in named:
         tensors[f"param/{name}"] = p
+    for name, b in buffers:
+        tensors[f"buffer/{name}"] = b
     for name, t in (best or {}).items():
         tensors[f"best/{name}"] = t
     index = {id(q): i for i, (_, q) in enumerate(named)}
@@ -116,6 +131,7 @@ def _load_checkpoint(
 def _resume(
     path: Path, fingerprint: Mapping[str, str], named: list[tuple[str, nn.Parameter]],
     opt: torch.optim.Optimizer, gen: torch.Generator, devices: list[int], cfg: TrainConfig,
+    buffers: Sequence[tuple[str, torch.Tensor]] = (),
 ) -> tuple[History, _State] | None:
     """Load the checkpoint into the run; a damaged one is set aside (None: start afresh)."""
     try:
@@ -129,6 +145,9 @@ def _resume(
     with torch.no_grad():
         for nm, p in named:
             p.copy_(tensors[f"param/{nm}"])
+        for nm, b in buffers:  # a checkpoint written before buffers were kept has none
+            if f"buffer/{nm}" in tensors and tensors[f"buffer/{nm}"].shape == b.shape:
+                b.copy_(tensors[f"buffer/{nm}"])
     _restore_optimizer(opt, named, tensors, meta.get("opt_scalars", {}))
     torch.set_rng_state(tensors["rng/global"])
     gen.set_state(tensors["rng/steps"])

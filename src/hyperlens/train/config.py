@@ -24,6 +24,7 @@ _SCHEDULES = ("constant", "linear", "cosine", "plateau")
 _GEN: contextvars.ContextVar[torch.Generator | None] = contextvars.ContextVar(
     "hl_gen", default=None
 )
+_STEP: contextvars.ContextVar[Any] = contextvars.ContextVar("hl_step", default=None)
 
 
 class FrozenModelChanged(HyperlensError):  # noqa: N818 - named for what happened
@@ -274,3 +275,15 @@ def step_generator() -> torch.Generator:
     if gen is None:
         raise InputError("step_generator() is only available inside a loss_fn called by fit().")
     return gen
+
+
+def current_step() -> int:
+    """How many steps the running :func:`fit` has taken before the one in progress (0 in the
+    first), counting the steps of a run it resumed: a loss that acts every N steps keys on
+    this rather than on its own counter, so a resumed run acts at the same steps.
+    Raises :class:`InputError` outside :func:`fit`.
+    """
+    st = _STEP.get()
+    if st is None:
+        raise InputError("current_step() is only available inside a loss_fn called by fit().")
+    return int(st.step)

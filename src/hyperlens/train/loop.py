@@ -17,8 +17,8 @@ from torch import nn
 from ..errors import ConfigError, InputError
 from ..models.handle import ModelHandle
 from ..utils import progress, retain_freed_memory
-from .checkpoint import _module_fingerprint, _resume, _save_checkpoint, _State
-from .config import _GEN, CHECKPOINT_NAME, FrozenModelChanged, History, TrainConfig
+from .checkpoint import _module_fingerprint, _resume, _save_checkpoint, _State, state_buffers
+from .config import _GEN, _STEP, CHECKPOINT_NAME, FrozenModelChanged, History, TrainConfig
 
 
 # --------------------------------------------------------------------------- frozen guard
@@ -280,11 +280,12 @@ def _fit(
         opt = _optimizer(_param_groups(named, cfg), cfg)
         gen = torch.Generator().manual_seed(cfg.seed)
         fp = {"config": cfg.fingerprint(), "module": _module_fingerprint(named)}
+        bufs = state_buffers(module) if ckpt is not None else []
         resumed = None
         if ckpt is not None and ckpt.exists():
-            resumed = _resume(ckpt, fp, named, opt, gen, devices, cfg)
+            resumed = _resume(ckpt, fp, named, opt, gen, devices, cfg, bufs)
         hist, st = resumed or (History(), _State())
-        token = _GEN.set(gen)
+        token, step_token = _GEN.set(gen), _STEP.set(st)
         bar = progress(range(total), total=total, desc="train", enabled=cfg.progress, unit="step")
         loop = _Loop(module, loss_fn, data, collate, eval_fn, cfg, named, opt, hist, st, total,
                      iter(bar))
@@ -300,9 +301,10 @@ def _fit(
                 loop.epoch(epoch, [order[b * bs:(b + 1) * bs] for b in range(per_epoch)])
                 if ckpt is not None:
                     _save_checkpoint(ckpt, named, opt, gen, {"fingerprint": fp, **st.meta(epoch),
-                                     "history": hist.as_dict()}, st.best_params)
+                                     "history": hist.as_dict()}, st.best_params, bufs)
         finally:
             _GEN.reset(token)
+            _STEP.reset(step_token)
             close = getattr(bar, "close", None)
             if callable(close):
                 close()
