@@ -150,6 +150,19 @@ def retain_freed_memory() -> bool:
     return _RETAINED
 
 
+def release_freed_memory() -> None:
+    """Hand the heap's free pages back to the OS (``malloc_trim``): after a phase whose
+    large blocks :func:`retain_freed_memory` kept, so that the next phase does not start on
+    top of them. A no-op where the C library is not glibc."""
+    if _RETAINED:
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+
 def cache_dir(*parts: str, create: bool = True) -> Path:
     """The hyperlens cache folder (``$HYPERLENS_CACHE``, default ``~/.cache/hyperlens``).
 

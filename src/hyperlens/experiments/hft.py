@@ -149,6 +149,14 @@ class HftTrainConfig(CaptureOptions):
     batch_size: int = option(_SC.batch_size, help="positions per step", check=at_least(1),
                              group="students")
     lr: float = option(_SC.lr, help="learning rate", check=above(0), group="students")
+    shortlist: int = option(_SC.shortlist, help="train every student on the KL over each "
+                            "batch's shortlist of the teacher's top-k tokens (with a sampled "
+                            "unigram back-off for the rest) instead of the full vocabulary; "
+                            "validation and evaluation stay full-vocabulary; 0 = the full "
+                            "vocabulary", check=at_least(0), group="students")
+    negatives: int = option(_SC.negatives, help="sampled tokens per batch estimating the "
+                            "student's mass outside the shortlist (with --shortlist)",
+                            check=at_least(1), group="students")
     hard: float = option(_SC.hard, help="weight of the hard-label cross-entropy added to the KL "
                          "to the teacher (more lowers true-token perplexity, raises the KL)",
                          check=at_least(0), group="students")
@@ -330,7 +338,7 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
     from ..hft.model import log_unigram
     from ..hft.train import StudentConfig, fit_rows
     from ..run import Ledger
-    from ..utils import retain_freed_memory, stable_hash
+    from ..utils import release_freed_memory, retain_freed_memory, stable_hash
 
     ctx = ctx or RunContext()
     sc = StudentConfig(k1=cfg.k1, k2=cfg.k2, top1=cfg.top_k, top2=cfg.top_k, lr=cfg.lr,
@@ -338,7 +346,8 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
                        batch_size=cfg.batch_size, stage1_epochs=cfg.stage1_epochs,
                        stage2_epochs=cfg.stage2_epochs, e2e_epochs=cfg.e2e_epochs,
                        patience=cfg.patience, max_epochs=cfg.max_epochs,
-                       val_share=cfg.val_share)
+                       val_share=cfg.val_share, shortlist=cfg.shortlist,
+                       negatives=cfg.negatives)
     sc.validate()
     rep = start_report("hft-train", cfg, ctx,
                        description="HyperField transformer distilled from a teacher LM.")
@@ -369,11 +378,16 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
            f"the last {len(tr) - n_fit:,} ({tr.n_texts - fitted.n_texts} texts) are the "
            "validation slice that decides when each student stops. " if sc.plateau else
            "Fixed epochs over every training position (no validation slice). ")
+        + (f"Students train on the KL over each batch's shortlist of the teacher's top "
+           f"{sc.shortlist} tokens, the rest estimated from {sc.negatives} sampled tokens "
+           "(see the checks for how exact that is); validation and every held-out figure are "
+           "full-vocabulary. " if sc.shortlist else "")
         + f"Window W = {cfg.window}, layer l = {cfg.layer}, heads {list(cfg.heads)}.")).metrics(
         {"train_tokens": len(tr), "heldout_tokens": len(he), "train_texts": tr.n_texts,
          "heldout_texts": he.n_texts, "fit_tokens": n_fit, "validation_tokens": len(tr) - n_fit,
          "vocab": U.vocab_size})
     _baselines(run)
+    release_freed_memory()  # the scoring's float64 blocks: training starts without them
     for track in cfg.tracks:
         _train_track(run, track)
         rep.save(final=False)
@@ -609,6 +623,10 @@ def _checks_and_speed(run: _TrainRun) -> None:
                 "cached vs fresh": checks.cached_vs_fresh(st, X[:256], T[:256], he,
                                                           slice(0, 256)),
             }
+            if run.sc.shortlist:
+                res["shortlist target"] = checks.shortlist_target(
+                    model, X[rows_], T[rows_], he, rows_, U, run.lu, run.sc.shortlist,
+                    run.sc.negatives)
         with rep.timer(f"speed {track}"):
             res["throughput"] = checks.throughput(st, run.teacher, he)
         checks_section(rep, track, res, run.params.get(f"{track}: HyperField", 0),

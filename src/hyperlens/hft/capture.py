@@ -264,10 +264,15 @@ class Unembedding(torch.nn.Module):
         if self.compute_dtype == torch.float32:
             out = x.float() @ self.weight.T
         else:
-            if self._low is None or self._low.device != self.weight.device:
-                self._low = self.weight.to(self.compute_dtype)
-            out = (x.to(self.compute_dtype) @ self._low.T).float()
+            out = (x.to(self.compute_dtype) @ self.low_weight().T).float()
         return out if self.bias is None else out + self.bias
+
+    def low_weight(self) -> torch.Tensor:
+        """``weight`` in ``compute_dtype`` (converted once per device and dtype)."""
+        low = self._low
+        if low is None or low.device != self.weight.device or low.dtype != self.compute_dtype:
+            low = self._low = self.weight.to(self.compute_dtype)
+        return low
 
 
 @dataclass

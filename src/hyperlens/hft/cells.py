@@ -38,7 +38,13 @@ import torch
 
 from ..errors import DataError
 from ..run import Cell, Resources, Task, pinned_threads
-from ..utils import atomic_path, load_safetensors, save_safetensors, stable_hash
+from ..utils import (
+    atomic_path,
+    load_safetensors,
+    release_freed_memory,
+    save_safetensors,
+    stable_hash,
+)
 from .capture import Capture, Unembedding, load_capture
 from .evaluate import score, seed_means, student_fn
 from .features import FeatureConfig, Featurizer
@@ -73,8 +79,12 @@ class StudentSetup:
     @classmethod
     def of(cls, teacher: str, capture: str | Path, fc: FeatureConfig, sc: StudentConfig,
            n_fit: int) -> StudentSetup:
+        student = asdict(sc)
+        if not sc.shortlist:  # the full-vocabulary target: keys of runs before the option stay
+            student.pop("shortlist")
+            student.pop("negatives")
         return cls(teacher, str(capture), tuple(sorted(asdict(fc).items())),
-                   tuple(sorted(asdict(sc).items())), int(n_fit))
+                   tuple(sorted(student.items())), int(n_fit))
 
     @property
     def key(self) -> str:
@@ -217,6 +227,7 @@ def student_cell(setup: dict[str, Any], run: dict[str, Any], out: str, threads: 
         save_safetensors(weights, {k: v.detach().contiguous()
                                    for k, v in model.state_dict().items()})
     shutil.rmtree(ckpt, ignore_errors=True)  # the ledger now holds the cell
+    release_freed_memory()
     reseeds = hist.pop("reseeds", None)  # HyperField only
     return {"summary": seed_means(metrics), "params": count_parameters(model),
             "history": hist, "reseeds": reseeds, "seconds": time.perf_counter() - t0}

@@ -16,6 +16,8 @@ that must hold by construction (window, cache) on small models.
 * :func:`tail_toggle`: relative rise of KL when the 16-token tail is zeroed.
 * :func:`cached_vs_fresh`: logits from the cached float16 projections against projections
   recomputed from the token ids.
+* :func:`shortlist_target`: with training on a shortlist, how exact that target is for the
+  trained student on held-out rows (:func:`~hyperlens.hft.shortlist.target_error`).
 * :func:`throughput`: tokens per second of student and teacher at batch 1 (incremental) and
   batch 512, measured side by side.
 """
@@ -36,7 +38,8 @@ from .generate import RollingBuffer, Student
 from .model import HyperFieldModel
 
 __all__ = ["token_ablation", "position_shuffle", "beyond_window", "hash_collisions",
-           "stage1_reconstruction", "tail_toggle", "cached_vs_fresh", "throughput"]
+           "stage1_reconstruction", "tail_toggle", "cached_vs_fresh", "shortlist_target",
+           "throughput"]
 
 
 def _kl(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
@@ -193,6 +196,20 @@ def tail_toggle(model: Any, x1: torch.Tensor, tail: torch.Tensor, final: torch.T
     model.use_tail = True
     return {"kl_with_tail": res[True], "kl_without_tail": res[False],
             "relative_rise": res[False] / max(res[True], 1e-12) - 1.0}
+
+
+@torch.no_grad()
+def shortlist_target(model: Any, x1: torch.Tensor, tail: torch.Tensor, sp: CapturedSplit,
+                     rows: slice, teacher: Unembedding, log_prior: torch.Tensor, k: int,
+                     negatives: int, batch: int = 256) -> dict[str, float]:
+    """:func:`~hyperlens.hft.shortlist.target_error` of the trained ``model`` on ``rows``
+    (float32 products), batches of the training size."""
+    from .shortlist import Shortlist, target_error
+
+    y = torch.cat([model(a.float(), b.float())[0]
+                   for a, b in zip(x1.split(batch), tail.split(batch), strict=True)])
+    return target_error(model, y, sp.tensor("final", rows), sp.tensor("target", rows),
+                        Shortlist(teacher, log_prior, negatives), k, batch=batch)
 
 
 @torch.no_grad()

@@ -127,6 +127,14 @@ def checks_section(rep: Report, track: str, res: dict[str, Any], n_params: int,
             ["hash collisions: rate, Spearman(collisions, KL)",
              round(res["hash collisions"]["collision_rate"], 5),
              round(res["hash collisions"].get("spearman_rho", float("nan")), 4)]]
+    if "shortlist target" in res:
+        sl = res["shortlist target"]
+        rows += [["shortlist target: mean size, teacher mass outside it",
+                  round(sl["shortlist_size"], 1), round(sl["teacher_mass_outside"], 4)],
+                 ["shortlist target: KL full vocabulary / tail grouped",
+                  round(sl["kl_full"], 4), round(sl["kl_grouped"], 4)],
+                 ["shortlist target: KL as trained (sampled) / mean |sampled - grouped|",
+                  round(sl["kl_shortlist"], 4), round(sl["sampling_abs_error"], 4)]]
     rec = res["stage-1 reconstruction"]
     for k in ("state", "q", "k", "v"):
         rows.append([f"stage-1 cosine {k} (seed: >= 0.9) / mean-only baseline",

@@ -6,6 +6,9 @@ Every gradient-trained model goes through the project's one training loop
 * distillation: ``KL(teacher || student)`` over the full vocabulary at every position, plus
   ``hard * CE(next token)``; teacher logits are recomputed from the stored final state
   through the frozen unembedding (bf16 products while training when ``fast_unembed``);
+  with ``shortlist`` = k > 0 the KL is taken on the batch's shortlist of the teacher's top-k
+  tokens with a sampled back-off for the rest (:mod:`~hyperlens.hft.shortlist`; validation
+  and evaluation stay full-vocabulary);
 * Stage 1 (HyperField only): mean squared error of the aux head against the z-scored
   layer-``l`` state and q/k/v, alone while pretraining Stage 1, and with weight ``aux``
   during end-to-end fine-tuning.
@@ -44,6 +47,7 @@ from ..utils import atomic_path, derive_seed, make_generator, progress
 from .capture import Capture, CapturedSplit, Unembedding
 from .features import Featurizer
 from .model import HyperFieldModel, MLPStudent, TunedLens, distill_loss
+from .shortlist import Shortlist, shortlist_loss, teacher_targets
 
 __all__ = ["StudentConfig", "FeatureStore", "build_model", "build_features", "aux_stats",
            "fit_rows",
@@ -87,6 +91,8 @@ class StudentConfig:
     max_epochs: int = 16
     val_share: float = 0.1
     val_rows: int = 8192
+    shortlist: int = 0  # > 0: train on the teacher's top-k shortlist (hft/shortlist.py)
+    negatives: int = 1024
 
     @property
     def plateau(self) -> bool:
@@ -99,7 +105,8 @@ class StudentConfig:
         ints = {"d_embed": 1, "k1": 1, "top1": 1, "k2": 1, "top2": 1, "d_route": 1,
                 "heads1": 1, "heads2": 1, "lens_epochs": 1, "batch_size": 1,
                 "stage1_epochs": 1, "stage2_epochs": 1, "e2e_epochs": 0, "reseed_every": 0,
-                "online_epochs": 1, "patience": 0, "max_epochs": 1, "val_rows": 1}
+                "online_epochs": 1, "patience": 0, "max_epochs": 1, "val_rows": 1,
+                "shortlist": 0, "negatives": 1}
         for name, lo in ints.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -215,15 +222,30 @@ def fit_rows(sp: CapturedSplit, sc: StudentConfig) -> int:
 
 
 def _data(store: FeatureStore, sp: CapturedSplit, stats: dict[str, torch.Tensor] | None,
-          device: torch.device) -> dict[str, torch.Tensor]:
+          device: torch.device, shortlist: dict[str, torch.Tensor] | None = None
+          ) -> dict[str, torch.Tensor]:
     """The training tensors of a split on ``device`` (the student's; on the CPU they stay
-    memory-mapped)."""
+    memory-mapped), with the teacher's top-k and log normaliser when training on a
+    shortlist."""
     d = store.tensors()
     d["final"] = torch.from_numpy(np.ascontiguousarray(sp["final"]))
     d["target"] = torch.from_numpy(np.ascontiguousarray(sp["target"]).astype(np.int64))
     if stats is not None:
         d["aux"] = aux_targets(sp, stats).half()
+    d |= shortlist or {}
     return {k: v.to(device) for k, v in d.items()}
+
+
+def _shortlist(sc: StudentConfig, sp: CapturedSplit, teacher: Unembedding, model: Any,
+               show: bool | None) -> tuple[Shortlist | None, dict[str, torch.Tensor] | None]:
+    """With ``sc.shortlist``: the loss's :class:`Shortlist` (negatives from the student's
+    starting unigram bias, the training unigram) and every row's teacher top-k and log
+    normaliser, in the precision of the training products."""
+    if not sc.shortlist:
+        return None, None
+    teacher.compute_dtype = _unembed_dtype(sc)
+    targets = teacher_targets(sp["final"], teacher, sc.shortlist, show_progress=show)
+    return Shortlist(teacher, model.unigram.detach().clone(), sc.negatives), targets
 
 
 def _split(data: dict[str, torch.Tensor], sp: CapturedSplit, sc: StudentConfig
@@ -268,12 +290,13 @@ def _device_of(module: nn.Module) -> torch.device:
 
 
 def _distill(model: Any, batch: dict[str, torch.Tensor], teacher: Unembedding,
-             hard: float, aux_w: float, reseed_every: int = 0, base: int = 0
-             ) -> tuple[torch.Tensor, dict[str, float]]:
+             hard: float, aux_w: float, reseed_every: int = 0, base: int = 0,
+             sl: Shortlist | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The distillation loss of one batch. A HyperField student also feeds its high-error
     queue, and reseeds idle tensors before every ``reseed_every``-th step counted over its
     distillation phases (``base``: the steps of the phases before this one); the step comes
-    from the loop, so a resumed phase reseeds where an uninterrupted one does."""
+    from the loop, so a resumed phase reseeds where an uninterrupted one does. With ``sl``
+    the KL is the shortlist target (:mod:`~hyperlens.hft.shortlist`)."""
     mets: dict[str, float] = {}
     if isinstance(model, HyperFieldModel):
         done = base + current_step()
@@ -286,9 +309,13 @@ def _distill(model: Any, batch: dict[str, torch.Tensor], teacher: Unembedding,
         mets["reseeded"] = float(moved)
     x1, tail = batch["x1"].float(), batch["tail"].float()
     y, z1 = model(x1, tail)
-    with torch.no_grad():
-        t_logits = teacher(batch["final"].float())
-    loss, kl, ce = distill_loss(model.logits(y), t_logits, batch["target"], hard)
+    if sl is not None:
+        loss, kl, ce = shortlist_loss(model, y, batch["final"], batch["topk"], batch["lse"],
+                                      batch["target"], sl, hard)
+    else:
+        with torch.no_grad():
+            t_logits = teacher(batch["final"].float())
+        loss, kl, ce = distill_loss(model.logits(y), t_logits, batch["target"], hard)
     mets |= {"kl": float(kl.detach().mean()), "ce": float(ce.detach().mean())}
     if isinstance(model, HyperFieldModel):
         if aux_w > 0 and z1 is not None:
@@ -346,7 +373,8 @@ def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSp
     histories and reseed counts. With ``checkpoint_dir`` each phase checkpoints every epoch
     in a folder of its own there, and a rerun resumes where it stopped, to the same
     weights."""
-    data, val = _split(_data(train, sp, stats, _device_of(model)), sp, sc)
+    sl, targets = _shortlist(sc, sp, teacher, model, show_progress)
+    data, val = _split(_data(train, sp, stats, _device_of(model), targets), sp, sc)
     n_init = min(len(data["target"]), 20000)
     x1_init = data["x1"][:n_init].float()
     model.init_stage1(x1_init, data["aux"][:n_init].float(), seed)
@@ -373,10 +401,10 @@ def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSp
     base = {"steps": 0}  # distillation steps of the phases before the running one
 
     def loss2(m: nn.Module, b: dict[str, torch.Tensor]) -> Any:
-        return _distill(m, b, teacher, sc.hard, 0.0, sc.reseed_every)
+        return _distill(m, b, teacher, sc.hard, 0.0, sc.reseed_every, 0, sl)
 
     def loss_e2e(m: nn.Module, b: dict[str, torch.Tensor]) -> Any:
-        return _distill(m, b, teacher, sc.hard, sc.aux, sc.reseed_every, base["steps"])
+        return _distill(m, b, teacher, sc.hard, sc.aux, sc.reseed_every, base["steps"], sl)
 
     def val_kl(m: nn.Module, v: dict[str, torch.Tensor]) -> dict[str, float]:
         return _val_distill(m, v, teacher)
@@ -412,11 +440,12 @@ def train_mlp(model: MLPStudent, train: FeatureStore, sp: CapturedSplit, teacher
               checkpoint_dir: str | Path | None = None) -> dict[str, Any]:
     """Same data, loss and validation as the HyperField student (under the fixed schedule,
     its number of distillation epochs); ``checkpoint_dir`` as for :func:`train_hyperfield`."""
-    data, val = _split(_data(train, sp, None, _device_of(model)), sp, sc)
+    sl, targets = _shortlist(sc, sp, teacher, model, show_progress)
+    data, val = _split(_data(train, sp, None, _device_of(model), targets), sp, sc)
     teacher.compute_dtype = _unembed_dtype(sc)
 
     def loss(m: nn.Module, b: dict[str, torch.Tensor]) -> Any:
-        return _distill(m, b, teacher, sc.hard, 0.0)
+        return _distill(m, b, teacher, sc.hard, 0.0, sl=sl)
 
     h = fit(model, loss, data, _cfg(sc, sc.stage2_epochs + sc.e2e_epochs, seed, show_progress,
                                     lr=sc.mlp_lr, ckpt=_phase(checkpoint_dir, "mlp")),

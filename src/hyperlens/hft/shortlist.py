@@ -1,0 +1,172 @@
+"""A cheaper distillation target: the KL on a per-batch shortlist of the vocabulary.
+
+The full-vocabulary loss multiplies every row's student state and the teacher's final
+state by the whole unembedding (``[B, d] x [d, V]``, three times with the backward pass),
+which is most of a student's training time at ``V = 49,152``. Here each batch works on
+
+* the shortlist ``S``: the union of the teacher's ``k`` most likely next tokens of every
+  row in the batch (precomputed once, :func:`teacher_targets`) and the rows' true tokens;
+* the teacher's exact probabilities on ``S``, ``p_i = exp(t_i - logZ_t)``, from its
+  full-vocabulary log normaliser (also precomputed once), and its exact remaining mass
+  ``p_out = 1 - sum_S p_i``;
+* the student's logits on ``S`` and on ``m`` negatives drawn from the training unigram
+  outside ``S`` (one draw per batch, from the loop's step generator, so a resumed run
+  draws the same); the student's mass outside ``S`` is the importance-sampled estimate
+  ``Z_out ~ (1/m) sum_j exp(s_j) / pi(j)`` (the unigram back-off), and its log normaliser
+  ``log(sum_S exp(s_i) + Z_out)``.
+
+The loss is ``KL`` over the ``|S| + 1`` outcomes (each shortlisted token, and "any other
+token") plus ``hard`` times the cross-entropy of the true token, which is exact on ``S``
+apart from the estimated normaliser. The teacher side is exact; the student side is exact
+up to the sampled ``Z_out`` (a log of a Monte-Carlo mean: slightly biased low, and only
+for the mass the teacher puts outside the shortlist). :func:`target_error` measures both
+on rows the caller chooses. Evaluation never uses this: held-out perplexity and KL, and
+the validation slice of training to a plateau, stay full-vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+from ..train import step_generator
+from .capture import Unembedding
+
+__all__ = ["teacher_targets", "Shortlist", "shortlist_loss", "target_error"]
+
+
+@torch.no_grad()
+def teacher_targets(final: Any, teacher: Unembedding, k: int, *, batch: int = 1024,
+                    show_progress: bool | None = False) -> dict[str, torch.Tensor]:
+    """The teacher's top-``k`` next tokens ``[n, k]`` (int32) and full-vocabulary log
+    normaliser ``[n]`` (float32) of every row of ``final`` (``[n, d]``, any array), in the
+    teacher's compute dtype, read in chunks (one pass over the whole vocabulary)."""
+    from ..utils import progress
+
+    n = int(final.shape[0])
+    if not 1 <= k <= teacher.vocab_size:
+        raise InputError(f"shortlist k must be in 1..{teacher.vocab_size}, got {k}.")
+    ids = torch.empty(n, k, dtype=torch.int32)
+    lse = torch.empty(n, dtype=torch.float32)
+    for a in progress(range(0, n, batch), total=-(-n // batch), desc="teacher top-k",
+                      enabled=show_progress):
+        rows = slice(a, min(n, a + batch))
+        t = teacher(torch.as_tensor(np.asarray(final[rows])).float())
+        lse[rows] = torch.logsumexp(t, -1)
+        ids[rows] = t.topk(k, dim=-1).indices.int()
+    return {"topk": ids, "lse": lse}
+
+
+class Shortlist:
+    """What a student's shortlist loss needs besides the batch: the frozen unembedding, the
+    negatives' proposal (the training unigram, ``log_prior [V]``) and ``m`` negatives."""
+
+    def __init__(self, teacher: Unembedding, log_prior: torch.Tensor, negatives: int) -> None:
+        if negatives < 1:
+            raise InputError(f"negatives must be >= 1, got {negatives}.")
+        self.teacher = teacher
+        self.prior = log_prior.detach().float().cpu().softmax(-1)  # [V]
+        self.negatives = int(negatives)
+
+    def _rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """The unembedding rows of ``ids`` in the compute dtype."""
+        U = self.teacher
+        w = U.weight if U.compute_dtype == torch.float32 else U.low_weight()
+        return w[ids]
+
+    def logits(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """``x [B, d] @ W_U[ids]^T (+ b) -> [B, len(ids)]`` float32."""
+        U = self.teacher
+        out = (x.to(U.compute_dtype) @ self._rows(ids).T).float()
+        return out if U.bias is None else out + U.bias[ids]
+
+    def draw(self, shortlist: torch.Tensor, gen: torch.Generator | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``m`` negatives from the prior outside ``shortlist`` and their log proposal
+        probabilities (renormalised outside the shortlist), drawn from ``gen`` (default: the
+        running fit's step generator)."""
+        pi = self.prior.clone()  # on the CPU, as the loop's generator is
+        pi[shortlist.cpu()] = 0.0
+        total = float(pi.sum())
+        dev = shortlist.device
+        if total <= 0:  # the shortlist is the whole vocabulary: nothing is outside
+            return torch.empty(0, dtype=torch.long, device=dev), torch.empty(0, device=dev)
+        neg = torch.multinomial(pi, self.negatives, replacement=True,
+                                generator=step_generator() if gen is None else gen)
+        return neg.to(dev), (pi[neg] / total).log().to(dev)
+
+
+def shortlist_loss(model: Any, y: torch.Tensor, final: torch.Tensor, topk: torch.Tensor,
+                   lse: torch.Tensor, target: torch.Tensor, sl: Shortlist, hard: float,
+                   gen: torch.Generator | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(mean KL + hard * mean CE, per-row KL, per-row CE)`` on the batch's shortlist (see
+    the module text). ``model`` has ``unigram [V]`` (its trainable logit bias); ``y
+    [B, d]`` is its final state; ``final [B, d]`` the teacher's; ``topk [B, k]`` and ``lse
+    [B]`` from :func:`teacher_targets`; ``target [B]`` the true next tokens."""
+    tgt = target.long()
+    S = torch.unique(torch.cat([topk.reshape(-1).long(), tgt]))  # sorted
+    neg, log_pi = sl.draw(S, gen)
+    with torch.no_grad():
+        log_p = sl.logits(final.float(), S) - lse[:, None]  # exact teacher log-probs on S
+        p = log_p.exp()
+        p_out = (1.0 - p.sum(-1)).clamp_min(0.0)
+    s_S = sl.logits(y, S) + model.unigram[S]  # [B, M]
+    parts = [s_S]
+    log_z_out = None
+    if len(neg):
+        s_N = sl.logits(y, neg) + model.unigram[neg]  # [B, m]
+        log_z_out = torch.logsumexp(s_N - log_pi, -1) - math.log(len(neg))
+        parts.append(log_z_out[:, None])
+    log_z = torch.logsumexp(torch.cat(parts, 1), -1)  # [B]
+    log_q = s_S - log_z[:, None]
+    kl = (p * (log_p - log_q)).sum(-1)
+    if log_z_out is not None:
+        log_q_out = log_z_out - log_z
+        kl = kl + torch.where(p_out > 0, p_out * (p_out.clamp_min(1e-30).log() - log_q_out),
+                              torch.zeros_like(p_out))
+    ce = -log_q.gather(1, torch.searchsorted(S, tgt)[:, None]).squeeze(1)
+    loss = kl.mean() + hard * ce.mean() if hard else kl.mean()
+    return loss, kl.detach(), ce.detach()
+
+
+@torch.no_grad()
+def target_error(model: Any, y: torch.Tensor, final: torch.Tensor, target: torch.Tensor,
+                 sl: Shortlist, k: int, *, batch: int = 256, seed: int = 0
+                 ) -> dict[str, float]:
+    """How exact the shortlist target is on the rows given (in batches of the training
+    size): the mean shortlist size; the teacher's mean mass outside it; the mean per-row KL
+    under the full vocabulary (``kl_full``), over the shortlist and one "other" outcome with
+    the student's exact normaliser (``kl_grouped``: never above ``kl_full``, the difference
+    is what grouping the tail leaves out), and with the sampled normaliser the loss uses
+    (``kl_shortlist``); and the mean absolute per-row difference of the last two (the
+    sampling error)."""
+    gen = torch.Generator().manual_seed(seed)
+    sizes, outside, short, full, grouped = [], [], [], [], []
+    for a in range(0, int(y.shape[0]), batch):
+        yb, fb, tb = y[a:a + batch], final[a:a + batch].float(), target[a:a + batch].long()
+        t = sl.teacher(fb)
+        lse = torch.logsumexp(t, -1)
+        topk = t.topk(k, dim=-1).indices
+        _, kl_s, _ = shortlist_loss(model, yb, fb, topk, lse, tb, sl, 0.0, gen)
+        log_q = F.log_softmax(model.logits(yb), -1)
+        log_p = t - lse[:, None]
+        full.append((log_p.exp() * (log_p - log_q)).sum(-1))
+        short.append(kl_s)
+        S = torch.unique(torch.cat([topk.reshape(-1), tb]))
+        sizes.append(float(len(S)))
+        p_S, q_S = log_p[:, S].exp(), log_q[:, S].exp()
+        p_o, q_o = (1.0 - p_S.sum(-1)).clamp_min(1e-30), (1.0 - q_S.sum(-1)).clamp_min(1e-30)
+        grouped.append((p_S * (log_p[:, S] - log_q[:, S])).sum(-1) + p_o * (p_o / q_o).log())
+        outside.append(1.0 - p_S.sum(-1))
+    ks, kf, kg = torch.cat(short), torch.cat(full), torch.cat(grouped)
+    return {"shortlist_size": float(np.mean(sizes)),
+            "teacher_mass_outside": float(torch.cat(outside).mean()),
+            "kl_full": float(kf.mean()), "kl_grouped": float(kg.mean()),
+            "kl_shortlist": float(ks.mean()),
+            "sampling_abs_error": float((ks - kg).abs().mean())}
