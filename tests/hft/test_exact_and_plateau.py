@@ -225,3 +225,44 @@ def test_a_killed_student_resumes_to_the_same_weights_and_reseeds(setup, tmp_pat
     # the full-vocabulary validation KL falls under either target
     for phase in ("stage2", "e2e"):
         assert h[phase]["best"]["val_kl"] < h["stage2"]["evals"][0]["val_kl"]
+
+
+def test_transformer_student_reads_ids_matches_parameters_and_learns(setup, tiny_teacher):
+    from hyperlens.hft.cells import _ids
+    from hyperlens.hft.model import (
+        TransformerStudent,
+        count_parameters,
+        transformer_parameters,
+        transformer_width_for,
+    )
+
+    cap, feat, fc, store, U, lu = setup
+    W, d = fc.window, 32
+    m = TransformerStudent(feat.emb, W, d, 64, U, lu, heads=4, seed=1)
+    assert count_parameters(m) == transformer_parameters(64, feat.d, W, d, U.vocab_size)
+    width = transformer_width_for(count_parameters(m) + 10, feat.d, W, d, U.vocab_size,
+                                  heads=4)
+    assert width == 64
+    ids = torch.from_numpy(np.asarray(cap.train["ctx"][:40]).astype(np.int64))
+    y, _ = m(ids.float())
+    assert y.shape == (40, d) and torch.equal(y, torch.zeros_like(y))  # unigram at the start
+    torch.nn.init.normal_(m.out.weight)
+    y, _ = m(ids.float())
+    pad = ids < 0
+    assert bool(pad.any())
+    # a slot before the text (id -1) is masked: the table row it reads never matters
+    with torch.no_grad():
+        m.tokens.table[0] += 5.0
+    keep = ~(ids == 0).any(1)
+    torch.testing.assert_close(m(ids.float())[0][keep], y[keep])
+    with torch.no_grad():
+        m.tokens.table[0] -= 5.0
+    changed = ids.clone()
+    changed[:, 0] = (changed[:, 0] + 1) % U.vocab_size
+    assert not torch.allclose(m(changed.float())[0], y)  # the current token does
+    # trained like the MLP on the same loss and validation slice, the validation KL falls
+    sc = replace(SMALL_STUDENT, batch_size=32, patience=1, max_epochs=3, val_share=0.25,
+                 fast_unembed=False, transformer_lr=3e-3)
+    student = TransformerStudent(feat.emb, W, d, 64, U, lu, heads=4, seed=1)
+    h = train_mlp(student, _ids(cap.train), cap.train, U, sc, show_progress=False)
+    assert h["best"]["val_kl"] < h["evals"][0]["val_kl"]

@@ -168,6 +168,10 @@ class HftTrainConfig(CaptureOptions):
                               "neural LM: an MLP of the same size on the unsketched last "
                               "--exact-tokens embeddings alone (--no-window-mlp skips it)",
                               group="students")
+    transformer: bool = option(False, help="also train a 2-layer transformer over the window's "
+                               "token ids with the HyperField student's parameter count, data "
+                               "and loss (the attention anchor; several times the HyperField's "
+                               "training time)", group="students")
     n_boot: int = option(1000, help="bootstrap resamples over texts", check=at_least(10),
                          aliases=("--boot",), group="students")
     fresh: bool = option(False, help="ignore finished students in OUT/cells.jsonl and train "
@@ -454,6 +458,9 @@ def _train_track(run: _TrainRun, track: str) -> None:
                                       keep=i == 0 and j == 0))
             if cfg.mlp:
                 runs.append(hc.StudentRun("mlp", seed, f"{track}: MLP (same parameters){sfx}"))
+            if cfg.transformer and j == 0:  # reads ids: one per seed, whatever the features
+                runs.append(hc.StudentRun("transformer", seed, f"{track}: transformer "
+                                          "(2 layers, same parameters)"))
             if cfg.window_mlp and fc.exact:
                 runs.append(hc.StudentRun("window-mlp", seed, f"{track}: window MLP (last "
                                           f"{fc.exact} tokens, unsketched){sfx}"))

@@ -48,7 +48,14 @@ from ..utils import (
 from .capture import Capture, Unembedding, load_capture
 from .evaluate import score, seed_means, student_fn
 from .features import FeatureConfig, Featurizer
-from .model import MLPStudent, count_parameters, log_unigram, mlp_hidden_for
+from .model import (
+    MLPStudent,
+    TransformerStudent,
+    count_parameters,
+    log_unigram,
+    mlp_hidden_for,
+    transformer_width_for,
+)
 from .train import (
     FeatureStore,
     StudentConfig,
@@ -63,7 +70,11 @@ __all__ = ["StudentSetup", "StudentRun", "Prepared", "prepare", "register", "pre
            "student_cell", "cells_for", "load_metrics", "load_student_model", "MODELS"]
 
 #: the students a cell can train
-MODELS = ("hyperfield", "mlp", "window-mlp")
+MODELS = ("hyperfield", "mlp", "window-mlp", "transformer")
+
+
+#: StudentConfig fields added after runs were recorded, with their defaults
+_LATER = {"shortlist": 0, "negatives": 1024, "transformer_lr": 3e-4}
 
 
 @dataclass(frozen=True)
@@ -80,9 +91,9 @@ class StudentSetup:
     def of(cls, teacher: str, capture: str | Path, fc: FeatureConfig, sc: StudentConfig,
            n_fit: int) -> StudentSetup:
         student = asdict(sc)
-        if not sc.shortlist:  # the full-vocabulary target: keys of runs before the option stay
-            student.pop("shortlist")
-            student.pop("negatives")
+        for k, v in _LATER.items():  # at their defaults, keys of earlier runs stay the same
+            if student[k] == v:
+                student.pop(k)
         return cls(teacher, str(capture), tuple(sorted(asdict(fc).items())),
                    tuple(sorted(student.items())), int(n_fit))
 
@@ -181,6 +192,10 @@ def _build(p: Prepared, sc: StudentConfig, run: StudentRun) -> Any:
     if run.model == "hyperfield":
         return hf
     n = count_parameters(hf)
+    if run.model == "transformer":
+        width = transformer_width_for(n, p.feat.d, fc.window, p.d_model, p.unembed.vocab_size)
+        return TransformerStudent(p.feat.emb, fc.window, p.d_model, width, p.unembed,
+                                  p.log_unigram, seed=run.seed)
     if run.model == "mlp":
         hidden = mlp_hidden_for(n, p.feat.d1 + fc.d_tail, p.d_model)
         return MLPStudent(p.feat.d1, fc.d_tail, p.d_model, hidden, p.unembed, p.log_unigram,
@@ -206,18 +221,20 @@ def student_cell(setup: dict[str, Any], run: dict[str, Any], out: str, threads: 
         p = prepared_for(st)
         sc = st.student_config()
         model = _build(p, sc, r)
+        train, heldout = ((_ids(p.cap.train), _ids(p.cap.heldout)) if r.model == "transformer"
+                          else (p.train, p.heldout))
         npz, weights = _paths(out, st, r)
         ckpt = npz.with_suffix(".ckpt")  # every epoch of every phase: a killed cell resumes
         with torch.random.fork_rng():
             torch.manual_seed(r.seed)
             if r.model == "hyperfield":
-                hist = train_hyperfield(model, p.train, p.cap.train, p.stats, p.unembed, sc,
+                hist = train_hyperfield(model, train, p.cap.train, p.stats, p.unembed, sc,
                                         seed=r.seed, show_progress=show_progress,
                                         checkpoint_dir=ckpt)
             else:
-                hist = train_mlp(model, p.train, p.cap.train, p.unembed, sc, seed=r.seed,
+                hist = train_mlp(model, train, p.cap.train, p.unembed, sc, seed=r.seed,
                                  show_progress=show_progress, checkpoint_dir=ckpt)
-        X, T = torch.from_numpy(p.heldout.x1), torch.from_numpy(p.heldout.tail)
+        X, T = torch.from_numpy(heldout.x1), torch.from_numpy(heldout.tail)
         metrics = score(student_fn(model, X, T), p.cap.heldout, p.unembed)
     npz.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(npz) as tmp:
@@ -231,6 +248,11 @@ def student_cell(setup: dict[str, Any], run: dict[str, Any], out: str, threads: 
     reseeds = hist.pop("reseeds", None)  # HyperField only
     return {"summary": seed_means(metrics), "params": count_parameters(model),
             "history": hist, "reseeds": reseeds, "seconds": time.perf_counter() - t0}
+
+
+def _ids(sp: Any) -> FeatureStore:
+    """A split's window token ids as the inputs of a student that reads ids (no tail)."""
+    return FeatureStore(np.asarray(sp["ctx"]), np.zeros((len(sp), 0), np.float16))
 
 
 def cells_for(setup: StudentSetup, runs: list[StudentRun], out: str | Path, threads: int

@@ -28,8 +28,9 @@ from .capture import Unembedding
 from .layer import HyperTensorLayer
 
 __all__ = [
-    "HyperFieldModel", "MLPStudent", "TunedLens", "count_parameters", "mlp_hidden_for",
-    "kl_and_ce", "distill_loss", "log_unigram",
+    "HyperFieldModel", "MLPStudent", "TransformerStudent", "TunedLens", "count_parameters",
+    "mlp_hidden_for", "transformer_parameters", "transformer_width_for", "kl_and_ce",
+    "distill_loss", "log_unigram",
 ]
 
 
@@ -155,6 +156,100 @@ class MLPStudent(nn.Module):
             return self.net(x1[:, self.columns[0]:self.columns[1]]), None
         t = tail if self.use_tail else torch.zeros_like(tail)
         return self.net(torch.cat([x1, t], dim=1)), None
+
+    def logits(self, y: torch.Tensor) -> torch.Tensor:
+        return self.unembed(y) + self.unigram
+
+
+class _Frozen(nn.Module):
+    """A frozen table held as a buffer by a module without parameters (checkpoints of the
+    training loop leave such buffers out)."""
+
+    table: torch.Tensor
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("table", table)
+
+
+class _Block(nn.Module):
+    """Pre-norm transformer block; ``first_only`` computes the output at slot 0 alone."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.ff = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(),
+                                nn.Linear(4 * width, width))
+
+    def forward(self, h: torch.Tensor, pad: torch.Tensor, first_only: bool = False
+                ) -> torch.Tensor:
+        x = self.ln1(h)
+        q = x[:, :1] if first_only else x
+        a, _ = self.attn(q, x, x, key_padding_mask=pad, need_weights=False)
+        h = (h[:, :1] if first_only else h) + a
+        return h + self.ff(self.ln2(h))
+
+
+def transformer_parameters(width: int, d_embed: int, window: int, d_model: int, vocab: int,
+                           layers: int = 2) -> int:
+    """Trainable parameters of :class:`TransformerStudent` (the frozen embedding excluded)."""
+    block = 4 * width * width + 4 * width + 8 * width * width + 5 * width + 4 * width
+    return (d_embed * width + width + window * width + layers * block + 2 * width
+            + width * d_model + d_model + vocab)
+
+
+def transformer_width_for(n_params: int, d_embed: int, window: int, d_model: int, vocab: int,
+                          heads: int = 8, layers: int = 2) -> int:
+    """The width (a multiple of ``8 * heads``) whose student has the parameter count
+    nearest ``n_params``."""
+    step = 8 * heads
+    widths = range(step, 64 * step + 1, step)
+    return min(widths, key=lambda w: abs(transformer_parameters(w, d_embed, window, d_model,
+                                                                vocab, layers) - n_params))
+
+
+class TransformerStudent(nn.Module):
+    """A small transformer over the window's token ids, the neural anchor with attention.
+
+    The window's tokens (slot 0 = the current token; id -1 before the text, masked) enter
+    through the teacher's frozen input embedding (the same scaled table the featuriser
+    reads) and a trainable projection, plus a learned embedding per slot; ``layers``
+    pre-norm blocks attend over the window (every slot is past context, so no causal mask),
+    the last one at slot 0 only; a zero-initialised map takes slot 0 to the teacher's final
+    state space, so at initialisation the prediction is the unigram. ``logits = W_U y + b``
+    as for the other students, so the loss and the target are theirs.
+
+    Shapes: ``forward(ids [B, W] (floats or ints), tail [B, *] unused) -> (y [B, d], None)``.
+    """
+
+    def __init__(self, embedding: torch.Tensor, window: int, d_model: int, width: int,
+                 unembed: Unembedding, log_unigram: torch.Tensor, *, heads: int = 8,
+                 layers: int = 2, seed: int = 0) -> None:
+        super().__init__()
+        self.tokens = _Frozen(embedding.detach().float().clone())
+        with torch.random.fork_rng(devices=[]):  # seeded here; the global generator untouched
+            torch.manual_seed(seed)
+            self.inp = nn.Linear(int(embedding.shape[1]), width)
+            self.slot = nn.Parameter(0.02 * torch.randn(window, width))
+            self.blocks = nn.ModuleList([_Block(width, heads) for _ in range(layers)])
+            self.norm = nn.LayerNorm(width)
+            self.out = nn.Linear(width, d_model)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.unigram = nn.Parameter(log_unigram.detach().float().clone())
+        self.unembed = unembed
+        self.window = window
+        self.use_tail = False
+
+    def forward(self, ids: torch.Tensor, tail: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, None]:
+        ids = ids.long()
+        pad = ids < 0
+        h = self.inp(self.tokens.table[ids.clamp_min(0)]) + self.slot[: ids.shape[1]]
+        for i, blk in enumerate(self.blocks):
+            h = blk(h, pad, first_only=i == len(self.blocks) - 1)
+        return self.out(self.norm(h[:, 0])), None
 
     def logits(self, y: torch.Tensor) -> torch.Tensor:
         return self.unembed(y) + self.unigram

@@ -46,7 +46,7 @@ from ..train import TrainConfig, current_step, fit
 from ..utils import atomic_path, derive_seed, make_generator, progress
 from .capture import Capture, CapturedSplit, Unembedding
 from .features import Featurizer
-from .model import HyperFieldModel, MLPStudent, TunedLens, distill_loss
+from .model import HyperFieldModel, MLPStudent, TransformerStudent, TunedLens, distill_loss
 from .shortlist import Shortlist, shortlist_loss, teacher_targets
 
 __all__ = ["StudentConfig", "FeatureStore", "build_model", "build_features", "aux_stats",
@@ -93,6 +93,7 @@ class StudentConfig:
     val_rows: int = 8192
     shortlist: int = 0  # > 0: train on the teacher's top-k shortlist (hft/shortlist.py)
     negatives: int = 1024
+    transformer_lr: float = 3e-4
 
     @property
     def plateau(self) -> bool:
@@ -111,7 +112,7 @@ class StudentConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise InputError(f"{name} must be an int >= {lo}, got {v!r}.")
-        for name in ("tau1", "tau2", "lr", "mlp_lr", "lens_lr"):
+        for name in ("tau1", "tau2", "lr", "mlp_lr", "lens_lr", "transformer_lr"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0 < v < float("inf")):
                 raise InputError(f"{name} must be a finite number > 0, got {v!r}.")
@@ -435,11 +436,13 @@ def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSp
     return out
 
 
-def train_mlp(model: MLPStudent, train: FeatureStore, sp: CapturedSplit, teacher: Unembedding,
-              sc: StudentConfig, *, seed: int = 0, show_progress: bool | None = None,
-              checkpoint_dir: str | Path | None = None) -> dict[str, Any]:
-    """Same data, loss and validation as the HyperField student (under the fixed schedule,
-    its number of distillation epochs); ``checkpoint_dir`` as for :func:`train_hyperfield`."""
+def train_mlp(model: MLPStudent | TransformerStudent, train: FeatureStore, sp: CapturedSplit,
+              teacher: Unembedding, sc: StudentConfig, *, seed: int = 0,
+              show_progress: bool | None = None, checkpoint_dir: str | Path | None = None
+              ) -> dict[str, Any]:
+    """An MLP or the transformer (``train`` then holds the window ids): the same data, loss
+    and validation as the HyperField student (under the fixed schedule, its number of
+    distillation epochs); ``checkpoint_dir`` as for :func:`train_hyperfield`."""
     sl, targets = _shortlist(sc, sp, teacher, model, show_progress)
     data, val = _split(_data(train, sp, None, _device_of(model), targets), sp, sc)
     teacher.compute_dtype = _unembed_dtype(sc)
@@ -447,8 +450,9 @@ def train_mlp(model: MLPStudent, train: FeatureStore, sp: CapturedSplit, teacher
     def loss(m: nn.Module, b: dict[str, torch.Tensor]) -> Any:
         return _distill(m, b, teacher, sc.hard, 0.0, sl=sl)
 
+    lr = sc.transformer_lr if isinstance(model, TransformerStudent) else sc.mlp_lr
     h = fit(model, loss, data, _cfg(sc, sc.stage2_epochs + sc.e2e_epochs, seed, show_progress,
-                                    lr=sc.mlp_lr, ckpt=_phase(checkpoint_dir, "mlp")),
+                                    lr=lr, ckpt=_phase(checkpoint_dir, "mlp")),
             **_evaluator(val, lambda m, v: _val_distill(m, v, teacher)))
     teacher.compute_dtype = torch.float32
     model.eval()
