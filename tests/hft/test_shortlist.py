@@ -61,8 +61,9 @@ def test_a_short_list_is_exact_on_the_teacher_side_and_close_on_the_student_side
     assert 0 < err["teacher_mass_outside"] < 1 and 5 <= err["shortlist_size"] <= V
     # grouping the tail into one outcome can only lose divergence
     assert err["kl_grouped"] <= err["kl_full"] + 1e-6
-    # with many negatives the sampled normaliser is close to the exact one
-    assert err["sampling_abs_error"] < 0.02 * err["kl_grouped"]
+    # with many negatives the estimate is close to the full KL (the tail included)
+    assert err["sampling_abs_error"] < 0.05 * err["kl_full"]
+    assert abs(err["kl_shortlist"] - err["kl_full"]) < abs(err["kl_grouped"] - err["kl_full"])
     few = target_error(m, y.detach(), final, target, Shortlist(U, prior, 2), 5, batch=B)
     assert few["sampling_abs_error"] > err["sampling_abs_error"]  # the sample size matters
 
@@ -93,3 +94,20 @@ def test_bf16_products_read_the_same_rows():
     torch.testing.assert_close(sl.logits(final, ids), U(final)[:, ids], atol=1e-2, rtol=1e-2)
     U.compute_dtype = torch.float16
     assert U.low_weight().dtype == torch.float16  # a cached copy follows the dtype
+
+
+def test_the_gradient_is_the_full_gradient_on_average_over_draws():
+    U, prior, final, y, target = _setup(4)
+    m = _Student(U, prior)
+    k = 10
+    tt = teacher_targets(final, U, k)
+    ref, _, _ = distill_loss(m.logits(y), U(final), target, 0.0)
+    (full,) = torch.autograd.grad(ref, y)
+    sl = Shortlist(U, prior, negatives=200)
+    gen = torch.Generator().manual_seed(0)
+    grads = []
+    for _ in range(60):
+        loss, _, _ = shortlist_loss(m, y, final, tt["topk"], tt["lse"], target, sl, 0.0, gen)
+        grads.append(torch.autograd.grad(loss, y)[0])
+    mean = torch.stack(grads).mean(0)
+    assert float((mean - full).norm() / full.norm()) < 0.1

@@ -149,13 +149,13 @@ class HftTrainConfig(CaptureOptions):
     batch_size: int = option(_SC.batch_size, help="positions per step", check=at_least(1),
                              group="students")
     lr: float = option(_SC.lr, help="learning rate", check=above(0), group="students")
-    shortlist: int = option(_SC.shortlist, help="train every student on the KL over each "
-                            "batch's shortlist of the teacher's top-k tokens (with a sampled "
-                            "unigram back-off for the rest) instead of the full vocabulary; "
-                            "validation and evaluation stay full-vocabulary; 0 = the full "
-                            "vocabulary", check=at_least(0), group="students")
-    negatives: int = option(_SC.negatives, help="sampled tokens per batch estimating the "
-                            "student's mass outside the shortlist (with --shortlist)",
+    shortlist: int = option(_SC.shortlist, help="train every student on an estimate of the "
+                            "KL that is exact on each batch's shortlist of the teacher's top-k "
+                            "tokens and importance-sampled elsewhere (cheaper); validation "
+                            "and evaluation stay full-vocabulary; 0 = the full vocabulary",
+                            check=at_least(0), group="students")
+    negatives: int = option(_SC.negatives, help="tokens drawn per batch from the training "
+                            "unigram outside the shortlist (with --shortlist)",
                             check=at_least(1), group="students")
     hard: float = option(_SC.hard, help="weight of the hard-label cross-entropy added to the KL "
                          "to the teacher (more lowers true-token perplexity, raises the KL)",
@@ -382,10 +382,10 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
            f"the last {len(tr) - n_fit:,} ({tr.n_texts - fitted.n_texts} texts) are the "
            "validation slice that decides when each student stops. " if sc.plateau else
            "Fixed epochs over every training position (no validation slice). ")
-        + (f"Students train on the KL over each batch's shortlist of the teacher's top "
-           f"{sc.shortlist} tokens, the rest estimated from {sc.negatives} sampled tokens "
-           "(see the checks for how exact that is); validation and every held-out figure are "
-           "full-vocabulary. " if sc.shortlist else "")
+        + (f"Students train on an estimate of the KL: exact on each batch's shortlist of the "
+           f"teacher's top {sc.shortlist} tokens, importance-sampled from {sc.negatives} "
+           "tokens elsewhere (the checks compare it with the full KL); validation and every "
+           "held-out figure are full-vocabulary. " if sc.shortlist else "")
         + f"Window W = {cfg.window}, layer l = {cfg.layer}, heads {list(cfg.heads)}.")).metrics(
         {"train_tokens": len(tr), "heldout_tokens": len(he), "train_texts": tr.n_texts,
          "heldout_texts": he.n_texts, "fit_tokens": n_fit, "validation_tokens": len(tr) - n_fit,
