@@ -78,9 +78,8 @@ def main() -> None:
     feat = Featurizer(teacher.token_embeddings(), fc).fit(
         fit_sp["ctx"], fit_sp["pos"], fit_sp["state"] if a.track == "B" else None)
     store = build_features(feat, cap, "train")
-    ftr = FeatureStore(np.asarray(store.x1[fit_rows]), np.asarray(store.tail[fit_rows]))
-    X = torch.from_numpy(np.asarray(store.x1[val_rows]))
-    T = torch.from_numpy(np.asarray(store.tail[val_rows]))
+    ftr = FeatureStore(store.x1[fit_rows].numpy(), store.tail[fit_rows].numpy())
+    X, T = store.x1[val_rows], store.tail[val_rows]
     lu = log_unigram(torch.from_numpy(np.asarray(fit_sp["target"]).astype(np.int64)),
                      U.vocab_size)
     stats = aux_stats(fit_sp)

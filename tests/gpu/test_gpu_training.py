@@ -86,7 +86,7 @@ def test_student_initialises_and_steps_on_the_device_as_on_the_cpu(device,
     cpu = _student(teacher, cap, feat)
     dev = moved(cpu, device)
     stats = aux_stats(cap.train)
-    x1 = torch.from_numpy(np.asarray(store.x1[:200])).float()
+    x1 = store.x1[:200].float()
     tail = torch.from_numpy(np.asarray(store.tail[:200])).float()
     final = torch.from_numpy(np.asarray(cap.train["final"][:200])).float()
     aux = (torch.from_numpy(np.concatenate([cap.train["state"][:200], cap.train["qkv"][:200]],

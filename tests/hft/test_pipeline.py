@@ -117,13 +117,13 @@ def test_window_cache_ablation_and_tail(trained):
     assert beyond_window(st, 100, 1, n_pairs=3)["max_abs_logprob_diff"] == 0.0
     fhe = build_features(feat, c, "heldout", show_progress=False)
     n = 32
-    cv = cached_vs_fresh(st, torch.from_numpy(fhe.x1[:n]), torch.from_numpy(fhe.tail[:n]),
+    cv = cached_vs_fresh(st, fhe.x1[:n], fhe.tail[:n],
                          c.heldout, slice(0, n))
     assert cv["max_abs_logprob_diff"] < 0.05 and cv["top1_same"] > 0.9
     ab = token_ablation(st, c.heldout, n_rows=64)
     assert ab["kl"][0] > 0
-    tt = tail_toggle(model, torch.from_numpy(fhe.x1[:n]).float(),
-                     torch.from_numpy(fhe.tail[:n]).float(),
+    tt = tail_toggle(model, fhe.x1[:n].float(),
+                     fhe.tail[:n].float(),
                      c.heldout.tensor("final", slice(0, n)), U)
     assert tt["kl_with_tail"] != tt["kl_without_tail"]
 

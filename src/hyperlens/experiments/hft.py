@@ -486,7 +486,7 @@ def _train_track(run: _TrainRun, track: str) -> None:
         with rep.timer(f"train {oname}"):
             oh = train_online(om, main.train, tr, run.stats, run.sc, seed=ctx.seed,
                               show_progress=ctx.progress)
-        X, T = torch.from_numpy(main.heldout.x1), torch.from_numpy(main.heldout.tail)
+        X, T = main.heldout.tensors().values()
         run.results[oname] = score(student_fn(om, X, T), he, U)
         run.params[oname] = count_parameters(om)
         rep.data["online residual"] = oh["residual"]
@@ -514,7 +514,7 @@ def _collect(run: _TrainRun, track: str, key: dict[str, Any], setup: Any, r: Any
         model = hc.load_student_model(run.rep.out_dir, setup, r)
         run.students[track] = (prep.feat, model, prep.heldout, res["history"])
         if track == "A":  # complementary to counts? an untuned mixture
-            X, T = torch.from_numpy(prep.heldout.x1), torch.from_numpy(prep.heldout.tail)
+            X, T = prep.heldout.tensors().values()
             run.results[MIXTURE] = score(mix_fn(student_fn(model, X, T), run.counts["KN-5"]),
                                          run.he, run.U)
             run.params[MIXTURE] = run.params[r.name]
@@ -610,7 +610,7 @@ def _checks_and_speed(run: _TrainRun) -> None:
     cfg, ctx, rep, tr, he, U = run.cfg, run.ctx, run.rep, run.tr, run.he, run.U
     for track, (feat, model, fhe, _hist) in run.students.items():
         st = Student(feat, model)
-        X, T = torch.from_numpy(fhe.x1), torch.from_numpy(fhe.tail)
+        X, T = fhe.tensors().values()
         rows_ = slice(0, min(1024, len(he)))
         with rep.timer(f"checks {track}"):
             res = {

@@ -234,7 +234,7 @@ def student_cell(setup: dict[str, Any], run: dict[str, Any], out: str, threads: 
             else:
                 hist = train_mlp(model, train, p.cap.train, p.unembed, sc, seed=r.seed,
                                  show_progress=show_progress, checkpoint_dir=ckpt)
-        X, T = torch.from_numpy(heldout.x1), torch.from_numpy(heldout.tail)
+        X, T = heldout.tensors().values()
         metrics = score(student_fn(model, X, T), p.cap.heldout, p.unembed)
     npz.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(npz) as tmp:

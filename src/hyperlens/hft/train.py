@@ -47,6 +47,7 @@ from ..utils import atomic_path, derive_seed, make_generator, progress
 from .capture import Capture, CapturedSplit, Unembedding
 from .features import Featurizer
 from .model import HyperFieldModel, MLPStudent, TransformerStudent, TunedLens, distill_loss
+from .rows import RowFile
 from .shortlist import Shortlist, shortlist_loss, teacher_targets
 
 __all__ = ["StudentConfig", "FeatureStore", "build_model", "build_features", "aux_stats",
@@ -138,13 +139,17 @@ def _unembed_dtype(sc: Any) -> torch.dtype:
 
 @dataclass
 class FeatureStore:
-    """Cached projected vectors of one split (float16 memory maps)."""
+    """The students' inputs of one split: the stored features (float16 files whose rows are
+    read per batch, :class:`~hyperlens.hft.rows.RowFile`), or arrays (the window ids)."""
 
-    x1: np.ndarray  # [n, d1]
-    tail: np.ndarray  # [n, d_tail]
+    x1: RowFile | np.ndarray  # [n, d1]
+    tail: RowFile | np.ndarray  # [n, d_tail]
 
-    def tensors(self) -> dict[str, torch.Tensor]:
-        return {"x1": torch.from_numpy(self.x1), "tail": torch.from_numpy(self.tail)}
+    def tensors(self) -> dict[str, Any]:
+        """``x1`` and ``tail`` as the loop and the predictors take them: row files as they
+        are (``rf[a:b]`` and ``rf[idx]`` give tensors), arrays as tensors."""
+        return {k: v if isinstance(v, RowFile) else torch.from_numpy(np.ascontiguousarray(v))
+                for k, v in (("x1", self.x1), ("tail", self.tail))}
 
 
 def build_model(sc: StudentConfig, d1: int, d_tail: int, d_model: int, d_aux: int,
@@ -186,8 +191,7 @@ def build_features(feat: Featurizer, capture: Capture, split: str, *, batch: int
             x1.flush()
             tl.flush()
             del x1, tl
-    return FeatureStore(np.load(folder / "x1.npy", mmap_mode="c"),
-                        np.load(folder / "tail.npy", mmap_mode="c"))
+    return FeatureStore(RowFile(folder / "x1.npy"), RowFile(folder / "tail.npy"))
 
 
 def aux_stats(sp: CapturedSplit) -> dict[str, torch.Tensor]:
@@ -231,8 +235,12 @@ def _data(store: FeatureStore, sp: CapturedSplit, stats: dict[str, torch.Tensor]
     d = store.tensors()
     d["final"] = torch.from_numpy(np.ascontiguousarray(sp["final"]))
     d["target"] = torch.from_numpy(np.ascontiguousarray(sp["target"]).astype(np.int64))
-    if stats is not None:
-        d["aux"] = aux_targets(sp, stats).half()
+    if stats is not None:  # z-scored in chunks: no float32 copy of every row at once
+        n, step = len(sp), 16384
+        aux = torch.empty(n, int(stats["mean"].numel()), dtype=torch.float16)
+        for a in range(0, n, step):
+            aux[a:a + step] = aux_targets(sp, stats, slice(a, a + step)).half()
+        d["aux"] = aux
     d |= shortlist or {}
     return {k: v.to(device) for k, v in d.items()}
 
@@ -255,8 +263,12 @@ def _split(data: dict[str, torch.Tensor], sp: CapturedSplit, sc: StudentConfig
     n_fit = fit_rows(sp, sc)
     if not sc.plateau:
         return data, None
-    return ({k: v[:n_fit] for k, v in data.items()},
-            {k: v[n_fit:n_fit + sc.val_rows] for k, v in data.items()})
+
+    def part(v: Any, a: int, b: int) -> Any:
+        return v.rows(a, b) if isinstance(v, RowFile) else v[a:b]
+
+    return ({k: part(v, 0, n_fit) for k, v in data.items()},
+            {k: part(v, n_fit, n_fit + sc.val_rows) for k, v in data.items()})
 
 
 @torch.no_grad()

@@ -105,6 +105,9 @@ def _data_len(data: Any) -> int:
 def _take(v: Any, idx: torch.Tensor) -> Any:
     if isinstance(v, torch.Tensor):
         return v[idx.to(v.device)]
+    take = getattr(v, "take_rows", None)  # a row source: rows read per batch (from disk)
+    if callable(take):
+        return take(idx)
     return [v[int(i)] for i in idx]
 
 
@@ -184,7 +187,9 @@ def fit(
             in a factory and call :func:`fit_module`).
         loss_fn: ``loss_fn(module, batch) -> loss`` or ``(loss, {"name": float})``.
         data: a sized indexable: torch Dataset, list, tensor, or a dict/tuple of tensors
-            with equal length (batches keep that structure).
+            with equal length (batches keep that structure); a value of a dict/tuple may
+            also be a row source, with ``len()`` and ``take_rows(idx) -> tensor`` (rows read
+            per batch, e.g. from disk).
         cfg: the :class:`TrainConfig`.
         **options: the :class:`FitOptions`: ``frozen``, a module, :class:`ModelHandle` or
             list of them proven unchanged; ``eval_fn``, ``eval_fn(module) -> {"metric":
