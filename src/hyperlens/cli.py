@@ -44,6 +44,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hyperlens.experiments.modulate",
     "hyperlens.experiments.header",
     "hyperlens.experiments.hft",
+    "hyperlens.experiments.hft_scale",
 )
 
 def _load_commands() -> list[ModuleType]:

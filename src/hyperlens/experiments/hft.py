@@ -44,7 +44,7 @@ __all__ = ["CaptureOptions", "HftTrainConfig", "HftEvalConfig", "HftGenerateConf
            "run_capture", "run_train", "run_eval", "run_generate", "tour_section"]
 
 HELP = ("HyperField transformer: distil a teacher LM into a HyperTensor mixture "
-        "(capture|train|eval|generate)")
+        "(capture|train|eval|generate|scale)")
 _CPU_ONLY = frozenset({"seed"})  # the teacher and the students run on the CPU
 
 
@@ -108,6 +108,10 @@ class HftTrainConfig(CaptureOptions):
     seeds: tuple[int, ...] = option((0, 1, 2), help="replicate seeds: each student is trained "
                                     "once per seed", check=at_least(0), group="students",
                                     unique=True)
+    train_limit: int = option(0, help="train on the capture's first N training positions only "
+                              "(cut at a text boundary; held-out rows unchanged): one capture "
+                              "serves a data-scaling study; 0 = every position",
+                              check=at_least(0), group="students")
     k1: int = option(_SC.k1, help="Stage-1 HyperTensors", check=at_least(1), group="students")
     k2: int = option(_SC.k2, help="Stage-2 HyperTensors", check=at_least(1), group="students")
     top_k: int = option(_SC.top1, help="tensors mixed per routing head", check=at_least(1),
@@ -193,6 +197,10 @@ class HftTrainConfig(CaptureOptions):
         if self.k1 % self.mix_heads or self.k2 % self.mix_heads:
             raise ConfigError(f"--mix-heads ({self.mix_heads}) must divide --k1 ({self.k1}) and "
                               f"--k2 ({self.k2}).")
+        if self.train_limit > self.train_tokens:
+            raise ConfigError(f"--train-limit ({self.train_limit}) exceeds --train-tokens "
+                              f"({self.train_tokens}), the capture's training positions; "
+                              "capture more or lower the limit.")
         if self.top_k > min(self.k1, self.k2) // self.mix_heads:
             raise ConfigError(f"--top-k ({self.top_k}) must not exceed the tensors per head, "
                               f"min(--k1, --k2) / --mix-heads = "
@@ -361,6 +369,8 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
     with rep.timer("load teacher"):
         teacher = hmodels.load(cfg.teacher, device="cpu")
     cap = _ensure_capture(cfg, ctx, teacher, rep, texts)
+    if cfg.train_limit:
+        cap = cap.limited(cfg.train_limit)
     n_fit = fit_rows(cap.train, sc)
     U = Unembedding.from_model(teacher)
     lu = log_unigram(torch.from_numpy(np.asarray(cap.train["target"][:n_fit]).astype(np.int64)),
@@ -447,7 +457,8 @@ def _train_track(run: _TrainRun, track: str) -> None:
     for j, kind in enumerate(cfg.features):
         fc = FeatureConfig(window=cfg.window, d_sketch=cfg.d_sketch, pca=cfg.pca, track=track,
                            exact=cfg.exact_tokens if kind == "exact" else 0, seed=ctx.seed)
-        setup = hc.StudentSetup.of(cfg.teacher, run.cap.root, fc, run.sc, run.n_fit)
+        setup = hc.StudentSetup.of(cfg.teacher, run.cap.root, fc, run.sc, run.n_fit,
+                                   run.cap.limit or 0)
         with rep.timer(f"features {track} {kind}"), pinned_threads(run.threads):
             prep = hc.prepare(setup, run.teacher, run.cap, show_progress=ctx.progress)
         hc.register(setup, prep)

@@ -308,10 +308,23 @@ class Capture:
     manifest: dict[str, Any]
     train: CapturedSplit
     heldout: CapturedSplit
+    limit: int | None = None  # training rows kept by :meth:`limited` (None: all)
 
     @property
     def config(self) -> dict[str, Any]:
         return self.manifest["config"]
+
+    def limited(self, tokens: int) -> Capture:
+        """The same capture with only its first training texts, at most ``tokens``
+        prediction positions (cut at a text boundary; the held-out rows are unchanged)."""
+        text = np.asarray(self.train["text"])
+        n = len(text)
+        if tokens < n:
+            n = int(np.searchsorted(text, text[tokens], side="left"))
+        if n < 1:
+            raise InputError(f"a training limit of {tokens} positions keeps no whole text "
+                             f"(the first has {int((text == text[0]).sum())}); raise it.")
+        return Capture(self.root, self.manifest, self.train.head(n), self.heldout, n)
 
     @property
     def vocab_size(self) -> int:

@@ -86,20 +86,24 @@ class StudentSetup:
     features: tuple[tuple[str, Any], ...]  # FeatureConfig fields
     student: tuple[tuple[str, Any], ...]  # StudentConfig fields
     n_fit: int
+    train_rows: int = 0  # the capture's first training rows only (0: all)
 
     @classmethod
     def of(cls, teacher: str, capture: str | Path, fc: FeatureConfig, sc: StudentConfig,
-           n_fit: int) -> StudentSetup:
+           n_fit: int, train_rows: int = 0) -> StudentSetup:
         student = asdict(sc)
         for k, v in _LATER.items():  # at their defaults, keys of earlier runs stay the same
             if student[k] == v:
                 student.pop(k)
         return cls(teacher, str(capture), tuple(sorted(asdict(fc).items())),
-                   tuple(sorted(student.items())), int(n_fit))
+                   tuple(sorted(student.items())), int(n_fit), int(train_rows))
 
     @property
     def key(self) -> str:
-        return stable_hash(asdict(self), length=20)
+        d = asdict(self)
+        if not d["train_rows"]:  # keys of runs before the option stay the same
+            d.pop("train_rows")
+        return stable_hash(d, length=20)
 
     def feature_config(self) -> FeatureConfig:
         return FeatureConfig(**dict(self.features))
@@ -149,7 +153,10 @@ def prepare(setup: StudentSetup, teacher: Any = None, cap: Capture | None = None
         from .. import models as hmodels
 
         teacher = hmodels.load(setup.teacher, device="cpu")
-    cap = load_capture(setup.capture) if cap is None else cap
+    if cap is None:
+        cap = load_capture(setup.capture)
+        if setup.train_rows:
+            cap = cap.limited(setup.train_rows)
     fit_ = cap.train.head(setup.n_fit)
     fc = setup.feature_config()
     feat = Featurizer(teacher.token_embeddings(), fc).fit(
@@ -214,7 +221,8 @@ def student_cell(setup: dict[str, Any], run: dict[str, Any], out: str, threads: 
     """Train one student, score the held-out rows, write its files; the ledger's result."""
     st = StudentSetup(str(setup["teacher"]), str(setup["capture"]),
                       tuple(tuple(x) for x in setup["features"]),
-                      tuple(tuple(x) for x in setup["student"]), int(setup["n_fit"]))
+                      tuple(tuple(x) for x in setup["student"]), int(setup["n_fit"]),
+                      int(setup.get("train_rows", 0)))
     r = StudentRun(**run)
     t0 = time.perf_counter()
     with pinned_threads(threads):

@@ -164,8 +164,10 @@ def build_model(sc: StudentConfig, d1: int, d_tail: int, d_model: int, d_aux: in
 
 
 def _key(feat: Featurizer, capture: Capture) -> str:
-    blob = json.dumps({"f": feat.config(), "c": capture.config, "n": feat.n_fitted},
-                      sort_keys=True, default=str)
+    what = {"f": feat.config(), "c": capture.config, "n": feat.n_fitted}
+    if capture.limit is not None:  # the first rows of the capture only
+        what["rows"] = capture.limit
+    blob = json.dumps(what, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 

@@ -1,0 +1,139 @@
+"""``hyperlens hft scale``: the HyperField students against their anchors as the data grows.
+
+One capture of ``--train-tokens`` training positions (and a fixed held-out set) serves
+every point of the curve: each size in ``--sizes`` trains every student and baseline of
+``hft train`` on the capture's first texts up to that many positions
+(``--train-limit``), in a folder of its own (``OUT/tokens-<N>/``, a full ``hft train``
+report, resumable cell by cell), and scores them on the same held-out tokens. This report
+puts the sizes together: perplexity against training tokens for every model on one plot
+(log axes), the table with the intervals over texts, and the HyperField student's ratio to
+KN-5 at each size, naming the crossover if there is one. Run it again to continue a study
+killed part-way; finished sizes and students are read back, not trained again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Command, RunContext, at_least, option, start_report
+from ..errors import ConfigError
+from ..report import Report
+from .hft import HftTrainConfig, run_train
+
+__all__ = ["HftScaleConfig", "run_scale", "COMMANDS"]
+
+_TABLE = "Held-out metrics (seed 0)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class HftScaleConfig(HftTrainConfig):
+    """Options of ``hyperlens hft scale``: those of ``hft train`` and the sizes."""
+
+    train_tokens: int = option(1_000_000, help="tokens the teacher predicts in the training "
+                               "texts of the one capture every size is cut from (at least the "
+                               "largest of --sizes)", check=at_least(1), group="capture")
+    sizes: tuple[int, ...] = option(
+        (32_000, 128_000, 250_000, 1_000_000), help="training positions at each point of the "
+        "curve, each the capture's first texts up to that many (at most --train-tokens, "
+        "which sets the capture)", check=at_least(1), group="scale", unique=True)
+
+    def check(self) -> None:
+        super().check()
+        if max(self.sizes) > self.train_tokens:
+            raise ConfigError(f"--sizes reach {max(self.sizes):,} training positions but the "
+                              f"capture holds --train-tokens {self.train_tokens:,}; pass "
+                              f"--train-tokens {max(self.sizes)}.")
+        if self.train_limit:
+            raise ConfigError("--train-limit is set for each size by hft scale; give the sizes "
+                              "with --sizes instead.")
+
+
+def _train_config(cfg: HftScaleConfig, size: int) -> HftTrainConfig:
+    base = {f.name: getattr(cfg, f.name) for f in fields(HftTrainConfig)}
+    base["train_limit"] = size if size < cfg.train_tokens else 0
+    return HftTrainConfig(**base)
+
+
+def _held_out(rep: Report) -> tuple[list[str], list[list[Any]]]:
+    for s in rep.sections:
+        for t in s.tables:
+            if t["title"] == _TABLE:
+                return list(t["columns"]), [list(r) for r in t["rows"]]
+    raise RuntimeError(f"the hft train report lacks its {_TABLE!r} table")
+
+
+def run_scale(cfg: HftScaleConfig, ctx: RunContext | None = None) -> Report:
+    ctx = ctx or RunContext()
+    rep = start_report("hft-scale", cfg, ctx, description=__doc__ or "")
+    points: dict[int, dict[str, Any]] = {}
+    rep.save(final=False)  # the folder is this report's before the sizes write into it
+    for size in sorted(cfg.sizes):
+        sub = Path(rep.out_dir) / f"tokens-{size}"
+        sctx = RunContext(seed=ctx.seed, device=ctx.device, dtype=ctx.dtype,
+                          executor=ctx.executor, ray_address=ctx.ray_address, out=sub,
+                          progress=ctx.progress, verbose=ctx.verbose)
+        with rep.timer(f"size {size}"):
+            sr = run_train(_train_config(cfg, size), sctx)
+        cols, rows = _held_out(sr)
+        data = next(s.metrics_ for s in sr.sections if s.title == "Data")
+        points[size] = {"train_tokens": int(data["train_tokens"]),
+                        "fit_tokens": int(data["fit_tokens"]), "columns": cols, "rows": rows,
+                        "report": str(sub)}
+        rep.data["points"] = points
+        rep.save(final=False)
+    _sections(rep, points)
+    return rep
+
+
+def _sections(rep: Report, points: dict[int, dict[str, Any]]) -> None:
+    sizes = sorted(points)
+    cols = points[sizes[0]]["columns"]
+    i_ppl, i_lo, i_hi = cols.index("ppl "), cols.index("ppl lo"), cols.index("ppl hi")
+    models = [r[0] for r in points[sizes[0]]["rows"] if r[0] != "uniform"]
+    ppl: dict[str, dict[int, tuple[float, float, float]]] = {m: {} for m in models}
+    for n in sizes:
+        for r in points[n]["rows"]:
+            if r[0] in ppl:
+                ppl[r[0]][n] = (float(r[i_ppl]), float(r[i_lo]), float(r[i_hi]))
+    fitted = [points[n]["fit_tokens"] for n in sizes]
+    sec = rep.section("Perplexity against training tokens", (
+        "Every model at every size, scored on the same held-out tokens (seed-0 students; "
+        "95 % bootstrap intervals over held-out texts). 'fitted' counts the positions the "
+        "models fit: the first 90 % of each size's training texts (the rest is the "
+        "validation slice). Each size's full report is in OUT/tokens-<N>/."))
+    sec.table("Held-out perplexity by training size",
+              ["model"] + [f"{points[n]['train_tokens']:,} (fitted {f:,})"
+                           for n, f in zip(sizes, fitted, strict=True)],
+              [[m] + [f"{v[0]:.1f} [{v[1]:.1f}, {v[2]:.1f}]" if (v := ppl[m].get(n)) else ""
+                      for n in sizes] for m in models])
+    sec.plot("scaling.png", {
+        "kind": "line", "title": "Held-out perplexity against training tokens",
+        "xlabel": "training positions fitted", "ylabel": "perplexity", "xscale": "log",
+        "yscale": "log",
+        "series": [{"label": m, "x": [points[n]["fit_tokens"] for n in sizes if n in ppl[m]],
+                    "y": [ppl[m][n][0] for n in sizes if n in ppl[m]]} for m in models]})
+    hf, kn = "A: HyperField", "KN-5"
+    if hf in ppl and kn in ppl:
+        ratio = {n: ppl[hf][n][0] / ppl[kn][n][0] for n in sizes
+                 if n in ppl[hf] and n in ppl[kn]}
+        below = [n for n in sizes if ratio.get(n, np.inf) <= 1.0]
+        first = points[below[0]]["train_tokens"] if below else 0
+        text = ("HyperField / KN-5 perplexity at each size: "
+                + ", ".join(f"{points[n]['train_tokens']:,}: {r:.3f}" for n, r in ratio.items())
+                + ". " + (f"The student is at or below KN-5 from {first:,} training positions."
+                          if below else "The student stays above KN-5 at every size measured."))
+        rep.section("Crossover with KN-5", text).metrics(
+            {f"hf_over_kn5_{n}": r for n, r in ratio.items()})
+    rep.summary([[m, " / ".join(f"{ppl[m][n][0]:.0f}" for n in sizes if n in ppl[m])]
+                 for m in models])
+
+
+COMMANDS = (
+    Command("hft scale", "train every student at several data sizes on one capture and draw "
+            "perplexity against training tokens", HftScaleConfig, run_scale,
+            description=__doc__ or ""),
+)

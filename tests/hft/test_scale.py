@@ -1,0 +1,73 @@
+"""The data-scaling study: one capture cut at several sizes, every size a full train run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from hyperlens.config import RunContext
+from hyperlens.errors import ConfigError, InputError
+from hyperlens.experiments.hft_scale import HftScaleConfig, run_scale
+
+
+def test_a_limited_capture_keeps_whole_texts_and_every_held_out_row(small_capture):
+    cap = small_capture
+    text = np.asarray(cap.train["text"])
+    n = len(text)
+    half = cap.limited(n // 2)
+    assert half.limit == len(half.train) <= n // 2
+    assert len(half.heldout) == len(cap.heldout)
+    kept = np.asarray(half.train["text"])
+    assert not np.isin(text[len(kept):], kept).any()  # no text is cut in two
+    assert cap.limited(10 * n).limit == n
+    with pytest.raises(InputError, match="keeps no whole text"):
+        cap.limited(1)
+
+
+def test_scale_options_are_refused_before_any_work():
+    with pytest.raises(ConfigError, match="--train-tokens 4000"):
+        HftScaleConfig(train_tokens=1000, sizes=(2000, 4000))
+    with pytest.raises(ConfigError, match="--sizes"):
+        HftScaleConfig(train_tokens=4000, sizes=(4000,), train_limit=100)
+
+
+@pytest.mark.integration
+def test_scale_trains_each_size_on_the_same_held_out_rows(tmp_path, monkeypatch):
+    """SmolLM2 over a few hundred SST-2 tokens, two sizes, the smallest students."""
+    from functools import partial
+    from pathlib import Path
+
+    from hyperlens import models as hmodels
+    from hyperlens.errors import DependencyError, ModelNotFoundError
+    from hyperlens.hft import checks
+
+    try:
+        hmodels.load("smollm2", device="cpu")
+    except (ModelNotFoundError, DependencyError) as exc:
+        pytest.skip(f"SmolLM2 is not available offline here: {exc}")
+    sst2 = Path(__file__).resolve().parents[3] / "shared" / "data" / "sst2" / "dev.tsv"
+    monkeypatch.setattr(checks, "throughput",
+                        partial(checks.throughput, steps=2, repeats=1, bf16=False))
+    cfg = HftScaleConfig(
+        dataset=str(sst2), data_dir=str(sst2.parents[1]), text_column="sentence",
+        train_tokens=240, heldout_tokens=100, layer=2, heads=(0, 1), window=16,
+        capture_dir=tmp_path / "cap", sizes=(120, 240), seeds=(0,), k1=8, k2=8, top_k=2,
+        mix_heads=2, d_sketch=64, exact_tokens=2, patience=1, max_epochs=2, val_share=0.2,
+        online=False, mlp=False, n_boot=10)
+    rep = run_scale(cfg, RunContext(seed=0, device="cpu", progress=False, out=tmp_path / "s"))
+    pts = rep.data["points"]
+    assert sorted(pts) == [120, 240]
+    assert pts[120]["train_tokens"] <= 120 < pts[240]["train_tokens"]
+    rep.save()
+    res = json.loads((tmp_path / "s" / "results.json").read_text())
+    sec = next(s for s in res["sections"] if s["title"] == "Perplexity against training tokens")
+    assert len(sec["tables"][0]["columns"]) == 3 and sec["plots"][0]["spec"]["xscale"] == "log"
+    kn = [next(r for r in pts[n]["rows"] if r[0] == "KN-5") for n in (120, 240)]
+    teacher = [next(r for r in pts[n]["rows"] if r[0] == "teacher") for n in (120, 240)]
+    assert kn[0] != kn[1] and teacher[0] == teacher[1]  # fitted on more; scored on the same
+    again = run_scale(replace(cfg), RunContext(seed=0, device="cpu", progress=False,
+                                               out=tmp_path / "s"))
+    assert again.data["points"][240]["rows"] == pts[240]["rows"]  # read back, not retrained
