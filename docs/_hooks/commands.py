@@ -30,6 +30,7 @@ CAPABILITY = {
     "header": "capabilities/header.md",
     "hft capture": "capabilities/hft.md",
     "hft train": "capabilities/hft.md",
+    "hft scale": "capabilities/hft.md",
     "hft eval": "capabilities/hft.md",
     "hft generate": "capabilities/hft.md",
     "models": "capabilities/models.md",
