@@ -61,7 +61,6 @@ def test_scale_trains_each_size_on_the_same_held_out_rows(tmp_path, monkeypatch)
     pts = rep.data["points"]
     assert sorted(pts) == [120, 240]
     assert pts[120]["train_tokens"] <= 120 < pts[240]["train_tokens"]
-    rep.save()
     res = json.loads((tmp_path / "s" / "results.json").read_text())
     sec = next(s for s in res["sections"] if s["title"] == "Perplexity against training tokens")
     assert len(sec["tables"][0]["columns"]) == 3 and sec["plots"][0]["spec"]["xscale"] == "log"

@@ -8,11 +8,13 @@ report, resumable cell by cell), and scores them on the same held-out tokens. Th
 puts the sizes together: perplexity against training tokens for every model on one plot
 (log axes), the table with the intervals over texts, and the HyperField student's ratio to
 KN-5 at each size, naming the crossover if there is one. Run it again to continue a study
-killed part-way; finished sizes and students are read back, not trained again.
+killed part-way: a size whose report is complete (with the same options) is read back, and
+an unfinished one trains only its missing students.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import numpy as np
 from ..config import Command, RunContext, at_least, option, start_report
 from ..errors import ConfigError
 from ..report import Report
+from ..utils import to_jsonable
 from .hft import HftTrainConfig, run_train
 
 __all__ = ["HftScaleConfig", "run_scale", "COMMANDS"]
@@ -58,12 +61,24 @@ def _train_config(cfg: HftScaleConfig, size: int) -> HftTrainConfig:
     return HftTrainConfig(**base)
 
 
-def _held_out(rep: Report) -> tuple[list[str], list[list[Any]]]:
-    for s in rep.sections:
-        for t in s.tables:
-            if t["title"] == _TABLE:
-                return list(t["columns"]), [list(r) for r in t["rows"]]
-    raise RuntimeError(f"the hft train report lacks its {_TABLE!r} table")
+def _point(results: dict[str, Any], sub: Path) -> dict[str, Any]:
+    """What the curve takes from one size's ``hft train`` results."""
+    data = next(s["metrics"] for s in results["sections"] if s["title"] == "Data")
+    table = next(t for s in results["sections"] for t in s["tables"] if t["title"] == _TABLE)
+    return {"train_tokens": int(data["train_tokens"]), "fit_tokens": int(data["fit_tokens"]),
+            "columns": list(table["columns"]), "rows": [list(r) for r in table["rows"]],
+            "report": str(sub)}
+
+
+def _finished(sub: Path, tcfg: HftTrainConfig) -> dict[str, Any] | None:
+    """The results of a size already run to the end with these options, else ``None``."""
+    try:
+        res = json.loads((sub / "results.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    mine = json.loads(json.dumps(to_jsonable(tcfg.to_dict())))
+    theirs = {k: v for k, v in res.get("config", {}).items() if k != "context"}
+    return res if res.get("complete") and theirs == mine else None
 
 
 def run_scale(cfg: HftScaleConfig, ctx: RunContext | None = None) -> Report:
@@ -76,16 +91,16 @@ def run_scale(cfg: HftScaleConfig, ctx: RunContext | None = None) -> Report:
         sctx = RunContext(seed=ctx.seed, device=ctx.device, dtype=ctx.dtype,
                           executor=ctx.executor, ray_address=ctx.ray_address, out=sub,
                           progress=ctx.progress, verbose=ctx.verbose)
-        with rep.timer(f"size {size}"):
-            sr = run_train(_train_config(cfg, size), sctx)
-        cols, rows = _held_out(sr)
-        data = next(s.metrics_ for s in sr.sections if s.title == "Data")
-        points[size] = {"train_tokens": int(data["train_tokens"]),
-                        "fit_tokens": int(data["fit_tokens"]), "columns": cols, "rows": rows,
-                        "report": str(sub)}
+        tcfg = _train_config(cfg, size)
+        done = _finished(sub, tcfg)  # a size run to the end is read back, not run again
+        if done is None:
+            with rep.timer(f"size {size}"):
+                done = run_train(tcfg, sctx).to_dict()
+        points[size] = _point(done, sub)
         rep.data["points"] = points
         rep.save(final=False)
     _sections(rep, points)
+    rep.save()
     return rep
 
 
