@@ -148,3 +148,15 @@ def test_student_folder_problems_are_refused_before_the_teacher(tmp_path, action
     (bad / "student.json").write_text("{oops")
     err = _refused([action, "--student", str(tmp_path)], tmp_path, capsys)
     assert "student.json is not valid JSON" in err  # the --out folder is accepted
+
+
+def test_named_corpora_join_with_plus():
+    from hyperlens.errors import ConfigError
+    from hyperlens.experiments.hft import CaptureOptions, _texts
+
+    one = _texts(CaptureOptions(dataset="rotten-tomatoes"))
+    two = _texts(CaptureOptions(dataset="sst2"))
+    both = _texts(CaptureOptions(dataset="rotten-tomatoes+sst2"))
+    assert len(both) == len(one) + len(two) and both[: len(one)] == one
+    with pytest.raises(ConfigError, match="only named corpora"):
+        CaptureOptions(dataset="sst2+notes.txt")

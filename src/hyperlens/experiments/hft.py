@@ -60,7 +60,8 @@ class CaptureOptions(Config):
     teacher: str = option("smollm2", help="causal LM (zoo name, HF id or path)",
                           group="capture")
     dataset: str = option("agnews", help="agnews | sst2 | rotten-tomatoes | a csv/tsv/jsonl "
-                          "file | a .txt file (one text per line)", group="capture")
+                          "file | a .txt file (one text per line); named corpora joined by + "
+                          "(agnews+sst2) give their texts together", group="capture")
     data_dir: str | None = option(None, help="folder holding sst2/ and agnews/", group="capture")
     text_column: str | None = option(None, help="text column of a file", group="capture")
     train_tokens: int = option(32_000, help="tokens the teacher predicts in the training texts "
@@ -85,6 +86,10 @@ class CaptureOptions(Config):
     def check(self) -> None:
         if self.cut_fraction == 0:
             raise ConfigError("--cut-fraction must be above 0 (a share of rows), got 0.")
+        bad = [p for p in self.dataset.split("+") if p not in _NAMED]
+        if "+" in self.dataset and bad:
+            raise ConfigError(f"--dataset {self.dataset}: only named corpora "
+                              f"({', '.join(_NAMED)}) join with +, not {', '.join(bad)}.")
         if self.dataset.endswith(".txt") and not Path(self.dataset).is_file():
             raise ConfigError(f"--dataset {self.dataset}: file not found; pass an existing "
                               ".txt file.")
@@ -236,11 +241,26 @@ class HftGenerateConfig(Config):
 
 
 # --------------------------------------------------------------------------- helpers
+_NAMED = ("agnews", "sst2", "rotten-tomatoes")
+
+
 def _texts(cfg: CaptureOptions) -> list[str]:
-    from .. import data as hdata
     from ..hft.capture import check_texts
 
     name = str(cfg.dataset)
+    parts = name.split("+")
+    if len(parts) > 1:  # named corpora, joined (the capture shuffles the texts)
+        bad = [p for p in parts if p not in _NAMED]
+        if bad:
+            raise InputError(f"--dataset {name}: only named corpora ({', '.join(_NAMED)}) join "
+                             f"with +, not {', '.join(bad)}.")
+        return check_texts([t for p in parts for t in _one_corpus(cfg, p)], f"--dataset {name}")
+    return check_texts(_one_corpus(cfg, name), f"--dataset {name}")
+
+
+def _one_corpus(cfg: CaptureOptions, name: str) -> list[str]:
+    from .. import data as hdata
+
     if name.endswith(".txt"):
         path = Path(name)
         if not path.is_file():
@@ -254,7 +274,7 @@ def _texts(cfg: CaptureOptions) -> list[str]:
         if cfg.text_column:
             kw["text_column"] = cfg.text_column
         texts = list(hdata.load(name, **kw).texts)
-    return check_texts(texts, f"--dataset {name}")
+    return texts
 
 
 def _capture_cfg(cfg: CaptureOptions, seed: int) -> Any:
