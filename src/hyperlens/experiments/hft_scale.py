@@ -36,6 +36,12 @@ _TABLE = "Held-out metrics (seed 0)"
 class HftScaleConfig(HftTrainConfig):
     """Options of ``hyperlens hft scale``: those of ``hft train`` and the sizes."""
 
+    dataset: str = option("agnews+sst2+rotten-tomatoes", help="the corpus (as for hft train); "
+                          "the default joins the three named corpora, since the AG News sample "
+                          "alone holds fewer than 1M prediction positions", group="capture")
+    heldout_tokens: int = option(50_000, help="tokens the teacher predicts in the held-out "
+                                 "texts, the same for every size", check=at_least(1),
+                                 group="capture")
     train_tokens: int = option(1_000_000, help="tokens the teacher predicts in the training "
                                "texts of the one capture every size is cut from (at least the "
                                "largest of --sizes)", check=at_least(1), group="capture")
