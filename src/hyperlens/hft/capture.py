@@ -267,6 +267,13 @@ class Unembedding(torch.nn.Module):
             out = (x.to(self.compute_dtype) @ self.low_weight().T).float()
         return out if self.bias is None else out + self.bias
 
+    def columns(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """The logits of tokens ``ids`` only: ``[..., d] -> [..., len(ids)]`` float32, in the
+        same precision as :meth:`forward`."""
+        w = self.weight if self.compute_dtype == torch.float32 else self.low_weight()
+        out = (x.to(w.dtype) @ w[ids].T).float()
+        return out if self.bias is None else out + self.bias[ids]
+
     def low_weight(self) -> torch.Tensor:
         """``weight`` in ``compute_dtype`` (converted once per device and dtype)."""
         low = self._low

@@ -73,17 +73,9 @@ class Shortlist:
         self.prior = log_prior.detach().float().cpu().softmax(-1)  # [V]
         self.negatives = int(negatives)
 
-    def _rows(self, ids: torch.Tensor) -> torch.Tensor:
-        """The unembedding rows of ``ids`` in the compute dtype."""
-        U = self.teacher
-        w = U.weight if U.compute_dtype == torch.float32 else U.low_weight()
-        return w[ids]
-
     def logits(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """``x [B, d] @ W_U[ids]^T (+ b) -> [B, len(ids)]`` float32."""
-        U = self.teacher
-        out = (x.to(U.compute_dtype) @ self._rows(ids).T).float()
-        return out if U.bias is None else out + U.bias[ids]
+        return self.teacher.columns(x, ids)
 
     def draw(self, shortlist: torch.Tensor, gen: torch.Generator | None = None
              ) -> tuple[torch.Tensor, torch.Tensor]:
