@@ -16,6 +16,7 @@ from hyperlens.hft.checks import beyond_window, cached_vs_fresh, tail_toggle, to
 from hyperlens.hft.features import FeatureConfig, Featurizer
 from hyperlens.hft.generate import RollingBuffer, Student, load_student, save_student
 from hyperlens.hft.model import HyperFieldModel, log_unigram
+from hyperlens.hft.rows import RowArray
 from hyperlens.hft.train import StudentConfig, aux_stats, build_features, train_hyperfield
 from hyperlens.models.handle import from_module
 
@@ -54,6 +55,12 @@ def test_capture_split_by_text_and_logits_recomputed(cap):
     torch.testing.assert_close(U(torch.from_numpy(np.array(c.heldout["final_w"][rows[p]]))[None]
                                  .float())[0], out.logits[0, -1], atol=2e-2, rtol=1e-2)
     assert c.train["qkv"].shape[1] == 3 * 2 * 8
+    # the shards' states stay on disk, read as one array in shard order
+    names = sorted(d["name"] for d in man["shards"]["train"])
+    stored = np.concatenate([np.load(c.root / n / "final.npy") for n in names])
+    assert isinstance(c.train["final"], RowArray) and isinstance(c.train["target"], np.ndarray)
+    assert np.array_equal(np.asarray(c.train["final"]), stored)
+    assert np.array_equal(c.train.head(50)["final"][:], stored[:50])
 
 
 def test_cut_context_subsample_is_weighted(cap, tmp_path):

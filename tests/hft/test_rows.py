@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hyperlens.errors import DataError
-from hyperlens.hft.rows import RowFile
+from hyperlens.hft.rows import RowArray, RowFile, Standardised
 from hyperlens.train import TrainConfig, fit
 
 
@@ -66,3 +66,49 @@ def test_the_training_loop_batches_a_row_source_like_a_tensor(tmp_path):
     fit(a, loss, {"x": x, "y": y}, cfg)
     fit(b, loss, {"x": RowFile(tmp_path / "x.npy"), "y": y}, cfg)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_several_files_read_as_one_across_their_boundaries(tmp_path):
+    rng = np.random.default_rng(1)
+    parts = [rng.standard_normal((n, 4)).astype(np.float16) for n in (5, 1, 9, 3)]
+    for i, p in enumerate(parts):
+        np.save(tmp_path / f"p{i}.npy", p)
+    a = np.concatenate(parts)
+    rf = RowFile([tmp_path / f"p{i}.npy" for i in range(4)])
+    assert rf.shape == (18, 4)
+    assert np.array_equal(rf[:].numpy(), a) and np.array_equal(rf[4:16].numpy(), a[4:16])
+    idx = rng.permutation(18)
+    assert np.array_equal(rf[idx].numpy(), a[idx])
+    view = rf.rows(5, 15)
+    assert np.array_equal(view[np.array([0, 9, 1])].numpy(), a[[5, 14, 6]])
+    np.save(tmp_path / "wide.npy", np.zeros((2, 5), np.float16))
+    with pytest.raises(DataError, match="differ in width"):
+        RowFile([tmp_path / "p0.npy", tmp_path / "wide.npy"])
+
+
+def test_a_row_array_answers_like_the_array(tmp_path):
+    a = np.arange(60, dtype=np.int32).reshape(12, 5)
+    np.save(tmp_path / "a.npy", a[:7])
+    np.save(tmp_path / "b.npy", a[7:])
+    ra = RowArray(RowFile([tmp_path / "a.npy", tmp_path / "b.npy"]))
+    assert ra.shape == (12, 5) and ra.dtype == np.int32 and len(ra) == 12
+    assert np.array_equal(np.asarray(ra), a) and np.array_equal(ra[3:9], a[3:9])
+    assert np.array_equal(ra[np.array([11, 0])], a[[11, 0]]) and np.array_equal(ra[-1], a[-1])
+    assert ra[0, -1] == a[0, -1] and np.array_equal(ra[2:4, 1:3], a[2:4, 1:3])
+    mask = a[:, 0] % 20 == 0
+    assert np.array_equal(ra[mask], a[mask]) and np.array_equal(ra.head(8)[:], a[:8])
+
+
+def test_standardised_rows_are_the_z_scores_of_the_sources(tmp_path):
+    rng = np.random.default_rng(2)
+    s, q = (rng.standard_normal((30, k)).astype(np.float16) for k in (3, 2))
+    np.save(tmp_path / "s.npy", s)
+    both = np.concatenate([s, q], 1).astype(np.float32)
+    mean, std = torch.from_numpy(both.mean(0)), torch.from_numpy(both.std(0))
+    want = ((torch.from_numpy(both) - mean) / std).half()
+    z = Standardised([RowFile(tmp_path / "s.npy"), torch.from_numpy(q)], mean, std)
+    assert z.shape == (30, 5)
+    assert torch.equal(z[:], want) and torch.equal(z.take_rows(torch.tensor([7, 2])), want[[7, 2]])
+    assert torch.equal(z.rows(10, 20)[np.array([9, 0])], want[[19, 10]])
+    with pytest.raises(DataError, match="columns"):
+        Standardised([torch.from_numpy(q)], mean, std)

@@ -57,6 +57,7 @@ from ..models.handle import ModelHandle
 from ..models.hooks import capture as capture_points
 from ..run import Executor, Resources, map_shards
 from ..utils import atomic_path, atomic_write_json, progress
+from .rows import RowArray, RowFile
 
 __all__ = [
     "CaptureConfig",
@@ -284,9 +285,11 @@ class Unembedding(torch.nn.Module):
 
 @dataclass
 class CapturedSplit:
-    """The rows of one split, concatenated over shards (memory-mapped, read-only)."""
+    """The rows of one split over its shards: the per-row numbers (target, text, position)
+    as arrays, the states and windows as :class:`~hyperlens.hft.rows.RowArray` s read from
+    the shard files on demand (a 1M-row capture is several GB; it stays on disk)."""
 
-    arrays: dict[str, np.ndarray]
+    arrays: dict[str, Any]
     n_texts: int
 
     def __len__(self) -> int:
@@ -296,9 +299,16 @@ class CapturedSplit:
         return self.arrays[key]
 
     def head(self, n: int) -> CapturedSplit:
-        """The first ``n`` rows (views of the same memory maps, nothing copied)."""
-        arrays = {k: v[:n] for k, v in self.arrays.items()}
+        """The first ``n`` rows (views, nothing read or copied)."""
+        arrays = {k: v.head(n) if isinstance(v, RowArray) else v[:n]
+                  for k, v in self.arrays.items()}
         return CapturedSplit(arrays, int(len(np.unique(arrays["text"]))) if n else 0)
+
+    def source(self, key: str) -> Any:
+        """Rows of ``key`` as the training loop takes them: a row file read per batch, or a
+        tensor (an array held in memory)."""
+        v = self.arrays[key]
+        return v.file if isinstance(v, RowArray) else torch.from_numpy(np.ascontiguousarray(v))
 
     def tensor(self, key: str, rows: np.ndarray | slice | None = None,
                dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -647,15 +657,24 @@ def load_capture(root: str | Path, expect: CaptureConfig | None = None) -> Captu
     splits = {}
     for split in ("train", "heldout"):
         shards = sorted(manifest["shards"][split], key=lambda d: d["name"])
-        parts: dict[str, list[np.ndarray]] = {}
+        parts: dict[str, list[Path]] = {}
         for d in shards:
             for f in sorted((root / d["name"]).glob("*.npy")):
-                parts.setdefault(f.stem, []).append(np.load(f, mmap_mode="c"))
+                parts.setdefault(f.stem, []).append(f)
         if "target" not in parts:
             raise InputError(
                 f"the capture in {root} has no {split} rows; delete it and capture again with "
                 "a corpus that fills both splits."
             )
-        arrays = {k: (v[0] if len(v) == 1 else np.concatenate(v)) for k, v in parts.items()}
+        arrays = {k: _rows(v) for k, v in parts.items()}
         splits[split] = CapturedSplit(arrays, sum(d["texts"] for d in shards))
     return Capture(root, manifest, splits["train"], splits["heldout"])
+
+
+def _rows(files: list[Path]) -> Any:
+    """One array over the shards' files: rows of a 2-D array stay in the files (read per
+    batch), a 1-D array (a number per row) is read into memory."""
+    first = np.load(files[0], mmap_mode="r")
+    if first.ndim == 2:
+        return RowArray(RowFile(files))
+    return np.concatenate([np.load(f) for f in files])

@@ -47,7 +47,7 @@ from ..utils import atomic_path, derive_seed, make_generator, progress
 from .capture import Capture, CapturedSplit, Unembedding
 from .features import Featurizer
 from .model import HyperFieldModel, MLPStudent, TransformerStudent, TunedLens, distill_loss
-from .rows import RowFile
+from .rows import RowFile, Standardised
 from .shortlist import Shortlist, shortlist_loss, teacher_targets
 
 __all__ = ["StudentConfig", "FeatureStore", "build_model", "build_features", "aux_stats",
@@ -235,14 +235,11 @@ def _data(store: FeatureStore, sp: CapturedSplit, stats: dict[str, torch.Tensor]
     memory-mapped), with the teacher's top-k and log normaliser when training on a
     shortlist."""
     d = store.tensors()
-    d["final"] = torch.from_numpy(np.ascontiguousarray(sp["final"]))
+    d["final"] = sp.source("final")
     d["target"] = torch.from_numpy(np.ascontiguousarray(sp["target"]).astype(np.int64))
-    if stats is not None:  # z-scored in chunks: no float32 copy of every row at once
-        n, step = len(sp), 16384
-        aux = torch.empty(n, int(stats["mean"].numel()), dtype=torch.float16)
-        for a in range(0, n, step):
-            aux[a:a + step] = aux_targets(sp, stats, slice(a, a + step)).half()
-        d["aux"] = aux
+    if stats is not None:  # z-scored as each batch is read: no copy of every row
+        d["aux"] = Standardised([sp.source("state"), sp.source("qkv")], stats["mean"],
+                                stats["std"])
     d |= shortlist or {}
     return {k: v.to(device) for k, v in d.items()}
 
@@ -267,7 +264,7 @@ def _split(data: dict[str, torch.Tensor], sp: CapturedSplit, sc: StudentConfig
         return data, None
 
     def part(v: Any, a: int, b: int) -> Any:
-        return v.rows(a, b) if isinstance(v, RowFile) else v[a:b]
+        return v.rows(a, b) if hasattr(v, "rows") else v[a:b]
 
     return ({k: part(v, 0, n_fit) for k, v in data.items()},
             {k: part(v, n_fit, n_fit + sc.val_rows) for k, v in data.items()})
@@ -479,8 +476,7 @@ def train_tuned_lens(lens: TunedLens, sp: CapturedSplit, teacher: Unembedding,
     """Affine map of the layer-l state trained on the same KL and validation slice (Track B
     baseline)."""
     dev = _device_of(lens)
-    full = {"state": torch.from_numpy(np.ascontiguousarray(sp["state"])).to(dev),
-            "final": torch.from_numpy(np.ascontiguousarray(sp["final"])).to(dev)}
+    full = {"state": sp.source("state").to(dev), "final": sp.source("final").to(dev)}
     data, val = _split(full, sp, sc)
     lens.unembed.compute_dtype = _unembed_dtype(sc)
 
