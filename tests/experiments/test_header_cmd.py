@@ -121,6 +121,13 @@ def test_header_both_stages_on_rotten_tomatoes(tmp_path: Path) -> None:
     assert "hdc-frozen" in arms and arms["hdc-frozen"]["vs_baseline"]["method"].startswith(
         "two-level")
     assert any(k.startswith("arm:") for k in res["timings"])
+    pairs = {(r["arm"], r["control"]): r for r in res["data"]["paired"]}
+    assert {("hdc", "baseline"), ("hdc", "prompt"), ("hdc", "fusion"),
+            ("hdc-frozen", "baseline")} <= set(pairs)
+    r = pairs[("hdc", "baseline")]
+    assert r["difference"]["value"] == pytest.approx(arms["hdc"]["vs_baseline"]["value"])
+    assert r["detectable"] > 0 and r["seeds"] == 1 and r["texts"] == 96
+    assert "Paired comparisons" in [sec["title"] for sec in res["sections"]]
     assert "seconds" not in json.dumps(res["data"])  # durations only under timings
 
 
@@ -150,7 +157,9 @@ def test_header_with_the_text_withheld_reports_channel_efficiency(tmp_path: Path
     assert res["data"]["prefix_cache"]["text"] == "withheld"
     assert "channel efficiency" in res["data"]["verdict"]
     titles = [sec["title"] for sec in res["sections"]]
-    assert "Channel efficiency (text withheld)" in titles
+    assert "Channel efficiency (text withheld)" in titles and "Paired comparisons" in titles
+    pairs = {(r["arm"], r["control"]) for r in res["data"]["paired"]}
+    assert {("hdc", "shuffled"), ("hdc", "notext"), ("hdc", "hdc-logistic")} <= pairs
     for arm in ("hdc", "shuffled"):  # patience 1: stops at the first evaluation not better
         for c in res["data"]["curves"][arm].values():
             assert len(c["train_loss"]) <= 8 and isinstance(c["stopped_early"], bool)

@@ -61,6 +61,7 @@ from ..inject.header_verdict import (
     MEMO_ARMS,
     efficiency_rows,
     memorisation_rows,
+    paired_rows,
     summarise,
     verdict,
     withheld_verdict,
@@ -322,6 +323,30 @@ def _efficiency_section(hrun: HeaderRun, rep: Report, eff: dict[str, Any]) -> No
               ci(r.get("efficiency"), 2)] for a, r in eff.items()])
 
 
+def _paired_section(hrun: HeaderRun, rep: Report) -> None:
+    """Each code-carrying arm minus each of its controls, text by text, with its power."""
+    rows = paired_rows(hrun)
+    rep.data["paired"] = rows
+    if not rows:
+        return
+
+    def ci(e: dict[str, Any]) -> str:
+        return f"{e['value']:+.3f} [{e['lo']:+.3f}, {e['hi']:+.3f}]"
+
+    rep.section(
+        "Paired comparisons",
+        "Each arm that carries the text's code against each control that ran, on the same "
+        "evaluation texts and the seeds both have: accuracy difference (arm minus control) "
+        "with a two-level bootstrap interval (seeds x texts, 95 %), and the smallest "
+        "difference the comparison could detect (80 % power, two-sided 95 %, from the "
+        "interval's standard error). 'no difference of x or more' is a negative with that "
+        "power; an arm that runs once (A arms) has the same answers under every seed.",
+    ).table("Arm minus control", ["arm", "control", "seeds", "difference [95 % CI]",
+                                  "detectable", "says"],
+            [[ARM_TITLES[r["arm"]], ARM_TITLES[r["control"]], r["seeds"],
+              ci(r["difference"]), f"{r['detectable']:.3f}", r["says"]] for r in rows])
+
+
 def _recon_section(hrun: HeaderRun, rep: Report) -> None:
     """Stage R: the withheld text's NLL after its header, without one, and after another
     text's header; two-level intervals over replicate seeds and evaluation texts."""
@@ -462,6 +487,7 @@ def _write_report(hrun: HeaderRun, rep: Report) -> None:
     _arms_section(hrun, rep, table, text)
     if eff:
         _efficiency_section(hrun, rep, eff)
+    _paired_section(hrun, rep)
     if hrun.recon:
         _recon_section(hrun, rep)
     _lr_section(hrun, rep)

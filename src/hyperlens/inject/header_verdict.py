@@ -13,11 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from ..functional.stats import mcnemar, paired_bootstrap, two_level_bootstrap, two_level_ratio
+from ..functional.stats import (
+    detectable_difference,
+    mcnemar,
+    paired_bootstrap,
+    two_level_bootstrap,
+    two_level_ratio,
+)
 from .header_arms import HeaderRun
 
 __all__ = ["summarise", "beats", "verdict", "CEILING_OF", "efficiency_rows", "withheld_verdict",
-           "MEMO_ARMS", "memorisation_rows"]
+           "MEMO_ARMS", "memorisation_rows", "PAIRS", "paired_rows"]
 
 #: the arms whose training and held-out curves the memorisation check puts side by side
 MEMO_ARMS = ("hdc", "float", "shuffled", "random")
@@ -28,6 +34,38 @@ CEILING_OF = {"hdc": "hdc-logistic", "float": "minilm", "shuffled": "hdc-logisti
               "random": "hdc-logistic", "prompt": "hdc-logistic", "lm-static": "hdc-logistic",
               "lm-hdc": "hdc-logistic", "fulltext": "hdc-logistic",
               "fulltext-zs": "hdc-logistic"}
+
+
+#: each arm that carries the text's code, and the controls it is compared with text by text
+PAIRS: dict[str, tuple[str, ...]] = {
+    arm: ("baseline", "notext", "shuffled", "random", "prompt", "hdc-ablate", "float",
+          "fusion", "hdc-logistic") for arm in ("hdc", "hdc-recon", "hdc-frozen")}
+PAIRS["lm-hdc"] = ("lm-static", "lm-hdc-ablate", "zeroshot-cal", "notext")
+
+
+def paired_rows(run: HeaderRun) -> list[dict[str, Any]]:
+    """Every code-carrying arm against each of its controls (:data:`PAIRS`) that ran: the
+    difference in accuracy, text by text on the seeds both have, with a two-level interval
+    (seeds x texts), the smallest difference that comparison could detect (80 % power at
+    95 %, from the interval's standard error) and what it says: above, below, or no
+    difference as large as that."""
+    p = run.p
+    out: list[dict[str, Any]] = []
+    for arm, controls in PAIRS.items():
+        for ctrl in controls:
+            seeds = _common(run, arm, ctrl)
+            if arm == ctrl or not seeds:
+                continue
+            a, b = _grid(run, arm, seeds), _grid(run, ctrl, seeds)
+            assert a is not None and b is not None
+            d = two_level_bootstrap(a - b, n_boot=p.n_boot, seed=p.base_seed)
+            mdd = detectable_difference(d.std) if d.std == d.std else float("nan")
+            says = ("above" if d.lo > 0 else "below" if d.hi < 0
+                    else f"no difference of {mdd:.3f} or more")
+            out.append({"arm": arm, "control": ctrl, "seeds": len(seeds),
+                        "texts": int(a.shape[1]), "difference": d.as_dict(),
+                        "detectable": mdd, "says": says})
+    return out
 
 
 def summarise(run: HeaderRun) -> dict[str, Any]:
