@@ -98,7 +98,7 @@ SMALL: dict[str, tuple[tuple[str, ...], list[dict[str, Any]]]] = {
          "batch_size": 4, "lr": 0.01, "alpha_lr": (0.1,), "alpha": 0.2, "field_alpha": 0.02,
          "alpha_starts": (), "field_alpha_starts": (), "sweep": (0.1, 0.29154, 0.3),
          "n_boot": 10, "n_coherence": 4, "data_dir": str(SST2_DEV.parents[1]),
-         "split_paths": "first"},
+         "split_paths": "first", "lerp_subspace": "all"},
     ]),
     "mha-cv": ((), [
         {"dims": (8,), "heads": (1, 2), "epochs": 4, "n_simplices": 20, "n_boot": 10,

@@ -6,6 +6,7 @@ that the seeds reproduce, whose trained runs a rerun reads back from the ledger 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -115,6 +116,22 @@ def test_cell_fingerprint_ignores_what_only_selects_runs() -> None:
                                                                   dtype="float32")) != fp
 
 
+def test_lerp_runs_name_their_subspace_and_the_others_do_not() -> None:
+    ctx = RunContext(seed=0, device="cpu", dtype="float32")
+    fp = modulate.cell_fingerprint(ModulateConfig(), ctx)  # the subspace is lerp's alone:
+    assert modulate.cell_fingerprint(ModulateConfig(lerp_subspace="all"), ctx) == fp
+    assert ModulateConfig().lerp_subspace == "no-massive"
+    lerp = mt.RunSpec("lerp", "wordnet", 0.1, 0, 0.03)
+    assert lerp.key == "lerp/wordnet/a0=0.1/alr=0.03/seed=0"  # "all": the earlier runs' key
+    assert replace(lerp, subspace="no-massive").key == \
+        "lerp/wordnet/a0=0.1/alr=0.03/sub=no-massive/seed=0"
+    field = mt.RunSpec("field", "wordnet", 0.2, 0, 0.1, subspace="no-massive")
+    assert "sub=" not in field.key
+    spec: Any = SimpleNamespace(lerp_subspace="no-massive")
+    out = modulate._lerp_in(spec, [lerp, mt.RunSpec("field", "wordnet", 0.2, 0, 0.1)])
+    assert [r.subspace for r in out] == ["no-massive", "all"]
+
+
 def test_a_finished_run_without_its_files_names_them_and_the_fix(tmp_path: Path) -> None:
     s: Any = SimpleNamespace(name="org/model", handle=None)
     run = mt.RunSpec("lerp", "wordnet", 0.1, 2)
@@ -171,7 +188,8 @@ class _Loaded(Exception):
 def _fake_load(calls: list[dict[str, Any]], num_layers: int = 6) -> Any:
     def load(name: str, device: Any = "auto", dtype: Any = None) -> Any:
         calls.append({"name": name, "device": device, "dtype": dtype})
-        return SimpleNamespace(module=object(), num_layers=num_layers, device=device)
+        return SimpleNamespace(module=object(), num_layers=num_layers, device=device,
+                               hidden_size=8)
 
     return load
 
@@ -205,7 +223,7 @@ def test_too_many_synsets_are_clamped_with_a_warning_and_recorded(
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(hm, "load", _fake_load(calls))
     monkeypatch.setattr(mt, "prepare", lambda name, h, wn, **kw: SimpleNamespace(
-        train=[0] * 300, test=[0] * kw["n_test"]))
+        train=[0] * 300, test=[0] * kw["n_test"], lerp_dims=None, handle=h))
     rep = Report("modulate", out_dir=tmp_path / "r")
     cfg = ModulateConfig(models=("minilm",), anchors=100_000_000, test=50)
     modulate._load_setup(rep, cfg, RunContext(device="cpu"), "minilm")
@@ -237,8 +255,10 @@ _TINY = dict(models=("minilm",), modulators=("lerp",), seeds=(0,),
              ceiling=False)
 #: the miniature run's cells: alpha's rate chosen between two WordNet runs, then the
 #: shuffled control at the chosen rate and the two adapter controls
-_KEYS = ["lerp/wordnet/a0=0.1/alr=0.1/seed=0", "lerp/wordnet/a0=0.1/alr=0.3/seed=0",
-         "lerp/shuffled/a0=0.1/alr={}/seed=0", "lowrank/none/seed=0", "meandiff/none"]
+_KEYS = ["lerp/wordnet/a0=0.1/alr=0.1/sub=no-massive/seed=0",
+         "lerp/wordnet/a0=0.1/alr=0.3/sub=no-massive/seed=0",
+         "lerp/shuffled/a0=0.1/alr={}/sub=no-massive/seed=0", "lowrank/none/seed=0",
+         "meandiff/none"]
 
 
 def _numbers(res: dict[str, Any]) -> Any:
@@ -282,7 +302,8 @@ def test_miniature_run_on_minilm(tiny_runs: dict[str, Any]) -> None:
     assert chosen in (0.1, 0.3)
     keys = [k.format(f"{chosen:g}") for k in _KEYS]
     assert sorted(r["key"] for r in runs) == sorted(keys)
-    assert runs[0]["key"] == f"lerp/wordnet/a0=0.1/alr={chosen:g}/seed=0"  # the chosen rate
+    # the chosen rate
+    assert runs[0]["key"] == f"lerp/wordnet/a0=0.1/alr={chosen:g}/sub=no-massive/seed=0"
     assert all("seconds" not in r and "steps_per_s" not in r for r in runs)
     assert all(f"minilm:train:{k}" in res["timings"] for k in keys)
     gate = res["data"]["minilm:task_gate"]
@@ -328,7 +349,8 @@ def test_every_run_leaves_its_adapter_in_the_report_folder(tiny_runs: dict[str, 
     folder = tiny_runs["folder"]
     runs = tiny_runs["a"]["data"]["minilm:runs"]
     for r in runs:
-        spec = mt.RunSpec(r["kind"], r["geometry"], r["alpha0"], r["seed"], r["alpha_lr"])
+        spec = mt.RunSpec(r["kind"], r["geometry"], r["alpha0"], r["seed"], r["alpha_lr"],
+                          r["subspace"])
         ad: Any = load_adapter(mc.adapter_path(folder, "minilm", spec))
         assert ad.name == {"meandiff": "steer"}.get(r["kind"], r["kind"])
         if r["kind"] == "lerp":

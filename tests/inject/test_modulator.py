@@ -247,3 +247,48 @@ def test_bad_input_errors(tiny_bert):
         ad.set_geometry(torch.zeros(V - 1, 8), torch.zeros(V - 1))
     with pytest.raises(InputError):
         ad.set_alpha(-0.1)
+
+
+def test_lerp_restricted_leaves_the_excluded_coordinates_alone_and_saves_them(tmp_path):
+    ad = _make("lerp", 0.8)
+    keep = torch.ones(D, dtype=torch.bool)
+    keep[[3, 17]] = False
+    ad.restrict(keep)
+    x = torch.randn(2, 6, D)
+    x[..., 3] += 500.0  # a massive coordinate
+    out = ad.modulate(x, IDS, 0)
+    m = ad.token_mask[IDS].bool()
+    assert torch.equal(out[..., ~keep], x[..., ~keep])  # the excluded pass through
+    assert not torch.allclose(out[m], x[m])  # the rest moves
+    ad.proj.data.normal_()  # training cannot move them back in: the mask applies at use
+    assert torch.equal(ad.modulate(x, IDS, 1)[..., ~keep], x[..., ~keep])
+    save_adapter(ad, tmp_path / "a")
+    back = load_adapter(tmp_path / "a")
+    assert torch.equal(back.dims, ad.dims)
+    with pytest.raises(ShapeError):
+        ad.restrict(torch.ones(D + 1, dtype=torch.bool))
+    with pytest.raises(InputError, match="no residual coordinate"):
+        ad.restrict(torch.zeros(D, dtype=torch.bool))
+
+
+def test_massive_dims_finds_a_coordinate_far_above_the_rest(tiny_llama):
+    ad = _make("lerp", 0.1)
+    batches = [{"input_ids": IDS, "attention_mask": torch.ones_like(IDS)}]
+    assert not bool(ad.massive_dims(tiny_llama, batches).any())  # a random model has none
+    norms = ad.calibrate(tiny_llama, batches)
+    block = tiny_llama.model.layers[0]
+
+    def boost(module, args):  # the residual entering block 0 gets one huge coordinate
+        h = args[0].clone()
+        h[..., 5] = 1e4
+        return (h, *args[1:])
+
+    hook = block.register_forward_pre_hook(boost)
+    try:
+        found = ad.massive_dims(tiny_llama, batches)
+        assert found.nonzero().flatten().tolist() == [5]
+        assert float(ad.calibrate(tiny_llama, batches)[1]) > 100 * float(norms[1])
+    finally:
+        hook.remove()
+    with pytest.raises(InputError, match="above 1"):
+        ad.massive_dims(tiny_llama, batches, factor=0.5)

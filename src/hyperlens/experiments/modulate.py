@@ -23,7 +23,7 @@ trains only the missing runs, and the later steps load the adapters they need fr
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -140,6 +140,12 @@ class ModulateConfig(Config):
         "subspace", help="length of lerp's target: the token's own residual component in the "
                          "subspace (subspace) or the whole residual's mean norm (residual, the "
                          "seed's, about sqrt(d_model/64) times longer)")
+    lerp_subspace: Literal["no-massive", "all"] = option(
+        "no-massive", help="where lerp's projection may live: every residual coordinate "
+                           "except those with massive activations, fitted on definitions "
+                           "pooled past a decoder's first token (no-massive), or every "
+                           "coordinate of plainly mean-pooled definitions (all, the earlier "
+                           "form, where a decoder's sink can hold most of the subspace)")
     field_gates: Literal["zero", "random"] = option(
         "zero", help="field's gate layers start at zero, so every gate starts at 1 and "
                      "training moves it (zero), or at random (random, the seed's)")
@@ -285,7 +291,8 @@ def _load_setup(rep: Report, config: ModulateConfig, ctx: RunContext,
         control_seeds=tuple((c, ctx.seed_for("control", c)) for c in config.controls
                             if c in mt.GEOMETRY_CONTROLS),
         split_paths=config.split_paths, lerp_target=config.lerp_target,
-        field_gates=config.field_gates, val=config.val_synsets)
+        field_gates=config.field_gates, val=config.val_synsets,
+        lerp_subspace=config.lerp_subspace)
     with rep.timer(f"{name}:load+prepare"):
         s = mc.prepare_setup(spec, _threads())
     mc.register(spec, s)
@@ -296,7 +303,25 @@ def _load_setup(rep: Report, config: ModulateConfig, ctx: RunContext,
                   f"{name}'s split offers; using {used[key]:,}.", file=sys.stderr)
     rep.data[f"{name}:synsets"] = {k: {"asked": getattr(config, k), "used": v}
                                    for k, v in used.items()}
+    rep.data[f"{name}:lerp subspace"] = _subspace_facts(config, s)
     return spec, s
+
+
+def _subspace_text(f: dict[str, Any]) -> str:
+    if f.get("mode") != "no-massive":
+        return "lerp's projection may use every residual coordinate."
+    dims = f.get("massive_dims", [])
+    return (f"lerp's projection leaves out the {len(dims)} of {f.get('d_model')} residual "
+            "coordinates with massive activations (root mean square over 10 times the median "
+            f"coordinate's at a modulated block{': ' + ', '.join(map(str, dims)) if dims else ''})"
+            ", which pass through unchanged.")
+
+
+def _subspace_facts(config: ModulateConfig, s: mt.Setup) -> dict[str, Any]:
+    """Where lerp's projection lives: the option and the coordinates left out."""
+    out = [] if s.lerp_dims is None else [int(i) for i in (~s.lerp_dims).nonzero().flatten()]
+    return {"mode": config.lerp_subspace, "massive_dims": out,
+            "d_model": int(s.handle.hidden_size)}
 
 
 def _threads() -> int:
@@ -327,17 +352,17 @@ def _train_runs(rep: Report, config: ModulateConfig, s: mt.Setup, spec: mc.Setup
     chosen: dict[str, float] = {k: config.alpha_lr[0] for k in config.modulators}
     trial: list[mt.RunSpec] = []
     if len(config.alpha_lr) > 1 and s.val:
-        trial = mt.plan_alpha_lr(config.modulators, seed=config.seeds[0], alpha0=a0,
-                                 grid=config.alpha_lr)
+        trial = _lerp_in(spec, mt.plan_alpha_lr(config.modulators, seed=config.seeds[0],
+                                                alpha0=a0, grid=config.alpha_lr))
         with rep.timer(f"{name}:alpha_lr"):
             run_cells(mc.run_cells_for(spec, trial, **kw), ledger, executor,
                       desc=f"modulate {name} alpha lr", show_progress=show_progress)
         chosen = _choose_alpha_lr(rep, config, name, spec, trial, ledger)
-    plan = mt.plan_runs(
+    plan = _lerp_in(spec, mt.plan_runs(
         config.modulators, seeds=config.seeds, controls=config.controls,
         control_seeds=config.control_seeds, alpha0=a0,
         alpha_starts={"lerp": config.alpha_starts, "field": config.field_alpha_starts},
-        alpha_lr=chosen)
+        alpha_lr=chosen))
     plan += [r for r in trial if r not in plan]  # rates not chosen: reported beside it
     m.alpha_lr = chosen
     cells = mc.run_cells_for(spec, plan, **kw)
@@ -354,6 +379,11 @@ def _train_runs(rep: Report, config: ModulateConfig, s: mt.Setup, spec: mc.Setup
         if "reps_last" in ev:
             m.reps[run.key + LAST] = ev["reps_last"]
     return m
+
+
+def _lerp_in(spec: mc.SetupSpec, runs: list[mt.RunSpec]) -> list[mt.RunSpec]:
+    """``runs`` with lerp's runs in the set-up's subspace (it names their cells)."""
+    return [replace(r, subspace=spec.lerp_subspace) if r.kind == "lerp" else r for r in runs]
 
 
 _PLAIN_ROW = {"key": "plain", "kind": "-", "geometry": "plain", "control": "plain", "seed": "-",
@@ -459,7 +489,8 @@ def _training_section(rep: Report, config: ModulateConfig, m: _Model) -> None:
         "alpha per modulated block during training (lerp: sigmoid(theta); field: mean over "
         "experts of alpha_max * sigmoid(theta)). Training time per run is under the report's "
         f"timings ('{name}:train:<run>' for the runs trained in this process, "
-        f"'{name}:train' for all of them).",
+        f"'{name}:train' for all of them). " + _subspace_text(rep.data.get(
+            f"{name}:lerp subspace", {})),
     )
     def stop(r: dict[str, Any]) -> str:
         if r["kind"] == "meandiff":

@@ -61,6 +61,7 @@ class SetupSpec:
     lerp_target: str = "subspace"
     field_gates: str = "zero"
     val: int = 0
+    lerp_subspace: str = "no-massive"
 
     @property
     def key(self) -> str:
@@ -99,6 +100,7 @@ def prepare_setup(spec: SetupSpec, threads: int) -> mt.Setup:
                           layers=spec.layers, split_seed=spec.split_seed,
                           split_paths=spec.split_paths, lerp_target=spec.lerp_target,
                           field_gates=spec.field_gates, n_val=spec.val,
+                          lerp_subspace=spec.lerp_subspace,
                           control_seeds=dict(spec.control_seeds))
 
 
@@ -233,7 +235,8 @@ def run_record(s: mt.Setup, out: str | Path, run: mt.RunSpec, result: dict[str, 
     metrics) and its held-out scores (``reps`` and, for decoders, ``reps_last`` from the
     file; ``top1`` / ``top10``)."""
     row = {"key": run.key, "kind": run.kind, "geometry": run.geometry, "alpha0": run.alpha0,
-           "seed": run.seed, "alpha_lr": run.alpha_lr, "control": run.control} | {
+           "seed": run.seed, "alpha_lr": run.alpha_lr, "subspace": run.subspace,
+           "control": run.control} | {
                k: v for k, v in result.items() if k not in ("top1", "top10")}
     ev: dict[str, Any] = dict(_load_reps(s, out, run))  # reps (and reps_last: decoders)
     ev |= {"top1": np.asarray(result["top1"], dtype=np.float32),

@@ -33,6 +33,7 @@ import torch
 
 from ..data.synsets import MatchedSynset, match_synsets, subtree_split
 from ..data.wordnet import similarity_matrix
+from ..errors import ConfigError
 from ..models.arch import resolve_backbone
 from ..models.handle import ModelHandle
 from ..train import TrainConfig, fit_module
@@ -88,6 +89,8 @@ class Setup:
     field_gates: str = "zero"  # "zero": field's gates start at 1 ("random": the seed's)
     val: list[MatchedSynset] = field(default_factory=list)  # training-side, not anchors
     coverage: dict[str, Any] = field(default_factory=dict)  # token_coverage of the test texts
+    # lerp's subspace: the residual coordinates it may use ([d_model] bool; None: all)
+    lerp_dims: torch.Tensor | None = None
 
 
 # --------------------------------------------------------------------------- forward helpers
@@ -200,6 +203,7 @@ def prepare(
     field_gates: str = "zero",
     n_val: int = 0,
     dim: int = 64,
+    lerp_subspace: str = "no-massive",
 ) -> Setup:
     """The shared set-up of one model's runs.
 
@@ -207,7 +211,13 @@ def prepare(
     ``split_paths`` says which hypernym paths define a subtree
     (:func:`~hyperlens.data.synsets.subtree_split`: ``"all"``, leak-free, or the seed's
     ``"first"``); ``lerp_target`` and ``field_gates`` choose the modulators' designs
-    (:func:`build_adapter`); ``n_val`` training-side synsets that are not anchors form the
+    (:func:`build_adapter`); ``lerp_subspace`` where lerp's projection may live:
+    ``"no-massive"`` leaves out the residual coordinates with massive activations
+    (:meth:`~hyperlens.inject.modulator.LerpModulator.massive_dims`, a decoder's first token
+    not counted) and fits the Procrustes map on definitions pooled past a decoder's first
+    token, ``"all"`` fits it on every coordinate of plainly mean-pooled definitions (where a
+    decoder's sink and massive coordinates can take most of the subspace); ``n_val``
+    training-side synsets that are not anchors form the
     validation slice that early stopping watches (:func:`train_run`);
     ``control_seeds`` (``{control: seed}``) draws each control geometry (the ``pca``
     control draws nothing). Fewer than ``n_anchors`` / ``n_test`` synsets are taken when the
@@ -239,15 +249,28 @@ def prepare(
     )
     batches = [_tok(handle, texts[r.start : r.stop]) for r in _batches(min(len(texts), 128), 32)]
     norms = probe.calibrate(_mod(handle), batches)
+    if lerp_subspace not in ("no-massive", "all"):
+        raise ConfigError(f"lerp_subspace must be 'no-massive' or 'all', got {lerp_subspace!r}.")
+    keep = None
+    if lerp_subspace == "no-massive":
+        keep = ~probe.massive_dims(_mod(handle), batches, skip_first=causal)
     from ..models import embed
 
     mid = chosen[len(chosen) // 2]
-    reps = torch.from_numpy(embed(texts, handle, pooling="mean", layer=mid, progress=False))
+    pooling = "mean_after_first" if causal and keep is not None else "mean"
+    reps = torch.from_numpy(embed(texts, handle, pooling=pooling, layer=mid, progress=False))
     ids = torch.tensor([m.token_id for m in train])
-    proj0 = procrustes_projection(geo, ids, reps)
+    if keep is None:
+        proj0 = procrustes_projection(geo, ids, reps)
+    else:
+        proj0 = procrustes_projection(geo, ids, reps * keep.to(reps.dtype))
+        proj0[~keep] = 0
+        u, _, vh = torch.linalg.svd(proj0.double(), full_matrices=False)
+        proj0 = (u @ vh).float()  # the orthonormal map nearest the fitted one
     s = Setup(name, handle, causal, chosen, train, test, geometries, proj0, norms, split.summary(),
               lerp_target=lerp_target, field_gates=field_gates, val=val,
-              coverage=token_coverage(handle, [_text(m, causal) for m in test], geo))
+              coverage=token_coverage(handle, [_text(m, causal) for m in test], geo),
+              lerp_dims=keep)
     if not causal:
         items = train + test + val  # the lemmas the contrastive task reads
         s.targets = encode(handle, [m.word for m in items])
@@ -275,6 +298,7 @@ class RunSpec:
     alpha0: float
     seed: int
     alpha_lr: float = 0.3
+    subspace: str = "all"  # lerp's: the set-up's lerp_subspace (named in the key unless "all")
 
     @property
     def key(self) -> str:
@@ -282,8 +306,9 @@ class RunSpec:
             return "meandiff/none"
         if self.kind in NO_ALPHA:
             return f"{self.kind}/none/seed={self.seed}"
+        sub = f"sub={self.subspace}/" if self.kind == "lerp" and self.subspace != "all" else ""
         return (f"{self.kind}/{self.geometry}/a0={self.alpha0:g}/alr={self.alpha_lr:g}/"
-                f"seed={self.seed}")
+                f"{sub}seed={self.seed}")
 
     @property
     def control(self) -> str:
@@ -356,6 +381,8 @@ def build_adapter(s: Setup, kind: str, geometry: str, alpha: float, seed: int = 
         with torch.no_grad():
             ad.proj.copy_(s.proj0)
             ad.resid_norm.copy_(s.resid_norm)
+        if s.lerp_dims is not None:
+            ad.restrict(s.lerp_dims)
     return ad.to(h.device)
 
 

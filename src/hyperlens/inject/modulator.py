@@ -281,6 +281,7 @@ class LerpModulator(_GeometryAdapter):
     #: the zero-initialised projection of the example config trains only with this target
     example_fields = {"target_norm": "residual"}
     resid_norm: torch.Tensor
+    dims: torch.Tensor
 
     def __init__(self, config: LerpConfig) -> None:
         super().__init__(config)
@@ -293,6 +294,21 @@ class LerpModulator(_GeometryAdapter):
         n = len(config.layers)
         self.theta = nn.Parameter(torch.tensor([_logit(a) for a in _per_layer(config.alpha, n)]))
         self.register_buffer("resid_norm", torch.ones(n))
+        # the residual coordinates the subspace may use (1) or must leave alone (0): the
+        # experiment zeroes a model's massive-activation dimensions (:meth:`restrict`)
+        self.register_buffer("dims", torch.ones(config.d_model))
+
+    def restrict(self, keep: torch.Tensor) -> None:
+        """Let the projection use only the residual coordinates where ``keep`` (``[d_model]``
+        bool) is true, during training too: the others (a decoder's massive-activation
+        dimensions, which attention reads as a sink) pass through unchanged."""
+        if keep.shape != self.dims.shape:
+            raise ShapeError(f"restrict: keep has shape {tuple(keep.shape)}, expected "
+                             f"{tuple(self.dims.shape)}.")
+        if not bool(keep.any()):
+            raise InputError("restrict: keep leaves no residual coordinate to modulate.")
+        with torch.no_grad():
+            self.dims.copy_(keep.to(self.dims))
 
     def alphas(self) -> torch.Tensor:
         """``[n_chosen_layers]`` current alpha per chosen layer."""
@@ -314,7 +330,7 @@ class LerpModulator(_GeometryAdapter):
         g, m = looked  # [B, P, k], [B, P]
         # the update is computed in float32 (a bfloat16 model keeps float32 adapters)
         ct = g.dtype
-        P = self.proj.to(ct)  # [d, k]
+        P = self.proj.to(ct) * self.dims.to(ct)[:, None]  # [d, k], only the allowed coordinates
         inside = act.to(ct) @ P  # [B, P, k] the residual's coordinates in the subspace
         if self.config.target_norm == "subspace":
             scale = (inside @ P.T).norm(dim=-1, keepdim=True)  # [B, P, 1]
@@ -325,29 +341,57 @@ class LerpModulator(_GeometryAdapter):
         return act + (w * (target - inside @ P.T)).to(act.dtype)
 
     @torch.no_grad()
-    def calibrate(self, model: Any, batches: Sequence[dict[str, torch.Tensor]]) -> torch.Tensor:
-        """Measure the mean residual norm entering each chosen layer over ``batches``
-        (tokenizer outputs; padding excluded) and store it in ``resid_norm``."""
+    def _resid_stats(self, model: Any, batches: Sequence[dict[str, torch.Tensor]],
+                     skip_first: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Over the real tokens of ``batches`` (and past the first with ``skip_first``): the
+        mean residual norm entering each chosen layer ``[n_chosen]`` and the mean square of
+        each residual coordinate there ``[n_chosen, d_model]``."""
         from ..models.hooks import capture
 
         self.check_model(model)
         mod = _module(model)
         points = [f"blocks.{b}.resid_pre" for b in self.config.layers]
         sums = torch.zeros(len(points), dtype=torch.float64)
+        squares = torch.zeros(len(points), self.config.d_model, dtype=torch.float64)
         count = 0.0
         # the backbone alone (no language-model head), stopped after the deepest chosen block
         with capture(mod, points, stop_early=True) as acts:
             for b in batches:
                 acts.run(**b)
-                keep = b.get("attention_mask", torch.ones_like(b["input_ids"])).bool()
+                keep = b.get("attention_mask", torch.ones_like(b["input_ids"])).bool().clone()
+                if skip_first:
+                    keep[:, 0] = False
                 for j, p in enumerate(points):
                     a = acts[p]  # on the model's device; the sums stay on the CPU
-                    sums[j] += a.norm(dim=-1)[keep.to(a.device)].double().sum().cpu()
+                    k = keep.to(a.device)
+                    sums[j] += a.norm(dim=-1)[k].double().sum().cpu()
+                    squares[j] += a[k].double().pow(2).sum(0).cpu()
                 count += float(keep.sum())
         if count == 0:
             raise InputError("calibrate needs at least one non-padding token.")
-        self.resid_norm.copy_((sums / count).to(self.resid_norm))
+        return sums / count, squares / count
+
+    @torch.no_grad()
+    def calibrate(self, model: Any, batches: Sequence[dict[str, torch.Tensor]]) -> torch.Tensor:
+        """Measure the mean residual norm entering each chosen layer over ``batches``
+        (tokenizer outputs; padding excluded) and store it in ``resid_norm``."""
+        norms, _ = self._resid_stats(model, batches)
+        self.resid_norm.copy_(norms.to(self.resid_norm))
         return self.resid_norm.clone()
+
+    @torch.no_grad()
+    def massive_dims(self, model: Any, batches: Sequence[dict[str, torch.Tensor]], *,
+                     factor: float = 10.0, skip_first: bool = False) -> torch.Tensor:
+        """``[d_model]`` bool: the residual coordinates whose root mean square, at any chosen
+        layer, is more than ``factor`` times the median coordinate's there (the "massive
+        activations" of many LMs: a few coordinates hundreds of times larger than the rest,
+        which attention uses as a sink). With ``skip_first`` the first token, where a
+        decoder's largest values sit, is left out of the measurement."""
+        if not factor > 1:
+            raise InputError(f"factor must be above 1, got {factor!r}.")
+        _, sq = self._resid_stats(model, batches, skip_first=skip_first)
+        rms = sq.sqrt()
+        return (rms > factor * rms.median(dim=1, keepdim=True).values).any(0)
 
 
 # --------------------------------------------------------------------------- field
