@@ -289,7 +289,7 @@ def test_modulate_cells_on_ray_and_resumed(tmp_path: Path, ray_executor) -> None
     _check_local_ray_and_resume(_modulate, tmp_path, ray_executor)
     files = _adapter_files(tmp_path / "local")
     assert sorted(files) == sorted(
-        f"minilm--lerp-{g}-a0=0.1-alr=0.3-seed={sd}{ext}"
+        f"minilm--lerp-{g}-a0=0.1-alr=0.3-sub=no-massive-seed={sd}{ext}"
         for g, sd in (("wordnet", 0), ("wordnet", 1), ("shuffled", 0))
         for ext in (".safetensors", ".reps.safetensors"))
     assert _adapter_files(tmp_path / "ray") == files  # the workers trained the same bits
