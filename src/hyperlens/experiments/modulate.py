@@ -49,6 +49,7 @@ from ..inject.modulate_sections import (
     pooled_table,
     task_gate,
 )
+from ..inject.modulator import MASSIVE_FACTOR
 from ..report import Report, Section
 from ..run import Executor, Ledger, LocalExecutor, pinned_threads, run_cells
 from ..utils import stable_hash
@@ -311,10 +312,11 @@ def _subspace_text(f: dict[str, Any]) -> str:
     if f.get("mode") != "no-massive":
         return "lerp's projection may use every residual coordinate."
     dims = f.get("massive_dims", [])
+    listed = ": " + ", ".join(map(str, dims)) if dims else ""
     return (f"lerp's projection leaves out the {len(dims)} of {f.get('d_model')} residual "
-            "coordinates with massive activations (root mean square over 10 times the median "
-            f"coordinate's at a modulated block{': ' + ', '.join(map(str, dims)) if dims else ''})"
-            ", which pass through unchanged.")
+            "coordinates with massive activations (root mean square over "
+            f"{MASSIVE_FACTOR:g} times the median coordinate's at a modulated block{listed}), "
+            "which pass through unchanged.")
 
 
 def _subspace_facts(config: ModulateConfig, s: mt.Setup) -> dict[str, Any]:

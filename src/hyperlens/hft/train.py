@@ -52,7 +52,7 @@ from .shortlist import Shortlist, shortlist_loss, teacher_targets
 
 __all__ = ["StudentConfig", "FeatureStore", "build_model", "build_features", "aux_stats",
            "fit_rows",
-           "aux_targets", "train_hyperfield", "train_mlp", "train_tuned_lens", "train_online",
+           "train_hyperfield", "train_mlp", "train_tuned_lens", "train_online",
            "TrainConfig", "fit"]
 
 
@@ -201,12 +201,6 @@ def aux_stats(sp: CapturedSplit) -> dict[str, torch.Tensor]:
     a = np.concatenate([sp["state"][:20000], sp["qkv"][:20000]], axis=1).astype(np.float32)
     t = torch.from_numpy(a)
     return {"mean": t.mean(0), "std": t.std(0).clamp_min(1e-4)}
-
-
-def aux_targets(sp: CapturedSplit, stats: dict[str, torch.Tensor],
-                rows: Any = slice(None)) -> torch.Tensor:
-    a = np.concatenate([sp["state"][rows], sp["qkv"][rows]], axis=1).astype(np.float32)
-    return (torch.from_numpy(a) - stats["mean"]) / stats["std"]
 
 
 def fit_rows(sp: CapturedSplit, sc: StudentConfig) -> int:

@@ -273,6 +273,10 @@ class LerpConfig(_GeometryConfig):
                 "target_norm='residual' or zero_init=False.")
 
 
+#: how many times the median coordinate's root mean square makes a coordinate "massive"
+MASSIVE_FACTOR = 10.0
+
+
 @register_adapter("lerp")
 class LerpModulator(_GeometryAdapter):
     """LERP of the residual towards the projected token geometry (module docstring)."""
@@ -381,7 +385,7 @@ class LerpModulator(_GeometryAdapter):
 
     @torch.no_grad()
     def massive_dims(self, model: Any, batches: Sequence[dict[str, torch.Tensor]], *,
-                     factor: float = 10.0, skip_first: bool = False) -> torch.Tensor:
+                     factor: float = MASSIVE_FACTOR, skip_first: bool = False) -> torch.Tensor:
         """``[d_model]`` bool: the residual coordinates whose root mean square, at any chosen
         layer, is more than ``factor`` times the median coordinate's there (the "massive
         activations" of many LMs: a few coordinates hundreds of times larger than the rest,
