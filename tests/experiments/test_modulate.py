@@ -82,12 +82,30 @@ def test_plan_adds_the_adapter_controls_once_and_the_chosen_alpha_lr() -> None:
     assert [t.key for t in trial] == ["lerp/wordnet/a0=0.1/alr=0.03/seed=0",
                                       "lerp/wordnet/a0=0.1/alr=0.3/seed=0"]
     assert trial[0] in plan  # the chosen rate's first run is the plan's own: trained once
+    tuned = mt.plan_runs(("lerp",), seeds=(0,), controls=("lowrank",), control_seeds=(0, 1),
+                         alpha0={"lerp": 0.1}, alpha_starts={}, lowrank_lr=1e-3)
+    assert [p.key for p in tuned if p.kind == "lowrank"] == [
+        "lowrank/none/lr=0.001/seed=0", "lowrank/none/lr=0.001/seed=1"]
+    search = mt.plan_lowrank_lr(seed=0, grid=(3e-4, 1e-3))
+    assert [t.key for t in search] == ["lowrank/none/lr=0.0003/seed=0",
+                                       "lowrank/none/lr=0.001/seed=0"]
+    assert search[1] in tuned and search[0] not in tuned
+
+
+def test_the_best_rate_is_the_lowest_validation_loss_the_earlier_on_a_tie() -> None:
+    curve = {0.1: [[0, 1.0], [10, 0.7]], 0.3: [[0, 1.0], [10, 0.6]], 1.0: [[0, 1.0], [10, 0.6]]}
+    assert mc.best_rate([(r, {"val_curve": c}) for r, c in curve.items()]) == (
+        0.3, [0.7, 0.6, 0.6])
+    assert mc.best_rate([(0.1, None), (0.3, {"val_curve": [[0, 2.0]]})])[0] == 0.3
 
 
 def test_several_alpha_lrs_need_a_validation_slice() -> None:
     with pytest.raises(ConfigError, match="--alpha-lr"):
         ModulateConfig(alpha_lr=(0.1, 0.3), val_synsets=0)
-    assert ModulateConfig(alpha_lr=(0.1,), val_synsets=0).alpha_lr == (0.1,)
+    with pytest.raises(ConfigError, match="--lowrank-lr"):
+        ModulateConfig(alpha_lr=(0.1,), lowrank_lr=(1e-3, 3e-3), val_synsets=0)
+    assert ModulateConfig(alpha_lr=(0.1,), controls=("pca",), val_synsets=0).lowrank_lr
+    assert ModulateConfig(alpha_lr=(0.1,), lowrank_lr=(1e-3,), val_synsets=0).alpha_lr == (0.1,)
 
 
 def test_cli_takes_a_seed_list_and_the_context_precision(tmp_path: Path) -> None:
@@ -252,13 +270,13 @@ _TINY = dict(models=("minilm",), modulators=("lerp",), seeds=(0,),
              controls=("shuffled", "lowrank", "meandiff"), control_seeds=(0,), anchors=70,
              test=12, steps=2, batch_size=4, alpha_starts=(), sweep=(0.1, 0.29154, 0.3),
              n_boot=20, n_coherence=4, val_synsets=8, eval_every=1, alpha_lr=(0.1, 0.3),
-             ceiling=False)
+             lowrank_lr=(1e-3, 3e-3), ceiling=False)
 #: the miniature run's cells: alpha's rate chosen between two WordNet runs, then the
 #: shuffled control at the chosen rate and the two adapter controls
 _KEYS = ["lerp/wordnet/a0=0.1/alr=0.1/sub=no-massive/seed=0",
          "lerp/wordnet/a0=0.1/alr=0.3/sub=no-massive/seed=0",
-         "lerp/shuffled/a0=0.1/alr={}/sub=no-massive/seed=0", "lowrank/none/seed=0",
-         "meandiff/none"]
+         "lerp/shuffled/a0=0.1/alr={}/sub=no-massive/seed=0", "lowrank/none/lr=0.001/seed=0",
+         "lowrank/none/lr=0.003/seed=0", "meandiff/none"]
 
 
 def _numbers(res: dict[str, Any]) -> Any:
@@ -313,6 +331,9 @@ def test_miniature_run_on_minilm(tiny_runs: dict[str, Any]) -> None:
     assert md["scale"] in [c for c, _ in md["scale_curve"]] and md["final_alpha"] == []
     low = next(r for r in runs if r["kind"] == "lowrank")
     assert low["final_alpha"] == [] and low["steps_trained"] >= 1
+    rates = res["data"]["minilm:alpha_lr"]["lowrank"]
+    assert rates["grid"] == [1e-3, 3e-3] and rates["chosen"] in rates["grid"]
+    assert {r["lr"] for r in runs if r["kind"] == "lowrank"} == {1e-3, 3e-3}
     assert res["data"]["minilm:synsets"]["anchors"] == {"asked": 70, "used": 70}
 
 
@@ -325,7 +346,7 @@ def test_the_seed_reproduces_the_run_and_another_seed_changes_it(
     assert a != c
     la, lc = (tiny_runs[k]["data"]["minilm:runs"][0]["train_loss"] for k in "ac")
     assert la != lc  # another split trains on other anchors
-    assert tiny_runs["b"]["data"]["cells"] == {"resumed": 0, "computed": 5,
+    assert tiny_runs["b"]["data"]["cells"] == {"resumed": 0, "computed": 6,
                                                "file": "cells.jsonl"}
 
 
@@ -334,7 +355,7 @@ def test_a_rerun_reads_the_trained_runs_back_with_the_same_numbers(
     tiny_runs: dict[str, Any]
 ) -> None:
     a, d = tiny_runs["a"], tiny_runs["d"]
-    assert d["data"]["cells"] == {"resumed": 5, "computed": 0, "file": "cells.jsonl"}
+    assert d["data"]["cells"] == {"resumed": 6, "computed": 0, "file": "cells.jsonl"}
     assert not any(k.startswith("minilm:train:") for k in d["timings"])  # nothing trained
     # coherence and the alpha sweep ran on the adapter loaded from OUT/adapters
     assert _numbers(d) == _numbers(a)
@@ -350,7 +371,7 @@ def test_every_run_leaves_its_adapter_in_the_report_folder(tiny_runs: dict[str, 
     runs = tiny_runs["a"]["data"]["minilm:runs"]
     for r in runs:
         spec = mt.RunSpec(r["kind"], r["geometry"], r["alpha0"], r["seed"], r["alpha_lr"],
-                          r["subspace"])
+                          r["subspace"], r["lr"])
         ad: Any = load_adapter(mc.adapter_path(folder, "minilm", spec))
         assert ad.name == {"meandiff": "steer"}.get(r["kind"], r["kind"])
         if r["kind"] == "lerp":

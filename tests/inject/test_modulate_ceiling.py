@@ -68,3 +68,24 @@ def test_bad_input_is_refused():
         fit_metric_map(torch.zeros(4, 2), [object()] * 3)
     with pytest.raises(InputError, match="at least 20"):
         fit_metric_map(torch.zeros(5, 2), [object()] * 5)
+
+
+def test_the_held_out_ceiling_validates_on_whole_subtrees(nouns):
+    from hyperlens.data.synsets import _subtree_roots
+    from hyperlens.inject.modulate_ceiling import fit_metric_map, subtree_slice
+
+    items = nouns[:240]
+    val = subtree_slice(items, fraction=0.2, seed=3)
+    assert 0.1 * len(items) <= len(val) <= 0.35 * len(items)
+    assert np.array_equal(val, subtree_slice(items, fraction=0.2, seed=3))  # seeded
+    # no validation synset shares a subtree root (any path, depth 4) with a fitted one
+    held = set(val.tolist())
+    roots = [set(_subtree_roots(s, 4, "all")) for s in items]
+    val_roots = set().union(*(roots[i] for i in held))
+    fit_roots = set().union(*(r for i, r in enumerate(roots) if i not in held))
+    assert not val_roots & fit_roots
+    x = _hidden_structure(items)
+    mm = fit_metric_map(x, items, dim=8, steps=30, eval_every=10, val_index=val, seed=0)
+    assert mm.history[0][0] == 0 and len(mm.history) >= 2
+    with pytest.raises(InputError, match="val_index"):
+        fit_metric_map(x, items, val_index=[0])

@@ -134,6 +134,11 @@ class ModulateConfig(Config):
                                "lowest validation loss trains every run of that modulator, "
                                "WordNet and controls alike (one value: used as given)",
         check=above(0), unique=True)
+    lowrank_lr: tuple[float, ...] = option(
+        (3e-4, 1e-3, 3e-3), help="learning rates of the lowrank control tried on the "
+                                  "validation slice (first control seed); the best trains "
+                                  "every lowrank run (one value: used as given)",
+        check=above(0), unique=True)
     alpha: float = option(0.1, help="starting alpha of lerp", check=_START_ALPHA)
     field_alpha: float = option(0.2, help="starting alpha of field (the seed's: 0.01)",
                                 check=_FIELD_ALPHA)
@@ -174,9 +179,12 @@ class ModulateConfig(Config):
                                      "everything again")
 
     def check(self) -> None:
-        if len(self.alpha_lr) > 1 and self.val_synsets == 0:
-            raise ConfigError("--alpha-lr: choosing among several rates needs the validation "
-                              "slice; give one rate or --val-synsets above 0.")
+        searched = (("--alpha-lr", self.alpha_lr), ("--lowrank-lr", self.lowrank_lr
+                                                   if "lowrank" in self.controls else ()))
+        for opt, rates in searched:
+            if len(rates) > 1 and self.val_synsets == 0:
+                raise ConfigError(f"{opt}: choosing among several rates needs the validation "
+                                  "slice; give one rate or --val-synsets above 0.")
         for m in self.models:
             if m.lower() in _STATIC:
                 raise ConfigError(f"--models: {m!r} is a static word-vector model; modulate "
@@ -352,19 +360,23 @@ def _train_runs(rep: Report, config: ModulateConfig, s: mt.Setup, spec: mc.Setup
                           "out": out, "threads": _threads(), "eval_every": config.eval_every,
                           "patience": config.patience}
     chosen: dict[str, float] = {k: config.alpha_lr[0] for k in config.modulators}
+    chosen["lowrank"] = config.lowrank_lr[0]
     trial: list[mt.RunSpec] = []
     if len(config.alpha_lr) > 1 and s.val:
         trial = _lerp_in(spec, mt.plan_alpha_lr(config.modulators, seed=config.seeds[0],
                                                 alpha0=a0, grid=config.alpha_lr))
+    if len(config.lowrank_lr) > 1 and s.val and "lowrank" in config.controls:
+        trial += mt.plan_lowrank_lr(seed=config.control_seeds[0], grid=config.lowrank_lr)
+    if trial:
         with rep.timer(f"{name}:alpha_lr"):
             run_cells(mc.run_cells_for(spec, trial, **kw), ledger, executor,
                       desc=f"modulate {name} alpha lr", show_progress=show_progress)
-        chosen = _choose_alpha_lr(rep, config, name, spec, trial, ledger)
+        chosen |= _choose_rates(rep, config, name, spec, trial, ledger)
     plan = _lerp_in(spec, mt.plan_runs(
         config.modulators, seeds=config.seeds, controls=config.controls,
         control_seeds=config.control_seeds, alpha0=a0,
         alpha_starts={"lerp": config.alpha_starts, "field": config.field_alpha_starts},
-        alpha_lr=chosen))
+        alpha_lr=chosen, lowrank_lr=chosen["lowrank"]))
     plan += [r for r in trial if r not in plan]  # rates not chosen: reported beside it
     m.alpha_lr = chosen
     cells = mc.run_cells_for(spec, plan, **kw)
@@ -392,21 +404,20 @@ _PLAIN_ROW = {"key": "plain", "kind": "-", "geometry": "plain", "control": "plai
               "alpha0": "-", "alpha_lr": "-"}
 
 
-def _choose_alpha_lr(rep: Report, config: ModulateConfig, name: str, spec: mc.SetupSpec,
-                     trial: list[mt.RunSpec], ledger: Ledger) -> dict[str, float]:
+def _choose_rates(rep: Report, config: ModulateConfig, name: str, spec: mc.SetupSpec,
+                  trial: list[mt.RunSpec], ledger: Ledger) -> dict[str, float]:
     """Per modulator, the alpha learning rate of ``trial`` whose run reached the lowest
-    validation loss (the earlier rate of the grid on a tie); recorded in the report."""
+    validation loss, and for ``lowrank`` its learning rate (the earlier rate of the grid on
+    a tie); recorded in the report."""
     chosen: dict[str, float] = {}
     table: dict[str, Any] = {}
-    for kind in config.modulators:
-        best: dict[float, float] = {}
-        for r in trial:
-            if r.kind == kind:
-                res = ledger.get(mc.cell_key(spec, r)) or {}
-                curve = res.get("val_curve") or [[0, float("inf")]]
-                best[r.alpha_lr] = min(v for _, v in curve)
-        chosen[kind] = min(best, key=lambda a: (best[a], list(best).index(a)))
-        table[kind] = {"grid": list(best), "best_val_loss": list(best.values()),
+    for kind in [*config.modulators, "lowrank"]:
+        rate = (lambda r: r.lr) if kind == "lowrank" else (lambda r: r.alpha_lr)
+        done = [(rate(r), ledger.get(mc.cell_key(spec, r))) for r in trial if r.kind == kind]
+        if not done:
+            continue
+        chosen[kind], best = mc.best_rate(done)
+        table[kind] = {"grid": [g for g, _ in done], "best_val_loss": best,
                        "chosen": chosen[kind]}
     rep.data[f"{name}:alpha_lr"] = table
     return chosen
@@ -578,6 +589,13 @@ def _choice_tables(sec: Section, m: _Model) -> None:
                   note="Each modulator's first WordNet run (first replicate seed, default "
                        "starting alpha) at each rate; the chosen rate trains every run of "
                        "that modulator, WordNet and geometry controls alike.")
+    low = [r for r in m.runs if r["kind"] == "lowrank" and r.get("val_curve")]
+    if len({r["lr"] for r in low if r["seed"] == low[0]["seed"]} if low else ()) > 1:
+        sec.table("Learning rate of the lowrank control chosen on the validation slice",
+                  ["lr", "best validation loss", "steps", ""],
+                  [[r["lr"], round(min(v for _, v in r["val_curve"]), 4),
+                    r.get("steps_trained"), "chosen" if m.alpha_lr.get("lowrank") == r["lr"]
+                    else ""] for r in low if r["seed"] == low[0]["seed"]])
     md = [r for r in m.runs if r["kind"] == "meandiff" and r.get("scale_curve")]
     for r in md:
         sec.table("Mean-difference multiplier chosen on the validation slice",

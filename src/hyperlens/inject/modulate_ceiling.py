@@ -7,11 +7,15 @@ whether *any* linear reading of the plain model's definition embeddings can:
 correction) so that the cosines of the mapped embeddings correlate with WordNet path
 similarity over pairs of training synsets (a linear metric-learning
 map, the plainest model that sees the same supervision as the modulators), stopping when
-the correlation on a validation slice of the training synsets stops improving. Scored on
-the held-out subtrees, it is the ceiling: if it cannot lift the held-out correlation, a
-modulator fed the same geometry has nothing to carry across the split. Scored on a random
-split *within* the training subtrees it separates "does not generalise to new subtrees"
-from "finds nothing".
+the correlation on a validation slice of the training synsets stops improving. The
+validation slice is drawn the way its test is: whole subtrees of the training side for
+the ceiling on the held-out subtrees (so the map kept is the one that carries across
+subtrees, and a map that only fits the subtrees it saw is stopped at the plain reading),
+synsets at random for the split within the training subtrees. Scored on the held-out
+subtrees, it is the ceiling: if it cannot lift the held-out correlation, a modulator fed
+the same geometry has nothing to carry across the split. Scored on a random split
+*within* the training subtrees it separates "does not generalise to new subtrees" from
+"finds nothing".
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from ..data.wordnet import similarity_matrix
 from ..errors import InputError
 from ..utils import derive_seed
 
-__all__ = ["MetricMap", "ceiling_rows", "fit_metric_map", "random_split"]
+__all__ = ["MetricMap", "ceiling_rows", "fit_metric_map", "random_split", "subtree_slice"]
 
 
 @dataclass
@@ -73,6 +77,7 @@ def fit_metric_map(
     eval_every: int = 25,
     patience: int = 4,
     seed: int = 0,
+    val_index: Sequence[int] | np.ndarray | None = None,
 ) -> MetricMap:
     """Fit ``W`` so that the cosines of ``x W`` correlate with path similarity.
 
@@ -82,7 +87,8 @@ def fit_metric_map(
     every ``eval_every`` steps the Pearson over all pairs of the validation synsets is
     measured, training stops after ``patience`` measurements without improvement and the
     best map is kept. The map is ``x + (x V) U^T`` with ``U`` zero at the start, so step 0
-    is the plain embeddings' own cosine.
+    is the plain embeddings' own cosine. ``val_index``: the rows held back for validation
+    (for example :func:`subtree_slice`) instead of a random ``val_fraction``.
     """
     n = len(synsets)
     if x.ndim != 2 or x.shape[0] != n:
@@ -94,8 +100,16 @@ def fit_metric_map(
                          ).float()
     x = x.float()
     perm = torch.randperm(n, generator=gen)
-    n_val = max(10, int(round(val_fraction * n)))
-    val, fit = perm[:n_val], perm[n_val:]
+    if val_index is None:
+        n_val = max(10, int(round(val_fraction * n)))
+        val, fit = perm[:n_val], perm[n_val:]
+    else:
+        held = np.zeros(n, dtype=bool)
+        held[np.asarray(val_index, dtype=np.int64)] = True
+        if not 2 <= held.sum() <= n - 2:
+            raise InputError(f"val_index must hold back between 2 and n - 2 = {n - 2} of the "
+                             f"{n} synsets, got {int(held.sum())}.")
+        val, fit = torch.from_numpy(np.flatnonzero(held)), torch.from_numpy(np.flatnonzero(~held))
     d, k = x.shape[1], min(dim, x.shape[1])
     # V reads unit-scale coordinates of x; U starts at 0, so step 0 is the identity
     V = torch.nn.Parameter(torch.randn(d, k, generator=gen) / (x.norm(dim=1).mean() + 1e-6))
@@ -161,6 +175,33 @@ def random_split(n: int, *, test_fraction: float = 0.25, seed: int = 0
     return np.sort(order[cut:]), np.sort(order[:cut])
 
 
+def subtree_slice(items: Sequence[Any], *, fraction: float = 0.15, seed: int = 0
+                  ) -> np.ndarray:
+    """Indices of a validation slice of ``items`` made of whole hypernym subtrees (the
+    rule of :func:`~hyperlens.data.synsets.subtree_split`, every path, depth 4), about
+    ``fraction`` of them: validation that mimics a split by subtree. ``items``: matched
+    synsets or NLTK synsets."""
+    from types import SimpleNamespace
+
+    from ..data.synsets import subtree_split
+
+    rows: list[Any] = [m if hasattr(m, "synset") else SimpleNamespace(name=m.name(), synset=m)
+                       for m in items]
+    groups = subtree_split(rows, test_fraction=fraction).groups  # the subtree of each
+    members: dict[str, list[int]] = {}
+    for i, m in enumerate(rows):
+        members.setdefault(groups[m.name], []).append(i)
+    roots = sorted(members)
+    rng = np.random.default_rng(derive_seed(seed, "val-subtrees"))
+    target, held = fraction * len(rows), list[int]()
+    for r in (roots[i] for i in rng.permutation(len(roots))):
+        if len(held) >= target:
+            break
+        if len(held) + len(members[r]) <= 1.5 * target:  # a giant subtree would overshoot
+            held += members[r]
+    return np.sort(np.asarray(held, dtype=np.int64))
+
+
 def ceiling_rows(
     train: Sequence[Any],
     test: Sequence[Any],
@@ -174,8 +215,9 @@ def ceiling_rows(
 ) -> list[dict[str, Any]]:
     """The ceiling on both splits, as rows for the report.
 
-    ``held-out subtrees``: the map fitted on every training synset (``x_train``, the plain
-    model's embeddings of ``train``), scored on ``test``. ``random, within training
+    ``held-out subtrees``: the map fitted on the training synsets (``x_train``, the plain
+    model's embeddings of ``train``) with whole training subtrees as its validation slice
+    (:func:`subtree_slice`), scored on ``test``. ``random, within training
     subtrees``: fitted on a random 75 % of ``train``, scored on at most
     ``max_random_test`` of the rest. Each row: the plain and mapped Pearson with path
     similarity, the lift with its bootstrap interval over synsets, the step kept and the
@@ -186,12 +228,16 @@ def ceiling_rows(
     a, b = random_split(len(train), seed=seed)
     rng = np.random.default_rng(derive_seed(seed, "random-split-test"))
     b = np.sort(rng.choice(b, min(len(b), max_random_test), replace=False))
-    cases = [("held-out subtrees", list(train), x_train, list(test), x_test),
+    by_subtree: np.ndarray | None = subtree_slice(train, seed=seed)
+    if by_subtree is not None and len(by_subtree) < 10:  # too few subtrees: at random
+        by_subtree = None
+    cases = [("held-out subtrees", list(train), x_train, list(test), x_test, by_subtree),
              ("random, within training subtrees", [train[i] for i in a],
-              x_train[torch.as_tensor(a)], [train[i] for i in b], x_train[torch.as_tensor(b)])]
+              x_train[torch.as_tensor(a)], [train[i] for i in b], x_train[torch.as_tensor(b)],
+              None)]
     rows = []
-    for name, fit_items, x_fit, score_items, x_score in cases:
-        mm = fit_metric_map(x_fit, fit_items, seed=seed, steps=steps)
+    for name, fit_items, x_fit, score_items, x_score, val in cases:
+        mm = fit_metric_map(x_fit, fit_items, seed=seed, steps=steps, val_index=val)
         with torch.no_grad():
             mapped = mm.transform(x_score)
         table, _, _ = relational_table({"plain": x_score.float(), "mapped": mapped},
@@ -203,5 +249,6 @@ def ceiling_rows(
                      "lift": t["mapped"]["lift_pearson"],
                      "lift_lo": t["mapped"]["lift_pearson_lo"],
                      "lift_hi": t["mapped"]["lift_pearson_hi"],
-                     "kept_step": mm.best_step, "validation": mm.history})
+                     "kept_step": mm.best_step, "validation": mm.history,
+                     "validated_on": "random" if val is None else "subtrees"})
     return rows

@@ -42,7 +42,7 @@ from .base import load_adapter, save_adapter
 
 __all__ = ["SetupSpec", "check_layers", "prepare_setup", "setup_for", "register", "release",
            "pop_timings", "cell_key", "run_cells_for", "train_cell", "run_record",
-           "load_trained", "adapter_path", "reps_path"]
+           "load_trained", "adapter_path", "reps_path", "best_rate"]
 
 
 @dataclass(frozen=True)
@@ -229,6 +229,15 @@ def run_cells_for(spec: SetupSpec, plan: Sequence[mt.RunSpec], *, steps: int, ba
             for r in plan]
 
 
+def best_rate(results: Sequence[tuple[float, dict[str, Any] | None]]) -> tuple[float, list[float]]:
+    """The rate whose run reached the lowest validation loss among ``(rate, result)`` pairs
+    of finished cells (the earlier rate on a tie), and each rate's best validation loss."""
+    best = [min((v for _, v in (res or {}).get("val_curve") or []), default=float("inf"))
+            for _, res in results]
+    pick = min(range(len(results)), key=lambda i: (best[i], i))
+    return float(results[pick][0]), best
+
+
 def run_record(s: mt.Setup, out: str | Path, run: mt.RunSpec, result: dict[str, Any]
                ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A finished cell as the experiment uses it: the run's row (its spec and training
@@ -236,7 +245,7 @@ def run_record(s: mt.Setup, out: str | Path, run: mt.RunSpec, result: dict[str, 
     file; ``top1`` / ``top10``)."""
     row = {"key": run.key, "kind": run.kind, "geometry": run.geometry, "alpha0": run.alpha0,
            "seed": run.seed, "alpha_lr": run.alpha_lr, "subspace": run.subspace,
-           "control": run.control} | {
+           "lr": run.lr, "control": run.control} | {
                k: v for k, v in result.items() if k not in ("top1", "top10")}
     ev: dict[str, Any] = dict(_load_reps(s, out, run))  # reps (and reps_last: decoders)
     ev |= {"top1": np.asarray(result["top1"], dtype=np.float32),

@@ -50,6 +50,7 @@ __all__ = [
     "build_adapter",
     "plan_runs",
     "plan_alpha_lr",
+    "plan_lowrank_lr",
     "block_alphas",
     "GEOMETRY_CONTROLS",
     "ADAPTER_CONTROLS",
@@ -299,13 +300,15 @@ class RunSpec:
     seed: int
     alpha_lr: float = 0.3
     subspace: str = "all"  # lerp's: the set-up's lerp_subspace (named in the key unless "all")
+    lr: float | None = None  # the run's own learning rate (lowrank's, chosen); None: --lr
 
     @property
     def key(self) -> str:
         if self.kind == "meandiff":
             return "meandiff/none"
         if self.kind in NO_ALPHA:
-            return f"{self.kind}/none/seed={self.seed}"
+            rate = "" if self.lr is None else f"lr={self.lr:g}/"
+            return f"{self.kind}/none/{rate}seed={self.seed}"
         sub = f"sub={self.subspace}/" if self.kind == "lerp" and self.subspace != "all" else ""
         return (f"{self.kind}/{self.geometry}/a0={self.alpha0:g}/alr={self.alpha_lr:g}/"
                 f"{sub}seed={self.seed}")
@@ -326,12 +329,13 @@ def plan_runs(
     alpha0: Mapping[str, float],
     alpha_starts: Mapping[str, Sequence[float]],
     alpha_lr: Mapping[str, float] | None = None,
+    lowrank_lr: float | None = None,
 ) -> list[RunSpec]:
     """Per modulator: the WordNet geometry once per replicate seed, each geometry control
     once per control seed (both from ``alpha0[kind]`` with ``alpha_lr[kind]``), and the
     further starting alphas of ``alpha_starts[kind]`` with the WordNet geometry and the
-    first replicate seed; then the adapter controls: ``lowrank`` once per control seed and
-    ``meandiff`` once."""
+    first replicate seed; then the adapter controls: ``lowrank`` once per control seed (at
+    ``lowrank_lr``; ``None``: the command's rate) and ``meandiff`` once."""
     lrs = dict(alpha_lr or {})
     plan: list[RunSpec] = []
     for kind in kinds:
@@ -342,7 +346,7 @@ def plan_runs(
         plan += [RunSpec(kind, "wordnet", a, seeds[0], alr)
                  for a in alpha_starts.get(kind, ()) if a != a0]
     if "lowrank" in controls:
-        plan += [RunSpec("lowrank", "none", 0.0, sd) for sd in control_seeds]
+        plan += [RunSpec("lowrank", "none", 0.0, sd, lr=lowrank_lr) for sd in control_seeds]
     if "meandiff" in controls:
         plan += [RunSpec("meandiff", "none", 0.0, control_seeds[0] if control_seeds else 0)]
     return plan
@@ -354,6 +358,13 @@ def plan_alpha_lr(kinds: Sequence[str], *, seed: int, alpha0: Mapping[str, float
     the first replicate seed and its default starting alpha, once per rate of ``grid``."""
     return [RunSpec(kind, "wordnet", alpha0[kind], seed, float(a)) for kind in kinds
             for a in grid]
+
+
+def plan_lowrank_lr(*, seed: int, grid: Sequence[float]) -> list[RunSpec]:
+    """The runs that choose the ``lowrank`` control's learning rate: one per rate of
+    ``grid`` at ``seed`` (the first control seed), so the control is tuned on the same
+    validation slice as the modulators' alpha."""
+    return [RunSpec("lowrank", "none", 0.0, seed, lr=float(x)) for x in grid]
 
 
 def build_adapter(s: Setup, kind: str, geometry: str, alpha: float, seed: int = 0) -> Any:
@@ -426,7 +437,8 @@ def train_run(
 
     The adapter is built and trained inside :func:`hyperlens.train.fit_module`'s generator
     forked from ``spec.seed`` (nothing outside is reseeded). alpha (``theta``) gets its own
-    rate (``spec.alpha_lr``) and no weight decay. With a validation slice (``s.val``) and
+    rate (``spec.alpha_lr``) and no weight decay; ``spec.lr``, when set, replaces ``lr``
+    (the ``lowrank`` control's chosen rate). With a validation slice (``s.val``) and
     ``eval_every``, the task loss on that slice is measured every ``eval_every`` steps;
     training stops once it has not improved for ``patience`` measurements (a plateau) or
     after ``steps`` steps (the cap), and the adapter returns to its best measured state
@@ -436,7 +448,8 @@ def train_run(
     plateau = bool(s.val) and eval_every is not None
     epochs = max(1, math.ceil(steps * batch_size / max(1, len(s.train))) + 1)
     cfg = TrainConfig(
-        optimizer="adamw", lr=lr, weight_decay=0.01, no_decay=("theta",),
+        optimizer="adamw", lr=lr if spec.lr is None else spec.lr, weight_decay=0.01,
+        no_decay=("theta",),
         param_lr={} if spec.kind in NO_ALPHA else {"theta": spec.alpha_lr},
         schedule="constant", max_steps=steps, epochs=epochs, batch_size=batch_size,
         grad_clip=1.0, seed=spec.seed, progress=False,
