@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -303,3 +304,56 @@ def test_threads_auto_leaves_the_cores_other_work_uses() -> None:
         assert set_threads(1) == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_full_depth_prefix_arm_runs_only_when_named() -> None:
+    from hyperlens.experiments.header import HeaderRunConfig
+    from hyperlens.inject.header_task import HeaderProtocol
+
+    assert "hdc-prefix" not in HeaderRunConfig().stage_b_arms
+    assert "hdc-prefix" not in HeaderRunConfig(text="withheld").stage_b_arms
+    assert "hdc-prefix" not in HeaderProtocol().arms
+    cfg = HeaderRunConfig(arms=("hdc", "hdc-prefix"), prefix_texts=1200)
+    assert cfg.stage_b_arms == ("hdc", "hdc-prefix")
+    assert cfg.protocol(RunContext(device="cpu")).prefix_texts == 1200
+    with pytest.raises(ConfigError, match="--prefix-texts"):
+        HeaderRunConfig(prefix_texts=0)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_prefix_arm_reads_the_whole_prompt_under_padding(tmp_path: Path) -> None:
+    from hyperlens.experiments.header import HeaderRunConfig, run
+    from hyperlens.inject.header_arms import PrefixArm, prefix_subset, prepare
+    from hyperlens.report import Report
+
+    _require("minilm", "smollm2")
+    cfg = HeaderRunConfig(dataset="rotten-tomatoes", n_train=40, n_val=16, n_eval=24,
+                          seeds=(0,), arms=("hdc", "hdc-prefix"), steps=3, batch_size=8,
+                          eval_every=1, hdc_dim=512, max_tokens=24, lr_grid=(),
+                          prefix_texts=16)
+    p = cfg.protocol(RunContext(device="cpu"))
+    hrun = prepare(p, tmp_path / "direct", Report("header", out_dir=tmp_path / "direct"))
+    sub = prefix_subset(hrun)
+    assert len(sub) == 16 and set(sub) <= set(hrun.split.rows["train"])
+    assert np.array_equal(sub, prefix_subset(hrun))  # one subset for every replicate seed
+    arm = PrefixArm(hrun, "hdc-prefix", 0).eval()
+    assert arm.header.config.placement == "prefix"
+    rows = torch.from_numpy(hrun.split.rows["eval"][:3])
+    lengths = [len(arm.seqs[int(i)]) for i in rows]
+    assert len(set(lengths)) > 1  # the batch is padded
+    with torch.no_grad():
+        together = arm(rows)
+        alone = torch.cat([arm(rows[i: i + 1]) for i in range(len(rows))])
+        other = arm(rows, codes=arm.codes.flip(0))  # the answer depends on the code
+    torch.testing.assert_close(together, alone, atol=1e-3, rtol=1e-3)
+    assert not torch.allclose(together, other)
+    rep = run(cfg, RunContext(device="cpu", out=tmp_path / "run"))
+    res = json.loads((rep.out_dir / "results.json").read_text())
+    assert "hdc-prefix" in res["data"]["arms"]
+    curve = res["data"]["curves"]["hdc-prefix"]["0"]
+    assert len(curve["train_loss"]) == 3
+    cells = [json.loads(line) for line in (rep.out_dir / "cells.jsonl").read_text().splitlines()]
+    assert {"arm": "hdc-prefix", "seed": 0, "texts": 16} in [c["key"] for c in cells]
+    pairs = {(r["arm"], r["control"]) for r in res["data"]["paired"]}
+    assert ("hdc-prefix", "hdc") in pairs

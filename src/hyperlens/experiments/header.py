@@ -49,6 +49,7 @@ from ..inject.header_task import (
     ARM_TITLES,
     ARMS_B,
     FROM_RECON,
+    FULL_DEPTH,
     LR_FAMILIES,
     PRESENT_ONLY,
     PROMPTS,
@@ -104,11 +105,16 @@ class HeaderRunConfig(Config):
                          "after its header, against no header and shuffled codes)",
         unique=True)
     arms: tuple[Literal["hdc", "hdc-frozen", "float", "shuffled", "random", "prompt",
-                        "lm-static", "lm-hdc", "hdc-recon"], ...] | None = option(
+                        "lm-static", "lm-hdc", "hdc-recon", "hdc-prefix"], ...] | None = option(
         None, help="stage B arms (none: every arm; with --text withheld every arm but "
                    "hdc-frozen, which keeps the head trained on the text; hdc-recon, the HDC "
-                   "header started from stage R's, only with --stages R B --insert-layer 0)",
+                   "header started from stage R's, only with --stages R B --insert-layer 0; "
+                   "hdc-prefix, the seed's full-depth prefix at layer 0, only when named)",
         unique=True)
+    prefix_texts: int = option(1000, check=at_least(1),
+                               help="training texts of the hdc-prefix arm (it runs the whole "
+                                    "prompt through the LM on every step; a seeded subset of "
+                                    "the training texts, the same for every seed)")
     k: int = option(4, check=at_least(1), help="pseudo-tokens of the header")
     text: Literal["present", "withheld"] = option(
         "present", help="where the text is: in the prompt beside the header (present, the "
@@ -179,7 +185,8 @@ class HeaderRunConfig(Config):
         if self.arms is not None:
             return tuple(self.arms)
         return tuple(a for a in ARMS_B if not (self.text == "withheld" and a in PRESENT_ONLY)
-                     and not (a in FROM_RECON and not self._recon_ready))
+                     and not (a in FROM_RECON and not self._recon_ready)
+                     and a not in FULL_DEPTH)
 
     @property
     def _recon_ready(self) -> bool:
@@ -200,7 +207,7 @@ class HeaderRunConfig(Config):
             max_tokens=self.max_tokens, verbalizer=self.verbalizer, kv_dtype=self.kv_dtype,
             n_boot=self.n_boot, base_seed=ctx.seed, device=str(ctx.torch_device),
             text=self.text, patience=self.patience, weight_decay=self.weight_decay,
-            code_dropout=self.code_dropout)
+            code_dropout=self.code_dropout, prefix_texts=self.prefix_texts)
 
 
 # --------------------------------------------------------------------------- pipeline

@@ -33,6 +33,7 @@ from .header_task import (
     ABLATED,
     ARMS_B,
     FROM_RECON,
+    FULL_DEPTH,
     LR_FAMILIES,
     PROMPTS,
     HeaderProtocol,
@@ -237,9 +238,17 @@ class HeaderRun:
         c = (np.asarray(pred) == y)
         return {"correct": c.astype(int).tolist(), **(extra or {})}
 
+    def cell_key(self, arm: str, seed: int) -> dict[str, Any]:
+        """The ledger key of the cell (arm, seed); a full-depth arm's also names the size of
+        its training subset."""
+        key: dict[str, Any] = {"arm": arm, "seed": seed}
+        if arm in FULL_DEPTH:
+            key["texts"] = self.p.prefix_texts
+        return key
+
     def collect(self, arm: str, seed: int) -> None:
         """Keep the answers (and training curve) of the finished cell (arm, seed)."""
-        done = self.store.get({"arm": arm, "seed": seed})
+        done = self.store.get(self.cell_key(arm, seed))
         if done is None:
             raise InputError(f"the header cell ({arm}, seed {seed}) has not run.")
         self.correct.setdefault(arm, {})[seed] = np.asarray(done["correct"], dtype=bool)
@@ -508,16 +517,21 @@ class HeaderArm(nn.Module):
         codes = self.codes if codes is None else codes
         n = rows.numel()
         x = None if codes is None else codes[rows].to(self.run_.pc.device)
-        drop = self.run_.p.code_dropout
-        if x is not None and self.training and drop > 0:
-            # inverted dropout over code entries, drawn from the training loop's generator
-            keep = torch.rand(x.shape, generator=step_generator()) >= drop
-            x = x.float() * keep.to(x.device) / (1.0 - drop)
+        x = self._dropped(x)
         pseudo = self.header(n if x is None else x)
         h = self.run_.pc.suffix_forward(rows, pseudo)
         if self.head is not None:
             return self.head(h)
         return self.run_.pc.label_logits(h)
+
+    def _dropped(self, x: torch.Tensor | None) -> torch.Tensor | None:
+        """``x`` with inverted dropout over code entries while training (``code_dropout``),
+        drawn from the training loop's generator."""
+        drop = self.run_.p.code_dropout
+        if x is None or not self.training or drop <= 0:
+            return x
+        keep = torch.rand(x.shape, generator=step_generator()) >= drop
+        return x.float() * keep.to(x.device) / (1.0 - drop)
 
     def predict(self, rows: np.ndarray, codes: torch.Tensor | None = None,
                 batch: int = 64) -> np.ndarray:
@@ -526,6 +540,47 @@ class HeaderArm(nn.Module):
             for i in range(0, len(rows), batch):
                 out.append(self(torch.from_numpy(rows[i: i + batch]), codes).argmax(1).cpu())
         return torch.cat(out).numpy()
+
+
+class PrefixArm(HeaderArm):
+    """The seed's full-depth header: the HDC code's ``k`` pseudo-tokens before the prompt's
+    first token at the input embeddings (``placement="prefix"``), the whole prompt and answer
+    cue through the frozen LM on every step (nothing before the header can be cached), and
+    a head on the LM's final state at the cue, standardised as the other heads are."""
+
+    def _build(self, run: HeaderRun, arm: str, seed: int) -> None:
+        from .header import HeaderConfig, SemanticHeader, embedding_norm
+
+        self.run_, self.arm, self.lm_side = run, arm, False
+        self.codes = run.hdc_codes(seed)
+        hc = HeaderConfig(code_dim=int(self.codes.shape[1]), d_model=run.d_model, k=run.p.k,
+                          variant=run.p.variant, placement="prefix",
+                          target_norm=embedding_norm(run.lm.module, run.pc.cue))
+        self.header = SemanticHeader(hc)
+        scale = run.full_states[torch.from_numpy(run.split.rows["train"])]
+        self.head = Head(scale.mean(0), scale.std(0), run.n_classes)
+        self.seqs = [list(ids) + list(run.cue_ids) for ids in run.prefix_ids]
+        self.pad = int(run.lm.tokenizer.pad_token_id or 0)
+
+    def forward(self, rows: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+        from .base import attach
+
+        codes = self.codes if codes is None else codes
+        assert codes is not None
+        seqs = [self.seqs[int(i)] for i in rows]
+        width = max(len(q) for q in seqs)
+        ids = torch.full((len(seqs), width), self.pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for b, q in enumerate(seqs):  # left padding: every row ends at its answer cue
+            ids[b, width - len(q):] = torch.tensor(q)
+            mask[b, width - len(q):] = 1
+        dev = self.run_.pc.device
+        x = self._dropped(codes[rows].to(dev))
+        with attach(self.run_.lm, self.header), self.header.use_codes(x):
+            out = self.run_.lm.module(input_ids=ids.to(dev), attention_mask=mask.to(dev),
+                                      output_hidden_states=True, logits_to_keep=1)
+        assert self.head is not None
+        return self.head(out.hidden_states[-1][:, -1].float())
 
 
 def recon_weights(run: HeaderRun, seed: int) -> dict[str, torch.Tensor]:
@@ -565,8 +620,9 @@ def arm_b(run: HeaderRun, arm: str, seed: int, lr: float,
     """Train one stage B arm; ``search=True`` scores only the held-out slice (no evaluation)."""
     p, sp = run.p, run.split
     r = sp.rows
-    model = HeaderArm(run, arm, seed)
-    train_rows = torch.from_numpy(r["train"])
+    model = (PrefixArm if arm in FULL_DEPTH else HeaderArm)(run, arm, seed)
+    fit = prefix_subset(run) if arm in FULL_DEPTH else r["train"]
+    train_rows = torch.from_numpy(fit)
 
     def loss_fn(rows: torch.Tensor) -> torch.Tensor:
         gl = train_rows[rows]
@@ -576,14 +632,14 @@ def arm_b(run: HeaderRun, arm: str, seed: int, lr: float,
     # training accuracy on as many training texts as the held-out slice has (a seeded
     # sample): memorisation shows as it rising while the held-out accuracy does not
     gen = make_generator(derive_seed(seed, "train-sample"))
-    pick = torch.randperm(len(r["train"]), generator=gen)[: len(r["val"])].sort().values
-    tr_rows = r["train"][pick.numpy()]
+    pick = torch.randperm(len(fit), generator=gen)[: len(r["val"])].sort().values
+    tr_rows = fit[pick.numpy()]
 
     def val() -> dict[str, float]:
         return {"val_acc": float((model.predict(r["val"]) == sp.labels[r["val"]]).mean()),
                 "train_acc": float((model.predict(tr_rows) == sp.labels[tr_rows]).mean())}
 
-    hist = train_loop(model, loss_fn, len(r["train"]), lr=lr,
+    hist = train_loop(model, loss_fn, len(fit), lr=lr,
                       param_lr={"head.*": p.head_lr}, steps=p.steps,
                       batch_size=p.batch_size, seed=seed, eval_fn=val,
                       eval_every=p.eval_every, frozen=run.lm.module, patience=p.patience,
@@ -596,6 +652,15 @@ def arm_b(run: HeaderRun, arm: str, seed: int, lr: float,
     if arm in ABLATED:
         out["ablate_correct"] = _ablate(run, model, arm, seed)
     return out
+
+
+def prefix_subset(run: HeaderRun) -> np.ndarray:
+    """The training texts of a full-depth arm: ``prefix_texts`` of the training rows (all
+    when there are fewer), the same for every replicate seed (drawn from the run's seed)."""
+    rows = run.split.rows["train"]
+    gen = make_generator(derive_seed(run.p.base_seed, "prefix-texts"))
+    pick = torch.randperm(len(rows), generator=gen)[: run.p.prefix_texts].sort().values
+    return rows[pick.numpy()]
 
 
 def choose_lrs(run: HeaderRun, executor: Executor | None = None) -> dict[str, float]:
@@ -655,12 +720,12 @@ def stage_b(run: HeaderRun, after_seed: Callable[[], Any] | None = None,
     the arms of one seed are cells computed together by ``executor``."""
     lrs = choose_lrs(run, executor)
     for seed in run.p.seeds:
-        run.run_cells([({"arm": a, "seed": seed}, lrs[a], False) for a in run.p.arms],
+        run.run_cells([(run.cell_key(a, seed), lrs[a], False) for a in run.p.arms],
                       executor, f"header stage B seed {seed}")
         for arm in run.p.arms:
             run.collect(arm, seed)
             if arm in ABLATED:
-                rec = run.store.get({"arm": arm, "seed": seed})
+                rec = run.store.get(run.cell_key(arm, seed))
                 if rec is not None and "ablate_correct" in rec:
                     run.correct.setdefault(f"{arm}-ablate", {})[seed] = np.asarray(
                         rec["ablate_correct"], dtype=bool)

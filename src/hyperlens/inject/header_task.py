@@ -23,9 +23,10 @@ import torch
 from ..errors import ConfigError, InputError
 from ..utils import stable_hash
 
-__all__ = ["PROMPTS", "ARMS_B", "FROM_RECON", "PRESENT_ONLY", "ARM_TITLES", "TEXT_MODES", "ABLATED",
-           "LR_FAMILIES", "HeaderProtocol", "Split", "load_split", "label_names_of",
-           "verbalizer_words", "check_header_inputs", "competing_runnable", "set_threads"]
+__all__ = ["PROMPTS", "ARMS_B", "FULL_DEPTH", "FROM_RECON", "PRESENT_ONLY", "ARM_TITLES",
+           "TEXT_MODES", "ABLATED", "LR_FAMILIES", "HeaderProtocol", "Split", "load_split",
+           "label_names_of", "verbalizer_words", "check_header_inputs", "competing_runnable",
+           "set_threads"]
 
 
 #: (prefix template, answer cue, verbaliser word per class name)
@@ -43,7 +44,11 @@ PROMPTS: dict[str, tuple[str, str, dict[str, str]]] = {
 }
 #: the arms trained through the frozen LM (stage B)
 ARMS_B = ("hdc", "hdc-frozen", "float", "shuffled", "random", "prompt", "lm-static", "lm-hdc",
-          "hdc-recon")
+          "hdc-recon", "hdc-prefix")
+#: the stage B arms that run the whole prompt through the LM on every step (the seed's
+#: full-depth prefix at layer 0: nothing can be cached): trained on a subset of the training
+#: texts (``prefix_texts``) and run only when asked for
+FULL_DEPTH = ("hdc-prefix",)
 #: the stage B arms that start from the stage R (reconstruction) header: they need stage R in
 #: the same run, the projector header and the header at the input embeddings (layer 0)
 FROM_RECON = ("hdc-recon",)
@@ -56,6 +61,7 @@ ARM_TITLES = {
     "zeroshot-cal": "A: zero-shot (calibrated)", "best-layer": "A: best layer probe (by val)",
     "hdc": "B: HDC header + head", "hdc-frozen": "B: HDC header, baseline head frozen",
     "hdc-recon": "B: HDC header from reconstruction (stage R) + head",
+    "hdc-prefix": "B: HDC header as a full-depth prefix at layer 0 (the seed's form) + head",
     "float": "B: float header + head",
     "shuffled": "B: shuffled HDC header + head", "random": "B: random ternary codes + head",
     "prompt": "B: prompt tuning (static k) + head", "lm-static": "B: LM answer, static prompt",
@@ -72,7 +78,7 @@ TEXT_MODES = ("present", "withheld")
 ABLATED = ("hdc", "lm-hdc")
 #: the arm whose held-out accuracy picks the header learning rate of each family of arms
 LR_FAMILIES: dict[str, tuple[str, ...]] = {
-    "hdc": ("hdc", "hdc-frozen", "hdc-recon", "float", "shuffled", "random"),
+    "hdc": ("hdc", "hdc-frozen", "hdc-recon", "hdc-prefix", "float", "shuffled", "random"),
     "prompt": ("prompt",),
     "lm-static": ("lm-static",), "lm-hdc": ("lm-hdc",)}
 
@@ -96,7 +102,7 @@ class HeaderProtocol:
     n_eval: int = 0  # 0: all SST-2 dev sentences (872); AG News: 1000 test articles
     seeds: tuple[int, ...] = (0, 1, 2)
     stages: tuple[str, ...] = ("A", "B")
-    arms: tuple[str, ...] = ARMS_B
+    arms: tuple[str, ...] = tuple(a for a in ARMS_B if a not in FULL_DEPTH)
     k: int = 4
     variant: str = "projector"
     insert_layer: int | None = None
@@ -118,6 +124,7 @@ class HeaderProtocol:
     patience: int | None = None  # stage B: evaluations without improvement before stopping
     weight_decay: float = 0.0  # stage B: AdamW decay of the header and head weights
     code_dropout: float = 0.0  # stage B: share of code entries zeroed per training example
+    prefix_texts: int = 1000  # the full-depth arm's training texts (named in its cell key)
 
     @property
     def withheld(self) -> bool:

@@ -32,7 +32,7 @@ MEMO_ARMS = ("hdc", "float", "shuffled", "random")
 #: reads, fed to a logistic regression without any LM)
 CEILING_OF = {"hdc": "hdc-logistic", "float": "minilm", "shuffled": "hdc-logistic",
               "random": "hdc-logistic", "prompt": "hdc-logistic", "lm-static": "hdc-logistic",
-              "lm-hdc": "hdc-logistic", "fulltext": "hdc-logistic",
+              "lm-hdc": "hdc-logistic", "hdc-prefix": "hdc-logistic", "fulltext": "hdc-logistic",
               "fulltext-zs": "hdc-logistic"}
 
 
@@ -40,6 +40,7 @@ CEILING_OF = {"hdc": "hdc-logistic", "float": "minilm", "shuffled": "hdc-logisti
 PAIRS: dict[str, tuple[str, ...]] = {
     arm: ("baseline", "notext", "shuffled", "random", "prompt", "hdc-ablate", "float",
           "fusion", "hdc-logistic") for arm in ("hdc", "hdc-recon", "hdc-frozen")}
+PAIRS["hdc-prefix"] = PAIRS["hdc"] + ("hdc",)  # the seed's form against the cached header
 PAIRS["lm-hdc"] = ("lm-static", "lm-hdc-ablate", "zeroshot-cal", "notext")
 
 
