@@ -268,7 +268,7 @@ class HeaderRun:
             "p": self.p, "out": str(self.out), "arm": key["arm"].removeprefix("lr-search:"),
             "seed": key["seed"], "lr": lr, "search": search, "threads": threads}, res))
             for key, lr, search in specs]
-        run_cells(cells, self.store, executor, desc=desc, show_progress=False)
+        run_cells(cells, self.store, executor, desc=desc, show_progress=None)
 
 
 #: prepared runs of this process, by (protocol, folder): a Ray worker prepares one once

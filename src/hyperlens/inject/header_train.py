@@ -41,7 +41,8 @@ def train_loop(module: nn.Module, loss_fn: Any, n: int, *, lr: float,
     (never chosen on the test set). AdamW decays every trained weight by ``weight_decay``.
     With ``patience``, training stops once that many evaluations in a row have not
     improved it (``steps`` is then a cap) and ``"stopped_early"`` says whether it did.
-    Returns the history dict plus ``best_step`` and ``best_val_acc``.
+    Returns the history dict plus ``best_step`` and ``best_val_acc``. A bar shows the
+    steps when stderr is a terminal or ``HYPERLENS_PROGRESS=1``.
     """
     from ..train import TrainConfig, fit
 
@@ -49,7 +50,7 @@ def train_loop(module: nn.Module, loss_fn: Any, n: int, *, lr: float,
     tc = TrainConfig(optimizer="adamw", lr=lr, weight_decay=weight_decay, param_lr=param_lr,
                      epochs=max(1, epochs),
                      max_steps=steps, batch_size=batch_size, grad_clip=1.0, seed=seed,
-                     eval_every=eval_every, progress=False, restore_best=True,
+                     eval_every=eval_every, progress=None, restore_best=True,
                      early_stop_metric="val_acc", early_stop_mode="max",
                      early_stop_patience=patience)
     def evaluate(_m: nn.Module) -> dict[str, float]:
