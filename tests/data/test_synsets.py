@@ -139,3 +139,16 @@ def test_subtree_split_does_not_depend_on_the_order_of_hypernym_paths(wn):
     a, b = (subtree_split(x, test_fraction=0.25, depth=4, seed=0) for x in (plain, flipped))
     assert [m.name for m in a.test] == [m.name for m in b.test]
     assert a.groups == b.groups
+
+
+def test_deal_groups_takes_whole_groups_up_to_the_share_and_skips_giants() -> None:
+    from hyperlens.data.synsets import deal_groups
+
+    # one giant group of 60 synsets and 40 singletons
+    groups = {f"g{i}": "giant" for i in range(60)} | {f"s{i}": f"s{i}" for i in range(40)}
+    for seed in range(100):
+        strict = deal_groups(groups, test_fraction=0.1, seed=seed, giant_first=False)
+        assert "giant" not in strict and len(strict) == 10  # whole groups, 10 % of 100
+        loose = deal_groups(groups, test_fraction=0.1, seed=seed)
+        assert loose == strict or loose == {"giant"}  # the giant only when dealt first
+    assert any(deal_groups(groups, test_fraction=0.1, seed=s) == {"giant"} for s in range(100))

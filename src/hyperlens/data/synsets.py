@@ -27,6 +27,8 @@ __all__ = [
     "space_marks_word_start",
     "hf_tokenize",
     "subtree_split",
+    "subtree_groups",
+    "deal_groups",
 ]
 
 
@@ -250,24 +252,8 @@ def subtree_split(
                          f"got {paths!r}.")
     if len(matched) < 4:
         raise InputError(f"subtree_split needs at least 4 matched synsets, got {len(matched)}.")
-    roots_of = {m.name: _subtree_roots(m.synset, depth, paths) for m in matched}
-    groups = _components(roots_of)
-    members: dict[str, list[MatchedSynset]] = {}
-    for m in matched:
-        members.setdefault(groups[m.name], []).append(m)
-    roots = sorted(members)
-    rng = np.random.default_rng(seed)
-    order = [roots[i] for i in rng.permutation(len(roots))]
-    target = test_fraction * len(matched)
-    test_roots: set[str] = set()
-    n_test = 0
-    for r in order:
-        if n_test >= target:
-            break
-        if n_test + len(members[r]) > 1.5 * target and n_test > 0:
-            continue  # a giant subtree would overshoot; try smaller ones
-        test_roots.add(r)
-        n_test += len(members[r])
+    groups = subtree_groups(matched, depth=depth, paths=paths)
+    test_roots = deal_groups(groups, test_fraction=test_fraction, seed=seed)
     train = [m for m in matched if groups[m.name] not in test_roots]
     test = [m for m in matched if groups[m.name] in test_roots]
     if not train or not test:
@@ -276,3 +262,35 @@ def subtree_split(
             f"{len(test)} test); use a larger depth so there are more subtrees."
         )
     return SynsetSplit(train, test, depth, groups, paths)
+
+
+def subtree_groups(matched: Sequence[Any], *, depth: int = 4, paths: str = "all"
+                   ) -> dict[str, str]:
+    """The subtree group of each synset (by name), as :func:`subtree_split` forms them.
+
+    ``matched``: objects with ``name`` and ``synset`` (:class:`MatchedSynset`)."""
+    return _components({m.name: _subtree_roots(m.synset, depth, paths) for m in matched})
+
+
+def deal_groups(groups: dict[str, str], *, test_fraction: float, seed: int | None = 0,
+                rng: np.random.Generator | None = None, giant_first: bool = True
+                ) -> set[str]:
+    """The groups dealt to one side: shuffled (``rng``, else ``seed``) and taken until they
+    hold ``test_fraction`` of the synsets, skipping a group that would overshoot 1.5 times
+    that share (``giant_first``: unless nothing has been taken yet)."""
+    size: dict[str, int] = {}
+    for g in groups.values():
+        size[g] = size.get(g, 0) + 1
+    roots = sorted(size)
+    rng = np.random.default_rng(seed) if rng is None else rng
+    target = test_fraction * len(groups)
+    taken: set[str] = set()
+    n = 0
+    for r in (roots[i] for i in rng.permutation(len(roots))):
+        if n >= target:
+            break
+        if n + size[r] > 1.5 * target and (n > 0 or not giant_first):
+            continue  # a giant subtree would overshoot; try smaller ones
+        taken.add(r)
+        n += size[r]
+    return taken

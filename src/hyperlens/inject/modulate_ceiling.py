@@ -183,22 +183,14 @@ def subtree_slice(items: Sequence[Any], *, fraction: float = 0.15, seed: int = 0
     synsets or NLTK synsets."""
     from types import SimpleNamespace
 
-    from ..data.synsets import subtree_split
+    from ..data.synsets import deal_groups, subtree_groups
 
     rows: list[Any] = [m if hasattr(m, "synset") else SimpleNamespace(name=m.name(), synset=m)
                        for m in items]
-    groups = subtree_split(rows, test_fraction=fraction).groups  # the subtree of each
-    members: dict[str, list[int]] = {}
-    for i, m in enumerate(rows):
-        members.setdefault(groups[m.name], []).append(i)
-    roots = sorted(members)
+    groups = subtree_groups(rows)  # the subtree of each, as subtree_split forms them
     rng = np.random.default_rng(derive_seed(seed, "val-subtrees"))
-    target, held = fraction * len(rows), list[int]()
-    for r in (roots[i] for i in rng.permutation(len(roots))):
-        if len(held) >= target:
-            break
-        if len(held) + len(members[r]) <= 1.5 * target:  # a giant subtree would overshoot
-            held += members[r]
+    taken = deal_groups(groups, test_fraction=fraction, rng=rng, giant_first=False)
+    held = [i for i, m in enumerate(rows) if groups[m.name] in taken]
     return np.sort(np.asarray(held, dtype=np.int64))
 
 

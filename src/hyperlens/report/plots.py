@@ -76,6 +76,10 @@ def _legend(ax: Any) -> None:
         ax.legend(fontsize=8, framealpha=0.8)
 
 
+#: line styles of series 1-10, 11-20, ...: the colour cycle has ten colours
+_STYLES = ("-", "--", ":", "-.")
+
+
 def _line(ax: Any, spec: Spec) -> None:
     for i, s in enumerate(spec.get("series", [])):
         x, y = _vals(s["x"]), _vals(s["y"])
@@ -86,7 +90,7 @@ def _line(ax: Any, spec: Spec) -> None:
                         color=color, label=s.get("label"))
         else:
             ax.plot(x, y, marker=s.get("marker", "o" if len(x) <= 40 else None), ms=4,
-                    color=color, label=s.get("label"), ls=s.get("ls", "-"))
+                    color=color, label=s.get("label"), ls=s.get("ls", _STYLES[i // 10 % 4]))
         if s.get("lo") is not None and s.get("hi") is not None:
             ax.fill_between(x, _vals(s["lo"]), _vals(s["hi"]), color=color, alpha=0.2, lw=0)
     _common(ax, spec)
