@@ -72,14 +72,15 @@ SMALL: dict[str, tuple[tuple[str, ...], list[dict[str, Any]]]] = {
     "header": (("smollm2", "minilm"), [
         {"dataset": "rotten-tomatoes", "n_train": 24, "n_val": 12, "n_eval": 24,
          "seeds": (0,), "stages": ("A",), "hdc_dim": 256, "max_tokens": 16, "n_boot": 100,
-         "insert_layer": 26},
+         "insert_layer": 26, "text": ("present",)},
         {"dataset": "sst2", "data_dir": str(SST2_DEV.parents[1]), "model": "smollm2",
          "encoder": "minilm", "n_train": 16, "n_val": 8, "n_eval": 16, "seeds": (0, 1),
          "stages": ("A", "B"), "arms": ("hdc", "lm-static"), "k": 2, "variant": "mlp",
          "insert_layer": 27, "hdc_dim": 128, "sparsity": 0.6, "steps": 2, "batch_size": 8,
          "lr": 0.02, "lr_grid": (), "head_lr": 0.002, "eval_every": 1, "max_tokens": 12,
          "verbalizer": ("negative", "positive"), "kv_dtype": "float32", "threads": 1,
-         "n_boot": 100, "fresh": True, "weight_decay": 0.01, "code_dropout": 0.1},
+         "n_boot": 100, "fresh": True, "weight_decay": 0.01, "code_dropout": 0.1,
+         "text": ("present",)},
     ]),
     "transfer": (("glove-50d", "minilm"), [
         {"stages": ("0", "2"), "models": ("glove-50d",), "pair": ("glove-50d", "minilm"),

@@ -41,7 +41,17 @@ def test_frozen_head_needs_the_text_and_the_default_arms_follow_the_text() -> No
     with pytest.raises(ConfigError, match="hdc-frozen needs the text"):
         HeaderRunConfig(text="withheld", arms=("hdc", "hdc-frozen"))
     assert "hdc-frozen" not in HeaderRunConfig(text="withheld").stage_b_arms
-    assert "hdc-frozen" in HeaderRunConfig().stage_b_arms
+    assert "hdc-frozen" in HeaderRunConfig(text="present").stage_b_arms
+    both = HeaderRunConfig(arms=("hdc", "hdc-frozen"))  # the default: withheld, then present
+    assert both.text == ("withheld", "present")
+    withheld, present = both.setting("withheld"), both.setting("present")
+    assert withheld.stage_b_arms == ("hdc",) and present.stage_b_arms == ("hdc", "hdc-frozen")
+    assert "R" in withheld.stages and "R" not in present.stages  # R runs once, first
+    assert both.protocol(RunContext(device="cpu")).text == "withheld"
+    with pytest.raises(ConfigError, match="hdc-frozen needs the text"):
+        HeaderRunConfig(arms=("hdc-frozen",))  # no arm left for the withheld setting
+    with pytest.raises(ConfigError, match="stage R runs once"):
+        HeaderRunConfig(stages=("R",))
 
 
 def test_bad_options_are_refused_when_the_config_is_built() -> None:
@@ -104,7 +114,7 @@ def test_header_both_stages_on_rotten_tomatoes(tmp_path: Path) -> None:
     cfg = HeaderRunConfig(dataset="rotten-tomatoes", n_train=96, n_val=48, n_eval=96,
                           seeds=(0,), arms=("hdc", "hdc-frozen", "prompt"), steps=4,
                           batch_size=16,
-                          eval_every=2, hdc_dim=2048, insert_layer=24)
+                          eval_every=2, hdc_dim=2048, insert_layer=24, text="present")
     state = torch.get_rng_state()
     rep = run(cfg, RunContext(device="cpu", out=tmp_path / "run"))
     assert torch.equal(torch.get_rng_state(), state)  # no global seeding left behind
@@ -179,7 +189,7 @@ def test_reconstruction_stage_scores_the_withheld_text(tmp_path: Path) -> None:
     _require("minilm", "smollm2")
     cfg = HeaderRunConfig(dataset="rotten-tomatoes", n_train=32, n_val=16, n_eval=24,
                           seeds=(0,), stages=("R",), steps=4, batch_size=8, eval_every=2,
-                          hdc_dim=1024, max_tokens=24)
+                          hdc_dim=1024, max_tokens=24, text="withheld")
     rep = run(cfg, RunContext(device="cpu", out=tmp_path / "run"))
     res = json.loads((rep.out_dir / "results.json").read_text())
     rec = res["data"]["reconstruction"]
@@ -331,7 +341,7 @@ def test_the_prefix_arm_reads_the_whole_prompt_under_padding(tmp_path: Path) -> 
     cfg = HeaderRunConfig(dataset="rotten-tomatoes", n_train=40, n_val=16, n_eval=24,
                           seeds=(0,), arms=("hdc", "hdc-prefix"), steps=3, batch_size=8,
                           eval_every=1, hdc_dim=512, max_tokens=24, lr_grid=(),
-                          prefix_texts=16)
+                          prefix_texts=16, text="present")
     p = cfg.protocol(RunContext(device="cpu"))
     hrun = prepare(p, tmp_path / "direct", Report("header", out_dir=tmp_path / "direct"))
     sub = prefix_subset(hrun)
@@ -357,3 +367,36 @@ def test_the_prefix_arm_reads_the_whole_prompt_under_padding(tmp_path: Path) -> 
     assert {"arm": "hdc-prefix", "seed": 0, "texts": 16} in [c["key"] for c in cells]
     pairs = {(r["arm"], r["control"]) for r in res["data"]["paired"]}
     assert ("hdc-prefix", "hdc") in pairs
+
+
+@pytest.mark.integration
+def test_the_default_settings_run_one_after_the_other_into_one_report(tmp_path: Path) -> None:
+    from hyperlens.experiments.header import HeaderRunConfig, run
+
+    _require("minilm", "smollm2")
+    cfg = HeaderRunConfig(dataset="rotten-tomatoes", n_train=16, n_val=8, n_eval=16,
+                          seeds=(0,), arms=("hdc",), steps=2, batch_size=8, eval_every=1,
+                          hdc_dim=256, max_tokens=12, insert_layer=26, lr_grid=(), n_boot=100,
+                          threads=1)
+    assert cfg.text == ("withheld", "present") and cfg.stages == ("A", "R", "B")
+    out = tmp_path / "run"
+    rep = run(cfg, RunContext(device="cpu", out=out, progress=False))
+    res = json.loads((out / "results.json").read_text())
+    assert res["complete"] and res["data"]["settings"] == {"withheld": "withheld",
+                                                            "present": "present"}
+    for name in ("withheld", "present"):  # each setting is a study of its own
+        sub = json.loads((out / name / "results.json").read_text())
+        assert sub["config"]["text"] == [name] and sub["data"]["arms"] == \
+            res["data"][name]["arms"]
+        assert (out / name / "cells.jsonl").exists()
+        assert f"Text {name}: Arms" in [s["title"] for s in res["sections"]]
+        assert (out / f"{name}-arms.png").exists()
+    assert "reconstruction" in res["data"]["withheld"]  # R once, with the first setting
+    assert "reconstruction" not in res["data"]["present"]
+    assert "efficiency" in res["data"]["withheld"] and "efficiency" not in res["data"]["present"]
+    assert [r[0] for r in rep.summary_rows][:1] == ["text withheld: verdict"]
+    # killed or not, a rerun computes nothing and gives the same numbers
+    again = run(cfg, RunContext(device="cpu", out=out, progress=False))
+    assert again.data["withheld"]["cells"]["computed"] == 0
+    assert again.data["present"]["cells"]["computed"] == 0
+    assert again.data["present"]["arms"] == res["data"]["present"]["arms"]

@@ -231,7 +231,7 @@ def _header(**ctx: Any) -> Any:
     cfg = HeaderRunConfig(dataset="rotten-tomatoes", n_train=32, n_val=16, n_eval=32,
                           seeds=(0, 1), arms=("hdc", "prompt"), steps=2, batch_size=8,
                           eval_every=1, hdc_dim=512, insert_layer=24, lr_grid=(3e-3, 1e-2),
-                          n_boot=100, threads=1)
+                          n_boot=100, threads=1, text="present")
     return run(cfg, RunContext(device="cpu", progress=False, **ctx))
 
 

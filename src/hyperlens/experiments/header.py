@@ -34,6 +34,7 @@ report layout.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,7 @@ __all__ = ["HeaderRunConfig", "run", "COMMANDS", "ARMS_B", "PROMPTS", "LR_FAMILI
            "tour_section", "verbalizer_words"]
 
 _RATE = between(0, 10, closed=False)
+Text = Literal["withheld", "present"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,7 +102,7 @@ class HeaderRunConfig(Config):
         help="replicate seeds: each redraws the HDC projection, initialisations and batch "
              "order", unique=True)
     stages: tuple[Literal["A", "B", "R"], ...] = option(
-        ("A", "B"), help="A: cached arms (no gradients through the LM); B: headers trained "
+        ("A", "R", "B"), help="A: cached arms (no gradients through the LM); B: headers trained "
                          "through the frozen LM; R: reconstruction (the LM's NLL of the text "
                          "after its header, against no header and shuffled codes)",
         unique=True)
@@ -116,10 +118,14 @@ class HeaderRunConfig(Config):
                                     "prompt through the LM on every step; a seeded subset of "
                                     "the training texts, the same for every seed)")
     k: int = option(4, check=at_least(1), help="pseudo-tokens of the header")
-    text: Literal["present", "withheld"] = option(
-        "present", help="where the text is: in the prompt beside the header (present, the "
-                        "seed's setting) or withheld, so that the header is its only carrier "
-                        "(the report then gives each header's channel efficiency)")
+    text: tuple[Text, ...] = option(
+        ("withheld", "present"),
+        help="where the text is, one setting after the other: withheld (the prompt holds the "
+             "instruction and the cue, so the header is the text's only carrier; the report "
+             "gives each header's channel efficiency) and present (in the prompt beside the "
+             "header, the seed's setting). With two, each keeps its cells and report in "
+             "OUT/<setting>/, stage R runs with the first, and the report holds both",
+        unique=True)
     variant: Literal["mlp", "projector", "gated"] = option(
         "projector", help="header of the head arms")
     insert_layer: int | None = option(
@@ -168,9 +174,16 @@ class HeaderRunConfig(Config):
                                      "everything")
 
     def check(self) -> None:
-        if self.text == "withheld" and set(self.arms or ()) & set(PRESENT_ONLY):
+        frozen = set(self.arms or ()) & set(PRESENT_ONLY)
+        if "withheld" in self.text and frozen and (
+                len(self.text) == 1 or set(self.arms or ()) <= frozen):
             raise ConfigError("--arms hdc-frozen needs the text in the prompt (it keeps the "
-                              "baseline head trained on it); drop it or use --text present.")
+                              "baseline head trained on it); drop it, or use --text present "
+                              "(with --text withheld present it runs in the second setting "
+                              "beside another arm).")
+        if len(self.text) > 1 and set(self.stages) == {"R"}:
+            raise ConfigError("stage R runs once, with the first --text setting; with --stages "
+                              "R alone give one --text setting.")
         if set(self.arms or ()) & set(FROM_RECON) and not self._recon_ready:
             raise ConfigError("--arms hdc-recon starts the header from stage R's, which reads "
                               "it at the input embeddings: add R to --stages and use "
@@ -179,12 +192,24 @@ class HeaderRunConfig(Config):
             raise ConfigError(f"--dataset {self.dataset!r} has no built-in prompt; use one of "
                               f"{sorted(PROMPTS)} or give --verbalizer (one word per class).")
 
+    def setting(self, text: Text) -> HeaderRunConfig:
+        """These options for one ``--text`` setting: stage R only with the first, and the
+        arms that fit it (the frozen head needs the text present; the header started from
+        stage R's needs R)."""
+        stages = tuple(s for s in self.stages if s != "R" or text == self.text[0])
+        arms = self.arms
+        if arms is not None:
+            arms = tuple(a for a in arms if not (text == "withheld" and a in PRESENT_ONLY)
+                         and not (a in FROM_RECON and "R" not in stages))
+        return dataclasses.replace(self, text=(text,), stages=stages, arms=arms or None)
+
     @property
     def stage_b_arms(self) -> tuple[str, ...]:
-        """The stage B arms to run: those given, or every arm that fits ``--text``."""
+        """The stage B arms of the first ``--text`` setting: those given, or every arm that
+        fits it."""
         if self.arms is not None:
             return tuple(self.arms)
-        return tuple(a for a in ARMS_B if not (self.text == "withheld" and a in PRESENT_ONLY)
+        return tuple(a for a in ARMS_B if not (self.text[0] == "withheld" and a in PRESENT_ONLY)
                      and not (a in FROM_RECON and not self._recon_ready)
                      and a not in FULL_DEPTH)
 
@@ -195,18 +220,20 @@ class HeaderRunConfig(Config):
         return "R" in self.stages and self.variant == "projector" and self.insert_layer == 0
 
     def protocol(self, ctx: RunContext) -> HeaderProtocol:
-        """The study's settings: these options, the context's device and ``--seed``."""
+        """The study of the first ``--text`` setting (:meth:`setting` gives the others):
+        these options, the context's device and ``--seed``."""
+        c = self.setting(self.text[0])
         return HeaderProtocol(
             dataset=self.dataset, data_dir=None if self.data_dir is None else str(self.data_dir),
             model=self.model, encoder=self.encoder, n_train=self.n_train, n_val=self.n_val,
-            n_eval=self.n_eval, seeds=self.seeds, stages=self.stages, arms=self.stage_b_arms,
+            n_eval=self.n_eval, seeds=self.seeds, stages=c.stages, arms=c.stage_b_arms,
             k=self.k,
             variant=self.variant, insert_layer=self.insert_layer, hdc_dim=self.hdc_dim,
             sparsity=self.sparsity, steps=self.steps, batch_size=self.batch_size, lr=self.lr,
             lr_grid=self.lr_grid, head_lr=self.head_lr, eval_every=self.eval_every,
             max_tokens=self.max_tokens, verbalizer=self.verbalizer, kv_dtype=self.kv_dtype,
             n_boot=self.n_boot, base_seed=ctx.seed, device=str(ctx.torch_device),
-            text=self.text, patience=self.patience, weight_decay=self.weight_decay,
+            text=self.text[0], patience=self.patience, weight_decay=self.weight_decay,
             code_dropout=self.code_dropout, prefix_texts=self.prefix_texts)
 
 
@@ -243,15 +270,39 @@ def run(config: HeaderRunConfig, ctx: RunContext | None = None) -> Report:
     """Check the inputs, run the stages and write the report folder (saved, and returned).
 
     The report is rewritten after each replicate seed of stage B, so a long run shows what
-    has finished; the cells in ``cells.jsonl`` let a rerun resume.
+    has finished; the cells in ``cells.jsonl`` let a rerun resume. With several ``--text``
+    settings each runs as its own study in ``OUT/<setting>/`` (cells, report) and the
+    report in ``OUT`` holds them all, rewritten after each setting.
     """
     ctx = ctx or RunContext()
+    if len(config.text) == 1:
+        return _run_setting(config, ctx)
+    parts = [config.setting(t) for t in config.text]
+    for part in parts:  # labels, verbaliser and the model's kind, before any model loads
+        check_header_inputs(part.protocol(ctx))
+    rep = start_report("header", config, ctx, description=_DESCRIPTION)
+    out = rep.save(final=False)  # the folder is a report (part-way) before a setting writes
+    rows: list[list[Any]] = []
+    for part in parts:
+        name = part.text[0]
+        with rep.timer(f"text {name}"):
+            sub = _run_setting(part, dataclasses.replace(ctx, out=out / name))
+        _merge(rep, sub, name)
+        rows += [[f"text {name}: {k}", v] for k, v in sub.summary_rows]
+        rep.summary(rows)
+        rep.save(final=part is parts[-1])
+    return rep
+
+
+_DESCRIPTION = ("Semantic header: codes of a text as pseudo-tokens for a frozen causal LM, "
+                "against the controls that say whether it helps.")
+
+
+def _run_setting(config: HeaderRunConfig, ctx: RunContext) -> Report:
+    """One ``--text`` setting: its stages, cells and report in the context's folder."""
     p = config.protocol(ctx)
     check_header_inputs(p)  # labels, verbaliser and the model's kind, before any model loads
-    rep = start_report("header", config, ctx,
-                       description="Semantic header: codes of a text as pseudo-tokens for a "
-                                   "frozen causal LM, against the controls that say whether "
-                                   "it helps.")
+    rep = start_report("header", config, ctx, description=_DESCRIPTION)
     rep.config["context"]["threads"] = set_threads(config.threads)
     out = Path(rep.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -264,6 +315,22 @@ def run(config: HeaderRunConfig, ctx: RunContext | None = None) -> Report:
     _write_report(hrun, rep)
     rep.save()
     return rep
+
+
+def _merge(rep: Report, sub: Report, name: str) -> None:
+    """Copy one setting's report into the report of the whole run: its sections under
+    'Text <setting>: ', its plots with the setting before their file names, its data under
+    ``data[setting]`` and its timings named after it."""
+    for s in sub.sections:
+        sec = rep.section(f"Text {name}: {s.title}", s.text)
+        for t in s.tables:
+            sec.table(t["title"], t["columns"], t["rows"], note=t["note"])
+        for pl in s.plots:
+            sec.plot(f"{name}-{pl['file']}", pl["spec"], pl["caption"])
+        sec.metrics(s.metrics_)
+    rep.data[name] = sub.data
+    rep.data.setdefault("settings", {})[name] = str(Path(sub.out_dir).name)
+    rep.timings.update({f"{name}: {k}": v for k, v in sub.timings.items()})
 
 
 # --------------------------------------------------------------------------- report
@@ -516,7 +583,8 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
     if dataset not in PROMPTS:
         dataset = "rotten-tomatoes"
     config = HeaderRunConfig(dataset=dataset, data_dir=conf.get("data_dir"), n_train=200,
-                             n_val=100, n_eval=100, seeds=(seed,), stages=("A",))
+                             n_val=100, n_eval=100, seeds=(seed,), stages=("A",),
+                             text=("present",))
     p = config.protocol(RunContext(seed=seed, device=device))
     out = Path(report.out_dir) / "header"
     out.mkdir(parents=True, exist_ok=True)
