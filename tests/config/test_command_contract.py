@@ -131,3 +131,10 @@ def test_start_report_records_the_context(tmp_path):
                                      "dtype": rep.config["context"]["dtype"],
                                      "executor": "local"}
     assert rep.config["n_boot"] == 1000 and rep.seed == 9
+
+
+def test_a_command_without_dtype_records_the_precision_it_runs_in(tmp_path):
+    cfg = Demo(model="m")
+    assert "dtype" not in Demo.CONTEXT
+    rep = start_report("demo", cfg, RunContext(device="cpu", dtype="bfloat16", out=tmp_path))
+    assert rep.config["context"]["dtype"] == "float32"  # its models load at full precision

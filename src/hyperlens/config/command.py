@@ -48,8 +48,12 @@ class Command:
 def start_report(name: str, config: Config, ctx: RunContext, *, title: str | None = None,
                  description: str = "") -> Report:
     """The report of a run: its folder from ``ctx`` (checked before any work), its config
-    and the context that ran it (seed, resolved device and precision, executor)."""
+    and the context that ran it (seed, resolved device and precision, executor; a command
+    without ``--dtype`` in its ``CONTEXT`` records float32, the precision its models load
+    in)."""
     out = check_out_dir(ctx.out_dir(name.replace(" ", "-")))
     record = ctx.record()
+    if "dtype" not in config.CONTEXT:  # it takes no --dtype: its models run at full precision
+        record["dtype"] = "float32"
     return Report(name, {**config.to_dict(), "context": record}, out_dir=out, seed=ctx.seed,
                   device=record["device"], title=title, description=description)

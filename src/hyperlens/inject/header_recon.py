@@ -88,10 +88,16 @@ class ReconHeader(nn.Module):
     @torch.no_grad()
     def score(self, rows: np.ndarray, codes: torch.Tensor | None = None, header: bool = True,
               batch: int = 16) -> np.ndarray:
-        """Per-text mean NLL (nats per token) of ``rows``, in batches."""
-        out = [self.nll(torch.from_numpy(rows[i: i + batch]), codes, header).cpu()
+        """Per-text mean NLL (nats per token) of ``rows``, in the order given; the texts run
+        in batches of similar length (little padding: each text's NLL does not depend on
+        its batch, the causal mask hides the padding after it)."""
+        rows = np.asarray(rows)
+        order = np.argsort([len(self.body[int(r)]) for r in rows], kind="stable")
+        out = [self.nll(torch.from_numpy(rows[order[i: i + batch]]), codes, header).cpu()
                for i in range(0, len(rows), batch)]
-        return torch.cat(out).numpy()
+        nll = np.empty(len(rows), dtype=np.float32)
+        nll[order] = torch.cat(out).numpy() if out else np.empty(0, dtype=np.float32)
+        return nll
 
 
 def recon_header_path(out: Path, seed: int) -> Path:
