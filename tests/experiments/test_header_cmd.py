@@ -342,7 +342,7 @@ def test_the_prefix_arm_reads_the_whole_prompt_under_padding(tmp_path: Path) -> 
                           seeds=(0,), arms=("hdc", "hdc-prefix"), steps=3, batch_size=8,
                           eval_every=1, hdc_dim=512, max_tokens=24, lr_grid=(),
                           prefix_texts=16, text="present")
-    p = cfg.protocol(RunContext(device="cpu"))
+    p = cfg.protocol(RunContext(device="cpu", dtype="float32"))  # exact up to float32 rounding
     hrun = prepare(p, tmp_path / "direct", Report("header", out_dir=tmp_path / "direct"))
     sub = prefix_subset(hrun)
     assert len(sub) == 16 and set(sub) <= set(hrun.split.rows["train"])
@@ -400,3 +400,14 @@ def test_the_default_settings_run_one_after_the_other_into_one_report(tmp_path: 
     assert again.data["withheld"]["cells"]["computed"] == 0
     assert again.data["present"]["cells"]["computed"] == 0
     assert again.data["present"]["arms"] == res["data"]["present"]["arms"]
+
+
+def test_the_lm_precision_comes_from_the_context_and_names_the_cells() -> None:
+    from hyperlens.experiments.header import HeaderRunConfig
+
+    cfg = HeaderRunConfig(text="withheld")
+    bf = cfg.protocol(RunContext(device="cpu", dtype="bfloat16"))
+    fp = cfg.protocol(RunContext(device="cpu", dtype="float32"))
+    assert bf.dtype == "bfloat16" and fp.dtype == "float32"
+    assert bf.fingerprint() != fp.fingerprint()  # cells of one precision are not the other's
+    assert "dtype" in HeaderRunConfig.CONTEXT

@@ -81,7 +81,7 @@ Text = Literal["withheld", "present"]
 class HeaderRunConfig(Config):
     """Options of ``hyperlens header`` (the defaults are the measured protocol)."""
 
-    CONTEXT = frozenset({"seed", "device", "executor"})
+    CONTEXT = frozenset({"seed", "device", "dtype", "executor"})
     RANDOM = ("which training texts form the pool and which of them are held out, the "
               "evaluation subset where one is drawn, and the bootstrap over texts")
 
@@ -234,7 +234,8 @@ class HeaderRunConfig(Config):
             max_tokens=self.max_tokens, verbalizer=self.verbalizer, kv_dtype=self.kv_dtype,
             n_boot=self.n_boot, base_seed=ctx.seed, device=str(ctx.torch_device),
             text=self.text[0], patience=self.patience, weight_decay=self.weight_decay,
-            code_dropout=self.code_dropout, prefix_texts=self.prefix_texts)
+            code_dropout=self.code_dropout, prefix_texts=self.prefix_texts,
+            dtype=ctx.resolve_dtype(ctx.torch_device))
 
 
 # --------------------------------------------------------------------------- pipeline

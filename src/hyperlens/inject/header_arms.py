@@ -93,7 +93,7 @@ class HeaderRun:
 
         p = self.p
         with self.rep.timer("load models"):
-            self.lm: Any = hmodels.load(p.model, device=p.device)
+            self.lm: Any = hmodels.load(p.model, device=p.device, dtype=p.dtype)
         if self.lm.kind != "decoder" or self.lm.module is None:
             raise InputError(f"--model {p.model!r} is a {self.lm.kind} model; the header "
                              "needs a causal LM (decoder) with input embeddings.")

@@ -125,6 +125,7 @@ class HeaderProtocol:
     weight_decay: float = 0.0  # stage B: AdamW decay of the header and head weights
     code_dropout: float = 0.0  # stage B: share of code entries zeroed per training example
     prefix_texts: int = 1000  # the full-depth arm's training texts (named in its cell key)
+    dtype: str = "float32"  # the frozen LM's precision (the codes and headers stay float32)
 
     @property
     def withheld(self) -> bool:
@@ -133,7 +134,7 @@ class HeaderProtocol:
 
     def fingerprint(self) -> str:
         """What changes a finished (arm, seed) cell: everything but the seeds, the stages,
-        the arms, the device and the number of resamples."""
+        the arms, the device and the number of resamples (the LM's precision included)."""
         keys = ("dataset", "model", "encoder", "n_train", "n_val", "n_eval", "k", "variant",
                 "insert_layer", "hdc_dim", "sparsity", "steps", "batch_size", "lr", "lr_grid",
                 "head_lr", "eval_every", "max_tokens", "verbalizer", "kv_dtype", "base_seed")
@@ -143,6 +144,8 @@ class HeaderProtocol:
         for k in ("weight_decay", "code_dropout"):  # cells of runs without them stay valid
             if getattr(self, k):
                 extra.append((k, getattr(self, k)))
+        if self.dtype != "float32":  # float32 runs keep the cells of the runs before --dtype
+            extra.append(("dtype", self.dtype))
         return stable_hash(*[getattr(self, k) for k in keys], *extra, length=12)
 
 

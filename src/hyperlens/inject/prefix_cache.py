@@ -149,6 +149,7 @@ class PrefixCache:
         self.offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(lens)]))
         dev = next(lm.parameters()).device
         self.device = dev
+        self.dtype: torch.dtype = next(lm.parameters()).dtype  # the suffix runs in it
         total = int(lens.sum())
         L = int(self.cfg.num_hidden_layers)
         H = int(getattr(self.cfg, "num_key_value_heads", None) or self.cfg.num_attention_heads)
@@ -286,6 +287,7 @@ class PrefixCache:
         pc.cue = torch.tensor(list(cue_ids), dtype=torch.long)
         pc.verb_rows = output_rows(lm, verbalizer_ids).float()
         pc.device, pc.layer = next(lm.parameters()).device, layer
+        pc.dtype = next(lm.parameters()).dtype
         pc.window = sliding_window_of(pc.cfg, pc.stack)
         pc.layer_types = _mixed_layer_types(pc.cfg)
         for name in cls.STORED:
@@ -322,7 +324,7 @@ class PrefixCache:
         T = int(lens.max())
         b = rows.numel()
         n_kv, H, _, dh = self.keys.shape
-        k = torch.zeros(n_kv, b, H, T, dh, dtype=torch.float32)
+        k = torch.zeros(n_kv, b, H, T, dh, dtype=self.dtype)
         v = torch.zeros_like(k)
         for r, j in enumerate(rows.tolist()):
             o, n = int(self.offsets[j]), int(self.lengths[j])
@@ -335,7 +337,8 @@ class PrefixCache:
         return cache, mask, lens
 
     def suffix_forward(self, rows: torch.Tensor, pseudo: torch.Tensor | None) -> torch.Tensor:
-        """Final hidden state at the cue's last position for texts ``rows``.
+        """Final hidden state at the cue's last position for texts ``rows`` (float32; the
+        blocks run in the LM's precision, the cached keys and values cast to it).
 
         ``pseudo`` ``[b, k, d]`` is inserted between prefix and cue (``None``: no header).
         Gradients flow into ``pseudo``; the LM's weights are untouched.
@@ -349,7 +352,7 @@ class PrefixCache:
         if self.layer == 0:  # token embeddings (the model applies any embedding scale itself)
             suffix = self.lm.get_input_embeddings()(self.cue.to(dev)).unsqueeze(0).expand(b, -1, -1)
         else:
-            suffix = self.cue_states[rows].to(dev)  # [b, c, d]: the cue's input of block `layer`
+            suffix = self.cue_states[rows].to(dev, self.dtype)  # [b, c, d]: input of `layer`
         if pseudo is not None:
             suffix = torch.cat([pseudo.to(suffix), suffix], dim=1)
         s = suffix.shape[1]
@@ -361,7 +364,7 @@ class PrefixCache:
             full_mask = torch.cat([mask, torch.ones(b, s, dtype=torch.long)], 1).to(dev)
             out = self.stack(inputs_embeds=suffix, attention_mask=full_mask, position_ids=pos,
                              use_cache=True, **{cache_kwarg(self.stack): cache})
-            return out.last_hidden_state[:, -1]
+            return out.last_hidden_state[:, -1].float()
         # blocks layer..L-1 by hand, with the explicit boolean mask [b, 1, s, T + s]
         T = mask.shape[1]
         causal = torch.ones(s, s, dtype=torch.bool, device=dev).tril()
@@ -385,4 +388,4 @@ class PrefixCache:
                            position_embeddings=pe, **{cache_kwarg(block): cache})
             if isinstance(hidden, tuple):
                 hidden = hidden[0]
-        return self.stack.norm(hidden)[:, -1]
+        return self.stack.norm(hidden)[:, -1].float()
