@@ -394,6 +394,10 @@ def test_the_default_settings_run_one_after_the_other_into_one_report(tmp_path: 
     assert "reconstruction" in res["data"]["withheld"]  # R once, with the first setting
     assert "reconstruction" not in res["data"]["present"]
     assert "efficiency" in res["data"]["withheld"] and "efficiency" not in res["data"]["present"]
+    intro = res["sections"][0]
+    assert intro["title"] == "Settings" and [r[0] for r in intro["tables"][0]["rows"]] == [
+        "withheld", "present"]
+    assert intro["tables"][0]["rows"][0][2] == "A R B" and intro["tables"][0]["rows"][1][2] == "A B"
     assert [r[0] for r in rep.summary_rows][:1] == ["text withheld: verdict"]
     # killed or not, a rerun computes nothing and gives the same numbers
     again = run(cfg, RunContext(device="cpu", out=out, progress=False))

@@ -283,11 +283,19 @@ def run(config: HeaderRunConfig, ctx: RunContext | None = None) -> Report:
         check_header_inputs(part.protocol(ctx))
     rep = start_report("header", config, ctx, description=_DESCRIPTION)
     out = rep.save(final=False)  # the folder is a report (part-way) before a setting writes
+    intro = rep.section("Settings", "The settings of this run, one after the other: each is "
+                        "a study of its own, with its cells and its own report in the folder "
+                        "named after it; the sections below carry its name.")
     rows: list[list[Any]] = []
+    done: list[list[Any]] = []
     for part in parts:
         name = part.text[0]
         with rep.timer(f"text {name}"):
             sub = _run_setting(part, dataclasses.replace(ctx, out=out / name))
+        done.append([name, f"{name}/", " ".join(part.stages), " ".join(part.stage_b_arms),
+                     f"{rep.timings[f'text {name}']:.0f}"])
+        intro.tables.clear()
+        intro.table("Settings", ["text", "folder", "stages", "stage B arms", "seconds"], done)
         _merge(rep, sub, name)
         rows += [[f"text {name}: {k}", v] for k, v in sub.summary_rows]
         rep.summary(rows)
@@ -586,7 +594,7 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
     config = HeaderRunConfig(dataset=dataset, data_dir=conf.get("data_dir"), n_train=200,
                              n_val=100, n_eval=100, seeds=(seed,), stages=("A",),
                              text=("present",))
-    p = config.protocol(RunContext(seed=seed, device=device))
+    p = config.protocol(RunContext(seed=seed, device=device, dtype="float32"))  # the tour's
     out = Path(report.out_dir) / "header"
     out.mkdir(parents=True, exist_ok=True)
     sub = Report("header", config.to_dict(), out_dir=out, seed=seed, device=device)
