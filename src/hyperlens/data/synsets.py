@@ -272,17 +272,16 @@ def subtree_groups(matched: Sequence[Any], *, depth: int = 4, paths: str = "all"
     return _components({m.name: _subtree_roots(m.synset, depth, paths) for m in matched})
 
 
-def deal_groups(groups: dict[str, str], *, test_fraction: float, seed: int | None = 0,
-                rng: np.random.Generator | None = None, giant_first: bool = True
-                ) -> set[str]:
-    """The groups dealt to one side: shuffled (``rng``, else ``seed``) and taken until they
-    hold ``test_fraction`` of the synsets, skipping a group that would overshoot 1.5 times
-    that share (``giant_first``: unless nothing has been taken yet)."""
+def deal_groups(groups: dict[str, str], *, test_fraction: float, seed: int = 0,
+                giant_first: bool = True) -> set[str]:
+    """The groups dealt to one side: shuffled with ``seed`` and taken until they hold
+    ``test_fraction`` of the synsets, skipping a group that would overshoot 1.5 times that
+    share (``giant_first``: unless nothing has been taken yet)."""
     size: dict[str, int] = {}
     for g in groups.values():
         size[g] = size.get(g, 0) + 1
     roots = sorted(size)
-    rng = np.random.default_rng(seed) if rng is None else rng
+    rng = np.random.default_rng(seed)
     target = test_fraction * len(groups)
     taken: set[str] = set()
     n = 0

@@ -77,6 +77,13 @@ _RATE = between(0, 10, closed=False)
 Text = Literal["withheld", "present"]
 
 
+def _fits(arm: str, text: str, *, recon: bool) -> bool:
+    """Whether stage B arm ``arm`` can run with the text ``text`` (the frozen head needs the
+    text present; the header started from stage R's needs ``recon``, stage R ready)."""
+    return not (text == "withheld" and arm in PRESENT_ONLY) and not (
+        arm in FROM_RECON and not recon)
+
+
 @dataclass(frozen=True, kw_only=True)
 class HeaderRunConfig(Config):
     """Options of ``hyperlens header`` (the defaults are the measured protocol)."""
@@ -199,8 +206,7 @@ class HeaderRunConfig(Config):
         stages = tuple(s for s in self.stages if s != "R" or text == self.text[0])
         arms = self.arms
         if arms is not None:
-            arms = tuple(a for a in arms if not (text == "withheld" and a in PRESENT_ONLY)
-                         and not (a in FROM_RECON and "R" not in stages))
+            arms = tuple(a for a in arms if _fits(a, text, recon="R" in stages))
         return dataclasses.replace(self, text=(text,), stages=stages, arms=arms or None)
 
     @property
@@ -209,8 +215,7 @@ class HeaderRunConfig(Config):
         fits it."""
         if self.arms is not None:
             return tuple(self.arms)
-        return tuple(a for a in ARMS_B if not (self.text[0] == "withheld" and a in PRESENT_ONLY)
-                     and not (a in FROM_RECON and not self._recon_ready)
+        return tuple(a for a in ARMS_B if _fits(a, self.text[0], recon=self._recon_ready)
                      and a not in FULL_DEPTH)
 
     @property

@@ -188,8 +188,8 @@ def subtree_slice(items: Sequence[Any], *, fraction: float = 0.15, seed: int = 0
     rows: list[Any] = [m if hasattr(m, "synset") else SimpleNamespace(name=m.name(), synset=m)
                        for m in items]
     groups = subtree_groups(rows)  # the subtree of each, as subtree_split forms them
-    rng = np.random.default_rng(derive_seed(seed, "val-subtrees"))
-    taken = deal_groups(groups, test_fraction=fraction, rng=rng, giant_first=False)
+    taken = deal_groups(groups, test_fraction=fraction, seed=derive_seed(seed, "val-subtrees"),
+                        giant_first=False)
     held = [i for i, m in enumerate(rows) if groups[m.name] in taken]
     return np.sort(np.asarray(held, dtype=np.int64))
 
