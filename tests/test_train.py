@@ -224,6 +224,39 @@ def test_resume_in_process_is_bit_identical(tmp_path):
         fit_module(Net, _noisy_loss, (x, y), other)
 
 
+def test_checkpoint_every_resumes_from_the_middle_of_an_epoch(tmp_path):
+    """One long epoch: a kill mid-epoch loses only the steps after the last checkpoint, and
+    the resumed run (same batch order, generators, kept best weights) ends bit-identical."""
+    x, y = _data()
+    val = (x[:24], y[:24])
+
+    def ev(m):
+        return {"val": float(nn.functional.mse_loss(m(val[0]), val[1]))}
+
+    cfg = TrainConfig(lr=5e-3, epochs=2, batch_size=8, seed=3, eval_every=4,
+                      restore_best=True, early_stop_metric="val")
+    ref, ref_hist = fit_module(Net, _noisy_loss, (x, y), cfg, eval_fn=ev)
+    ck = TrainConfig(**{**cfg.as_dict(), "checkpoint_dir": str(tmp_path / "ck"),
+                        "checkpoint_every": 5})
+    assert ck.fingerprint() == cfg.fingerprint()  # bookkeeping: the numbers do not change
+    steps = iter(range(1000))
+
+    def dying(m, batch):
+        if next(steps) == 18:  # step 19, in the second epoch of 12 batches
+            raise KeyboardInterrupt
+        return _noisy_loss(m, batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_module(Net, dying, (x, y), ck, eval_fn=ev)
+    net, hist = fit_module(Net, _noisy_loss, (x, y), ck, eval_fn=ev)
+    assert hist.resumed_from == 15  # the checkpoint after step 15, three batches into epoch 2
+    assert hist.train_loss == ref_hist.train_loss and hist.evals == ref_hist.evals
+    assert hist.restored_step == ref_hist.restored_step
+    assert all(torch.equal(a, b) for a, b in zip(_weights(net), _weights(ref), strict=True))
+    with pytest.raises(ConfigError, match="checkpoint_every"):
+        TrainConfig(checkpoint_every=5)
+
+
 class Tracked(nn.Module):
     """A trained layer with state outside its parameters: a running mean of its inputs and a
     frozen table of its own (a parameter-free submodule, which a checkpoint leaves out)."""

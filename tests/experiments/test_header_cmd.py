@@ -236,6 +236,39 @@ def test_recon_arm_starts_from_the_stage_r_header(tmp_path: Path) -> None:
     assert any(k.startswith("net.") for k in tensors)
 
 
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_cell_killed_mid_training_resumes_from_its_last_evaluation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hyperlens.experiments.header import HeaderRunConfig, run
+    from hyperlens.train.loop import _Loop
+
+    _require("minilm", "smollm2")
+    cfg = HeaderRunConfig(dataset="rotten-tomatoes", n_train=48, n_val=8, n_eval=16,
+                          seeds=(0,), stages=("B",), arms=("hdc",), steps=9, batch_size=4,
+                          eval_every=3, hdc_dim=256, max_tokens=16, lr_grid=(),
+                          text="withheld")
+    ref = run(cfg, RunContext(device="cpu", out=tmp_path / "ref", progress=False))
+    assert not any((tmp_path / "ref" / "checkpoints").glob("*"))  # removed once finished
+    step = _Loop.step
+
+    def dying(self: _Loop, idx: object, epoch: int) -> None:
+        if self.st.step == 7:  # after the checkpoint of the evaluation at step 6
+            raise KeyboardInterrupt
+        step(self, idx, epoch)
+
+    monkeypatch.setattr(_Loop, "step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, RunContext(device="cpu", out=tmp_path / "run", progress=False))
+    assert len(list((tmp_path / "run" / "checkpoints").glob("*-hdc-seed0-*"))) == 1
+    monkeypatch.setattr(_Loop, "step", step)
+    again = run(cfg, RunContext(device="cpu", out=tmp_path / "run", progress=False))
+    a = json.loads((tmp_path / "run" / "cells.jsonl").read_text().splitlines()[-1])["result"]
+    b = json.loads((tmp_path / "ref" / "cells.jsonl").read_text().splitlines()[-1])["result"]
+    assert a["curve"]["steps"] == b["curve"]["steps"] == list(range(1, 10))
+    assert a == b and again.data["arms"] == ref.data["arms"]
+
+
 def _no_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     from hyperlens import models as hmodels
 

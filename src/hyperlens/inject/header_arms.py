@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,8 @@ class HeaderRun:
         self.layer: int = layer
         resolved = dataclasses.replace(p, insert_layer=layer)
         self.store = Ledger(self.out / "cells.jsonl", resolved.fingerprint(), fresh=self.fresh)
+        if self.fresh:  # cells killed mid-training start over too
+            shutil.rmtree(self.out / "checkpoints", ignore_errors=True)
         tok = self.lm.tokenizer
         self.verb_ids = []
         for w in self.words:
@@ -237,6 +240,13 @@ class HeaderRun:
         y = self.split.labels[self.split.rows["eval"]]
         c = (np.asarray(pred) == y)
         return {"correct": c.astype(int).tolist(), **(extra or {})}
+
+    def checkpoint_dir(self, arm: str, seed: int, lr: float) -> Path:
+        """Where the training of cell (arm, seed) at ``lr`` checkpoints as it goes (every
+        evaluation): a cell killed mid-training resumes there; removed once it has finished.
+        The protocol's hash in the name keeps another study's checkpoints apart."""
+        tag = self.store.fingerprint[:12]
+        return self.out / "checkpoints" / f"{tag}-{arm}-seed{seed}-lr{lr:g}"
 
     def cell_key(self, arm: str, seed: int) -> dict[str, Any]:
         """The ledger key of the cell (arm, seed); a full-depth arm's also names the size of
@@ -639,18 +649,21 @@ def arm_b(run: HeaderRun, arm: str, seed: int, lr: float,
         return {"val_acc": float((model.predict(r["val"]) == sp.labels[r["val"]]).mean()),
                 "train_acc": float((model.predict(tr_rows) == sp.labels[tr_rows]).mean())}
 
+    ckpt = run.checkpoint_dir(f"lr-search-{arm}" if search else arm, seed, lr)
     hist = train_loop(model, loss_fn, len(fit), lr=lr,
                       param_lr={"head.*": p.head_lr}, steps=p.steps,
                       batch_size=p.batch_size, seed=seed, eval_fn=val,
                       eval_every=p.eval_every, frozen=run.lm.module, patience=p.patience,
-                      weight_decay=p.weight_decay)
+                      weight_decay=p.weight_decay, checkpoint_dir=ckpt)
     if search:  # the evaluation texts are never touched while choosing
         vals = [e["val_acc"] for e in hist["evals"]]
-        return {"best_val_acc": hist["best_val_acc"], "mean_val_acc": float(np.mean(vals)),
-                "best_step": hist["best_step"], "lr": lr}
-    out = run.record(model.predict(r["eval"]), {"curve": hist, "lr": lr})
-    if arm in ABLATED:
-        out["ablate_correct"] = _ablate(run, model, arm, seed)
+        out = {"best_val_acc": hist["best_val_acc"], "mean_val_acc": float(np.mean(vals)),
+               "best_step": hist["best_step"], "lr": lr}
+    else:
+        out = run.record(model.predict(r["eval"]), {"curve": hist, "lr": lr})
+        if arm in ABLATED:
+            out["ablate_correct"] = _ablate(run, model, arm, seed)
+    shutil.rmtree(ckpt, ignore_errors=True)  # the ledger now takes the cell
     return out
 
 

@@ -18,6 +18,7 @@ on a plateau when ``--patience`` is set; the evaluation texts are only scored.
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -122,9 +123,11 @@ def recon_arm(run: Any, seed: int, lr: float) -> dict[str, Any]:
     def val() -> float:  # train_loop keeps the highest: the negative held-out NLL
         return -float(model.score(r["val"]).mean())
 
+    ckpt = run.checkpoint_dir("recon", seed, lr)
     hist = train_loop(model, loss_fn, len(r["train"]), lr=lr, param_lr={}, steps=p.steps,
                       batch_size=p.batch_size, seed=seed, eval_fn=val,
-                      eval_every=p.eval_every, frozen=run.lm.module, patience=p.patience)
+                      eval_every=p.eval_every, frozen=run.lm.module, patience=p.patience,
+                      checkpoint_dir=ckpt)
     state = model.header.state_dict()
     save_safetensors(recon_header_path(run.out, seed),
                      {k: v.detach().cpu().contiguous() for k, v in state.items()})
@@ -135,5 +138,6 @@ def recon_arm(run: Any, seed: int, lr: float) -> dict[str, Any]:
     n_tok = np.array([len(model.body[i]) for i in r["eval"]], dtype=np.float64)
     out = {"header": model.score(r["eval"]), "none": model.score(r["eval"], header=False),
            "shuffled": model.score(r["eval"], codes=codes[perm])}
+    shutil.rmtree(ckpt, ignore_errors=True)  # the ledger now takes the cell
     return {"nll": {k: v.tolist() for k, v in out.items()}, "tokens": n_tok.tolist(),
             "curve": hist, "lr": lr, "bits_per_nat": 1 / math.log(2)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,7 +33,8 @@ def _torch_seeded(seed: int) -> Iterator[None]:
 def train_loop(module: nn.Module, loss_fn: Any, n: int, *, lr: float,
                param_lr: dict[str, float], steps: int, batch_size: int, seed: int,
                eval_fn: Any, eval_every: int, frozen: Any = None,
-               patience: int | None = None, weight_decay: float = 0.0) -> dict[str, Any]:
+               patience: int | None = None, weight_decay: float = 0.0,
+               checkpoint_dir: Path | None = None) -> dict[str, Any]:
     """:func:`hyperlens.train.fit` over ``range(n)`` with ``restore_best`` on held-out accuracy.
 
     ``loss_fn(rows)`` gets a batch of row numbers. ``eval_fn()`` returns the held-out
@@ -42,7 +44,9 @@ def train_loop(module: nn.Module, loss_fn: Any, n: int, *, lr: float,
     With ``patience``, training stops once that many evaluations in a row have not
     improved it (``steps`` is then a cap) and ``"stopped_early"`` says whether it did.
     Returns the history dict plus ``best_step`` and ``best_val_acc``. A bar shows the
-    steps when stderr is a terminal or ``HYPERLENS_PROGRESS=1``.
+    steps when stderr is a terminal or ``HYPERLENS_PROGRESS=1``. With ``checkpoint_dir``
+    the state is written there at every evaluation and a rerun resumes from it (the caller
+    removes the folder once the result is safe).
     """
     from ..train import TrainConfig, fit
 
@@ -52,7 +56,9 @@ def train_loop(module: nn.Module, loss_fn: Any, n: int, *, lr: float,
                      max_steps=steps, batch_size=batch_size, grad_clip=1.0, seed=seed,
                      eval_every=eval_every, progress=None, restore_best=True,
                      early_stop_metric="val_acc", early_stop_mode="max",
-                     early_stop_patience=patience)
+                     early_stop_patience=patience,
+                     checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+                     checkpoint_every=eval_every if checkpoint_dir is not None else None)
     def evaluate(_m: nn.Module) -> dict[str, float]:
         out = eval_fn()
         return ({k: float(v) for k, v in out.items()} if isinstance(out, dict)

@@ -31,7 +31,9 @@ What :func:`fit` guarantees:
 - **Resumable.** With ``checkpoint_dir``, the trainable parameters (not the frozen model),
   the buffers of the modules that own trainable parameters (running statistics, queues),
   the optimizer state, both random generators, the history and the early-stopping state
-  are written at the end of each epoch to one safetensors file (no pickle), atomically. A
+  are written at the end of each epoch to one safetensors file (no pickle), atomically;
+  ``checkpoint_every=N`` writes it after every N-th step too (with the epoch's batch order,
+  so a long epoch resumes from its middle). A
   rerun with the same configuration and module shapes continues from it; on CPU the final
   weights are bit-identical to an uninterrupted run, also after ``kill -9``. A damaged
   checkpoint (truncated, garbage, tensors missing) is moved aside to

@@ -38,11 +38,16 @@ class _State:
     best_step: int | None = None  # restore_best: the kept evaluation and its parameters
     best_params: dict[str, torch.Tensor] | None = None
     reductions: int = 0  # schedule "plateau": evaluations that did not improve
+    in_epoch: int = 0  # a checkpoint written mid-epoch: the batches of epoch0 already done
+    order: torch.Tensor | None = None  # ... and that epoch's batch order
 
-    def meta(self, epoch: int) -> dict[str, Any]:
+    def meta(self, epoch: int, in_epoch: int = 0) -> dict[str, Any]:
+        """The checkpoint's bookkeeping after ``epoch`` (``in_epoch`` > 0: after that many
+        of its batches, the epoch unfinished)."""
         return {"step": self.step, "epoch": epoch, "stale": self.stale,
                 "best_val": self.best_val, "since": list(self.since),
-                "best_step": self.best_step, "reductions": self.reductions}
+                "best_step": self.best_step, "reductions": self.reductions,
+                "in_epoch": in_epoch}
 
 
 def state_buffers(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -60,9 +65,13 @@ def state_buffers(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
 def _save_checkpoint(
     path: Path, named: list[tuple[str, nn.Parameter]], opt: torch.optim.Optimizer,
     gen: torch.Generator, meta: dict[str, Any], best: Mapping[str, torch.Tensor] | None,
-    buffers: Sequence[tuple[str, torch.Tensor]] = (),
+    buffers: Sequence[tuple[str, torch.Tensor]] = (), order: torch.Tensor | None = None,
 ) -> None:
+    """Write the run's state to ``path`` atomically; ``order`` is the batch order of an
+    unfinished epoch (a checkpoint written mid-epoch)."""
     tensors: dict[str, torch.Tensor] = {}
+    if order is not None:
+        tensors["order/epoch"] = order
     for name, p in named:
         tensors[f"param/{name}"] = p
     for name, b in buffers:
@@ -121,6 +130,8 @@ def _load_checkpoint(
     need = [f"param/{nm}" for nm, _ in named] + ["rng/global", "rng/steps"]
     if cfg.restore_best and meta.get("best_step") is not None:
         need += [f"best/{nm}" for nm, _ in named]
+    if int(meta.get("in_epoch", 0)):
+        need.append("order/epoch")
     missing = [k for k in need if k not in tensors]
     if missing:
         raise DataError(f"training checkpoint {str(path)!r} is damaged (tensors {missing[:3]} "
@@ -155,9 +166,12 @@ def _resume(
         if f"rng/cuda{d}" in tensors:
             torch.cuda.set_rng_state(tensors[f"rng/cuda{d}"], d)
     hist = History.from_dict(meta["history"])
-    st = _State(step=int(meta["step"]), epoch0=int(meta["epoch"]) + 1, stale=int(meta["stale"]),
-                best_val=meta["best_val"], since=[float(v) for v in meta.get("since", [])],
-                reductions=int(meta.get("reductions", 0)))
+    in_epoch = int(meta.get("in_epoch", 0))  # mid-epoch: that epoch goes on, same order
+    st = _State(step=int(meta["step"]), epoch0=int(meta["epoch"]) + (0 if in_epoch else 1),
+                stale=int(meta["stale"]), best_val=meta["best_val"],
+                since=[float(v) for v in meta.get("since", [])],
+                reductions=int(meta.get("reductions", 0)), in_epoch=in_epoch,
+                order=tensors["order/epoch"] if in_epoch else None)
     hist.resumed_from = st.step
     if cfg.restore_best and meta.get("best_step") is not None:
         st.best_step = int(meta["best_step"])

@@ -89,6 +89,11 @@ class TrainConfig:
     weights are a candidate too: an adapter that is the identity at initialisation and never
     beats it on validation returns to the identity (``History.restored_step`` 0).
 
+    ``checkpoint_dir`` makes the run resumable (a checkpoint at the end of every epoch);
+    ``checkpoint_every=N`` also writes one after every N-th step, mid-epoch, for epochs
+    too long to lose. Neither changes the numbers, so neither is part of the fingerprint
+    a checkpoint must match.
+
     ``schedule="plateau"`` keeps the rate constant after warm-up and multiplies it by
     ``plateau_factor`` after every evaluation that does not improve ``early_stop_metric``
     (reduce on plateau; the reductions are part of the checkpoint); with
@@ -119,6 +124,7 @@ class TrainConfig:
     early_stop_metric: str = "train_loss"
     early_stop_mode: str = "min"
     checkpoint_dir: str | None = None
+    checkpoint_every: int | None = None
     progress: bool | None = None
     restore_best: bool = False
     eval_at_start: bool = False
@@ -139,7 +145,8 @@ class TrainConfig:
         self._check_betas()
         self.epochs = _int("epochs", self.epochs, 1)
         self.warmup_steps = _int("warmup_steps", self.warmup_steps, 0)
-        for name in ("max_steps", "batch_size", "eval_every", "early_stop_patience"):
+        for name in ("max_steps", "batch_size", "eval_every", "early_stop_patience",
+                     "checkpoint_every"):
             setattr(self, name, _int(name, getattr(self, name), 1, none_ok=True))
         if self.grad_clip is not None:
             self.grad_clip = _real("grad_clip", self.grad_clip,
@@ -159,6 +166,9 @@ class TrainConfig:
                     os.fspath(self.checkpoint_dir)):
                 raise _bad("checkpoint_dir", self.checkpoint_dir, "None or a folder path")
             self.checkpoint_dir = str(os.fspath(self.checkpoint_dir))
+        elif self.checkpoint_every is not None:
+            raise _bad("checkpoint_every", self.checkpoint_every,
+                       "None unless checkpoint_dir names the folder to write to")
 
     def _check_groups(self) -> None:
         expected = "a dict {fnmatch pattern: finite learning rate >= 0}"
@@ -192,7 +202,7 @@ class TrainConfig:
     def fingerprint(self) -> str:
         """What a checkpoint must match to be resumed (everything but the bookkeeping)."""
         d = self.as_dict()
-        for k in ("checkpoint_dir", "progress"):
+        for k in ("checkpoint_dir", "checkpoint_every", "progress"):
             d.pop(k)
         for k in ("restore_best", "eval_at_start"):  # checkpoints written before the options
             if not getattr(self, k):  # still resume

@@ -302,11 +302,22 @@ def _fit(
             for epoch in range(st.epoch0, n_epochs):
                 if hist.stopped_early or st.step >= total:
                     break
-                order = torch.randperm(n, generator=gen) if cfg.shuffle else torch.arange(n)
-                loop.epoch(epoch, [order[b * bs:(b + 1) * bs] for b in range(per_epoch)])
+                if st.order is not None:  # resumed mid-epoch: its order, its first batches done
+                    order, first, st.order, st.in_epoch = st.order, st.in_epoch, None, 0
+                else:
+                    first = 0
+                    order = torch.randperm(n, generator=gen) if cfg.shuffle else torch.arange(n)
+
+                def save(done: int, epoch: int = epoch, order: torch.Tensor = order) -> None:
+                    assert ckpt is not None  # done > 0: mid-epoch, the order kept with it
+                    _save_checkpoint(ckpt, named, opt, gen, {
+                        "fingerprint": fp, **st.meta(epoch, done), "history": hist.as_dict()},
+                        st.best_params, bufs, order if done else None)
+
+                loop.epoch(epoch, [order[b * bs:(b + 1) * bs] for b in range(per_epoch)], first,
+                           save if ckpt is not None and cfg.checkpoint_every else None)
                 if ckpt is not None:
-                    _save_checkpoint(ckpt, named, opt, gen, {"fingerprint": fp, **st.meta(epoch),
-                                     "history": hist.as_dict()}, st.best_params, bufs)
+                    save(0)
         finally:
             _GEN.reset(token)
             _STEP.reset(step_token)
@@ -333,17 +344,23 @@ class _Loop:
         self.eval_fn, self.cfg, self.named, self.opt = eval_fn, cfg, named, opt
         self.hist, self.st, self.total, self.bar = hist, st, total, bar
 
-    def epoch(self, epoch: int, batches: list[torch.Tensor]) -> None:
+    def epoch(self, epoch: int, batches: list[torch.Tensor], first: int = 0,
+              save: Callable[[int], None] | None = None) -> None:
+        """Run ``batches[first:]`` (a resumed epoch skips those done); ``save(done)`` writes
+        a mid-epoch checkpoint every ``checkpoint_every`` steps."""
         cfg, st, hist = self.cfg, self.st, self.hist
         self.module.train()
-        for idx in batches:
+        for b in range(first, len(batches)):
             if st.step >= self.total:
                 break
-            self.step(idx, epoch)
+            self.step(batches[b], epoch)
             if cfg.eval_every is not None and st.step % cfg.eval_every == 0:
                 self.evaluate(epoch)
                 if hist.stopped_early:
                     break
+            if (save is not None and cfg.checkpoint_every and b + 1 < len(batches)
+                    and st.step < self.total and st.step % cfg.checkpoint_every == 0):
+                save(b + 1)
         if cfg.eval_every is None and (
                 self.eval_fn is not None or cfg.early_stop_patience or cfg.restore_best):
             self.evaluate(epoch)
