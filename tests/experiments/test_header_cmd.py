@@ -22,7 +22,7 @@ def test_command_is_registered_and_builds_its_config() -> None:
                                     "--seeds", "3", "4", "--lr-grid", "--seed", "7"])
     typed = {k: v for k, v in vars(ns).items() if k not in {"command", "_command"}}
     config, ctx = build(ns._command, typed)
-    assert config.k == 2 and config.arms == ("hdc", "prompt") and config.seeds == (3, 4)
+    assert config.k == (2,) and config.arms == ("hdc", "prompt") and config.seeds == (3, 4)
     assert config.lr_grid == () and ctx.seed == 7
     p = config.protocol(ctx)
     assert p.base_seed == 7 and p.seeds == (3, 4) and p.device == str(ctx.torch_device)
@@ -430,13 +430,34 @@ def test_the_default_settings_run_one_after_the_other_into_one_report(tmp_path: 
     intro = res["sections"][0]
     assert intro["title"] == "Settings" and [r[0] for r in intro["tables"][0]["rows"]] == [
         "withheld", "present"]
-    assert intro["tables"][0]["rows"][0][2] == "A R B" and intro["tables"][0]["rows"][1][2] == "A B"
+    assert intro["tables"][0]["rows"][0][4] == "A R B" and intro["tables"][0]["rows"][1][4] == "A B"
     assert [r[0] for r in rep.summary_rows][:1] == ["text withheld: verdict"]
     # killed or not, a rerun computes nothing and gives the same numbers
     again = run(cfg, RunContext(device="cpu", out=out, progress=False))
     assert again.data["withheld"]["cells"]["computed"] == 0
     assert again.data["present"]["cells"]["computed"] == 0
     assert again.data["present"]["arms"] == res["data"]["present"]["arms"]
+
+
+def test_several_k_are_studies_of_their_own_with_stage_r_in_each() -> None:
+    from hyperlens.experiments.header import HeaderRunConfig
+
+    one = HeaderRunConfig(text="withheld", k=4)
+    assert one.k == (4,) and [n for n, _, _ in one.settings()] == [""]
+    cfg = HeaderRunConfig(k=(1, 16))
+    got = [(n, lab, c.text, c.k, c.stages) for n, lab, c in cfg.settings()]
+    assert got == [
+        ("withheld-k1", "Text withheld, k = 1", ("withheld",), (1,), ("A", "R", "B")),
+        ("withheld-k16", "Text withheld, k = 16", ("withheld",), (16,), ("A", "R", "B")),
+        ("present-k1", "Text present, k = 1", ("present",), (1,), ("A", "B")),
+        ("present-k16", "Text present, k = 16", ("present",), (16,), ("A", "B"))]
+    ctx = RunContext(device="cpu")
+    ps = [c.protocol(ctx) for _, _, c in cfg.settings()]
+    assert [p.k for p in ps] == [1, 16, 1, 16] and len({p.fingerprint() for p in ps}) == 4
+    only_k = HeaderRunConfig(text="withheld", k=(1, 4))
+    assert [(n, lab) for n, lab, _ in only_k.settings()] == [("k1", "k = 1"), ("k4", "k = 4")]
+    with pytest.raises(ConfigError, match="--k"):
+        HeaderRunConfig(k=(4, 4))
 
 
 def test_the_lm_precision_comes_from_the_context_and_names_the_cells() -> None:

@@ -124,7 +124,12 @@ class HeaderRunConfig(Config):
                                help="training texts of the hdc-prefix arm (it runs the whole "
                                     "prompt through the LM on every step; a seeded subset of "
                                     "the training texts, the same for every seed)")
-    k: int = option(4, check=at_least(1), help="pseudo-tokens of the header")
+    k: tuple[int, ...] = option(
+        (4,), check=at_least(1),
+        help="pseudo-tokens of the header; with several, each is a study of its own (in "
+             "OUT/k<K>/, or OUT/<setting>-k<K>/ with several --text settings), stage R "
+             "with the first --text setting of each",
+        unique=True)
     text: tuple[Text, ...] = option(
         ("withheld", "present"),
         help="where the text is, one setting after the other: withheld (the prompt holds the "
@@ -199,15 +204,29 @@ class HeaderRunConfig(Config):
             raise ConfigError(f"--dataset {self.dataset!r} has no built-in prompt; use one of "
                               f"{sorted(PROMPTS)} or give --verbalizer (one word per class).")
 
-    def setting(self, text: Text) -> HeaderRunConfig:
-        """These options for one ``--text`` setting: stage R only with the first, and the
-        arms that fit it (the frozen head needs the text present; the header started from
-        stage R's needs R)."""
+    def setting(self, text: Text, k: int | None = None) -> HeaderRunConfig:
+        """These options for one ``--text`` setting and one ``--k`` (default the first):
+        stage R only with the first text setting, and the arms that fit it (the frozen head
+        needs the text present; the header started from stage R's needs R)."""
         stages = tuple(s for s in self.stages if s != "R" or text == self.text[0])
         arms = self.arms
         if arms is not None:
             arms = tuple(a for a in arms if _fits(a, text, recon="R" in stages))
-        return dataclasses.replace(self, text=(text,), stages=stages, arms=arms or None)
+        return dataclasses.replace(self, text=(text,), k=(self.k[0] if k is None else k,),
+                                   stages=stages, arms=arms or None)
+
+    def settings(self) -> list[tuple[str, str, HeaderRunConfig]]:
+        """Every study of this run as (folder name, section label, options): one per
+        ``--text`` setting and ``--k``, texts outer; a name and label hold only the options
+        given more than one value."""
+        out = []
+        for text in self.text:
+            for k in self.k:
+                name = "-".join([text] * (len(self.text) > 1) + [f"k{k}"] * (len(self.k) > 1))
+                label = ", ".join([f"Text {text}"] * (len(self.text) > 1)
+                                  + [f"k = {k}"] * (len(self.k) > 1))
+                out.append((name, label, self.setting(text, k)))
+        return out
 
     @property
     def stage_b_arms(self) -> tuple[str, ...]:
@@ -232,8 +251,7 @@ class HeaderRunConfig(Config):
             dataset=self.dataset, data_dir=None if self.data_dir is None else str(self.data_dir),
             model=self.model, encoder=self.encoder, n_train=self.n_train, n_val=self.n_val,
             n_eval=self.n_eval, seeds=self.seeds, stages=c.stages, arms=c.stage_b_arms,
-            k=self.k,
-            variant=self.variant, insert_layer=self.insert_layer, hdc_dim=self.hdc_dim,
+            k=c.k[0], variant=self.variant, insert_layer=self.insert_layer, hdc_dim=self.hdc_dim,
             sparsity=self.sparsity, steps=self.steps, batch_size=self.batch_size, lr=self.lr,
             lr_grid=self.lr_grid, head_lr=self.head_lr, eval_every=self.eval_every,
             max_tokens=self.max_tokens, verbalizer=self.verbalizer, kv_dtype=self.kv_dtype,
@@ -277,14 +295,15 @@ def run(config: HeaderRunConfig, ctx: RunContext | None = None) -> Report:
 
     The report is rewritten after each replicate seed of stage B, so a long run shows what
     has finished; the cells in ``cells.jsonl`` let a rerun resume. With several ``--text``
-    settings each runs as its own study in ``OUT/<setting>/`` (cells, report) and the
-    report in ``OUT`` holds them all, rewritten after each setting.
+    settings or several ``--k`` each runs as its own study in ``OUT/<setting>/`` (cells,
+    report; :meth:`HeaderRunConfig.settings` names them) and the report in ``OUT`` holds
+    them all, rewritten after each.
     """
     ctx = ctx or RunContext()
-    if len(config.text) == 1:
+    parts = config.settings()
+    if len(parts) == 1:
         return _run_setting(config, ctx)
-    parts = [config.setting(t) for t in config.text]
-    for part in parts:  # labels, verbaliser and the model's kind, before any model loads
+    for _, _, part in parts:  # labels, verbaliser and the model's kind, before any model loads
         check_header_inputs(part.protocol(ctx))
     rep = start_report("header", config, ctx, description=_DESCRIPTION)
     out = rep.save(final=False)  # the folder is a report (part-way) before a setting writes
@@ -293,18 +312,18 @@ def run(config: HeaderRunConfig, ctx: RunContext | None = None) -> Report:
                         "named after it; the sections below carry its name.")
     rows: list[list[Any]] = []
     done: list[list[Any]] = []
-    for part in parts:
-        name = part.text[0]
+    for name, label, part in parts:
         with rep.timer(f"text {name}"):
             sub = _run_setting(part, dataclasses.replace(ctx, out=out / name))
-        done.append([name, f"{name}/", " ".join(part.stages), " ".join(part.stage_b_arms),
-                     f"{rep.timings[f'text {name}']:.0f}"])
+        done.append([name, part.text[0], part.k[0], f"{name}/", " ".join(part.stages),
+                     " ".join(part.stage_b_arms), f"{rep.timings[f'text {name}']:.0f}"])
         intro.tables.clear()
-        intro.table("Settings", ["text", "folder", "stages", "stage B arms", "seconds"], done)
-        _merge(rep, sub, name)
-        rows += [[f"text {name}: {k}", v] for k, v in sub.summary_rows]
+        intro.table("Settings", ["setting", "text", "k", "folder", "stages", "stage B arms",
+                                 "seconds"], done)
+        _merge(rep, sub, name, label)
+        rows += [[f"{label.replace('Text ', 'text ', 1)}: {k}", v] for k, v in sub.summary_rows]
         rep.summary(rows)
-        rep.save(final=part is parts[-1])
+        rep.save(final=name == parts[-1][0])
     return rep
 
 
@@ -331,12 +350,12 @@ def _run_setting(config: HeaderRunConfig, ctx: RunContext) -> Report:
     return rep
 
 
-def _merge(rep: Report, sub: Report, name: str) -> None:
+def _merge(rep: Report, sub: Report, name: str, label: str) -> None:
     """Copy one setting's report into the report of the whole run: its sections under
-    'Text <setting>: ', its plots with the setting before their file names, its data under
-    ``data[setting]`` and its timings named after it."""
+    '<label>: ', its plots with the setting's name before their file names, its data under
+    ``data[name]`` and its timings named after it."""
     for s in sub.sections:
-        sec = rep.section(f"Text {name}: {s.title}", s.text)
+        sec = rep.section(f"{label}: {s.title}", s.text)
         for t in s.tables:
             sec.table(t["title"], t["columns"], t["rows"], note=t["note"])
         for pl in s.plots:
