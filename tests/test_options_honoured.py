@@ -213,9 +213,9 @@ HFT_TRAIN: dict[str, Any] = HFT_CAPTURE | {
     "batch_size": 64, "lr": 3e-3, "hard": 0.5, "online": True, "mlp": True, "n_boot": 10,
     "features": ("exact", "sketch"), "exact_tokens": 2, "patience": 1, "max_epochs": 2,
     "val_share": 0.2}
-#: What an ``hft train`` report measures rather than computes: the speeds and peak memory
-#: (the sections repeat the data's numbers beside the speeds).
-HFT_MEASURED = ("data.max_rss_mb", "data.checks A.throughput", "sections")
+#: What an ``hft train`` or ``hft eval`` report measures rather than computes: the speeds and
+#: peak memory (the sections repeat the data's numbers beside the speeds).
+HFT_MEASURED = ("data.max_rss_mb", "data.checks A.throughput", "data.throughput", "sections")
 
 
 def _hft_run(action: str, kwargs: dict[str, Any], seed: int, out: Path, read: set[str],
@@ -237,7 +237,7 @@ def _hft_run(action: str, kwargs: dict[str, Any], seed: int, out: Path, read: se
         os.chdir(here)
     read |= seen
     assert rep.config["context"]["device"] == "cpu"
-    numbers = _numbers(rep.out_dir, HFT_MEASURED if action == "train" else ())
+    numbers = _numbers(rep.out_dir, HFT_MEASURED if action in ("train", "eval") else ())
     if action == "capture":  # what was captured, not only where and how much
         from hyperlens.experiments.hft import _capture_dir
         from hyperlens.hft.capture import load_capture
@@ -251,8 +251,9 @@ def _hft_run(action: str, kwargs: dict[str, Any], seed: int, out: Path, read: se
 
 @contextmanager
 def _short_speed_check() -> Iterator[None]:
-    """``hft train``'s throughput check at its smallest (2 steps, one repeat, float32 only):
-    its speeds are measured, not compared, and the full check takes minutes on two cores."""
+    """``hft train``'s and ``hft eval``'s throughput check at its smallest (2 steps, one
+    repeat, float32 only): its speeds are measured, not compared, and the full check takes
+    minutes on two cores."""
     from functools import partial
 
     from hyperlens.hft import checks
@@ -288,10 +289,10 @@ def hft_runs(tmp: Path) -> dict[str, tuple[set[str], Any, Any, Any]]:
                                       tmp / "a")
         each_seed("capture", HFT_CAPTURE, in_own_folder=True)
         each_seed("train", HFT_TRAIN, in_own_folder=True)
-    from hyperlens.experiments.hft import CaptureOptions, _capture_dir
+        from hyperlens.experiments.hft import CaptureOptions, _capture_dir
 
-    capture = tmp / "a" / _capture_dir(CaptureOptions(**HFT_CAPTURE), 0)
-    each_seed("eval", {"student": tmp / "train", "capture_dir": capture, "n_boot": 20})
+        capture = tmp / "a" / _capture_dir(CaptureOptions(**HFT_CAPTURE), 0)
+        each_seed("eval", {"student": tmp / "train", "capture_dir": capture, "n_boot": 20})
     each_seed("generate", {"student": tmp / "train" / "student", "prompt": "The film is",
                            "n_tokens": 4})
     return {a: (reads[a], runs[a]["a"], runs[a]["b"], runs[a]["a2"]) for a in reads}

@@ -26,6 +26,10 @@ def test_eval_and_generate_a_saved_student(saved_student, tiny_teacher, tmp_path
                        _ctx(tmp_path)).out_dir
     res = json.loads((out / "results.json").read_text())
     assert "A: HyperField (saved)" in res["data"]["summary"]
+    tp = res["data"]["throughput"]  # timed against the teacher, fastest against fastest
+    assert tp["student_batch1"] > 0 and tp["teacher_batch1"] > 0
+    speed = next(s for s in res["sections"] if s["title"] == "Speed")["tables"][0]["rows"]
+    assert speed[0][0] == "tokens/s batch 1: student / teacher" and speed[-1][1] > 0
     out = hft.run_generate(hft.HftGenerateConfig(student=saved_student / "student", n_tokens=3),
                            _ctx(tmp_path / "g")).out_dir
     assert (out / "results.json").exists()

@@ -135,6 +135,27 @@ def test_window_cache_ablation_and_tail(trained):
     assert tt["kl_with_tail"] != tt["kl_without_tail"]
 
 
+def test_bfloat16_copy_and_the_speed_check_compare_it_with_float32(trained):
+    from hyperlens.hft.checks import throughput
+
+    h, c, feat, model, U, _ = trained
+    st = Student(feat, model)
+    low = st.to_dtype(torch.bfloat16)
+    assert low.model.stage1.router.dtype == torch.bfloat16 and model.unigram.dtype == torch.float32
+    rows = slice(0, 16)
+    ctx, pos = np.array(c.heldout["ctx"][rows]), np.array(c.heldout["pos"][rows])
+    a, b = st.logprobs(ctx, pos), low.logprobs(ctx, pos)
+    assert b.dtype == torch.float32 and not torch.equal(a, b)  # it did run in bfloat16
+    torch.testing.assert_close(b.exp().sum(1), torch.ones(16))
+    assert float((a.argmax(1) == b.argmax(1)).double().mean()) >= 0.75
+    tp = throughput(st, h, c.heldout, steps=2, batch=16, repeats=1, bf16=True)
+    assert 0.75 <= tp["agree_student_bf16"] <= 1 and 0 < tp["maxdiff_student_bf16"] < 1
+    assert 0.5 <= tp["agree_teacher_bf16"] <= 1
+    assert tp["speedup_batch1_fastest"] == pytest.approx(
+        max(tp["student_batch1"], tp["student_batch1_bf16"])
+        / max(tp["teacher_batch1"], tp["teacher_batch1_bf16"]))
+
+
 def test_rolling_buffer_and_save_load(trained, tmp_path):
     h, c, feat, model, U, _ = trained
     buf = RollingBuffer(4, start_token=1)

@@ -680,11 +680,14 @@ def _checks_and_speed(run: _TrainRun) -> None:
 
 
 def run_eval(cfg: HftEvalConfig, ctx: RunContext | None = None) -> Report:
-    """Re-score a saved student on its capture beside unigram, KN-5 and the teacher."""
+    """Re-score a saved student on its capture beside unigram, KN-5 and the teacher, and
+    time it against the teacher (fastest precision of each)."""
+    from ..hft import checks
     from ..hft.capture import Unembedding, load_capture, read_manifest, start_token
     from ..hft.evaluate import logprobs_from_final, score, summarise
     from ..hft.generate import check_student_capture, load_student, load_student_state
-    from ..hft.model import log_unigram
+    from ..hft.model import count_parameters, log_unigram
+    from ..hft.sections import speed_section
 
     ctx = ctx or RunContext()
     rep = start_report("hft-eval", cfg, ctx)
@@ -730,6 +733,11 @@ def run_eval(cfg: HftEvalConfig, ctx: RunContext | None = None) -> Report:
         "weights the student and KN-5 equally (a fixed weight, not fitted).")).table(
         "Held-out metrics", cols, rows)
     rep.data["summary"] = {k: {m: e.as_dict() for m, e in v.items()} for k, v in summ.items()}
+    with rep.timer("speed"):
+        rep.data["throughput"] = tp = checks.throughput(st, teacher, he)
+    assert teacher.module is not None  # load_student loads a causal LM
+    n_st, n_te = count_parameters(st.model), count_parameters(teacher.module)
+    speed_section(rep, tp, n_st, n_te, _rss_mb())
     rep.summary([[r[0], f"ppl {r[1]:.1f}", f"KL {r[4]:.3f}", f"agree {r[7]:.3f}"] for r in rows])
     rep.save()
     return rep

@@ -232,10 +232,12 @@ def throughput(student: Student, teacher: ModelHandle, sp: CapturedSplit, *, ste
     """Positions per second; teacher at batch 1 uses its KV cache (one new token a step).
 
     Both models run in float32 (the precision the held-out scores use). Where the CPU has
-    native bf16 (``bf16=None``: by capability), both run again in bfloat16 too (the
-    student's vocabulary product, which is most of its cost and is what it was trained
-    through there; the teacher as a bf16 copy), and the speed-ups are given at equal
-    precision and fastest against fastest.
+    native bf16 (``bf16=None``: by capability), both run again in bfloat16 too (a bf16
+    copy of each: the student's layers and vocabulary product, the featuriser staying
+    float32, and the teacher), the speed-ups are given at equal precision and fastest
+    against fastest, and each copy's answers are compared with its float32 original on
+    the batch rows (``agree_*``: top-1 agreement; ``maxdiff_*``: largest |delta log p| of
+    the float32 top-1 token).
     """
     import copy
 
@@ -255,12 +257,12 @@ def throughput(student: Student, teacher: ModelHandle, sp: CapturedSplit, *, ste
             times.append(time.perf_counter() - t0)
         return min(times)
 
-    def student_inc() -> None:
-        buf = RollingBuffer(student.feat.cfg.window, start)
+    def student_inc(stud: Student) -> None:
+        buf = RollingBuffer(stud.feat.cfg.window, start)
         for t in ids:
             c, p = buf.row()
-            student.logprobs(c, p, None if student.feat.cfg.track == "A" else
-                             np.asarray(sp["state"][:1]))
+            stud.logprobs(c, p, None if stud.feat.cfg.track == "A" else
+                          np.asarray(sp["state"][:1]))
             buf.push(t)
 
     def teacher_inc(mod: Any) -> None:
@@ -278,28 +280,32 @@ def throughput(student: Student, teacher: ModelHandle, sp: CapturedSplit, *, ste
     T = student.feat.cfg.window
     seqs = torch.from_numpy(np.where(ctx[: max(1, n // T), ::-1] < 0, 0,
                                      ctx[: max(1, n // T), ::-1]).astype(np.int64).copy())
-    unembed = student.model.unembed
+    def measure(tag: str, mod: Any, stud: Student) -> dict[str, float]:
+        return {
+            f"student_batch1{tag}": steps / best(lambda: student_inc(stud)),
+            f"teacher_batch1{tag}": steps / best(lambda: teacher_inc(mod)),
+            f"student_batch{tag}": n / best(lambda: stud.logprobs(ctx, pos, st)),
+            f"teacher_batch{tag}": seqs.numel() / best(lambda: mod(input_ids=seqs)),
+        }
 
-    def measure(tag: str, mod: Any, dtype: torch.dtype) -> dict[str, float]:
-        old = unembed.compute_dtype
-        unembed.compute_dtype = dtype
-        try:
-            return {
-                f"student_batch1{tag}": steps / best(student_inc),
-                f"teacher_batch1{tag}": steps / best(lambda: teacher_inc(mod)),
-                f"student_batch{tag}": n / best(lambda: student.logprobs(ctx, pos, st)),
-                f"teacher_batch{tag}": seqs.numel() / best(lambda: mod(input_ids=seqs)),
-            }
-        finally:
-            unembed.compute_dtype = old
+    def agreement(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+        top = a.argmax(-1, keepdim=True)
+        return (float((b.argmax(-1, keepdim=True) == top).double().mean()),
+                float((a.gather(-1, top) - b.float().gather(-1, top)).abs().max()))
 
-    res = measure("", module, torch.float32)
+    res = measure("", module, student)
     for b in ("batch1", "batch"):
         res[f"speedup_{b}"] = res[f"student_{b}"] / res[f"teacher_{b}"]
     if kernels.features().bf16 if bf16 is None else bf16:
         low = copy.deepcopy(module).to(torch.bfloat16)
-        res.update(measure("_bf16", low, torch.bfloat16))
-        del low
+        low_student = student.to_dtype(torch.bfloat16)
+        res.update(measure("_bf16", low, low_student))
+        res["agree_student_bf16"], res["maxdiff_student_bf16"] = agreement(
+            student.logprobs(ctx, pos, st), low_student.logprobs(ctx, pos, st))
+        ref = torch.log_softmax(module(input_ids=seqs).logits.float(), -1)
+        res["agree_teacher_bf16"], res["maxdiff_teacher_bf16"] = agreement(
+            ref, torch.log_softmax(low(input_ids=seqs).logits.float(), -1))
+        del low, low_student
         for b in ("batch1", "batch"):
             res[f"speedup_{b}_bf16"] = res[f"student_{b}_bf16"] / res[f"teacher_{b}_bf16"]
             res[f"speedup_{b}_fastest"] = (

@@ -65,10 +65,22 @@ class Student:
 
     @torch.no_grad()
     def logprobs(self, ctx: np.ndarray, pos: np.ndarray, state: Any = None) -> torch.Tensor:
-        x1 = self.feat.stage1(ctx, pos, state)
-        tail = self.feat.tail(ctx)
+        """Float32 log-probabilities; the model runs in its parameters' precision (a
+        bfloat16 copy of the model reads the features cast to bfloat16)."""
+        dt = self.model.unigram.dtype
+        x1 = self.feat.stage1(ctx, pos, state).to(dt)
+        tail = self.feat.tail(ctx).to(dt)
         y, _ = self.model(x1, tail)
-        return torch.log_softmax(self.model.logits(y), -1)
+        return torch.log_softmax(self.model.logits(y).float(), -1)
+
+    def to_dtype(self, dtype: torch.dtype) -> Student:
+        """A copy whose model (weights, unembedding) runs in ``dtype`` (the featuriser
+        stays float32): the low-precision student of the speed check."""
+        import copy
+
+        model = copy.deepcopy(self.model).to(dtype)
+        model.unembed.compute_dtype = dtype
+        return Student(self.feat, model)
 
     @torch.no_grad()
     def generate(self, prompt_ids: list[int], n_tokens: int, start_token: int, *,

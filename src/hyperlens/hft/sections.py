@@ -140,25 +140,7 @@ def checks_section(rep: Report, track: str, res: dict[str, Any], n_params: int,
     for k in ("state", "q", "k", "v"):
         rows.append([f"stage-1 cosine {k} (seed: >= 0.9) / mean-only baseline",
                      round(rec[k], 4), round(rec[k + "_mean_only"], 4)])
-    tp = res["throughput"]
-    rows += [["tokens/s batch 1: student / teacher", round(tp["student_batch1"], 1),
-              round(tp["teacher_batch1"], 1)],
-             ["tokens/s batch 512: student / teacher", round(tp["student_batch"], 1),
-              round(tp["teacher_batch"], 1)],
-             ["speed-up batch 1 / batch 512, float32 (target >= 5)",
-              round(tp["speedup_batch1"], 2), round(tp["speedup_batch"], 2)]]
-    if "speedup_batch1_bf16" in tp:
-        rows += [["tokens/s batch 1, bfloat16: student / teacher",
-                  round(tp["student_batch1_bf16"], 1), round(tp["teacher_batch1_bf16"], 1)],
-                 ["tokens/s batch 512, bfloat16: student / teacher",
-                  round(tp["student_batch_bf16"], 1), round(tp["teacher_batch_bf16"], 1)],
-                 ["speed-up batch 1 / batch 512, bfloat16",
-                  round(tp["speedup_batch1_bf16"], 2), round(tp["speedup_batch_bf16"], 2)],
-                 ["speed-up batch 1 / batch 512, fastest of each",
-                  round(tp["speedup_batch1_fastest"], 2), round(tp["speedup_batch_fastest"], 2)]]
-    rows += [["parameters: student / teacher", n_params, teacher_params],
-             ["parameter MB (float32): student / teacher", round(n_params * 4 / 2**20, 1),
-              round(teacher_params * 4 / 2**20, 1)]]
+    rows += speed_rows(res["throughput"], n_params, teacher_params)
     sec.table("Checks", ["check", "value", "second value"], rows)
     sec.table("Perplexity by position", ["from", "to", "rows", "ppl", "ppl shuffled phases"],
               [[b["from"], b["to"], b["rows"], round(b["ppl"], 2), round(b["ppl_shuffled"], 2)]
@@ -217,3 +199,46 @@ def curves_section(rep: Report, histories: dict[str, dict[str, Any]]) -> None:
         sec.plot("curves.png", {"kind": "line", "title": "Validation KL per epoch",
                                 "xlabel": "epoch (phases in order)",
                                 "ylabel": "KL(teacher || student), nats", "series": series})
+
+
+def speed_rows(tp: dict[str, Any], n_params: int, teacher_params: int) -> list[list[Any]]:
+    """Table rows of :func:`hyperlens.hft.checks.throughput`'s result: tokens per second of
+    student and teacher at batch 1 and 512 in each precision, the speed-ups, the bfloat16
+    copies' agreement with float32, and the parameters."""
+    rows: list[list[Any]] = [
+        ["tokens/s batch 1: student / teacher", round(tp["student_batch1"], 1),
+         round(tp["teacher_batch1"], 1)],
+        ["tokens/s batch 512: student / teacher", round(tp["student_batch"], 1),
+         round(tp["teacher_batch"], 1)],
+        ["speed-up batch 1 / batch 512, float32",
+         round(tp["speedup_batch1"], 2), round(tp["speedup_batch"], 2)]]
+    if "speedup_batch1_bf16" in tp:
+        rows += [["tokens/s batch 1, bfloat16: student / teacher",
+                  round(tp["student_batch1_bf16"], 1), round(tp["teacher_batch1_bf16"], 1)],
+                 ["tokens/s batch 512, bfloat16: student / teacher",
+                  round(tp["student_batch_bf16"], 1), round(tp["teacher_batch_bf16"], 1)],
+                 ["speed-up batch 1 / batch 512, bfloat16",
+                  round(tp["speedup_batch1_bf16"], 2), round(tp["speedup_batch_bf16"], 2)],
+                 ["speed-up batch 1 / batch 512, fastest of each (target >= 5 at batch 1)",
+                  round(tp["speedup_batch1_fastest"], 2), round(tp["speedup_batch_fastest"], 2)]]
+    if "agree_student_bf16" in tp:
+        rows += [["bfloat16 copy against float32, top-1 agreement: student / teacher",
+                  round(tp["agree_student_bf16"], 4), round(tp["agree_teacher_bf16"], 4)],
+                 ["bfloat16 copy against float32, largest |delta log p| of the top-1 token: "
+                  "student / teacher", round(tp["maxdiff_student_bf16"], 4),
+                  round(tp["maxdiff_teacher_bf16"], 4)]]
+    rows += [["parameters: student / teacher", n_params, teacher_params],
+             ["parameter MB (float32): student / teacher", round(n_params * 4 / 2**20, 1),
+              round(teacher_params * 4 / 2**20, 1)]]
+    return rows
+
+
+def speed_section(rep: Report, tp: dict[str, Any], n_params: int, teacher_params: int,
+                  rss_mb: float) -> None:
+    """``hft eval``'s speed section: :func:`speed_rows` and the process's peak memory."""
+    rep.section("Speed", "Tokens per second side by side on this machine: the student from a "
+                "rolling buffer at batch 1 and on 512 held-out rows, the teacher with its KV "
+                "cache at batch 1 and on whole sequences, each in float32 and (where the CPU "
+                "has native bfloat16) as a bfloat16 copy.").table(
+        "Speed", ["measure", "student", "teacher"], speed_rows(tp, n_params, teacher_params)
+        + [["peak resident MB of this process", round(rss_mb, 1), ""]])
