@@ -232,12 +232,12 @@ def throughput(student: Student, teacher: ModelHandle, sp: CapturedSplit, *, ste
     """Positions per second; teacher at batch 1 uses its KV cache (one new token a step).
 
     Both models run in float32 (the precision the held-out scores use). Where the CPU has
-    native bf16 (``bf16=None``: by capability), both run again in bfloat16 too (a bf16
-    copy of each: the student's layers and vocabulary product, the featuriser staying
-    float32, and the teacher), the speed-ups are given at equal precision and fastest
-    against fastest, and each copy's answers are compared with its float32 original on
-    the batch rows (``agree_*``: top-1 agreement; ``maxdiff_*``: largest |delta log p| of
-    the float32 top-1 token).
+    native bf16 (``bf16=None``: by capability), both run again in bfloat16 too (the
+    student's vocabulary product, which is most of its cost and what it was trained
+    through there; the teacher as a bf16 copy), the speed-ups are given at equal
+    precision and fastest against fastest, and each copy's answers are compared with its
+    float32 original on the batch rows (``agree_*``: top-1 agreement; ``maxdiff_*``:
+    largest |delta log p| of the float32 top-1 token).
     """
     import copy
 
@@ -298,7 +298,7 @@ def throughput(student: Student, teacher: ModelHandle, sp: CapturedSplit, *, ste
         res[f"speedup_{b}"] = res[f"student_{b}"] / res[f"teacher_{b}"]
     if kernels.features().bf16 if bf16 is None else bf16:
         low = copy.deepcopy(module).to(torch.bfloat16)
-        low_student = student.to_dtype(torch.bfloat16)
+        low_student = student.with_vocab_dtype(torch.bfloat16)
         res.update(measure("_bf16", low, low_student))
         res["agree_student_bf16"], res["maxdiff_student_bf16"] = agreement(
             student.logprobs(ctx, pos, st), low_student.logprobs(ctx, pos, st))
