@@ -35,6 +35,8 @@ from ..hft.sections import (
     curves_section,
     est_row,
     feature_label,
+    metric_table,
+    ppl_plot,
     target_rows,
 )
 from ..hft.train import StudentConfig as _SC  # the students' defaults live there
@@ -584,12 +586,7 @@ def _metrics_sections(run: _TrainRun) -> list[list[Any]]:
     summ = {k: summarise(v, text, n_boot=cfg.n_boot, seed=run.ctx.seed,
                          weights=run.weights.get(k))
             for k, v in results.items()}
-    rows = []
-    for k, e in summ.items():
-        rows.append([k, run.params.get(k, 0)] + [v for m in ("ppl", "kl", "agree", "top1", "top5")
-                                                 for v in est_row(e[m])])
-    cols = ["model", "parameters"] + [f"{m} {b}" for m in ("ppl", "KL", "agree", "top-1", "top-5")
-                                      for b in ("", "lo", "hi")]
+    cols, rows = metric_table(summ, run.params)
     sec = rep.section("Held-out metrics", (
         "Full-vocabulary metrics on the same held-out tokens, first replicate seed for trained "
         "models; 95 % percentile-bootstrap intervals over held-out texts. KL is "
@@ -607,12 +604,7 @@ def _metrics_sections(run: _TrainRun) -> list[list[Any]]:
     sec.table("Across seeds (mean, 95 % t interval)",
               ["model", "seeds", "ppl", "lo", "hi", "KL", "lo", "hi", "agree", "lo", "hi"],
               seed_rows)
-    ppl = {k: e["ppl"].value for k, e in summ.items()}
-    sec.plot("ppl.png", {"kind": "bar", "title": "Held-out perplexity", "ylabel": "perplexity",
-                         "yscale": "log", "categories": list(ppl),
-                         "series": [{"label": "seed 0", "values": list(ppl.values()),
-                                     "lo": [summ[k]["ppl"].lo for k in ppl],
-                                     "hi": [summ[k]["ppl"].hi for k in ppl]}]})
+    sec.plot("ppl.png", ppl_plot(summ))
     if len(cfg.features) > 1:
         labels = [feature_label(k, cfg.exact_tokens) for k in cfg.features]
         rep.section("Featurisation ablation", (
@@ -722,10 +714,7 @@ def run_eval(cfg: HftEvalConfig, ctx: RunContext | None = None) -> Report:
         results[MIXTURE] = score(mix_fn(student, counts["KN-5"]), he, U)
     text = np.asarray(he["text"])
     summ = {k: summarise(v, text, n_boot=cfg.n_boot, seed=ctx.seed) for k, v in results.items()}
-    rows = [[k] + [v for m in ("ppl", "kl", "agree", "top1", "top5") for v in est_row(e[m])]
-            for k, e in summ.items()]
-    cols = ["model"] + [f"{m} {b}" for m in ("ppl", "KL", "agree", "top-1", "top-5")
-                        for b in ("", "lo", "hi")]
+    cols, rows = metric_table(summ)
     rep.section("Held-out metrics", (
         f"The saved student on the capture's {len(he):,} held-out positions ({he.n_texts} "
         "texts), features recomputed from token ids, beside baselines fitted on the capture's "

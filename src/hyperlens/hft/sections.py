@@ -13,13 +13,37 @@ from ..functional.stats import paired_bootstrap
 from ..report import Report
 from .evaluate import MIXTURE, per_text
 
-__all__ = ["est_row", "feature_label", "ppl_ratio", "target_rows", "ablation_rows",
-           "checks_section", "curves_section"]
+__all__ = ["est_row", "metric_table", "ppl_plot", "feature_label", "ppl_ratio", "target_rows",
+           "ablation_rows", "checks_section", "curves_section", "speed_rows", "speed_section"]
 
 
 def est_row(e: Any) -> list[float]:
     """``[value, lo, hi]`` of an estimate, rounded to 4 places."""
     return [round(e.value, 4), round(e.lo, 4), round(e.hi, 4)]
+
+
+def metric_table(summ: dict[str, Any], params: dict[str, int] | None = None
+                 ) -> tuple[list[str], list[list[Any]]]:
+    """Columns and rows of a held-out metrics table: per model (and its parameters, when
+    ``params`` is given) perplexity, KL, agreement, top-1 and top-5, each with its interval."""
+    ms = ("ppl", "kl", "agree", "top1", "top5")
+    cols = ["model"] + ["parameters"] * (params is not None) + [
+        f"{m} {b}" for m in ("ppl", "KL", "agree", "top-1", "top-5") for b in ("", "lo", "hi")]
+    rows: list[list[Any]] = []
+    for k, e in summ.items():
+        lead: list[Any] = [k] if params is None else [k, params.get(k, 0)]
+        rows.append(lead + [v for m in ms for v in est_row(e[m])])
+    return cols, rows
+
+
+def ppl_plot(summ: dict[str, Any]) -> dict[str, Any]:
+    """The bar plot of every model's held-out perplexity with its interval (log scale)."""
+    ppl = {k: e["ppl"].value for k, e in summ.items()}
+    return {"kind": "bar", "title": "Held-out perplexity", "ylabel": "perplexity",
+            "yscale": "log", "categories": list(ppl),
+            "series": [{"label": "seed 0", "values": list(ppl.values()),
+                        "lo": [summ[k]["ppl"].lo for k in ppl],
+                        "hi": [summ[k]["ppl"].hi for k in ppl]}]}
 
 
 def feature_label(kind: str, exact: int) -> str:
