@@ -3,7 +3,8 @@
 Three comparisons, all run in this process on the same data:
 
 1. SRHT 16,384 -> 4,096 on 4,096 float32 vectors against the dense Gaussian projection
-   (``x @ G``), plus the FWHT alone with the radix-2 butterfly and the default (radix 64) stages.
+   (``x @ G``), plus the FWHT alone with the radix-2 butterfly and the default (radix 64)
+   stages, at that size and on a few rows (the default at every size).
 2. Block SRHT on a size that is not a power of two (20,000 -> 4,096) against SRHT, which
    pads to 32,768, and against the dense Gaussian projection.
 3. CountSketch of sparse 65,536-d vectors (COO and CSR input, dense and sparse output),
@@ -103,6 +104,29 @@ def _bench_srht(n: int, d_in: int, d_out: int, repeats: int, device: torch.devic
         "gaussian_distortion": _distortion(x, y_gauss),
         "srht_distortion": _distortion(x, y_srht),
     }
+
+
+def _bench_fwht_small(device: torch.device, calls: int = 200) -> dict:
+    """The FWHT of a few rows (a HyperField student's features at batch 1 and 16): the
+    radix-2 butterfly against the default radix-64 stages, per call (best of 3 runs of
+    ``calls`` calls), and the largest difference between the two (float rounding)."""
+    gen = torch.Generator().manual_seed(2)
+    out: dict[str, Any] = {}
+    for d in (1024, 4096, 16_384):
+        for n in (1, 16):
+            x = torch.randn(n, d, generator=gen).to(device)
+
+            def many(radix: int | None, x: torch.Tensor = x) -> torch.Tensor:
+                for _ in range(calls):
+                    y = fwht(x, radix=radix)
+                return y
+
+            t2, y2 = _timed(lambda: many(2), 3, device)
+            t64, y64 = _timed(lambda: many(None), 3, device)
+            out[f"{n}x{d}"] = {"radix2_ms": 1e3 * t2 / calls, "default_ms": 1e3 * t64 / calls,
+                               "speedup_default_vs_radix2": t2 / t64,
+                               "max_abs_diff": float((y2 - y64).abs().max())}
+    return out
 
 
 def _bench_block(n: int, d_in: int, d_out: int, repeats: int, device: torch.device) -> dict:
@@ -230,6 +254,7 @@ def run(quick: bool = False, device: str = "cpu", repeats: int = 2) -> dict[str,
         "cpu_count": os.cpu_count(),
     }
     out["srht_vs_gaussian"] = _bench_srht(4096 // scale, 16_384, 4_096, repeats, dev)
+    out["fwht_small"] = _bench_fwht_small(dev)
     out["block_srht_non_power_of_two"] = _bench_block(4096 // scale, 20_000, 4_096, repeats, dev)
     out["countsketch_sparse"] = _bench_countsketch(
         4096 // scale, 65_536, 16_384, 256, 8, repeats, dev
@@ -258,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  one thread: {s['single_thread']['speedup_srht_vs_gaussian']:.1f}x")
     print(f"FWHT default radix {s['fwht_default_radix_s']:.3f} s vs radix-2 "
           f"{s['fwht_radix2_s']:.3f} s")
+    for shape, r in result["fwht_small"].items():
+        print(f"FWHT {shape}: default {r['default_ms']:.3f} ms vs radix-2 {r['radix2_ms']:.3f} ms "
+              f"-> {r['speedup_default_vs_radix2']:.1f}x")
     print(f"block SRHT {b['block_srht_apply_s']:.3f} s vs padded SRHT "
           f"{b['srht_padded_apply_s']:.3f} s vs Gaussian {b['gaussian_apply_s']:.3f} s")
     print(f"CountSketch COO: {c['coo_dense_output']['vectors_per_s']:.0f} vectors/s, "

@@ -151,18 +151,13 @@ def _cached_hadamard(n: int, dtype: torch.dtype, device: torch.device) -> torch.
     return h
 
 
-# Below this many elements the radix-2 butterfly is used by default: tiny matrix products
-# pay thread start-up costs that dwarf the arithmetic.
-_SMALL_FWHT = 1 << 16
-
-
 def _fwht_unnormalised(x: torch.Tensor, radix: int | None = None) -> torch.Tensor:
     """``x @ H_d`` over the last dim of a contiguous 2-D ``x`` ([n, d], d a power of two)."""
     n, d = x.shape
     if d == 1:
         return x.clone()
-    if radix is None:
-        radix = 2 if x.numel() < _SMALL_FWHT else 64
+    if radix is None:  # measured faster than the radix-2 butterfly at every size, one row
+        radix = 64     # of 1,024 included (bench_sketch: fwht_small)
     if radix == 2:
         # Classic butterfly: log2(d) steps; step h pairs i with i + h inside blocks of 2h.
         h = 1
