@@ -226,8 +226,8 @@ def cached_vs_fresh(student: Student, x1_cached: torch.Tensor, tail_cached: torc
 
 
 @torch.no_grad()
-def throughput(student: Student, teacher: ModelHandle, sp: CapturedSplit, *, steps: int = 32,
-               batch: int = 512, repeats: int = 3, bf16: bool | None = None
+def throughput(student: Student, teacher: ModelHandle, sp: CapturedSplit, *, steps: int = 64,
+               batch: int = 512, repeats: int = 5, bf16: bool | None = None
                ) -> dict[str, float]:
     """Positions per second; teacher at batch 1 uses its KV cache (one new token a step).
 
