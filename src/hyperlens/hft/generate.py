@@ -65,13 +65,10 @@ class Student:
 
     @torch.no_grad()
     def logprobs(self, ctx: np.ndarray, pos: np.ndarray, state: Any = None) -> torch.Tensor:
-        """Float32 log-probabilities; the model runs in its parameters' precision (a model
-        cast to bfloat16 reads the features cast to bfloat16)."""
-        dt = self.model.unigram.dtype
-        x1 = self.feat.stage1(ctx, pos, state).to(dt)
-        tail = self.feat.tail(ctx).to(dt)
+        x1 = self.feat.stage1(ctx, pos, state)
+        tail = self.feat.tail(ctx)
         y, _ = self.model(x1, tail)
-        return torch.log_softmax(self.model.logits(y).float(), -1)
+        return torch.log_softmax(self.model.logits(y), -1)
 
     def with_vocab_dtype(self, dtype: torch.dtype) -> Student:
         """A copy whose vocabulary product (the frozen unembedding, most of a step's cost at
