@@ -242,7 +242,7 @@ def _hft_run(action: str, kwargs: dict[str, Any], seed: int, out: Path, read: se
         from hyperlens.experiments.hft import _capture_dir
         from hyperlens.hft.capture import load_capture
 
-        cap = load_capture((cwd or here) / _capture_dir(config, seed))
+        cap = load_capture((cwd or here) / _capture_dir(config, RunContext(seed=seed)))
         numbers["rows"] = {split: {k: json.dumps(getattr(cap, split)[k][:].tolist())
                                    for k in ("text", "target")}
                            for split in ("train", "heldout")}
@@ -291,7 +291,7 @@ def hft_runs(tmp: Path) -> dict[str, tuple[set[str], Any, Any, Any]]:
         each_seed("train", HFT_TRAIN, in_own_folder=True)
         from hyperlens.experiments.hft import CaptureOptions, _capture_dir
 
-        capture = tmp / "a" / _capture_dir(CaptureOptions(**HFT_CAPTURE), 0)
+        capture = tmp / "a" / _capture_dir(CaptureOptions(**HFT_CAPTURE), RunContext(seed=0))
         each_seed("eval", {"student": tmp / "train", "capture_dir": capture, "n_boot": 20})
     each_seed("generate", {"student": tmp / "train" / "student", "prompt": "The film is",
                            "n_tokens": 4})

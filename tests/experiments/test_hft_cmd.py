@@ -3,6 +3,7 @@
 import pytest
 
 from hyperlens import cli
+from hyperlens.config import RunContext
 from hyperlens.experiments import hft
 
 
@@ -118,7 +119,7 @@ def test_capture_dir_of_another_capture_is_refused_before_the_teacher(tmp_path, 
 
     cap = tmp_path / "C"
     cap.mkdir()
-    made = hft._capture_cfg(hft.CaptureOptions(dataset="sst2"), 0)
+    made = hft._capture_cfg(hft.CaptureOptions(dataset="sst2"), RunContext())
     (cap / "manifest.json").write_text(json.dumps(
         {"config": made.as_manifest(), "shards": {"train": [], "heldout": []},
          "complete": True}))

@@ -11,7 +11,13 @@ import torch
 from tiny_setup import TEXTS, CharTokenizer
 
 from hyperlens.errors import InputError
-from hyperlens.hft.capture import CaptureConfig, Unembedding, load_capture, run_capture
+from hyperlens.hft.capture import (
+    CaptureConfig,
+    Unembedding,
+    check_capture_dir,
+    load_capture,
+    run_capture,
+)
 from hyperlens.hft.checks import beyond_window, cached_vs_fresh, tail_toggle, token_ablation
 from hyperlens.hft.features import FeatureConfig, Featurizer
 from hyperlens.hft.generate import RollingBuffer, Student, load_student, save_student
@@ -91,6 +97,33 @@ def test_capture_resumes_and_rejects_other_config(cap, tmp_path):
         run_capture(h, TEXTS, other, c.root, show_progress=False)
     with pytest.raises(InputError):
         load_capture(tmp_path)
+
+
+def test_bfloat16_capture_is_recorded_and_close_to_float32(cap, tmp_path):
+    """``dtype="bfloat16"`` forwards a bfloat16 copy of the teacher (the caller's stays
+    float32); the manifest records it, so the two precisions never share a folder, and a
+    manifest from before the field existed reads as float32."""
+    h, cfg, c = cap
+    low_cfg = CaptureConfig(**{**cfg.__dict__, "dtype": "bfloat16"})
+    low = run_capture(h, TEXTS, low_cfg, tmp_path / "bf16", show_progress=False)
+    assert next(h.module.parameters()).dtype == torch.float32
+    assert json.loads((low.root / "manifest.json").read_text())["config"]["dtype"] == "bfloat16"
+    a = np.asarray(c.heldout["final"], np.float32)
+    b = np.asarray(low.heldout["final"], np.float32)
+    assert a.shape == b.shape and not np.array_equal(a, b)
+    assert np.abs(a - b).max() <= 0.05 * np.abs(a).max()
+    with pytest.raises(InputError, match=r"dtype \(--dtype\): 'bfloat16' in the capture"):
+        load_capture(low.root, expect=cfg)
+    old = tmp_path / "old"
+    old.mkdir()
+    man = json.loads((c.root / "manifest.json").read_text())
+    del man["config"]["dtype"]
+    (old / "manifest.json").write_text(json.dumps(man))
+    assert check_capture_dir(old, cfg) is not None
+    with pytest.raises(InputError, match="'float32' in the capture, 'bfloat16' asked"):
+        check_capture_dir(old, low_cfg)
+    with pytest.raises(InputError, match="dtype must be"):
+        CaptureConfig(dtype="float16").validate()
 
 
 @pytest.fixture(scope="module")

@@ -54,9 +54,11 @@ _CPU_ONLY = frozenset({"seed"})  # the teacher and the students run on the CPU
 class CaptureOptions(Config):
     """What ``hyperlens hft capture`` stores, and what ``train`` reads (or captures first).
 
-    The capture's shards run on the context's executor (Ray actors with ``--executor ray``)."""
+    The capture's shards run on the context's executor (Ray actors with ``--executor ray``);
+    ``--dtype`` is the precision of the teacher's forward pass there (``auto``: bfloat16 on
+    CPUs with native bfloat16 units, else float32), recorded in the capture."""
 
-    CONTEXT = _CPU_ONLY | {"executor"}
+    CONTEXT = _CPU_ONLY | {"executor", "dtype"}
     RANDOM = "the split of the corpus into training and held-out texts, and the cut rows"
 
     teacher: str = option("smollm2", help="causal LM (zoo name, HF id or path)",
@@ -279,22 +281,24 @@ def _one_corpus(cfg: CaptureOptions, name: str) -> list[str]:
     return texts
 
 
-def _capture_cfg(cfg: CaptureOptions, seed: int) -> Any:
+def _capture_cfg(cfg: CaptureOptions, ctx: RunContext) -> Any:
     from ..hft.capture import CaptureConfig
 
     cap = CaptureConfig(model=cfg.teacher, dataset=str(cfg.dataset),
                         train_tokens=cfg.train_tokens, heldout_tokens=cfg.heldout_tokens,
                         layer=cfg.layer, heads=tuple(cfg.heads), window=cfg.window,
-                        cut_fraction=cfg.cut_fraction, seed=seed)
+                        cut_fraction=cfg.cut_fraction, seed=ctx.seed,
+                        dtype=ctx.resolve_dtype("cpu"))
     cap.validate()
     return cap
 
 
-def _capture_dir(cfg: CaptureOptions, seed: int) -> Path:
+def _capture_dir(cfg: CaptureOptions, ctx: RunContext) -> Path:
     if cfg.capture_dir is not None:
         return Path(cfg.capture_dir)
     tag = f"{cfg.teacher}-{Path(str(cfg.dataset)).stem}-{cfg.train_tokens}-{cfg.heldout_tokens}"
-    return Path("runs") / f"hft-capture-{tag}-w{cfg.window}-l{cfg.layer}-s{seed}"
+    low = "-bf16" if ctx.resolve_dtype("cpu") == "bfloat16" else ""
+    return Path("runs") / f"hft-capture-{tag}-w{cfg.window}-l{cfg.layer}-s{ctx.seed}{low}"
 
 
 def _ensure_capture(cfg: CaptureOptions, ctx: RunContext, teacher: Any, rep: Report,
@@ -302,7 +306,7 @@ def _ensure_capture(cfg: CaptureOptions, ctx: RunContext, teacher: Any, rep: Rep
     """The capture of the options: reopened when complete, else captured (resumed)."""
     from ..hft.capture import check_capture_dir, load_capture, run_capture as capture_corpus
 
-    folder, cap_cfg = _capture_dir(cfg, ctx.seed), _capture_cfg(cfg, ctx.seed)
+    folder, cap_cfg = _capture_dir(cfg, ctx), _capture_cfg(cfg, ctx)
     manifest = check_capture_dir(folder, cap_cfg)
     if manifest is not None and manifest.get("complete"):
         return load_capture(folder, expect=cap_cfg)
@@ -313,12 +317,12 @@ def _ensure_capture(cfg: CaptureOptions, ctx: RunContext, teacher: Any, rep: Rep
                               teacher_source=cfg.teacher)
 
 
-def _texts_unless_captured(cfg: CaptureOptions, seed: int) -> list[str] | None:
+def _texts_unless_captured(cfg: CaptureOptions, ctx: RunContext) -> list[str] | None:
     """The corpus when the capture still has to run (read before the teacher is loaded, so a
     bad corpus or a capture folder of other settings is refused first), else ``None``."""
     from ..hft.capture import check_capture_dir
 
-    manifest = check_capture_dir(_capture_dir(cfg, seed), _capture_cfg(cfg, seed))
+    manifest = check_capture_dir(_capture_dir(cfg, ctx), _capture_cfg(cfg, ctx))
     return None if manifest is not None and manifest.get("complete") else _texts(cfg)
 
 
@@ -385,7 +389,7 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
     sc.validate()
     rep = start_report("hft-train", cfg, ctx,
                        description="HyperField transformer distilled from a teacher LM.")
-    texts = _texts_unless_captured(cfg, ctx.seed)  # before the teacher: refusals come first
+    texts = _texts_unless_captured(cfg, ctx)  # before the teacher: refusals come first
     rep.data["student config"] = asdict(sc)
     retain_freed_memory()  # capture, scoring and training reuse their vocabulary-wide buffers
     with rep.timer("load teacher"):
@@ -758,7 +762,7 @@ def run_capture(cfg: CaptureOptions, ctx: RunContext | None = None) -> Report:
 
     ctx = ctx or RunContext()
     rep = start_report("hft-capture", cfg, ctx)
-    texts = _texts_unless_captured(cfg, ctx.seed)
+    texts = _texts_unless_captured(cfg, ctx)
     teacher = hmodels.load(cfg.teacher, device="cpu")
     cap = _ensure_capture(cfg, ctx, teacher, rep, texts)
     rep.section("Capture").metrics({"folder": str(cap.root), "train": len(cap.train),

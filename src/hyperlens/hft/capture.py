@@ -24,6 +24,11 @@ array           shape, dtype                 what
                                              rows, 0 for rows left out)
 ==============  ===========================  ===============================================
 
+The teacher's forward pass runs in the capture's ``dtype``: ``float32``, or ``bfloat16`` (a
+bfloat16 copy of the teacher, about 3x faster where the CPU has native bfloat16 units; the
+manifest records which, so captures of the two precisions never mix). Each forward ends at
+the last state it records, so the teacher's vocabulary product is never run here.
+
 Float arrays are float16 unless one of a shard's values would overflow it: that array of that
 shard is then float32 (Gemma 3's mid-layer states carry start-token activations near 10^5).
 Teacher logits are recomputed on demand: ``logits = final @ W_U^T`` through the frozen
@@ -41,6 +46,8 @@ differs.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 import shutil
@@ -94,6 +101,7 @@ class CaptureConfig:
     shard_texts: int = 256
     cut_fraction: float = 0.25
     seed: int = 0
+    dtype: str = "float32"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -115,6 +123,8 @@ class CaptureConfig:
             raise InputError(f"heads must be attention-head indices >= 0, got {list(self.heads)}.")
         if len(set(self.heads)) != len(self.heads):
             raise InputError(f"heads must not repeat a head, got {list(self.heads)}.")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise InputError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}.")
 
     def as_manifest(self) -> dict[str, Any]:
         """The config as the manifest stores it (JSON types: ``heads`` a list)."""
@@ -126,7 +136,10 @@ class CaptureConfig:
 #: the option of ``hyperlens hft`` that sets each config field
 _OPTION = {"model": "--teacher", "dataset": "--dataset", "train_tokens": "--train-tokens",
            "heldout_tokens": "--heldout-tokens", "layer": "--layer", "heads": "--heads",
-           "window": "--window", "cut_fraction": "--cut-fraction", "seed": "--seed"}
+           "window": "--window", "cut_fraction": "--cut-fraction", "seed": "--seed",
+           "dtype": "--dtype"}
+#: what a manifest written before a field existed meant by it
+_BEFORE = {"dtype": "float32"}
 
 
 def _config_diff(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
@@ -180,7 +193,7 @@ def check_capture_dir(root: str | Path, cfg: CaptureConfig) -> dict[str, Any] | 
     manifest = read_manifest(root)
     if manifest is None:
         return None
-    diff = _config_diff(manifest["config"], cfg.as_manifest())
+    diff = _config_diff({**_BEFORE, **manifest["config"]}, cfg.as_manifest())
     if diff:
         raise InputError(
             f"--capture-dir {root} holds a capture made with other settings: "
@@ -375,8 +388,7 @@ def shard_arrays(
     heldout: bool, shard: int = 0,
 ) -> dict[str, np.ndarray]:
     """Forward the texts of one shard; returns its arrays (the table in the module's doc)."""
-    module: Any = teacher.module
-    assert module is not None
+    assert teacher.module is not None
     dev = teacher.device
     W = cfg.window
     n_rows = sum(len(s) - 1 for s in seqs)
@@ -410,7 +422,7 @@ def shard_arrays(
               f"blocks.{cfg.layer}.attn.k", f"blocks.{cfg.layer}.attn.v"]
     order = sorted(range(len(seqs)), key=lambda j: len(seqs[j]))
     qkv_rows: dict[int, np.ndarray] = {}
-    with torch.no_grad(), capture_points(teacher, points) as acts:
+    with torch.no_grad(), capture_points(teacher, points, stop_early=True) as acts:
         for b0 in range(0, len(order), cfg.batch_size):
             idx = order[b0:b0 + cfg.batch_size]
             T = max(len(seqs[j]) - 1 for j in idx)
@@ -420,7 +432,7 @@ def shard_arrays(
                 s = seqs[j][:-1]
                 batch_ids[bi, :len(s)] = torch.tensor(s)
                 mask[bi, :len(s)] = 1
-            module(input_ids=batch_ids.to(dev), attention_mask=mask.to(dev))
+            acts.run(input_ids=batch_ids.to(dev), attention_mask=mask.to(dev))
             fin = acts[f"hidden.{L}"].float().cpu()
             st = acts[f"hidden.{cfg.layer}"].float().cpu()
             q = acts[f"blocks.{cfg.layer}.attn.q"].float().cpu()
@@ -465,6 +477,7 @@ class CaptureWorker:
     ``teacher`` is a loaded handle (in this process) or what :func:`hyperlens.models.load`
     takes (a Ray actor loads it once, on the CPU). Every shard runs on ``threads`` threads
     (:func:`hyperlens.run.pinned_threads`), so a shard has the same bits wherever it runs.
+    With ``dtype="bfloat16"`` in ``cfg`` the worker forwards a bfloat16 copy of the teacher.
     """
 
     def __init__(self, teacher: ModelHandle | str, cfg: dict[str, Any], threads: int) -> None:
@@ -472,8 +485,8 @@ class CaptureWorker:
             from ..models import load
 
             teacher = load(teacher, device="cpu")
-        self.teacher = teacher
         self.cfg = CaptureConfig(**{**cfg, "heads": tuple(cfg["heads"])})
+        self.teacher = in_dtype(teacher, self.cfg.dtype)
         self.threads = threads
 
     def __call__(self, seqs: list[list[int]], text_offset: int, heldout: bool,
@@ -482,6 +495,16 @@ class CaptureWorker:
 
         with pinned_threads(self.threads):
             return shard_arrays(self.teacher, seqs, text_offset, self.cfg, heldout, shard)
+
+
+def in_dtype(teacher: ModelHandle, dtype: str) -> ModelHandle:
+    """``teacher``, or a handle on a copy of its module in ``dtype`` where it differs (the
+    caller's handle and module stay as they are)."""
+    want = getattr(torch, dtype)
+    if teacher.module is None or teacher.dtype == want:
+        return teacher
+    return dataclasses.replace(teacher, module=copy.deepcopy(teacher.module).to(want),
+                               dtype=want)
 
 
 def half_or_single(a: np.ndarray) -> np.ndarray:
