@@ -442,17 +442,15 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
 
 def _baselines(run: _TrainRun) -> None:
     """Uniform, unigram, Kneser-Ney, the teacher and the teacher cut to the window."""
-    from ..hft.evaluate import logprobs_from_final, score, subset
+    from ..hft.evaluate import logprobs_from_final, score, score_many, subset
     from ..hft.train import aux_stats
 
     he, U, V = run.he, run.U, run.U.vocab_size
     with run.rep.timer("baselines"):
-        run.results["uniform"] = score(lambda r: torch.full((r.stop - r.start, V), -np.log(V)),
-                                       he, U)
         run.counts = count_baselines(run.lu, run.tr.head(run.n_fit), he, run.start, (3, 5))
-        for name, fn in run.counts.items():
-            run.results[name] = score(fn, he, U)
-        run.results["teacher"] = score(logprobs_from_final(U, he), he, U)
+        run.results |= score_many({
+            "uniform": lambda r: torch.full((r.stop - r.start, V), -np.log(V)),
+            **run.counts, "teacher": logprobs_from_final(U, he)}, he, U)
         wcut = (np.asarray(he["w_weight"]) if "w_weight" in he.arrays
                 else np.ones(len(he), np.float32))
         keep = np.flatnonzero(wcut > 0)
@@ -680,7 +678,7 @@ def run_eval(cfg: HftEvalConfig, ctx: RunContext | None = None) -> Report:
     time it against the teacher (fastest precision of each)."""
     from ..hft import checks
     from ..hft.capture import Unembedding, load_capture, read_manifest, start_token
-    from ..hft.evaluate import logprobs_from_final, score, summarise
+    from ..hft.evaluate import last_batch, logprobs_from_final, score_many, summarise
     from ..hft.generate import check_student_capture, load_student, load_student_state
     from ..hft.model import count_parameters, log_unigram
     from ..hft.sections import speed_section
@@ -706,16 +704,11 @@ def run_eval(cfg: HftEvalConfig, ctx: RunContext | None = None) -> Report:
     with rep.timer("baselines"):  # fitted on the capture's training texts, as in train
         lu = log_unigram(torch.from_numpy(np.asarray(tr["target"]).astype(np.int64)), V)
         counts = count_baselines(lu, tr, he, start, (5,))
-        for name, fn in counts.items():
-            results[name] = score(fn, he, U)
-        results["teacher"] = score(logprobs_from_final(U, he), he, U)
-
-    def student(rows: slice) -> torch.Tensor:
-        return st.logprobs(np.array(he["ctx"][rows]), np.array(he["pos"][rows]))
-
-    with rep.timer("score"):
-        results["A: HyperField (saved)"] = score(student, he, U)
-        results[MIXTURE] = score(mix_fn(student, counts["KN-5"]), he, U)
+        results |= score_many({**counts, "teacher": logprobs_from_final(U, he)}, he, U)
+    student = last_batch(lambda r: st.logprobs(np.array(he["ctx"][r]), np.array(he["pos"][r])))
+    with rep.timer("score"):  # the mixture reuses the student's batch
+        results |= score_many({"A: HyperField (saved)": student,
+                               MIXTURE: mix_fn(student, counts["KN-5"])}, he, U)
     text = np.asarray(he["text"])
     summ = {k: summarise(v, text, n_boot=cfg.n_boot, seed=ctx.seed) for k, v in results.items()}
     cols, rows = metric_table(summ)

@@ -1,0 +1,75 @@
+"""Held-out scoring: every metric against a plain computation, and several predictors in one
+pass giving each one's figures bit for bit."""
+
+import numpy as np
+import torch
+
+from hyperlens.hft.capture import CapturedSplit, Unembedding
+from hyperlens.hft.evaluate import score, score_many
+
+
+def _split(n: int = 300, d: int = 8, vocab: int = 40, seed: int = 0
+           ) -> tuple[CapturedSplit, Unembedding]:
+    g = torch.Generator().manual_seed(seed)
+    final = torch.randn(n, d, generator=g).numpy().astype(np.float16)
+    target = torch.randint(0, vocab, (n,), generator=g).numpy().astype(np.int32)
+    sp = CapturedSplit({"final": final, "target": target,
+                        "text": (np.arange(n) // 7).astype(np.int32)}, n // 7 + 1)
+    return sp, Unembedding(torch.randn(vocab, d, generator=g))
+
+
+def _predictor(sp: CapturedSplit, vocab: int, seed: int):
+    logits = torch.randn(len(sp), vocab, generator=torch.Generator().manual_seed(seed))
+    logq = torch.log_softmax(logits, -1)
+    return logq, (lambda r: logq[r])
+
+
+def test_metrics_match_a_plain_computation():
+    sp, U = _split()
+    logq, fn = _predictor(sp, 40, 1)
+    got = score(fn, sp, U, batch=64)  # batches that do not divide the rows
+    logp = torch.log_softmax(U(torch.from_numpy(sp["final"].astype(np.float32))).double(), -1)
+    q = logq.double()
+    tgt = torch.from_numpy(sp["target"]).long()
+    np.testing.assert_allclose(got["nll"], -q[torch.arange(len(sp)), tgt].numpy())
+    np.testing.assert_allclose(got["kl"], (logp.exp() * (logp - q)).sum(-1).numpy(),
+                               atol=1e-12)
+    np.testing.assert_array_equal(got["agree"], (q.argmax(1) == logp.argmax(1)).numpy())
+    np.testing.assert_array_equal(got["top1"], (q.argmax(1) == tgt).numpy())
+    np.testing.assert_array_equal(got["top5"],
+                                  (q.topk(5, 1).indices == tgt[:, None]).any(1).numpy())
+
+
+def test_several_predictors_in_one_pass_give_each_ones_figures():
+    sp, U = _split()
+    fns = {f"p{s}": _predictor(sp, 40, s)[1] for s in range(3)}
+    together = score_many(fns, sp, U, batch=64)
+    assert list(together) == list(fns)
+    for name, fn in fns.items():
+        alone = score(fn, sp, U, batch=64)
+        for k, v in alone.items():
+            np.testing.assert_array_equal(together[name][k], v)
+    # the teacher scored against itself: no divergence, full agreement
+    logp = torch.log_softmax(U(torch.from_numpy(sp["final"].astype(np.float32))), -1)
+    own = score(lambda r: logp[r], sp, U)
+    assert own["kl"].max() < 1e-6 and own["agree"].all()
+
+
+def test_a_predictor_inside_its_mixture_is_computed_once_per_batch():
+    from hyperlens.hft.evaluate import last_batch, mix_fn
+
+    sp, U = _split()
+    logq, fn = _predictor(sp, 40, 1)
+    other = _predictor(sp, 40, 2)[1]
+    calls: list[slice] = []
+
+    def counted(r: slice):
+        calls.append(r)
+        return fn(r)
+
+    once = last_batch(counted)
+    got = score_many({"p": once, "mix": mix_fn(once, other)}, sp, U, batch=64)
+    assert len(calls) == 5  # 300 rows in batches of 64
+    np.testing.assert_array_equal(got["p"]["kl"], score(fn, sp, U, batch=64)["kl"])
+    np.testing.assert_array_equal(got["mix"]["nll"],
+                                  score(mix_fn(fn, other), sp, U, batch=64)["nll"])
