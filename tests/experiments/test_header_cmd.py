@@ -198,6 +198,8 @@ def test_reconstruction_stage_scores_the_withheld_text(tmp_path: Path) -> None:
         b = rec[cond]["bits_per_text"]
         assert b["lo"] <= b["value"] <= b["hi"]
     assert set(rec["reduction"]) == {"shuffled", "none"}
+    for e in rec["reduction"].values():  # the power: 2.8 standard errors at 95 % and 80 %
+        assert e["detectable"] == pytest.approx(2.8016 * e["std"], rel=1e-3)
     assert "Reconstruction (stage R)" in [sec["title"] for sec in res["sections"]]
     # a rerun reads the cell back and gives the same numbers
     again = run(cfg, RunContext(device="cpu", out=tmp_path / "run"))

@@ -457,7 +457,7 @@ def _paired_section(hrun: HeaderRun, rep: Report) -> None:
 def _recon_section(hrun: HeaderRun, rep: Report) -> None:
     """Stage R: the withheld text's NLL after its header, without one, and after another
     text's header; two-level intervals over replicate seeds and evaluation texts."""
-    from ..functional.stats import two_level_bootstrap, two_level_ratio
+    from ..functional.stats import detectable_difference, two_level_bootstrap, two_level_ratio
 
     p = hrun.p
     seeds = sorted(hrun.recon)
@@ -479,7 +479,7 @@ def _recon_section(hrun: HeaderRun, rep: Report) -> None:
     for base in ("shuffled", "none"):
         e = two_level_ratio(total[base] - total["header"], total[base], n_boot=p.n_boot,
                             seed=p.base_seed)
-        cut[base] = e.as_dict()
+        cut[base] = {**e.as_dict(), "detectable": detectable_difference(e.std)}
     data["reduction"] = cut
     rep.data["reconstruction"] = data
     best = [hrun.recon[s]["curve"] for s in seeds]
@@ -492,10 +492,12 @@ def _recon_section(hrun: HeaderRun, rep: Report) -> None:
         f"Evaluation: {len(tokens)} texts, {int(n_tok):,} tokens; seeds {seeds}. Bits per "
         "text: two-level bootstrap (seeds x texts, 95 %). Reduction: the share of the "
         "condition's NLL the text's own header removes, on the same draws (target: at least "
-        "10 % against shuffled codes).",
+        "10 % against shuffled codes), and the smallest reduction the comparison could tell "
+        "from none (80 % power, two-sided 95 %, from the interval's standard error).",
     ).table("NLL of the withheld text", ["condition", "nats per token", "bits per text [CI]"],
             rows + [[f"reduction vs {b}", f"{100 * e['value']:.1f} %",
-                     f"[{100 * e['lo']:.1f} %, {100 * e['hi']:.1f} %]"] for b, e in cut.items()],
+                     f"[{100 * e['lo']:.1f} %, {100 * e['hi']:.1f} %], detectable "
+                     f"{100 * e['detectable']:.1f} %"] for b, e in cut.items()],
             note="Kept steps per seed: " + ", ".join(str(c.get("best_step")) for c in best)
                  + "; stopped on a plateau: " + ", ".join(
                      str(bool(c.get("stopped_early"))) for c in best) + ".")
