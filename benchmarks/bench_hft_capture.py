@@ -46,7 +46,9 @@ from hyperlens.hft.capture import (  # noqa: E402
     CaptureConfig,
     Unembedding,
     _tokenize,
+    capture_sites,
     in_dtype,
+    padded_batches,
     shard_arrays,
 )
 from hyperlens.models.hooks import capture  # noqa: E402
@@ -55,19 +57,8 @@ from hyperlens.utils import atomic_write_json  # noqa: E402
 
 def full_forward(teacher: Any, seqs: list[list[int]], cfg: CaptureConfig) -> None:
     """The capture's forward as it ran before: every batch through the whole model."""
-    L, layer = teacher.num_layers, cfg.layer
-    points = [f"hidden.{L}", f"hidden.{layer}", f"blocks.{layer}.attn.q",
-              f"blocks.{layer}.attn.k", f"blocks.{layer}.attn.v"]
-    order = sorted(range(len(seqs)), key=lambda j: len(seqs[j]))
-    with torch.no_grad(), capture(teacher, points):
-        for b0 in range(0, len(order), cfg.batch_size):
-            idx = order[b0:b0 + cfg.batch_size]
-            T = max(len(seqs[j]) - 1 for j in idx)
-            ids = torch.zeros(len(idx), T, dtype=torch.long)
-            mask = torch.zeros(len(idx), T, dtype=torch.long)
-            for bi, j in enumerate(idx):
-                ids[bi, :len(seqs[j]) - 1] = torch.tensor(seqs[j][:-1])
-                mask[bi, :len(seqs[j]) - 1] = 1
+    with torch.no_grad(), capture(teacher, capture_sites(cfg.layer, teacher.num_layers)):
+        for _, ids, mask in padded_batches(seqs, cfg.batch_size):
             teacher.module(input_ids=ids, attention_mask=mask)
 
 

@@ -51,7 +51,7 @@ import dataclasses
 import json
 import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -383,6 +383,30 @@ def _shard_names(split: str, k: int) -> str:
     return f"{split}-{k:05d}"
 
 
+def capture_sites(layer: int, num_layers: int) -> list[str]:
+    """The sites a capture records: the final state, the layer-``layer`` state and that
+    block's q / k / v."""
+    return [f"hidden.{num_layers}", f"hidden.{layer}", f"blocks.{layer}.attn.q",
+            f"blocks.{layer}.attn.k", f"blocks.{layer}.attn.v"]
+
+
+def padded_batches(seqs: list[list[int]], batch_size: int
+                   ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """The texts in batches of similar length (sorted by length): each batch's text indices,
+    its input ids (every token but a text's last, right-padded with 0) and attention mask."""
+    order = sorted(range(len(seqs)), key=lambda j: len(seqs[j]))
+    for b0 in range(0, len(order), batch_size):
+        idx = order[b0:b0 + batch_size]
+        T = max(len(seqs[j]) - 1 for j in idx)
+        ids = torch.zeros(len(idx), T, dtype=torch.long)
+        mask = torch.zeros(len(idx), T, dtype=torch.long)
+        for bi, j in enumerate(idx):
+            s = seqs[j][:-1]
+            ids[bi, :len(s)] = torch.tensor(s)
+            mask[bi, :len(s)] = 1
+        yield idx, ids, mask
+
+
 def shard_arrays(
     teacher: ModelHandle, seqs: list[list[int]], text_offset: int, cfg: CaptureConfig,
     heldout: bool, shard: int = 0,
@@ -418,20 +442,10 @@ def shard_arrays(
             ok = p >= 0
             out["ctx"][r:r + n, slot][ok] = ids[p[ok]]
         r += n
-    points = [f"hidden.{L}", f"hidden.{cfg.layer}", f"blocks.{cfg.layer}.attn.q",
-              f"blocks.{cfg.layer}.attn.k", f"blocks.{cfg.layer}.attn.v"]
-    order = sorted(range(len(seqs)), key=lambda j: len(seqs[j]))
     qkv_rows: dict[int, np.ndarray] = {}
-    with torch.no_grad(), capture_points(teacher, points, stop_early=True) as acts:
-        for b0 in range(0, len(order), cfg.batch_size):
-            idx = order[b0:b0 + cfg.batch_size]
-            T = max(len(seqs[j]) - 1 for j in idx)
-            batch_ids = torch.zeros(len(idx), T, dtype=torch.long)
-            mask = torch.zeros(len(idx), T, dtype=torch.long)
-            for bi, j in enumerate(idx):
-                s = seqs[j][:-1]
-                batch_ids[bi, :len(s)] = torch.tensor(s)
-                mask[bi, :len(s)] = 1
+    with torch.no_grad(), capture_points(teacher, capture_sites(cfg.layer, L),
+                                         stop_early=True) as acts:
+        for idx, batch_ids, mask in padded_batches(seqs, cfg.batch_size):
             acts.run(input_ids=batch_ids.to(dev), attention_mask=mask.to(dev))
             fin = acts[f"hidden.{L}"].float().cpu()
             st = acts[f"hidden.{cfg.layer}"].float().cpu()

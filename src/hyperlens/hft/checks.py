@@ -32,7 +32,7 @@ import torch
 
 from ..models.arch import cache_kwarg
 from ..models.handle import ModelHandle
-from .capture import CapturedSplit, Unembedding
+from .capture import CapturedSplit, Unembedding, in_dtype
 from .features import ngram_keys
 from .generate import RollingBuffer, Student
 from .model import HyperFieldModel
@@ -239,8 +239,6 @@ def throughput(student: Student, teacher: ModelHandle, sp: CapturedSplit, *, ste
     float32 original on the batch rows (``agree_*``: top-1 agreement; ``maxdiff_*``:
     largest |delta log p| of the float32 top-1 token).
     """
-    import copy
-
     from ..functional import kernels
     from ..utils import retain_freed_memory
 
@@ -299,7 +297,7 @@ def throughput(student: Student, teacher: ModelHandle, sp: CapturedSplit, *, ste
     for b in ("batch1", "batch"):
         res[f"speedup_{b}"] = res[f"student_{b}"] / res[f"teacher_{b}"]
     if kernels.features().bf16 if bf16 is None else bf16:
-        low = copy.deepcopy(module).to(torch.bfloat16)
+        low: Any = in_dtype(teacher, "bfloat16").module
         low_student = student.with_vocab_dtype(torch.bfloat16)
         res.update(measure("_bf16", low, low_student))
         res["agree_student_bf16"], res["maxdiff_student_bf16"] = agreement(

@@ -144,7 +144,8 @@ def _param_groups(named: list[tuple[str, nn.Parameter]], cfg: TrainConfig) -> li
 def _fusable(groups: list[dict[str, Any]]) -> bool:
     """Whether every parameter suits PyTorch's fused Adam kernel: floating point, all on one
     CPU or CUDA device. Fused, one step updates every tensor in a single vectorised pass
-    (about 10x the per-tensor loop on a CPU for a HyperField student's 25M parameters); it
+    (about 5x the per-tensor loop on a CPU for a HyperField student's 26M parameters,
+    ``benchmarks/bench_train_adam.py``); it
     is the same algorithm, equal to the loop within float rounding."""
     ps = [p for g in groups for p in g["params"]]
     devices = {p.device for p in ps}
