@@ -184,3 +184,17 @@ def test_comparable_drops_what_differs_between_equal_runs(tmp_path):
     b["data"]["raw"] = [1, 2, 4]  # a real difference stays visible
     assert comparable(a) != comparable(b)
     assert comparable(a, drop=("data.raw", "no.such.key"))["timings"] == a["timings"]
+
+
+@pytest.mark.parametrize("record", ["cells.jsonl", "checkpoints", "cells"])
+def test_a_killed_runs_folder_is_accepted_and_a_foreign_one_refused(tmp_path, record):
+    from hyperlens.errors import ConfigError
+    from hyperlens.report import check_out_dir
+
+    killed = tmp_path / "killed"
+    (killed / record).mkdir(parents=True)  # what a run killed before its first save leaves
+    assert check_out_dir(killed) == killed
+    foreign = tmp_path / "foreign"
+    (foreign / "notes").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="no hyperlens report"):
+        check_out_dir(foreign)

@@ -427,6 +427,7 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
          "heldout_texts": he.n_texts, "fit_tokens": n_fit, "validation_tokens": len(tr) - n_fit,
          "vocab": U.vocab_size})
     _baselines(run)
+    rep.save(final=False)  # the folder is this report's before the first student writes into it
     release_freed_memory()  # the scoring's float64 blocks: training starts without them
     for track in cfg.tracks:
         _train_track(run, track)

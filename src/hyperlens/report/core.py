@@ -285,7 +285,8 @@ def check_out_dir(path: str | os.PathLike[str], name: str = "--out") -> Path:
     Refused, each with a :class:`~hyperlens.errors.ConfigError` that says what to do: an
     existing file; a path under a file; an existing folder that is not a hyperlens report
     and not empty (a report replaces its folder whole, so it would be lost; a folder with a
-    run's resume records, ``cells.jsonl``, or a killed cell's ``checkpoints``, is accepted);
+    run's resume records, ``cells.jsonl``, or a killed cell's ``checkpoints`` or ``cells``
+    folder, is accepted);
     a parent that
     cannot be created or written to. Creates the parent folder.
     """
@@ -305,7 +306,7 @@ def check_out_dir(path: str | os.PathLike[str], name: str = "--out") -> Path:
             break
     if target.is_dir():
         entries = [p.name for p in target.iterdir()]
-        if entries and not {"results.json", "cells.jsonl", "checkpoints"} & set(entries):
+        if entries and not {"results.json", "cells.jsonl", "checkpoints", "cells"} & set(entries):
             raise ConfigError(
                 f"{name} {target} is a folder that holds other files ({', '.join(entries[:3])}"
                 f"{', ...' if len(entries) > 3 else ''}) and no hyperlens report; a report "
