@@ -141,20 +141,38 @@ class HyperTensorLayer(nn.Module):
         t = torch.maximum(torch.minimum(s, dp), dn)
         return F.relu(-t) / (-dn), F.relu(t) / dp
 
-    def _coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Dense control coefficients ``[B, 3K]`` (negative, mid, positive) and the routing
-        info; every head's top-k weights sum to one."""
-        B = x.shape[0]
+    def inv_norms(self) -> torch.Tensor:
+        """``1 / ||v_k||`` of every plane ``[K]`` (``||v_k||`` floored at 1e-12, as
+        ``F.normalize`` does)."""
+        return torch.linalg.vecdot(self.normal, self.normal).clamp_min(1e-24).rsqrt()
+
+    def _mixture(self, x: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """The picks of every row as rows of the stacked controls (:meth:`controls`):
+        ``cols [B, 3 * heads * top_k]`` and their coefficients ``coef`` (negative, mid,
+        positive parts; every head's top-k weights sum to one), and the routing info.
+
+        The signed distances divide ``x . v_k`` by ``||v_k||`` instead of normalising the
+        ``[K, d_in]`` planes first, and the output sums the picked control rows
+        (``embedding_bag``) instead of multiplying a ``[B, 3K]`` coefficient matrix that
+        is mostly zeros: the same function to float32 rounding, without the plane-sized
+        temporaries and dense products in the backward pass
+        (``benchmarks/bench_hft_layer.py``).
+        """
         idx, w, dist = self._pick(x)
-        s_all = x @ F.normalize(self.normal, dim=1).T  # [B, K]
+        s_all = (x @ self.normal.T) * self.inv_norms()  # [B, K]
         s = s_all.gather(1, idx) - self.offset[idx]
         u_neg, u_pos = self._band_weights(s, idx)
         K = self.n_tensors
-        z = x.new_zeros(B, 3 * K)
-        src = torch.cat([w * u_neg, w * (1 - u_neg - u_pos), w * u_pos], dim=1)
+        coef = torch.cat([w * u_neg, w * (1 - u_neg - u_pos), w * u_pos], dim=1)
         cols = torch.cat([idx, idx + K, idx + 2 * K], dim=1)
-        A = z.scatter(1, cols, src)
-        return A, {"idx": idx, "weights": w, "dist": dist, "signed": s}
+        return cols, coef, {"idx": idx, "weights": w, "dist": dist, "signed": s}
+
+    def coefficients(self, x: torch.Tensor) -> torch.Tensor:
+        """Dense control coefficients ``[B, 3K]`` (negative, mid, positive):
+        ``forward(x) == coefficients(x) @ controls()``."""
+        cols, coef, _ = self._mixture(x)
+        return x.new_zeros(x.shape[0], 3 * self.n_tensors).scatter(1, cols, coef)
 
     def _sparse_pays(self, batch: int) -> bool:
         # the selected rows (normals and 3 controls per pick) are fewer than the dense
@@ -190,8 +208,9 @@ class HyperTensorLayer(nn.Module):
             raise ShapeError(f"x must be [batch, {self.d_in}], got {tuple(x.shape)}.")
         if not return_info and not torch.is_grad_enabled() and self._sparse_pays(x.shape[0]):
             return self._selected(x)
-        A, info = self._coefficients(x)
-        y = A @ self.controls()  # sum over heads of each head's top-k mixture
+        cols, coef, info = self._mixture(x)
+        # the sum over heads of each head's top-k mixture, reading only the picked rows
+        y = F.embedding_bag(cols, self.controls(), per_sample_weights=coef, mode="sum")
         if self.training:
             with torch.no_grad():
                 idx, w = info["idx"], info["weights"]
@@ -205,7 +224,7 @@ class HyperTensorLayer(nn.Module):
     @torch.no_grad()
     def head_outputs(self, x: torch.Tensor) -> torch.Tensor:
         """Each head's contribution ``[B, heads, d_out]`` (they sum to ``forward(x)``)."""
-        A, _ = self._coefficients(x)
+        A = self.coefficients(x)
         H, Kh = self.heads, self.per_head
         A3 = A.view(x.shape[0], 3, H, Kh)
         C = self.controls().view(3, H, Kh, self.d_out)

@@ -1,0 +1,139 @@
+"""A HyperField student's training step on a CPU: the HyperTensor layer written directly
+against the layer as it runs.
+
+The direct way normalises all ``K x d_in`` planes before the product with the input and
+forms the output as a dense ``[B, 3K]`` coefficient matrix (each row holding the
+``3 * heads * top_k`` picked coefficients, the rest zeros) times the stacked controls. The
+layer divides ``x . v_k`` by ``||v_k||`` instead and sums only the picked control rows
+(``embedding_bag``); the same function to float32 rounding. One forward and backward of
+the default student (Stage 1: 1,024 HyperTensors over the 6,400-wide input; Stage 2: 2,048
+over Stage 1's output and the tail; SmolLM2's 576-wide output; batch 256, every parameter
+trained; the heap keeps freed blocks, as in the training loop) is timed both ways, rounds
+alternating the order; the outputs and gradients of the two are compared on the same
+batch. Results go to
+``benchmarks/results/bench_hft_layer.json``::
+
+    python benchmarks/bench_hft_layer.py               # 5 rounds of 3 steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from hyperlens.functional import kernels as K  # noqa: E402
+from hyperlens.hft.capture import Unembedding  # noqa: E402
+from hyperlens.hft.layer import HyperTensorLayer  # noqa: E402
+from hyperlens.hft.train import StudentConfig, build_model  # noqa: E402
+from hyperlens.utils import atomic_write_json, retain_freed_memory  # noqa: E402
+
+
+def direct_forward(layer: HyperTensorLayer, x: torch.Tensor) -> torch.Tensor:
+    """The layer's training forward the direct way: unit planes, then the dense product."""
+    idx, w, _ = layer._pick(x)
+    s = (x @ F.normalize(layer.normal, dim=1).T).gather(1, idx) - layer.offset[idx]
+    u_neg, u_pos = layer._band_weights(s, idx)
+    n = layer.n_tensors
+    A = x.new_zeros(x.shape[0], 3 * n).scatter(
+        1, torch.cat([idx, idx + n, idx + 2 * n], 1),
+        torch.cat([w * u_neg, w * (1 - u_neg - u_pos), w * u_pos], 1))
+    return A @ layer.controls()
+
+
+@contextlib.contextmanager
+def direct() -> Iterator[None]:
+    orig = HyperTensorLayer.forward
+    HyperTensorLayer.forward = lambda self, x, return_info=False: direct_forward(self, x)  # type: ignore[method-assign, assignment]
+    try:
+        yield
+    finally:
+        HyperTensorLayer.forward = orig  # type: ignore[method-assign]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" /
+                                         "bench_hft_layer.json"))
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    retain_freed_memory()  # as the training loop does: steps reuse their buffers
+    g = torch.Generator().manual_seed(0)
+    vocab, d1, d_tail = 49_152, 6400, 2048
+    U = Unembedding(torch.randn(vocab, 576, generator=g) / 24)
+    model = build_model(StudentConfig(), d1, d_tail, 576, 1152, U,
+                        torch.log_softmax(torch.randn(vocab, generator=g), 0))
+    with torch.no_grad():
+        model.init_stage1(torch.randn(4096, d1, generator=g), torch.randn(4096, 1152, generator=g))
+        for layer in (model.stage1, model.stage2):
+            for c in (layer.c_neg, layer.c_mid, layer.c_pos):
+                c.copy_(torch.randn(c.shape, generator=g) / 8)
+    x1 = torch.randn(a.batch, d1, generator=g)
+    tail = torch.randn(a.batch, d_tail, generator=g)
+    target = torch.randn(a.batch, 576, generator=g)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def step() -> torch.Tensor:
+        model.zero_grad(set_to_none=True)
+        y, _ = model(x1, tail)
+        (y - target).pow(2).mean().backward()
+        return y.detach()
+
+    ways: dict[str, Any] = {"direct": direct, "layer": contextlib.nullcontext}
+    outputs = {}
+    for w, ctx in ways.items():
+        with ctx():
+            outputs[w] = (step(), [p.grad.clone() if p.grad is not None else None
+                                   for p in params])
+            step()  # warm
+    seconds: dict[str, list[float]] = {w: [] for w in ways}
+    for r in range(a.rounds):
+        for w in (list(ways) if r % 2 == 0 else list(ways)[::-1]):
+            with ways[w]():
+                t0 = time.perf_counter()
+                for _ in range(a.steps):
+                    step()
+                seconds[w].append((time.perf_counter() - t0) / a.steps)
+        print(f"round {r + 1}/{a.rounds}", file=sys.stderr)
+    med = {w: statistics.median(v) for w, v in seconds.items()}
+    (y0, g0), (y1, g1) = outputs["direct"], outputs["layer"]
+    rel = max(float((p - q).abs().max() / p.abs().max().clamp_min(1e-30))
+              for p, q in zip(g0, g1, strict=True) if p is not None and q is not None)
+    results = {
+        "benchmark": "hft_layer", "model": "HyperField student, default size",
+        "parameters": sum(p.numel() for p in params), "batch": a.batch,
+        "rounds": a.rounds, "steps_per_round": a.steps,
+        "seconds_per_step": seconds, "median_s_per_step": med,
+        "speedup": med["direct"] / med["layer"],
+        "max_abs_output_diff": float((y0 - y1).abs().max()),
+        "max_rel_grad_diff": rel,
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": K.cpu_info(),
+        "loadavg": os.getloadavg(),
+        "note": "forward and backward of the whole student (no optimizer step); the two "
+                "ways alternate their order within each round; compare the ratio",
+    }
+    atomic_write_json(a.out, results)
+    print(round(results["speedup"], 2), med, results["max_abs_output_diff"], rel)
+
+
+if __name__ == "__main__":
+    main()
