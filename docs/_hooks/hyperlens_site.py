@@ -39,7 +39,7 @@ API_PAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "functional": ("pure tensor functions: HDC algebra, sketches, geometry, statistics, kernels",
                    ("hyperlens.functional.hdc", "hyperlens.functional.sketch",
                     "hyperlens.functional.geometry", "hyperlens.functional.stats",
-                    "hyperlens.functional.kernels")),
+                    "hyperlens.functional.kernels", "hyperlens.functional.packed")),
     "hdc": ("ternary encoder, packed codes, search, streaming PCA", ("hyperlens.hdc",)),
     "align": ("aligners between two models' spaces and transfer scores", ("hyperlens.align",)),
     "train": ("the one training loop", ("hyperlens.train",)),

@@ -60,6 +60,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..functional.packed import PackedLinear
 from ..models.handle import ModelHandle
 from ..models.hooks import capture as capture_points
 from ..run import Executor, Resources, map_shards
@@ -277,8 +278,8 @@ class Unembedding(torch.nn.Module):
         """``[..., d] -> [..., vocab]`` float32."""
         if self.compute_dtype == torch.float32:
             out = x.float() @ self.weight.T
-        else:
-            out = (x.to(self.compute_dtype) @ self.low_weight().T).float()
+        else:  # inference on a bf16 CPU: oneDNN's packed layout (same bits, faster)
+            out = self.low_linear()(x.to(self.compute_dtype)).float()
         return out if self.bias is None else out + self.bias
 
     def columns(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -294,6 +295,15 @@ class Unembedding(torch.nn.Module):
         if low is None or low.device != self.weight.device or low.dtype != self.compute_dtype:
             low = self._low = self.weight.to(self.compute_dtype)
         return low
+
+    def low_linear(self) -> PackedLinear:
+        """The product with :meth:`low_weight` as a :class:`PackedLinear` (made once)."""
+        low = self.low_weight()
+        src, lin = self.__dict__.get("_low_lin", (None, None))
+        if lin is None or src is not low:
+            lin = PackedLinear(low)
+            self.__dict__["_low_lin"] = (low, lin)  # a cache, not a submodule: no state entry
+        return lin
 
 
 @dataclass

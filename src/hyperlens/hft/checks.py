@@ -234,12 +234,15 @@ def throughput(student: Student, teacher: ModelHandle, sp: CapturedSplit, *, ste
     Both models run in float32 (the precision the held-out scores use). Where the CPU has
     native bf16 (``bf16=None``: by capability), both run again in bfloat16 too (the
     student's vocabulary product, which is most of its cost and what it was trained
-    through there; the teacher as a bf16 copy), the speed-ups are given at equal
+    through there; the teacher as a bf16 copy; both run their bf16 products on weights in
+    oneDNN's packed layout, :mod:`~hyperlens.functional.packed`), the speed-ups are given
+    at equal
     precision and fastest against fastest, and each copy's answers are compared with its
     float32 original on the batch rows (``agree_*``: top-1 agreement; ``maxdiff_*``:
     largest |delta log p| of the float32 top-1 token).
     """
     from ..functional import kernels
+    from ..functional.packed import pack_linears
     from ..utils import retain_freed_memory
 
     retain_freed_memory()  # steady state: a repeat reuses its buffers instead of re-faulting
@@ -298,6 +301,7 @@ def throughput(student: Student, teacher: ModelHandle, sp: CapturedSplit, *, ste
         res[f"speedup_{b}"] = res[f"student_{b}"] / res[f"teacher_{b}"]
     if kernels.features().bf16 if bf16 is None else bf16:
         low: Any = in_dtype(teacher, "bfloat16").module
+        res["teacher_packed_linears"] = pack_linears(low)  # oneDNN's layout, as the student's
         low_student = student.with_vocab_dtype(torch.bfloat16)
         res.update(measure("_bf16", low, low_student))
         res["agree_student_bf16"], res["maxdiff_student_bf16"] = agreement(
