@@ -393,6 +393,25 @@ def test_the_prefix_arm_reads_the_whole_prompt_under_padding(tmp_path: Path) -> 
         other = arm(rows, codes=arm.codes.flip(0))  # the answer depends on the code
     torch.testing.assert_close(together, alone, atol=1e-3, rtol=1e-3)
     assert not torch.allclose(together, other)
+
+    def through_the_whole_lm(rows: torch.Tensor) -> torch.Tensor:
+        """The arm's answer read from the causal LM's own forward (LM head included)."""
+        from hyperlens.inject.base import attach
+
+        seqs = [arm.seqs[int(i)] for i in rows]
+        width = max(len(q) for q in seqs)
+        ids = torch.full((len(seqs), width), arm.pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for b, q in enumerate(seqs):
+            ids[b, width - len(q):] = torch.tensor(q)
+            mask[b, width - len(q):] = 1
+        with attach(hrun.lm, arm.header), arm.header.use_codes(arm.codes[rows]):
+            out = hrun.lm.module(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        assert arm.head is not None
+        return arm.head(out.hidden_states[-1][:, -1].float())
+
+    with torch.no_grad():  # the stack alone gives the LM's final state to the bit
+        torch.testing.assert_close(together, through_the_whole_lm(rows), atol=0, rtol=0)
     rep = run(cfg, RunContext(device="cpu", out=tmp_path / "run"))
     res = json.loads((rep.out_dir / "results.json").read_text())
     assert "hdc-prefix" in res["data"]["arms"]

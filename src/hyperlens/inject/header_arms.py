@@ -26,6 +26,7 @@ from torch import nn
 
 from ..align.evaluate import select_probe
 from ..errors import ConfigError, InputError
+from ..models.arch import resolve_backbone
 from ..report import Report
 from ..run import Cell, Executor, Ledger, Resources, Task, pinned_threads, run_cells
 from ..train import step_generator
@@ -586,11 +587,14 @@ class PrefixArm(HeaderArm):
             mask[b, width - len(q):] = 1
         dev = self.run_.pc.device
         x = self._dropped(codes[rows].to(dev))
+        # the decoder stack without the LM head: only its final state is read (the head of
+        # a causal LM over the last position alone multiplies a strided row batch, which
+        # PyTorch serves by copying the whole vocabulary matrix once per row)
+        stack = resolve_backbone(self.run_.lm.module).stack
         with attach(self.run_.lm, self.header), self.header.use_codes(x):
-            out = self.run_.lm.module(input_ids=ids.to(dev), attention_mask=mask.to(dev),
-                                      output_hidden_states=True, logits_to_keep=1)
+            out = stack(input_ids=ids.to(dev), attention_mask=mask.to(dev))
         assert self.head is not None
-        return self.head(out.hidden_states[-1][:, -1].float())
+        return self.head(out.last_hidden_state[:, -1].float())
 
 
 def recon_weights(run: HeaderRun, seed: int) -> dict[str, torch.Tensor]:
