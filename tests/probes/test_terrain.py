@@ -299,6 +299,28 @@ def test_layer_evolution_matches_direct_forward(
         assert -1.0 <= r["cos_all"] <= 1.0 and 0.0 < r["pr_over_d"] <= 1.0
 
 
+@pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_gpt2"])
+def test_hidden_states_skip_the_lm_head_and_equal_the_whole_models(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    module = request.getfixturevalue(fixture)
+    head = module.get_output_embeddings()
+    calls: list[int] = []
+    hook = head.register_forward_hook(lambda *_: calls.append(1))
+    ids = torch.tensor([[5, 7, 9, 11], [0, 0, 3, 4]])
+    mask = torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]])
+    try:
+        with torch.inference_mode():
+            hs = T.layers._hidden_states(module, ids, mask)
+            assert not calls  # the vocabulary product is not computed
+            whole = module(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    finally:
+        hook.remove()
+    assert calls and len(hs) == len(whole.hidden_states)
+    for a, b in zip(hs, whole.hidden_states, strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
 def test_layer_evolution_padding_does_not_change_statistics(tiny_bert: torch.nn.Module) -> None:
     subject = T.TerrainSubject.from_handle(from_module(tiny_bert))
     a = T.layer_evolution(subject, None, batch_size=4, seed=0, n_bootstrap=50)

@@ -43,15 +43,22 @@ def _encode_texts(subject: TerrainSubject, texts: Sequence[str] | None, *, max_l
 def _hidden_states(
     module: nn.Module, ids: torch.Tensor, mask: torch.Tensor
 ) -> tuple[torch.Tensor, ...]:
-    """All hidden states ``(L+1) x [B, T, d]`` of the encoder (encoder-decoder) or the model."""
+    """All hidden states ``(L+1) x [B, T, d]`` of the encoder (encoder-decoder) or the model.
+
+    The block stack runs without the model's head: a causal LM's vocabulary product over
+    every position is never read here (for Gemma 3 270M it is most of the forward's work).
+    """
     cfg = getattr(module, "config", None)
-    target = module
+    target: Any = module
     if (
         cfg is not None
         and getattr(cfg, "is_encoder_decoder", False)
         and hasattr(module, "get_encoder")
     ):
         target = module.get_encoder()  # type: ignore[operator]
+    else:
+        base = getattr(module, "base_model", None)
+        target = base if isinstance(base, nn.Module) else module
     out = target(input_ids=ids, attention_mask=mask, output_hidden_states=True)
     hs = getattr(out, "hidden_states", None)
     if hs is None:
