@@ -19,11 +19,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from _timing import alternate, in_context, medians  # noqa: E402
 
 from hyperlens.config import RunContext  # noqa: E402
 from hyperlens.experiments.header import HeaderRunConfig  # noqa: E402
@@ -109,18 +110,11 @@ def main() -> None:
         with ctx():
             answers[w] = evaluate()
             step()  # warm
-    secs: dict[str, dict[str, list[float]]] = {
-        t: {w: [] for w in ways} for t in ("evaluation, batch 64", "training step, batch 16")}
-    for r in range(a.rounds):
-        for w in (list(ways) if r % 2 == 0 else list(ways)[::-1]):
-            with ways[w]():
-                for task, fn in (("evaluation, batch 64", evaluate),
-                                 ("training step, batch 16", step)):
-                    t0 = time.perf_counter()
-                    fn()
-                    secs[task][w].append(time.perf_counter() - t0)
-        print(f"round {r + 1}/{a.rounds}", file=sys.stderr)
-    med = {t: {w: statistics.median(v) for w, v in d.items()} for t, d in secs.items()}
+    secs = {task: alternate({w: partial(in_context, ctx, fn) for w, ctx in ways.items()},
+                            a.rounds, label=task)[0]
+            for task, fn in (("evaluation, batch 64", evaluate),
+                             ("training step, batch 16", step))}
+    med = {t: medians(d) for t, d in secs.items()}
     results = {
         "benchmark": "header_prefix", "model": "smollm2", "dtype": "bfloat16",
         "dataset": cfg.dataset, "rounds": a.rounds, "seconds": secs, "median_s": med,

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from _timing import alternate, medians  # noqa: E402
 
 from hyperlens import data as hdata, models as hmodels  # noqa: E402
 from hyperlens.functional import kernels as K  # noqa: E402
@@ -82,14 +82,8 @@ def main() -> None:
         "float32, ended early": lambda: shard_arrays(teacher, seqs, 0, cfg, False),
         "bfloat16, ended early": lambda: shard_arrays(low, seqs, 0, cfg, False),
     }
-    seconds: dict[str, list[float]] = {w: [] for w in ways}
-    for r in range(a.rounds):
-        for w in (list(ways) if r % 2 == 0 else list(ways)[::-1]):
-            t0 = time.perf_counter()
-            ways[w]()
-            seconds[w].append(time.perf_counter() - t0)
-        print(f"round {r + 1}/{a.rounds}", file=sys.stderr)
-    med = {w: statistics.median(v) for w, v in seconds.items()}
+    seconds, _ = alternate(ways, a.rounds)
+    med = medians(seconds)
     base = med["float32, full forward"]
     f32 = shard_arrays(teacher, seqs, 0, cfg, False)["final"].astype(np.float32)
     b16 = shard_arrays(low, seqs, 0, cfg, False)["final"].astype(np.float32)

@@ -21,10 +21,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import sys
-import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from _timing import alternate, in_context, medians  # noqa: E402
 
 from hyperlens.functional import kernels as K  # noqa: E402
 from hyperlens.hft.capture import Unembedding  # noqa: E402
@@ -104,16 +105,9 @@ def main() -> None:
             outputs[w] = (step(), [p.grad.clone() if p.grad is not None else None
                                    for p in params])
             step()  # warm
-    seconds: dict[str, list[float]] = {w: [] for w in ways}
-    for r in range(a.rounds):
-        for w in (list(ways) if r % 2 == 0 else list(ways)[::-1]):
-            with ways[w]():
-                t0 = time.perf_counter()
-                for _ in range(a.steps):
-                    step()
-                seconds[w].append((time.perf_counter() - t0) / a.steps)
-        print(f"round {r + 1}/{a.rounds}", file=sys.stderr)
-    med = {w: statistics.median(v) for w, v in seconds.items()}
+    seconds, _ = alternate({w: partial(in_context, ctx, step) for w, ctx in ways.items()},
+                           a.rounds, a.steps)
+    med = medians(seconds)
     (y0, g0), (y1, g1) = outputs["direct"], outputs["layer"]
     rel = max(float((p - q).abs().max() / p.abs().max().clamp_min(1e-30))
               for p, q in zip(g0, g1, strict=True) if p is not None and q is not None)

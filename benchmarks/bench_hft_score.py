@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from _timing import alternate, medians  # noqa: E402
 
 from hyperlens import models as hmodels  # noqa: E402
 from hyperlens.functional import kernels as K  # noqa: E402
@@ -61,17 +61,10 @@ def main() -> None:
            "teacher": logprobs_from_final(U, sp)}
     ways = {"one pass each": lambda: {k: score(f, sp, U) for k, f in fns.items()},
             "one pass for all": lambda: score_many(fns, sp, U)}
-    seconds: dict[str, list[float]] = {w: [] for w in ways}
-    got = {}
-    for r in range(a.rounds):
-        for w in (list(ways) if r % 2 == 0 else list(ways)[::-1]):
-            t0 = time.perf_counter()
-            got[w] = ways[w]()
-            seconds[w].append(time.perf_counter() - t0)
-        print(f"round {r + 1}/{a.rounds}", file=sys.stderr)
+    seconds, got = alternate(ways, a.rounds)
     same = all(np.array_equal(got["one pass each"][k][m], got["one pass for all"][k][m])
                for k in fns for m in got["one pass each"][k])
-    med = {w: statistics.median(v) for w, v in seconds.items()}
+    med = medians(seconds)
     results = {
         "benchmark": "hft_score", "model": "smollm2 (unembedding)", "rows": a.rows,
         "predictors": list(fns), "rounds": a.rounds, "seconds": seconds, "median_s": med,

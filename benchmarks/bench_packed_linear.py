@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,26 +32,14 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from _timing import alternate, medians  # noqa: E402
+
 from hyperlens import models as hmodels  # noqa: E402
 from hyperlens.functional import kernels as K  # noqa: E402
 from hyperlens.functional.packed import PackedLinear, pack_linears, packable  # noqa: E402
 from hyperlens.hft.capture import in_dtype  # noqa: E402
 from hyperlens.models.arch import cache_kwarg  # noqa: E402
 from hyperlens.utils import atomic_write_json, retain_freed_memory  # noqa: E402
-
-
-def alternate(ways: dict[str, Callable[[], Any]], rounds: int, repeat: int) -> dict[str, float]:
-    """Median seconds per call of each way, the order alternating between rounds."""
-    for fn in ways.values():
-        fn()  # warm-up: first-call allocation and packing
-    secs: dict[str, list[float]] = {w: [] for w in ways}
-    for r in range(rounds):
-        for w in (list(ways) if r % 2 == 0 else list(ways)[::-1]):
-            t0 = time.perf_counter()
-            for _ in range(repeat):
-                ways[w]()
-            secs[w].append((time.perf_counter() - t0) / repeat)
-    return {w: statistics.median(v) for w, v in secs.items()}
 
 
 def products(x: torch.Tensor, W: torch.Tensor, lin: PackedLinear
@@ -84,7 +70,8 @@ def main() -> None:
     with torch.no_grad():
         for b in (1, 8, 512):
             x = torch.randn(b, W.shape[1], generator=g).bfloat16()
-            med[str(b)] = alternate(products(x, W, lin), a.rounds, 50 if b < 512 else 3)
+            med[str(b)] = medians(alternate(products(x, W, lin), a.rounds,
+                                            50 if b < 512 else 3, warm=True)[0])
             same[str(b)] = bool(torch.equal(x @ W.T, lin(x)))
             print(f"vocabulary product, batch {b}: {med[str(b)]}", file=sys.stderr)
         low: Any = in_dtype(teacher, "bfloat16").module
@@ -100,8 +87,8 @@ def main() -> None:
                 past, tok = getattr(out, name), torch.tensor([[t]])
             return out.logits
 
-        steps = alternate({"plain": lambda: decode(low), "packed": lambda: decode(packed)},
-                          a.rounds, 1)
+        steps = medians(alternate({"plain": lambda: decode(low),
+                                   "packed": lambda: decode(packed)}, a.rounds, warm=True)[0])
         med["teacher step"] = {w: s / len(ids) for w, s in steps.items()}
         same["teacher step"] = bool(torch.equal(decode(low), decode(packed)))
     results = {

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -26,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from _timing import alternate, medians  # noqa: E402
 
 from hyperlens.functional import kernels as K  # noqa: E402
 from hyperlens.hft.capture import Unembedding  # noqa: E402
@@ -52,7 +52,6 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     grads = [torch.randn(p.shape, generator=g) for p in params]
     ways = {"per-tensor loop": {"fused": False, "foreach": False}, "fused": {"fused": True}}
-    seconds: dict[str, list[float]] = {w: [] for w in ways}
     weights: dict[str, list[torch.Tensor]] = {}
     for w, kw in ways.items():  # the same 20 steps from the same start, both ways
         for p, s in zip(params, start, strict=True):
@@ -68,14 +67,8 @@ def main() -> None:
             for w, kw in ways.items()}
     for o in opts.values():
         o.step()  # state allocated before timing
-    for r in range(a.rounds):
-        for w in (list(ways) if r % 2 == 0 else list(ways)[::-1]):
-            t0 = time.perf_counter()
-            for _ in range(a.steps):
-                opts[w].step()
-            seconds[w].append((time.perf_counter() - t0) / a.steps)
-        print(f"round {r + 1}/{a.rounds}", file=sys.stderr)
-    med = {w: statistics.median(v) for w, v in seconds.items()}
+    seconds, _ = alternate({w: o.step for w, o in opts.items()}, a.rounds, a.steps)
+    med = medians(seconds)
     diff = max(float((x - y).abs().max()) for x, y in
                zip(weights["per-tensor loop"], weights["fused"], strict=True))
     results = {
