@@ -157,7 +157,9 @@ class HyperTensorLayer(nn.Module):
         (``embedding_bag``) instead of multiplying a ``[B, 3K]`` coefficient matrix that
         is mostly zeros: the same function to float32 rounding, without the plane-sized
         temporaries and dense products in the backward pass
-        (``benchmarks/bench_hft_layer.py``).
+        (``benchmarks/bench_hft_layer.py``). Deterministic on the CPU; on CUDA the
+        backward's accumulation into the control rows may differ in the last bits between
+        runs, as ``index_add_`` does there.
         """
         idx, w, dist = self._pick(x)
         s_all = (x @ self.normal.T) * self.inv_norms()  # [B, K]
