@@ -89,7 +89,7 @@ class StudentConfig:
     eta_g: float = 0.003
     online_epochs: int = 1
     patience: int = 3
-    max_epochs: int = 64
+    max_epochs: int = 16
     val_share: float = 0.1
     val_rows: int = 8192
     shortlist: int = 0  # > 0: train on the teacher's top-k shortlist (hft/shortlist.py)
