@@ -6,11 +6,16 @@ the figure to compare.
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import torch
+
+from hyperlens.functional import kernels as K
 
 
 def alternate(ways: Mapping[str, Callable[[], Any]], rounds: int, repeat: int = 1, *,
@@ -47,3 +52,10 @@ def in_context(ctx: Callable[[], Any], fn: Callable[[], Any]) -> Any:
     function: a patched method, a precision)."""
     with ctx():
         return fn()
+
+
+def machine() -> dict[str, Any]:
+    """What a timing depends on, recorded beside it: threads, torch, the CPU and its load."""
+    return {"threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": K.cpu_info(),
+            "loadavg": os.getloadavg()}

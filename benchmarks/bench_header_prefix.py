@@ -33,11 +33,10 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from _timing import alternate, in_context, medians  # noqa: E402
+from _timing import alternate, in_context, machine, medians  # noqa: E402
 
 from hyperlens.config import RunContext  # noqa: E402
 from hyperlens.experiments.header import HeaderRunConfig  # noqa: E402
-from hyperlens.functional import kernels as K  # noqa: E402
 from hyperlens.inject.base import attach  # noqa: E402
 from hyperlens.inject.header_arms import PrefixArm, prefix_subset, prepare  # noqa: E402
 from hyperlens.report import Report  # noqa: E402
@@ -49,13 +48,7 @@ def whole_lm_forward(arm: PrefixArm, rows: torch.Tensor,
     """The arm's forward with the final state read from the causal LM's own output."""
     codes = arm.codes if codes is None else codes
     assert codes is not None and arm.head is not None
-    seqs = [arm.seqs[int(i)] for i in rows]
-    width = max(len(q) for q in seqs)
-    ids = torch.full((len(seqs), width), arm.pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for b, q in enumerate(seqs):
-        ids[b, width - len(q):] = torch.tensor(q)
-        mask[b, width - len(q):] = 1
+    ids, mask = arm.inputs(rows)
     x = arm._dropped(codes[rows])
     with attach(arm.run_.lm, arm.header), arm.header.use_codes(x):
         out = arm.run_.lm.module(input_ids=ids, attention_mask=mask,
@@ -121,9 +114,7 @@ def main() -> None:
         "speedup": {t: m["whole LM"] / m["decoder stack"] for t, m in med.items()},
         "max_abs_answer_diff": float((answers["whole LM"] - answers["decoder stack"])
                                      .abs().max()),
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": K.cpu_info(),
-        "loadavg": os.getloadavg(),
+        **machine(),
         "note": "the two ways alternate their order within each round; compare the ratio",
     }
     atomic_write_json(a.out, results)

@@ -38,10 +38,9 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from _timing import alternate, medians  # noqa: E402
+from _timing import alternate, machine, medians  # noqa: E402
 
 from hyperlens import data as hdata, models as hmodels  # noqa: E402
-from hyperlens.functional import kernels as K  # noqa: E402
 from hyperlens.hft.capture import (  # noqa: E402
     CaptureConfig,
     Unembedding,
@@ -100,9 +99,7 @@ def main() -> None:
         "bf16_final_max_abs_diff": float(np.abs(f32 - b16).max()),
         "bf16_final_max_abs": float(np.abs(f32).max()),
         "bf16_top1_agreement": float((top_a == top_b).double().mean()),
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": K.cpu_info(),
-        "loadavg": os.getloadavg(),
+        **machine(),
         "note": "ways alternate their order within each round; compare the ratios",
     }
     atomic_write_json(a.out, results)

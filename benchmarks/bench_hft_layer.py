@@ -35,9 +35,8 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from _timing import alternate, in_context, medians  # noqa: E402
+from _timing import alternate, in_context, machine, medians  # noqa: E402
 
-from hyperlens.functional import kernels as K  # noqa: E402
 from hyperlens.hft.capture import Unembedding  # noqa: E402
 from hyperlens.hft.layer import HyperTensorLayer  # noqa: E402
 from hyperlens.hft.train import StudentConfig, build_model  # noqa: E402
@@ -119,9 +118,7 @@ def main() -> None:
         "speedup": med["direct"] / med["layer"],
         "max_abs_output_diff": float((y0 - y1).abs().max()),
         "max_rel_grad_diff": rel,
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": K.cpu_info(),
-        "loadavg": os.getloadavg(),
+        **machine(),
         "note": "forward and backward of the whole student (no optimizer step); the two "
                 "ways alternate their order within each round; compare the ratio",
     }

@@ -28,10 +28,9 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from _timing import alternate, medians  # noqa: E402
+from _timing import alternate, machine, medians  # noqa: E402
 
 from hyperlens import models as hmodels  # noqa: E402
-from hyperlens.functional import kernels as K  # noqa: E402
 from hyperlens.hft.capture import CapturedSplit, Unembedding  # noqa: E402
 from hyperlens.hft.evaluate import logprobs_from_final, score, score_many  # noqa: E402
 from hyperlens.utils import atomic_write_json  # noqa: E402
@@ -69,9 +68,7 @@ def main() -> None:
         "benchmark": "hft_score", "model": "smollm2 (unembedding)", "rows": a.rows,
         "predictors": list(fns), "rounds": a.rounds, "seconds": seconds, "median_s": med,
         "speedup": med["one pass each"] / med["one pass for all"], "identical": same,
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": K.cpu_info(),
-        "loadavg": os.getloadavg(),
+        **machine(),
         "note": "the two ways alternate their order within each round; compare the ratio",
     }
     atomic_write_json(a.out, results)

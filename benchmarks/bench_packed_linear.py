@@ -32,10 +32,9 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from _timing import alternate, medians  # noqa: E402
+from _timing import alternate, machine, medians  # noqa: E402
 
 from hyperlens import models as hmodels  # noqa: E402
-from hyperlens.functional import kernels as K  # noqa: E402
 from hyperlens.functional.packed import PackedLinear, pack_linears, packable  # noqa: E402
 from hyperlens.hft.capture import in_dtype  # noqa: E402
 from hyperlens.models.arch import cache_kwarg  # noqa: E402
@@ -95,9 +94,7 @@ def main() -> None:
         "benchmark": "packed_linear", "vocabulary": list(W.shape), "rounds": a.rounds,
         "median_s": med, "speedup": {k: v["plain"] / v["packed"] for k, v in med.items()},
         "same_bits": same, "teacher_linears_packed": n_packed, "teacher_tokens": len(ids),
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": K.cpu_info(),
-        "loadavg": os.getloadavg(),
+        **machine(),
         "note": "teacher step: seconds per token of a 64-token KV-cache decode; the two ways "
                 "alternate their order within each round; compare the ratio",
     }

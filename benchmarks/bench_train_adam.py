@@ -25,9 +25,8 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from _timing import alternate, medians  # noqa: E402
+from _timing import alternate, machine, medians  # noqa: E402
 
-from hyperlens.functional import kernels as K  # noqa: E402
 from hyperlens.hft.capture import Unembedding  # noqa: E402
 from hyperlens.hft.train import StudentConfig, build_model  # noqa: E402
 from hyperlens.utils import atomic_write_json  # noqa: E402
@@ -77,9 +76,7 @@ def main() -> None:
         "seconds_per_step": seconds, "median_s_per_step": med,
         "speedup": med["per-tensor loop"] / med["fused"],
         "max_abs_weight_diff_after_20_steps": diff,
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": K.cpu_info(),
-        "loadavg": os.getloadavg(),
+        **machine(),
         "note": "the two ways alternate their order within each round; compare the ratio",
     }
     atomic_write_json(a.out, results)

@@ -398,13 +398,7 @@ def test_the_prefix_arm_reads_the_whole_prompt_under_padding(tmp_path: Path) -> 
         """The arm's answer read from the causal LM's own forward (LM head included)."""
         from hyperlens.inject.base import attach
 
-        seqs = [arm.seqs[int(i)] for i in rows]
-        width = max(len(q) for q in seqs)
-        ids = torch.full((len(seqs), width), arm.pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for b, q in enumerate(seqs):
-            ids[b, width - len(q):] = torch.tensor(q)
-            mask[b, width - len(q):] = 1
+        ids, mask = arm.inputs(rows)
         with attach(hrun.lm, arm.header), arm.header.use_codes(arm.codes[rows]):
             out = hrun.lm.module(input_ids=ids, attention_mask=mask, output_hidden_states=True)
         assert arm.head is not None

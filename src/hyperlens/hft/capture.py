@@ -259,7 +259,6 @@ class Unembedding(torch.nn.Module):
         self.register_buffer("weight", weight.detach().float().clone())
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
         self.compute_dtype = compute_dtype
-        self._low: torch.Tensor | None = None
 
     @classmethod
     def from_model(cls, model: ModelHandle | torch.nn.Module,
@@ -291,18 +290,16 @@ class Unembedding(torch.nn.Module):
 
     def low_weight(self) -> torch.Tensor:
         """``weight`` in ``compute_dtype`` (converted once per device and dtype)."""
-        low = self._low
-        if low is None or low.device != self.weight.device or low.dtype != self.compute_dtype:
-            low = self._low = self.weight.to(self.compute_dtype)
-        return low
+        return self.low_linear().weight
 
     def low_linear(self) -> PackedLinear:
-        """The product with :meth:`low_weight` as a :class:`PackedLinear` (made once)."""
-        low = self.low_weight()
-        src, lin = self.__dict__.get("_low_lin", (None, None))
-        if lin is None or src is not low:
-            lin = PackedLinear(low)
-            self.__dict__["_low_lin"] = (low, lin)  # a cache, not a submodule: no state entry
+        """The product with ``weight`` in ``compute_dtype`` as a :class:`PackedLinear`
+        (made once per device and dtype)."""
+        lin = self.__dict__.get("_low")
+        if lin is None or lin.weight.device != self.weight.device \
+                or lin.weight.dtype != self.compute_dtype:
+            lin = PackedLinear(self.weight.to(self.compute_dtype))
+            self.__dict__["_low"] = lin  # a cache, not a submodule: no state dict entry
         return lin
 
 

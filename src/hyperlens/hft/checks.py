@@ -236,9 +236,8 @@ def throughput(student: Student, teacher: ModelHandle, sp: CapturedSplit, *, ste
     student's vocabulary product, which is most of its cost and what it was trained
     through there; the teacher as a bf16 copy; both run their bf16 products on weights in
     oneDNN's packed layout, :mod:`~hyperlens.functional.packed`), the speed-ups are given
-    at equal
-    precision and fastest against fastest, and each copy's answers are compared with its
-    float32 original on the batch rows (``agree_*``: top-1 agreement; ``maxdiff_*``:
+    at equal precision and fastest against fastest, and each copy's answers are compared
+    with its float32 original on the batch rows (``agree_*``: top-1 agreement; ``maxdiff_*``:
     largest |delta log p| of the float32 top-1 token).
     """
     from ..functional import kernels

@@ -26,7 +26,6 @@ from torch import nn
 
 from ..align.evaluate import select_probe
 from ..errors import ConfigError, InputError
-from ..models.arch import resolve_backbone
 from ..report import Report
 from ..run import Cell, Executor, Ledger, Resources, Task, pinned_threads, run_cells
 from ..train import step_generator
@@ -573,26 +572,31 @@ class PrefixArm(HeaderArm):
         self.seqs = [list(ids) + list(run.cue_ids) for ids in run.prefix_ids]
         self.pad = int(run.lm.tokenizer.pad_token_id or 0)
 
+    def inputs(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input ids and attention mask of training rows ``rows``, left-padded so every row
+        ends at its answer cue ``[B, T]``."""
+        seqs = [self.seqs[int(i)] for i in rows]
+        width = max(len(q) for q in seqs)
+        ids = torch.full((len(seqs), width), self.pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for b, q in enumerate(seqs):
+            ids[b, width - len(q):] = torch.tensor(q)
+            mask[b, width - len(q):] = 1
+        return ids, mask
+
     def forward(self, rows: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
         from .base import attach
 
         codes = self.codes if codes is None else codes
         assert codes is not None
-        seqs = [self.seqs[int(i)] for i in rows]
-        width = max(len(q) for q in seqs)
-        ids = torch.full((len(seqs), width), self.pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for b, q in enumerate(seqs):  # left padding: every row ends at its answer cue
-            ids[b, width - len(q):] = torch.tensor(q)
-            mask[b, width - len(q):] = 1
+        ids, mask = self.inputs(rows)
         dev = self.run_.pc.device
         x = self._dropped(codes[rows].to(dev))
         # the decoder stack without the LM head: only its final state is read (the head of
         # a causal LM over the last position alone multiplies a strided row batch, which
         # PyTorch serves by copying the whole vocabulary matrix once per row)
-        stack = resolve_backbone(self.run_.lm.module).stack
         with attach(self.run_.lm, self.header), self.header.use_codes(x):
-            out = stack(input_ids=ids.to(dev), attention_mask=mask.to(dev))
+            out = self.run_.pc.stack(input_ids=ids.to(dev), attention_mask=mask.to(dev))
         assert self.head is not None
         return self.head(out.last_hidden_state[:, -1].float())
 

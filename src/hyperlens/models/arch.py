@@ -23,6 +23,7 @@ from ..errors import InputError
 __all__ = [
     "AttentionParts",
     "Backbone",
+    "block_stack",
     "embedding_module",
     "resolve_backbone",
     "is_causal_lm",
@@ -149,6 +150,18 @@ def is_causal_lm(module: nn.Module) -> bool:
     return bb.causal
 
 
+def block_stack(module: nn.Module) -> nn.Module:
+    """The module that runs ``module``'s blocks without its head: the encoder of an
+    encoder-decoder model, else the base model (a causal LM's decoder stack, no LM head)."""
+    cfg = getattr(module, "config", None)
+    if cfg is not None and getattr(cfg, "is_encoder_decoder", False) and hasattr(
+            module, "get_encoder"):
+        enc: Any = module.get_encoder()  # type: ignore[operator]
+        return enc
+    base = getattr(module, "base_model", None)
+    return base if isinstance(base, nn.Module) else module
+
+
 def resolve_backbone(module: nn.Module) -> Backbone:
     """Resolve ``module`` (a Hugging Face model, with or without a head) into a :class:`Backbone`.
 
@@ -160,18 +173,7 @@ def resolve_backbone(module: nn.Module) -> Backbone:
             f"model must be a torch.nn.Module (a Hugging Face model), got {type(module).__name__}; "
             "pass a model from hyperlens.models.load(...) or a transformers model."
         )
-    cfg = getattr(module, "config", None)
-    root: nn.Module = module
-    if (
-        cfg is not None
-        and getattr(cfg, "is_encoder_decoder", False)
-        and hasattr(module, "get_encoder")
-    ):
-        root = module.get_encoder()
-    else:
-        base = getattr(module, "base_model", None)
-        if isinstance(base, nn.Module):
-            root = base
+    root = block_stack(module)
     for layout in _LAYOUTS:
         layers = _first_attr(root, layout[0])
         if isinstance(layers, nn.ModuleList) and len(layers) > 0:

@@ -286,9 +286,8 @@ def check_out_dir(path: str | os.PathLike[str], name: str = "--out") -> Path:
     existing file; a path under a file; an existing folder that is not a hyperlens report
     and not empty (a report replaces its folder whole, so it would be lost; a folder with a
     run's resume records, ``cells.jsonl``, or a killed cell's ``checkpoints`` or ``cells``
-    folder, is accepted);
-    a parent that
-    cannot be created or written to. Creates the parent folder.
+    folder, is accepted); a parent that cannot be created or written to. Creates the parent
+    folder.
     """
     target = Path(path).expanduser()
     if target.exists() and not target.is_dir():

@@ -10,6 +10,7 @@ from torch import nn
 
 from ...errors import InputError
 from ...functional import geometry as G
+from ...models.arch import block_stack
 from ...utils import derive_seed, make_generator
 from ._common import (
     _bootstrap_mean_ci,
@@ -48,17 +49,7 @@ def _hidden_states(
     The block stack runs without the model's head: a causal LM's vocabulary product over
     every position is never read here (for Gemma 3 270M it is most of the forward's work).
     """
-    cfg = getattr(module, "config", None)
-    target: Any = module
-    if (
-        cfg is not None
-        and getattr(cfg, "is_encoder_decoder", False)
-        and hasattr(module, "get_encoder")
-    ):
-        target = module.get_encoder()  # type: ignore[operator]
-    else:
-        base = getattr(module, "base_model", None)
-        target = base if isinstance(base, nn.Module) else module
+    target: Any = block_stack(module)
     out = target(input_ids=ids, attention_mask=mask, output_hidden_states=True)
     hs = getattr(out, "hidden_states", None)
     if hs is None:
