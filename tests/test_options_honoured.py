@@ -80,7 +80,7 @@ SMALL: dict[str, tuple[tuple[str, ...], list[dict[str, Any]]]] = {
          "lr": 0.02, "lr_grid": (), "head_lr": 0.002, "eval_every": 1, "max_tokens": 12,
          "verbalizer": ("negative", "positive"), "kv_dtype": "float32", "threads": 1,
          "n_boot": 100, "fresh": True, "weight_decay": 0.01, "code_dropout": 0.1,
-         "text": ("present",)},
+         "text": ("present",), "margin": 0.05},
     ]),
     "transfer": (("glove-50d", "minilm"), [
         {"stages": ("0", "2"), "models": ("glove-50d",), "pair": ("glove-50d", "minilm"),

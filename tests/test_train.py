@@ -297,12 +297,15 @@ def test_resume_restores_buffers_and_the_step_count(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         fit_module(Tracked, dying, (x, y), ck)
-    net, hist = fit_module(Tracked, _tracked_loss, (x, y), ck)
-    assert hist.resumed_from == 10 and hist.train_loss == ref_hist.train_loss
-    assert torch.equal(net.running, ref.running) and net.running.abs().sum() > 0
-    assert all(torch.equal(a, b) for a, b in zip(_weights(net), _weights(ref), strict=True))
     from safetensors import safe_open
 
+    with safe_open(str(tmp_path / "ck" / CHECKPOINT_NAME), "pt") as f:
+        spent = json.loads(f.metadata()["meta"])["history"]["seconds"]
+    net, hist = fit_module(Tracked, _tracked_loss, (x, y), ck)
+    assert hist.resumed_from == 10 and hist.train_loss == ref_hist.train_loss
+    assert 0 < spent < hist.seconds  # the killed sitting's time is kept and added to
+    assert torch.equal(net.running, ref.running) and net.running.abs().sum() > 0
+    assert all(torch.equal(a, b) for a, b in zip(_weights(net), _weights(ref), strict=True))
     with safe_open(str(tmp_path / "ck" / CHECKPOINT_NAME), "pt") as f:
         keys = set(f.keys())
     assert "buffer/running" in keys and "buffer/table.values" not in keys

@@ -20,6 +20,7 @@ from hyperlens.errors import ConfigError, DataError, DependencyError, ModelNotFo
 from hyperlens.experiments import modulate
 from hyperlens.experiments.modulate import ModulateConfig
 from hyperlens.inject import modulate_cells as mc, modulate_train as mt
+from hyperlens.run import CELLS_TIMING
 
 
 @pytest.mark.parametrize(
@@ -346,8 +347,9 @@ def test_the_seed_reproduces_the_run_and_another_seed_changes_it(
     assert a != c
     la, lc = (tiny_runs[k]["data"]["minilm:runs"][0]["train_loss"] for k in "ac")
     assert la != lc  # another split trains on other anchors
-    assert tiny_runs["b"]["data"]["cells"] == {"resumed": 0, "computed": 6,
-                                               "file": "cells.jsonl"}
+    cells = tiny_runs["b"]["data"]["cells"]
+    assert (cells["resumed"], cells["computed"], cells["timed"]) == (0, 6, 6)
+    assert tiny_runs["b"]["timings"][CELLS_TIMING] > 0  # every cell's time is kept with it
 
 
 @pytest.mark.integration
@@ -355,7 +357,10 @@ def test_a_rerun_reads_the_trained_runs_back_with_the_same_numbers(
     tiny_runs: dict[str, Any]
 ) -> None:
     a, d = tiny_runs["a"], tiny_runs["d"]
-    assert d["data"]["cells"] == {"resumed": 6, "computed": 0, "file": "cells.jsonl"}
+    cells = d["data"]["cells"]
+    assert (cells["resumed"], cells["computed"]) == (6, 0)
+    # the cells' cost is read back with them: a resumed study still says what it took
+    assert d["timings"][CELLS_TIMING] == tiny_runs["b"]["timings"][CELLS_TIMING]
     assert not any(k.startswith("minilm:train:") for k in d["timings"])  # nothing trained
     # coherence and the alpha sweep ran on the adapter loaded from OUT/adapters
     assert _numbers(d) == _numbers(a)

@@ -37,3 +37,40 @@ def test_each_control_that_ran_is_compared_on_the_seeds_both_have():
     assert rows["prompt"]["seeds"] == 1
     # fewer seeds, wider interval: the detectable difference grows
     assert rows["prompt"]["detectable"] > sh["detectable"]
+
+
+def _verdict_run(margin: float):
+    rng = np.random.default_rng(1)
+    n = 600
+    base = rng.random((3, n)) < 0.75
+    hdc = base.copy()
+    hdc[:, :150] = True  # about 6 points above the baseline in every seed
+    fusion = base.copy()
+    fusion[:, 100:130] = ~fusion[:, 100:130]  # another head on the same texts
+    worse = base & (rng.random((3, n)) < 0.9)
+    correct = {name: {s: arr[s] for s in range(3)} for name, arr in (
+        ("hdc", hdc), ("baseline", base), ("fusion", fusion), ("shuffled", worse),
+        ("prompt", worse))}
+    p = SimpleNamespace(seeds=(0, 1, 2), n_boot=400, base_seed=0, margin=margin)
+    return SimpleNamespace(p=p, correct=correct)
+
+
+def test_the_verdict_states_the_configured_rule_and_its_power():
+    from hyperlens.inject.header_verdict import planned_power, verdict
+
+    gain = float(np.mean([_verdict_run(0.02).correct["hdc"][s].mean()
+                          - _verdict_run(0.02).correct["baseline"][s].mean() for s in range(3)]))
+    assert 0.04 < gain < 0.09
+    helps = verdict(_verdict_run(0.02))
+    assert helps.startswith("Rule (--margin 0.02)") and "HELPS" in helps
+    strict = verdict(_verdict_run(0.2))  # the same answers under a 20-point rule
+    assert strict.startswith("Rule (--margin 0.2)") and "does NOT help" in strict
+    assert "not >= 20 points above the baseline" in strict
+    plan = planned_power(_verdict_run(0.02))
+    assert plan is not None and plan["texts"] == 600 and plan["seeds"] == 3
+    assert 0 < plan["detectable"] < 0.05  # 30 discordant texts of 600
+    assert f"could detect {plan['detectable']:.3f}" in helps
+    assert "against the baseline" in helps and "against late fusion" in helps
+    run = _verdict_run(0.02)
+    del run.correct["fusion"]
+    assert planned_power(run) is None and "planned" not in verdict(run)

@@ -52,6 +52,11 @@ def test_ledger_records_once_resumes_and_skips_damaged_lines(tmp_path: Path) -> 
     mem = Ledger(None, "fp1")
     run_cells(cells[:1], mem)
     assert mem.get({"i": 1})["y"] == 2
+    # each record keeps the seconds of the call that computed it; the account sums them
+    acc = Ledger(path, "fp1").account()
+    assert (acc["cells"], acc["resumed"], acc["computed"], acc["timed"]) == (3, 3, 0, 3)
+    assert acc["compute_s"] == round(sum(json.loads(ln)["seconds"] for ln in
+                                         path.read_text().splitlines()), 3)
 
 
 def test_executor_options_are_checked_before_work(tmp_path: Path, capsys) -> None:
@@ -196,7 +201,7 @@ def test_killed_driver_reruns_from_the_ledger(tmp_path: Path, ray_executor) -> N
     # the rerun (here: in-process, local executor) trains only the missing models
     assert cli.main(["mha-cv", *MHA, "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
-    assert res["data"]["cells"] == {"resumed": n_before, "computed": 8 - n_before,
-                                    "file": "cells.jsonl"}
+    cells = res["data"]["cells"]
+    assert (cells["resumed"], cells["computed"], cells["timed"]) == (n_before, 8 - n_before, 8)
     assert cli.main(["mha-cv", *MHA, "--out", str(tmp_path / "local")]) == 0
     assert _results(out) == _results(tmp_path / "local")  # same numbers, each cell once

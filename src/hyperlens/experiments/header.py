@@ -64,6 +64,7 @@ from ..inject.header_verdict import (
     efficiency_rows,
     memorisation_rows,
     paired_rows,
+    planned_power,
     summarise,
     verdict,
     withheld_verdict,
@@ -182,6 +183,11 @@ class HeaderRunConfig(Config):
              "leaves free)")
     n_boot: int = option(2000, check=at_least(100),
                          help="bootstrap resamples per interval")
+    margin: float = option(
+        0.02, check=between(0, 1),
+        help="the verdict's rule with the text present: the header helps when, in every seed, "
+             "it is at least this far above the baseline head (accuracy) with the paired 95 % "
+             "interval above 0, and beats the shuffled-code and prompt-tuning controls")
     fresh: bool = option(False, help="ignore finished cells in OUT/cells.jsonl and recompute "
                                      "everything")
 
@@ -255,9 +261,10 @@ class HeaderRunConfig(Config):
             sparsity=self.sparsity, steps=self.steps, batch_size=self.batch_size, lr=self.lr,
             lr_grid=self.lr_grid, head_lr=self.head_lr, eval_every=self.eval_every,
             max_tokens=self.max_tokens, verbalizer=self.verbalizer, kv_dtype=self.kv_dtype,
-            n_boot=self.n_boot, base_seed=ctx.seed, device=str(ctx.torch_device),
-            text=self.text[0], patience=self.patience, weight_decay=self.weight_decay,
-            code_dropout=self.code_dropout, prefix_texts=self.prefix_texts,
+            n_boot=self.n_boot, margin=self.margin, base_seed=ctx.seed,
+            device=str(ctx.torch_device), text=self.text[0], patience=self.patience,
+            weight_decay=self.weight_decay, code_dropout=self.code_dropout,
+            prefix_texts=self.prefix_texts,
             dtype=ctx.resolve_dtype(ctx.torch_device))
 
 
@@ -268,7 +275,6 @@ def _run_stages(p: HeaderProtocol, out: Path, rep: Report, *, fresh: bool = Fals
     """Load the models, build the inputs and run the chosen stages; the (arm, seed) cells
     run on the context's executor and land in ``out/cells.jsonl``."""
     hrun = prepare(p, out, rep, fresh=fresh)
-    resumed = hrun.store.resumed
     try:
         rep.data["split"] = {k: int(len(v)) for k, v in hrun.split.rows.items()}
         with (ctx or RunContext()).make_executor() as executor:
@@ -276,6 +282,9 @@ def _run_stages(p: HeaderProtocol, out: Path, rep: Report, *, fresh: bool = Fals
             if "A" in p.stages:
                 with rep.timer("stage A"):
                     stage_a(hrun, executor)
+                plan = planned_power(hrun)  # before any header trains
+                if plan is not None:
+                    rep.data["power_planned"] = plan
             if "R" in p.stages:
                 with rep.timer("stage R"):
                     stage_r(hrun, executor)
@@ -285,8 +294,7 @@ def _run_stages(p: HeaderProtocol, out: Path, rep: Report, *, fresh: bool = Fals
                             else lambda: after_seed(hrun), executor=executor)
     finally:
         release(hrun)
-    rep.data["cells"] = {"resumed": resumed, "computed": len(hrun.store) - resumed,
-                         "file": "cells.jsonl"}
+    hrun.store.report_into(rep)
     return hrun
 
 

@@ -506,10 +506,9 @@ def _train_track(run: _TrainRun, track: str) -> None:
                              strict=True)]
     with rep.timer(f"train students {track}"), ctx.make_executor() as ex:
         rep.data["executor"] = ex.describe()
-        done = run_cells([c[0] for c in cells], run.ledger, ex, desc=f"hft students {track}",
-                         show_progress=ctx.progress)
-    counts = rep.data.setdefault("cells", {"resumed": run.ledger.resumed, "computed": 0})
-    counts["computed"] += done
+        run_cells([c[0] for c in cells], run.ledger, ex, desc=f"hft students {track}",
+                  show_progress=ctx.progress)
+    run.ledger.report_into(rep)
     for cell, setup, r, prep in cells:
         _collect(run, track, cell.key, setup, r, prep)
     main = plan[0][2]

@@ -50,14 +50,12 @@ def run(cfg: MHACVConfig, ctx: RunContext | None = None) -> Report:
     )
     ledger = Ledger(Path(rep.out_dir) / "cells.jsonl", cell_fingerprint(cfg, dev),
                     fresh=cfg.fresh)
-    done_before = ledger.resumed
     with ctx.make_executor() as executor:
         rep.data["executor"] = executor.describe()
         with rep.timer("sweep"):
             result = run_mha_cv(cfg, device=dev, show_progress=None if ctx.progress else False,
                                 executor=executor, ledger=ledger)
-    rep.data["cells"] = {"resumed": done_before, "computed": len(ledger) - done_before,
-                         "file": "cells.jsonl"}
+    ledger.report_into(rep)
     build_report(rep, result)
     rep.save()
     return rep

@@ -241,7 +241,6 @@ def run(config: ModulateConfig, ctx: RunContext | None = None) -> Report:
     wordnet_reader()  # the installation steps before any model loads
     ledger = Ledger(Path(rep.out_dir) / "cells.jsonl", cell_fingerprint(config, ctx),
                     fresh=config.fresh)
-    resumed = ledger.resumed
     summary: list[list[Any]] = []
     with ctx.make_executor() as executor:
         rep.data["executor"] = executor.describe()
@@ -253,8 +252,7 @@ def run(config: ModulateConfig, ctx: RunContext | None = None) -> Report:
                 summary += _score_model(rep, config, m, ctx.seed)
             finally:
                 mc.release(spec)
-    rep.data["cells"] = {"resumed": resumed, "computed": len(ledger) - resumed,
-                         "file": "cells.jsonl"}
+    ledger.report_into(rep)
     rep.summary(summary)
     rep.save()
     return rep

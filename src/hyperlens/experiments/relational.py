@@ -401,7 +401,6 @@ def run(config: RelationalConfig, ctx: RunContext | None = None) -> Report:
     results = []
     ledger = Ledger(Path(rep.out_dir) / "cells.jsonl", cell_fingerprint(config, dev, ctx.seed),
                     fresh=config.fresh)
-    resumed = ledger.resumed
     with ctx.make_executor() as executor:
         rep.data["executor"] = executor.describe()
         for name in config.models:
@@ -411,8 +410,7 @@ def run(config: RelationalConfig, ctx: RunContext | None = None) -> Report:
             _add_model_sections(rep, res, f"relational_{_safe(name)}", compact=False)
             rep.data.setdefault("relational", {})[name] = res
             rep.save(final=False)
-    rep.data["cells"] = {"resumed": resumed, "computed": len(ledger) - resumed,
-                         "file": "cells.jsonl"}
+    ledger.report_into(rep)
     if len(results) > 1:
         rows = []
         for res in results:

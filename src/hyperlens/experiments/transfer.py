@@ -188,8 +188,7 @@ def run(config: TransferConfig, ctx: RunContext | None = None) -> Report:
                 with rep.timer(f"stage:{stage}"):
                     _STAGE_LAYOUTS[stage](rep, config, sweep)
     rep.timings.update(sweep.fit_seconds)
-    rep.data["cells"] = {"resumed": ledger.resumed, "computed": sweep.computed,
-                         "file": "cells.jsonl"}
+    ledger.report_into(rep, computed=sweep.computed)
     rows = [["cells computed / resumed", f"{sweep.computed} / {ledger.resumed}"]]
     for d, b in rep.data.get("stage2_best", {}).items():
         rows.append([f"best @{config.n_anchors} {d}",

@@ -118,6 +118,7 @@ class HeaderProtocol:
     verbalizer: tuple[str, ...] | None = None
     kv_dtype: str = "float16"
     n_boot: int = 2000
+    margin: float = 0.02  # the rule (text present): the gain over the baseline in every seed
     base_seed: int = 0
     device: str = "cpu"
     text: str = "present"

@@ -2,9 +2,12 @@
 
 Per arm: accuracy and the difference to the baseline with two-level intervals (replicate
 seeds x evaluation texts), and against the baseline per seed a paired bootstrap and
-McNemar's test (the rule reads those). The header
-*helps* when, in every seed, it is at least 2 points above the baseline with the paired
-95 % interval above 0, and it beats the shuffled-code and prompt-tuning controls.
+McNemar's test (the rule reads those). With the text present the header *helps* when, in
+every seed, it is at least ``margin`` (the config's, 2 points by default) above the baseline
+with the paired 95 % interval above 0, and it beats the shuffled-code and prompt-tuning
+controls (:func:`rule_text` states it in the report, above the numbers). The test's power is
+planned from stage A, before any header trains (:func:`planned_power`), and measured on the
+comparisons themselves; the verdict prints both.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from ..functional.stats import (
 )
 from .header_arms import HeaderRun
 
-__all__ = ["summarise", "beats", "verdict", "CEILING_OF", "efficiency_rows", "withheld_verdict",
-           "MEMO_ARMS", "memorisation_rows", "PAIRS", "paired_rows"]
+__all__ = ["summarise", "beats", "verdict", "rule_text", "planned_power", "CEILING_OF",
+           "efficiency_rows", "withheld_verdict", "MEMO_ARMS", "memorisation_rows", "PAIRS",
+           "paired_rows"]
 
 #: the arms whose training and held-out curves the memorisation check puts side by side
 MEMO_ARMS = ("hdc", "float", "shuffled", "random")
@@ -120,27 +124,79 @@ def beats(run: HeaderRun, a: str, b: str, margin: float = 0.0) -> tuple[bool, li
     return ok, res
 
 
+def rule_text(margin: float) -> str:
+    """The text-present rule, in a sentence, with the config's ``margin``."""
+    return (f"Rule (--margin {margin:g}): the header helps when, in every seed, it is at least "
+            f"{100 * margin:g} points above the baseline head with the paired 95 % interval "
+            "above 0, and beats the shuffled-code and prompt-tuning controls with their "
+            "intervals above 0.")
+
+
+def planned_power(run: HeaderRun) -> dict[str, Any] | None:
+    """The power of the paired test at this evaluation size, planned from stage A before any
+    header trains: the smallest difference (80 % power, two-sided 95 %) that the two-level
+    interval of late fusion minus the baseline head could detect, two heads on the same
+    texts, as a header arm against the baseline will be. ``None`` without both arms."""
+    seeds = _common(run, "fusion", "baseline")
+    if not seeds:
+        return None
+    a, b = _grid(run, "fusion", seeds), _grid(run, "baseline", seeds)
+    assert a is not None and b is not None
+    d = two_level_bootstrap(a - b, n_boot=run.p.n_boot, seed=run.p.base_seed)
+    return {"detectable": detectable_difference(d.std), "texts": int(a.shape[1]),
+            "seeds": len(seeds), "from": "late fusion minus the baseline head (stage A)"}
+
+
+def _power_text(run: HeaderRun, ok_base: bool, ok_fusion: bool) -> str:
+    """What the comparisons could detect, planned and measured, and what that says."""
+    plan = planned_power(run)
+    parts = []
+    if plan is not None:
+        parts.append(f"Power: planned from stage A before any header trained ({plan['from']}, "
+                     f"{plan['texts']} texts x {plan['seeds']} seeds), the paired test could "
+                     f"detect {plan['detectable']:.3f} (80 %, two-sided 95 %)")
+    measured = []
+    for ctrl, name in (("baseline", "the baseline"), ("fusion", "late fusion")):
+        seeds = _common(run, "hdc", ctrl)
+        if not seeds:
+            continue
+        a, b = _grid(run, "hdc", seeds), _grid(run, ctrl, seeds)
+        assert a is not None and b is not None
+        d = two_level_bootstrap(a - b, n_boot=run.p.n_boot, seed=run.p.base_seed)
+        mdd = detectable_difference(d.std)
+        ok = ok_base if ctrl == "baseline" else ok_fusion
+        measured.append(f"against {name} {d.value:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}], "
+                        f"detectable {mdd:.3f}" + ("" if ok or d.lo > 0 else
+                                                   f": a gain of {mdd:.3f} or more would have "
+                                                   "shown and did not"))
+    if measured:
+        parts.append(("; measured, the HDC header " if parts else "Power: the HDC header ")
+                     + "; ".join(measured))
+    return "".join(parts) + "." if parts else ""
+
+
 def verdict(run: HeaderRun) -> str:
-    """The rule applied to the run, in sentences (what holds and what fails)."""
+    """The rule applied to the run, in sentences: the rule, what holds and what fails, and
+    the power of the comparisons."""
     if "hdc" not in run.correct or "baseline" not in run.correct:
         return "not decided: the HDC header arm or the baseline did not run."
-    ok_base, d_base = beats(run, "hdc", "baseline", margin=0.02)
+    ok_base, d_base = beats(run, "hdc", "baseline", margin=run.p.margin)
     ok_shuf, _ = beats(run, "hdc", "shuffled")
     ok_prompt, _ = beats(run, "hdc", "prompt")
     ok_fusion, _ = beats(run, "hdc", "fusion")
     mean_d = float(np.mean([d.value for d in d_base])) if d_base else float("nan")
-    parts = [f"HDC header vs baseline: {mean_d:+.3f} mean over seeds "
+    parts = [rule_text(run.p.margin), f"HDC header vs baseline: {mean_d:+.3f} mean over seeds "
              f"(per-seed paired 95 % CIs: "
              + ", ".join(f"[{d.lo:+.3f}, {d.hi:+.3f}]" for d in d_base) + ")."]
     if ok_base and ok_shuf and ok_prompt:
-        parts.append("The header HELPS by the rule (>= 2 points over the baseline with the "
-                     "paired CI above 0 in every seed, and it beats the shuffled-code and "
-                     "prompt-tuning controls).")
+        parts.append(f"The header HELPS by the rule (>= {100 * run.p.margin:g} points over the "
+                     "baseline with the paired CI above 0 in every seed, and it beats the "
+                     "shuffled-code and prompt-tuning controls).")
     else:
         why = []
         if not ok_base:
-            why.append("it is not >= 2 points above the baseline with the CI above 0 in every "
-                       "seed")
+            why.append(f"it is not >= {100 * run.p.margin:g} points above the baseline with "
+                       "the CI above 0 in every seed")
         for arm, name, ok in (("shuffled", "the shuffled-code control", ok_shuf),
                               ("prompt", "input-independent prompt tuning", ok_prompt)):
             if arm not in run.correct:
@@ -155,7 +211,8 @@ def verdict(run: HeaderRun) -> str:
         d = two_level_bootstrap(a - b, n_boot=run.p.n_boot, seed=run.p.base_seed)
         parts.append(f"With the baseline head frozen (only the header trains) the HDC header "
                      f"changes accuracy by {d.value:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}] "
-                     "(two-level 95 % interval, seeds x texts).")
+                     "(two-level 95 % interval, seeds x texts; detectable "
+                     f"{detectable_difference(d.std):.3f}).")
     if "fusion" in run.correct and not ok_fusion:
         fus_up, _ = beats(run, "fusion", "baseline")
         if fus_up:
@@ -164,7 +221,8 @@ def verdict(run: HeaderRun) -> str:
         else:
             parts.append("It does not beat late fusion, which itself is not above the "
                          "baseline in every seed.")
-    return " ".join(parts)
+    power = _power_text(run, ok_base, ok_fusion)
+    return " ".join(parts + ([power] if power else []))
 
 
 def _grid(run: HeaderRun, arm: str, seeds: list[int] | None = None) -> np.ndarray | None:

@@ -28,7 +28,7 @@ from .executor import (
     check_executor,
     make_executor,
 )
-from .ledger import Cell, Ledger, run_cells
+from .ledger import CELLS_TIMING, Cell, Ledger, run_cells
 from .shards import ShardError, map_shards
 from .threads import pinned_threads
 
@@ -47,6 +47,7 @@ __all__ = [
     "Ledger",
     "Cell",
     "run_cells",
+    "CELLS_TIMING",
     "map_shards",
     "ShardError",
     "pinned_threads",

@@ -5,7 +5,10 @@ trained model of the mha-cv grid), identified by a JSON key. :class:`Ledger` kee
 finished ones in ``cells.jsonl`` in the report folder; the file is rewritten atomically after
 every cell, so a crash (even ``kill -9``) never leaves a half-written line, and a rerun skips
 what is there. Records carry a fingerprint of the options that change a cell's numbers;
-records with another fingerprint are ignored.
+records with another fingerprint are ignored. Each record also keeps the wall-clock seconds of
+the call that computed it (measured where the cell ran), so a study finished over several
+sittings can still say what it cost in all (:meth:`Ledger.account`); a cell that resumed from
+its own mid-training checkpoint counts the sitting that finished it.
 
 :func:`run_cells` is the only place that writes the ledger: whatever executor computes the
 cells, results come back to this (the driver) process and are recorded here, once each, in
@@ -16,6 +19,7 @@ inputs, a sweep started under one can be finished under the other.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +28,10 @@ from typing import Any
 from ..utils import atomic_write_text, progress, stable_hash
 from .executor import Executor, LocalExecutor, Task
 
-__all__ = ["Ledger", "Cell", "run_cells"]
+__all__ = ["Ledger", "Cell", "run_cells", "CELLS_TIMING"]
+
+#: The report timing that sums the seconds of a ledger's cells over every sitting.
+CELLS_TIMING = "cells (all sittings)"
 
 
 class Ledger:
@@ -39,6 +46,7 @@ class Ledger:
         self.fingerprint = fingerprint
         self.cells: dict[str, dict[str, Any]] = {}
         self._lines: dict[str, str] = {}
+        self._put: set[str] = set()  # the cells this process recorded
         self.resumed = 0
         if self.path is not None and self.path.exists() and not fresh:
             for line in self.path.read_text(encoding="utf-8").splitlines():
@@ -67,14 +75,51 @@ class Ledger:
         rec = self.cells.get(self.cell_id(key))
         return None if rec is None else rec["result"]
 
-    def put(self, key: dict[str, Any], result: dict[str, Any]) -> None:
+    def put(self, key: dict[str, Any], result: dict[str, Any],
+            seconds: float | None = None) -> None:
         cid = self.cell_id(key)
-        rec = {"id": cid, "fingerprint": self.fingerprint, "key": key, "result": result}
+        rec: dict[str, Any] = {"id": cid, "fingerprint": self.fingerprint, "key": key,
+                               "result": result}
+        if seconds is not None:
+            rec["seconds"] = round(float(seconds), 3)
         line = json.dumps(rec, allow_nan=True, default=_plain)
         self.cells[cid] = json.loads(line)
         self._lines[cid] = line
+        self._put.add(cid)
         if self.path is not None:
             atomic_write_text(self.path, "".join(v + "\n" for v in self._lines.values()))
+
+    def account(self) -> dict[str, Any]:
+        """What the ledger holds and what its cells cost: ``cells``, ``resumed`` (read back
+        from the file and kept), ``computed`` (recorded by this process), ``compute_s`` (the
+        seconds of every cell that recorded them, whichever sitting computed it) and
+        ``timed`` (how many did; records written before cells were timed have none).
+
+        >>> led = Ledger(None, "f")
+        >>> led.put({"a": 1}, {"x": 1}, seconds=2.5); led.put({"a": 2}, {"x": 2})
+        >>> led.account()
+        {'cells': 2, 'resumed': 0, 'computed': 2, 'compute_s': 2.5, 'timed': 1}
+        """
+        times = [float(r["seconds"]) for r in self.cells.values() if "seconds" in r]
+        return {"cells": len(self.cells), "resumed": len(self.cells) - len(self._put),
+                "computed": len(self._put), "compute_s": round(sum(times), 3),
+                "timed": len(times)}
+
+    def report_into(self, rep: Any, **override: Any) -> None:
+        """Write the account into a report: the counts (and ``override``) as
+        ``data["cells"]``, the seconds under ``timings`` as :data:`CELLS_TIMING` (durations
+        live only there, so two runs of one computation still compare equal)."""
+        acc = self.account()
+        rep.timings[CELLS_TIMING] = acc.pop("compute_s")
+        rep.data["cells"] = {**acc, **override,
+                             "file": None if self.path is None else self.path.name}
+
+
+def _timed(_cell_fn: Any, **kwargs: Any) -> dict[str, Any]:
+    """Call a cell's function where the executor runs it and time the call."""
+    start = time.perf_counter()
+    result = _cell_fn(**kwargs)
+    return {"result": result, "seconds": time.perf_counter() - start}
 
 
 def _plain(obj: Any) -> Any:
@@ -117,8 +162,10 @@ def run_cells(cells: Sequence[Cell], ledger: Ledger, executor: Executor | None =
     bar = progress(range(len(todo)), total=len(todo), desc=f"{desc} ({executor.name})",
                    enabled=show_progress, unit="cell")
     it = iter(bar)
-    for i, result in executor.map([c.task for c in todo]):
-        ledger.put(todo[i].key, result)
+    timed = [Task(_timed, {"_cell_fn": c.task.fn, **c.task.kwargs}, c.task.resources)
+             for c in todo]
+    for i, out in executor.map(timed):
+        ledger.put(todo[i].key, out["result"], seconds=out["seconds"])
         next(it, None)
     next(it, None)
     return len(todo)

@@ -227,7 +227,8 @@ class History:
         resumed_from: the step a resumed run started from (0 for a fresh run).
         restored_step: with ``restore_best``, the step whose weights the module holds after
             :func:`fit` (the step of ``best``); ``None`` otherwise.
-        seconds: wall-clock time of this call (not of the resumed part before it).
+        seconds: wall-clock time of the run, summed over its sittings: a resumed run adds
+            this call's time to what its checkpoint had recorded.
     """
 
     steps: list[int] = field(default_factory=list)

@@ -303,6 +303,7 @@ def _fit(
         if ckpt is not None and ckpt.exists():
             resumed = _resume(ckpt, fp, named, opt, gen, devices, cfg, bufs)
         hist, st = resumed or (History(), _State())
+        before = hist.seconds  # the sittings a resumed run had already spent
         token, step_token = _GEN.set(gen), _STEP.set(st)
         bar = progress(range(total), total=total, desc="train", enabled=cfg.progress, unit="step")
         loop = _Loop(module, loss_fn, data, collate, eval_fn, cfg, named, opt, hist, st, total,
@@ -323,6 +324,7 @@ def _fit(
 
                 def save(done: int, epoch: int = epoch, order: torch.Tensor = order) -> None:
                     assert ckpt is not None  # done > 0: mid-epoch, the order kept with it
+                    hist.seconds = before + time.perf_counter() - start
                     _save_checkpoint(ckpt, named, opt, gen, {
                         "fingerprint": fp, **st.meta(epoch, done), "history": hist.as_dict()},
                         st.best_params, bufs, order if done else None)
@@ -339,7 +341,7 @@ def _fit(
                 close()
         loop.restore_best()
         module.eval()
-    hist.seconds = time.perf_counter() - start
+    hist.seconds = before + time.perf_counter() - start
     return hist, module
 
 
