@@ -200,7 +200,9 @@ def test_reconstruction_stage_scores_the_withheld_text(tmp_path: Path) -> None:
     assert set(rec["reduction"]) == {"shuffled", "none"}
     for e in rec["reduction"].values():  # the power: 2.8 standard errors at 95 % and 80 %
         assert e["detectable"] == pytest.approx(2.8016 * e["std"], rel=1e-3)
-    assert "Reconstruction (stage R)" in [sec["title"] for sec in res["sections"]]
+    titles = [sec["title"] for sec in res["sections"]]
+    assert "Reconstruction (stage R)" in titles and "Arms" not in titles  # no empty arms plot
+    assert not (rep.out_dir / "arms.png").exists()
     # a rerun reads the cell back and gives the same numbers
     again = run(cfg, RunContext(device="cpu", out=tmp_path / "run"))
     res2 = json.loads((again.out_dir / "results.json").read_text())

@@ -601,7 +601,8 @@ def _write_report(hrun: HeaderRun, rep: Report) -> None:
     text = withheld_verdict(hrun, eff) if hrun.p.withheld else verdict(hrun)
     rep.data["arms"] = table
     rep.data["verdict"] = text
-    _arms_section(hrun, rep, table, text)
+    if table:  # stage R alone scores no arm: no empty table or plot
+        _arms_section(hrun, rep, table, text)
     if eff:
         _efficiency_section(hrun, rep, eff)
     _paired_section(hrun, rep)
