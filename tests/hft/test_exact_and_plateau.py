@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -214,10 +216,12 @@ def test_a_killed_student_resumes_to_the_same_weights_and_reseeds(setup, tmp_pat
                          checkpoint_dir=tmp_path / "ck")
     monkeypatch.setattr(hft_train, "_distill", real)
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["e2e", "stage1", "stage2"]
+    spent = sum(_checkpoint_seconds(d) for d in (tmp_path / "ck").iterdir())
     again = fresh()
     h = train_hyperfield(again, store, cap.train, stats, U, sc, show_progress=False,
                          checkpoint_dir=tmp_path / "ck")
     assert h["e2e"]["resumed_from"] > 0 and h["reseeds"] == h_ref["reseeds"]
+    assert 0 < spent < h["seconds"]  # the killed sitting's training counts in the total
     for phase in ("stage1", "stage2", "e2e"):
         assert h[phase]["train_loss"] == h_ref[phase]["train_loss"]
     for (k, a), b in zip(ref.state_dict().items(), again.state_dict().values(), strict=True):
@@ -266,3 +270,13 @@ def test_transformer_student_reads_ids_matches_parameters_and_learns(setup, tiny
     student = TransformerStudent(feat.emb, W, d, 64, U, lu, heads=4, seed=1)
     h = train_mlp(student, _ids(cap.train), cap.train, U, sc, show_progress=False)
     assert h["best"]["val_kl"] < h["evals"][0]["val_kl"]
+
+
+def _checkpoint_seconds(folder: Path) -> float:
+    """The training time a phase's checkpoint has recorded."""
+    from safetensors import safe_open
+
+    from hyperlens.train import CHECKPOINT_NAME
+
+    with safe_open(str(folder / CHECKPOINT_NAME), "pt") as f:
+        return float(json.loads(f.metadata()["meta"])["history"]["seconds"])

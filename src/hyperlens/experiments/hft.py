@@ -537,7 +537,9 @@ def _collect(run: _TrainRun, track: str, key: dict[str, Any], setup: Any, r: Any
     res = run.ledger.get(key)
     assert res is not None  # run_cells recorded every cell
     run.seeds_res.setdefault(r.name, []).append(res["summary"])
-    run.rep.timings[f"train {r.name} seed {r.seed}"] = float(res["seconds"])
+    # training over every sitting (cells from before it was kept: the finishing sitting's)
+    run.rep.timings[f"train {r.name} seed {r.seed}"] = float(res.get("train_seconds",
+                                                                     res["seconds"]))
     if r.seed != run.cfg.seeds[0]:
         return
     run.results[r.name] = hc.load_metrics(run.rep.out_dir, setup, r)

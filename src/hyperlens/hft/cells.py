@@ -254,8 +254,10 @@ def student_cell(setup: dict[str, Any], run: dict[str, Any], out: str, threads: 
     shutil.rmtree(ckpt, ignore_errors=True)  # the ledger now holds the cell
     release_freed_memory()
     reseeds = hist.pop("reseeds", None)  # HyperField only
+    train_s = float(hist.pop("seconds"))  # training, summed over the sittings of a resumed cell
     return {"summary": seed_means(metrics), "params": count_parameters(model),
-            "history": hist, "reseeds": reseeds, "seconds": time.perf_counter() - t0}
+            "history": hist, "reseeds": reseeds, "seconds": time.perf_counter() - t0,
+            "train_seconds": train_s}
 
 
 def _ids(sp: Any) -> FeatureStore:

@@ -376,7 +376,8 @@ def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSp
                      *, seed: int = 0, show_progress: bool | None = None,
                      checkpoint_dir: str | Path | None = None) -> dict[str, Any]:
     """The three-phase schedule, on the device of ``model`` (and ``teacher``); returns the
-    histories and reseed counts. With ``checkpoint_dir`` each phase checkpoints every epoch
+    histories, reseed counts and ``seconds`` (training time of all phases, summed over the
+    sittings of a resumed run). With ``checkpoint_dir`` each phase checkpoints every epoch
     in a folder of its own there, and a rerun resumes where it stopped, to the same
     weights."""
     sl, targets = _shortlist(sc, sp, teacher, model, show_progress)
@@ -437,6 +438,7 @@ def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSp
         hists.append(h3)
     teacher.compute_dtype = torch.float32
     out["reseeds"] = _reseeds(*hists)
+    out["seconds"] = h1.seconds + sum(h.seconds for h in hists)  # every phase, every sitting
     model.eval()
     return out
 
@@ -447,7 +449,8 @@ def train_mlp(model: MLPStudent | TransformerStudent, train: FeatureStore, sp: C
               ) -> dict[str, Any]:
     """An MLP or the transformer (``train`` then holds the window ids): the same data, loss
     and validation as the HyperField student (under the fixed schedule, its number of
-    distillation epochs); ``checkpoint_dir`` as for :func:`train_hyperfield`."""
+    distillation epochs); ``checkpoint_dir`` and ``seconds`` as for
+    :func:`train_hyperfield`."""
     sl, targets = _shortlist(sc, sp, teacher, model, show_progress)
     data, val = _split(_data(train, sp, None, _device_of(model), targets), sp, sc)
     teacher.compute_dtype = _unembed_dtype(sc)
@@ -461,7 +464,7 @@ def train_mlp(model: MLPStudent | TransformerStudent, train: FeatureStore, sp: C
             **_evaluator(val, lambda m, v: _val_distill(m, v, teacher)))
     teacher.compute_dtype = torch.float32
     model.eval()
-    return _hist(h)
+    return {**_hist(h), "seconds": h.seconds}  # summed over the sittings of a resumed run
 
 
 def train_tuned_lens(lens: TunedLens, sp: CapturedSplit, teacher: Unembedding,
