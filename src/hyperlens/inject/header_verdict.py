@@ -12,11 +12,12 @@ comparisons themselves; the verdict prints both.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..functional.stats import (
+    Estimate,
     detectable_difference,
     mcnemar,
     paired_bootstrap,
@@ -25,7 +26,8 @@ from ..functional.stats import (
 )
 from .header_arms import HeaderRun
 
-__all__ = ["summarise", "beats", "verdict", "rule_text", "planned_power", "CEILING_OF",
+__all__ = ["summarise", "beats", "verdict", "rule_text", "planned_power", "Paired", "paired",
+           "CEILING_OF",
            "efficiency_rows", "withheld_verdict", "MEMO_ARMS", "memorisation_rows", "PAIRS",
            "paired_rows"]
 
@@ -48,28 +50,45 @@ PAIRS["hdc-prefix"] = PAIRS["hdc"] + ("hdc",)  # the seed's form against the cac
 PAIRS["lm-hdc"] = ("lm-static", "lm-hdc-ablate", "zeroshot-cal", "notext")
 
 
+class Paired(NamedTuple):
+    """One arm minus one control, text by text on the replicate seeds both have."""
+
+    difference: Estimate  # two-level interval (seeds x texts)
+    detectable: float  # smallest difference at 80 % power, two-sided 95 % (NaN: no spread)
+    seeds: int
+    texts: int
+
+
+def paired(run: HeaderRun, arm: str, ctrl: str) -> Paired | None:
+    """``arm`` minus ``ctrl`` (:class:`Paired`); ``None`` when they share no seed or are one
+    arm. The bootstrap draws come from the run's ``base_seed``."""
+    seeds = _common(run, arm, ctrl)
+    if arm == ctrl or not seeds:
+        return None
+    a, b = _grid(run, arm, seeds), _grid(run, ctrl, seeds)
+    assert a is not None and b is not None
+    d = two_level_bootstrap(a - b, n_boot=run.p.n_boot, seed=run.p.base_seed)
+    mdd = detectable_difference(d.std) if d.std == d.std else float("nan")
+    return Paired(d, mdd, len(seeds), int(a.shape[1]))
+
+
 def paired_rows(run: HeaderRun) -> list[dict[str, Any]]:
     """Every code-carrying arm against each of its controls (:data:`PAIRS`) that ran: the
     difference in accuracy, text by text on the seeds both have, with a two-level interval
     (seeds x texts), the smallest difference that comparison could detect (80 % power at
     95 %, from the interval's standard error) and what it says: above, below, or no
     difference as large as that."""
-    p = run.p
     out: list[dict[str, Any]] = []
     for arm, controls in PAIRS.items():
         for ctrl in controls:
-            seeds = _common(run, arm, ctrl)
-            if arm == ctrl or not seeds:
+            pr = paired(run, arm, ctrl)
+            if pr is None:
                 continue
-            a, b = _grid(run, arm, seeds), _grid(run, ctrl, seeds)
-            assert a is not None and b is not None
-            d = two_level_bootstrap(a - b, n_boot=p.n_boot, seed=p.base_seed)
-            mdd = detectable_difference(d.std) if d.std == d.std else float("nan")
+            d, mdd = pr.difference, pr.detectable
             says = ("above" if d.lo > 0 else "below" if d.hi < 0
                     else f"no difference of {mdd:.3f} or more")
-            out.append({"arm": arm, "control": ctrl, "seeds": len(seeds),
-                        "texts": int(a.shape[1]), "difference": d.as_dict(),
-                        "detectable": mdd, "says": says})
+            out.append({"arm": arm, "control": ctrl, "seeds": pr.seeds, "texts": pr.texts,
+                        "difference": d.as_dict(), "detectable": mdd, "says": says})
     return out
 
 
@@ -93,12 +112,10 @@ def summarise(run: HeaderRun) -> dict[str, Any]:
             continue
         rec: dict[str, Any] = {"per_seed": accs}
         rec["acc"] = two_level_bootstrap(grid, n_boot=p.n_boot, seed=p.base_seed).as_dict()
-        both = _common(run, arm, "baseline")
-        if both and arm != "baseline":
-            a, b = _grid(run, arm, both), _grid(run, "baseline", both)
-            assert a is not None and b is not None
-            rec["vs_baseline"] = two_level_bootstrap(a - b, n_boot=p.n_boot,
-                                                     seed=p.base_seed).as_dict()
+        vs = paired(run, arm, "baseline")
+        if vs is not None:
+            both = _common(run, arm, "baseline")
+            rec["vs_baseline"] = vs.difference.as_dict()
             bper = run.correct["baseline"]
             rec["vs_baseline_seeds"] = [
                 paired_bootstrap(per[s].astype(float), bper[s].astype(float),
@@ -137,14 +154,11 @@ def planned_power(run: HeaderRun) -> dict[str, Any] | None:
     header trains: the smallest difference (80 % power, two-sided 95 %) that the two-level
     interval of late fusion minus the baseline head could detect, two heads on the same
     texts, as a header arm against the baseline will be. ``None`` without both arms."""
-    seeds = _common(run, "fusion", "baseline")
-    if not seeds:
+    pr = paired(run, "fusion", "baseline")
+    if pr is None:
         return None
-    a, b = _grid(run, "fusion", seeds), _grid(run, "baseline", seeds)
-    assert a is not None and b is not None
-    d = two_level_bootstrap(a - b, n_boot=run.p.n_boot, seed=run.p.base_seed)
-    return {"detectable": detectable_difference(d.std), "texts": int(a.shape[1]),
-            "seeds": len(seeds), "from": "late fusion minus the baseline head (stage A)"}
+    return {"detectable": pr.detectable, "texts": pr.texts, "seeds": pr.seeds,
+            "from": "late fusion minus the baseline head (stage A)"}
 
 
 def _power_text(run: HeaderRun, ok_base: bool, ok_fusion: bool) -> str:
@@ -157,13 +171,10 @@ def _power_text(run: HeaderRun, ok_base: bool, ok_fusion: bool) -> str:
                      f"detect {plan['detectable']:.3f} (80 %, two-sided 95 %)")
     measured = []
     for ctrl, name in (("baseline", "the baseline"), ("fusion", "late fusion")):
-        seeds = _common(run, "hdc", ctrl)
-        if not seeds:
+        pr = paired(run, "hdc", ctrl)
+        if pr is None:
             continue
-        a, b = _grid(run, "hdc", seeds), _grid(run, ctrl, seeds)
-        assert a is not None and b is not None
-        d = two_level_bootstrap(a - b, n_boot=run.p.n_boot, seed=run.p.base_seed)
-        mdd = detectable_difference(d.std)
+        d, mdd = pr.difference, pr.detectable
         ok = ok_base if ctrl == "baseline" else ok_fusion
         measured.append(f"against {name} {d.value:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}], "
                         f"detectable {mdd:.3f}" + ("" if ok or d.lo > 0 else
@@ -204,15 +215,13 @@ def verdict(run: HeaderRun) -> str:
             elif not ok:
                 why.append(f"it does not beat {name} in every seed")
         parts.append("The header does NOT help by the rule: " + "; ".join(why) + ".")
-    both = _common(run, "hdc-frozen", "baseline")
-    if both:  # the cleaner test: the head is the baseline's, only the header trained
-        a, b = _grid(run, "hdc-frozen", both), _grid(run, "baseline", both)
-        assert a is not None and b is not None
-        d = two_level_bootstrap(a - b, n_boot=run.p.n_boot, seed=run.p.base_seed)
+    frozen = paired(run, "hdc-frozen", "baseline")
+    if frozen is not None:  # the cleaner test: the head is the baseline's, only the header
+        d = frozen.difference
         parts.append(f"With the baseline head frozen (only the header trains) the HDC header "
                      f"changes accuracy by {d.value:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}] "
                      "(two-level 95 % interval, seeds x texts; detectable "
-                     f"{detectable_difference(d.std):.3f}).")
+                     f"{frozen.detectable:.3f}).")
     if "fusion" in run.correct and not ok_fusion:
         fus_up, _ = beats(run, "fusion", "baseline")
         if fus_up:
