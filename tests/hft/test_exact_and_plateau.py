@@ -280,3 +280,55 @@ def _checkpoint_seconds(folder: Path) -> float:
 
     with safe_open(str(folder / CHECKPOINT_NAME), "pt") as f:
         return float(json.loads(f.metadata()["meta"])["history"]["seconds"])
+
+
+
+def test_a_killed_tuned_lens_resumes_and_a_finished_one_is_restored_untrained(
+        setup, tiny_teacher, tmp_path):
+    from hyperlens.hft.model import TunedLens
+    from hyperlens.hft.train import train_tuned_lens
+    from hyperlens.models.arch import resolve_backbone
+
+    cap, feat, fc, store, U, lu = setup
+    sc = replace(SMALL_STUDENT, batch_size=16, patience=3, max_epochs=4, val_share=0.25,
+                 fast_unembed=False)
+    norm = resolve_backbone(tiny_teacher.module).final_norm
+    calls: list[bool] = []
+
+    def lens(die_at: int = -1) -> TunedLens:
+        m = TunedLens(int(cap.train["state"].shape[1]), norm, U)
+        inner = m.A.forward
+
+        def counted(h):  # count the training steps; die at the chosen one
+            if torch.is_grad_enabled():
+                calls.append(True)
+                if len(calls) == die_at:
+                    raise KeyboardInterrupt
+            return inner(h)
+
+        m.A.forward = counted
+        return m
+
+    ref = lens()
+    h_ref = train_tuned_lens(ref, cap.train, U, sc, show_progress=False)
+    steps, per_epoch = len(calls), h_ref["epochs"].count(0)
+    assert steps > per_epoch + 2 and h_ref["best"]["val_kl"] < h_ref["evals"][0]["val_kl"]
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):  # killed a few steps into its second epoch
+        train_tuned_lens(lens(per_epoch + 3), cap.train, U, sc, show_progress=False,
+                         checkpoint_dir=tmp_path / "ck")
+    spent = _checkpoint_seconds(tmp_path / "ck" / "lens")
+    calls.clear()
+    again = lens()
+    h = train_tuned_lens(again, cap.train, U, sc, show_progress=False,
+                         checkpoint_dir=tmp_path / "ck")
+    assert len(calls) == steps - per_epoch and h["resumed_from"] > 0
+    assert 0 < spent < h["seconds"]  # the killed sitting's training counts in the total
+    assert h["train_loss"] == h_ref["train_loss"]
+    torch.testing.assert_close(again.A.weight, ref.A.weight, rtol=0, atol=0)
+    calls.clear()
+    done = lens()  # the finished lens: restored from its checkpoint, not a step trained
+    h2 = train_tuned_lens(done, cap.train, U, sc, show_progress=False,
+                          checkpoint_dir=tmp_path / "ck")
+    assert not calls and h2["train_loss"] == h_ref["train_loss"]
+    torch.testing.assert_close(done.A.weight, ref.A.weight, rtol=0, atol=0)

@@ -558,20 +558,26 @@ def _collect(run: _TrainRun, track: str, key: dict[str, Any], setup: Any, r: Any
 
 
 def _lenses(run: _TrainRun) -> None:
-    """Track B's baselines: the logit lens and a tuned lens per replicate seed."""
+    """Track B's baselines: the logit lens and a tuned lens per replicate seed. Each lens
+    checkpoints every epoch in ``cells/`` and keeps its checkpoint: a rerun resumes it, or
+    restores the finished one; its training time is summed over the sittings."""
     from ..hft.evaluate import score
     from ..hft.model import TunedLens, count_parameters
     from ..hft.train import train_tuned_lens
     from ..models.arch import resolve_backbone
+    from ..utils import stable_hash
 
     he, U = run.he, run.U
     norm: Any = resolve_backbone(run.teacher.module).final_norm
     run.results["B: logit lens"] = score(state_fn(nn.Sequential(norm, U), he), he, U)
+    key = stable_hash(run.cfg.teacher, str(run.cap.root), run.cap.limit or 0, asdict(run.sc),
+                      length=8)
     for i, seed in enumerate(run.cfg.seeds):
         lens = TunedLens(run.d, norm, U)
-        with run.rep.timer("train tuned lens"):
-            lh = train_tuned_lens(lens, run.tr, U, run.sc, seed=seed,
-                                  show_progress=run.ctx.progress)
+        ckpt = Path(run.rep.out_dir) / "cells" / f"tuned-lens--seed{seed}--{key}.ckpt"
+        lh = train_tuned_lens(lens, run.tr, U, run.sc, seed=seed,
+                              show_progress=run.ctx.progress, checkpoint_dir=ckpt)
+        run.rep.timings[f"train tuned lens seed {seed}"] = lh.pop("seconds")
         r_ = score(state_fn(lens, he), he, U)
         run.seeds_res.setdefault("B: tuned lens", []).append(seed_means(r_))
         if i == 0:

@@ -468,10 +468,10 @@ def train_mlp(model: MLPStudent | TransformerStudent, train: FeatureStore, sp: C
 
 
 def train_tuned_lens(lens: TunedLens, sp: CapturedSplit, teacher: Unembedding,
-                     sc: StudentConfig, *, seed: int = 0, show_progress: bool | None = None
-                     ) -> dict[str, Any]:
+                     sc: StudentConfig, *, seed: int = 0, show_progress: bool | None = None,
+                     checkpoint_dir: str | Path | None = None) -> dict[str, Any]:
     """Affine map of the layer-l state trained on the same KL and validation slice (Track B
-    baseline)."""
+    baseline); ``checkpoint_dir`` and ``seconds`` as for :func:`train_hyperfield`."""
     dev = _device_of(lens)
     full = {"state": sp.source("state").to(dev), "final": sp.source("final").to(dev)}
     data, val = _split(full, sp, sc)
@@ -495,11 +495,12 @@ def train_tuned_lens(lens: TunedLens, sp: CapturedSplit, teacher: Unembedding,
                   for a in range(0, n, 512))
         return {"val_kl": tot / n}
 
-    cfg = replace(_cfg(sc, sc.lens_epochs, seed, show_progress, lr=sc.lens_lr), grad_clip=None)
+    cfg = replace(_cfg(sc, sc.lens_epochs, seed, show_progress, lr=sc.lens_lr,
+                       ckpt=_phase(checkpoint_dir, "lens")), grad_clip=None)
     h = fit(lens, loss, data, cfg, **_evaluator(val, val_kl))
     lens.unembed.compute_dtype = torch.float32
     lens.eval()
-    return _hist(h)
+    return {**_hist(h), "seconds": h.seconds}
 
 
 @torch.no_grad()
