@@ -57,7 +57,8 @@ API_PAGES: dict[str, tuple[str, tuple[str, ...]]] = {
                      "hyperlens.experiments.weights", "hyperlens.experiments.mha_cv",
                      "hyperlens.experiments.transfer", "hyperlens.experiments.align_vocab",
                      "hyperlens.experiments.relational", "hyperlens.experiments.modulate",
-                     "hyperlens.experiments.header", "hyperlens.experiments.hft")),
+                     "hyperlens.experiments.header", "hyperlens.experiments.hft",
+                     "hyperlens.experiments.hft_saved")),
     "report": ("reports: results.json, plots, the HTML page, DataFrames",
                ("hyperlens.report",)),
 }

@@ -44,6 +44,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hyperlens.experiments.modulate",
     "hyperlens.experiments.header",
     "hyperlens.experiments.hft",
+    "hyperlens.experiments.hft_saved",
     "hyperlens.experiments.hft_scale",
 )
 

@@ -42,10 +42,12 @@ def test_capture_dir_naming_a_file_is_refused(tmp_path, capsys):
 
 def test_registered_in_cli():
     from hyperlens.cli import COMMAND_MODULES
+    from hyperlens.experiments import hft_saved
 
-    assert "hyperlens.experiments.hft" in COMMAND_MODULES
-    assert [c.name for c in hft.COMMANDS] == ["hft capture", "hft train", "hft eval",
-                                             "hft generate"]
+    assert {"hyperlens.experiments.hft", "hyperlens.experiments.hft_saved"} <= set(
+        COMMAND_MODULES)
+    assert [c.name for c in hft.COMMANDS + hft_saved.COMMANDS] == [
+        "hft capture", "hft train", "hft eval", "hft generate"]
 
 
 def test_cli_defaults_are_the_student_config_defaults():

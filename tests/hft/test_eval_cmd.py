@@ -10,7 +10,7 @@ from tiny_setup import SMALL, TEXTS
 
 from hyperlens.config import RunContext
 from hyperlens.errors import InputError
-from hyperlens.experiments import hft
+from hyperlens.experiments.hft_saved import HftEvalConfig, HftGenerateConfig, run_eval, run_generate
 from hyperlens.hft.capture import CaptureConfig, run_capture
 
 
@@ -22,7 +22,7 @@ def test_eval_and_generate_a_saved_student(saved_student, tiny_teacher, tmp_path
     import hyperlens.models as hm
 
     monkeypatch.setattr(hm, "load", lambda name, **k: tiny_teacher)
-    out = hft.run_eval(hft.HftEvalConfig(student=saved_student, n_boot=20),
+    out = run_eval(HftEvalConfig(student=saved_student, n_boot=20),
                        _ctx(tmp_path)).out_dir
     res = json.loads((out / "results.json").read_text())
     assert "A: HyperField (saved)" in res["data"]["summary"]
@@ -30,7 +30,7 @@ def test_eval_and_generate_a_saved_student(saved_student, tiny_teacher, tmp_path
     assert tp["student_batch1"] > 0 and tp["teacher_batch1"] > 0
     speed = next(s for s in res["sections"] if s["title"] == "Speed")["tables"][0]["rows"]
     assert speed[0][0] == "tokens/s batch 1: student / teacher" and speed[-1][1] > 0
-    out = hft.run_generate(hft.HftGenerateConfig(student=saved_student / "student", n_tokens=3),
+    out = run_generate(HftGenerateConfig(student=saved_student / "student", n_tokens=3),
                            _ctx(tmp_path / "g")).out_dir
     assert (out / "results.json").exists()
 
@@ -45,8 +45,8 @@ def test_eval_on_a_capture_of_another_window_is_refused_before_the_teacher(
     with pytest.raises(InputError, match=r"this student was trained on teacher 'tiny' \(hidden "
                                          r"32, vocab 120\), window 8, capture .*, dataset agnews, "
                                          r"layer 1; the capture in .*w4 has window 4"):
-        hft.run_eval(hft.HftEvalConfig(student=saved_student, capture_dir=other.root),
+        run_eval(HftEvalConfig(student=saved_student, capture_dir=other.root),
                      _ctx(tmp_path))
     with pytest.raises(InputError, match="holds no capture"):
-        hft.run_eval(hft.HftEvalConfig(student=saved_student, capture_dir=tmp_path / "none"),
+        run_eval(HftEvalConfig(student=saved_student, capture_dir=tmp_path / "none"),
                      _ctx(tmp_path))

@@ -332,3 +332,48 @@ def test_a_killed_tuned_lens_resumes_and_a_finished_one_is_restored_untrained(
                           checkpoint_dir=tmp_path / "ck")
     assert not calls and h2["train_loss"] == h_ref["train_loss"]
     torch.testing.assert_close(done.A.weight, ref.A.weight, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("student", ["hyperfield", "mlp", "transformer"])
+def test_bf16_autocast_trains_the_dense_students_in_float32_weights_not_hyperfield(
+        setup, student):
+    from hyperlens.hft.cells import _ids
+    from hyperlens.hft.model import TransformerStudent
+
+    cap, feat, fc, store, U, lu = setup
+    stats = aux_stats(cap.train)
+    runs = {}
+    for bf16 in (False, True):
+        sc = replace(SMALL_STUDENT, batch_size=32, patience=2, max_epochs=2, val_share=0.25,
+                     fast_unembed=False, bf16=bf16)
+        if student == "hyperfield":
+            m = build_model(sc, feat.d1, fc.d_tail, 32, int(stats["mean"].numel()), U, lu)
+            h = train_hyperfield(m, store, cap.train, stats, U, sc, show_progress=False)
+            h = h["e2e"]
+        elif student == "mlp":
+            m = _mlp(setup)
+            h = train_mlp(m, store, cap.train, U, sc, show_progress=False)
+        else:
+            m = TransformerStudent(feat.emb, fc.window, 32, 64, U, lu, heads=4, seed=1)
+            h = train_mlp(m, _ids(cap.train), cap.train, U, sc, show_progress=False)
+        assert all(p.dtype == torch.float32 for p in m.parameters())
+        assert h["best"]["val_kl"] < h["evals"][0]["val_kl"]  # it learns in either precision
+        runs[bf16] = h
+    if student == "hyperfield":  # always float32: bf16 rounding would change its routing
+        assert runs[True]["train_loss"] == runs[False]["train_loss"]
+        return
+    assert runs[True]["train_loss"] != runs[False]["train_loss"]  # the option is honoured
+    # ... and bf16 steps track the float32 ones
+    np.testing.assert_allclose(runs[True]["train_loss"][:3], runs[False]["train_loss"][:3],
+                               rtol=0.05)
+
+
+def test_student_keys_name_bf16_training_and_keep_the_float32_keys():
+    from hyperlens.hft.cells import StudentSetup
+    from hyperlens.hft.train import StudentConfig
+
+    fc = small_features(8)
+    key = {b: StudentSetup.of("t", "cap", fc, replace(StudentConfig(), bf16=b), 100).key
+           for b in (False, True)}
+    d = asdict(StudentSetup.of("t", "cap", fc, StudentConfig(), 100))
+    assert "bf16" not in dict(d["student"]) and key[False] != key[True]

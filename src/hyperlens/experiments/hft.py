@@ -1,17 +1,17 @@
-"""``hyperlens hft capture|train|eval|generate``: the HyperField transformer experiment.
+"""``hyperlens hft capture|train``: the HyperField transformer experiment.
 
 ``capture`` runs the teacher over a corpus split by text and stores the shards;
 ``train`` (capturing first when needed) fits the baselines and the students over seeds and
 writes the full report (held-out metrics with bootstrap intervals over texts, t intervals
-over seeds, the information-flow checks, speed), saving the seed-0 Track A student;
-``eval`` re-scores a saved student; ``generate`` continues a prompt from the rolling buffer.
+over seeds, the information-flow checks, speed), saving the seed-0 Track A student, which
+``hft eval`` and ``hft generate`` (:mod:`~hyperlens.experiments.hft_saved`) take.
 """
 
 from __future__ import annotations
 
 import resource
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,8 +42,8 @@ from ..hft.sections import (
 from ..hft.train import StudentConfig as _SC  # the students' defaults live there
 from ..report import Report
 
-__all__ = ["CaptureOptions", "HftTrainConfig", "HftEvalConfig", "HftGenerateConfig", "COMMANDS",
-           "run_capture", "run_train", "run_eval", "run_generate", "tour_section"]
+__all__ = ["CaptureOptions", "HftTrainConfig", "COMMANDS", "run_capture", "run_train",
+           "tour_section"]
 
 HELP = ("HyperField transformer: distil a teacher LM into a HyperTensor mixture "
         "(capture|train|eval|generate|scale)")
@@ -161,6 +161,14 @@ class HftTrainConfig(CaptureOptions):
                              group="students")
     batch_size: int = option(_SC.batch_size, help="positions per step", check=at_least(1),
                              group="students")
+    precision: Literal["auto", "float32", "bfloat16"] = option(
+        "auto", help="training of the MLPs and the transformer: 'bfloat16' runs their "
+        "forward and backward passes in bfloat16 autocast (float32 weights, optimiser and "
+        "loss; validation and evaluation in float32), 'auto' does so where the CPU has native "
+        "bf16 units (several times faster there: benchmarks/bench_hft_precision.py), else "
+        "float32; the HyperField student always trains in "
+        "float32 (bf16 rounding changes its routing)",
+        group="students")
     lr: float = option(_SC.lr, help="learning rate", check=above(0), group="students")
     shortlist: int = option(_SC.shortlist, help="train every student on an estimate of the "
                             "KL that is exact on each batch's shortlist of the teacher's top-k "
@@ -214,34 +222,6 @@ class HftTrainConfig(CaptureOptions):
             raise ConfigError(f"--top-k ({self.top_k}) must not exceed the tensors per head, "
                               f"min(--k1, --k2) / --mix-heads = "
                               f"{min(self.k1, self.k2) // self.mix_heads}.")
-
-
-@dataclass(frozen=True, kw_only=True)
-class HftEvalConfig(Config):
-    """Options of ``hyperlens hft eval``."""
-
-    CONTEXT = _CPU_ONLY
-    RANDOM = "the bootstrap resamples over held-out texts"
-
-    student: Path = option(help="the --out folder of `hyperlens hft train` (or its 'student' "
-                           "sub-folder)")
-    capture_dir: Path | None = option(None, help="capture to score on (default: the one the "
-                                      "student was trained on)")
-    n_boot: int = option(1000, help="bootstrap resamples over texts", check=at_least(10),
-                         aliases=("--boot",))
-
-
-@dataclass(frozen=True, kw_only=True)
-class HftGenerateConfig(Config):
-    """Options of ``hyperlens hft generate``."""
-
-    CONTEXT = _CPU_ONLY
-    RANDOM = ""  # greedy decoding draws nothing (the seed is recorded)
-
-    student: Path = option(help="the --out folder of `hyperlens hft train` (or its 'student' "
-                           "sub-folder)")
-    prompt: str = option("The stock market", help="prompt text")
-    n_tokens: int = option(30, help="tokens to produce", check=at_least(1))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -374,7 +354,7 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
     from .. import models as hmodels
     from ..hft.capture import Unembedding, start_token
     from ..hft.model import log_unigram
-    from ..hft.train import StudentConfig, fit_rows
+    from ..hft.train import StudentConfig, fit_rows, train_bf16
     from ..run import Ledger
     from ..utils import release_freed_memory, retain_freed_memory, stable_hash
 
@@ -385,7 +365,9 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
                        stage2_epochs=cfg.stage2_epochs, e2e_epochs=cfg.e2e_epochs,
                        patience=cfg.patience, max_epochs=cfg.max_epochs,
                        val_share=cfg.val_share, shortlist=cfg.shortlist,
-                       negatives=cfg.negatives)
+                       negatives=cfg.negatives,
+                       bf16={"auto": None, "float32": False, "bfloat16": True}[cfg.precision])
+    sc = replace(sc, bf16=train_bf16(sc))  # resolved: the report and the cells' keys say which
     sc.validate()
     rep = start_report("hft-train", cfg, ctx,
                        description="HyperField transformer distilled from a teacher LM.")
@@ -422,6 +404,9 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
            f"teacher's top {sc.shortlist} tokens, importance-sampled from {sc.negatives} "
            "tokens elsewhere (the checks compare it with the full KL); validation and every "
            "held-out figure are full-vocabulary. " if sc.shortlist else "")
+        + ("The MLPs and the transformer train in bfloat16 autocast (float32 weights, "
+           "optimiser and loss; validation and scoring in float32); the HyperField student "
+           "in float32. " if sc.bf16 else "")
         + f"Window W = {cfg.window}, layer l = {cfg.layer}, heads {list(cfg.heads)}.")).metrics(
         {"train_tokens": len(tr), "heldout_tokens": len(he), "train_texts": tr.n_texts,
          "heldout_texts": he.n_texts, "fit_tokens": n_fit, "validation_tokens": len(tr) - n_fit,
@@ -570,8 +555,8 @@ def _lenses(run: _TrainRun) -> None:
     he, U = run.he, run.U
     norm: Any = resolve_backbone(run.teacher.module).final_norm
     run.results["B: logit lens"] = score(state_fn(nn.Sequential(norm, U), he), he, U)
-    key = stable_hash(run.cfg.teacher, str(run.cap.root), run.cap.limit or 0, asdict(run.sc),
-                      length=8)
+    lens_sc = {k: v for k, v in asdict(run.sc).items() if k != "bf16"}  # the lens: float32
+    key = stable_hash(run.cfg.teacher, str(run.cap.root), run.cap.limit or 0, lens_sc, length=8)
     for i, seed in enumerate(run.cfg.seeds):
         lens = TunedLens(run.d, norm, U)
         ckpt = Path(run.rep.out_dir) / "cells" / f"tuned-lens--seed{seed}--{key}.ckpt"
@@ -681,82 +666,6 @@ def _checks_and_speed(run: _TrainRun) -> None:
         rep.save(final=False)
 
 
-def run_eval(cfg: HftEvalConfig, ctx: RunContext | None = None) -> Report:
-    """Re-score a saved student on its capture beside unigram, KN-5 and the teacher, and
-    time it against the teacher (fastest precision of each)."""
-    from ..hft import checks
-    from ..hft.capture import Unembedding, load_capture, read_manifest, start_token
-    from ..hft.evaluate import last_batch, logprobs_from_final, score_many, summarise
-    from ..hft.generate import check_student_capture, load_student, load_student_state
-    from ..hft.model import count_parameters, log_unigram
-    from ..hft.sections import speed_section
-
-    ctx = ctx or RunContext()
-    rep = start_report("hft-eval", cfg, ctx)
-    # every check that needs no teacher first: the student's files, then the capture
-    fc, meta, state, _ = load_student_state(cfg.student)
-    cap_dir = Path(cfg.capture_dir or meta["capture"])
-    manifest = read_manifest(cap_dir)
-    if manifest is None:
-        raise InputError(f"--capture-dir {cap_dir} holds no capture; pass the capture the "
-                         "student was trained on (`hyperlens hft capture --capture-dir DIR`).")
-    check_student_capture(meta, fc, int(state["unigram"].numel()), manifest, cap_dir)
-    cap = load_capture(cap_dir)
-    st, teacher, meta = load_student(cfg.student)
-    tr, he = cap.train, cap.heldout
-    U = Unembedding.from_model(teacher)
-    V = U.vocab_size
-    start = start_token(teacher.tokenizer)
-    rep.data["capture"] = str(cap.root)
-    results: dict[str, dict[str, np.ndarray]] = {}
-    with rep.timer("baselines"):  # fitted on the capture's training texts, as in train
-        lu = log_unigram(torch.from_numpy(np.asarray(tr["target"]).astype(np.int64)), V)
-        counts = count_baselines(lu, tr, he, start, (5,))
-        results |= score_many({**counts, "teacher": logprobs_from_final(U, he)}, he, U)
-    student = last_batch(lambda r: st.logprobs(np.array(he["ctx"][r]), np.array(he["pos"][r])))
-    with rep.timer("score"):  # the mixture reuses the student's batch
-        results |= score_many({"A: HyperField (saved)": student,
-                               MIXTURE: mix_fn(student, counts["KN-5"])}, he, U)
-    text = np.asarray(he["text"])
-    summ = {k: summarise(v, text, n_boot=cfg.n_boot, seed=ctx.seed) for k, v in results.items()}
-    cols, rows = metric_table(summ)
-    rep.section("Held-out metrics", (
-        f"The saved student on the capture's {len(he):,} held-out positions ({he.n_texts} "
-        "texts), features recomputed from token ids, beside baselines fitted on the capture's "
-        "training texts; 95 % percentile-bootstrap intervals over held-out texts. The mixture "
-        "weights the student and KN-5 equally (a fixed weight, not fitted).")).table(
-        "Held-out metrics", cols, rows)
-    rep.data["summary"] = {k: {m: e.as_dict() for m, e in v.items()} for k, v in summ.items()}
-    with rep.timer("speed"):
-        rep.data["throughput"] = tp = checks.throughput(st, teacher, he)
-    assert teacher.module is not None  # load_student loads a causal LM
-    n_st, n_te = count_parameters(st.model), count_parameters(teacher.module)
-    speed_section(rep, tp, n_st, n_te, _rss_mb())
-    rep.summary([[r[0], f"ppl {r[1]:.1f}", f"KL {r[4]:.3f}", f"agree {r[7]:.3f}"] for r in rows])
-    rep.save()
-    return rep
-
-
-def run_generate(cfg: HftGenerateConfig, ctx: RunContext | None = None) -> Report:
-    """Continue a prompt greedily from the student's rolling buffer (no teacher)."""
-    from ..hft.capture import start_token
-    from ..hft.generate import load_student
-
-    ctx = ctx or RunContext()
-    rep = start_report("hft-generate", cfg, ctx)
-    st, teacher, _ = load_student(cfg.student)  # checks the folder before loading the teacher
-    tok = teacher.tokenizer
-    prompt = tok(cfg.prompt, add_special_tokens=False)["input_ids"]
-    with rep.timer("generate"):
-        ids = st.generate(prompt, cfg.n_tokens, start_token(tok), seed=ctx.seed)
-    text = tok.decode(ids)
-    rep.section("Generation", "Greedy continuation from the rolling buffer (no teacher).").table(
-        "Output", ["prompt", "continuation"], [[cfg.prompt, text]])
-    rep.summary([["prompt", cfg.prompt], ["continuation", text]])
-    rep.save()
-    return rep
-
-
 def run_capture(cfg: CaptureOptions, ctx: RunContext | None = None) -> Report:
     """Run the teacher over the corpus and store the capture (kept if it exists)."""
     from .. import models as hmodels
@@ -805,8 +714,4 @@ COMMANDS = (
             CaptureOptions, run_capture, group_help=HELP),
     Command("hft train", "capture if needed, then train and score the students and baselines",
             HftTrainConfig, run_train, description=__doc__ or ""),
-    Command("hft eval", "re-score a saved student beside unigram, KN-5 and the teacher",
-            HftEvalConfig, run_eval),
-    Command("hft generate", "continue a prompt with a saved student", HftGenerateConfig,
-            run_generate),
 )

@@ -62,6 +62,7 @@ from .train import (
     aux_stats,
     build_features,
     build_model,
+    train_bf16,
     train_hyperfield,
     train_mlp,
 )
@@ -74,7 +75,7 @@ MODELS = ("hyperfield", "mlp", "window-mlp", "transformer")
 
 
 #: StudentConfig fields added after runs were recorded, with their defaults
-_LATER = {"shortlist": 0, "negatives": 1024, "transformer_lr": 3e-4}
+_LATER = {"shortlist": 0, "negatives": 1024, "transformer_lr": 3e-4, "bf16": False}
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class StudentSetup:
     @classmethod
     def of(cls, teacher: str, capture: str | Path, fc: FeatureConfig, sc: StudentConfig,
            n_fit: int, train_rows: int = 0) -> StudentSetup:
-        student = asdict(sc)
+        student = asdict(sc) | {"bf16": train_bf16(sc)}  # as this machine resolves it
         for k, v in _LATER.items():  # at their defaults, keys of earlier runs stay the same
             if student[k] == v:
                 student.pop(k)

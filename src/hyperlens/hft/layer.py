@@ -110,11 +110,14 @@ class HyperTensorLayer(nn.Module):
         return (x @ self.router).view(x.shape[0], self.heads, self.d_route)
 
     def route(self, x: torch.Tensor) -> torch.Tensor:
-        """Squared routing distance to every centre of each head ``[B, heads, K / heads]``."""
-        r = self.routed(x)
-        c = self.centre.view(self.heads, self.per_head, self.d_route)
-        d2 = ((r * r).sum(-1, keepdim=True) - 2 * torch.einsum("bhd,hkd->bhk", r, c)
-              + (c * c).sum(-1)[None])
+        """Squared routing distance to every centre of each head ``[B, heads, K / heads]``;
+        in float32 under autocast too (the expanded square cancels, and bf16 rounding would
+        change which tensors are picked)."""
+        with torch.autocast(x.device.type, enabled=False):
+            r = self.routed(x.float())
+            c = self.centre.view(self.heads, self.per_head, self.d_route)
+            d2 = ((r * r).sum(-1, keepdim=True) - 2 * torch.einsum("bhd,hkd->bhk", r, c)
+                  + (c * c).sum(-1)[None])
         return d2.clamp_min(0) / self.d_route
 
     def nearest(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,8 @@ Every gradient-trained model goes through the project's one training loop
 * distillation: ``KL(teacher || student)`` over the full vocabulary at every position, plus
   ``hard * CE(next token)``; teacher logits are recomputed from the stored final state
   through the frozen unembedding (bf16 products while training when ``fast_unembed``);
+  an MLP's or the transformer's forward pass in bf16 autocast with ``bf16`` (float32
+  weights and loss);
   with ``shortlist`` = k > 0 the KL is taken on the batch's shortlist of the teacher's top-k
   tokens with a sampled back-off for the rest (:mod:`~hyperlens.hft.shortlist`; validation
   and evaluation stay full-vocabulary);
@@ -51,7 +53,7 @@ from .rows import RowFile, Standardised
 from .shortlist import Shortlist, shortlist_loss, teacher_targets
 
 __all__ = ["StudentConfig", "FeatureStore", "build_model", "build_features", "aux_stats",
-           "fit_rows",
+           "fit_rows", "train_bf16",
            "train_hyperfield", "train_mlp", "train_tuned_lens", "train_online",
            "TrainConfig", "fit"]
 
@@ -95,6 +97,7 @@ class StudentConfig:
     shortlist: int = 0  # > 0: train on the teacher's top-k shortlist (hft/shortlist.py)
     negatives: int = 1024
     transformer_lr: float = 3e-4
+    bf16: bool | None = False  # the dense students' forward in bf16 autocast (None: auto)
 
     @property
     def plateau(self) -> bool:
@@ -128,6 +131,17 @@ class StudentConfig:
             if n % heads or top > n // heads:
                 raise InputError(f"{k} ({n}) must be a multiple of its routing heads ({heads}) "
                                  f"with at least top ({top}) tensors per head.")
+
+
+def train_bf16(sc: Any) -> bool:
+    """Whether the dense students (the MLPs, the transformer) train in bfloat16 autocast:
+    the forward pass through the student (and so its backward) in bf16 where the CPU has
+    native bf16 units (``bf16=None``), or as ``bf16`` says. Weights, optimiser, loss,
+    validation and every held-out figure stay float32. The HyperField student always trains
+    in float32: bf16 rounding changes which HyperTensors a row mixes, and so several per cent
+    of its output (``benchmarks/bench_hft_precision.py``), so its bf16 forward would not be
+    the model that is scored."""
+    return kernels.features().bf16 if sc.bf16 is None else bool(sc.bf16)
 
 
 def _unembed_dtype(sc: Any) -> torch.dtype:
@@ -297,12 +311,15 @@ def _device_of(module: nn.Module) -> torch.device:
 
 def _distill(model: Any, batch: dict[str, torch.Tensor], teacher: Unembedding,
              hard: float, aux_w: float, reseed_every: int = 0, base: int = 0,
-             sl: Shortlist | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+             sl: Shortlist | None = None, bf16: bool = False
+             ) -> tuple[torch.Tensor, dict[str, float]]:
     """The distillation loss of one batch. A HyperField student also feeds its high-error
     queue, and reseeds idle tensors before every ``reseed_every``-th step counted over its
     distillation phases (``base``: the steps of the phases before this one); the step comes
     from the loop, so a resumed phase reseeds where an uninterrupted one does. With ``sl``
-    the KL is the shortlist target (:mod:`~hyperlens.hft.shortlist`)."""
+    the KL is the shortlist target (:mod:`~hyperlens.hft.shortlist`). ``bf16``: the
+    student's forward pass in bfloat16 autocast, its outputs back in float32 for the loss
+    (CPU autocast would keep the log-softmax in bf16)."""
     mets: dict[str, float] = {}
     if isinstance(model, HyperFieldModel):
         done = base + current_step()
@@ -314,7 +331,9 @@ def _distill(model: Any, batch: dict[str, torch.Tensor], teacher: Unembedding,
                 moved = model.stage2.reseed()
         mets["reseeded"] = float(moved)
     x1, tail = batch["x1"].float(), batch["tail"].float()
-    y, z1 = model(x1, tail)
+    with torch.autocast(x1.device.type, dtype=torch.bfloat16, enabled=bf16):
+        y, z1 = model(x1, tail)
+    y, z1 = y.float(), None if z1 is None else z1.float()
     if sl is not None:
         loss, kl, ce = shortlist_loss(model, y, batch["final"], batch["topk"], batch["lse"],
                                       batch["target"], sl, hard)
@@ -454,9 +473,10 @@ def train_mlp(model: MLPStudent | TransformerStudent, train: FeatureStore, sp: C
     sl, targets = _shortlist(sc, sp, teacher, model, show_progress)
     data, val = _split(_data(train, sp, None, _device_of(model), targets), sp, sc)
     teacher.compute_dtype = _unembed_dtype(sc)
+    bf16 = train_bf16(sc)
 
     def loss(m: nn.Module, b: dict[str, torch.Tensor]) -> Any:
-        return _distill(m, b, teacher, sc.hard, 0.0, sl=sl)
+        return _distill(m, b, teacher, sc.hard, 0.0, sl=sl, bf16=bf16)
 
     lr = sc.transformer_lr if isinstance(model, TransformerStudent) else sc.mlp_lr
     h = fit(model, loss, data, _cfg(sc, sc.stage2_epochs + sc.e2e_epochs, seed, show_progress,
