@@ -334,6 +334,36 @@ def test_a_killed_tuned_lens_resumes_and_a_finished_one_is_restored_untrained(
     torch.testing.assert_close(done.A.weight, ref.A.weight, rtol=0, atol=0)
 
 
+def test_the_tuned_lens_trains_on_the_students_shortlist_target(setup, tiny_teacher):
+    from hyperlens.errors import InputError
+    from hyperlens.hft.model import TunedLens
+    from hyperlens.hft.train import train_tuned_lens
+    from hyperlens.models.arch import resolve_backbone
+
+    cap, feat, fc, store, U, lu = setup
+    sc = replace(SMALL_STUDENT, batch_size=16, patience=2, max_epochs=3, val_share=0.25,
+                 fast_unembed=False)
+    norm = resolve_backbone(tiny_teacher.module).final_norm
+    d = int(cap.train["state"].shape[1])
+
+    def trained(shortlist: int) -> tuple[TunedLens, dict]:
+        lens = TunedLens(d, norm, U)
+        h = train_tuned_lens(lens, cap.train, U, replace(sc, shortlist=shortlist, negatives=16),
+                             show_progress=False, log_prior=lu)
+        return lens, h
+
+    with pytest.raises(InputError, match="log_prior"):
+        train_tuned_lens(TunedLens(d, norm, U), cap.train, U, replace(sc, shortlist=2),
+                         show_progress=False)
+    full, h_full = trained(0)
+    whole, _ = trained(U.vocab_size)  # the shortlist is the vocabulary: the exact KL
+    torch.testing.assert_close(whole.A.weight, full.A.weight, rtol=1e-3, atol=1e-5)
+    short, h = trained(8)  # eight tokens per row, the rest sampled: another path down
+    assert not torch.allclose(short.A.weight, full.A.weight)
+    assert h["best"]["val_kl"] < h["evals"][0]["val_kl"]  # validated on the full KL
+    assert h["evals"][0]["val_kl"] == pytest.approx(h_full["evals"][0]["val_kl"])
+
+
 @pytest.mark.parametrize("student", ["hyperfield", "mlp", "transformer"])
 def test_bf16_autocast_trains_the_dense_students_in_float32_weights_not_hyperfield(
         setup, student):

@@ -170,9 +170,10 @@ class HftTrainConfig(CaptureOptions):
         "float32 (bf16 rounding changes its routing)",
         group="students")
     lr: float = option(_SC.lr, help="learning rate", check=above(0), group="students")
-    shortlist: int = option(_SC.shortlist, help="train every student on an estimate of the "
-                            "KL that is exact on each batch's shortlist of the teacher's top-k "
-                            "tokens and importance-sampled elsewhere (cheaper); validation "
+    shortlist: int = option(_SC.shortlist, help="train every student (and Track B's tuned "
+                            "lens) on an estimate of the KL that is exact on each batch's "
+                            "shortlist of the teacher's top-k tokens and importance-sampled "
+                            "elsewhere (cheaper); validation "
                             "and evaluation stay full-vocabulary; 0 = the full vocabulary",
                             check=at_least(0), group="students")
     negatives: int = option(_SC.negatives, help="tokens drawn per batch from the training "
@@ -400,10 +401,10 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
            f"the last {len(tr) - n_fit:,} ({tr.n_texts - fitted.n_texts} texts) are the "
            "validation slice that decides when each student stops. " if sc.plateau else
            "Fixed epochs over every training position (no validation slice). ")
-        + (f"Students train on an estimate of the KL: exact on each batch's shortlist of the "
-           f"teacher's top {sc.shortlist} tokens, importance-sampled from {sc.negatives} "
-           "tokens elsewhere (the checks compare it with the full KL); validation and every "
-           "held-out figure are full-vocabulary. " if sc.shortlist else "")
+        + (f"Students (and the tuned lens) train on an estimate of the KL: exact on each "
+           f"batch's shortlist of the teacher's top {sc.shortlist} tokens, importance-sampled "
+           f"from {sc.negatives} tokens elsewhere (the checks compare it with the full KL); "
+           "validation and every held-out figure are full-vocabulary. " if sc.shortlist else "")
         + ("The MLPs and the transformer train in bfloat16 autocast (float32 weights, "
            "optimiser and loss; validation and scoring in float32); the HyperField student "
            "in float32. " if sc.bf16 else "")
@@ -556,11 +557,12 @@ def _lenses(run: _TrainRun) -> None:
     norm: Any = resolve_backbone(run.teacher.module).final_norm
     run.results["B: logit lens"] = score(state_fn(nn.Sequential(norm, U), he), he, U)
     lens_sc = {k: v for k, v in asdict(run.sc).items() if k != "bf16"}  # the lens: float32
+    lens_sc["lens target"] = "shortlist" if run.sc.shortlist else "full"
     key = stable_hash(run.cfg.teacher, str(run.cap.root), run.cap.limit or 0, lens_sc, length=8)
     for i, seed in enumerate(run.cfg.seeds):
         lens = TunedLens(run.d, norm, U)
         ckpt = Path(run.rep.out_dir) / "cells" / f"tuned-lens--seed{seed}--{key}.ckpt"
-        lh = train_tuned_lens(lens, run.tr, U, run.sc, seed=seed,
+        lh = train_tuned_lens(lens, run.tr, U, run.sc, seed=seed, log_prior=run.lu,
                               show_progress=run.ctx.progress, checkpoint_dir=ckpt)
         run.rep.timings[f"train tuned lens seed {seed}"] = lh.pop("seconds")
         r_ = score(state_fn(lens, he), he, U)

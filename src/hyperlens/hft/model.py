@@ -272,8 +272,12 @@ class TunedLens(nn.Module):
             p.requires_grad_(False)
         self.unembed = unembed
 
+    def state(self, h: torch.Tensor) -> torch.Tensor:
+        """The translated state the unembedding reads, ``norm(h + A h)`` ``[B, d]``."""
+        return self.final_norm(h + self.A(h))
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.unembed(self.final_norm(h + self.A(h)))
+        return self.unembed(self.state(h))
 
 
 def kl_and_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor,

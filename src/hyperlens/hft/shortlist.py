@@ -98,19 +98,24 @@ def shortlist_loss(model: Any, y: torch.Tensor, final: torch.Tensor, topk: torch
                    gen: torch.Generator | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(mean KL + hard * mean CE, per-row KL, per-row CE)`` on the batch's shortlist (see
-    the module text). ``model`` has ``unigram [V]`` (its trainable logit bias); ``y
+    the module text). ``model`` may have ``unigram [V]`` (a trainable logit bias); ``y
     [B, d]`` is its final state; ``final [B, d]`` the teacher's; ``topk [B, k]`` and ``lse
     [B]`` from :func:`teacher_targets`; ``target [B]`` the true next tokens."""
     tgt = target.long()
     S = torch.unique(torch.cat([topk.reshape(-1).long(), tgt]))  # sorted
     neg, log_pi = sl.draw(S, gen)
+    bias = getattr(model, "unigram", None)
+
+    def logits(ids: torch.Tensor) -> torch.Tensor:
+        return sl.logits(y, ids) if bias is None else sl.logits(y, ids) + bias[ids]
+
     with torch.no_grad():
         log_p = sl.logits(final.float(), S) - lse[:, None]  # exact teacher log-probs on S
         p = log_p.exp()
-    s_S = sl.logits(y, S) + model.unigram[S]  # [B, M]
+    s_S = logits(S)  # [B, M]
     parts = [s_S]
     if len(neg):
-        s_N = sl.logits(y, neg) + model.unigram[neg]  # [B, m]
+        s_N = logits(neg)  # [B, m]
         parts.append((torch.logsumexp(s_N - log_pi, -1) - math.log(len(neg)))[:, None])
     log_z = torch.logsumexp(torch.cat(parts, 1), -1)  # [B]
     log_q = s_S - log_z[:, None]

@@ -252,16 +252,17 @@ def _data(store: FeatureStore, sp: CapturedSplit, stats: dict[str, torch.Tensor]
     return {k: v.to(device) for k, v in d.items()}
 
 
-def _shortlist(sc: StudentConfig, sp: CapturedSplit, teacher: Unembedding, model: Any,
-               show: bool | None) -> tuple[Shortlist | None, dict[str, torch.Tensor] | None]:
-    """With ``sc.shortlist``: the loss's :class:`Shortlist` (negatives from the student's
-    starting unigram bias, the training unigram) and every row's teacher top-k and log
+def _shortlist(sc: StudentConfig, sp: CapturedSplit, teacher: Unembedding,
+               log_prior: torch.Tensor, show: bool | None
+               ) -> tuple[Shortlist | None, dict[str, torch.Tensor] | None]:
+    """With ``sc.shortlist``: the loss's :class:`Shortlist` (negatives from ``log_prior``,
+    the training unigram: a student's starting bias) and every row's teacher top-k and log
     normaliser, in the precision of the training products."""
     if not sc.shortlist:
         return None, None
     teacher.compute_dtype = _unembed_dtype(sc)
     targets = teacher_targets(sp["final"], teacher, sc.shortlist, show_progress=show)
-    return Shortlist(teacher, model.unigram.detach().clone(), sc.negatives), targets
+    return Shortlist(teacher, log_prior.detach().clone(), sc.negatives), targets
 
 
 def _split(data: dict[str, torch.Tensor], sp: CapturedSplit, sc: StudentConfig
@@ -399,7 +400,7 @@ def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSp
     sittings of a resumed run). With ``checkpoint_dir`` each phase checkpoints every epoch
     in a folder of its own there, and a rerun resumes where it stopped, to the same
     weights."""
-    sl, targets = _shortlist(sc, sp, teacher, model, show_progress)
+    sl, targets = _shortlist(sc, sp, teacher, model.unigram, show_progress)
     data, val = _split(_data(train, sp, stats, _device_of(model), targets), sp, sc)
     n_init = min(len(data["target"]), 20000)
     x1_init = data["x1"][:n_init].float()
@@ -470,7 +471,7 @@ def train_mlp(model: MLPStudent | TransformerStudent, train: FeatureStore, sp: C
     and validation as the HyperField student (under the fixed schedule, its number of
     distillation epochs); ``checkpoint_dir`` and ``seconds`` as for
     :func:`train_hyperfield`."""
-    sl, targets = _shortlist(sc, sp, teacher, model, show_progress)
+    sl, targets = _shortlist(sc, sp, teacher, model.unigram, show_progress)
     data, val = _split(_data(train, sp, None, _device_of(model), targets), sp, sc)
     teacher.compute_dtype = _unembed_dtype(sc)
     bf16 = train_bf16(sc)
@@ -489,12 +490,26 @@ def train_mlp(model: MLPStudent | TransformerStudent, train: FeatureStore, sp: C
 
 def train_tuned_lens(lens: TunedLens, sp: CapturedSplit, teacher: Unembedding,
                      sc: StudentConfig, *, seed: int = 0, show_progress: bool | None = None,
-                     checkpoint_dir: str | Path | None = None) -> dict[str, Any]:
-    """Affine map of the layer-l state trained on the same KL and validation slice (Track B
-    baseline); ``checkpoint_dir`` and ``seconds`` as for :func:`train_hyperfield`."""
+                     checkpoint_dir: str | Path | None = None,
+                     log_prior: torch.Tensor | None = None) -> dict[str, Any]:
+    """Affine map of the layer-l state trained on the students' KL target and validation
+    slice (Track B baseline): with ``sc.shortlist`` the shortlist estimate, its negatives
+    drawn from ``log_prior`` (the training unigram, required then), else the
+    full-vocabulary KL; validation is full-vocabulary either way. ``checkpoint_dir`` and
+    ``seconds`` as for :func:`train_hyperfield`."""
     dev = _device_of(lens)
-    full = {"state": sp.source("state").to(dev), "final": sp.source("final").to(dev)}
-    data, val = _split(full, sp, sc)
+    if sc.shortlist and log_prior is None:
+        raise InputError("train_tuned_lens with a shortlist target needs log_prior (the "
+                         "training unigram, hyperlens.hft.model.log_unigram).")
+    sl, targets = (_shortlist(sc, sp, teacher, log_prior, show_progress)
+                   if log_prior is not None else (None, None))
+    full = {"state": sp.source("state"), "final": sp.source("final")}
+    if sl is not None:
+        full["target"] = torch.from_numpy(np.ascontiguousarray(sp["target"]).astype(np.int64))
+        full |= targets or {}
+    data, val = _split({k: v.to(dev) for k, v in full.items()}, sp, sc)
+    if val is not None:
+        val = {k: val[k] for k in ("state", "final")}
     lens.unembed.compute_dtype = _unembed_dtype(sc)
 
     def kl_of(m: Any, b: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -505,7 +520,11 @@ def train_tuned_lens(lens: TunedLens, sp: CapturedSplit, teacher: Unembedding,
         return (p.exp() * (p - q)).sum(-1)
 
     def loss(m: Any, b: dict[str, torch.Tensor]) -> Any:
-        kl = kl_of(m, b).mean()
+        if sl is None:
+            kl = kl_of(m, b).mean()
+        else:
+            kl, _, _ = shortlist_loss(m, m.state(b["state"].float()), b["final"], b["topk"],
+                                      b["lse"], b["target"], sl, 0.0)
         return kl, {"kl": float(kl.detach())}
 
     @torch.no_grad()
