@@ -128,6 +128,11 @@ class Featurizer:
         cs = CountSketch.draw(self.d_raw, cfg.d_count, seed=cfg.seed)
         bs = BlockSRHT.draw(cfg.d_count, cfg.d_sketch, seed=derive_seed(cfg.seed, "srht"))
         self.sketch = compose(cs, bs)
+        # the CountSketch is linear: the dense block and the hashed n-grams are sketched
+        # apart, the dense block by the first d_dense columns of the same tables (made once:
+        # building an operator validates its tables, a cost per row at batch 1)
+        self._cs_dense = CountSketch(self.d_dense, cs.d_out, cs.buckets[: self.d_dense],
+                                     cs.signs[: self.d_dense])
         self.tail_sketch = BlockSRHT.draw(cfg.tail * self.d, cfg.d_tail,
                                           seed=derive_seed(cfg.seed, "tail"))
         self.stats: dict[str, torch.Tensor] = {}
@@ -183,10 +188,7 @@ class Featurizer:
         assert isinstance(cs, CountSketch)
         dense = self._dense(ctx, pos)
         sp = self._ngram_sparse(ctx)
-        # the CountSketch is linear: sketch the dense block and the sparse block separately
-        cs_dense = CountSketch(self.d_dense, cs.d_out, cs.buckets[: self.d_dense],
-                               cs.signs[: self.d_dense])
-        y = cs_dense.apply(dense) + cs.apply(sp)
+        y = self._cs_dense.apply(dense) + cs.apply(sp)
         return bs.apply(y)
 
     # ------------------------------------------------------------------ fitting

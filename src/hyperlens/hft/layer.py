@@ -193,16 +193,17 @@ class HyperTensorLayer(nn.Module):
         ``[B, 3K] @ [3K, d_out]`` product: at batch 1 it reads ``heads * top_k / K`` of the
         layer's planes and controls.
         """
-        idx, w, _ = self._pick(x)
+        idx, w, _ = self._pick(x)  # [B, H*k] each: one bag of picks per row
         nrm = self.normal[idx]  # [B, H*k, d_in]
-        s = (torch.einsum("bkd,bd->bk", nrm, x) / nrm.norm(dim=2).clamp_min(1e-12)
+        s = (torch.bmm(nrm, x[:, :, None]).squeeze(2) / nrm.norm(dim=2).clamp_min(1e-12)
              - self.offset[idx])
         u_neg, u_pos = self._band_weights(s, idx)
-        mid = self.c_mid[idx]
-        y = (torch.einsum("bk,bkd->bd", w * u_neg, self.c_neg[idx] - mid)
-             + torch.einsum("bk,bkd->bd", w * u_pos, self.c_pos[idx] - mid)
-             + torch.einsum("bk,bkd->bd", w, mid))
-        return y
+        # each control table read at the picked rows only, no [B, H*k, d_out] temporaries:
+        # the mixture as three weighted bag sums
+        return (F.embedding_bag(idx, self.c_neg, per_sample_weights=w * u_neg, mode="sum")
+                + F.embedding_bag(idx, self.c_mid, per_sample_weights=w * (1 - u_neg - u_pos),
+                                  mode="sum")
+                + F.embedding_bag(idx, self.c_pos, per_sample_weights=w * u_pos, mode="sum"))
 
     def controls(self) -> torch.Tensor:
         """``[3K, d_out]``: negative, mid and positive controls stacked."""

@@ -1,0 +1,147 @@
+"""Batch-1 generation speed of the HyperField student against its teacher, and its bound.
+
+At batch 1 both models are limited by how many weight bytes each token reads, not by
+arithmetic. The teacher (SmolLM2, KV cache, one new token a step) reads all of its layers
+and its output embedding; a student that gives full-vocabulary log-probabilities through
+the teacher's unembedding reads at least that unembedding (49,152 x 576). So no such
+student can be faster than the teacher by more than the ratio of the two times, whatever
+its layers do. This benchmark times, one token at a time, in float32 and (on a CPU with
+native bf16) in bfloat16 on weights in oneDNN's packed layout, as ``hft eval`` does:
+
+* ``teacher``: one cached decoder step and its log-softmax (as ``hyperlens hft eval``);
+* ``student``: the default-size HyperField student (exact-tail featurisation, random
+  weights: its cost does not depend on their values) from the rolling buffer of token ids
+  to full-vocabulary log-probabilities, as ``hft eval`` times a trained one;
+* ``unembedding only``: the student's last step alone, the product with the unembedding
+  and the log-softmax: the bound.
+
+The ways alternate within each round; each round is ``--steps`` tokens. Writes
+``benchmarks/results/bench_hft_batch1.json`` with tokens per second, the student's and the
+bound's speed-up over the teacher at equal precision and fastest against fastest::
+
+    python benchmarks/bench_hft_batch1.py [--rounds 5] [--steps 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from _timing import alternate, machine, medians  # noqa: E402
+
+from hyperlens.functional import kernels as K  # noqa: E402
+from hyperlens.functional.packed import pack_linears  # noqa: E402
+from hyperlens.hft.capture import Unembedding, in_dtype  # noqa: E402
+from hyperlens.hft.features import FeatureConfig, Featurizer  # noqa: E402
+from hyperlens.hft.generate import RollingBuffer, Student  # noqa: E402
+from hyperlens.hft.model import count_parameters, log_unigram  # noqa: E402
+from hyperlens.hft.train import StudentConfig, build_model  # noqa: E402
+from hyperlens.models import load  # noqa: E402
+from hyperlens.models.arch import cache_kwarg  # noqa: E402
+from hyperlens.utils import atomic_write_json, retain_freed_memory  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "bench_hft_batch1.json"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=str(RESULTS))
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    retain_freed_memory()
+    low = K.features().bf16
+    teacher = load("smollm2", device="cpu")
+    models: dict[str, Any] = {"float32": teacher.module}
+    packed = 0
+    if low:  # bf16 copy on oneDNN's packed weights, as hft eval times it
+        models["bfloat16"] = in_dtype(teacher, "bfloat16").module
+        packed = pack_linears(models["bfloat16"])
+    rng = np.random.default_rng(0)
+    V = int(teacher.module.get_output_embeddings().weight.shape[0])  # type: ignore[union-attr]
+    ctx = rng.integers(0, V, size=(2048, 32))
+    fc = FeatureConfig(exact=4)
+    feat = Featurizer(teacher.token_embeddings(), fc).fit(ctx, np.arange(len(ctx)) % 64)
+    U = Unembedding.from_model(teacher)
+    model = build_model(StudentConfig(), feat.d1, fc.d_tail, teacher.hidden_size,
+                        teacher.hidden_size * 2, U,
+                        log_unigram(torch.from_numpy(ctx.ravel()), V)).eval()
+    students = {p: Student(feat, model).with_vocab_dtype(getattr(torch, p)) for p in models}
+    ids = [int(t) for t in ctx[0, : a.steps]]
+    y = torch.randn(1, teacher.hidden_size, generator=torch.Generator().manual_seed(0))
+
+    @torch.no_grad()
+    def run_teacher(p: str) -> None:
+        fast = models[p]
+        name, past, tok = cache_kwarg(fast), None, torch.tensor([[ids[0]]])
+        for t in ids:
+            out = fast(input_ids=tok, use_cache=True, **{name: past})
+            torch.log_softmax(out.logits[:, -1].float(), -1)
+            past, tok = getattr(out, name), torch.tensor([[t]])
+
+    def run_student(p: str) -> None:
+        buf = RollingBuffer(fc.window, ids[0])
+        for t in ids:
+            c, q = buf.row()
+            students[p].logprobs(c, q)
+            buf.push(t)
+
+    @torch.no_grad()
+    def run_unembedding(p: str) -> None:
+        m = students[p].model
+        for _ in ids:
+            torch.log_softmax(m.unembed(y) + m.unigram, -1)
+
+    ways = {f"{w} {p}": partial(fn, p) for p in models
+            for w, fn in (("teacher", run_teacher), ("student", run_student),
+                          ("unembedding only", run_unembedding))}
+    seconds, _ = alternate(ways, a.rounds, warm=True)
+    med = medians(seconds)
+    tps = {w: a.steps / s for w, s in med.items()}
+
+    def fastest(w: str) -> float:
+        return max(tps[f"{w} {p}"] for p in models)
+
+    t_params = sum(int(p.numel()) for p in teacher.module.parameters())  # type: ignore[union-attr]
+    emb = int(teacher.token_embeddings().numel())  # tied: a row lookup in, the head out
+    res = {
+        "benchmark": "hft_batch1", "precisions": list(models), "rounds": a.rounds,
+        "steps_per_round": a.steps, "teacher_packed_linears": packed,
+        "seconds_per_round": seconds, "tokens_per_s": tps,
+        "speedup": {p: {"student": tps[f"student {p}"] / tps[f"teacher {p}"],
+                        "bound": tps[f"unembedding only {p}"] / tps[f"teacher {p}"]}
+                    for p in models},
+        "speedup_fastest": {"student": fastest("student") / fastest("teacher"),
+                            "bound": fastest("unembedding only") / fastest("teacher")},
+        "student_time_in_unembedding": {p: med[f"unembedding only {p}"] / med[f"student {p}"]
+                                        for p in models},
+        "parameters": {"teacher": t_params, "student": count_parameters(model),
+                       "unembedding": emb},
+        **machine(),
+        "note": "one token at a time; the ways alternate their order within each round and "
+                "the medians are compared; bound: the unembedding product and log-softmax "
+                "alone, which any student answering with full-vocabulary log-probabilities "
+                "through the teacher's unembedding does every token; fastest: each model "
+                "in its faster precision",
+    }
+    atomic_write_json(a.out, res)
+    print({w: round(v, 1) for w, v in tps.items()}, "tok/s; fastest against fastest",
+          {k: round(v, 2) for k, v in res["speedup_fastest"].items()})
+
+
+if __name__ == "__main__":
+    main()
