@@ -15,11 +15,12 @@ native bf16) in bfloat16 on weights in oneDNN's packed layout, as ``hft eval`` d
 * ``unembedding only``: the student's last step alone, the product with the unembedding
   and the log-softmax: the bound.
 
-The ways alternate within each round; each round is ``--steps`` tokens. Writes
+The ways alternate within each round; each round is ``--steps`` tokens; the whole is
+timed on one thread and on every core (``hft eval`` uses every core). Writes
 ``benchmarks/results/bench_hft_batch1.json`` with tokens per second, the student's and the
 bound's speed-up over the teacher at equal precision and fastest against fastest::
 
-    python benchmarks/bench_hft_batch1.py [--rounds 5] [--steps 32]
+    python benchmarks/bench_hft_batch1.py [--rounds 5] [--steps 32] [--threads 1 2]
 """
 
 from __future__ import annotations
@@ -59,10 +60,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, nargs="+", default=None,
+                    help="thread counts to time (default: one, and every core)")
     ap.add_argument("--out", default=str(RESULTS))
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+    cores = os.cpu_count() or 1
+    threads = a.threads or sorted({1, cores})
     retain_freed_memory()
     low = K.features().bf16
     teacher = load("smollm2", device="cpu")
@@ -109,26 +112,38 @@ def main() -> None:
     ways = {f"{w} {p}": partial(fn, p) for p in models
             for w, fn in (("teacher", run_teacher), ("student", run_student),
                           ("unembedding only", run_unembedding))}
-    seconds, _ = alternate(ways, a.rounds, warm=True)
-    med = medians(seconds)
-    tps = {w: a.steps / s for w, s in med.items()}
 
-    def fastest(w: str) -> float:
-        return max(tps[f"{w} {p}"] for p in models)
+    def measure(n_threads: int) -> dict[str, Any]:
+        torch.set_num_threads(n_threads)
+        seconds, _ = alternate(ways, a.rounds, warm=True, label=f"{n_threads} threads")
+        med = medians(seconds)
+        tps = {w: a.steps / s for w, s in med.items()}
 
+        def fastest(w: str) -> str:
+            return max((f"{w} {p}" for p in models), key=lambda k: tps[k])
+
+        t, st = fastest("teacher"), fastest("student")
+        per_round = [ts / ss for ts, ss in zip(seconds[t], seconds[st], strict=True)]
+        return {
+            "threads": n_threads, "seconds_per_round": seconds, "tokens_per_s": tps,
+            "speedup": {p: {"student": tps[f"student {p}"] / tps[f"teacher {p}"],
+                            "bound": tps[f"unembedding only {p}"] / tps[f"teacher {p}"]}
+                        for p in models},
+            "speedup_fastest": {"student": tps[st] / tps[t],
+                                "bound": tps[fastest("unembedding only")] / tps[t],
+                                "student_rounds_min": min(per_round),
+                                "student_rounds_max": max(per_round)},
+            "student_time_in_unembedding": {
+                p: med[f"unembedding only {p}"] / med[f"student {p}"] for p in models},
+        }
+
+    runs = {str(n): measure(n) for n in threads}
     t_params = sum(int(p.numel()) for p in teacher.module.parameters())  # type: ignore[union-attr]
     emb = int(teacher.token_embeddings().numel())  # tied: a row lookup in, the head out
     res = {
         "benchmark": "hft_batch1", "precisions": list(models), "rounds": a.rounds,
-        "steps_per_round": a.steps, "teacher_packed_linears": packed,
-        "seconds_per_round": seconds, "tokens_per_s": tps,
-        "speedup": {p: {"student": tps[f"student {p}"] / tps[f"teacher {p}"],
-                        "bound": tps[f"unembedding only {p}"] / tps[f"teacher {p}"]}
-                    for p in models},
-        "speedup_fastest": {"student": fastest("student") / fastest("teacher"),
-                            "bound": fastest("unembedding only") / fastest("teacher")},
-        "student_time_in_unembedding": {p: med[f"unembedding only {p}"] / med[f"student {p}"]
-                                        for p in models},
+        "steps_per_round": a.steps, "teacher_packed_linears": packed, "runs": runs,
+        "one_thread": runs.get("1"), "all_cores": runs.get(str(cores)),
         "parameters": {"teacher": t_params, "student": count_parameters(model),
                        "unembedding": emb},
         **machine(),
@@ -136,11 +151,14 @@ def main() -> None:
                 "the medians are compared; bound: the unembedding product and log-softmax "
                 "alone, which any student answering with full-vocabulary log-probabilities "
                 "through the teacher's unembedding does every token; fastest: each model "
-                "in its faster precision",
+                "in its faster precision; student_rounds_min/max: the fastest student's "
+                "speed-up over the fastest teacher within each round",
     }
     atomic_write_json(a.out, res)
-    print({w: round(v, 1) for w, v in tps.items()}, "tok/s; fastest against fastest",
-          {k: round(v, 2) for k, v in res["speedup_fastest"].items()})
+    for n, r in runs.items():
+        print(n, "threads:", {w: round(v, 1) for w, v in r["tokens_per_s"].items()},
+              "tok/s; fastest against fastest",
+              {k: round(v, 2) for k, v in r["speedup_fastest"].items()})
 
 
 if __name__ == "__main__":
