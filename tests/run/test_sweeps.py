@@ -219,9 +219,23 @@ def test_hft_train_students_on_ray_and_resumed(tmp_path: Path, ray_executor,
                                 differs=("data.max_rss_mb", "data.checks A.throughput",
                                          "sections"),
                                 cell_differs=("seconds", "train_seconds"))
-    files = sorted(p.name for p in (tmp_path / "local" / "cells").iterdir())
-    assert len([f for f in files if f.endswith(".npz")]) == 10  # 2 x (HF, MLP, window) + 2 x 2
-    assert len([f for f in files if f.endswith(".safetensors")]) == 1  # the kept student
+    folder = tmp_path / "local" / "cells"
+    files = sorted(p.name for p in folder.iterdir())
+    npz = [f for f in files if f.endswith(".npz")]
+    weights = [f for f in files if f.endswith(".safetensors")]
+    assert len(npz) == 10  # 2 x (HF, MLP, window) + 2 x 2
+    assert len(weights) == 1  # the kept student
+    # a ledger whose cells' files were lost (copied alone, or the folder cleaned) trains
+    # those students again and gives the same numbers
+    ref = _results(tmp_path / "local", ("data.max_rss_mb", "data.checks A.throughput",
+                                        "sections", "data.cells"))
+    (folder / weights[0]).unlink()
+    (folder / [f for f in npz if "MLP" in f][0]).unlink()
+    _hft_train(cap, out=tmp_path / "local")
+    res = json.loads((tmp_path / "local" / "results.json").read_text())
+    assert res["data"]["cells"]["computed"] == 2
+    assert _results(tmp_path / "local", ("data.max_rss_mb", "data.checks A.throughput",
+                                         "sections", "data.cells")) == ref
 
 
 # --------------------------------------------------------------------------- header

@@ -490,6 +490,9 @@ def _train_track(run: _TrainRun, track: str) -> None:
     cells = [(c, setup, r, prep) for setup, runs, prep in plan
              for c, r in zip(hc.cells_for(setup, runs, rep.out_dir, run.threads), runs,
                              strict=True)]
+    for cell, setup, r, _ in cells:  # recorded, but its files are gone: train it again
+        if cell.key in run.ledger and not hc.outputs_present(rep.out_dir, setup, r):
+            run.ledger.discard(cell.key)
     with rep.timer(f"train students {track}"), ctx.make_executor() as ex:
         rep.data["executor"] = ex.describe()
         run_cells([c[0] for c in cells], run.ledger, ex, desc=f"hft students {track}",

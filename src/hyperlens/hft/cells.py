@@ -278,6 +278,13 @@ def cells_for(setup: StudentSetup, runs: list[StudentRun], out: str | Path, thre
 _FIX = "rerun with --fresh (or delete OUT/cells.jsonl) to train the students again"
 
 
+def outputs_present(out: str | Path, setup: StudentSetup, run: StudentRun) -> bool:
+    """Whether a finished cell's files are in ``OUT/cells/``: its held-out rows and, for
+    the kept student, its weights (a ledger copied without them names cells to retrain)."""
+    npz, weights = _paths(out, setup, run)
+    return npz.is_file() and (not run.keep or weights.is_file())
+
+
 def load_metrics(out: str | Path, setup: StudentSetup, run: StudentRun) -> dict[str, np.ndarray]:
     """The per-row held-out metrics a finished cell wrote."""
     npz, _ = _paths(out, setup, run)

@@ -89,6 +89,24 @@ class Ledger:
         if self.path is not None:
             atomic_write_text(self.path, "".join(v + "\n" for v in self._lines.values()))
 
+    def discard(self, key: dict[str, Any]) -> bool:
+        """Forget a finished cell, in the file too, so it is computed again (a cell whose
+        outputs beside the ledger were lost); ``False`` if it was not there.
+
+        >>> led = Ledger(None, "f")
+        >>> led.put({"a": 1}, {"x": 1}); led.discard({"a": 1}), {"a": 1} in led
+        (True, False)
+        """
+        cid = self.cell_id(key)
+        if cid not in self.cells:
+            return False
+        del self.cells[cid]
+        self._lines.pop(cid, None)
+        self._put.discard(cid)
+        if self.path is not None:
+            atomic_write_text(self.path, "".join(v + "\n" for v in self._lines.values()))
+        return True
+
     def account(self) -> dict[str, Any]:
         """What the ledger holds and what its cells cost: ``cells``, ``resumed`` (read back
         from the file and kept), ``computed`` (recorded by this process), ``compute_s`` (the
