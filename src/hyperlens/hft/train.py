@@ -244,7 +244,7 @@ def _data(store: FeatureStore, sp: CapturedSplit, stats: dict[str, torch.Tensor]
     shortlist."""
     d = store.tensors()
     d["final"] = sp.source("final")
-    d["target"] = torch.from_numpy(np.ascontiguousarray(sp["target"]).astype(np.int64))
+    d["target"] = _next_ids(sp)
     if stats is not None:  # z-scored as each batch is read: no copy of every row
         d["aux"] = Standardised([sp.source("state"), sp.source("qkv")], stats["mean"],
                                 stats["std"])
@@ -252,14 +252,22 @@ def _data(store: FeatureStore, sp: CapturedSplit, stats: dict[str, torch.Tensor]
     return {k: v.to(device) for k, v in d.items()}
 
 
+def _next_ids(sp: CapturedSplit) -> torch.Tensor:
+    """The split's next-token ids as int64 (the shortlist's positives)."""
+    return torch.from_numpy(np.ascontiguousarray(sp["target"]).astype(np.int64))
+
+
 def _shortlist(sc: StudentConfig, sp: CapturedSplit, teacher: Unembedding,
-               log_prior: torch.Tensor, show: bool | None
+               log_prior: torch.Tensor | None, show: bool | None
                ) -> tuple[Shortlist | None, dict[str, torch.Tensor] | None]:
     """With ``sc.shortlist``: the loss's :class:`Shortlist` (negatives from ``log_prior``,
-    the training unigram: a student's starting bias) and every row's teacher top-k and log
-    normaliser, in the precision of the training products."""
+    the training unigram: a student's starting bias, required then) and every row's teacher
+    top-k and log normaliser, in the precision of the training products."""
     if not sc.shortlist:
         return None, None
+    if log_prior is None:
+        raise InputError("a shortlist target needs log_prior (the training unigram, "
+                         "hyperlens.hft.model.log_unigram).")
     teacher.compute_dtype = _unembed_dtype(sc)
     targets = teacher_targets(sp["final"], teacher, sc.shortlist, show_progress=show)
     return Shortlist(teacher, log_prior.detach().clone(), sc.negatives), targets
@@ -498,15 +506,10 @@ def train_tuned_lens(lens: TunedLens, sp: CapturedSplit, teacher: Unembedding,
     full-vocabulary KL; validation is full-vocabulary either way. ``checkpoint_dir`` and
     ``seconds`` as for :func:`train_hyperfield`."""
     dev = _device_of(lens)
-    if sc.shortlist and log_prior is None:
-        raise InputError("train_tuned_lens with a shortlist target needs log_prior (the "
-                         "training unigram, hyperlens.hft.model.log_unigram).")
-    sl, targets = (_shortlist(sc, sp, teacher, log_prior, show_progress)
-                   if log_prior is not None else (None, None))
+    sl, targets = _shortlist(sc, sp, teacher, log_prior, show_progress)
     full = {"state": sp.source("state"), "final": sp.source("final")}
-    if sl is not None:
-        full["target"] = torch.from_numpy(np.ascontiguousarray(sp["target"]).astype(np.int64))
-        full |= targets or {}
+    if targets is not None:
+        full |= {"target": _next_ids(sp), **targets}
     data, val = _split({k: v.to(dev) for k, v in full.items()}, sp, sc)
     if val is not None:
         val = {k: val[k] for k in ("state", "final")}
