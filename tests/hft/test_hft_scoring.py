@@ -73,3 +73,29 @@ def test_a_predictor_inside_its_mixture_is_computed_once_per_batch():
     np.testing.assert_array_equal(got["p"]["kl"], score(fn, sp, U, batch=64)["kl"])
     np.testing.assert_array_equal(got["mix"]["nll"],
                                   score(mix_fn(fn, other), sp, U, batch=64)["nll"])
+
+
+def test_each_target_states_what_its_comparison_could_see():
+    """The targets table gives every ratio its detectable change: positive, about 2.8
+    bootstrap standard errors of the log ratio, and smaller with more held-out texts."""
+    from hyperlens.hft.sections import target_rows
+
+    def rows(n_texts: int) -> list:
+        rng = np.random.default_rng(0)
+        text = np.repeat(np.arange(n_texts), 20)
+        base = rng.gamma(4.0, 1.5, size=text.size)
+        results = {"B: HyperField": {"nll": base + rng.normal(0.1, 0.3, text.size)},
+                   "B: tuned lens": {"nll": base},
+                   "unigram": {"nll": base + 2.0}}
+        return target_rows({}, results, text)
+
+    small, large = rows(40), rows(640)
+    assert [r[0] for r in small] == ["B: ppl / unigram ppl <= 0.5",
+                                     "B: ppl / tuned-lens ppl <= 0.85"]
+    for r in small + large:
+        value, lo, hi, see, met = r[1:]
+        assert lo <= value <= hi and see > 0
+        # 2.8 standard errors, the interval being about 3.9 of them
+        assert 0.4 < see / np.log(hi / lo) < 1.0
+        assert met == (hi <= (0.5 if "unigram" in r[0] else 0.85))
+    assert large[1][4] < small[1][4] / 2  # 16x the texts: about a quarter of the change

@@ -618,7 +618,12 @@ def _metrics_sections(run: _TrainRun) -> list[list[Any]]:
     curves_section(rep, {k[len("history "):]: v for k, v in rep.data.items()
                          if k.startswith("history ")})
     targets = target_rows(summ, results, text)
-    rep.section("Targets").table("Issue targets", ["target", "value", "lo", "hi", "met"], targets)
+    rep.section("Targets", (
+        "Each target with its paired 95 % interval over held-out texts. detectable: the "
+        "smallest relative change of the ratio (of the agreement: the smallest difference) "
+        "the comparison finds with probability 0.8, over texts only (one seed's students; "
+        "seed-to-seed variation is not in it).")).table(
+        "Issue targets", ["target", "value", "lo", "hi", "detectable", "met"], targets)
     rep.data["summary"] = {k: {m: e.as_dict() for m, e in v.items()} for k, v in summ.items()}
     rep.data["seeds"] = run.seeds_res
     rep.data["parameters"] = run.params
