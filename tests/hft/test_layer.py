@@ -241,3 +241,23 @@ def test_training_path_matches_the_direct_formula_in_value_and_gradient(heads):
     for name in g_ref:
         torch.testing.assert_close(g_new[name], g_ref[name], atol=1e-4, rtol=1e-4,
                                    msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_region_means_sum_head_by_head_as_one_pass_would():
+    """The initial controls: each tensor's mean target over the inputs routed nearest to it,
+    summed head by head without H copies of the targets, bit for bit what one pass over
+    the expanded targets gives (every tensor belongs to one head, so the order of each
+    row's additions is the same)."""
+    from hyperlens.hft.model import _region_means
+
+    torch.manual_seed(0)
+    layer = HyperTensorLayer(24, 5, n_tensors=32, top_k=2, heads=4, seed=0)
+    x, y = torch.randn(300, 24), torch.randn(300, 7)
+    layer.init_from_data(x, seed=0)
+    near = layer.route(x).argmin(2) + torch.arange(4) * 8  # [n, H]
+    flat = near.reshape(-1)
+    yy = y[:, None, :].expand(-1, 4, -1).reshape(-1, 7)
+    sums = torch.zeros(32, 7).index_add_(0, flat, yy)
+    cnt = torch.bincount(flat, minlength=32).float()[:, None]
+    ref = torch.where(cnt > 0, sums / cnt.clamp_min(1), y.mean(0, keepdim=True)) / 4
+    assert torch.equal(_region_means(layer, x, y), ref)

@@ -97,10 +97,12 @@ class HyperFieldModel(nn.Module):
         """Seed Stage 2 at training inputs (after Stage 1 is trained); controls start at the
         mean teacher final state of each region minus the global mean (the unigram bias
         carries the rest)."""
-        x2 = torch.cat([self.stage2_input(self.embed(c), t) for c, t in
+        # chunk by chunk in float32: ``x1`` and ``tail`` may be the stored half-precision rows
+        x2 = torch.cat([self.stage2_input(self.embed(c.float()), t.float()) for c, t in
                         zip(x1.split(2048), tail.split(2048), strict=True)])
         self.stage2.init_from_data(x2, derive_seed(seed, "stage2"))
-        means = _region_means(self.stage2, x2, final.float() - final.float().mean(0))
+        final = final.float()
+        means = _region_means(self.stage2, x2, final - final.mean(0))
         for c in (self.stage2.c_neg, self.stage2.c_mid, self.stage2.c_pos):
             c.copy_(means)
 
@@ -111,11 +113,14 @@ def _region_means(layer: HyperTensorLayer, x: torch.Tensor, y: torch.Tensor) -> 
     divided by the number of heads (the heads' outputs add up)."""
     K, H = layer.n_tensors, layer.heads
     near = torch.cat([layer.nearest(c) for c in x.split(2048)])  # [n, H]
-    yy = y.float()[:, None, :].expand(-1, H, -1).reshape(-1, y.shape[1])
-    flat = near.reshape(-1)
-    sums = torch.zeros(K, y.shape[1], device=yy.device).index_add_(0, flat, yy)
-    cnt = torch.bincount(flat, minlength=K).float()[:, None]
-    glob = y.float().mean(0, keepdim=True)
+    y = y.float()
+    # head by head: every tensor belongs to one head, so each row of ``sums`` adds its
+    # inputs in row order as one pass over all heads would, without H copies of ``y``
+    sums = torch.zeros(K, y.shape[1], device=y.device)
+    for h in range(H):
+        sums.index_add_(0, near[:, h], y)
+    cnt = torch.bincount(near.reshape(-1), minlength=K).float()[:, None]
+    glob = y.mean(0, keepdim=True)
     return torch.where(cnt > 0, sums / cnt.clamp_min(1), glob) / H
 
 

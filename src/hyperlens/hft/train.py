@@ -411,8 +411,7 @@ def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSp
     sl, targets = _shortlist(sc, sp, teacher, model.unigram, show_progress)
     data, val = _split(_data(train, sp, stats, _device_of(model), targets), sp, sc)
     n_init = min(len(data["target"]), 20000)
-    x1_init = data["x1"][:n_init].float()
-    model.init_stage1(x1_init, data["aux"][:n_init].float(), seed)
+    model.init_stage1(data["x1"][:n_init].float(), data["aux"][:n_init].float(), seed)
     out: dict[str, Any] = {}
     s1 = list(model.stage1.parameters()) + list(model.aux.parameters())
 
@@ -430,7 +429,8 @@ def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSp
                   ckpt=_phase(checkpoint_dir, "stage1")),
              **_evaluator(val, _val_aux))
     out["stage1"] = _hist(h1)
-    model.init_stage2(x1_init, data["tail"][:n_init].float(), data["final"][:n_init].float(),
+    # read again (not kept through Stage 1): half precision, made float32 chunk by chunk
+    model.init_stage2(data["x1"][:n_init], data["tail"][:n_init], data["final"][:n_init],
                       seed)
     teacher.compute_dtype = _unembed_dtype(sc)
     base = {"steps": 0}  # distillation steps of the phases before the running one
@@ -556,8 +556,7 @@ def train_online(model: HyperFieldModel, train: FeatureStore, sp: CapturedSplit,
     n = int(data["target"].shape[0])
     n_init = min(n, 20000)
     model.init_stage1(data["x1"][:n_init].float(), data["aux"][:n_init].float(), seed)
-    model.init_stage2(data["x1"][:n_init].float(), data["tail"][:n_init].float(),
-                      data["final"][:n_init].float(), seed)
+    model.init_stage2(data["x1"][:n_init], data["tail"][:n_init], data["final"][:n_init], seed)
     P = model.aux.weight.detach().clone()  # [d_aux, d_embed]
     mean_final = data["final"][:n_init].float().mean(0)
     gen = make_generator(seed)
