@@ -634,9 +634,11 @@ def _checks_and_speed(run: _TrainRun) -> None:
     """The seed's information-flow checks and the throughput, per trained track."""
     from ..hft import checks
     from ..hft.generate import Student, save_student
+    from ..utils import release_freed_memory
 
     cfg, ctx, rep, tr, he, U = run.cfg, run.ctx, run.rep, run.tr, run.he, run.U
     for track, (feat, model, fhe, _hist) in run.students.items():
+        release_freed_memory()  # what scoring and training left in the heap
         st = Student(feat, model)
         X, T = fhe.tensors().values()
         rows_ = slice(0, min(1024, len(he)))
@@ -662,6 +664,7 @@ def _checks_and_speed(run: _TrainRun) -> None:
                 res["shortlist target"] = checks.shortlist_target(
                     model, X[rows_], T[rows_], he, rows_, U, run.lu, run.sc.shortlist,
                     run.sc.negatives)
+        release_freed_memory()
         with rep.timer(f"speed {track}"):
             res["throughput"] = checks.throughput(st, run.teacher, he)
         checks_section(rep, track, res, run.params.get(f"{track}: HyperField", 0),

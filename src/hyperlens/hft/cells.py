@@ -165,10 +165,12 @@ def prepare(setup: StudentSetup, teacher: Any = None, cap: Capture | None = None
     U = Unembedding.from_model(teacher)
     lu = log_unigram(torch.from_numpy(np.asarray(fit_["target"]).astype(np.int64)),
                      U.vocab_size)
-    return Prepared(cap, U, lu, aux_stats(fit_), feat,
+    prep = Prepared(cap, U, lu, aux_stats(fit_), feat,
                     build_features(feat, cap, "train", show_progress=show_progress),
                     build_features(feat, cap, "heldout", show_progress=show_progress),
                     int(teacher.hidden_size))
+    release_freed_memory()  # the sketches' batch buffers: the students start without them
+    return prep
 
 
 def register(setup: StudentSetup, prepared: Prepared) -> None:
