@@ -354,6 +354,23 @@ def progress(
     return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
 
+def peak_rss_mb() -> float | None:
+    """The process's peak resident memory so far in MB (``ru_maxrss``; it never falls), or
+    ``None`` where the platform has no ``resource`` module.
+
+    Example:
+        >>> peak = peak_rss_mb()
+        >>> peak is None or peak > 0
+        True
+    """
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes there, KB here
+
+
 class Timer:
     """Collect named wall-clock timings: ``with timer("embed"): ...``; ``timer.seconds``.
 

@@ -198,3 +198,27 @@ def test_a_killed_runs_folder_is_accepted_and_a_foreign_one_refused(tmp_path, re
     (foreign / "notes").mkdir(parents=True)
     with pytest.raises(ConfigError, match="no hyperlens report"):
         check_out_dir(foreign)
+
+
+def test_each_timed_block_records_the_peak_memory_when_it_ended(tmp_path):
+    """The peak resident memory at the end of each timed block (a fresh process, so no
+    earlier test's peak hides it): a block that writes a 512 MB buffer raises it, by more
+    than 200 MB, and the process's peak is at least every block's."""
+    import subprocess
+    import sys
+
+    if sys.platform == "win32":
+        pytest.skip("no resource module")
+    code = (
+        "import json, sys, numpy as np\n"
+        "from hyperlens.report import Report\n"
+        "rep = Report('mem', out_dir=sys.argv[1])\n"
+        "with rep.timer('small'):\n    pass\n"
+        "with rep.timer('large'):\n    buf = np.ones(512 * 2**20 // 8); buf.sum()\n"
+        "print(json.dumps(rep.to_dict()['environment']['peak_rss_mb']))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r")], check=True,
+                         capture_output=True, text=True).stdout
+    env = json.loads(out.strip().splitlines()[-1])
+    small, large = env["at the end of"]["small"], env["at the end of"]["large"]
+    assert 0 < small and large - small > 200
+    assert env["process"] >= large

@@ -9,7 +9,6 @@ over seeds, the information-flow checks, speed), saving the seed-0 Track A stude
 
 from __future__ import annotations
 
-import resource
 import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -41,6 +40,7 @@ from ..hft.sections import (
 )
 from ..hft.train import StudentConfig as _SC  # the students' defaults live there
 from ..report import Report
+from ..utils import peak_rss_mb
 
 __all__ = ["CaptureOptions", "HftTrainConfig", "COMMANDS", "run_capture", "run_train",
            "tour_section"]
@@ -307,10 +307,6 @@ def _texts_unless_captured(cfg: CaptureOptions, ctx: RunContext) -> list[str] | 
     return None if manifest is not None and manifest.get("complete") else _texts(cfg)
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 # --------------------------------------------------------------------------- train
 @dataclass
 class _TrainRun:
@@ -421,7 +417,7 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
     rows = _metrics_sections(run)
     rep.save(final=False)
     _checks_and_speed(run)
-    rep.data["max_rss_mb"] = _rss_mb()
+    rep.data["max_rss_mb"] = peak_rss_mb()
     rep.summary([[r[0], f"ppl {r[2]:.1f}", f"KL {r[5]:.3f}", f"agree {r[8]:.3f}"] for r in rows])
     rep.save()
     return rep

@@ -18,7 +18,8 @@ from ..errors import InputError
 from ..hft.evaluate import MIXTURE, count_baselines, mix_fn
 from ..hft.sections import metric_table
 from ..report import Report
-from .hft import _CPU_ONLY, _rss_mb
+from ..utils import peak_rss_mb
+from .hft import _CPU_ONLY
 
 __all__ = ["HftEvalConfig", "HftGenerateConfig", "COMMANDS", "run_eval", "run_generate"]
 
@@ -102,7 +103,7 @@ def run_eval(cfg: HftEvalConfig, ctx: RunContext | None = None) -> Report:
         rep.data["throughput"] = tp = checks.throughput(st, teacher, he)
     assert teacher.module is not None  # load_student loads a causal LM
     n_st, n_te = count_parameters(st.model), count_parameters(teacher.module)
-    speed_section(rep, tp, n_st, n_te, _rss_mb())
+    speed_section(rep, tp, n_st, n_te, peak_rss_mb())
     rep.summary([[r[0], f"ppl {r[1]:.1f}", f"KL {r[4]:.3f}", f"agree {r[7]:.3f}"] for r in rows])
     rep.save()
     return rep

@@ -270,11 +270,12 @@ def speed_rows(tp: dict[str, Any], n_params: int, teacher_params: int) -> list[l
 
 
 def speed_section(rep: Report, tp: dict[str, Any], n_params: int, teacher_params: int,
-                  rss_mb: float) -> None:
+                  rss_mb: float | None) -> None:
     """``hft eval``'s speed section: :func:`speed_rows` and the process's peak memory."""
     rep.section("Speed", "Tokens per second side by side on this machine: the student from a "
                 "rolling buffer at batch 1 and on 512 held-out rows, the teacher with its KV "
                 "cache at batch 1 and on whole sequences, each in float32 and (where the CPU "
                 "has native bfloat16) as a bfloat16 copy.").table(
         "Speed", ["measure", "student", "teacher"], speed_rows(tp, n_params, teacher_params)
-        + [["peak resident MB of this process", round(rss_mb, 1), ""]])
+        + [["peak resident MB of this process", None if rss_mb is None else round(rss_mb, 1),
+            ""]])

@@ -22,7 +22,7 @@ import platform
 import re
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from ..utils import (
     atomic_write_json,
     atomic_write_text,
     cpu_model_name,
+    peak_rss_mb,
     to_jsonable,
 )
 from . import plots as _plots
@@ -180,6 +181,7 @@ class Report:
         self.sections: list[Section] = []
         self.data: dict[str, Any] = {}
         self.timings: dict[str, float] = {}
+        self.peak_rss: dict[str, float | None] = {}
         self.summary_rows: list[list[Any]] = []
         self.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         self._start = time.perf_counter()
@@ -196,8 +198,19 @@ class Report:
         return sec
 
     def timer(self, name: str) -> contextlib.AbstractContextManager[None]:
-        """Time a block; the seconds land in ``results.json`` under ``timings``."""
-        return Timer(self.timings)(name)
+        """Time a block; the seconds land in ``results.json`` under ``timings``, and the
+        process's peak resident memory when the block ended under
+        ``environment.peak_rss_mb`` (so the block that raised the peak is the first whose
+        figure reaches it)."""
+        return self._timed(name)
+
+    @contextlib.contextmanager
+    def _timed(self, name: str) -> Iterator[None]:
+        try:
+            with Timer(self.timings)(name):
+                yield
+        finally:
+            self.peak_rss[name] = peak_rss_mb()
 
     def summary(self, rows: Sequence[Sequence[Any]]) -> None:
         """Set the short ``[name, value]`` table printed by the CLI at the end of a run."""
@@ -216,7 +229,9 @@ class Report:
             "complete": bool(complete),
             "seed": self.seed,
             "config": self.config,
-            "environment": environment_info(self.device),
+            "environment": {**environment_info(self.device),
+                            "peak_rss_mb": {"process": peak_rss_mb(),
+                                            "at the end of": dict(self.peak_rss)}},
             "timings": timings,
             "summary": self.summary_rows,
             "sections": [s.to_dict() for s in self.sections],
