@@ -355,8 +355,13 @@ def progress(
 
 
 def peak_rss_mb() -> float | None:
-    """The process's peak resident memory so far in MB (``ru_maxrss``; it never falls), or
-    ``None`` where the platform has no ``resource`` module.
+    """The process's peak resident memory so far in MB, or ``None`` where the platform
+    cannot say.
+
+    On Linux the high-water mark of this process image (``VmHWM``): ``ru_maxrss`` would
+    carry over a forking parent's size across ``exec``, so a small child of a large
+    process would report the parent's peak. Elsewhere ``ru_maxrss`` (bytes on macOS, KB on
+    the other Unixes).
 
     Example:
         >>> peak = peak_rss_mb()
@@ -364,11 +369,18 @@ def peak_rss_mb() -> float | None:
         True
     """
     try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
         import resource
     except ImportError:  # not on Windows
         return None
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes there, KB here
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024
 
 
 class Timer:
