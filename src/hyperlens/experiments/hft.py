@@ -40,7 +40,7 @@ from ..hft.sections import (
 )
 from ..hft.train import StudentConfig as _SC  # the students' defaults live there
 from ..report import Report
-from ..utils import peak_rss_mb
+from ..utils import peak_rss_mb, release_freed_memory
 
 __all__ = ["CaptureOptions", "HftTrainConfig", "COMMANDS", "run_capture", "run_train",
            "tour_section"]
@@ -353,7 +353,7 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
     from ..hft.model import log_unigram
     from ..hft.train import StudentConfig, fit_rows, train_bf16
     from ..run import Ledger
-    from ..utils import release_freed_memory, retain_freed_memory, stable_hash
+    from ..utils import retain_freed_memory, stable_hash
 
     ctx = ctx or RunContext()
     sc = StudentConfig(k1=cfg.k1, k2=cfg.k2, top1=cfg.top_k, top2=cfg.top_k, lr=cfg.lr,
@@ -630,7 +630,6 @@ def _checks_and_speed(run: _TrainRun) -> None:
     """The seed's information-flow checks and the throughput, per trained track."""
     from ..hft import checks
     from ..hft.generate import Student, save_student
-    from ..utils import release_freed_memory
 
     cfg, ctx, rep, tr, he, U = run.cfg, run.ctx, run.rep, run.tr, run.he, run.U
     for track, (feat, model, fhe, _hist) in run.students.items():

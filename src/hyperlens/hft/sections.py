@@ -63,7 +63,11 @@ def _log_ratio(results: dict[str, Any], text: np.ndarray, a: str, b: str) -> Any
 def ppl_ratio(results: dict[str, Any], text: np.ndarray, a: str, b: str) -> list[Any]:
     """ppl(a) / ppl(b) ``[value, lo, hi]`` with a paired bootstrap over texts of the log
     ratio."""
-    est = _log_ratio(results, text, a, b)
+    return _ratio_row(_log_ratio(results, text, a, b))
+
+
+def _ratio_row(est: Any) -> list[Any]:
+    """``[value, lo, hi]`` of a ratio from the estimate of its log."""
     return [round(float(np.exp(est.value)), 4), round(float(np.exp(est.lo)), 4),
             round(float(np.exp(est.hi)), 4)]
 
@@ -101,8 +105,7 @@ def target_rows(summ: dict[str, Any], results: dict[str, Any], text: np.ndarray
     def ratio_ci(a: str, b: str) -> list[Any]:
         est = _log_ratio(results, text, a, b)
         see = float(np.expm1(detectable_difference(float(est.std))))
-        return [round(float(np.exp(est.value)), 4), round(float(np.exp(est.lo)), 4),
-                round(float(np.exp(est.hi)), 4), round(see, 4)]
+        return [*_ratio_row(est), round(see, 4)]
 
     out = []
     for track in ("A", "B"):
