@@ -179,3 +179,45 @@ def test_retain_freed_memory_stops_refaulting_large_blocks() -> None:
         del t
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     assert faults < 8 * pages  # without it: 20 * pages (every block faulted again)
+
+
+def test_trimmed_releases_the_retained_heap_every_few_items(monkeypatch) -> None:
+    import hyperlens.utils as U
+
+    calls: list[int] = []
+    monkeypatch.setattr(U, "release_freed_memory", lambda: calls.append(1))
+    assert list(U.trimmed(iter(range(10)), every=3)) == list(range(10))
+    assert len(calls) == 3  # after items 3, 6 and 9
+    with pytest.raises(InputError, match="every must be at least 1"):
+        list(U.trimmed(range(3), every=0))
+    assert (U.trim_every(2048), U.trim_every(256), U.trim_every(10**6)) == (8, 64, 1)
+
+
+def test_a_trim_hands_a_retained_block_back_to_the_os() -> None:
+    """Under :func:`retain_freed_memory` a freed 256 MB block stays resident; one
+    :func:`trimmed` period returns it (a child process: its own heap and settings)."""
+    import subprocess
+    import sys
+
+    code = """
+import torch
+from hyperlens.utils import retain_freed_memory, trimmed
+def anon():
+    for line in open('/proc/self/status'):
+        if line.startswith('RssAnon'):
+            return int(line.split()[1]) // 1024
+if not retain_freed_memory():
+    print('skip'); raise SystemExit
+t = torch.ones(64 << 20)  # 256 MB, every page touched
+del t
+kept = anon()
+for _ in trimmed(range(1), every=1):
+    pass
+print(kept, anon())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    if out == ["skip"]:
+        pytest.skip("not glibc: mallopt is not available")
+    kept, after = map(int, out)
+    assert kept - after > 200, (kept, after)

@@ -29,6 +29,9 @@ __all__ = [
     "seed_everything",
     "cache_dir",
     "retain_freed_memory",
+    "release_freed_memory",
+    "trimmed",
+    "trim_every",
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
@@ -121,6 +124,7 @@ def seed_everything(seed: int) -> None:
 
 # --------------------------------------------------------------------------- folders
 _RETAINED: bool | None = None
+_LIBC: Any = None
 
 
 def retain_freed_memory() -> bool:
@@ -136,31 +140,70 @@ def retain_freed_memory() -> bool:
     """
     global _RETAINED
     if _RETAINED is None:
-        _RETAINED = False
+        lib = _glibc()
+        m_trim, m_mmap = -1, -3  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
+        _RETAINED = lib is not None and bool(lib.mallopt(m_mmap, 1 << 30)) and bool(
+            lib.mallopt(m_trim, (1 << 31) - 1))
+    return _RETAINED
+
+
+def _glibc() -> Any:
+    """The C library when it is glibc (``malloc_trim`` and ``mallopt`` exist), else None."""
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = False
         if sys.platform.startswith("linux"):
             import ctypes
 
             try:
-                libc = ctypes.CDLL("libc.so.6")
-                m_trim, m_mmap = -1, -3  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
-                _RETAINED = bool(libc.mallopt(m_mmap, 1 << 30)) and bool(
-                    libc.mallopt(m_trim, (1 << 31) - 1))
-            except (OSError, AttributeError):
-                _RETAINED = False
-    return _RETAINED
+                lib = ctypes.CDLL("libc.so.6")
+                if hasattr(lib, "malloc_trim"):
+                    _LIBC = lib
+            except OSError:
+                pass
+    return _LIBC or None
 
 
 def release_freed_memory() -> None:
     """Hand the heap's free pages back to the OS (``malloc_trim``): after a phase whose
     large blocks :func:`retain_freed_memory` kept, so that the next phase does not start on
-    top of them. A no-op where the C library is not glibc."""
-    if _RETAINED:
-        import ctypes
+    top of them, and now and then in a long pass (:func:`trimmed`); glibc's own heap
+    fragments too. A no-op where the C library is not glibc."""
+    lib = _glibc()
+    if lib is not None:
+        lib.malloc_trim(0)
 
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
+
+def trimmed(items: Iterable[T], every: int) -> Iterator[T]:
+    """Yield ``items``, handing the heap's free pages back (:func:`release_freed_memory`)
+    after every ``every`` of them.
+
+    A long pass over batches whose buffers differ in size from batch to batch (sparse
+    sketches, the last short batch) fragments a heap that :func:`retain_freed_memory`
+    keeps: the free blocks never fit the next request exactly, so the heap grows with the
+    number of batches (5 GB over 262k rows of the HyperField featuriser, 250 MB with a
+    trim every 16k rows). Trimming now and then bounds it at the cost of re-touching a
+    few pages.
+
+    >>> list(trimmed(range(5), every=2))
+    [0, 1, 2, 3, 4]
+    """
+    if every < 1:
+        raise InputError(f"every must be at least 1, got {every}.")
+    for i, item in enumerate(items, 1):
+        yield item
+        if i % every == 0:
+            release_freed_memory()
+
+
+def trim_every(batch: int, rows: int = 16_384) -> int:
+    """How many batches of ``batch`` rows make about ``rows`` rows: the :func:`trimmed`
+    period of a pass over rows (at least 1).
+
+    >>> trim_every(2048), trim_every(256), trim_every(100_000)
+    (8, 64, 1)
+    """
+    return max(1, rows // max(1, batch))
 
 
 def cache_dir(*parts: str, create: bool = True) -> Path:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..functional.stats import Estimate, bootstrap_ci
+from ..utils import trim_every, trimmed
 from .capture import CapturedSplit, Unembedding
 
 __all__ = ["score", "score_many", "last_batch", "summarise", "per_text", "subset", "METRICS",
@@ -45,7 +46,7 @@ def score_many(logprob_fns: Mapping[str, Callable[[slice], torch.Tensor]], sp: C
     n = len(sp)
     out = {name: {k: np.empty(n, np.float64) for k in ("nll", "kl", "agree", "top1", "top5")}
            for name in logprob_fns}
-    for a in range(0, n, batch):
+    for a in trimmed(range(0, n, batch), trim_every(batch)):
         rows = slice(a, min(n, a + batch))
         logp = torch.log_softmax(teacher(sp.tensor("final", rows).float()).double(), -1)
         best = logp.argmax(1)

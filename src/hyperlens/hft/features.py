@@ -38,7 +38,7 @@ import torch
 from ..errors import InputError, ShapeError
 from ..functional.sketch import BlockSRHT, CountSketch, compose
 from ..hdc.pca import StreamingPCA
-from ..utils import derive_seed
+from ..utils import derive_seed, trim_every, trimmed
 
 __all__ = ["FeatureConfig", "Featurizer", "ngram_keys"]
 
@@ -200,7 +200,7 @@ class Featurizer:
             else None
         acc: dict[str, list[torch.Tensor]] = {k: [] for k in ("s", "s2", "t", "t2", "e", "e2")}
         n = len(ctx)
-        for a in range(0, n, batch):
+        for a in trimmed(range(0, n, batch), trim_every(batch)):  # the heap stays bounded
             x = self.raw_sketch(ctx[a:a + batch], pos[a:a + batch]).double()
             if pca is not None:
                 pca.partial_fit(x)

@@ -46,15 +46,15 @@ def teacher_targets(final: Any, teacher: Unembedding, k: int, *, batch: int = 10
     """The teacher's top-``k`` next tokens ``[n, k]`` (int32) and full-vocabulary log
     normaliser ``[n]`` (float32) of every row of ``final`` (``[n, d]``, any array), in the
     teacher's compute dtype, read in chunks (one pass over the whole vocabulary)."""
-    from ..utils import progress
+    from ..utils import progress, trim_every, trimmed
 
     n = int(final.shape[0])
     if not 1 <= k <= teacher.vocab_size:
         raise InputError(f"shortlist k must be in 1..{teacher.vocab_size}, got {k}.")
     ids = torch.empty(n, k, dtype=torch.int32)
     lse = torch.empty(n, dtype=torch.float32)
-    for a in progress(range(0, n, batch), total=-(-n // batch), desc="teacher top-k",
-                      enabled=show_progress):
+    for a in trimmed(progress(range(0, n, batch), total=-(-n // batch), desc="teacher top-k",
+                              enabled=show_progress), trim_every(batch)):
         rows = slice(a, min(n, a + batch))
         t = teacher(torch.as_tensor(np.asarray(final[rows])).float())
         lse[rows] = torch.logsumexp(t, -1)

@@ -45,7 +45,7 @@ from torch import nn
 from ..errors import InputError
 from ..functional import kernels
 from ..train import TrainConfig, current_step, fit
-from ..utils import atomic_path, derive_seed, make_generator, progress
+from ..utils import atomic_path, derive_seed, make_generator, progress, trim_every, trimmed
 from .capture import Capture, CapturedSplit, Unembedding
 from .features import Featurizer
 from .model import HyperFieldModel, MLPStudent, TransformerStudent, TunedLens, distill_loss
@@ -198,8 +198,9 @@ def build_features(feat: Featurizer, capture: Capture, split: str, *, batch: int
             x1 = np.lib.format.open_memmap(tmp / "x1.npy", "w+", np.float16, (n, feat.d1))
             tl = np.lib.format.open_memmap(tmp / "tail.npy", "w+", np.float16,
                                            (n, feat.cfg.d_tail))
-            for a in progress(range(0, n, batch), total=-(-n // batch), desc=f"features {split}",
-                              enabled=show_progress):
+            for a in trimmed(progress(range(0, n, batch), total=-(-n // batch),
+                                      desc=f"features {split}", enabled=show_progress),
+                             trim_every(batch)):
                 rows = slice(a, a + batch)
                 state = sp["state"][rows] if feat.cfg.track == "B" else None
                 x1[rows] = feat.stage1(sp["ctx"][rows], sp["pos"][rows], state).numpy()
