@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hyperlens.errors import DataError
-from hyperlens.hft.rows import RowArray, RowFile, Standardised
+from hyperlens.hft.rows import RowArray, RowFile, RowWriter, Standardised
 from hyperlens.train import TrainConfig, fit
 
 
@@ -112,3 +112,32 @@ def test_standardised_rows_are_the_z_scores_of_the_sources(tmp_path):
     assert torch.equal(z.rows(10, 20)[np.array([9, 0])], want[[19, 10]])
     with pytest.raises(DataError, match="columns"):
         Standardised([torch.from_numpy(q)], mean, std)
+
+
+def test_row_writer_writes_what_a_memory_map_would_and_refuses_a_short_file(tmp_path) -> None:
+    """The stored features are written block by block; the bytes are those of assigning
+    the same float32 blocks into a float16 memory map (the cast rounds alike), and a
+    file left short or overfilled is an error, never a file that reads as finished."""
+    rng = np.random.default_rng(0)
+    blocks = [rng.standard_normal((n, 7)).astype(np.float32) * 1e3 for n in (5, 8, 3)]
+    ref = np.lib.format.open_memmap(tmp_path / "ref.npy", "w+", np.float16, (16, 7))
+    with RowWriter(tmp_path / "new.npy", (16, 7), np.float16) as w:
+        a = 0
+        for b in blocks:
+            ref[a:a + len(b)] = b
+            w.write(b)
+            a += len(b)
+    ref.flush()
+    del ref
+    assert (tmp_path / "new.npy").read_bytes() == (tmp_path / "ref.npy").read_bytes()
+    assert torch.equal(RowFile(tmp_path / "new.npy")[2:9],
+                       torch.from_numpy(np.concatenate(blocks)[2:9].astype(np.float16)))
+    with pytest.raises(DataError, match="15 of 16 rows written"):
+        with RowWriter(tmp_path / "short.npy", (16, 7), np.float16) as w:
+            w.write(np.zeros((15, 7)))
+    w = RowWriter(tmp_path / "wide.npy", (4, 7), np.float16)
+    with pytest.raises(DataError, match=r"expected \[rows, 7\]"):
+        w.write(np.zeros((2, 6)))
+    with pytest.raises(DataError, match="more than the 4 of its header"):
+        w.write(np.zeros((5, 7)))
+    w._f.close()

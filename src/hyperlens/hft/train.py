@@ -49,7 +49,7 @@ from ..utils import atomic_path, derive_seed, make_generator, progress, trim_eve
 from .capture import Capture, CapturedSplit, Unembedding
 from .features import Featurizer
 from .model import HyperFieldModel, MLPStudent, TransformerStudent, TunedLens, distill_loss
-from .rows import RowFile, Standardised
+from .rows import RowFile, RowWriter, Standardised
 from .shortlist import Shortlist, shortlist_loss, teacher_targets
 
 __all__ = ["StudentConfig", "FeatureStore", "build_model", "build_features", "aux_stats",
@@ -195,19 +195,17 @@ def build_features(feat: Featurizer, capture: Capture, split: str, *, batch: int
         n = len(sp)
         with atomic_path(folder) as tmp:
             tmp.mkdir(parents=True)
-            x1 = np.lib.format.open_memmap(tmp / "x1.npy", "w+", np.float16, (n, feat.d1))
-            tl = np.lib.format.open_memmap(tmp / "tail.npy", "w+", np.float16,
-                                           (n, feat.cfg.d_tail))
-            for a in trimmed(progress(range(0, n, batch), total=-(-n // batch),
-                                      desc=f"features {split}", enabled=show_progress),
-                             trim_every(batch)):
-                rows = slice(a, a + batch)
-                state = sp["state"][rows] if feat.cfg.track == "B" else None
-                x1[rows] = feat.stage1(sp["ctx"][rows], sp["pos"][rows], state).numpy()
-                tl[rows] = feat.tail(sp["ctx"][rows]).numpy()
-            x1.flush()
-            tl.flush()
-            del x1, tl
+            # written block by block: a memory map's dirty pages would count in the
+            # process's resident memory until the end (5 GB at 250k rows)
+            with RowWriter(tmp / "x1.npy", (n, feat.d1), np.float16) as x1, \
+                    RowWriter(tmp / "tail.npy", (n, feat.cfg.d_tail), np.float16) as tl:
+                for a in trimmed(progress(range(0, n, batch), total=-(-n // batch),
+                                          desc=f"features {split}", enabled=show_progress),
+                                 trim_every(batch)):
+                    rows = slice(a, a + batch)
+                    state = sp["state"][rows] if feat.cfg.track == "B" else None
+                    x1.write(feat.stage1(sp["ctx"][rows], sp["pos"][rows], state).numpy())
+                    tl.write(feat.tail(sp["ctx"][rows]).numpy())
     return FeatureStore(RowFile(folder / "x1.npy"), RowFile(folder / "tail.npy"))
 
 
