@@ -190,7 +190,7 @@ def test_trimmed_releases_the_retained_heap_every_few_items(monkeypatch) -> None
     assert len(calls) == 3  # after items 3, 6 and 9
     with pytest.raises(InputError, match="every must be at least 1"):
         list(U.trimmed(range(3), every=0))
-    assert (U.trim_every(2048), U.trim_every(256), U.trim_every(10**6)) == (8, 64, 1)
+    assert (U.trim_every(2048), U.trim_every(256), U.trim_every(10**6)) == (2, 16, 1)
 
 
 def test_a_trim_hands_a_retained_block_back_to_the_os() -> None:

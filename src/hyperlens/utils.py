@@ -181,9 +181,10 @@ def trimmed(items: Iterable[T], every: int) -> Iterator[T]:
     A long pass over batches whose buffers differ in size from batch to batch (sparse
     sketches, the last short batch) fragments a heap that :func:`retain_freed_memory`
     keeps: the free blocks never fit the next request exactly, so the heap grows with the
-    number of batches (5 GB over 262k rows of the HyperField featuriser, 250 MB with a
-    trim every 16k rows). Trimming now and then bounds it at the cost of re-touching a
-    few pages.
+    number of batches (a peak 4.8 GB above the start over 65k rows of the HyperField
+    featuriser's fit on real windows, 1.4 GB trimmed every ~4k rows, in 1.4x the time;
+    ``benchmarks/bench_hft_fit_memory.py``). Trimming bounds it at the cost of touching
+    the freed pages again.
 
     >>> list(trimmed(range(5), every=2))
     [0, 1, 2, 3, 4]
@@ -196,12 +197,12 @@ def trimmed(items: Iterable[T], every: int) -> Iterator[T]:
             release_freed_memory()
 
 
-def trim_every(batch: int, rows: int = 16_384) -> int:
+def trim_every(batch: int, rows: int = 4096) -> int:
     """How many batches of ``batch`` rows make about ``rows`` rows: the :func:`trimmed`
     period of a pass over rows (at least 1).
 
     >>> trim_every(2048), trim_every(256), trim_every(100_000)
-    (8, 64, 1)
+    (2, 16, 1)
     """
     return max(1, rows // max(1, batch))
 
