@@ -6,11 +6,13 @@ the figure to compare.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -59,3 +61,26 @@ def machine() -> dict[str, Any]:
     return {"threads": torch.get_num_threads(), "torch": torch.__version__,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": K.cpu_info(),
             "loadavg": os.getloadavg()}
+
+
+def in_children(script: str, args: Sequence[str], cells: Iterable[tuple[str, int]]
+                ) -> list[dict[str, Any]]:
+    """Run ``script *args --child MODE ROWS`` once per ``(mode, rows)``, each in a fresh
+    process (so one mode's heap, caches and high-water mark never reach the next), and
+    collect the JSON dict each child prints on its last line of stdout."""
+    out = []
+    for mode, rows in cells:
+        cmd = [sys.executable, script, *args, "--child", mode, str(rows)]
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        print(r, flush=True)
+        out.append(r)
+    return out
+
+
+def ready_capture(capture_dir: str, default: str, root: str) -> None:
+    """Make ``hyperlens hft train``'s default capture when ``capture_dir`` is that default
+    and missing (run from ``root``); any other missing capture is the caller's error."""
+    if capture_dir == default and not os.path.isdir(default):
+        subprocess.run([sys.executable, "-m", "hyperlens", "hft", "capture",
+                        "--capture-dir", capture_dir], check=True, cwd=root)

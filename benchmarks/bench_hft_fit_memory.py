@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+from _timing import in_children, ready_capture  # noqa: E402
 
 from hyperlens.functional.kernels import cpu_info  # noqa: E402
 from hyperlens.hft.capture import load_capture  # noqa: E402
@@ -101,19 +102,10 @@ def main() -> None:
         return
     if not sys.platform.startswith("linux"):
         raise SystemExit("this benchmark reads /proc/self/status (Linux only)")
-    if a.capture_dir == str(DEFAULT_CAPTURE) and not DEFAULT_CAPTURE.is_dir():
-        subprocess.run([sys.executable, "-m", "hyperlens", "hft", "capture", "--capture-dir",
-                        a.capture_dir], check=True, cwd=ROOT)
+    ready_capture(a.capture_dir, str(DEFAULT_CAPTURE), str(ROOT))
     load_capture(a.capture_dir)  # a clear error before any child starts
-    out = []
-    for rows in a.rows:
-        for mode in ("untrimmed", "trimmed"):
-            cmd = [sys.executable, __file__, "--capture-dir", a.capture_dir, "--threads",
-                   str(a.threads), "--child", mode, str(rows)]
-            r = json.loads(subprocess.run(cmd, check=True, capture_output=True,
-                                          text=True).stdout.strip().splitlines()[-1])
-            print(r, flush=True)
-            out.append(r)
+    out = in_children(__file__, ["--capture-dir", a.capture_dir, "--threads", str(a.threads)],
+                      [(m, rows) for rows in a.rows for m in ("untrimmed", "trimmed")])
     ratios = {}
     for rows in a.rows:
         un, tr = (next(r for r in out if r["rows"] == rows and r["mode"] == m)

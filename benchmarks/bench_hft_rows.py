@@ -29,7 +29,6 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,6 +39,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+from _timing import in_children, ready_capture  # noqa: E402
 
 from hyperlens.functional.kernels import cpu_info  # noqa: E402
 from hyperlens.hft.capture import CapturedSplit, load_capture  # noqa: E402
@@ -128,20 +129,11 @@ def main() -> None:
         res = child(a.capture_dir, a.child[0], int(a.child[1]), a.batch, a.batches)
         print(json.dumps(res))
         return
-    if a.capture_dir == str(DEFAULT_CAPTURE) and not DEFAULT_CAPTURE.is_dir():
-        subprocess.run([sys.executable, "-m", "hyperlens", "hft", "capture", "--capture-dir",
-                        a.capture_dir], check=True, cwd=ROOT)
+    ready_capture(a.capture_dir, str(DEFAULT_CAPTURE), str(ROOT))
     load_capture(a.capture_dir)  # a clear error before any child starts
-    out = []
-    for rows in a.rows:
-        for mode in ("arrays", "rows"):
-            cmd = [sys.executable, __file__, "--capture-dir", a.capture_dir, "--batch",
-                   str(a.batch), "--batches", str(a.batches), "--threads", str(a.threads),
-                   "--child", mode, str(rows)]
-            r = json.loads(subprocess.run(cmd, check=True, capture_output=True,
-                                          text=True).stdout.strip().splitlines()[-1])
-            print(r, flush=True)
-            out.append(r)
+    args = ["--capture-dir", a.capture_dir, "--batch", str(a.batch), "--batches",
+            str(a.batches), "--threads", str(a.threads)]
+    out = in_children(__file__, args, [(m, rows) for rows in a.rows for m in ("arrays", "rows")])
     ratios = {}
     for rows in a.rows:
         arr, rf = (next(r for r in out if r["rows"] == rows and r["mode"] == m)
