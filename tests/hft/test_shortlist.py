@@ -111,3 +111,33 @@ def test_the_gradient_is_the_full_gradient_on_average_over_draws():
         grads.append(torch.autograd.grad(loss, y)[0])
     mean = torch.stack(grads).mean(0)
     assert float((mean - full).norm() / full.norm()) < 0.1
+
+
+def test_teacher_targets_are_kept_in_the_cache_and_read_back(tmp_path, monkeypatch):
+    import hyperlens.hft.shortlist as S
+
+    U, _, final, _, _ = _setup(3)
+    first = teacher_targets(final, U, 5, cache=tmp_path)
+    (folder,) = tmp_path.iterdir()
+    assert folder.name == f"teacher-top5-{B}-v{V}-bias-float32"
+    calls = []
+    real = S._teacher_targets
+    monkeypatch.setattr(S, "_teacher_targets", lambda *a: calls.append(a) or real(*a))
+    again = teacher_targets(final, U, 5, cache=tmp_path)  # read back, not recomputed
+    assert not calls
+    assert torch.equal(again["topk"], first["topk"]) and torch.equal(again["lse"], first["lse"])
+    assert torch.equal(first["topk"], teacher_targets(final, U, 5)["topk"])
+    # fewer leading rows is another entry, computed once
+    head = teacher_targets(final[:10], U, 5, cache=tmp_path)
+    assert len(calls) == 2 and len(list(tmp_path.iterdir())) == 2
+    assert torch.equal(head["topk"], first["topk"][:10])
+
+def test_a_capture_split_and_its_leading_rows_share_one_cache(tmp_path):
+    import numpy as np
+
+    from hyperlens.hft.capture import CapturedSplit
+
+    sp = CapturedSplit({"target": np.arange(6), "text": np.array([0, 0, 1, 1, 2, 2])}, 3,
+                       tmp_path / "cache" / "train")
+    assert sp.head(4).cache == sp.cache and len(sp.head(4)) == 4
+    assert CapturedSplit({"target": np.arange(2)}, 1).cache is None

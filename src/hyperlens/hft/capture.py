@@ -311,6 +311,9 @@ class CapturedSplit:
 
     arrays: dict[str, Any]
     n_texts: int
+    #: where what is computed from this split's leading rows is kept (the teacher's top-k
+    #: targets); ``None`` for a split not read from a capture folder, or not a leading slice
+    cache: Path | None = None
 
     def __len__(self) -> int:
         return int(self.arrays["target"].shape[0])
@@ -322,7 +325,8 @@ class CapturedSplit:
         """The first ``n`` rows (views, nothing read or copied)."""
         arrays = {k: v.head(n) if isinstance(v, RowArray) else v[:n]
                   for k, v in self.arrays.items()}
-        return CapturedSplit(arrays, int(len(np.unique(arrays["text"]))) if n else 0)
+        return CapturedSplit(arrays, int(len(np.unique(arrays["text"]))) if n else 0,
+                             self.cache)
 
     def source(self, key: str) -> Any:
         """Rows of ``key`` as the training loop takes them: a row file read per batch, or a
@@ -711,7 +715,8 @@ def load_capture(root: str | Path, expect: CaptureConfig | None = None) -> Captu
                 "a corpus that fills both splits."
             )
         arrays = {k: _rows(v) for k, v in parts.items()}
-        splits[split] = CapturedSplit(arrays, sum(d["texts"] for d in shards))
+        splits[split] = CapturedSplit(arrays, sum(d["texts"] for d in shards),
+                                      root / "cache" / split)
     return Capture(root, manifest, splits["train"], splits["heldout"])
 
 

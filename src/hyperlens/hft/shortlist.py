@@ -27,6 +27,7 @@ KL, and the validation slice of training to a plateau, stay full-vocabulary.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,15 +43,46 @@ __all__ = ["teacher_targets", "Shortlist", "shortlist_loss", "target_error"]
 
 @torch.no_grad()
 def teacher_targets(final: Any, teacher: Unembedding, k: int, *, batch: int = 1024,
-                    show_progress: bool | None = False) -> dict[str, torch.Tensor]:
+                    show_progress: bool | None = False, cache: Path | None = None
+                    ) -> dict[str, torch.Tensor]:
     """The teacher's top-``k`` next tokens ``[n, k]`` (int32) and full-vocabulary log
     normaliser ``[n]`` (float32) of every row of ``final`` (``[n, d]``, any array), in the
-    teacher's compute dtype, read in chunks (one pass over the whole vocabulary)."""
-    from ..utils import progress, trim_every, trimmed
+    teacher's compute dtype, read in chunks (one pass over the whole vocabulary).
+
+    With ``cache`` (a folder of the capture ``final`` was read from, and ``final`` its
+    leading rows: :attr:`~hyperlens.hft.capture.CapturedSplit.cache`) the targets are
+    kept there, keyed by ``k``, the row count and the teacher's vocabulary, bias and
+    compute dtype, and read back by every later student of the capture instead of
+    recomputed (at 1M rows the pass is ~30 TFLOP); written atomically.
+    """
+    from ..utils import atomic_path
 
     n = int(final.shape[0])
     if not 1 <= k <= teacher.vocab_size:
         raise InputError(f"shortlist k must be in 1..{teacher.vocab_size}, got {k}.")
+    if cache is None:
+        return _teacher_targets(final, teacher, k, batch, show_progress)
+    dtype = str(teacher.compute_dtype).removeprefix("torch.")
+    bias = "bias" if teacher.bias is not None else "nobias"
+    folder = Path(cache) / f"teacher-top{k}-{n}-v{teacher.vocab_size}-{bias}-{dtype}"
+    if not (folder / "lse.npy").exists():
+        out = _teacher_targets(final, teacher, k, batch, show_progress)
+        with atomic_path(folder) as tmp:
+            tmp.mkdir(parents=True)
+            np.save(tmp / "topk.npy", out["topk"].numpy())
+            np.save(tmp / "lse.npy", out["lse"].numpy())
+        return out
+    got = {key: torch.from_numpy(np.load(folder / f"{key}.npy")) for key in ("topk", "lse")}
+    if got["topk"].shape != (n, k) or got["lse"].shape != (n,):
+        raise InputError(f"{folder} holds targets of another shape; delete it and run again.")
+    return got
+
+
+def _teacher_targets(final: Any, teacher: Unembedding, k: int, batch: int,
+                     show_progress: bool | None) -> dict[str, torch.Tensor]:
+    from ..utils import progress, trim_every, trimmed
+
+    n = int(final.shape[0])
     ids = torch.empty(n, k, dtype=torch.int32)
     lse = torch.empty(n, dtype=torch.float32)
     for a in trimmed(progress(range(0, n, batch), total=-(-n // batch), desc="teacher top-k",

@@ -268,7 +268,8 @@ def _shortlist(sc: StudentConfig, sp: CapturedSplit, teacher: Unembedding,
         raise InputError("a shortlist target needs log_prior (the training unigram, "
                          "hyperlens.hft.model.log_unigram).")
     teacher.compute_dtype = _unembed_dtype(sc)
-    targets = teacher_targets(sp["final"], teacher, sc.shortlist, show_progress=show)
+    targets = teacher_targets(sp["final"], teacher, sc.shortlist, show_progress=show,
+                              cache=sp.cache)
     return Shortlist(teacher, log_prior.detach().clone(), sc.negatives), targets
 
 
