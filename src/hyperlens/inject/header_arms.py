@@ -198,7 +198,7 @@ class HeaderRun:
         """The LM's final state at the answer cue of every prompt *with* its text ``[N, d]``
         and its verbaliser logits there ``[N, C]`` (one plain forward per prompt, no header;
         kept on disk)."""
-        from ..utils import load_safetensors, save_safetensors
+        from ..utils import load_safetensors, progress, save_safetensors
         from .prefix_cache import backbone_of
 
         prefix, cue = self.prompts(withheld=False)
@@ -215,7 +215,8 @@ class HeaderRun:
         states = torch.empty(len(seqs), self.d_model)
         order = np.argsort([len(q) for q in seqs])
         with self.rep.timer("full-text states (built)"):
-            for i in range(0, len(seqs), batch_size):
+            starts = range(0, len(seqs), batch_size)
+            for i in progress(starts, total=len(starts), desc="full-text states", unit="batch"):
                 rows = order[i: i + batch_size]
                 width = max(len(seqs[j]) for j in rows)
                 ids = torch.full((len(rows), width), pad, dtype=torch.long)
