@@ -59,6 +59,19 @@ def test_exact_block_is_the_z_scored_last_embeddings_beside_the_unchanged_sketch
     assert not torch.allclose(exact.stage1(near, pos)[:, plain.d1:], b[:, plain.d1:])
 
 
+
+def test_track_b_state_statistics_stream_over_batches(tiny_teacher):
+    ctx, pos = _ctx(300, 8, 100)
+    d = tiny_teacher.token_embeddings().shape[1]
+    state = (np.random.default_rng(1).standard_normal((300, d)) * 3 + 5).astype(np.float16)
+    fc = replace(small_features(8), track="B")
+    feat = Featurizer(tiny_teacher.token_embeddings(), fc).fit(ctx, pos, state, batch=64)
+    st = torch.from_numpy(state.astype(np.float32))
+    torch.testing.assert_close(feat.stats["state_mean"], st.mean(0))
+    torch.testing.assert_close(feat.stats["state_std"], st.std(0))
+    x = feat.stage1(ctx, pos, state)
+    torch.testing.assert_close(x[:, -d:], (st - st.mean(0)) / st.std(0), atol=1e-4, rtol=1e-4)
+
 def test_exact_tokens_beyond_the_window_are_refused():
     with pytest.raises(InputError, match="exact"):
         FeatureConfig(window=8, tail=4, exact=9).validate()

@@ -198,7 +198,8 @@ class Featurizer:
         rows."""
         pca = StreamingPCA(self.cfg.pca, whiten=True, seed=self.cfg.seed) if self.cfg.pca \
             else None
-        acc: dict[str, list[torch.Tensor]] = {k: [] for k in ("s", "s2", "t", "t2", "e", "e2")}
+        acc: dict[str, list[torch.Tensor]] = {k: [] for k in ("s", "s2", "t", "t2", "e", "e2",
+                                                              "z", "z2")}
         n = len(ctx)
         for a in trimmed(range(0, n, batch), trim_every(batch)):  # the heap stays bounded
             x = self.raw_sketch(ctx[a:a + batch], pos[a:a + batch]).double()
@@ -213,6 +214,10 @@ class Featurizer:
                 e = self._exact_raw(ctx[a:a + batch]).double()
                 acc["e"].append(e.sum(0))
                 acc["e2"].append((e * e).sum(0))
+            if state is not None:  # read batch by batch: 1M rows of it are 2.3 GB in float32
+                z = torch.from_numpy(np.asarray(state[a:a + batch], np.float32)).double()
+                acc["z"].append(z.sum(0))
+                acc["z2"].append((z * z).sum(0))
         parts = {"sketch": ("s", "s2"), "tail": ("t", "t2")}
         if self.cfg.exact:
             parts["exact"] = ("e", "e2")
@@ -221,10 +226,11 @@ class Featurizer:
             v = torch.stack(acc[s2]).sum(0) / n - m * m
             self.stats[key + "_mean"] = m.float()
             self.stats[key + "_std"] = v.clamp_min(1e-12).sqrt().float()
-        if state is not None:
-            st = torch.from_numpy(np.asarray(state, np.float32))
-            self.stats["state_mean"] = st.mean(0)
-            self.stats["state_std"] = st.std(0).clamp_min(1e-6)
+        if state is not None:  # the unbiased std, as torch.std gives it
+            m = torch.stack(acc["z"]).sum(0) / n
+            v = (torch.stack(acc["z2"]).sum(0) / n - m * m) * (n / max(1, n - 1))
+            self.stats["state_mean"] = m.float()
+            self.stats["state_std"] = v.clamp_min(0).sqrt().float().clamp_min(1e-6)
         self.pca = pca
         self.n_fitted = n
         return self

@@ -178,7 +178,9 @@ def build_model(sc: StudentConfig, d1: int, d_tail: int, d_model: int, d_aux: in
 
 
 def _key(feat: Featurizer, capture: Capture) -> str:
-    what = {"f": feat.config(), "c": capture.config, "n": feat.n_fitted}
+    what: dict[str, Any] = {"f": feat.config(), "c": capture.config, "n": feat.n_fitted}
+    if feat.cfg.track == "B":  # state statistics streamed in float64 sums: not the old bits
+        what["state stats"] = "streamed"
     if capture.limit is not None:  # the first rows of the capture only
         what["rows"] = capture.limit
     blob = json.dumps(what, sort_keys=True, default=str)
