@@ -194,10 +194,18 @@ class HeaderRun:
         return pc
 
     @torch.no_grad()
-    def full_text(self, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    def full_text(self, batch_size: int = 32, part_batches: int = 32
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """The LM's final state at the answer cue of every prompt *with* its text ``[N, d]``
         and its verbaliser logits there ``[N, C]`` (one plain forward per prompt, no header;
-        kept on disk)."""
+        kept on disk).
+
+        Prompts run shortest first, ``batch_size`` at a time; every ``part_batches`` batches
+        are saved as a part, so a run killed during this pass (hours for AG News on one
+        core) resumes at its first missing part, to the same states: the batches are the
+        same whichever parts were already on disk."""
+        import shutil
+
         from ..utils import load_safetensors, progress, save_safetensors
         from .prefix_cache import backbone_of
 
@@ -205,31 +213,44 @@ class HeaderRun:
         seqs = [ids + cue for ids in prefix]
         key = stable_hash(self.lm.identity(), seqs, self.verb_ids, length=24)
         path = cache_dir("header") / f"fulltext-{key}.safetensors"
+        fix = "delete it; the next run computes it again"
         if path.exists():
             with self.rep.timer("full-text states (read)"):
-                t, _ = load_safetensors(path, what="full-text states",
-                                        fix="delete it; the next run computes it again")
+                t, _ = load_safetensors(path, what="full-text states", fix=fix)
             return t["states"], t["verb_logits"]
         stack, dev = backbone_of(self.lm.module), self.pc.device
         pad = int(self.lm.tokenizer.pad_token_id or 0)
         states = torch.empty(len(seqs), self.d_model)
         order = np.argsort([len(q) for q in seqs])
+        parts = path.with_suffix(".parts")
+        block = batch_size * part_batches
+        starts = range(0, len(seqs), block)
         with self.rep.timer("full-text states (built)"):
-            starts = range(0, len(seqs), batch_size)
-            for i in progress(starts, total=len(starts), desc="full-text states", unit="batch"):
-                rows = order[i: i + batch_size]
-                width = max(len(seqs[j]) for j in rows)
-                ids = torch.full((len(rows), width), pad, dtype=torch.long)
-                mask = torch.zeros(len(rows), width, dtype=torch.long)
-                for b, j in enumerate(rows):
-                    ids[b, : len(seqs[j])] = torch.tensor(seqs[j])
-                    mask[b, : len(seqs[j])] = 1
-                hid = stack(input_ids=ids.to(dev), attention_mask=mask.to(dev))[0]
-                last = hid[torch.arange(len(rows)), mask.sum(1).to(dev) - 1]
-                states[torch.from_numpy(rows)] = last.float().cpu()
+            for n, a in enumerate(progress(starts, total=len(starts), desc="full-text states",
+                                           unit="part")):
+                block_rows = torch.from_numpy(order[a: a + block])
+                part = parts / f"{n:05d}.safetensors"
+                if part.exists():
+                    t, _ = load_safetensors(part, what="a part of the full-text states", fix=fix)
+                    if tuple(t["states"].shape) == (len(block_rows), self.d_model):
+                        states[block_rows] = t["states"]
+                        continue
+                for i in range(a, min(a + block, len(seqs)), batch_size):
+                    rows = order[i: i + batch_size]
+                    width = max(len(seqs[j]) for j in rows)
+                    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+                    mask = torch.zeros(len(rows), width, dtype=torch.long)
+                    for b, j in enumerate(rows):
+                        ids[b, : len(seqs[j])] = torch.tensor(seqs[j])
+                        mask[b, : len(seqs[j])] = 1
+                    hid = stack(input_ids=ids.to(dev), attention_mask=mask.to(dev))[0]
+                    last = hid[torch.arange(len(rows)), mask.sum(1).to(dev) - 1]
+                    states[torch.from_numpy(rows)] = last.float().cpu()
+                save_safetensors(part, {"states": states[block_rows]})
             logits = self.pc.label_logits(states.to(dev)).float().cpu()
         save_safetensors(path, {"states": states, "verb_logits": logits},
                          {"what": "full-text states"})
+        shutil.rmtree(parts, ignore_errors=True)
         return states, logits
 
     # ------------------------------------------------------------------ cells
