@@ -205,3 +205,19 @@ def test_killed_driver_reruns_from_the_ledger(tmp_path: Path, ray_executor) -> N
     assert (cells["resumed"], cells["computed"], cells["timed"]) == (n_before, 8 - n_before, 8)
     assert cli.main(["mha-cv", *MHA, "--out", str(tmp_path / "local")]) == 0
     assert _results(out) == _results(tmp_path / "local")  # same numbers, each cell once
+
+
+def test_a_run_with_other_options_keeps_the_first_runs_cells(tmp_path: Path) -> None:
+    path = tmp_path / "cells.jsonl"
+    cells = [Cell({"i": i}, Task(_double, {"x": i})) for i in (1, 2)]
+    run_cells(cells, Ledger(path, "bf16"))
+    other = Ledger(path, "fp32")  # another precision: nothing reused, nothing erased
+    assert other.resumed == 0
+    run_cells(cells[:1], other)
+    assert Ledger(path, "bf16").resumed == 2 and Ledger(path, "fp32").resumed == 1
+    fresh = Ledger(path, "fp32", fresh=True)  # starting over drops this key's cells only
+    run_cells(cells[1:], fresh)
+    assert Ledger(path, "bf16").resumed == 2
+    assert [{"i": 2}] == [r["key"] for r in Ledger(path, "fp32").cells.values()]
+    assert fresh.discard({"i": 2}) and Ledger(path, "bf16").resumed == 2
+    assert len(path.read_text().splitlines()) == 2

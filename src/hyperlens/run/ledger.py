@@ -5,10 +5,12 @@ trained model of the mha-cv grid), identified by a JSON key. :class:`Ledger` kee
 finished ones in ``cells.jsonl`` in the report folder; the file is rewritten atomically after
 every cell, so a crash (even ``kill -9``) never leaves a half-written line, and a rerun skips
 what is there. Records carry a fingerprint of the options that change a cell's numbers;
-records with another fingerprint are ignored. Each record also keeps the wall-clock seconds of
-the call that computed it (measured where the cell ran), so a study finished over several
-sittings can still say what it cost in all (:meth:`Ledger.account`); a cell that resumed from
-its own mid-training checkpoint counts the sitting that finished it.
+records with another fingerprint are ignored, and kept in the file as they were (a run with
+other options, or another precision, never erases the cells of the first). Each record also
+keeps the wall-clock seconds of the call that computed it (measured where the cell ran), so
+a study finished over several sittings can still say what it cost in all
+(:meth:`Ledger.account`); a cell that resumed from its own mid-training checkpoint counts
+the sitting that finished it.
 
 :func:`run_cells` is the only place that writes the ledger: whatever executor computes the
 cells, results come back to this (the driver) process and are recorded here, once each, in
@@ -47,8 +49,9 @@ class Ledger:
         self.cells: dict[str, dict[str, Any]] = {}
         self._lines: dict[str, str] = {}
         self._put: set[str] = set()  # the cells this process recorded
+        self._others: list[str] = []  # other fingerprints' records, written back unchanged
         self.resumed = 0
-        if self.path is not None and self.path.exists() and not fresh:
+        if self.path is not None and self.path.exists():
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 if not line.strip():
                     continue
@@ -56,7 +59,9 @@ class Ledger:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a damaged line is recomputed
-                if rec.get("fingerprint") == fingerprint:
+                if rec.get("fingerprint") != fingerprint:
+                    self._others.append(line)
+                elif not fresh:
                     self.cells[rec["id"]] = rec
                     self._lines[rec["id"]] = line
             self.resumed = len(self.cells)
@@ -86,8 +91,7 @@ class Ledger:
         self.cells[cid] = json.loads(line)
         self._lines[cid] = line
         self._put.add(cid)
-        if self.path is not None:
-            atomic_write_text(self.path, "".join(v + "\n" for v in self._lines.values()))
+        self._write()
 
     def discard(self, key: dict[str, Any]) -> bool:
         """Forget a finished cell, in the file too, so it is computed again (a cell whose
@@ -103,9 +107,13 @@ class Ledger:
         del self.cells[cid]
         self._lines.pop(cid, None)
         self._put.discard(cid)
-        if self.path is not None:
-            atomic_write_text(self.path, "".join(v + "\n" for v in self._lines.values()))
+        self._write()
         return True
+
+    def _write(self) -> None:
+        if self.path is not None:
+            lines = [*self._others, *self._lines.values()]
+            atomic_write_text(self.path, "".join(v + "\n" for v in lines))
 
     def account(self) -> dict[str, Any]:
         """What the ledger holds and what its cells cost: ``cells``, ``resumed`` (read back
