@@ -1,16 +1,19 @@
 """A HyperField student's training step on a CPU: the HyperTensor layer written directly
 against the layer as it runs.
 
-The direct way normalises all ``K x d_in`` planes before the product with the input and
-forms the output as a dense ``[B, 3K]`` coefficient matrix (each row holding the
+Three ways. The direct one normalises all ``K x d_in`` planes before the product with the
+input and forms the output as a dense ``[B, 3K]`` coefficient matrix (each row holding the
 ``3 * heads * top_k`` picked coefficients, the rest zeros) times the stacked controls. The
 layer divides ``x . v_k`` by ``||v_k||`` instead and sums only the picked control rows
-(``embedding_bag``); the same function to float32 rounding. One forward and backward of
-the default student (Stage 1: 1,024 HyperTensors over the 6,400-wide input; Stage 2: 2,048
-over Stage 1's output and the tail; SmolLM2's 576-wide output; batch 256, every parameter
-trained; the heap keeps freed blocks, as in the training loop) is timed both ways, rounds
-alternating the order; the outputs and gradients of the two are compared on the same
-batch. Results go to
+(``embedding_bag``). "dense product" takes its signed distances from the dense ``[B, K]``
+product of the input with every plane, gathered at the picks; the layer as it runs on a
+CPU computes only the picked products (a sampled matrix product,
+:func:`hyperlens.hft.layer.picked_dot`). All three are the same function to float32
+rounding. One forward and backward of the default student (Stage 1: 1,024 HyperTensors
+over the 6,400-wide input; Stage 2: 2,048 over Stage 1's output and the tail; SmolLM2's
+576-wide output; batch 256, every parameter trained; the heap keeps freed blocks, as in
+the training loop) is timed each way, rounds alternating the order; the outputs and
+gradients are compared on the same batch. Results go to
 ``benchmarks/results/bench_hft_layer.json``::
 
     python benchmarks/bench_hft_layer.py               # 5 rounds of 3 steps
@@ -65,6 +68,17 @@ def direct() -> Iterator[None]:
         HyperTensorLayer.forward = orig  # type: ignore[method-assign]
 
 
+@contextlib.contextmanager
+def dense_product() -> Iterator[None]:
+    """The layer with its signed distances from the dense ``[B, K]`` product, gathered."""
+    orig = HyperTensorLayer._sampled_pays
+    HyperTensorLayer._sampled_pays = lambda self, x: False  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        HyperTensorLayer._sampled_pays = orig  # type: ignore[method-assign]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -97,7 +111,8 @@ def main() -> None:
         (y - target).pow(2).mean().backward()
         return y.detach()
 
-    ways: dict[str, Any] = {"direct": direct, "layer": contextlib.nullcontext}
+    ways: dict[str, Any] = {"direct": direct, "dense product": dense_product,
+                            "layer": contextlib.nullcontext}
     outputs = {}
     for w, ctx in ways.items():
         with ctx():
@@ -108,14 +123,20 @@ def main() -> None:
                            a.rounds, a.steps)
     med = medians(seconds)
     (y0, g0), (y1, g1) = outputs["direct"], outputs["layer"]
-    rel = max(float((p - q).abs().max() / p.abs().max().clamp_min(1e-30))
-              for p, q in zip(g0, g1, strict=True) if p is not None and q is not None)
+
+    def rel_diff(ga: list[Any], gb: list[Any]) -> float:
+        return max(float((p - q).abs().max() / p.abs().max().clamp_min(1e-30))
+                   for p, q in zip(ga, gb, strict=True) if p is not None and q is not None)
+
+    rel = rel_diff(g0, g1)
     results = {
         "benchmark": "hft_layer", "model": "HyperField student, default size",
         "parameters": sum(p.numel() for p in params), "batch": a.batch,
         "rounds": a.rounds, "steps_per_round": a.steps,
         "seconds_per_step": seconds, "median_s_per_step": med,
         "speedup": med["direct"] / med["layer"],
+        "speedup_picked_over_dense_product": med["dense product"] / med["layer"],
+        "max_rel_grad_diff_picked_vs_dense_product": rel_diff(outputs["dense product"][1], g1),
         "max_abs_output_diff": float((y0 - y1).abs().max()),
         "max_rel_grad_diff": rel,
         **machine(),

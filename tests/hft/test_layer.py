@@ -261,3 +261,53 @@ def test_region_means_sum_head_by_head_as_one_pass_would():
     cnt = torch.bincount(flat, minlength=32).float()[:, None]
     ref = torch.where(cnt > 0, sums / cnt.clamp_min(1), y.mean(0, keepdim=True)) / 4
     assert torch.equal(_region_means(layer, x, y), ref)
+
+
+def test_picked_products_equal_the_gathered_dense_product_in_value_and_gradient():
+    from hyperlens.hft.layer import picked_dot
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(9, 7, dtype=torch.float64, generator=g, requires_grad=True)
+    v = torch.randn(20, 7, dtype=torch.float64, generator=g, requires_grad=True)
+    idx = torch.stack([torch.randperm(20, generator=g)[:3] for _ in range(9)])  # unsorted
+    torch.testing.assert_close(picked_dot(x, v, idx), (x @ v.T).gather(1, idx))
+    assert torch.autograd.gradcheck(lambda a, b: picked_dot(a, b, idx), (x, v))
+    # deterministic: the same gradients, bit for bit, on a second pass
+    w = torch.randn(9, 3, dtype=torch.float64, generator=g)
+    grads = []
+    for _ in range(2):
+        x.grad = v.grad = None
+        (picked_dot(x, v, idx) * w).sum().backward()
+        grads.append((x.grad.clone(), v.grad.clone()))
+    assert all(torch.equal(a, b) for a, b in zip(grads[0], grads[1], strict=True))
+
+
+def test_training_path_takes_the_picked_products_only_where_they_pay():
+    wide = _layer(n_tensors=96, top_k=3)  # 3 of 96 picked: the picked products
+    narrow = _layer(n_tensors=12, top_k=3)  # 3 of 12: the dense product
+    x = torch.randn(5, 8)
+    assert wide._sampled_pays(x) and not narrow._sampled_pays(x)
+    assert not wide._sampled_pays(x.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not wide._sampled_pays(x)
+    # the two ways give the same layer output and parameter gradients
+    torch.manual_seed(2)
+    wide.init_from_data(torch.randn(200, 8))
+    with torch.no_grad():
+        for c in (wide.c_neg, wide.c_mid, wide.c_pos):
+            c.normal_()
+    x = torch.randn(50, 8)
+    target = torch.randn(50, 5)
+    out = []
+    for force in (True, False):
+        wide._sampled_pays = lambda _x, f=force: f  # type: ignore[method-assign]
+        wide.zero_grad(set_to_none=True)
+        y = wide(x)
+        (y - target).pow(2).sum().backward()
+        out.append((y.detach(), {n: p.grad.clone() for n, p in wide.named_parameters()
+                                 if p.grad is not None}))
+    torch.testing.assert_close(out[0][0], out[1][0], atol=1e-5, rtol=1e-5)
+    assert out[0][1].keys() == out[1][1].keys()
+    assert float(out[1][1]["normal"].abs().max()) > 0  # the planes do learn
+    for name in out[1][1]:
+        torch.testing.assert_close(out[0][1][name], out[1][1][name], atol=1e-4, rtol=1e-4)

@@ -36,6 +36,8 @@ Shapes:
 from __future__ import annotations
 
 import math
+import warnings
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +46,53 @@ from torch import nn
 from ..errors import InputError, ShapeError
 from ..utils import make_generator
 
-__all__ = ["HyperTensorLayer"]
+__all__ = ["HyperTensorLayer", "picked_dot"]
+
+
+class _PickedDot(torch.autograd.Function):
+    """``out[b, j] = x[b] . v[idx[b, j]]`` without the dense ``[B, K]`` product.
+
+    Forward: a sampled matrix product (``torch.sparse.sampled_addmm``) at the picked
+    entries only. Backward: the planes' gradient is the sparse ``[K, B]`` matrix of the
+    output gradients times ``x`` (``torch.sparse.mm``), the input's a weighted sum of the
+    picked planes (``embedding_bag``). Each works on ``B * P`` rows of ``d`` instead of
+    ``B * K``: with 32 of 1,024 tensors picked, a thirty-second of the products.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, v: torch.Tensor, idx: torch.Tensor
+                ) -> torch.Tensor:
+        B, P = idx.shape
+        col, order = idx.sort(1)  # CSR wants each row's columns sorted
+        crow = torch.arange(0, B * P + 1, P, device=x.device)
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            mask = torch.sparse_csr_tensor(crow, col.reshape(-1), x.new_zeros(B * P),
+                                           size=(B, v.shape[0]))
+            s = torch.sparse.sampled_addmm(mask, x, v.T, beta=0.0).values().view(B, P)
+        ctx.save_for_backward(x, v, idx)
+        return torch.empty_like(s).scatter_(1, order, s)  # back to the picks' order
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, v, idx = ctx.saved_tensors
+        B, P = idx.shape
+        gx = gv = None
+        if ctx.needs_input_grad[0]:
+            gx = F.embedding_bag(idx, v, per_sample_weights=g.contiguous(), mode="sum")
+        if ctx.needs_input_grad[1]:
+            rows = torch.arange(B, device=x.device).repeat_interleave(P)
+            G = torch.sparse_coo_tensor(torch.stack([idx.reshape(-1), rows]), g.reshape(-1),
+                                        (v.shape[0], B))
+            gv = torch.sparse.mm(G, x)
+        return gx, gv, None
+
+
+def picked_dot(x: torch.Tensor, v: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``(x @ v.T).gather(1, idx)`` computing only the gathered entries (and their
+    gradients): ``x [B, d]``, ``v [K, d]``, ``idx [B, P]`` -> ``[B, P]``."""
+    out: torch.Tensor = _PickedDot.apply(x, v, idx)
+    return out
 
 
 class HyperTensorLayer(nn.Module):
@@ -160,13 +208,17 @@ class HyperTensorLayer(nn.Module):
         (``embedding_bag``) instead of multiplying a ``[B, 3K]`` coefficient matrix that
         is mostly zeros: the same function to float32 rounding, without the plane-sized
         temporaries and dense products in the backward pass
-        (``benchmarks/bench_hft_layer.py``). Deterministic on the CPU; on CUDA the
+        (``benchmarks/bench_hft_layer.py``). On a CPU the products are taken with the
+        picked planes only (:func:`picked_dot`) where a row picks few of them. Deterministic on the CPU; on CUDA the
         backward's accumulation into the control rows may differ in the last bits between
         runs, as ``index_add_`` does there.
         """
         idx, w, dist = self._pick(x)
-        s_all = (x @ self.normal.T) * self.inv_norms()  # [B, K]
-        s = s_all.gather(1, idx) - self.offset[idx]
+        if self._sampled_pays(x):  # only the picked products: heads * top_k of K per row
+            s = picked_dot(x, self.normal, idx) * self.inv_norms()[idx] - self.offset[idx]
+        else:
+            s_all = (x @ self.normal.T) * self.inv_norms()  # [B, K]
+            s = s_all.gather(1, idx) - self.offset[idx]
         u_neg, u_pos = self._band_weights(s, idx)
         K = self.n_tensors
         coef = torch.cat([w * u_neg, w * (1 - u_neg - u_pos), w * u_pos], dim=1)
@@ -178,6 +230,14 @@ class HyperTensorLayer(nn.Module):
         ``forward(x) == coefficients(x) @ controls()``."""
         cols, coef, _ = self._mixture(x)
         return x.new_zeros(x.shape[0], 3 * self.n_tensors).scatter(1, cols, coef)
+
+    def _sampled_pays(self, x: torch.Tensor) -> bool:
+        # a CPU computes the picked products faster than the dense [B, K] one when a row
+        # picks at most an eighth of the tensors (``benchmarks/bench_hft_layer.py``); a GPU's
+        # dense product stays the faster way, and autocast keeps its own precision rules
+        return (x.device.type == "cpu" and x.dtype == self.normal.dtype == torch.float32
+                and not torch.is_autocast_enabled("cpu")
+                and self.heads * self.top_k * 8 <= self.n_tensors)
 
     def _sparse_pays(self, batch: int) -> bool:
         # the selected rows (normals and 3 controls per pick) are fewer than the dense
