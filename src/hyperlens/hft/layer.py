@@ -209,9 +209,9 @@ class HyperTensorLayer(nn.Module):
         is mostly zeros: the same function to float32 rounding, without the plane-sized
         temporaries and dense products in the backward pass
         (``benchmarks/bench_hft_layer.py``). On a CPU the products are taken with the
-        picked planes only (:func:`picked_dot`) where a row picks few of them. Deterministic on the CPU; on CUDA the
-        backward's accumulation into the control rows may differ in the last bits between
-        runs, as ``index_add_`` does there.
+        picked planes only (:func:`picked_dot`) where a row picks few of them.
+        Deterministic on the CPU; on CUDA the backward's accumulation into the control
+        rows may differ in the last bits between runs, as ``index_add_`` does there.
         """
         idx, w, dist = self._pick(x)
         if self._sampled_pays(x):  # only the picked products: heads * top_k of K per row
