@@ -1,5 +1,7 @@
-"""The hft commands refuse bad options before loading any model."""
+"""The hft commands refuse bad options before loading any model; small pieces of the
+training driver."""
 
+import numpy as np
 import pytest
 
 from hyperlens import cli
@@ -163,3 +165,22 @@ def test_named_corpora_join_with_plus():
     assert len(both) == len(one) + len(two) and both[: len(one)] == one
     with pytest.raises(ConfigError, match="only named corpora"):
         CaptureOptions(dataset="sst2+notes.txt")
+
+
+def test_baseline_rows_round_trip_and_a_broken_file_is_scored_again(tmp_path):
+    from hyperlens.experiments.hft import _read_rows, _write_rows
+
+    rows = {"teacher, context cut to W": {"nll": np.arange(5.0), "agree": np.ones(5)},
+            "KN-5": {"nll": np.linspace(0, 1, 5)}}
+    path = tmp_path / "cells" / "baselines-x.npz"
+    _write_rows(path, rows)
+    back = _read_rows(path, 5)
+    assert back is not None and set(back) == set(rows)
+    for m, r in rows.items():
+        assert set(back[m]) == set(r)
+        for k, v in r.items():
+            np.testing.assert_array_equal(back[m][k], v)
+    assert _read_rows(path, 6) is None  # rows of another held-out set
+    path.write_bytes(path.read_bytes()[:40])  # cut short
+    assert _read_rows(path, 5) is None
+    assert _read_rows(tmp_path / "missing.npz", 5) is None

@@ -221,10 +221,18 @@ def test_hft_train_students_on_ray_and_resumed(tmp_path: Path, ray_executor,
                                 cell_differs=("seconds", "train_seconds"))
     folder = tmp_path / "local" / "cells"
     files = sorted(p.name for p in folder.iterdir())
-    npz = [f for f in files if f.endswith(".npz")]
+    npz = [f for f in files if f.endswith(".npz") and not f.startswith("baselines-")]
     weights = [f for f in files if f.endswith(".safetensors")]
     assert len(npz) == 10  # 2 x (HF, MLP, window) + 2 x 2
     assert len(weights) == 1  # the kept student
+    assert len([f for f in files if f.startswith("baselines-")]) == 1
+    # the baselines' held-out rows are read back, not scored again (the numbers equal)
+    from hyperlens.hft import evaluate
+
+    scored: list[list[str]] = []
+    real = evaluate.score_many
+    monkeypatch.setattr(evaluate, "score_many",
+                        lambda fns, *a, **k: scored.append(list(fns)) or real(fns, *a, **k))
     # a ledger whose cells' files were lost (copied alone, or the folder cleaned) trains
     # those students again and gives the same numbers
     ref = _results(tmp_path / "local", ("data.max_rss_mb", "data.checks A.throughput",
@@ -234,6 +242,7 @@ def test_hft_train_students_on_ray_and_resumed(tmp_path: Path, ray_executor,
     _hft_train(cap, out=tmp_path / "local")
     res = json.loads((tmp_path / "local" / "results.json").read_text())
     assert res["data"]["cells"]["computed"] == 2
+    assert scored and not any("teacher" in fns for fns in scored)
     assert _results(tmp_path / "local", ("data.max_rss_mb", "data.checks A.throughput",
                                          "sections", "data.cells")) == ref
 

@@ -424,27 +424,71 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
 
 
 def _baselines(run: _TrainRun) -> None:
-    """Uniform, unigram, Kneser-Ney, the teacher and the teacher cut to the window."""
+    """Uniform, unigram, Kneser-Ney, the teacher and the teacher cut to the window.
+
+    Their held-out rows are kept in ``OUT/cells/baselines-<key>.npz`` (the key: the
+    capture, the fitted rows and the held-out rows), so a resumed run reads them back
+    instead of scoring the full vocabulary again; the N-grams are fitted every time (the
+    mixture reads KN-5), which is quick."""
     from ..hft.evaluate import logprobs_from_final, score, score_many, subset
     from ..hft.train import aux_stats
+    from ..utils import stable_hash
 
     he, U, V = run.he, run.U, run.U.vocab_size
+    wcut = (np.asarray(he["w_weight"]) if "w_weight" in he.arrays
+            else np.ones(len(he), np.float32))
+    key = stable_hash({"capture": run.ledger.fingerprint, "limit": run.cap.limit or 0,
+                       "n_fit": run.n_fit, "heldout": len(he), "orders": [3, 5]}, length=12)
+    path = Path(run.rep.out_dir) / "cells" / f"baselines-{key}.npz"
     with run.rep.timer("baselines"):
         run.counts = count_baselines(run.lu, run.tr.head(run.n_fit), he, run.start, (3, 5))
-        run.results |= score_many({
-            "uniform": lambda r: torch.full((r.stop - r.start, V), -np.log(V)),
-            **run.counts, "teacher": logprobs_from_final(U, he)}, he, U)
-        wcut = (np.asarray(he["w_weight"]) if "w_weight" in he.arrays
-                else np.ones(len(he), np.float32))
-        keep = np.flatnonzero(wcut > 0)
-        sub = subset(he, keep)
-        rc = score(logprobs_from_final(U, sub, "final_w"), sub, U)
-        full = {k: np.zeros(len(he)) for k in rc}
-        for k, v in rc.items():
-            full[k][keep] = v
-        run.results["teacher, context cut to W"] = full
+        rows = None if run.cfg.fresh else _read_rows(path, len(he))
+        if rows is None:
+            rows = score_many({
+                "uniform": lambda r: torch.full((r.stop - r.start, V), -np.log(V)),
+                **run.counts, "teacher": logprobs_from_final(U, he)}, he, U)
+            keep = np.flatnonzero(wcut > 0)
+            sub = subset(he, keep)
+            rc = score(logprobs_from_final(U, sub, "final_w"), sub, U)
+            full = {k: np.zeros(len(he)) for k in rc}
+            for k, v in rc.items():
+                full[k][keep] = v
+            rows["teacher, context cut to W"] = full
+            _write_rows(path, rows)
+        run.results |= rows
         run.weights["teacher, context cut to W"] = wcut
     run.stats = aux_stats(run.tr.head(run.n_fit))
+
+
+_SEP = "\x1f"  # between a model's name and a metric's in the stored rows
+
+
+def _write_rows(path: Path, rows: dict[str, dict[str, np.ndarray]]) -> None:
+    """Per-model held-out rows into one ``.npz`` (atomically)."""
+    from ..utils import atomic_path
+
+    flat = {f"{m}{_SEP}{k}": v for m, r in rows.items() for k, v in r.items()}
+    names = list(flat)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, names=np.array(names),
+                 **{f"a{i}": flat[n] for i, n in enumerate(names)})  # type: ignore[arg-type]
+
+
+def _read_rows(path: Path, n: int) -> dict[str, dict[str, np.ndarray]] | None:
+    """What :func:`_write_rows` stored, or ``None`` when there is no complete file."""
+    import zipfile
+
+    try:
+        with np.load(path) as z:
+            flat = {str(name): z[f"a{i}"] for i, name in enumerate(z["names"])}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    rows: dict[str, dict[str, np.ndarray]] = {}
+    for name, v in flat.items():
+        m, k = name.split(_SEP)
+        rows.setdefault(m, {})[k] = v
+    return rows if all(len(v) == n for r in rows.values() for v in r.values()) else None
 
 
 def _train_track(run: _TrainRun, track: str) -> None:
