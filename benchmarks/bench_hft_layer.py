@@ -25,10 +25,10 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -58,25 +58,15 @@ def direct_forward(layer: HyperTensorLayer, x: torch.Tensor) -> torch.Tensor:
     return A @ layer.controls()
 
 
-@contextlib.contextmanager
-def direct() -> Iterator[None]:
-    orig = HyperTensorLayer.forward
-    HyperTensorLayer.forward = lambda self, x, return_info=False: direct_forward(self, x)  # type: ignore[method-assign, assignment]
-    try:
-        yield
-    finally:
-        HyperTensorLayer.forward = orig  # type: ignore[method-assign]
+def direct() -> Any:
+    """The layer's forward replaced by :func:`direct_forward` (restored on exit)."""
+    return mock.patch.object(HyperTensorLayer, "forward",
+                             lambda self, x, return_info=False: direct_forward(self, x))
 
 
-@contextlib.contextmanager
-def dense_product() -> Iterator[None]:
+def dense_product() -> Any:
     """The layer with its signed distances from the dense ``[B, K]`` product, gathered."""
-    orig = HyperTensorLayer._sampled_pays
-    HyperTensorLayer._sampled_pays = lambda self, x: False  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        HyperTensorLayer._sampled_pays = orig  # type: ignore[method-assign]
+    return mock.patch.object(HyperTensorLayer, "_sampled_pays", lambda self, x: False)
 
 
 def main() -> None:
