@@ -645,3 +645,39 @@ def test_plateau_schedule_cuts_the_rate_after_each_evaluation_without_improvemen
         TrainConfig(schedule="plateau", plateau_factor=1.0)
     # other schedules keep their checkpoint fingerprint (the factor is not part of it)
     assert TrainConfig(plateau_factor=0.3).fingerprint() == TrainConfig().fingerprint()
+
+
+def test_threshold_counts_only_improvements_larger_than_its_share_of_the_best():
+    w = nn.Parameter(torch.zeros(1))
+    module = nn.Module()
+    module.w = w
+
+    def run(scores: list[float], mode: str = "min", **kw: object) -> History:
+        it = iter(scores)
+        cfg = TrainConfig(optimizer="sgd", lr=1.0, epochs=len(scores), batch_size=1,
+                          schedule="plateau", early_stop_metric="val", early_stop_mode=mode,
+                          early_stop_patience=2, restore_best=True, **kw)
+        return fit(module, lambda m, _b: m.w.sum(), torch.zeros(1), cfg,
+                   eval_fn=lambda m: {"val": next(it)})
+
+    # 10 -> 9.95 is 0.5 % better, 9.95 -> 9.9 about 0.5 % better again
+    scores = [10.0, 9.95, 9.9, 9.0, 8.99]
+    h = run(scores)
+    assert not h.stopped_early and h.best["val"] == 8.99
+    assert [e.get("lr_scale") for e in h.evals] == [None] * 5
+    # with a 1 % threshold neither small step counts: a cut each, and patience 2 stops it
+    h = run(scores, early_stop_threshold=0.01)
+    assert h.stopped_early and len(h.evals) == 3 and h.best["val"] == 10.0
+    assert [e.get("lr_scale") for e in h.evals] == [None, 0.5, 0.25]
+    assert h.restored_step == 1
+    # "max" mode and a negative best: the margin is a share of the magnitude
+    h = run([-10.0, -9.95, -9.0], mode="max", early_stop_threshold=0.01)
+    assert [e.get("lr_scale") for e in h.evals] == [None, 0.5, None]
+    assert h.best["val"] == -9.0
+    with pytest.raises(ConfigError, match="early_stop_threshold"):
+        TrainConfig(early_stop_threshold=1.0)
+    with pytest.raises(ConfigError, match="early_stop_threshold"):
+        TrainConfig(early_stop_threshold=-0.1)
+    # at 0 the checkpoint fingerprint is the one from before the option
+    assert TrainConfig(early_stop_threshold=0.0).fingerprint() == TrainConfig().fingerprint()
+    assert TrainConfig(early_stop_threshold=0.01).fingerprint() != TrainConfig().fingerprint()

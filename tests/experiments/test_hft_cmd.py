@@ -24,6 +24,8 @@ from hyperlens.experiments import hft
     (["generate", "--student", "s", "--n-tokens", "-3"], "--n-tokens"),
     (["train", "--stage1-epochs", "0"], "--stage1-epochs"),
     (["train", "--lr", "0"], "--lr"),
+    (["train", "--min-improvement", "-0.01"], "--min-improvement"),
+    (["train", "--min-improvement", "0.6"], "--min-improvement"),
     (["capture", "--layer", "-2"], "--layer"),
 ])
 def test_bad_options_raise_early(argv, needle, monkeypatch, capsys, tmp_path):

@@ -420,3 +420,24 @@ def test_student_keys_name_bf16_training_and_keep_the_float32_keys():
            for b in (False, True)}
     d = asdict(StudentSetup.of("t", "cap", fc, StudentConfig(), 100))
     assert "bf16" not in dict(d["student"]) and key[False] != key[True]
+
+
+def test_min_improvement_reaches_the_loop_and_keeps_the_earlier_keys(setup):
+    from hyperlens.hft.cells import StudentSetup
+    from hyperlens.hft.train import StudentConfig, _cfg
+
+    fc = small_features(8)
+    before = StudentSetup.of("t", "cap", fc, StudentConfig(), 100)
+    assert "min_improvement" not in dict(before.student)  # at 0 the keys stay as they were
+    assert StudentSetup.of("t", "cap", fc, replace(StudentConfig(), min_improvement=1e-3),
+                           100).key != before.key
+    assert _cfg(replace(StudentConfig(), min_improvement=1e-3), 1, 0,
+                False).early_stop_threshold == 1e-3
+    with pytest.raises(InputError, match="min_improvement"):
+        replace(StudentConfig(), min_improvement=1.5).validate()
+    # a threshold no epoch can pass stops a phase after --patience epochs, at the start
+    cap, feat, fc2, store, U, lu = setup
+    sc = replace(SMALL_STUDENT, batch_size=16, patience=1, max_epochs=6, val_share=0.25,
+                 fast_unembed=False, min_improvement=0.99)
+    h = train_mlp(_mlp(setup), store, cap.train, U, sc, show_progress=False)
+    assert h["stopped_early"] and len(h["evals"]) == 2 and h["restored_step"] == 0

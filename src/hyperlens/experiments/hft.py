@@ -147,6 +147,11 @@ class HftTrainConfig(CaptureOptions):
                            "texts, which no model fits); the rate halves after each such epoch "
                            "and the best epoch is kept; 0 = the seed's fixed epochs over every "
                            "training text", check=at_least(0), group="students")
+    min_improvement: float = option(
+        _SC.min_improvement, help="the share of the best validation loss an epoch must gain "
+        "to count as better (0: any gain counts; 0.001 ends a phase once its epochs gain "
+        "under 0.1 %); it decides the rate cuts, the stop and the kept epoch",
+        check=between(0.0, 0.5), group="students")
     max_epochs: int = option(_SC.max_epochs, help="epoch cap of each phase when training to a "
                              "plateau", check=at_least(1), group="students")
     val_share: float = option(_SC.val_share, help="share of the training texts held out for "
@@ -360,7 +365,8 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
                        hard=cfg.hard, heads1=cfg.mix_heads, heads2=cfg.mix_heads,
                        batch_size=cfg.batch_size, stage1_epochs=cfg.stage1_epochs,
                        stage2_epochs=cfg.stage2_epochs, e2e_epochs=cfg.e2e_epochs,
-                       patience=cfg.patience, max_epochs=cfg.max_epochs,
+                       patience=cfg.patience, min_improvement=cfg.min_improvement,
+                       max_epochs=cfg.max_epochs,
                        val_share=cfg.val_share, shortlist=cfg.shortlist,
                        negatives=cfg.negatives,
                        bf16={"auto": None, "float32": False, "bfloat16": True}[cfg.precision])
@@ -656,7 +662,7 @@ def _metrics_sections(run: _TrainRun) -> list[list[Any]]:
                                        "mean ppl", "ratio", "lo", "hi"],
             ablation_rows(summ, results, text, run.seeds_res, labels))
     curves_section(rep, {k[len("history "):]: v for k, v in rep.data.items()
-                         if k.startswith("history ")})
+                         if k.startswith("history ")}, run.sc.min_improvement)
     targets = target_rows(summ, results, text)
     rep.section("Targets", (
         "Each target with its paired 95 % interval over held-out texts. detectable: the "

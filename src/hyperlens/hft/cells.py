@@ -75,7 +75,8 @@ MODELS = ("hyperfield", "mlp", "window-mlp", "transformer")
 
 
 #: StudentConfig fields added after runs were recorded, with their defaults
-_LATER = {"shortlist": 0, "negatives": 1024, "transformer_lr": 3e-4, "bf16": False}
+_LATER = {"shortlist": 0, "negatives": 1024, "transformer_lr": 3e-4, "bf16": False,
+          "min_improvement": 0.0}
 
 
 @dataclass(frozen=True)

@@ -199,9 +199,11 @@ def _phases(hist: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(p, hist[p]) for p in ("stage1", "stage2", "e2e") if p in hist]
 
 
-def curves_section(rep: Report, histories: dict[str, dict[str, Any]]) -> None:
+def curves_section(rep: Report, histories: dict[str, dict[str, Any]],
+                   min_improvement: float = 0.0) -> None:
     """Validation curves and where each phase of each student stopped (training to a
-    plateau); ``histories`` maps a model to its stored training history (seed 0)."""
+    plateau); ``histories`` maps a model to its stored training history (seed 0), and
+    ``min_improvement`` is the share of the best value an epoch had to gain."""
     rows: list[list[Any]] = []
     series: list[dict[str, Any]] = []
     for name, hist in histories.items():
@@ -226,7 +228,10 @@ def curves_section(rep: Report, histories: dict[str, dict[str, Any]]) -> None:
         "Every phase is evaluated on the validation slice (training texts no model fits) "
         "before its first step and after each epoch, halves its rate after every epoch "
         "without a better value, stops after --patience such epochs in a row and keeps its "
-        "best epoch. 'epochs' counts the epochs run, 'kept' the "
+        "best epoch. " + (f"An epoch counted as better only when it gained more than "
+                          f"{100 * min_improvement:g} % of the best value "
+                          f"(--min-improvement {min_improvement:g}). " if min_improvement
+                          else "") + "'epochs' counts the epochs run, 'kept' the "
         "epoch whose weights were kept (0 = the starting weights); a phase that reached "
         "--max-epochs without stopping early may not have plateaued."))
     if not rows:

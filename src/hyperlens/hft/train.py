@@ -91,6 +91,7 @@ class StudentConfig:
     eta_g: float = 0.003
     online_epochs: int = 1
     patience: int = 3
+    min_improvement: float = 0.0  # share of the best validation value an epoch must gain
     max_epochs: int = 16
     val_share: float = 0.1
     val_rows: int = 8192
@@ -124,6 +125,9 @@ class StudentConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0 <= v < float("inf")):
                 raise InputError(f"{name} must be a finite number >= 0, got {v!r}.")
+        if not (isinstance(self.min_improvement, (int, float)) and 0 <= self.min_improvement < 1):
+            raise InputError(f"min_improvement must be a number in [0, 1), got "
+                             f"{self.min_improvement!r}.")
         if not (isinstance(self.val_share, (int, float)) and 0 < self.val_share < 0.5):
             raise InputError(f"val_share must be a number in (0, 0.5), got {self.val_share!r}.")
         for k, top, heads in (("k1", self.top1, self.heads1), ("k2", self.top2, self.heads2)):
@@ -373,7 +377,8 @@ def _cfg(sc: StudentConfig, epochs: int, seed: int, show: bool | None, lr: float
          metric: str = "val_kl", ckpt: Path | None = None) -> TrainConfig:
     """The seed's fixed schedule (cosine over ``epochs``), or training to a plateau of the
     validation ``metric``: the rate halves after every epoch that does not improve it
-    (reduce on plateau), the phase stops after ``patience`` such epochs in a row or
+    (reduce on plateau; with ``min_improvement`` only a gain of more than that share of
+    the best value counts), the phase stops after ``patience`` such epochs in a row or
     ``max_epochs``, and the best epoch is kept (the starting weights are a candidate too).
     With ``ckpt`` (a phase's folder) every epoch is checkpointed and a rerun resumes."""
     where = None if ckpt is None else str(ckpt)
@@ -385,7 +390,8 @@ def _cfg(sc: StudentConfig, epochs: int, seed: int, show: bool | None, lr: float
                        batch_size=sc.batch_size, schedule="plateau", warmup_steps=20,
                        grad_clip=5.0, seed=seed, progress=show,
                        early_stop_patience=sc.patience, early_stop_metric=metric,
-                       restore_best=True, eval_at_start=True, checkpoint_dir=where)
+                       early_stop_threshold=sc.min_improvement, restore_best=True,
+                       eval_at_start=True, checkpoint_dir=where)
 
 
 def _phase(ckpt: str | Path | None, name: str) -> Path | None:

@@ -76,7 +76,12 @@ class TrainConfig:
     (``None``: at the end of each epoch, when an ``eval_fn`` is given). Early stopping
     watches ``early_stop_metric`` (a key of ``eval_fn``'s dict, or ``"train_loss"``, the
     mean loss since the previous evaluation) and stops after ``early_stop_patience``
-    evaluations without improvement. ``shuffle=False`` keeps the data order;
+    evaluations without improvement; with ``early_stop_threshold`` t > 0 an evaluation
+    counts as an improvement only when it beats the best by more than t times the best's
+    magnitude (``value < best - t * |best|`` in ``"min"`` mode; PyTorch's
+    ``ReduceLROnPlateau`` threshold in its relative mode), which also decides the plateau
+    schedule's cuts and the weights ``restore_best`` keeps. ``shuffle=False`` keeps the
+    data order;
     ``drop_last`` skips a final incomplete batch.
 
     ``restore_best=True`` keeps the weights of the best evaluation: ``early_stop_metric``
@@ -123,6 +128,7 @@ class TrainConfig:
     early_stop_patience: int | None = None
     early_stop_metric: str = "train_loss"
     early_stop_mode: str = "min"
+    early_stop_threshold: float = 0.0
     checkpoint_dir: str | None = None
     checkpoint_every: int | None = None
     progress: bool | None = None
@@ -141,6 +147,9 @@ class TrainConfig:
                               lambda v: 0 <= v < 1)
         self.plateau_factor = _real("plateau_factor", self.plateau_factor,
                                     "a number in (0, 1)", lambda v: 0 < v < 1)
+        self.early_stop_threshold = _real("early_stop_threshold", self.early_stop_threshold,
+                                          "a relative improvement in [0, 1)",
+                                          lambda v: 0 <= v < 1)
         self._check_groups()
         self._check_betas()
         self.epochs = _int("epochs", self.epochs, 1)
@@ -209,6 +218,8 @@ class TrainConfig:
                 d.pop(k)
         if self.schedule != "plateau":  # the factor acts only there
             d.pop("plateau_factor")
+        if not self.early_stop_threshold:  # checkpoints written before the option resume
+            d.pop("early_stop_threshold")
         return hashlib.blake2b(json.dumps(d, sort_keys=True).encode(), digest_size=16).hexdigest()
 
 

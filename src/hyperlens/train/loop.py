@@ -471,7 +471,9 @@ def _evaluate(
     if best_val is None:
         better = True
     else:
-        better = val < best_val if cfg.early_stop_mode == "min" else val > best_val
+        margin = cfg.early_stop_threshold * abs(best_val)
+        better = (val < best_val - margin if cfg.early_stop_mode == "min"
+                  else val > best_val + margin)
     if better:
         hist.best = dict(row)
         return 0, val, True
