@@ -2,6 +2,7 @@
 pass giving each one's figures bit for bit."""
 
 import numpy as np
+import pytest
 import torch
 
 from hyperlens.hft.capture import CapturedSplit, Unembedding
@@ -99,3 +100,30 @@ def test_each_target_states_what_its_comparison_could_see():
         assert 0.4 < see / np.log(hi / lo) < 1.0
         assert met == (hi <= (0.5 if "unigram" in r[0] else 0.85))
     assert large[1][4] < small[1][4] / 2  # 16x the texts: about a quarter of the change
+
+
+def test_track_a_targets_split_the_gap_into_the_layer_and_the_input():
+    """With the window MLP trained, the targets table adds two context rows: the MLP on the
+    sketched features against the window MLP (the input), and HyperField against it."""
+    from hyperlens.functional.stats import Estimate
+    from hyperlens.hft.sections import INPUT_ROW, target_rows
+
+    rng = np.random.default_rng(1)
+    text = np.repeat(np.arange(200), 20)
+    base = rng.gamma(4.0, 1.5, size=text.size)
+    nll = {"A: HyperField": 0.3, "A: MLP (same parameters)": 0.2, "KN-5": 0.1,
+           "teacher, context cut to W": -0.5, "unigram": 2.0,
+           "A: window MLP (last 4 tokens, unsketched)": 0.0,
+           "A: window MLP (last 4 tokens, unsketched) [sketch]": 5.0}
+    results = {k: {"nll": base + v + rng.normal(0, 0.01, text.size)} for k, v in nll.items()}
+    summ = {k: {"ppl": Estimate(float(np.exp(r["nll"].mean())), 0.0, 0.0),
+                "agree": Estimate(0.3, 0.25, 0.35, std=0.02)} for k, r in results.items()}
+    rows = {r[0]: r[1:] for r in target_rows(summ, results, text)}
+    value, lo, hi, see = rows[INPUT_ROW][:4]
+    assert value == pytest.approx(np.exp(0.2), rel=1e-3) and lo <= value <= hi
+    assert see > 0
+    hf = rows["A (context, not a target): ppl / window MLP ppl"]
+    assert hf[0] == pytest.approx(np.exp(0.3), rel=1e-3)  # the main featurisation's window MLP
+    assert rows["A: ppl / MLP ppl < 1 (ambitious)"][0] == pytest.approx(np.exp(0.1), rel=1e-3)
+    del results["A: window MLP (last 4 tokens, unsketched)"]
+    assert INPUT_ROW not in {r[0] for r in target_rows(summ, results, text)}

@@ -34,6 +34,33 @@ def test_scale_options_are_refused_before_any_work():
         HftScaleConfig(train_tokens=4000, sizes=(4000,), train_limit=100)
 
 
+def test_the_curve_names_the_layer_and_the_input_with_their_intervals(tmp_path):
+    from hyperlens.experiments.hft_scale import _GAP, _sections
+    from hyperlens.report import Report
+
+    cols = ["model", "parameters", "ppl ", "ppl lo", "ppl hi"]
+
+    def point(n: int, hf: float, kn: float, ratios: dict) -> dict:
+        rows = [["KN-5", 0, kn, kn - 1, kn + 1], ["A: HyperField", 9, hf, hf - 1, hf + 1]]
+        return {"train_tokens": n, "fit_tokens": int(0.9 * n), "columns": cols, "rows": rows,
+                "ratios": ratios}
+
+    layer, inp = _GAP[1][1], _GAP[2][1]
+    pts = {1000: point(1000, 150.0, 100.0, {_GAP[0][1]: [1.5, 1.4, 1.6],
+                                            layer: [1.3, 1.2, 1.4], inp: [1.1, 1.05, 1.2]}),
+           4000: point(4000, 90.0, 100.0, {_GAP[0][1]: [0.9, 0.85, 0.95],
+                                           layer: [1.2, 1.1, 1.3]})}
+    rep = Report("hft-scale", out_dir=tmp_path)
+    _sections(rep, pts)
+    cross = next(s for s in rep.sections if s.title == "Crossover with KN-5")
+    assert "1,000: 1.500 [1.400, 1.600]" in cross.text and "from 4,000" in cross.text
+    gap = next(s for s in rep.sections if s.title == "The layer or the input")
+    rows = {r[0]: r[1:] for r in gap.tables[0]["rows"]}
+    assert rows[_GAP[1][0]] == ["1.300 [1.200, 1.400]", "1.200 [1.100, 1.300]"]
+    assert rows[_GAP[2][0]] == ["1.100 [1.050, 1.200]", ""]  # not measured at 4,000
+    assert _GAP[3][0] not in rows  # measured at no size: no row
+
+
 @pytest.mark.integration
 def test_scale_trains_each_size_on_the_same_held_out_rows(tmp_path, monkeypatch):
     """SmolLM2 over a few hundred SST-2 tokens, two sizes, the smallest students."""

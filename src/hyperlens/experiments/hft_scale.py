@@ -23,6 +23,7 @@ import numpy as np
 
 from ..config import Command, RunContext, at_least, option, start_report
 from ..errors import ConfigError
+from ..hft.sections import INPUT_ROW
 from ..report import Report
 from ..utils import to_jsonable
 from .hft import HftTrainConfig, run_train
@@ -30,6 +31,12 @@ from .hft import HftTrainConfig, run_train
 __all__ = ["HftScaleConfig", "run_scale", "COMMANDS"]
 
 _TABLE = "Held-out metrics (seed 0)"
+#: rows of each size's "Issue targets" table the curve puts side by side: (its label here,
+#: the row's label there); every one a paired ratio of perplexities over held-out texts
+_GAP = (("HyperField / KN-5", "A: ppl / KN-5 ppl <= 0.85"),
+        ("HyperField / MLP, same features (the layer)", "A: ppl / MLP ppl < 1 (ambitious)"),
+        ("MLP, same features / window MLP (the input)", INPUT_ROW),
+        ("HyperField / window MLP", "A (context, not a target): ppl / window MLP ppl"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,10 +77,12 @@ def _train_config(cfg: HftScaleConfig, size: int) -> HftTrainConfig:
 def _point(results: dict[str, Any], sub: Path) -> dict[str, Any]:
     """What the curve takes from one size's ``hft train`` results."""
     data = next(s["metrics"] for s in results["sections"] if s["title"] == "Data")
-    table = next(t for s in results["sections"] for t in s["tables"] if t["title"] == _TABLE)
+    tables = {t["title"]: t for s in results["sections"] for t in s["tables"]}
+    table = tables[_TABLE]
+    targets = tables.get("Issue targets", {"rows": []})
     return {"train_tokens": int(data["train_tokens"]), "fit_tokens": int(data["fit_tokens"]),
             "columns": list(table["columns"]), "rows": [list(r) for r in table["rows"]],
-            "report": str(sub)}
+            "ratios": {r[0]: list(r[1:4]) for r in targets["rows"]}, "report": str(sub)}
 
 
 def _finished(sub: Path, tcfg: HftTrainConfig) -> dict[str, Any] | None:
@@ -141,16 +150,43 @@ def _sections(rep: Report, points: dict[int, dict[str, Any]]) -> None:
     if hf in ppl and kn in ppl:
         ratio = {n: ppl[hf][n][0] / ppl[kn][n][0] for n in sizes
                  if n in ppl[hf] and n in ppl[kn]}
+        ci = {n: points[n].get("ratios", {}).get(_GAP[0][1]) for n in ratio}
         below = [n for n in sizes if ratio.get(n, np.inf) <= 1.0]
         first = points[below[0]]["train_tokens"] if below else 0
         text = ("HyperField / KN-5 perplexity at each size: "
-                + ", ".join(f"{points[n]['train_tokens']:,}: {r:.3f}" for n, r in ratio.items())
-                + ". " + (f"The student is at or below KN-5 from {first:,} training positions."
-                          if below else "The student stays above KN-5 at every size measured."))
+                + ", ".join(f"{points[n]['train_tokens']:,}: {r:.3f}"
+                            + (f" [{c[1]:.3f}, {c[2]:.3f}]" if c else "")
+                            for (n, r), c in zip(ratio.items(), ci.values(), strict=True))
+                + " (paired 95 % intervals over held-out texts). "
+                + (f"The student is at or below KN-5 from {first:,} training positions."
+                   if below else "The student stays above KN-5 at every size measured."))
         rep.section("Crossover with KN-5", text).metrics(
             {f"hf_over_kn5_{n}": r for n, r in ratio.items()})
+    _gap_section(rep, points, sizes)
     rep.summary([[m, " / ".join(f"{ppl[m][n][0]:.0f}" for n in sizes if n in ppl[m])]
                  for m in models])
+
+
+def _gap_section(rep: Report, points: dict[int, dict[str, Any]], sizes: list[int]) -> None:
+    """Where HyperField's gap to the n-grams comes from, size by size: the layer (HyperField
+    against the same-size MLP on the same features) and the input (that MLP against the
+    same-size MLP on the last token embeddings alone)."""
+    rows = []
+    for label, key in _GAP:
+        cells = [points[n].get("ratios", {}).get(key) for n in sizes]
+        if any(cells):
+            rows.append([label] + [f"{c[0]:.3f} [{c[1]:.3f}, {c[2]:.3f}]" if c else ""
+                                   for c in cells])
+    if not rows:
+        return
+    rep.section("The layer or the input", (
+        "Perplexity ratios at each size with paired 95 % bootstrap intervals over held-out "
+        "texts (from each size's targets table); above 1, the first model is worse. "
+        "HyperField against the MLP of the same size on the same features isolates the "
+        "layer; that MLP against the window MLP of the same size (the last token embeddings, "
+        "unsketched, alone) isolates the input, since both are dense students.")).table(
+        "Ratios by training size",
+        ["comparison"] + [f"{points[n]['train_tokens']:,}" for n in sizes], rows)
 
 
 COMMANDS = (
