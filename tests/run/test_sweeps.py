@@ -193,7 +193,7 @@ def _hft_train(cap: Path, **ctx: Any) -> Any:
         teacher="smollm2", dataset="rotten-tomatoes", train_tokens=400, heldout_tokens=120,
         layer=2, heads=(0,), window=16, capture_dir=cap, seeds=(0, 1), k1=8, k2=8, top_k=2,
         mix_heads=2, d_sketch=64, batch_size=64, features=("exact", "sketch"),
-        exact_tokens=2, max_epochs=2, patience=1, online=False, n_boot=20)
+        exact_tokens=2, max_epochs=2, patience=1, online=True, n_boot=20)
     return hft.run_train(cfg, RunContext(seed=0, device="cpu", progress=False, **ctx))
 
 
@@ -223,7 +223,7 @@ def test_hft_train_students_on_ray_and_resumed(tmp_path: Path, ray_executor,
     files = sorted(p.name for p in folder.iterdir())
     npz = [f for f in files if f.endswith(".npz") and not f.startswith("baselines-")]
     weights = [f for f in files if f.endswith(".safetensors")]
-    assert len(npz) == 10  # 2 x (HF, MLP, window) + 2 x 2
+    assert len(npz) == 11  # 2 x (HF, MLP, window) + 2 x 2 + the online rule
     assert len(weights) == 1  # the kept student
     assert len([f for f in files if f.startswith("baselines-")]) == 1
     # the baselines' held-out rows are read back, not scored again (the numbers equal)
@@ -239,6 +239,10 @@ def test_hft_train_students_on_ray_and_resumed(tmp_path: Path, ray_executor,
                                         "sections", "data.cells"))
     (folder / weights[0]).unlink()
     (folder / [f for f in npz if "MLP" in f][0]).unlink()
+    from hyperlens.hft import cells as hc
+
+    monkeypatch.setattr(hc, "train_online",  # a cell like the others: read back, not rerun
+                        lambda *a, **k: pytest.fail("the online rule was trained again"))
     _hft_train(cap, out=tmp_path / "local")
     res = json.loads((tmp_path / "local" / "results.json").read_text())
     assert res["data"]["cells"]["computed"] == 2

@@ -48,6 +48,7 @@ __all__ = ["CaptureOptions", "HftTrainConfig", "COMMANDS", "run_capture", "run_t
 HELP = ("HyperField transformer: distil a teacher LM into a HyperTensor mixture "
         "(capture|train|eval|generate|scale)")
 _CPU_ONLY = frozenset({"seed"})  # the teacher and the students run on the CPU
+ONLINE = "A: HyperField, online rule"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,8 +188,9 @@ class HftTrainConfig(CaptureOptions):
     hard: float = option(_SC.hard, help="weight of the hard-label cross-entropy added to the KL "
                          "to the teacher (more lowers true-token perplexity, raises the KL)",
                          check=at_least(0), group="students")
-    online: bool = option(True, help="train the seed's online-rule variant (--no-online skips "
-                          "it)", group="students")
+    online: bool = option(True, help="train the seed's online-rule variant, one cell with the "
+                          "first of --seeds on the main features (--no-online skips it)",
+                          group="students")
     mlp: bool = option(True, help="train the equal-size MLP (--no-mlp skips it)",
                        group="students")
     window_mlp: bool = option(True, help="with 'exact' features, also train the classic window "
@@ -501,13 +503,10 @@ def _train_track(run: _TrainRun, track: str) -> None:
     """The features of one track, then its students over the replicate seeds and the
     featurisations, as cells (resumable; on the context's executor)."""
     from ..hft import cells as hc
-    from ..hft.evaluate import score
     from ..hft.features import FeatureConfig
-    from ..hft.model import count_parameters
-    from ..hft.train import build_model, train_online
     from ..run import pinned_threads, run_cells
 
-    cfg, ctx, rep, tr, he, U = run.cfg, run.ctx, run.rep, run.tr, run.he, run.U
+    cfg, ctx, rep = run.cfg, run.ctx, run.rep
     if track == "B":
         _lenses(run)
     plan: list[tuple[Any, list[Any], Any]] = []
@@ -532,6 +531,8 @@ def _train_track(run: _TrainRun, track: str) -> None:
             if cfg.window_mlp and fc.exact:
                 runs.append(hc.StudentRun("window-mlp", seed, f"{track}: window MLP (last "
                                           f"{fc.exact} tokens, unsketched){sfx}"))
+        if cfg.online and track == "A" and j == 0:  # the first seed's, on the main features
+            runs.append(hc.StudentRun("online", cfg.seeds[0], ONLINE))
         plan.append((setup, runs, prep))
     cells = [(c, setup, r, prep) for setup, runs, prep in plan
              for c, r in zip(hc.cells_for(setup, runs, rep.out_dir, run.threads), runs,
@@ -546,20 +547,6 @@ def _train_track(run: _TrainRun, track: str) -> None:
     run.ledger.report_into(rep)
     for cell, setup, r, prep in cells:
         _collect(run, track, cell.key, setup, r, prep)
-    main = plan[0][2]
-    if cfg.online and track == "A":
-        oname = "A: HyperField, online rule"
-        with torch.random.fork_rng():  # its initialisation draws from --seed only
-            torch.manual_seed(ctx.seed)
-            om = build_model(run.sc, main.feat.d1, main.feat.cfg.d_tail, run.d,
-                             int(run.stats["mean"].numel()), U, run.lu, seed=ctx.seed)
-        with rep.timer(f"train {oname}"):
-            oh = train_online(om, main.train, tr, run.stats, run.sc, seed=ctx.seed,
-                              show_progress=ctx.progress)
-        X, T = main.heldout.tensors().values()
-        run.results[oname] = score(student_fn(om, X, T), he, U)
-        run.params[oname] = count_parameters(om)
-        rep.data["online residual"] = oh["residual"]
 
 
 def _collect(run: _TrainRun, track: str, key: dict[str, Any], setup: Any, r: Any,
@@ -571,6 +558,12 @@ def _collect(run: _TrainRun, track: str, key: dict[str, Any], setup: Any, r: Any
 
     res = run.ledger.get(key)
     assert res is not None  # run_cells recorded every cell
+    if r.model == "online":  # not a replicate: its rows, size and residual curve only
+        run.results[r.name] = hc.load_metrics(run.rep.out_dir, setup, r)
+        run.params[r.name] = int(res["params"])
+        run.rep.timings[f"train {r.name}"] = float(res["train_seconds"])
+        run.rep.data["online residual"] = res["history"]["residual"]
+        return
     run.seeds_res.setdefault(r.name, []).append(res["summary"])
     # training over every sitting (cells from before it was kept: the finishing sitting's)
     run.rep.timings[f"train {r.name} seed {r.seed}"] = float(res.get("train_seconds",

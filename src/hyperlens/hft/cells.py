@@ -1,6 +1,7 @@
 """The students of ``hyperlens hft train`` as cells for :func:`hyperlens.run.run_cells`.
 
-One cell is one (track, featurisation, student, replicate seed) training:
+One cell is one (track, featurisation, student, replicate seed) training (the seed's
+online rule, ``"online"``, is a cell too: one pass over the rows without gradients):
 :func:`student_cell` trains the student on the fitted training rows (the one training
 loop, to a validation plateau or the fixed schedule), scores every held-out row and writes,
 atomically and before it returns,
@@ -65,13 +66,14 @@ from .train import (
     train_bf16,
     train_hyperfield,
     train_mlp,
+    train_online,
 )
 
 __all__ = ["StudentSetup", "StudentRun", "Prepared", "prepare", "register", "prepared_for",
            "student_cell", "cells_for", "load_metrics", "load_student_model", "MODELS"]
 
 #: the students a cell can train
-MODELS = ("hyperfield", "mlp", "window-mlp", "transformer")
+MODELS = ("hyperfield", "mlp", "window-mlp", "transformer", "online")
 
 
 #: StudentConfig fields added after runs were recorded, with their defaults
@@ -200,7 +202,7 @@ def _build(p: Prepared, sc: StudentConfig, run: StudentRun) -> Any:
         torch.manual_seed(run.seed)
         hf = build_model(sc, p.feat.d1, fc.d_tail, p.d_model, d_aux, p.unembed,
                          p.log_unigram, seed=run.seed)
-    if run.model == "hyperfield":
+    if run.model in ("hyperfield", "online"):  # the online rule trains the same model
         return hf
     n = count_parameters(hf)
     if run.model == "transformer":
@@ -243,6 +245,12 @@ def student_cell(setup: dict[str, Any], run: dict[str, Any], out: str, threads: 
                 hist = train_hyperfield(model, train, p.cap.train, p.stats, p.unembed, sc,
                                         seed=r.seed, show_progress=show_progress,
                                         checkpoint_dir=ckpt)
+            elif r.model == "online":  # one pass without gradients: no checkpoints
+                t_online = time.perf_counter()
+                hist = train_online(model, train, p.cap.train, p.stats, sc, seed=r.seed,
+                                    show_progress=show_progress)
+                hist = {"residual": hist["residual"],
+                        "seconds": time.perf_counter() - t_online}
             else:
                 hist = train_mlp(model, train, p.cap.train, p.unembed, sc, seed=r.seed,
                                  show_progress=show_progress, checkpoint_dir=ckpt)
