@@ -23,7 +23,7 @@ import numpy as np
 
 from ..config import Command, RunContext, at_least, option, start_report
 from ..errors import ConfigError
-from ..hft.sections import INPUT_ROW
+from ..hft.sections import INPUT_ROW, KN5_ROW, LAYER_ROW, WINDOW_ROW
 from ..report import Report
 from ..utils import to_jsonable
 from .hft import HftTrainConfig, run_train
@@ -33,10 +33,10 @@ __all__ = ["HftScaleConfig", "run_scale", "COMMANDS"]
 _TABLE = "Held-out metrics (seed 0)"
 #: rows of each size's "Issue targets" table the curve puts side by side: (its label here,
 #: the row's label there); every one a paired ratio of perplexities over held-out texts
-_GAP = (("HyperField / KN-5", "A: ppl / KN-5 ppl <= 0.85"),
-        ("HyperField / MLP, same features (the layer)", "A: ppl / MLP ppl < 1 (ambitious)"),
+_GAP = (("HyperField / KN-5", KN5_ROW),
+        ("HyperField / MLP, same features (the layer)", LAYER_ROW),
         ("MLP, same features / window MLP (the input)", INPUT_ROW),
-        ("HyperField / window MLP", "A (context, not a target): ppl / window MLP ppl"))
+        ("HyperField / window MLP", WINDOW_ROW))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -246,11 +246,8 @@ def student_cell(setup: dict[str, Any], run: dict[str, Any], out: str, threads: 
                                         seed=r.seed, show_progress=show_progress,
                                         checkpoint_dir=ckpt)
             elif r.model == "online":  # one pass without gradients: no checkpoints
-                t_online = time.perf_counter()
                 hist = train_online(model, train, p.cap.train, p.stats, sc, seed=r.seed,
                                     show_progress=show_progress)
-                hist = {"residual": hist["residual"],
-                        "seconds": time.perf_counter() - t_online}
             else:
                 hist = train_mlp(model, train, p.cap.train, p.unembed, sc, seed=r.seed,
                                  show_progress=show_progress, checkpoint_dir=ckpt)

@@ -13,9 +13,9 @@ from ..functional.stats import detectable_difference, paired_bootstrap
 from ..report import Report
 from .evaluate import MIXTURE, per_text
 
-__all__ = ["INPUT_ROW", "est_row", "metric_table", "ppl_plot", "feature_label", "ppl_ratio",
-           "target_rows", "ablation_rows", "checks_section", "curves_section", "speed_rows",
-           "speed_section"]
+__all__ = ["KN5_ROW", "LAYER_ROW", "INPUT_ROW", "WINDOW_ROW", "est_row", "metric_table",
+           "ppl_plot", "feature_label", "ppl_ratio", "target_rows", "ablation_rows",
+           "checks_section", "curves_section", "speed_rows", "speed_section"]
 
 
 def est_row(e: Any) -> list[float]:
@@ -97,9 +97,14 @@ def ablation_rows(summ: dict[str, Any], results: dict[str, Any], text: np.ndarra
     return rows
 
 
-#: the targets table's row comparing the dense student on the sketched features with the
-#: same-size MLP on the last tokens alone (their ratio is the input's share of the gap)
+#: labels of the targets table's rows that ``hft scale`` reads back, size by size:
+#: HyperField against KN-5, against the MLP on the same features (the layer's share of the
+#: gap), that MLP against the window MLP on the last tokens alone (the input's share), and
+#: HyperField against the window MLP
+KN5_ROW = "A: ppl / KN-5 ppl <= 0.85"
+LAYER_ROW = "A: ppl / MLP ppl < 1 (ambitious)"
 INPUT_ROW = "A (context, not a target): MLP ppl / window MLP ppl"
+WINDOW_ROW = "A (context, not a target): ppl / window MLP ppl"
 
 
 def target_rows(summ: dict[str, Any], results: dict[str, Any], text: np.ndarray
@@ -122,20 +127,19 @@ def target_rows(summ: dict[str, Any], results: dict[str, Any], text: np.ndarray
         out.append([f"{track}: ppl / unigram ppl <= 0.5", *r, bool(r[2] <= 0.5)])
         if track == "A":
             r = ratio_ci(name, "KN-5")
-            out.append(["A: ppl / KN-5 ppl <= 0.85", *r, bool(r[2] <= 0.85)])
+            out.append([KN5_ROW, *r, bool(r[2] <= 0.85)])
             a = summ[name]["agree"]
             out.append(["A: top-1 agreement >= 0.5 (ambitious)", *est_row(a),
                         round(detectable_difference(float(a.std)), 4), bool(a.lo >= 0.5)])
             mlp = "A: MLP (same parameters)"
             if mlp in results:
                 r = ratio_ci(name, mlp)
-                out.append(["A: ppl / MLP ppl < 1 (ambitious)", *r, bool(r[2] < 1.0)])
+                out.append([LAYER_ROW, *r, bool(r[2] < 1.0)])
             window = next((k for k in results if k.startswith("A: window MLP")
                            and not k.endswith("]")), None)  # the main featurisation's
             if window is not None and mlp in results:  # not targets: the input or the layer?
                 out.append([INPUT_ROW, *ratio_ci(mlp, window), None])
-                out.append(["A (context, not a target): ppl / window MLP ppl",
-                            *ratio_ci(name, window), None])
+                out.append([WINDOW_ROW, *ratio_ci(name, window), None])
             kn, tw, st = (np.log(summ[k]["ppl"].value) for k in
                           ("KN-5", "teacher, context cut to W", name))
             frac = (kn - st) / max(kn - tw, 1e-9)
