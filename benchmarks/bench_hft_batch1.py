@@ -5,8 +5,10 @@ arithmetic. The teacher (SmolLM2, KV cache, one new token a step) reads all of i
 and its output embedding; a student that gives full-vocabulary log-probabilities through
 the teacher's unembedding reads at least that unembedding (49,152 x 576). So no such
 student can be faster than the teacher by more than the ratio of the two times, whatever
-its layers do. This benchmark times, one token at a time, in float32 and (on a CPU with
-native bf16) in bfloat16 on weights in oneDNN's packed layout, as ``hft eval`` does:
+its layers do. This benchmark times, one token at a time, in float32 and as bfloat16 and
+float16 copies (on a CPU with native bf16, bfloat16 products on weights in oneDNN's packed
+layout, as ``hft eval`` does): at batch 1 a step is bound by the bytes of weight it reads,
+which a 16-bit copy halves whether or not the CPU computes in it natively:
 
 * ``teacher``: one cached decoder step and its log-softmax (as ``hyperlens hft eval``);
 * ``student``: the default-size HyperField student (exact-tail featurisation, random
@@ -21,6 +23,7 @@ timed on one thread and on every core (``hft eval`` uses every core). Writes
 bound's speed-up over the teacher at equal precision and fastest against fastest::
 
     python benchmarks/bench_hft_batch1.py [--rounds 5] [--steps 32] [--threads 1 2]
+        [--precisions float32 bfloat16 float16]
 """
 
 from __future__ import annotations
@@ -62,17 +65,21 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--threads", type=int, nargs="+", default=None,
                     help="thread counts to time (default: one, and every core)")
+    ap.add_argument("--precisions", nargs="+", default=["float32", "bfloat16", "float16"],
+                    choices=["float32", "bfloat16", "float16"],
+                    help="the copies to time (float32 is always timed)")
     ap.add_argument("--out", default=str(RESULTS))
     a = ap.parse_args()
     cores = os.cpu_count() or 1
     threads = a.threads or sorted({1, cores})
     retain_freed_memory()
-    low = K.features().bf16
     teacher = load("smollm2", device="cpu")
     models: dict[str, Any] = {"float32": teacher.module}
     packed = 0
-    if low:  # bf16 copy on oneDNN's packed weights, as hft eval times it
-        models["bfloat16"] = in_dtype(teacher, "bfloat16").module
+    for p in a.precisions:
+        if p != "float32":
+            models[p] = in_dtype(teacher, p).module
+    if "bfloat16" in models:  # on oneDNN's packed weights where native, as hft eval times it
         packed = pack_linears(models["bfloat16"])
     rng = np.random.default_rng(0)
     V = int(teacher.module.get_output_embeddings().weight.shape[0])  # type: ignore[union-attr]
@@ -138,6 +145,11 @@ def main() -> None:
         }
 
     runs = {str(n): measure(n) for n in threads}
+    with torch.no_grad():  # each teacher copy against float32 on 4 x 32 tokens of the ids
+        seqs = torch.from_numpy(ctx[:4]).long()
+        ref = teacher.module(input_ids=seqs).logits.float()  # type: ignore[misc]
+        agree = {p: float((m(input_ids=seqs).logits.float().argmax(-1) == ref.argmax(-1))
+                          .double().mean()) for p, m in models.items() if p != "float32"}
     t_params = sum(int(p.numel()) for p in teacher.module.parameters())  # type: ignore[union-attr]
     emb = int(teacher.token_embeddings().numel())  # tied: a row lookup in, the head out
     res = {
@@ -146,13 +158,17 @@ def main() -> None:
         "one_thread": runs.get("1"), "all_cores": runs.get(str(cores)),
         "parameters": {"teacher": t_params, "student": count_parameters(model),
                        "unembedding": emb},
+        "native_bf16": K.features().bf16,
+        "teacher_top1_agreement_with_float32": agree,
         **machine(),
         "note": "one token at a time; the ways alternate their order within each round and "
                 "the medians are compared; bound: the unembedding product and log-softmax "
                 "alone, which any student answering with full-vocabulary log-probabilities "
                 "through the teacher's unembedding does every token; fastest: each model "
-                "in its faster precision; student_rounds_min/max: the fastest student's "
-                "speed-up over the fastest teacher within each round",
+                "in its fastest precision (teacher_top1_agreement_with_float32: each "
+                "teacher copy's top-1 next token against float32's on 4 x 32 tokens); "
+                "student_rounds_min/max: the fastest student's speed-up over the fastest "
+                "teacher within each round",
     }
     atomic_write_json(a.out, res)
     for n, r in runs.items():

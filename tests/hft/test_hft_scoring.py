@@ -127,3 +127,26 @@ def test_track_a_targets_split_the_gap_into_the_layer_and_the_input():
     assert rows["A: ppl / MLP ppl < 1 (ambitious)"][0] == pytest.approx(np.exp(0.1), rel=1e-3)
     del results["A: window MLP (last 4 tokens, unsketched)"]
     assert INPUT_ROW not in {r[0] for r in target_rows(summ, results, text)}
+
+
+def test_speed_rows_show_batch_one_bfloat16_where_batch_512_was_not_timed_in_it():
+    """A CPU without native bfloat16 times the bfloat16 copies at batch 1 only: the rows say
+    so and the fastest-of-each row compares what was timed."""
+    from hyperlens.hft.sections import speed_rows
+
+    base = {"student_batch1": 50.0, "teacher_batch1": 14.0, "student_batch": 500.0,
+            "teacher_batch": 200.0, "speedup_batch1": 50 / 14, "speedup_batch": 2.5}
+    one = base | {"student_batch1_bf16": 70.0, "teacher_batch1_bf16": 18.0,
+                  "speedup_batch1_bf16": 70 / 18, "speedup_batch1_fastest": 70 / 18,
+                  "speedup_batch_fastest": 2.5}
+    rows = {r[0]: r[1:] for r in speed_rows(one, 100, 1000)}
+    assert rows["speed-up batch 1, bfloat16"] == [round(70 / 18, 2), ""]
+    assert "tokens/s batch 512, bfloat16: student / teacher" not in rows
+    assert rows["speed-up batch 1 / batch 512, fastest of each (target >= 5 at batch 1)"] == [
+        round(70 / 18, 2), 2.5]
+    both = one | {"student_batch_bf16": 900.0, "teacher_batch_bf16": 300.0,
+                  "speedup_batch_bf16": 3.0, "speedup_batch_fastest": 3.0}
+    rows = {r[0]: r[1:] for r in speed_rows(both, 100, 1000)}
+    assert rows["tokens/s batch 512, bfloat16: student / teacher"] == [900.0, 300.0]
+    assert "speed-up batch 1, bfloat16" not in rows
+    assert len(speed_rows(base, 100, 1000)) == 5  # float32 only: no bfloat16 rows
