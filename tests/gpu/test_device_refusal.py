@@ -1,5 +1,6 @@
 """Device handling that the CPU can check: asking for CUDA where none is visible is refused
-before any work, a command that runs on the CPU only records the CPU, the KV cache reaches
+before any work, a command that runs on the CPU only records the CPU, the hft commands that
+take a device offer it, the KV cache reaches
 the model under the name its transformers release reads, and the padded integer GEMM that
 CUDA runs is exact."""
 
@@ -14,6 +15,8 @@ from hyperlens.config import RunContext
 from hyperlens.config.commandline import build
 from hyperlens.errors import ConfigError
 from hyperlens.experiments.hft import COMMANDS as HFT_COMMANDS
+from hyperlens.experiments.hft_saved import COMMANDS as SAVED_COMMANDS
+from hyperlens.experiments.hft_scale import COMMANDS as SCALE_COMMANDS
 from hyperlens.functional.hdc import int_mm_padded
 from hyperlens.models.arch import cache_kwarg
 
@@ -39,11 +42,33 @@ def test_the_command_line_refuses_cuda_before_any_work(tmp_path, capsys):
     assert not out.exists()  # refused before the report folder was made
 
 
-@pytest.mark.parametrize("command", HFT_COMMANDS, ids=lambda c: c.name)
+@pytest.mark.parametrize("command", SAVED_COMMANDS, ids=lambda c: c.name)
 def test_a_command_that_runs_on_the_cpu_records_the_cpu(command, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # even beside a GPU
     _, ctx = build(command, {"student": "s"} if "student" in _fields(command) else {}, env={})
     assert ctx.device == "cpu" and ctx.record()["device"] == "cpu"
+
+
+@pytest.mark.parametrize("command", HFT_COMMANDS + SCALE_COMMANDS, ids=lambda c: c.name)
+def test_the_hft_capture_train_and_scale_commands_take_the_device(command):
+    """hft capture / train / scale run the teacher's capture and the students on --device
+    (default auto: a GPU where one is visible)."""
+    assert "device" in command.config.CONTEXT
+    _, ctx = build(command, {"device": "cpu"}, env={})
+    assert ctx.device == "cpu"
+    _, ctx = build(command, {}, env={})
+    assert ctx.device == "auto"
+
+
+def test_hft_refuses_a_numbered_gpu_on_ray_before_any_work(monkeypatch):
+    from hyperlens import utils
+    from hyperlens.experiments.hft import _device
+
+    monkeypatch.setattr(utils, "resolve_device", lambda d: torch.device(d))  # as if visible
+    assert _device(RunContext(device="cuda:1")) == torch.device("cuda:1")  # local: any GPU
+    assert _device(RunContext(device="cuda", executor="ray")) == torch.device("cuda")
+    with pytest.raises(ConfigError, match="--device cuda:1 with --executor ray.*--device cuda"):
+        _device(RunContext(device="cuda:1", executor="ray"))
 
 
 def _fields(command) -> set[str]:

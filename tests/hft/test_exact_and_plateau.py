@@ -422,6 +422,25 @@ def test_student_keys_name_bf16_training_and_keep_the_float32_keys():
     assert "bf16" not in dict(d["student"]) and key[False] != key[True]
 
 
+def test_student_keys_name_a_gpu_by_its_kind_and_keep_the_cpu_keys():
+    from hyperlens.hft.cells import StudentRun, StudentSetup, cells_for
+    from hyperlens.hft.train import StudentConfig
+
+    fc, sc = small_features(8), StudentConfig(bf16=False)
+    cpu = StudentSetup.of("t", "cap", fc, sc, 100)
+    # the key of this setup before the device option (keys of the committed ledgers)
+    assert cpu.key == "bb39a71765890c629877"
+    assert StudentSetup.of("t", "cap", fc, sc, 100, 500).key == "13548d4eb8902e7fdc39"
+    gpu = {d: StudentSetup.of("t", "cap", fc, sc, 100, device=d).key
+           for d in ("cuda", "cuda:0", "cuda:1")}
+    assert len(set(gpu.values())) == 1 and gpu["cuda"] != cpu.key
+    run = [StudentRun("mlp", 0, "m")]
+    assert cells_for(cpu, run, "out", 2)[0].task.resources.num_gpus == 0
+    cell = cells_for(StudentSetup.of("t", "cap", fc, sc, 100, device="cuda"), run, "out", 2)[0]
+    assert cell.task.resources.num_gpus == 1 and cell.task.resources.num_cpus == 2
+    assert cell.task.kwargs["setup"]["device"] == "cuda"
+
+
 def test_min_improvement_reaches_the_loop_and_keeps_the_earlier_keys(setup):
     from hyperlens.hft.cells import StudentSetup
     from hyperlens.hft.train import StudentConfig, _cfg

@@ -170,13 +170,17 @@ def test_vocabulary_products_use_bf16_only_with_native_bf16() -> None:
     import torch
 
     from hyperlens.functional import kernels
-    from hyperlens.hft.train import StudentConfig, _unembed_dtype
+    from hyperlens.hft.capture import Unembedding
+    from hyperlens.hft.train import StudentConfig, _unembed_dtype, train_bf16
 
+    U = Unembedding(torch.zeros(5, 3))  # on the CPU: the CPU's capability decides
     with kernels.force_kernels("avx2"):
-        assert _unembed_dtype(StudentConfig()) == torch.float32
+        assert _unembed_dtype(StudentConfig(), U) == torch.float32
+        assert not train_bf16(StudentConfig(bf16=None)) and train_bf16(StudentConfig(bf16=True))
     with kernels.force_kernels("amx"):
-        assert _unembed_dtype(StudentConfig()) == torch.bfloat16
-    assert _unembed_dtype(StudentConfig(fast_unembed=False)) == torch.float32
+        assert _unembed_dtype(StudentConfig(), U) == torch.bfloat16
+        assert train_bf16(StudentConfig(bf16=None)) and not train_bf16(StudentConfig(bf16=False))
+    assert _unembed_dtype(StudentConfig(fast_unembed=False), U) == torch.float32
 
 
 @pytest.mark.parametrize("heads,top_k", [(1, 3), (2, 2)])

@@ -47,7 +47,7 @@ __all__ = ["CaptureOptions", "HftTrainConfig", "COMMANDS", "run_capture", "run_t
 
 HELP = ("HyperField transformer: distil a teacher LM into a HyperTensor mixture "
         "(capture|train|eval|generate|scale)")
-_CPU_ONLY = frozenset({"seed"})  # the teacher and the students run on the CPU
+_CPU_ONLY = frozenset({"seed"})  # hft eval / generate: the saved student on the CPU
 ONLINE = "A: HyperField, online rule"
 
 
@@ -55,11 +55,14 @@ ONLINE = "A: HyperField, online rule"
 class CaptureOptions(Config):
     """What ``hyperlens hft capture`` stores, and what ``train`` reads (or captures first).
 
-    The capture's shards run on the context's executor (Ray actors with ``--executor ray``);
+    The capture's shards run on the context's executor (Ray actors with ``--executor ray``)
+    and ``--device`` (a GPU: ``cuda``, each Ray actor or cell asking Ray for one GPU);
     ``--dtype`` is the precision of the teacher's forward pass there (``auto``: bfloat16 on
-    CPUs with native bfloat16 units, else float32), recorded in the capture."""
+    a GPU and on CPUs with native bfloat16 units, else float32), recorded in the capture.
+    ``train`` trains its students on ``--device`` too; the baselines, the held-out scoring,
+    Track B's lenses, the checks and the speed run on the CPU."""
 
-    CONTEXT = _CPU_ONLY | {"executor", "dtype"}
+    CONTEXT = frozenset({"seed", "device", "executor", "dtype"})
     RANDOM = "the split of the corpus into training and held-out texts, and the cut rows"
 
     teacher: str = option("smollm2", help="causal LM (zoo name, HF id or path)",
@@ -276,7 +279,7 @@ def _capture_cfg(cfg: CaptureOptions, ctx: RunContext) -> Any:
                         train_tokens=cfg.train_tokens, heldout_tokens=cfg.heldout_tokens,
                         layer=cfg.layer, heads=tuple(cfg.heads), window=cfg.window,
                         cut_fraction=cfg.cut_fraction, seed=ctx.seed,
-                        dtype=ctx.resolve_dtype("cpu"))
+                        dtype=ctx.resolve_dtype(_device(ctx)))
     cap.validate()
     return cap
 
@@ -285,19 +288,36 @@ def _capture_dir(cfg: CaptureOptions, ctx: RunContext) -> Path:
     if cfg.capture_dir is not None:
         return Path(cfg.capture_dir)
     tag = f"{cfg.teacher}-{Path(str(cfg.dataset)).stem}-{cfg.train_tokens}-{cfg.heldout_tokens}"
-    low = "-bf16" if ctx.resolve_dtype("cpu") == "bfloat16" else ""
+    low = "-bf16" if ctx.resolve_dtype(_device(ctx)) == "bfloat16" else ""
     return Path("runs") / f"hft-capture-{tag}-w{cfg.window}-l{cfg.layer}-s{ctx.seed}{low}"
+
+
+def _device(ctx: RunContext) -> torch.device:
+    """Where the teacher's capture and the students' training run. Ray gives each actor
+    or cell a GPU of its own, which it sees as ``cuda:0``, so on Ray a numbered GPU other
+    than 0 is refused (before any work)."""
+    dev = ctx.torch_device
+    if dev.type == "cuda" and (dev.index or 0) > 0 and ctx.executor == "ray":
+        raise ConfigError(f"--device {ctx.device} with --executor ray: Ray assigns each cell "
+                          "a GPU of its own; give --device cuda (or --executor local to use "
+                          f"GPU {dev.index}).")
+    return dev
 
 
 def _ensure_capture(cfg: CaptureOptions, ctx: RunContext, teacher: Any, rep: Report,
                     texts: list[str] | None) -> Any:
-    """The capture of the options: reopened when complete, else captured (resumed)."""
+    """The capture of the options: reopened when complete, else captured (resumed), by
+    ``teacher`` or, where the context's device is another, a copy loaded there."""
+    from .. import models as hmodels
     from ..hft.capture import check_capture_dir, load_capture, run_capture as capture_corpus
 
     folder, cap_cfg = _capture_dir(cfg, ctx), _capture_cfg(cfg, ctx)
     manifest = check_capture_dir(folder, cap_cfg)
     if manifest is not None and manifest.get("complete"):
         return load_capture(folder, expect=cap_cfg)
+    dev = _device(ctx)
+    if torch.device(teacher.device) != dev:
+        teacher = hmodels.load(cfg.teacher, device=dev)
     with rep.timer("capture"), ctx.make_executor() as executor:
         rep.data["executor"] = executor.describe()
         return capture_corpus(teacher, texts if texts is not None else _texts(cfg), cap_cfg,
@@ -363,6 +383,7 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
     from ..utils import retain_freed_memory, stable_hash
 
     ctx = ctx or RunContext()
+    dev = _device(ctx)
     sc = StudentConfig(k1=cfg.k1, k2=cfg.k2, top1=cfg.top_k, top2=cfg.top_k, lr=cfg.lr,
                        hard=cfg.hard, heads1=cfg.mix_heads, heads2=cfg.mix_heads,
                        batch_size=cfg.batch_size, stage1_epochs=cfg.stage1_epochs,
@@ -372,7 +393,7 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
                        val_share=cfg.val_share, shortlist=cfg.shortlist,
                        negatives=cfg.negatives,
                        bf16={"auto": None, "float32": False, "bfloat16": True}[cfg.precision])
-    sc = replace(sc, bf16=train_bf16(sc))  # resolved: the report and the cells' keys say which
+    sc = replace(sc, bf16=train_bf16(sc, dev))  # resolved: the report and the keys say which
     sc.validate()
     rep = start_report("hft-train", cfg, ctx,
                        description="HyperField transformer distilled from a teacher LM.")
@@ -514,7 +535,7 @@ def _train_track(run: _TrainRun, track: str) -> None:
         fc = FeatureConfig(window=cfg.window, d_sketch=cfg.d_sketch, pca=cfg.pca, track=track,
                            exact=cfg.exact_tokens if kind == "exact" else 0, seed=ctx.seed)
         setup = hc.StudentSetup.of(cfg.teacher, run.cap.root, fc, run.sc, run.n_fit,
-                                   run.cap.limit or 0)
+                                   run.cap.limit or 0, str(_device(ctx)))
         with rep.timer(f"features {track} {kind}"), pinned_threads(run.threads):
             prep = hc.prepare(setup, run.teacher, run.cap, show_progress=ctx.progress)
         hc.register(setup, prep)
@@ -722,9 +743,10 @@ def run_capture(cfg: CaptureOptions, ctx: RunContext | None = None) -> Report:
     from .. import models as hmodels
 
     ctx = ctx or RunContext()
+    dev = _device(ctx)
     rep = start_report("hft-capture", cfg, ctx)
     texts = _texts_unless_captured(cfg, ctx)
-    teacher = hmodels.load(cfg.teacher, device="cpu")
+    teacher = hmodels.load(cfg.teacher, device=dev)
     cap = _ensure_capture(cfg, ctx, teacher, rep, texts)
     rep.section("Capture").metrics({"folder": str(cap.root), "train": len(cap.train),
                                     "heldout": len(cap.heldout)})
@@ -745,8 +767,8 @@ def tour_section(report: Report, *, seed: int = 0, device: str = "cpu") -> None:
         capture_dir=Path(report.out_dir) / "hft-capture", seeds=(seed,), k1=128, k2=256,
         d_sketch=1024, patience=1, max_epochs=4, online=False, mlp=False, window_mlp=False,
         n_boot=200)
-    # the teacher and the students run on the CPU (the command offers no --device): the
-    # section's report records the CPU, not the tour's device
+    # the tour's small run stays on the CPU whatever the tour's device: its report records
+    # the CPU
     res = run_train(cfg, RunContext(seed=seed, device="cpu", progress=False, out=sub))
     rows = []
     for s in res.sections:

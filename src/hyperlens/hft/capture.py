@@ -500,16 +500,18 @@ class CaptureWorker:
     """A shard worker of :func:`hyperlens.run.map_shards`: holds the teacher, forwards shards.
 
     ``teacher`` is a loaded handle (in this process) or what :func:`hyperlens.models.load`
-    takes (a Ray actor loads it once, on the CPU). Every shard runs on ``threads`` threads
-    (:func:`hyperlens.run.pinned_threads`), so a shard has the same bits wherever it runs.
-    With ``dtype="bfloat16"`` in ``cfg`` the worker forwards a bfloat16 copy of the teacher.
+    takes (a Ray actor loads it once, on ``device``). Every shard runs on ``threads`` threads
+    (:func:`hyperlens.run.pinned_threads`), so on the CPU a shard has the same bits wherever
+    it runs. With ``dtype="bfloat16"`` in ``cfg`` the worker forwards a bfloat16 copy of the
+    teacher.
     """
 
-    def __init__(self, teacher: ModelHandle | str, cfg: dict[str, Any], threads: int) -> None:
+    def __init__(self, teacher: ModelHandle | str, cfg: dict[str, Any], threads: int,
+                 device: str = "cpu") -> None:
         if isinstance(teacher, str):
             from ..models import load
 
-            teacher = load(teacher, device="cpu")
+            teacher = load(teacher, device=device)
         self.cfg = CaptureConfig(**{**cfg, "heads": tuple(cfg["heads"])})
         self.teacher = in_dtype(teacher, self.cfg.dtype)
         self.threads = threads
@@ -584,7 +586,8 @@ def run_capture(
     A folder holding a manifest with the same config continues where it stopped; a
     different config raises :class:`InputError` (choose another folder). The shards run
     through :func:`hyperlens.run.map_shards` on ``executor`` (default: in this process with
-    ``teacher``; on Ray, actors that each load ``teacher_source``, default ``teacher.name``);
+    ``teacher``; on Ray, actors that each load ``teacher_source``, default ``teacher.name``,
+    on the kind of device ``teacher`` is on, each asking Ray for a GPU where that is CUDA);
     this process writes each finished shard and the manifest.
     """
     cfg.validate()
@@ -666,9 +669,11 @@ def run_capture(
 
     threads = max(1, int(torch.get_num_threads()))
     local = executor is None or executor.name == "local"
+    kind = torch.device(teacher.device).type  # a Ray actor's GPU is its own cuda:0
     map_shards(CaptureWorker, {"teacher": teacher if local else (teacher_source or teacher.name),
-                               "cfg": cfg_dict, "threads": threads},
-               shards, store, executor, resources=Resources(num_cpus=threads), skip=skip)
+                               "cfg": cfg_dict, "threads": threads, "device": kind},
+               shards, store, executor, skip=skip,
+               resources=Resources(num_cpus=threads, num_gpus=1.0 if kind == "cuda" else 0.0))
     next(tick, None)
     manifest["complete"] = True
     manifest["tokens"] = {s: sum(d["rows"] for d in manifest["shards"][s])

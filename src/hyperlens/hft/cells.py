@@ -19,6 +19,10 @@ resumes from its last finished epoch: every phase checkpoints each epoch under
 once the cell is recorded. On a Ray cluster of several
 machines ``OUT`` and the capture must be on a folder every worker reaches.
 
+A setup on a GPU (:attr:`StudentSetup.device`) trains each student there (a cell asks Ray
+for one GPU) and scores its held-out rows on the CPU, as the baselines are scored; the
+kept student is read back on the CPU for the checks and the speed.
+
 A worker prepares a :class:`Prepared` (the teacher's unembedding and embeddings, the
 capture, the fitted featuriser and its stored features) once per process from a
 :class:`StudentSetup` of plain values; the driver registers its own, so an in-process cell
@@ -27,6 +31,7 @@ reuses it. Cells run on a fixed thread count (:func:`~hyperlens.run.pinned_threa
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 import time
@@ -91,22 +96,29 @@ class StudentSetup:
     student: tuple[tuple[str, Any], ...]  # StudentConfig fields
     n_fit: int
     train_rows: int = 0  # the capture's first training rows only (0: all)
+    device: str = "cpu"  # where the students train (torch's name: cpu, cuda, cuda:1)
 
     @classmethod
     def of(cls, teacher: str, capture: str | Path, fc: FeatureConfig, sc: StudentConfig,
-           n_fit: int, train_rows: int = 0) -> StudentSetup:
-        student = asdict(sc) | {"bf16": train_bf16(sc)}  # as this machine resolves it
+           n_fit: int, train_rows: int = 0, device: str = "cpu") -> StudentSetup:
+        student = asdict(sc) | {"bf16": train_bf16(sc, device)}  # as the device resolves it
         for k, v in _LATER.items():  # at their defaults, keys of earlier runs stay the same
             if student[k] == v:
                 student.pop(k)
         return cls(teacher, str(capture), tuple(sorted(asdict(fc).items())),
-                   tuple(sorted(student.items())), int(n_fit), int(train_rows))
+                   tuple(sorted(student.items())), int(n_fit), int(train_rows), str(device))
 
     @property
     def key(self) -> str:
+        """The setup's hash. The device counts by its kind (another device's arithmetic
+        gives other bits; another GPU of one kind does not), and not at all on the CPU, so
+        the keys of CPU runs are those from before the option."""
         d = asdict(self)
         if not d["train_rows"]:  # keys of runs before the option stay the same
             d.pop("train_rows")
+        kind = torch.device(d.pop("device")).type
+        if kind != "cpu":
+            d["device"] = kind
         return stable_hash(d, length=20)
 
     def feature_config(self) -> FeatureConfig:
@@ -142,6 +154,16 @@ class Prepared:
     train: FeatureStore
     heldout: FeatureStore
     d_model: int
+
+    def unembed_on(self, device: torch.device) -> Unembedding:
+        """:attr:`unembed` on ``device``: itself on the CPU, elsewhere a copy made once (the
+        CPU one stays where the driver's scoring and checks read it)."""
+        if device.type == "cpu":
+            return self.unembed
+        cache = self.__dict__.setdefault("_unembed_on", {})
+        if str(device) not in cache:
+            cache[str(device)] = copy.deepcopy(self.unembed).to(device)
+        return cache[str(device)]
 
 
 #: prepared set-ups of this process, by :attr:`StudentSetup.key`
@@ -194,8 +216,18 @@ def _paths(out: str | Path, setup: StudentSetup, run: StudentRun) -> tuple[Path,
     return stem.with_suffix(".npz"), stem.with_suffix(".safetensors")
 
 
-def _build(p: Prepared, sc: StudentConfig, run: StudentRun) -> Any:
-    """The untrained student of ``run`` (initialised from its seed)."""
+def _build(p: Prepared, sc: StudentConfig, run: StudentRun,
+           device: torch.device | None = None) -> Any:
+    """The untrained student of ``run`` (initialised from its seed, on the CPU), moved to
+    ``device`` with its own copy of the unembedding there."""
+    model = _build_on_cpu(p, sc, run)
+    if device is not None and device.type != "cpu":
+        model.unembed = p.unembed_on(device)
+        model.to(device)
+    return model
+
+
+def _build_on_cpu(p: Prepared, sc: StudentConfig, run: StudentRun) -> Any:
     fc = p.feat.cfg
     d_aux = int(p.stats["mean"].numel())
     with torch.random.fork_rng():  # the global generator is seeded only inside this fork
@@ -228,13 +260,14 @@ def student_cell(setup: dict[str, Any], run: dict[str, Any], out: str, threads: 
     st = StudentSetup(str(setup["teacher"]), str(setup["capture"]),
                       tuple(tuple(x) for x in setup["features"]),
                       tuple(tuple(x) for x in setup["student"]), int(setup["n_fit"]),
-                      int(setup.get("train_rows", 0)))
+                      int(setup.get("train_rows", 0)), str(setup.get("device", "cpu")))
     r = StudentRun(**run)
     t0 = time.perf_counter()
     with pinned_threads(threads):
         p = prepared_for(st)
         sc = st.student_config()
-        model = _build(p, sc, r)
+        model = _build(p, sc, r, torch.device(st.device))
+        U = model.unembed  # the unembedding on the student's device
         train, heldout = ((_ids(p.cap.train), _ids(p.cap.heldout)) if r.model == "transformer"
                           else (p.train, p.heldout))
         npz, weights = _paths(out, st, r)
@@ -242,16 +275,16 @@ def student_cell(setup: dict[str, Any], run: dict[str, Any], out: str, threads: 
         with torch.random.fork_rng():
             torch.manual_seed(r.seed)
             if r.model == "hyperfield":
-                hist = train_hyperfield(model, train, p.cap.train, p.stats, p.unembed, sc,
+                hist = train_hyperfield(model, train, p.cap.train, p.stats, U, sc,
                                         seed=r.seed, show_progress=show_progress,
                                         checkpoint_dir=ckpt)
             elif r.model == "online":  # one pass without gradients: no checkpoints
                 hist = train_online(model, train, p.cap.train, p.stats, sc, seed=r.seed,
                                     show_progress=show_progress)
             else:
-                hist = train_mlp(model, train, p.cap.train, p.unembed, sc, seed=r.seed,
+                hist = train_mlp(model, train, p.cap.train, U, sc, seed=r.seed,
                                  show_progress=show_progress, checkpoint_dir=ckpt)
-        X, T = heldout.tensors().values()
+        X, T = heldout.tensors().values()  # scored on the CPU, as the baselines are
         metrics = score(student_fn(model, X, T), p.cap.heldout, p.unembed)
     npz.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(npz) as tmp:
@@ -276,8 +309,10 @@ def _ids(sp: Any) -> FeatureStore:
 
 def cells_for(setup: StudentSetup, runs: list[StudentRun], out: str | Path, threads: int
               ) -> list[Cell]:
-    """One :func:`student_cell` per run, asking for ``threads`` CPUs."""
-    res = Resources(num_cpus=threads)
+    """One :func:`student_cell` per run, asking for ``threads`` CPUs (and, for a setup on a
+    GPU, one GPU: Ray then runs one cell per GPU at a time)."""
+    gpu = torch.device(setup.device).type == "cuda"
+    res = Resources(num_cpus=threads, num_gpus=1.0 if gpu else 0.0)
     base = {"setup": asdict(setup), "out": str(out), "threads": threads}
     return [Cell({"setup": setup.key, "model": r.model, "seed": r.seed, "name": r.name},
                  Task(student_cell, base | {"run": asdict(r)}, res)) for r in runs]

@@ -128,9 +128,12 @@ def subset(sp: CapturedSplit, rows: np.ndarray) -> CapturedSplit:
 
 # --------------------------------------------------------------------------- predictors
 def student_fn(model: Any, X: torch.Tensor, T: torch.Tensor) -> Any:
+    """Row-slice -> the student's log-probabilities on the CPU (its rows go to its device)."""
+    dev = next(model.parameters()).device
+
     def fn(r: slice) -> torch.Tensor:
-        y, _ = model(X[r].float(), T[r].float())
-        return torch.log_softmax(model.logits(y), -1)
+        y, _ = model(X[r].to(dev).float(), T[r].to(dev).float())
+        return torch.log_softmax(model.logits(y), -1).cpu()
     return fn
 
 

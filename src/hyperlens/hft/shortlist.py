@@ -47,7 +47,8 @@ def teacher_targets(final: Any, teacher: Unembedding, k: int, *, batch: int = 10
                     ) -> dict[str, torch.Tensor]:
     """The teacher's top-``k`` next tokens ``[n, k]`` (int32) and full-vocabulary log
     normaliser ``[n]`` (float32) of every row of ``final`` (``[n, d]``, any array), in the
-    teacher's compute dtype, read in chunks (one pass over the whole vocabulary).
+    teacher's compute dtype, read in chunks (one pass over the whole vocabulary) on the
+    teacher's device; the targets are CPU tensors.
 
     With ``cache`` (a folder of the capture ``final`` was read from, and ``final`` its
     leading rows: :attr:`~hyperlens.hft.capture.CapturedSplit.cache`) the targets are
@@ -88,9 +89,9 @@ def _teacher_targets(final: Any, teacher: Unembedding, k: int, batch: int,
     for a in trimmed(progress(range(0, n, batch), total=-(-n // batch), desc="teacher top-k",
                               enabled=show_progress), trim_every(batch)):
         rows = slice(a, min(n, a + batch))
-        t = teacher(torch.as_tensor(np.asarray(final[rows])).float())
-        lse[rows] = torch.logsumexp(t, -1)
-        ids[rows] = t.topk(k, dim=-1).indices.int()
+        t = teacher(torch.as_tensor(np.asarray(final[rows])).float().to(teacher.weight.device))
+        lse[rows] = torch.logsumexp(t, -1).cpu()  # kept on the CPU, with the capture
+        ids[rows] = t.topk(k, dim=-1).indices.int().cpu()
     return {"topk": ids, "lse": lse}
 
 

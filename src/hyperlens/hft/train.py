@@ -138,23 +138,34 @@ class StudentConfig:
                                  f"with at least top ({top}) tensors per head.")
 
 
-def train_bf16(sc: Any) -> bool:
+def train_bf16(sc: Any, device: Any = "cpu") -> bool:
     """Whether the dense students (the MLPs, the transformer) train in bfloat16 autocast:
-    the forward pass through the student (and so its backward) in bf16 where the CPU has
-    native bf16 units (``bf16=None``), or as ``bf16`` says. Weights, optimiser, loss,
-    validation and every held-out figure stay float32. The HyperField student always trains
-    in float32: bf16 rounding changes which HyperTensors a row mixes, and so several per cent
-    of its output (``benchmarks/bench_hft_precision.py``), so its bf16 forward would not be
-    the model that is scored."""
-    return kernels.features().bf16 if sc.bf16 is None else bool(sc.bf16)
+    the forward pass through the student (and so its backward) in bf16 where ``device`` has
+    native bf16 units (``bf16=None``: a CUDA GPU, or a CPU by its capability), or as
+    ``bf16`` says. Weights, optimiser, loss, validation and every held-out figure stay
+    float32. The HyperField student always trains in float32: bf16 rounding changes which
+    HyperTensors a row mixes, and so several per cent of its output
+    (``benchmarks/bench_hft_precision.py``), so its bf16 forward would not be the model that
+    is scored."""
+    if sc.bf16 is not None:
+        return bool(sc.bf16)
+    return _native_bf16(device)
 
 
-def _unembed_dtype(sc: Any) -> torch.dtype:
-    """Precision of the frozen vocabulary products while training: bf16 where the CPU has
-    native bf16 units (about 2x float32 there), float32 where bf16 would be emulated (several
-    times slower), unless ``fast_unembed`` says otherwise."""
-    fast = kernels.features().bf16 if sc.fast_unembed is None else sc.fast_unembed
+def _native_bf16(device: Any) -> bool:
+    if torch.device(device).type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return kernels.features().bf16
+
+
+def _unembed_dtype(sc: Any, unembed: Unembedding) -> torch.dtype:
+    """Precision of the frozen vocabulary products while training: bf16 where the device of
+    ``unembed`` has native bf16 units (about 2x float32 on such a CPU), float32 where bf16
+    would be emulated (several times slower), unless ``fast_unembed`` says otherwise."""
+    fast = (_native_bf16(unembed.weight.device) if sc.fast_unembed is None
+            else sc.fast_unembed)
     return torch.bfloat16 if fast else torch.float32
+
 
 @dataclass
 class FeatureStore:
@@ -274,7 +285,7 @@ def _shortlist(sc: StudentConfig, sp: CapturedSplit, teacher: Unembedding,
     if log_prior is None:
         raise InputError("a shortlist target needs log_prior (the training unigram, "
                          "hyperlens.hft.model.log_unigram).")
-    teacher.compute_dtype = _unembed_dtype(sc)
+    teacher.compute_dtype = _unembed_dtype(sc, teacher)
     targets = teacher_targets(sp["final"], teacher, sc.shortlist, show_progress=show,
                               cache=sp.cache)
     return Shortlist(teacher, log_prior.detach().clone(), sc.negatives), targets
@@ -441,7 +452,7 @@ def train_hyperfield(model: HyperFieldModel, train: FeatureStore, sp: CapturedSp
     # read again (not kept through Stage 1): half precision, made float32 chunk by chunk
     model.init_stage2(data["x1"][:n_init], data["tail"][:n_init], data["final"][:n_init],
                       seed)
-    teacher.compute_dtype = _unembed_dtype(sc)
+    teacher.compute_dtype = _unembed_dtype(sc, teacher)
     base = {"steps": 0}  # distillation steps of the phases before the running one
 
     def loss2(m: nn.Module, b: dict[str, torch.Tensor]) -> Any:
@@ -490,8 +501,8 @@ def train_mlp(model: MLPStudent | TransformerStudent, train: FeatureStore, sp: C
     :func:`train_hyperfield`."""
     sl, targets = _shortlist(sc, sp, teacher, model.unigram, show_progress)
     data, val = _split(_data(train, sp, None, _device_of(model), targets), sp, sc)
-    teacher.compute_dtype = _unembed_dtype(sc)
-    bf16 = train_bf16(sc)
+    teacher.compute_dtype = _unembed_dtype(sc, teacher)
+    bf16 = train_bf16(sc, _device_of(model))
 
     def loss(m: nn.Module, b: dict[str, torch.Tensor]) -> Any:
         return _distill(m, b, teacher, sc.hard, 0.0, sl=sl, bf16=bf16)
@@ -522,7 +533,7 @@ def train_tuned_lens(lens: TunedLens, sp: CapturedSplit, teacher: Unembedding,
     data, val = _split({k: v.to(dev) for k, v in full.items()}, sp, sc)
     if val is not None:
         val = {k: val[k] for k in ("state", "final")}
-    lens.unembed.compute_dtype = _unembed_dtype(sc)
+    lens.unembed.compute_dtype = _unembed_dtype(sc, lens.unembed)
 
     def kl_of(m: Any, b: dict[str, torch.Tensor]) -> torch.Tensor:
         with torch.no_grad():
