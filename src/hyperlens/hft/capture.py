@@ -673,7 +673,7 @@ def run_capture(
     map_shards(CaptureWorker, {"teacher": teacher if local else (teacher_source or teacher.name),
                                "cfg": cfg_dict, "threads": threads, "device": kind},
                shards, store, executor, skip=skip,
-               resources=Resources(num_cpus=threads, num_gpus=1.0 if kind == "cuda" else 0.0))
+               resources=Resources.for_device(kind, num_cpus=threads))
     next(tick, None)
     manifest["complete"] = True
     manifest["tokens"] = {s: sum(d["rows"] for d in manifest["shards"][s])

@@ -311,8 +311,7 @@ def cells_for(setup: StudentSetup, runs: list[StudentRun], out: str | Path, thre
               ) -> list[Cell]:
     """One :func:`student_cell` per run, asking for ``threads`` CPUs (and, for a setup on a
     GPU, one GPU: Ray then runs one cell per GPU at a time)."""
-    gpu = torch.device(setup.device).type == "cuda"
-    res = Resources(num_cpus=threads, num_gpus=1.0 if gpu else 0.0)
+    res = Resources.for_device(setup.device, num_cpus=threads)
     base = {"setup": asdict(setup), "out": str(out), "threads": threads}
     return [Cell({"setup": setup.key, "model": r.model, "seed": r.seed, "name": r.name},
                  Task(student_cell, base | {"run": asdict(r)}, res)) for r in runs]
