@@ -71,6 +71,18 @@ def test_hft_refuses_a_numbered_gpu_on_ray_before_any_work(monkeypatch):
         _device(RunContext(device="cuda:1", executor="ray"))
 
 
+def test_hft_scale_refuses_a_numbered_gpu_on_ray_before_its_report_folder(monkeypatch,
+                                                                          tmp_path):
+    from hyperlens import utils
+    from hyperlens.experiments.hft_scale import HftScaleConfig, run_scale
+
+    monkeypatch.setattr(utils, "resolve_device", lambda d: torch.device(d))  # as if visible
+    out = tmp_path / "never"
+    with pytest.raises(ConfigError, match="--executor ray"):
+        run_scale(HftScaleConfig(), RunContext(device="cuda:1", executor="ray", out=out))
+    assert not out.exists()
+
+
 def _fields(command) -> set[str]:
     return set(command.config.__dataclass_fields__)
 
