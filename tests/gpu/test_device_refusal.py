@@ -62,13 +62,13 @@ def test_the_hft_capture_train_and_scale_commands_take_the_device(command):
 
 def test_hft_refuses_a_numbered_gpu_on_ray_before_any_work(monkeypatch):
     from hyperlens import utils
-    from hyperlens.experiments.hft import _device
+    from hyperlens.experiments.hft import run_device
 
     monkeypatch.setattr(utils, "resolve_device", lambda d: torch.device(d))  # as if visible
-    assert _device(RunContext(device="cuda:1")) == torch.device("cuda:1")  # local: any GPU
-    assert _device(RunContext(device="cuda", executor="ray")) == torch.device("cuda")
+    assert run_device(RunContext(device="cuda:1")) == torch.device("cuda:1")  # local: any GPU
+    assert run_device(RunContext(device="cuda", executor="ray")) == torch.device("cuda")
     with pytest.raises(ConfigError, match="--device cuda:1 with --executor ray.*--device cuda"):
-        _device(RunContext(device="cuda:1", executor="ray"))
+        run_device(RunContext(device="cuda:1", executor="ray"))
 
 
 def test_hft_scale_refuses_a_numbered_gpu_on_ray_before_its_report_folder(monkeypatch,

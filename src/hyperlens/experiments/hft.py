@@ -279,7 +279,7 @@ def _capture_cfg(cfg: CaptureOptions, ctx: RunContext) -> Any:
                         train_tokens=cfg.train_tokens, heldout_tokens=cfg.heldout_tokens,
                         layer=cfg.layer, heads=tuple(cfg.heads), window=cfg.window,
                         cut_fraction=cfg.cut_fraction, seed=ctx.seed,
-                        dtype=ctx.resolve_dtype(_device(ctx)))
+                        dtype=ctx.resolve_dtype(run_device(ctx)))
     cap.validate()
     return cap
 
@@ -288,11 +288,11 @@ def _capture_dir(cfg: CaptureOptions, ctx: RunContext) -> Path:
     if cfg.capture_dir is not None:
         return Path(cfg.capture_dir)
     tag = f"{cfg.teacher}-{Path(str(cfg.dataset)).stem}-{cfg.train_tokens}-{cfg.heldout_tokens}"
-    low = "-bf16" if ctx.resolve_dtype(_device(ctx)) == "bfloat16" else ""
+    low = "-bf16" if ctx.resolve_dtype(run_device(ctx)) == "bfloat16" else ""
     return Path("runs") / f"hft-capture-{tag}-w{cfg.window}-l{cfg.layer}-s{ctx.seed}{low}"
 
 
-def _device(ctx: RunContext) -> torch.device:
+def run_device(ctx: RunContext) -> torch.device:
     """Where the teacher's capture and the students' training run. Ray gives each actor
     or cell a GPU of its own, which it sees as ``cuda:0``, so on Ray a numbered GPU other
     than 0 is refused (before any work)."""
@@ -315,7 +315,7 @@ def _ensure_capture(cfg: CaptureOptions, ctx: RunContext, teacher: Any, rep: Rep
     manifest = check_capture_dir(folder, cap_cfg)
     if manifest is not None and manifest.get("complete"):
         return load_capture(folder, expect=cap_cfg)
-    dev = _device(ctx)
+    dev = run_device(ctx)
     if torch.device(teacher.device) != dev:
         teacher = hmodels.load(cfg.teacher, device=dev)
     with rep.timer("capture"), ctx.make_executor() as executor:
@@ -383,7 +383,7 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
     from ..utils import retain_freed_memory, stable_hash
 
     ctx = ctx or RunContext()
-    dev = _device(ctx)
+    dev = run_device(ctx)
     sc = StudentConfig(k1=cfg.k1, k2=cfg.k2, top1=cfg.top_k, top2=cfg.top_k, lr=cfg.lr,
                        hard=cfg.hard, heads1=cfg.mix_heads, heads2=cfg.mix_heads,
                        batch_size=cfg.batch_size, stage1_epochs=cfg.stage1_epochs,
@@ -535,7 +535,7 @@ def _train_track(run: _TrainRun, track: str) -> None:
         fc = FeatureConfig(window=cfg.window, d_sketch=cfg.d_sketch, pca=cfg.pca, track=track,
                            exact=cfg.exact_tokens if kind == "exact" else 0, seed=ctx.seed)
         setup = hc.StudentSetup.of(cfg.teacher, run.cap.root, fc, run.sc, run.n_fit,
-                                   run.cap.limit or 0, str(_device(ctx)))
+                                   run.cap.limit or 0, str(run_device(ctx)))
         with rep.timer(f"features {track} {kind}"), pinned_threads(run.threads):
             prep = hc.prepare(setup, run.teacher, run.cap, show_progress=ctx.progress)
         hc.register(setup, prep)
@@ -743,7 +743,7 @@ def run_capture(cfg: CaptureOptions, ctx: RunContext | None = None) -> Report:
     from .. import models as hmodels
 
     ctx = ctx or RunContext()
-    dev = _device(ctx)
+    dev = run_device(ctx)
     rep = start_report("hft-capture", cfg, ctx)
     texts = _texts_unless_captured(cfg, ctx)
     teacher = hmodels.load(cfg.teacher, device=dev)

@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..hft.sections import INPUT_ROW, KN5_ROW, LAYER_ROW, WINDOW_ROW
 from ..report import Report
 from ..utils import to_jsonable
-from .hft import HftTrainConfig, _device, run_train
+from .hft import HftTrainConfig, run_device, run_train
 
 __all__ = ["HftScaleConfig", "run_scale", "COMMANDS"]
 
@@ -98,7 +98,7 @@ def _finished(sub: Path, tcfg: HftTrainConfig) -> dict[str, Any] | None:
 
 def run_scale(cfg: HftScaleConfig, ctx: RunContext | None = None) -> Report:
     ctx = ctx or RunContext()
-    _device(ctx)  # a device the sizes would refuse is refused before the report folder
+    run_device(ctx)  # a device the sizes would refuse is refused before the report folder
     rep = start_report("hft-scale", cfg, ctx, description=__doc__ or "")
     points: dict[int, dict[str, Any]] = {}
     rep.save(final=False)  # the folder is this report's before the sizes write into it

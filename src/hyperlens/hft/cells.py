@@ -35,7 +35,7 @@ import copy
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -154,16 +154,17 @@ class Prepared:
     train: FeatureStore
     heldout: FeatureStore
     d_model: int
+    #: copies of :attr:`unembed` on other devices, by device name (:meth:`unembed_on`)
+    moved: dict[str, Unembedding] = field(default_factory=dict, repr=False)
 
     def unembed_on(self, device: torch.device) -> Unembedding:
         """:attr:`unembed` on ``device``: itself on the CPU, elsewhere a copy made once (the
         CPU one stays where the driver's scoring and checks read it)."""
         if device.type == "cpu":
             return self.unembed
-        cache = self.__dict__.setdefault("_unembed_on", {})
-        if str(device) not in cache:
-            cache[str(device)] = copy.deepcopy(self.unembed).to(device)
-        return cache[str(device)]
+        if str(device) not in self.moved:
+            self.moved[str(device)] = copy.deepcopy(self.unembed).to(device)
+        return self.moved[str(device)]
 
 
 #: prepared set-ups of this process, by :attr:`StudentSetup.key`
