@@ -162,11 +162,13 @@ class HyperTensorLayer(nn.Module):
         in float32 under autocast too (the expanded square cancels, and bf16 rounding would
         change which tensors are picked)."""
         with torch.autocast(x.device.type, enabled=False):
-            r = self.routed(x.float())
+            r = self.routed(x.float()).transpose(0, 1)  # [heads, B, d_route]
             c = self.centre.view(self.heads, self.per_head, self.d_route)
-            d2 = ((r * r).sum(-1, keepdim=True) - 2 * torch.einsum("bhd,hkd->bhk", r, c)
-                  + (c * c).sum(-1)[None])
-        return d2.clamp_min(0) / self.d_route
+            # |r|^2 - 2 r.c + |c|^2 as one batched product per head (an einsum's
+            # permutes and copies cost more than the product at batch 1)
+            d2 = torch.baddbmm(torch.linalg.vecdot(c, c)[:, None, :], r, c.transpose(1, 2),
+                               alpha=-2.0).add_(torch.linalg.vecdot(r, r)[..., None])
+        return d2.transpose(0, 1).clamp_min(0) / self.d_route
 
     def nearest(self, x: torch.Tensor) -> torch.Tensor:
         """Index of the nearest tensor in each head ``[B, heads]``."""
@@ -188,7 +190,9 @@ class HyperTensorLayer(nn.Module):
         """Weights of ``c_neg`` and ``c_pos`` from signed distances ``s`` of tensors ``idx``
         (``c_mid`` gets the rest): the clipped distance over the band's side."""
         d_neg, d_pos = self.bands()
-        dn, dp = d_neg[idx], d_pos[idx]
+        flat = idx.reshape(-1)
+        dn = d_neg.index_select(0, flat).view_as(idx)
+        dp = d_pos.index_select(0, flat).view_as(idx)
         t = torch.maximum(torch.minimum(s, dp), dn)
         return F.relu(-t) / (-dn), F.relu(t) / dp
 
@@ -254,9 +258,12 @@ class HyperTensorLayer(nn.Module):
         layer's planes and controls.
         """
         idx, w, _ = self._pick(x)  # [B, H*k] each: one bag of picks per row
-        nrm = self.normal[idx]  # [B, H*k, d_in]
-        s = (torch.bmm(nrm, x[:, :, None]).squeeze(2) / nrm.norm(dim=2).clamp_min(1e-12)
-             - self.offset[idx])
+        B, P = idx.shape
+        flat = idx.reshape(-1)  # index_select reads rows far faster than advanced indexing
+        nrm = self.normal.index_select(0, flat).view(B, P, self.d_in)
+        s = (torch.bmm(nrm, x[:, :, None]).squeeze(2)
+             * torch.linalg.vecdot(nrm, nrm).clamp_min(1e-24).rsqrt()
+             - self.offset.index_select(0, flat).view(B, P))
         u_neg, u_pos = self._band_weights(s, idx)
         # each control table read at the picked rows only, no [B, H*k, d_out] temporaries:
         # the mixture as three weighted bag sums
@@ -389,7 +396,9 @@ class HyperTensorLayer(nn.Module):
         err = target - y  # [B, d_out]
         idx, w, s = info["idx"], info["weights"], info["signed"]
         d_neg, d_pos = self.bands()
-        dn, dp = d_neg[idx], d_pos[idx]
+        flat = idx.reshape(-1)
+        dn = d_neg.index_select(0, flat).view_as(idx)
+        dp = d_pos.index_select(0, flat).view_as(idx)
         t = torch.maximum(torch.minimum(s, dp), dn)
         u_neg = F.relu(-t) / (-dn)
         u_pos = F.relu(t) / dp
