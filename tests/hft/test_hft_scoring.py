@@ -131,7 +131,8 @@ def test_track_a_targets_split_the_gap_into_the_layer_and_the_input():
 
 def test_speed_rows_show_batch_one_bfloat16_where_batch_512_was_not_timed_in_it():
     """A CPU without native bfloat16 times the bfloat16 copies at batch 1 only: the rows say
-    so and the fastest-of-each row compares what was timed."""
+    so and the fastest-of-each row compares what was timed; float16 copies, timed at batch 1
+    only, add their own rows."""
     from hyperlens.hft.sections import speed_rows
 
     base = {"student_batch1": 50.0, "teacher_batch1": 14.0, "student_batch": 500.0,
@@ -150,3 +151,13 @@ def test_speed_rows_show_batch_one_bfloat16_where_batch_512_was_not_timed_in_it(
     assert rows["tokens/s batch 512, bfloat16: student / teacher"] == [900.0, 300.0]
     assert "speed-up batch 1, bfloat16" not in rows
     assert len(speed_rows(base, 100, 1000)) == 5  # float32 only: no bfloat16 rows
+    half = one | {"student_batch1_fp16": 80.0, "teacher_batch1_fp16": 25.0,
+                  "speedup_batch1_fp16": 3.2, "speedup_batch1_fastest": 80 / 25,
+                  "agree_student_fp16": 1.0, "agree_teacher_fp16": 0.99,
+                  "maxdiff_student_fp16": 0.01, "maxdiff_teacher_fp16": 0.02}
+    rows = {r[0]: r[1:] for r in speed_rows(half, 100, 1000)}
+    assert rows["tokens/s batch 1, float16: student / teacher"] == [80.0, 25.0]
+    assert rows["speed-up batch 1, float16"] == [3.2, ""]
+    assert rows["float16 copy against float32, top-1 agreement: student / teacher"] == [
+        1.0, 0.99]
+    assert "bfloat16 copy against float32, top-1 agreement: student / teacher" not in rows

@@ -232,16 +232,18 @@ def throughput(student: Student, teacher: ModelHandle, sp: CapturedSplit, *, ste
     """Positions per second; teacher at batch 1 uses its KV cache (one new token a step).
 
     Both models run in float32 (the precision the held-out scores use) and, with ``bf16``,
-    again as bfloat16 copies (the student's vocabulary product, which is most of its cost;
-    the teacher's whole module), on every CPU: at batch 1 a step is bound by the weight
-    bytes it reads, which bfloat16 halves whether or not the CPU computes in it natively
-    (on a 2-core AVX2 EPYC without native bfloat16 both models ran faster at batch 1 as
-    bfloat16 copies, ``benchmarks/results/bench_hft_batch1_avx2.json``). At batch 512,
-    bound by arithmetic, the copies are timed only where the CPU has native bfloat16
-    (emulated, it is slower than float32); there the products run on weights in oneDNN's
-    packed layout (:mod:`~hyperlens.functional.packed`). The speed-ups
-    are given at equal precision and fastest against fastest, and each copy's answers are
-    compared with its float32 original on the batch rows (``agree_*``: top-1 agreement;
+    again as bfloat16 and float16 copies (``_bf16``, ``_fp16``: the student's vocabulary
+    product, which is most of its cost; the teacher's whole module), on every CPU: at
+    batch 1 a step is bound by the weight bytes it reads, which a 16-bit copy halves
+    whether or not the CPU computes in it natively (on a 2-core AVX2 EPYC without native
+    bfloat16 both models ran faster at batch 1 as 16-bit copies,
+    ``benchmarks/results/bench_hft_batch1_avx2.json``; on an AVX-512 EPYC with bfloat16 the
+    teacher's fastest copy was float16, ``bench_hft_batch1_epyc_avx512.json``). At batch
+    512, bound by arithmetic, the bfloat16 copies are timed only where the CPU has native
+    bfloat16 (emulated, it is slower than float32), on weights in oneDNN's packed layout
+    (:mod:`~hyperlens.functional.packed`), and float16 not at all. The speed-ups are given
+    at equal precision and fastest against fastest, and each copy's answers are compared
+    with its float32 original on the batch rows (``agree_*``: top-1 agreement;
     ``maxdiff_*``: largest |delta log p| of the float32 top-1 token).
     """
     from ..functional import kernels
@@ -303,23 +305,27 @@ def throughput(student: Student, teacher: ModelHandle, sp: CapturedSplit, *, ste
     for b in ("batch1", "batch"):
         res[f"speedup_{b}"] = res[f"student_{b}"] / res[f"teacher_{b}"]
     if bf16:
-        low: Any = in_dtype(teacher, "bfloat16").module
-        # oneDNN's layout where the CPU has native bf16, as the student's (0 elsewhere)
-        res["teacher_packed_linears"] = pack_linears(low)
-        low_student = student.with_vocab_dtype(torch.bfloat16)
-        # batch 512 is bound by arithmetic, which bfloat16 speeds only where it is native
+        # batch 512 is bound by arithmetic, which bfloat16 speeds only where it is native;
+        # float16 is timed at batch 1 only, where the bytes read, not arithmetic, bound a step
         native = kernels.features().bf16
-        res.update(measure("_bf16", low, low_student, batched=native))
-        res["agree_student_bf16"], res["maxdiff_student_bf16"] = agreement(
-            student.logprobs(ctx, pos, st), low_student.logprobs(ctx, pos, st))
         ref = torch.log_softmax(module(input_ids=seqs).logits.float(), -1)
-        res["agree_teacher_bf16"], res["maxdiff_teacher_bf16"] = agreement(
-            ref, torch.log_softmax(low(input_ids=seqs).logits.float(), -1))
-        del low, low_student
-        for b in ("batch1", "batch") if native else ("batch1",):
-            res[f"speedup_{b}_bf16"] = res[f"student_{b}_bf16"] / res[f"teacher_{b}_bf16"]
+        ref_student = student.logprobs(ctx, pos, st)
+        for name, tag in (("bfloat16", "_bf16"), ("float16", "_fp16")):
+            low: Any = in_dtype(teacher, name).module
+            if name == "bfloat16":  # oneDNN's layout where the CPU has native bf16 (0 elsewhere)
+                res["teacher_packed_linears"] = pack_linears(low)
+            low_student = student.with_vocab_dtype(getattr(torch, name))
+            batched = native and name == "bfloat16"
+            res.update(measure(tag, low, low_student, batched=batched))
+            res[f"agree_student{tag}"], res[f"maxdiff_student{tag}"] = agreement(
+                ref_student, low_student.logprobs(ctx, pos, st))
+            res[f"agree_teacher{tag}"], res[f"maxdiff_teacher{tag}"] = agreement(
+                ref, torch.log_softmax(low(input_ids=seqs).logits.float(), -1))
+            del low, low_student
+            for b in ("batch1", "batch") if batched else ("batch1",):
+                res[f"speedup_{b}{tag}"] = res[f"student_{b}{tag}"] / res[f"teacher_{b}{tag}"]
         for b in ("batch1", "batch"):
             res[f"speedup_{b}_fastest"] = (
-                max(res[f"student_{b}"], res.get(f"student_{b}_bf16", 0.0))
-                / max(res[f"teacher_{b}"], res.get(f"teacher_{b}_bf16", 0.0)))
+                max(res.get(f"student_{b}{t}", 0.0) for t in ("", "_bf16", "_fp16"))
+                / max(res.get(f"teacher_{b}{t}", 0.0) for t in ("", "_bf16", "_fp16")))
     return res

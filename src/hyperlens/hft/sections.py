@@ -264,7 +264,7 @@ def curves_section(rep: Report, histories: dict[str, dict[str, Any]],
 
 def speed_rows(tp: dict[str, Any], n_params: int, teacher_params: int) -> list[list[Any]]:
     """Table rows of :func:`hyperlens.hft.checks.throughput`'s result: tokens per second of
-    student and teacher at batch 1 and 512 in each precision, the speed-ups, the bfloat16
+    student and teacher at batch 1 and 512 in each precision, the speed-ups, the 16-bit
     copies' agreement with float32, and the parameters."""
     rows: list[list[Any]] = [
         ["tokens/s batch 1: student / teacher", round(tp["student_batch1"], 1),
@@ -283,14 +283,20 @@ def speed_rows(tp: dict[str, Any], n_params: int, teacher_params: int) -> list[l
                       round(tp["speedup_batch1_bf16"], 2), round(tp["speedup_batch_bf16"], 2)]]
         else:
             rows += [["speed-up batch 1, bfloat16", round(tp["speedup_batch1_bf16"], 2), ""]]
+    if "speedup_batch1_fp16" in tp:  # batch 1 only
+        rows += [["tokens/s batch 1, float16: student / teacher",
+                  round(tp["student_batch1_fp16"], 1), round(tp["teacher_batch1_fp16"], 1)],
+                 ["speed-up batch 1, float16", round(tp["speedup_batch1_fp16"], 2), ""]]
+    if "speedup_batch1_fastest" in tp:
         rows += [["speed-up batch 1 / batch 512, fastest of each (target >= 5 at batch 1)",
                   round(tp["speedup_batch1_fastest"], 2), round(tp["speedup_batch_fastest"], 2)]]
-    if "agree_student_bf16" in tp:
-        rows += [["bfloat16 copy against float32, top-1 agreement: student / teacher",
-                  round(tp["agree_student_bf16"], 4), round(tp["agree_teacher_bf16"], 4)],
-                 ["bfloat16 copy against float32, largest |delta log p| of the top-1 token: "
-                  "student / teacher", round(tp["maxdiff_student_bf16"], 4),
-                  round(tp["maxdiff_teacher_bf16"], 4)]]
+    for tag, name in (("_bf16", "bfloat16"), ("_fp16", "float16")):
+        if f"agree_student{tag}" in tp:
+            rows += [[f"{name} copy against float32, top-1 agreement: student / teacher",
+                      round(tp[f"agree_student{tag}"], 4), round(tp[f"agree_teacher{tag}"], 4)],
+                     [f"{name} copy against float32, largest |delta log p| of the top-1 "
+                      "token: student / teacher", round(tp[f"maxdiff_student{tag}"], 4),
+                      round(tp[f"maxdiff_teacher{tag}"], 4)]]
     rows += [["parameters: student / teacher", n_params, teacher_params],
              ["parameter MB (float32): student / teacher", round(n_params * 4 / 2**20, 1),
               round(teacher_params * 4 / 2**20, 1)]]
@@ -302,9 +308,9 @@ def speed_section(rep: Report, tp: dict[str, Any], n_params: int, teacher_params
     """``hft eval``'s speed section: :func:`speed_rows` and the process's peak memory."""
     rep.section("Speed", "Tokens per second side by side on this machine: the student from a "
                 "rolling buffer at batch 1 and on 512 held-out rows, the teacher with its KV "
-                "cache at batch 1 and on whole sequences, each in float32 and as a bfloat16 "
-                "copy (at batch 512 only where the CPU has native bfloat16: emulated, it is "
-                "slower there).").table(
+                "cache at batch 1 and on whole sequences, each in float32 and as bfloat16 and "
+                "float16 copies (at batch 512 bfloat16 only, and only where the CPU has native "
+                "bfloat16: emulated, it is slower there).").table(
         "Speed", ["measure", "student", "teacher"], speed_rows(tp, n_params, teacher_params)
         + [["peak resident MB of this process", None if rss_mb is None else round(rss_mb, 1),
             ""]])
