@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -422,11 +423,35 @@ def test_student_keys_name_bf16_training_and_keep_the_float32_keys():
     assert "bf16" not in dict(d["student"]) and key[False] != key[True]
 
 
+def test_student_keys_name_the_vocabulary_precision_as_the_cpu_resolves_it():
+    """A CPU with native bf16 trains through bf16 vocabulary products unless told otherwise:
+    its cells must not share a key with float32 ones (which keep the keys from before), and
+    a setup carries the resolved choice, so its cells compute what the key says anywhere."""
+    from hyperlens.functional import kernels
+    from hyperlens.hft.cells import StudentSetup
+    from hyperlens.hft.train import StudentConfig
+
+    fc = small_features(8)
+
+    def setup(**kw: Any) -> Any:
+        return StudentSetup.of("t", "cap", fc, StudentConfig(bf16=False, **kw), 100)
+
+    with kernels.force_kernels("avx2"):
+        auto_avx2 = setup()
+    with kernels.force_kernels("amx"):
+        auto_amx, off_amx = setup(), setup(fast_unembed=False)
+    assert auto_avx2.key == off_amx.key == setup(fast_unembed=False).key
+    assert auto_amx.key != auto_avx2.key and auto_amx.key == setup(fast_unembed=True).key
+    assert dict(auto_amx.student)["fast_unembed"] is True
+    assert auto_amx.student_config().fast_unembed is True  # the cell is told, not re-resolved
+    assert dict(auto_avx2.student)["fast_unembed"] is False
+
+
 def test_student_keys_name_a_gpu_by_its_kind_and_keep_the_cpu_keys():
     from hyperlens.hft.cells import StudentRun, StudentSetup, cells_for
     from hyperlens.hft.train import StudentConfig
 
-    fc, sc = small_features(8), StudentConfig(bf16=False)
+    fc, sc = small_features(8), StudentConfig(bf16=False, fast_unembed=False)
     cpu = StudentSetup.of("t", "cap", fc, sc, 100)
     # the key of this setup before the device option (keys of the committed ledgers)
     assert cpu.key == "bb39a71765890c629877"

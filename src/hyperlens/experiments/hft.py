@@ -173,9 +173,10 @@ class HftTrainConfig(CaptureOptions):
     precision: Literal["auto", "float32", "bfloat16"] = option(
         "auto", help="training of the MLPs and the transformer: 'bfloat16' runs their "
         "forward and backward passes in bfloat16 autocast (float32 weights, optimiser and "
-        "loss; validation and evaluation in float32), 'auto' does so where the CPU has native "
-        "bf16 units (several times faster there: benchmarks/bench_hft_precision.py), else "
-        "float32; the HyperField student always trains in "
+        "loss; validation and evaluation in float32), and every student's frozen vocabulary "
+        "products in bfloat16; 'auto' does both where the CPU has native bf16 units (several "
+        "times faster there: benchmarks/bench_hft_precision.py), else neither; 'float32' "
+        "neither on any CPU. The HyperField student's own layers always train in "
         "float32 (bf16 rounding changes its routing)",
         group="students")
     lr: float = option(_SC.lr, help="learning rate", check=above(0), group="students")
@@ -378,7 +379,7 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
     from .. import models as hmodels
     from ..hft.capture import Unembedding, start_token
     from ..hft.model import log_unigram
-    from ..hft.train import StudentConfig, fit_rows, train_bf16
+    from ..hft.train import StudentConfig, fit_rows, train_bf16, unembed_bf16
     from ..run import Ledger
     from ..utils import retain_freed_memory, stable_hash
 
@@ -392,8 +393,11 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
                        max_epochs=cfg.max_epochs,
                        val_share=cfg.val_share, shortlist=cfg.shortlist,
                        negatives=cfg.negatives,
-                       bf16={"auto": None, "float32": False, "bfloat16": True}[cfg.precision])
-    sc = replace(sc, bf16=train_bf16(sc, dev))  # resolved: the report and the keys say which
+                       bf16={"auto": None, "float32": False, "bfloat16": True}[cfg.precision],
+                       fast_unembed={"auto": None, "float32": False,
+                                     "bfloat16": True}[cfg.precision])
+    # resolved: the report and the keys say which
+    sc = replace(sc, bf16=train_bf16(sc, dev), fast_unembed=unembed_bf16(sc, dev))
     sc.validate()
     rep = start_report("hft-train", cfg, ctx,
                        description="HyperField transformer distilled from a teacher LM.")
@@ -433,6 +437,8 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
         + ("The MLPs and the transformer train in bfloat16 autocast (float32 weights, "
            "optimiser and loss; validation and scoring in float32); the HyperField student "
            "in float32. " if sc.bf16 else "")
+        + ("Every student's frozen vocabulary products run in bfloat16 while training. "
+           if sc.fast_unembed else "")
         + f"Window W = {cfg.window}, layer l = {cfg.layer}, heads {list(cfg.heads)}.")).metrics(
         {"train_tokens": len(tr), "heldout_tokens": len(he), "train_texts": tr.n_texts,
          "heldout_texts": he.n_texts, "fit_tokens": n_fit, "validation_tokens": len(tr) - n_fit,
@@ -620,6 +626,7 @@ def _lenses(run: _TrainRun) -> None:
     norm: Any = resolve_backbone(run.teacher.module).final_norm
     run.results["B: logit lens"] = score(state_fn(nn.Sequential(norm, U), he), he, U)
     lens_sc = {k: v for k, v in asdict(run.sc).items() if k != "bf16"}  # the lens: float32
+    lens_sc["fast_unembed"] = run.sc.fast_unembed or None  # float32 products: names as before
     lens_sc["lens target"] = "shortlist" if run.sc.shortlist else "full"
     key = stable_hash(run.cfg.teacher, str(run.cap.root), run.cap.limit or 0, lens_sc, length=8)
     for i, seed in enumerate(run.cfg.seeds):

@@ -72,6 +72,7 @@ from .train import (
     train_hyperfield,
     train_mlp,
     train_online,
+    unembed_bf16,
 )
 
 __all__ = ["StudentSetup", "StudentRun", "Prepared", "prepare", "register", "prepared_for",
@@ -101,7 +102,10 @@ class StudentSetup:
     @classmethod
     def of(cls, teacher: str, capture: str | Path, fc: FeatureConfig, sc: StudentConfig,
            n_fit: int, train_rows: int = 0, device: str = "cpu") -> StudentSetup:
-        student = asdict(sc) | {"bf16": train_bf16(sc, device)}  # as the device resolves it
+        # as the device resolves them: the dense students' autocast and the vocabulary
+        # products' bf16, so a cell computes what its key says on whichever CPU runs it
+        student = asdict(sc) | {"bf16": train_bf16(sc, device),
+                                "fast_unembed": unembed_bf16(sc, device)}
         for k, v in _LATER.items():  # at their defaults, keys of earlier runs stay the same
             if student[k] == v:
                 student.pop(k)
@@ -112,8 +116,14 @@ class StudentSetup:
     def key(self) -> str:
         """The setup's hash. The device counts by its kind (another device's arithmetic
         gives other bits; another GPU of one kind does not), and not at all on the CPU, so
-        the keys of CPU runs are those from before the option."""
+        the keys of CPU runs are those from before the option; the precision of the
+        vocabulary products counts as resolved (a CPU with native bf16 trains through bf16
+        products unless told otherwise)."""
         d = asdict(self)
+        # float32 vocabulary products hash as the unresolved default did (keys of runs from
+        # before), bf16 ones apart: cells whose arithmetic differs never share a key
+        d["student"] = tuple((k, None if k == "fast_unembed" and v is False else v)
+                             for k, v in d["student"])
         if not d["train_rows"]:  # keys of runs before the option stay the same
             d.pop("train_rows")
         kind = torch.device(d.pop("device")).type

@@ -54,7 +54,7 @@ from .rows import RowFile, RowWriter, Standardised
 from .shortlist import Shortlist, shortlist_loss, teacher_targets
 
 __all__ = ["StudentConfig", "FeatureStore", "build_model", "build_features", "aux_stats",
-           "fit_rows", "train_bf16",
+           "fit_rows", "train_bf16", "unembed_bf16",
            "train_hyperfield", "train_mlp", "train_tuned_lens", "train_online",
            "TrainConfig", "fit"]
 
@@ -158,13 +158,17 @@ def _native_bf16(device: Any) -> bool:
     return kernels.features().bf16
 
 
+def unembed_bf16(sc: Any, device: Any = "cpu") -> bool:
+    """Whether the frozen vocabulary products run in bf16 while training on ``device``: where
+    it has native bf16 units (about 2x float32 on such a CPU; ``fast_unembed=None``), not
+    where bf16 would be emulated (several times slower), unless ``fast_unembed`` says."""
+    return _native_bf16(device) if sc.fast_unembed is None else bool(sc.fast_unembed)
+
+
 def _unembed_dtype(sc: Any, unembed: Unembedding) -> torch.dtype:
-    """Precision of the frozen vocabulary products while training: bf16 where the device of
-    ``unembed`` has native bf16 units (about 2x float32 on such a CPU), float32 where bf16
-    would be emulated (several times slower), unless ``fast_unembed`` says otherwise."""
-    fast = (_native_bf16(unembed.weight.device) if sc.fast_unembed is None
-            else sc.fast_unembed)
-    return torch.bfloat16 if fast else torch.float32
+    """Precision of the frozen vocabulary products while training (:func:`unembed_bf16` on
+    the device of ``unembed``)."""
+    return torch.bfloat16 if unembed_bf16(sc, unembed.weight.device) else torch.float32
 
 
 @dataclass
