@@ -59,6 +59,27 @@ def test_the_curve_names_the_layer_and_the_input_with_their_intervals(tmp_path):
     assert rows[_GAP[1][0]] == ["1.300 [1.200, 1.400]", "1.200 [1.100, 1.300]"]
     assert rows[_GAP[2][0]] == ["1.100 [1.050, 1.200]", ""]  # not measured at 4,000
     assert _GAP[3][0] not in rows  # measured at no size: no row
+    curve = next(s for s in rep.sections if s.title == "Perplexity against training tokens")
+    assert "1,000: not recorded" in curve.text and "not the same" not in curve.text
+
+
+def test_the_curve_says_how_each_size_trained():
+    """--precision auto resolves by the CPU, so sizes run on different machines may have
+    trained differently: each size's report says how, and the curve says when they differ."""
+    from hyperlens.experiments.hft_scale import _precision
+
+    def res(sc: dict, flags: list | None = None) -> dict:
+        env = {} if flags is None else {"cpu_flags": flags}
+        return {"data": {"student config": sc}, "environment": env}
+
+    assert _precision(res({"bf16": False, "fast_unembed": False})) == "float32"
+    assert _precision(res({"bf16": True, "fast_unembed": True})) == (
+        "dense students in bf16 autocast, bf16 vocabulary products")
+    # reports from before the choice was resolved: the recorded CPU decides, if recorded
+    assert _precision(res({"bf16": False, "fast_unembed": None}, ["avx2"])) == "float32"
+    assert _precision(res({"bf16": False, "fast_unembed": None}, ["avx512_bf16"])) == (
+        "bf16 vocabulary products")
+    assert _precision(res({"bf16": False, "fast_unembed": None})).startswith("not recorded")
 
 
 @pytest.mark.integration

@@ -85,6 +85,10 @@ def test_report_writes_json_plots_and_html(tmp_path):
     assert results["schema_version"] == 1 and results["complete"] is True
     assert results["config"]["alpha"] == 1 and results["seed"] == 7
     assert results["environment"]["versions"]["torch"]
+    # what decides the CPU kernels' arithmetic: torch's capability and the vector flags
+    env = results["environment"]
+    assert env["cpu_capability"] and isinstance(env["cpu_flags"], list)
+    assert all(f.startswith(("avx", "amx", "fma")) for f in env["cpu_flags"])
     assert "work" in results["timings"] and results["timings"]["total_s"] >= 0
     assert results["sections"][0]["tables"][0]["rows"][1] == ["b", None]
     for name in SPECS:

@@ -82,7 +82,24 @@ def _point(results: dict[str, Any], sub: Path) -> dict[str, Any]:
     targets = tables.get("Issue targets", {"rows": []})
     return {"train_tokens": int(data["train_tokens"]), "fit_tokens": int(data["fit_tokens"]),
             "columns": list(table["columns"]), "rows": [list(r) for r in table["rows"]],
-            "ratios": {r[0]: list(r[1:4]) for r in targets["rows"]}, "report": str(sub)}
+            "ratios": {r[0]: list(r[1:4]) for r in targets["rows"]}, "report": str(sub),
+            "precision": _precision(results)}
+
+
+def _precision(results: dict[str, Any]) -> str:
+    """How a size's students trained, as its report records it: the dense students'
+    autocast and the vocabulary products' precision (``--precision auto`` resolves both by
+    the CPU, so sizes run on different machines may differ)."""
+    sc = results.get("data", {}).get("student config", {})
+    fast = sc.get("fast_unembed")
+    if fast is None:  # unresolved in reports from before: the CPU it ran on decided
+        flags = results.get("environment", {}).get("cpu_flags")
+        if flags is None:
+            return "not recorded (the CPU's bf16 units decided)"
+        fast = bool({"avx512_bf16", "amx_bf16"} & set(flags))
+    parts = (["dense students in bf16 autocast"] if sc.get("bf16") else []) + (
+        ["bf16 vocabulary products"] if fast else [])
+    return ", ".join(parts) or "float32"
 
 
 def _finished(sub: Path, tcfg: HftTrainConfig) -> dict[str, Any] | None:
@@ -135,7 +152,12 @@ def _sections(rep: Report, points: dict[int, dict[str, Any]]) -> None:
         "Every model at every size, scored on the same held-out tokens (seed-0 students; "
         "95 % bootstrap intervals over held-out texts). 'fitted' counts the positions the "
         "models fit: the first 90 % of each size's training texts (the rest is the "
-        "validation slice). Each size's full report is in OUT/tokens-<N>/."))
+        "validation slice). Each size's full report is in OUT/tokens-<N>/. Training "
+        "precision by size: " + "; ".join(f"{points[n]['train_tokens']:,}: "
+                                           f"{points[n].get('precision', 'not recorded')}"
+                                           for n in sizes)
+        + (" (not the same at every size)." if len({points[n].get("precision")
+                                                    for n in sizes}) > 1 else ".")))
     sec.table("Held-out perplexity by training size",
               ["model"] + [f"{points[n]['train_tokens']:,} (fitted {f:,})"
                            for n, f in zip(sizes, fitted, strict=True)],

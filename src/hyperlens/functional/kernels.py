@@ -69,7 +69,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, InputError
-from ..utils import cpu_model_name
+from ..utils import cpu_flags, cpu_model_name
 
 __all__ = [
     "BF16_EXACT_DIM",
@@ -134,17 +134,6 @@ _ISA_NO_BF16 = _ISA_NO_VNNI | {"AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE_VNNI"}
 _ISA_NO_AMX = _ISA_NO_BF16 | {"AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512"}
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 _NATIVE: CpuFeatures | None = None
 
 
@@ -158,7 +147,7 @@ def cpu_features() -> CpuFeatures:
     if _NATIVE is not None:
         return _NATIVE
     cap = torch.backends.cpu.get_cpu_capability()
-    flags = _cpu_flags()
+    flags = cpu_flags()
     tc = torch.cpu
 
     def has(name: str, flag: str) -> bool:
@@ -183,7 +172,7 @@ def cpu_features() -> CpuFeatures:
 def cpu_info() -> dict[str, Any]:
     """CPU model, torch capability, features and the current kernel choices (for JSON)."""
     model = cpu_model_name()
-    flags = _cpu_flags()
+    flags = cpu_flags()
     feats = features()
     return {
         "cpu_model": model,
@@ -418,7 +407,7 @@ def machine_key() -> str:
     """A short hash of what the GEMM speeds depend on: CPU, capability, torch, threads, caps."""
     parts = {
         "machine": platform.machine(),
-        "flags": sorted(f for f in _cpu_flags() if f.startswith(("avx", "amx", "fma"))),
+        "flags": sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma"))),
         "model": cpu_model_name(),
         "capability": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__,
