@@ -731,6 +731,11 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def vector_flags() -> list[str]:
+    """The flags that decide the CPU kernels' arithmetic (AVX, AMX, FMA), sorted."""
+    return sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma")))
+
+
 def cpu_model_name() -> str:
     """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
     import platform

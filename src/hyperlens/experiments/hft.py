@@ -385,6 +385,8 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
 
     ctx = ctx or RunContext()
     dev = run_device(ctx)
+    # --precision: the dense students' autocast and the vocabulary products (None: the device)
+    low = {"auto": None, "float32": False, "bfloat16": True}[cfg.precision]
     sc = StudentConfig(k1=cfg.k1, k2=cfg.k2, top1=cfg.top_k, top2=cfg.top_k, lr=cfg.lr,
                        hard=cfg.hard, heads1=cfg.mix_heads, heads2=cfg.mix_heads,
                        batch_size=cfg.batch_size, stage1_epochs=cfg.stage1_epochs,
@@ -393,9 +395,7 @@ def run_train(cfg: HftTrainConfig, ctx: RunContext | None = None) -> Report:
                        max_epochs=cfg.max_epochs,
                        val_share=cfg.val_share, shortlist=cfg.shortlist,
                        negatives=cfg.negatives,
-                       bf16={"auto": None, "float32": False, "bfloat16": True}[cfg.precision],
-                       fast_unembed={"auto": None, "float32": False,
-                                     "bfloat16": True}[cfg.precision])
+                       bf16=low, fast_unembed=low)
     # resolved: the report and the keys say which
     sc = replace(sc, bf16=train_bf16(sc, dev), fast_unembed=unembed_bf16(sc, dev))
     sc.validate()

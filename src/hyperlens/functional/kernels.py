@@ -69,7 +69,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, InputError
-from ..utils import cpu_flags, cpu_model_name
+from ..utils import cpu_flags, cpu_model_name, vector_flags
 
 __all__ = [
     "BF16_EXACT_DIM",
@@ -407,7 +407,7 @@ def machine_key() -> str:
     """A short hash of what the GEMM speeds depend on: CPU, capability, torch, threads, caps."""
     parts = {
         "machine": platform.machine(),
-        "flags": sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma"))),
+        "flags": vector_flags(),
         "model": cpu_model_name(),
         "capability": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__,

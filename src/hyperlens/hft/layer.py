@@ -189,10 +189,19 @@ class HyperTensorLayer(nn.Module):
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """Weights of ``c_neg`` and ``c_pos`` from signed distances ``s`` of tensors ``idx``
         (``c_mid`` gets the rest): the clipped distance over the band's side."""
+        return self._interpolation(s, *self._picked_bands(idx))
+
+    def _picked_bands(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``d_neg`` and ``d_pos`` of the tensors ``idx`` (index_select: far faster than
+        advanced indexing for a few rows)."""
         d_neg, d_pos = self.bands()
         flat = idx.reshape(-1)
-        dn = d_neg.index_select(0, flat).view_as(idx)
-        dp = d_pos.index_select(0, flat).view_as(idx)
+        return (d_neg.index_select(0, flat).view_as(idx),
+                d_pos.index_select(0, flat).view_as(idx))
+
+    @staticmethod
+    def _interpolation(s: torch.Tensor, dn: torch.Tensor, dp: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
         t = torch.maximum(torch.minimum(s, dp), dn)
         return F.relu(-t) / (-dn), F.relu(t) / dp
 
@@ -395,13 +404,8 @@ class HyperTensorLayer(nn.Module):
         y, info = self.forward(x, return_info=True)
         err = target - y  # [B, d_out]
         idx, w, s = info["idx"], info["weights"], info["signed"]
-        d_neg, d_pos = self.bands()
-        flat = idx.reshape(-1)
-        dn = d_neg.index_select(0, flat).view_as(idx)
-        dp = d_pos.index_select(0, flat).view_as(idx)
-        t = torch.maximum(torch.minimum(s, dp), dn)
-        u_neg = F.relu(-t) / (-dn)
-        u_pos = F.relu(t) / dp
+        dn, dp = self._picked_bands(idx)
+        u_neg, u_pos = self._interpolation(s, dn, dp)
         u_mid = 1 - u_neg - u_pos
         B = x.shape[0]
         flat = idx.reshape(-1)

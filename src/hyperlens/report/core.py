@@ -32,10 +32,10 @@ from ..utils import (
     apply_umask,
     atomic_write_json,
     atomic_write_text,
-    cpu_flags,
     cpu_model_name,
     peak_rss_mb,
     to_jsonable,
+    vector_flags,
 )
 from . import plots as _plots
 from .html import is_complete
@@ -96,7 +96,7 @@ def environment_info(device: Any = None) -> dict[str, Any]:
         "cpu_model": cpu_model_name(),
         # what decides the CPU kernels' arithmetic (native bfloat16 or not, AVX-512 or AVX2)
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cpu_flags": sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma"))),
+        "cpu_flags": vector_flags(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda_available": torch.cuda.is_available(),
