@@ -154,6 +154,22 @@ def test_operator_matrix_is_consistent_with_apply(kind: str) -> None:
     torch.testing.assert_close(y, x @ op.matrix(), **F64)
 
 
+@pytest.mark.parametrize("kind", sorted(DRAWERS))
+def test_unchecked_apply_gives_the_same_sketch_and_skips_the_checks(kind: str) -> None:
+    op = DRAWERS[kind](90, 20, seed=5)
+    x = _randn(6, 90, seed=8).float()
+    assert torch.equal(op.apply(x, validate=False), op.apply(x))
+    bad = x.clone()
+    bad[0, 0] = math.nan
+    with pytest.raises(InputError, match="NaN"):
+        op.apply(bad)
+    assert torch.isnan(op.apply(bad, validate=False)[0]).any()  # no check: NaN goes through
+    chain = compose(CountSketch.draw(90, 64, seed=1), BlockSRHT.draw(64, 16, seed=2))
+    assert torch.equal(chain.apply(x, validate=False), chain.apply(x))
+    with pytest.raises(InputError, match="NaN"):  # a chain checks its input once, first
+        chain.apply(bad)
+
+
 def test_chunked_apply_equals_single_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     x = _randn(37, 300, seed=6)
     ops = [SRHT.draw(300, 64, seed=6), BlockSRHT.draw(300, 64, seed=6)]

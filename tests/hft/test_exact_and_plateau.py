@@ -61,6 +61,30 @@ def test_exact_block_is_the_z_scored_last_embeddings_beside_the_unchanged_sketch
 
 
 
+def test_the_sketch_is_the_composed_operator_on_the_whole_raw_vector(tiny_teacher):
+    """The fused path (n-gram entries added into the CountSketch buckets, the dense block
+    through the first columns) equals the operator applied to the explicit raw vector:
+    the dense block beside the hashed n-grams, a repeated n-gram counted twice."""
+    ctx, pos = _ctx(12, 8, 100)
+    ctx[3] = 7  # one token over the whole window: every n-gram of the bag repeats
+    feat = _featurizer(tiny_teacher, 0, ctx, pos)
+    raw = torch.zeros(len(ctx), feat.d_raw)
+    raw[:, : feat.d_dense] = feat._dense(ctx, pos)
+    rows, cols, vals = feat._ngram_entries(ctx)
+    raw.index_put_((torch.from_numpy(rows), torch.from_numpy(cols)), torch.from_numpy(vals),
+                   accumulate=True)
+    assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) < len(rows)  # repeats
+    torch.testing.assert_close(feat.raw_sketch(ctx, pos), feat.sketch.apply(raw),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_a_non_finite_embedding_is_refused_before_any_sketch(tiny_teacher):
+    emb = tiny_teacher.token_embeddings().detach().clone()
+    emb[3, 0] = math.nan
+    with pytest.raises(InputError, match="finite"):
+        Featurizer(emb, small_features(8))
+
+
 def test_track_b_state_statistics_stream_over_batches(tiny_teacher):
     ctx, pos = _ctx(300, 8, 100)
     d = tiny_teacher.token_embeddings().shape[1]

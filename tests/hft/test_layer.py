@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from hyperlens.errors import InputError, ShapeError
 from hyperlens.hft.layer import HyperTensorLayer
+from hyperlens.utils import make_generator
 
 
 def _layer(**kw):
@@ -80,6 +81,28 @@ def test_reseed_moves_idle_tensors_and_keeps_the_output():
     assert torch.allclose(after, before, atol=1e-4)
     _, info = layer(hard, return_info=True)
     assert set(info["idx"][:, 0].tolist()) <= set(range(5))
+
+
+def test_router_is_held_column_major_under_its_usual_shape():
+    """One row's routing product streams each output's weights in order; the parameter
+    keeps its [d_in, heads * d_route] shape and values, and a row-major state dict loads
+    into it (and keeps it column-major) with the same outputs."""
+    layer = _layer(heads=2, n_tensors=12)
+    r = layer.router
+    assert r.shape == (8, 8) and r.t().is_contiguous()
+    g = make_generator(0)
+    torch.randn(12, 8, generator=g)  # the draws before the router's, in __init__'s order
+    for _ in range(3):
+        torch.randn(12, 5, generator=g)
+    torch.testing.assert_close(r.detach(), torch.randn(8, 8, generator=g) / math.sqrt(8))
+    x = torch.randn(5, 8)
+    other = _layer(heads=2, n_tensors=12, seed=1)
+    state = {k: v.contiguous() for k, v in other.state_dict().items()}
+    assert state["router"].is_contiguous()
+    layer.load_state_dict(state)
+    assert layer.router.t().is_contiguous()
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), other(x))
 
 
 def test_online_rule_reduces_error():

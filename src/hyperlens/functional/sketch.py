@@ -152,8 +152,13 @@ class SketchOperator(ABC):
         declares its own keyword options here (``*args`` only lets it narrow the signature)."""
 
     @abstractmethod
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
-        """Sketch ``x``. Shapes: ``[..., d_in] -> [..., d_out]``."""
+    def apply(self, x: torch.Tensor, *, validate: bool = True) -> torch.Tensor:
+        """Sketch ``x``. Shapes: ``[..., d_in] -> [..., d_out]``.
+
+        ``validate=False`` skips the checks of ``x`` (type, shape, finiteness, device): for
+        callers that built ``x`` themselves and apply the operator once per row, where the
+        checks cost more than the sketch (a wrong ``x`` then gives a torch error or a wrong
+        answer, not a named one)."""
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.apply(x)
@@ -245,11 +250,13 @@ class CountSketch(SketchOperator):
     def _tensors(self) -> dict[str, torch.Tensor]:
         return {"buckets": self.buckets, "signs": self.signs}
 
-    def apply(self, x: torch.Tensor, *, sparse_output: bool = False) -> torch.Tensor:
+    def apply(self, x: torch.Tensor, *, sparse_output: bool = False, validate: bool = True
+              ) -> torch.Tensor:
         """Sketch ``x``; ``sparse_output=True`` returns a coalesced sparse COO tensor
         (sparse 2-D input only), useful when ``d_out`` is large and rows are very sparse."""
-        x = _as_input(x, "x", self.d_in)
-        self._check_device(x)
+        if validate:
+            x = _as_input(x, "x", self.d_in)
+            self._check_device(x)
         if x.layout in _SPARSE_LAYOUTS:
             return self._apply_sparse(x, sparse_output)
         if sparse_output:
@@ -327,9 +334,11 @@ class SRHT(SketchOperator):
     def _tensors(self) -> dict[str, torch.Tensor]:
         return {"signs": self.signs, "rows": self.rows}
 
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
-        x = _densify(_as_input(x, "x", self.d_in))
-        self._check_device(x)
+    def apply(self, x: torch.Tensor, *, validate: bool = True) -> torch.Tensor:
+        if validate:
+            x = _as_input(x, "x", self.d_in)
+            self._check_device(x)
+        x = _densify(x)
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.d_in)
         d = self.d_padded
@@ -419,9 +428,11 @@ class BlockSRHT(SketchOperator):
     def _tensors(self) -> dict[str, torch.Tensor]:
         return {"signs_in": self.signs_in, "rows": self.rows, "signs_out": self.signs_out}
 
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
-        x = _densify(_as_input(x, "x", self.d_in))
-        self._check_device(x)
+    def apply(self, x: torch.Tensor, *, validate: bool = True) -> torch.Tensor:
+        if validate:
+            x = _as_input(x, "x", self.d_in)
+            self._check_device(x)
+        x = _densify(x)
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.d_in)
         p, b = self.n_blocks, self.block_size
@@ -470,9 +481,10 @@ class GaussianSketch(SketchOperator):
     def _tensors(self) -> dict[str, torch.Tensor]:
         return {"weight": self.weight}
 
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
-        x = _as_input(x, "x", self.d_in)
-        self._check_device(x)
+    def apply(self, x: torch.Tensor, *, validate: bool = True) -> torch.Tensor:
+        if validate:
+            x = _as_input(x, "x", self.d_in)
+            self._check_device(x)
         if x.layout in _SPARSE_LAYOUTS:
             return torch.sparse.mm(x, self.weight.to(x.values().dtype))
         w = self.weight.to(x.dtype)
@@ -497,9 +509,11 @@ class ComposedSketch:
     def d_out(self) -> int:
         return self.ops[-1].d_out
 
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
-        for op in self.ops:
-            x = op.apply(x)
+    def apply(self, x: torch.Tensor, *, validate: bool = True) -> torch.Tensor:
+        """Each operator in turn; ``x`` is checked once, by the first (each output is a
+        valid input of the next)."""
+        for i, op in enumerate(self.ops):
+            x = op.apply(x, validate=validate and i == 0)
         return x
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

@@ -120,6 +120,10 @@ class Featurizer:
         cfg.validate()
         self.cfg = cfg
         emb = embedding.detach().float().cpu()
+        if emb.ndim != 2 or not bool(torch.isfinite(emb).all()):
+            raise InputError("the token embedding must be a finite [vocab, d] matrix (NaN or "
+                             "Inf entries would reach every sketch); check the teacher's "
+                             "weights.")
         self.emb = emb / emb.norm(dim=1).mean().clamp_min(1e-12)  # [V, d]
         self.d = int(emb.shape[1])
         W = cfg.window
@@ -133,6 +137,7 @@ class Featurizer:
         # building an operator validates its tables, a cost per row at batch 1)
         self._cs_dense = CountSketch(self.d_dense, cs.d_out, cs.buckets[: self.d_dense],
                                      cs.signs[: self.d_dense])
+        self._buckets, self._signs = cs.buckets.numpy(), cs.signs.numpy()
         self.tail_sketch = BlockSRHT.draw(cfg.tail * self.d, cfg.d_tail,
                                           seed=derive_seed(cfg.seed, "tail"))
         self.stats: dict[str, torch.Tensor] = {}
@@ -140,7 +145,11 @@ class Featurizer:
         self.n_fitted = 0  # training rows the statistics came from
 
     # ------------------------------------------------------------------ raw parts
-    def _ngram_sparse(self, ctx: np.ndarray) -> torch.Tensor:
+    def _ngram_entries(self, ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The hashed n-gram part of the raw vectors as ``(rows, columns, values)``: each
+        valid n-gram ending at slot 0 (weight ``recent_weight``) and each one in the window's
+        bag (``bag_weight / sqrt(count)``), in disjoint halves of the buckets; an n-gram
+        that occurs twice in a bag is two entries (the sketch adds them)."""
         cfg = self.cfg
         n = ctx.shape[0]
         keys, valid = ngram_keys(ctx, cfg.max_n)
@@ -159,9 +168,7 @@ class Featurizer:
             np.full(len(rows_r), cfg.recent_weight, np.float32),
             (cfg.bag_weight / np.sqrt(cnt[rows_b])).astype(np.float32),
         ])
-        return torch.sparse_coo_tensor(
-            torch.from_numpy(np.stack([r_idx, c_idx])), torch.from_numpy(vals),
-            (n, self.d_raw), check_invariants=False).coalesce()
+        return r_idx, c_idx, vals
 
     def _dense(self, ctx: np.ndarray, pos: np.ndarray) -> torch.Tensor:
         cfg = self.cfg
@@ -186,10 +193,15 @@ class Featurizer:
             )
         cs, bs = self.sketch.ops
         assert isinstance(cs, CountSketch)
-        dense = self._dense(ctx, pos)
-        sp = self._ngram_sparse(ctx)
-        y = self._cs_dense.apply(dense) + cs.apply(sp)
-        return bs.apply(y)
+        # the CountSketch is linear: the dense block through the first d_dense columns of
+        # its tables, the n-gram entries added into the same buckets (no sparse tensor to
+        # build and coalesce); inputs built here skip the operators' checks (at batch 1 the
+        # checks cost more than the sketches)
+        y = self._cs_dense.apply(self._dense(ctx, pos), validate=False)
+        rows, cols, vals = self._ngram_entries(ctx)
+        y.view(-1).index_add_(0, torch.from_numpy(rows * cs.d_out + self._buckets[cols]),
+                              torch.from_numpy(vals * self._signs[cols]))
+        return bs.apply(y, validate=False)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, ctx: np.ndarray, pos: np.ndarray, state: np.ndarray | None = None,
@@ -248,7 +260,7 @@ class Featurizer:
         ids = torch.from_numpy(np.asarray(ctx)[:, :T].astype(np.int64))
         ok = ids >= 0
         win = self.emb[ids.clamp_min(0)] * ok[..., None]
-        return self.tail_sketch.apply(win.reshape(len(ids), T * self.d))
+        return self.tail_sketch.apply(win.reshape(len(ids), T * self.d), validate=False)
 
     # ------------------------------------------------------------------ transforms
     @property

@@ -188,7 +188,11 @@ def _restore_optimizer(
         prefix = f"opt/{i}/"
         for k, v in tensors.items():
             if k.startswith(prefix):
-                st[k[len(prefix):]] = v.to(p.device)
+                if v.shape == p.shape:  # in the parameter's memory layout, as the optimizer
+                    # made it (a column-major parameter keeps column-major moments)
+                    st[k[len(prefix):]] = torch.empty_like(p, dtype=v.dtype).copy_(v)
+                else:
+                    st[k[len(prefix):]] = v.to(p.device)
         st.update(scalars.get(str(i), {}))
         if st:
             opt.state[p] = st
