@@ -130,10 +130,10 @@ class HyperTensorLayer(nn.Module):
         self.c_pos = nn.Parameter(c * torch.randn(K, d_out, generator=g))
         # one routing subspace of d_route per head; tensor k belongs to head k // per_head
         # held column-major (a transposed view of [heads * d_route, d_in] rows): a product
-        # with one input row then streams each output's weights in order, close to memory
-        # speed, where the row-major [d_in, heads * d_route] layout reached about 0.6 of it
-        # (the router is the largest weight a row reads whole, ``bench_hft_step``); the
-        # same values, shape and state-dict entry, and the same products to float32 rounding
+        # with one input row then streams each output's weights in order, where the
+        # row-major [d_in, heads * d_route] layout took about four times as long read from
+        # memory (the router is the largest weight a row reads whole, ``bench_hft_step``);
+        # the same values, shape and state-dict entry, the same products to float32 rounding
         w = torch.randn(d_in, heads * d_route, generator=g) / math.sqrt(d_in)
         self.router = nn.Parameter(w.t().contiguous().t())
         self.centre = nn.Parameter(torch.randn(K, d_route, generator=g))
