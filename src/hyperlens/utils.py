@@ -719,6 +719,10 @@ class Registry(dict[str, type[T]], Generic[T]):
             )
 
 
+#: ``/proc/cpuinfo`` flags of native bfloat16 arithmetic (AVX-512 BF16, AMX)
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
 def cpu_flags() -> set[str]:
     """The CPU's feature flags (``/proc/cpuinfo``; empty where it cannot be read)."""
     try:

@@ -25,7 +25,7 @@ from ..config import Command, RunContext, at_least, option, start_report
 from ..errors import ConfigError
 from ..hft.sections import INPUT_ROW, KN5_ROW, LAYER_ROW, WINDOW_ROW
 from ..report import Report
-from ..utils import to_jsonable
+from ..utils import BF16_FLAGS, to_jsonable
 from .hft import HftTrainConfig, run_device, run_train
 
 __all__ = ["HftScaleConfig", "run_scale", "COMMANDS"]
@@ -96,7 +96,7 @@ def _precision(results: dict[str, Any]) -> str:
         flags = results.get("environment", {}).get("cpu_flags")
         if flags is None:
             return "not recorded (the CPU's bf16 units decided)"
-        fast = bool({"avx512_bf16", "amx_bf16"} & set(flags))
+        fast = bool(BF16_FLAGS & set(flags))
     parts = (["dense students in bf16 autocast"] if sc.get("bf16") else []) + (
         ["bf16 vocabulary products"] if fast else [])
     return ", ".join(parts) or "float32"

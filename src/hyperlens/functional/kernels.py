@@ -69,7 +69,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, InputError
-from ..utils import cpu_flags, cpu_model_name, vector_flags
+from ..utils import BF16_FLAGS, cpu_flags, cpu_model_name, vector_flags
 
 __all__ = [
     "BF16_EXACT_DIM",
@@ -158,7 +158,7 @@ def cpu_features() -> CpuFeatures:
         return flag in flags
 
     vnni = has("_is_vnni_supported", "avx512_vnni") or "avx_vnni" in flags
-    bf16 = has("_is_avx512_bf16_supported", "avx512_bf16") or "amx_bf16" in flags
+    bf16 = has("_is_avx512_bf16_supported", "avx512_bf16") or bool(BF16_FLAGS & flags)
     amx = has("_is_amx_tile_supported", "amx_tile")
     isa = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
     if isa and isa != "ALL":

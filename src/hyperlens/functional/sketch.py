@@ -208,6 +208,13 @@ class SketchOperator(ABC):
         fields = {k: v for k, v in state.items() if k != "kind"}
         return cls(**fields)  # type: ignore[arg-type]
 
+    def _input(self, x: torch.Tensor, validate: bool) -> torch.Tensor:
+        """``x`` checked (type, shape, finiteness, device) unless ``validate`` is False."""
+        if validate:
+            x = _as_input(x, "x", self.d_in)
+            self._check_device(x)
+        return x
+
     def _check_device(self, x: torch.Tensor) -> None:
         if x.device != self.device:
             raise DeviceError(
@@ -254,9 +261,7 @@ class CountSketch(SketchOperator):
               ) -> torch.Tensor:
         """Sketch ``x``; ``sparse_output=True`` returns a coalesced sparse COO tensor
         (sparse 2-D input only), useful when ``d_out`` is large and rows are very sparse."""
-        if validate:
-            x = _as_input(x, "x", self.d_in)
-            self._check_device(x)
+        x = self._input(x, validate)
         if x.layout in _SPARSE_LAYOUTS:
             return self._apply_sparse(x, sparse_output)
         if sparse_output:
@@ -335,9 +340,7 @@ class SRHT(SketchOperator):
         return {"signs": self.signs, "rows": self.rows}
 
     def apply(self, x: torch.Tensor, *, validate: bool = True) -> torch.Tensor:
-        if validate:
-            x = _as_input(x, "x", self.d_in)
-            self._check_device(x)
+        x = self._input(x, validate)
         x = _densify(x)
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.d_in)
@@ -429,9 +432,7 @@ class BlockSRHT(SketchOperator):
         return {"signs_in": self.signs_in, "rows": self.rows, "signs_out": self.signs_out}
 
     def apply(self, x: torch.Tensor, *, validate: bool = True) -> torch.Tensor:
-        if validate:
-            x = _as_input(x, "x", self.d_in)
-            self._check_device(x)
+        x = self._input(x, validate)
         x = _densify(x)
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.d_in)
@@ -482,9 +483,7 @@ class GaussianSketch(SketchOperator):
         return {"weight": self.weight}
 
     def apply(self, x: torch.Tensor, *, validate: bool = True) -> torch.Tensor:
-        if validate:
-            x = _as_input(x, "x", self.d_in)
-            self._check_device(x)
+        x = self._input(x, validate)
         if x.layout in _SPARSE_LAYOUTS:
             return torch.sparse.mm(x, self.weight.to(x.values().dtype))
         w = self.weight.to(x.dtype)
